@@ -1,0 +1,21 @@
+"""Market data: sources (files, exchange, synthetic), validation, alignment, gates."""
+
+from huracan.data.align import build_panel
+from huracan.data.exchange import CcxtSource
+from huracan.data.files import CsvSource
+from huracan.data.gates import GateReport, GateThresholds, apply_gates
+from huracan.data.panel import DropRecord, Panel
+from huracan.data.synthetic import SyntheticMarket, SyntheticTruth
+
+__all__ = [
+    "CcxtSource",
+    "CsvSource",
+    "DropRecord",
+    "GateReport",
+    "GateThresholds",
+    "Panel",
+    "SyntheticMarket",
+    "SyntheticTruth",
+    "apply_gates",
+    "build_panel",
+]

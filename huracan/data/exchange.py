@@ -1,0 +1,174 @@
+"""``data=ccxt``: candles from an exchange through ``ccxt``, cached as per-symbol files.
+
+The cache is a directory of ``<SYMBOL>.parquet`` files in the input contract's format, so
+once downloaded it is read exactly like ``data=csv``. Downloads are incremental: only bars
+after the last cached one are fetched.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import ccxt
+import pandas as pd
+from tqdm.auto import tqdm
+
+from huracan.data.align import timeframe_ns
+from huracan.data.files import CsvSource, check_symbol
+from huracan.data.panel import Panel, to_utc
+from huracan.errors import ConfigError, DataError
+from huracan.io import atomic_write_bytes
+
+log = logging.getLogger(__name__)
+COLUMNS = ["timestamp", "open", "high", "low", "close", "volume"]
+
+
+class CcxtSource:
+    """Downloads OHLCV candles for a list of symbols, then reads the cache like ``data=csv``.
+
+    Args:
+        exchange: a ccxt exchange id (``binance``) or an exchange object with ``fetch_ohlcv``.
+        symbols: base assets, e.g. ``[BTC, ETH]``; markets are ``<SYMBOL>/<quote>``.
+        quote: quote currency.
+        timeframe: exchange timeframe of the candles (``1h``).
+        start: first bar wanted when nothing is cached yet.
+        end: bars before this time (default: up to the last closed bar).
+        cache_dir: root of the cache; files go to ``<cache_dir>/<exchange>/<timeframe>/``.
+        page_limit: candles asked for per request.
+        max_retries: retries of a request after a network error or rate limit.
+        retry_wait_s: first back-off wait; it doubles with each retry.
+        max_ffill: longest gap, in bars, forward-filled when the panel is built.
+        on_error: ``raise`` or ``skip`` a symbol the exchange refuses.
+        sleep: the wait function (tests pass a no-op).
+    """
+
+    def __init__(
+        self,
+        exchange: str | object = "binance",
+        symbols: Sequence[str] = ("BTC", "ETH"),
+        quote: str = "USDT",
+        timeframe: str = "1h",
+        start: str = "2024-01-01",
+        end: str | None = None,
+        cache_dir: str = "data_cache",
+        page_limit: int = 1000,
+        max_retries: int = 5,
+        retry_wait_s: float = 1.0,
+        max_ffill: int = 3,
+        on_error: str = "raise",
+        sleep: Callable[[float], None] = time.sleep,
+    ):
+        self.exchange = exchange
+        self.symbols = symbols
+        self.quote = quote
+        self.timeframe = timeframe
+        self.start = start
+        self.end = end
+        self.cache_dir = cache_dir
+        self.page_limit = page_limit
+        self.max_retries = max_retries
+        self.retry_wait_s = retry_wait_s
+        self.max_ffill = max_ffill
+        self.on_error = on_error
+        self.sleep = sleep
+
+    def client(self):
+        if not isinstance(self.exchange, str):
+            return self.exchange
+        if self.exchange not in ccxt.exchanges:
+            raise ConfigError(f"data.exchange {self.exchange!r} is not a ccxt exchange id")
+        return getattr(ccxt, self.exchange)({"enableRateLimit": True})
+
+    def cache_path(self, client) -> Path:
+        name = getattr(client, "id", None) or type(client).__name__
+        return Path(self.cache_dir).expanduser() / str(name) / self.timeframe
+
+    def download(self) -> tuple[Path, dict[str, str]]:
+        """Brings the cache up to date.
+
+        Returns:
+            The cache directory and, per symbol, how it went (``+N bars``, or the error).
+        """
+        client = self.client()
+        directory = self.cache_path(client)
+        directory.mkdir(parents=True, exist_ok=True)
+        symbols = [check_symbol(s, "data.symbols entry") for s in self.symbols]
+        status = {}
+        bar = tqdm(symbols, desc="download", unit="symbol")
+        for symbol in bar:
+            try:
+                added = self._update_symbol(client, symbol, directory / f"{symbol}.parquet")
+                status[symbol] = f"+{added} bars"
+            except ccxt.BaseError as err:
+                message = f"{type(err).__name__}: {err}"
+                if self.on_error == "raise":
+                    raise DataError(f"{symbol}/{self.quote}", f"exchange error: {message}")
+                status[symbol] = message
+                log.warning("skipping %s: %s", symbol, message)
+            bar.set_postfix_str(f"{symbol} {status[symbol]}")
+        return directory, status
+
+    def load(self) -> Panel:
+        directory, status = self.download()
+        available = [s for s in status if (directory / f"{s}.parquet").exists()]
+        if not available:
+            raise DataError(str(directory), f"no symbol could be downloaded: {status}")
+        return CsvSource(
+            str(directory),
+            symbols=available,
+            start=self.start,
+            end=self.end,
+            max_ffill=self.max_ffill,
+            on_error="raise" if self.on_error == "raise" else "skip",
+        ).load()
+
+    def _update_symbol(self, client, symbol: str, path: Path) -> int:
+        step_ms = timeframe_ns(self.timeframe) // 1_000_000
+        cached = pd.read_parquet(path) if path.exists() else None
+        if cached is not None and len(cached):
+            since = int(cached["timestamp"].iloc[-1]) + step_ms
+        else:
+            since = int(to_utc(self.start).value // 1_000_000)
+        now_ms = int(time.time() * 1000)
+        until = now_ms if self.end is None else int(to_utc(self.end).value // 1_000_000)
+        rows = self._fetch_range(client, f"{symbol}/{self.quote}", since, until, step_ms, now_ms)
+        if not rows:
+            return 0
+        fresh = pd.DataFrame(rows, columns=COLUMNS)
+        frame = fresh if cached is None else pd.concat([cached, fresh], ignore_index=True)
+        frame = frame.drop_duplicates("timestamp", keep="first").sort_values("timestamp")
+        atomic_write_bytes(path, frame.to_parquet(index=False))
+        return len(fresh)
+
+    def _fetch_range(
+        self, client, market: str, since: int, until: int, step_ms: int, now_ms: int
+    ) -> list[list[float]]:
+        """Pages through ``fetch_ohlcv`` from ``since`` to ``until`` (closed candles only)."""
+        rows: list[list[float]] = []
+        while since < until:
+            page = self._request(client, market, since)
+            page = [r[:6] for r in page if since <= r[0] < until and r[0] + step_ms <= now_ms]
+            if not page:
+                break
+            rows.extend(page)
+            next_since = int(page[-1][0]) + step_ms
+            if next_since <= since:  # an exchange that does not advance would loop forever
+                break
+            since = next_since
+        return rows
+
+    def _request(self, client, market: str, since: int) -> list:
+        attempt = 0
+        while True:
+            try:
+                return client.fetch_ohlcv(market, self.timeframe, since, self.page_limit)
+            except (ccxt.NetworkError, ccxt.RateLimitExceeded) as err:
+                if attempt >= self.max_retries:
+                    raise
+                wait = self.retry_wait_s * 2**attempt
+                log.info("%s: %s, retrying in %.1fs", market, type(err).__name__, wait)
+                self.sleep(wait)
+                attempt += 1

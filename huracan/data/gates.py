@@ -1,0 +1,183 @@
+"""Data gates: per-symbol quality checks with machine-readable skip reasons."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from huracan.data.panel import Panel
+from huracan.io import atomic_write_text
+
+
+@dataclass
+class GateThresholds:
+    """Limits a symbol must meet to be traded on. Set a limit to None to switch it off.
+
+    Attributes:
+        min_history_days: listed span, first to last bar.
+        max_missing_share: bars missing or forward-filled inside the listed span.
+        max_gap_bars: longest run of missing or filled bars.
+        min_median_quote_volume: median traded value per bar, quote currency.
+        max_median_spread_bps: median quoted spread, where the data has one.
+        max_zero_volume_share: share of real bars with zero volume.
+    """
+
+    min_history_days: float | None = 60.0
+    max_missing_share: float | None = 0.05
+    max_gap_bars: int | None = 48
+    min_median_quote_volume: float | None = 10_000.0
+    max_median_spread_bps: float | None = 50.0
+    max_zero_volume_share: float | None = 0.05
+
+
+@dataclass
+class GateReport:
+    """Each symbol's gate metrics, and why it was skipped (empty list: it passed)."""
+
+    metrics: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    skip_reasons: dict[str, list[dict]] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> list[str]:
+        return [s for s, reasons in self.skip_reasons.items() if not reasons]
+
+    @property
+    def skipped(self) -> list[str]:
+        return [s for s, reasons in self.skip_reasons.items() if reasons]
+
+    def add_skip(self, symbol: str, code: str, message: str) -> None:
+        """Records a symbol that never reached the gates (unreadable file, bad rows)."""
+        self.skip_reasons.setdefault(symbol, []).append({"code": code, "message": message})
+        self.metrics.setdefault(symbol, {})
+
+    def to_dict(self) -> dict:
+        return {
+            symbol: {
+                "passed": not self.skip_reasons[symbol],
+                "skip_reasons": self.skip_reasons[symbol],
+                "metrics": self.metrics.get(symbol, {}),
+            }
+            for symbol in sorted(self.skip_reasons)
+        }
+
+    def write(self, path: Path) -> None:
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=2))
+
+    def table(self) -> str:
+        """The gate results as a fixed-width text table, skipped symbols first."""
+        header = f"{'symbol':<10}{'days':>8}{'missing':>9}{'gap':>6}{'med qvol':>12}"
+        header += f"{'spread':>8}{'zero vol':>9}  result"
+        lines = [header, "-" * len(header)]
+        order = self.skipped + self.passed
+        for symbol in order:
+            m = self.metrics.get(symbol, {})
+            reasons = self.skip_reasons[symbol]
+            result = "pass" if not reasons else "SKIP " + ", ".join(r["code"] for r in reasons)
+            lines.append(
+                f"{symbol:<10}{_fmt(m.get('history_days'), '.0f'):>8}"
+                f"{_fmt(m.get('missing_share'), '.1%'):>9}{_fmt(m.get('longest_gap_bars'), '.0f'):>6}"
+                f"{_fmt(m.get('median_quote_volume'), ',.0f'):>12}"
+                f"{_fmt(m.get('median_spread_bps'), '.1f'):>8}"
+                f"{_fmt(m.get('zero_volume_share'), '.1%'):>9}  {result}"
+            )
+        return "\n".join(lines)
+
+
+def gate_metrics(panel: Panel) -> dict[str, np.ndarray]:
+    """The gate metrics of every symbol at once, each an (N,) array."""
+    listed = panel.listed
+    n_rows = panel.n_bars
+    rows = np.arange(n_rows)[:, None]
+    has_any = listed.any(0)
+    first = np.where(has_any, listed.argmax(0), 0)
+    last = np.where(has_any, n_rows - 1 - listed[::-1].argmax(0), -1)
+    span = np.maximum(last - first + 1, 0)
+    in_life = (rows >= first) & (rows <= last)
+    missing = in_life & (~listed | panel.filled)
+    real = listed & ~panel.filled
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # symbols without bars give NaN
+        qv = np.where(real, panel.quote_volume, np.nan)
+        median_qv = np.nanmedian(qv, axis=0)
+        spread = panel.spread_bps
+        median_spread = (
+            np.nanmedian(np.where(real, spread, np.nan), axis=0)
+            if spread is not None
+            else np.full(panel.n_assets, np.nan)
+        )
+        zero_share = (real & (panel.volume == 0)).sum(0) / np.maximum(real.sum(0), 1)
+    return {
+        "history_days": span * panel.bar_seconds / 86400,
+        "bars": real.sum(0),
+        "missing_share": missing.sum(0) / np.maximum(span, 1),
+        "longest_gap_bars": longest_run(missing),
+        "median_quote_volume": median_qv,
+        "median_spread_bps": median_spread,
+        "zero_volume_share": zero_share,
+    }
+
+
+def longest_run(mask: np.ndarray) -> np.ndarray:
+    """Length of the longest run of True in each column of a (T, N) bool array."""
+    counts = np.cumsum(mask, axis=0)
+    reset = np.maximum.accumulate(np.where(~mask, counts, 0), axis=0)
+    return (counts - reset).max(axis=0) if len(mask) else np.zeros(mask.shape[1], dtype=int)
+
+
+def apply_gates(panel: Panel, limits: GateThresholds, report: GateReport | None = None) -> GateReport:
+    """Measures every symbol against the limits; symbols are not removed here.
+
+    Args:
+        panel: the aligned panel.
+        limits: the thresholds.
+        report: a report already holding symbols skipped while reading, extended in place.
+    """
+    report = report or GateReport()
+    metrics = gate_metrics(panel)
+    checks = [
+        ("min_history", "history_days", limits.min_history_days, np.less, "days of history"),
+        ("coverage", "missing_share", limits.max_missing_share, np.greater, "share of bars missing"),
+        ("longest_gap", "longest_gap_bars", limits.max_gap_bars, np.greater, "bars in longest gap"),
+        ("min_volume", "median_quote_volume", limits.min_median_quote_volume, np.less,
+         "median quote volume per bar"),
+        ("max_spread", "median_spread_bps", limits.max_median_spread_bps, np.greater,
+         "median spread (bps)"),
+        ("zero_volume", "zero_volume_share", limits.max_zero_volume_share, np.greater,
+         "share of zero-volume bars"),
+    ]
+    for j, symbol in enumerate(panel.symbols):
+        report.metrics[symbol] = {k: _plain(v[j]) for k, v in metrics.items()}
+        report.skip_reasons[symbol] = []
+    for j in np.flatnonzero(metrics["bars"] == 0):
+        report.skip_reasons[panel.symbols[j]].append(
+            {"code": "no_bars", "message": "no bar in the selected window"}
+        )
+    for code, key, limit, fails, what in checks:
+        if limit is None:
+            continue
+        values = metrics[key]
+        with np.errstate(invalid="ignore"):
+            failed = fails(values, limit) & ~np.isnan(values.astype(float))
+        for j in np.flatnonzero(failed):
+            report.skip_reasons[panel.symbols[j]].append(
+                {
+                    "code": code,
+                    "value": _plain(values[j]),
+                    "threshold": limit,
+                    "message": f"{what} {_plain(values[j]):.4g} vs limit {limit}",
+                }
+            )
+    return report
+
+
+def _plain(value: object) -> float | None:
+    value = float(value)
+    return None if np.isnan(value) else value
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)

@@ -1,0 +1,260 @@
+"""``data=synthetic``: a seeded market with planted structure and its ground truth.
+
+Log return of asset i in planted cluster k at bar t::
+
+    r[t, i] = sigma[t] * (beta_i * ((1 - s_i) * m[t] + s_i * m[t - lag]) + g_i * c_k[t] + e_i[t])
+
+- ``m``: the leader's (BTC's) own return, the market factor; BTC is ``r = sigma * m``.
+- ``s_i``: the share of the asset's market exposure that arrives ``lag`` bars late. Majors
+  follow at once (small s), alts follow late, so ``m[t]`` predicts alts' ``r[t + lag]``.
+- ``c_k``: the cluster's own factor; ``e_i``: fat-tailed (Student-t) idiosyncratic noise.
+- ``sigma[t]``: a market-wide volatility regime (two-state Markov chain).
+
+The oracle's expected next-bar log return is ``sigma[t+1] * beta_i * s_i * m[t]`` for
+``lag = 1`` (the regime of the next bar is known to the oracle, not to models).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+import pandas as pd
+
+from huracan.data.align import forward_fill, timeframe_ns
+from huracan.data.panel import DropRecord, Panel
+
+NAMED_COINS = (
+    "BTC ETH BNB LTC SOL AVAX ADA DOT DOGE SHIB XRP LINK TRX BCH ATOM NEAR UNI ICP APT FIL "
+    "ARB OP ETC XLM HBAR INJ STX IMX SUI TIA AAVE MKR GRT ALGO FET THETA EOS XTZ PEPE WIF"
+).split()
+
+
+@dataclass
+class SyntheticTruth:
+    """What the simulator planted, for comparing what Huracan finds against the truth.
+
+    Attributes:
+        cluster_labels: (N,) planted cluster id; 0 is the dominant cluster (BTC, ETH).
+        betas: (N,) exposure to the market factor.
+        follow_share: (N,) share of that exposure arriving ``lag`` bars late.
+        tiers: (N,) liquidity tier, 1 (most liquid) to 3.
+        market_factor: (T,) the leader's standardised shock ``m``.
+        cluster_factors: (T, K) the clusters' own shocks.
+        regime_vol: (T,) volatility level sigma of each bar.
+        expected_return: (T, N) the oracle's expected log return of the *next* bar,
+            known at the close of bar t (NaN where the next bar does not exist).
+    """
+
+    cluster_labels: np.ndarray
+    betas: np.ndarray
+    follow_share: np.ndarray
+    tiers: np.ndarray
+    market_factor: np.ndarray
+    cluster_factors: np.ndarray
+    regime_vol: np.ndarray
+    expected_return: np.ndarray
+
+    def select(self, cols: list[int]) -> SyntheticTruth:
+        return replace(
+            self,
+            cluster_labels=self.cluster_labels[cols],
+            betas=self.betas[cols],
+            follow_share=self.follow_share[cols],
+            tiers=self.tiers[cols],
+            expected_return=self.expected_return[:, cols],
+        )
+
+    def slice_rows(self, rows: slice) -> SyntheticTruth:
+        return replace(
+            self,
+            market_factor=self.market_factor[rows],
+            cluster_factors=self.cluster_factors[rows],
+            regime_vol=self.regime_vol[rows],
+            expected_return=self.expected_return[rows],
+        )
+
+
+class SyntheticMarket:
+    """A seeded market simulator with planted clusters, a leader and lagged followers.
+
+    Args:
+        n_assets: number of coins; the first are named after real ones (BTC, ETH, ...).
+        years: length of history.
+        timeframe: bar length.
+        start: first bar.
+        n_clusters: planted clusters; cluster 0 holds BTC and ETH.
+        seed: random seed; the same seed gives the same market.
+        vol_bps: typical per-bar volatility of the leader, in basis points.
+        lag: bars by which followers lag the leader.
+        follow_share: (low, high) range of alts' late share of market exposure.
+        cluster_strength: loading on the own cluster factor, relative to the market's.
+        noise: scale of the idiosyncratic noise, relative to the market's.
+        tail_df: degrees of freedom of the Student-t noise (fat tails).
+        high_vol_multiplier: volatility of the high regime relative to the calm one.
+        regime_persistence: probability of staying in the current regime each bar.
+        late_listing_share: share of alts listed part-way through the history.
+        n_outages: exchange-wide outages (1 to 6 bars without data).
+        max_ffill: longest gap, in bars, forward-filled when the panel is built.
+    """
+
+    def __init__(
+        self,
+        n_assets: int = 12,
+        years: float = 1.0,
+        timeframe: str = "1h",
+        start: str = "2023-01-01",
+        n_clusters: int = 3,
+        seed: int = 0,
+        vol_bps: float = 50.0,
+        lag: int = 1,
+        follow_share: tuple[float, float] = (0.3, 0.6),
+        cluster_strength: float = 0.9,
+        noise: float = 0.9,
+        tail_df: float = 4.0,
+        high_vol_multiplier: float = 2.0,
+        regime_persistence: float = 0.995,
+        late_listing_share: float = 0.0,
+        n_outages: int = 0,
+        max_ffill: int = 3,
+    ):
+        self.n_assets = n_assets
+        self.years = years
+        self.timeframe = timeframe
+        self.start = start
+        self.n_clusters = n_clusters
+        self.seed = seed
+        self.vol_bps = vol_bps
+        self.lag = lag
+        self.follow_share = follow_share
+        self.cluster_strength = cluster_strength
+        self.noise = noise
+        self.tail_df = tail_df
+        self.high_vol_multiplier = high_vol_multiplier
+        self.regime_persistence = regime_persistence
+        self.late_listing_share = late_listing_share
+        self.n_outages = n_outages
+        self.max_ffill = max_ffill
+
+    def symbols(self) -> list[str]:
+        extra = [f"X{i:03d}" for i in range(len(NAMED_COINS), self.n_assets)]
+        return (list(NAMED_COINS) + extra)[: self.n_assets]
+
+    def load(self) -> Panel:
+        if self.n_assets < 2 or not 1 <= self.n_clusters <= self.n_assets:
+            raise ValueError(
+                f"synthetic market needs 2 <= n_assets and 1 <= n_clusters <= n_assets, "
+                f"got n_assets={self.n_assets}, n_clusters={self.n_clusters}"
+            )
+        rng = np.random.default_rng(self.seed)
+        step = timeframe_ns(self.timeframe)
+        n_bars = int(round(self.years * 365 * 86400e9 / step))
+        n, k = self.n_assets, self.n_clusters
+        labels = np.arange(n) * k // n  # contiguous blocks; block 0 holds BTC and ETH
+        dominant = labels == 0
+
+        betas = np.where(dominant, rng.uniform(0.9, 1.2, n), rng.uniform(0.8, 1.5, n))
+        betas[0] = 1.0
+        follow = np.where(dominant, rng.uniform(0.0, 0.1, n), rng.uniform(*self.follow_share, n))
+        follow[0] = 0.0
+        strength = rng.uniform(0.8, 1.2, n) * self.cluster_strength
+        strength[0] = 0.0
+        noise = rng.uniform(0.8, 1.2, n) * self.noise
+        noise[0] = 0.0
+
+        regime_vol = self._regime_vol(rng, n_bars)
+        market = _student_t(rng, self.tail_df, n_bars)
+        cluster_factors = _student_t(rng, self.tail_df, (n_bars, k))
+        idio = _student_t(rng, self.tail_df, (n_bars, n))
+        lagged = np.concatenate([np.zeros(self.lag), market[: n_bars - self.lag]])
+        shocks = betas * ((1 - follow) * market[:, None] + follow * lagged[:, None])
+        shocks += strength * cluster_factors[:, labels] + noise * idio
+        log_returns = regime_vol[:, None] * shocks  # (T, N)
+
+        expected = np.full((n_bars, n), np.nan)
+        # bar t+lag gets sigma[t+lag] * beta * s * m[t]; for lag > 1 the t+1 part is 0.
+        if self.lag == 1:
+            expected[:-1] = regime_vol[1:, None] * betas * follow * market[:-1, None]
+        else:
+            expected[:-1] = 0.0
+
+        tiers = np.where(dominant, 1, rng.choice([2, 3], n, p=[0.5, 0.5]))
+        tiers[:2] = 1
+        bars = self._bars(rng, log_returns, regime_vol, tiers)
+        drops: list[DropRecord] = []
+        self._late_listings(rng, bars, dominant)
+        self._outages(rng, bars)
+        symbols = self.symbols()
+        filled = forward_fill(bars, self.max_ffill, symbols, drops)
+        timestamps = pd.date_range(
+            pd.Timestamp(self.start, tz="UTC"), periods=n_bars, freq=pd.Timedelta(step)
+        )
+        truth = SyntheticTruth(
+            labels, betas, follow, tiers, market, cluster_factors, regime_vol, expected
+        )
+        tf = pd.Timedelta(step)
+        return Panel(timestamps, symbols, bars, _name(tf, self.timeframe), filled, drops, truth)
+
+    def _regime_vol(self, rng: np.random.Generator, n_bars: int) -> np.ndarray:
+        """Per-bar volatility from a two-state Markov chain (calm / turbulent)."""
+        switch = rng.random(n_bars) > self.regime_persistence
+        regime = np.cumsum(switch) % 2  # flips state at each switch
+        level = np.where(regime == 1, self.high_vol_multiplier, 1.0)
+        return self.vol_bps * 1e-4 * level / np.sqrt(np.mean(level**2))
+
+    def _bars(
+        self,
+        rng: np.random.Generator,
+        log_returns: np.ndarray,
+        regime_vol: np.ndarray,
+        tiers: np.ndarray,
+    ) -> dict[str, np.ndarray]:
+        n_bars, n = log_returns.shape
+        start_price = np.exp(rng.uniform(np.log(0.01), np.log(30_000), n))
+        start_price[0] = 30_000.0
+        close = start_price * np.exp(np.cumsum(log_returns, axis=0))
+        open_ = np.vstack([start_price, close[:-1]])
+        wick = regime_vol[:, None] * 0.6
+        high = np.maximum(open_, close) * np.exp(np.abs(rng.standard_normal((n_bars, n))) * wick)
+        low = np.minimum(open_, close) * np.exp(-np.abs(rng.standard_normal((n_bars, n))) * wick)
+        base_quote_volume = np.array([5e7, 2e6, 2e5])[tiers - 1] * rng.lognormal(0, 0.5, n)
+        activity = 1 + 2 * np.abs(log_returns) / regime_vol[:, None]
+        quote_volume = base_quote_volume * activity * rng.lognormal(0, 0.4, (n_bars, n))
+        base_spread = np.array([1.0, 4.0, 12.0])[tiers - 1] * rng.uniform(0.8, 1.25, n)
+        spread = base_spread * np.sqrt(regime_vol / regime_vol.mean())[:, None]
+        return {
+            "open": open_,
+            "high": high,
+            "low": low,
+            "close": close,
+            "volume": quote_volume / close,
+            "spread_bps": spread,
+        }
+
+    def _late_listings(
+        self, rng: np.random.Generator, bars: dict[str, np.ndarray], dominant: np.ndarray
+    ) -> None:
+        candidates = np.flatnonzero(~dominant)
+        n_late = int(round(self.late_listing_share * len(candidates)))
+        n_bars = len(bars["close"])
+        for j in rng.choice(candidates, n_late, replace=False):
+            listed_at = int(rng.uniform(0.1, 0.5) * n_bars)
+            for values in bars.values():
+                values[:listed_at, j] = np.nan
+
+    def _outages(self, rng: np.random.Generator, bars: dict[str, np.ndarray]) -> None:
+        n_bars = len(bars["close"])
+        for _ in range(self.n_outages):
+            at = int(rng.integers(1, n_bars - 7))
+            length = int(rng.integers(1, 7))
+            for values in bars.values():
+                values[at : at + length] = np.nan
+
+
+def _student_t(rng: np.random.Generator, df: float, size: int | tuple) -> np.ndarray:
+    """Student-t draws scaled to unit variance."""
+    return rng.standard_t(df, size) * np.sqrt((df - 2) / df)
+
+
+def _name(delta: pd.Timedelta, given: str) -> str:
+    return given if pd.Timedelta(given) == delta else str(delta)

@@ -1,0 +1,20 @@
+"""Errors a user can cause, each naming the file, symbol, row or value at fault."""
+
+
+class HuracanError(Exception):
+    """Base class of every error Huracan raises for bad input or bad configuration."""
+
+
+class DataError(HuracanError, ValueError):
+    """Bad market data: names the file (or symbol) and, where it applies, the row."""
+
+    def __init__(self, source: str, message: str, row: int | None = None):
+        self.source = source
+        self.row = row
+        self.message = message
+        where = f"{source}, row {row}" if row is not None else source
+        super().__init__(f"{where}: {message}")
+
+
+class ConfigError(HuracanError, ValueError):
+    """A configuration value that cannot work, with the key and the value."""

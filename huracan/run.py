@@ -1,0 +1,111 @@
+"""The run behind ``python train.py``: one importable function, ``train(cfg)``."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from huracan.data import GateReport, GateThresholds, Panel, apply_gates
+from huracan.errors import ConfigError, DataError
+from huracan.io import atomic_write_text
+from huracan.report import StageTimer, format_table
+
+log = logging.getLogger("huracan")
+
+
+def output_dir_of(cfg: DictConfig) -> Path:
+    """The run directory: Hydra's when run through it, else ``cfg.output_dir``."""
+    if HydraConfig.initialized():
+        return Path(HydraConfig.get().runtime.output_dir)
+    if cfg.get("output_dir"):
+        return Path(cfg.output_dir)
+    raise ConfigError("no run directory: run through Hydra or set output_dir=DIR")
+
+
+def load_and_gate(cfg: DictConfig, timer: StageTimer) -> tuple[Panel, GateReport]:
+    """Loads the configured data, validates and aligns it, and keeps the symbols that pass."""
+    with timer("data") as note:
+        panel: Panel = instantiate(cfg.data).load()
+        note(f"{panel.n_assets} symbols x {panel.n_bars:,} bars of {panel.timeframe}")
+    with timer("gates") as note:
+        report = GateReport()
+        for drop in panel.drops:
+            if drop.reason == "file_error" or (
+                drop.reason.startswith("bad_rows") and drop.symbol not in panel.symbols
+            ):
+                report.add_skip(drop.symbol, drop.reason, drop.detail)
+        limits = GateThresholds(**OmegaConf.to_container(cfg.gates, resolve=True))
+        apply_gates(panel, limits, report)
+        panel = panel.select(report.passed)
+        note(f"{len(report.passed)} passed, {len(report.skipped)} skipped")
+    check_universe(panel, cfg.universe)
+    return panel, report
+
+
+def check_universe(panel: Panel, universe: DictConfig) -> None:
+    """Raises a clear error when the gated universe cannot support a fleet run."""
+    if panel.n_assets < universe.min_assets:
+        raise DataError(
+            "universe",
+            f"{panel.n_assets} symbols passed the gates, at least {universe.min_assets} needed "
+            "(see gates.json for why the others were skipped)",
+        )
+    missing = [s for s in universe.dominant_symbols if s not in panel.symbols]
+    if universe.require_dominant and len(missing) == len(universe.dominant_symbols):
+        raise DataError(
+            "universe",
+            f"none of the dominant symbols {list(universe.dominant_symbols)} is in the universe "
+            f"({', '.join(panel.symbols[:20])}{', ...' if panel.n_assets > 20 else ''}); add "
+            "them, set universe.dominant_symbols, or universe.require_dominant=false",
+        )
+
+
+def data_summary(panel: Panel) -> dict:
+    drops = Counter()
+    for drop in panel.drops:
+        drops[drop.reason] += drop.count
+    return {
+        "n_assets": panel.n_assets,
+        "n_bars": panel.n_bars,
+        "timeframe": panel.timeframe,
+        "start": str(panel.timestamps[0]),
+        "end": str(panel.timestamps[-1]),
+        "symbols": panel.symbols,
+        "listed_bars": int(panel.listed.sum()),
+        "dropped_or_filled": dict(drops),
+    }
+
+
+def train(cfg: DictConfig) -> tuple[dict, dict]:
+    """Runs Huracan as configured and writes the run's outputs.
+
+    Args:
+        cfg: the composed config (``conf/config.yaml`` plus overrides).
+
+    Returns:
+        The metrics written to ``summary.json``, and the objects built (panel, gates).
+    """
+    out = output_dir_of(cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    np.random.seed(cfg.seed)
+    timer = StageTimer()
+    panel, gates = load_and_gate(cfg, timer)
+    gates.write(out / "gates.json")
+    log.info("gates\n%s", gates.table())
+    log.info("data\n%s", format_table(panel.summary()))
+    summary = {
+        "config": OmegaConf.to_container(cfg, resolve=True),
+        "data": data_summary(panel),
+        "gates": {"passed": len(gates.passed), "skipped": gates.skipped},
+        "timings_s": timer.seconds,
+    }
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=str))
+    log.info("outputs in %s", out)
+    return summary, {"panel": panel, "gates": gates}
