@@ -46,6 +46,4 @@ def format_table(frame: pd.DataFrame, max_rows: int = 40, floatfmt: str = ",.4g"
             {c: ["..."] for c in frame.columns}, index=[f"({len(frame) - max_rows} more)"]
         )
         shown = pd.concat([frame.head(half).astype(object), gap, frame.tail(half).astype(object)])
-    return shown.to_string(
-        float_format=lambda v: format(v, floatfmt), na_rep="-", justify="right"
-    )
+    return shown.to_string(float_format=lambda v: format(v, floatfmt), na_rep="-", justify="right")

@@ -7,7 +7,6 @@ import logging
 from collections import Counter
 from pathlib import Path
 
-import numpy as np
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -45,7 +44,6 @@ def load_and_gate(cfg: DictConfig, timer: StageTimer) -> tuple[Panel, GateReport
         apply_gates(panel, limits, report)
         panel = panel.select(report.passed)
         note(f"{len(report.passed)} passed, {len(report.skipped)} skipped")
-    check_universe(panel, cfg.universe)
     return panel, report
 
 
@@ -94,11 +92,11 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
     """
     out = output_dir_of(cfg)
     out.mkdir(parents=True, exist_ok=True)
-    np.random.seed(cfg.seed)
     timer = StageTimer()
     panel, gates = load_and_gate(cfg, timer)
     gates.write(out / "gates.json")
     log.info("gates\n%s", gates.table())
+    check_universe(panel, cfg.universe)
     log.info("data\n%s", format_table(panel.summary()))
     summary = {
         "config": OmegaConf.to_container(cfg, resolve=True),

@@ -16,7 +16,9 @@ def timeframe_ns(timeframe: str) -> int:
     try:
         delta = pd.Timedelta(timeframe)
     except ValueError:
-        raise ConfigError(f"unknown timeframe {timeframe!r}; use e.g. 1m, 15min, 1h, 4h, 1d")
+        raise ConfigError(
+            f"unknown timeframe {timeframe!r}; use e.g. 1m, 15min, 1h, 4h, 1d"
+        ) from None
     if delta <= pd.Timedelta(0):
         raise ConfigError(f"timeframe must be positive, got {timeframe!r}")
     return int(delta.value)
@@ -72,7 +74,9 @@ def build_panel(
             "(the target must be a whole multiple of the data's bar length)",
         )
     symbols = list(frames)
-    fields = list(OHLCV) + (["spread_bps"] if any("spread_bps" in f for f in frames.values()) else [])
+    fields = list(OHLCV) + (
+        ["spread_bps"] if any("spread_bps" in f for f in frames.values()) else []
+    )
     first = min(int(f.index.asi8[0]) for f in frames.values())
     last = max(int(f.index.asi8[-1]) for f in frames.values())
     t0 = first - first % target  # grid anchored at the epoch, so 1d bars start at 00:00 UTC

@@ -105,7 +105,7 @@ class CcxtSource:
             except ccxt.BaseError as err:
                 message = f"{type(err).__name__}: {err}"
                 if self.on_error == "raise":
-                    raise DataError(f"{symbol}/{self.quote}", f"exchange error: {message}")
+                    raise DataError(f"{symbol}/{self.quote}", f"exchange error: {message}") from err
                 status[symbol] = message
                 log.warning("skipping %s: %s", symbol, message)
             bar.set_postfix_str(f"{symbol} {status[symbol]}")

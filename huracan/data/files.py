@@ -71,7 +71,7 @@ def list_symbol_files(directory: Path, quotes: Sequence[str] = DEFAULT_QUOTES) -
         found[symbol] = path
     if not found:
         raise DataError(str(directory), f"no data files ({', '.join(SUFFIXES)}) in directory")
-    return found
+    return dict(sorted(found.items()))
 
 
 def read_raw(path: Path) -> pd.DataFrame:
@@ -81,9 +81,9 @@ def read_raw(path: Path) -> pd.DataFrame:
             return pd.read_parquet(path)
         return pd.read_csv(path, low_memory=False)
     except pd.errors.EmptyDataError:
-        raise DataError(str(path), "file is empty")
+        raise DataError(str(path), "file is empty") from None
     except (OSError, EOFError, ValueError, pd.errors.ParserError) as err:
-        raise DataError(str(path), f"file cannot be read: {type(err).__name__}: {err}")
+        raise DataError(str(path), f"file cannot be read: {type(err).__name__}: {err}") from err
 
 
 def read_symbols(
@@ -100,7 +100,9 @@ def read_symbols(
     for symbol, path in files.items():
         try:
             raw = read_raw(path)
-            frame, problems = validate_bars(raw, str(path), "drop_rows" if policy != "raise" else policy)
+            frame, problems = validate_bars(
+                raw, str(path), "drop_rows" if policy != "raise" else policy
+            )
         except DataError as err:
             if policy == "raise":
                 raise
@@ -109,12 +111,21 @@ def read_symbols(
             continue
         if problems and policy == "skip":
             first = min(problems, key=lambda p: int(p.rows[0]))
-            drops.append(DropRecord(symbol, f"bad_rows:{first.code}", len(first.rows), str(first.error(str(path)))))
+            drops.append(
+                DropRecord(
+                    symbol, f"bad_rows:{first.code}", len(first.rows), str(first.error(str(path)))
+                )
+            )
             log.warning("skipping %s: %s", symbol, first.error(str(path)))
             continue
         for problem in problems:
             drops.append(
-                DropRecord(symbol, f"bad_rows:{problem.code}", len(problem.rows), str(problem.error(str(path))))
+                DropRecord(
+                    symbol,
+                    f"bad_rows:{problem.code}",
+                    len(problem.rows),
+                    str(problem.error(str(path))),
+                )
             )
         if frame.empty:
             drops.append(DropRecord(symbol, "file_error", 0, f"{path}: no valid rows"))
@@ -172,7 +183,9 @@ class CsvSource:
         frames, drops = read_symbols(files, self.on_error)
         frames = {s: _clip(f, self.start, self.end) for s, f in frames.items()}
         for symbol in [s for s, f in frames.items() if f.empty]:
-            drops.append(DropRecord(symbol, "outside_window", 0, f"no bar in [{self.start}, {self.end})"))
+            drops.append(
+                DropRecord(symbol, "outside_window", 0, f"no bar in [{self.start}, {self.end})")
+            )
             del frames[symbol]
         return build_panel(frames, timeframe=self.timeframe, max_ffill=self.max_ffill, drops=drops)
 

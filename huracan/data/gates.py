@@ -21,7 +21,8 @@ class GateThresholds:
         min_history_days: listed span, first to last bar.
         max_missing_share: bars missing or forward-filled inside the listed span.
         max_gap_bars: longest run of missing or filled bars.
-        min_median_quote_volume: median traded value per bar, quote currency.
+        min_daily_quote_volume: median traded value per bar times bars per day, in quote
+            currency, so the limit does not depend on the timeframe.
         max_median_spread_bps: median quoted spread, where the data has one.
         max_zero_volume_share: share of real bars with zero volume.
     """
@@ -29,7 +30,7 @@ class GateThresholds:
     min_history_days: float | None = 60.0
     max_missing_share: float | None = 0.05
     max_gap_bars: int | None = 48
-    min_median_quote_volume: float | None = 10_000.0
+    min_daily_quote_volume: float | None = 250_000.0
     max_median_spread_bps: float | None = 50.0
     max_zero_volume_share: float | None = 0.05
 
@@ -69,7 +70,7 @@ class GateReport:
 
     def table(self) -> str:
         """The gate results as a fixed-width text table, skipped symbols first."""
-        header = f"{'symbol':<10}{'days':>8}{'missing':>9}{'gap':>6}{'med qvol':>12}"
+        header = f"{'symbol':<10}{'days':>8}{'missing':>9}{'gap':>6}{'daily qvol':>14}"
         header += f"{'spread':>8}{'zero vol':>9}  result"
         lines = [header, "-" * len(header)]
         order = self.skipped + self.passed
@@ -79,8 +80,9 @@ class GateReport:
             result = "pass" if not reasons else "SKIP " + ", ".join(r["code"] for r in reasons)
             lines.append(
                 f"{symbol:<10}{_fmt(m.get('history_days'), '.0f'):>8}"
-                f"{_fmt(m.get('missing_share'), '.1%'):>9}{_fmt(m.get('longest_gap_bars'), '.0f'):>6}"
-                f"{_fmt(m.get('median_quote_volume'), ',.0f'):>12}"
+                f"{_fmt(m.get('missing_share'), '.1%'):>9}"
+                f"{_fmt(m.get('longest_gap_bars'), '.0f'):>6}"
+                f"{_fmt(m.get('daily_quote_volume'), ',.0f'):>14}"
                 f"{_fmt(m.get('median_spread_bps'), '.1f'):>8}"
                 f"{_fmt(m.get('zero_volume_share'), '.1%'):>9}  {result}"
             )
@@ -115,7 +117,7 @@ def gate_metrics(panel: Panel) -> dict[str, np.ndarray]:
         "bars": real.sum(0),
         "missing_share": missing.sum(0) / np.maximum(span, 1),
         "longest_gap_bars": longest_run(missing),
-        "median_quote_volume": median_qv,
+        "daily_quote_volume": median_qv * 86400 / panel.bar_seconds,
         "median_spread_bps": median_spread,
         "zero_volume_share": zero_share,
     }
@@ -128,7 +130,9 @@ def longest_run(mask: np.ndarray) -> np.ndarray:
     return (counts - reset).max(axis=0) if len(mask) else np.zeros(mask.shape[1], dtype=int)
 
 
-def apply_gates(panel: Panel, limits: GateThresholds, report: GateReport | None = None) -> GateReport:
+def apply_gates(
+    panel: Panel, limits: GateThresholds, report: GateReport | None = None
+) -> GateReport:
     """Measures every symbol against the limits; symbols are not removed here.
 
     Args:
@@ -140,14 +144,35 @@ def apply_gates(panel: Panel, limits: GateThresholds, report: GateReport | None 
     metrics = gate_metrics(panel)
     checks = [
         ("min_history", "history_days", limits.min_history_days, np.less, "days of history"),
-        ("coverage", "missing_share", limits.max_missing_share, np.greater, "share of bars missing"),
+        (
+            "coverage",
+            "missing_share",
+            limits.max_missing_share,
+            np.greater,
+            "share of bars missing",
+        ),
         ("longest_gap", "longest_gap_bars", limits.max_gap_bars, np.greater, "bars in longest gap"),
-        ("min_volume", "median_quote_volume", limits.min_median_quote_volume, np.less,
-         "median quote volume per bar"),
-        ("max_spread", "median_spread_bps", limits.max_median_spread_bps, np.greater,
-         "median spread (bps)"),
-        ("zero_volume", "zero_volume_share", limits.max_zero_volume_share, np.greater,
-         "share of zero-volume bars"),
+        (
+            "min_volume",
+            "daily_quote_volume",
+            limits.min_daily_quote_volume,
+            np.less,
+            "median daily quote volume",
+        ),
+        (
+            "max_spread",
+            "median_spread_bps",
+            limits.max_median_spread_bps,
+            np.greater,
+            "median spread (bps)",
+        ),
+        (
+            "zero_volume",
+            "zero_volume_share",
+            limits.max_zero_volume_share,
+            np.greater,
+            "share of zero-volume bars",
+        ),
     ]
     for j, symbol in enumerate(panel.symbols):
         report.metrics[symbol] = {k: _plain(v[j]) for k, v in metrics.items()}

@@ -116,7 +116,9 @@ class Panel:
         try:
             return self.symbols.index(symbol)
         except ValueError:
-            raise KeyError(f"symbol {symbol!r} is not in the panel ({self.n_assets} symbols)")
+            raise KeyError(
+                f"symbol {symbol!r} is not in the panel ({self.n_assets} symbols)"
+            ) from None
 
     # --- selections -------------------------------------------------------------------
     def select(self, symbols: list[str]) -> Panel:
@@ -147,7 +149,8 @@ class Panel:
     def frame(self, symbol: str) -> pd.DataFrame:
         """One symbol's bars as a DataFrame indexed by timestamp (rows without a bar kept)."""
         j = self.index_of(symbol)
-        return pd.DataFrame({k: v[:, j] for k, v in self.bars.items()}, index=self.timestamps)
+        index = self.timestamps.rename("timestamp")
+        return pd.DataFrame({k: v[:, j] for k, v in self.bars.items()}, index=index)
 
     def to_long(self) -> pd.DataFrame:
         """Long frame indexed by (timestamp, symbol), sorted, only rows with a bar."""

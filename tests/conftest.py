@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def binance_1h() -> Path:
+    path = SHARED_DATA / "binance_spot" / "1h"
+    if not path.is_dir():
+        pytest.skip(f"real data not found at {path}")
+    return path
+
+
+def make_bars(
+    n: int = 48, start: str = "2024-01-01", freq: str = "1h", seed: int = 0, price: float = 100.0
+) -> pd.DataFrame:
+    """A clean OHLCV frame in the input contract's format (ISO timestamps with zone)."""
+    rng = np.random.default_rng(seed)
+    close = price * np.exp(np.cumsum(rng.normal(0, 0.01, n)))
+    open_ = np.concatenate([[price], close[:-1]])
+    return pd.DataFrame(
+        {
+            "timestamp": pd.date_range(start, periods=n, freq=freq, tz="UTC").strftime(
+                "%Y-%m-%dT%H:%M:%SZ"
+            ),
+            "open": open_,
+            "high": np.maximum(open_, close) * 1.002,
+            "low": np.minimum(open_, close) * 0.998,
+            "close": close,
+            "volume": rng.uniform(10, 20, n),
+        }
+    )
+
+
+@pytest.fixture
+def write_bars(tmp_path):
+    """Writes frames as <SYMBOL> files into a fresh directory and returns it."""
+
+    def write(frames: dict[str, pd.DataFrame], suffix: str = ".csv") -> Path:
+        for name, frame in frames.items():
+            path = tmp_path / f"{name}{suffix}"
+            if suffix == ".parquet":
+                frame.to_parquet(path, index=False)
+            else:
+                frame.to_csv(path, index=False)
+        return tmp_path
+
+    return write
