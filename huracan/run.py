@@ -7,6 +7,7 @@ import logging
 from collections import Counter
 from pathlib import Path
 
+import pandas as pd
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -88,7 +89,7 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
         cfg: the composed config (``conf/config.yaml`` plus overrides).
 
     Returns:
-        The metrics written to ``summary.json``, and the objects built (panel, gates).
+        The metrics written to ``summary.json``, and the objects built (panel, gates, run).
     """
     out = output_dir_of(cfg)
     out.mkdir(parents=True, exist_ok=True)
@@ -102,8 +103,70 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
         "config": OmegaConf.to_container(cfg, resolve=True),
         "data": data_summary(panel),
         "gates": {"passed": len(gates.passed), "skipped": gates.skipped},
-        "timings_s": timer.seconds,
     }
+    objects = {"panel": panel, "gates": gates}
+    if cfg.pipeline.name == "hierarchical":
+        summary |= run_fleet(panel, cfg, out, timer, objects)
+    summary["timings_s"] = timer.seconds
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=str))
     log.info("outputs in %s", out)
-    return summary, {"panel": panel, "gates": gates}
+    return summary, objects
+
+
+def run_fleet(panel: Panel, cfg: DictConfig, out: Path, timer: StageTimer, objects: dict) -> dict:
+    """The hierarchical pipeline, its console report, and its part of summary.json."""
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    from huracan.pipelines.fleet_report import write_report
+    from huracan.pipelines.hierarchical import run_hierarchical
+
+    run = run_hierarchical(panel, cfg, out, timer)
+    logger = TensorBoardLogger(
+        cfg.logging.tensorboard_dir,
+        name=cfg.logging.run_name,
+        version="report",
+        default_hp_metric=False,
+    )
+    with timer("report"):
+        report = write_report(run, panel, cfg, out, logger)
+    objects["run"] = run
+    log_report(report, cfg)
+    overall = report["clusters"]["all"]["model"]
+    logger.log_hyperparams(
+        _flat(OmegaConf.to_container(cfg, resolve=True)),
+        {f"hp/{k}": v for k, v in overall.items() if isinstance(v, int | float)},
+    )
+    logger.finalize("success")
+    return {
+        "clusters": report["clusters"],
+        "cluster_agreement": report["cluster_agreement"],
+        "folds": report["folds"],
+        "criteria": report["criteria"],
+    }
+
+
+def log_report(report: dict, cfg: DictConfig) -> None:
+    """The console report: clusters, per-asset table, per-cluster table, criteria."""
+    results = report["results"].set_index("asset")
+    log.info("out-of-sample results per asset (after costs)\n%s", format_table(results))
+    rows = []
+    for name, entry in report["clusters"].items():
+        for variant in ("model", "without_factor", "oracle"):
+            if variant in entry:
+                rows.append({"group": name, "variant": variant, **entry[variant]})
+    table = pd.DataFrame(rows).set_index(["group", "variant"])
+    log.info("per cluster (pooled trades, after costs)\n%s", format_table(table, max_rows=80))
+    lines = [f"  {c['result']}  {c['name']}: {c['value']}" for c in report["criteria"]]
+    log.info("success criteria\n%s", "\n".join(lines))
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+    """Nested config as flat ``a/b`` keys with scalar values, for TensorBoard hparams."""
+    flat = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat |= _flat(value, f"{name}/")
+        else:
+            flat[name] = value if isinstance(value, int | float | str | bool) else str(value)
+    return flat

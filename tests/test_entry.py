@@ -16,7 +16,9 @@ from huracan.run import train
 
 def config(tmp_path, *overrides):
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
-        return compose("config", overrides=[f"+output_dir={tmp_path}", *overrides])
+        return compose(
+            "config", overrides=[f"+output_dir={tmp_path}", "pipeline=data", *overrides]
+        )
 
 
 def test_default_run_writes_gates_and_summary(tmp_path):
@@ -69,6 +71,7 @@ def test_train_py_command_line(tmp_path, binance_1h):
             "data=csv",
             f"data.path={binance_1h}",
             "data.symbols=[BTC,ETH,SOL]",
+            "pipeline=data",
             "data.timeframe=1d",
             f"hydra.run.dir={tmp_path}",
         ],

@@ -8,6 +8,8 @@ Log return of asset i in planted cluster k at bar t::
 - ``s_i``: the share of the asset's market exposure that arrives ``lag`` bars late. Majors
   follow at once (small s), alts follow late, so ``m[t]`` predicts alts' ``r[t + lag]``.
 - ``c_k``: the cluster's own factor; ``e_i``: fat-tailed (Student-t) idiosyncratic noise.
+  Majors (the dominant cluster) carry less of both (``majors_idio``): they mostly move
+  with the market, as BTC, ETH and BNB do.
 - ``sigma[t]``: a market-wide volatility regime (two-state Markov chain).
 
 The oracle's expected next-bar log return is ``sigma[t+1] * beta_i * s_i * m[t]`` for
@@ -39,7 +41,7 @@ class SyntheticTruth:
         betas: (N,) exposure to the market factor.
         follow_share: (N,) share of that exposure arriving ``lag`` bars late.
         tiers: (N,) liquidity tier, 1 (most liquid) to 3.
-        market_factor: (T,) the leader's standardised shock ``m``.
+        market_factor: (T,) the market factor's return ``sigma[t] * m[t]`` (BTC's return).
         cluster_factors: (T, K) the clusters' own shocks.
         regime_vol: (T,) volatility level sigma of each bar.
         expected_return: (T, N) the oracle's expected log return of the *next* bar,
@@ -90,6 +92,7 @@ class SyntheticMarket:
         follow_share: (low, high) range of alts' late share of market exposure.
         cluster_strength: loading on the own cluster factor, relative to the market's.
         noise: scale of the idiosyncratic noise, relative to the market's.
+        majors_idio: the dominant cluster's own-factor loading and noise, relative to alts'.
         tail_df: degrees of freedom of the Student-t noise (fat tails).
         high_vol_multiplier: volatility of the high regime relative to the calm one.
         regime_persistence: probability of staying in the current regime each bar.
@@ -111,6 +114,7 @@ class SyntheticMarket:
         follow_share: tuple[float, float] = (0.3, 0.6),
         cluster_strength: float = 0.9,
         noise: float = 0.9,
+        majors_idio: float = 0.4,
         tail_df: float = 4.0,
         high_vol_multiplier: float = 2.0,
         regime_persistence: float = 0.995,
@@ -129,6 +133,7 @@ class SyntheticMarket:
         self.follow_share = follow_share
         self.cluster_strength = cluster_strength
         self.noise = noise
+        self.majors_idio = majors_idio
         self.tail_df = tail_df
         self.high_vol_multiplier = high_vol_multiplier
         self.regime_persistence = regime_persistence
@@ -157,9 +162,10 @@ class SyntheticMarket:
         betas[0] = 1.0
         follow = np.where(dominant, rng.uniform(0.0, 0.1, n), rng.uniform(*self.follow_share, n))
         follow[0] = 0.0
-        strength = rng.uniform(0.8, 1.2, n) * self.cluster_strength
+        idio_scale = np.where(dominant, self.majors_idio, 1.0)
+        strength = rng.uniform(0.8, 1.2, n) * self.cluster_strength * idio_scale
         strength[0] = 0.0
-        noise = rng.uniform(0.8, 1.2, n) * self.noise
+        noise = rng.uniform(0.8, 1.2, n) * self.noise * idio_scale
         noise[0] = 0.0
 
         regime_vol = self._regime_vol(rng, n_bars)
@@ -190,7 +196,14 @@ class SyntheticMarket:
             pd.Timestamp(self.start, tz="UTC"), periods=n_bars, freq=pd.Timedelta(step)
         )
         truth = SyntheticTruth(
-            labels, betas, follow, tiers, market, cluster_factors, regime_vol, expected
+            labels,
+            betas,
+            follow,
+            tiers,
+            regime_vol * market,
+            cluster_factors,
+            regime_vol,
+            expected,
         )
         tf = pd.Timedelta(step)
         return Panel(timestamps, symbols, bars, _name(tf, self.timeframe), filled, drops, truth)

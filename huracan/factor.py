@@ -1,0 +1,314 @@
+"""Market factor: one series from the dominant cluster, injected into every asset as input.
+
+Fitted on a fold's training window only; ``transform`` applies the learned loadings and
+training mean and std unchanged to any window, one bar at a time (nothing looks ahead).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.base import BaseEstimator
+from sklearn.utils.validation import check_is_fitted
+
+from huracan.errors import ConfigError, DataError
+
+FACTOR_METHODS = ("pca", "mean", "weighted_mean", "none")
+
+
+class MarketFactorExtractor(BaseEstimator):
+    """Extracts the market factor from the returns of the dominant cluster's members.
+
+    - ``pca``: first principal component of the members' returns, each standardised.
+      Loadings and the members' means and stds are fitted on the training rows where
+      every member has a bar; in ``transform`` a missing member counts as 0 after
+      standardising (its training mean), so the factor is missing only where no member
+      has a bar. The sign is fixed so the factor moves with ``leader``.
+    - ``mean``: equal-weight mean of the members' returns present at each bar.
+    - ``weighted_mean``: mean weighted by each member's trailing quote volume over the
+      ``volume_window`` bars before the bar (never the bar itself).
+    - ``none``: no factor; ``transform`` returns zero columns.
+
+    The factor is standardised with its training mean and std (``mean_``, ``std_``).
+
+    Args:
+        method: ``pca``, ``mean``, ``weighted_mean`` or ``none``.
+        volume_window: bars of trailing quote volume behind the ``weighted_mean`` weights.
+        leader: symbol the ``pca`` factor's sign follows; the first member when it is not
+            a member or the symbols are not given.
+    """
+
+    def __init__(self, method: str = "pca", volume_window: int = 24, leader: str = "BTC"):
+        self.method = method
+        self.volume_window = volume_window
+        self.leader = leader
+
+    def fit(
+        self,
+        returns: np.ndarray,
+        members: Sequence[int] | Sequence[str],
+        symbols: Sequence[str] | None = None,
+        quote_volume: np.ndarray | None = None,
+    ) -> MarketFactorExtractor:
+        """Learns the factor from a training window.
+
+        Args:
+            returns: (T, N) returns of the training window, NaN where no bar.
+            members: the dominant cluster's members, as column indices or symbols.
+            symbols: the N column names; needed when ``members`` are symbols.
+            quote_volume: (T, N) quote volume; needed by ``weighted_mean``.
+
+        Returns:
+            self, with ``members_``, ``n_factors_``, ``mean_``, ``std_`` and, for ``pca``,
+            ``member_mean_``, ``member_std_``, ``loadings_``, ``explained_variance_ratio_``.
+        """
+        if self.method not in FACTOR_METHODS:
+            raise ConfigError(f"factor method {self.method!r} is not one of {FACTOR_METHODS}")
+        if self.volume_window < 1:
+            raise ConfigError(f"volume_window must be >= 1 bar, got {self.volume_window}")
+        returns = np.asarray(returns, dtype=float)
+        if returns.ndim != 2:
+            raise ValueError(f"returns must be (T, N), got shape {returns.shape}")
+        self.n_features_in_ = returns.shape[1]
+        self.symbols_ = None if symbols is None else list(symbols)
+        self.members_ = _member_columns(members, self.symbols_, self.n_features_in_)
+        self.n_factors_ = 0 if self.method == "none" else 1
+        if self.method == "pca":
+            self._fit_pca(returns[:, self.members_])
+        if self.method != "none":
+            raw = self._raw_factor(returns, quote_volume)
+            self.mean_ = float(np.nanmean(raw))
+            self.std_ = float(np.nanstd(raw))
+            if not self.std_ > 0:
+                raise DataError(
+                    f"members {self._member_names()}",
+                    "the market factor has no variance over the training window",
+                )
+        return self
+
+    def transform(self, returns: np.ndarray, quote_volume: np.ndarray | None = None) -> np.ndarray:
+        """The standardised factor of any window.
+
+        Args:
+            returns: (T, N) returns, the same columns as in ``fit``.
+            quote_volume: (T, N) quote volume; needed by ``weighted_mean``, whose first
+                ``volume_window`` bars use what volume history the window holds.
+
+        Returns:
+            (T, n_factors_) factor: one column, or none for method ``none``; NaN where
+            no member has a bar.
+        """
+        check_is_fitted(self, "members_")
+        returns = np.asarray(returns, dtype=float)
+        if returns.ndim != 2 or returns.shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"returns must be (T, {self.n_features_in_}) like in fit, got {returns.shape}"
+            )
+        if self.method == "none":
+            return np.empty((len(returns), 0))
+        raw = self._raw_factor(returns, quote_volume)
+        return ((raw - self.mean_) / self.std_)[:, None]
+
+    def to_dict(self) -> dict:
+        """JSON-ready fitted state (for ``factor.json``)."""
+        check_is_fitted(self, "members_")
+        fitted = self.method != "none"
+        return {
+            "method": self.method,
+            "members": self._member_names(),
+            "mean": self.mean_ if fitted else None,
+            "std": self.std_ if fitted else None,
+            "loadings": self.loadings_.tolist() if self.method == "pca" else None,
+            "explained_variance_ratio": (
+                self.explained_variance_ratio_ if self.method == "pca" else None
+            ),
+        }
+
+    def _fit_pca(self, member_returns: np.ndarray) -> None:
+        complete = ~np.isnan(member_returns).any(axis=1)
+        if complete.sum() < 2:
+            raise DataError(
+                f"members {self._member_names()}",
+                f"only {complete.sum()} bars where every member has a bar; PCA needs >= 2",
+            )
+        rows = member_returns[complete]
+        self.member_mean_ = rows.mean(axis=0)
+        self.member_std_ = rows.std(axis=0)
+        flat = self.member_std_ == 0
+        if flat.any():
+            raise DataError(
+                f"member {self._member_names()[int(np.argmax(flat))]}",
+                "has constant returns over the training window",
+            )
+        standardised = (rows - self.member_mean_) / self.member_std_
+        covariance = np.atleast_2d(np.cov(standardised, rowvar=False))
+        eigenvalues, eigenvectors = np.linalg.eigh(covariance)  # ascending
+        loadings = eigenvectors[:, -1]
+        leader = self._leader_position()
+        # the factor's covariance with the leader is (covariance @ loadings)[leader]
+        if (covariance @ loadings)[leader] < 0:
+            loadings = -loadings
+        self.loadings_ = loadings
+        self.explained_variance_ratio_ = float(eigenvalues[-1] / eigenvalues.sum())
+
+    def _raw_factor(self, returns: np.ndarray, quote_volume: np.ndarray | None) -> np.ndarray:
+        """(T,) factor before standardising; NaN where no member has a bar."""
+        member_returns = returns[:, self.members_]
+        present = ~np.isnan(member_returns)
+        any_present = present.any(axis=1)
+        if self.method == "pca":
+            standardised = (member_returns - self.member_mean_) / self.member_std_
+            raw = np.where(present, standardised, 0.0) @ self.loadings_
+            return np.where(any_present, raw, np.nan)
+        if self.method == "mean":
+            weights = present.astype(float)
+        else:
+            weights = self._volume_weights(quote_volume, present, len(returns))
+        total = weights.sum(axis=1)
+        weighted = np.where(present, member_returns, 0.0) * weights
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(total > 0, weighted.sum(axis=1) / total, np.nan)
+
+    def _volume_weights(
+        self, quote_volume: np.ndarray | None, present: np.ndarray, n_bars: int
+    ) -> np.ndarray:
+        if quote_volume is None:
+            raise ConfigError("factor method 'weighted_mean' needs quote_volume")
+        quote_volume = np.asarray(quote_volume, dtype=float)
+        if quote_volume.shape != (n_bars, self.n_features_in_):
+            raise ValueError(
+                f"quote_volume has shape {quote_volume.shape}, "
+                f"expected {(n_bars, self.n_features_in_)}"
+            )
+        trailing = trailing_mean(quote_volume[:, self.members_], self.volume_window)
+        weights = np.where(present & (trailing > 0), trailing, 0.0)
+        # without volume history (a window's first bar), members present weigh equally
+        no_history = weights.sum(axis=1) == 0
+        return np.where(no_history[:, None], present, weights)
+
+    def _leader_position(self) -> int:
+        names = self._member_names()
+        return names.index(self.leader) if self.leader in names else 0
+
+    def _member_names(self) -> list:
+        if self.symbols_ is None:
+            return [int(j) for j in self.members_]
+        return [self.symbols_[j] for j in self.members_]
+
+
+def _member_columns(
+    members: Sequence[int] | Sequence[str], symbols: list[str] | None, n_columns: int
+) -> np.ndarray:
+    members = list(members)
+    if not members:
+        raise ConfigError("the market factor needs at least one dominant-cluster member")
+    if all(isinstance(m, str) for m in members):
+        if symbols is None:
+            raise ConfigError("members given as symbols need the symbols of the columns")
+        missing = [m for m in members if m not in symbols]
+        if missing:
+            raise ConfigError(f"members {missing} are not among the {len(symbols)} symbols")
+        return np.array([symbols.index(m) for m in members])
+    columns = np.asarray(members)
+    if (
+        not np.issubdtype(columns.dtype, np.integer)
+        or (columns < 0).any()
+        or (columns >= n_columns).any()
+    ):
+        raise ConfigError(f"members {members} are not column indices in [0, {n_columns})")
+    return columns
+
+
+def trailing_mean(values: np.ndarray, window: int) -> np.ndarray:
+    """Mean of each column over the ``window`` bars before each bar, NaN ignored.
+
+    Bar t uses bars ``t - window .. t - 1`` only; NaN where none of them has a value.
+
+    Args:
+        values: (T, N) array.
+        window: bars to average.
+
+    Returns:
+        (T, N) trailing means.
+    """
+    present = ~np.isnan(values)
+    zeros = np.zeros((1, values.shape[1]))
+    sums = np.concatenate([zeros, np.cumsum(np.where(present, values, 0.0), axis=0)])
+    counts = np.concatenate([zeros, np.cumsum(present, axis=0)])
+    end = np.arange(len(values))
+    start = np.maximum(end - window, 0)
+    n = counts[end] - counts[start]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 0, (sums[end] - sums[start]) / n, np.nan)
+
+
+@dataclass
+class FactorChannels:
+    """The market factor as input channels of every asset.
+
+    Attributes:
+        values: (T, N, C) channels; NaN where the asset has no bar.
+        names: the C channel names: the factor, then its lags.
+        n_filled: factor bars forward-filled (missing at most ``max_ffill`` bars so far).
+        n_zeroed: factor bars set to 0 (missing longer, or before the first value).
+    """
+
+    values: np.ndarray
+    names: list[str]
+    n_filled: int
+    n_zeroed: int
+
+
+def inject_market_factor(
+    factor: np.ndarray, listed: np.ndarray, n_lags: int = 2, max_ffill: int = 3
+) -> FactorChannels:
+    """Turns the factor into input channels for every asset: the factor and its lags.
+
+    Causal: a missing factor bar takes the last value when that is at most ``max_ffill``
+    bars old, else 0 (neutral), so a gap of at most ``max_ffill`` bars is filled whole
+    and a longer one is filled for its first ``max_ffill`` bars, then zeroed. Lag k at
+    bar t is the filled factor at bar t - k (0 before the first bar).
+
+    Args:
+        factor: (T,) or (T, K) standardised factor on the panel's grid, NaN where missing.
+        listed: (T, N) bool, True where the asset has a bar.
+        n_lags: lags added after the factor itself.
+        max_ffill: longest stretch, in bars, a missing factor is forward-filled.
+
+    Returns:
+        The (T, N, K * (1 + n_lags)) channels and the counts of filled and zeroed bars.
+    """
+    if n_lags < 0 or max_ffill < 0:
+        raise ConfigError(f"n_lags and max_ffill must be >= 0, got {n_lags} and {max_ffill}")
+    factor = np.asarray(factor, dtype=float)
+    factor = factor[:, None] if factor.ndim == 1 else factor
+    listed = np.asarray(listed, dtype=bool)
+    if listed.ndim != 2 or listed.shape[0] != factor.shape[0]:
+        raise ValueError(f"listed must be (T={factor.shape[0]}, N), got shape {listed.shape}")
+    n_bars, n_factors = factor.shape
+    missing = np.isnan(factor)
+    rows = np.arange(n_bars)[:, None]
+    last_seen = np.maximum.accumulate(np.where(missing, -1, rows), axis=0)
+    filled = missing & (last_seen >= 0) & (rows - last_seen <= max_ffill)
+    zeroed = missing & ~filled
+    cols = np.broadcast_to(np.arange(n_factors), factor.shape)
+    base = np.where(filled, factor[np.maximum(last_seen, 0), cols], factor)
+    base[zeroed] = 0.0
+    lagged = [_shift(base, k) for k in range(n_lags + 1)]
+    channels = np.stack(lagged, axis=2).reshape(n_bars, n_factors * (n_lags + 1))
+    stems = (
+        ["market_factor"] if n_factors == 1 else [f"market_factor_{i}" for i in range(n_factors)]
+    )
+    names = [f"{stem}_lag{k}" if k else stem for stem in stems for k in range(n_lags + 1)]
+    values = np.where(listed[:, :, None], channels[:, None, :], np.nan)
+    return FactorChannels(values, names, int(filled.sum()), int(zeroed.sum()))
+
+
+def _shift(values: np.ndarray, k: int) -> np.ndarray:
+    """``values`` k bars later: row t holds row t - k, 0 before the first bar."""
+    shifted = np.zeros_like(values)
+    if k < len(values):
+        shifted[k:] = values[: len(values) - k]
+    return shifted

@@ -1,0 +1,371 @@
+"""Fractional differentiation with a fixed-width window (FFD), and the order d that makes
+each asset's log price stationary.
+
+FFD keeps as much memory of the price level as stationarity allows (López de Prado,
+*Advances in Financial Machine Learning*, ch. 5): ``y[t] = sum_k w[k] * x[t - k]`` over a
+window of weights cut where they fall below a tolerance. Everything here is causal, so a
+value at bar t depends only on bars <= t, and works on all assets of a (T, N) panel at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+
+import numpy as np
+import scipy.fft
+from scipy.signal import lfilter
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
+from statsmodels.tsa.adfvalues import mackinnonp
+
+# Up to this many taps a direct filter beats FFT convolution (measured on 400 x 35,000
+# log prices, 2 cores: lfilter 0.04 s vs FFT 0.09 s at 8 taps, 0.13 s vs 0.09 s at 12).
+_DIRECT_MAX_WINDOW = 10
+# Longer than any price history; a threshold that needs more is a mistake.
+_LONGEST_WINDOW = 2**22
+
+_adf_pvalue = np.vectorize(lambda stat: mackinnonp(stat, regression="c", N=1), otypes=[float])
+
+
+def ffd_weights(d: float, threshold: float = 1e-4, max_window: int | None = None) -> np.ndarray:
+    """Weights of the fixed-width fractional difference of order ``d``.
+
+    ``w[0] = 1`` and ``w[k] = -w[k-1] * (d - k + 1) / k``, cut before the first weight whose
+    magnitude is below ``threshold``, and at ``max_window`` weights if that comes first.
+
+    Args:
+        d: order of differentiation, >= 0; 0 is the identity, 1 the first difference.
+        threshold: smallest weight magnitude kept, in [0, 1); 0 needs ``max_window``.
+        max_window: most weights kept; None leaves the window to ``threshold``.
+
+    Returns:
+        (window,) weights, ``w[k]`` applying to the value k bars back.
+    """
+    if not d >= 0:
+        raise ValueError(f"fractional order d must be >= 0, got {d}")
+    if not 0 <= threshold < 1:
+        raise ValueError(f"threshold must be in [0, 1), got {threshold}")
+    if max_window is None and threshold == 0:
+        raise ValueError("threshold=0 keeps every weight: set max_window as well")
+    if max_window is not None and max_window < 1:
+        raise ValueError(f"max_window must be >= 1, got {max_window}")
+    size = max_window or 1024
+    while True:
+        k = np.arange(1, size)
+        weights = np.concatenate([[1.0], np.cumprod((k - 1 - d) / k)])
+        below = np.flatnonzero(np.abs(weights) < threshold)
+        if below.size:
+            return weights[: below[0]]
+        if max_window is not None:
+            return weights
+        if size >= _LONGEST_WINDOW:
+            raise ValueError(
+                f"FFD weights of d={d} stay above threshold={threshold} for {size} bars: "
+                "raise the threshold or set max_window"
+            )
+        size *= 4
+
+
+def ffd(
+    x: np.ndarray, d: float, threshold: float = 1e-4, max_window: int | None = None
+) -> np.ndarray:
+    """Fixed-width fractional difference of every column of ``x``.
+
+    Args:
+        x: (T,) or (T, N) log prices, NaN where an asset has no bar.
+        d: order of differentiation, see :func:`ffd_weights`.
+        threshold: weight tolerance, see :func:`ffd_weights`.
+        max_window: most weights, see :func:`ffd_weights`.
+
+    Returns:
+        Array shaped like ``x``; NaN wherever the window of the last ``window`` bars is
+        incomplete: the first ``window - 1`` bars of each asset's life, and after any gap.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    weights = ffd_weights(d, threshold, max_window)
+    if x.ndim == 1:
+        return _ffd_series(x[None, :], weights)[0]
+    return _to_panel(_ffd_series(_to_series(x), weights))
+
+
+def adf_statistic(x: np.ndarray, lags: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Augmented Dickey-Fuller t-statistic with a constant and a fixed lag order.
+
+    The same statistic as ``statsmodels.tsa.stattools.adfuller(x, maxlag=lags,
+    autolag=None, regression="c")[0]``, for all columns in one batched regression. Rows
+    with a NaN among the regression's values are left out, so a series listed late or with
+    gaps is tested on what it has.
+
+    Args:
+        x: (T,) or (T, N) series.
+        lags: lagged differences in the regression.
+
+    Returns:
+        ``(statistic, n_obs)``, each shaped ``x.shape[1:]``: NaN statistic where the
+        regression is degenerate (too few rows, a constant series).
+    """
+    x = np.asarray(x, dtype=np.float64)
+    if lags < 0:
+        raise ValueError(f"ADF lags must be >= 0, got {lags}")
+    stat, n_obs = _adf_series(_to_series(x.reshape(len(x), -1)), lags)
+    return stat.reshape(x.shape[1:]), n_obs.reshape(x.shape[1:])
+
+
+class FracDiff(TransformerMixin, BaseEstimator):
+    """Fixed-width fractional difference of order ``d``, the same for every asset.
+
+    Args:
+        d: order of differentiation, >= 0.
+        threshold: smallest weight magnitude kept.
+        max_window: most weights kept; None leaves the window to ``threshold``.
+
+    Attributes:
+        weights_: (window_,) FFD weights.
+        window_: bars each value uses.
+        warmup_bars_: bars lost at the start of each asset's life (``window_ - 1``).
+        skip_reasons_: column (name, or index for arrays) -> why the fitting data give it
+            no value at all (shorter than the window, or no gap-free window).
+        n_features_in_: assets seen in fit.
+    """
+
+    def __init__(self, d: float = 0.4, threshold: float = 1e-4, max_window: int | None = None):
+        self.d = d
+        self.threshold = threshold
+        self.max_window = max_window
+
+    def fit(self, X: np.ndarray, y: object = None) -> FracDiff:
+        """Computes the weights and records assets too short for the window.
+
+        Args:
+            X: (T, N) log prices (array or DataFrame), NaN where an asset has no bar.
+            y: ignored.
+        """
+        series, names = _check_prices(X)
+        self.weights_ = ffd_weights(self.d, self.threshold, self.max_window)
+        self.window_ = len(self.weights_)
+        self.warmup_bars_ = self.window_ - 1
+        self.n_features_in_ = len(series)
+        missing = np.isnan(series)
+        complete = _complete_windows(missing, self.window_).any(axis=1)
+        n_bars = (~missing).sum(axis=1)
+        self.skip_reasons_ = {
+            names[j]: f"{n_bars[j]} bars hold no gap-free {self.window_}-bar window"
+            for j in np.flatnonzero(~complete)
+        }
+        return self
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        """Fractionally differences each column; causal, so row t uses rows <= t only.
+
+        Args:
+            X: (T, N) log prices with the assets of the fitting data.
+
+        Returns:
+            (T, N) FFD series, NaN during warm-up and wherever the window has a gap.
+        """
+        check_is_fitted(self)
+        series, _ = _check_prices(X, self.n_features_in_)
+        return _to_panel(_ffd_series(series, self.weights_))
+
+
+class StationaryFracDiff(TransformerMixin, BaseEstimator):
+    """FFD with, per asset, the smallest order d that makes its log price stationary.
+
+    ``fit`` walks the grid ``0, step, 2 step, ..., max_d`` and gives each asset the first d
+    whose FFD series rejects a unit root (ADF with a constant and ``adf_lags`` lags,
+    MacKinnon p-value below ``significance``), using only the rows it is given. An asset
+    still non-stationary at ``max_d`` keeps ``max_d`` (``stationary_`` is False). An asset
+    with fewer than ``min_obs`` ADF observations at a d it must try is skipped: d_ is NaN,
+    its output is NaN, and ``skip_reasons_`` says why.
+
+    Args:
+        max_d: largest order tried, and the cap on d_.
+        step: spacing of the grid of orders.
+        threshold: smallest FFD weight magnitude kept.
+        max_window: most FFD weights kept; None leaves the window to ``threshold``.
+        adf_lags: lagged differences in the ADF regression (fixed, no search).
+        significance: p-value below which the unit root is rejected.
+        min_obs: fewest ADF observations an asset needs.
+
+    Attributes:
+        d_: (N,) chosen order per asset, NaN if skipped.
+        window_: (N,) FFD window length per asset, 0 if skipped.
+        warmup_bars_: (N,) bars lost at the start of each asset's life.
+        adf_stat_: (N,) ADF statistic of the training FFD series at d_.
+        adf_pvalue_: (N,) its MacKinnon p-value.
+        stationary_: (N,) whether the unit root was rejected at d_.
+        skip_reasons_: column (name, or index for arrays) -> why it was skipped.
+        n_features_in_: assets seen in fit.
+    """
+
+    def __init__(
+        self,
+        max_d: float = 0.65,
+        step: float = 0.05,
+        threshold: float = 1e-4,
+        max_window: int | None = None,
+        adf_lags: int = 1,
+        significance: float = 0.05,
+        min_obs: int = 100,
+    ):
+        self.max_d = max_d
+        self.step = step
+        self.threshold = threshold
+        self.max_window = max_window
+        self.adf_lags = adf_lags
+        self.significance = significance
+        self.min_obs = min_obs
+
+    def fit(self, X: np.ndarray, y: object = None) -> StationaryFracDiff:
+        """Chooses d per asset on the training window.
+
+        Args:
+            X: (T, N) training log prices (array or DataFrame), NaN where no bar.
+            y: ignored.
+        """
+        series, names = _check_prices(X)
+        if not self.max_d >= 0 or not self.step > 0:
+            raise ValueError(f"need max_d >= 0 and step > 0, got {self.max_d}, {self.step}")
+        if not 0 < self.significance < 1:
+            raise ValueError(f"significance must be in (0, 1), got {self.significance}")
+        grid = np.unique(np.round(np.append(np.arange(0.0, self.max_d, self.step), self.max_d), 12))
+        n_assets = len(series)
+        n_bars = (~np.isnan(series)).sum(axis=1)
+        self.d_ = np.full(n_assets, np.nan)
+        self.adf_stat_ = np.full(n_assets, np.nan)
+        self.adf_pvalue_ = np.full(n_assets, np.nan)
+        self.skip_reasons_: dict[Hashable, str] = {}
+        undecided = np.ones(n_assets, dtype=bool)
+        for d in grid:
+            assets = np.flatnonzero(undecided)
+            if not assets.size:
+                break
+            weights = ffd_weights(d, self.threshold, self.max_window)
+            stat, n_obs = _adf_series(_ffd_series(series[assets], weights), self.adf_lags)
+            short = n_obs < self.min_obs
+            for j, n in zip(assets[short], n_obs[short], strict=True):
+                self.skip_reasons_[names[j]] = (
+                    f"too short for the ADF test at d={d:g}: {n_bars[j]} bars leave {n} "
+                    f"observations after the {len(weights)}-bar window, {self.min_obs} needed"
+                )
+            pvalue = _adf_pvalue(stat)
+            chosen = ~short & ((pvalue < self.significance) | (d == grid[-1]))
+            self.d_[assets[chosen]] = d
+            self.adf_stat_[assets[chosen]] = stat[chosen]
+            self.adf_pvalue_[assets[chosen]] = pvalue[chosen]
+            undecided[assets[short | chosen]] = False
+        self.stationary_ = self.adf_pvalue_ < self.significance
+        self.window_ = np.zeros(n_assets, dtype=int)
+        for d in np.unique(self.d_[~np.isnan(self.d_)]):
+            self.window_[self.d_ == d] = len(ffd_weights(d, self.threshold, self.max_window))
+        self.warmup_bars_ = np.maximum(self.window_ - 1, 0)
+        self.n_features_in_ = n_assets
+        return self
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        """Applies each asset's own d_ and window; causal, so row t uses rows <= t only.
+
+        Args:
+            X: (T, N) log prices with the assets of the fitting data.
+
+        Returns:
+            (T, N) FFD series, NaN during each asset's warm-up, after gaps, and for
+            skipped assets.
+        """
+        check_is_fitted(self)
+        series, _ = _check_prices(X, self.n_features_in_)
+        out = np.full(series.shape, np.nan)
+        for d in np.unique(self.d_[~np.isnan(self.d_)]):
+            rows = self.d_ == d
+            out[rows] = _ffd_series(series[rows], ffd_weights(d, self.threshold, self.max_window))
+        return _to_panel(out)
+
+
+def _to_series(panel: np.ndarray) -> np.ndarray:
+    """(T, N) -> (N, T) C-contiguous: the work below runs along each asset's own memory."""
+    return np.ascontiguousarray(panel.T)
+
+
+def _to_panel(series: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(series.T)
+
+
+def _ffd_series(series: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """(N, T) causal convolution with ``weights``, NaN where the window is incomplete."""
+    n_bars, window = series.shape[1], len(weights)
+    missing = np.isnan(series)
+    # Convolving the distance to each asset's first price, not the price, keeps FFT
+    # rounding small; the first price is known from listing on, so this stays causal.
+    first = np.argmax(~missing, axis=1)
+    level = np.nan_to_num(series[np.arange(len(series)), first])[:, None]
+    centred = np.where(missing, 0.0, series - level)
+    if window <= _DIRECT_MAX_WINDOW:
+        out = lfilter(weights, [1.0], centred, axis=1)
+    else:
+        size = scipy.fft.next_fast_len(n_bars + window - 1, real=True)
+        # All cores, as numpy's BLAS does; the FFT is most of the cost.
+        spectrum = scipy.fft.rfft(centred, n=size, axis=1, workers=-1)
+        spectrum *= scipy.fft.rfft(weights, n=size)
+        out = scipy.fft.irfft(spectrum, n=size, axis=1, workers=-1)[:, :n_bars]
+    out += level * weights.sum()
+    np.copyto(out, np.nan, where=~_complete_windows(missing, window))
+    return out
+
+
+def _complete_windows(missing: np.ndarray, window: int) -> np.ndarray:
+    """(N, T) bool: the last ``window`` bars up to t all exist."""
+    n_bars = missing.shape[1]
+    gaps = np.zeros((len(missing), n_bars + 1), dtype=np.int32)
+    np.cumsum(missing, axis=1, out=gaps[:, 1:])
+    complete = np.zeros(missing.shape, dtype=bool)
+    if n_bars >= window:
+        complete[:, window - 1 :] = gaps[:, window:] == gaps[:, : n_bars - window + 1]
+    return complete
+
+
+def _adf_series(series: np.ndarray, lags: int) -> tuple[np.ndarray, np.ndarray]:
+    """ADF statistic and observations of each row of (N, T) ``series``."""
+    diff = np.diff(series, axis=1)
+    n_rows = max(diff.shape[1] - lags, 0)
+    lagged_diffs = [diff[:, lags - j : lags - j + n_rows] for j in range(1, lags + 1)]
+    # (N, K + 1, R): lagged level, lagged differences, and the difference they explain.
+    data = np.stack([series[:, lags : lags + n_rows], *lagged_diffs, diff[:, lags:]], axis=1)
+    rows = np.isfinite(data).all(axis=1)
+    n_obs = rows.sum(axis=1)
+    data[~np.broadcast_to(rows[:, None, :], data.shape)] = 0.0
+    # The constant is absorbed by centring on each asset's own rows (Frisch-Waugh).
+    data -= data.sum(axis=2, keepdims=True) / np.maximum(n_obs, 1)[:, None, None]
+    data *= rows[:, None, :]
+    moments = data @ data.transpose(0, 2, 1)
+    gram, cross, total = moments[:, :-1, :-1], moments[:, :-1, -1], moments[:, -1, -1]
+    n_coef = lags + 2  # with the constant
+    scale = np.sqrt(np.diagonal(gram, axis1=1, axis2=2))
+    ok = (n_obs > n_coef) & (scale > 0).all(axis=1)
+    scale = np.where(ok[:, None], scale, 1.0)
+    # Solving the unit-diagonal system keeps the level's large variance from hurting.
+    corr = gram / (scale[:, :, None] * scale[:, None, :])
+    corr[~ok] = np.eye(lags + 1)
+    ok &= np.linalg.det(corr) > 1e-12
+    corr[~ok] = np.eye(lags + 1)
+    inverse = np.linalg.inv(corr)
+    coef = np.einsum("nkj,nj->nk", inverse, cross / scale)
+    residual_ss = total - (coef * cross / scale).sum(axis=1)
+    variance = residual_ss / np.maximum(n_obs - n_coef, 1)
+    ok &= variance > 0
+    stat = coef[:, 0] / np.sqrt(np.where(ok, variance, 1.0) * inverse[:, 0, 0])
+    return np.where(ok, stat, np.nan), n_obs
+
+
+def _check_prices(X: object, n_assets: int | None = None) -> tuple[np.ndarray, list[Hashable]]:
+    """(T, N) prices as (N, T) float64 series, and the column keys (names, else indices)."""
+    names = list(X.columns) if hasattr(X, "columns") else None
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim != 2 or not X.size:
+        raise ValueError(f"expected (T, N) log prices, got an array of shape {X.shape}")
+    names = names or list(range(X.shape[1]))
+    infinite = np.isinf(X).any(axis=0)
+    if infinite.any():
+        raise ValueError(f"infinite log prices (a price <= 0?) in {names[np.argmax(infinite)]!r}")
+    if n_assets is not None and X.shape[1] != n_assets:
+        raise ValueError(f"X has {X.shape[1]} assets, but the estimator was fitted on {n_assets}")
+    return _to_series(X), names

@@ -1,0 +1,115 @@
+"""Per-asset z-scoring of (T, N, F) features, fitted on a training window only."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
+
+# float32 features cannot resolve a spread finer than this share of their level.
+_RELATIVE_RESOLUTION = 1e-7
+
+
+class PanelScaler(TransformerMixin, BaseEstimator):
+    """Z-scores each feature of each asset with that asset's training mean and std.
+
+    NaN values (no bar, not enough history) are ignored when fitting and stay NaN. A
+    feature that is constant for an asset over the training window gets a std of 1, so it
+    is centred but not blown up. An asset with fewer than ``min_count`` finite training
+    values of a feature (a coin listed at the very end of the window) takes the
+    statistics pooled over all assets, which are closer to the truth than none.
+
+    Args:
+        clip: scaled values are clipped to ``[-clip, clip]``; None leaves them.
+        min_count: finite training values an asset needs for statistics of its own.
+
+    Attributes:
+        mean_: (N, F) training mean per asset and feature.
+        std_: (N, F) training standard deviation per asset and feature.
+    """
+
+    def __init__(self, clip: float | None = None, min_count: int = 2):
+        self.clip = clip
+        self.min_count = min_count
+
+    def fit(self, X: np.ndarray, y: object = None) -> PanelScaler:
+        """Learns the per-asset statistics from training features.
+
+        Args:
+            X: (T, N, F) features of the training window only.
+            y: ignored.
+        """
+        X = _check_3d(X)
+        n_features = X.shape[2]
+        with warnings.catch_warnings():
+            # All-NaN slices are expected (an asset not listed yet); they fall back below.
+            warnings.simplefilter("ignore", RuntimeWarning)
+            own_mean = np.nanmean(X, axis=0, dtype=np.float64)
+            own_std = np.nanstd(X, axis=0, dtype=np.float64)
+            flat = X.reshape(-1, n_features)
+            pooled_mean = np.nanmean(flat, axis=0, dtype=np.float64)
+            pooled_std = np.nanstd(flat, axis=0, dtype=np.float64)
+        own = np.isfinite(X).sum(axis=0) >= self.min_count
+        mean = np.nan_to_num(np.where(own, own_mean, pooled_mean), nan=0.0)
+        std = np.where(own, own_std, pooled_std)
+        degenerate = ~(std > _RELATIVE_RESOLUTION * np.abs(mean)) | ~(std > 0)
+        self.mean_ = mean
+        self.std_ = np.where(degenerate, 1.0, std)
+        return self
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        """Scales features with the fitted statistics.
+
+        Args:
+            X: (T, N, F) features with the assets and features of the training data.
+
+        Returns:
+            (T, N, F) float32 z-scores, clipped if ``clip`` is set, NaN where X is NaN.
+        """
+        check_is_fitted(self)
+        X = _check_3d(X)
+        if X.shape[1:] != self.mean_.shape:
+            raise ValueError(
+                f"features have {X.shape[1]} assets x {X.shape[2]} features, but the scaler "
+                f"was fitted on {self.mean_.shape[0]} x {self.mean_.shape[1]}"
+            )
+        scaled = ((X - self.mean_) / self.std_).astype(np.float32)
+        if self.clip is not None:
+            np.clip(scaled, -self.clip, self.clip, out=scaled)
+        return scaled
+
+    def state_dict(self) -> dict[str, object]:
+        """The fitted state as plain arrays and numbers (for checkpoints; no pickle)."""
+        check_is_fitted(self)
+        return {
+            "mean": self.mean_.copy(),
+            "std": self.std_.copy(),
+            "clip": self.clip,
+            "min_count": self.min_count,
+        }
+
+    @classmethod
+    def from_state_dict(cls, state: Mapping[str, object]) -> PanelScaler:
+        """Rebuilds a fitted scaler from ``state_dict()`` (arrays may come back as lists)."""
+        missing = {"mean", "std", "clip", "min_count"} - set(state)
+        if missing:
+            raise ValueError(f"scaler state lacks {sorted(missing)}")
+        scaler = cls(clip=state["clip"], min_count=int(state["min_count"]))
+        scaler.mean_ = np.asarray(state["mean"], dtype=np.float64)
+        scaler.std_ = np.asarray(state["std"], dtype=np.float64)
+        if scaler.mean_.ndim != 2 or scaler.mean_.shape != scaler.std_.shape:
+            raise ValueError(
+                f"scaler state has mean {scaler.mean_.shape} and std {scaler.std_.shape}; "
+                "both must be (n_assets, n_features)"
+            )
+        return scaler
+
+
+def _check_3d(X: np.ndarray) -> np.ndarray:
+    X = np.asarray(X)
+    if X.ndim != 3:
+        raise ValueError(f"features must be (T, N, F), got shape {X.shape}")
+    return X

@@ -1,0 +1,68 @@
+"""Mixture-of-experts heads with one parameter set per group (cluster, coin or global).
+
+All groups live in one module: each weight has a leading group axis, and a sample's group
+index selects its parameters in a batched operation. 400 coin heads therefore train in one
+pass, and a batch only produces gradients for the groups it contains.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class GroupedMoEHead(nn.Module):
+    """G groups, each with K expert MLPs (in -> hidden -> 1) and a softmax gate (in -> K).
+
+    Args:
+        n_groups: number of parameter sets G.
+        in_dim: input width (encoder output plus market-factor channels).
+        n_experts: experts per group K.
+        hidden: hidden width of each expert.
+        top_k: keep only the k largest gate weights per sample (None: dense gate).
+    """
+
+    def __init__(
+        self,
+        n_groups: int,
+        in_dim: int,
+        n_experts: int = 4,
+        hidden: int = 32,
+        top_k: int | None = None,
+    ):
+        super().__init__()
+        if top_k is not None and not 1 <= top_k <= n_experts:
+            raise ValueError(f"top_k must be in [1, {n_experts}], got {top_k}")
+        g, k = n_groups, n_experts
+        self.n_groups, self.n_experts, self.top_k = g, k, top_k
+        self.w1 = nn.Parameter(torch.empty(g, k, in_dim, hidden))
+        self.b1 = nn.Parameter(torch.zeros(g, k, hidden))
+        self.w2 = nn.Parameter(torch.empty(g, k, hidden))
+        self.b2 = nn.Parameter(torch.zeros(g, k))
+        self.gate_w = nn.Parameter(torch.zeros(g, in_dim, k))
+        self.gate_b = nn.Parameter(torch.zeros(g, k))
+        # Same scale as nn.Linear's default init, drawn for every group and expert at once.
+        nn.init.uniform_(self.w1, -1 / math.sqrt(in_dim), 1 / math.sqrt(in_dim))
+        nn.init.uniform_(self.w2, -1 / math.sqrt(hidden), 1 / math.sqrt(hidden))
+        nn.init.normal_(self.gate_w, std=0.01)  # near-uniform gate that can still break ties
+
+    def forward(self, x: torch.Tensor, group: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits (B,) and gate weights (B, K) for inputs x (B, in) of groups ``group`` (B,)."""
+        h = torch.einsum("bi,bkih->bkh", x, self.w1[group]) + self.b1[group]  # (B, K, H)
+        expert = torch.einsum("bkh,bkh->bk", F.gelu(h), self.w2[group]) + self.b2[group]
+        gate_logits = torch.einsum("bi,bik->bk", x, self.gate_w[group]) + self.gate_b[group]
+        if self.top_k is not None and self.top_k < self.n_experts:
+            keep = gate_logits.topk(self.top_k, dim=-1).indices  # (B, top_k), ties broken
+            dropped = torch.full_like(gate_logits, float("-inf")).scatter(-1, keep, 0.0)
+            gate_logits = gate_logits + dropped
+        gate = gate_logits.softmax(-1)  # (B, K)
+        return (gate * expert).sum(-1), gate
+
+    @staticmethod
+    def load_balance_loss(gate: torch.Tensor) -> torch.Tensor:
+        """0 when the batch spreads evenly over the experts, up to K - 1 when one takes all."""
+        share = gate.mean(0)  # (K,)
+        return gate.shape[1] * (share**2).sum() - 1

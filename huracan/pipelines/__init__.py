@@ -1,0 +1,1 @@
+"""Pipelines: the hierarchical fleet run, and the per-coin production pipeline."""

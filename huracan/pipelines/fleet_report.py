@@ -1,0 +1,223 @@
+"""The report of a hierarchical run: metrics after costs, success criteria, files, plots."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from omegaconf import DictConfig
+
+from huracan.data.panel import Panel
+from huracan.io import atomic_write_text
+from huracan.metrics import COLUMNS, asset_metrics
+from huracan.pipelines.hierarchical import FleetRun, fold_agreement
+from huracan.plots import plot_correlation_heatmap, plot_dendrogram, plot_equity
+
+log = logging.getLogger("huracan")
+
+
+def modal_clusters(run: FleetRun) -> np.ndarray:
+    """(N,) the cluster each asset held in most test windows (-1 if never clustered)."""
+    ids = run.cluster_ids[run.test_rows]
+    out = np.full(ids.shape[1], -1)
+    for j in range(ids.shape[1]):  # N small loops over a handful of fold values
+        values = ids[ids[:, j] >= 0, j]
+        if len(values):
+            out[j] = np.bincount(values).argmax()
+    return out
+
+
+def pooled_metrics(
+    signals: np.ndarray, run: FleetRun, columns: np.ndarray, bars_per_year: float, horizon: int
+) -> dict:
+    """Metrics of the trades of a set of assets pooled together, over all test rows."""
+    arrays = run.arrays
+    rows = run.test_rows
+    sig = signals[rows][:, columns]
+    net = arrays.net_return[rows][:, columns]
+    label = arrays.label[rows][:, columns]
+    trades = sig & np.isfinite(net)
+    n = int(trades.sum())
+    positives = np.nansum(label == 1)
+    pnl = np.where(trades, net, 0.0).sum(1) / max(len(columns), 1)
+    tradable = np.isfinite(net).any(1)
+    std = pnl[tradable].std(ddof=1) if tradable.sum() > 1 else np.nan
+    return {
+        "precision": float((net[trades] > 0).mean()) if n else None,
+        "recall": float(trades[label == 1].sum() / positives) if positives else None,
+        "expectancy": float(net[trades].mean()) if n else None,
+        "sharpe": float(pnl[tradable].mean() / std * np.sqrt(bars_per_year / horizon))
+        if n and std > 0
+        else None,
+        "net_bps": float(net[trades].sum() * 1e4),
+        "n_trades": n,
+    }
+
+
+def cluster_table(
+    run: FleetRun, clusters: np.ndarray, bars_per_year: float, horizon: int
+) -> dict[str, dict]:
+    """Per cluster (and all assets): metrics with the factor, without it, and the oracle."""
+    variants = {"model": run.signals}
+    if run.signals_without_factor is not None:
+        variants["without_factor"] = run.signals_without_factor
+    if run.oracle_signals is not None:
+        variants["oracle"] = run.oracle_signals
+    groups = {f"cluster_{c}": np.flatnonzero(clusters == c) for c in np.unique(clusters) if c >= 0}
+    groups["alt_clusters"] = np.flatnonzero(clusters > 0)
+    groups["all"] = np.arange(len(clusters))
+    table = {}
+    for name, columns in groups.items():
+        if len(columns) == 0:
+            continue
+        table[name] = {"members": [run.arrays.symbols[j] for j in columns]}
+        for variant, signals in variants.items():
+            table[name][variant] = pooled_metrics(signals, run, columns, bars_per_year, horizon)
+    return table
+
+
+def success_criteria(
+    run: FleetRun, results: pd.DataFrame, clusters: dict, cfg: DictConfig
+) -> list[dict]:
+    """The run's success criteria, each measured, with PASS or FAIL."""
+    leader = cfg.universe.dominant_symbols[0]
+    dominant_ok = [c.cluster_map.get(leader) == c.dominant_cluster_id for c in run.fold_clusters]
+    traded = results["n_trades"] > 0
+    expectancy = results["expectancy"]
+    criteria = [
+        {
+            "name": f"dominant cluster holds {leader} in every fold",
+            "value": f"{sum(dominant_ok)}/{len(dominant_ok)} folds",
+            "passed": all(dominant_ok),
+        },
+        {
+            "name": "every asset's expectancy > 0 (after costs)",
+            "value": f"{int((expectancy > 0).sum())}/{len(results)} assets > 0; "
+            f"{int((~traded).sum())} never traded; min {expectancy.min():.6f}",
+            "passed": bool(traded.all() and (expectancy > 0).all()),
+        },
+        {
+            "name": "mean precision > 55%",
+            "value": _fmt_float(results.loc[traded, "precision"].mean()),
+            "passed": bool(results.loc[traded, "precision"].mean() > 0.55),
+        },
+    ]
+    alt = clusters.get("alt_clusters")
+    if alt is not None and "without_factor" in alt:
+        with_f, without_f = alt["model"]["expectancy"], alt["without_factor"]["expectancy"]
+        criteria.append(
+            {
+                "name": "alt clusters' expectancy with the factor > without",
+                "value": f"{_fmt_float(with_f)} vs {_fmt_float(without_f)}",
+                "passed": bool(with_f is not None and (without_f is None or with_f > without_f)),
+            }
+        )
+    else:
+        criteria.append(
+            {
+                "name": "alt clusters' expectancy with the factor > without",
+                "value": "not measured (factor=none, report.compare_without_factor=false, "
+                "or no alt cluster)",
+                "passed": False,
+            }
+        )
+    for c in criteria:
+        c["result"] = "PASS" if c["passed"] else "FAIL"
+    return criteria
+
+
+def write_report(run: FleetRun, panel: Panel, cfg: DictConfig, out: Path, logger=None) -> dict:
+    """Writes results.csv, clusters.json, factor.json and the plots; returns the metrics."""
+    horizon = cfg.labels.horizon
+    arrays = run.arrays
+    clusters = modal_clusters(run)
+    results = asset_metrics(
+        run.signals,
+        arrays.label,
+        arrays.net_return,
+        symbols=arrays.symbols,
+        bars_per_year=panel.bars_per_year,
+        horizon=horizon,
+        rows=run.test_rows,
+    )
+    scored = np.isfinite(run.probability)
+    folds = [
+        sum(bool(scored[f.test, j].any()) for f in run.folds) for j in range(len(arrays.symbols))
+    ]
+    results = results.reset_index(names="asset")
+    results.insert(1, "cluster", clusters)
+    results["folds"] = folds
+    results = results[["asset", "cluster", *COLUMNS, "folds"]]
+    atomic_write_text(out / "results.csv", results.to_csv(index=False))
+
+    by_cluster = cluster_table(run, clusters, panel.bars_per_year, horizon)
+    last = run.fold_clusters[-1]
+    agreement = fold_agreement(run.fold_clusters)
+    clusters_json = {
+        "cluster_map": dict(zip(arrays.symbols, clusters.tolist(), strict=True)),
+        "dominant_cluster_id": last.dominant_cluster_id,
+        "cluster_members": {
+            str(c): [s for s, k in zip(arrays.symbols, clusters, strict=True) if k == c]
+            for c in sorted(set(clusters.tolist()))
+        },
+        "folds": [c.to_dict() for c in run.fold_clusters],
+        "adjusted_rand_index_between_folds": agreement,
+    }
+    if panel.truth is not None:
+        from sklearn.metrics import adjusted_rand_score
+
+        clusters_json["adjusted_rand_index_vs_planted"] = [
+            float(adjusted_rand_score(panel.truth.cluster_labels, c.labels(arrays.symbols)))
+            for c in run.fold_clusters
+        ]
+    atomic_write_text(out / "clusters.json", json.dumps(clusters_json, indent=2))
+    factor_json = {
+        "method": cfg.factor.method,
+        "dominant_symbols": list(cfg.universe.dominant_symbols),
+        "n_lags": cfg.factor.n_lags,
+        "folds": run.fold_factor,
+        "explained_variance_ratio": [f.get("explained_variance_ratio") for f in run.fold_factor],
+    }
+    atomic_write_text(out / "factor.json", json.dumps(factor_json, indent=2))
+    figures = write_plots(run, panel, clusters, out)
+    if logger is not None:
+        for name, fig in figures.items():
+            logger.experiment.add_figure(f"report/{name}", fig)
+    return {
+        "results": results,
+        "clusters": by_cluster,
+        "criteria": success_criteria(run, results, by_cluster, cfg),
+        "cluster_agreement": agreement,
+        "folds": run.fold_info,
+    }
+
+
+def write_plots(run: FleetRun, panel: Panel, clusters: np.ndarray, out: Path) -> dict:
+    """Dendrogram and heatmap of the last fold, equity curves per cluster (PNG)."""
+    figures = {}
+    last = run.fold_clusters[-1]
+    if last.linkage_matrix is not None:
+        figures["dendrogram"] = plot_dendrogram(last, out / "dendrogram.png")
+    figures["correlation_heatmap"] = plot_correlation_heatmap(last, out / "correlation.png")
+    figures["equity"] = plot_fleet_equity(run, panel, clusters, out / "equity.png")
+    return figures
+
+
+def plot_fleet_equity(run: FleetRun, panel: Panel, clusters: np.ndarray, path: Path):
+    """Equity curves per cluster and for the whole fleet over the test windows."""
+    rows = np.sort(run.test_rows)
+    net = np.where(run.signals[rows], np.nan_to_num(run.arrays.net_return[rows]), 0.0)
+    curves = {
+        f"cluster {c}": np.cumsum(net[:, clusters == c].mean(1)) * 1e4
+        for c in sorted(set(clusters.tolist()) - {-1})
+    }
+    curves["all assets"] = np.cumsum(net.mean(1)) * 1e4
+    boundaries = [f.test_times[0] for f in run.folds[1:]]
+    return plot_equity(panel.timestamps[rows], curves, boundaries, path)
+
+
+def _fmt_float(value: float | None) -> str:
+    return "n/a" if value is None or not np.isfinite(value) else f"{value:.6f}"

@@ -1,0 +1,217 @@
+"""The arrays a fleet run works on, and what each walk-forward fold fits on its own.
+
+``FleetArrays`` holds everything computed once for the whole panel: technical features,
+log returns, labels after costs. All of it is causal (row t uses bars <= t, labels use
+t + horizon and are only ever read for rows whose horizon ends before the window they
+are compared with), and nothing in it is fitted.
+
+``prepare_fold`` fits, on the fold's training rows only, everything that is learned from
+data: the clusters, the market factor, the fractional-differencing orders and the
+scalers; it then applies them unchanged to every row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from huracan.clustering import AssetClusterer, ClusterResult, align_cluster_ids
+from huracan.costs import CostModel
+from huracan.data.panel import Panel
+from huracan.factor import MarketFactorExtractor, inject_market_factor
+from huracan.features.fracdiff import StationaryFracDiff
+from huracan.features.labels import after_cost_labels, energy_weights, forward_return
+from huracan.features.scaling import PanelScaler
+from huracan.features.technical import compute_features, realized_volatility
+from huracan.validation import Fold
+
+
+@dataclass
+class FleetArrays:
+    """Per-run (T, N) arrays; ``features`` is (T, N, F)."""
+
+    symbols: list[str]
+    features: np.ndarray
+    feature_names: list[str]
+    log_close: np.ndarray
+    returns: np.ndarray
+    volatility: np.ndarray
+    label: np.ndarray
+    net_return: np.ndarray
+    gross_return: np.ndarray
+    quote_volume: np.ndarray
+    listed: np.ndarray
+    cost_bps: np.ndarray
+
+
+def build_fleet_arrays(panel: Panel, cfg: DictConfig) -> FleetArrays:
+    costs = CostModel(**OmegaConf.to_container(cfg.costs, resolve=True))
+    names = cfg.features.names
+    windows = OmegaConf.to_container(cfg.features.windows, resolve=True) or None
+    features, feature_names = compute_features(
+        panel, list(names) if names is not None else None, windows
+    )
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_close = np.log(panel.close)
+    returns = np.full_like(log_close, np.nan)
+    returns[1:] = np.diff(log_close, axis=0)
+    volatility = realized_volatility(panel.close, cfg.labels.vol_window)
+    horizon = cfg.labels.horizon
+    label, net = after_cost_labels(panel, horizon, costs, volatility, cfg.labels.vol_window)
+    gross = forward_return(panel.close, horizon)
+    return FleetArrays(
+        symbols=list(panel.symbols),
+        features=features,
+        feature_names=feature_names,
+        log_close=log_close,
+        returns=returns,
+        volatility=volatility,
+        label=label,
+        net_return=net,
+        gross_return=gross,
+        quote_volume=panel.quote_volume,
+        listed=panel.listed,
+        cost_bps=(gross - net) * 1e4,
+    )
+
+
+@dataclass
+class FoldData:
+    """What one fold fitted on its training rows, and its inputs for every row.
+
+    Attributes:
+        fold: the rows of the fold.
+        clusters: cluster assignment fitted on the training rows (ids aligned to the
+            previous fold's).
+        factor: the fitted market-factor extractor.
+        channel_names: names of the market-factor channels (empty for ``factor=none``).
+        channels: (T, N, C) market-factor channels.
+        x: (T, N, F) scaled features (fracdiff included when configured).
+        feature_names: the F feature names.
+        scaler: the fitted per-asset scaler.
+        fracdiff: the fitted fracdiff estimator, or None.
+        groups: (N,) head index of each asset; -1 where the asset has none this fold.
+        n_groups: number of heads.
+        weights: (T, N) energy weights, normalised over the training rows.
+    """
+
+    fold: Fold
+    clusters: ClusterResult
+    factor: MarketFactorExtractor
+    channel_names: list[str]
+    channels: np.ndarray
+    x: np.ndarray
+    feature_names: list[str]
+    scaler: PanelScaler
+    fracdiff: StationaryFracDiff | None
+    groups: np.ndarray
+    n_groups: int
+    weights: np.ndarray
+
+    def valid(self, arrays: FleetArrays) -> np.ndarray:
+        """(T, N) rows with every input, a label and a head: the rows a model can use."""
+        inputs = np.isfinite(self.x).all(-1) & np.isfinite(self.channels).all(-1)
+        return inputs & np.isfinite(arrays.label) & (self.groups >= 0)[None, :]
+
+    def samples(
+        self, arrays: FleetArrays, rows: np.ndarray, valid: np.ndarray
+    ) -> tuple[dict[str, torch.Tensor], np.ndarray, np.ndarray]:
+        """Flattens the given grid rows into model samples, sorted by (timestamp, asset).
+
+        Returns:
+            The tensors (``x``, ``factor``, ``group``, ``y``, ``w``), and the grid row and
+            asset index of each sample.
+        """
+        t_idx, a_idx = np.nonzero(valid[rows])
+        t_idx = rows[t_idx]
+        tensors = {
+            "x": torch.from_numpy(np.ascontiguousarray(self.x[t_idx, a_idx], np.float32)),
+            "factor": torch.from_numpy(self.channels[t_idx, a_idx].astype(np.float32)),
+            "group": torch.from_numpy(self.groups[a_idx].astype(np.int64)),
+            "y": torch.from_numpy(arrays.label[t_idx, a_idx].astype(np.float32)),
+            "w": torch.from_numpy(self.weights[t_idx, a_idx].astype(np.float32)),
+        }
+        return tensors, t_idx, a_idx
+
+
+def prepare_fold(
+    arrays: FleetArrays, fold: Fold, cfg: DictConfig, previous: ClusterResult | None
+) -> FoldData:
+    """Fits clusters, factor, fracdiff and scaler on ``fold.train`` and applies them."""
+    train = fold.train
+    clusters = fit_clusters(arrays, train, cfg)
+    if previous is not None:
+        clusters = align_cluster_ids(clusters, previous)
+    factor = MarketFactorExtractor(
+        method=cfg.factor.method,
+        volume_window=cfg.factor.volume_window,
+        leader=cfg.universe.dominant_symbols[0],
+    )
+    members = clusters.cluster_members[clusters.dominant_cluster_id]
+    factor.fit(arrays.returns[train], members, arrays.symbols, arrays.quote_volume[train])
+    series = factor.transform(arrays.returns, arrays.quote_volume)
+    channels = inject_market_factor(series, arrays.listed, cfg.factor.n_lags, cfg.factor.max_ffill)
+
+    features, names, fracdiff = arrays.features, list(arrays.feature_names), None
+    if cfg.features.fracdiff:
+        fracdiff = StationaryFracDiff(max_d=cfg.features.max_d).fit(arrays.log_close[train])
+        ffd = fracdiff.transform(arrays.log_close).astype(np.float32)
+        features = np.concatenate([features, ffd[:, :, None]], axis=2)
+        names.append("fracdiff")
+    scaler = PanelScaler(clip=cfg.features.clip).fit(features[train])
+    x = scaler.transform(features)
+
+    groups, n_groups = head_groups(clusters, arrays.symbols, cfg.head.granularity)
+    weights = np.zeros_like(arrays.net_return)
+    weights[train] = energy_weights(
+        arrays.gross_return[train], arrays.volatility[train], cfg.labels.horizon
+    )
+    # the loss divides by the summed weight, so each slice may be normalised on its own
+    weights[fold.val] = energy_weights(
+        arrays.gross_return[fold.val], arrays.volatility[fold.val], cfg.labels.horizon
+    )
+    return FoldData(
+        fold=fold,
+        clusters=clusters,
+        factor=factor,
+        channel_names=channels.names,
+        channels=channels.values.astype(np.float32),
+        x=x,
+        feature_names=names,
+        scaler=scaler,
+        fracdiff=fracdiff,
+        groups=groups,
+        n_groups=n_groups,
+        weights=weights,
+    )
+
+
+def fit_clusters(arrays: FleetArrays, train: np.ndarray, cfg: DictConfig) -> ClusterResult:
+    """Clusters the assets on the training rows' returns (or fracdiff series)."""
+    params = OmegaConf.to_container(cfg.cluster, resolve=True)
+    on = params.pop("series", "returns")
+    if on == "fracdiff":
+        series = StationaryFracDiff(max_d=cfg.features.max_d).fit(arrays.log_close[train])
+        values = series.transform(arrays.log_close[train])
+    else:
+        values = arrays.returns[train]
+    clusterer = AssetClusterer(dominant_symbols=tuple(cfg.universe.dominant_symbols), **params)
+    return clusterer.fit(values, arrays.symbols, arrays.quote_volume[train]).result_
+
+
+def head_groups(
+    clusters: ClusterResult, symbols: list[str], granularity: str
+) -> tuple[np.ndarray, int]:
+    """The head index of every asset: one head, one per cluster, or one per coin."""
+    n = len(symbols)
+    if granularity == "global":
+        return np.zeros(n, dtype=np.int64), 1
+    if granularity == "coin":
+        return np.arange(n, dtype=np.int64), n
+    if granularity == "cluster":
+        ids = np.array([clusters.cluster_map.get(s, -1) for s in symbols], dtype=np.int64)
+        return ids, int(ids.max()) + 1
+    raise ValueError(f"head.granularity must be global, cluster or coin, got {granularity!r}")

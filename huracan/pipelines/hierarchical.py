@@ -1,0 +1,195 @@
+"""``pipeline=hierarchical``: walk-forward training of the whole fleet, and its report.
+
+For each fold: fit clusters, market factor, fracdiff and scalers on the training rows;
+pretrain the shared encoder; train the grouped heads; choose decision thresholds on the
+validation slice; predict the test window. The out-of-sample signals of all test windows
+are then scored after costs, per asset and per cluster.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from hydra.utils import instantiate
+from lightning.pytorch.loggers import TensorBoardLogger
+from omegaconf import DictConfig, OmegaConf
+
+from huracan.clustering import ClusterResult, cluster_agreement
+from huracan.data.panel import Panel
+from huracan.models import save_checkpoint
+from huracan.pipelines.fold_data import FleetArrays, FoldData, build_fleet_arrays, prepare_fold
+from huracan.pipelines.training import choose_thresholds, fit_encoder, fit_heads, without_factor
+from huracan.report import StageTimer
+from huracan.validation import Fold, WalkForward
+
+log = logging.getLogger("huracan")
+
+
+@dataclass
+class FleetRun:
+    """Everything a hierarchical run produced, for the report and the tests."""
+
+    arrays: FleetArrays
+    folds: list[Fold]
+    signals: np.ndarray  # (T, N) bool, out-of-sample trades
+    probability: np.ndarray  # (T, N) out-of-sample probabilities, NaN outside test rows
+    cluster_ids: np.ndarray  # (T, N) cluster of each asset during each test window, -1 else
+    test_rows: np.ndarray
+    fold_clusters: list[ClusterResult] = field(default_factory=list)
+    fold_factor: list[dict] = field(default_factory=list)
+    fold_info: list[dict] = field(default_factory=list)
+    signals_without_factor: np.ndarray | None = None
+    oracle_signals: np.ndarray | None = None
+
+
+def run_hierarchical(panel: Panel, cfg: DictConfig, out: Path, timer: StageTimer) -> FleetRun:
+    """Walk-forward training and out-of-sample prediction of the whole fleet."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    with timer("features") as note:
+        arrays = build_fleet_arrays(panel, cfg)
+        note(f"{len(arrays.feature_names)} features, horizon {cfg.labels.horizon} bar(s)")
+    folds = WalkForward(
+        n_folds=cfg.validation.n_folds,
+        horizon=cfg.labels.horizon,
+        purge=cfg.validation.purge,
+        embargo=cfg.validation.embargo,
+        val_fraction=cfg.validation.val_fraction,
+    ).split(panel)
+    shape = arrays.net_return.shape
+    run = FleetRun(
+        arrays=arrays,
+        folds=folds,
+        signals=np.zeros(shape, dtype=bool),
+        probability=np.full(shape, np.nan),
+        cluster_ids=np.full(shape, -1, dtype=np.int64),
+        test_rows=np.concatenate([f.test for f in folds]),
+    )
+    compare = cfg.report.compare_without_factor and cfg.factor.method != "none"
+    if compare:
+        run.signals_without_factor = np.zeros(shape, dtype=bool)
+    make_trainer = instantiate(cfg.trainer)
+    previous = None
+    for fold in folds:
+        with timer(f"fold {fold.index}") as note:
+            data = prepare_fold(arrays, fold, cfg, previous)
+            info = train_fold(data, arrays, cfg, out, make_trainer, run, compare)
+            previous = data.clusters
+            note(
+                f"train {fold.train_times[0]:%Y-%m-%d}..{fold.train_times[-1]:%Y-%m-%d}, "
+                f"test {fold.test_times[0]:%Y-%m-%d}..{fold.test_times[-1]:%Y-%m-%d}, "
+                f"{data.clusters.n_clusters} clusters, {info['test_trades']} test trades"
+            )
+    if panel.truth is not None and cfg.labels.horizon == 1:
+        # the oracle knows each bar's expected next-bar return; it trades when that beats
+        # the same round-trip cost the models pay
+        with np.errstate(invalid="ignore"):
+            run.oracle_signals = np.expm1(panel.truth.expected_return) > arrays.cost_bps / 1e4
+    return run
+
+
+def train_fold(
+    data: FoldData,
+    arrays: FleetArrays,
+    cfg: DictConfig,
+    out: Path,
+    make_trainer,
+    run: FleetRun,
+    compare: bool,
+) -> dict:
+    """Trains one fold's models and writes its out-of-sample signals into ``run``."""
+    fold = data.fold
+    valid = data.valid(arrays)
+    train, _, _ = data.samples(arrays, fold.train, valid)
+    val, val_t, val_a = data.samples(arrays, fold.val, valid)
+    test, test_t, test_a = data.samples(arrays, fold.test, valid)
+    if len(train["y"]) == 0 or len(val["y"]) == 0:
+        raise ValueError(f"fold {fold.index}: no usable training or validation samples")
+    seed = cfg.seed + fold.index
+    logger = TensorBoardLogger(
+        cfg.logging.tensorboard_dir,
+        name=cfg.logging.run_name,
+        version=f"fold{fold.index}",
+        default_hp_metric=False,
+    )
+    encoder = fit_encoder(cfg.encoder, train, val, make_trainer, logger, seed)
+    module = fit_heads(cfg.head, encoder, data.n_groups, train, val, make_trainer, logger, seed)
+    min_trades = cfg.thresholds.min_trades
+    val_prob = module.predict_proba(val["x"], val["factor"], val["group"]).numpy()
+    thresholds = choose_thresholds(
+        val_prob,
+        arrays.net_return[val_t, val_a],
+        val["group"].numpy(),
+        data.n_groups,
+        min_trades,
+        cfg.thresholds.z,
+    )
+    prob = module.predict_proba(test["x"], test["factor"], test["group"]).numpy()
+    traded = prob >= thresholds[test["group"].numpy()]
+    run.probability[test_t, test_a] = prob
+    run.signals[test_t, test_a] = traded
+    labels = data.clusters.labels(arrays.symbols)
+    run.cluster_ids[fold.test] = labels[None, :]
+    if compare:
+        plain = fit_heads(
+            cfg.head,
+            encoder,
+            data.n_groups,
+            without_factor(train),
+            without_factor(val),
+            make_trainer,
+            logger,
+            seed,
+        )
+        nf_val = without_factor(val)
+        nf_prob = plain.predict_proba(nf_val["x"], nf_val["factor"], nf_val["group"]).numpy()
+        nf_thresholds = choose_thresholds(
+            nf_prob,
+            arrays.net_return[val_t, val_a],
+            val["group"].numpy(),
+            data.n_groups,
+            min_trades,
+            cfg.thresholds.z,
+        )
+        nf_test = without_factor(test)
+        prob_nf = plain.predict_proba(nf_test["x"], nf_test["factor"], nf_test["group"]).numpy()
+        run.signals_without_factor[test_t, test_a] = prob_nf >= nf_thresholds[test["group"].numpy()]
+    save_checkpoint(
+        out / "models" / f"fold{fold.index}",
+        module,
+        {
+            "features": data.feature_names,
+            "factor_channels": data.channel_names,
+            "scaler": data.scaler.state_dict(),
+            "fracdiff_d": None if data.fracdiff is None else data.fracdiff.d_,
+            "cluster_map": data.clusters.cluster_map,
+            "head_groups": dict(zip(arrays.symbols, data.groups.tolist(), strict=True)),
+            "factor": data.factor.to_dict(),
+            "thresholds": thresholds,
+            "train_end": str(fold.train_times[-1]),
+            "config": OmegaConf.to_container(cfg, resolve=True),
+        },
+    )
+    info = {
+        "fold": fold.index,
+        "train_rows": len(fold.train),
+        "val_rows": len(fold.val),
+        "test_rows": len(fold.test),
+        "train_samples": len(train["y"]),
+        "test_samples": len(test["y"]),
+        "test_trades": int(traded.sum()),
+        "thresholds": [None if np.isinf(t) else round(float(t), 4) for t in thresholds],
+    }
+    run.fold_clusters.append(data.clusters)
+    run.fold_factor.append(data.factor.to_dict())
+    run.fold_info.append(info)
+    return info
+
+
+def fold_agreement(clusters: list[ClusterResult]) -> list[float]:
+    """Adjusted Rand index between consecutive folds' cluster assignments."""
+    return [cluster_agreement(a, b) for a, b in zip(clusters[:-1], clusters[1:], strict=True)]

@@ -1,0 +1,201 @@
+import json
+
+import numpy as np
+import pytest
+
+from huracan.data.synthetic import SyntheticMarket
+from huracan.errors import ConfigError
+from huracan.factor import MarketFactorExtractor, inject_market_factor, trailing_mean
+
+METHODS = ["pca", "mean", "weighted_mean"]
+
+
+def market(seed: int = 0, **kwargs):
+    """Panel, its log returns and quote volume on the returns' bars, dominant members."""
+    panel = SyntheticMarket(seed=seed, **kwargs).load()
+    returns = np.diff(np.log(panel.close), axis=0)
+    members = list(np.asarray(panel.symbols)[panel.truth.cluster_labels == 0])
+    return panel, returns, panel.quote_volume[1:], members
+
+
+@pytest.fixture(scope="module")
+def default_market():
+    return market()
+
+
+def out_of_sample_correlation(seed: int, **kwargs) -> float:
+    panel, returns, _, members = market(seed, **kwargs)
+    half = len(returns) // 2
+    extractor = MarketFactorExtractor().fit(returns[:half], members, panel.symbols)
+    factor = extractor.transform(returns[half:])[:, 0]
+    return np.corrcoef(factor, panel.truth.market_factor[1:][half:])[0, 1]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_pca_factor_tracks_the_planted_market_factor_out_of_sample(seed):
+    # Fitted on the first half, applied unchanged to the second, at default settings.
+    assert out_of_sample_correlation(seed) > 0.9
+
+
+def test_pca_sign_moves_with_btc(default_market):
+    panel, returns, _, members = default_market
+    btc = panel.index_of("BTC")
+    for sign in (1.0, -1.0):
+        extractor = MarketFactorExtractor().fit(sign * returns, members[::-1], panel.symbols)
+        factor = extractor.transform(sign * returns)[:, 0]
+        assert np.corrcoef(factor, sign * returns[:, btc])[0, 1] > 0.5
+        assert 0 < extractor.explained_variance_ratio_ <= 1
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_factor_is_standardised_with_training_statistics(default_market, method):
+    panel, returns, volume, members = default_market
+    half = len(returns) // 2
+    extractor = MarketFactorExtractor(method).fit(
+        returns[:half], members, panel.symbols, volume[:half]
+    )
+    factor = extractor.transform(returns, volume)[:, 0]
+    assert abs(factor[:half].mean()) < 1e-9 and abs(factor[:half].std() - 1) < 1e-9
+    np.testing.assert_allclose(
+        factor[:half], extractor.transform(returns[:half], volume[:half])[:, 0]
+    )
+    assert 0.8 < factor[half:].std() < 1.25  # the test window is not re-standardised
+
+
+@pytest.mark.parametrize("method", [*METHODS, "none"])
+def test_transform_is_causal(default_market, method):
+    panel, returns, volume, members = default_market
+    extractor = MarketFactorExtractor(method).fit(returns, members, panel.symbols, volume)
+    t = 3000
+    changed_returns, changed_volume = returns.copy(), volume.copy()
+    rng = np.random.default_rng(1)
+    changed_returns[t:] = rng.standard_normal(changed_returns[t:].shape)
+    changed_volume[t:] *= rng.lognormal(0, 2, changed_volume[t:].shape)
+    a = extractor.transform(returns, volume)
+    b = extractor.transform(changed_returns, changed_volume)
+    np.testing.assert_array_equal(a[:t], b[:t])
+
+
+@pytest.mark.parametrize("method", [*METHODS, "none"])
+def test_fit_ignores_data_after_the_training_window(default_market, method):
+    panel, returns, volume, members = default_market
+    end = 4000
+    changed = returns.copy()
+    changed[end:] = np.random.default_rng(1).standard_normal(changed[end:].shape)
+    a = MarketFactorExtractor(method).fit(returns[:end], members, panel.symbols, volume[:end])
+    b = MarketFactorExtractor(method).fit(changed[:end], members, panel.symbols, volume[:end])
+    assert a.to_dict() == b.to_dict()
+    assert json.loads(json.dumps(a.to_dict()))["members"] == members
+
+
+def test_weighted_mean_uses_only_past_volume(default_market):
+    panel, returns, volume, members = default_market
+    extractor = MarketFactorExtractor("weighted_mean", volume_window=5)
+    extractor.fit(returns, members, panel.symbols, volume)
+    t = 1000
+    changed = volume.copy()
+    changed[t] *= 100.0
+    a, b = extractor.transform(returns, volume), extractor.transform(returns, changed)
+    np.testing.assert_array_equal(a[: t + 1], b[: t + 1])
+    assert not np.array_equal(a[t + 1 : t + 6], b[t + 1 : t + 6])
+    np.testing.assert_allclose(a[t + 6 :], b[t + 6 :], rtol=1e-9)  # running sums round
+    with pytest.raises(ConfigError, match="quote_volume"):
+        extractor.transform(returns)
+
+
+def test_trailing_mean_excludes_the_current_bar():
+    values = np.array([[1.0], [2.0], [np.nan], [4.0], [5.0]])
+    expected = [np.nan, 1.0, 1.5, 2.0, 4.0]
+    np.testing.assert_allclose(trailing_mean(values, 2)[:, 0], expected)
+
+
+def test_mean_factor_is_the_members_average(default_market):
+    panel, returns, _, members = default_market
+    extractor = MarketFactorExtractor("mean").fit(returns, members, panel.symbols)
+    raw = returns[:, [panel.index_of(m) for m in members]].mean(axis=1)
+    expected = (raw - raw.mean()) / raw.std()
+    np.testing.assert_allclose(extractor.transform(returns)[:, 0], expected, atol=1e-12)
+
+
+def test_none_gives_no_channels(default_market):
+    panel, returns, _, members = default_market
+    factor = MarketFactorExtractor("none").fit(returns, members, panel.symbols).transform(returns)
+    assert factor.shape == (len(returns), 0)
+    channels = inject_market_factor(factor, panel.listed[1:])
+    assert channels.values.shape == (len(returns), panel.n_assets, 0)
+    assert channels.names == []
+
+
+def test_pca_handles_missing_members(default_market):
+    panel, returns, _, members = default_market
+    gappy = returns.copy()
+    eth, bnb = panel.index_of("ETH"), panel.index_of("BNB")
+    gappy[:2000, eth] = np.nan  # listed late
+    gappy[3000:3010] = np.nan  # an outage
+    gappy[4000:4005, [c for c in range(panel.n_assets) if c != bnb]] = np.nan
+    extractor = MarketFactorExtractor().fit(gappy, members, panel.symbols)
+    factor = extractor.transform(gappy)[:, 0]
+    missing = np.flatnonzero(np.isnan(factor))
+    np.testing.assert_array_equal(missing, np.arange(3000, 3010))
+    complete = MarketFactorExtractor().fit(returns[2000:], members, panel.symbols)
+    np.testing.assert_allclose(extractor.loadings_, complete.loadings_, atol=0.02)
+
+
+def test_member_errors(default_market):
+    panel, returns, _, members = default_market
+    with pytest.raises(ConfigError, match="symbols"):
+        MarketFactorExtractor().fit(returns, members)
+    with pytest.raises(ConfigError, match="NOPE"):
+        MarketFactorExtractor().fit(returns, ["NOPE"], panel.symbols)
+    with pytest.raises(ConfigError, match="column indices"):
+        MarketFactorExtractor().fit(returns, [0, 99])
+    with pytest.raises(ConfigError, match="kalman"):
+        MarketFactorExtractor("kalman").fit(returns, [0, 1])
+
+
+def test_members_by_index_equal_members_by_symbol(default_market):
+    panel, returns, _, members = default_market
+    by_name = MarketFactorExtractor().fit(returns, members, panel.symbols).transform(returns)
+    columns = [panel.index_of(m) for m in members]
+    by_index = MarketFactorExtractor().fit(returns, columns).transform(returns)
+    np.testing.assert_array_equal(by_name, by_index)
+
+
+def test_injection_fills_short_gaps_and_zeroes_long_ones():
+    factor = np.arange(1.0, 21.0)
+    factor[[0]] = np.nan  # nothing before it: zeroed
+    factor[3:6] = np.nan  # 3 bars: filled with factor[2]
+    factor[10:15] = np.nan  # 5 bars: 3 filled with factor[9], then 2 zeroed
+    listed = np.ones((20, 2), dtype=bool)
+    listed[:4, 1] = False
+    channels = inject_market_factor(factor, listed, n_lags=2, max_ffill=3)
+    assert channels.values.shape == (20, 2, 3)
+    assert channels.names == ["market_factor", "market_factor_lag1", "market_factor_lag2"]
+    assert (channels.n_filled, channels.n_zeroed) == (6, 3)
+    now = channels.values[:, 0, 0]
+    np.testing.assert_array_equal(now[[0, 3, 4, 5]], [0, 3, 3, 3])
+    np.testing.assert_array_equal(now[10:15], [10, 10, 10, 0, 0])
+    np.testing.assert_array_equal(channels.values[2:, 0, 2], now[:-2])
+    np.testing.assert_array_equal(channels.values[:2, 0, 2], [0, 0])
+    assert np.isnan(channels.values[:4, 1]).all()
+    np.testing.assert_array_equal(channels.values[4:, 1], channels.values[4:, 0])
+
+
+def test_injection_is_causal():
+    rng = np.random.default_rng(0)
+    factor = rng.standard_normal(200)
+    factor[rng.random(200) < 0.3] = np.nan
+    listed = rng.random((200, 5)) < 0.9
+    t = 120
+    changed = factor.copy()
+    changed[t:] = np.where(np.isnan(factor[t:]), 1.0, np.nan)  # gaps where there were none
+    a = inject_market_factor(factor, listed).values
+    b = inject_market_factor(changed, listed).values
+    np.testing.assert_array_equal(a[:t], b[:t])
+
+
+def test_injection_rejects_bad_arguments():
+    with pytest.raises(ConfigError):
+        inject_market_factor(np.zeros(5), np.ones((5, 2), bool), n_lags=-1)
+    with pytest.raises(ValueError, match="listed"):
+        inject_market_factor(np.zeros(5), np.ones((4, 2), bool))

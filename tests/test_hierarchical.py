@@ -1,0 +1,143 @@
+"""The hierarchical run end to end on a small synthetic market, through the real config."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import ROOT
+from hydra import compose, initialize_config_dir
+
+from huracan.pipelines.training import choose_thresholds
+from huracan.run import train
+
+SMALL = [
+    "data.n_assets=6",
+    "data.n_clusters=2",
+    "data.years=0.3",
+    "cluster.n_clusters=2",
+    "validation.n_folds=2",
+    "encoder.max_epochs=2",
+    "head.max_epochs=4",
+    "head.patience=2",
+    "trainer.enable_progress_bar=false",
+    "gates.min_history_days=10",
+]
+
+
+def small_config(tmp_path, *overrides):
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        return compose(
+            "config",
+            overrides=[
+                f"+output_dir={tmp_path}",
+                f"logging.tensorboard_dir={tmp_path / 'tb'}",
+                "logging.run_name=test",
+                *SMALL,
+                *overrides,
+            ],
+        )
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    summary, objects = train(small_config(out))
+    return out, summary, objects
+
+
+def test_writes_every_file_of_the_output_contract(small_run):
+    out, summary, _ = small_run
+    for name in (
+        "results.csv",
+        "clusters.json",
+        "factor.json",
+        "gates.json",
+        "summary.json",
+        "dendrogram.png",
+        "correlation.png",
+        "equity.png",
+    ):
+        assert (out / name).stat().st_size > 0, name
+    results = pd.read_csv(out / "results.csv")
+    assert list(results.columns) == [
+        "asset",
+        "cluster",
+        "precision",
+        "recall",
+        "expectancy",
+        "sharpe",
+        "net_bps",
+        "n_trades",
+        "folds",
+    ]
+    assert len(results) == 6 and (results["folds"] == 2).all()
+    clusters = json.loads((out / "clusters.json").read_text())
+    assert clusters["cluster_map"]["BTC"] == clusters["dominant_cluster_id"] == 0
+    assert len(clusters["folds"]) == 2
+    factor = json.loads((out / "factor.json").read_text())
+    assert factor["method"] == "pca" and len(factor["explained_variance_ratio"]) == 2
+    written = json.loads((out / "summary.json").read_text())
+    assert {c["result"] for c in written["criteria"]} <= {"PASS", "FAIL"}
+    assert len(written["criteria"]) == 4
+    assert {"features", "fold 0", "fold 1", "report"} <= set(written["timings_s"])
+    for fold in (0, 1):
+        description = json.loads((out / "models" / f"fold{fold}" / "checkpoint.json").read_text())
+        assert description["features"][-1] == "fracdiff"
+        assert set(description["cluster_map"]) == set(results["asset"])
+    events = list((out / "tb").rglob("events.out.tfevents.*"))
+    assert len(events) >= 3  # fold0, fold1, report
+
+
+def test_metrics_are_out_of_sample_only(small_run):
+    _, _, objects = small_run
+    run = objects["run"]
+    scored = np.isfinite(run.probability).any(1)
+    first_test = min(f.test[0] for f in run.folds)
+    assert not scored[:first_test].any()
+    assert not run.signals[:first_test].any()
+
+
+def test_same_seed_same_results(small_run, tmp_path):
+    out, _, _ = small_run
+    train(small_config(tmp_path))
+    assert (tmp_path / "results.csv").read_text() == (out / "results.csv").read_text()
+
+
+def test_future_data_does_not_change_earlier_predictions(small_run, tmp_path):
+    """Prices changed from fold 1's test window on: fold 0's predictions stay the same."""
+    _, _, objects = small_run
+    run = objects["run"]
+    cut = run.folds[1].test[0]
+    cfg = small_config(tmp_path, "data.seed=0")
+    panel = objects["panel"]
+    from huracan.pipelines.hierarchical import run_hierarchical
+    from huracan.report import StageTimer
+
+    changed = panel.select(panel.symbols)
+    changed.bars = {k: v.copy() for k, v in panel.bars.items()}
+    rng = np.random.default_rng(1)
+    shock = np.exp(np.cumsum(rng.normal(0, 0.02, (panel.n_bars - cut, panel.n_assets)), 0))
+    for k in ("open", "high", "low", "close"):
+        changed.bars[k][cut:] *= shock
+    changed.bars["volume"][cut:] *= 3
+    other = run_hierarchical(changed, cfg, tmp_path, StageTimer())
+    rows = run.folds[0].test
+    np.testing.assert_array_equal(other.probability[rows], run.probability[rows])
+    assert not np.array_equal(
+        other.probability[run.folds[1].test], run.probability[run.folds[1].test]
+    )
+
+
+def test_thresholds_trade_only_where_validation_shows_an_edge():
+    rng = np.random.default_rng(0)
+    n = 2000
+    group = np.repeat([0, 1], n)
+    prob = rng.random(2 * n)
+    edge = np.where(group == 1, (prob - 0.5) * 0.01, 0.0)
+    net = edge + rng.normal(0, 0.005, 2 * n) - 0.0005
+    thresholds = choose_thresholds(prob, net, group, 2, min_trades=20)
+    assert np.isinf(thresholds[0])  # pure noise after costs: no trading
+    assert 0.5 < thresholds[1] < 0.95

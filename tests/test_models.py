@@ -1,0 +1,125 @@
+"""Encoders, grouped MoE heads and the fleet module: shapes, group isolation, checkpoints."""
+
+from __future__ import annotations
+
+import json
+
+import lightning.pytorch as pl
+import numpy as np
+import pytest
+import torch
+
+from huracan.models import (
+    Autoencoder,
+    FleetModule,
+    GroupedMoEHead,
+    IdentityEncoder,
+    LinearEncoder,
+    load_checkpoint,
+    save_checkpoint,
+)
+from huracan.models.batches import batch_loader
+
+F, C = 10, 3
+
+
+def batch(n: int = 64, n_groups: int = 5, seed: int = 0) -> dict[str, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    factor = torch.randn(n, C, generator=gen)
+    return {
+        "x": torch.randn(n, F, generator=gen),
+        "factor": factor,
+        "group": torch.randint(0, n_groups, (n,), generator=gen),
+        "y": (factor[:, 0] > 0).float(),
+        "w": torch.rand(n, generator=gen) + 0.5,
+    }
+
+
+def encoders() -> dict[str, torch.nn.Module]:
+    x = np.random.default_rng(0).normal(size=(200, F))
+    return {
+        "autoencoder": Autoencoder(F, latent_dim=4, hidden=(16,)),
+        "pca": LinearEncoder.fit_pca(x, 4),
+        "none": IdentityEncoder(F),
+    }
+
+
+@pytest.mark.parametrize("granularity,n_groups", [("global", 1), ("cluster", 3), ("coin", 400)])
+@pytest.mark.parametrize("encoder_kind", ["autoencoder", "pca", "none"])
+def test_shapes_for_every_head_granularity(granularity, n_groups, encoder_kind):
+    encoder = encoders()[encoder_kind]
+    head = GroupedMoEHead(n_groups, encoder.out_dim + C, n_experts=3, hidden=8, top_k=2)
+    module = FleetModule(encoder, head)
+    b = batch(n=32, n_groups=n_groups)
+    logits, gate = module(b["x"], b["factor"], b["group"])
+    assert logits.shape == (32,) and gate.shape == (32, 3)
+    torch.testing.assert_close(gate.sum(-1), torch.ones(32))
+    assert ((gate > 0).sum(-1) <= 2).all()  # top-k keeps two experts
+
+
+def test_a_batch_only_updates_its_own_group():
+    head = GroupedMoEHead(4, F, n_experts=2, hidden=8)
+    before = {k: v.detach().clone() for k, v in head.named_parameters()}
+    opt = torch.optim.Adam(head.parameters(), lr=0.1)
+    x = torch.randn(16, F)
+    group = torch.full((16,), 2)
+    logits, gate = head(x, group)
+    (logits.square().mean() + head.load_balance_loss(gate)).backward()
+    opt.step()
+    for name, value in head.named_parameters():
+        changed = (value.detach() != before[name]).flatten(1).any(1)
+        assert changed.tolist() == [False, False, True, False], name
+
+
+def test_frozen_encoder_is_not_trained():
+    module = FleetModule(Autoencoder(F, 4, (8,)), GroupedMoEHead(2, 4 + C), finetune_encoder=False)
+    before = [p.detach().clone() for p in module.encoder.parameters()]
+    trainer = pl.Trainer(
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(module, batch_loader(batch(256, 2), 64, shuffle=True))
+    assert all(torch.equal(a, b) for a, b in zip(before, module.encoder.parameters(), strict=True))
+
+
+@pytest.mark.parametrize("encoder_kind", ["autoencoder", "pca", "none"])
+def test_checkpoint_round_trip_gives_identical_predictions(tmp_path, encoder_kind):
+    encoder = encoders()[encoder_kind]
+    module = FleetModule(encoder, GroupedMoEHead(3, encoder.out_dim + C, top_k=1))
+    trainer = pl.Trainer(
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(module, batch_loader(batch(256, 3), 64, shuffle=True))
+    meta = {
+        "features": [f"f{i}" for i in range(F)],
+        "cluster_map": {"BTC": 0},
+        "scaler": {"mean": np.zeros((2, F))},
+    }
+    save_checkpoint(tmp_path / "ckpt", module, meta)
+    loaded, description = load_checkpoint(tmp_path / "ckpt")
+    b = batch(100, 3, seed=5)
+    torch.testing.assert_close(
+        module.predict_proba(b["x"], b["factor"], b["group"]),
+        loaded.predict_proba(b["x"], b["factor"], b["group"]),
+        rtol=0,
+        atol=0,
+    )
+    assert description["features"] == meta["features"]
+    assert (
+        json.loads((tmp_path / "ckpt" / "checkpoint.json").read_text())["scaler"]["mean"][0][0] == 0
+    )
+
+
+def test_load_balance_loss_range():
+    uniform = torch.full((8, 4), 0.25)
+    collapsed = torch.zeros(8, 4)
+    collapsed[:, 0] = 1
+    assert GroupedMoEHead.load_balance_loss(uniform).item() == pytest.approx(0)
+    assert GroupedMoEHead.load_balance_loss(collapsed).item() == pytest.approx(3)
