@@ -16,7 +16,7 @@ from huracan.run import train
 SMALL = [
     "data.n_assets=6",
     "data.n_clusters=2",
-    "data.years=0.3",
+    "data.years=0.5",
     "cluster.n_clusters=2",
     "validation.n_folds=2",
     "encoder.max_epochs=2",
@@ -129,6 +129,25 @@ def test_future_data_does_not_change_earlier_predictions(small_run, tmp_path):
     assert not np.array_equal(
         other.probability[run.folds[1].test], run.probability[run.folds[1].test]
     )
+
+
+def test_factor_channel_helps_the_planted_followers(small_run):
+    """Seeded; over seeds 0-4 the AUROC gain was 0.08-0.13 and seed noise about 0.02."""
+    from sklearn.metrics import roc_auc_score
+
+    _, _, objects = small_run
+    run, truth = objects["run"], objects["panel"].truth
+    alts = truth.cluster_labels != 0
+    rows = run.test_rows
+    with_factor = run.probability[rows][:, alts]
+    without = run.probability_without_factor[rows][:, alts]
+    label = run.arrays.label[rows][:, alts]
+    ok = np.isfinite(label) & np.isfinite(with_factor) & np.isfinite(without)
+    gain = roc_auc_score(label[ok], with_factor[ok]) - roc_auc_score(label[ok], without[ok])
+    assert gain > 0.04
+    oracle = truth.expected_return[rows][:, alts][ok]
+    assert np.corrcoef(oracle, with_factor[ok])[0, 1] > 0.5
+    assert np.corrcoef(oracle, without[ok])[0, 1] < 0.3
 
 
 def test_thresholds_trade_only_where_validation_shows_an_edge():

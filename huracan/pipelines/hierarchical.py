@@ -43,6 +43,7 @@ class FleetRun:
     fold_factor: list[dict] = field(default_factory=list)
     fold_info: list[dict] = field(default_factory=list)
     signals_without_factor: np.ndarray | None = None
+    probability_without_factor: np.ndarray | None = None
     oracle_signals: np.ndarray | None = None
 
 
@@ -72,6 +73,7 @@ def run_hierarchical(panel: Panel, cfg: DictConfig, out: Path, timer: StageTimer
     compare = cfg.report.compare_without_factor and cfg.factor.method != "none"
     if compare:
         run.signals_without_factor = np.zeros(shape, dtype=bool)
+        run.probability_without_factor = np.full(shape, np.nan)
     make_trainer = instantiate(cfg.trainer)
     previous = None
     for fold in folds:
@@ -157,6 +159,7 @@ def train_fold(
         )
         nf_test = without_factor(test)
         prob_nf = plain.predict_proba(nf_test["x"], nf_test["factor"], nf_test["group"]).numpy()
+        run.probability_without_factor[test_t, test_a] = prob_nf
         run.signals_without_factor[test_t, test_a] = prob_nf >= nf_thresholds[test["group"].numpy()]
     save_checkpoint(
         out / "models" / f"fold{fold.index}",

@@ -1,0 +1,99 @@
+"""Lightning vs a plain PyTorch loop: the same FleetModule, data, batches and optimizer."""
+
+from __future__ import annotations
+
+import time
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+
+from huracan.models import Autoencoder, FleetModule, GroupedMoEHead
+from huracan.models.batches import batch_loader
+
+N_SAMPLES, N_FEATURES, N_CHANNELS, N_GROUPS = 200_000, 14, 3, 3
+BATCH, EPOCHS = 2048, 3
+
+
+def make_data(device: str) -> dict[str, torch.Tensor]:
+    gen = torch.Generator().manual_seed(0)
+    factor = torch.randn(N_SAMPLES, N_CHANNELS, generator=gen)
+    data = {
+        "x": torch.randn(N_SAMPLES, N_FEATURES, generator=gen),
+        "factor": factor,
+        "group": torch.randint(0, N_GROUPS, (N_SAMPLES,), generator=gen),
+        "y": (factor[:, 0] + torch.randn(N_SAMPLES, generator=gen) > 0).float(),
+        "w": torch.rand(N_SAMPLES, generator=gen) + 0.5,
+    }
+    return {k: v.to(device) for k, v in data.items()}
+
+
+def make_module() -> FleetModule:
+    torch.manual_seed(0)
+    encoder = Autoencoder(N_FEATURES, 16, (64,))
+    return FleetModule(encoder, GroupedMoEHead(N_GROUPS, 16 + N_CHANNELS, 4, 32), lr=2e-3)
+
+
+def plain_loop(data: dict[str, torch.Tensor], device: str) -> float:
+    module = make_module().to(device)
+    opt = module.configure_optimizers()
+    loader = batch_loader(data, BATCH, shuffle=True)
+    module.train()
+    module.encoder.eval()
+    for epoch in range(EPOCHS + 1):  # epoch 0 warms up
+        if epoch == 1:
+            sync(device)
+            start = time.perf_counter()
+        for batch in loader:
+            logits, gate = module(batch["x"], batch["factor"], batch["group"])
+            bce = F.binary_cross_entropy_with_logits(logits, batch["y"], reduction="none")
+            loss = (batch["w"] * bce).sum() / batch["w"].sum()
+            loss = loss + module.balance_weight * module.head.load_balance_loss(gate)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    sync(device)
+    return EPOCHS * N_SAMPLES / (time.perf_counter() - start)
+
+
+class EpochTimer(pl.Callback):
+    def __init__(self, device: str):
+        self.device = device
+        self.start = 0.0
+
+    def on_train_epoch_start(self, trainer, module) -> None:
+        if trainer.current_epoch == 1:
+            sync(self.device)
+            self.start = time.perf_counter()
+
+
+def lightning_loop(data: dict[str, torch.Tensor], device: str) -> float:
+    module = make_module()
+    timer = EpochTimer(device)
+    trainer = pl.Trainer(
+        accelerator=device.replace("cuda", "gpu"),
+        devices=1,
+        max_epochs=EPOCHS + 1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[timer],
+    )
+    trainer.fit(module, batch_loader(data, BATCH, shuffle=True))
+    sync(device)
+    return EPOCHS * N_SAMPLES / (time.perf_counter() - timer.start)
+
+
+def sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def compare_throughput(accelerator: str) -> tuple[float, float, int]:
+    """Samples per second of (Lightning, plain loop), and the number of samples."""
+    device = "cuda" if accelerator == "gpu" else "cpu"
+    data = make_data(device)
+    plain = plain_loop(data, device)
+    lightning = lightning_loop(data, device)
+    return lightning, plain, N_SAMPLES
