@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
 from collections import Counter
 from pathlib import Path
 
@@ -20,6 +21,18 @@ from huracan.report import StageTimer, format_table
 log = logging.getLogger("huracan")
 
 
+def quiet_libraries() -> None:
+    """Keeps Lightning's per-fit banners and known harmless warnings out of the report."""
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
+    logging.getLogger("lightning.pytorch.accelerators.cuda").setLevel(logging.WARNING)
+    for message in (
+        ".*LeafSpec.*",
+        ".*smaller than the logging interval.*",
+        ".*does not have many workers.*",
+    ):
+        warnings.filterwarnings("ignore", message=message)
+
+
 def output_dir_of(cfg: DictConfig) -> Path:
     """The run directory: Hydra's when run through it, else ``cfg.output_dir``."""
     if HydraConfig.initialized():
@@ -27,6 +40,14 @@ def output_dir_of(cfg: DictConfig) -> Path:
     if cfg.get("output_dir"):
         return Path(cfg.output_dir)
     raise ConfigError("no run directory: run through Hydra or set output_dir=DIR")
+
+
+def run_name_of(out: Path) -> str:
+    """The run's TensorBoard name: its directory relative to the working directory."""
+    try:
+        return str(out.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return out.name
 
 
 def load_and_gate(cfg: DictConfig, timer: StageTimer) -> tuple[Panel, GateReport]:
@@ -93,6 +114,9 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
     """
     out = output_dir_of(cfg)
     out.mkdir(parents=True, exist_ok=True)
+    if cfg.get("logging") and cfg.logging.run_name is None:
+        cfg.logging.run_name = run_name_of(out)
+    quiet_libraries()
     timer = StageTimer()
     panel, gates = load_and_gate(cfg, timer)
     gates.write(out / "gates.json")

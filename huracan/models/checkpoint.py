@@ -77,7 +77,7 @@ def save_checkpoint(directory: str | Path, module: FleetModule, meta: dict) -> P
     tensors = {
         k: v.detach().contiguous().cpu()
         for k, v in module.state_dict().items()
-        if not k.startswith("metrics.")
+        if not k.startswith("val_metrics.")
     }
     atomic_write_bytes(directory / WEIGHTS, save(tensors))
     description = {
@@ -104,7 +104,7 @@ def load_checkpoint(directory: str | Path) -> tuple[FleetModule, dict]:
     module = FleetModule(encoder, head, **description["module"])
     state = load_file(directory / WEIGHTS)
     missing, unexpected = module.load_state_dict(state, strict=False)
-    missing = [k for k in missing if not k.startswith("metrics.")]
+    missing = [k for k in missing if not k.startswith("val_metrics.")]
     if missing or unexpected:
         raise ValueError(
             f"{directory}: checkpoint does not match the model "

@@ -67,12 +67,11 @@ class FleetModule(pl.LightningModule):
         self.balance_weight = balance_weight
         self.encoder.requires_grad_(finetune_encoder)
         self.save_hyperparameters(ignore=["encoder", "head"])
-        metrics = MetricCollection(
-            {"precision": BinaryPrecision(), "recall": BinaryRecall(), "auroc": BinaryAUROC()}
-        )
-        # keyed "train_"/"val_": ModuleDict keys may not shadow nn.Module.train
-        self.metrics = nn.ModuleDict(
-            {f"{s}_": metrics.clone(prefix=f"{s}/") for s in ("train", "val")}
+        # classification metrics on the validation slice only: per-step metric updates on
+        # the training set would cost throughput and say little about generalisation
+        self.val_metrics = MetricCollection(
+            {"precision": BinaryPrecision(), "recall": BinaryRecall(), "auroc": BinaryAUROC()},
+            prefix="val/",
         )
 
     def forward(
@@ -91,7 +90,8 @@ class FleetModule(pl.LightningModule):
         total = loss + self.balance_weight * balance
         self.log(f"{stage}/loss", loss, prog_bar=True, on_epoch=True, on_step=False)
         self.log(f"{stage}/balance", balance, on_epoch=True, on_step=False)
-        self.metrics[f"{stage}_"].update(logits.detach().sigmoid(), batch["y"].int())
+        if stage == "val":
+            self.val_metrics.update(logits.detach().sigmoid(), batch["y"].int())
         return total
 
     def on_train_epoch_start(self) -> None:
@@ -104,13 +104,9 @@ class FleetModule(pl.LightningModule):
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         self._shared_step(batch, "val")
 
-    def on_train_epoch_end(self) -> None:
-        self.log_dict(self.metrics["train_"].compute())
-        self.metrics["train_"].reset()
-
     def on_validation_epoch_end(self) -> None:
-        self.log_dict(self.metrics["val_"].compute())
-        self.metrics["val_"].reset()
+        self.log_dict(self.val_metrics.compute())
+        self.val_metrics.reset()
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         params = [p for p in self.parameters() if p.requires_grad]

@@ -1,0 +1,82 @@
+"""Gathers the runs of a Hydra multirun into one comparison table.
+
+    python -m huracan.compare multirun/2026-11-21/10-00-00
+
+It also runs by itself at the end of every ``python train.py -m ...`` (a Hydra callback),
+writing ``comparison.csv`` into the sweep directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+import pandas as pd
+import yaml
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from huracan.io import atomic_write_text
+from huracan.report import format_table
+
+log = logging.getLogger("huracan")
+METRICS = ["expectancy", "net_bps", "n_trades", "precision", "sharpe"]
+
+
+def gather(sweep_dir: str | Path) -> pd.DataFrame:
+    """One row per run below ``sweep_dir`` that wrote a summary.json with cluster metrics."""
+    rows = []
+    for summary_path in sorted(Path(sweep_dir).rglob("summary.json")):
+        summary = json.loads(summary_path.read_text())
+        if "clusters" not in summary:
+            continue
+        overrides_path = summary_path.parent / ".hydra" / "overrides.yaml"
+        overrides = yaml.safe_load(overrides_path.read_text()) if overrides_path.exists() else []
+        row = {"run": summary_path.parent.name, "overrides": " ".join(overrides) or "(defaults)"}
+        for group in ("all", "alt_clusters"):
+            model = summary["clusters"].get(group, {}).get("model", {})
+            for metric in METRICS:
+                row[f"{group}/{metric}"] = model.get(metric)
+        for criterion in summary.get("criteria", []):
+            row[criterion["name"]] = criterion["result"]
+        row["seconds"] = sum(summary.get("timings_s", {}).values())
+        rows.append(row)
+    if not rows:
+        raise FileNotFoundError(f"no run with a summary.json below {sweep_dir}")
+    return pd.DataFrame(rows).set_index("run")
+
+
+def write_comparison(sweep_dir: str | Path) -> pd.DataFrame:
+    table = gather(sweep_dir)
+    atomic_write_text(Path(sweep_dir) / "comparison.csv", table.to_csv())
+    return table
+
+
+class CompareRuns(Callback):
+    """Hydra callback: at the end of a multirun, write and print the comparison table."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        try:
+            table = write_comparison(sweep_dir)
+        except FileNotFoundError as err:
+            log.warning("no comparison: %s", err)
+            return
+        shown = table[["overrides", "all/expectancy", "all/net_bps", "alt_clusters/expectancy"]]
+        log.info("comparison (%s/comparison.csv)\n%s", sweep_dir, format_table(shown))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Compare the runs of a Hydra multirun.")
+    parser.add_argument("sweep_dir", help="e.g. multirun/2026-11-21/10-00-00")
+    args = parser.parse_args()
+    table = write_comparison(args.sweep_dir)
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        print(format_table(table))
+    print(f"\nwritten to {Path(args.sweep_dir) / 'comparison.csv'}")
+
+
+if __name__ == "__main__":
+    main()
