@@ -29,6 +29,7 @@ def quiet_libraries() -> None:
         ".*LeafSpec.*",
         ".*smaller than the logging interval.*",
         ".*does not have many workers.*",
+        r".*module\(s\) in eval mode.*",
     ):
         warnings.filterwarnings("ignore", message=message)
 
@@ -131,6 +132,10 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
     objects = {"panel": panel, "gates": gates}
     if cfg.pipeline.name == "hierarchical":
         summary |= run_fleet(panel, cfg, out, timer, objects)
+    elif cfg.pipeline.name == "per_coin":
+        from huracan.pipelines.per_coin import run_per_coin
+
+        summary |= run_per_coin(panel, gates, cfg, out, timer)
     summary["timings_s"] = timer.seconds
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=str))
     log.info("outputs in %s", out)

@@ -123,3 +123,11 @@ def test_load_balance_loss_range():
     collapsed[:, 0] = 1
     assert GroupedMoEHead.load_balance_loss(uniform).item() == pytest.approx(0)
     assert GroupedMoEHead.load_balance_loss(collapsed).item() == pytest.approx(3)
+
+
+def test_group_slice_predicts_like_its_group():
+    head = GroupedMoEHead(5, F, n_experts=3, hidden=8, top_k=2)
+    x = torch.randn(20, F)
+    full, _ = head(x, torch.full((20,), 3))
+    alone, _ = head.group_slice(3)(x, torch.zeros(20, dtype=torch.long))
+    torch.testing.assert_close(full, alone, rtol=0, atol=0)

@@ -12,10 +12,10 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save
+from safetensors.torch import load, save
 from torch import nn
 
-from huracan.io import atomic_write_bytes, atomic_write_text
+from huracan.io import atomic_write_bytes
 from huracan.models.encoder import Autoencoder, IdentityEncoder, LinearEncoder
 from huracan.models.module import FleetModule
 from huracan.models.moe import GroupedMoEHead
@@ -65,21 +65,18 @@ def head_spec(head: GroupedMoEHead) -> dict:
     return {"n_groups": g, "in_dim": in_dim, "n_experts": k, "hidden": hidden, "top_k": head.top_k}
 
 
-def save_checkpoint(directory: str | Path, module: FleetModule, meta: dict) -> Path:
-    """Writes the weights, then the description (a reader keys on the description).
+def checkpoint_files(module: FleetModule, meta: dict) -> dict[str, bytes]:
+    """The checkpoint as file contents: ``weights.safetensors`` and ``checkpoint.json``.
 
     Args:
-        directory: where to write; created if needed.
         module: the trained fleet module.
         meta: JSON-serialisable description: features, scaler, cluster map, factor, config.
     """
-    directory = Path(directory)
     tensors = {
         k: v.detach().contiguous().cpu()
         for k, v in module.state_dict().items()
         if not k.startswith("val_metrics.")
     }
-    atomic_write_bytes(directory / WEIGHTS, save(tensors))
     description = {
         "format": "huracan-checkpoint/1",
         "encoder": encoder_spec(module.encoder),
@@ -91,24 +88,39 @@ def save_checkpoint(directory: str | Path, module: FleetModule, meta: dict) -> P
         },
         **meta,
     }
-    atomic_write_text(directory / META, json.dumps(description, indent=2, default=_plain))
+    return {
+        WEIGHTS: save(tensors),
+        META: json.dumps(description, indent=2, default=_plain).encode(),
+    }
+
+
+def save_checkpoint(directory: str | Path, module: FleetModule, meta: dict) -> Path:
+    """Writes the weights, then the description (a reader keys on the description)."""
+    directory = Path(directory)
+    files = checkpoint_files(module, meta)
+    atomic_write_bytes(directory / WEIGHTS, files[WEIGHTS])
+    atomic_write_bytes(directory / META, files[META])
     return directory
 
 
 def load_checkpoint(directory: str | Path) -> tuple[FleetModule, dict]:
     """Rebuilds the module from a checkpoint directory; returns it and the description."""
     directory = Path(directory)
-    description = json.loads((directory / META).read_text())
+    return module_from_files((directory / WEIGHTS).read_bytes(), (directory / META).read_bytes())
+
+
+def module_from_files(weights: bytes, meta: bytes) -> tuple[FleetModule, dict]:
+    """Rebuilds the module from the two files' contents (never executes code from them)."""
+    description = json.loads(meta)
     encoder = build_encoder(description["encoder"])
     head = GroupedMoEHead(**description["head"])
     module = FleetModule(encoder, head, **description["module"])
-    state = load_file(directory / WEIGHTS)
+    state = load(weights)
     missing, unexpected = module.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.startswith("val_metrics.")]
     if missing or unexpected:
         raise ValueError(
-            f"{directory}: checkpoint does not match the model "
-            f"(missing {missing}, unexpected {unexpected})"
+            f"checkpoint does not match the model (missing {missing}, unexpected {unexpected})"
         )
     module.eval()
     return module, description

@@ -61,6 +61,15 @@ class GroupedMoEHead(nn.Module):
         gate = gate_logits.softmax(-1)  # (B, K)
         return (gate * expert).sum(-1), gate
 
+    def group_slice(self, group: int) -> GroupedMoEHead:
+        """A one-group head holding a copy of ``group``'s parameters (for export per coin)."""
+        g, k, in_dim, hidden = self.w1.shape
+        head = GroupedMoEHead(1, in_dim, k, hidden, self.top_k)
+        with torch.no_grad():
+            for name, param in head.named_parameters():
+                param.copy_(getattr(self, name)[group : group + 1])
+        return head
+
     @staticmethod
     def load_balance_loss(gate: torch.Tensor) -> torch.Tensor:
         """0 when the batch spreads evenly over the experts, up to K - 1 when one takes all."""

@@ -34,6 +34,7 @@ class FleetArrays:
     """Per-run (T, N) arrays; ``features`` is (T, N, F)."""
 
     symbols: list[str]
+    timestamps_ns: np.ndarray
     features: np.ndarray
     feature_names: list[str]
     log_close: np.ndarray
@@ -64,6 +65,7 @@ def build_fleet_arrays(panel: Panel, cfg: DictConfig) -> FleetArrays:
     gross = forward_return(panel.close, horizon)
     return FleetArrays(
         symbols=list(panel.symbols),
+        timestamps_ns=panel.timestamps.as_unit("ns").asi8,
         features=features,
         feature_names=feature_names,
         log_close=log_close,

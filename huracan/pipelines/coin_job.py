@@ -1,0 +1,262 @@
+"""One symbol's job in the per-coin pipeline: train (or take) its head, validate it after
+its own calibrated costs, export it, and decide whether it becomes the champion.
+
+The job gets everything it needs in a ``CoinJob`` (plain arrays and dicts), so it runs the
+same in-process, in a worker process or on a Dask worker, and writes only through the
+store: its model version (manifest last), then its champion pointer.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import lightning.pytorch as pl
+import numpy as np
+import pandas as pd
+import torch
+from omegaconf import OmegaConf
+from sklearn.metrics import roc_auc_score
+
+from huracan.costs import symbol_metrics
+from huracan.models import FleetModule, GroupedMoEHead
+from huracan.models.checkpoint import build_encoder, checkpoint_files, module_from_files
+from huracan.pipelines.training import choose_thresholds, fit_heads
+from huracan.queue import JobSkipped
+from huracan.registry.artifacts import is_complete, json_bytes, write_version
+from huracan.registry.champions import decide, read_champion, write_champion
+from huracan.store import make_store
+
+log = logging.getLogger("huracan")
+
+
+@dataclass
+class CoinJob:
+    """Everything one symbol's job needs; picklable, no open handles.
+
+    ``val`` and ``test`` hold ``x`` (M, F), ``factor`` (M, C), ``y``, ``gross`` (return
+    before costs), ``cost_bps`` and ``slip_bps`` (this coin's calibrated round trip and
+    its slippage part) and ``timestamps`` (ns). ``train`` is only filled when the head is
+    trained alone in the job.
+    """
+
+    symbol: str
+    skip_reason: str = ""
+    run_id: str = ""
+    model_prefix: str = ""
+    store: dict = field(default_factory=dict)
+    encoder_spec: dict = field(default_factory=dict)
+    encoder_state: dict = field(default_factory=dict)
+    head_state: dict | None = None
+    head_cfg: dict = field(default_factory=dict)
+    train: dict | None = None
+    val: dict = field(default_factory=dict)
+    test: dict = field(default_factory=dict)
+    meta: dict = field(default_factory=dict)
+    costs: dict = field(default_factory=dict)
+    rules: dict = field(default_factory=dict)
+    seed: int = 0
+
+
+def run_coin_job(job: CoinJob) -> dict:
+    """Train or take the head, validate after costs, export, update the champion."""
+    store = make_store(**job.store)
+    module = build_module(job)
+    val, test = job.val, job.test
+    val_net = val["gross"] - val["cost_bps"] / 1e4
+    val_prob = predict(module, val)
+    [threshold] = choose_thresholds(
+        val_prob,
+        val_net,
+        np.zeros(len(val_prob), int),
+        1,
+        job.rules["min_trades"],
+        job.rules["z"],
+    )
+    test_prob = predict(module, test)
+    metrics = evaluate(job, test_prob >= threshold)
+    metrics["threshold"] = None if np.isinf(threshold) else float(threshold)
+    metrics["val_trades"] = int((val_prob >= threshold).sum())
+    if metrics["val_trades"] == 0:
+        metrics["note"] = "no trades in validation: the model shows no edge after costs"
+    importance = permutation_importance(module, val, job.meta["inputs"], job.rules, job.seed)
+    files = checkpoint_files(module, {**job.meta, "thresholds": [metrics["threshold"]]})
+    files |= {
+        "metrics.json": json_bytes(metrics),
+        "costs.json": json_bytes(job.costs),
+        "features.json": json_bytes({**job.meta, "importance": importance}),
+    }
+    write_version(store, job.model_prefix, files, {"symbol": job.symbol, "run_id": job.run_id})
+    champion = update_champion(store, job, metrics, module)
+    return {"metrics": metrics, "importance": importance, "champion": champion}
+
+
+def build_module(job: CoinJob) -> FleetModule:
+    """The shared encoder plus this coin's head: the joint head's slice, or trained here."""
+    encoder = build_encoder(job.encoder_spec)
+    encoder.load_state_dict({k: torch.as_tensor(v) for k, v in job.encoder_state.items()})
+    encoder.eval()
+    cfg = OmegaConf.create(job.head_cfg)
+    if job.head_state is not None:
+        head = GroupedMoEHead(
+            1,
+            **_head_shape(job.head_state),
+            n_experts=cfg.n_experts,
+            hidden=cfg.hidden,
+            top_k=cfg.top_k,
+        )
+        head.load_state_dict({k: torch.as_tensor(v) for k, v in job.head_state.items()})
+        return FleetModule(encoder, head, cfg.lr, cfg.finetune_encoder, cfg.balance_weight)
+    train = _tensors(job.train)
+    if len(train["y"]) < job.rules["min_train_samples"]:
+        raise JobSkipped(f"{len(train['y'])} training samples < {job.rules['min_train_samples']}")
+
+    def make_trainer(max_epochs: int, logger: object, callbacks: list) -> pl.Trainer:
+        return pl.Trainer(
+            accelerator="cpu",
+            devices=1,
+            max_epochs=max_epochs,
+            logger=False,
+            callbacks=callbacks,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            deterministic=True,
+        )
+
+    return fit_heads(cfg, encoder, 1, train, _tensors(job.val), make_trainer, None, job.seed)
+
+
+def predict(module: FleetModule, part: dict) -> np.ndarray:
+    t = _tensors(part)
+    return module.predict_proba(t["x"], t["factor"], t["group"]).numpy()
+
+
+def evaluate(job: CoinJob, signals: np.ndarray) -> dict:
+    """The coin's out-of-sample metrics after its calibrated costs."""
+    test = job.test
+    net = test["gross"] - test["cost_bps"] / 1e4
+    table = symbol_metrics(
+        signals[:, None],
+        net[:, None],
+        test["gross"][:, None],
+        symbols=[job.symbol],
+        timestamps=pd.DatetimeIndex(pd.to_datetime(test["timestamps"], utc=True)),
+        bars_per_year=job.rules["bars_per_year"],
+        horizon=job.rules["horizon"],
+        cost_bps=test["cost_bps"][:, None],
+        slippage_bps=test["slip_bps"][:, None],
+    )
+    row = table.iloc[0]
+    metrics = {k: _plain(v) for k, v in row.items()}
+    metrics["net_pnl_bps"] = metrics.get("net_bps")
+    metrics["window"] = job.meta["test_window"]
+    metrics["n_test_bars"] = int(len(net))
+    return metrics
+
+
+def permutation_importance(
+    module: FleetModule, val: dict, names: list[str], rules: dict, seed: int
+) -> dict[str, float | None]:
+    """AUROC lost on the validation slice when one input column is shuffled."""
+    y = val["y"]
+    if len(np.unique(y)) < 2:
+        return dict.fromkeys(names)
+    inputs = np.concatenate([val["x"], val["factor"]], axis=1)
+    n_features = val["x"].shape[1]
+    base = roc_auc_score(y, predict(module, val))
+    rng = np.random.default_rng(seed)
+    importance = {}
+    for j, name in enumerate(names):  # one shuffled prediction pass per input column
+        drops = []
+        for _ in range(rules["importance_repeats"]):
+            shuffled = inputs.copy()
+            shuffled[:, j] = rng.permutation(shuffled[:, j])
+            part = {**val, "x": shuffled[:, :n_features], "factor": shuffled[:, n_features:]}
+            drops.append(base - roc_auc_score(y, predict(module, part)))
+        importance[name] = round(float(np.mean(drops)), 6)
+    return importance
+
+
+def update_champion(store, job: CoinJob, metrics: dict, module: FleetModule) -> dict:
+    """Compares with the current champion on this job's window; replaces it if beaten."""
+    if not is_complete(store, job.model_prefix, verify_hashes=False):
+        raise RuntimeError(f"{job.model_prefix} is not complete; champion left unchanged")
+    champion = read_champion(store, job.symbol)
+    on_window = None
+    note = ""
+    if champion is not None and champion["model_path"] == job.model_prefix:
+        on_window, note = None, "re-run of the champion itself"
+    elif champion is not None and champion["window"] == metrics["window"]:
+        on_window = champion["metrics"]
+    elif champion is not None:
+        on_window, note = rescore(store, champion, job)
+    decision = decide(
+        {k: metrics[k] for k in ("sharpe", "net_pnl_bps", "n_trades")},
+        on_window,
+        job.rules["champion_min_trades"],
+    )
+    if decision.replace:
+        summary = {k: metrics[k] for k in ("sharpe", "net_pnl_bps", "n_trades", "hit_rate")}
+        write_champion(
+            store,
+            job.symbol,
+            job.model_prefix,
+            metrics["window"],
+            summary,
+            decision.reason,
+            champion,
+        )
+    return {
+        "replaced": decision.replace,
+        "reason": decision.reason,
+        "note": note,
+        "champion_on_window": on_window,
+    }
+
+
+def rescore(store, champion: dict, job: CoinJob) -> tuple[dict | None, str]:
+    """The champion's metrics on this job's window, with this run's inputs and costs.
+
+    Its weights and threshold are the champion's own; its inputs are this run's (same
+    feature and channel names required), so both models are judged on identical data.
+    """
+    prefix = champion["model_path"]
+    try:
+        old, description = module_from_files(
+            store.read_bytes(f"{prefix}/weights.safetensors"),
+            store.read_bytes(f"{prefix}/checkpoint.json"),
+        )
+    except Exception as err:  # a champion that cannot be read cannot defend its title
+        return None, f"champion unreadable ({type(err).__name__}); treated as absent"
+    if description.get("inputs") != job.meta["inputs"]:
+        return None, "champion uses other inputs; treated as absent"
+    threshold = description["thresholds"][0]
+    threshold = np.inf if threshold is None else threshold
+    metrics = evaluate(job, predict(old, job.test) >= threshold)
+    metrics["net_pnl_bps"] = metrics.get("net_bps")
+    return metrics, "champion re-scored on this window"
+
+
+def _tensors(part: dict) -> dict[str, torch.Tensor]:
+    n = len(part["y"])
+    return {
+        "x": torch.as_tensor(part["x"], dtype=torch.float32),
+        "factor": torch.as_tensor(part["factor"], dtype=torch.float32),
+        "group": torch.zeros(n, dtype=torch.long),
+        "y": torch.as_tensor(part["y"], dtype=torch.float32),
+        "w": torch.as_tensor(part.get("w", np.ones(n)), dtype=torch.float32),
+    }
+
+
+def _head_shape(state: dict) -> dict:
+    _, _, in_dim, _ = np.shape(state["w1"])
+    return {"in_dim": in_dim}
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, float | np.floating):
+        return None if np.isnan(value) else float(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    return value

@@ -1,0 +1,574 @@
+"""A per-symbol job queue: one job per coin, run in-process, in a process pool or on Dask.
+
+The per-coin pipeline runs one job per symbol (gate -> calibrate costs -> train -> validate
+-> export). This module knows nothing about those steps: it runs a module-level function
+``fn(job) -> dict`` over jobs that each carry a ``symbol`` (attribute or mapping key) and
+reports one `JobResult` per job. One failing or crashing symbol never stops the others.
+
+Conventions:
+
+* A job whose ``skip_reason`` (attribute or key) is set is reported ``skipped`` and never
+  runs, e.g. a symbol that failed its data gate.
+* ``fn`` skips a job by raising `JobSkipped(reason)`; any other exception fails the job
+  with ``"<ExceptionType>: <message>"`` and the traceback goes to the symbol's log file.
+  Exceptions are not retried: they are deterministic, only worker crashes are.
+* ``run(..., done=...)`` reports jobs whose artifacts already exist as ``completed`` with
+  reason ``"cached"`` without running them, so an interrupted fleet run can resume.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import pickle
+import time
+import uuid
+from collections import Counter, deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import ExitStack, contextmanager, nullcontext
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from huracan.errors import ConfigError
+
+_log = logging.getLogger(__name__)
+
+WORKER_CRASHED = "worker crashed"
+CACHED = "cached"
+_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+class JobStatus(StrEnum):
+    """Where a job stands; a finished run holds only completed, failed and skipped."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+class JobSkipped(Exception):
+    """Raised by a job function to skip its symbol, e.g. too little history after costs.
+
+    Args:
+        reason: Why the symbol is skipped; reported as the job's reason.
+    """
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """The outcome of one job: plain picklable data.
+
+    Attributes:
+        symbol: The job's symbol.
+        status: Completed, failed or skipped (pending or running after an interrupt).
+        reason: Why it failed or was skipped, ``"cached"`` for a job ``done`` says is
+            complete, empty otherwise.
+        seconds: Wall time of the last attempt.
+        attempts: How many times the job was started (0 if it never ran).
+        result: The dict the job function returned (empty unless completed by it).
+        log_path: The symbol's log file, or None without a log directory or attempt.
+    """
+
+    symbol: str
+    status: JobStatus
+    reason: str = ""
+    seconds: float = 0.0
+    attempts: int = 0
+    result: dict[str, Any] = field(default_factory=dict)
+    log_path: Path | None = None
+
+
+@dataclass(frozen=True)
+class QueueReport:
+    """The results of a run, in the order the jobs were given.
+
+    Attributes:
+        results: One `JobResult` per job.
+    """
+
+    results: tuple[JobResult, ...]
+
+    def __iter__(self) -> Iterator[JobResult]:
+        return iter(self.results)
+
+    def __len__(self) -> int:
+        return len(self.results)
+
+    def __getitem__(self, symbol: str) -> JobResult:
+        for result in self.results:
+            if result.symbol == symbol:
+                return result
+        raise KeyError(f"no job for symbol {symbol!r} in this report")
+
+    def counts(self) -> dict[str, int]:
+        """Number of jobs per status, every status present (zero where none)."""
+        counts = dict.fromkeys((status.value for status in JobStatus), 0)
+        for result in self.results:
+            counts[result.status.value] += 1
+        return counts
+
+    def table(self) -> str:
+        """A plain-text table: symbol, status, seconds, attempts, reason."""
+        header = ("symbol", "status", "seconds", "attempts", "reason")
+        rows = [
+            (
+                r.symbol,
+                r.status.value,
+                f"{r.seconds:.1f}",
+                str(r.attempts),
+                r.reason.splitlines()[0] if r.reason else "",
+            )
+            for r in self.results
+        ]
+        widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header) - 1)]
+        right = {2, 3}  # numbers align right
+
+        def line(row: tuple[str, ...]) -> str:
+            cells = [
+                cell.rjust(width) if i in right else cell.ljust(width)
+                for i, (cell, width) in enumerate(zip(row, widths, strict=False))
+            ]
+            return "  ".join([*cells, row[-1]]).rstrip()
+
+        return "\n".join(line(row) for row in [header, *rows])
+
+
+def _format_counts(counts: Mapping[str, int]) -> str:
+    shown = [JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.SKIPPED]
+    shown += [s for s in (JobStatus.RUNNING, JobStatus.PENDING) if counts[s]]
+    return " ".join(f"{status}={counts[status]}" for status in shown)
+
+
+def _field(job: Any, name: str) -> Any:
+    if isinstance(job, Mapping):
+        return job.get(name)
+    return getattr(job, name, None)
+
+
+def _symbol_of(job: Any, position: int) -> str:
+    symbol = _field(job, "symbol")
+    if not isinstance(symbol, str) or not symbol:
+        raise ValueError(
+            f"job {position} ({job!r}) has no symbol: give each job a non-empty string "
+            "`symbol` attribute or key"
+        )
+    return symbol
+
+
+def _log_name(symbol: str) -> str:
+    # "BTC/USDT" must not open a subdirectory.
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in symbol) + ".log"
+
+
+@contextmanager
+def _capture_log(path: Path | None) -> Iterator[None]:
+    """Appends every log record of the job to its file (the parent empties it first)."""
+    if path is None:
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, mode="a", encoding="utf-8")
+    handler.setFormatter(logging.Formatter(_LOG_FORMAT))
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(handler)
+    # A fresh worker's root logger drops INFO; the job's own progress belongs in its log.
+    if root.getEffectiveLevel() > logging.INFO:
+        root.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+        handler.close()
+
+
+def _run_job(
+    fn: Callable[[Any], Mapping[str, Any] | None],
+    job: Any,
+    symbol: str,
+    log_path: Path | None,
+) -> JobResult:
+    """Runs one job where it lands (worker or parent) and turns any outcome into data.
+
+    The attempt count is left at 1: only the parent knows it and stamps it.
+    """
+    status, reason, result = JobStatus.COMPLETED, "", {}
+    started = time.perf_counter()
+    with _capture_log(log_path):
+        _log.info("%s started in process %d", symbol, os.getpid())
+        try:
+            output = fn(job)
+            if output is not None and not isinstance(output, Mapping):
+                raise TypeError(
+                    f"the job function returned {type(output).__name__} for {symbol}, "
+                    "expected a dict (or None)"
+                )
+            result = dict(output or {})
+        except JobSkipped as skip:
+            status, reason = JobStatus.SKIPPED, skip.reason
+            _log.info("%s skipped: %s", symbol, reason)
+        # SystemExit too: a job calling sys.exit() fails alone, it does not end the run.
+        except (Exception, SystemExit) as exc:
+            status, reason = JobStatus.FAILED, f"{type(exc).__name__}: {exc}"
+            _log.exception("%s failed", symbol)
+        else:
+            _log.info("%s completed", symbol)
+    seconds = time.perf_counter() - started
+    return JobResult(symbol, status, reason, seconds, 1, result, log_path)
+
+
+class _Board:
+    """The parent's table of job states; only the parent process ever mutates it."""
+
+    def __init__(self, symbols: list[str], log_paths: list[Path | None], progress: bool):
+        self.symbols = symbols
+        self.log_paths = log_paths
+        self.status = [JobStatus.PENDING] * len(symbols)
+        self.results: list[JobResult | None] = [None] * len(symbols)
+        self.attempts = [0] * len(symbols)
+        self.started = [0.0] * len(symbols)
+        self.bar = tqdm(total=len(symbols), unit="job", desc="jobs", disable=not progress)
+
+    def start(self, index: int) -> None:
+        self.status[index] = JobStatus.RUNNING
+        self.attempts[index] += 1
+        self.started[index] = time.perf_counter()
+        self._refresh()
+        self.bar.refresh()
+
+    def requeue(self, index: int) -> None:
+        self.status[index] = JobStatus.PENDING
+        self._refresh()
+        self.bar.refresh()
+
+    def finish(self, index: int, result: JobResult) -> None:
+        result = replace(result, attempts=self.attempts[index])
+        self.status[index] = result.status
+        self.results[index] = result
+        if result.status is JobStatus.FAILED:
+            _log.warning("%s failed: %s", result.symbol, result.reason)
+        elif result.attempts:
+            _log.info("%s %s in %.1f s", result.symbol, result.status, result.seconds)
+        self._refresh()
+        self.bar.update(1)
+
+    def note(self, index: int, text: str) -> None:
+        """Appends what the parent saw to the job's log, e.g. that its worker died."""
+        path = self.log_paths[index]
+        if path is not None:
+            with path.open("a", encoding="utf-8") as log:
+                log.write(f"attempt {self.attempts[index]}: {text}\n")
+
+    def fail(self, index: int, reason: str) -> None:
+        """Fails a job whose worker could not report back (crash, lost result)."""
+        self.note(index, reason)
+        result = JobResult(
+            self.symbols[index],
+            JobStatus.FAILED,
+            reason,
+            time.perf_counter() - self.started[index],
+            self.attempts[index],
+            {},
+            self.log_paths[index],
+        )
+        self.finish(index, result)
+
+    def report(self) -> QueueReport:
+        """All results; jobs cut short by an interrupt appear as pending or running."""
+        return QueueReport(
+            tuple(
+                result or JobResult(symbol, status, "interrupted", 0.0, attempts)
+                for symbol, status, result, attempts in zip(
+                    self.symbols, self.status, self.results, self.attempts, strict=True
+                )
+            )
+        )
+
+    def _refresh(self) -> None:
+        counts = Counter(self.status)
+        # No redraw here: the caller's update or refresh draws it, once.
+        self.bar.set_postfix_str(_format_counts(counts), refresh=False)
+
+
+class JobQueue:
+    """Runs one job per symbol and reports every outcome; one failure never stops the rest.
+
+    With one worker and the process backend the jobs run in this process, one after the
+    other (the mode for debugging). With more, each job runs in a spawned worker process
+    (fork is unsafe once torch is imported); with the Dask backend, on a Dask cluster.
+    A worker that dies (segfault, out of memory, ``os._exit``) fails only the jobs it
+    was running: they are rerun, one at a time since nobody knows which one killed it,
+    until they have been started ``max_attempts`` times; then they fail with reason
+    ``"worker crashed"``.
+
+    Args:
+        workers: Jobs run at once; with Dask and no address, workers of the local cluster.
+        backend: ``"process"`` (this machine) or ``"dask"`` (a Dask distributed cluster).
+        address: Dask scheduler address, e.g. ``"tcp://127.0.0.1:8786"``; None starts a
+            local cluster for the run. Only with the Dask backend.
+        log_dir: Where ``<SYMBOL>.log`` files go: each holds the job's own log records
+            and, if it failed, the traceback. It must be visible to remote Dask workers.
+            None writes no files.
+        max_attempts: Starts allowed per job when workers crash. Exceptions raised by the
+            job are not retried. On an existing Dask cluster its own
+            ``distributed.scheduler.allowed-failures`` setting applies instead.
+        progress: Show a progress bar with counts per status.
+        max_tasks_per_child: Replace each worker process after this many jobs, to bound
+            memory that a training library does not give back; None keeps workers.
+
+    Raises:
+        ConfigError: If a setting cannot work.
+    """
+
+    def __init__(
+        self,
+        workers: int = 1,
+        backend: str = "process",
+        address: str | None = None,
+        log_dir: str | Path | None = None,
+        max_attempts: int = 2,
+        progress: bool = True,
+        max_tasks_per_child: int | None = None,
+    ):
+        if workers < 1:
+            raise ConfigError(f"JobQueue workers must be at least 1, got {workers}")
+        if backend not in ("process", "dask"):
+            raise ConfigError(f"JobQueue backend must be 'process' or 'dask', got {backend!r}")
+        if address is not None and backend != "dask":
+            raise ConfigError(f"JobQueue address {address!r} needs backend='dask'")
+        if max_attempts < 1:
+            raise ConfigError(f"JobQueue max_attempts must be at least 1, got {max_attempts}")
+        if max_tasks_per_child is not None and max_tasks_per_child < 1:
+            raise ConfigError(
+                f"JobQueue max_tasks_per_child must be at least 1, got {max_tasks_per_child}"
+            )
+        self.workers = workers
+        self.backend = backend
+        self.address = address
+        self.log_dir = None if log_dir is None else Path(log_dir)
+        self.max_attempts = max_attempts
+        self.progress = progress
+        self.max_tasks_per_child = max_tasks_per_child
+
+    def run(
+        self,
+        fn: Callable[[Any], Mapping[str, Any] | None],
+        jobs: Sequence[Any],
+        done: Callable[[Any], bool] | None = None,
+    ) -> QueueReport:
+        """Runs ``fn(job)`` for every job that is neither skipped nor already done.
+
+        Args:
+            fn: A module-level function (worker processes import it by name) taking one
+                job and returning a dict of plain data, or None. It raises `JobSkipped`
+                to skip its symbol.
+            jobs: Picklable jobs, each with a unique ``symbol`` attribute or key and an
+                optional ``skip_reason`` that skips it without running.
+            done: Called in this process for each job that is not skipped; True marks it
+                completed with reason ``"cached"`` without running it.
+
+        Returns:
+            One result per job, in the order of ``jobs``.
+
+        Raises:
+            ValueError: If a job has no symbol or two jobs share one.
+            TypeError: If ``fn`` cannot be sent to worker processes.
+            KeyboardInterrupt: Re-raised after cancelling the jobs not yet finished.
+        """
+        jobs = list(jobs)
+        symbols = [_symbol_of(job, position) for position, job in enumerate(jobs)]
+        repeated = sorted({s for s, n in Counter(symbols).items() if n > 1})
+        if repeated:
+            raise ValueError(f"each symbol needs exactly one job; repeated: {repeated}")
+        if self.backend == "process" and self.workers > 1:
+            try:
+                pickle.dumps(fn)
+            except (pickle.PicklingError, AttributeError, TypeError) as exc:
+                raise TypeError(
+                    f"{fn!r} cannot be sent to worker processes; define it at module level ({exc})"
+                ) from exc
+
+        log_dir = None if self.log_dir is None else self.log_dir.resolve()
+        log_paths = [None if log_dir is None else log_dir / _log_name(s) for s in symbols]
+        board = _Board(symbols, log_paths, self.progress)
+        try:
+            todo = []
+            for index, job in enumerate(jobs):
+                skip_reason = _field(job, "skip_reason")
+                if skip_reason:
+                    skipped = JobResult(symbols[index], JobStatus.SKIPPED, str(skip_reason))
+                    board.finish(index, skipped)
+                elif done is not None and done(job):
+                    board.finish(index, JobResult(symbols[index], JobStatus.COMPLETED, CACHED))
+                else:
+                    todo.append(index)
+                    if log_dir is not None:
+                        log_dir.mkdir(parents=True, exist_ok=True)
+                        log_paths[index].write_text("", encoding="utf-8")
+            with logging_redirect_tqdm() if self.progress else nullcontext():
+                if self.backend == "dask":
+                    self._run_dask(fn, jobs, todo, board)
+                elif self.workers == 1:
+                    for index in todo:
+                        board.start(index)
+                        board.finish(
+                            index, _run_job(fn, jobs[index], symbols[index], log_paths[index])
+                        )
+                else:
+                    self._run_pool(fn, jobs, todo, board)
+        except KeyboardInterrupt:
+            report = board.report()
+            _log.warning(
+                "job queue interrupted: %s\n%s", _format_counts(report.counts()), report.table()
+            )
+            raise
+        finally:
+            board.bar.close()
+        report = board.report()
+        _log.info("job queue finished: %s\n%s", _format_counts(report.counts()), report.table())
+        return report
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(
+            max_workers=self.workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            max_tasks_per_child=self.max_tasks_per_child,
+        )
+
+    def _run_pool(self, fn: Callable, jobs: list, todo: list[int], board: _Board) -> None:
+        pending = deque(todo)
+        # Jobs that were running when a worker died: any of them may have killed it, so
+        # each reruns alone, and a second crash then points at the culprit only.
+        suspects: deque[int] = deque()
+        in_flight: dict[Future, int] = {}
+        pool = self._new_pool()
+        try:
+            while pending or suspects or in_flight:
+                queue, limit = (suspects, 1) if suspects else (pending, self.workers)
+                broken = False
+                while queue and len(in_flight) < limit and not broken:
+                    index = queue.popleft()
+                    try:
+                        future = pool.submit(
+                            _run_job, fn, jobs[index], board.symbols[index], board.log_paths[index]
+                        )
+                    except BrokenProcessPool:
+                        queue.appendleft(index)
+                        broken = True
+                        continue
+                    board.start(index)
+                    in_flight[future] = index
+                crashed: list[int] = []
+                if in_flight:
+                    finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                    crashed = _collect(finished, in_flight, board)
+                if crashed or broken:
+                    # A broken pool fails every job still in it.
+                    finished, _ = wait(in_flight)
+                    crashed += _collect(finished, in_flight, board)
+                    for index in crashed:
+                        if board.attempts[index] >= self.max_attempts:
+                            board.fail(index, WORKER_CRASHED)
+                        else:
+                            board.note(index, f"{WORKER_CRASHED}, retrying")
+                            board.requeue(index)
+                            suspects.append(index)
+                    pool.shutdown(wait=True)
+                    pool = self._new_pool()
+        except KeyboardInterrupt:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
+
+    def _run_dask(self, fn: Callable, jobs: list, todo: list[int], board: _Board) -> None:
+        # Imported here: worker processes import this module and need no Dask.
+        import dask
+        from distributed import Client, KilledWorker, LocalCluster, as_completed
+
+        with ExitStack() as stack:
+            if self.address is None:
+                # Dask reruns a task whose worker died until it has killed this many.
+                failures = {"distributed.scheduler.allowed-failures": self.max_attempts - 1}
+                with dask.config.set(failures):
+                    cluster = LocalCluster(
+                        n_workers=self.workers,
+                        threads_per_worker=1,
+                        processes=True,
+                        host="127.0.0.1",
+                        dashboard_address=None,
+                    )
+                stack.enter_context(cluster)
+                client = stack.enter_context(Client(cluster))
+            else:
+                client = stack.enter_context(Client(self.address))
+
+            pending = deque(todo)
+            in_flight: dict[Any, int] = {}
+            completed = as_completed()
+
+            def submit() -> None:
+                # As many jobs as the cluster has threads, so "running" means running;
+                # at least one, so a cluster whose workers have yet to join gets work.
+                capacity = max(1, sum(client.nthreads().values()))
+                while pending and len(in_flight) < capacity:
+                    index = pending.popleft()
+                    symbol = board.symbols[index]
+                    future = client.submit(
+                        _run_job,
+                        fn,
+                        jobs[index],
+                        symbol,
+                        board.log_paths[index],
+                        pure=False,
+                        key=f"{symbol}-{uuid.uuid4().hex}",
+                    )
+                    board.start(index)
+                    in_flight[future] = index
+                    completed.add(future)
+
+            try:
+                submit()
+                for future in completed:
+                    index = in_flight.pop(future)
+                    try:
+                        board.finish(index, future.result())
+                    except KilledWorker as exc:
+                        board.attempts[index] = exc.allowed_failures + 1
+                        board.fail(index, WORKER_CRASHED)
+                    except Exception as exc:  # e.g. a job or result that cannot be pickled
+                        board.fail(index, f"{type(exc).__name__}: {exc}")
+                    submit()
+            except KeyboardInterrupt:
+                client.cancel(list(in_flight))
+                raise
+
+
+def _collect(finished: set[Future], in_flight: dict[Future, int], board: _Board) -> list[int]:
+    """Records the finished futures; returns the jobs whose worker died under them."""
+    crashed = []
+    for future in finished:
+        index = in_flight.pop(future)
+        try:
+            result = future.result()
+        except BrokenProcessPool:
+            crashed.append(index)
+        except Exception as exc:  # e.g. a job or result that cannot be pickled
+            board.fail(index, f"{type(exc).__name__}: {exc}")
+        else:
+            board.finish(index, result)
+    return crashed

@@ -1,0 +1,1 @@
+"""Artifacts of the per-coin pipeline: model versions, champions, roster, feature bank."""

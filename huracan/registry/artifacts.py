@@ -1,0 +1,77 @@
+"""Model versions in the store: every file hashed in a manifest written last.
+
+A version lives at ``models/<SYMBOL>/baseline_<YYYYMMDD>/``. Its files are written first,
+each atomically; ``manifest.json``, which lists every file with its size and content hash,
+is written last. A version is complete exactly when its manifest exists and every file it
+lists is there with the same hash, so a run killed mid-way leaves a version that readers
+and reruns recognise as incomplete, never a half-written one that looks whole.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+from huracan.store import ArtifactNotFound, Store, content_hash
+
+MANIFEST = "manifest.json"
+
+
+def model_prefix(symbol: str, run_date: str) -> str:
+    """``models/<SYMBOL>/baseline_<YYYYMMDD>``."""
+    return f"models/{symbol}/baseline_{run_date}"
+
+
+def write_version(store: Store, prefix: str, files: dict[str, bytes], meta: dict) -> dict:
+    """Writes the files of one model version, then its manifest; returns the manifest."""
+    for name, data in files.items():
+        store.write_bytes(f"{prefix}/{name}", data)
+    manifest = {
+        "files": {
+            name: {"bytes": len(data), "content_hash": content_hash(data)}
+            for name, data in files.items()
+        },
+        "written_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        **meta,
+    }
+    store.write_bytes(f"{prefix}/{MANIFEST}", json.dumps(manifest, indent=2).encode())
+    return manifest
+
+
+def read_manifest(store: Store, prefix: str) -> dict | None:
+    try:
+        return json.loads(store.read_bytes(f"{prefix}/{MANIFEST}"))
+    except ArtifactNotFound:
+        return None
+
+
+def is_complete(store: Store, prefix: str, verify_hashes: bool = True) -> bool:
+    """True when the version's manifest exists and all its files match it."""
+    manifest = read_manifest(store, prefix)
+    if manifest is None:
+        return False
+    for name, entry in manifest["files"].items():
+        key = f"{prefix}/{name}"
+        if not verify_hashes:
+            if not store.exists(key):
+                return False
+            continue
+        try:
+            data = store.read_bytes(key)
+        except ArtifactNotFound:
+            return False
+        if content_hash(data) != entry["content_hash"]:
+            return False
+    return True
+
+
+def json_bytes(obj: object) -> bytes:
+    return json.dumps(obj, indent=2, default=_plain).encode()
+
+
+def _plain(value: object) -> object:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    raise TypeError(f"cannot write {type(value).__name__} as JSON")

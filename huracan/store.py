@@ -1,0 +1,510 @@
+"""Artifact stores: a local directory or a Dropbox folder, behind one small interface.
+
+Keys are relative '/'-separated paths such as ``models/BTC/baseline_20240101/metrics.json``.
+Every write is atomic: a reader sees the old file or the whole new one, never half of it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import inspect
+import json
+import logging
+import os
+import shutil
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import dropbox
+import requests
+from dropbox import files
+from dropbox.exceptions import ApiError, AuthError, HttpError, InternalServerError, RateLimitError
+
+from huracan.errors import ConfigError, HuracanError
+from huracan.io import atomic_write_bytes
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_HASH_BLOCK_BYTES = 4 * 2**20
+
+
+class ArtifactNotFound(HuracanError, FileNotFoundError):
+    """No artifact under the key; the message names the key and the store."""
+
+
+class InvalidArtifactKey(HuracanError, ValueError):
+    """A key that is not a safe relative path inside the store."""
+
+
+class StoreError(HuracanError, OSError):
+    """A transfer that failed for good (after retries, where retrying can help)."""
+
+
+def content_hash(data: bytes) -> str:
+    """Dropbox's content hash: SHA-256 over the SHA-256 digests of consecutive 4 MiB blocks.
+
+    Args:
+        data: The file's bytes.
+
+    Returns:
+        The hash as 64 lowercase hex digits, equal to Dropbox's ``FileMetadata.content_hash``.
+    """
+    view = memoryview(data)
+    block_digests = b"".join(
+        hashlib.sha256(view[start : start + _HASH_BLOCK_BYTES]).digest()
+        for start in range(0, len(view), _HASH_BLOCK_BYTES)
+    )
+    return hashlib.sha256(block_digests).hexdigest()
+
+
+def _is_temp_name(name: str) -> bool:
+    # The pattern huracan.io.atomic_write_bytes gives its temporary files.
+    return name.startswith(".") and name.endswith(".tmp")
+
+
+def check_key(key: str, *, allow_root: bool = False) -> str:
+    """Validates an artifact key and returns it without a trailing '/'.
+
+    Args:
+        key: A relative '/'-separated path.
+        allow_root: Accept ``""`` (the whole store), as a listing prefix may.
+
+    Returns:
+        The key, with a trailing '/' removed where ``allow_root`` permits one.
+
+    Raises:
+        InvalidArtifactKey: For a non-string, absolute, backslashed, empty-part, '.' or '..'
+            key, or a name reserved for temporary files.
+    """
+    if not isinstance(key, str):
+        raise InvalidArtifactKey(f"artifact key must be a string, got {type(key).__name__}")
+    if allow_root:
+        key = key.removesuffix("/")
+        if key == "":
+            return key
+    parts = key.split("/")
+    if (
+        key.startswith("/")
+        or "\\" in key
+        or "\0" in key
+        or any(part in ("", ".", "..") for part in parts)
+    ):
+        raise InvalidArtifactKey(
+            f"unsafe artifact key {key!r}: use a relative '/'-separated path without "
+            "'..', '.', empty parts or backslashes"
+        )
+    if _is_temp_name(parts[-1]):
+        raise InvalidArtifactKey(
+            f"artifact key {key!r}: names starting with '.' and ending in '.tmp' are "
+            "reserved for temporary files"
+        )
+    return key
+
+
+class Store(ABC):
+    """Where artifacts live. Subclasses implement the byte operations; JSON comes free."""
+
+    @abstractmethod
+    def write_bytes(self, key: str, data: bytes) -> None:
+        """Writes ``data`` under ``key`` atomically, replacing any previous content."""
+
+    @abstractmethod
+    def read_bytes(self, key: str) -> bytes:
+        """Returns the content under ``key``; raises ArtifactNotFound naming the key."""
+
+    @abstractmethod
+    def exists(self, key: str) -> bool:
+        """Whether a file is stored under ``key`` (a folder does not count)."""
+
+    @abstractmethod
+    def list(self, prefix: str = "") -> list[str]:
+        """Keys of all files in the folder ``prefix`` and below, relative to the store, sorted.
+
+        ``prefix`` names a folder, so ``"models/BTC"`` does not match ``models/BTCUSD/...``;
+        a missing folder lists as empty.
+        """
+
+    @abstractmethod
+    def delete(self, key: str) -> None:
+        """Removes the file, or the whole folder, under ``key``; a missing key is no error."""
+
+    @abstractmethod
+    def describe(self) -> str:
+        """Where the store points, such as ``local:/abs/path``; never contains a credential."""
+
+    def write_json(self, key: str, obj: Any) -> None:
+        """Writes ``obj`` as indented UTF-8 JSON under ``key``."""
+        self.write_bytes(key, (json.dumps(obj, indent=2) + "\n").encode("utf-8"))
+
+    def read_json(self, key: str) -> Any:
+        """Reads the JSON under ``key``; raises StoreError naming the key if it is not JSON."""
+        data = self.read_bytes(key)
+        try:
+            return json.loads(data)
+        except ValueError as exc:
+            raise StoreError(f"{self.describe()}: {key!r} is not valid JSON: {exc}") from exc
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.describe()!r})"
+
+
+class LocalStore(Store):
+    """Artifacts in a local directory; writes go to a temporary file, fsync, then rename.
+
+    Args:
+        root: The directory; created on the first write.
+    """
+
+    def __init__(self, root: str | Path = "artifacts"):
+        self.root = Path(root).expanduser().absolute()
+
+    def _path(self, key: str, *, allow_root: bool = False) -> Path:
+        key = check_key(key, allow_root=allow_root)
+        return self.root.joinpath(*key.split("/")) if key else self.root
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        atomic_write_bytes(self._path(key), data)
+
+    def read_bytes(self, key: str) -> bytes:
+        path = self._path(key)
+        try:
+            return path.read_bytes()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise ArtifactNotFound(f"no artifact {key!r} in {self.describe()}") from None
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def list(self, prefix: str = "") -> list[str]:
+        folder = self._path(prefix, allow_root=True)
+        keys = []
+        for directory, _, names in os.walk(folder):
+            relative = Path(directory).relative_to(self.root).as_posix()
+            for name in names:
+                if not _is_temp_name(name):
+                    keys.append(name if relative == "." else f"{relative}/{name}")
+        return sorted(keys)
+
+    def delete(self, key: str) -> None:
+        path = self._path(key)
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+
+    def describe(self) -> str:
+        return f"local:{self.root}"
+
+
+# Worth another attempt: the server or the network may do better next time.
+_TRANSIENT_ERRORS = (
+    InternalServerError,
+    RateLimitError,
+    requests.exceptions.ConnectionError,
+    requests.exceptions.Timeout,
+    requests.exceptions.ChunkedEncodingError,
+)
+_HASH_MISMATCH_ERRORS = (
+    files.UploadError,
+    files.UploadSessionStartError,
+    files.UploadSessionAppendError,
+    files.UploadSessionFinishError,
+)
+_CREDENTIAL_HINT = (
+    "check DROPBOX_ACCESS_TOKEN, or DROPBOX_REFRESH_TOKEN with DROPBOX_APP_KEY "
+    "(and DROPBOX_APP_SECRET unless the token was issued with PKCE)"
+)
+
+
+class _CorruptTransfer(Exception):
+    """The bytes Dropbox holds or sent differ from the bytes meant; a retry may fix it."""
+
+
+def _is_missing(exc: ApiError) -> bool:
+    """Whether an API error means 'nothing (of that kind) at this path'."""
+    error = exc.error
+    if isinstance(error, files.DeleteError):
+        lookup = error.get_path_lookup() if error.is_path_lookup() else None
+    elif isinstance(error, files.DownloadError | files.GetMetadataError | files.ListFolderError):
+        lookup = error.get_path() if error.is_path() else None
+    else:
+        return False
+    return lookup is not None and (
+        lookup.is_not_found() or lookup.is_not_file() or lookup.is_not_folder()
+    )
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, _CorruptTransfer):
+        return str(exc)
+    if isinstance(exc, RateLimitError):
+        return "rate limited (HTTP 429)"
+    if isinstance(exc, ApiError):
+        return f"API error {exc.error!r}"
+    if isinstance(exc, HttpError):
+        return f"HTTP {exc.status_code}: {str(exc.body)[:200]}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _client_from_env() -> dropbox.Dropbox:
+    env = {
+        name: os.environ.get(name) or None
+        for name in (
+            "DROPBOX_ACCESS_TOKEN",
+            "DROPBOX_REFRESH_TOKEN",
+            "DROPBOX_APP_KEY",
+            "DROPBOX_APP_SECRET",
+        )
+    }
+    # The store does its own retries, with backoff it can report and tests can observe.
+    no_sdk_retries = {"max_retries_on_error": 0, "max_retries_on_rate_limit": 0}
+    # A refresh token outlives the four-hour access token, so it wins for long runs.
+    if env["DROPBOX_REFRESH_TOKEN"] and env["DROPBOX_APP_KEY"]:
+        return dropbox.Dropbox(
+            oauth2_refresh_token=env["DROPBOX_REFRESH_TOKEN"],
+            app_key=env["DROPBOX_APP_KEY"],
+            app_secret=env["DROPBOX_APP_SECRET"],
+            **no_sdk_retries,
+        )
+    if env["DROPBOX_ACCESS_TOKEN"]:
+        return dropbox.Dropbox(oauth2_access_token=env["DROPBOX_ACCESS_TOKEN"], **no_sdk_retries)
+    if env["DROPBOX_REFRESH_TOKEN"]:
+        raise ConfigError(
+            "store=dropbox: DROPBOX_REFRESH_TOKEN is set but DROPBOX_APP_KEY is not; "
+            "set DROPBOX_APP_KEY (and DROPBOX_APP_SECRET unless the token came from PKCE)"
+        )
+    raise ConfigError(
+        "store=dropbox needs credentials in the environment: set DROPBOX_ACCESS_TOKEN, "
+        "or DROPBOX_REFRESH_TOKEN and DROPBOX_APP_KEY (plus DROPBOX_APP_SECRET unless the "
+        "token came from PKCE); credentials are never read from config files"
+    )
+
+
+class DropboxStore(Store):
+    """Artifacts in a Dropbox folder, through the official SDK, with retries and verification.
+
+    Every upload is checked against the local content hash; Dropbox commits a file whole,
+    so readers never see half of one. Credentials come from the environment only.
+
+    Args:
+        root: The Dropbox folder (inside the app folder for app-folder apps).
+        client: A ready client; ``None`` builds one from DROPBOX_ACCESS_TOKEN, or from
+            DROPBOX_REFRESH_TOKEN, DROPBOX_APP_KEY and DROPBOX_APP_SECRET. The client's own
+            retries are turned off (on a clone) because the store retries.
+        max_retries: Further attempts after a transient failure (5xx, rate limit,
+            connection error, content hash mismatch).
+        backoff_s: Wait before the first retry; it doubles on each further one. A rate
+            limit's own ``Retry-After`` takes precedence.
+        chunk_size: Files larger than this many bytes go through an upload session in
+            chunks of this size (Dropbox takes at most 150 MiB per request).
+        sleep: How to wait between attempts.
+
+    Raises:
+        ConfigError: No usable credentials in the environment, or a setting that cannot work.
+    """
+
+    def __init__(
+        self,
+        root: str = "/huracan",
+        *,
+        client: dropbox.Dropbox | None = None,
+        max_retries: int = 5,
+        backoff_s: float = 1.0,
+        chunk_size: int = 8 * 2**20,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
+        if max_retries < 0:
+            raise ConfigError(f"store.max_retries must be >= 0, got {max_retries}")
+        if not 0 < chunk_size <= 150 * 2**20:
+            raise ConfigError(f"store.chunk_size must be in (0, 150 MiB], got {chunk_size}")
+        root = str(root).strip("/")
+        self.root = "/" + check_key(root) if root else ""
+        self.max_retries = max_retries
+        self.backoff_s = backoff_s
+        self.chunk_size = chunk_size
+        self._sleep = sleep
+        if client is None:
+            client = _client_from_env()
+        elif isinstance(client, dropbox.Dropbox):
+            client = client.clone(max_retries_on_error=0, max_retries_on_rate_limit=0)
+        self._client = client
+
+    def describe(self) -> str:
+        return f"dropbox:{self.root or '/'}"
+
+    def _path(self, key: str) -> str:
+        return f"{self.root}/{check_key(key)}"
+
+    def _with_retries(self, action: str, path: str, operation: Callable[[], T]) -> T:
+        attempt = 0
+        while True:
+            try:
+                return operation()
+            except AuthError as exc:
+                raise ConfigError(
+                    f"Dropbox authentication failed ({exc.error!r}) during {action} {path} in "
+                    f"{self.describe()}: {_CREDENTIAL_HINT}"
+                ) from exc
+            except (*_TRANSIENT_ERRORS, _CorruptTransfer) as exc:
+                if attempt >= self.max_retries:
+                    raise StoreError(
+                        f"Dropbox {action} {path} failed after {attempt + 1} attempts: "
+                        f"{_reason(exc)}"
+                    ) from exc
+                if isinstance(exc, RateLimitError) and exc.backoff is not None:
+                    wait = float(exc.backoff)
+                else:
+                    wait = self.backoff_s * 2**attempt
+                log.warning(
+                    "Dropbox %s %s: %s; retry %d of %d in %.1f s",
+                    action,
+                    path,
+                    _reason(exc),
+                    attempt + 1,
+                    self.max_retries,
+                    wait,
+                )
+                self._sleep(wait)
+                attempt += 1
+            except (ApiError, HttpError) as exc:
+                raise StoreError(f"Dropbox {action} {path} failed: {_reason(exc)}") from exc
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        path = self._path(key)
+        data = bytes(data)  # the SDK sends only bytes, not other buffers
+        expected = content_hash(data)
+
+        def upload() -> None:
+            try:
+                metadata = self._upload(path, data)
+            except ApiError as exc:
+                if isinstance(exc.error, _HASH_MISMATCH_ERRORS) and (
+                    exc.error.is_content_hash_mismatch()
+                ):
+                    raise _CorruptTransfer(
+                        "content hash mismatch: Dropbox rejected the bytes it received"
+                    ) from exc
+                raise
+            if metadata.content_hash != expected:
+                raise _CorruptTransfer(
+                    f"content hash mismatch: Dropbox stored {metadata.content_hash}, "
+                    f"the local bytes hash to {expected}"
+                )
+
+        self._with_retries("upload of", path, upload)
+
+    def _upload(self, path: str, data: bytes) -> files.FileMetadata:
+        mode = files.WriteMode.overwrite
+        size = self.chunk_size
+        if len(data) <= size:
+            return self._client.files_upload(data, path, mode=mode)
+        session_id = self._client.files_upload_session_start(data[:size]).session_id
+        offset = size
+        while len(data) - offset > size:
+            cursor = files.UploadSessionCursor(session_id, offset)
+            self._client.files_upload_session_append_v2(data[offset : offset + size], cursor)
+            offset += size
+        cursor = files.UploadSessionCursor(session_id, offset)
+        commit = files.CommitInfo(path, mode=mode)
+        return self._client.files_upload_session_finish(data[offset:], cursor, commit)
+
+    def read_bytes(self, key: str) -> bytes:
+        path = self._path(key)
+
+        def download() -> bytes:
+            try:
+                metadata, response = self._client.files_download(path)
+            except ApiError as exc:
+                if _is_missing(exc):
+                    raise ArtifactNotFound(f"no artifact {key!r} in {self.describe()}") from None
+                raise
+            with contextlib.closing(response):
+                data = response.content
+            if metadata.content_hash is not None and metadata.content_hash != content_hash(data):
+                raise _CorruptTransfer(
+                    f"content hash mismatch: the download does not hash to {metadata.content_hash}"
+                )
+            return data
+
+        return self._with_retries("download of", path, download)
+
+    def exists(self, key: str) -> bool:
+        path = self._path(key)
+
+        def lookup() -> bool:
+            try:
+                return isinstance(self._client.files_get_metadata(path), files.FileMetadata)
+            except ApiError as exc:
+                if _is_missing(exc):
+                    return False
+                raise
+
+        return self._with_retries("lookup of", path, lookup)
+
+    def list(self, prefix: str = "") -> list[str]:
+        prefix = check_key(prefix, allow_root=True)
+        folder = f"{self.root}/{prefix}" if prefix else self.root
+
+        def list_files() -> list[files.FileMetadata]:
+            try:
+                page = self._client.files_list_folder(folder, recursive=True)
+            except ApiError as exc:
+                if _is_missing(exc):
+                    return []
+                raise
+            entries = page.entries
+            while page.has_more:
+                page = self._client.files_list_folder_continue(page.cursor)
+                entries += page.entries
+            return [entry for entry in entries if isinstance(entry, files.FileMetadata)]
+
+        root_lower = self.root.lower() + "/"
+        return sorted(
+            entry.path_display[len(root_lower) :]
+            for entry in self._with_retries("listing of", folder or "/", list_files)
+            if entry.path_lower.startswith(root_lower)
+        )
+
+    def delete(self, key: str) -> None:
+        path = self._path(key)
+
+        def remove() -> None:
+            try:
+                self._client.files_delete_v2(path)
+            except ApiError as exc:
+                if not _is_missing(exc):
+                    raise
+
+        self._with_retries("delete of", path, remove)
+
+
+_STORES: dict[str, type[Store]] = {"local": LocalStore, "dropbox": DropboxStore}
+
+
+def make_store(kind: str, **options: Any) -> Store:
+    """Builds the store a config names (the ``store`` config group).
+
+    Args:
+        kind: ``"local"`` or ``"dropbox"``.
+        **options: Keyword arguments of that store, such as ``root``.
+
+    Returns:
+        The store.
+
+    Raises:
+        ConfigError: For an unknown kind or an option the store does not take.
+    """
+    if kind not in _STORES:
+        raise ConfigError(f"store kind {kind!r} is unknown; choose one of {sorted(_STORES)}")
+    store_class = _STORES[kind]
+    try:
+        inspect.signature(store_class).bind(**options)
+    except TypeError as exc:
+        raise ConfigError(f"store {kind!r}: {exc}") from None
+    return store_class(**options)
