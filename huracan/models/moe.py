@@ -50,15 +50,52 @@ class GroupedMoEHead(nn.Module):
         nn.init.normal_(self.gate_w, std=0.01)  # near-uniform gate that can still break ties
 
     def forward(self, x: torch.Tensor, group: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits (B,) and gate weights (B, K) for inputs x (B, in) of groups ``group`` (B,)."""
-        h = torch.einsum("bi,bkih->bkh", x, self.w1[group]) + self.b1[group]  # (B, K, H)
-        expert = torch.einsum("bkh,bkh->bk", F.gelu(h), self.w2[group]) + self.b2[group]
-        gate_logits = torch.einsum("bi,bik->bk", x, self.gate_w[group]) + self.gate_b[group]
+        """Logits (B,) and gate weights (B, K) for inputs x (B, in) of groups ``group`` (B,).
+
+        Few groups per batch (cluster heads, inference): one dense pass per group present.
+        Many (coin heads in training): each sample gathers its group's weights, which
+        costs B x K x in x H memory but no Python loop over groups.
+        """
+        if len(group) >= 64 * self.n_groups:
+            return self._by_group(x, group)
+        return self._experts(
+            x,
+            self.w1[group],
+            self.b1[group],
+            self.w2[group],
+            self.b2[group],
+            self.gate_w[group],
+            self.gate_b[group],
+            "b",
+        )
+
+    def _by_group(self, x: torch.Tensor, group: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = x.new_empty(len(x))
+        gate = x.new_empty(len(x), self.n_experts)
+        for g in torch.unique(group).tolist():  # at most B / 64 dense passes
+            rows = (group == g).nonzero(as_tuple=True)[0]
+            logits[rows], gate[rows] = self._experts(
+                x[rows],
+                self.w1[g],
+                self.b1[g],
+                self.w2[g],
+                self.b2[g],
+                self.gate_w[g],
+                self.gate_b[g],
+                "",
+            )
+        return logits, gate
+
+    def _experts(self, x, w1, b1, w2, b2, gate_w, gate_b, b: str):
+        """The experts and gate; ``b`` is "b" when every weight carries a batch axis."""
+        h = torch.einsum(f"bi,{b}kih->bkh", x, w1) + b1  # (B, K, H)
+        expert = torch.einsum(f"bkh,{b}kh->bk", F.gelu(h), w2) + b2  # (B, K)
+        gate_logits = torch.einsum(f"bi,{b}ik->bk", x, gate_w) + gate_b  # (B, K)
         if self.top_k is not None and self.top_k < self.n_experts:
             keep = gate_logits.topk(self.top_k, dim=-1).indices  # (B, top_k), ties broken
             dropped = torch.full_like(gate_logits, float("-inf")).scatter(-1, keep, 0.0)
             gate_logits = gate_logits + dropped
-        gate = gate_logits.softmax(-1)  # (B, K)
+        gate = gate_logits.softmax(-1)
         return (gate * expert).sum(-1), gate
 
     def group_slice(self, group: int) -> GroupedMoEHead:

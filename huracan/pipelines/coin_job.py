@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 from omegaconf import OmegaConf
-from sklearn.metrics import roc_auc_score
+from scipy.stats import rankdata
 
 from huracan.costs import symbol_metrics
 from huracan.models import FleetModule, GroupedMoEHead
@@ -158,24 +158,36 @@ def evaluate(job: CoinJob, signals: np.ndarray) -> dict:
 def permutation_importance(
     module: FleetModule, val: dict, names: list[str], rules: dict, seed: int
 ) -> dict[str, float | None]:
-    """AUROC lost on the validation slice when one input column is shuffled."""
-    y = val["y"]
-    if len(np.unique(y)) < 2:
+    """AUROC lost on the validation slice when one input column is shuffled.
+
+    All shuffled copies (inputs x repeats) go through the model in one batch, and their
+    AUROCs are computed together from ranks.
+    """
+    y = val["y"].astype(bool)
+    if y.all() or not y.any():
         return dict.fromkeys(names)
-    inputs = np.concatenate([val["x"], val["factor"]], axis=1)
+    inputs = np.concatenate([val["x"], val["factor"]], axis=1)  # (M, F + C)
+    n, width = inputs.shape
     n_features = val["x"].shape[1]
-    base = roc_auc_score(y, predict(module, val))
+    repeats = rules["importance_repeats"]
     rng = np.random.default_rng(seed)
-    importance = {}
-    for j, name in enumerate(names):  # one shuffled prediction pass per input column
-        drops = []
-        for _ in range(rules["importance_repeats"]):
-            shuffled = inputs.copy()
-            shuffled[:, j] = rng.permutation(shuffled[:, j])
-            part = {**val, "x": shuffled[:, :n_features], "factor": shuffled[:, n_features:]}
-            drops.append(base - roc_auc_score(y, predict(module, part)))
-        importance[name] = round(float(np.mean(drops)), 6)
-    return importance
+    copies = np.repeat(inputs[None], width * repeats, axis=0)  # (F' R, M, F')
+    for k in range(width * repeats):  # one column shuffled per copy
+        j = k // repeats
+        copies[k, :, j] = rng.permutation(inputs[:, j])
+    flat = copies.reshape(-1, width)
+    part = {"x": flat[:, :n_features], "factor": flat[:, n_features:], "y": np.zeros(len(flat))}
+    scores = np.vstack([predict(module, val)[None], predict(module, part).reshape(-1, n)])
+    auroc = _auroc(scores, y)  # (1 + F' R,)
+    drops = (auroc[0] - auroc[1:]).reshape(width, repeats).mean(1)
+    return {name: round(float(d), 6) for name, d in zip(names, drops, strict=True)}
+
+
+def _auroc(scores: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """AUROC of each row of ``scores`` (K, M) against labels ``y`` (M,), from ranks."""
+    ranks = rankdata(scores, axis=1)
+    n_pos, n_neg = y.sum(), (~y).sum()
+    return (ranks[:, y].sum(1) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
 
 
 def update_champion(store, job: CoinJob, metrics: dict, module: FleetModule) -> dict:

@@ -138,6 +138,8 @@ def run_per_coin(
                     "status": str(r.status),
                     "reason": r.reason,
                     "seconds": round(r.seconds, 2),
+                    "champion": r.result.get("champion", {}).get("reason"),
+                    "n_trades": r.result.get("metrics", {}).get("n_trades"),
                 }
                 for r in report
             },

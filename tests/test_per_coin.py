@@ -1,0 +1,290 @@
+"""pipeline=per_coin end to end: artifact layout, resumability, champions, roster, faults."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import dropbox.dropbox_client
+import jsonschema
+import pytest
+import requests
+from conftest import ROOT, make_bars
+from fake_dropbox import FakeDropboxAdapter
+from hydra import compose, initialize_config_dir
+from safetensors.torch import load
+
+from huracan.registry.artifacts import is_complete
+from huracan.registry.champions import decide
+from huracan.registry.roster import ROSTER_SCHEMA, load_roster, select, write_roster
+from huracan.run import train
+from huracan.store import LocalStore, StoreError
+
+SMALL = [
+    "pipeline=per_coin",
+    "data.n_assets=6",
+    "data.n_clusters=2",
+    "data.years=0.4",
+    "cluster.n_clusters=2",
+    "pipeline.test_days=20",
+    "pipeline.run_id=20240101",
+    "encoder.max_epochs=2",
+    "head.max_epochs=3",
+    "trainer.enable_progress_bar=false",
+    "gates.min_history_days=10",
+    "thresholds.min_trades=5",
+    "pipeline.champion_min_trades=3",
+]
+
+
+def per_coin_config(tmp_path, *overrides):
+    base = SMALL
+    if "data=csv" in overrides:
+        base = [o for o in SMALL if not o.startswith("data.")]
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        return compose(
+            "config",
+            overrides=[
+                f"+output_dir={tmp_path / 'run'}",
+                f"logging.tensorboard_dir={tmp_path / 'tb'}",
+                f"store.root={tmp_path / 'artifacts'}",
+                *base,
+                *overrides,
+            ],
+        )
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("per_coin")
+    summary, _ = train(per_coin_config(tmp))
+    return tmp, summary
+
+
+def test_artifact_layout(first_run):
+    tmp, summary = first_run
+    root = tmp / "artifacts"
+    symbols = summary["data"]["symbols"]
+    for symbol in symbols:
+        version = root / "models" / symbol / "baseline_20240101"
+        names = {p.name for p in version.iterdir()}
+        assert names == {
+            "weights.safetensors",
+            "checkpoint.json",
+            "metrics.json",
+            "costs.json",
+            "features.json",
+            "manifest.json",
+        }
+        manifest = json.loads((version / "manifest.json").read_text())
+        assert set(manifest["files"]) == names - {"manifest.json"}
+        assert all(len(f["content_hash"]) == 64 for f in manifest["files"].values())
+        costs = json.loads((version / "costs.json").read_text())
+        assert {"slippage_bps_per_sigma", "fit_date", "window_start", "r2"} <= set(costs)
+        assert load((version / "weights.safetensors").read_bytes())  # safetensors, no pickle
+        job = summary["per_coin"]["jobs"][symbol]
+        if (root / "champions" / f"{symbol}.json").exists():
+            assert job["n_trades"] >= 3
+        else:  # too few out-of-sample trades to become a champion
+            assert job["n_trades"] < 3 and "trades < 3" in job["champion"]
+    assert (root / "meta" / "shared_encoder.safetensors").exists()
+    encoder = json.loads((root / "meta" / "shared_encoder.json").read_text())
+    assert encoder["spec"]["kind"] == "autoencoder"
+    bank = json.loads((root / "meta" / "feature_bank.json").read_text())
+    assert set(bank["per_coin"]) == set(symbols)
+    assert "market_factor" in next(iter(bank["per_coin"].values()))
+    roster = json.loads((root / "champions" / "roster.json").read_text())
+    jsonschema.validate(roster, ROSTER_SCHEMA)
+    champions = list((root / "champions").glob("[A-Z]*.json"))
+    assert len(roster["entries"]) == len(champions) > 0
+    assert [e["rank"] for e in roster["entries"]] == list(range(1, len(roster["entries"]) + 1))
+    assert summary["per_coin"]["counts"]["completed"] == len(symbols)
+
+
+def test_rerun_with_the_same_run_id_resumes(first_run):
+    tmp, _ = first_run
+    store = LocalStore(tmp / "artifacts")
+    (tmp / "artifacts" / "models" / "ETH" / "baseline_20240101" / "manifest.json").unlink()
+    assert not is_complete(store, "models/ETH/baseline_20240101")
+    summary, _ = train(per_coin_config(tmp))
+    jobs = summary["per_coin"]["jobs"]
+    assert jobs["ETH"]["reason"] == ""  # redone
+    assert all(j["reason"] == "cached" for s, j in jobs.items() if s != "ETH")
+    assert is_complete(store, "models/ETH/baseline_20240101")
+
+
+def test_a_new_run_challenges_the_champions(first_run):
+    tmp, _ = first_run
+    before = {
+        p.name: json.loads(p.read_text())
+        for p in (tmp / "artifacts" / "champions").glob("[A-Z]*.json")
+        if p.name != "roster.json"
+    }
+    summary, _ = train(per_coin_config(tmp, "pipeline.run_id=20240102", "seed=1"))
+    after = tmp / "artifacts" / "champions"
+    for name, old in before.items():
+        new = json.loads((after / name).read_text())
+        version = new["model_path"]
+        assert is_complete(LocalStore(tmp / "artifacts"), version)
+        if version != old["model_path"]:  # replaced only by a strictly better challenger
+            assert new["metrics"]["sharpe"] > old["metrics"]["sharpe"]
+            assert new["metrics"]["net_pnl_bps"] > old["metrics"]["net_pnl_bps"]
+            assert new["previous_model_path"] == old["model_path"]
+    roster = load_roster(LocalStore(tmp / "artifacts"))
+    assert roster["run_id"] == "20240102"
+
+
+def test_champion_rule():
+    challenger = {"sharpe": 2.0, "net_pnl_bps": 100.0, "n_trades": 30}
+    assert decide(challenger, None, 10).replace
+    assert not decide({**challenger, "n_trades": 5}, None, 10).replace
+    assert decide(challenger, {"sharpe": 1.0, "net_pnl_bps": 50.0}, 10).replace
+    assert not decide(challenger, {"sharpe": 3.0, "net_pnl_bps": 50.0}, 10).replace
+    assert not decide(challenger, {"sharpe": 1.0, "net_pnl_bps": 150.0}, 10).replace
+    assert decide(challenger, {"sharpe": None, "net_pnl_bps": 0.0}, 10).replace
+
+
+def test_roster_reader_cli(first_run):
+    tmp, summary = first_run
+    roster = load_roster(LocalStore(tmp / "artifacts"))
+    tradable = [e["symbol"] for e in select(roster)]
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "huracan.roster",
+            "top",
+            "2",
+            "--json",
+            "--root",
+            str(tmp / "artifacts"),
+            "--block",
+            tradable[0] if tradable else "NONE",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stderr
+    chosen = json.loads(run.stdout)
+    assert len(chosen) == min(2, max(len(tradable) - 1, 0))
+    assert all(e["trade_ok"] and e["symbol"] != tradable[0] for e in chosen)
+    allowed = select(roster, allow=tradable[-1:], include_not_ok=True)
+    assert [e["symbol"] for e in allowed] == tradable[-1:]
+
+
+def test_roster_writer_validates_the_schema(tmp_path):
+    bad = {
+        "symbol": "BTC",
+        "model_path": "nowhere",
+        "spread_bps": 1.0,
+        "fee_bps": 7.5,
+        "avg_slip_bps": 0.5,
+        "last_7d_net_bps": 0.0,
+        "trade_ok": True,
+    }
+    with pytest.raises(jsonschema.ValidationError):
+        write_roster(LocalStore(tmp_path), [bad], "x")
+    assert not (tmp_path / "champions" / "roster.json").exists()
+
+
+def test_short_history_and_corrupt_files_are_recorded_skips(tmp_path, write_bars):
+    n = 24 * 120
+    directory = write_bars(
+        {
+            "BTC": make_bars(n=n, seed=1),
+            "ETH": make_bars(n=n, seed=2),
+            "SOL": make_bars(n=n, seed=3),
+            "NEW": make_bars(n=24 * 20, seed=4),
+        }
+    )
+    (directory / "BAD.csv").write_text("timestamp,open,high,low,close,volume\nnot,a,real,row,x,y\n")
+    cfg = per_coin_config(
+        tmp_path,
+        "data=csv",
+        f"data.path={directory}",
+        "data.on_error=skip",
+        "gates.min_history_days=30",
+        "gates.min_daily_quote_volume=null",
+    )
+    summary, _ = train(cfg)
+    jobs = summary["per_coin"]["jobs"]
+    assert jobs["NEW"]["status"] == "skipped" and "min_history" in jobs["NEW"]["reason"]
+    assert jobs["BAD"]["status"] == "skipped" and "bad_rows" in jobs["BAD"]["reason"]
+    roster = {e["symbol"] for e in summary["per_coin"]["roster"]}
+    assert not roster & {"NEW", "BAD"}
+
+
+def test_a_failing_job_leaves_champions_and_roster_consistent(tmp_path, monkeypatch):
+    import huracan.pipelines.coin_job as coin_job
+
+    real = coin_job.write_version
+
+    def fail_for_eth(store, prefix, files, meta):
+        if meta["symbol"] == "ETH":  # half the files written, then the job dies
+            store.write_bytes(f"{prefix}/weights.safetensors", files["weights.safetensors"])
+            raise OSError("disk full")
+        return real(store, prefix, files, meta)
+
+    monkeypatch.setattr(coin_job, "write_version", fail_for_eth)
+    summary, _ = train(per_coin_config(tmp_path))
+    assert summary["per_coin"]["jobs"]["ETH"]["status"] == "failed"
+    assert "disk full" in summary["per_coin"]["jobs"]["ETH"]["reason"]
+    assert "disk full" in (tmp_path / "run" / "logs" / "ETH.log").read_text()
+    store = LocalStore(tmp_path / "artifacts")
+    assert not store.exists("champions/ETH.json")
+    assert not is_complete(store, "models/ETH/baseline_20240101")
+    assert "ETH" not in {e["symbol"] for e in load_roster(store)["entries"]}
+    assert summary["per_coin"]["counts"]["completed"] == 5
+
+
+def fake_dropbox(monkeypatch) -> FakeDropboxAdapter:
+    """The real Dropbox SDK, with its HTTP transport answered by an in-memory Dropbox."""
+    adapter = FakeDropboxAdapter()
+
+    def create_session(*args, **kwargs):
+        session = requests.Session()
+        session.mount("https://", adapter)
+        return session
+
+    monkeypatch.setattr(dropbox.dropbox_client, "create_session", create_session)
+    monkeypatch.setenv("DROPBOX_ACCESS_TOKEN", "test-token")
+    monkeypatch.delenv("DROPBOX_REFRESH_TOKEN", raising=False)
+    return adapter
+
+
+def test_per_coin_run_on_dropbox(tmp_path, monkeypatch):
+    adapter = fake_dropbox(monkeypatch)
+    summary, _ = train(
+        per_coin_config(tmp_path, "store=dropbox", "store.root=/huracan", "store.backoff_s=0")
+    )
+    assert summary["per_coin"]["store"] == "dropbox:/huracan"
+    assert summary["per_coin"]["counts"]["completed"] == 6
+    stored = set(adapter.files)
+    assert "/huracan/champions/roster.json" in stored
+    assert "/huracan/models/BTC/baseline_20240101/manifest.json" in stored
+
+
+def test_dropbox_outage_is_a_recorded_failure(tmp_path, monkeypatch):
+    adapter = fake_dropbox(monkeypatch)
+    adapter.fail_next(10_000, status=503)
+    with pytest.raises(StoreError):
+        train(
+            per_coin_config(
+                tmp_path,
+                "store=dropbox",
+                "store.root=/huracan",
+                "store.backoff_s=0",
+                "store.max_retries=1",
+            )
+        )
+    assert not any(path.endswith("roster.json") for path in adapter.files)
+
+
+@pytest.mark.parametrize("queue", [["queue.workers=2"], ["queue=dask", "queue.workers=2"]])
+def test_jobs_run_in_worker_processes(tmp_path, queue):
+    summary, _ = train(per_coin_config(tmp_path, *queue))
+    assert summary["per_coin"]["counts"]["completed"] == 6
+    assert LocalStore(tmp_path / "artifacts").exists("champions/roster.json")
