@@ -170,6 +170,7 @@ def run_fleet(panel: Panel, cfg: DictConfig, out: Path, timer: StageTimer, objec
         "clusters": report["clusters"],
         "cluster_agreement": report["cluster_agreement"],
         "folds": report["folds"],
+        "per_fold": json.loads(report["per_fold"].to_json(orient="index")),
         "criteria": report["criteria"],
     }
 
@@ -185,6 +186,7 @@ def log_report(report: dict, cfg: DictConfig) -> None:
                 rows.append({"group": name, "variant": variant, **entry[variant]})
     table = pd.DataFrame(rows).set_index(["group", "variant"])
     log.info("per cluster (pooled trades, after costs)\n%s", format_table(table, max_rows=80))
+    log.info("per fold (all assets' test-window trades)\n%s", format_table(report["per_fold"]))
     lines = [f"  {c['result']}  {c['name']}: {c['value']}" for c in report["criteria"]]
     log.info("success criteria\n%s", "\n".join(lines))
 

@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 
 from huracan.data.panel import Panel
 from huracan.io import atomic_write_text
-from huracan.metrics import COLUMNS, asset_metrics
+from huracan.metrics import COLUMNS, asset_metrics, fold_metrics
 from huracan.pipelines.hierarchical import FleetRun, fold_agreement
 from huracan.plots import plot_correlation_heatmap, plot_dendrogram, plot_equity
 
@@ -186,8 +186,17 @@ def write_report(run: FleetRun, panel: Panel, cfg: DictConfig, out: Path, logger
     if logger is not None:
         for name, fig in figures.items():
             logger.experiment.add_figure(f"report/{name}", fig)
+    per_fold = fold_metrics(
+        run.signals,
+        arrays.label,
+        arrays.net_return,
+        folds=run.folds,
+        bars_per_year=panel.bars_per_year,
+        horizon=horizon,
+    )
     return {
         "results": results,
+        "per_fold": per_fold,
         "clusters": by_cluster,
         "criteria": success_criteria(run, results, by_cluster, cfg),
         "cluster_agreement": agreement,

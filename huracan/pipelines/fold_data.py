@@ -112,6 +112,8 @@ class FoldData:
     groups: np.ndarray
     n_groups: int
     weights: np.ndarray
+    factor_filled: int = 0
+    factor_zeroed: int = 0
 
     def valid(self, arrays: FleetArrays) -> np.ndarray:
         """(T, N) rows with every input, a label and a head: the rows a model can use."""
@@ -188,7 +190,26 @@ def prepare_fold(
         groups=groups,
         n_groups=n_groups,
         weights=weights,
+        factor_filled=channels.n_filled,
+        factor_zeroed=channels.n_zeroed,
     )
+
+
+def fracdiff_report(data: FoldData, symbols: list[str]) -> dict | None:
+    """Per asset: the FFD order d, its window and the warm-up bars lost; and the skips."""
+    ffd = data.fracdiff
+    if ffd is None:
+        return None
+    return {
+        "d": {s: None if np.isnan(d) else float(d) for s, d in zip(symbols, ffd.d_, strict=True)},
+        "window": dict(zip(symbols, ffd.window_.tolist(), strict=True)),
+        "warmup_bars": dict(zip(symbols, ffd.warmup_bars_.tolist(), strict=True)),
+        "stationary": dict(zip(symbols, ffd.stationary_.tolist(), strict=True)),
+        "skipped": {
+            symbols[k] if isinstance(k, int | np.integer) else k: v
+            for k, v in ffd.skip_reasons_.items()
+        },
+    }
 
 
 def fit_clusters(arrays: FleetArrays, train: np.ndarray, cfg: DictConfig) -> ClusterResult:

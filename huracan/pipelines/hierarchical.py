@@ -21,7 +21,13 @@ from omegaconf import DictConfig, OmegaConf
 from huracan.clustering import ClusterResult, cluster_agreement
 from huracan.data.panel import Panel
 from huracan.models import save_checkpoint
-from huracan.pipelines.fold_data import FleetArrays, FoldData, build_fleet_arrays, prepare_fold
+from huracan.pipelines.fold_data import (
+    FleetArrays,
+    FoldData,
+    build_fleet_arrays,
+    fracdiff_report,
+    prepare_fold,
+)
 from huracan.pipelines.training import choose_thresholds, fit_encoder, fit_heads, without_factor
 from huracan.report import StageTimer
 from huracan.validation import Fold, WalkForward
@@ -120,47 +126,27 @@ def train_fold(
     )
     encoder = fit_encoder(cfg.encoder, train, val, make_trainer, logger, seed)
     module = fit_heads(cfg.head, encoder, data.n_groups, train, val, make_trainer, logger, seed)
-    min_trades = cfg.thresholds.min_trades
-    val_prob = module.predict_proba(val["x"], val["factor"], val["group"]).numpy()
-    thresholds = choose_thresholds(
-        val_prob,
-        arrays.net_return[val_t, val_a],
-        val["group"].numpy(),
-        data.n_groups,
-        min_trades,
-        cfg.thresholds.z,
-    )
-    prob = module.predict_proba(test["x"], test["factor"], test["group"]).numpy()
-    traded = prob >= thresholds[test["group"].numpy()]
+    val_net = arrays.net_return[val_t, val_a]
+    thresholds, prob, traded = trade_decisions(module, val, test, val_net, data.n_groups, cfg)
     run.probability[test_t, test_a] = prob
     run.signals[test_t, test_a] = traded
     labels = data.clusters.labels(arrays.symbols)
     run.cluster_ids[fold.test] = labels[None, :]
     if compare:
+        val_nf, test_nf = without_factor(val), without_factor(test)
         plain = fit_heads(
             cfg.head,
             encoder,
             data.n_groups,
             without_factor(train),
-            without_factor(val),
+            val_nf,
             make_trainer,
             logger,
             seed,
         )
-        nf_val = without_factor(val)
-        nf_prob = plain.predict_proba(nf_val["x"], nf_val["factor"], nf_val["group"]).numpy()
-        nf_thresholds = choose_thresholds(
-            nf_prob,
-            arrays.net_return[val_t, val_a],
-            val["group"].numpy(),
-            data.n_groups,
-            min_trades,
-            cfg.thresholds.z,
-        )
-        nf_test = without_factor(test)
-        prob_nf = plain.predict_proba(nf_test["x"], nf_test["factor"], nf_test["group"]).numpy()
+        _, prob_nf, traded_nf = trade_decisions(plain, val_nf, test_nf, val_net, data.n_groups, cfg)
         run.probability_without_factor[test_t, test_a] = prob_nf
-        run.signals_without_factor[test_t, test_a] = prob_nf >= nf_thresholds[test["group"].numpy()]
+        run.signals_without_factor[test_t, test_a] = traded_nf
     save_checkpoint(
         out / "models" / f"fold{fold.index}",
         module,
@@ -186,11 +172,32 @@ def train_fold(
         "test_samples": len(test["y"]),
         "test_trades": int(traded.sum()),
         "thresholds": [None if np.isinf(t) else round(float(t), 4) for t in thresholds],
+        "factor_bars_filled": data.factor_filled,
+        "factor_bars_zeroed": data.factor_zeroed,
+        "assets_without_cluster": sorted(data.clusters.excluded),
+        "fracdiff": fracdiff_report(data, arrays.symbols),
     }
     run.fold_clusters.append(data.clusters)
     run.fold_factor.append(data.factor.to_dict())
     run.fold_info.append(info)
     return info
+
+
+def trade_decisions(
+    module, val: dict, test: dict, val_net: np.ndarray, n_groups: int, cfg: DictConfig
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Thresholds chosen on validation; test probabilities and the trades they make."""
+    val_prob = module.predict_proba(val["x"], val["factor"], val["group"]).numpy()
+    thresholds = choose_thresholds(
+        val_prob,
+        val_net,
+        val["group"].numpy(),
+        n_groups,
+        cfg.thresholds.min_trades,
+        cfg.thresholds.z,
+    )
+    prob = module.predict_proba(test["x"], test["factor"], test["group"]).numpy()
+    return thresholds, prob, prob >= thresholds[test["group"].numpy()]
 
 
 def fold_agreement(clusters: list[ClusterResult]) -> list[float]:
