@@ -1,0 +1,193 @@
+"""The store interface, keys, errors and Dropbox's content hash."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, TypeVar
+
+from huracan.errors import HuracanError
+from huracan.io import atomic_write_bytes
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+_HASH_BLOCK_BYTES = 4 * 2**20
+
+
+class ArtifactNotFound(HuracanError, FileNotFoundError):
+    """No artifact under the key; the message names the key and the store."""
+
+
+class InvalidArtifactKey(HuracanError, ValueError):
+    """A key that is not a safe relative path inside the store."""
+
+
+class StoreError(HuracanError, OSError):
+    """A transfer that failed for good (after retries, where retrying can help)."""
+
+
+def content_hash(data: bytes) -> str:
+    """Dropbox's content hash: SHA-256 over the SHA-256 digests of consecutive 4 MiB blocks.
+
+    Args:
+        data: The file's bytes.
+
+    Returns:
+        The hash as 64 lowercase hex digits, equal to Dropbox's ``FileMetadata.content_hash``.
+    """
+    view = memoryview(data)
+    block_digests = b"".join(
+        hashlib.sha256(view[start : start + _HASH_BLOCK_BYTES]).digest()
+        for start in range(0, len(view), _HASH_BLOCK_BYTES)
+    )
+    return hashlib.sha256(block_digests).hexdigest()
+
+
+def _is_temp_name(name: str) -> bool:
+    # The pattern huracan.io.atomic_write_bytes gives its temporary files.
+    return name.startswith(".") and name.endswith(".tmp")
+
+
+def check_key(key: str, *, allow_root: bool = False) -> str:
+    """Validates an artifact key and returns it without a trailing '/'.
+
+    Args:
+        key: A relative '/'-separated path.
+        allow_root: Accept ``""`` (the whole store), as a listing prefix may.
+
+    Returns:
+        The key, with a trailing '/' removed where ``allow_root`` permits one.
+
+    Raises:
+        InvalidArtifactKey: For a non-string, absolute, backslashed, empty-part, '.' or '..'
+            key, or a name reserved for temporary files.
+    """
+    if not isinstance(key, str):
+        raise InvalidArtifactKey(f"artifact key must be a string, got {type(key).__name__}")
+    if allow_root:
+        key = key.removesuffix("/")
+        if key == "":
+            return key
+    parts = key.split("/")
+    if (
+        key.startswith("/")
+        or "\\" in key
+        or "\0" in key
+        or any(part in ("", ".", "..") for part in parts)
+    ):
+        raise InvalidArtifactKey(
+            f"unsafe artifact key {key!r}: use a relative '/'-separated path without "
+            "'..', '.', empty parts or backslashes"
+        )
+    if _is_temp_name(parts[-1]):
+        raise InvalidArtifactKey(
+            f"artifact key {key!r}: names starting with '.' and ending in '.tmp' are "
+            "reserved for temporary files"
+        )
+    return key
+
+
+class Store(ABC):
+    """Where artifacts live. Subclasses implement the byte operations; JSON comes free."""
+
+    @abstractmethod
+    def write_bytes(self, key: str, data: bytes) -> None:
+        """Writes ``data`` under ``key`` atomically, replacing any previous content."""
+
+    @abstractmethod
+    def read_bytes(self, key: str) -> bytes:
+        """Returns the content under ``key``; raises ArtifactNotFound naming the key."""
+
+    @abstractmethod
+    def exists(self, key: str) -> bool:
+        """Whether a file is stored under ``key`` (a folder does not count)."""
+
+    @abstractmethod
+    def list(self, prefix: str = "") -> list[str]:
+        """Keys of all files in the folder ``prefix`` and below, relative to the store, sorted.
+
+        ``prefix`` names a folder, so ``"models/BTC"`` does not match ``models/BTCUSD/...``;
+        a missing folder lists as empty.
+        """
+
+    @abstractmethod
+    def delete(self, key: str) -> None:
+        """Removes the file, or the whole folder, under ``key``; a missing key is no error."""
+
+    @abstractmethod
+    def describe(self) -> str:
+        """Where the store points, such as ``local:/abs/path``; never contains a credential."""
+
+    def write_json(self, key: str, obj: Any) -> None:
+        """Writes ``obj`` as indented UTF-8 JSON under ``key``."""
+        self.write_bytes(key, (json.dumps(obj, indent=2) + "\n").encode("utf-8"))
+
+    def read_json(self, key: str) -> Any:
+        """Reads the JSON under ``key``; raises StoreError naming the key if it is not JSON."""
+        data = self.read_bytes(key)
+        try:
+            return json.loads(data)
+        except ValueError as exc:
+            raise StoreError(f"{self.describe()}: {key!r} is not valid JSON: {exc}") from exc
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.describe()!r})"
+
+
+class LocalStore(Store):
+    """Artifacts in a local directory; writes go to a temporary file, fsync, then rename.
+
+    Args:
+        root: The directory; created on the first write.
+    """
+
+    def __init__(self, root: str | Path = "artifacts"):
+        self.root = Path(root).expanduser().absolute()
+
+    def _path(self, key: str, *, allow_root: bool = False) -> Path:
+        key = check_key(key, allow_root=allow_root)
+        return self.root.joinpath(*key.split("/")) if key else self.root
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        atomic_write_bytes(self._path(key), data)
+
+    def read_bytes(self, key: str) -> bytes:
+        path = self._path(key)
+        try:
+            return path.read_bytes()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise ArtifactNotFound(f"no artifact {key!r} in {self.describe()}") from None
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def list(self, prefix: str = "") -> list[str]:
+        folder = self._path(prefix, allow_root=True)
+        keys = []
+        for directory, _, names in os.walk(folder):
+            relative = Path(directory).relative_to(self.root).as_posix()
+            for name in names:
+                if not _is_temp_name(name):
+                    keys.append(name if relative == "." else f"{relative}/{name}")
+        return sorted(keys)
+
+    def delete(self, key: str) -> None:
+        path = self._path(key)
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+
+    def describe(self) -> str:
+        return f"local:{self.root}"
+
+
+# Worth another attempt: the server or the network may do better next time.
