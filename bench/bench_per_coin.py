@@ -3,22 +3,23 @@
     .venv/bin/python bench/bench_per_coin.py            # 400 coins (about 15 minutes)
     .venv/bin/python bench/bench_per_coin.py --coins 100 --alone-coins 20
 
-Rows: the joint-heads run with queue.workers=1 and with 2 (wall time, peak memory of
-the run and its workers, stage times), and the time per coin of the joint-heads path vs
-training each coin's head alone in its own job (measured on a subset of coins).
+Rows: the joint-heads run with queue.workers=1 and with 2 (wall time; peak resident
+memory of the run and all its workers together, sampled every 0.5 s; stage times), and
+the time per coin of the joint-heads path vs training each coin's head alone in its own
+job, with 1 and 2 workers (measured on a subset of coins).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import psutil
 from _util import ROOT, print_table, verdict
 
 
@@ -39,11 +40,15 @@ def run(out: Path, coins: int, *overrides: str) -> dict:
         "pipeline.run_id=bench",
         *overrides,
     ]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     start = time.perf_counter()
-    subprocess.run(args, cwd=ROOT, check=True, capture_output=True)
+    child = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    peak = 0.0
+    while child.poll() is None:  # the run and all its workers, summed
+        peak = max(peak, tree_rss_mb(child.pid))
+        time.sleep(0.5)
     wall = time.perf_counter() - start
-    peak = max(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, before) / 1024
+    if child.returncode:
+        raise RuntimeError(child.stderr.read().decode()[-3000:])
     summary = json.loads((out / "run" / "summary.json").read_text())
     return {
         "wall": wall,
@@ -51,6 +56,22 @@ def run(out: Path, coins: int, *overrides: str) -> dict:
         "timings": summary["timings_s"],
         "counts": summary["per_coin"]["counts"],
     }
+
+
+def tree_rss_mb(pid: int) -> float:
+    """Resident memory of a process and all its descendants, in MB."""
+    try:
+        root = psutil.Process(pid)
+        processes = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0.0
+    total = 0
+    for process in processes:
+        try:
+            total += process.memory_info().rss
+        except psutil.NoSuchProcess:
+            continue
+    return total / 2**20
 
 
 def main() -> None:
@@ -64,6 +85,9 @@ def main() -> None:
             out = Path(tmp) / f"workers{workers}"
             results[workers] = run(out, args.coins, f"queue.workers={workers}")
         alone = run(Path(tmp) / "alone", args.alone_coins, "pipeline.heads=alone")
+        alone2 = run(
+            Path(tmp) / "alone2", args.alone_coins, "pipeline.heads=alone", "queue.workers=2"
+        )
         joint_small = run(Path(tmp) / "joint_small", args.alone_coins)
     rows = []
     for workers, r in results.items():
@@ -95,6 +119,10 @@ def main() -> None:
                 "s per coin": f"{joint_per_coin:.2f}",
             },
             {"path": "each head alone in its job", "s per coin": f"{alone_per_coin:.2f}"},
+            {
+                "path": "each head alone in its job, workers=2",
+                "s per coin": f"{alone2['timings']['jobs'] / args.alone_coins:.2f}",
+            },
             {
                 "path": f"joint, {args.coins} coins",
                 "s per coin": f"{(big['joint heads'] + big['jobs']) / args.coins:.2f}",

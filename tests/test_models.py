@@ -131,3 +131,28 @@ def test_group_slice_predicts_like_its_group():
     full, _ = head(x, torch.full((20,), 3))
     alone, _ = head.group_slice(3)(x, torch.zeros(20, dtype=torch.long))
     torch.testing.assert_close(full, alone, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("n", [16, 512])  # gathered weights, and one dense pass per group
+def test_only_the_batch_groups_learn_on_both_paths(n):
+    head = GroupedMoEHead(4, F, n_experts=2, hidden=8)
+    before = {k: v.detach().clone() for k, v in head.named_parameters()}
+    opt = torch.optim.Adam(head.parameters(), lr=0.1)
+    group = torch.tensor([1, 3]).repeat_interleave(n // 2)
+    logits, _ = head(torch.randn(n, F), group)
+    logits.square().mean().backward()
+    opt.step()
+    for name, value in head.named_parameters():
+        changed = (value.detach() != before[name]).flatten(1).any(1)
+        assert changed.tolist() == [False, True, False, True], name
+
+
+def test_group_batches_hold_one_group_and_cover_every_sample():
+    group = torch.randint(0, 7, (1000,))
+    loader = batch_loader({"group": group, "i": torch.arange(1000)}, 64, True, by_group=True)
+    seen = []
+    for batch in loader:
+        assert len(torch.unique(batch["group"])) == 1 and len(batch["i"]) <= 64
+        seen.append(batch["i"])
+    assert sorted(torch.cat(seen).tolist()) == list(range(1000))
+    assert len(loader) == len(seen)

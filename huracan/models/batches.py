@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import torch
-from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+from torch.utils.data import (
+    BatchSampler,
+    DataLoader,
+    Dataset,
+    RandomSampler,
+    Sampler,
+    SequentialSampler,
+)
 
 
 class TensorBatches(Dataset):
@@ -26,11 +35,59 @@ class TensorBatches(Dataset):
         return {k: t[rows] for k, t in self.tensors.items()}
 
 
+class GroupBatchSampler(Sampler[list[int]]):
+    """Shuffled batches that each hold samples of one group only.
+
+    Every epoch, each group's samples are shuffled and cut into batches, and the batches
+    of all groups are shuffled together. Heads with per-group parameters then run one
+    dense pass per batch instead of gathering a weight copy per sample.
+    """
+
+    def __init__(self, group: torch.Tensor, batch_size: int, seed: int = 0):
+        self.group = group
+        self.batch_size = batch_size
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def _batches(self) -> list[torch.Tensor]:
+        order = torch.randperm(len(self.group), generator=self.generator)
+        order = order[torch.argsort(self.group[order], stable=True)]  # by group, shuffled
+        counts = torch.bincount(self.group).tolist()
+        chunks = [c for part in order.split(counts) for c in part.split(self.batch_size)]
+        return [chunks[i] for i in torch.randperm(len(chunks), generator=self.generator)]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for batch in self._batches():
+            yield batch.tolist()
+
+    def __len__(self) -> int:
+        counts = torch.bincount(self.group)
+        return int(((counts + self.batch_size - 1) // self.batch_size).sum())
+
+
 def batch_loader(
-    tensors: dict[str, torch.Tensor], batch_size: int, shuffle: bool, seed: int = 0
+    tensors: dict[str, torch.Tensor],
+    batch_size: int,
+    shuffle: bool,
+    seed: int = 0,
+    by_group: bool = False,
 ) -> DataLoader:
-    """A DataLoader yielding dicts of tensor slices; shuffling is seeded (reproducible)."""
+    """A DataLoader yielding dicts of tensor slices; shuffling is seeded (reproducible).
+
+    Args:
+        tensors: named tensors of equal length.
+        batch_size: samples per batch.
+        shuffle: shuffle every epoch (training) or keep the order (evaluation).
+        seed: seed of the shuffling.
+        by_group: batches of one ``group`` each (see ``GroupBatchSampler``).
+    """
     data = TensorBatches(tensors)
+    if by_group:
+        return DataLoader(
+            data,
+            sampler=GroupBatchSampler(tensors["group"], batch_size, seed),
+            batch_size=None,
+            num_workers=0,
+        )
     if shuffle:
         sampler = RandomSampler(data, generator=torch.Generator().manual_seed(seed))
     else:

@@ -56,8 +56,9 @@ class GroupedMoEHead(nn.Module):
         Many (coin heads in training): each sample gathers its group's weights, which
         costs B x K x in x H memory but no Python loop over groups.
         """
-        if len(group) >= 64 * self.n_groups:
-            return self._by_group(x, group)
+        present = torch.unique(group)
+        if 64 * len(present) <= len(group):
+            return self._by_group(x, group, present)
         return self._experts(
             x,
             self.w1[group],
@@ -69,10 +70,24 @@ class GroupedMoEHead(nn.Module):
             "b",
         )
 
-    def _by_group(self, x: torch.Tensor, group: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _by_group(
+        self, x: torch.Tensor, group: torch.Tensor, present: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if len(present) == 1:  # one group: no scatter needed
+            g = int(present)
+            return self._experts(
+                x,
+                self.w1[g],
+                self.b1[g],
+                self.w2[g],
+                self.b2[g],
+                self.gate_w[g],
+                self.gate_b[g],
+                "",
+            )
         logits = x.new_empty(len(x))
         gate = x.new_empty(len(x), self.n_experts)
-        for g in torch.unique(group).tolist():  # at most B / 64 dense passes
+        for g in present.tolist():  # at most B / 64 dense passes
             rows = (group == g).nonzero(as_tuple=True)[0]
             logits[rows], gate[rows] = self._experts(
                 x[rows],

@@ -60,6 +60,8 @@ class CoinJob:
 
 def run_coin_job(job: CoinJob) -> dict:
     """Train or take the head, validate after costs, export, update the champion."""
+    if job.rules.get("torch_threads"):
+        torch.set_num_threads(job.rules["torch_threads"])
     store = make_store(**job.store)
     module = build_module(job)
     val, test = job.val, job.test

@@ -201,6 +201,8 @@ def build_jobs(
         "bars_per_year": panel.bars_per_year,
         "horizon": cfg.labels.horizon,
         "min_train_samples": 100,
+        # worker processes share the cores: one torch thread each avoids oversubscription
+        "torch_threads": 1 if cfg.queue.workers > 1 else None,
     }
     test_window = [str(fold.test_times[0]), str(fold.test_times[-1])]
     for j, symbol in enumerate(panel.symbols):

@@ -84,9 +84,10 @@ def fit_heads(
         logger=logger,
         callbacks=[EarlyStopping("val/loss", patience=cfg.patience)],
     )
+    by_group = cfg.batches == "by_group" or (cfg.batches == "auto" and n_groups > 16)
     trainer.fit(
         module,
-        batch_loader(train, cfg.batch_size, shuffle=True, seed=seed),
+        batch_loader(train, cfg.batch_size, shuffle=True, seed=seed, by_group=by_group),
         batch_loader(val, 65536, shuffle=False),
     )
     return module.cpu().eval()
