@@ -68,7 +68,7 @@ def asset_metrics(
     """
     _check_inputs(signals, labels, net_return, horizon)
     _check_symbols(symbols, signals.shape[1])
-    table = _group_metrics(signals, labels, net_return, rows, None, bars_per_year, horizon)
+    table = group_metrics(signals, labels, net_return, rows, None, bars_per_year, horizon)
     return pd.DataFrame(table, index=pd.Index(list(symbols), name="asset"))
 
 
@@ -105,7 +105,7 @@ def cluster_metrics(
     if missing:
         raise ConfigError(f"cluster_map has no cluster for {missing[:10]}")
     cluster_ids, groups = np.unique([cluster_map[s] for s in symbols], return_inverse=True)
-    table = _group_metrics(signals, labels, net_return, rows, groups, bars_per_year, horizon)
+    table = group_metrics(signals, labels, net_return, rows, groups, bars_per_year, horizon)
     return pd.DataFrame(table, index=pd.Index(cluster_ids, name="cluster"))
 
 
@@ -137,7 +137,7 @@ def fold_metrics(
     single = np.zeros(signals.shape[1], dtype=np.int64)
     frames = [
         pd.DataFrame(
-            _group_metrics(signals, labels, net_return, f.test, single, bars_per_year, horizon)
+            group_metrics(signals, labels, net_return, f.test, single, bars_per_year, horizon)
         )
         for f in folds
     ]
@@ -146,7 +146,7 @@ def fold_metrics(
     return table
 
 
-def _group_metrics(
+def group_metrics(
     signals: np.ndarray,
     labels: np.ndarray,
     net_return: np.ndarray,

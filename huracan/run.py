@@ -14,6 +14,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from huracan.data import GateReport, GateThresholds, Panel, apply_gates
+from huracan.data.panel import to_utc
 from huracan.errors import ConfigError, DataError
 from huracan.io import atomic_write_text
 from huracan.report import StageTimer, format_table
@@ -63,11 +64,33 @@ def load_and_gate(cfg: DictConfig, timer: StageTimer) -> tuple[Panel, GateReport
                 drop.reason.startswith("bad_rows") and drop.symbol not in panel.symbols
             ):
                 report.add_skip(drop.symbol, drop.reason, drop.detail)
-        limits = GateThresholds(**OmegaConf.to_container(cfg.gates, resolve=True))
-        apply_gates(panel, limits, report)
+        options = OmegaConf.to_container(cfg.gates, resolve=True)
+        until = gates_until(panel, cfg, options.pop("until", None))
+        seen = panel if until is None else panel.between(None, until)
+        apply_gates(seen, GateThresholds(**options), report)
         panel = panel.select(report.passed)
-        note(f"{len(report.passed)} passed, {len(report.skipped)} skipped")
+        measured = "all bars" if until is None else f"bars before {until:%Y-%m-%d %H:%M}"
+        note(f"{len(report.passed)} passed, {len(report.skipped)} skipped, on {measured}")
     return panel, report
+
+
+def gates_until(panel: Panel, cfg: DictConfig, until: str | None) -> pd.Timestamp | None:
+    """Where the gates stop looking: ``auto`` is the first out-of-sample bar of the run.
+
+    Gates choose the universe; measured on test bars, they would keep only the coins
+    that turned out liquid (survivorship). ``null`` measures the whole history.
+    """
+    if until is None:
+        return None
+    if until != "auto":
+        return to_utc(until)
+    if cfg.pipeline.name == "hierarchical":
+        test_size = panel.n_bars // (cfg.validation.n_folds + 1)
+        return panel.timestamps[panel.n_bars - cfg.validation.n_folds * test_size]
+    if cfg.pipeline.name == "per_coin":
+        test_size = int(round(cfg.pipeline.test_days * 86400 / panel.bar_seconds))
+        return panel.timestamps[max(panel.n_bars - test_size, 1)]
+    return None
 
 
 def check_universe(panel: Panel, universe: DictConfig) -> None:

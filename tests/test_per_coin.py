@@ -288,3 +288,47 @@ def test_jobs_run_in_worker_processes(tmp_path, queue):
     summary, _ = train(per_coin_config(tmp_path, *queue))
     assert summary["per_coin"]["counts"]["completed"] == 6
     assert LocalStore(tmp_path / "artifacts").exists("champions/roster.json")
+
+
+def test_champions_from_another_window_are_rescored_only_out_of_sample(first_run):
+    tmp, _ = first_run
+    store = LocalStore(tmp / "artifacts")
+    # a later window (the last 10 days): the champions trained before it are re-scored
+    later, _ = train(per_coin_config(tmp, "pipeline.run_id=20240103", "pipeline.test_days=10"))
+    notes = {s: j["champion_note"] for s, j in later["per_coin"]["jobs"].items()}
+    assert any("re-scored" in (n or "") for n in notes.values())
+    window = later["per_coin"]["test_window"]
+    for pointer in store.list("champions"):
+        if pointer.endswith("roster.json"):
+            continue
+        champion = store.read_json(pointer)
+        assert champion["window"][0][:10] == window[0][:10]  # scored on the current window
+    # an earlier window (the last 40 days) overlaps the champions' training data
+    earlier, _ = train(per_coin_config(tmp, "pipeline.run_id=20240104", "pipeline.test_days=40"))
+    notes = [j["champion_note"] or "" for j in earlier["per_coin"]["jobs"].values()]
+    assert any("inside this window" in n for n in notes)
+    assert not any("re-scored" in n for n in notes)
+
+
+def test_gates_do_not_look_at_out_of_sample_bars(tmp_path, write_bars):
+    """NEW has 40 days of bars, 20 of them before the 20-day test window."""
+    n = 24 * 120
+    directory = write_bars(
+        {
+            "BTC": make_bars(n=n, seed=1),
+            "ETH": make_bars(n=n, seed=2),
+            "SOL": make_bars(n=n, seed=3),
+            "NEW": make_bars(n=24 * 40, start="2024-03-21", seed=4),
+        }
+    )
+    common = [
+        "data=csv",
+        f"data.path={directory}",
+        "gates.min_history_days=30",
+        "gates.min_daily_quote_volume=null",
+    ]
+    strict, _ = train(per_coin_config(tmp_path / "a", *common))
+    assert strict["per_coin"]["jobs"]["NEW"]["status"] == "skipped"
+    assert "min_history" in strict["per_coin"]["jobs"]["NEW"]["reason"]
+    whole, _ = train(per_coin_config(tmp_path / "b", *common, "gates.until=null"))
+    assert "gates" not in whole["per_coin"]["jobs"]["NEW"]["reason"]  # passed its gates

@@ -192,15 +192,30 @@ def _auroc(scores: np.ndarray, y: np.ndarray) -> np.ndarray:
     return (ranks[:, y].sum(1) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
 
 
+POINTER_METRICS = (
+    "sharpe",
+    "net_pnl_bps",
+    "n_trades",
+    "hit_rate",
+    "last_7d_net_bps",
+    "avg_slip_bps",
+)
+
+
 def update_champion(store, job: CoinJob, metrics: dict, module: FleetModule) -> dict:
-    """Compares with the current champion on this job's window; replaces it if beaten."""
+    """Compares with the current champion on this job's window; replaces it if beaten.
+
+    The pointer carries the metrics of the window its model was last scored on (and the
+    costs of that run), so the roster always shows current out-of-sample figures: a
+    champion that keeps its title after a re-score gets the re-scored ones.
+    """
     if not is_complete(store, job.model_prefix, verify_hashes=False):
         raise RuntimeError(f"{job.model_prefix} is not complete; champion left unchanged")
     champion = read_champion(store, job.symbol)
     on_window = None
     note = ""
     if champion is not None and champion["model_path"] == job.model_prefix:
-        on_window, note = None, "re-run of the champion itself"
+        note = "re-run of the champion itself"
     elif champion is not None and champion["window"] == metrics["window"]:
         on_window = champion["metrics"]
     elif champion is not None:
@@ -211,15 +226,27 @@ def update_champion(store, job: CoinJob, metrics: dict, module: FleetModule) -> 
         job.rules["champion_min_trades"],
     )
     if decision.replace:
-        summary = {k: metrics[k] for k in ("sharpe", "net_pnl_bps", "n_trades", "hit_rate")}
         write_champion(
             store,
             job.symbol,
             job.model_prefix,
             metrics["window"],
-            summary,
+            _pointer_metrics(metrics),
             decision.reason,
             champion,
+            job.costs,
+        )
+    elif on_window is not None and champion["window"] != metrics["window"]:
+        before = champion.get("previous_model_path")
+        write_champion(
+            store,
+            job.symbol,
+            champion["model_path"],
+            metrics["window"],
+            _pointer_metrics(on_window),
+            f"kept: {decision.reason}",
+            {"model_path": before} if before else None,
+            job.costs,
         )
     return {
         "replaced": decision.replace,
@@ -230,10 +257,12 @@ def update_champion(store, job: CoinJob, metrics: dict, module: FleetModule) -> 
 
 
 def rescore(store, champion: dict, job: CoinJob) -> tuple[dict | None, str]:
-    """The champion's metrics on this job's window, with this run's inputs and costs.
+    """The champion's metrics on this job's window, after this run's costs.
 
-    Its weights and threshold are the champion's own; its inputs are this run's (same
-    feature and channel names required), so both models are judged on identical data.
+    It is scored with its own weights, threshold and scaler (this run's scaled inputs are
+    mapped back to raw values and rescaled with the champion's statistics); the FFD order
+    and market factor are this run's. A champion trained on data inside this window
+    cannot be judged out of sample on it and is treated as absent.
     """
     prefix = champion["model_path"]
     try:
@@ -245,11 +274,30 @@ def rescore(store, champion: dict, job: CoinJob) -> tuple[dict | None, str]:
         return None, f"champion unreadable ({type(err).__name__}); treated as absent"
     if description.get("inputs") != job.meta["inputs"]:
         return None, "champion uses other inputs; treated as absent"
+    bar = pd.Timedelta(seconds=365.25 * 86400 / job.rules["bars_per_year"])
+    label_end = pd.Timestamp(description["data_end"]) + job.rules["horizon"] * bar
+    if label_end >= pd.Timestamp(job.meta["test_window"][0]):
+        return None, "champion trained on data inside this window; treated as absent"
     threshold = description["thresholds"][0]
     threshold = np.inf if threshold is None else threshold
-    metrics = evaluate(job, predict(old, job.test) >= threshold)
+    test = {**job.test, "x": _rescale(job.test["x"], job.meta, description)}
+    metrics = evaluate(job, predict(old, test) >= threshold)
     metrics["net_pnl_bps"] = metrics.get("net_bps")
-    return metrics, "champion re-scored on this window"
+    return metrics, "champion re-scored on this window with its own scaler"
+
+
+def _rescale(x: np.ndarray, current: dict, champion: dict) -> np.ndarray:
+    """Inputs scaled by this run's statistics, rescaled by the champion's."""
+    clip = current["config"]["features"]["clip"]
+    mean, std = (np.asarray(current["scaler"][k]) for k in ("mean", "std"))
+    old_mean, old_std = (np.asarray(champion["scaler"][k]) for k in ("mean", "std"))
+    raw = x * std + mean
+    out = (raw - old_mean) / old_std
+    return np.clip(out, -clip, clip) if clip else out
+
+
+def _pointer_metrics(metrics: dict) -> dict:
+    return {k: metrics.get(k) for k in POINTER_METRICS}
 
 
 def _tensors(part: dict) -> dict[str, torch.Tensor]:

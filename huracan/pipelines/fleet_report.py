@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 
 from huracan.data.panel import Panel
 from huracan.io import atomic_write_text
-from huracan.metrics import COLUMNS, asset_metrics, fold_metrics
+from huracan.metrics import COLUMNS, asset_metrics, fold_metrics, group_metrics
 from huracan.pipelines.hierarchical import FleetRun, fold_agreement
 from huracan.plots import plot_correlation_heatmap, plot_dendrogram, plot_equity
 
@@ -33,28 +33,27 @@ def modal_clusters(run: FleetRun) -> np.ndarray:
 def pooled_metrics(
     signals: np.ndarray, run: FleetRun, columns: np.ndarray, bars_per_year: float, horizon: int
 ) -> dict:
-    """Metrics of the trades of a set of assets pooled together, over all test rows."""
+    """Metrics of the trades of a set of assets pooled together, over all test rows.
+
+    The same definitions as ``huracan.metrics`` (one group holding ``columns``).
+    """
     arrays = run.arrays
-    rows = run.test_rows
-    sig = signals[rows][:, columns]
-    net = arrays.net_return[rows][:, columns]
-    label = arrays.label[rows][:, columns]
-    trades = sig & np.isfinite(net)
-    n = int(trades.sum())
-    positives = np.nansum(label == 1)
-    pnl = np.where(trades, net, 0.0).sum(1) / max(len(columns), 1)
-    tradable = np.isfinite(net).any(1)
-    std = pnl[tradable].std(ddof=1) if tradable.sum() > 1 else np.nan
-    return {
-        "precision": float((net[trades] > 0).mean()) if n else None,
-        "recall": float(trades[label == 1].sum() / positives) if positives else None,
-        "expectancy": float(net[trades].mean()) if n else None,
-        "sharpe": float(pnl[tradable].mean() / std * np.sqrt(bars_per_year / horizon))
-        if n and std > 0
-        else None,
-        "net_bps": float(net[trades].sum() * 1e4),
-        "n_trades": n,
-    }
+    table = group_metrics(
+        signals[:, columns],
+        arrays.label[:, columns],
+        arrays.net_return[:, columns],
+        run.test_rows,
+        np.zeros(len(columns), dtype=np.int64),
+        bars_per_year,
+        horizon,
+    )
+    return {k: _plain(v[0]) for k, v in table.items()}
+
+
+def _plain(value: object) -> float | int | None:
+    if isinstance(value, np.integer):
+        return int(value)
+    return None if not np.isfinite(value) else float(value)
 
 
 def cluster_table(

@@ -79,7 +79,6 @@ def run_per_coin(
     )
     with timer("shared encoder") as note:
         encoder = fit_encoder(cfg.encoder, train, val, make_trainer, logger, cfg.seed)
-        encoder_hash = save_shared_encoder(store, encoder, data, fold, run_id)
         note(f"{len(train['y']):,} training samples of {panel.n_assets} coins")
     joint = None
     if cfg.pipeline.heads == "joint":
@@ -87,7 +86,9 @@ def run_per_coin(
             joint = fit_heads(
                 cfg.head, encoder, panel.n_assets, train, val, make_trainer, logger, cfg.seed
             )
+            encoder = joint.encoder  # the same one, or its fine-tuned copy
             note(f"{panel.n_assets} coin heads in one grouped model")
+    encoder_hash = save_shared_encoder(store, encoder, data, fold, run_id)
     with timer("costs") as note:
         fits = calibrate_slippage_from_candles(
             panel,
@@ -139,6 +140,7 @@ def run_per_coin(
                     "reason": r.reason,
                     "seconds": round(r.seconds, 2),
                     "champion": r.result.get("champion", {}).get("reason"),
+                    "champion_note": r.result.get("champion", {}).get("note"),
                     "n_trades": r.result.get("metrics", {}).get("n_trades"),
                 }
                 for r in report
@@ -247,6 +249,8 @@ def build_jobs(
                     "cluster": int(data.clusters.cluster_map.get(symbol, -1)),
                     "factor": data.factor.to_dict(),
                     "train_end": str(fold.train_times[-1]),
+                    # the last bar the model saw: early stopping and threshold read the validation
+                    "data_end": str((fold.val_times if len(fold.val) else fold.train_times)[-1]),
                     "test_window": test_window,
                     "shared_encoder_hash": encoder_hash,
                     "config": OmegaConf.to_container(cfg, resolve=True),
@@ -330,8 +334,9 @@ def roster_entries(store: Store, panel: Panel, gates: GateReport, cfg: DictConfi
         champion = read_champion(store, symbol)
         if champion is None or not is_complete(store, champion["model_path"], False):
             continue
-        metrics = store.read_json(f"{champion['model_path']}/metrics.json")
-        costs = store.read_json(f"{champion['model_path']}/costs.json")
+        # the pointer holds the metrics and costs of the window it was last scored on
+        metrics = champion["metrics"]
+        costs = champion.get("costs") or store.read_json(f"{champion['model_path']}/costs.json")
         reasons = [f"gates: {r['code']}" for r in gates.skip_reasons[symbol]]
         round_trip = costs.get("expected_round_trip_bps") or 0.0
         if round_trip > cfg.pipeline.max_round_trip_bps:

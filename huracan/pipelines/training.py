@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Callable
 
@@ -12,6 +13,7 @@ from lightning.pytorch.callbacks import EarlyStopping
 from omegaconf import DictConfig
 from torch import nn
 
+from huracan.errors import ConfigError
 from huracan.models import (
     Autoencoder,
     AutoencoderModule,
@@ -74,6 +76,8 @@ def fit_heads(
 ) -> FleetModule:
     """Trains the grouped MoE heads (and the encoder too when ``finetune_encoder``)."""
     pl.seed_everything(seed, workers=True, verbose=False)
+    if cfg.finetune_encoder:  # fine-tuning changes the encoder: keep the caller's intact
+        encoder = copy.deepcopy(encoder)
     n_channels = train["factor"].shape[1]
     head = GroupedMoEHead(
         n_groups, encoder.out_dim + n_channels, cfg.n_experts, cfg.hidden, cfg.top_k
@@ -118,6 +122,8 @@ def choose_thresholds(
     Returns:
         (n_groups,) thresholds; a sample trades when its probability is >= its group's.
     """
+    if min_trades < 1:
+        raise ConfigError(f"thresholds.min_trades must be >= 1, got {min_trades}")
     thresholds = np.full(n_groups, np.inf)
     order = np.lexsort((-prob, group))  # by group, then by falling probability
     group, prob, net = group[order], prob[order], net_return[order]

@@ -66,12 +66,16 @@ def write_champion(
     metrics: dict,
     reason: str,
     previous: dict | None,
+    costs: dict | None = None,
 ) -> dict:
+    """Writes the pointer: the model, the window it was last scored on, its metrics there
+    and the costs it was charged (``costs``), and the model it replaced."""
     pointer = {
         "symbol": symbol,
         "model_path": model_path,
         "window": window,
         "metrics": metrics,
+        "costs": costs or {},
         "reason": reason,
         "updated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "previous_model_path": None if previous is None else previous["model_path"],
