@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import numpy as np
 import torch
 from torch.utils.data import (
     BatchSampler,
@@ -13,6 +14,17 @@ from torch.utils.data import (
     Sampler,
     SequentialSampler,
 )
+
+
+def sample_tensors(x, factor, group, y, w) -> dict[str, torch.Tensor]:
+    """The model's sample tensors (float32 inputs, labels, weights; int64 groups)."""
+    return {
+        "x": torch.as_tensor(np.ascontiguousarray(x), dtype=torch.float32),
+        "factor": torch.as_tensor(np.ascontiguousarray(factor), dtype=torch.float32),
+        "group": torch.as_tensor(group, dtype=torch.int64),
+        "y": torch.as_tensor(y, dtype=torch.float32),
+        "w": torch.as_tensor(w, dtype=torch.float32),
+    }
 
 
 class TensorBatches(Dataset):

@@ -59,47 +59,31 @@ class GroupedMoEHead(nn.Module):
         present = torch.unique(group)
         if 64 * len(present) <= len(group):
             return self._by_group(x, group, present)
-        return self._experts(
-            x,
-            self.w1[group],
-            self.b1[group],
-            self.w2[group],
-            self.b2[group],
-            self.gate_w[group],
-            self.gate_b[group],
-            "b",
-        )
+        return self._experts(x, *self._params(group), "b")
 
     def _by_group(
         self, x: torch.Tensor, group: torch.Tensor, present: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         if len(present) == 1:  # one group: no scatter needed
             g = int(present)
-            return self._experts(
-                x,
-                self.w1[g],
-                self.b1[g],
-                self.w2[g],
-                self.b2[g],
-                self.gate_w[g],
-                self.gate_b[g],
-                "",
-            )
+            return self._experts(x, *self._params(g), "")
         logits = x.new_empty(len(x))
         gate = x.new_empty(len(x), self.n_experts)
         for g in present.tolist():  # at most B / 64 dense passes
             rows = (group == g).nonzero(as_tuple=True)[0]
-            logits[rows], gate[rows] = self._experts(
-                x[rows],
-                self.w1[g],
-                self.b1[g],
-                self.w2[g],
-                self.b2[g],
-                self.gate_w[g],
-                self.gate_b[g],
-                "",
-            )
+            logits[rows], gate[rows] = self._experts(x[rows], *self._params(g), "")
         return logits, gate
+
+    def _params(self, index: int | torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """One group's parameters (int), or each sample's group's (tensor of groups)."""
+        return (
+            self.w1[index],
+            self.b1[index],
+            self.w2[index],
+            self.b2[index],
+            self.gate_w[index],
+            self.gate_b[index],
+        )
 
     def _experts(self, x, w1, b1, w2, b2, gate_w, gate_b, b: str):
         """The experts and gate; ``b`` is "b" when every weight carries a batch axis."""

@@ -20,6 +20,7 @@ from scipy.stats import rankdata
 
 from huracan.costs import symbol_metrics
 from huracan.models import FleetModule, GroupedMoEHead
+from huracan.models.batches import sample_tensors
 from huracan.models.checkpoint import build_encoder, checkpoint_files, module_from_files
 from huracan.pipelines.training import choose_thresholds, fit_heads
 from huracan.queue import JobSkipped
@@ -302,13 +303,9 @@ def _pointer_metrics(metrics: dict) -> dict:
 
 def _tensors(part: dict) -> dict[str, torch.Tensor]:
     n = len(part["y"])
-    return {
-        "x": torch.as_tensor(part["x"], dtype=torch.float32),
-        "factor": torch.as_tensor(part["factor"], dtype=torch.float32),
-        "group": torch.zeros(n, dtype=torch.long),
-        "y": torch.as_tensor(part["y"], dtype=torch.float32),
-        "w": torch.as_tensor(part.get("w", np.ones(n)), dtype=torch.float32),
-    }
+    return sample_tensors(
+        part["x"], part["factor"], np.zeros(n, np.int64), part["y"], part.get("w", np.ones(n))
+    )
 
 
 def _head_shape(state: dict) -> dict:

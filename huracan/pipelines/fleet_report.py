@@ -21,13 +21,10 @@ log = logging.getLogger("huracan")
 
 def modal_clusters(run: FleetRun) -> np.ndarray:
     """(N,) the cluster each asset held in most test windows (-1 if never clustered)."""
-    ids = run.cluster_ids[run.test_rows]
-    out = np.full(ids.shape[1], -1)
-    for j in range(ids.shape[1]):  # N small loops over a handful of fold values
-        values = ids[ids[:, j] >= 0, j]
-        if len(values):
-            out[j] = np.bincount(values).argmax()
-    return out
+    ids = run.cluster_ids[run.test_rows]  # (R, N), -1 outside any cluster
+    n_ids = max(int(ids.max()) + 1, 1)
+    counts = (ids[:, :, None] == np.arange(n_ids)).sum(0)  # (N, K)
+    return np.where(counts.any(1), counts.argmax(1), -1)
 
 
 def pooled_metrics(
@@ -143,9 +140,7 @@ def write_report(run: FleetRun, panel: Panel, cfg: DictConfig, out: Path, logger
         rows=run.test_rows,
     )
     scored = np.isfinite(run.probability)
-    folds = [
-        sum(bool(scored[f.test, j].any()) for f in run.folds) for j in range(len(arrays.symbols))
-    ]
+    folds = np.stack([scored[f.test].any(0) for f in run.folds]).sum(0)
     results = results.reset_index(names="asset")
     results.insert(1, "cluster", clusters)
     results["folds"] = folds

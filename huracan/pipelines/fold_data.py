@@ -26,6 +26,7 @@ from huracan.features.fracdiff import StationaryFracDiff
 from huracan.features.labels import after_cost_labels, energy_weights, forward_return
 from huracan.features.scaling import PanelScaler
 from huracan.features.technical import compute_features, realized_volatility
+from huracan.models.batches import sample_tensors
 from huracan.validation import Fold
 
 
@@ -131,13 +132,13 @@ class FoldData:
         """
         t_idx, a_idx = np.nonzero(valid[rows])
         t_idx = rows[t_idx]
-        tensors = {
-            "x": torch.from_numpy(np.ascontiguousarray(self.x[t_idx, a_idx], np.float32)),
-            "factor": torch.from_numpy(self.channels[t_idx, a_idx].astype(np.float32)),
-            "group": torch.from_numpy(self.groups[a_idx].astype(np.int64)),
-            "y": torch.from_numpy(arrays.label[t_idx, a_idx].astype(np.float32)),
-            "w": torch.from_numpy(self.weights[t_idx, a_idx].astype(np.float32)),
-        }
+        tensors = sample_tensors(
+            self.x[t_idx, a_idx],
+            self.channels[t_idx, a_idx],
+            self.groups[a_idx],
+            arrays.label[t_idx, a_idx],
+            self.weights[t_idx, a_idx],
+        )
         return tensors, t_idx, a_idx
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
-import pickle
 import time
 import uuid
 from collections import Counter, deque
@@ -200,12 +199,11 @@ class JobQueue:
         if repeated:
             raise ValueError(f"each symbol needs exactly one job; repeated: {repeated}")
         if self.backend == "process" and self.workers > 1:
-            try:
-                pickle.dumps(fn)
-            except (pickle.PicklingError, AttributeError, TypeError) as exc:
+            qualname = getattr(fn, "__qualname__", "")
+            if not qualname or "<" in qualname:  # lambdas, nested functions: not importable
                 raise TypeError(
-                    f"{fn!r} cannot be sent to worker processes; define it at module level ({exc})"
-                ) from exc
+                    f"{fn!r} cannot be sent to worker processes; define it at module level"
+                )
 
         log_dir = None if self.log_dir is None else self.log_dir.resolve()
         log_paths = [None if log_dir is None else log_dir / log_name(s) for s in symbols]
