@@ -7,13 +7,15 @@ import hydra
 from omegaconf import DictConfig
 
 from huracan.errors import HuracanError
-from huracan.run import train
+from huracan.run import metric_of, train
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
-def main(cfg: DictConfig) -> None:
+def main(cfg: DictConfig) -> float | None:
+    """Runs Huracan; returns ``optimized_metric`` of the summary for Hydra's sweepers."""
     try:
-        train(cfg)
+        summary, _ = train(cfg)
+        return metric_of(summary, cfg.get("optimized_metric"))
     except HuracanError as err:  # bad input or config: say what and where, no traceback
         logging.getLogger("huracan").error("%s: %s", type(err).__name__, err)
         sys.exit(2)

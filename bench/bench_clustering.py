@@ -14,7 +14,7 @@ from sklearn.metrics import adjusted_rand_score
 
 from huracan.clustering import AssetClusterer
 from huracan.data.synthetic import SyntheticMarket
-from huracan.factor import MarketFactorExtractor, inject_market_factor
+from huracan.factor import PCAFactor, inject_market_factor
 from huracan.report import format_table
 
 N_ASSETS, YEARS, N_CLUSTERS = 400, 2, 8
@@ -59,7 +59,7 @@ def main() -> None:
 
     members = AssetClusterer(n_clusters=N_CLUSTERS).fit(returns[:half], panel.symbols)
     members = members.result_.cluster_members[0]
-    extractor = MarketFactorExtractor("pca")
+    extractor = PCAFactor()
     _, fit_s = timed(lambda: extractor.fit(returns[:half], members, panel.symbols))
     factor, transform_s = timed(lambda: extractor.transform(returns))
     planted = panel.truth.market_factor[1:]

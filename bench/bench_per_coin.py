@@ -35,7 +35,7 @@ def run(out: Path, coins: int, *overrides: str) -> dict:
         f"cluster.n_clusters={clusters}",
         f"hydra.run.dir={out / 'run'}",
         f"store.root={out / 'artifacts'}",
-        f"logging.tensorboard_dir={out / 'tb'}",
+        f"logger.save_dir={out / 'tb'}",
         "trainer.enable_progress_bar=false",
         "pipeline.run_id=bench",
         *overrides,

@@ -20,7 +20,6 @@ from sklearn.metrics import adjusted_rand_score
 from huracan.errors import ConfigError
 
 LINKAGE_METHODS = ("ward", "average", "complete")
-CLUSTER_METHODS = (*LINKAGE_METHODS, "global", "isolated")
 CORRELATIONS = ("pearson", "spearman")
 
 
@@ -69,15 +68,15 @@ class ClusterResult:
 
 
 class AssetClusterer(BaseEstimator):
-    """Clusters assets by the correlation of a feature (log returns, fracdiff series).
+    """Clusters assets by hierarchical linkage on the correlation of a series.
 
     The distance between two assets is ``1 - |corr|``; correlations are pairwise over the
     bars both assets have. Assets sharing fewer than ``min_overlap`` bars with the others
-    are excluded and recorded in ``result_.excluded``.
+    are excluded and recorded in ``result_.excluded``. :class:`GlobalClusterer` and
+    :class:`IsolatedClusterer` are the ablations (one cluster; one cluster per asset).
 
     Args:
-        method: ``ward``, ``average`` or ``complete`` linkage; ``global`` (one cluster)
-            or ``isolated`` (one cluster per asset) for ablations.
+        method: scipy linkage method: ``ward``, ``average`` or ``complete``.
         n_clusters: number of clusters to cut the tree into; None with
             ``distance_threshold``.
         distance_threshold: cut the tree at this linkage distance instead.
@@ -85,6 +84,8 @@ class AssetClusterer(BaseEstimator):
         min_overlap: fewest bars two assets must share for their correlation to count.
         dominant_symbols: the cluster holding (most of) these is dominant; without any
             of them, the cluster with the highest median quote volume is.
+        series: what the pipeline correlates: ``returns`` (log returns) or ``fracdiff``
+            (the fractionally differenced log price); ``fit`` takes it as given.
     """
 
     def __init__(
@@ -95,6 +96,7 @@ class AssetClusterer(BaseEstimator):
         correlation: str = "pearson",
         min_overlap: int = 100,
         dominant_symbols: Sequence[str] = ("BTC", "ETH"),
+        series: str = "returns",
     ):
         self.method = method
         self.n_clusters = n_clusters
@@ -102,6 +104,7 @@ class AssetClusterer(BaseEstimator):
         self.correlation = correlation
         self.min_overlap = min_overlap
         self.dominant_symbols = dominant_symbols
+        self.series = series
 
     def fit(
         self,
@@ -146,37 +149,33 @@ class AssetClusterer(BaseEstimator):
         return self
 
     def _check_params(self) -> None:
-        if self.method not in CLUSTER_METHODS:
-            raise ConfigError(f"cluster method {self.method!r} is not one of {CLUSTER_METHODS}")
         if self.correlation not in CORRELATIONS:
             raise ConfigError(f"correlation {self.correlation!r} is not one of {CORRELATIONS}")
-        if self.method in LINKAGE_METHODS and (self.n_clusters is None) == (
-            self.distance_threshold is None
-        ):
+        if self.min_overlap < 2:
+            raise ConfigError(f"min_overlap must be >= 2 bars, got {self.min_overlap}")
+        if self.method not in LINKAGE_METHODS:
+            raise ConfigError(
+                f"linkage method {self.method!r} is not one of {LINKAGE_METHODS} "
+                "(one cluster: GlobalClusterer, cluster=global; one per coin: "
+                "IsolatedClusterer, cluster=isolated)"
+            )
+        if (self.n_clusters is None) == (self.distance_threshold is None):
             raise ConfigError(
                 "set exactly one of n_clusters and distance_threshold, got "
                 f"n_clusters={self.n_clusters}, distance_threshold={self.distance_threshold}"
             )
-        if self.method in LINKAGE_METHODS and self.n_clusters is not None and self.n_clusters < 1:
+        if self.n_clusters is not None and self.n_clusters < 1:
             raise ConfigError(f"n_clusters must be >= 1, got {self.n_clusters}")
-        if self.min_overlap < 2:
-            raise ConfigError(f"min_overlap must be >= 2 bars, got {self.min_overlap}")
 
     def _check_enough_assets(self, n_assets: int, n_excluded: int) -> None:
         left = f"{n_assets} assets to cluster ({n_excluded} excluded)"
-        if self.method in LINKAGE_METHODS and self.n_clusters and n_assets < self.n_clusters:
+        if self.n_clusters and n_assets < self.n_clusters:
             raise ConfigError(f"n_clusters={self.n_clusters} is more than the {left}")
-        if self.method in LINKAGE_METHODS and n_assets < 2:
+        if n_assets < 2:
             raise ConfigError(f"{self.method} linkage needs at least 2 assets, got {left}")
-        if n_assets == 0:
-            raise ConfigError(f"no assets left to cluster: {left}")
 
     def _cluster(self, corr: np.ndarray, n_assets: int) -> tuple[np.ndarray, np.ndarray | None]:
         """Raw labels (any ids) of the kept assets, and the linkage matrix if any."""
-        if self.method == "global":
-            return np.zeros(n_assets, dtype=int), None
-        if self.method == "isolated":
-            return np.arange(n_assets), None
         distance = 1.0 - np.abs(corr)
         np.fill_diagonal(distance, 0.0)
         # linkage() reads a square matrix as observations, not distances: pass it condensed.
@@ -186,6 +185,46 @@ class AssetClusterer(BaseEstimator):
         else:
             labels = fcluster(linkage_matrix, self.distance_threshold, criterion="distance")
         return labels, linkage_matrix
+
+
+class GlobalClusterer(AssetClusterer):
+    """Ablation: one cluster holding every asset (``cluster=global``)."""
+
+    method = "global"
+
+    def __init__(
+        self,
+        correlation: str = "pearson",
+        min_overlap: int = 100,
+        dominant_symbols: Sequence[str] = ("BTC", "ETH"),
+        series: str = "returns",
+    ):
+        self.correlation = correlation
+        self.min_overlap = min_overlap
+        self.dominant_symbols = dominant_symbols
+        self.series = series
+
+    def _check_params(self) -> None:
+        if self.correlation not in CORRELATIONS:
+            raise ConfigError(f"correlation {self.correlation!r} is not one of {CORRELATIONS}")
+        if self.min_overlap < 2:
+            raise ConfigError(f"min_overlap must be >= 2 bars, got {self.min_overlap}")
+
+    def _check_enough_assets(self, n_assets: int, n_excluded: int) -> None:
+        if n_assets == 0:
+            raise ConfigError(f"no assets left to cluster: 0 assets ({n_excluded} excluded)")
+
+    def _cluster(self, corr: np.ndarray, n_assets: int) -> tuple[np.ndarray, None]:
+        return np.zeros(n_assets, dtype=int), None
+
+
+class IsolatedClusterer(GlobalClusterer):
+    """Ablation: one cluster per asset (``cluster=isolated``)."""
+
+    method = "isolated"
+
+    def _cluster(self, corr: np.ndarray, n_assets: int) -> tuple[np.ndarray, None]:
+        return np.arange(n_assets), None
 
 
 def correlation_matrix(
@@ -367,3 +406,8 @@ def cluster_agreement(a: ClusterResult, b: ClusterResult) -> float:
     if not shared:
         raise ValueError("the two cluster results have no symbol in common")
     return float(adjusted_rand_score(a.labels(shared), b.labels(shared)))
+
+
+def fold_agreement(clusters: list[ClusterResult]) -> list[float]:
+    """Adjusted Rand index between consecutive folds' cluster assignments."""
+    return [cluster_agreement(a, b) for a, b in zip(clusters[:-1], clusters[1:], strict=True)]

@@ -15,34 +15,28 @@ from sklearn.utils.validation import check_is_fitted
 
 from huracan.errors import ConfigError, DataError
 
-FACTOR_METHODS = ("pca", "mean", "weighted_mean", "none")
-
 
 class MarketFactorExtractor(BaseEstimator):
-    """Extracts the market factor from the returns of the dominant cluster's members.
+    """The market factor of the dominant cluster's members, and its input channels.
 
-    - ``pca``: first principal component of the members' returns, each standardised.
-      Loadings and the members' means and stds are fitted on the training rows where
-      every member has a bar; in ``transform`` a missing member counts as 0 after
-      standardising (its training mean), so the factor is missing only where no member
-      has a bar. The sign is fixed so the factor moves with ``leader``.
-    - ``mean``: equal-weight mean of the members' returns present at each bar.
-    - ``weighted_mean``: mean weighted by each member's trailing quote volume over the
-      ``volume_window`` bars before the bar (never the bar itself).
-    - ``none``: no factor; ``transform`` returns zero columns.
-
-    The factor is standardised with its training mean and std (``mean_``, ``std_``).
+    Subclasses say how the members' returns become one series: :class:`PCAFactor`,
+    :class:`MeanFactor`, :class:`WeightedMeanFactor`, or :class:`NoFactor` (the
+    ablation). The factor is standardised with its training mean and std (``mean_``,
+    ``std_``); :meth:`channels` injects it and ``n_lags`` lags into every asset.
 
     Args:
-        method: ``pca``, ``mean``, ``weighted_mean`` or ``none``.
-        volume_window: bars of trailing quote volume behind the ``weighted_mean`` weights.
+        n_lags: lags of the factor added as channels after the factor itself.
+        max_ffill: longest stretch, in bars, a missing factor is forward-filled (then 0).
         leader: symbol the ``pca`` factor's sign follows; the first member when it is not
             a member or the symbols are not given.
     """
 
-    def __init__(self, method: str = "pca", volume_window: int = 24, leader: str = "BTC"):
-        self.method = method
-        self.volume_window = volume_window
+    method = ""
+    n_factors = 1
+
+    def __init__(self, n_lags: int = 2, max_ffill: int = 3, leader: str = "BTC"):
+        self.n_lags = n_lags
+        self.max_ffill = max_ffill
         self.leader = leader
 
     def fit(
@@ -61,23 +55,20 @@ class MarketFactorExtractor(BaseEstimator):
             quote_volume: (T, N) quote volume; needed by ``weighted_mean``.
 
         Returns:
-            self, with ``members_``, ``n_factors_``, ``mean_``, ``std_`` and, for ``pca``,
-            ``member_mean_``, ``member_std_``, ``loadings_``, ``explained_variance_ratio_``.
+            self, with ``members_``, ``n_factors_``, ``mean_``, ``std_`` and what the
+            subclass learns (``pca``: ``member_mean_``, ``member_std_``, ``loadings_``,
+            ``explained_variance_ratio_``).
         """
-        if self.method not in FACTOR_METHODS:
-            raise ConfigError(f"factor method {self.method!r} is not one of {FACTOR_METHODS}")
-        if self.volume_window < 1:
-            raise ConfigError(f"volume_window must be >= 1 bar, got {self.volume_window}")
+        self._check_params()
         returns = np.asarray(returns, dtype=float)
         if returns.ndim != 2:
             raise ValueError(f"returns must be (T, N), got shape {returns.shape}")
         self.n_features_in_ = returns.shape[1]
         self.symbols_ = None if symbols is None else list(symbols)
         self.members_ = _member_columns(members, self.symbols_, self.n_features_in_)
-        self.n_factors_ = 0 if self.method == "none" else 1
-        if self.method == "pca":
-            self._fit_pca(returns[:, self.members_])
-        if self.method != "none":
+        self.n_factors_ = self.n_factors
+        if self.n_factors:
+            self._fit_members(returns[:, self.members_])
             raw = self._raw_factor(returns, quote_volume)
             self.mean_ = float(np.nanmean(raw))
             self.std_ = float(np.nanstd(raw))
@@ -97,7 +88,7 @@ class MarketFactorExtractor(BaseEstimator):
                 ``volume_window`` bars use what volume history the window holds.
 
         Returns:
-            (T, n_factors_) factor: one column, or none for method ``none``; NaN where
+            (T, n_factors_) factor: one column, or none for :class:`NoFactor`; NaN where
             no member has a bar.
         """
         check_is_fitted(self, "members_")
@@ -106,27 +97,73 @@ class MarketFactorExtractor(BaseEstimator):
             raise ValueError(
                 f"returns must be (T, {self.n_features_in_}) like in fit, got {returns.shape}"
             )
-        if self.method == "none":
+        if not self.n_factors:
             return np.empty((len(returns), 0))
         raw = self._raw_factor(returns, quote_volume)
         return ((raw - self.mean_) / self.std_)[:, None]
 
+    def channels(
+        self, returns: np.ndarray, quote_volume: np.ndarray | None, listed: np.ndarray
+    ) -> FactorChannels:
+        """The fitted factor of any window as input channels of every listed asset."""
+        factor = self.transform(returns, quote_volume)
+        return inject_market_factor(factor, listed, self.n_lags, self.max_ffill)
+
     def to_dict(self) -> dict:
         """JSON-ready fitted state (for ``factor.json``)."""
         check_is_fitted(self, "members_")
-        fitted = self.method != "none"
+        fitted = bool(self.n_factors)
         return {
             "method": self.method,
             "members": self._member_names(),
             "mean": self.mean_ if fitted else None,
             "std": self.std_ if fitted else None,
-            "loadings": self.loadings_.tolist() if self.method == "pca" else None,
-            "explained_variance_ratio": (
-                self.explained_variance_ratio_ if self.method == "pca" else None
-            ),
+            "loadings": None,
+            "explained_variance_ratio": None,
         }
 
-    def _fit_pca(self, member_returns: np.ndarray) -> None:
+    def _check_params(self) -> None:
+        if self.n_lags < 0 or self.max_ffill < 0:
+            raise ConfigError(
+                f"n_lags and max_ffill must be >= 0, got {self.n_lags} and {self.max_ffill}"
+            )
+
+    def _fit_members(self, member_returns: np.ndarray) -> None:
+        """Learns what the factor needs beyond its mean and std (nothing by default)."""
+
+    def _raw_factor(self, returns: np.ndarray, quote_volume: np.ndarray | None) -> np.ndarray:
+        """(T,) factor before standardising; NaN where no member has a bar."""
+        raise NotImplementedError
+
+    def _leader_position(self) -> int:
+        names = self._member_names()
+        return names.index(self.leader) if self.leader in names else 0
+
+    def _member_names(self) -> list:
+        if self.symbols_ is None:
+            return [int(j) for j in self.members_]
+        return [self.symbols_[j] for j in self.members_]
+
+
+class PCAFactor(MarketFactorExtractor):
+    """First principal component of the members' returns, each standardised.
+
+    Loadings and the members' means and stds are fitted on the training rows where every
+    member has a bar; in ``transform`` a missing member counts as 0 after standardising
+    (its training mean), so the factor is missing only where no member has a bar. The
+    sign is fixed so the factor moves with ``leader``.
+    """
+
+    method = "pca"
+
+    def to_dict(self) -> dict:
+        return {
+            **super().to_dict(),
+            "loadings": self.loadings_.tolist(),
+            "explained_variance_ratio": self.explained_variance_ratio_,
+        }
+
+    def _fit_members(self, member_returns: np.ndarray) -> None:
         complete = ~np.isnan(member_returns).any(axis=1)
         if complete.sum() < 2:
             raise DataError(
@@ -154,48 +191,74 @@ class MarketFactorExtractor(BaseEstimator):
         self.explained_variance_ratio_ = float(eigenvalues[-1] / eigenvalues.sum())
 
     def _raw_factor(self, returns: np.ndarray, quote_volume: np.ndarray | None) -> np.ndarray:
-        """(T,) factor before standardising; NaN where no member has a bar."""
         member_returns = returns[:, self.members_]
         present = ~np.isnan(member_returns)
-        any_present = present.any(axis=1)
-        if self.method == "pca":
-            standardised = (member_returns - self.member_mean_) / self.member_std_
-            raw = np.where(present, standardised, 0.0) @ self.loadings_
-            return np.where(any_present, raw, np.nan)
-        if self.method == "mean":
-            weights = present.astype(float)
-        else:
-            weights = self._volume_weights(quote_volume, present, len(returns))
+        standardised = (member_returns - self.member_mean_) / self.member_std_
+        raw = np.where(present, standardised, 0.0) @ self.loadings_
+        return np.where(present.any(axis=1), raw, np.nan)
+
+
+class MeanFactor(MarketFactorExtractor):
+    """Equal-weight mean of the members' returns present at each bar."""
+
+    method = "mean"
+
+    def _weights(self, quote_volume: np.ndarray | None, present: np.ndarray) -> np.ndarray:
+        return present.astype(float)
+
+    def _raw_factor(self, returns: np.ndarray, quote_volume: np.ndarray | None) -> np.ndarray:
+        member_returns = returns[:, self.members_]
+        present = ~np.isnan(member_returns)
+        weights = self._weights(quote_volume, present)
         total = weights.sum(axis=1)
         weighted = np.where(present, member_returns, 0.0) * weights
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(total > 0, weighted.sum(axis=1) / total, np.nan)
 
-    def _volume_weights(
-        self, quote_volume: np.ndarray | None, present: np.ndarray, n_bars: int
-    ) -> np.ndarray:
+
+class WeightedMeanFactor(MeanFactor):
+    """Mean weighted by each member's trailing quote volume over the ``volume_window``
+    bars before the bar (never the bar itself).
+
+    Args:
+        volume_window: bars of trailing quote volume behind the weights.
+        n_lags, max_ffill, leader: as :class:`MarketFactorExtractor`.
+    """
+
+    method = "weighted_mean"
+
+    def __init__(
+        self, volume_window: int = 24, n_lags: int = 2, max_ffill: int = 3, leader: str = "BTC"
+    ):
+        self.volume_window = volume_window
+        self.n_lags = n_lags
+        self.max_ffill = max_ffill
+        self.leader = leader
+
+    def _check_params(self) -> None:
+        super()._check_params()
+        if self.volume_window < 1:
+            raise ConfigError(f"volume_window must be >= 1 bar, got {self.volume_window}")
+
+    def _weights(self, quote_volume: np.ndarray | None, present: np.ndarray) -> np.ndarray:
         if quote_volume is None:
             raise ConfigError("factor method 'weighted_mean' needs quote_volume")
         quote_volume = np.asarray(quote_volume, dtype=float)
-        if quote_volume.shape != (n_bars, self.n_features_in_):
-            raise ValueError(
-                f"quote_volume has shape {quote_volume.shape}, "
-                f"expected {(n_bars, self.n_features_in_)}"
-            )
+        expected = (len(present), self.n_features_in_)
+        if quote_volume.shape != expected:
+            raise ValueError(f"quote_volume has shape {quote_volume.shape}, expected {expected}")
         trailing = trailing_mean(quote_volume[:, self.members_], self.volume_window)
         weights = np.where(present & (trailing > 0), trailing, 0.0)
         # without volume history (a window's first bar), members present weigh equally
         no_history = weights.sum(axis=1) == 0
         return np.where(no_history[:, None], present, weights)
 
-    def _leader_position(self) -> int:
-        names = self._member_names()
-        return names.index(self.leader) if self.leader in names else 0
 
-    def _member_names(self) -> list:
-        if self.symbols_ is None:
-            return [int(j) for j in self.members_]
-        return [self.symbols_[j] for j in self.members_]
+class NoFactor(MarketFactorExtractor):
+    """Ablation: no factor; ``transform`` returns zero columns, so no channels."""
+
+    method = "none"
+    n_factors = 0
 
 
 def _member_columns(

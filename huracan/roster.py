@@ -10,8 +10,14 @@ import argparse
 import json
 import sys
 
+from huracan.config import build
 from huracan.registry.roster import ENTRY_FIELDS, ROSTER_SCHEMA, load_roster, select
-from huracan.store import make_store
+
+# the options of the ``store`` config group, by name
+STORES = {
+    "local": "huracan.store.base.LocalStore",
+    "dropbox": "huracan.store.dropbox_store.DropboxStore",
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,14 +29,14 @@ def main(argv: list[str] | None = None) -> int:
     top.add_argument("--block", default="", help="comma-separated symbols to leave out")
     top.add_argument("--all", action="store_true", help="include entries with trade_ok false")
     top.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    top.add_argument("--store", default="local", choices=["local", "dropbox"])
+    top.add_argument("--store", default="local", choices=sorted(STORES))
     top.add_argument("--root", default="artifacts", help="store root (directory or path)")
     commands.add_parser("schema", help="print the roster's JSON Schema")
     args = parser.parse_args(argv)
     if args.command == "schema":
         print(json.dumps(ROSTER_SCHEMA, indent=2))
         return 0
-    roster = load_roster(make_store(args.store, root=args.root))
+    roster = load_roster(build({"_target_": STORES[args.store], "root": args.root}))
     chosen = select(
         roster,
         args.n,

@@ -1,4 +1,8 @@
-"""The run behind ``python train.py``: one importable function, ``train(cfg)``."""
+"""The run behind ``python train.py``: one importable function, ``train(cfg)``.
+
+It checks the config, loads and gates the data, and calls the pipeline the config names
+(``pipeline._target_``); what the pipeline returns goes into ``summary.json``.
+"""
 
 from __future__ import annotations
 
@@ -9,14 +13,16 @@ from collections import Counter
 from pathlib import Path
 
 import pandas as pd
+import torch
 from hydra.core.hydra_config import HydraConfig
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from huracan.config import build, target_of, validate
 from huracan.data import GateReport, GateThresholds, Panel, apply_gates
 from huracan.data.panel import to_utc
 from huracan.errors import ConfigError, DataError
 from huracan.io import atomic_write_text
+from huracan.pipelines.base import Pipeline
 from huracan.report import StageTimer, format_table
 
 log = logging.getLogger("huracan")
@@ -52,10 +58,12 @@ def run_name_of(out: Path) -> str:
         return out.name
 
 
-def load_and_gate(cfg: DictConfig, timer: StageTimer) -> tuple[Panel, GateReport]:
+def load_and_gate(
+    cfg: DictConfig, pipeline: Pipeline, timer: StageTimer
+) -> tuple[Panel, GateReport]:
     """Loads the configured data, validates and aligns it, and keeps the symbols that pass."""
     with timer("data") as note:
-        panel: Panel = instantiate(cfg.data).load()
+        panel: Panel = build(cfg.data).load()
         note(f"{panel.n_assets} symbols x {panel.n_bars:,} bars of {panel.timeframe}")
     with timer("gates") as note:
         report = GateReport()
@@ -65,7 +73,7 @@ def load_and_gate(cfg: DictConfig, timer: StageTimer) -> tuple[Panel, GateReport
             ):
                 report.add_skip(drop.symbol, drop.reason, drop.detail)
         options = OmegaConf.to_container(cfg.gates, resolve=True)
-        until = gates_until(panel, cfg, options.pop("until", None))
+        until = gates_until(panel, cfg, pipeline, options.pop("until", None))
         seen = panel if until is None else panel.between(None, until)
         apply_gates(seen, GateThresholds(**options), report)
         panel = panel.select(report.passed)
@@ -74,7 +82,9 @@ def load_and_gate(cfg: DictConfig, timer: StageTimer) -> tuple[Panel, GateReport
     return panel, report
 
 
-def gates_until(panel: Panel, cfg: DictConfig, until: str | None) -> pd.Timestamp | None:
+def gates_until(
+    panel: Panel, cfg: DictConfig, pipeline: Pipeline, until: str | None
+) -> pd.Timestamp | None:
     """Where the gates stop looking: ``auto`` is the first out-of-sample bar of the run.
 
     Gates choose the universe; measured on test bars, they would keep only the coins
@@ -84,13 +94,22 @@ def gates_until(panel: Panel, cfg: DictConfig, until: str | None) -> pd.Timestam
         return None
     if until != "auto":
         return to_utc(until)
-    if cfg.pipeline.name == "hierarchical":
-        test_size = panel.n_bars // (cfg.validation.n_folds + 1)
-        return panel.timestamps[panel.n_bars - cfg.validation.n_folds * test_size]
-    if cfg.pipeline.name == "per_coin":
-        test_size = int(round(cfg.pipeline.test_days * 86400 / panel.bar_seconds))
-        return panel.timestamps[max(panel.n_bars - test_size, 1)]
-    return None
+    return pipeline.test_start(panel, cfg)
+
+
+def preflight(cfg: DictConfig, pipeline: Pipeline) -> None:
+    """What can be checked before any data is read: the GPU, the options, the services."""
+    accelerator = str(cfg.trainer.get("accelerator", "cpu"))
+    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ConfigError(
+            f"trainer.accelerator={accelerator}: no CUDA GPU on this machine "
+            "(use trainer=cpu, the default)"
+        )
+    pipeline.check(cfg)
+    for group in pipeline.services:
+        service = build(cfg[group])
+        if hasattr(service, "check"):
+            service.check()
 
 
 def check_universe(panel: Panel, universe: DictConfig) -> None:
@@ -134,15 +153,25 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
         cfg: the composed config (``conf/config.yaml`` plus overrides).
 
     Returns:
-        The metrics written to ``summary.json``, and the objects built (panel, gates, run).
+        The metrics written to ``summary.json``, and the objects built (panel, gates and
+        what the pipeline hands over, e.g. the hierarchical ``run``).
+
+    Raises:
+        HuracanError: bad config or data, before any training where it can be seen then.
     """
     out = output_dir_of(cfg)
+    target = target_of(cfg.pipeline, "pipeline")
+    if not (isinstance(target, type) and issubclass(target, Pipeline)):
+        raise ConfigError(f"pipeline._target_ {cfg.pipeline._target_!r} is not a Pipeline")
+    validate(cfg)
+    pipeline: Pipeline = build(cfg.pipeline)
+    preflight(cfg, pipeline)
     out.mkdir(parents=True, exist_ok=True)
-    if cfg.get("logging") and cfg.logging.run_name is None:
-        cfg.logging.run_name = run_name_of(out)
+    if cfg.get("logger") is not None and cfg.logger.get("name") is None:
+        cfg.logger.name = run_name_of(out)
     quiet_libraries()
     timer = StageTimer()
-    panel, gates = load_and_gate(cfg, timer)
+    panel, gates = load_and_gate(cfg, pipeline, timer)
     gates.write(out / "gates.json")
     log.info("gates\n%s", gates.table())
     check_universe(panel, cfg.universe)
@@ -152,75 +181,29 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
         "data": data_summary(panel),
         "gates": {"passed": len(gates.passed), "skipped": gates.skipped},
     }
-    objects = {"panel": panel, "gates": gates}
-    if cfg.pipeline.name == "hierarchical":
-        summary |= run_fleet(panel, cfg, out, timer, objects)
-    elif cfg.pipeline.name == "per_coin":
-        from huracan.pipelines.per_coin import run_per_coin
-
-        summary |= run_per_coin(panel, gates, cfg, out, timer)
+    summary |= pipeline(panel, gates, cfg, out, timer)
+    objects = {"panel": panel, "gates": gates, **summary.pop("objects", {})}
     summary["timings_s"] = timer.seconds
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=str))
     log.info("outputs in %s", out)
     return summary, objects
 
 
-def run_fleet(panel: Panel, cfg: DictConfig, out: Path, timer: StageTimer, objects: dict) -> dict:
-    """The hierarchical pipeline, its console report, and its part of summary.json."""
-    from lightning.pytorch.loggers import TensorBoardLogger
+def metric_of(summary: dict, path: str | None) -> float | None:
+    """A value of the summary by its dotted path (``optimized_metric``), for sweepers.
 
-    from huracan.pipelines.fleet_report import write_report
-    from huracan.pipelines.hierarchical import run_hierarchical
-
-    run = run_hierarchical(panel, cfg, out, timer)
-    logger = TensorBoardLogger(
-        cfg.logging.tensorboard_dir,
-        name=cfg.logging.run_name,
-        version="report",
-        default_hp_metric=False,
-    )
-    with timer("report"):
-        report = write_report(run, panel, cfg, out, logger)
-    objects["run"] = run
-    log_report(report, cfg)
-    overall = report["clusters"]["all"]["model"]
-    logger.log_hyperparams(
-        _flat(OmegaConf.to_container(cfg, resolve=True)),
-        {f"hp/{k}": v for k, v in overall.items() if isinstance(v, int | float)},
-    )
-    logger.finalize("success")
-    return {
-        "clusters": report["clusters"],
-        "cluster_agreement": report["cluster_agreement"],
-        "folds": report["folds"],
-        "per_fold": json.loads(report["per_fold"].to_json(orient="index")),
-        "criteria": report["criteria"],
-    }
-
-
-def log_report(report: dict, cfg: DictConfig) -> None:
-    """The console report: clusters, per-asset table, per-cluster table, criteria."""
-    results = report["results"].set_index("asset")
-    log.info("out-of-sample results per asset (after costs)\n%s", format_table(results))
-    rows = []
-    for name, entry in report["clusters"].items():
-        for variant in ("model", "without_factor", "oracle"):
-            if variant in entry:
-                rows.append({"group": name, "variant": variant, **entry[variant]})
-    table = pd.DataFrame(rows).set_index(["group", "variant"])
-    log.info("per cluster (pooled trades, after costs)\n%s", format_table(table, max_rows=80))
-    log.info("per fold (all assets' test-window trades)\n%s", format_table(report["per_fold"]))
-    lines = [f"  {c['result']}  {c['name']}: {c['value']}" for c in report["criteria"]]
-    log.info("success criteria\n%s", "\n".join(lines))
-
-
-def _flat(tree: dict, prefix: str = "") -> dict:
-    """Nested config as flat ``a/b`` keys with scalar values, for TensorBoard hparams."""
-    flat = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat |= _flat(value, f"{name}/")
-        else:
-            flat[name] = value if isinstance(value, int | float | str | bool) else str(value)
-    return flat
+    Raises:
+        ConfigError: when the path names nothing, or nothing numeric, in the summary.
+    """
+    if not path:
+        return None
+    value = summary
+    for key in str(path).split("."):
+        if not isinstance(value, dict) or key not in value:
+            raise ConfigError(f"optimized_metric {path!r}: no {key!r} in summary.json")
+        value = value[key]
+    if value is None:  # no trades: the metric is undefined, the sweeper gets the worst
+        return float("-inf")
+    if not isinstance(value, int | float):
+        raise ConfigError(f"optimized_metric {path!r} is {value!r}, not a number")
+    return float(value)

@@ -107,13 +107,7 @@ class WalkForward:
         grid = _as_grid(grid)
         purge, embargo = self._gaps()
         n_bars = len(grid)
-        test_size = self.test_size or n_bars // (self.n_folds + 1)
-        first_test = n_bars - self.n_folds * test_size
-        if test_size < 1 or first_test < 1:
-            raise ConfigError(
-                f"{n_bars} bars cannot hold {self.n_folds} test windows of {test_size} bars "
-                "and a training window before them; use fewer folds or a longer history"
-            )
+        test_size, first_test = self._test_layout(n_bars)
         embargoed = np.zeros(n_bars, dtype=bool)
         folds = []
         for k in range(self.n_folds):  # one step per fold; each covers all its rows at once
@@ -135,6 +129,23 @@ class WalkForward:
             folds.append(Fold(k, train, val, test, grid[train], grid[val], grid[test]))
             embargoed[test_start + test_size : test_start + test_size + embargo] = True
         return folds
+
+    def first_test_bar(self, grid: pd.DatetimeIndex | Panel) -> pd.Timestamp:
+        """The first out-of-sample bar of the split, without cutting the folds."""
+        grid = _as_grid(grid)
+        self._gaps()
+        return grid[self._test_layout(len(grid))[1]]
+
+    def _test_layout(self, n_bars: int) -> tuple[int, int]:
+        """Rows per test window, and the row where the first test window starts."""
+        test_size = self.test_size or n_bars // (self.n_folds + 1)
+        first_test = n_bars - self.n_folds * test_size
+        if test_size < 1 or first_test < 1:
+            raise ConfigError(
+                f"{n_bars} bars cannot hold {self.n_folds} test windows of {test_size} bars "
+                "and a training window before them; use fewer folds or a longer history"
+            )
+        return test_size, first_test
 
     def _gaps(self) -> tuple[int, int]:
         if int(self.n_folds) != self.n_folds or self.n_folds < 1:

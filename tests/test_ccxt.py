@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from huracan.data import CcxtSource
+from huracan.data.exchange import CcxtSource
 from huracan.errors import DataError
 
 HOUR = 3_600_000

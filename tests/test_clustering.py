@@ -11,6 +11,8 @@ from sklearn.metrics import adjusted_rand_score
 
 from huracan.clustering import (
     AssetClusterer,
+    GlobalClusterer,
+    IsolatedClusterer,
     align_cluster_ids,
     cluster_agreement,
     correlation_matrix,
@@ -60,10 +62,10 @@ def test_dominant_falls_back_to_quote_volume(default_market):
 
 def test_global_and_isolated(default_market):
     panel, returns = default_market
-    one = AssetClusterer(method="global").fit(returns, panel.symbols).result_
+    one = GlobalClusterer().fit(returns, panel.symbols).result_
     assert one.n_clusters == 1 and set(one.cluster_map.values()) == {0}
     assert one.linkage_matrix is None
-    each = AssetClusterer(method="isolated").fit(returns, panel.symbols).result_
+    each = IsolatedClusterer().fit(returns, panel.symbols).result_
     assert each.n_clusters == panel.n_assets
     assert each.cluster_map["BTC"] == 0
     assert sorted(each.cluster_map.values()) == list(range(panel.n_assets))
@@ -136,6 +138,7 @@ def test_fewer_assets_than_clusters_names_both_numbers(default_market):
     "params",
     [
         {"method": "kmeans"},
+        {"method": "global"},  # the ablations are classes of their own
         {"correlation": "kendall"},
         {"n_clusters": 3, "distance_threshold": 0.5},
         {"n_clusters": None},
@@ -171,7 +174,7 @@ def test_ids_stay_stable_across_folds(default_market):
 
 def test_alignment_undoes_a_relabelling(default_market):
     panel, returns = default_market
-    result = AssetClusterer(method="isolated").fit(returns, panel.symbols).result_
+    result = IsolatedClusterer().fit(returns, panel.symbols).result_
     new_ids = np.concatenate([[0], 1 + np.random.default_rng(0).permutation(panel.n_assets - 1)])
     shuffled = {s: int(new_ids[c]) for s, c in result.cluster_map.items()}
     members = {int(new_ids[c]): m for c, m in result.cluster_members.items()}
@@ -207,7 +210,8 @@ def test_to_dict_is_json(default_market, tmp_path):
 @pytest.mark.parametrize("method", ["ward", "isolated"])
 def test_plots_are_saved_as_png(default_market, tmp_path, method):
     panel, returns = default_market
-    result = AssetClusterer(method=method).fit(returns, panel.symbols).result_
+    clusterer = IsolatedClusterer() if method == "isolated" else AssetClusterer(method=method)
+    result = clusterer.fit(returns, panel.symbols).result_
     heatmap = plot_correlation_heatmap(result, tmp_path / "heatmap.png")
     assert isinstance(heatmap, Figure)
     assert (tmp_path / "heatmap.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

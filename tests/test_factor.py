@@ -5,9 +5,22 @@ import pytest
 
 from huracan.data.synthetic import SyntheticMarket
 from huracan.errors import ConfigError
-from huracan.factor import MarketFactorExtractor, inject_market_factor, trailing_mean
+from huracan.factor import (
+    MeanFactor,
+    NoFactor,
+    PCAFactor,
+    WeightedMeanFactor,
+    inject_market_factor,
+    trailing_mean,
+)
 
 METHODS = ["pca", "mean", "weighted_mean"]
+FACTORS = {
+    "pca": PCAFactor,
+    "mean": MeanFactor,
+    "weighted_mean": WeightedMeanFactor,
+    "none": NoFactor,
+}
 
 
 def market(seed: int = 0, **kwargs):
@@ -26,7 +39,7 @@ def default_market():
 def out_of_sample_correlation(seed: int, **kwargs) -> float:
     panel, returns, _, members = market(seed, **kwargs)
     half = len(returns) // 2
-    extractor = MarketFactorExtractor().fit(returns[:half], members, panel.symbols)
+    extractor = PCAFactor().fit(returns[:half], members, panel.symbols)
     factor = extractor.transform(returns[half:])[:, 0]
     return np.corrcoef(factor, panel.truth.market_factor[1:][half:])[0, 1]
 
@@ -41,7 +54,7 @@ def test_pca_sign_moves_with_btc(default_market):
     panel, returns, _, members = default_market
     btc = panel.index_of("BTC")
     for sign in (1.0, -1.0):
-        extractor = MarketFactorExtractor().fit(sign * returns, members[::-1], panel.symbols)
+        extractor = PCAFactor().fit(sign * returns, members[::-1], panel.symbols)
         factor = extractor.transform(sign * returns)[:, 0]
         assert np.corrcoef(factor, sign * returns[:, btc])[0, 1] > 0.5
         assert 0 < extractor.explained_variance_ratio_ <= 1
@@ -51,9 +64,7 @@ def test_pca_sign_moves_with_btc(default_market):
 def test_factor_is_standardised_with_training_statistics(default_market, method):
     panel, returns, volume, members = default_market
     half = len(returns) // 2
-    extractor = MarketFactorExtractor(method).fit(
-        returns[:half], members, panel.symbols, volume[:half]
-    )
+    extractor = FACTORS[method]().fit(returns[:half], members, panel.symbols, volume[:half])
     factor = extractor.transform(returns, volume)[:, 0]
     assert abs(factor[:half].mean()) < 1e-9 and abs(factor[:half].std() - 1) < 1e-9
     np.testing.assert_allclose(
@@ -65,7 +76,7 @@ def test_factor_is_standardised_with_training_statistics(default_market, method)
 @pytest.mark.parametrize("method", [*METHODS, "none"])
 def test_transform_is_causal(default_market, method):
     panel, returns, volume, members = default_market
-    extractor = MarketFactorExtractor(method).fit(returns, members, panel.symbols, volume)
+    extractor = FACTORS[method]().fit(returns, members, panel.symbols, volume)
     t = 3000
     changed_returns, changed_volume = returns.copy(), volume.copy()
     rng = np.random.default_rng(1)
@@ -82,15 +93,15 @@ def test_fit_ignores_data_after_the_training_window(default_market, method):
     end = 4000
     changed = returns.copy()
     changed[end:] = np.random.default_rng(1).standard_normal(changed[end:].shape)
-    a = MarketFactorExtractor(method).fit(returns[:end], members, panel.symbols, volume[:end])
-    b = MarketFactorExtractor(method).fit(changed[:end], members, panel.symbols, volume[:end])
+    a = FACTORS[method]().fit(returns[:end], members, panel.symbols, volume[:end])
+    b = FACTORS[method]().fit(changed[:end], members, panel.symbols, volume[:end])
     assert a.to_dict() == b.to_dict()
     assert json.loads(json.dumps(a.to_dict()))["members"] == members
 
 
 def test_weighted_mean_uses_only_past_volume(default_market):
     panel, returns, volume, members = default_market
-    extractor = MarketFactorExtractor("weighted_mean", volume_window=5)
+    extractor = WeightedMeanFactor(volume_window=5)
     extractor.fit(returns, members, panel.symbols, volume)
     t = 1000
     changed = volume.copy()
@@ -111,7 +122,7 @@ def test_trailing_mean_excludes_the_current_bar():
 
 def test_mean_factor_is_the_members_average(default_market):
     panel, returns, _, members = default_market
-    extractor = MarketFactorExtractor("mean").fit(returns, members, panel.symbols)
+    extractor = MeanFactor().fit(returns, members, panel.symbols)
     raw = returns[:, [panel.index_of(m) for m in members]].mean(axis=1)
     expected = (raw - raw.mean()) / raw.std()
     np.testing.assert_allclose(extractor.transform(returns)[:, 0], expected, atol=1e-12)
@@ -119,7 +130,7 @@ def test_mean_factor_is_the_members_average(default_market):
 
 def test_none_gives_no_channels(default_market):
     panel, returns, _, members = default_market
-    factor = MarketFactorExtractor("none").fit(returns, members, panel.symbols).transform(returns)
+    factor = NoFactor().fit(returns, members, panel.symbols).transform(returns)
     assert factor.shape == (len(returns), 0)
     channels = inject_market_factor(factor, panel.listed[1:])
     assert channels.values.shape == (len(returns), panel.n_assets, 0)
@@ -133,31 +144,33 @@ def test_pca_handles_missing_members(default_market):
     gappy[:2000, eth] = np.nan  # listed late
     gappy[3000:3010] = np.nan  # an outage
     gappy[4000:4005, [c for c in range(panel.n_assets) if c != bnb]] = np.nan
-    extractor = MarketFactorExtractor().fit(gappy, members, panel.symbols)
+    extractor = PCAFactor().fit(gappy, members, panel.symbols)
     factor = extractor.transform(gappy)[:, 0]
     missing = np.flatnonzero(np.isnan(factor))
     np.testing.assert_array_equal(missing, np.arange(3000, 3010))
-    complete = MarketFactorExtractor().fit(returns[2000:], members, panel.symbols)
+    complete = PCAFactor().fit(returns[2000:], members, panel.symbols)
     np.testing.assert_allclose(extractor.loadings_, complete.loadings_, atol=0.02)
 
 
 def test_member_errors(default_market):
     panel, returns, _, members = default_market
     with pytest.raises(ConfigError, match="symbols"):
-        MarketFactorExtractor().fit(returns, members)
+        PCAFactor().fit(returns, members)
     with pytest.raises(ConfigError, match="NOPE"):
-        MarketFactorExtractor().fit(returns, ["NOPE"], panel.symbols)
+        PCAFactor().fit(returns, ["NOPE"], panel.symbols)
     with pytest.raises(ConfigError, match="column indices"):
-        MarketFactorExtractor().fit(returns, [0, 99])
-    with pytest.raises(ConfigError, match="kalman"):
-        MarketFactorExtractor("kalman").fit(returns, [0, 1])
+        PCAFactor().fit(returns, [0, 99])
+    with pytest.raises(ConfigError, match="n_lags"):
+        PCAFactor(n_lags=-1).fit(returns, [0, 1])
+    with pytest.raises(ConfigError, match="volume_window"):
+        WeightedMeanFactor(volume_window=0).fit(returns, [0, 1])
 
 
 def test_members_by_index_equal_members_by_symbol(default_market):
     panel, returns, _, members = default_market
-    by_name = MarketFactorExtractor().fit(returns, members, panel.symbols).transform(returns)
+    by_name = PCAFactor().fit(returns, members, panel.symbols).transform(returns)
     columns = [panel.index_of(m) for m in members]
-    by_index = MarketFactorExtractor().fit(returns, columns).transform(returns)
+    by_index = PCAFactor().fit(returns, columns).transform(returns)
     np.testing.assert_array_equal(by_name, by_index)
 
 

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from conftest import ROOT
 from hydra import compose, initialize_config_dir
 
@@ -33,8 +34,8 @@ def small_config(tmp_path, *overrides):
             "config",
             overrides=[
                 f"+output_dir={tmp_path}",
-                f"logging.tensorboard_dir={tmp_path / 'tb'}",
-                "logging.run_name=test",
+                f"logger.save_dir={tmp_path / 'tb'}",
+                "logger.name=test",
                 *SMALL,
                 *overrides,
             ],
@@ -82,13 +83,16 @@ def test_writes_every_file_of_the_output_contract(small_run):
     written = json.loads((out / "summary.json").read_text())
     assert {c["result"] for c in written["criteria"]} <= {"PASS", "FAIL"}
     assert len(written["criteria"]) == 4
-    assert {"features", "fold 0", "fold 1", "report"} <= set(written["timings_s"])
+    assert {"features", "fold 1/2", "fold 2/2", "report"} <= set(written["timings_s"])
     for fold in (0, 1):
         description = json.loads((out / "models" / f"fold{fold}" / "checkpoint.json").read_text())
         assert description["features"][-1] == "fracdiff"
         assert set(description["cluster_map"]) == set(results["asset"])
-    events = list((out / "tb").rglob("events.out.tfevents.*"))
-    assert len(events) >= 3  # fold0, fold1, report
+    runs = {p.parent.name for p in (out / "tb").rglob("events.out.tfevents.*")}
+    # the heads without the factor log to runs of their own, beside each fold's
+    assert runs == {"fold0", "fold1", "fold0_without_factor", "fold1_without_factor", "report"}
+    hparams = yaml.safe_load((out / "tb" / "test" / "fold1" / "hparams.yaml").read_text())
+    assert hparams["head/granularity"] == "cluster" and hparams["seed"] == 0  # whole config
 
 
 def test_metrics_are_out_of_sample_only(small_run):

@@ -22,7 +22,7 @@ def test_parallel_ablation_sweep_writes_a_comparison(tmp_path):
             "hydra.launcher.n_jobs=2",
             "threads=1",
             f"hydra.sweep.dir={sweep}",
-            f"logging.tensorboard_dir={tmp_path / 'tb'}",
+            f"logger.save_dir={tmp_path / 'tb'}",
             *SMALL,
             "validation.n_folds=2",
             "data.years=0.3",

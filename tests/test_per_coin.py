@@ -47,7 +47,7 @@ def per_coin_config(tmp_path, *overrides):
             "config",
             overrides=[
                 f"+output_dir={tmp_path / 'run'}",
-                f"logging.tensorboard_dir={tmp_path / 'tb'}",
+                f"logger.save_dir={tmp_path / 'tb'}",
                 f"store.root={tmp_path / 'artifacts'}",
                 *base,
                 *overrides,

@@ -2,12 +2,13 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 from dataclasses import dataclass
 
 import pytest
 
 from huracan.errors import ConfigError
-from huracan.queue import JobQueue, JobResult, JobSkipped, JobStatus, QueueReport
+from huracan.queue import DaskQueue, JobQueue, JobResult, JobSkipped, JobStatus, QueueReport
 
 # Worker processes are spawned: they import this module by name to find `behave`, which
 # works because pytest puts tests/ on sys.path and spawn hands sys.path to its children.
@@ -185,16 +186,22 @@ def test_bad_jobs_and_settings_raise_clear_errors():
         JobQueue(workers=2, progress=False).run(lambda job: {}, coins("square"))
     with pytest.raises(ConfigError, match="workers"):
         JobQueue(workers=0)
-    with pytest.raises(ConfigError, match="backend"):
-        JobQueue(backend="ray")
-    with pytest.raises(ConfigError, match="needs backend='dask'"):
+    with pytest.raises(TypeError, match="address"):  # only the Dask queue has one
         JobQueue(address="tcp://127.0.0.1:8786")
+
+
+def test_an_unreachable_dask_scheduler_is_found_before_any_job():
+    with socket.socket() as free:  # a port nobody listens on
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    with pytest.raises(ConfigError, match="no Dask scheduler answers"):
+        DaskQueue(address=f"tcp://127.0.0.1:{port}").check(timeout_s=1)
 
 
 def test_dask_local_cluster_runs_the_same_jobs(tmp_path):
     pytest.importorskip("distributed")
     jobs = coins("square", "raise", "skip", "square", "crash", "square")
-    report = JobQueue(workers=2, backend="dask", log_dir=tmp_path, progress=False).run(behave, jobs)
+    report = DaskQueue(workers=2, log_dir=tmp_path, progress=False).run(behave, jobs)
     assert [r.status for r in report] == [
         "completed",
         "failed",

@@ -14,17 +14,18 @@ import dropbox
 import pytest
 import requests
 from dropbox.content_hash import content_hash as sdk_content_hash
+from omegaconf import OmegaConf
 
+from huracan.config import build, check_component
 from huracan.errors import ConfigError, HuracanError
 from huracan.store import (
     ArtifactNotFound,
-    DropboxStore,
     InvalidArtifactKey,
     LocalStore,
     StoreError,
     content_hash,
-    make_store,
 )
+from huracan.store.dropbox_store import DropboxStore
 from tests.fake_dropbox import FakeDropboxAdapter
 
 TOKEN = "sl.SECRET-test-token-4f9a"
@@ -472,21 +473,21 @@ def test_dropbox_settings_that_cannot_work(fake):
         DropboxStore("/huracan/../elsewhere", client=sdk_client(fake))
 
 
-# make_store and content_hash -----------------------------------------------------------
+# stores from the config group, and content_hash ---------------------------------------
 
 
-def test_make_store(tmp_path, fake):
-    local = make_store("local", root=tmp_path)
+def test_store_config_builds_each_store(tmp_path, fake):
+    local = build({"_target_": "huracan.store.LocalStore", "root": str(tmp_path)})
     assert isinstance(local, LocalStore) and local.describe() == f"local:{tmp_path}"
-    remote = make_store("dropbox", root="/Apps/huracan", client=sdk_client(fake))
+    options = {"_target_": "huracan.store.dropbox_store.DropboxStore", "root": "/Apps/huracan"}
+    remote = build(options, client=sdk_client(fake))
     assert isinstance(remote, DropboxStore) and remote.describe() == "dropbox:/Apps/huracan"
 
 
-def test_make_store_rejects_unknown_kinds_and_options(tmp_path):
-    with pytest.raises(ConfigError, match="'s3'"):
-        make_store("s3")
-    with pytest.raises(ConfigError, match="rot"):
-        make_store("local", rot=tmp_path)
+def test_store_config_rejects_unknown_options(tmp_path):
+    node = OmegaConf.create({"_target_": "huracan.store.LocalStore", "rot": str(tmp_path)})
+    with pytest.raises(ConfigError, match="store.rot is not an option of LocalStore"):
+        check_component(node, "store")
 
 
 def test_content_hash_follows_dropbox_algorithm():

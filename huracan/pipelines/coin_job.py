@@ -11,13 +11,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-import lightning.pytorch as pl
 import numpy as np
 import pandas as pd
 import torch
+from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from scipy.stats import rankdata
 
+from huracan.config import build
 from huracan.costs import symbol_metrics
 from huracan.models import FleetModule, GroupedMoEHead
 from huracan.models.batches import sample_tensors
@@ -26,7 +27,6 @@ from huracan.pipelines.training import choose_thresholds, fit_heads
 from huracan.queue import JobSkipped
 from huracan.registry.artifacts import is_complete, json_bytes, write_version
 from huracan.registry.champions import decide, read_champion, write_champion
-from huracan.store import make_store
 
 log = logging.getLogger("huracan")
 
@@ -50,6 +50,7 @@ class CoinJob:
     encoder_state: dict = field(default_factory=dict)
     head_state: dict | None = None
     head_cfg: dict = field(default_factory=dict)
+    trainer_cfg: dict = field(default_factory=dict)
     train: dict | None = None
     val: dict = field(default_factory=dict)
     test: dict = field(default_factory=dict)
@@ -63,7 +64,7 @@ def run_coin_job(job: CoinJob) -> dict:
     """Train or take the head, validate after costs, export, update the champion."""
     if job.rules.get("torch_threads"):
         torch.set_num_threads(job.rules["torch_threads"])
-    store = make_store(**job.store)
+    store = build(job.store)
     module = build_module(job)
     val, test = job.val, job.test
     val_net = val["gross"] - val["cost_bps"] / 1e4
@@ -114,20 +115,11 @@ def build_module(job: CoinJob) -> FleetModule:
     if len(train["y"]) < job.rules["min_train_samples"]:
         raise JobSkipped(f"{len(train['y'])} training samples < {job.rules['min_train_samples']}")
 
-    def make_trainer(max_epochs: int, logger: object, callbacks: list) -> pl.Trainer:
-        return pl.Trainer(
-            accelerator="cpu",
-            devices=1,
-            max_epochs=max_epochs,
-            logger=False,
-            callbacks=callbacks,
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            deterministic=True,
-        )
-
-    return fit_heads(cfg, encoder, 1, train, _tensors(job.val), make_trainer, None, job.seed)
+    # the run's own trainer config (trainer=gpu reaches the job too), quiet in a worker
+    make_trainer = instantiate(job.trainer_cfg, enable_progress_bar=False)
+    return fit_heads(
+        job.head_cfg, encoder, 1, train, _tensors(job.val), make_trainer, False, job.seed
+    )
 
 
 def predict(module: FleetModule, part: dict) -> np.ndarray:

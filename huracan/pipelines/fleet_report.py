@@ -5,16 +5,20 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 from omegaconf import DictConfig
 
+from huracan.clustering import fold_agreement
 from huracan.data.panel import Panel
 from huracan.io import atomic_write_text
 from huracan.metrics import COLUMNS, asset_metrics, fold_metrics, group_metrics
-from huracan.pipelines.hierarchical import FleetRun, fold_agreement
 from huracan.plots import plot_correlation_heatmap, plot_dendrogram, plot_equity
+
+if TYPE_CHECKING:  # the pipeline imports this report; the report only reads its run
+    from huracan.pipelines.hierarchical import FleetRun
 
 log = logging.getLogger("huracan")
 
@@ -169,7 +173,7 @@ def write_report(run: FleetRun, panel: Panel, cfg: DictConfig, out: Path, logger
         ]
     atomic_write_text(out / "clusters.json", json.dumps(clusters_json, indent=2))
     factor_json = {
-        "method": cfg.factor.method,
+        "method": run.fold_factor[0]["method"],
         "dominant_symbols": list(cfg.universe.dominant_symbols),
         "n_lags": cfg.factor.n_lags,
         "folds": run.fold_factor,

@@ -19,15 +19,36 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from huracan.clustering import AssetClusterer, ClusterResult, align_cluster_ids
+from huracan.config import build
 from huracan.costs import CostModel
 from huracan.data.panel import Panel
-from huracan.factor import MarketFactorExtractor, inject_market_factor
+from huracan.errors import ConfigError
+from huracan.factor import MarketFactorExtractor
 from huracan.features.fracdiff import StationaryFracDiff
 from huracan.features.labels import after_cost_labels, energy_weights, forward_return
 from huracan.features.scaling import PanelScaler
 from huracan.features.technical import compute_features, realized_volatility
 from huracan.models.batches import sample_tensors
-from huracan.validation import Fold
+from huracan.validation import Fold, WalkForward
+
+
+def walk_forward(cfg: DictConfig, **overrides) -> WalkForward:
+    """The run's walk-forward splitter (``validation`` and ``labels.horizon``), the one
+    source of its folds; ``overrides`` change fields, e.g. the per-coin single split."""
+    options = {
+        "n_folds": cfg.validation.n_folds,
+        "horizon": cfg.labels.horizon,
+        "purge": cfg.validation.purge,
+        "embargo": cfg.validation.embargo,
+        "val_fraction": cfg.validation.val_fraction,
+    }
+    return WalkForward(**options | overrides)
+
+
+def single_split(panel: Panel, cfg: DictConfig) -> WalkForward:
+    """The per-coin split: one test window of the last ``pipeline.test_days``."""
+    test_size = int(round(cfg.pipeline.test_days * 86400 / panel.bar_seconds))
+    return walk_forward(cfg, n_folds=1, test_size=test_size)
 
 
 @dataclass
@@ -150,15 +171,10 @@ def prepare_fold(
     clusters = fit_clusters(arrays, train, cfg)
     if previous is not None:
         clusters = align_cluster_ids(clusters, previous)
-    factor = MarketFactorExtractor(
-        method=cfg.factor.method,
-        volume_window=cfg.factor.volume_window,
-        leader=cfg.universe.dominant_symbols[0],
-    )
+    factor: MarketFactorExtractor = build(cfg.factor)
     members = clusters.cluster_members[clusters.dominant_cluster_id]
     factor.fit(arrays.returns[train], members, arrays.symbols, arrays.quote_volume[train])
-    series = factor.transform(arrays.returns, arrays.quote_volume)
-    channels = inject_market_factor(series, arrays.listed, cfg.factor.n_lags, cfg.factor.max_ffill)
+    channels = factor.channels(arrays.returns, arrays.quote_volume, arrays.listed)
 
     features, names, fracdiff = arrays.features, list(arrays.feature_names), None
     if cfg.features.fracdiff:
@@ -215,14 +231,14 @@ def fracdiff_report(data: FoldData, symbols: list[str]) -> dict | None:
 
 def fit_clusters(arrays: FleetArrays, train: np.ndarray, cfg: DictConfig) -> ClusterResult:
     """Clusters the assets on the training rows' returns (or fracdiff series)."""
-    params = OmegaConf.to_container(cfg.cluster, resolve=True)
-    on = params.pop("series", "returns")
-    if on == "fracdiff":
+    clusterer: AssetClusterer = build(cfg.cluster)
+    if clusterer.series == "fracdiff":
         series = StationaryFracDiff(max_d=cfg.features.max_d).fit(arrays.log_close[train])
         values = series.transform(arrays.log_close[train])
-    else:
+    elif clusterer.series == "returns":
         values = arrays.returns[train]
-    clusterer = AssetClusterer(dominant_symbols=tuple(cfg.universe.dominant_symbols), **params)
+    else:
+        raise ConfigError(f"cluster.series must be returns or fracdiff, got {clusterer.series!r}")
     return clusterer.fit(values, arrays.symbols, arrays.quote_volume[train]).result_
 
 
@@ -238,4 +254,4 @@ def head_groups(
     if granularity == "cluster":
         ids = np.array([clusters.cluster_map.get(s, -1) for s in symbols], dtype=np.int64)
         return ids, int(ids.max()) + 1
-    raise ValueError(f"head.granularity must be global, cluster or coin, got {granularity!r}")
+    raise ConfigError(f"head.granularity must be global, cluster or coin, got {granularity!r}")

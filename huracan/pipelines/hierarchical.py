@@ -8,29 +8,36 @@ are then scored after costs, per asset and per cluster.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from hydra.utils import instantiate
-from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
-from huracan.clustering import ClusterResult, cluster_agreement
+from huracan.clustering import ClusterResult
+from huracan.config import build
+from huracan.data import GateReport
 from huracan.data.panel import Panel
+from huracan.loggers import flat_config, stage_logger
 from huracan.models import save_checkpoint
+from huracan.pipelines.base import Pipeline
+from huracan.pipelines.fleet_report import write_report
 from huracan.pipelines.fold_data import (
     FleetArrays,
     FoldData,
     build_fleet_arrays,
     fracdiff_report,
     prepare_fold,
+    walk_forward,
 )
 from huracan.pipelines.training import choose_thresholds, fit_encoder, fit_heads, without_factor
-from huracan.report import StageTimer
-from huracan.validation import Fold, WalkForward
+from huracan.report import StageTimer, format_table
+from huracan.validation import Fold
 
 log = logging.getLogger("huracan")
 
@@ -53,6 +60,51 @@ class FleetRun:
     oracle_signals: np.ndarray | None = None
 
 
+class HierarchicalPipeline(Pipeline):
+    """Walk-forward training of the whole fleet, its report and its part of summary.json."""
+
+    def test_start(self, panel: Panel, cfg: DictConfig) -> pd.Timestamp:
+        return walk_forward(cfg).first_test_bar(panel)
+
+    def __call__(
+        self, panel: Panel, gates: GateReport, cfg: DictConfig, out: Path, timer: StageTimer
+    ) -> dict:
+        run = run_hierarchical(panel, cfg, out, timer)
+        logger = stage_logger(cfg, "report", hparams=False)
+        with timer("report"):
+            report = write_report(run, panel, cfg, out, logger)
+        log_report(report)
+        if logger is not None:
+            overall = report["clusters"]["all"]["model"]
+            metrics = {f"hp/{k}": v for k, v in overall.items() if isinstance(v, int | float)}
+            logger.log_hyperparams(flat_config(cfg), metrics)
+            logger.finalize("success")
+        return {
+            "clusters": report["clusters"],
+            "cluster_agreement": report["cluster_agreement"],
+            "folds": report["folds"],
+            "per_fold": json.loads(report["per_fold"].to_json(orient="index")),
+            "criteria": report["criteria"],
+            "objects": {"run": run},
+        }
+
+
+def log_report(report: dict) -> None:
+    """The console report: clusters, per-asset table, per-cluster table, criteria."""
+    results = report["results"].set_index("asset")
+    log.info("out-of-sample results per asset (after costs)\n%s", format_table(results))
+    rows = []
+    for name, entry in report["clusters"].items():
+        for variant in ("model", "without_factor", "oracle"):
+            if variant in entry:
+                rows.append({"group": name, "variant": variant, **entry[variant]})
+    table = pd.DataFrame(rows).set_index(["group", "variant"])
+    log.info("per cluster (pooled trades, after costs)\n%s", format_table(table, max_rows=80))
+    log.info("per fold (all assets' test-window trades)\n%s", format_table(report["per_fold"]))
+    lines = [f"  {c['result']}  {c['name']}: {c['value']}" for c in report["criteria"]]
+    log.info("success criteria\n%s", "\n".join(lines))
+
+
 def run_hierarchical(panel: Panel, cfg: DictConfig, out: Path, timer: StageTimer) -> FleetRun:
     """Walk-forward training and out-of-sample prediction of the whole fleet."""
     if cfg.threads:
@@ -60,13 +112,7 @@ def run_hierarchical(panel: Panel, cfg: DictConfig, out: Path, timer: StageTimer
     with timer("features") as note:
         arrays = build_fleet_arrays(panel, cfg)
         note(f"{len(arrays.feature_names)} features, horizon {cfg.labels.horizon} bar(s)")
-    folds = WalkForward(
-        n_folds=cfg.validation.n_folds,
-        horizon=cfg.labels.horizon,
-        purge=cfg.validation.purge,
-        embargo=cfg.validation.embargo,
-        val_fraction=cfg.validation.val_fraction,
-    ).split(panel)
+    folds = walk_forward(cfg).split(panel)
     shape = arrays.net_return.shape
     run = FleetRun(
         arrays=arrays,
@@ -76,14 +122,14 @@ def run_hierarchical(panel: Panel, cfg: DictConfig, out: Path, timer: StageTimer
         cluster_ids=np.full(shape, -1, dtype=np.int64),
         test_rows=np.concatenate([f.test for f in folds]),
     )
-    compare = cfg.report.compare_without_factor and cfg.factor.method != "none"
+    compare = cfg.report.compare_without_factor and build(cfg.factor).n_factors > 0
     if compare:
         run.signals_without_factor = np.zeros(shape, dtype=bool)
         run.probability_without_factor = np.full(shape, np.nan)
     make_trainer = instantiate(cfg.trainer)
     previous = None
     for fold in folds:
-        with timer(f"fold {fold.index}") as note:
+        with timer(f"fold {fold.index + 1}/{len(folds)}") as note:
             data = prepare_fold(arrays, fold, cfg, previous)
             info = train_fold(data, arrays, cfg, out, make_trainer, run, compare)
             previous = data.clusters
@@ -118,37 +164,48 @@ def train_fold(
     if len(train["y"]) == 0 or len(val["y"]) == 0:
         raise ValueError(f"fold {fold.index}: no usable training or validation samples")
     seed = cfg.seed + fold.index
-    logger = TensorBoardLogger(
-        cfg.logging.tensorboard_dir,
-        name=cfg.logging.run_name,
-        version=f"fold{fold.index}",
-        default_hp_metric=False,
+    stage = f"fold {fold.index + 1}/{len(run.folds)}"
+    logger = stage_logger(cfg, f"fold{fold.index}")
+    encoder = fit_encoder(cfg.encoder, train, val, make_trainer, logger, seed, f"{stage} encoder")
+    module = fit_heads(
+        cfg.head, encoder, data.n_groups, train, val, make_trainer, logger, seed, f"{stage} heads"
     )
-    encoder = fit_encoder(cfg.encoder, train, val, make_trainer, logger, seed)
-    module = fit_heads(cfg.head, encoder, data.n_groups, train, val, make_trainer, logger, seed)
     val_net = arrays.net_return[val_t, val_a]
     thresholds, prob, traded = trade_decisions(module, val, test, val_net, data.n_groups, cfg)
     run.probability[test_t, test_a] = prob
     run.signals[test_t, test_a] = traded
-    labels = data.clusters.labels(arrays.symbols)
-    run.cluster_ids[fold.test] = labels[None, :]
+    run.cluster_ids[fold.test] = data.clusters.labels(arrays.symbols)[None, :]
     if compare:
-        val_nf, test_nf = without_factor(val), without_factor(test)
         plain = fit_heads(
             cfg.head,
             encoder,
             data.n_groups,
             without_factor(train),
-            val_nf,
+            without_factor(val),
             make_trainer,
-            logger,
+            stage_logger(cfg, f"fold{fold.index}_without_factor"),
             seed,
+            f"{stage} heads without factor",
         )
-        _, prob_nf, traded_nf = trade_decisions(plain, val_nf, test_nf, val_net, data.n_groups, cfg)
+        _, prob_nf, traded_nf = trade_decisions(
+            plain, without_factor(val), without_factor(test), val_net, data.n_groups, cfg
+        )
         run.probability_without_factor[test_t, test_a] = prob_nf
         run.signals_without_factor[test_t, test_a] = traded_nf
+    save_fold_checkpoint(out, module, data, arrays.symbols, thresholds, cfg)
+    info = fold_info(data, arrays.symbols, train, test, int(traded.sum()), thresholds)
+    run.fold_clusters.append(data.clusters)
+    run.fold_factor.append(data.factor.to_dict())
+    run.fold_info.append(info)
+    return info
+
+
+def save_fold_checkpoint(
+    out: Path, module, data: FoldData, symbols: list[str], thresholds, cfg: DictConfig
+) -> None:
+    """The fold's model with everything needed to use it: ``models/fold<k>/``."""
     save_checkpoint(
-        out / "models" / f"fold{fold.index}",
+        out / "models" / f"fold{data.fold.index}",
         module,
         {
             "features": data.feature_names,
@@ -156,31 +213,34 @@ def train_fold(
             "scaler": data.scaler.state_dict(),
             "fracdiff_d": None if data.fracdiff is None else data.fracdiff.d_,
             "cluster_map": data.clusters.cluster_map,
-            "head_groups": dict(zip(arrays.symbols, data.groups.tolist(), strict=True)),
+            "head_groups": dict(zip(symbols, data.groups.tolist(), strict=True)),
             "factor": data.factor.to_dict(),
             "thresholds": thresholds,
-            "train_end": str(fold.train_times[-1]),
+            "train_end": str(data.fold.train_times[-1]),
             "config": OmegaConf.to_container(cfg, resolve=True),
         },
     )
-    info = {
+
+
+def fold_info(
+    data: FoldData, symbols: list[str], train: dict, test: dict, trades: int, thresholds
+) -> dict:
+    """The fold's line in ``summary.json``: sizes, trades, thresholds, what was filled."""
+    fold = data.fold
+    return {
         "fold": fold.index,
         "train_rows": len(fold.train),
         "val_rows": len(fold.val),
         "test_rows": len(fold.test),
         "train_samples": len(train["y"]),
         "test_samples": len(test["y"]),
-        "test_trades": int(traded.sum()),
+        "test_trades": trades,
         "thresholds": [None if np.isinf(t) else round(float(t), 4) for t in thresholds],
         "factor_bars_filled": data.factor_filled,
         "factor_bars_zeroed": data.factor_zeroed,
         "assets_without_cluster": sorted(data.clusters.excluded),
-        "fracdiff": fracdiff_report(data, arrays.symbols),
+        "fracdiff": fracdiff_report(data, symbols),
     }
-    run.fold_clusters.append(data.clusters)
-    run.fold_factor.append(data.factor.to_dict())
-    run.fold_info.append(info)
-    return info
 
 
 def trade_decisions(
@@ -198,8 +258,3 @@ def trade_decisions(
     )
     prob = module.predict_proba(test["x"], test["factor"], test["group"]).numpy()
     return thresholds, prob, prob >= thresholds[test["group"].numpy()]
-
-
-def fold_agreement(clusters: list[ClusterResult]) -> list[float]:
-    """Adjusted Rand index between consecutive folds' cluster assignments."""
-    return [cluster_agreement(a, b) for a, b in zip(clusters[:-1], clusters[1:], strict=True)]

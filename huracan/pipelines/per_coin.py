@@ -17,27 +17,38 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from hydra.utils import instantiate
-from lightning.pytorch.loggers import TensorBoardLogger
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 
+from huracan.config import build
 from huracan.costs import CostModel, calibrate_slippage_from_candles
 from huracan.data import GateReport, Panel
+from huracan.errors import ConfigError
+from huracan.loggers import stage_logger
 from huracan.models.checkpoint import encoder_spec
+from huracan.pipelines.base import Pipeline
 from huracan.pipelines.coin_job import CoinJob, run_coin_job
-from huracan.pipelines.fold_data import FleetArrays, FoldData, build_fleet_arrays, prepare_fold
+from huracan.pipelines.fold_data import (
+    FleetArrays,
+    FoldData,
+    build_fleet_arrays,
+    prepare_fold,
+    single_split,
+)
 from huracan.pipelines.training import fit_encoder, fit_heads
-from huracan.queue import JobQueue, QueueReport
+from huracan.progress import interactive
+from huracan.queue import QueueReport
 from huracan.registry.artifacts import is_complete, json_bytes, model_prefix
 from huracan.registry.champions import read_champion
 from huracan.registry.roster import write_roster
 from huracan.report import StageTimer
-from huracan.store import ArtifactNotFound, Store, content_hash, make_store
-from huracan.validation import WalkForward
+from huracan.store import ArtifactNotFound, Store, content_hash
 
 log = logging.getLogger("huracan")
 
@@ -47,21 +58,11 @@ def run_per_coin(
 ) -> dict:
     """Trains, validates, exports and ranks one model per coin; returns the run summary."""
     store_options = OmegaConf.to_container(cfg.store, resolve=True)
-    store = make_store(**store_options)
+    store = build(cfg.store)
     run_id = str(cfg.pipeline.run_id)
-    with open_dict(cfg):
-        cfg.head.granularity = "coin"
     with timer("features") as note:
         arrays = build_fleet_arrays(panel, cfg)
-        bars_per_day = 86400 / panel.bar_seconds
-        [fold] = WalkForward(
-            n_folds=1,
-            horizon=cfg.labels.horizon,
-            purge=cfg.validation.purge,
-            embargo=cfg.validation.embargo,
-            val_fraction=cfg.validation.val_fraction,
-            test_size=int(round(cfg.pipeline.test_days * bars_per_day)),
-        ).split(panel)
+        [fold] = single_split(panel, cfg).split(panel)
         data = prepare_fold(arrays, fold, cfg, None)
         note(
             f"train ..{fold.train_times[-1]:%Y-%m-%d}, "
@@ -71,12 +72,7 @@ def run_per_coin(
     train, _, _ = data.samples(arrays, fold.train, valid)
     val, _, _ = data.samples(arrays, fold.val, valid)
     make_trainer = instantiate(cfg.trainer)
-    logger = TensorBoardLogger(
-        cfg.logging.tensorboard_dir,
-        name=cfg.logging.run_name,
-        version="per_coin",
-        default_hp_metric=False,
-    )
+    logger = stage_logger(cfg, "per_coin")
     with timer("shared encoder") as note:
         encoder = fit_encoder(cfg.encoder, train, val, make_trainer, logger, cfg.seed)
         note(f"{len(train['y']):,} training samples of {panel.n_assets} coins")
@@ -113,8 +109,10 @@ def run_per_coin(
         encoder_hash,
         run_id,
     )
-    queue = JobQueue(
-        **cfg.queue, log_dir=out / "logs", progress=bool(cfg.trainer.enable_progress_bar)
+    queue = build(
+        cfg.queue,
+        log_dir=out / "logs",
+        progress=bool(cfg.trainer.enable_progress_bar) and interactive(),
     )
     with timer("jobs") as note:
         report = queue.run(
@@ -123,7 +121,6 @@ def run_per_coin(
             done=lambda job: is_complete(store, job.model_prefix, verify_hashes=True),
         )
         note(", ".join(f"{k} {v}" for k, v in report.counts().items() if v))
-    log.info("jobs\n%s", report.table())
     with timer("roster") as note:
         bank = write_feature_bank(store, report, jobs, cfg, run_id)
         roster = write_roster(store, roster_entries(store, panel, gates, cfg), run_id)
@@ -236,6 +233,7 @@ def build_jobs(
                     k: v.detach().numpy() for k, v in joint.head.group_slice(j).state_dict().items()
                 },
                 head_cfg=head_cfg,
+                trainer_cfg=OmegaConf.to_container(cfg.trainer, resolve=True),
                 train=parts["train"] if joint is None else None,
                 val=parts["val"],
                 test=parts["test"],
@@ -369,3 +367,37 @@ def roster_entries(store: Store, panel: Panel, gates: GateReport, cfg: DictConfi
 
 def _f(value: float) -> float | None:
     return None if value is None or not np.isfinite(value) else float(value)
+
+
+@dataclass(frozen=True)
+class PerCoinPipeline(Pipeline):
+    """``pipeline=per_coin``: one validated, costed, exported model per coin, and the roster.
+
+    The fields are the ``pipeline`` config's options (typed here, read from the config by
+    the stages).
+    """
+
+    run_id: str | int = ""
+    test_days: float = 30
+    heads: Literal["joint", "alone"] = "joint"
+    calibration_days: float = 30
+    importance_repeats: int = 2
+    champion_min_trades: int = 10
+    max_round_trip_bps: float = 40
+    shared_feature_share: float = 0.5
+    services = ("queue", "store")
+
+    def test_start(self, panel: Panel, cfg: DictConfig):
+        return single_split(panel, cfg).first_test_bar(panel)
+
+    def check(self, cfg: DictConfig) -> None:
+        if cfg.head.granularity != "coin":
+            raise ConfigError(
+                f"pipeline=per_coin trains one head per coin; head.granularity is "
+                f"{cfg.head.granularity!r} (drop the head override, or use head=coin)"
+            )
+
+    def __call__(
+        self, panel: Panel, gates: GateReport, cfg: DictConfig, out: Path, timer: StageTimer
+    ) -> dict:
+        return run_per_coin(panel, gates, cfg, out, timer)

@@ -1,18 +1,24 @@
-"""Training one fold: the shared encoder, the grouped heads, and the decision thresholds."""
+"""Training one fold: the shared encoder, the grouped heads, and the decision thresholds.
+
+The ``encoder`` and ``head`` config groups name one of the recipes below by ``_target_``;
+each recipe holds its hyper-parameters and fits its part of the model on the fold's
+sample tensors with the trainer factory of the ``trainer`` group.
+"""
 
 from __future__ import annotations
 
 import copy
-import logging
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
 
 import lightning.pytorch as pl
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import EarlyStopping
-from omegaconf import DictConfig
 from torch import nn
 
+from huracan.config import build
 from huracan.errors import ConfigError
 from huracan.models import (
     Autoencoder,
@@ -23,81 +29,147 @@ from huracan.models import (
     LinearEncoder,
 )
 from huracan.models.batches import batch_loader
+from huracan.progress import stage_trainer
 
-log = logging.getLogger("huracan")
 TrainerFactory = Callable[..., pl.Trainer]
+Samples = dict[str, torch.Tensor]
+Granularity = Literal["global", "cluster", "coin"]
 
 
-def fit_encoder(
-    cfg: DictConfig,
-    train: dict[str, torch.Tensor],
-    val: dict[str, torch.Tensor],
-    make_trainer: TrainerFactory,
-    logger: object,
-    seed: int,
-) -> nn.Module:
-    """Builds the shared encoder from the training samples of every coin.
+@dataclass(frozen=True)
+class AutoencoderEncoder:
+    """An MLP autoencoder pretrained on every coin's training-window features.
 
-    ``autoencoder`` is pretrained on reconstruction with early stopping on the
-    validation slice; ``pca`` keeps the leading components; ``none`` passes features on.
+    Early stopping watches the validation slice's reconstruction loss; the weights of the
+    last epoch are kept.
     """
-    n_features = train["x"].shape[1]
-    if cfg.kind == "none":
-        return IdentityEncoder(n_features)
-    if cfg.kind == "pca":
-        return LinearEncoder.fit_pca(train["x"].numpy(), cfg.latent_dim)
-    if cfg.kind != "autoencoder":
-        raise ValueError(f"encoder.kind must be autoencoder, pca or none, got {cfg.kind!r}")
-    pl.seed_everything(seed, workers=True, verbose=False)
-    autoencoder = Autoencoder(n_features, cfg.latent_dim, tuple(cfg.hidden), cfg.dropout)
-    module = AutoencoderModule(autoencoder, lr=cfg.lr)
-    trainer = make_trainer(
-        max_epochs=cfg.max_epochs,
-        logger=logger,
-        callbacks=[EarlyStopping("val/recon", patience=cfg.patience)],
-    )
-    trainer.fit(
-        module,
-        batch_loader({"x": train["x"]}, cfg.batch_size, shuffle=True, seed=seed),
-        batch_loader({"x": val["x"]}, 65536, shuffle=False),
-    )
-    return autoencoder.cpu().eval()
+
+    latent_dim: int = 16
+    hidden: tuple[int, ...] = (64,)
+    dropout: float = 0.0
+    lr: float = 1e-3
+    batch_size: int = 2048
+    max_epochs: int = 20
+    patience: int = 3
+
+    def fit(
+        self,
+        train: Samples,
+        val: Samples,
+        make_trainer: TrainerFactory,
+        logger: object,
+        seed: int,
+        stage: str = "encoder",
+    ) -> nn.Module:
+        pl.seed_everything(seed, workers=True, verbose=False)
+        autoencoder = Autoencoder(
+            train["x"].shape[1], self.latent_dim, tuple(self.hidden), self.dropout
+        )
+        module = AutoencoderModule(autoencoder, lr=self.lr)
+        trainer = stage_trainer(
+            make_trainer,
+            stage,
+            max_epochs=self.max_epochs,
+            logger=logger,
+            callbacks=[EarlyStopping("val/recon", patience=self.patience)],
+        )
+        trainer.fit(
+            module,
+            batch_loader({"x": train["x"]}, self.batch_size, shuffle=True, seed=seed),
+            batch_loader({"x": val["x"]}, 65536, shuffle=False),
+        )
+        return autoencoder.cpu().eval()
 
 
-def fit_heads(
-    cfg: DictConfig,
-    encoder: nn.Module,
-    n_groups: int,
-    train: dict[str, torch.Tensor],
-    val: dict[str, torch.Tensor],
-    make_trainer: TrainerFactory,
-    logger: object,
-    seed: int,
-) -> FleetModule:
-    """Trains the grouped MoE heads (and the encoder too when ``finetune_encoder``)."""
-    pl.seed_everything(seed, workers=True, verbose=False)
-    if cfg.finetune_encoder:  # fine-tuning changes the encoder: keep the caller's intact
-        encoder = copy.deepcopy(encoder)
-    n_channels = train["factor"].shape[1]
-    head = GroupedMoEHead(
-        n_groups, encoder.out_dim + n_channels, cfg.n_experts, cfg.hidden, cfg.top_k
-    )
-    module = FleetModule(encoder, head, cfg.lr, cfg.finetune_encoder, cfg.balance_weight)
-    trainer = make_trainer(
-        max_epochs=cfg.max_epochs,
-        logger=logger,
-        callbacks=[EarlyStopping("val/loss", patience=cfg.patience)],
-    )
-    by_group = cfg.batches == "by_group" or (cfg.batches == "auto" and n_groups > 16)
-    trainer.fit(
-        module,
-        batch_loader(train, cfg.batch_size, shuffle=True, seed=seed, by_group=by_group),
-        batch_loader(val, 65536, shuffle=False),
-    )
-    return module.cpu().eval()
+@dataclass(frozen=True)
+class PCAEncoder:
+    """PCA of the training-window features: the leading ``latent_dim`` components."""
+
+    latent_dim: int = 16
+
+    def fit(self, train: Samples, val: Samples, make_trainer, logger, seed, stage="") -> nn.Module:
+        return LinearEncoder.fit_pca(train["x"].numpy(), self.latent_dim)
 
 
-def without_factor(samples: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+@dataclass(frozen=True)
+class NoEncoder:
+    """No encoder: the heads see the scaled features themselves."""
+
+    def fit(self, train: Samples, val: Samples, make_trainer, logger, seed, stage="") -> nn.Module:
+        return IdentityEncoder(train["x"].shape[1])
+
+
+@dataclass(frozen=True)
+class MoEHeads:
+    """Mixture-of-experts heads, one parameter set per group of assets.
+
+    Attributes:
+        granularity: ``global`` (one head), ``cluster`` (one per cluster) or ``coin``.
+        by_group_above: with more heads than this, every batch holds one head's samples
+            (one dense pass per batch); 0 always, None never.
+        finetune_encoder: train the encoder with the heads (on a copy of it).
+    """
+
+    granularity: Granularity = "cluster"
+    n_experts: int = 4
+    hidden: int = 32
+    top_k: int | None = None
+    balance_weight: float = 0.01
+    finetune_encoder: bool = False
+    lr: float = 2e-3
+    batch_size: int = 2048
+    by_group_above: int | None = 16
+    max_epochs: int = 30
+    patience: int = 4
+
+    def fit(
+        self,
+        encoder: nn.Module,
+        n_groups: int,
+        train: Samples,
+        val: Samples,
+        make_trainer: TrainerFactory,
+        logger: object,
+        seed: int,
+        stage: str = "heads",
+    ) -> FleetModule:
+        """Trains the grouped heads (and the encoder too when ``finetune_encoder``)."""
+        pl.seed_everything(seed, workers=True, verbose=False)
+        if self.finetune_encoder:  # fine-tuning changes the encoder: keep the caller's intact
+            encoder = copy.deepcopy(encoder)
+        n_channels = train["factor"].shape[1]
+        head = GroupedMoEHead(
+            n_groups, encoder.out_dim + n_channels, self.n_experts, self.hidden, self.top_k
+        )
+        module = FleetModule(encoder, head, self.lr, self.finetune_encoder, self.balance_weight)
+        trainer = stage_trainer(
+            make_trainer,
+            stage,
+            max_epochs=self.max_epochs,
+            logger=logger,
+            callbacks=[EarlyStopping("val/loss", patience=self.patience)],
+        )
+        by_group = self.by_group_above is not None and n_groups > self.by_group_above
+        trainer.fit(
+            module,
+            batch_loader(train, self.batch_size, shuffle=True, seed=seed, by_group=by_group),
+            batch_loader(val, 65536, shuffle=False),
+        )
+        return module.cpu().eval()
+
+
+def fit_encoder(cfg, train: Samples, val: Samples, make_trainer, logger, seed: int, stage=""):
+    """Builds the ``encoder`` config's recipe and fits the shared encoder with it."""
+    return build(cfg).fit(train, val, make_trainer, logger, seed, stage or "encoder")
+
+
+def fit_heads(cfg, encoder, n_groups, train, val, make_trainer, logger, seed, stage=""):
+    """Builds the ``head`` config's recipe and trains the grouped heads with it."""
+    recipe = build(cfg)
+    return recipe.fit(encoder, n_groups, train, val, make_trainer, logger, seed, stage or "heads")
+
+
+def without_factor(samples: Samples) -> Samples:
     """The same samples with no market-factor channel (for the built-in ablation)."""
     return {**samples, "factor": samples["factor"][:, :0]}
 

@@ -17,10 +17,11 @@ Conventions:
 """
 
 from huracan.queue.jobs import CACHED, WORKER_CRASHED, JobResult, JobSkipped, JobStatus, QueueReport
-from huracan.queue.runner import JobQueue
+from huracan.queue.runner import DaskQueue, JobQueue
 
 __all__ = [
     "CACHED",
+    "DaskQueue",
     "WORKER_CRASHED",
     "JobQueue",
     "JobResult",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import socket
 import time
 import uuid
 from collections import Counter, deque
@@ -111,25 +112,20 @@ class _Board:
 class JobQueue:
     """Runs one job per symbol and reports every outcome; one failure never stops the rest.
 
-    With one worker and the process backend the jobs run in this process, one after the
-    other (the mode for debugging). With more, each job runs in a spawned worker process
-    (fork is unsafe once torch is imported); with the Dask backend, on a Dask cluster.
-    A worker that dies (segfault, out of memory, ``os._exit``) fails only the jobs it
-    was running: they are rerun, one at a time since nobody knows which one killed it,
-    until they have been started ``max_attempts`` times; then they fail with reason
-    ``"worker crashed"``.
+    With one worker the jobs run in this process, one after the other (the mode for
+    debugging). With more, each job runs in a spawned worker process (fork is unsafe once
+    torch is imported); :class:`DaskQueue` runs them on a Dask cluster instead. A worker
+    that dies (segfault, out of memory, ``os._exit``) fails only the jobs it was running:
+    they are rerun, one at a time since nobody knows which one killed it, until they have
+    been started ``max_attempts`` times; then they fail with reason ``"worker crashed"``.
 
     Args:
-        workers: Jobs run at once; with Dask and no address, workers of the local cluster.
-        backend: ``"process"`` (this machine) or ``"dask"`` (a Dask distributed cluster).
-        address: Dask scheduler address, e.g. ``"tcp://127.0.0.1:8786"``; None starts a
-            local cluster for the run. Only with the Dask backend.
+        workers: Jobs run at once.
         log_dir: Where ``<SYMBOL>.log`` files go: each holds the job's own log records
             and, if it failed, the traceback. It must be visible to remote Dask workers.
             None writes no files.
         max_attempts: Starts allowed per job when workers crash. Exceptions raised by the
-            job are not retried. On an existing Dask cluster its own
-            ``distributed.scheduler.allowed-failures`` setting applies instead.
+            job are not retried.
         progress: Show a progress bar with counts per status.
         max_tasks_per_child: Replace each worker process after this many jobs, to bound
             memory that a training library does not give back; None keeps workers.
@@ -141,32 +137,27 @@ class JobQueue:
     def __init__(
         self,
         workers: int = 1,
-        backend: str = "process",
-        address: str | None = None,
         log_dir: str | Path | None = None,
         max_attempts: int = 2,
         progress: bool = True,
         max_tasks_per_child: int | None = None,
     ):
         if workers < 1:
-            raise ConfigError(f"JobQueue workers must be at least 1, got {workers}")
-        if backend not in ("process", "dask"):
-            raise ConfigError(f"JobQueue backend must be 'process' or 'dask', got {backend!r}")
-        if address is not None and backend != "dask":
-            raise ConfigError(f"JobQueue address {address!r} needs backend='dask'")
+            raise ConfigError(f"queue workers must be at least 1, got {workers}")
         if max_attempts < 1:
-            raise ConfigError(f"JobQueue max_attempts must be at least 1, got {max_attempts}")
+            raise ConfigError(f"queue max_attempts must be at least 1, got {max_attempts}")
         if max_tasks_per_child is not None and max_tasks_per_child < 1:
             raise ConfigError(
-                f"JobQueue max_tasks_per_child must be at least 1, got {max_tasks_per_child}"
+                f"queue max_tasks_per_child must be at least 1, got {max_tasks_per_child}"
             )
         self.workers = workers
-        self.backend = backend
-        self.address = address
         self.log_dir = None if log_dir is None else Path(log_dir)
         self.max_attempts = max_attempts
         self.progress = progress
         self.max_tasks_per_child = max_tasks_per_child
+
+    def check(self) -> None:
+        """Raises a ConfigError when the queue cannot run (checked before any training)."""
 
     def run(
         self,
@@ -198,7 +189,7 @@ class JobQueue:
         repeated = sorted({s for s, n in Counter(symbols).items() if n > 1})
         if repeated:
             raise ValueError(f"each symbol needs exactly one job; repeated: {repeated}")
-        if self.backend == "process" and self.workers > 1:
+        if self._sends_to_processes():
             qualname = getattr(fn, "__qualname__", "")
             if not qualname or "<" in qualname:  # lambdas, nested functions: not importable
                 raise TypeError(
@@ -223,16 +214,7 @@ class JobQueue:
                         log_dir.mkdir(parents=True, exist_ok=True)
                         log_paths[index].write_text("", encoding="utf-8")
             with logging_redirect_tqdm() if self.progress else nullcontext():
-                if self.backend == "dask":
-                    self._run_dask(fn, jobs, todo, board)
-                elif self.workers == 1:
-                    for index in todo:
-                        board.start(index)
-                        board.finish(
-                            index, run_job(fn, jobs[index], symbols[index], log_paths[index])
-                        )
-                else:
-                    self._run_pool(fn, jobs, todo, board)
+                self._execute(fn, jobs, todo, board)
         except KeyboardInterrupt:
             report = board.report()
             _log.warning(
@@ -244,6 +226,19 @@ class JobQueue:
         report = board.report()
         _log.info("job queue finished: %s\n%s", format_counts(report.counts()), report.table())
         return report
+
+    def _sends_to_processes(self) -> bool:
+        return self.workers > 1
+
+    def _execute(self, fn: Callable, jobs: list, todo: list[int], board: _Board) -> None:
+        if self.workers > 1:
+            self._run_pool(fn, jobs, todo, board)
+            return
+        for index in todo:
+            board.start(index)
+            board.finish(
+                index, run_job(fn, jobs[index], board.symbols[index], board.log_paths[index])
+            )
 
     def _new_pool(self) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(
@@ -297,7 +292,63 @@ class JobQueue:
             raise
         pool.shutdown(wait=True)
 
-    def _run_dask(self, fn: Callable, jobs: list, todo: list[int], board: _Board) -> None:
+
+def _collect(finished: set[Future], in_flight: dict[Future, int], board: _Board) -> list[int]:
+    """Records the finished futures; returns the jobs whose worker died under them."""
+    crashed = []
+    for future in finished:
+        index = in_flight.pop(future)
+        try:
+            result = future.result()
+        except BrokenProcessPool:
+            crashed.append(index)
+        except Exception as exc:  # e.g. a job or result that cannot be pickled
+            board.fail(index, f"{type(exc).__name__}: {exc}")
+        else:
+            board.finish(index, result)
+    return crashed
+
+
+class DaskQueue(JobQueue):
+    """The same jobs on a Dask distributed cluster (``queue=dask``).
+
+    Args:
+        workers: With no address, the worker processes of a local cluster on 127.0.0.1.
+        address: Dask scheduler address, e.g. ``"tcp://127.0.0.1:8786"``; None starts a
+            local cluster for the run.
+        max_attempts: As :class:`JobQueue`; on an existing cluster its own
+            ``distributed.scheduler.allowed-failures`` setting applies instead.
+        log_dir, progress: As :class:`JobQueue`.
+    """
+
+    def __init__(
+        self,
+        workers: int = 2,
+        address: str | None = None,
+        log_dir: str | Path | None = None,
+        max_attempts: int = 2,
+        progress: bool = True,
+    ):
+        super().__init__(workers, log_dir, max_attempts, progress)
+        self.address = address
+
+    def check(self, timeout_s: float = 5.0) -> None:
+        """Raises a ConfigError when the scheduler at ``address`` does not answer."""
+        if self.address is None:
+            return
+        host, _, port = self.address.rpartition("://")[2].rpartition(":")
+        try:
+            with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout_s):
+                pass
+        except (OSError, ValueError) as exc:
+            raise ConfigError(
+                f"queue.address {self.address!r}: no Dask scheduler answers there ({exc})"
+            ) from None
+
+    def _sends_to_processes(self) -> bool:
+        return False
+
+    def _execute(self, fn: Callable, jobs: list, todo: list[int], board: _Board) -> None:
         # Imported here: worker processes import this module and need no Dask.
         import dask
         from distributed import Client, KilledWorker, LocalCluster, as_completed
@@ -358,19 +409,3 @@ class JobQueue:
             except KeyboardInterrupt:
                 client.cancel(list(in_flight))
                 raise
-
-
-def _collect(finished: set[Future], in_flight: dict[Future, int], board: _Board) -> list[int]:
-    """Records the finished futures; returns the jobs whose worker died under them."""
-    crashed = []
-    for future in finished:
-        index = in_flight.pop(future)
-        try:
-            result = future.result()
-        except BrokenProcessPool:
-            crashed.append(index)
-        except Exception as exc:  # e.g. a job or result that cannot be pickled
-            board.fail(index, f"{type(exc).__name__}: {exc}")
-        else:
-            board.finish(index, result)
-    return crashed

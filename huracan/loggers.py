@@ -1,0 +1,71 @@
+"""Experiment loggers from the ``logger`` config group: TensorBoard, CSV or MLflow.
+
+Each training stage logs to its own run of the experiment (``fold0``,
+``fold0_without_factor``, ``per_coin``, ...) under the experiment ``name`` (by default
+the run directory), and every run's hyper-parameters hold the whole resolved config.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from lightning.pytorch.loggers import Logger, MLFlowLogger
+from omegaconf import DictConfig, OmegaConf
+
+from huracan.config import build
+
+
+def stage_logger(cfg: DictConfig, version: str, hparams: bool = True) -> Logger | None:
+    """The configured logger for one stage, with the resolved config as hyper-parameters.
+
+    Args:
+        cfg: the run's config; ``cfg.logger`` is a ``_partial_`` logger factory, or null
+            for no logging.
+        version: the stage's run name, e.g. ``"fold3"``.
+        hparams: log the config now; False leaves it to the caller (to pair it with
+            metrics, as TensorBoard's hparams table wants).
+    """
+    if cfg.get("logger") is None:
+        return None
+    logger = build(cfg.logger)(version=version)
+    if hparams:
+        logger.log_hyperparams(flat_config(cfg))
+    return logger
+
+
+def flat_config(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved config as flat ``a/b`` keys with scalar values (hparams tables)."""
+    return _flat(OmegaConf.to_container(cfg, resolve=True))
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat |= _flat(value, f"{name}/")
+        else:
+            flat[name] = value if isinstance(value, int | float | str | bool) else str(value)
+    return flat
+
+
+class MLFlowRunLogger(MLFlowLogger):
+    """Lightning's MLflow logger named like the others: ``name`` is the experiment and
+    ``version`` the run (MLflow calls them experiment and run name)."""
+
+    def __init__(
+        self,
+        name: str | None = None,
+        version: str | None = None,
+        tracking_uri: str = "file:./mlruns",
+        **kwargs: Any,
+    ):
+        if tracking_uri.startswith("file:"):  # MLflow 3 asks for an opt-in to file stores
+            os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+        super().__init__(
+            experiment_name=name or "huracan",
+            run_name=version,
+            tracking_uri=tracking_uri,
+            **kwargs,
+        )
