@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from lightning.pytorch.loggers import Logger, MLFlowLogger
+from lightning.pytorch.loggers import Logger, MLFlowLogger, TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
 from huracan.config import build
@@ -32,6 +32,31 @@ def stage_logger(cfg: DictConfig, version: str, hparams: bool = True) -> Logger 
     if hparams:
         logger.log_hyperparams(flat_config(cfg))
     return logger
+
+
+def log_results(logger: Logger | None, cfg: DictConfig, metrics: dict[str, float]) -> None:
+    """The run's headline metrics; TensorBoard pairs them with the config (hparams tab)."""
+    if logger is None:
+        return
+    if isinstance(logger, TensorBoardLogger):
+        logger.log_hyperparams(flat_config(cfg), metrics)
+    else:
+        logger.log_hyperparams(flat_config(cfg))
+        logger.log_metrics(metrics)
+    logger.finalize("success")
+
+
+def log_figures(logger: Logger | None, figures: dict) -> None:
+    """Adds the report's figures to the logger's run where it keeps images."""
+    if logger is None:
+        return
+    experiment = logger.experiment
+    for name, figure in figures.items():
+        if hasattr(experiment, "add_figure"):  # TensorBoard
+            experiment.add_figure(f"report/{name}", figure)
+        elif isinstance(logger, MLFlowLogger):
+            experiment.log_figure(logger.run_id, figure, f"report/{name}.png")
+        # CSV keeps no images: the PNG files are in the run directory
 
 
 def flat_config(cfg: DictConfig) -> dict[str, Any]:

@@ -90,8 +90,9 @@ def test_writes_every_file_of_the_output_contract(small_run):
         assert set(description["cluster_map"]) == set(results["asset"])
     runs = {p.parent.name for p in (out / "tb").rglob("events.out.tfevents.*")}
     # the heads without the factor log to runs of their own, beside each fold's
-    assert runs == {"fold0", "fold1", "fold0_without_factor", "fold1_without_factor", "report"}
-    hparams = yaml.safe_load((out / "tb" / "test" / "fold1" / "hparams.yaml").read_text())
+    stages = {"encoder", "heads", "heads_without_factor"}
+    assert runs == {f"fold{k}_{stage}" for k in (0, 1) for stage in stages} | {"report"}
+    hparams = yaml.safe_load((out / "tb" / "test" / "fold1_heads" / "hparams.yaml").read_text())
     assert hparams["head/granularity"] == "cluster" and hparams["seed"] == 0  # whole config
 
 

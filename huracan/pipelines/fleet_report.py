@@ -10,10 +10,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 from omegaconf import DictConfig
+from sklearn.metrics import adjusted_rand_score
 
 from huracan.clustering import fold_agreement
 from huracan.data.panel import Panel
 from huracan.io import atomic_write_text
+from huracan.loggers import log_figures
 from huracan.metrics import COLUMNS, asset_metrics, fold_metrics, group_metrics
 from huracan.plots import plot_correlation_heatmap, plot_dendrogram, plot_equity
 
@@ -134,44 +136,12 @@ def write_report(run: FleetRun, panel: Panel, cfg: DictConfig, out: Path, logger
     horizon = cfg.labels.horizon
     arrays = run.arrays
     clusters = modal_clusters(run)
-    results = asset_metrics(
-        run.signals,
-        arrays.label,
-        arrays.net_return,
-        symbols=arrays.symbols,
-        bars_per_year=panel.bars_per_year,
-        horizon=horizon,
-        rows=run.test_rows,
-    )
-    scored = np.isfinite(run.probability)
-    folds = np.stack([scored[f.test].any(0) for f in run.folds]).sum(0)
-    results = results.reset_index(names="asset")
-    results.insert(1, "cluster", clusters)
-    results["folds"] = folds
-    results = results[["asset", "cluster", *COLUMNS, "folds"]]
+    results = results_table(run, clusters, panel.bars_per_year, horizon)
     atomic_write_text(out / "results.csv", results.to_csv(index=False))
-
     by_cluster = cluster_table(run, clusters, panel.bars_per_year, horizon)
-    last = run.fold_clusters[-1]
-    agreement = fold_agreement(run.fold_clusters)
-    clusters_json = {
-        "cluster_map": dict(zip(arrays.symbols, clusters.tolist(), strict=True)),
-        "dominant_cluster_id": last.dominant_cluster_id,
-        "cluster_members": {
-            str(c): [s for s, k in zip(arrays.symbols, clusters, strict=True) if k == c]
-            for c in sorted(set(clusters.tolist()))
-        },
-        "folds": [c.to_dict() for c in run.fold_clusters],
-        "adjusted_rand_index_between_folds": agreement,
-    }
-    if panel.truth is not None:
-        from sklearn.metrics import adjusted_rand_score
-
-        clusters_json["adjusted_rand_index_vs_planted"] = [
-            float(adjusted_rand_score(panel.truth.cluster_labels, c.labels(arrays.symbols)))
-            for c in run.fold_clusters
-        ]
-    atomic_write_text(out / "clusters.json", json.dumps(clusters_json, indent=2))
+    atomic_write_text(
+        out / "clusters.json", json.dumps(clusters_summary(run, panel, clusters), indent=2)
+    )
     factor_json = {
         "method": run.fold_factor[0]["method"],
         "dominant_symbols": list(cfg.universe.dominant_symbols),
@@ -180,10 +150,7 @@ def write_report(run: FleetRun, panel: Panel, cfg: DictConfig, out: Path, logger
         "explained_variance_ratio": [f.get("explained_variance_ratio") for f in run.fold_factor],
     }
     atomic_write_text(out / "factor.json", json.dumps(factor_json, indent=2))
-    figures = write_plots(run, panel, clusters, out)
-    if logger is not None:
-        for name, fig in figures.items():
-            logger.experiment.add_figure(f"report/{name}", fig)
+    log_figures(logger, write_plots(run, panel, clusters, out))
     per_fold = fold_metrics(
         run.signals,
         arrays.label,
@@ -197,9 +164,52 @@ def write_report(run: FleetRun, panel: Panel, cfg: DictConfig, out: Path, logger
         "per_fold": per_fold,
         "clusters": by_cluster,
         "criteria": success_criteria(run, results, by_cluster, cfg),
-        "cluster_agreement": agreement,
+        "cluster_agreement": fold_agreement(run.fold_clusters),
         "folds": run.fold_info,
     }
+
+
+def results_table(
+    run: FleetRun, clusters: np.ndarray, bars_per_year: float, horizon: int
+) -> pd.DataFrame:
+    """``results.csv``: one row per asset, its test-window trades scored after costs."""
+    arrays = run.arrays
+    results = asset_metrics(
+        run.signals,
+        arrays.label,
+        arrays.net_return,
+        symbols=arrays.symbols,
+        bars_per_year=bars_per_year,
+        horizon=horizon,
+        rows=run.test_rows,
+    )
+    scored = np.isfinite(run.probability)
+    folds = np.stack([scored[f.test].any(0) for f in run.folds]).sum(0)
+    results = results.reset_index(names="asset")
+    results.insert(1, "cluster", clusters)
+    results["folds"] = folds
+    return results[["asset", "cluster", *COLUMNS, "folds"]]
+
+
+def clusters_summary(run: FleetRun, panel: Panel, clusters: np.ndarray) -> dict:
+    """``clusters.json``: the modal clusters, every fold's, and their agreement."""
+    symbols = run.arrays.symbols
+    summary = {
+        "cluster_map": dict(zip(symbols, clusters.tolist(), strict=True)),
+        "dominant_cluster_id": run.fold_clusters[-1].dominant_cluster_id,
+        "cluster_members": {
+            str(c): [s for s, k in zip(symbols, clusters, strict=True) if k == c]
+            for c in sorted(set(clusters.tolist()))
+        },
+        "folds": [c.to_dict() for c in run.fold_clusters],
+        "adjusted_rand_index_between_folds": fold_agreement(run.fold_clusters),
+    }
+    if panel.truth is not None:
+        summary["adjusted_rand_index_vs_planted"] = [
+            float(adjusted_rand_score(panel.truth.cluster_labels, c.labels(symbols)))
+            for c in run.fold_clusters
+        ]
+    return summary
 
 
 def write_plots(run: FleetRun, panel: Panel, clusters: np.ndarray, out: Path) -> dict:

@@ -23,7 +23,7 @@ from huracan.clustering import ClusterResult
 from huracan.config import build
 from huracan.data import GateReport
 from huracan.data.panel import Panel
-from huracan.loggers import flat_config, stage_logger
+from huracan.loggers import log_results, stage_logger
 from huracan.models import save_checkpoint
 from huracan.pipelines.base import Pipeline
 from huracan.pipelines.fleet_report import write_report
@@ -74,11 +74,10 @@ class HierarchicalPipeline(Pipeline):
         with timer("report"):
             report = write_report(run, panel, cfg, out, logger)
         log_report(report)
-        if logger is not None:
-            overall = report["clusters"]["all"]["model"]
-            metrics = {f"hp/{k}": v for k, v in overall.items() if isinstance(v, int | float)}
-            logger.log_hyperparams(flat_config(cfg), metrics)
-            logger.finalize("success")
+        overall = report["clusters"]["all"]["model"]
+        log_results(
+            logger, cfg, {f"hp/{k}": v for k, v in overall.items() if isinstance(v, int | float)}
+        )
         return {
             "clusters": report["clusters"],
             "cluster_agreement": report["cluster_agreement"],
@@ -165,10 +164,27 @@ def train_fold(
         raise ValueError(f"fold {fold.index}: no usable training or validation samples")
     seed = cfg.seed + fold.index
     stage = f"fold {fold.index + 1}/{len(run.folds)}"
-    logger = stage_logger(cfg, f"fold{fold.index}")
-    encoder = fit_encoder(cfg.encoder, train, val, make_trainer, logger, seed, f"{stage} encoder")
+    # each stage logs to a run of its own: fold0_encoder, fold0_heads, ...
+    name = f"fold{fold.index}"
+    encoder = fit_encoder(
+        cfg.encoder,
+        train,
+        val,
+        make_trainer,
+        stage_logger(cfg, f"{name}_encoder"),
+        seed,
+        f"{stage} encoder",
+    )
     module = fit_heads(
-        cfg.head, encoder, data.n_groups, train, val, make_trainer, logger, seed, f"{stage} heads"
+        cfg.head,
+        encoder,
+        data.n_groups,
+        train,
+        val,
+        make_trainer,
+        stage_logger(cfg, f"{name}_heads"),
+        seed,
+        f"{stage} heads",
     )
     val_net = arrays.net_return[val_t, val_a]
     thresholds, prob, traded = trade_decisions(module, val, test, val_net, data.n_groups, cfg)
@@ -183,7 +199,7 @@ def train_fold(
             without_factor(train),
             without_factor(val),
             make_trainer,
-            stage_logger(cfg, f"fold{fold.index}_without_factor"),
+            stage_logger(cfg, f"{name}_heads_without_factor"),
             seed,
             f"{stage} heads without factor",
         )

@@ -72,15 +72,25 @@ def run_per_coin(
     train, _, _ = data.samples(arrays, fold.train, valid)
     val, _, _ = data.samples(arrays, fold.val, valid)
     make_trainer = instantiate(cfg.trainer)
-    logger = stage_logger(cfg, "per_coin")
     with timer("shared encoder") as note:
-        encoder = fit_encoder(cfg.encoder, train, val, make_trainer, logger, cfg.seed)
+        logger = stage_logger(cfg, "per_coin_encoder")
+        encoder = fit_encoder(
+            cfg.encoder, train, val, make_trainer, logger, cfg.seed, "shared encoder"
+        )
         note(f"{len(train['y']):,} training samples of {panel.n_assets} coins")
     joint = None
     if cfg.pipeline.heads == "joint":
         with timer("joint heads") as note:
             joint = fit_heads(
-                cfg.head, encoder, panel.n_assets, train, val, make_trainer, logger, cfg.seed
+                cfg.head,
+                encoder,
+                panel.n_assets,
+                train,
+                val,
+                make_trainer,
+                stage_logger(cfg, "per_coin_heads"),
+                cfg.seed,
+                "joint heads",
             )
             encoder = joint.encoder  # the same one, or its fine-tuned copy
             note(f"{panel.n_assets} coin heads in one grouped model")

@@ -159,7 +159,10 @@ class MoEHeads:
 
 
 def fit_encoder(cfg, train: Samples, val: Samples, make_trainer, logger, seed: int, stage=""):
-    """Builds the ``encoder`` config's recipe and fits the shared encoder with it."""
+    """Builds the ``encoder`` config's recipe and fits the shared encoder with it.
+
+    ``stage`` labels the progress bar, e.g. ``"fold 3/5 encoder"``.
+    """
     return build(cfg).fit(train, val, make_trainer, logger, seed, stage or "encoder")
 
 

@@ -1,4 +1,4 @@
-"""A per-symbol job queue: one job per coin, run in-process, in a process pool or on Dask.
+"""A per-symbol job queue: one job per coin, run in-process or on Dask.
 
 The per-coin pipeline runs one job per symbol (gate -> calibrate costs -> train -> validate
 -> export). This module knows nothing about those steps: it runs a module-level function

@@ -1,16 +1,13 @@
-"""The queue itself: in-process, a spawned process pool, or a Dask cluster."""
+"""The queue itself: in-process, or on a Dask cluster (local or remote)."""
 
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import socket
 import time
 import uuid
 from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
 from contextlib import ExitStack, nullcontext
 from dataclasses import replace
 from pathlib import Path
@@ -113,11 +110,11 @@ class JobQueue:
     """Runs one job per symbol and reports every outcome; one failure never stops the rest.
 
     With one worker the jobs run in this process, one after the other (the mode for
-    debugging). With more, each job runs in a spawned worker process (fork is unsafe once
-    torch is imported); :class:`DaskQueue` runs them on a Dask cluster instead. A worker
-    that dies (segfault, out of memory, ``os._exit``) fails only the jobs it was running:
-    they are rerun, one at a time since nobody knows which one killed it, until they have
-    been started ``max_attempts`` times; then they fail with reason ``"worker crashed"``.
+    debugging). With more, they run on a Dask ``LocalCluster`` of that many worker
+    processes on 127.0.0.1; :class:`DaskQueue` runs them on any Dask cluster. Dask is the
+    one retry engine: a worker that dies (segfault, out of memory, ``os._exit``) is
+    replaced and its job rerun until it has been started ``max_attempts`` times; then it
+    fails with reason ``"worker crashed"``.
 
     Args:
         workers: Jobs run at once.
@@ -127,12 +124,12 @@ class JobQueue:
         max_attempts: Starts allowed per job when workers crash. Exceptions raised by the
             job are not retried.
         progress: Show a progress bar with counts per status.
-        max_tasks_per_child: Replace each worker process after this many jobs, to bound
-            memory that a training library does not give back; None keeps workers.
 
     Raises:
         ConfigError: If a setting cannot work.
     """
+
+    address: str | None = None
 
     def __init__(
         self,
@@ -140,21 +137,15 @@ class JobQueue:
         log_dir: str | Path | None = None,
         max_attempts: int = 2,
         progress: bool = True,
-        max_tasks_per_child: int | None = None,
     ):
         if workers < 1:
             raise ConfigError(f"queue workers must be at least 1, got {workers}")
         if max_attempts < 1:
             raise ConfigError(f"queue max_attempts must be at least 1, got {max_attempts}")
-        if max_tasks_per_child is not None and max_tasks_per_child < 1:
-            raise ConfigError(
-                f"queue max_tasks_per_child must be at least 1, got {max_tasks_per_child}"
-            )
         self.workers = workers
         self.log_dir = None if log_dir is None else Path(log_dir)
         self.max_attempts = max_attempts
         self.progress = progress
-        self.max_tasks_per_child = max_tasks_per_child
 
     def check(self) -> None:
         """Raises a ConfigError when the queue cannot run (checked before any training)."""
@@ -189,12 +180,6 @@ class JobQueue:
         repeated = sorted({s for s, n in Counter(symbols).items() if n > 1})
         if repeated:
             raise ValueError(f"each symbol needs exactly one job; repeated: {repeated}")
-        if self._sends_to_processes():
-            qualname = getattr(fn, "__qualname__", "")
-            if not qualname or "<" in qualname:  # lambdas, nested functions: not importable
-                raise TypeError(
-                    f"{fn!r} cannot be sent to worker processes; define it at module level"
-                )
 
         log_dir = None if self.log_dir is None else self.log_dir.resolve()
         log_paths = [None if log_dir is None else log_dir / log_name(s) for s in symbols]
@@ -227,86 +212,15 @@ class JobQueue:
         _log.info("job queue finished: %s\n%s", format_counts(report.counts()), report.table())
         return report
 
-    def _sends_to_processes(self) -> bool:
-        return self.workers > 1
-
     def _execute(self, fn: Callable, jobs: list, todo: list[int], board: _Board) -> None:
-        if self.workers > 1:
-            self._run_pool(fn, jobs, todo, board)
+        if self.workers > 1 or self.address is not None:
+            _run_on_dask(fn, jobs, todo, board, self.workers, self.address, self.max_attempts)
             return
         for index in todo:
             board.start(index)
             board.finish(
                 index, run_job(fn, jobs[index], board.symbols[index], board.log_paths[index])
             )
-
-    def _new_pool(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(
-            max_workers=self.workers,
-            mp_context=multiprocessing.get_context("spawn"),
-            max_tasks_per_child=self.max_tasks_per_child,
-        )
-
-    def _run_pool(self, fn: Callable, jobs: list, todo: list[int], board: _Board) -> None:
-        pending = deque(todo)
-        # Jobs that were running when a worker died: any of them may have killed it, so
-        # each reruns alone, and a second crash then points at the culprit only.
-        suspects: deque[int] = deque()
-        in_flight: dict[Future, int] = {}
-        pool = self._new_pool()
-        try:
-            while pending or suspects or in_flight:
-                queue, limit = (suspects, 1) if suspects else (pending, self.workers)
-                broken = False
-                while queue and len(in_flight) < limit and not broken:
-                    index = queue.popleft()
-                    try:
-                        future = pool.submit(
-                            run_job, fn, jobs[index], board.symbols[index], board.log_paths[index]
-                        )
-                    except BrokenProcessPool:
-                        queue.appendleft(index)
-                        broken = True
-                        continue
-                    board.start(index)
-                    in_flight[future] = index
-                crashed: list[int] = []
-                if in_flight:
-                    finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-                    crashed = _collect(finished, in_flight, board)
-                if crashed or broken:
-                    # A broken pool fails every job still in it.
-                    finished, _ = wait(in_flight)
-                    crashed += _collect(finished, in_flight, board)
-                    for index in crashed:
-                        if board.attempts[index] >= self.max_attempts:
-                            board.fail(index, WORKER_CRASHED)
-                        else:
-                            board.note(index, f"{WORKER_CRASHED}, retrying")
-                            board.requeue(index)
-                            suspects.append(index)
-                    pool.shutdown(wait=True)
-                    pool = self._new_pool()
-        except KeyboardInterrupt:
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
-        pool.shutdown(wait=True)
-
-
-def _collect(finished: set[Future], in_flight: dict[Future, int], board: _Board) -> list[int]:
-    """Records the finished futures; returns the jobs whose worker died under them."""
-    crashed = []
-    for future in finished:
-        index = in_flight.pop(future)
-        try:
-            result = future.result()
-        except BrokenProcessPool:
-            crashed.append(index)
-        except Exception as exc:  # e.g. a job or result that cannot be pickled
-            board.fail(index, f"{type(exc).__name__}: {exc}")
-        else:
-            board.finish(index, result)
-    return crashed
 
 
 class DaskQueue(JobQueue):
@@ -345,67 +259,77 @@ class DaskQueue(JobQueue):
                 f"queue.address {self.address!r}: no Dask scheduler answers there ({exc})"
             ) from None
 
-    def _sends_to_processes(self) -> bool:
-        return False
-
     def _execute(self, fn: Callable, jobs: list, todo: list[int], board: _Board) -> None:
-        # Imported here: worker processes import this module and need no Dask.
-        import dask
-        from distributed import Client, KilledWorker, LocalCluster, as_completed
+        _run_on_dask(fn, jobs, todo, board, self.workers, self.address, self.max_attempts)
 
-        with ExitStack() as stack:
-            if self.address is None:
-                # Dask reruns a task whose worker died until it has killed this many.
-                failures = {"distributed.scheduler.allowed-failures": self.max_attempts - 1}
-                with dask.config.set(failures):
-                    cluster = LocalCluster(
-                        n_workers=self.workers,
-                        threads_per_worker=1,
-                        processes=True,
-                        host="127.0.0.1",
-                        dashboard_address=None,
-                    )
-                stack.enter_context(cluster)
-                client = stack.enter_context(Client(cluster))
-            else:
-                client = stack.enter_context(Client(self.address))
 
-            pending = deque(todo)
-            in_flight: dict[Any, int] = {}
-            completed = as_completed()
+def _run_on_dask(
+    fn: Callable,
+    jobs: list,
+    todo: list[int],
+    board: _Board,
+    workers: int,
+    address: str | None,
+    max_attempts: int,
+) -> None:
+    """Runs the jobs on the cluster at ``address``, or on a local one of ``workers``."""
+    # Imported here: only a queue with more than one worker needs Dask.
+    import dask
+    from distributed import Client, KilledWorker, LocalCluster, as_completed
 
-            def submit() -> None:
-                # As many jobs as the cluster has threads, so "running" means running;
-                # at least one, so a cluster whose workers have yet to join gets work.
-                capacity = max(1, sum(client.nthreads().values()))
-                while pending and len(in_flight) < capacity:
-                    index = pending.popleft()
-                    symbol = board.symbols[index]
-                    future = client.submit(
-                        run_job,
-                        fn,
-                        jobs[index],
-                        symbol,
-                        board.log_paths[index],
-                        pure=False,
-                        key=f"{symbol}-{uuid.uuid4().hex}",
-                    )
-                    board.start(index)
-                    in_flight[future] = index
-                    completed.add(future)
+    with ExitStack() as stack:
+        if address is None:
+            # Dask reruns a task whose worker died until it has killed this many.
+            failures = {"distributed.scheduler.allowed-failures": max_attempts - 1}
+            with dask.config.set(failures):
+                cluster = LocalCluster(
+                    n_workers=workers,
+                    threads_per_worker=1,
+                    processes=True,
+                    host="127.0.0.1",
+                    dashboard_address=None,
+                )
+            stack.enter_context(cluster)
+            client = stack.enter_context(Client(cluster))
+        else:
+            client = stack.enter_context(Client(address))
 
-            try:
+        pending = deque(todo)
+        in_flight: dict[Any, int] = {}
+        completed = as_completed()
+
+        def submit() -> None:
+            # As many jobs as the cluster has threads, so "running" means running;
+            # at least one, so a cluster whose workers have yet to join gets work.
+            capacity = max(1, sum(client.nthreads().values()))
+            while pending and len(in_flight) < capacity:
+                index = pending.popleft()
+                symbol = board.symbols[index]
+                future = client.submit(
+                    run_job,
+                    fn,
+                    jobs[index],
+                    symbol,
+                    board.log_paths[index],
+                    pure=False,
+                    key=f"{symbol}-{uuid.uuid4().hex}",
+                )
+                board.start(index)
+                in_flight[future] = index
+                completed.add(future)
+
+        try:
+            submit()
+            for future in completed:
+                index = in_flight.pop(future)
+                try:
+                    board.finish(index, future.result())
+                except KilledWorker as exc:
+                    board.attempts[index] = exc.allowed_failures + 1
+                    board.fail(index, WORKER_CRASHED)
+                except Exception as exc:  # e.g. a job or result that cannot be pickled
+                    board.fail(index, f"{type(exc).__name__}: {exc}")
                 submit()
-                for future in completed:
-                    index = in_flight.pop(future)
-                    try:
-                        board.finish(index, future.result())
-                    except KilledWorker as exc:
-                        board.attempts[index] = exc.allowed_failures + 1
-                        board.fail(index, WORKER_CRASHED)
-                    except Exception as exc:  # e.g. a job or result that cannot be pickled
-                        board.fail(index, f"{type(exc).__name__}: {exc}")
-                    submit()
-            except KeyboardInterrupt:
-                client.cancel(list(in_flight))
-                raise
+        except KeyboardInterrupt:
+            client.cancel(list(in_flight))
+            raise
