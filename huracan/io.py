@@ -1,10 +1,13 @@
-"""Atomic file writes: a reader sees the old file or the whole new one, never half."""
+"""Atomic file writes (a reader sees the old file or the whole new one, never half), and the
+one conversion of numpy and time values to JSON."""
 
 from __future__ import annotations
 
 import os
 import tempfile
 from pathlib import Path
+
+import numpy as np
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -29,3 +32,25 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 
 def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def plain(value: object) -> object:
+    """A JSON-ready value: numpy scalars and arrays as Python ones, times as ISO strings.
+
+    A non-finite float (NaN, inf: no JSON number) becomes None. Also the ``default`` hook
+    of ``json.dumps``, which calls it only for what JSON cannot hold.
+
+    Raises:
+        TypeError: for a value with no JSON form.
+    """
+    if isinstance(value, np.integer | np.bool_):
+        return value.item()
+    if isinstance(value, float | np.floating):
+        return float(value) if np.isfinite(value) else None
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    if value is None or isinstance(value, str | int | bool | list | dict):
+        return value
+    raise TypeError(f"cannot write {type(value).__name__} as JSON")

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from huracan.data.panel import Panel
-from huracan.io import atomic_write_text
+from huracan.io import atomic_write_text, plain
 
 
 @dataclass
@@ -175,7 +175,7 @@ def apply_gates(
         ),
     ]
     for j, symbol in enumerate(panel.symbols):
-        report.metrics[symbol] = {k: _plain(v[j]) for k, v in metrics.items()}
+        report.metrics[symbol] = {k: plain(v[j]) for k, v in metrics.items()}
         report.skip_reasons[symbol] = []
     for j in np.flatnonzero(metrics["bars"] == 0):
         report.skip_reasons[panel.symbols[j]].append(
@@ -191,17 +191,12 @@ def apply_gates(
             report.skip_reasons[panel.symbols[j]].append(
                 {
                     "code": code,
-                    "value": _plain(values[j]),
+                    "value": plain(values[j]),
                     "threshold": limit,
-                    "message": f"{what} {_plain(values[j]):.4g} vs limit {limit}",
+                    "message": f"{what} {float(values[j]):.4g} vs limit {limit}",
                 }
             )
     return report
-
-
-def _plain(value: object) -> float | None:
-    value = float(value)
-    return None if np.isnan(value) else value
 
 
 def _fmt(value: float | None, spec: str) -> str:

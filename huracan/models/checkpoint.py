@@ -1,7 +1,8 @@
 """Self-describing checkpoints: safetensors weights plus a JSON description, no pickle.
 
 ``<dir>/weights.safetensors`` holds every tensor; ``<dir>/checkpoint.json`` holds what is
-needed to rebuild and use the model: the encoder and head specs, the feature list, the
+needed to rebuild and use the model: the encoder's and head's constructor arguments (their
+``model_args``, as nanoGPT's checkpoints carry theirs), the feature list, the
 scaler state, the cluster map, the factor loadings and the resolved config. Loading never
 executes code from the files.
 """
@@ -11,11 +12,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import torch
 from safetensors.torch import load, save
 from torch import nn
 
-from huracan.io import atomic_write_bytes
+from huracan.io import atomic_write_bytes, plain
 from huracan.models.encoder import Autoencoder, IdentityEncoder, LinearEncoder
 from huracan.models.module import FleetModule
 from huracan.models.moe import GroupedMoEHead
@@ -23,46 +23,28 @@ from huracan.models.moe import GroupedMoEHead
 WEIGHTS, META = "weights.safetensors", "checkpoint.json"
 
 
+# the encoders a checkpoint can name, by the ``kind`` in their ``model_args``
+ENCODERS = {"autoencoder": Autoencoder, "pca": LinearEncoder.empty, "none": IdentityEncoder}
+
+
 def encoder_spec(encoder: nn.Module) -> dict:
-    """How to rebuild an encoder (its weights travel separately)."""
-    if isinstance(encoder, Autoencoder):
-        linear = [m for m in encoder.encoder if isinstance(m, nn.Linear)]
-        dropout = [m.p for m in encoder.encoder if isinstance(m, nn.Dropout)]
-        return {
-            "kind": "autoencoder",
-            "n_features": linear[0].in_features,
-            "latent_dim": encoder.out_dim,
-            "hidden": [m.out_features for m in linear[:-1]],
-            "dropout": dropout[0] if dropout else 0.0,
-        }
-    if isinstance(encoder, LinearEncoder):
-        return {
-            "kind": "pca",
-            "n_features": encoder.components.shape[1],
-            "latent_dim": encoder.out_dim,
-        }
-    if isinstance(encoder, IdentityEncoder):
-        return {"kind": "none", "n_features": encoder.out_dim}
-    raise TypeError(f"no checkpoint spec for encoder {type(encoder).__name__}")
+    """How to rebuild an encoder: its constructor arguments (its weights travel separately)."""
+    if not hasattr(encoder, "model_args"):
+        raise TypeError(f"no checkpoint spec for encoder {type(encoder).__name__}")
+    return dict(encoder.model_args)
 
 
 def build_encoder(spec: dict) -> nn.Module:
-    kind = spec["kind"]
-    if kind == "autoencoder":
-        return Autoencoder(
-            spec["n_features"], spec["latent_dim"], tuple(spec["hidden"]), spec["dropout"]
-        )
-    if kind == "pca":
-        n, f = spec["latent_dim"], spec["n_features"]
-        return LinearEncoder(torch.zeros(n, f).numpy(), torch.zeros(f).numpy())
-    if kind == "none":
-        return IdentityEncoder(spec["n_features"])
-    raise ValueError(f"unknown encoder kind {kind!r} in checkpoint")
+    """The encoder a spec describes, with fresh weights (to load the checkpoint's into)."""
+    args = dict(spec)
+    kind = args.pop("kind", None)
+    if kind not in ENCODERS:
+        raise ValueError(f"unknown encoder kind {kind!r} in checkpoint")
+    return ENCODERS[kind](**args)
 
 
 def head_spec(head: GroupedMoEHead) -> dict:
-    g, k, in_dim, hidden = head.w1.shape
-    return {"n_groups": g, "in_dim": in_dim, "n_experts": k, "hidden": hidden, "top_k": head.top_k}
+    return dict(head.model_args)
 
 
 def checkpoint_files(module: FleetModule, meta: dict) -> dict[str, bytes]:
@@ -90,7 +72,7 @@ def checkpoint_files(module: FleetModule, meta: dict) -> dict[str, bytes]:
     }
     return {
         WEIGHTS: save(tensors),
-        META: json.dumps(description, indent=2, default=_plain).encode(),
+        META: json.dumps(description, indent=2, default=plain).encode(),
     }
 
 
@@ -124,10 +106,3 @@ def module_from_files(weights: bytes, meta: bytes) -> tuple[FleetModule, dict]:
         )
     module.eval()
     return module, description
-
-
-def _plain(value: object) -> object:
-    """JSON for numpy values inside the description."""
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    raise TypeError(f"cannot store {type(value).__name__} in a checkpoint description")

@@ -39,6 +39,14 @@ class Autoencoder(nn.Module):
         dropout: float = 0.0,
     ):
         super().__init__()
+        # what rebuilds this model from a checkpoint (its weights travel separately)
+        self.model_args = {
+            "kind": "autoencoder",
+            "n_features": n_features,
+            "latent_dim": latent_dim,
+            "hidden": list(hidden),
+            "dropout": dropout,
+        }
         sizes = [n_features, *hidden, latent_dim]
         self.encoder = mlp(sizes, dropout)
         self.decoder = mlp(sizes[::-1], dropout)
@@ -63,6 +71,16 @@ class LinearEncoder(nn.Module):
         )
         self.register_buffer("mean", torch.tensor(np.ascontiguousarray(mean), dtype=torch.float32))
         self.out_dim = int(components.shape[0])
+        self.model_args = {
+            "kind": "pca",
+            "n_features": int(components.shape[1]),
+            "latent_dim": self.out_dim,
+        }
+
+    @classmethod
+    def empty(cls, n_features: int, latent_dim: int) -> LinearEncoder:
+        """An encoder of the given shape with zero weights, to load a checkpoint into."""
+        return cls(np.zeros((latent_dim, n_features)), np.zeros(n_features))
 
     @classmethod
     def fit_pca(cls, x: np.ndarray, n_components: int) -> LinearEncoder:
@@ -83,6 +101,7 @@ class IdentityEncoder(nn.Module):
     def __init__(self, n_features: int):
         super().__init__()
         self.out_dim = n_features
+        self.model_args = {"kind": "none", "n_features": n_features}
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return x

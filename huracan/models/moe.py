@@ -38,6 +38,13 @@ class GroupedMoEHead(nn.Module):
             raise ValueError(f"top_k must be in [1, {n_experts}], got {top_k}")
         g, k = n_groups, n_experts
         self.n_groups, self.n_experts, self.top_k = g, k, top_k
+        self.model_args = {
+            "n_groups": n_groups,
+            "in_dim": in_dim,
+            "n_experts": n_experts,
+            "hidden": hidden,
+            "top_k": top_k,
+        }
         self.w1 = nn.Parameter(torch.empty(g, k, in_dim, hidden))
         self.b1 = nn.Parameter(torch.zeros(g, k, hidden))
         self.w2 = nn.Parameter(torch.empty(g, k, hidden))
@@ -99,8 +106,7 @@ class GroupedMoEHead(nn.Module):
 
     def group_slice(self, group: int) -> GroupedMoEHead:
         """A one-group head holding a copy of ``group``'s parameters (for export per coin)."""
-        g, k, in_dim, hidden = self.w1.shape
-        head = GroupedMoEHead(1, in_dim, k, hidden, self.top_k)
+        head = GroupedMoEHead(**{**self.model_args, "n_groups": 1})
         with torch.no_grad():
             for name, param in head.named_parameters():
                 param.copy_(getattr(self, name)[group : group + 1])

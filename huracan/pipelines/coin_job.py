@@ -49,6 +49,7 @@ class CoinJob:
     encoder_spec: dict = field(default_factory=dict)
     encoder_state: dict = field(default_factory=dict)
     head_state: dict | None = None
+    head_args: dict | None = None
     head_cfg: dict = field(default_factory=dict)
     trainer_cfg: dict = field(default_factory=dict)
     train: dict | None = None
@@ -102,13 +103,7 @@ def build_module(job: CoinJob) -> FleetModule:
     encoder.eval()
     cfg = OmegaConf.create(job.head_cfg)
     if job.head_state is not None:
-        head = GroupedMoEHead(
-            1,
-            **_head_shape(job.head_state),
-            n_experts=cfg.n_experts,
-            hidden=cfg.hidden,
-            top_k=cfg.top_k,
-        )
+        head = GroupedMoEHead(**job.head_args)
         head.load_state_dict({k: torch.as_tensor(v) for k, v in job.head_state.items()})
         return FleetModule(encoder, head, cfg.lr, cfg.finetune_encoder, cfg.balance_weight)
     train = _tensors(job.train)
@@ -298,11 +293,6 @@ def _tensors(part: dict) -> dict[str, torch.Tensor]:
     return sample_tensors(
         part["x"], part["factor"], np.zeros(n, np.int64), part["y"], part.get("w", np.ones(n))
     )
-
-
-def _head_shape(state: dict) -> dict:
-    _, _, in_dim, _ = np.shape(state["w1"])
-    return {"in_dim": in_dim}
 
 
 def _plain(value: object) -> object:

@@ -14,7 +14,7 @@ from sklearn.metrics import adjusted_rand_score
 
 from huracan.clustering import fold_agreement
 from huracan.data.panel import Panel
-from huracan.io import atomic_write_text
+from huracan.io import atomic_write_text, plain
 from huracan.loggers import log_figures
 from huracan.metrics import COLUMNS, asset_metrics, fold_metrics, group_metrics
 from huracan.plots import plot_correlation_heatmap, plot_dendrogram, plot_equity
@@ -50,13 +50,7 @@ def pooled_metrics(
         bars_per_year,
         horizon,
     )
-    return {k: _plain(v[0]) for k, v in table.items()}
-
-
-def _plain(value: object) -> float | int | None:
-    if isinstance(value, np.integer):
-        return int(value)
-    return None if not np.isfinite(value) else float(value)
+    return {k: plain(v[0]) for k, v in table.items()}
 
 
 def cluster_table(

@@ -214,6 +214,7 @@ def build_jobs(
         "torch_threads": 1 if cfg.queue.workers > 1 else None,
     }
     test_window = [str(fold.test_times[0]), str(fold.test_times[-1])]
+    heads = None if joint is None else [joint.head.group_slice(j) for j in range(panel.n_assets)]
     for j, symbol in enumerate(panel.symbols):
         fit = fits[symbol]
         model = fit.cost_model(cfg.costs.fee_bps)
@@ -237,11 +238,8 @@ def build_jobs(
                 store=store_options,
                 encoder_spec=encoder_spec(encoder),
                 encoder_state=encoder_state,
-                head_state=None
-                if joint is None
-                else {
-                    k: v.detach().numpy() for k, v in joint.head.group_slice(j).state_dict().items()
-                },
+                head_state=None if joint is None else _state(heads[j]),
+                head_args=None if joint is None else heads[j].model_args,
                 head_cfg=head_cfg,
                 trainer_cfg=OmegaConf.to_container(cfg.trainer, resolve=True),
                 train=parts["train"] if joint is None else None,
@@ -373,6 +371,10 @@ def roster_entries(store: Store, panel: Panel, gates: GateReport, cfg: DictConfi
             }
         )
     return entries
+
+
+def _state(module) -> dict:
+    return {k: v.detach().numpy() for k, v in module.state_dict().items()}
 
 
 def _f(value: float) -> float | None:

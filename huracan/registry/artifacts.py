@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
+from huracan.io import plain
 from huracan.store import ArtifactNotFound, Store, content_hash
 
 MANIFEST = "manifest.json"
@@ -66,12 +67,4 @@ def is_complete(store: Store, prefix: str, verify_hashes: bool = True) -> bool:
 
 
 def json_bytes(obj: object) -> bytes:
-    return json.dumps(obj, indent=2, default=_plain).encode()
-
-
-def _plain(value: object) -> object:
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    raise TypeError(f"cannot write {type(value).__name__} as JSON")
+    return json.dumps(obj, indent=2, default=plain).encode()
