@@ -380,7 +380,8 @@ def _move_problems(
     first = jumps[order[0]]
     prev_row, row = rows[first], rows[first + 1]
     shown = (
-        f"close={close[row]!r} after close={close[prev_row]!r} at row {prev_row + 1}, "
+        f"close={float(close[row])!r} after close={float(close[prev_row])!r} at row "
+        f"{prev_row + 1}, "
         f"|log move| {move[first]:.2f}"
     )
     return [
