@@ -320,6 +320,7 @@ def validate_bars(
 
     bad = _rows_of(problems, len(df))
     now = pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now)
+    now = now.tz_localize("UTC") if now.tzinfo is None else now
     step = modal_spacing(stamps, np.flatnonzero(~bad))
     horizon = now + pd.Timedelta(step, unit="ns")
     future = ~bad & np.asarray(stamps > horizon)
