@@ -153,9 +153,10 @@ def parse_timestamps(values: pd.Series, source: str) -> tuple[pd.DatetimeIndex, 
         _check_zones(text, unparsed, source)
         bad = unparsed
     # Compared at the parsed resolution: converting a year-9999 stamp to ns would raise.
-    ns_max = pd.Timestamp.max.tz_localize("UTC")
-    early = ~bad & np.asarray(stamps < EARLIEST)
-    late = ~bad & np.asarray(stamps > ns_max)
+    unit = stamps.unit
+    ticks = stamps.asi8  # NaT is the smallest integer: neither early nor late once masked
+    early = ~bad & (ticks < EARLIEST.as_unit(unit).asm8.view("int64"))
+    late = ~bad & (ticks > pd.Timestamp.max.as_unit(unit).asm8.view("int64"))
     problems += _problem("early_timestamp", "timestamp before 2000-01-01", early, values)
     problems += _problem(
         "future_timestamp", "timestamp beyond the year 2262 (in the future)", late, values
