@@ -138,19 +138,6 @@ def _entry_problem(path: Path) -> str | None:
         return f"cannot be resolved: {err.strerror or err}"
 
 
-def list_symbol_files(directory: Path, quotes: Sequence[str] = DEFAULT_QUOTES) -> dict[str, Path]:
-    """symbol -> file for every data file in ``directory``.
-
-    Raises:
-        DataError: the directory is missing or empty, or any entry cannot be used (see
-            :func:`scan_directory`); the first such entry is named.
-    """
-    found, problems = scan_directory(directory, quotes)
-    if problems:
-        raise next(iter(problems.values()))
-    return found
-
-
 def read_raw(path: Path) -> pd.DataFrame:
     """A data file's rows, as written, without any validation."""
     try:
