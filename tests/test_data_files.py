@@ -209,7 +209,7 @@ def test_resample_matches_ohlcv_aggregation(write_bars):
 
 def test_cannot_upsample_or_mix_timeframes(write_bars, tmp_path):
     write_bars({"BTC": make_bars(freq="1h"), "ETH": make_bars(freq="4h")})
-    with pytest.raises(DataError, match="different bar lengths"):
+    with pytest.raises(DataError, match=r"ETH\.csv: different bar length: 4h bars.*1h \(BTC\)"):
         load(tmp_path)
     with pytest.raises(DataError, match="whole multiple"):
         load(tmp_path, symbols=["BTC"], timeframe="30min")

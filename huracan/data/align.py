@@ -41,6 +41,61 @@ def native_timeframe_ns(frames: dict[str, pd.DataFrame]) -> int:
     return distinct[0]
 
 
+def screen_frames(
+    frames: dict[str, pd.DataFrame], sources: dict[str, str], policy: str = "raise"
+) -> tuple[dict[str, pd.DataFrame], list[DropRecord]]:
+    """Leaves out the symbols whose bars cannot go on the panel's grid, naming their files.
+
+    The panel's bar length is the one most symbols have (the finest, on a tie). A symbol
+    with another bar length, or with bars that do not open on that grid (anchored at the
+    epoch, so hourly bars open on the hour), cannot be aligned.
+
+    Args:
+        frames: symbol -> validated frame.
+        sources: symbol -> file, for the messages.
+        policy: ``raise`` stops at the first such symbol; otherwise it is left out and
+            recorded (``file_error`` for the bar length, ``bad_rows:off_grid``).
+
+    Raises:
+        DataError: with ``raise``, naming the file and its first bar off the grid.
+    """
+    spacing = {}
+    for symbol, frame in frames.items():
+        if len(frame) >= 2:
+            values, counts = np.unique(np.diff(frame.index.asi8), return_counts=True)
+            spacing[symbol] = int(values[counts.argmax()])
+    if not spacing:
+        return frames, []
+    steps, votes = np.unique(list(spacing.values()), return_counts=True)
+    native = int(steps[votes.argmax()])  # np.unique sorts: the finest wins a tie
+    others = ", ".join(s for s, v in spacing.items() if v == native)
+    problems: list[tuple[str, str, DataError, int]] = []
+    grid = _timeframe_name(native)
+    for symbol, frame in frames.items():
+        where = sources.get(symbol, symbol)
+        if spacing.get(symbol, native) != native:
+            message = (
+                f"different bar length: {_timeframe_name(spacing[symbol])} bars, the other "
+                f"symbols have {grid} ({others[:200]})"
+            )
+            problems.append((symbol, "file_error", DataError(where, message), 0))
+            continue
+        off_grid = np.flatnonzero(frame.index.asi8 % native)
+        if off_grid.size:
+            message = (
+                f"{off_grid.size} bars are not on the {grid} grid (bars open at whole "
+                f"multiples of {grid} from 00:00 UTC), first at {frame.index[off_grid[0]]}"
+            )
+            problems.append(
+                (symbol, "bad_rows:off_grid", DataError(where, message), int(off_grid.size))
+            )
+    if problems and policy == "raise":
+        raise problems[0][2]
+    drops = [DropRecord(sym, code, count, str(err)) for sym, code, err, count in problems]
+    skipped = {p[0] for p in problems}
+    return {s: f for s, f in frames.items() if s not in skipped}, drops
+
+
 def build_panel(
     frames: dict[str, pd.DataFrame],
     *,

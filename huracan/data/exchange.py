@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from huracan.data.align import timeframe_ns
 from huracan.data.files import CsvSource, check_symbol
 from huracan.data.panel import Panel, to_utc
+from huracan.data.validate import MAX_BAR_MOVE, check_max_bar_move
 from huracan.errors import ConfigError, DataError
 from huracan.io import atomic_write_bytes
 
@@ -41,7 +42,9 @@ class CcxtSource:
         max_retries: retries of a request after a network error or rate limit.
         retry_wait_s: first back-off wait; it doubles with each retry.
         max_ffill: longest gap, in bars, forward-filled when the panel is built.
-        on_error: ``raise`` or ``skip`` a symbol the exchange refuses.
+        on_error: ``raise`` or ``skip`` a symbol the exchange refuses (or whose cached
+            bars fail validation).
+        max_bar_move: largest ``|log(close / previous close)|`` of a bar (None: no check).
         sleep: the wait function (tests pass a no-op).
     """
 
@@ -59,6 +62,7 @@ class CcxtSource:
         retry_wait_s: float = 1.0,
         max_ffill: int = 3,
         on_error: str = "raise",
+        max_bar_move: float | None = MAX_BAR_MOVE,
         sleep: Callable[[float], None] = time.sleep,
     ):
         self.exchange = exchange
@@ -73,6 +77,7 @@ class CcxtSource:
         self.retry_wait_s = retry_wait_s
         self.max_ffill = max_ffill
         self.on_error = on_error
+        self.max_bar_move = check_max_bar_move(max_bar_move)
         self.sleep = sleep
 
     def client(self):
@@ -123,6 +128,7 @@ class CcxtSource:
             end=self.end,
             max_ffill=self.max_ffill,
             on_error="raise" if self.on_error == "raise" else "skip",
+            max_bar_move=self.max_bar_move,
         ).load()
 
     def _update_symbol(self, client, symbol: str, path: Path) -> int:

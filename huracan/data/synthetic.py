@@ -25,6 +25,7 @@ import pandas as pd
 
 from huracan.data.align import forward_fill, timeframe_ns
 from huracan.data.panel import DropRecord, Panel
+from huracan.data.validate import check_max_bar_move
 
 NAMED_COINS = (
     "BTC ETH BNB LTC SOL AVAX ADA DOT DOGE SHIB XRP LINK TRX BCH ATOM NEAR UNI ICP APT FIL "
@@ -99,6 +100,9 @@ class SyntheticMarket:
         late_listing_share: share of alts listed part-way through the history.
         n_outages: exchange-wide outages (1 to 6 bars without data).
         max_ffill: longest gap, in bars, forward-filled when the panel is built.
+        max_bar_move: accepted (and checked) so every data source takes the same key; not
+            applied, since simulated bars hold no bad ticks (the default market's largest
+            move is far below any sensible limit).
     """
 
     def __init__(
@@ -121,6 +125,7 @@ class SyntheticMarket:
         late_listing_share: float = 0.0,
         n_outages: int = 0,
         max_ffill: int = 3,
+        max_bar_move: float | None = None,
     ):
         self.n_assets = n_assets
         self.years = years
@@ -140,6 +145,7 @@ class SyntheticMarket:
         self.late_listing_share = late_listing_share
         self.n_outages = n_outages
         self.max_ffill = max_ffill
+        self.max_bar_move = check_max_bar_move(max_bar_move)
 
     def symbols(self) -> list[str]:
         extra = [f"X{i:03d}" for i in range(len(NAMED_COINS), self.n_assets)]
