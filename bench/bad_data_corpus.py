@@ -281,11 +281,12 @@ def config(folder: Path, on_error: str):
 
 def outcome(case: Case, folder: Path, on_error: str) -> tuple[str, str]:
     """(verdict, text): ``error``, ``skip``, ``loaded``, or a failure of the target."""
+    from huracan.pipelines.base import DataPipeline
     from huracan.report import StageTimer
     from huracan.run import load_and_gate
 
     try:
-        panel, report = load_and_gate(config(folder, on_error), StageTimer())
+        panel, report = load_and_gate(config(folder, on_error), DataPipeline(), StageTimer())
     except HuracanError as err:
         text = str(err)
         named = case.file in text

@@ -15,6 +15,7 @@ from omegaconf import OmegaConf
 from huracan.data import CsvSource, GateThresholds, SyntheticMarket
 from huracan.data.validate import MAX_BAR_MOVE, validate_bars
 from huracan.errors import ConfigError, DataError
+from huracan.pipelines.base import DataPipeline
 from huracan.report import StageTimer
 from huracan.run import load_and_gate
 
@@ -37,7 +38,7 @@ def gate_report(directory, on_error="skip", **data):
             "gates": gates,
         }
     )
-    return load_and_gate(cfg, StageTimer())
+    return load_and_gate(cfg, DataPipeline(), StageTimer())
 
 
 def write_text_csv(path, frame, row, column, text):
