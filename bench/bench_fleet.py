@@ -23,11 +23,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _baseline import logistic_baseline
 from _util import ROOT, SHARED_DATA, print_table, verdict
 from hydra import compose, initialize_config_dir
 
 from huracan.data import CsvSource
-from huracan.pipelines.baseline import logistic_baseline
 from huracan.pipelines.fleet_report import pooled_metrics
 from huracan.run import train
 

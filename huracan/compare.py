@@ -1,6 +1,7 @@
 """Gathers the runs of a Hydra multirun into one comparison table.
 
-    python -m huracan.compare multirun/2026-11-21/10-00-00
+    python -m huracan.compare                       # the latest sweep under multirun/
+    python -m huracan.compare multirun/DATE/TIME    # a given one
 
 It also runs by itself at the end of every ``python train.py -m ...`` (a Hydra callback),
 writing ``comparison.csv`` into the sweep directory.
@@ -68,14 +69,27 @@ class CompareRuns(Callback):
         log.info("comparison (%s/comparison.csv)\n%s", sweep_dir, format_table(shown))
 
 
-def main() -> None:
+def latest_sweep(root: str | Path = "multirun") -> Path:
+    """The newest sweep directory, ``multirun/<date>/<time>``."""
+    sweeps = sorted(p for p in Path(root).glob("*/*") if p.is_dir())
+    if not sweeps:
+        raise SystemExit(f"no sweep under {root}/: run python train.py -m ... first")
+    return sweeps[-1]
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Compare the runs of a Hydra multirun.")
-    parser.add_argument("sweep_dir", help="e.g. multirun/2026-11-21/10-00-00")
-    args = parser.parse_args()
-    table = write_comparison(args.sweep_dir)
+    parser.add_argument(
+        "sweep_dir", nargs="?", help="e.g. multirun/2026-11-21/10-00-00 (default: the latest)"
+    )
+    args = parser.parse_args(argv)
+    sweep_dir = Path(args.sweep_dir) if args.sweep_dir else latest_sweep()
+    if not sweep_dir.is_dir():
+        raise SystemExit(f"{sweep_dir}: no such sweep directory")
+    table = write_comparison(sweep_dir)
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(format_table(table))
-    print(f"\nwritten to {Path(args.sweep_dir) / 'comparison.csv'}")
+    print(f"\nwritten to {sweep_dir / 'comparison.csv'}")
 
 
 if __name__ == "__main__":

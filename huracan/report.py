@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import numpy as np
 import pandas as pd
 
 log = logging.getLogger("huracan")
@@ -37,13 +38,34 @@ class StageTimer:
         log.info("[%s] %.2f s%s", name, elapsed, detail)
 
 
-def format_table(frame: pd.DataFrame, max_rows: int = 40, floatfmt: str = ",.4g") -> str:
-    """A DataFrame as a text table; long tables show their head and tail."""
-    shown = frame
+def format_table(frame: pd.DataFrame, max_rows: int = 40, floatfmt: str | None = None) -> str:
+    """A DataFrame as a text table, one number format per column; long tables show their
+    head and tail.
+
+    Args:
+        frame: the table.
+        max_rows: rows shown at most.
+        floatfmt: one format for every float column; None chooses per column the fixed
+            decimals that give its typical value three significant digits.
+    """
+    shown = frame.copy()
+    for column in frame.columns:
+        if pd.api.types.is_float_dtype(frame[column]):
+            spec = floatfmt or column_format(frame[column].to_numpy())
+            shown[column] = [format(v, spec) if np.isfinite(v) else "-" for v in frame[column]]
     if len(frame) > max_rows:
         half = max_rows // 2
         gap = pd.DataFrame(
             {c: ["..."] for c in frame.columns}, index=[f"({len(frame) - max_rows} more)"]
         )
-        shown = pd.concat([frame.head(half).astype(object), gap, frame.tail(half).astype(object)])
-    return shown.to_string(float_format=lambda v: format(v, floatfmt), na_rep="-", justify="right")
+        shown = pd.concat([shown.head(half).astype(object), gap, shown.tail(half).astype(object)])
+    return shown.to_string(na_rep="-", justify="right")
+
+
+def column_format(values: np.ndarray) -> str:
+    """Fixed decimals for a column: three significant digits of its median magnitude."""
+    magnitude = np.abs(values[np.isfinite(values) & (values != 0)])
+    if not len(magnitude):
+        return ",.2f"
+    decimals = 2 - int(np.floor(np.log10(np.median(magnitude))))
+    return f",.{min(max(decimals, 0), 8)}f"

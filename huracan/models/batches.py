@@ -1,9 +1,11 @@
-"""In-memory batches: whole tensors sliced by index, no per-sample collation."""
+"""In-memory batches: whole tensors sliced by index, no per-sample collation, and the
+fold's samples as a ``LightningDataModule``."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
+import lightning.pytorch as pl
 import numpy as np
 import torch
 from torch.utils.data import (
@@ -106,3 +108,36 @@ def batch_loader(
         sampler = SequentialSampler(data)
     batches = BatchSampler(sampler, batch_size=batch_size, drop_last=False)
     return DataLoader(data, sampler=batches, batch_size=None, num_workers=0)
+
+
+class FoldSamples(pl.LightningDataModule):
+    """A fold's training and validation samples as Lightning's data module.
+
+    Args:
+        train: named training tensors (``x``, and for heads ``factor``, ``group``, ``y``,
+            ``w``), all of equal length.
+        val: the validation slice's tensors, the same names.
+        batch_size: training samples per batch; validation runs in batches of 65,536.
+        seed: seed of the training shuffle (reproducible).
+        by_group: training batches of one ``group`` each (see ``GroupBatchSampler``).
+    """
+
+    def __init__(
+        self,
+        train: dict[str, torch.Tensor],
+        val: dict[str, torch.Tensor],
+        batch_size: int,
+        seed: int = 0,
+        by_group: bool = False,
+    ):
+        super().__init__()
+        self.train, self.val = train, val
+        self.batch_size, self.seed, self.by_group = batch_size, seed, by_group
+
+    def train_dataloader(self) -> DataLoader:
+        return batch_loader(
+            self.train, self.batch_size, shuffle=True, seed=self.seed, by_group=self.by_group
+        )
+
+    def val_dataloader(self) -> DataLoader:
+        return batch_loader(self.val, 65536, shuffle=False)

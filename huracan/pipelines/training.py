@@ -28,7 +28,7 @@ from huracan.models import (
     IdentityEncoder,
     LinearEncoder,
 )
-from huracan.models.batches import batch_loader
+from huracan.models.batches import FoldSamples
 from huracan.progress import stage_trainer
 
 TrainerFactory = Callable[..., pl.Trainer]
@@ -73,11 +73,8 @@ class AutoencoderEncoder:
             logger=logger,
             callbacks=[EarlyStopping("val/recon", patience=self.patience)],
         )
-        trainer.fit(
-            module,
-            batch_loader({"x": train["x"]}, self.batch_size, shuffle=True, seed=seed),
-            batch_loader({"x": val["x"]}, 65536, shuffle=False),
-        )
+        samples = FoldSamples({"x": train["x"]}, {"x": val["x"]}, self.batch_size, seed)
+        trainer.fit(module, datamodule=samples)
         return autoencoder.cpu().eval()
 
 
@@ -150,11 +147,7 @@ class MoEHeads:
             callbacks=[EarlyStopping("val/loss", patience=self.patience)],
         )
         by_group = self.by_group_above is not None and n_groups > self.by_group_above
-        trainer.fit(
-            module,
-            batch_loader(train, self.batch_size, shuffle=True, seed=seed, by_group=by_group),
-            batch_loader(val, 65536, shuffle=False),
-        )
+        trainer.fit(module, datamodule=FoldSamples(train, val, self.batch_size, seed, by_group))
         return module.cpu().eval()
 
 
