@@ -124,7 +124,42 @@ class MarketFactorExtractor(BaseEstimator):
             "explained_variance_ratio": (
                 self.explained_variance_ratio_ if self.method == "pca" else None
             ),
+            # what transform needs besides the loadings, so a reader can rebuild the factor
+            "member_mean": self.member_mean_.tolist() if self.method == "pca" else None,
+            "member_std": self.member_std_.tolist() if self.method == "pca" else None,
+            "volume_window": self.volume_window,
+            "leader": self.leader,
         }
+
+    @classmethod
+    def from_dict(cls, state: dict, symbols: Sequence[str]) -> MarketFactorExtractor:
+        """Rebuilds a fitted extractor from ``to_dict()`` for a panel with ``symbols``.
+
+        The columns need not be those of the fitting panel: the members are found by name.
+
+        Raises:
+            ConfigError: the state lacks what ``transform`` needs (written before the
+                members' means and stds were stored), or a member is not in ``symbols``.
+        """
+        method = state["method"]
+        if method == "pca" and state.get("member_mean") is None:
+            raise ConfigError(
+                "the stored pca market factor lacks member_mean/member_std: the model was "
+                "saved by an older Huracan; retrain it to serve signals"
+            )
+        extractor = cls(method, int(state.get("volume_window") or 24), state.get("leader", "BTC"))
+        extractor.n_features_in_ = len(symbols)
+        extractor.symbols_ = list(symbols)
+        extractor.members_ = _member_columns(state["members"], extractor.symbols_, len(symbols))
+        extractor.n_factors_ = 0 if method == "none" else 1
+        if method != "none":
+            extractor.mean_, extractor.std_ = float(state["mean"]), float(state["std"])
+        if method == "pca":
+            extractor.loadings_ = np.asarray(state["loadings"], dtype=float)
+            extractor.member_mean_ = np.asarray(state["member_mean"], dtype=float)
+            extractor.member_std_ = np.asarray(state["member_std"], dtype=float)
+            extractor.explained_variance_ratio_ = state.get("explained_variance_ratio")
+        return extractor
 
     def _fit_pca(self, member_returns: np.ndarray) -> None:
         complete = ~np.isnan(member_returns).any(axis=1)

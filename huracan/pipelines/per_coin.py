@@ -248,6 +248,7 @@ def build_jobs(
                     "fracdiff_d": None if data.fracdiff is None else _f(data.fracdiff.d_[j]),
                     "cluster": int(data.clusters.cluster_map.get(symbol, -1)),
                     "factor": data.factor.to_dict(),
+                    "timeframe": panel.timeframe,
                     "train_end": str(fold.train_times[-1]),
                     # the last bar the model saw: early stopping and threshold read the validation
                     "data_end": str((fold.val_times if len(fold.val) else fold.train_times)[-1]),
