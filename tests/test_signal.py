@@ -226,3 +226,32 @@ def test_features_from_warmup_bars_equal_full_history():
     last, names = compute_features(window)
     rsi = names.index("rsi")
     assert abs(last[-1, :, rsi] - full[-1, :, rsi]).max() > 1e-4
+
+
+@pytest.mark.slow
+def test_parity_on_real_binance_bars(binance_1h, tmp_path):
+    cfg = per_coin_config(
+        tmp_path,
+        "data=csv",
+        f"data.path={binance_1h}",
+        "data.symbols=[BTC,ETH,BNB,SOL,XRP,ADA]",
+        "data.start=2023-03-01",  # holds the 2023-03-24 outage, longer than the forward fill
+        "data.end=2023-07-01",
+        "pipeline.champion_min_trades=0",
+    )
+    _, objects, recorded = train_recording(cfg)
+    panel = objects["panel"]
+    fleet = Fleet.load(tmp_path / "artifacts", config=ServeConfig(expire_hours=None))
+    assert sorted(fleet.models) == sorted(recorded) == sorted(panel.symbols)
+    full = fleet.predict(panel)
+    warmup = fleet.warmup_bars
+    times = next(iter(recorded.values())).index
+    latest = {}
+    for ts in [*times[::40], times[-1]]:
+        end = panel.timestamps.get_loc(ts) + 1
+        window = panel.between(panel.timestamps[end - warmup], ts + pd.Timedelta("1h"))
+        latest[ts] = fleet.signals(window).set_index("symbol")["probability"]
+    for symbol, pipeline in recorded.items():
+        assert np.abs(full.loc[pipeline.index, symbol] - pipeline).max() <= 1e-6, symbol
+        for ts, probability in latest.items():
+            assert abs(probability[symbol] - pipeline[ts]) <= 1e-6, (symbol, ts)
