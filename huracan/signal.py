@@ -4,12 +4,15 @@ python -m huracan.signal --root artifacts --data DIR [--top N --allow A,B --bloc
                          [--expire-hours H] [--out signals.json]
 
 DIR holds one <SYMBOL>.csv | .csv.gz | .parquet file per coin (the input contract of
-data=csv), with at least the last W bars of every roster coin and of the market factor's
-members (W is printed: the warm-up the champions' own preprocessing needs). One row per
-roster coin: probability, threshold, trade (true only when the probability reaches the
-threshold and nothing stands in the way), the reasons when it does not, the horizon in
-bars, the champion's out-of-sample net return per trade after its costs, its model path
-and age. --out writes the same rows as JSON, atomically. Bad input: one line, exit 2.
+data=csv), with the latest bars of every roster coin and of the market factor's members:
+the probability needs the last W bars (the warm-up of the champions' own preprocessing:
+FFD window, longest look-back), the drift score W + drift window - 1 (both printed).
+One row per roster coin: probability, threshold, trade (true only when the probability
+reaches the threshold and nothing stands in the way), the reasons when it does not, the
+horizon in bars, the champion's out-of-sample net return per trade after its costs
+(expected_net_bps), its model path and age, and drift (the largest population stability
+index of its inputs over the drift window against its training window). --out writes the
+same rows as JSON, atomically. Bad input: one line, exit 2.
 """
 
 from __future__ import annotations
@@ -45,6 +48,15 @@ def main(argv: list[str] | None = None) -> int:
         help="a champion whose training data ended longer ago than this does not trade "
         f"(default {ServeConfig.expire_hours:g}; 0: never expires)",
     )
+    parser.add_argument(
+        "--max-psi", type=float, default=ServeConfig.max_psi, help="drift above this is flagged"
+    )
+    parser.add_argument(
+        "--drift-action",
+        choices=["warn", "block"],
+        default=ServeConfig.drift_action,
+        help="block: a drifted coin does not trade; warn: drift is only reported",
+    )
     parser.add_argument("--out", default=None, help="write the signals as JSON to this file")
     args = parser.parse_args(argv)
     try:
@@ -53,7 +65,11 @@ def main(argv: list[str] | None = None) -> int:
             top=args.top,
             allow=[s for s in args.allow.split(",") if s],
             block=[s for s in args.block.split(",") if s],
-            config=ServeConfig(expire_hours=args.expire_hours or None),
+            config=ServeConfig(
+                expire_hours=args.expire_hours or None,
+                max_psi=args.max_psi,
+                drift_action=args.drift_action,
+            ),
         )
         if not fleet.symbols:
             raise HuracanError(f"{args.root}: the roster has no entry left after the filters")
@@ -72,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
             "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "run_id": fleet.roster["run_id"],
             "warmup_bars": fleet.warmup_bars,
+            "bars_needed": fleet.bars_needed,
             "signals": records,
         }
         atomic_write_text(args.out, json.dumps(document, indent=2) + "\n")
@@ -79,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     print(format_table(table.drop(columns=["model_path", "bar_time"]), max_rows=400))
     print(
         f"\n{int(signals['trade'].sum())} of {len(signals)} coins trade at "
-        f"{signals['bar_time'].iloc[0]} (warm-up {fleet.warmup_bars} bars, run "
+        f"{signals['bar_time'].iloc[0]} (warm-up {fleet.warmup_bars} bars, with the drift "
+        f"window {fleet.bars_needed}; run "
         f"{fleet.roster['run_id']})"
     )
     return 0

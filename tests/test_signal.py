@@ -17,6 +17,7 @@ import huracan.pipelines.coin_job as coin_job
 import huracan.pipelines.per_coin as per_coin
 from huracan.data import SyntheticMarket
 from huracan.factor import MarketFactorExtractor
+from huracan.features.drift import psi, reference_bins
 from huracan.features.technical import compute_features, warmup_bars
 from huracan.run import train
 from huracan.serve import SIGNAL_FIELDS, Fleet, ServeConfig
@@ -226,6 +227,56 @@ def test_features_from_warmup_bars_equal_full_history():
     last, names = compute_features(window)
     rsi = names.index("rsi")
     assert abs(last[-1, :, rsi] - full[-1, :, rsi]).max() > 1e-4
+
+
+def test_psi_small_for_the_same_distribution_large_for_a_shift():
+    rng = np.random.default_rng(0)
+    reference = reference_bins(rng.normal(size=(5000, 3)))
+    assert np.allclose(np.sum(reference["shares"], axis=1), 1)
+    same = psi(reference, rng.normal(size=(2000, 3)))
+    shifted = psi(reference, rng.normal(size=(2000, 3)) * [1, 3, 1] + [0, 0, 1])
+    assert (same < 0.02).all()
+    assert shifted[0] < 0.02 and shifted[1] > 0.25 and shifted[2] > 0.25
+    recent = rng.normal(size=(200, 3))
+    recent[:, 2] = np.nan
+    assert np.isnan(psi(reference, recent)[2]) and np.isfinite(psi(reference, recent)[:2]).all()
+    assert reference_bins(np.empty((0, 3))) is None
+
+
+def test_checkpoints_hold_the_training_windows_distribution(served):
+    _, _, _, fleet = served
+    for model in fleet.models.values():
+        reference = model.description["reference"]
+        n_inputs = len(model.description["inputs"])
+        assert np.shape(reference["edges"]) == (n_inputs, 9)
+        assert np.shape(reference["shares"]) == (n_inputs, 10)
+
+
+def test_planted_volatility_change_is_flagged_as_drift(served):
+    tmp, panel, _, fleet = served
+    coin = next(s for s in fleet.models if s not in ("BTC", "ETH", "BNB"))
+    j = panel.index_of(coin)
+    start = panel.n_bars - fleet.config.drift_window
+    bars = {k: v.copy() for k, v in panel.bars.items()}
+    anchor = panel.close[start - 1, j]
+    for field in ("open", "high", "low", "close"):  # moves four times as large, same order
+        bars[field][start:, j] = anchor * (panel.bars[field][start:, j] / anchor) ** 4
+    planted = replace(panel, bars=bars)
+    before, after = fleet.drift(panel), fleet.drift(planted)
+    assert after.loc[coin, "ret_1"] > 0.25 > before.loc[coin, "ret_1"]
+    others = [s for s in fleet.models if s != coin]
+    pd.testing.assert_frame_equal(after.loc[others], before.loc[others])
+
+    warned = fleet.signals(planted).set_index("symbol")
+    assert warned.loc[coin, "drift"] == pytest.approx(after.loc[coin].max(), abs=1e-6)
+    assert not any(r.startswith("drift") for r in warned.loc[coin, "reasons"])
+    config = ServeConfig(expire_hours=None, drift_action="block", max_psi=0.25)
+    blocked = Fleet.load(tmp / "artifacts", config=config).signals(planted).set_index("symbol")
+    assert not blocked.loc[coin, "trade"]
+    assert f"drift: PSI {warned.loc[coin, 'drift']:.3f} > 0.25" in blocked.loc[coin, "reasons"]
+    # with fewer bars than the drift window needs, no score rather than a partial one
+    short = planted.between(planted.timestamps[-fleet.warmup_bars], None)
+    assert fleet.signals(short)["drift"].isna().all()
 
 
 @pytest.mark.slow

@@ -27,6 +27,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from huracan.costs import CostModel, calibrate_slippage_from_candles
 from huracan.data import GateReport, Panel
+from huracan.features.drift import reference_bins
 from huracan.models.checkpoint import encoder_spec
 from huracan.pipelines.coin_job import CoinJob, run_coin_job
 from huracan.pipelines.fold_data import FleetArrays, FoldData, build_fleet_arrays, prepare_fold
@@ -247,6 +248,9 @@ def build_jobs(
                     "scaler": {"mean": data.scaler.mean_[j], "std": data.scaler.std_[j]},
                     "fracdiff_d": None if data.fracdiff is None else _f(data.fracdiff.d_[j]),
                     "cluster": int(data.clusters.cluster_map.get(symbol, -1)),
+                    "reference": reference_bins(
+                        np.concatenate([parts["train"]["x"], parts["train"]["factor"]], axis=1)
+                    ),
                     "factor": data.factor.to_dict(),
                     "timeframe": panel.timeframe,
                     "train_end": str(fold.train_times[-1]),

@@ -25,6 +25,7 @@ from huracan.data import CsvSource, Panel
 from huracan.data.files import list_symbol_files
 from huracan.errors import ConfigError, HuracanError
 from huracan.factor import MarketFactorExtractor, inject_market_factor
+from huracan.features.drift import psi
 from huracan.features.fracdiff import StationaryFracDiff
 from huracan.features.scaling import PanelScaler
 from huracan.models import FleetModule, GroupedMoEHead
@@ -60,10 +61,26 @@ class ServeConfig:
             the signal's bar does not trade (FreqAI's ``expiration_hours``); None: never.
         ema_tolerance: weight of an EMA's starting value that may be left after the
             warm-up; sets how many bars the RSI, MACD and ATR need.
+        drift_window: bars of recent inputs whose distribution is compared with the
+            training window's (``drift``: the largest population stability index).
+        max_psi: drift above this flags the coin (``drift.max_psi``).
+        drift_action: ``block``: a drifted coin does not trade; ``warn`` (default): it
+            may, and only its ``drift`` score shows it. Persistent inputs (volatility,
+            the FFD level) often exceed 0.25 over one week without a regime change, so
+            blocking is opt-in.
     """
 
     expire_hours: float | None = 168.0
     ema_tolerance: float = 1e-9
+    drift_window: int = 168
+    max_psi: float = 0.25
+    drift_action: str = "warn"
+
+    def __post_init__(self) -> None:
+        if self.drift_action not in ("block", "warn"):
+            raise ConfigError(f"drift.action must be block or warn, got {self.drift_action!r}")
+        if self.drift_window < 2:
+            raise ConfigError(f"drift_window must be >= 2 bars, got {self.drift_window}")
 
 
 class Fleet:
@@ -142,6 +159,11 @@ class Fleet:
         return max((m.warmup for m in self.models.values()), default=1)
 
     @property
+    def bars_needed(self) -> int:
+        """Bars ``signals`` reads: the warm-up, plus the drift window's earlier bars."""
+        return self.warmup_bars + self.config.drift_window - 1
+
+    @property
     def data_symbols(self) -> list[str]:
         """The symbols whose bars are needed: the coins and the market factor's members."""
         members = {s for m in self.models.values() for s in m.description["factor"]["members"]}
@@ -163,29 +185,37 @@ class Fleet:
         Returns:
             (T, coins) frame indexed by bar time; NaN where an input is missing.
         """
-        probability, _ = self._probabilities(bars, np.arange(bars.n_bars))
+        probability, _, _ = self._probabilities(bars, np.arange(bars.n_bars))
         return pd.DataFrame(probability, index=bars.timestamps, columns=list(self.models))
 
     def signals(self, bars: Panel | str | Path) -> pd.DataFrame:
         """One row per roster coin for the latest bar (columns ``SIGNAL_FIELDS``).
 
-        Only the last ``warmup_bars`` bars are used, so a longer history gives the same
-        answer. A coin without a full, gap-free warm-up, without a bar at the latest time,
-        with an expired or unusable champion, or one the roster does not let trade gets
-        ``trade=False`` and its ``reasons``; probability is None when its inputs are not
-        those the model was trained with.
+        Only the last ``bars_needed`` bars are used, so a longer history gives the same
+        answer; the probability needs only the last ``warmup_bars`` of them, the drift
+        score the rest (it is None with fewer). A coin without a full, gap-free warm-up,
+        without a bar at the latest time, drifted (``drift`` > ``max_psi``, unless
+        ``drift_action`` is ``warn``), with an expired or unusable champion, or one the
+        roster does not let trade gets ``trade=False`` and its ``reasons``; probability
+        is None when its inputs are not those the model was trained with.
 
         Args:
             bars: the latest bars, as a Panel or a directory of per-symbol files.
         """
-        panel = bars if isinstance(bars, Panel) else self.read_bars(bars)
-        window = panel.between(panel.timestamps[max(panel.n_bars - self.warmup_bars, 0)], None)
+        window, probability, problems, inputs = self._latest(bars)
         bar_time = window.timestamps[-1]
-        probability, problems = self._probabilities(window, np.array([window.n_bars - 1]))
+        measured = window.n_bars >= self.bars_needed
         rows = []
         for j, (symbol, model) in enumerate(self.models.items()):
             reasons = list(problems.get(symbol) or self._bar_reasons(window, model))
-            p = float(probability[0, j])
+            p = float(probability[-1, j])
+            drift = None
+            if measured and not reasons and symbol in inputs:
+                scores = self._psi(model, inputs[symbol])
+                drift = round(float(np.nanmax(scores)), 6) if np.isfinite(scores).any() else None
+            drifted = drift is not None and drift > self.config.max_psi
+            if drifted and self.config.drift_action == "block":
+                reasons.append(f"drift: PSI {drift:.3f} > {self.config.max_psi}")
             if reasons or not np.isfinite(p):
                 reasons = reasons or ["inputs not finite at the latest bar"]
                 p = None
@@ -210,7 +240,7 @@ class Fleet:
                     "expected_net_bps": model.expected_net_bps,
                     "model_path": model.model_path,
                     "model_age_hours": round(age, 3),
-                    "drift": None,
+                    "drift": drift,
                     "reasons": reasons,
                 }
             )
@@ -249,11 +279,46 @@ class Fleet:
             return [f"gap: {model.warmup - have} of the last {model.warmup} bars missing"]
         return []
 
-    def _probabilities(self, panel: Panel, rows: np.ndarray) -> tuple[np.ndarray, dict]:
-        """(len(rows), coins) probabilities, and symbol -> reasons for coins not scored."""
+    def drift(self, bars: Panel | str | Path) -> pd.DataFrame:
+        """Each coin's PSI per input over the last ``drift_window`` bars (coins x inputs).
+
+        NaN for a coin without a reference distribution or whose inputs cannot be built;
+        ``signals`` reports the row maximum as ``drift``.
+        """
+        _, _, _, inputs = self._latest(bars)
+        rows = {s: self._psi(self.models[s], values) for s, values in inputs.items()}
+        names = dict.fromkeys(n for m in self.models.values() for n in m.description["inputs"])
+        frame = pd.DataFrame(
+            {s: pd.Series(v, index=self.models[s].description["inputs"]) for s, v in rows.items()}
+        )
+        return frame.T.reindex(index=list(inputs), columns=list(names))
+
+    def _latest(self, bars: Panel | str | Path) -> tuple[Panel, np.ndarray, dict, dict]:
+        """The last ``bars_needed`` bars, the latest probabilities, problems and inputs."""
+        panel = bars if isinstance(bars, Panel) else self.read_bars(bars)
+        window = panel.between(panel.timestamps[max(panel.n_bars - self.bars_needed, 0)], None)
+        recent = np.arange(max(window.n_bars - self.config.drift_window, 0), window.n_bars)
+        probability, problems, inputs = self._probabilities(window, recent, last_only=True)
+        return window, probability, problems, inputs
+
+    @staticmethod
+    def _psi(model: CoinModel, inputs: np.ndarray) -> np.ndarray:
+        """PSI per input column; NaN where the checkpoint holds no reference."""
+        reference = model.description.get("reference")
+        if reference is None:
+            return np.full(inputs.shape[1], np.nan)
+        return psi(reference, inputs)
+
+    def _probabilities(
+        self, panel: Panel, rows: np.ndarray, last_only: bool = False
+    ) -> tuple[np.ndarray, dict, dict]:
+        """Probabilities on ``rows`` (only the last one with ``last_only``), (len(rows),
+        coins); symbol -> reasons for coins not scored; symbol -> (len(rows), F + C)
+        inputs, kept with ``last_only`` (for the drift score)."""
         symbols = list(self.models)
         out = np.full((len(rows), len(symbols)), np.nan)
         problems: dict[str, list[str]] = {}
+        kept: dict[str, np.ndarray] = {}
         groups: dict[str, list[str]] = {}
         for symbol, model in self.models.items():
             if symbol in panel.symbols:
@@ -265,6 +330,10 @@ class Fleet:
                 problems |= {s: [str(err)] for s in coins}
                 continue
             position = {s: i for i, s in enumerate(coins)}
+            if last_only:
+                joined = np.concatenate([x, channels], axis=2)  # (R, n, F + C)
+                kept |= {s: joined[:, i] for s, i in position.items()}
+                x, channels = x[-1:], channels[-1:]
             for module, index in self._batched.values():
                 members = [s for s in coins if s in index]
                 if not members:
@@ -280,8 +349,9 @@ class Fleet:
                         torch.as_tensor(np.ascontiguousarray(cs[r_idx, m_idx])),
                         torch.as_tensor(heads[m_idx], dtype=torch.int64),
                     ).numpy()
+                r_idx = r_idx + (len(rows) - 1 if last_only else 0)
                 out[r_idx, [symbols.index(members[m]) for m in m_idx]] = p
-        return out, problems
+        return out, problems, kept
 
     def _inputs(
         self, panel: Panel, coins: list[str], rows: np.ndarray
