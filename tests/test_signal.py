@@ -7,10 +7,13 @@ import subprocess
 import sys
 from dataclasses import replace
 
+import dropbox
 import numpy as np
 import pandas as pd
 import pytest
+import requests
 from conftest import ROOT
+from fake_dropbox import FakeDropboxAdapter
 from test_per_coin import per_coin_config
 
 import huracan.pipelines.coin_job as coin_job
@@ -21,6 +24,7 @@ from huracan.features.drift import psi, reference_bins
 from huracan.features.technical import compute_features, warmup_bars
 from huracan.run import train
 from huracan.serve import SIGNAL_FIELDS, Fleet, ServeConfig
+from huracan.store import DropboxStore, LocalStore
 
 
 def train_recording(cfg) -> tuple[dict, dict, dict[str, pd.Series]]:
@@ -135,6 +139,11 @@ def test_too_few_bars_gap_and_missing_symbol_give_reasons(served):
         f"gap: 10 of the last {fleet.models[coin].warmup} bars missing"
     ]
 
+    filled = panel.filled.copy()
+    filled[-1, j] = True
+    rows = fleet.signals(replace(panel, filled=filled)).set_index("symbol")
+    assert rows.loc[coin, "reasons"] == ["latest bar forward-filled: nothing traded"]
+
     others = [s for s in panel.symbols if s != coin]
     rows = fleet.signals(panel.select(others)).set_index("symbol")
     assert rows.loc[coin, "reasons"] == ["no bars for this symbol"]
@@ -159,6 +168,20 @@ def test_top_allow_block(served):
     assert Fleet.load(tmp / "artifacts", top=2).symbols == ranked[:2]
     chosen = Fleet.load(tmp / "artifacts", allow=ranked[:3], block=ranked[:1])
     assert chosen.symbols == ranked[1:3]
+
+
+def test_a_fleet_loads_from_dropbox_through_the_store_interface(served):
+    tmp, panel, _, fleet = served
+    session = requests.Session()
+    session.mount("https://", FakeDropboxAdapter(token="t"))
+    remote = DropboxStore(
+        "/huracan", client=dropbox.Dropbox(oauth2_access_token="t", session=session)
+    )
+    local = LocalStore(tmp / "artifacts")
+    for key in local.list():
+        remote.write_bytes(key, local.read_bytes(key))
+    served_remote = Fleet.load(remote, config=fleet.config)
+    pd.testing.assert_frame_equal(served_remote.signals(panel), fleet.signals(panel))
 
 
 def test_cli_writes_json_and_prints_a_table(served, tmp_path):

@@ -150,7 +150,7 @@ class Fleet:
 
     @property
     def symbols(self) -> list[str]:
-        """The roster coins this fleet answers for (loaded or not), in roster order."""
+        """The roster coins this fleet answers for: the loaded ones, then the unusable."""
         return [*self.models, *self.unusable]
 
     @property
@@ -272,6 +272,8 @@ class Fleet:
             return [f"warm-up: {len(close)} bars, {model.warmup} needed"]
         if not np.isfinite(close[-1]):
             return [f"no bar at {window.timestamps[-1]}"]
+        if window.filled[-1, window.index_of(model.symbol)]:  # training never scored one
+            return ["latest bar forward-filled: nothing traded"]
         if have < model.warmup:
             first = int(np.argmax(np.isfinite(close)))
             if np.isfinite(close[first:]).all():
