@@ -40,25 +40,38 @@ def reference_bins(values: np.ndarray, n_bins: int = 10) -> dict[str, list] | No
 
 
 def psi(reference: dict, values: np.ndarray) -> np.ndarray:
-    """Population stability index of each column of ``values`` (W, K) against training.
+    """Population stability index of each column of ``values`` against training.
+
+    Args:
+        reference: ``reference_bins`` output; its arrays may carry leading axes (one
+            reference per coin, stacked) matching those of ``values``.
+        values: (..., W, K) recent inputs.
 
     Returns:
-        (K,) PSI; NaN for a column without a finite recent value.
+        (..., K) PSI; NaN for a column without a finite recent value.
     """
+    values = np.asarray(values, dtype=np.float64)
     edges = np.asarray(reference["edges"], dtype=np.float64)
     train = np.maximum(np.asarray(reference["shares"], dtype=np.float64), _FLOOR)
-    recent = np.maximum(_shares(np.asarray(values, dtype=np.float64), edges), _FLOOR)
-    out = ((recent - train) * np.log(recent / train)).sum(axis=1)
-    return np.where(np.isfinite(values).any(axis=0), out, np.nan)
+    recent = np.maximum(_shares(values, edges), _FLOOR)
+    out = ((recent - train) * np.log(recent / train)).sum(axis=-1)
+    return np.where(np.isfinite(values).any(axis=-2), out, np.nan)
 
 
 def _shares(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """(K, B) share of each column's finite values in each bin; ties go to the upper bin."""
-    n_cols, n_bins = edges.shape[0], edges.shape[1] + 1
-    finite = np.isfinite(values)  # (W, K)
-    # bin index of every value: edges at or below it, per column
-    index = (values[:, :, None] >= edges[None, :, :]).sum(axis=2)  # (W, K)
-    counts = np.zeros((n_cols, n_bins))
-    cols = np.broadcast_to(np.arange(n_cols), values.shape)
-    np.add.at(counts, (cols[finite], index[finite]), 1.0)
-    return counts / np.maximum(finite.sum(axis=0), 1)[:, None]
+    """(..., K, B) share of each column's finite values in each bin (ties go up).
+
+    ``values`` is (..., W, K), ``edges`` (..., K, B - 1); one bincount covers every
+    leading index, column and bin.
+    """
+    *lead, n_rows, n_cols = values.shape
+    n_bins = edges.shape[-1] + 1
+    n_lead = int(np.prod(lead, dtype=int))
+    finite = np.isfinite(values).reshape(n_lead, n_rows, n_cols)
+    # bin of every value: the number of edges at or below it
+    index = (values[..., None] >= edges[..., None, :, :]).sum(-1).reshape(finite.shape)
+    column = np.arange(n_lead)[:, None, None] * n_cols + np.arange(n_cols)
+    cells = (column * n_bins + index)[finite]
+    counts = np.bincount(cells, minlength=n_lead * n_cols * n_bins).astype(np.float64)
+    counts = counts.reshape(*lead, n_cols, n_bins)
+    return counts / np.maximum(finite.sum(axis=1).reshape(*lead, n_cols), 1)[..., None]

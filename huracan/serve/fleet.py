@@ -205,14 +205,15 @@ class Fleet:
         window, probability, problems, inputs = self._latest(bars)
         bar_time = window.timestamps[-1]
         measured = window.n_bars >= self.bars_needed
+        psi_by_coin = self._psi(inputs) if measured else {}
         rows = []
         for j, (symbol, model) in enumerate(self.models.items()):
             reasons = list(problems.get(symbol) or self._bar_reasons(window, model))
             p = float(probability[-1, j])
             drift = None
-            if measured and not reasons and symbol in inputs:
-                scores = self._psi(model, inputs[symbol])
-                drift = round(float(np.nanmax(scores)), 6) if np.isfinite(scores).any() else None
+            scores = psi_by_coin.get(symbol)
+            if not reasons and scores is not None and np.isfinite(scores).any():
+                drift = round(float(np.nanmax(scores)), 6)
             drifted = drift is not None and drift > self.config.max_psi
             if drifted and self.config.drift_action == "block":
                 reasons.append(f"drift: PSI {drift:.3f} > {self.config.max_psi}")
@@ -288,12 +289,12 @@ class Fleet:
         ``signals`` reports the row maximum as ``drift``.
         """
         _, _, _, inputs = self._latest(bars)
-        rows = {s: self._psi(self.models[s], values) for s, values in inputs.items()}
+        rows = self._psi(inputs)
         names = dict.fromkeys(n for m in self.models.values() for n in m.description["inputs"])
         frame = pd.DataFrame(
             {s: pd.Series(v, index=self.models[s].description["inputs"]) for s, v in rows.items()}
         )
-        return frame.T.reindex(index=list(inputs), columns=list(names))
+        return frame.T.reindex(index=list(inputs), columns=list(names)).astype(float)
 
     def _latest(self, bars: Panel | str | Path) -> tuple[Panel, np.ndarray, dict, dict]:
         """The last ``bars_needed`` bars, the latest probabilities, problems and inputs."""
@@ -303,13 +304,20 @@ class Fleet:
         probability, problems, inputs = self._probabilities(window, recent, last_only=True)
         return window, probability, problems, inputs
 
-    @staticmethod
-    def _psi(model: CoinModel, inputs: np.ndarray) -> np.ndarray:
-        """PSI per input column; NaN where the checkpoint holds no reference."""
-        reference = model.description.get("reference")
-        if reference is None:
-            return np.full(inputs.shape[1], np.nan)
-        return psi(reference, inputs)
+    def _psi(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Symbol -> PSI per input column (NaN without a reference), all coins at once."""
+        out = {s: np.full(v.shape[1], np.nan) for s, v in inputs.items()}
+        by_shape: dict[tuple, list[str]] = {}
+        for symbol in inputs:
+            reference = self.models[symbol].description.get("reference")
+            if reference is not None:
+                by_shape.setdefault(np.shape(reference["edges"]), []).append(symbol)
+        for coins in by_shape.values():  # one batch per input width: usually one
+            references = [self.models[s].description["reference"] for s in coins]
+            stacked = {k: np.stack([r[k] for r in references]) for k in ("edges", "shares")}
+            scores = psi(stacked, np.stack([inputs[s] for s in coins]))  # (coins, K)
+            out |= dict(zip(coins, scores, strict=True))
+        return out
 
     def _probabilities(
         self, panel: Panel, rows: np.ndarray, last_only: bool = False

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from huracan.features.fracdiff import StationaryFracDiff
@@ -97,6 +98,10 @@ def load_coin(store: Store, entry: dict, ema_tolerance: float) -> CoinModel:
     missing = {"config", "scaler", "factor", "features", "data_end"} - set(description)
     if missing:
         raise ModelUnusable(f"{prefix}/{META} lacks {sorted(missing)}")
+    if description.get("reference") is not None:  # as arrays once, not on every signal
+        description["reference"] = {
+            k: np.asarray(v, dtype=np.float64) for k, v in description["reference"].items()
+        }
     cfg = description["config"]
     [threshold] = description.get("thresholds") or [None]
     metrics = pointer.get("metrics") or {}
