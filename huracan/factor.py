@@ -120,7 +120,42 @@ class MarketFactorExtractor(BaseEstimator):
             "std": self.std_ if fitted else None,
             "loadings": None,
             "explained_variance_ratio": None,
+            # what transform needs besides the loadings, so a reader can rebuild the factor
+            "member_mean": None,
+            "member_std": None,
+            "volume_window": None,
+            "leader": self.leader,
         }
+
+    @classmethod
+    def from_dict(cls, state: dict, symbols: Sequence[str]) -> MarketFactorExtractor:
+        """Rebuilds a fitted extractor from ``to_dict()`` for a panel with ``symbols``.
+
+        The columns need not be those of the fitting panel: the members are found by name.
+
+        Raises:
+            ConfigError: an unknown method, a state without what ``transform`` needs
+                (written by an older Huracan), or a member that is not in ``symbols``.
+        """
+        kinds = {kind.method: kind for kind in _subclasses(MarketFactorExtractor)}
+        kind = kinds.get(state["method"])
+        if kind is None:
+            raise ConfigError(f"stored market factor method {state['method']!r} is unknown")
+        params = {"leader": state.get("leader", "BTC")}
+        if state.get("volume_window") is not None:
+            params["volume_window"] = int(state["volume_window"])
+        extractor = kind(**params)
+        extractor.n_features_in_ = len(symbols)
+        extractor.symbols_ = list(symbols)
+        extractor.members_ = _member_columns(state["members"], extractor.symbols_, len(symbols))
+        extractor.n_factors_ = extractor.n_factors
+        if extractor.n_factors:
+            extractor.mean_, extractor.std_ = float(state["mean"]), float(state["std"])
+        extractor._load_state(state)
+        return extractor
+
+    def _load_state(self, state: dict) -> None:
+        """Takes what the subclass learns from a stored state (nothing by default)."""
 
     def _check_params(self) -> None:
         if self.n_lags < 0 or self.max_ffill < 0:
@@ -161,7 +196,20 @@ class PCAFactor(MarketFactorExtractor):
             **super().to_dict(),
             "loadings": self.loadings_.tolist(),
             "explained_variance_ratio": self.explained_variance_ratio_,
+            "member_mean": self.member_mean_.tolist(),
+            "member_std": self.member_std_.tolist(),
         }
+
+    def _load_state(self, state: dict) -> None:
+        if state.get("member_mean") is None:
+            raise ConfigError(
+                "the stored pca market factor lacks member_mean/member_std: the model was "
+                "saved by an older Huracan; retrain it to serve signals"
+            )
+        self.loadings_ = np.asarray(state["loadings"], dtype=float)
+        self.member_mean_ = np.asarray(state["member_mean"], dtype=float)
+        self.member_std_ = np.asarray(state["member_std"], dtype=float)
+        self.explained_variance_ratio_ = state.get("explained_variance_ratio")
 
     def _fit_members(self, member_returns: np.ndarray) -> None:
         complete = ~np.isnan(member_returns).any(axis=1)
@@ -235,6 +283,9 @@ class WeightedMeanFactor(MeanFactor):
         self.max_ffill = max_ffill
         self.leader = leader
 
+    def to_dict(self) -> dict:
+        return {**super().to_dict(), "volume_window": self.volume_window}
+
     def _check_params(self) -> None:
         super()._check_params()
         if self.volume_window < 1:
@@ -259,6 +310,10 @@ class NoFactor(MarketFactorExtractor):
 
     method = "none"
     n_factors = 0
+
+
+def _subclasses(kind: type) -> list[type]:
+    return [sub for direct in kind.__subclasses__() for sub in (direct, *_subclasses(direct))]
 
 
 def _member_columns(

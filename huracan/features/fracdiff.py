@@ -9,7 +9,7 @@ value at bar t depends only on bars <= t, and works on all assets of a (T, N) pa
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Hashable, Sequence
 
 import numpy as np
 import scipy.fft
@@ -260,6 +260,22 @@ class StationaryFracDiff(TransformerMixin, BaseEstimator):
             self.window_[self.d_ == d] = len(ffd_weights(d, self.threshold, self.max_window))
         self.warmup_bars_ = np.maximum(self.window_ - 1, 0)
         self.n_features_in_ = n_assets
+        return self
+
+    def with_orders(self, d: Sequence[float | None]) -> StationaryFracDiff:
+        """Takes orders chosen earlier (one per asset, None for a skipped one) as fitted.
+
+        Serving a model rebuilds its FFD from the stored order: the window follows from d
+        and this estimator's ``threshold`` and ``max_window``, as in ``fit``.
+        """
+        self.d_ = np.array([np.nan if v is None else float(v) for v in d])
+        self.window_ = np.zeros(len(self.d_), dtype=int)
+        for order in np.unique(self.d_[~np.isnan(self.d_)]):
+            self.window_[self.d_ == order] = len(
+                ffd_weights(order, self.threshold, self.max_window)
+            )
+        self.warmup_bars_ = np.maximum(self.window_ - 1, 0)
+        self.n_features_in_ = len(self.d_)
         return self
 
     def transform(self, X: np.ndarray) -> np.ndarray:

@@ -274,3 +274,45 @@ def _as_windows(windows: FeatureWindows | Mapping[str, object] | None) -> Featur
             f"macd_fast ({windows.macd_fast}) must be shorter than macd_slow ({windows.macd_slow})"
         )
     return windows
+
+
+def warmup_bars(
+    names: Sequence[str] | None = None,
+    windows: FeatureWindows | Mapping[str, object] | None = None,
+    tolerance: float = 1e-9,
+) -> int:
+    """Bars of history after which every named feature equals its full-history value.
+
+    Rolling features need their window (plus the one-bar lag of a return). The EMAs of
+    the RSI, MACD and ATR remember their whole past; after k bars the start's weight is
+    ``(1 - alpha)^k``, so they count as warmed up once that falls below ``tolerance``
+    (the MACD's signal line smooths the MACD line: both spans add up).
+
+    Args:
+        names: features as in :func:`compute_features` (None: all of them).
+        windows: look-back lengths (None keeps the defaults).
+        tolerance: weight of the EMAs' starting values that is left, relative.
+
+    Returns:
+        The number of bars the latest value needs, the latest bar included.
+    """
+    windows = _as_windows(windows)
+    names = list(FEATURES) if names is None else list(names)
+    _check_names(names)
+
+    def ema(span_alpha: float) -> int:
+        return int(np.ceil(np.log(tolerance) / np.log1p(-span_alpha)))
+
+    needs = {
+        "returns": max(windows.return_horizons) + 1,
+        "realized_vol": windows.volatility + 1,
+        "parkinson_vol": windows.volatility,
+        "garman_klass_vol": windows.volatility,
+        "rsi": 1 + ema(1.0 / windows.rsi),
+        "macd": ema(2 / (windows.macd_slow + 1)) + ema(2 / (windows.macd_signal + 1)),
+        "atr": 1 + ema(1.0 / windows.atr),
+        "bollinger": windows.bollinger,
+        "volume_z": windows.volume + 1,
+        "spread": 1,
+    }
+    return max(needs[name] for name in names)

@@ -30,6 +30,7 @@ from huracan.config import build
 from huracan.costs import CostModel, calibrate_slippage_from_candles
 from huracan.data import GateReport, Panel
 from huracan.errors import ConfigError
+from huracan.features.drift import reference_bins
 from huracan.loggers import stage_logger
 from huracan.models.checkpoint import encoder_spec
 from huracan.pipelines.base import Pipeline
@@ -253,7 +254,11 @@ def build_jobs(
                     "scaler": {"mean": data.scaler.mean_[j], "std": data.scaler.std_[j]},
                     "fracdiff_d": None if data.fracdiff is None else _f(data.fracdiff.d_[j]),
                     "cluster": int(data.clusters.cluster_map.get(symbol, -1)),
+                    "reference": reference_bins(
+                        np.concatenate([parts["train"]["x"], parts["train"]["factor"]], axis=1)
+                    ),
                     "factor": data.factor.to_dict(),
+                    "timeframe": panel.timeframe,
                     "train_end": str(fold.train_times[-1]),
                     # the last bar the model saw: early stopping and threshold read the validation
                     "data_end": str((fold.val_times if len(fold.val) else fold.train_times)[-1]),

@@ -1,0 +1,445 @@
+"""Signals from the champions on the newest bars, with the preprocessing they were trained with.
+
+``Fleet.load(root)`` reads the roster, each coin's champion pointer and checkpoint, and the
+shared encoder's description. ``fleet.signals(bars)`` rebuilds every input with the
+pipeline's own code (``build_fleet_arrays`` for the technical features and returns, the
+stored FFD order, scaler statistics and market-factor state, ``inject_market_factor`` for
+the channels) and scores the latest bar: all coins sharing an encoder go through one
+batched model whose heads are the champions' heads stacked along the group axis.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from omegaconf import OmegaConf
+
+from huracan.data import CsvSource, Panel
+from huracan.data.files import scan_directory
+from huracan.errors import ConfigError, HuracanError
+from huracan.factor import MarketFactorExtractor, inject_market_factor
+from huracan.features.drift import psi
+from huracan.features.fracdiff import StationaryFracDiff
+from huracan.features.scaling import PanelScaler
+from huracan.models import FleetModule, GroupedMoEHead
+from huracan.models.checkpoint import head_spec
+from huracan.pipelines.fold_data import build_fleet_arrays
+from huracan.registry.roster import load_roster, select
+from huracan.serve.model import CoinModel, ModelUnusable, load_coin
+from huracan.store import ArtifactNotFound, LocalStore, Store
+
+log = logging.getLogger("huracan")
+
+SIGNAL_FIELDS = [
+    "symbol",
+    "bar_time",
+    "probability",
+    "horizon",
+    "threshold",
+    "trade",
+    "expected_net_bps",
+    "model_path",
+    "model_age_hours",
+    "drift",
+    "reasons",
+]
+
+
+@dataclass
+class ServeConfig:
+    """How signals are served (``serve.*``).
+
+    Attributes:
+        expire_hours: a champion whose training data ended longer ago than this before
+            the signal's bar does not trade (FreqAI's ``expiration_hours``); None: never.
+        ema_tolerance: weight of an EMA's starting value that may be left after the
+            warm-up; sets how many bars the RSI, MACD and ATR need.
+        drift_window: bars of recent inputs whose distribution is compared with the
+            training window's (``drift``: the largest population stability index).
+        max_psi: drift above this flags the coin (``drift.max_psi``).
+        drift_action: ``block``: a drifted coin does not trade; ``warn`` (default): it
+            may, and only its ``drift`` score shows it. Persistent inputs (volatility,
+            the FFD level) often exceed 0.25 over one week without a regime change, so
+            blocking is opt-in.
+    """
+
+    expire_hours: float | None = 168.0
+    ema_tolerance: float = 1e-9
+    drift_window: int = 168
+    max_psi: float = 0.25
+    drift_action: str = "warn"
+
+    def __post_init__(self) -> None:
+        if self.drift_action not in ("block", "warn"):
+            raise ConfigError(f"drift.action must be block or warn, got {self.drift_action!r}")
+        if self.drift_window < 2:
+            raise ConfigError(f"drift_window must be >= 2 bars, got {self.drift_window}")
+
+
+class Fleet:
+    """The roster's champions, loaded once, scoring bars on demand.
+
+    Attributes:
+        models: symbol -> loaded champion, in roster order.
+        unusable: symbol -> why its champion could not be loaded (it never trades).
+        roster: the roster as read.
+        shared_encoder: ``meta/shared_encoder.json`` (None when the store has none).
+        config: the serving settings.
+    """
+
+    def __init__(
+        self,
+        models: dict[str, CoinModel],
+        unusable: dict[str, str],
+        roster: dict,
+        shared_encoder: dict | None,
+        config: ServeConfig,
+    ):
+        self.models = models
+        self.unusable = unusable
+        self.roster = roster
+        self.shared_encoder = shared_encoder
+        self.config = config
+        self._batched = _stack_heads(list(models.values()))
+
+    @classmethod
+    def load(
+        cls,
+        root: Store | str | Path,
+        *,
+        top: int | None = None,
+        allow: Sequence[str] | None = None,
+        block: Sequence[str] | None = None,
+        config: ServeConfig | None = None,
+    ) -> Fleet:
+        """Loads the roster's champions and their preprocessing state.
+
+        Args:
+            root: a store, or the directory of a local one.
+            top: keep the best ``top`` roster entries (after ``allow`` and ``block``).
+            allow: keep only these symbols.
+            block: leave these symbols out.
+            config: serving settings (defaults: ``ServeConfig()``).
+
+        Raises:
+            ArtifactNotFound: the store has no roster.
+        """
+        config = config or ServeConfig()
+        store = root if isinstance(root, Store) else LocalStore(root)
+        roster = load_roster(store)
+        entries = select(roster, top, list(allow or []), list(block or []), include_not_ok=True)
+        models, unusable = {}, {}
+        for entry in entries:
+            try:
+                models[entry["symbol"]] = load_coin(store, entry, config.ema_tolerance)
+            except (ModelUnusable, ArtifactNotFound, ValueError, KeyError) as err:
+                unusable[entry["symbol"]] = f"model unusable: {err}"
+                log.warning("%s: %s", entry["symbol"], unusable[entry["symbol"]])
+        try:
+            shared = store.read_json("meta/shared_encoder.json")
+        except ArtifactNotFound:
+            shared = None
+        return cls(models, unusable, roster, shared, config)
+
+    @property
+    def symbols(self) -> list[str]:
+        """The roster coins this fleet answers for: the loaded ones, then the unusable."""
+        return [*self.models, *self.unusable]
+
+    @property
+    def warmup_bars(self) -> int:
+        """Bars of history ``signals`` needs: the most any champion needs."""
+        return max((m.warmup for m in self.models.values()), default=1)
+
+    @property
+    def bars_needed(self) -> int:
+        """Bars ``signals`` reads: the warm-up, plus the drift window's earlier bars."""
+        return self.warmup_bars + self.config.drift_window - 1
+
+    @property
+    def data_symbols(self) -> list[str]:
+        """The symbols whose bars are needed: the coins and the market factor's members."""
+        members = {s for m in self.models.values() for s in m.description["factor"]["members"]}
+        return [*self.symbols, *sorted(members - set(self.symbols))]
+
+    def read_bars(self, path: str | Path) -> Panel:
+        """The fleet's bars from a directory in the input contract (missing files allowed:
+        their coins get a reason); read and aligned as the training data was."""
+        available, _ = scan_directory(Path(path).expanduser())  # unusable files: no bars
+        wanted = [s for s in self.data_symbols if s in available]
+        if not wanted:
+            raise ConfigError(f"{path} holds none of the fleet's symbols {self.data_symbols[:10]}")
+        data = next(iter(self.models.values())).config["data"] if self.models else {}
+        return CsvSource(str(path), symbols=wanted, max_ffill=int(data.get("max_ffill", 3))).load()
+
+    def predict(self, bars: Panel) -> pd.DataFrame:
+        """Every bar's probability for every loaded coin, from the inputs on ``bars``.
+
+        Returns:
+            (T, coins) frame indexed by bar time; NaN where an input is missing.
+        """
+        probability, _, _ = self._probabilities(bars, np.arange(bars.n_bars))
+        return pd.DataFrame(probability, index=bars.timestamps, columns=list(self.models))
+
+    def signals(self, bars: Panel | str | Path) -> pd.DataFrame:
+        """One row per roster coin for the latest bar (columns ``SIGNAL_FIELDS``).
+
+        Only the last ``bars_needed`` bars are used, so a longer history gives the same
+        answer; the probability needs only the last ``warmup_bars`` of them, the drift
+        score the rest (it is None with fewer). A coin without a full, gap-free warm-up,
+        without a bar at the latest time, drifted (``drift`` > ``max_psi``, unless
+        ``drift_action`` is ``warn``), with an expired or unusable champion, or one the
+        roster does not let trade gets ``trade=False`` and its ``reasons``; probability
+        is None when its inputs are not those the model was trained with.
+
+        Args:
+            bars: the latest bars, as a Panel or a directory of per-symbol files.
+        """
+        window, probability, problems, inputs = self._latest(bars)
+        bar_time = window.timestamps[-1]
+        measured = window.n_bars >= self.bars_needed
+        psi_by_coin = self._psi(inputs) if measured else {}
+        rows = []
+        for j, (symbol, model) in enumerate(self.models.items()):
+            reasons = list(problems.get(symbol) or self._bar_reasons(window, model))
+            p = float(probability[-1, j])
+            drift = None
+            scores = psi_by_coin.get(symbol)
+            if not reasons and scores is not None and np.isfinite(scores).any():
+                drift = round(float(np.nanmax(scores)), 6)
+            drifted = drift is not None and drift > self.config.max_psi
+            if drifted and self.config.drift_action == "block":
+                reasons.append(f"drift: PSI {drift:.3f} > {self.config.max_psi}")
+            if reasons or not np.isfinite(p):
+                reasons = reasons or ["inputs not finite at the latest bar"]
+                p = None
+            age = (bar_time - model.data_end).total_seconds() / 3600
+            expire = self.config.expire_hours
+            if expire is not None and age > expire:
+                reasons.append("expired")
+            if not model.roster.get("trade_ok", False):
+                reasons += [f"roster: {r}" for r in model.roster.get("reasons") or ["not trade_ok"]]
+            if model.threshold is None:
+                reasons.append("no threshold: no edge after costs on validation")
+            elif p is not None and p < model.threshold and not reasons:
+                reasons.append(f"probability {p:.4f} < threshold {model.threshold:.4f}")
+            rows.append(
+                {
+                    "symbol": symbol,
+                    "bar_time": bar_time,
+                    "probability": p,
+                    "horizon": model.horizon,
+                    "threshold": model.threshold,
+                    "trade": not reasons,
+                    "expected_net_bps": model.expected_net_bps,
+                    "model_path": model.model_path,
+                    "model_age_hours": round(age, 3),
+                    "drift": drift,
+                    "reasons": reasons,
+                }
+            )
+        for symbol, why in self.unusable.items():
+            rows.append(
+                {
+                    **dict.fromkeys(SIGNAL_FIELDS),
+                    "symbol": symbol,
+                    "bar_time": bar_time,
+                    "trade": False,
+                    "model_path": _roster_path(self.roster, symbol),
+                    "reasons": [why],
+                }
+            )
+        rank = {e["symbol"]: e["rank"] for e in self.roster["entries"]}
+        rows.sort(key=lambda row: rank.get(row["symbol"], len(rank) + 1))
+        return pd.DataFrame(rows, columns=SIGNAL_FIELDS)
+
+    def _bar_reasons(self, window: Panel, model: CoinModel) -> list[str]:
+        """Why this coin's bars cannot give its model's input at the latest bar, if so."""
+        if model.symbol not in window.symbols:
+            return ["no bars for this symbol"]
+        timeframe = model.description.get("timeframe") or model.config["data"].get("timeframe")
+        if timeframe and pd.Timedelta(timeframe) != pd.Timedelta(window.timeframe):
+            return [f"bars are {window.timeframe}, the model was trained on {timeframe}"]
+        close = window.close[-model.warmup :, window.index_of(model.symbol)]
+        have = int(np.isfinite(close).sum())
+        if len(close) < model.warmup:
+            return [f"warm-up: {len(close)} bars, {model.warmup} needed"]
+        if not np.isfinite(close[-1]):
+            return [f"no bar at {window.timestamps[-1]}"]
+        if window.filled[-1, window.index_of(model.symbol)]:  # training never scored one
+            return ["latest bar forward-filled: nothing traded"]
+        if have < model.warmup:
+            first = int(np.argmax(np.isfinite(close)))
+            if np.isfinite(close[first:]).all():
+                return [f"warm-up: {have} bars since listing, {model.warmup} needed"]
+            return [f"gap: {model.warmup - have} of the last {model.warmup} bars missing"]
+        return []
+
+    def drift(self, bars: Panel | str | Path) -> pd.DataFrame:
+        """Each coin's PSI per input over the last ``drift_window`` bars (coins x inputs).
+
+        NaN for a coin without a reference distribution or whose inputs cannot be built;
+        ``signals`` reports the row maximum as ``drift``.
+        """
+        _, _, _, inputs = self._latest(bars)
+        rows = self._psi(inputs)
+        names = dict.fromkeys(n for m in self.models.values() for n in m.description["inputs"])
+        frame = pd.DataFrame(
+            {s: pd.Series(v, index=self.models[s].description["inputs"]) for s, v in rows.items()}
+        )
+        return frame.T.reindex(index=list(inputs), columns=list(names)).astype(float)
+
+    def _latest(self, bars: Panel | str | Path) -> tuple[Panel, np.ndarray, dict, dict]:
+        """The last ``bars_needed`` bars, the latest probabilities, problems and inputs."""
+        panel = bars if isinstance(bars, Panel) else self.read_bars(bars)
+        window = panel.between(panel.timestamps[max(panel.n_bars - self.bars_needed, 0)], None)
+        recent = np.arange(max(window.n_bars - self.config.drift_window, 0), window.n_bars)
+        probability, problems, inputs = self._probabilities(window, recent, last_only=True)
+        return window, probability, problems, inputs
+
+    def _psi(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Symbol -> PSI per input column (NaN without a reference), all coins at once."""
+        out = {s: np.full(v.shape[1], np.nan) for s, v in inputs.items()}
+        by_shape: dict[tuple, list[str]] = {}
+        for symbol in inputs:
+            reference = self.models[symbol].description.get("reference")
+            if reference is not None:
+                by_shape.setdefault(np.shape(reference["edges"]), []).append(symbol)
+        for coins in by_shape.values():  # one batch per input width: usually one
+            references = [self.models[s].description["reference"] for s in coins]
+            stacked = {k: np.stack([r[k] for r in references]) for k in ("edges", "shares")}
+            scores = psi(stacked, np.stack([inputs[s] for s in coins]))  # (coins, K)
+            out |= dict(zip(coins, scores, strict=True))
+        return out
+
+    def _probabilities(
+        self, panel: Panel, rows: np.ndarray, last_only: bool = False
+    ) -> tuple[np.ndarray, dict, dict]:
+        """Probabilities on ``rows`` (only the last one with ``last_only``), (len(rows),
+        coins); symbol -> reasons for coins not scored; symbol -> (len(rows), F + C)
+        inputs, kept with ``last_only`` (for the drift score)."""
+        symbols = list(self.models)
+        out = np.full((len(rows), len(symbols)), np.nan)
+        problems: dict[str, list[str]] = {}
+        kept: dict[str, np.ndarray] = {}
+        groups: dict[str, list[str]] = {}
+        for symbol, model in self.models.items():
+            if symbol in panel.symbols:
+                groups.setdefault(model.preprocessing_key, []).append(symbol)
+        for coins in groups.values():
+            try:
+                x, channels = self._inputs(panel, coins, rows)  # (R, n, F), (R, n, C)
+            except HuracanError as err:
+                problems |= {s: [str(err)] for s in coins}
+                continue
+            position = {s: i for i, s in enumerate(coins)}
+            if last_only:
+                joined = np.concatenate([x, channels], axis=2)  # (R, n, F + C)
+                kept |= {s: joined[:, i] for s, i in position.items()}
+                x, channels = x[-1:], channels[-1:]
+            for module, index in self._batched.values():
+                members = [s for s in coins if s in index]
+                if not members:
+                    continue
+                cols = [position[s] for s in members]
+                heads = np.array([index[s] for s in members])
+                xs, cs = x[:, cols], channels[:, cols]  # (R, m, F), (R, m, C)
+                finite = np.isfinite(xs).all(-1) & np.isfinite(cs).all(-1)  # (R, m)
+                r_idx, m_idx = np.nonzero(finite)
+                with torch.no_grad():
+                    p = module.predict_proba(
+                        torch.as_tensor(np.ascontiguousarray(xs[r_idx, m_idx])),
+                        torch.as_tensor(np.ascontiguousarray(cs[r_idx, m_idx])),
+                        torch.as_tensor(heads[m_idx], dtype=torch.int64),
+                    ).numpy()
+                r_idx = r_idx + (len(rows) - 1 if last_only else 0)
+                out[r_idx, [symbols.index(members[m]) for m in m_idx]] = p
+        return out, problems, kept
+
+    def _inputs(
+        self, panel: Panel, coins: list[str], rows: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Scaled features and factor channels of ``coins`` on ``rows`` of the panel.
+
+        Raises:
+            HuracanError: the bars cannot give these models' inputs (a factor member
+                without bars, a feature the bars lack).
+        """
+        models = [self.models[s] for s in coins]
+        first = models[0]
+        factor_state = first.description["factor"]
+        missing = [s for s in factor_state["members"] if s not in panel.symbols]
+        if missing:
+            raise ConfigError(f"market factor member(s) {missing} have no bars")
+        symbols = [*coins, *[s for s in factor_state["members"] if s not in coins]]
+        sub = panel.select(symbols)
+        cfg = OmegaConf.create(first.config)
+        arrays = build_fleet_arrays(sub, cfg)
+        stored = first.description["features"]
+        technical = [f for f in stored if f != "fracdiff"]
+        if arrays.feature_names != technical:
+            raise ConfigError(
+                f"the bars give features {arrays.feature_names}, the model needs {technical}"
+            )
+        features = arrays.features
+        if "fracdiff" in stored:
+            orders = [m.description.get("fracdiff_d") for m in models]
+            ffd = StationaryFracDiff(max_d=cfg.features.max_d).with_orders(
+                orders + [None] * (len(symbols) - len(coins))
+            )
+            values = ffd.transform(arrays.log_close).astype(np.float32)
+            features = np.concatenate([features, values[:, :, None]], axis=2)
+        n_features = features.shape[2]
+        pad = len(symbols) - len(coins)  # members that are not served: never scored
+        scaler = PanelScaler.from_state_dict(
+            {
+                "mean": [m.description["scaler"]["mean"] for m in models]
+                + [[0.0] * n_features] * pad,
+                "std": [m.description["scaler"]["std"] for m in models]
+                + [[1.0] * n_features] * pad,
+                "clip": cfg.features.clip,
+                "min_count": 2,
+            }
+        )
+        x = scaler.transform(features[rows])
+        factor = MarketFactorExtractor.from_dict(factor_state, symbols)
+        series = factor.transform(arrays.returns, arrays.quote_volume)
+        channels = inject_market_factor(
+            series, arrays.listed, cfg.factor.n_lags, cfg.factor.max_ffill
+        ).values.astype(np.float32)
+        n = len(coins)
+        return x[:, :n], channels[rows][:, :n]
+
+
+def _stack_heads(models: list[CoinModel]) -> dict[str, tuple[FleetModule, dict[str, int]]]:
+    """One module per encoder and head shape, its heads the coins' heads side by side."""
+    by_key: dict[str, list[CoinModel]] = {}
+    for model in models:
+        spec = head_spec(model.module.head)
+        key = model.encoder_key + json.dumps({k: v for k, v in spec.items() if k != "n_groups"})
+        by_key.setdefault(key, []).append(model)
+    batched = {}
+    for key, group in by_key.items():
+        heads = [m.module.head for m in group]
+        spec = head_spec(heads[0])
+        stacked = GroupedMoEHead(
+            len(heads), spec["in_dim"], spec["n_experts"], spec["hidden"], spec["top_k"]
+        )
+        with torch.no_grad():
+            for name, param in stacked.named_parameters():
+                param.copy_(torch.cat([getattr(h, name) for h in heads]))
+        first = group[0].module
+        module = FleetModule(first.encoder, stacked, first.lr, False, first.balance_weight)
+        batched[key] = (module.eval(), {m.symbol: i for i, m in enumerate(group)})
+    return batched
+
+
+def _roster_path(roster: dict, symbol: str) -> str | None:
+    return next((e["model_path"] for e in roster["entries"] if e["symbol"] == symbol), None)

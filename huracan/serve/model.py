@@ -1,0 +1,142 @@
+"""One champion as the signal service holds it: its network and its preprocessing state.
+
+Everything comes from the model version's own files (``checkpoint.json`` and
+``weights.safetensors``, checked against its manifest) and the champion pointer; nothing
+is refitted. The warm-up (bars the latest signal needs) follows from that state: the FFD
+window of the coin's order d, the longest technical look-back, the factor's lags.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from huracan.features.fracdiff import StationaryFracDiff
+from huracan.features.technical import warmup_bars
+from huracan.models import FleetModule
+from huracan.models.checkpoint import META, WEIGHTS, module_from_files
+from huracan.registry.artifacts import read_manifest
+from huracan.registry.champions import read_champion
+from huracan.store import Store, content_hash
+
+
+class ModelUnusable(Exception):
+    """A roster coin whose champion cannot be served; the message is the reason."""
+
+
+@dataclass
+class CoinModel:
+    """A champion ready to score bars.
+
+    Attributes:
+        symbol: the coin.
+        model_path: its model version in the store.
+        module: encoder plus its one-group head, in eval mode.
+        description: the checkpoint's JSON description (config included).
+        threshold: probability at or above which it trades (None: never).
+        horizon: bars a trade is held.
+        data_end: the last bar the model saw in training (validation included).
+        warmup: bars of history its latest input needs.
+        expected_net_bps: its out-of-sample net return per trade, after its costs.
+        roster: its roster entry.
+        encoder_key: hash of its encoder weights (coins sharing one are scored together).
+    """
+
+    symbol: str
+    model_path: str
+    module: FleetModule
+    description: dict
+    threshold: float | None
+    horizon: int
+    data_end: pd.Timestamp
+    warmup: int
+    expected_net_bps: float | None
+    roster: dict
+    encoder_key: str
+
+    @property
+    def config(self) -> dict:
+        return self.description["config"]
+
+    @property
+    def preprocessing_key(self) -> str:
+        """Coins with the same key share one feature, factor and fracdiff computation."""
+        cfg = self.config
+        return json.dumps(
+            {
+                "features": cfg["features"],
+                "factor": self.description["factor"],
+                "n_lags": cfg["factor"]["n_lags"],
+                "max_ffill": cfg["factor"]["max_ffill"],
+                "leader": cfg["universe"]["dominant_symbols"][0],
+            },
+            sort_keys=True,
+        )
+
+
+def load_coin(store: Store, entry: dict, ema_tolerance: float) -> CoinModel:
+    """Reads a roster entry's champion and checkpoint; raises ModelUnusable with why not."""
+    symbol = entry["symbol"]
+    pointer = read_champion(store, symbol)
+    if pointer is None:
+        raise ModelUnusable(f"no champion pointer champions/{symbol}.json")
+    prefix = pointer["model_path"]
+    manifest = read_manifest(store, prefix)
+    if manifest is None:
+        raise ModelUnusable(f"{prefix} has no manifest (incomplete version)")
+    files = {}
+    for name in (WEIGHTS, META):
+        data = store.read_bytes(f"{prefix}/{name}")
+        listed = manifest["files"].get(name, {}).get("content_hash")
+        if listed != content_hash(data):
+            raise ModelUnusable(f"{prefix}/{name} does not match its manifest")
+        files[name] = data
+    module, description = module_from_files(files[WEIGHTS], files[META])
+    missing = {"config", "scaler", "factor", "features", "data_end"} - set(description)
+    if missing:
+        raise ModelUnusable(f"{prefix}/{META} lacks {sorted(missing)}")
+    if description.get("reference") is not None:  # as arrays once, not on every signal
+        description["reference"] = {
+            k: np.asarray(v, dtype=np.float64) for k, v in description["reference"].items()
+        }
+    cfg = description["config"]
+    [threshold] = description.get("thresholds") or [None]
+    metrics = pointer.get("metrics") or {}
+    n_trades, net = metrics.get("n_trades"), metrics.get("net_pnl_bps")
+    encoder_state = module.encoder.state_dict()
+    encoder_key = content_hash(b"".join(v.numpy().tobytes() for v in encoder_state.values()))
+    return CoinModel(
+        symbol=symbol,
+        model_path=prefix,
+        module=module,
+        description=description,
+        threshold=threshold,
+        horizon=int(cfg["labels"]["horizon"]),
+        data_end=pd.Timestamp(description["data_end"]),
+        warmup=coin_warmup(description, ema_tolerance),
+        expected_net_bps=net / n_trades if n_trades and net is not None else None,
+        roster=entry,
+        encoder_key=encoder_key,
+    )
+
+
+def coin_warmup(description: dict, ema_tolerance: float) -> int:
+    """Bars the latest input of this model needs: features, FFD window, factor lags."""
+    cfg = description["config"]
+    features = cfg["features"]
+    names = features.get("names")
+    windows = features.get("windows") or None
+    need = warmup_bars(None if names is None else list(names), windows, ema_tolerance)
+    d = description.get("fracdiff_d")
+    if features.get("fracdiff") and d is not None:
+        ffd = StationaryFracDiff(max_d=features["max_d"]).with_orders([d])
+        need = max(need, int(ffd.window_[0]))
+    # the factor: a return (two closes), its lags, the forward fill's and volume's look-back
+    factor = cfg["factor"]
+    factor_need = 2 + factor["n_lags"] + factor["max_ffill"]
+    if description["factor"]["method"] == "weighted_mean":
+        factor_need += int(factor["volume_window"])
+    return max(need, factor_need)
