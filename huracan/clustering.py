@@ -2,6 +2,9 @@
 
 Fitted on a fold's training window only. The cluster holding the dominant symbols (BTC,
 ETH) always gets id 0; :func:`align_cluster_ids` keeps the other ids stable fold to fold.
+
+Longer than most modules on purpose: the three clusterers, the result they produce and the
+fold-to-fold alignment and agreement of its ids are one concept, read together.
 """
 
 from __future__ import annotations

@@ -2,6 +2,9 @@
 
 Fitted on a fold's training window only; ``transform`` applies the learned loadings and
 training mean and std unchanged to any window, one bar at a time (nothing looks ahead).
+
+Longer than most modules on purpose: the four extractors share one fit/transform contract
+and one stored state, and the channel injection is what every one of them feeds.
 """
 
 from __future__ import annotations

@@ -2,6 +2,9 @@
 
 Rows are reported 1-based as data rows (the header is not counted), so row 1 is the first
 line after the header of a CSV file.
+
+Longer than most modules on purpose: it is the catalogue of every bad-input check (values,
+timestamps, moves), each with its own message, and a reader looks for them in one place.
 """
 
 from __future__ import annotations

@@ -1,4 +1,8 @@
-"""The queue itself: in-process, or on a Dask cluster (local or remote)."""
+"""The queue itself: in-process, or on a Dask cluster (local or remote).
+
+Longer than most modules on purpose: the board of job states, the in-process loop and the
+Dask loop share the same bookkeeping, and splitting them would spread one state machine.
+"""
 
 from __future__ import annotations
 

@@ -6,6 +6,9 @@ pipeline's own code (``build_fleet_arrays`` for the technical features and retur
 stored FFD order, scaler statistics and market-factor state, ``inject_market_factor`` for
 the channels) and scores the latest bar: all coins sharing an encoder go through one
 batched model whose heads are the champions' heads stacked along the group axis.
+
+Longer than most modules on purpose: loading, input assembly, scoring and the reasons a
+coin may not trade are the one path from raw bars to a signal, read top to bottom.
 """
 
 from __future__ import annotations
