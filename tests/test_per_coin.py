@@ -8,6 +8,7 @@ import sys
 
 import dropbox.dropbox_client
 import jsonschema
+import pandas as pd
 import pytest
 import requests
 from conftest import ROOT, make_bars
@@ -81,13 +82,27 @@ def test_artifact_layout(first_run):
         assert set(manifest["files"]) == names - {"manifest.json"}
         assert all(len(f["content_hash"]) == 64 for f in manifest["files"].values())
         costs = json.loads((version / "costs.json").read_text())
-        assert {"slippage_bps_per_sigma", "fit_date", "window_start", "r2"} <= set(costs)
+        assert {"slippage_bps_per_sigma", "fit_date", "window_start", "method"} <= set(costs)
+        assert costs["method"] == "quoted"  # the synthetic market quotes its spreads
+        # calibrated on the bars right before the test window, never inside it
+        test_start = summary["per_coin"]["test_window"][0]
+        assert pd.Timestamp(costs["window_end"]) < pd.Timestamp(test_start)
+        assert costs["fit_date"] == pd.Timestamp(test_start).isoformat()
+        # the round trip is fee on both sides + spread + the slippage reported, once
+        assert costs["expected_round_trip_bps"] == pytest.approx(
+            2 * costs["fee_bps"] + costs["base_spread_bps"] + costs["expected_slip_bps"]
+        )
+        metrics = json.loads((version / "metrics.json").read_text())
+        assert isinstance(metrics["n_trades"], int)
+        if metrics["n_trades"]:  # the slippage reported is the slippage charged
+            charged = metrics["avg_cost_bps"] - 2 * costs["fee_bps"] - costs["base_spread_bps"]
+            assert metrics["avg_slip_bps"] == pytest.approx(charged)
         assert load((version / "weights.safetensors").read_bytes())  # safetensors, no pickle
         job = summary["per_coin"]["jobs"][symbol]
         if (root / "champions" / f"{symbol}.json").exists():
             assert job["n_trades"] >= 3
         else:  # too few out-of-sample trades to become a champion
-            assert job["n_trades"] < 3 and "trades < 3" in job["champion"]
+            assert job["n_trades"] < 3 and f"made {job['n_trades']} trades < 3" in job["champion"]
     assert (root / "meta" / "shared_encoder.safetensors").exists()
     encoder = json.loads((root / "meta" / "shared_encoder.json").read_text())
     assert encoder["spec"]["kind"] == "autoencoder"
@@ -96,9 +111,18 @@ def test_artifact_layout(first_run):
     assert "market_factor" in next(iter(bank["per_coin"].values()))
     roster = json.loads((root / "champions" / "roster.json").read_text())
     jsonschema.validate(roster, ROSTER_SCHEMA)
-    champions = list((root / "champions").glob("[A-Z]*.json"))
-    assert len(roster["entries"]) == len(champions) > 0
-    assert [e["rank"] for e in roster["entries"]] == list(range(1, len(roster["entries"]) + 1))
+    champions = {p.stem for p in (root / "champions").glob("[A-Z]*.json")} - {"roster"}
+    entries = roster["entries"]
+    assert sorted(e["symbol"] for e in entries) == sorted(symbols)  # every coin, always
+    assert [e["rank"] for e in entries] == list(range(1, len(entries) + 1))
+    ok = [e["trade_ok"] for e in entries]
+    assert ok == sorted(ok, reverse=True)  # tradable ones first
+    for entry in entries:
+        assert entry["trade_ok"] == (not entry["reasons"])
+        assert ("no_champion" in entry["reasons"]) == (entry["symbol"] not in champions)
+        if entry["symbol"] in champions:
+            assert entry["model_path"] == f"models/{entry['symbol']}/baseline_20240101"
+            assert isinstance(entry["n_trades"], int)
     assert summary["per_coin"]["counts"]["completed"] == len(symbols)
 
 
@@ -213,8 +237,10 @@ def test_short_history_and_corrupt_files_are_recorded_skips(tmp_path, write_bars
     jobs = summary["per_coin"]["jobs"]
     assert jobs["NEW"]["status"] == "skipped" and "min_history" in jobs["NEW"]["reason"]
     assert jobs["BAD"]["status"] == "skipped" and "bad_rows" in jobs["BAD"]["reason"]
-    roster = {e["symbol"] for e in summary["per_coin"]["roster"]}
-    assert not roster & {"NEW", "BAD"}
+    roster = {e["symbol"]: e for e in summary["per_coin"]["roster"]}
+    assert set(roster) == {"BTC", "ETH", "SOL", "NEW", "BAD"}
+    assert "gate:min_history" in roster["NEW"]["reasons"] and not roster["NEW"]["trade_ok"]
+    assert any(r.startswith("gate:bad_rows") for r in roster["BAD"]["reasons"])
 
 
 def test_a_failing_job_leaves_champions_and_roster_consistent(tmp_path, monkeypatch):
@@ -236,7 +262,9 @@ def test_a_failing_job_leaves_champions_and_roster_consistent(tmp_path, monkeypa
     store = LocalStore(tmp_path / "artifacts")
     assert not store.exists("champions/ETH.json")
     assert not is_complete(store, "models/ETH/baseline_20240101")
-    assert "ETH" not in {e["symbol"] for e in load_roster(store)["entries"]}
+    [eth] = [e for e in load_roster(store)["entries"] if e["symbol"] == "ETH"]
+    assert not eth["trade_ok"] and eth["model_path"] is None
+    assert eth["reasons"][:2] == ["failed:OSError: disk full", "no_champion"]
     assert summary["per_coin"]["counts"]["completed"] == 5
 
 
@@ -305,9 +333,23 @@ def test_champions_from_another_window_are_rescored_only_out_of_sample(first_run
         assert champion["window"][0][:10] == window[0][:10]  # scored on the current window
     # an earlier window (the last 40 days) overlaps the champions' training data
     earlier, _ = train(per_coin_config(tmp, "pipeline.run_id=20240104", "pipeline.test_days=40"))
-    notes = [j["champion_note"] or "" for j in earlier["per_coin"]["jobs"].values()]
-    assert any("inside this window" in n for n in notes)
-    assert not any("re-scored" in n for n in notes)
+    jobs = earlier["per_coin"]["jobs"].values()
+    notes = [j["champion_note"] or "" for j in jobs]
+    assert any("both scored on" in n for n in notes)  # only the bars after its labels
+    assert not any("re-scored on this window" in n for n in notes)
+    # a run whose window ends before the champions' last labels cannot score them: kept
+    before = {p: store.read_json(p) for p in store.list("champions") if "roster" not in p}
+    shorter, _ = train(
+        per_coin_config(tmp, "pipeline.run_id=20240105", "data.years=0.25", "seed=2")
+    )
+    for key, old in before.items():
+        job = shorter["per_coin"]["jobs"][old["symbol"]]
+        assert "past this whole test window" in job["champion_note"]
+        assert job["champion"].startswith("champion kept unscored")
+        assert store.read_json(key)["model_path"] == old["model_path"]
+    roster = {e["symbol"]: e for e in load_roster(store)["entries"]}
+    for old in before.values():
+        assert "champion_not_rescored" in roster[old["symbol"]]["reasons"]
 
 
 def test_gates_do_not_look_at_out_of_sample_bars(tmp_path, write_bars):

@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from huracan.costs import CostModel, calibrate_slippage_from_candles
+from huracan.costs import SlippageFit, SpreadTier, cost_arrays, estimate_spreads
 from huracan.data import GateReport, Panel
 from huracan.models.checkpoint import encoder_spec
 from huracan.pipelines.coin_job import CoinJob, run_coin_job
@@ -34,7 +35,7 @@ from huracan.pipelines.training import fit_encoder, fit_heads
 from huracan.queue import JobQueue, QueueReport
 from huracan.registry.artifacts import is_complete, json_bytes, model_prefix
 from huracan.registry.champions import read_champion
-from huracan.registry.roster import write_roster
+from huracan.registry.roster import TABLE_FIELDS, roster_entry, write_roster
 from huracan.report import StageTimer
 from huracan.store import ArtifactNotFound, Store, content_hash, make_store
 from huracan.validation import WalkForward
@@ -67,6 +68,11 @@ def run_per_coin(
             f"train ..{fold.train_times[-1]:%Y-%m-%d}, "
             f"test {fold.test_times[0]:%Y-%m-%d}..{fold.test_times[-1]:%Y-%m-%d}"
         )
+    with timer("costs") as note:
+        fits = calibrate_costs(panel, cfg, int(fold.test[0]))
+        arrays = coin_costs(arrays, fits, cfg)
+        methods = [f.method for f in fits.values()]
+        note(", ".join(f"{m} {methods.count(m)}" for m in sorted(set(methods))))
     valid = data.valid(arrays)
     train, _, _ = data.samples(arrays, fold.train, valid)
     val, _, _ = data.samples(arrays, fold.val, valid)
@@ -89,16 +95,6 @@ def run_per_coin(
             encoder = joint.encoder  # the same one, or its fine-tuned copy
             note(f"{panel.n_assets} coin heads in one grouped model")
     encoder_hash = save_shared_encoder(store, encoder, data, fold, run_id)
-    with timer("costs") as note:
-        fits = calibrate_slippage_from_candles(
-            panel,
-            train_rows=fold.train,
-            window_days=cfg.pipeline.calibration_days,
-            volatility=arrays.volatility,
-            vol_window=cfg.labels.vol_window,
-            default=CostModel(**cfg.costs),
-        )
-        note(f"{sum(f.method != 'default' for f in fits.values())} fitted")
     jobs = build_jobs(
         panel,
         gates,
@@ -126,9 +122,12 @@ def run_per_coin(
     log.info("jobs\n%s", report.table())
     with timer("roster") as note:
         bank = write_feature_bank(store, report, jobs, cfg, run_id)
-        roster = write_roster(store, roster_entries(store, panel, gates, cfg), run_id)
+        test_window = [str(fold.test_times[0]), str(fold.test_times[-1])]
+        entries = roster_entries(store, gates, cfg, jobs, report, test_window)
+        roster = write_roster(store, entries, run_id)
         tradable = sum(e["trade_ok"] for e in roster["entries"])
         note(f"{len(roster['entries'])} entries, {tradable} trade_ok")
+    log.info("roster (top 10 of %d)\n%s", len(roster["entries"]), roster_table(roster["entries"]))
     return {
         "per_coin": {
             "run_id": run_id,
@@ -188,7 +187,11 @@ def build_jobs(
     """One job per symbol of the universe; gate failures become skipped jobs."""
     fold = data.fold
     jobs = [
-        CoinJob(symbol=s, skip_reason="gates: " + ", ".join(r["code"] for r in reasons))
+        CoinJob(
+            symbol=s,
+            skip_reason="gates: " + ", ".join(r["code"] for r in reasons),
+            costs={**fits[s].to_dict(), "fee_bps": cfg.costs.fee_bps} if s in fits else {},
+        )
         for s, reasons in gates.skip_reasons.items()
         if reasons
     ]
@@ -207,15 +210,12 @@ def build_jobs(
         "torch_threads": 1 if cfg.queue.workers > 1 else None,
     }
     test_window = [str(fold.test_times[0]), str(fold.test_times[-1])]
+    # the labels were built with these same costs (coin_costs): one cost model per coin
+    costs, slips = cost_arrays(fits, cfg.costs.fee_bps, arrays.volatility)
     for j, symbol in enumerate(panel.symbols):
         fit = fits[symbol]
-        model = fit.cost_model(cfg.costs.fee_bps)
-        # the fitted line (base spread + slope x volatility) already holds how the spread
-        # widens with volatility, so the bars' quoted spreads are not charged on top
-        cost = np.asarray(model.round_trip_bps(None, arrays.volatility[:, j]), float)
-        slip = 2 * np.asarray(model.slippage_bps(arrays.volatility[:, j]), float)
         parts = {
-            name: coin_part(arrays, data, valid, rows, j, cost, slip)
+            name: coin_part(arrays, data, valid, rows, j, costs[:, j], slips[:, j])
             for name, rows in (("train", fold.train), ("val", fold.val), ("test", fold.test))
         }
         reason = ""
@@ -266,6 +266,41 @@ def build_jobs(
             )
         )
     return jobs
+
+
+def calibrate_costs(panel: Panel, cfg: DictConfig, end_row: int) -> dict[str, SlippageFit]:
+    """Every coin's spread on the ``pipeline.calibration_days`` before grid row ``end_row``.
+
+    ``end_row`` is the first bar of the window the costs price (the test window), so the
+    calibration reads only the bars right before it (``huracan.costs.estimate``).
+    """
+    options = cfg.pipeline.costs
+    tiers = [
+        SpreadTier(float(t.min_daily_quote_volume), float(t.spread_bps)) for t in options.tiers
+    ]
+    return estimate_spreads(
+        panel,
+        end_row=end_row,
+        window_days=cfg.pipeline.calibration_days,
+        tiers=tiers,
+        slippage_bps_per_sigma=cfg.costs.slippage_bps_per_sigma,
+        estimator=options.estimator,
+        z=options.z,
+        n_blocks=options.jackknife_blocks,
+        min_bars=options.min_bars,
+    )
+
+
+def coin_costs(arrays: FleetArrays, fits: dict[str, SlippageFit], cfg: DictConfig) -> FleetArrays:
+    """The arrays with labels, net returns and costs from each coin's calibrated model.
+
+    ``build_fleet_arrays`` labels with the configured costs; the per-coin run trains,
+    thresholds and evaluates every coin at its own calibrated round trip instead.
+    """
+    cost, _ = cost_arrays(fits, cfg.costs.fee_bps, arrays.volatility)
+    net = np.where(np.isnan(arrays.net_return), np.nan, arrays.gross_return - cost / 1e4)
+    label = np.where(np.isnan(net), np.nan, (net > 0).astype(np.float64))
+    return replace(arrays, label=label, net_return=net, cost_bps=cost)
 
 
 def coin_part(
@@ -327,44 +362,56 @@ def write_feature_bank(
     return bank
 
 
-def roster_entries(store: Store, panel: Panel, gates: GateReport, cfg: DictConfig) -> list[dict]:
-    """One entry per symbol of the universe that has a champion (complete version)."""
+def roster_entries(
+    store: Store,
+    gates: GateReport,
+    cfg: DictConfig,
+    jobs: list[CoinJob],
+    report: QueueReport,
+    test_window: list[str],
+) -> list[dict]:
+    """One entry per symbol of the universe, tradable or not (policy: ``roster_entry``)."""
+    by_symbol = {job.symbol: job for job in jobs}
+    results = {r.symbol: r for r in report}
     entries = []
     for symbol in sorted(gates.skip_reasons):
         champion = read_champion(store, symbol)
-        if champion is None or not is_complete(store, champion["model_path"], False):
-            continue
-        # the pointer holds the metrics and costs of the window it was last scored on
-        metrics = champion["metrics"]
-        costs = champion.get("costs") or store.read_json(f"{champion['model_path']}/costs.json")
-        reasons = [f"gates: {r['code']}" for r in gates.skip_reasons[symbol]]
-        round_trip = costs.get("expected_round_trip_bps") or 0.0
-        if round_trip > cfg.pipeline.max_round_trip_bps:
-            reasons.append(f"round trip {round_trip:.1f} bps > {cfg.pipeline.max_round_trip_bps}")
-        if (metrics.get("n_trades") or 0) < cfg.pipeline.champion_min_trades:
-            reasons.append(f"{metrics.get('n_trades')} out-of-sample trades")
-        if (metrics.get("net_pnl_bps") or 0) <= 0:
-            reasons.append("no net profit out of sample")
-        volume = gates.metrics.get(symbol, {}).get("daily_quote_volume")
-        slip = metrics.get("avg_slip_bps")
+        if champion is not None and not is_complete(store, champion["model_path"], False):
+            champion = None
+        job = by_symbol.get(symbol)
+        result = results.get(symbol)
         entries.append(
-            {
-                "symbol": symbol,
-                "model_path": champion["model_path"],
-                "spread_bps": round(float(costs["base_spread_bps"]), 4),
-                "fee_bps": float(costs["fee_bps"]),
-                "avg_slip_bps": round(
-                    float(slip if slip is not None else costs.get("expected_slip_bps") or 0.0), 4
-                ),
-                "last_7d_net_bps": round(float(metrics.get("last_7d_net_bps") or 0.0), 4),
-                "trade_ok": not reasons,
-                "reasons": reasons,
-                "sharpe": metrics.get("sharpe"),
-                "round_trip_bps": round_trip,
-                "daily_quote_volume": volume,
-            }
+            roster_entry(
+                symbol,
+                champion=champion,
+                costs=job.costs if job is not None else {},
+                test_window=test_window,
+                gate_codes=[r["code"] for r in gates.skip_reasons[symbol]],
+                job_status="missing" if result is None else str(result.status),
+                job_reason="" if result is None else result.reason,
+                daily_quote_volume=gates.metrics.get(symbol, {}).get("daily_quote_volume"),
+                max_round_trip_bps=cfg.pipeline.max_round_trip_bps,
+                min_trades=cfg.pipeline.champion_min_trades,
+            )
         )
     return entries
+
+
+def roster_table(entries: list[dict], top: int = 10) -> str:
+    """The top of the roster as a text table, for the console."""
+    lines = ["  ".join(f"{f:>14}" if f != "reasons" else f for f in TABLE_FIELDS)]
+    for entry in entries[:top]:
+        cells = []
+        for name in TABLE_FIELDS:
+            value = entry.get(name)
+            if name == "reasons":
+                cells.append(",".join(value) or "-")
+            elif isinstance(value, float):
+                cells.append(f"{value:>14.2f}")
+            else:
+                cells.append(f"{value!s:>14}")
+        lines.append("  ".join(cells))
+    return "\n".join(lines)
 
 
 def _f(value: float) -> float | None:
