@@ -18,7 +18,15 @@ from safetensors.torch import load
 
 from huracan.registry.artifacts import is_complete
 from huracan.registry.champions import decide
-from huracan.registry.roster import ROSTER_SCHEMA, load_roster, select, write_roster
+from huracan.registry.roster import (
+    ROSTER_SCHEMA,
+    load_roster,
+    rank_entries,
+    roster_entry,
+    select,
+    write_roster,
+)
+from huracan.roster import main as roster_main
 from huracan.run import train
 from huracan.store import LocalStore, StoreError
 
@@ -374,3 +382,108 @@ def test_gates_do_not_look_at_out_of_sample_bars(tmp_path, write_bars):
     assert "min_history" in strict["per_coin"]["jobs"]["NEW"]["reason"]
     whole, _ = train(per_coin_config(tmp_path / "b", *common, "gates.until=null"))
     assert "gates" not in whole["per_coin"]["jobs"]["NEW"]["reason"]  # passed its gates
+
+
+def roster_with(tmp_path, entry: dict | None = None, raw: bytes | None = None):
+    root = tmp_path / "art"
+    (root / "champions").mkdir(parents=True)
+    path = root / "champions" / "roster.json"
+    if raw is None:
+        good = {
+            "symbol": "BTC",
+            "model_path": "models/BTC/baseline_20240101",
+            "rank": 1,
+            "spread_bps": 1.0,
+            "fee_bps": 7.5,
+            "avg_slip_bps": 0.5,
+            "last_7d_net_bps": 0.0,
+            "trade_ok": True,
+            "reasons": [],
+        }
+        raw = json.dumps(
+            {"generated_at": "x", "run_id": "r", "entries": [{**good, **(entry or {})}]}
+        ).encode()
+    path.write_bytes(raw)
+    return root, path
+
+
+@pytest.mark.parametrize(
+    ("case", "entry", "raw", "message"),
+    [
+        ("truncated", None, b'{"generated_at": "x", "entr', "not valid JSON"),
+        ("not json", None, b"\x00\x01binary", "not valid JSON"),
+        ("schema", {"trade_ok": "yes"}, None, "schema violation at entries/0/trade_ok"),
+        ("dotdot", {"model_path": "models/../../etc"}, None, "schema violation"),
+        ("reasons", {"reasons": "none"}, None, "schema violation at entries/0/reasons"),
+    ],
+)
+def test_roster_reader_bad_inputs_are_one_line_naming_the_file(
+    tmp_path, capsys, case, entry, raw, message
+):
+    root, path = roster_with(tmp_path, entry, raw)
+    assert roster_main(["top", "3", "--root", str(root)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(path) in err and message in err, err
+
+
+def test_roster_reader_missing_root_and_bad_n(tmp_path, capsys):
+    assert roster_main(["top", "3", "--root", str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "nowhere" in err and "does not exist" in err
+    root, _ = roster_with(tmp_path)
+    for n in ("0", "-1"):
+        with pytest.raises(SystemExit) as exit_info:
+            roster_main(["top", n, "--root", str(root)])
+        assert exit_info.value.code == 2
+        assert "N must be >= 1" in capsys.readouterr().err
+    assert roster_main(["top", "1", "--json", "--root", str(root)]) == 0
+    assert [e["symbol"] for e in json.loads(capsys.readouterr().out)] == ["BTC"]
+
+
+def test_roster_entry_reasons():
+    costs = {"base_spread_bps": 1.0, "fee_bps": 7.5, "expected_round_trip_bps": 20.0}
+    window = ["2024-01-01", "2024-01-31"]
+    champion = {
+        "model_path": "models/X/baseline_1",
+        "window": window,
+        "metrics": {"n_trades": 12, "val_trades": 30, "net_pnl_bps": 50.0, "sharpe": 1.0},
+    }
+    common = {
+        "costs": costs,
+        "test_window": window,
+        "gate_codes": [],
+        "job_status": "completed",
+        "job_reason": "",
+        "daily_quote_volume": 1e7,
+        "max_round_trip_bps": 40.0,
+        "min_trades": 10,
+    }
+    ok = roster_entry("X", champion=champion, **common)
+    assert ok["trade_ok"] and ok["reasons"] == [] and ok["n_trades"] == 12
+    assert roster_entry("X", champion=None, **common)["reasons"] == ["no_champion"]
+    quiet = {**champion, "metrics": {**champion["metrics"], "n_trades": 0, "val_trades": 0}}
+    expensive = {**common, "costs": {**costs, "expected_round_trip_bps": 55.0}}
+    assert roster_entry("X", champion=quiet, **expensive)["reasons"] == [
+        "no_trades_in_test",
+        "no_edge_on_validation",
+        "cost_above_limit",
+    ]
+    stale = {**champion, "window": ["2023-01-01", "2023-01-31"]}
+    assert roster_entry("X", champion=stale, **common)["reasons"] == ["champion_not_rescored"]
+    failed = {**common, "job_status": "failed", "job_reason": "ValueError: boom\ntraceback"}
+    assert roster_entry("X", champion=None, **failed)["reasons"] == [
+        "failed:ValueError: boom",
+        "no_champion",
+    ]
+    gated = {**common, "job_status": "skipped", "gate_codes": ["min_history"]}
+    assert roster_entry("X", champion=None, **gated)["reasons"] == [
+        "gate:min_history",
+        "no_champion",
+    ]
+    entries = rank_entries(
+        [
+            roster_entry("A", champion=None, **common),
+            roster_entry("B", champion=champion, **common),
+        ]
+    )
+    assert [(e["symbol"], e["rank"]) for e in entries] == [("B", 1), ("A", 2)]

@@ -179,9 +179,9 @@ def estimate_spreads(
     if panel.spread_bps is not None:
         quoted = np.where(real, panel.spread_bps[rows], np.nan)
         n_quoted = np.isfinite(quoted).sum(0)
+        quoted_mean = _nanmean(quoted)
         with np.errstate(invalid="ignore", divide="ignore"):
-            quoted_mean = np.nanmean(quoted, 0)
-            quoted_se = np.nanstd(quoted, 0) / np.sqrt(n_quoted)
+            quoted_se = np.sqrt(_nanmean((quoted - quoted_mean) ** 2) / n_quoted)
     times = panel.timestamps[rows]
     fits = {}
     for j, symbol in enumerate(panel.symbols):
