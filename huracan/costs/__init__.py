@@ -60,7 +60,7 @@ from huracan.costs.estimate import (
 from huracan.costs.model import CostModel
 from huracan.costs.spreads import ESTIMATORS, abdi_ranaldo_spread, corwin_schultz_spread
 from huracan.costs.symbol_metrics import SYMBOL_COLUMNS, symbol_metrics
-from huracan.costs.ticks import calibrate_slippage_from_ticks
+from huracan.costs.ticks import calibrate_slippage_from_ticks, effective_spreads
 
 __all__ = [
     "ESTIMATORS",
@@ -74,6 +74,7 @@ __all__ = [
     "calibrate_slippage_from_ticks",
     "corwin_schultz_spread",
     "cost_arrays",
+    "effective_spreads",
     "estimate_spreads",
     "jackknife_spread",
     "symbol_metrics",
