@@ -18,7 +18,13 @@ from pathlib import Path
 import jsonschema
 
 from huracan.errors import HuracanError
-from huracan.registry.roster import ENTRY_FIELDS, ROSTER_KEY, ROSTER_SCHEMA, select
+from huracan.registry.roster import (
+    ENTRY_FIELDS,
+    ROSTER_KEY,
+    ROSTER_SCHEMA,
+    format_table,
+    select,
+)
 from huracan.store import ArtifactNotFound, check_key, make_store
 
 
@@ -93,19 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(chosen, indent=2))
         return 0
-    widths = {
-        f: max(len(f), *(len(_cell(e[f])) for e in chosen)) if chosen else len(f)
-        for f in ENTRY_FIELDS
-    }
-    print("  ".join(f.ljust(widths[f]) for f in ENTRY_FIELDS))
-    for entry in chosen:
-        print("  ".join(_cell(entry[f]).ljust(widths[f]) for f in ENTRY_FIELDS))
+    print(format_table(chosen, ENTRY_FIELDS))
     print(f"\n{len(chosen)} of {len(roster['entries'])} entries (run {roster['run_id']})")
     return 0
-
-
-def _cell(value: object) -> str:
-    return ",".join(value) or "-" if isinstance(value, list) else str(value)
 
 
 if __name__ == "__main__":

@@ -1,17 +1,21 @@
 """``pipeline=per_coin``: one tailored, validated, costed model per coin, and the roster.
 
-1. Features and after-cost labels for the whole panel (as the hierarchical run).
+1. Features for the whole panel (as the hierarchical run).
 2. One split: training window, validation slice at its end, out-of-sample test window of
    ``pipeline.test_days`` (purged). Clusters, factor, fracdiff and scalers are fitted on
    the training window.
+   Every coin's spread is estimated on the ``pipeline.calibration_days`` right before the
+   test window (``huracan.costs.estimate``), for all coins at once since the joint heads
+   need every coin's labels: one cost model per coin for its labels, threshold,
+   evaluation and roster entry.
 3. The shared encoder is trained once on the union of all coins' training data and saved
    to ``meta/shared_encoder.*``.
 4. Coin heads: trained jointly as one grouped model (``heads=joint``), or each in its own
    job (``heads=alone``).
-5. Slippage is calibrated for every coin at once on the end of the training window.
-6. One job per coin through the queue: validate after the coin's own costs, permutation
+5. One job per coin through the queue: validate after the coin's own costs, permutation
    importance, export the model version, challenge the champion.
-7. ``meta/feature_bank.json``, then ``champions/roster.json`` last.
+6. ``meta/feature_bank.json``, then ``champions/roster.json`` last: every coin of the
+   universe, tradable or not and why.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from huracan.pipelines.training import fit_encoder, fit_heads
 from huracan.queue import JobQueue, QueueReport
 from huracan.registry.artifacts import is_complete, json_bytes, model_prefix
 from huracan.registry.champions import read_champion
-from huracan.registry.roster import TABLE_FIELDS, roster_entry, write_roster
+from huracan.registry.roster import TABLE_FIELDS, format_table, roster_entry, write_roster
 from huracan.report import StageTimer
 from huracan.store import ArtifactNotFound, Store, content_hash, make_store
 from huracan.validation import WalkForward
@@ -127,7 +131,11 @@ def run_per_coin(
         roster = write_roster(store, entries, run_id)
         tradable = sum(e["trade_ok"] for e in roster["entries"])
         note(f"{len(roster['entries'])} entries, {tradable} trade_ok")
-    log.info("roster (top 10 of %d)\n%s", len(roster["entries"]), roster_table(roster["entries"]))
+    log.info(
+        "roster (top 10 of %d)\n%s",
+        len(roster["entries"]),
+        format_table(roster["entries"][:10], TABLE_FIELDS),
+    )
     return {
         "per_coin": {
             "run_id": run_id,
@@ -395,23 +403,6 @@ def roster_entries(
             )
         )
     return entries
-
-
-def roster_table(entries: list[dict], top: int = 10) -> str:
-    """The top of the roster as a text table, for the console."""
-    lines = ["  ".join(f"{f:>14}" if f != "reasons" else f for f in TABLE_FIELDS)]
-    for entry in entries[:top]:
-        cells = []
-        for name in TABLE_FIELDS:
-            value = entry.get(name)
-            if name == "reasons":
-                cells.append(",".join(value) or "-")
-            elif isinstance(value, float):
-                cells.append(f"{value:>14.2f}")
-            else:
-                cells.append(f"{value!s:>14}")
-        lines.append("  ".join(cells))
-    return "\n".join(lines)
 
 
 def _f(value: float) -> float | None:

@@ -228,6 +228,21 @@ def select(
     return chosen[:top] if top else chosen
 
 
+def format_table(entries: list[dict], fields: list[str]) -> str:
+    """Entries as a fixed-width text table of ``fields`` (reasons joined by commas)."""
+
+    def cell(value: object) -> str:
+        if isinstance(value, list):
+            return ",".join(value) or "-"
+        return f"{value:.2f}" if isinstance(value, float) else str(value)
+
+    rows = [[cell(e.get(f)) for f in fields] for e in entries]
+    widths = [max([len(f)] + [len(r[i]) for r in rows]) for i, f in enumerate(fields)]
+    lines = ["  ".join(f.ljust(w) for f, w in zip(fields, widths, strict=True)).rstrip()]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    return "\n".join(lines)
+
+
 def _z(values: np.ndarray) -> np.ndarray:
     std = values.std()
     return (values - values.mean()) / std if std > 0 else np.zeros_like(values)
