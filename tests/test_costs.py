@@ -24,6 +24,7 @@ from huracan.costs import (
     cost_arrays,
     estimate_spreads,
     jackknife_spread,
+    spread_from_ticks,
     symbol_metrics,
     tier_spread,
 )
@@ -503,3 +504,17 @@ def test_cost_arrays_are_the_cost_models_and_report_slippage_once():
         assert np.allclose(cost[:, j], model.round_trip_bps(None, volatility[:, j]))
         assert np.allclose(slip[:, j], model.slippage_bps(volatility[:, j]))
     assert np.allclose(cost - slip, 2 * 7.5 + np.array([2.0, 7.0]))
+
+
+def test_spread_from_ticks_reads_only_the_window_before_it_prices():
+    trades, bbo = synthetic_ticks(lambda x: 1.5 + 0 * x, (0.002, 0.002))
+    t0 = pd.Timestamp("2024-08-09", tz="UTC")
+    start, end = t0, t0 + pd.Timedelta(minutes=20)
+    options = {"symbol": "X", "start": start, "end": end, "slippage_bps_per_sigma": 1.0}
+    fit = spread_from_ticks(trades, bbo, **options)
+    assert fit.method == "ticks" and fit.base_spread_bps == pytest.approx(3.0, abs=0.01)
+    assert pd.Timestamp(fit.window_end) < end and fit.spread_se_bps < 0.01
+    late = trades["local_ts_ns"].to_numpy() >= end.value
+    shifted = trades.assign(price=np.where(late, trades["price"] * 1.01, trades["price"]))
+    assert spread_from_ticks(shifted, bbo, **options) == fit
+    assert spread_from_ticks(trades, bbo, **options, min_trades=10**6) is None

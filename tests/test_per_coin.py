@@ -9,14 +9,17 @@ import sys
 
 import dropbox.dropbox_client
 import jsonschema
+import numpy as np
 import pandas as pd
 import pytest
 import requests
+import torch
 from conftest import ROOT, make_bars
 from fake_dropbox import FakeDropboxAdapter
 from hydra import compose, initialize_config_dir
 from safetensors.torch import load
 
+from huracan.models.batches import GroupBatchSampler
 from huracan.registry.artifacts import is_complete
 from huracan.registry.champions import decide
 from huracan.registry.roster import (
@@ -507,3 +510,38 @@ def test_the_champions_own_horizon_decides_what_is_out_of_sample(first_run, tmp_
         job = later["per_coin"]["jobs"][key.split("/")[-1].removesuffix(".json")]
         assert "past this whole test window" in job["champion_note"]
         assert store.read_json(key)["model_path"] == model_path  # kept, not replaced
+
+
+def test_ticks_are_the_first_source_of_costs(first_run, tmp_path):
+    """BTC's trades pay 3 bps in the calibration window: that is its spread, method ticks."""
+    _, summary = first_run
+    test_start = pd.Timestamp(summary["per_coin"]["test_window"][0])
+    n = 5000
+    received = (test_start - pd.Timedelta(days=2)).value + np.arange(n) * 1_000_000_000
+    mid = 100 * np.exp(np.cumsum(np.random.default_rng(0).normal(0, 1e-4, n)))
+    sold = np.arange(n) % 2 == 0
+    ticks = tmp_path / "ticks"
+    ticks.mkdir()
+    pd.DataFrame({"local_ts_ns": received, "bid": mid * 0.9999, "ask": mid * 1.0001}).to_csv(
+        ticks / "spot_btcusdt_bbo.csv.gz", index=False
+    )
+    price = mid * (1 + np.where(sold, -1, 1) * 1.5e-4)
+    pd.DataFrame(
+        {"local_ts_ns": received + 50_000_000, "price": price, "is_buyer_maker": sold}
+    ).to_csv(ticks / "spot_btcusdt_trades.csv.gz", index=False)
+    train(per_coin_config(tmp_path, f"pipeline.costs.ticks_dir={ticks}"))
+    store = LocalStore(tmp_path / "artifacts")
+    btc = store.read_json("models/BTC/baseline_20240101/costs.json")
+    assert btc["method"] == "ticks" and btc["base_spread_bps"] == pytest.approx(3.0, rel=1e-3)
+    assert pd.Timestamp(btc["window_end"]) < test_start
+    eth = store.read_json("models/ETH/baseline_20240101/costs.json")
+    assert eth["method"] == "quoted"
+
+
+def test_group_batches_skip_groups_without_samples():
+    """A coin with no training bars (listed inside the test window) makes no empty batch."""
+    group = torch.tensor([0, 0, 2, 2, 2])  # group 1 has no samples
+    sampler = GroupBatchSampler(group, batch_size=2)
+    batches = list(sampler)
+    assert all(batches) and sorted(i for b in batches for i in b) == list(range(5))
+    assert len(batches) == len(sampler) == 3

@@ -60,7 +60,11 @@ from huracan.costs.estimate import (
 from huracan.costs.model import CostModel
 from huracan.costs.spreads import ESTIMATORS, abdi_ranaldo_spread, corwin_schultz_spread
 from huracan.costs.symbol_metrics import SYMBOL_COLUMNS, symbol_metrics
-from huracan.costs.ticks import calibrate_slippage_from_ticks, effective_spreads
+from huracan.costs.ticks import (
+    calibrate_slippage_from_ticks,
+    effective_spreads,
+    spread_from_ticks,
+)
 
 __all__ = [
     "ESTIMATORS",
@@ -77,6 +81,7 @@ __all__ = [
     "effective_spreads",
     "estimate_spreads",
     "jackknife_spread",
+    "spread_from_ticks",
     "symbol_metrics",
     "tier_spread",
 ]

@@ -242,3 +242,60 @@ def _seconds(timeframe: str) -> float:
 def _utc(value: str | pd.Timestamp) -> pd.Timestamp:
     ts = pd.Timestamp(value)
     return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+def spread_from_ticks(
+    trades: pd.DataFrame,
+    bbo: pd.DataFrame,
+    *,
+    symbol: str,
+    start: str | pd.Timestamp,
+    end: str | pd.Timestamp,
+    slippage_bps_per_sigma: float,
+    min_trades: int = 200,
+    quote_lag_ms: float = 20.0,
+    max_quote_age_s: float = 1.0,
+) -> SlippageFit | None:
+    """The mean effective spread of the trades received in ``[start, end)``, method ``ticks``.
+
+    Only ticks received before ``end`` are read (the window the spread prices starts
+    there). None where fewer than ``min_trades`` trades have a fresh quote.
+
+    Args:
+        trades: the symbol's trades (``TRADE_COLUMNS``).
+        bbo: its best bid and offer (``QUOTE_COLUMNS``).
+        symbol: the asset.
+        start: first receive time used.
+        end: receive times at or after it are never read.
+        slippage_bps_per_sigma: slippage per side per 1 % of per-bar volatility, kept
+            from the configuration (the spread already holds what a small trade pays).
+        min_trades: trades needed.
+        quote_lag_ms: how much older than the trade its quote must be.
+        max_quote_age_s: oldest quote a trade may be measured against.
+    """
+    spreads = effective_spreads(
+        trades,
+        bbo,
+        symbol=symbol,
+        quote_lag_ms=quote_lag_ms,
+        max_quote_age_s=max_quote_age_s,
+        end=end,
+    )
+    received = spreads["local_ts_ns"].to_numpy()
+    keep = (received >= _utc(start).value) & np.isfinite(spreads["effective_bps"].to_numpy())
+    values, stamps = spreads["effective_bps"].to_numpy()[keep], received[keep]
+    if len(values) < min_trades:
+        return None
+    return SlippageFit(
+        symbol=symbol,
+        slippage_bps_per_sigma=float(slippage_bps_per_sigma),
+        base_spread_bps=float(values.mean()),
+        fit_date=_utc(end).isoformat(),
+        window_start=pd.Timestamp(stamps.min(), tz="UTC").isoformat(),
+        window_end=pd.Timestamp(stamps.max(), tz="UTC").isoformat(),
+        n_bars=int(len(values)),
+        r2=np.nan,
+        method="ticks",
+        note=f"mean effective spread of {len(values)} trades",
+        spread_se_bps=float(values.std() / np.sqrt(len(values))),
+    )

@@ -26,12 +26,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from hydra.utils import instantiate
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from huracan.costs import SlippageFit, SpreadTier, cost_arrays, estimate_spreads
+from huracan.costs import (
+    SlippageFit,
+    SpreadTier,
+    cost_arrays,
+    estimate_spreads,
+    spread_from_ticks,
+)
 from huracan.data import GateReport, Panel
+from huracan.errors import ConfigError, DataError
 from huracan.models.checkpoint import encoder_spec
 from huracan.pipelines.coin_job import CoinJob, run_coin_job
 from huracan.pipelines.fold_data import FleetArrays, FoldData, build_fleet_arrays, prepare_fold
@@ -286,7 +294,7 @@ def calibrate_costs(panel: Panel, cfg: DictConfig, end_row: int) -> dict[str, Sl
     tiers = [
         SpreadTier(float(t.min_daily_quote_volume), float(t.spread_bps)) for t in options.tiers
     ]
-    return estimate_spreads(
+    fits = estimate_spreads(
         panel,
         end_row=end_row,
         window_days=cfg.pipeline.calibration_days,
@@ -297,6 +305,55 @@ def calibrate_costs(panel: Panel, cfg: DictConfig, end_row: int) -> dict[str, Sl
         n_blocks=options.jackknife_blocks,
         min_bars=options.min_bars,
     )
+    if options.get("ticks_dir"):
+        end = panel.timestamps[end_row]
+        start = end - pd.Timedelta(days=cfg.pipeline.calibration_days)
+        for symbol, fit in tick_fits(panel.symbols, options, start, end, cfg).items():
+            fits[symbol] = replace(
+                fit,
+                estimator=fits[symbol].estimator,
+                estimator_spread_bps=fits[symbol].estimator_spread_bps,
+                estimator_t=fits[symbol].estimator_t,
+                liquidity_tier=fits[symbol].liquidity_tier,
+                daily_quote_volume=fits[symbol].daily_quote_volume,
+            )
+    return fits
+
+
+def tick_fits(
+    symbols: list[str], options: DictConfig, start: pd.Timestamp, end: pd.Timestamp, cfg
+) -> dict[str, SlippageFit]:
+    """Spreads from the tick files of ``pipeline.costs.ticks_dir`` received in [start, end)."""
+    directory = Path(options.ticks_dir)
+    if not directory.is_dir():
+        raise ConfigError(f"pipeline.costs.ticks_dir {directory} is not a directory")
+    fits = {}
+    for symbol in symbols:
+        names = {
+            kind: directory
+            / options.ticks_pattern.format(symbol=symbol, symbol_lower=symbol.lower(), kind=kind)
+            for kind in ("trades", "bbo")
+        }
+        if not all(path.is_file() for path in names.values()):
+            continue
+        frames = {}
+        for kind, path in names.items():
+            try:
+                frames[kind] = pd.read_csv(path)
+            except (OSError, ValueError) as err:
+                raise DataError(str(path), f"unreadable tick file: {err}") from None
+        fit = spread_from_ticks(
+            frames["trades"],
+            frames["bbo"],
+            symbol=symbol,
+            start=start,
+            end=end,
+            slippage_bps_per_sigma=cfg.costs.slippage_bps_per_sigma,
+            min_trades=options.min_trades,
+        )
+        if fit is not None:
+            fits[symbol] = fit
+    return fits
 
 
 def coin_costs(arrays: FleetArrays, fits: dict[str, SlippageFit], cfg: DictConfig) -> FleetArrays:
