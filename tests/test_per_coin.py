@@ -132,6 +132,8 @@ def test_artifact_layout(first_run):
     for entry in entries:
         assert entry["trade_ok"] == (not entry["reasons"])
         assert ("no_champion" in entry["reasons"]) == (entry["symbol"] not in champions)
+        if entry["symbol"] not in champions:  # and why: this run's model did not qualify
+            assert {"no_trades_in_test", "few_trades_in_test"} & set(entry["reasons"])
         if entry["symbol"] in champions:
             assert entry["model_path"] == f"models/{entry['symbol']}/baseline_20240101"
             assert isinstance(entry["n_trades"], int)
@@ -465,6 +467,10 @@ def test_roster_entry_reasons():
     ok = roster_entry("X", champion=champion, **common)
     assert ok["trade_ok"] and ok["reasons"] == [] and ok["n_trades"] == 12
     assert roster_entry("X", champion=None, **common)["reasons"] == ["no_champion"]
+    silent = {"n_trades": 0, "val_trades": 0, "net_pnl_bps": None}
+    lost = roster_entry("X", champion=None, **common, run_metrics=silent)
+    assert lost["reasons"] == ["no_champion", "no_trades_in_test", "no_edge_on_validation"]
+    assert lost["n_trades"] == 0 and lost["model_path"] is None
     quiet = {**champion, "metrics": {**champion["metrics"], "n_trades": 0, "val_trades": 0}}
     expensive = {**common, "costs": {**costs, "expected_round_trip_bps": 55.0}}
     assert roster_entry("X", champion=quiet, **expensive)["reasons"] == [

@@ -321,7 +321,11 @@ def calibrate_costs(panel: Panel, cfg: DictConfig, end_row: int) -> dict[str, Sl
 
 
 def tick_fits(
-    symbols: list[str], options: DictConfig, start: pd.Timestamp, end: pd.Timestamp, cfg
+    symbols: list[str],
+    options: DictConfig,
+    start: pd.Timestamp,
+    end: pd.Timestamp,
+    cfg: DictConfig,
 ) -> dict[str, SlippageFit]:
     """Spreads from the tick files of ``pipeline.costs.ticks_dir`` received in [start, end)."""
     directory = Path(options.ticks_dir)
@@ -457,9 +461,22 @@ def roster_entries(
                 daily_quote_volume=gates.metrics.get(symbol, {}).get("daily_quote_volume"),
                 max_round_trip_bps=cfg.pipeline.max_round_trip_bps,
                 min_trades=cfg.pipeline.champion_min_trades,
+                run_metrics=run_metrics(store, job, result),
             )
         )
     return entries
+
+
+def run_metrics(store: Store, job: CoinJob | None, result) -> dict:
+    """This run's out-of-sample metrics of a coin's model: the job's, or its cached version's."""
+    if job is None or result is None or str(result.status) != "completed":
+        return {}
+    if "metrics" in result.result:
+        return result.result["metrics"]
+    try:
+        return store.read_json(f"{job.model_prefix}/metrics.json")
+    except ArtifactNotFound:
+        return {}
 
 
 def _f(value: float) -> float | None:

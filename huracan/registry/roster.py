@@ -99,6 +99,7 @@ def roster_entry(
     daily_quote_volume: float | None,
     max_round_trip_bps: float,
     min_trades: int,
+    run_metrics: dict | None = None,
 ) -> dict:
     """One coin's roster entry: the trade_ok policy, with every reason it fails.
 
@@ -113,6 +114,8 @@ def roster_entry(
         daily_quote_volume: its liquidity, for the ranking.
         max_round_trip_bps: the cost limit.
         min_trades: out-of-sample trades a champion needs.
+        run_metrics: this run's out-of-sample metrics of the coin's model (its
+            ``metrics.json``), which say why a coin without a champion has none.
 
     Returns:
         The entry (without ``rank``); ``reasons`` codes: ``gate:<name>``,
@@ -126,23 +129,18 @@ def roster_entry(
     elif job_status == "skipped" and not gate_codes:
         reasons.append(f"skipped:{_one_line(job_reason)}")
     metrics = {} if champion is None else champion.get("metrics") or {}
-    n_trades = metrics.get("n_trades")
+    counts = metrics if champion is not None else run_metrics or {}  # the model's trades
+    n_trades = counts.get("n_trades")
     n_trades = None if n_trades is None else int(n_trades)
-    val_trades = metrics.get("val_trades")
+    val_trades = counts.get("val_trades")
     val_trades = None if val_trades is None else int(val_trades)
     if champion is None:
         reasons.append("no_champion")
+        reasons += _trade_reasons(run_metrics or {}, min_trades)
     else:
         if champion.get("window") != test_window:
             reasons.append("champion_not_rescored")
-        if not n_trades:
-            reasons.append("no_trades_in_test")
-        elif n_trades < min_trades:
-            reasons.append("few_trades_in_test")
-        if val_trades == 0:
-            reasons.append("no_edge_on_validation")
-        if n_trades and (metrics.get("net_pnl_bps") or 0.0) <= 0:
-            reasons.append("no_net_profit_in_test")
+        reasons += _trade_reasons(metrics, min_trades)
     round_trip = costs.get("expected_round_trip_bps")
     if round_trip is not None and round_trip > max_round_trip_bps:
         reasons.append("cost_above_limit")
@@ -166,6 +164,23 @@ def roster_entry(
         "daily_quote_volume": daily_quote_volume,
         "figures": "in_selection",
     }
+
+
+def _trade_reasons(metrics: dict, min_trades: int) -> list[str]:
+    """Why out-of-sample metrics do not make a model tradable (nothing where they are empty)."""
+    if not metrics:
+        return []
+    reasons = []
+    n_trades = int(metrics.get("n_trades") or 0)
+    if n_trades == 0:
+        reasons.append("no_trades_in_test")
+    elif n_trades < min_trades:
+        reasons.append("few_trades_in_test")
+    if metrics.get("val_trades") == 0:
+        reasons.append("no_edge_on_validation")
+    if n_trades and (metrics.get("net_pnl_bps") or 0.0) <= 0:
+        reasons.append("no_net_profit_in_test")
+    return reasons
 
 
 def _one_line(text: str) -> str:
