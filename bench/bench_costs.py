@@ -1,10 +1,16 @@
-"""Slippage calibration and per-symbol metrics: speed at fleet scale, and what real data says.
+"""Costs: speed at fleet scale, candle spread estimators against tick truth, real round trips.
 
-Times the candle calibration and ``symbol_metrics`` on a 400-coin, 2-year hourly synthetic
-market, the tick calibration on the Binance capture, and prints the fits of the real
-Binance 1h coins (30 days to 2024-05-08) from both candle estimators::
+Times the candle calibrations and ``symbol_metrics`` on a 400-coin, 2-year hourly
+synthetic market and the tick calibration on the Binance capture; compares the effective
+spread the BTC and ETH ticks paid with EDGE, Abdi-Ranaldo and Corwin-Schultz read from
+candles; prints the distribution of the implied round trips of the 46 Binance coins under
+the per-coin pipeline's default calibration (``conf/pipeline/per_coin.yaml``)::
 
     .venv/bin/python bench/bench_costs.py
+
+The 1h files end 2024-05-08 and the ticks were captured on 2024-08-09, so no 1h candle
+covers the tick days: the 1h estimates use the last 30 days of 1h bars, and the 1d
+estimates the 90 daily bars up to the capture.
 """
 
 from __future__ import annotations
@@ -13,12 +19,17 @@ import time
 
 import numpy as np
 import pandas as pd
-from _util import SHARED_DATA, print_table, verdict
+from _util import ROOT, SHARED_DATA, print_table, verdict
+from omegaconf import OmegaConf
 
 from huracan.costs import (
+    WINDOW_ESTIMATORS,
     CostModel,
+    SpreadTier,
     calibrate_slippage_from_candles,
     calibrate_slippage_from_ticks,
+    effective_spreads,
+    estimate_spreads,
     symbol_metrics,
 )
 from huracan.data import CsvSource, SyntheticMarket
@@ -26,6 +37,8 @@ from huracan.features.labels import after_cost_labels, forward_return
 from huracan.features.technical import realized_volatility
 
 REAL_TRAIN_END = "2024-05-08"  # the last day of the full-history coins' 1h files
+TICK_DAY = "2024-08-09"  # the Binance tick capture (2024-08-08 23:54 to 00:05)
+CONF = ROOT / "conf"
 MAX_SECONDS = 5.0  # per call, 400 coins x 2 years of hourly bars, 2-core reference machine
 
 
@@ -48,6 +61,18 @@ def fleet_rows() -> list[dict]:
         fallbacks = sum(f.method == "default" for f in fits.values())
         rows.append(
             _row(f"candles ({estimator}), 400 x 30 days", seconds, f"{fallbacks} fallbacks")
+        )
+    for estimator in WINDOW_ESTIMATORS:
+        seconds, fits = timed(
+            estimate_spreads,
+            panel,
+            end_row=panel.n_bars - 24 * 90,
+            estimator=estimator,
+            **pipeline_costs(),
+        )
+        fallbacks = sum(f.method == "tier_default" for f in fits.values())
+        rows.append(
+            _row(f"window + jackknife ({estimator}), 400 x 30 days", seconds, f"{fallbacks} tier")
         )
     volatility = realized_volatility(panel.close, 24, min_periods=2)
     model = CostModel()
@@ -101,18 +126,94 @@ def tick_rows() -> list[dict]:
     return rows
 
 
-def real_candle_table() -> pd.DataFrame | None:
+def pipeline_costs() -> dict:
+    """The per-coin pipeline's default calibration settings, read from its config."""
+    pipeline = OmegaConf.load(CONF / "pipeline" / "per_coin.yaml")
+    costs = OmegaConf.load(CONF / "config.yaml").costs
+    tiers = [SpreadTier(t.min_daily_quote_volume, t.spread_bps) for t in pipeline.costs.tiers]
+    return {
+        "window_days": pipeline.calibration_days,
+        "tiers": tiers,
+        "slippage_bps_per_sigma": costs.slippage_bps_per_sigma,
+        "z": pipeline.costs.z,
+        "n_blocks": pipeline.costs.jackknife_blocks,
+    }
+
+
+def tick_truth() -> dict[str, tuple[float, float, int]]:
+    """Mean effective spread of each tick coin's trades: (bps, its standard error, trades)."""
+    ticks = SHARED_DATA / "binance_ticks"
+    truth = {}
+    for coin in ("BTC", "ETH"):
+        trades = ticks / f"spot_{coin.lower()}usdt_trades.csv.gz"
+        if not trades.is_file():
+            continue
+        bbo = pd.read_csv(ticks / f"spot_{coin.lower()}usdt_bbo.csv.gz")
+        spread = effective_spreads(pd.read_csv(trades), bbo, symbol=coin)["effective_bps"]
+        spread = spread.dropna().to_numpy()
+        truth[coin] = (spread.mean(), spread.std() / np.sqrt(len(spread)), len(spread))
+    return truth
+
+
+def estimator_rows(truth: dict[str, tuple[float, float, int]]) -> list[dict]:
+    """Each candle estimator on BTC and ETH against the ticks' effective spread."""
+    settings = pipeline_costs()
+    cases = [("1h", REAL_TRAIN_END, 30.0, 100), ("1d", TICK_DAY, 90.0, 30)]
+    rows = []
+    for timeframe, end, days, min_bars in cases:
+        path = SHARED_DATA / "binance_spot" / timeframe
+        if not path.is_dir():
+            continue
+        panel = CsvSource(path, symbols=list(truth)).load()
+        end_row = int(panel.timestamps.searchsorted(pd.Timestamp(end, tz="UTC")))
+        for estimator in WINDOW_ESTIMATORS:
+            fits = estimate_spreads(
+                panel,
+                end_row=end_row,
+                estimator=estimator,
+                min_bars=min_bars,
+                **{**settings, "window_days": days},
+            )
+            for coin, (tick_bps, tick_se, _) in truth.items():
+                fit = fits[coin]
+                raw = fit.estimator_spread_bps
+                rows.append(
+                    {
+                        "coin": coin,
+                        "candles": f"{timeframe}, {days:g} d to {end}",
+                        "estimator": estimator,
+                        "ticks_bps": f"{tick_bps:.3f} +- {tick_se:.3f}",
+                        "estimate_bps": "nan" if raw is None else f"{raw:.2f}",
+                        "t": "nan" if fit.estimator_t is None else f"{fit.estimator_t:.2f}",
+                        "ratio": "nan" if raw is None else f"{raw / tick_bps:.1f}",
+                        "charged_bps": f"{fit.base_spread_bps:.2f} ({fit.method})",
+                        "charged_ratio": f"{fit.base_spread_bps / tick_bps:.1f}",
+                    }
+                )
+    return rows
+
+
+def round_trip_table() -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    """Implied round trips of the Binance 1h coins, 30 days to 2024-05-08, every estimator."""
     path = SHARED_DATA / "binance_spot" / "1h"
     if not path.is_dir():
         return None
     panel = CsvSource(path).load()
-    columns = {}
-    for estimator in ("abdi_ranaldo", "corwin_schultz"):
-        fits = calibrate_slippage_from_candles(panel, train_end=REAL_TRAIN_END, estimator=estimator)
-        columns[f"{estimator}_base_bps"] = [f.base_spread_bps for f in fits.values()]
-        columns[f"{estimator}_slip"] = [f.slippage_bps_per_sigma for f in fits.values()]
-        columns[f"{estimator}_r2"] = [f.r2 for f in fits.values()]
-    return pd.DataFrame(columns, index=pd.Index(panel.symbols, name="symbol")).round(2)
+    end_row = int(panel.timestamps.searchsorted(pd.Timestamp(REAL_TRAIN_END, tz="UTC")))
+    fee = float(OmegaConf.load(CONF / "config.yaml").costs.fee_bps)
+    volatility = realized_volatility(panel.close, 24, min_periods=2)
+    window = slice(end_row - 24 * 30, end_row)
+    mean_vol = np.nanmean(np.where(panel.filled[window], np.nan, volatility[window]), 0)
+    columns, methods = {}, {}
+    for estimator in WINDOW_ESTIMATORS:
+        fits = estimate_spreads(panel, end_row=end_row, estimator=estimator, **pipeline_costs())
+        spread = np.array([f.base_spread_bps for f in fits.values()])
+        slip = np.array([2 * f.slippage_bps_per_sigma * 100 for f in fits.values()]) * mean_vol
+        columns[f"{estimator}_round_trip_bps"] = 2 * fee + spread + slip
+        columns[f"{estimator}_raw_spread_bps"] = [f.estimator_spread_bps for f in fits.values()]
+        methods[estimator] = pd.Series([f.method for f in fits.values()]).value_counts()
+    table = pd.DataFrame(columns, index=pd.Index(panel.symbols, name="symbol")).astype(float)
+    return table, pd.DataFrame(methods).fillna(0).astype(int)
 
 
 def main() -> None:
@@ -120,13 +221,22 @@ def main() -> None:
     ticks = tick_rows()
     if ticks:
         print_table("Ticks (Binance spot, about 11 minutes)", ticks)
-    real = real_candle_table()
+    truth = tick_truth()
+    if truth:
+        print_table(
+            "Spread from candles vs the ticks' effective spread (bps; ratio = estimate / ticks)",
+            estimator_rows(truth),
+        )
+    real = round_trip_table()
     if real is not None:
-        print(f"\nBinance 1h, 30 days to {REAL_TRAIN_END}: candle fits")
-        print("(base spread in bps; slippage per side per 1 % of hourly volatility)")
-        print(real.to_string())
-        print("\nmedian over coins:")
-        print(real.median().to_string())
+        table, methods = real
+        print(f"\nBinance 1h, 46 coins, 30 days to {REAL_TRAIN_END}: implied round trips (bps)")
+        print("(fee 2 x 7.5 + spread charged + slippage at the window's mean volatility)")
+        print(table.describe(percentiles=[0.1, 0.25, 0.5, 0.75, 0.9]).round(2).to_string())
+        print("\nmethod used per estimator (estimate significant, else tier default):")
+        print(methods.to_string())
+        print("\nper coin:")
+        print(table.round(2).to_string())
 
 
 if __name__ == "__main__":

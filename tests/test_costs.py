@@ -9,16 +9,24 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from bidask import edge
 
 from huracan.costs import (
     SYMBOL_COLUMNS,
+    WINDOW_ESTIMATORS,
     CostModel,
     SlippageFit,
+    SpreadTier,
     abdi_ranaldo_spread,
     calibrate_slippage_from_candles,
     calibrate_slippage_from_ticks,
     corwin_schultz_spread,
+    cost_arrays,
+    estimate_spreads,
+    jackknife_spread,
+    spread_from_ticks,
     symbol_metrics,
+    tier_spread,
 )
 from huracan.data.panel import Panel
 from huracan.errors import ConfigError, DataError
@@ -393,3 +401,120 @@ def test_symbol_metrics_on_a_hand_made_example():
         symbol_metrics(
             signals, net, gross, symbols=["A", "B"], timestamps=timestamps[:5], bars_per_year=1.0
         )
+
+
+# --- window estimates: EDGE, standard errors, the tier fallback --------------------------
+TIERS = [SpreadTier(1e6, 1.0), SpreadTier(1e3, 5.0), SpreadTier(0.0, 20.0)]
+
+
+def test_window_estimate_of_edge_is_bidasks():
+    bars = simulate_bars(24 * 30, 3, sigma=0.004, spread=np.array([0.0005, 0.001, 0.002]))
+    s2, se2 = jackknife_spread(*bars, "edge")
+    for j in range(3):
+        assert np.sign(s2[j]) * np.sqrt(abs(s2[j])) == pytest.approx(
+            edge(*(b[:, j] for b in bars), sign=True)
+        )
+    assert (se2 > 0).all() and (s2[1:] / se2[1:] > 2).all()  # 5 bps in 40 bps bars: not
+
+
+@pytest.mark.parametrize("estimator", WINDOW_ESTIMATORS)
+def test_window_estimates_recover_a_planted_spread_with_an_honest_error(estimator):
+    """Over 40 independent markets, the estimates scatter about as their errors say."""
+    spread = 0.002
+    bars = simulate_bars(24 * 30, 40, sigma=0.003, spread=spread, seed=11)
+    s2, se2 = jackknife_spread(*bars, estimator)
+    s = np.sqrt(np.maximum(s2, 0))
+    assert np.median(s) == pytest.approx(spread, rel=0.3 if estimator != "corwin_schultz" else 0.5)
+    z = (s2 - np.mean(s2)) / se2
+    assert 0.5 < np.std(z) < 2.0  # the jackknife error is the size of the scatter
+
+
+def test_estimate_falls_back_to_the_tier_default_when_not_significant():
+    n = 24 * 30
+    wide = simulate_bars(n, 1, sigma=0.002, spread=0.003, seed=3)
+    none = simulate_bars(n, 1, sigma=0.01, spread=0.0, seed=4)
+    bars = [np.hstack([a, b]) for a, b in zip(wide, none, strict=True)]
+    panel = make_panel(bars)
+    panel.bars["volume"] = np.hstack([np.full((n, 1), 1e5), np.full((n, 1), 10.0)])
+    fits = estimate_spreads(panel, end_row=n, window_days=30, tiers=TIERS, slippage_bps_per_sigma=1)
+    wide_fit, none_fit = fits["C0"], fits["C1"]
+    assert wide_fit.method == "edge" and wide_fit.base_spread_bps == pytest.approx(30, rel=0.25)
+    assert wide_fit.spread_se_bps > 0 and wide_fit.estimator_t > 2
+    # no spread: the estimate is not significantly above 0, so the tier's default is used,
+    # never a clipped 0 (volume 10 x ~100 per bar x 24 a day: the 1e3 tier)
+    assert none_fit.method == "tier_default" and none_fit.base_spread_bps == 5.0
+    assert none_fit.liquidity_tier == 1 and "not significantly above 0" in none_fit.note
+    assert none_fit.spread_se_bps is None and none_fit.estimator_t <= 2
+    assert SlippageFit.from_dict(json.loads(json.dumps(none_fit.to_dict()))) == none_fit
+
+
+def test_estimate_reads_nothing_at_or_after_the_window_it_prices():
+    n, end = 24 * 50, 24 * 40
+    panel = make_panel(simulate_bars(n, 3, sigma=0.004, spread=0.001, seed=6))
+    shifted = replace(panel, bars={k: v.copy() for k, v in panel.bars.items()})
+    for values in shifted.bars.values():
+        values[end:] *= np.random.default_rng(0).uniform(0.5, 2.0, values[end:].shape)
+    options = {"end_row": end, "window_days": 30, "tiers": TIERS, "slippage_bps_per_sigma": 1}
+    for estimator in WINDOW_ESTIMATORS:
+        before = estimate_spreads(panel, estimator=estimator, **options)
+        assert estimate_spreads(shifted, estimator=estimator, **options) == before
+        fit = before["C0"]
+        assert fit.fit_date == panel.timestamps[end].isoformat()
+        assert fit.window_end == panel.timestamps[end - 1].isoformat()
+        assert fit.window_start == (panel.timestamps[end] - pd.Timedelta(days=30)).isoformat()
+    moved = replace(panel, bars={k: v.copy() for k, v in panel.bars.items()})
+    moved.bars["high"][end - 1] *= 1.01  # the last bar before the window: it must be read
+    assert estimate_spreads(moved, **options) != estimate_spreads(panel, **options)
+
+
+def test_quoted_spreads_come_first_and_bad_settings_are_clear_errors():
+    n = 24 * 30
+    bars = simulate_bars(n, 2, sigma=0.004, spread=0.001, seed=8)
+    quotes = np.full((n, 2), np.nan)
+    quotes[:, 0] = 3.0
+    panel = make_panel(bars, spread_bps=quotes)
+    fits = estimate_spreads(panel, end_row=n, window_days=30, tiers=TIERS, slippage_bps_per_sigma=1)
+    assert fits["C0"].method == "quoted" and fits["C0"].base_spread_bps == 3.0
+    assert fits["C1"].method == "edge"
+    options = {"end_row": n, "window_days": 30, "tiers": TIERS, "slippage_bps_per_sigma": 1}
+    with pytest.raises(ConfigError, match="estimator"):
+        estimate_spreads(panel, **{**options, "estimator": "roll"})
+    with pytest.raises(ConfigError, match="end_row"):
+        estimate_spreads(panel, **{**options, "end_row": 0})
+    with pytest.raises(ConfigError, match="tier"):
+        estimate_spreads(panel, **{**options, "tiers": []})
+
+
+def test_tiers_match_from_the_most_liquid_down():
+    spread, tier = tier_spread(np.array([5e6, 1e6, 999.0, np.nan]), TIERS[::-1])
+    assert spread.tolist() == [1.0, 1.0, 20.0, 20.0] and tier.tolist() == [0, 0, 2, 2]
+
+
+def test_cost_arrays_are_the_cost_models_and_report_slippage_once():
+    """The slippage reported is the slippage charged: round trip = 2 fee + spread + slip."""
+    fits = {
+        s: SlippageFit(s, k, b, None, None, None, 0, np.nan, "edge")
+        for s, k, b in (("A", 1.0, 2.0), ("B", 0.5, 7.0))
+    }
+    volatility = np.random.default_rng(0).uniform(0.001, 0.01, (50, 2))
+    volatility[3, 1] = np.nan
+    cost, slip = cost_arrays(fits, 7.5, volatility)
+    for j, fit in enumerate(fits.values()):
+        model = fit.cost_model(7.5)
+        assert np.allclose(cost[:, j], model.round_trip_bps(None, volatility[:, j]))
+        assert np.allclose(slip[:, j], model.slippage_bps(volatility[:, j]))
+    assert np.allclose(cost - slip, 2 * 7.5 + np.array([2.0, 7.0]))
+
+
+def test_spread_from_ticks_reads_only_the_window_before_it_prices():
+    trades, bbo = synthetic_ticks(lambda x: 1.5 + 0 * x, (0.002, 0.002))
+    t0 = pd.Timestamp("2024-08-09", tz="UTC")
+    start, end = t0, t0 + pd.Timedelta(minutes=20)
+    options = {"symbol": "X", "start": start, "end": end, "slippage_bps_per_sigma": 1.0}
+    fit = spread_from_ticks(trades, bbo, **options)
+    assert fit.method == "ticks" and fit.base_spread_bps == pytest.approx(3.0, abs=0.01)
+    assert pd.Timestamp(fit.window_end) < end and fit.spread_se_bps < 0.01
+    late = trades["local_ts_ns"].to_numpy() >= end.value
+    shifted = trades.assign(price=np.where(late, trades["price"] * 1.01, trades["price"]))
+    assert spread_from_ticks(shifted, bbo, **options) == fit
+    assert spread_from_ticks(trades, bbo, **options, min_trades=10**6) is None

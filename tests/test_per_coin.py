@@ -3,21 +3,34 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
 import dropbox.dropbox_client
 import jsonschema
+import numpy as np
+import pandas as pd
 import pytest
 import requests
+import torch
 from conftest import ROOT, make_bars
 from fake_dropbox import FakeDropboxAdapter
 from hydra import compose, initialize_config_dir
 from safetensors.torch import load
 
+from huracan.models.batches import GroupBatchSampler
 from huracan.registry.artifacts import is_complete
 from huracan.registry.champions import decide
-from huracan.registry.roster import ROSTER_SCHEMA, load_roster, select, write_roster
+from huracan.registry.roster import (
+    ROSTER_SCHEMA,
+    load_roster,
+    rank_entries,
+    roster_entry,
+    select,
+    write_roster,
+)
+from huracan.roster import main as roster_main
 from huracan.run import train
 from huracan.store import LocalStore, StoreError
 
@@ -81,13 +94,27 @@ def test_artifact_layout(first_run):
         assert set(manifest["files"]) == names - {"manifest.json"}
         assert all(len(f["content_hash"]) == 64 for f in manifest["files"].values())
         costs = json.loads((version / "costs.json").read_text())
-        assert {"slippage_bps_per_sigma", "fit_date", "window_start", "r2"} <= set(costs)
+        assert {"slippage_bps_per_sigma", "fit_date", "window_start", "method"} <= set(costs)
+        assert costs["method"] == "quoted"  # the synthetic market quotes its spreads
+        # calibrated on the bars right before the test window, never inside it
+        test_start = summary["per_coin"]["test_window"][0]
+        assert pd.Timestamp(costs["window_end"]) < pd.Timestamp(test_start)
+        assert costs["fit_date"] == pd.Timestamp(test_start).isoformat()
+        # the round trip is fee on both sides + spread + the slippage reported, once
+        assert costs["expected_round_trip_bps"] == pytest.approx(
+            2 * costs["fee_bps"] + costs["base_spread_bps"] + costs["expected_slip_bps"]
+        )
+        metrics = json.loads((version / "metrics.json").read_text())
+        assert isinstance(metrics["n_trades"], int)
+        if metrics["n_trades"]:  # the slippage reported is the slippage charged
+            charged = metrics["avg_cost_bps"] - 2 * costs["fee_bps"] - costs["base_spread_bps"]
+            assert metrics["avg_slip_bps"] == pytest.approx(charged)
         assert load((version / "weights.safetensors").read_bytes())  # safetensors, no pickle
         job = summary["per_coin"]["jobs"][symbol]
         if (root / "champions" / f"{symbol}.json").exists():
             assert job["n_trades"] >= 3
         else:  # too few out-of-sample trades to become a champion
-            assert job["n_trades"] < 3 and "trades < 3" in job["champion"]
+            assert job["n_trades"] < 3 and f"made {job['n_trades']} trades < 3" in job["champion"]
     assert (root / "meta" / "shared_encoder.safetensors").exists()
     encoder = json.loads((root / "meta" / "shared_encoder.json").read_text())
     assert encoder["spec"]["kind"] == "autoencoder"
@@ -96,9 +123,20 @@ def test_artifact_layout(first_run):
     assert "market_factor" in next(iter(bank["per_coin"].values()))
     roster = json.loads((root / "champions" / "roster.json").read_text())
     jsonschema.validate(roster, ROSTER_SCHEMA)
-    champions = list((root / "champions").glob("[A-Z]*.json"))
-    assert len(roster["entries"]) == len(champions) > 0
-    assert [e["rank"] for e in roster["entries"]] == list(range(1, len(roster["entries"]) + 1))
+    champions = {p.stem for p in (root / "champions").glob("[A-Z]*.json")} - {"roster"}
+    entries = roster["entries"]
+    assert sorted(e["symbol"] for e in entries) == sorted(symbols)  # every coin, always
+    assert [e["rank"] for e in entries] == list(range(1, len(entries) + 1))
+    ok = [e["trade_ok"] for e in entries]
+    assert ok == sorted(ok, reverse=True)  # tradable ones first
+    for entry in entries:
+        assert entry["trade_ok"] == (not entry["reasons"])
+        assert ("no_champion" in entry["reasons"]) == (entry["symbol"] not in champions)
+        if entry["symbol"] not in champions:  # and why: this run's model did not qualify
+            assert {"no_trades_in_test", "few_trades_in_test"} & set(entry["reasons"])
+        if entry["symbol"] in champions:
+            assert entry["model_path"] == f"models/{entry['symbol']}/baseline_20240101"
+            assert isinstance(entry["n_trades"], int)
     assert summary["per_coin"]["counts"]["completed"] == len(symbols)
 
 
@@ -213,8 +251,10 @@ def test_short_history_and_corrupt_files_are_recorded_skips(tmp_path, write_bars
     jobs = summary["per_coin"]["jobs"]
     assert jobs["NEW"]["status"] == "skipped" and "min_history" in jobs["NEW"]["reason"]
     assert jobs["BAD"]["status"] == "skipped" and "bad_rows" in jobs["BAD"]["reason"]
-    roster = {e["symbol"] for e in summary["per_coin"]["roster"]}
-    assert not roster & {"NEW", "BAD"}
+    roster = {e["symbol"]: e for e in summary["per_coin"]["roster"]}
+    assert set(roster) == {"BTC", "ETH", "SOL", "NEW", "BAD"}
+    assert "gate:min_history" in roster["NEW"]["reasons"] and not roster["NEW"]["trade_ok"]
+    assert any(r.startswith("gate:bad_rows") for r in roster["BAD"]["reasons"])
 
 
 def test_a_failing_job_leaves_champions_and_roster_consistent(tmp_path, monkeypatch):
@@ -236,7 +276,9 @@ def test_a_failing_job_leaves_champions_and_roster_consistent(tmp_path, monkeypa
     store = LocalStore(tmp_path / "artifacts")
     assert not store.exists("champions/ETH.json")
     assert not is_complete(store, "models/ETH/baseline_20240101")
-    assert "ETH" not in {e["symbol"] for e in load_roster(store)["entries"]}
+    [eth] = [e for e in load_roster(store)["entries"] if e["symbol"] == "ETH"]
+    assert not eth["trade_ok"] and eth["model_path"] is None
+    assert eth["reasons"][:2] == ["failed:OSError: disk full", "no_champion"]
     assert summary["per_coin"]["counts"]["completed"] == 5
 
 
@@ -305,9 +347,23 @@ def test_champions_from_another_window_are_rescored_only_out_of_sample(first_run
         assert champion["window"][0][:10] == window[0][:10]  # scored on the current window
     # an earlier window (the last 40 days) overlaps the champions' training data
     earlier, _ = train(per_coin_config(tmp, "pipeline.run_id=20240104", "pipeline.test_days=40"))
-    notes = [j["champion_note"] or "" for j in earlier["per_coin"]["jobs"].values()]
-    assert any("inside this window" in n for n in notes)
-    assert not any("re-scored" in n for n in notes)
+    jobs = earlier["per_coin"]["jobs"].values()
+    notes = [j["champion_note"] or "" for j in jobs]
+    assert any("both scored on" in n for n in notes)  # only the bars after its labels
+    assert not any("re-scored on this window" in n for n in notes)
+    # a run whose window ends before the champions' last labels cannot score them: kept
+    before = {p: store.read_json(p) for p in store.list("champions") if "roster" not in p}
+    shorter, _ = train(
+        per_coin_config(tmp, "pipeline.run_id=20240105", "data.years=0.25", "seed=2")
+    )
+    for key, old in before.items():
+        job = shorter["per_coin"]["jobs"][old["symbol"]]
+        assert "past this whole test window" in job["champion_note"]
+        assert job["champion"].startswith("champion kept unscored")
+        assert store.read_json(key)["model_path"] == old["model_path"]
+    roster = {e["symbol"]: e for e in load_roster(store)["entries"]}
+    for old in before.values():
+        assert "champion_not_rescored" in roster[old["symbol"]]["reasons"]
 
 
 def test_gates_do_not_look_at_out_of_sample_bars(tmp_path, write_bars):
@@ -332,3 +388,166 @@ def test_gates_do_not_look_at_out_of_sample_bars(tmp_path, write_bars):
     assert "min_history" in strict["per_coin"]["jobs"]["NEW"]["reason"]
     whole, _ = train(per_coin_config(tmp_path / "b", *common, "gates.until=null"))
     assert "gates" not in whole["per_coin"]["jobs"]["NEW"]["reason"]  # passed its gates
+
+
+def roster_with(tmp_path, entry: dict | None = None, raw: bytes | None = None):
+    root = tmp_path / "art"
+    (root / "champions").mkdir(parents=True)
+    path = root / "champions" / "roster.json"
+    if raw is None:
+        good = {
+            "symbol": "BTC",
+            "model_path": "models/BTC/baseline_20240101",
+            "rank": 1,
+            "spread_bps": 1.0,
+            "fee_bps": 7.5,
+            "avg_slip_bps": 0.5,
+            "last_7d_net_bps": 0.0,
+            "trade_ok": True,
+            "reasons": [],
+        }
+        raw = json.dumps(
+            {"generated_at": "x", "run_id": "r", "entries": [{**good, **(entry or {})}]}
+        ).encode()
+    path.write_bytes(raw)
+    return root, path
+
+
+@pytest.mark.parametrize(
+    ("case", "entry", "raw", "message"),
+    [
+        ("truncated", None, b'{"generated_at": "x", "entr', "not valid JSON"),
+        ("not json", None, b"\x00\x01binary", "not valid JSON"),
+        ("schema", {"trade_ok": "yes"}, None, "schema violation at entries/0/trade_ok"),
+        ("dotdot", {"model_path": "models/../../etc"}, None, "schema violation"),
+        ("reasons", {"reasons": "none"}, None, "schema violation at entries/0/reasons"),
+    ],
+)
+def test_roster_reader_bad_inputs_are_one_line_naming_the_file(
+    tmp_path, capsys, case, entry, raw, message
+):
+    root, path = roster_with(tmp_path, entry, raw)
+    assert roster_main(["top", "3", "--root", str(root)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(path) in err and message in err, err
+
+
+def test_roster_reader_missing_root_and_bad_n(tmp_path, capsys):
+    assert roster_main(["top", "3", "--root", str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "nowhere" in err and "does not exist" in err
+    root, _ = roster_with(tmp_path)
+    for n in ("0", "-1"):
+        with pytest.raises(SystemExit) as exit_info:
+            roster_main(["top", n, "--root", str(root)])
+        assert exit_info.value.code == 2
+        assert "N must be >= 1" in capsys.readouterr().err
+    assert roster_main(["top", "1", "--json", "--root", str(root)]) == 0
+    assert [e["symbol"] for e in json.loads(capsys.readouterr().out)] == ["BTC"]
+
+
+def test_roster_entry_reasons():
+    costs = {"base_spread_bps": 1.0, "fee_bps": 7.5, "expected_round_trip_bps": 20.0}
+    window = ["2024-01-01", "2024-01-31"]
+    champion = {
+        "model_path": "models/X/baseline_1",
+        "window": window,
+        "metrics": {"n_trades": 12, "val_trades": 30, "net_pnl_bps": 50.0, "sharpe": 1.0},
+    }
+    common = {
+        "costs": costs,
+        "test_window": window,
+        "gate_codes": [],
+        "job_status": "completed",
+        "job_reason": "",
+        "daily_quote_volume": 1e7,
+        "max_round_trip_bps": 40.0,
+        "min_trades": 10,
+    }
+    ok = roster_entry("X", champion=champion, **common)
+    assert ok["trade_ok"] and ok["reasons"] == [] and ok["n_trades"] == 12
+    assert roster_entry("X", champion=None, **common)["reasons"] == ["no_champion"]
+    silent = {"n_trades": 0, "val_trades": 0, "net_pnl_bps": None}
+    lost = roster_entry("X", champion=None, **common, run_metrics=silent)
+    assert lost["reasons"] == ["no_champion", "no_trades_in_test", "no_edge_on_validation"]
+    assert lost["n_trades"] == 0 and lost["model_path"] is None
+    quiet = {**champion, "metrics": {**champion["metrics"], "n_trades": 0, "val_trades": 0}}
+    expensive = {**common, "costs": {**costs, "expected_round_trip_bps": 55.0}}
+    assert roster_entry("X", champion=quiet, **expensive)["reasons"] == [
+        "no_trades_in_test",
+        "no_edge_on_validation",
+        "cost_above_limit",
+    ]
+    stale = {**champion, "window": ["2023-01-01", "2023-01-31"]}
+    assert roster_entry("X", champion=stale, **common)["reasons"] == ["champion_not_rescored"]
+    failed = {**common, "job_status": "failed", "job_reason": "ValueError: boom\ntraceback"}
+    assert roster_entry("X", champion=None, **failed)["reasons"] == [
+        "failed:ValueError: boom",
+        "no_champion",
+    ]
+    gated = {**common, "job_status": "skipped", "gate_codes": ["min_history"]}
+    assert roster_entry("X", champion=None, **gated)["reasons"] == [
+        "gate:min_history",
+        "no_champion",
+    ]
+    entries = rank_entries(
+        [
+            roster_entry("A", champion=None, **common),
+            roster_entry("B", champion=champion, **common),
+        ]
+    )
+    assert [(e["symbol"], e["rank"]) for e in entries] == [("B", 1), ("A", 2)]
+
+
+def test_the_champions_own_horizon_decides_what_is_out_of_sample(first_run, tmp_path):
+    """A champion whose checkpoint says its labels ran 1000 bars on cannot be scored."""
+    tmp, _ = first_run
+    shutil.copytree(tmp / "artifacts", tmp_path / "artifacts")
+    store = LocalStore(tmp_path / "artifacts")
+    pointers = [k for k in store.list("champions") if "roster" not in k]
+    for key in pointers:
+        prefix = store.read_json(key)["model_path"]
+        description = store.read_json(f"{prefix}/checkpoint.json")
+        description["config"]["labels"]["horizon"] = 1000
+        store.write_bytes(f"{prefix}/checkpoint.json", json.dumps(description).encode())
+    before = {k: store.read_json(k)["model_path"] for k in pointers}
+    later, _ = train(per_coin_config(tmp_path, "pipeline.run_id=20240109", "pipeline.test_days=10"))
+    for key, model_path in before.items():
+        job = later["per_coin"]["jobs"][key.split("/")[-1].removesuffix(".json")]
+        assert "past this whole test window" in job["champion_note"]
+        assert store.read_json(key)["model_path"] == model_path  # kept, not replaced
+
+
+def test_ticks_are_the_first_source_of_costs(first_run, tmp_path):
+    """BTC's trades pay 3 bps in the calibration window: that is its spread, method ticks."""
+    _, summary = first_run
+    test_start = pd.Timestamp(summary["per_coin"]["test_window"][0])
+    n = 5000
+    received = (test_start - pd.Timedelta(days=2)).value + np.arange(n) * 1_000_000_000
+    mid = 100 * np.exp(np.cumsum(np.random.default_rng(0).normal(0, 1e-4, n)))
+    sold = np.arange(n) % 2 == 0
+    ticks = tmp_path / "ticks"
+    ticks.mkdir()
+    pd.DataFrame({"local_ts_ns": received, "bid": mid * 0.9999, "ask": mid * 1.0001}).to_csv(
+        ticks / "spot_btcusdt_bbo.csv.gz", index=False
+    )
+    price = mid * (1 + np.where(sold, -1, 1) * 1.5e-4)
+    pd.DataFrame(
+        {"local_ts_ns": received + 50_000_000, "price": price, "is_buyer_maker": sold}
+    ).to_csv(ticks / "spot_btcusdt_trades.csv.gz", index=False)
+    train(per_coin_config(tmp_path, f"pipeline.costs.ticks_dir={ticks}"))
+    store = LocalStore(tmp_path / "artifacts")
+    btc = store.read_json("models/BTC/baseline_20240101/costs.json")
+    assert btc["method"] == "ticks" and btc["base_spread_bps"] == pytest.approx(3.0, rel=1e-3)
+    assert pd.Timestamp(btc["window_end"]) < test_start
+    eth = store.read_json("models/ETH/baseline_20240101/costs.json")
+    assert eth["method"] == "quoted"
+
+
+def test_group_batches_skip_groups_without_samples():
+    """A coin with no training bars (listed inside the test window) makes no empty batch."""
+    group = torch.tensor([0, 0, 2, 2, 2])  # group 1 has no samples
+    sampler = GroupBatchSampler(group, batch_size=2)
+    batches = list(sampler)
+    assert all(batches) and sorted(i for b in batches for i in b) == list(range(5))
+    assert len(batches) == len(sampler) == 3

@@ -32,28 +32,56 @@ and t, so it is known at the close of bar t):
   Corwin-Schultz; the square root of a single two-bar moment, with negatives set to 0,
   is biased up, again in proportion to volatility.
 
-Both need the spread to be large against the bar's range. On real Binance 1h bars
-(``bench/bench_costs.py``, 30 days to 2024-05-08) they read base spreads of 0 to 22 bps
-and slopes of 0 to 14 bps per 1 %, mostly with R^2 below 0.5, for coins whose ticks show
-effective half-spreads under 0.3 bp (BTC 0.08, ETH 0.24 on 2024-08-09): hourly reversals
-and changes of volatility within the bars, not the spread, dominate them. Quoted spreads
+EDGE (Ardia, Guidotti and Kroencke 2024, the ``bidask`` package) combines open, high, low
+and close in two moment conditions weighted by their variances; it is unbiased where the
+others are and has the smallest variance of the three. ``huracan.costs.estimate`` applies
+any of the three over a window with a jackknife standard error, and falls back to a
+per-liquidity-tier default where the estimate is not significantly above 0 (the per-coin
+pipeline's calibration).
+
+Abdi-Ranaldo and Corwin-Schultz need the spread to be large against the bar's range. On
+real Binance 1h bars (``bench/bench_costs.py``, 30 days to 2024-05-08) their volatility
+regressions read base spreads of 0 to 22 bps and slopes of 0 to 14 bps per 1 %, mostly
+with R^2 below 0.5, for coins whose ticks show effective half-spreads under 0.3 bp (BTC
+0.08, ETH 0.24 on 2024-08-09): hourly reversals and changes of volatility within the bars,
+not the spread, dominate them. Quoted spreads
 (a ``spread_bps`` column) or ticks are far better where available.
 """
 
 from huracan.costs.calibration import SlippageFit, calibrate_slippage_from_candles
+from huracan.costs.estimate import (
+    WINDOW_ESTIMATORS,
+    SpreadTier,
+    cost_arrays,
+    estimate_spreads,
+    jackknife_spread,
+    tier_spread,
+)
 from huracan.costs.model import CostModel
 from huracan.costs.spreads import ESTIMATORS, abdi_ranaldo_spread, corwin_schultz_spread
 from huracan.costs.symbol_metrics import SYMBOL_COLUMNS, symbol_metrics
-from huracan.costs.ticks import calibrate_slippage_from_ticks
+from huracan.costs.ticks import (
+    calibrate_slippage_from_ticks,
+    effective_spreads,
+    spread_from_ticks,
+)
 
 __all__ = [
     "ESTIMATORS",
     "SYMBOL_COLUMNS",
+    "WINDOW_ESTIMATORS",
     "CostModel",
     "SlippageFit",
+    "SpreadTier",
     "abdi_ranaldo_spread",
     "calibrate_slippage_from_candles",
     "calibrate_slippage_from_ticks",
     "corwin_schultz_spread",
+    "cost_arrays",
+    "effective_spreads",
+    "estimate_spreads",
+    "jackknife_spread",
+    "spread_from_ticks",
     "symbol_metrics",
+    "tier_spread",
 ]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -26,15 +26,25 @@ class SlippageFit:
         slippage_bps_per_sigma: slippage per side per 1 % of per-bar volatility.
         base_spread_bps: full spread at zero volatility, in bps.
         fit_date: end of the training window: its last bar, or for ticks ``end`` (else
-            the last trade), ISO-8601 UTC; None for ticks without trades or ``end``.
+            the last trade), or for a window estimate the first bar it prices (exclusive
+            end), ISO-8601 UTC; None for ticks without trades or ``end``.
         window_start: first observation used, ISO-8601; None without observations.
         window_end: last observation used, ISO-8601; None without observations.
         n_bars: observations used (bars, or trades for ``method == "ticks"``).
         r2: weighted R^2 of the line through the volatility bins; NaN on a fallback.
-        method: where the spreads came from: ``"quoted"``, ``"corwin_schultz"``,
-            ``"abdi_ranaldo"`` or ``"ticks"``; ``"default"`` where there were too few
-            observations and the values are the default cost model's.
+        method: where the spreads came from: ``"ticks"``, ``"quoted"``, ``"edge"``,
+            ``"abdi_ranaldo"`` or ``"corwin_schultz"``; ``"default"`` where there were too
+            few observations and the values are the default cost model's;
+            ``"tier_default"`` where a window estimate fell back to its liquidity tier.
         note: why a default or a clipped value was used; empty when the fit is plain.
+        spread_se_bps: standard error of ``base_spread_bps`` where it was estimated over
+            a window (``huracan.costs.estimate``); None otherwise.
+        estimator: the candle estimator tried; None for the regression fits.
+        estimator_spread_bps: its signed estimate, ``sign(s^2) sqrt(|s^2|)``, kept even
+            where the fallback was used; None where it could not be computed.
+        estimator_t: ``s^2 / se(s^2)`` of that estimate.
+        liquidity_tier: the tier whose default spread is the fallback (0 = most liquid).
+        daily_quote_volume: median quote volume per bar x bars per day in the window.
     """
 
     symbol: str
@@ -47,6 +57,12 @@ class SlippageFit:
     r2: float
     method: str
     note: str = ""
+    spread_se_bps: float | None = None
+    estimator: str | None = None
+    estimator_spread_bps: float | None = None
+    estimator_t: float | None = None
+    liquidity_tier: int | None = None
+    daily_quote_volume: float | None = None
 
     def cost_model(self, fee_bps: float, spread_bps: float | None = None) -> CostModel:
         """The symbol's cost model.
@@ -69,7 +85,8 @@ class SlippageFit:
     def from_dict(cls, data: dict) -> SlippageFit:
         """The fit ``to_dict`` wrote (e.g. read back from ``costs.json``)."""
         names = {f.name for f in fields(cls)}
-        unknown, missing = sorted(set(data) - names), sorted(names - set(data) - {"note"})
+        required = {f.name for f in fields(cls) if f.default is MISSING}
+        unknown, missing = sorted(set(data) - names), sorted(required - set(data))
         if unknown or missing:
             raise DataError("slippage fit", f"unknown fields {unknown}, missing {missing}")
         values = dict(data)

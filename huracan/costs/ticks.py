@@ -90,33 +90,13 @@ def calibrate_slippage_from_ticks(
     bar_seconds = _seconds(timeframe)
     if int(vol_seconds) != vol_seconds or vol_seconds < 2:
         raise ConfigError(f"vol_seconds must be a whole number >= 2, got {vol_seconds}")
-    if not (quote_lag_ms >= 0 and max_quote_age_s > 0):
-        raise ConfigError(
-            f"need quote_lag_ms >= 0 and max_quote_age_s > 0, got {quote_lag_ms}, {max_quote_age_s}"
-        )
-    _require_columns(trades, TRADE_COLUMNS, f"{symbol} trades")
-    _require_columns(bbo, QUOTE_COLUMNS, f"{symbol} bbo")
-    end_ns = None if end is None else _utc(end).value
-    quotes, n_bad_quotes = _valid_quotes(bbo, end_ns)
-    trades = trades.loc[:, list(TRADE_COLUMNS)].sort_values("local_ts_ns", kind="stable")
-    trades = trades.assign(local_ts_ns=trades["local_ts_ns"].astype(np.int64))
-    if end_ns is not None:
-        trades = trades[trades["local_ts_ns"].to_numpy() < end_ns]
-    side = np.where(_buyer_maker(trades["is_buyer_maker"], symbol), -1.0, 1.0)
-    # Everything about a trade is read as of `seen`: its receive time less the quote lag.
-    seen = trades.assign(seen_ns=trades["local_ts_ns"] - int(quote_lag_ms * 1e6))
-    joined = pd.merge_asof(
-        seen,
-        quotes[["local_ts_ns", "mid"]].rename(columns={"local_ts_ns": "seen_ns"}),
-        on="seen_ns",
-        allow_exact_matches=False,
-        tolerance=int(max_quote_age_s * 1e9),
+    joined, quotes, n_bad_quotes = _trades_against_quotes(
+        trades, bbo, symbol, quote_lag_ms, max_quote_age_s, end
     )
     joined = pd.merge_asof(
         joined, _mid_volatility(quotes, vol_seconds), left_on="seen_ns", right_on="known_ns"
     )
-    price, mid = joined["price"].to_numpy(np.float64), joined["mid"].to_numpy(np.float64)
-    effective_bps = 2 * side * (price - mid) / mid * 1e4
+    effective_bps = joined["effective_bps"].to_numpy()
     x, y = observations(np.isfinite(effective_bps), 100 * joined["sigma"].to_numpy(), effective_bps)
     base, slope, r2, clipped = fit_spread_lines(x[:, None], y[:, None], identity, n_bins)
     used = np.isfinite(x)
@@ -140,6 +120,63 @@ def calibrate_slippage_from_ticks(
     ]
     fit.note = "; ".join(n for n in [fit.note, *left_out] if n)
     return fit
+
+
+def effective_spreads(
+    trades: pd.DataFrame,
+    bbo: pd.DataFrame,
+    *,
+    symbol: str,
+    quote_lag_ms: float = 20.0,
+    max_quote_age_s: float = 1.0,
+    end: str | pd.Timestamp | None = None,
+) -> pd.DataFrame:
+    """Each trade's effective spread, ``2 side (price - mid) / mid`` in bps.
+
+    Trades are joined to quotes as in ``calibrate_slippage_from_ticks``.
+
+    Returns:
+        Columns ``local_ts_ns`` and ``effective_bps`` (NaN without a fresh quote), one row
+        per trade received before ``end``, in receive order.
+    """
+    joined, _, _ = _trades_against_quotes(trades, bbo, symbol, quote_lag_ms, max_quote_age_s, end)
+    return joined[["local_ts_ns", "effective_bps"]]
+
+
+def _trades_against_quotes(
+    trades: pd.DataFrame,
+    bbo: pd.DataFrame,
+    symbol: str,
+    quote_lag_ms: float,
+    max_quote_age_s: float,
+    end: str | pd.Timestamp | None,
+) -> tuple[pd.DataFrame, pd.DataFrame, int]:
+    """Trades with the mid of their quote and their effective spread; the valid quotes."""
+    if not (quote_lag_ms >= 0 and max_quote_age_s > 0):
+        raise ConfigError(
+            f"need quote_lag_ms >= 0 and max_quote_age_s > 0, got {quote_lag_ms}, {max_quote_age_s}"
+        )
+    _require_columns(trades, TRADE_COLUMNS, f"{symbol} trades")
+    _require_columns(bbo, QUOTE_COLUMNS, f"{symbol} bbo")
+    end_ns = None if end is None else _utc(end).value
+    quotes, n_bad_quotes = _valid_quotes(bbo, end_ns)
+    trades = trades.loc[:, list(TRADE_COLUMNS)].sort_values("local_ts_ns", kind="stable")
+    trades = trades.assign(local_ts_ns=trades["local_ts_ns"].astype(np.int64))
+    if end_ns is not None:
+        trades = trades[trades["local_ts_ns"].to_numpy() < end_ns]
+    side = np.where(_buyer_maker(trades["is_buyer_maker"], symbol), -1.0, 1.0)
+    # Everything about a trade is read as of `seen`: its receive time less the quote lag.
+    seen = trades.assign(seen_ns=trades["local_ts_ns"] - int(quote_lag_ms * 1e6))
+    joined = pd.merge_asof(
+        seen,
+        quotes[["local_ts_ns", "mid"]].rename(columns={"local_ts_ns": "seen_ns"}),
+        on="seen_ns",
+        allow_exact_matches=False,
+        tolerance=int(max_quote_age_s * 1e9),
+    )
+    price, mid = joined["price"].to_numpy(np.float64), joined["mid"].to_numpy(np.float64)
+    joined["effective_bps"] = 2 * side * (price - mid) / mid * 1e4
+    return joined, quotes, n_bad_quotes
 
 
 def _valid_quotes(bbo: pd.DataFrame, end_ns: int | None) -> tuple[pd.DataFrame, int]:
@@ -205,3 +242,60 @@ def _seconds(timeframe: str) -> float:
 def _utc(value: str | pd.Timestamp) -> pd.Timestamp:
     ts = pd.Timestamp(value)
     return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+def spread_from_ticks(
+    trades: pd.DataFrame,
+    bbo: pd.DataFrame,
+    *,
+    symbol: str,
+    start: str | pd.Timestamp,
+    end: str | pd.Timestamp,
+    slippage_bps_per_sigma: float,
+    min_trades: int = 200,
+    quote_lag_ms: float = 20.0,
+    max_quote_age_s: float = 1.0,
+) -> SlippageFit | None:
+    """The mean effective spread of the trades received in ``[start, end)``, method ``ticks``.
+
+    Only ticks received before ``end`` are read (the window the spread prices starts
+    there). None where fewer than ``min_trades`` trades have a fresh quote.
+
+    Args:
+        trades: the symbol's trades (``TRADE_COLUMNS``).
+        bbo: its best bid and offer (``QUOTE_COLUMNS``).
+        symbol: the asset.
+        start: first receive time used.
+        end: receive times at or after it are never read.
+        slippage_bps_per_sigma: slippage per side per 1 % of per-bar volatility, kept
+            from the configuration (the spread already holds what a small trade pays).
+        min_trades: trades needed.
+        quote_lag_ms: how much older than the trade its quote must be.
+        max_quote_age_s: oldest quote a trade may be measured against.
+    """
+    spreads = effective_spreads(
+        trades,
+        bbo,
+        symbol=symbol,
+        quote_lag_ms=quote_lag_ms,
+        max_quote_age_s=max_quote_age_s,
+        end=end,
+    )
+    received = spreads["local_ts_ns"].to_numpy()
+    keep = (received >= _utc(start).value) & np.isfinite(spreads["effective_bps"].to_numpy())
+    values, stamps = spreads["effective_bps"].to_numpy()[keep], received[keep]
+    if len(values) < min_trades:
+        return None
+    return SlippageFit(
+        symbol=symbol,
+        slippage_bps_per_sigma=float(slippage_bps_per_sigma),
+        base_spread_bps=float(values.mean()),
+        fit_date=_utc(end).isoformat(),
+        window_start=pd.Timestamp(stamps.min(), tz="UTC").isoformat(),
+        window_end=pd.Timestamp(stamps.max(), tz="UTC").isoformat(),
+        n_bars=int(len(values)),
+        r2=np.nan,
+        method="ticks",
+        note=f"mean effective spread of {len(values)} trades",
+        spread_se_bps=float(values.std() / np.sqrt(len(values))),
+    )

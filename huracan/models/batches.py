@@ -66,7 +66,8 @@ class GroupBatchSampler(Sampler[list[int]]):
         order = torch.randperm(len(self.group), generator=self.generator)
         order = order[torch.argsort(self.group[order], stable=True)]  # by group, shuffled
         counts = torch.bincount(self.group).tolist()
-        chunks = [c for part in order.split(counts) for c in part.split(self.batch_size)]
+        # a group without samples (a coin with no training bars) splits into one empty chunk
+        chunks = [c for part in order.split(counts) for c in part.split(self.batch_size) if len(c)]
         return [chunks[i] for i in torch.randperm(len(chunks), generator=self.generator)]
 
     def __iter__(self) -> Iterator[list[int]]:

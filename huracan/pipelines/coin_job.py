@@ -26,7 +26,7 @@ from huracan.models.checkpoint import build_encoder, checkpoint_files, module_fr
 from huracan.pipelines.training import choose_thresholds, fit_heads
 from huracan.queue import JobSkipped
 from huracan.registry.artifacts import is_complete, json_bytes, write_version
-from huracan.registry.champions import decide, read_champion, write_champion
+from huracan.registry.champions import Decision, decide, read_champion, write_champion
 
 log = logging.getLogger("huracan")
 
@@ -79,7 +79,8 @@ def run_coin_job(job: CoinJob) -> dict:
         job.rules["z"],
     )
     test_prob = predict(module, test)
-    metrics = evaluate(job, test_prob >= threshold)
+    signals = test_prob >= threshold
+    metrics = evaluate(job, signals)
     metrics["threshold"] = None if np.isinf(threshold) else float(threshold)
     metrics["val_trades"] = int((val_prob >= threshold).sum())
     if metrics["val_trades"] == 0:
@@ -92,7 +93,7 @@ def run_coin_job(job: CoinJob) -> dict:
         "features.json": json_bytes({**job.meta, "importance": importance}),
     }
     write_version(store, job.model_prefix, files, {"symbol": job.symbol, "run_id": job.run_id})
-    champion = update_champion(store, job, metrics, module)
+    champion = update_champion(store, job, metrics, signals)
     return {"metrics": metrics, "importance": importance, "champion": champion}
 
 
@@ -122,26 +123,37 @@ def predict(module: FleetModule, part: dict) -> np.ndarray:
     return module.predict_proba(t["x"], t["factor"], t["group"]).numpy()
 
 
-def evaluate(job: CoinJob, signals: np.ndarray) -> dict:
-    """The coin's out-of-sample metrics after its calibrated costs."""
+def evaluate(job: CoinJob, signals: np.ndarray, rows: np.ndarray | None = None) -> dict:
+    """The coin's out-of-sample metrics after its calibrated costs.
+
+    Args:
+        job: the coin's job (its ``test`` part and rules).
+        signals: (M,) entries on the test bars.
+        rows: boolean (M,) mask of the test bars to score (all where None); ``window`` is
+            then the first and last of them.
+    """
     test = job.test
+    rows = np.ones(len(signals), bool) if rows is None else rows
     net = test["gross"] - test["cost_bps"] / 1e4
+    stamps = pd.DatetimeIndex(pd.to_datetime(test["timestamps"][rows], utc=True))
     table = symbol_metrics(
-        signals[:, None],
-        net[:, None],
-        test["gross"][:, None],
+        signals[rows, None],
+        net[rows, None],
+        test["gross"][rows, None],
         symbols=[job.symbol],
-        timestamps=pd.DatetimeIndex(pd.to_datetime(test["timestamps"], utc=True)),
+        timestamps=stamps,
         bars_per_year=job.rules["bars_per_year"],
         horizon=job.rules["horizon"],
-        cost_bps=test["cost_bps"][:, None],
-        slippage_bps=test["slip_bps"][:, None],
+        cost_bps=test["cost_bps"][rows, None],
+        slippage_bps=test["slip_bps"][rows, None],
     )
     row = table.iloc[0]
     metrics = {k: _plain(v) for k, v in row.items()}
+    metrics["n_trades"] = int(row["n_trades"])
     metrics["net_pnl_bps"] = metrics.get("net_bps")
-    metrics["window"] = job.meta["test_window"]
-    metrics["n_test_bars"] = int(len(net))
+    whole = bool(rows.all())
+    metrics["window"] = job.meta["test_window"] if whole else [str(stamps[0]), str(stamps[-1])]
+    metrics["n_test_bars"] = int(rows.sum())
     return metrics
 
 
@@ -187,51 +199,63 @@ POINTER_METRICS = (
     "hit_rate",
     "last_7d_net_bps",
     "avg_slip_bps",
+    "val_trades",
+    "window",
 )
 
 
-def update_champion(store, job: CoinJob, metrics: dict, module: FleetModule) -> dict:
-    """Compares with the current champion on this job's window; replaces it if beaten.
+def update_champion(store, job: CoinJob, metrics: dict, signals: np.ndarray) -> dict:
+    """Compares with the current champion out of sample for both; replaces it only if beaten.
 
-    The pointer carries the metrics of the window its model was last scored on (and the
-    costs of that run), so the roster always shows current out-of-sample figures: a
-    champion that keeps its title after a re-score gets the re-scored ones.
+    Both are scored on the bars of this job's test window that lie after the champion's
+    last label (all of them, unless the champion saw part of the window). Where no such
+    bar exists, or the champion cannot be scored with this run's inputs, the champion is
+    kept and ``note`` says why; only an unreadable champion is replaced unchallenged (it
+    cannot be traded either). The pointer carries the metrics of the window its model was
+    last scored on (and this run's costs); ``metrics.window`` says which bars that was.
     """
     if not is_complete(store, job.model_prefix, verify_hashes=False):
         raise RuntimeError(f"{job.model_prefix} is not complete; champion left unchanged")
     champion = read_champion(store, job.symbol)
-    on_window = None
-    note = ""
+    test_window = job.meta["test_window"]
+    challenger, on_window, note, kept = metrics, None, "", False
     if champion is not None and champion["model_path"] == job.model_prefix:
         note = "re-run of the champion itself"
-    elif champion is not None and champion["window"] == metrics["window"]:
+    elif champion is not None and champion["window"] == test_window:
         on_window = champion["metrics"]
     elif champion is not None:
-        on_window, note = rescore(store, champion, job)
-    decision = decide(
-        {k: metrics[k] for k in ("sharpe", "net_pnl_bps", "n_trades")},
-        on_window,
-        job.rules["champion_min_trades"],
-    )
+        scored = rescore(store, champion, job, signals)
+        note = scored.note
+        if scored.champion is not None:
+            challenger, on_window = scored.challenger or metrics, scored.champion
+        kept = scored.champion is None and not scored.unreadable
+    if kept:
+        decision = Decision(False, f"champion kept unscored: {note}")
+    else:
+        decision = decide(
+            {k: challenger[k] for k in ("sharpe", "net_pnl_bps", "n_trades")},
+            on_window,
+            job.rules["champion_min_trades"],
+        )
     if decision.replace:
         write_champion(
             store,
             job.symbol,
             job.model_prefix,
-            metrics["window"],
+            test_window,
             _pointer_metrics(metrics),
             decision.reason,
             champion,
             job.costs,
         )
-    elif on_window is not None and champion["window"] != metrics["window"]:
+    elif on_window is not None and champion["window"] != test_window:
         before = champion.get("previous_model_path")
         write_champion(
             store,
             job.symbol,
             champion["model_path"],
-            metrics["window"],
-            _pointer_metrics(on_window),
+            test_window,
+            _pointer_metrics({**champion["metrics"], **on_window}),
             f"kept: {decision.reason}",
             {"model_path": before} if before else None,
             job.costs,
@@ -244,13 +268,24 @@ def update_champion(store, job: CoinJob, metrics: dict, module: FleetModule) -> 
     }
 
 
-def rescore(store, champion: dict, job: CoinJob) -> tuple[dict | None, str]:
-    """The champion's metrics on this job's window, after this run's costs.
+@dataclass
+class Rescore:
+    """The champion's and the challenger's metrics on bars out of sample for both."""
 
-    It is scored with its own weights, threshold and scaler (this run's scaled inputs are
-    mapped back to raw values and rescaled with the champion's statistics); the FFD order
-    and market factor are this run's. A champion trained on data inside this window
-    cannot be judged out of sample on it and is treated as absent.
+    champion: dict | None
+    challenger: dict | None
+    note: str
+    unreadable: bool = False
+
+
+def rescore(store, champion: dict, job: CoinJob, signals: np.ndarray) -> Rescore:
+    """Scores the champion, and the challenger, on the bars out of sample for both.
+
+    The champion is scored with its own weights, threshold and scaler (this run's scaled
+    inputs are mapped back to raw values and rescaled with the champion's statistics); the
+    FFD order and market factor are this run's. Its last label ends ``horizon`` bars (its
+    own horizon, from its checkpoint) after its last training bar; only test bars after
+    that are out of sample for it, and the challenger is scored on the same bars.
     """
     prefix = champion["model_path"]
     try:
@@ -259,19 +294,30 @@ def rescore(store, champion: dict, job: CoinJob) -> tuple[dict | None, str]:
             store.read_bytes(f"{prefix}/checkpoint.json"),
         )
     except Exception as err:  # a champion that cannot be read cannot defend its title
-        return None, f"champion unreadable ({type(err).__name__}); treated as absent"
+        return Rescore(None, None, f"champion unreadable ({type(err).__name__})", True)
     if description.get("inputs") != job.meta["inputs"]:
-        return None, "champion uses other inputs; treated as absent"
+        return Rescore(None, None, "champion uses other inputs and cannot be scored on them")
     bar = pd.Timedelta(seconds=365.25 * 86400 / job.rules["bars_per_year"])
-    label_end = pd.Timestamp(description["data_end"]) + job.rules["horizon"] * bar
-    if label_end >= pd.Timestamp(job.meta["test_window"][0]):
-        return None, "champion trained on data inside this window; treated as absent"
+    horizon = description.get("config", {}).get("labels", {}).get("horizon", job.rules["horizon"])
+    label_end = pd.Timestamp(description["data_end"]) + int(horizon) * bar
+    stamps = pd.to_datetime(job.test["timestamps"], utc=True)
+    rows = np.asarray(stamps > label_end)
+    if not rows.any():
+        return Rescore(
+            None, None, f"champion's labels reach {label_end}, past this whole test window"
+        )
     threshold = description["thresholds"][0]
     threshold = np.inf if threshold is None else threshold
     test = {**job.test, "x": _rescale(job.test["x"], job.meta, description)}
-    metrics = evaluate(job, predict(old, test) >= threshold)
-    metrics["net_pnl_bps"] = metrics.get("net_bps")
-    return metrics, "champion re-scored on this window with its own scaler"
+    champion_metrics = evaluate(job, predict(old, test) >= threshold, rows)
+    if rows.all():
+        return Rescore(champion_metrics, None, "champion re-scored on this window")
+    challenger = evaluate(job, signals, rows)
+    note = (
+        f"both scored on {int(rows.sum())} of {len(rows)} test bars after the champion's "
+        f"last label ({label_end})"
+    )
+    return Rescore(champion_metrics, challenger, note)
 
 
 def _rescale(x: np.ndarray, current: dict, champion: dict) -> np.ndarray:

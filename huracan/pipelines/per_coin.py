@@ -1,35 +1,46 @@
 """``pipeline=per_coin``: one tailored, validated, costed model per coin, and the roster.
 
-1. Features and after-cost labels for the whole panel (as the hierarchical run).
+1. Features for the whole panel (as the hierarchical run).
 2. One split: training window, validation slice at its end, out-of-sample test window of
    ``pipeline.test_days`` (purged). Clusters, factor, fracdiff and scalers are fitted on
    the training window.
+   Every coin's spread is estimated on the ``pipeline.calibration_days`` right before the
+   test window (``huracan.costs.estimate``), for all coins at once since the joint heads
+   need every coin's labels: one cost model per coin for its labels, threshold,
+   evaluation and roster entry.
 3. The shared encoder is trained once on the union of all coins' training data and saved
    to ``meta/shared_encoder.*``.
 4. Coin heads: trained jointly as one grouped model (``heads=joint``), or each in its own
    job (``heads=alone``).
-5. Slippage is calibrated for every coin at once on the end of the training window.
-6. One job per coin through the queue: validate after the coin's own costs, permutation
+5. One job per coin through the queue: validate after the coin's own costs, permutation
    importance, export the model version, challenge the champion.
-7. ``meta/feature_bank.json``, then ``champions/roster.json`` last.
+6. ``meta/feature_bank.json``, then ``champions/roster.json`` last: every coin of the
+   universe, tradable or not and why.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
+import pandas as pd
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from huracan.config import build
-from huracan.costs import CostModel, calibrate_slippage_from_candles
+from huracan.costs import (
+    SlippageFit,
+    SpreadTier,
+    cost_arrays,
+    estimate_spreads,
+    spread_from_ticks,
+)
 from huracan.data import GateReport, Panel
-from huracan.errors import ConfigError
+from huracan.errors import ConfigError, DataError
 from huracan.features.drift import reference_bins
 from huracan.loggers import stage_logger
 from huracan.models.checkpoint import encoder_spec
@@ -47,7 +58,7 @@ from huracan.progress import interactive
 from huracan.queue import QueueReport
 from huracan.registry.artifacts import is_complete, json_bytes, model_prefix
 from huracan.registry.champions import read_champion
-from huracan.registry.roster import write_roster
+from huracan.registry.roster import TABLE_FIELDS, format_table, roster_entry, write_roster
 from huracan.report import StageTimer
 from huracan.store import ArtifactNotFound, Store, content_hash
 
@@ -69,6 +80,11 @@ def run_per_coin(
             f"train ..{fold.train_times[-1]:%Y-%m-%d}, "
             f"test {fold.test_times[0]:%Y-%m-%d}..{fold.test_times[-1]:%Y-%m-%d}"
         )
+    with timer("costs") as note:
+        fits = calibrate_costs(panel, cfg, int(fold.test[0]))
+        arrays = coin_costs(arrays, fits, cfg)
+        methods = [f.method for f in fits.values()]
+        note(", ".join(f"{m} {methods.count(m)}" for m in sorted(set(methods))))
     valid = data.valid(arrays)
     train, _, _ = data.samples(arrays, fold.train, valid)
     val, _, _ = data.samples(arrays, fold.val, valid)
@@ -96,16 +112,6 @@ def run_per_coin(
             encoder = joint.encoder  # the same one, or its fine-tuned copy
             note(f"{panel.n_assets} coin heads in one grouped model")
     encoder_hash = save_shared_encoder(store, encoder, data, fold, run_id)
-    with timer("costs") as note:
-        fits = calibrate_slippage_from_candles(
-            panel,
-            train_rows=fold.train,
-            window_days=cfg.pipeline.calibration_days,
-            volatility=arrays.volatility,
-            vol_window=cfg.labels.vol_window,
-            default=CostModel(**cfg.costs),
-        )
-        note(f"{sum(f.method != 'default' for f in fits.values())} fitted")
     jobs = build_jobs(
         panel,
         gates,
@@ -134,9 +140,16 @@ def run_per_coin(
         note(", ".join(f"{k} {v}" for k, v in report.counts().items() if v))
     with timer("roster") as note:
         bank = write_feature_bank(store, report, jobs, cfg, run_id)
-        roster = write_roster(store, roster_entries(store, panel, gates, cfg), run_id)
+        test_window = [str(fold.test_times[0]), str(fold.test_times[-1])]
+        entries = roster_entries(store, gates, cfg, jobs, report, test_window)
+        roster = write_roster(store, entries, run_id)
         tradable = sum(e["trade_ok"] for e in roster["entries"])
         note(f"{len(roster['entries'])} entries, {tradable} trade_ok")
+    log.info(
+        "roster (top 10 of %d)\n%s",
+        len(roster["entries"]),
+        format_table(roster["entries"][:10], TABLE_FIELDS),
+    )
     return {
         "per_coin": {
             "run_id": run_id,
@@ -196,7 +209,11 @@ def build_jobs(
     """One job per symbol of the universe; gate failures become skipped jobs."""
     fold = data.fold
     jobs = [
-        CoinJob(symbol=s, skip_reason="gates: " + ", ".join(r["code"] for r in reasons))
+        CoinJob(
+            symbol=s,
+            skip_reason="gates: " + ", ".join(r["code"] for r in reasons),
+            costs={**fits[s].to_dict(), "fee_bps": cfg.costs.fee_bps} if s in fits else {},
+        )
         for s, reasons in gates.skip_reasons.items()
         if reasons
     ]
@@ -216,15 +233,12 @@ def build_jobs(
     }
     test_window = [str(fold.test_times[0]), str(fold.test_times[-1])]
     heads = None if joint is None else [joint.head.group_slice(j) for j in range(panel.n_assets)]
+    # the labels were built with these same costs (coin_costs): one cost model per coin
+    costs, slips = cost_arrays(fits, cfg.costs.fee_bps, arrays.volatility)
     for j, symbol in enumerate(panel.symbols):
         fit = fits[symbol]
-        model = fit.cost_model(cfg.costs.fee_bps)
-        # the fitted line (base spread + slope x volatility) already holds how the spread
-        # widens with volatility, so the bars' quoted spreads are not charged on top
-        cost = np.asarray(model.round_trip_bps(None, arrays.volatility[:, j]), float)
-        slip = 2 * np.asarray(model.slippage_bps(arrays.volatility[:, j]), float)
         parts = {
-            name: coin_part(arrays, data, valid, rows, j, cost, slip)
+            name: coin_part(arrays, data, valid, rows, j, costs[:, j], slips[:, j])
             for name, rows in (("train", fold.train), ("val", fold.val), ("test", fold.test))
         }
         reason = ""
@@ -277,6 +291,94 @@ def build_jobs(
             )
         )
     return jobs
+
+
+def calibrate_costs(panel: Panel, cfg: DictConfig, end_row: int) -> dict[str, SlippageFit]:
+    """Every coin's spread on the ``pipeline.calibration_days`` before grid row ``end_row``.
+
+    ``end_row`` is the first bar of the window the costs price (the test window), so the
+    calibration reads only the bars right before it (``huracan.costs.estimate``).
+    """
+    options = cfg.pipeline.costs
+    tiers = [
+        SpreadTier(float(t.min_daily_quote_volume), float(t.spread_bps)) for t in options.tiers
+    ]
+    fits = estimate_spreads(
+        panel,
+        end_row=end_row,
+        window_days=cfg.pipeline.calibration_days,
+        tiers=tiers,
+        slippage_bps_per_sigma=cfg.costs.slippage_bps_per_sigma,
+        estimator=options.estimator,
+        z=options.z,
+        n_blocks=options.jackknife_blocks,
+        min_bars=options.min_bars,
+    )
+    if options.get("ticks_dir"):
+        end = panel.timestamps[end_row]
+        start = end - pd.Timedelta(days=cfg.pipeline.calibration_days)
+        for symbol, fit in tick_fits(panel.symbols, options, start, end, cfg).items():
+            fits[symbol] = replace(
+                fit,
+                estimator=fits[symbol].estimator,
+                estimator_spread_bps=fits[symbol].estimator_spread_bps,
+                estimator_t=fits[symbol].estimator_t,
+                liquidity_tier=fits[symbol].liquidity_tier,
+                daily_quote_volume=fits[symbol].daily_quote_volume,
+            )
+    return fits
+
+
+def tick_fits(
+    symbols: list[str],
+    options: DictConfig,
+    start: pd.Timestamp,
+    end: pd.Timestamp,
+    cfg: DictConfig,
+) -> dict[str, SlippageFit]:
+    """Spreads from the tick files of ``pipeline.costs.ticks_dir`` received in [start, end)."""
+    directory = Path(options.ticks_dir)
+    if not directory.is_dir():
+        raise ConfigError(f"pipeline.costs.ticks_dir {directory} is not a directory")
+    fits = {}
+    for symbol in symbols:
+        names = {
+            kind: directory
+            / options.ticks_pattern.format(symbol=symbol, symbol_lower=symbol.lower(), kind=kind)
+            for kind in ("trades", "bbo")
+        }
+        if not all(path.is_file() for path in names.values()):
+            continue
+        frames = {}
+        for kind, path in names.items():
+            try:
+                frames[kind] = pd.read_csv(path)
+            except (OSError, ValueError) as err:
+                raise DataError(str(path), f"unreadable tick file: {err}") from None
+        fit = spread_from_ticks(
+            frames["trades"],
+            frames["bbo"],
+            symbol=symbol,
+            start=start,
+            end=end,
+            slippage_bps_per_sigma=cfg.costs.slippage_bps_per_sigma,
+            min_trades=options.min_trades,
+        )
+        if fit is not None:
+            fits[symbol] = fit
+    return fits
+
+
+def coin_costs(arrays: FleetArrays, fits: dict[str, SlippageFit], cfg: DictConfig) -> FleetArrays:
+    """The arrays with labels, net returns and costs from each coin's calibrated model.
+
+    ``build_fleet_arrays`` labels with the configured costs; the per-coin run trains,
+    thresholds and evaluates every coin at its own calibrated round trip instead.
+    """
+    cost, _ = cost_arrays(fits, cfg.costs.fee_bps, arrays.volatility)
+    net = np.where(np.isnan(arrays.net_return), np.nan, arrays.gross_return - cost / 1e4)
+    label = np.where(np.isnan(net), np.nan, (net > 0).astype(np.float64))
+    return replace(arrays, label=label, net_return=net, cost_bps=cost)
 
 
 def coin_part(
@@ -338,48 +440,56 @@ def write_feature_bank(
     return bank
 
 
-def roster_entries(store: Store, panel: Panel, gates: GateReport, cfg: DictConfig) -> list[dict]:
-    """One entry per symbol of the universe that has a champion (complete version)."""
+def roster_entries(
+    store: Store,
+    gates: GateReport,
+    cfg: DictConfig,
+    jobs: list[CoinJob],
+    report: QueueReport,
+    test_window: list[str],
+) -> list[dict]:
+    """One entry per symbol of the universe, tradable or not (policy: ``roster_entry``)."""
+    by_symbol = {job.symbol: job for job in jobs}
+    results = {r.symbol: r for r in report}
     entries = []
     for symbol in sorted(gates.skip_reasons):
         champion = read_champion(store, symbol)
-        if champion is None or not is_complete(store, champion["model_path"], False):
-            continue
-        # the pointer holds the metrics and costs of the window it was last scored on
-        metrics = champion["metrics"]
-        costs = champion.get("costs") or store.read_json(f"{champion['model_path']}/costs.json")
-        reasons = [f"gates: {r['code']}" for r in gates.skip_reasons[symbol]]
-        round_trip = costs.get("expected_round_trip_bps") or 0.0
-        if round_trip > cfg.pipeline.max_round_trip_bps:
-            reasons.append(f"round trip {round_trip:.1f} bps > {cfg.pipeline.max_round_trip_bps}")
-        if (metrics.get("n_trades") or 0) < cfg.pipeline.champion_min_trades:
-            reasons.append(f"{metrics.get('n_trades')} out-of-sample trades")
-        if (metrics.get("net_pnl_bps") or 0) <= 0:
-            reasons.append("no net profit out of sample")
-        volume = gates.metrics.get(symbol, {}).get("daily_quote_volume")
-        slip = metrics.get("avg_slip_bps")
+        if champion is not None and not is_complete(store, champion["model_path"], False):
+            champion = None
+        job = by_symbol.get(symbol)
+        result = results.get(symbol)
         entries.append(
-            {
-                "symbol": symbol,
-                "model_path": champion["model_path"],
-                "spread_bps": round(float(costs["base_spread_bps"]), 4),
-                "fee_bps": float(costs["fee_bps"]),
-                "avg_slip_bps": round(
-                    float(slip if slip is not None else costs.get("expected_slip_bps") or 0.0), 4
-                ),
-                "last_7d_net_bps": round(float(metrics.get("last_7d_net_bps") or 0.0), 4),
-                "trade_ok": not reasons,
-                "reasons": reasons,
-                "sharpe": metrics.get("sharpe"),
-                "round_trip_bps": round_trip,
-                "daily_quote_volume": volume,
-            }
+            roster_entry(
+                symbol,
+                champion=champion,
+                costs=job.costs if job is not None else {},
+                test_window=test_window,
+                gate_codes=[r["code"] for r in gates.skip_reasons[symbol]],
+                job_status="missing" if result is None else str(result.status),
+                job_reason="" if result is None else result.reason,
+                daily_quote_volume=gates.metrics.get(symbol, {}).get("daily_quote_volume"),
+                max_round_trip_bps=cfg.pipeline.max_round_trip_bps,
+                min_trades=cfg.pipeline.champion_min_trades,
+                run_metrics=run_metrics(store, job, result),
+            )
         )
     return entries
 
 
 def _state(module) -> dict:
     return {k: v.detach().numpy() for k, v in module.state_dict().items()}
+
+
+def run_metrics(store: Store, job: CoinJob | None, result) -> dict:
+    """This run's out-of-sample metrics of a coin's model: the job's, or its cached version's."""
+    if job is None or result is None or str(result.status) != "completed":
+        return {}
+    if "metrics" in result.result:
+        return result.result["metrics"]
+    try:
+        return store.read_json(f"{job.model_prefix}/metrics.json")
+    except ArtifactNotFound:
+        return {}
 
 
 def _f(value: float) -> float | None:
@@ -398,6 +508,7 @@ class PerCoinPipeline(Pipeline):
     test_days: float = 30
     heads: Literal["joint", "alone"] = "joint"
     calibration_days: float = 30
+    costs: dict = field(default_factory=dict)
     importance_repeats: int = 2
     champion_min_trades: int = 10
     max_round_trip_bps: float = 40

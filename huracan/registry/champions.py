@@ -1,8 +1,10 @@
 """Champion models: a pointer per symbol, replaced only by a better challenger.
 
 ``champions/<SYMBOL>.json`` points at the model version that trades the symbol. A
-challenger replaces it only when, on the same out-of-sample window, it has at least
-``min_trades`` trades and beats the champion on both Sharpe ratio and net PnL after costs.
+challenger replaces it only when, on bars out of sample for both, it has at least
+``min_trades`` trades and beats the champion on both Sharpe ratio and net PnL after costs;
+a champion that cannot be scored on such bars is kept (the caller says why), and only a
+missing or unreadable one is replaced unchallenged.
 The pointer is written only after the challenger's version is complete (manifest last),
 so it never points at a model that is not fully written.
 """
@@ -38,14 +40,15 @@ def decide(challenger: dict, champion_on_window: dict | None, min_trades: int) -
 
     Args:
         challenger: ``sharpe``, ``net_pnl_bps``, ``n_trades`` on the out-of-sample window.
-        champion_on_window: the champion's metrics on the same window (None: no champion,
-            or one that cannot be scored on it).
+        champion_on_window: the champion's metrics on the same bars (None: no champion,
+            or an unreadable one).
         min_trades: fewest out-of-sample trades a challenger needs.
     """
-    if challenger["n_trades"] < min_trades:
-        return Decision(False, f"challenger made {challenger['n_trades']} trades < {min_trades}")
+    n_trades = int(challenger["n_trades"] or 0)
+    if n_trades < min_trades:
+        return Decision(False, f"challenger made {n_trades} trades < {min_trades}")
     if champion_on_window is None:
-        return Decision(True, "no comparable champion")
+        return Decision(True, "no readable champion")
     better_sharpe = _num(challenger["sharpe"]) > _num(champion_on_window["sharpe"])
     better_pnl = challenger["net_pnl_bps"] > champion_on_window["net_pnl_bps"]
     if better_sharpe and better_pnl:

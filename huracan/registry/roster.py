@@ -1,8 +1,15 @@
-"""``champions/roster.json``: the ranked list of tradable models a live bot reads.
+"""``champions/roster.json``: every gated coin, tradable or not and why, ranked for a bot.
+
+One entry per coin of the universe (``roster_entry`` holds the ``trade_ok`` policy): a
+coin trades only with a champion whose out-of-sample figures on this run's test window
+show trades, an edge on validation, a net profit, and a round trip under the limit; every
+other coin is listed with ``trade_ok`` false and machine-readable ``reasons``.
 
 Entries are ranked by a score that rewards net edge (out-of-sample Sharpe after costs)
 and liquidity and penalises cost: ``z(sharpe) + 0.5 z(log10 daily quote volume) - 0.5
-z(round-trip bps)``, with every ``trade_ok`` entry ahead of every other.
+z(round-trip bps)`` (z-scores over all entries; a missing Sharpe counts as 0), with every
+``trade_ok`` entry ahead of every other. The figures come from the window that chose the
+champion and set ``trade_ok`` (``figures: "in_selection"``), so they are optimistic.
 """
 
 from __future__ import annotations
@@ -25,6 +32,18 @@ ENTRY_FIELDS = [
     "avg_slip_bps",
     "last_7d_net_bps",
     "trade_ok",
+    "reasons",
+]
+TABLE_FIELDS = [
+    "rank",
+    "symbol",
+    "trade_ok",
+    "round_trip_bps",
+    "cost_method",
+    "sharpe",
+    "n_trades",
+    "last_7d_net_bps",
+    "reasons",
 ]
 
 ROSTER_SCHEMA = {
@@ -42,19 +61,131 @@ ROSTER_SCHEMA = {
                 "required": ENTRY_FIELDS,
                 "properties": {
                     "symbol": {"type": "string", "pattern": "^[A-Z0-9][A-Z0-9.]{0,31}$"},
-                    "model_path": {"type": "string", "pattern": "^models/"},
+                    "model_path": {
+                        "type": ["string", "null"],
+                        "pattern": "^models/[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$",
+                        "not": {"type": "string", "pattern": "\\.\\."},
+                    },
                     "rank": {"type": "integer", "minimum": 1},
                     "spread_bps": {"type": "number", "minimum": 0},
                     "fee_bps": {"type": "number", "minimum": 0},
                     "avg_slip_bps": {"type": "number", "minimum": 0},
                     "last_7d_net_bps": {"type": "number"},
                     "trade_ok": {"type": "boolean"},
-                    "reasons": {"type": "array", "items": {"type": "string"}},
+                    "reasons": {
+                        "type": "array",
+                        "items": {"type": "string", "pattern": "^[a-z_]+(:.*)?$"},
+                    },
+                    "n_trades": {"type": ["integer", "null"], "minimum": 0},
+                    "val_trades": {"type": ["integer", "null"], "minimum": 0},
+                    "cost_method": {"type": ["string", "null"]},
+                    "figures": {"enum": ["in_selection"]},
                 },
             },
         },
     },
 }
+
+
+def roster_entry(
+    symbol: str,
+    *,
+    champion: dict | None,
+    costs: dict,
+    test_window: list[str],
+    gate_codes: list[str],
+    job_status: str,
+    job_reason: str,
+    daily_quote_volume: float | None,
+    max_round_trip_bps: float,
+    min_trades: int,
+    run_metrics: dict | None = None,
+) -> dict:
+    """One coin's roster entry: the trade_ok policy, with every reason it fails.
+
+    Args:
+        symbol: the coin.
+        champion: its champion pointer, None where it has none (or an incomplete one).
+        costs: this run's calibrated costs of the coin (``costs.json``).
+        test_window: this run's out-of-sample window.
+        gate_codes: data gates the coin failed.
+        job_status: its job's status (``completed``, ``failed``, ``skipped``, ...).
+        job_reason: why it failed or was skipped.
+        daily_quote_volume: its liquidity, for the ranking.
+        max_round_trip_bps: the cost limit.
+        min_trades: out-of-sample trades a champion needs.
+        run_metrics: this run's out-of-sample metrics of the coin's model (its
+            ``metrics.json``), which say why a coin without a champion has none.
+
+    Returns:
+        The entry (without ``rank``); ``reasons`` codes: ``gate:<name>``,
+        ``failed:<error>``, ``skipped:<why>``, ``no_champion``, ``champion_not_rescored``
+        (kept from an earlier window), ``no_trades_in_test``, ``few_trades_in_test``,
+        ``no_edge_on_validation``, ``no_net_profit_in_test``, ``cost_above_limit``.
+    """
+    reasons = [f"gate:{code}" for code in gate_codes]
+    if job_status == "failed":
+        reasons.append(f"failed:{_one_line(job_reason)}")
+    elif job_status == "skipped" and not gate_codes:
+        reasons.append(f"skipped:{_one_line(job_reason)}")
+    metrics = {} if champion is None else champion.get("metrics") or {}
+    counts = metrics if champion is not None else run_metrics or {}  # the model's trades
+    n_trades = counts.get("n_trades")
+    n_trades = None if n_trades is None else int(n_trades)
+    val_trades = counts.get("val_trades")
+    val_trades = None if val_trades is None else int(val_trades)
+    if champion is None:
+        reasons.append("no_champion")
+        reasons += _trade_reasons(run_metrics or {}, min_trades)
+    else:
+        if champion.get("window") != test_window:
+            reasons.append("champion_not_rescored")
+        reasons += _trade_reasons(metrics, min_trades)
+    round_trip = costs.get("expected_round_trip_bps")
+    if round_trip is not None and round_trip > max_round_trip_bps:
+        reasons.append("cost_above_limit")
+    slip = metrics.get("avg_slip_bps")
+    slip = costs.get("expected_slip_bps") if slip is None else slip
+    return {
+        "symbol": symbol,
+        "model_path": None if champion is None else champion["model_path"],
+        "spread_bps": round(float(costs.get("base_spread_bps") or 0.0), 4),
+        "fee_bps": float(costs.get("fee_bps") or 0.0),
+        "avg_slip_bps": round(float(slip or 0.0), 4),
+        "last_7d_net_bps": round(float(metrics.get("last_7d_net_bps") or 0.0), 4),
+        "trade_ok": not reasons,
+        "reasons": reasons,
+        "sharpe": metrics.get("sharpe"),
+        "net_pnl_bps": metrics.get("net_pnl_bps"),
+        "n_trades": n_trades,
+        "val_trades": val_trades,
+        "round_trip_bps": None if round_trip is None else round(float(round_trip), 4),
+        "cost_method": costs.get("method"),
+        "daily_quote_volume": daily_quote_volume,
+        "figures": "in_selection",
+    }
+
+
+def _trade_reasons(metrics: dict, min_trades: int) -> list[str]:
+    """Why out-of-sample metrics do not make a model tradable (nothing where they are empty)."""
+    if not metrics:
+        return []
+    reasons = []
+    n_trades = int(metrics.get("n_trades") or 0)
+    if n_trades == 0:
+        reasons.append("no_trades_in_test")
+    elif n_trades < min_trades:
+        reasons.append("few_trades_in_test")
+    if metrics.get("val_trades") == 0:
+        reasons.append("no_edge_on_validation")
+    if n_trades and (metrics.get("net_pnl_bps") or 0.0) <= 0:
+        reasons.append("no_net_profit_in_test")
+    return reasons
+
+
+def _one_line(text: str) -> str:
+    line = (text or "unknown").strip().splitlines()[0] if (text or "").strip() else "unknown"
+    return line[:200]
 
 
 def rank_entries(entries: list[dict]) -> list[dict]:
@@ -110,6 +241,21 @@ def select(
         and e["symbol"] not in blocked
     ]
     return chosen[:top] if top else chosen
+
+
+def format_table(entries: list[dict], fields: list[str]) -> str:
+    """Entries as a fixed-width text table of ``fields`` (reasons joined by commas)."""
+
+    def cell(value: object) -> str:
+        if isinstance(value, list):
+            return ",".join(value) or "-"
+        return f"{value:.2f}" if isinstance(value, float) else str(value)
+
+    rows = [[cell(e.get(f)) for f in fields] for e in entries]
+    widths = [max([len(f)] + [len(r[i]) for r in rows]) for i, f in enumerate(fields)]
+    lines = ["  ".join(f.ljust(w) for f, w in zip(fields, widths, strict=True)).rstrip()]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    return "\n".join(lines)
 
 
 def _z(values: np.ndarray) -> np.ndarray:
