@@ -12,6 +12,7 @@ import pandas as pd
 from huracan.costs.model import CostModel
 from huracan.costs.spreads import ESTIMATORS, Estimator, ar_pair_moment, cs_pair_spread
 from huracan.errors import ConfigError, DataError
+from huracan.features.technical import lag, realized_volatility
 
 if TYPE_CHECKING:
     from huracan.data.panel import Panel
@@ -256,23 +257,25 @@ def calibrate_slippage_from_candles(
     high, low, close = panel.high[rows], panel.low[rows], panel.close[rows]
     traded = ~panel.filled[rows]
     if volatility is None:
-        volatility = _trailing_volatility(close, vol_window)
+        if int(vol_window) != vol_window or vol_window < 2:
+            raise ConfigError(f"vol_window must be a whole number >= 2, got {vol_window}")
+        volatility = realized_volatility(close, vol_window)
     elif np.shape(volatility) != panel.close.shape:
         raise ValueError(f"volatility has shape {np.shape(volatility)}, bars {panel.close.shape}")
     else:
         volatility = np.asarray(volatility, dtype=np.float64)[rows]
     in_window = np.arange(first, end + 1)[:, None] >= start
 
-    pair_traded = traded & _lag(traded, 1, fill=False)
+    pair_traded = traded & lag(traded, 1, fill=False)
     if estimator == "corwin_schultz":
         moment, to_spread = cs_pair_spread(high, low, close) * 1e4, identity
     else:
         moment, to_spread = ar_pair_moment(high, low, close) * 1e8, _sqrt_positive
-    x, moment = observations(in_window & pair_traded, 100 * _lag(volatility, 2), moment)
+    x, moment = observations(in_window & pair_traded, 100 * lag(volatility, 2), moment)
     use_quotes = np.zeros(panel.n_assets, dtype=bool)
     if panel.spread_bps is not None:
         x_quoted, quoted = observations(
-            in_window & traded, 100 * _lag(volatility, 1), panel.spread_bps[rows]
+            in_window & traded, 100 * lag(volatility, 1), panel.spread_bps[rows]
         )
         use_quotes = np.isfinite(quoted).sum(0) >= min_bars
         x = np.where(use_quotes, x_quoted, x)
@@ -360,26 +363,6 @@ def make_fit(
         method=method,
         note=note,
     )
-
-
-def _trailing_volatility(close: np.ndarray, window: int) -> np.ndarray:
-    """Rolling std of one-bar log returns, as ``features.technical.realized_volatility``.
-
-    Not imported from there: ``huracan.features`` imports the labels, which import this
-    module.
-    """
-    if int(window) != window or window < 2:
-        raise ConfigError(f"vol_window must be a whole number >= 2, got {window}")
-    with np.errstate(invalid="ignore", divide="ignore"):
-        returns = np.diff(np.log(close), axis=0, prepend=np.nan)
-    return pd.DataFrame(returns, copy=False).rolling(window).std().to_numpy()
-
-
-def _lag(values: np.ndarray, bars: int, fill: float | bool = np.nan) -> np.ndarray:
-    """``values`` shifted down by ``bars`` rows (row t holds row t - bars)."""
-    out = np.full_like(values, fill)
-    out[bars:] = values[: len(values) - bars]
-    return out
 
 
 def identity(values: np.ndarray) -> np.ndarray:

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 
 from huracan.errors import ConfigError
-
-if TYPE_CHECKING:
-    pass
-
 
 Estimator = Literal["corwin_schultz", "abdi_ranaldo"]
 ESTIMATORS = ("corwin_schultz", "abdi_ranaldo")

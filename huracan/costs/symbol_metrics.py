@@ -3,16 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from huracan.metrics import asset_metrics
-
-if TYPE_CHECKING:
-    pass
-
 
 SYMBOL_COLUMNS = [
     "n_trades",

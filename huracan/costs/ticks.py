@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -18,10 +17,6 @@ from huracan.costs.calibration import (
 )
 from huracan.costs.model import CostModel
 from huracan.errors import ConfigError, DataError
-
-if TYPE_CHECKING:
-    pass
-
 
 TRADE_COLUMNS = ("local_ts_ns", "price", "is_buyer_maker")
 QUOTE_COLUMNS = ("local_ts_ns", "bid", "ask")

@@ -57,9 +57,9 @@ FeatureFn = Callable[[Panel, FeatureWindows], dict[str, np.ndarray]]
 
 
 # --- rolling helpers on (T, N) arrays ----------------------------------------------------
-def _lag(values: np.ndarray, bars: int) -> np.ndarray:
-    """``values`` shifted down by ``bars`` rows (row t holds row t - bars), NaN on top."""
-    out = np.full_like(values, np.nan)
+def lag(values: np.ndarray, bars: int, fill: float | bool = np.nan) -> np.ndarray:
+    """``values`` shifted down by ``bars`` rows (row t holds row t - bars), ``fill`` on top."""
+    out = np.full_like(values, fill)
     out[bars:] = values[: len(values) - bars]
     return out
 
@@ -85,7 +85,7 @@ def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
 def log_returns(close: np.ndarray, horizon: int = 1) -> np.ndarray:
     """Log return over the last ``horizon`` bars, (T, N); NaN for the first ``horizon`` rows."""
     log_close = np.log(close)
-    return log_close - _lag(log_close, horizon)
+    return log_close - lag(log_close, horizon)
 
 
 def realized_volatility(
@@ -130,7 +130,7 @@ def _garman_klass_vol(panel: Panel, windows: FeatureWindows) -> dict[str, np.nda
 
 
 def _rsi(panel: Panel, windows: FeatureWindows) -> dict[str, np.ndarray]:
-    change = panel.close - _lag(panel.close, 1)
+    change = panel.close - lag(panel.close, 1)
     alpha = 1.0 / windows.rsi
     gain = _ema(np.clip(change, 0.0, None), alpha, windows.rsi)  # clip keeps NaN as NaN
     loss = _ema(np.clip(-change, 0.0, None), alpha, windows.rsi)
@@ -151,7 +151,7 @@ def _macd(panel: Panel, windows: FeatureWindows) -> dict[str, np.ndarray]:
 
 
 def _atr(panel: Panel, windows: FeatureWindows) -> dict[str, np.ndarray]:
-    previous = _lag(panel.close, 1)
+    previous = lag(panel.close, 1)
     true_range = np.fmax(
         panel.high - panel.low,
         np.fmax(np.abs(panel.high - previous), np.abs(panel.low - previous)),
@@ -173,7 +173,7 @@ def _volume_z(panel: Panel, windows: FeatureWindows) -> dict[str, np.ndarray]:
     log_volume = np.where(traded, np.log(np.where(traded, panel.volume, 1.0)), np.nan)
     # Compared with the bars before it, so that a spike does not dilute its own baseline;
     # filled bars are holes in that history, hence half a window suffices.
-    rolling = _rolling(_lag(log_volume, 1), windows.volume, max(2, windows.volume // 2))
+    rolling = _rolling(lag(log_volume, 1), windows.volume, max(2, windows.volume // 2))
     mean = rolling.mean().to_numpy()
     std = rolling.std().to_numpy()
     return {"volume_z": _ratio(log_volume - mean, std)}
