@@ -21,30 +21,27 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
-import pandas as pd
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from huracan.config import build
 from huracan.costs import (
     SlippageFit,
-    SpreadTier,
     cost_arrays,
-    estimate_spreads,
-    spread_from_ticks,
 )
 from huracan.data import GateReport, Panel
-from huracan.errors import ConfigError, DataError
+from huracan.errors import ConfigError
 from huracan.features.drift import reference_bins
 from huracan.loggers import stage_logger
 from huracan.models.checkpoint import encoder_spec
 from huracan.pipelines.base import Pipeline
+from huracan.pipelines.coin_costs import calibrate_costs, coin_costs
 from huracan.pipelines.coin_job import CoinJob, run_coin_job
 from huracan.pipelines.fold_data import (
     FleetArrays,
@@ -65,13 +62,52 @@ from huracan.store import ArtifactNotFound, Store, content_hash
 log = logging.getLogger("huracan")
 
 
+@dataclass(frozen=True)
+class Split:
+    """The per-coin run's one split and what was fitted on its training window."""
+
+    arrays: FleetArrays  # labels and costs from each coin's own cost model
+    data: FoldData  # clusters, factor, fracdiff and scalers of the training window
+    fits: dict[str, SlippageFit]  # each coin's cost calibration
+    valid: np.ndarray  # (T, N) rows with every input, a label and a head
+
+    @property
+    def fold(self):
+        return self.data.fold
+
+    @property
+    def test_window(self) -> list[str]:
+        return [str(self.fold.test_times[0]), str(self.fold.test_times[-1])]
+
+
 def run_per_coin(
     panel: Panel, gates: GateReport, cfg: DictConfig, out: Path, timer: StageTimer
 ) -> dict:
     """Trains, validates, exports and ranks one model per coin; returns the run summary."""
-    store_options = OmegaConf.to_container(cfg.store, resolve=True)
     store = build(cfg.store)
     run_id = str(cfg.pipeline.run_id)
+    split = prepare_split(panel, cfg, timer)
+    encoder, joint = train_shared(panel, cfg, split, timer)
+    encoder_hash = save_shared_encoder(store, encoder, split.data, split.fold, run_id)
+    shared = shared_spec(panel, cfg, split, encoder, encoder_hash, run_id)
+    jobs = build_jobs(panel, gates, cfg, split, shared, joint)
+    report = run_jobs(jobs, store, cfg, out, timer)
+    with timer("roster") as note:
+        bank = write_feature_bank(store, report, jobs, cfg, run_id)
+        entries = roster_entries(store, gates, cfg, jobs, report, split.test_window)
+        roster = write_roster(store, entries, run_id)
+        tradable = sum(e["trade_ok"] for e in roster["entries"])
+        note(f"{len(roster['entries'])} entries, {tradable} trade_ok")
+    log.info(
+        "roster (top 10 of %d)\n%s",
+        len(roster["entries"]),
+        format_table(roster["entries"][:10], TABLE_FIELDS),
+    )
+    return {"per_coin": run_summary(store, run_id, split, report, bank, roster)}
+
+
+def prepare_split(panel: Panel, cfg: DictConfig, timer: StageTimer) -> Split:
+    """Features, the split, what the training window fits, and every coin's costs."""
     with timer("features") as note:
         arrays = build_fleet_arrays(panel, cfg)
         [fold] = single_split(panel, cfg).split(panel)
@@ -85,9 +121,14 @@ def run_per_coin(
         arrays = coin_costs(arrays, fits, cfg)
         methods = [f.method for f in fits.values()]
         note(", ".join(f"{m} {methods.count(m)}" for m in sorted(set(methods))))
-    valid = data.valid(arrays)
-    train, _, _ = data.samples(arrays, fold.train, valid)
-    val, _, _ = data.samples(arrays, fold.val, valid)
+    return Split(arrays, data, fits, data.valid(arrays))
+
+
+def train_shared(panel: Panel, cfg: DictConfig, split: Split, timer: StageTimer):
+    """The shared encoder on every coin's training data, and the joint coin heads."""
+    fold = split.fold
+    train, _, _ = split.data.samples(split.arrays, fold.train, split.valid)
+    val, _, _ = split.data.samples(split.arrays, fold.val, split.valid)
     make_trainer = instantiate(cfg.trainer)
     with timer("shared encoder") as note:
         logger = stage_logger(cfg, "per_coin_encoder")
@@ -95,37 +136,27 @@ def run_per_coin(
             cfg.encoder, train, val, make_trainer, logger, cfg.seed, "shared encoder"
         )
         note(f"{len(train['y']):,} training samples of {panel.n_assets} coins")
-    joint = None
-    if cfg.pipeline.heads == "joint":
-        with timer("joint heads") as note:
-            joint = fit_heads(
-                cfg.head,
-                encoder,
-                panel.n_assets,
-                train,
-                val,
-                make_trainer,
-                stage_logger(cfg, "per_coin_heads"),
-                cfg.seed,
-                "joint heads",
-            )
-            encoder = joint.encoder  # the same one, or its fine-tuned copy
-            note(f"{panel.n_assets} coin heads in one grouped model")
-    encoder_hash = save_shared_encoder(store, encoder, data, fold, run_id)
-    jobs = build_jobs(
-        panel,
-        gates,
-        cfg,
-        arrays,
-        data,
-        valid,
-        encoder,
-        joint,
-        fits,
-        store_options,
-        encoder_hash,
-        run_id,
-    )
+    if cfg.pipeline.heads != "joint":
+        return encoder, None
+    with timer("joint heads") as note:
+        logger = stage_logger(cfg, "per_coin_heads")
+        joint = fit_heads(
+            cfg.head,
+            encoder,
+            panel.n_assets,
+            train,
+            val,
+            make_trainer,
+            logger,
+            cfg.seed,
+            "joint heads",
+        )
+        note(f"{panel.n_assets} coin heads in one grouped model")
+    return joint.encoder, joint  # the same encoder, or its fine-tuned copy
+
+
+def run_jobs(jobs: list[CoinJob], store: Store, cfg: DictConfig, out: Path, timer) -> QueueReport:
+    """One job per coin through the configured queue; complete versions are not redone."""
     queue = build(
         cfg.queue,
         log_dir=out / "logs",
@@ -138,38 +169,29 @@ def run_per_coin(
             done=lambda job: is_complete(store, job.model_prefix, verify_hashes=True),
         )
         note(", ".join(f"{k} {v}" for k, v in report.counts().items() if v))
-    with timer("roster") as note:
-        bank = write_feature_bank(store, report, jobs, cfg, run_id)
-        test_window = [str(fold.test_times[0]), str(fold.test_times[-1])]
-        entries = roster_entries(store, gates, cfg, jobs, report, test_window)
-        roster = write_roster(store, entries, run_id)
-        tradable = sum(e["trade_ok"] for e in roster["entries"])
-        note(f"{len(roster['entries'])} entries, {tradable} trade_ok")
-    log.info(
-        "roster (top 10 of %d)\n%s",
-        len(roster["entries"]),
-        format_table(roster["entries"][:10], TABLE_FIELDS),
-    )
+    return report
+
+
+def run_summary(store, run_id: str, split: Split, report: QueueReport, bank, roster) -> dict:
+    """The per-coin part of ``summary.json``."""
     return {
-        "per_coin": {
-            "run_id": run_id,
-            "store": store.describe(),
-            "test_window": [str(fold.test_times[0]), str(fold.test_times[-1])],
-            "jobs": {
-                r.symbol: {
-                    "status": str(r.status),
-                    "reason": r.reason,
-                    "seconds": round(r.seconds, 2),
-                    "champion": r.result.get("champion", {}).get("reason"),
-                    "champion_note": r.result.get("champion", {}).get("note"),
-                    "n_trades": r.result.get("metrics", {}).get("n_trades"),
-                }
-                for r in report
-            },
-            "counts": report.counts(),
-            "shared_features": bank["shared_features"],
-            "roster": roster["entries"],
-        }
+        "run_id": run_id,
+        "store": store.describe(),
+        "test_window": split.test_window,
+        "jobs": {
+            r.symbol: {
+                "status": str(r.status),
+                "reason": r.reason,
+                "seconds": round(r.seconds, 2),
+                "champion": r.result.get("champion", {}).get("reason"),
+                "champion_note": r.result.get("champion", {}).get("note"),
+                "n_trades": r.result.get("metrics", {}).get("n_trades"),
+            }
+            for r in report
+        },
+        "counts": report.counts(),
+        "shared_features": bank["shared_features"],
+        "roster": roster["entries"],
     }
 
 
@@ -192,193 +214,125 @@ def save_shared_encoder(store: Store, encoder, data: FoldData, fold, run_id: str
     return content_hash(weights)
 
 
+@dataclass(frozen=True)
+class SharedSpec:
+    """What every coin's job of one run shares: the encoder, the recipes, the rules."""
+
+    run_id: str
+    store: dict
+    encoder_spec: dict
+    encoder_state: dict
+    encoder_hash: str
+    head_cfg: dict
+    trainer_cfg: dict
+    rules: dict
+    config: dict
+
+
+def shared_spec(
+    panel: Panel, cfg: DictConfig, split: Split, encoder, encoder_hash: str, run_id: str
+) -> SharedSpec:
+    return SharedSpec(
+        run_id=run_id,
+        store=OmegaConf.to_container(cfg.store, resolve=True),
+        encoder_spec=encoder_spec(encoder),
+        encoder_state={k: v.numpy() for k, v in encoder.state_dict().items()},
+        encoder_hash=encoder_hash,
+        head_cfg=OmegaConf.to_container(cfg.head, resolve=True),
+        trainer_cfg=OmegaConf.to_container(cfg.trainer, resolve=True),
+        rules={
+            "min_trades": cfg.thresholds.min_trades,
+            "z": cfg.thresholds.z,
+            "champion_min_trades": cfg.pipeline.champion_min_trades,
+            "importance_repeats": cfg.pipeline.importance_repeats,
+            "bars_per_year": panel.bars_per_year,
+            "horizon": cfg.labels.horizon,
+            "min_train_samples": 100,
+            # worker processes share the cores: one torch thread each avoids oversubscription
+            "torch_threads": 1 if cfg.queue.workers > 1 else None,
+        },
+        config=OmegaConf.to_container(cfg, resolve=True),
+    )
+
+
 def build_jobs(
-    panel: Panel,
-    gates: GateReport,
-    cfg: DictConfig,
-    arrays: FleetArrays,
-    data: FoldData,
-    valid: np.ndarray,
-    encoder,
-    joint,
-    fits: dict,
-    store_options: dict,
-    encoder_hash: str,
-    run_id: str,
+    panel: Panel, gates: GateReport, cfg: DictConfig, split: Split, shared: SharedSpec, joint
 ) -> list[CoinJob]:
     """One job per symbol of the universe; gate failures become skipped jobs."""
-    fold = data.fold
+    fee = cfg.costs.fee_bps
     jobs = [
         CoinJob(
             symbol=s,
             skip_reason="gates: " + ", ".join(r["code"] for r in reasons),
-            costs={**fits[s].to_dict(), "fee_bps": cfg.costs.fee_bps} if s in fits else {},
+            costs={**split.fits[s].to_dict(), "fee_bps": fee} if s in split.fits else {},
         )
         for s, reasons in gates.skip_reasons.items()
         if reasons
     ]
-    encoder_state = {k: v.numpy() for k, v in encoder.state_dict().items()}
-    head_cfg = OmegaConf.to_container(cfg.head, resolve=True)
-    inputs = data.feature_names + data.channel_names
-    rules = {
-        "min_trades": cfg.thresholds.min_trades,
-        "z": cfg.thresholds.z,
-        "champion_min_trades": cfg.pipeline.champion_min_trades,
-        "importance_repeats": cfg.pipeline.importance_repeats,
-        "bars_per_year": panel.bars_per_year,
-        "horizon": cfg.labels.horizon,
-        "min_train_samples": 100,
-        # worker processes share the cores: one torch thread each avoids oversubscription
-        "torch_threads": 1 if cfg.queue.workers > 1 else None,
-    }
-    test_window = [str(fold.test_times[0]), str(fold.test_times[-1])]
-    heads = None if joint is None else [joint.head.group_slice(j) for j in range(panel.n_assets)]
     # the labels were built with these same costs (coin_costs): one cost model per coin
-    costs, slips = cost_arrays(fits, cfg.costs.fee_bps, arrays.volatility)
-    for j, symbol in enumerate(panel.symbols):
-        fit = fits[symbol]
-        parts = {
-            name: coin_part(arrays, data, valid, rows, j, costs[:, j], slips[:, j])
-            for name, rows in (("train", fold.train), ("val", fold.val), ("test", fold.test))
-        }
-        reason = ""
-        if len(parts["val"]["y"]) == 0 or len(parts["test"]["y"]) == 0:
-            reason = "no validation or test bars with every input (history too short)"
-        jobs.append(
-            CoinJob(
-                symbol=symbol,
-                skip_reason=reason,
-                run_id=run_id,
-                model_prefix=model_prefix(symbol, run_id),
-                store=store_options,
-                encoder_spec=encoder_spec(encoder),
-                encoder_state=encoder_state,
-                head_state=None if joint is None else _state(heads[j]),
-                head_args=None if joint is None else heads[j].model_args,
-                head_cfg=head_cfg,
-                trainer_cfg=OmegaConf.to_container(cfg.trainer, resolve=True),
-                train=parts["train"] if joint is None else None,
-                val=parts["val"],
-                test=parts["test"],
-                meta={
-                    "symbol": symbol,
-                    "inputs": inputs,
-                    "features": data.feature_names,
-                    "factor_channels": data.channel_names,
-                    "scaler": {"mean": data.scaler.mean_[j], "std": data.scaler.std_[j]},
-                    "fracdiff_d": None if data.fracdiff is None else _f(data.fracdiff.d_[j]),
-                    "cluster": int(data.clusters.cluster_map.get(symbol, -1)),
-                    "reference": reference_bins(
-                        np.concatenate([parts["train"]["x"], parts["train"]["factor"]], axis=1)
-                    ),
-                    "factor": data.factor.to_dict(),
-                    "timeframe": panel.timeframe,
-                    "train_end": str(fold.train_times[-1]),
-                    # the last bar the model saw: early stopping and threshold read the validation
-                    "data_end": str((fold.val_times if len(fold.val) else fold.train_times)[-1]),
-                    "test_window": test_window,
-                    "shared_encoder_hash": encoder_hash,
-                    "config": OmegaConf.to_container(cfg, resolve=True),
-                },
-                costs={
-                    **fit.to_dict(),
-                    "fee_bps": cfg.costs.fee_bps,
-                    "expected_round_trip_bps": _f(np.nanmean(parts["test"]["cost_bps"])),
-                    "expected_slip_bps": _f(np.nanmean(parts["test"]["slip_bps"])),
-                },
-                rules=rules,
-                seed=cfg.seed + j,
-            )
-        )
+    costs, slips = cost_arrays(split.fits, fee, split.arrays.volatility)
+    for j in range(panel.n_assets):
+        head = None if joint is None else joint.head.group_slice(j)
+        jobs.append(job_for_coin(panel, split, shared, j, costs[:, j], slips[:, j], head, fee))
     return jobs
 
 
-def calibrate_costs(panel: Panel, cfg: DictConfig, end_row: int) -> dict[str, SlippageFit]:
-    """Every coin's spread on the ``pipeline.calibration_days`` before grid row ``end_row``.
-
-    ``end_row`` is the first bar of the window the costs price (the test window), so the
-    calibration reads only the bars right before it (``huracan.costs.estimate``).
-    """
-    options = cfg.pipeline.costs
-    tiers = [
-        SpreadTier(float(t.min_daily_quote_volume), float(t.spread_bps)) for t in options.tiers
-    ]
-    fits = estimate_spreads(
-        panel,
-        end_row=end_row,
-        window_days=cfg.pipeline.calibration_days,
-        tiers=tiers,
-        slippage_bps_per_sigma=cfg.costs.slippage_bps_per_sigma,
-        estimator=options.estimator,
-        z=options.z,
-        n_blocks=options.jackknife_blocks,
-        min_bars=options.min_bars,
+def job_for_coin(
+    panel: Panel, split: Split, shared: SharedSpec, j: int, cost, slip, head, fee_bps: float
+) -> CoinJob:
+    """Coin ``j``'s job: its samples at its own costs, its head (if joint), its metadata."""
+    symbol, fold, data = panel.symbols[j], split.fold, split.data
+    parts = {
+        name: coin_part(split.arrays, data, split.valid, rows, j, cost, slip)
+        for name, rows in (("train", fold.train), ("val", fold.val), ("test", fold.test))
+    }
+    short = len(parts["val"]["y"]) == 0 or len(parts["test"]["y"]) == 0
+    return CoinJob(
+        symbol=symbol,
+        skip_reason="no validation or test bars with every input (history too short)"
+        if short
+        else "",
+        run_id=shared.run_id,
+        model_prefix=model_prefix(symbol, shared.run_id),
+        store=shared.store,
+        encoder_spec=shared.encoder_spec,
+        encoder_state=shared.encoder_state,
+        head_state=None if head is None else _state(head),
+        head_args=None if head is None else head.model_args,
+        head_cfg=shared.head_cfg,
+        trainer_cfg=shared.trainer_cfg,
+        train=parts["train"] if head is None else None,
+        val=parts["val"],
+        test=parts["test"],
+        meta={
+            "symbol": symbol,
+            "inputs": data.feature_names + data.channel_names,
+            "features": data.feature_names,
+            "factor_channels": data.channel_names,
+            "scaler": {"mean": data.scaler.mean_[j], "std": data.scaler.std_[j]},
+            "fracdiff_d": None if data.fracdiff is None else _f(data.fracdiff.d_[j]),
+            "cluster": int(data.clusters.cluster_map.get(symbol, -1)),
+            "reference": reference_bins(
+                np.concatenate([parts["train"]["x"], parts["train"]["factor"]], axis=1)
+            ),
+            "factor": data.factor.to_dict(),
+            "timeframe": panel.timeframe,
+            "train_end": str(fold.train_times[-1]),
+            # the last bar the model saw: early stopping and threshold read the validation
+            "data_end": str((fold.val_times if len(fold.val) else fold.train_times)[-1]),
+            "test_window": split.test_window,
+            "shared_encoder_hash": shared.encoder_hash,
+            "config": shared.config,
+        },
+        costs={
+            **split.fits[symbol].to_dict(),
+            "fee_bps": fee_bps,
+            "expected_round_trip_bps": _f(np.nanmean(parts["test"]["cost_bps"])),
+            "expected_slip_bps": _f(np.nanmean(parts["test"]["slip_bps"])),
+        },
+        rules=shared.rules,
+        seed=shared.config["seed"] + j,
     )
-    if options.get("ticks_dir"):
-        end = panel.timestamps[end_row]
-        start = end - pd.Timedelta(days=cfg.pipeline.calibration_days)
-        for symbol, fit in tick_fits(panel.symbols, options, start, end, cfg).items():
-            fits[symbol] = replace(
-                fit,
-                estimator=fits[symbol].estimator,
-                estimator_spread_bps=fits[symbol].estimator_spread_bps,
-                estimator_t=fits[symbol].estimator_t,
-                liquidity_tier=fits[symbol].liquidity_tier,
-                daily_quote_volume=fits[symbol].daily_quote_volume,
-            )
-    return fits
-
-
-def tick_fits(
-    symbols: list[str],
-    options: DictConfig,
-    start: pd.Timestamp,
-    end: pd.Timestamp,
-    cfg: DictConfig,
-) -> dict[str, SlippageFit]:
-    """Spreads from the tick files of ``pipeline.costs.ticks_dir`` received in [start, end)."""
-    directory = Path(options.ticks_dir)
-    if not directory.is_dir():
-        raise ConfigError(f"pipeline.costs.ticks_dir {directory} is not a directory")
-    fits = {}
-    for symbol in symbols:
-        names = {
-            kind: directory
-            / options.ticks_pattern.format(symbol=symbol, symbol_lower=symbol.lower(), kind=kind)
-            for kind in ("trades", "bbo")
-        }
-        if not all(path.is_file() for path in names.values()):
-            continue
-        frames = {}
-        for kind, path in names.items():
-            try:
-                frames[kind] = pd.read_csv(path)
-            except (OSError, ValueError) as err:
-                raise DataError(str(path), f"unreadable tick file: {err}") from None
-        fit = spread_from_ticks(
-            frames["trades"],
-            frames["bbo"],
-            symbol=symbol,
-            start=start,
-            end=end,
-            slippage_bps_per_sigma=cfg.costs.slippage_bps_per_sigma,
-            min_trades=options.min_trades,
-        )
-        if fit is not None:
-            fits[symbol] = fit
-    return fits
-
-
-def coin_costs(arrays: FleetArrays, fits: dict[str, SlippageFit], cfg: DictConfig) -> FleetArrays:
-    """The arrays with labels, net returns and costs from each coin's calibrated model.
-
-    ``build_fleet_arrays`` labels with the configured costs; the per-coin run trains,
-    thresholds and evaluates every coin at its own calibrated round trip instead.
-    """
-    cost, _ = cost_arrays(fits, cfg.costs.fee_bps, arrays.volatility)
-    net = np.where(np.isnan(arrays.net_return), np.nan, arrays.gross_return - cost / 1e4)
-    label = np.where(np.isnan(net), np.nan, (net > 0).astype(np.float64))
-    return replace(arrays, label=label, net_return=net, cost_bps=cost)
 
 
 def coin_part(
