@@ -192,28 +192,44 @@ def train_fold(
     run.signals[test_t, test_a] = traded
     run.cluster_ids[fold.test] = data.clusters.labels(arrays.symbols)[None, :]
     if compare:
-        plain = fit_heads(
-            cfg.head,
-            encoder,
-            data.n_groups,
-            without_factor(train),
-            without_factor(val),
-            make_trainer,
-            stage_logger(cfg, f"{name}_heads_without_factor"),
-            seed,
-            f"{stage} heads without factor",
+        rows = (test_t, test_a)
+        train_without_factor(
+            data, encoder, (train, val, test), val_net, rows, make_trainer, run, cfg
         )
-        _, prob_nf, traded_nf = trade_decisions(
-            plain, without_factor(val), without_factor(test), val_net, data.n_groups, cfg
-        )
-        run.probability_without_factor[test_t, test_a] = prob_nf
-        run.signals_without_factor[test_t, test_a] = traded_nf
     save_fold_checkpoint(out, module, data, arrays.symbols, thresholds, cfg)
     info = fold_info(data, arrays.symbols, train, test, int(traded.sum()), thresholds)
     run.fold_clusters.append(data.clusters)
     run.fold_factor.append(data.factor.to_dict())
     run.fold_info.append(info)
     return info
+
+
+def train_without_factor(
+    data: FoldData, encoder, samples: tuple, val_net, rows: tuple, make_trainer, run, cfg
+) -> None:
+    """The ablation: the same heads without the factor channels, written into ``run``.
+
+    Args:
+        samples: the fold's (train, val, test) sample tensors.
+        rows: the grid rows and asset columns of the test samples.
+    """
+    fold = data.fold
+    train, val, test = (without_factor(part) for part in samples)
+    plain = fit_heads(
+        cfg.head,
+        encoder,
+        data.n_groups,
+        train,
+        val,
+        make_trainer,
+        stage_logger(cfg, f"fold{fold.index}_heads_without_factor"),
+        cfg.seed + fold.index,
+        f"fold {fold.index + 1}/{len(run.folds)} heads without factor",
+    )
+    _, prob, traded = trade_decisions(plain, val, test, val_net, data.n_groups, cfg)
+    test_t, test_a = rows
+    run.probability_without_factor[test_t, test_a] = prob
+    run.signals_without_factor[test_t, test_a] = traded
 
 
 def save_fold_checkpoint(

@@ -22,62 +22,38 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from huracan.config import build
-from huracan.costs import (
-    SlippageFit,
-    cost_arrays,
-)
 from huracan.data import GateReport, Panel
 from huracan.errors import ConfigError
-from huracan.features.drift import reference_bins
 from huracan.loggers import stage_logger
 from huracan.models.checkpoint import encoder_spec
 from huracan.pipelines.base import Pipeline
 from huracan.pipelines.coin_costs import calibrate_costs, coin_costs
 from huracan.pipelines.coin_job import CoinJob, run_coin_job
 from huracan.pipelines.fold_data import (
-    FleetArrays,
     FoldData,
     build_fleet_arrays,
     prepare_fold,
     single_split,
 )
+from huracan.pipelines.job_specs import Split, build_jobs, shared_spec
 from huracan.pipelines.training import fit_encoder, fit_heads
 from huracan.progress import interactive
 from huracan.queue import QueueReport
-from huracan.registry.artifacts import is_complete, json_bytes, model_prefix
+from huracan.registry.artifacts import is_complete
 from huracan.registry.champions import read_champion
+from huracan.registry.feature_bank import write_feature_bank
 from huracan.registry.roster import TABLE_FIELDS, format_table, roster_entry, write_roster
 from huracan.report import StageTimer
 from huracan.store import ArtifactNotFound, Store, content_hash
 
 log = logging.getLogger("huracan")
-
-
-@dataclass(frozen=True)
-class Split:
-    """The per-coin run's one split and what was fitted on its training window."""
-
-    arrays: FleetArrays  # labels and costs from each coin's own cost model
-    data: FoldData  # clusters, factor, fracdiff and scalers of the training window
-    fits: dict[str, SlippageFit]  # each coin's cost calibration
-    valid: np.ndarray  # (T, N) rows with every input, a label and a head
-
-    @property
-    def fold(self):
-        return self.data.fold
-
-    @property
-    def test_window(self) -> list[str]:
-        return [str(self.fold.test_times[0]), str(self.fold.test_times[-1])]
 
 
 def run_per_coin(
@@ -93,7 +69,8 @@ def run_per_coin(
     jobs = build_jobs(panel, gates, cfg, split, shared, joint)
     report = run_jobs(jobs, store, cfg, out, timer)
     with timer("roster") as note:
-        bank = write_feature_bank(store, report, jobs, cfg, run_id)
+        importance = coin_importance(store, report, jobs)
+        bank = write_feature_bank(store, importance, cfg.pipeline.shared_feature_share, run_id)
         entries = roster_entries(store, gates, cfg, jobs, report, split.test_window)
         roster = write_roster(store, entries, run_id)
         tradable = sum(e["trade_ok"] for e in roster["entries"])
@@ -214,184 +191,22 @@ def save_shared_encoder(store: Store, encoder, data: FoldData, fold, run_id: str
     return content_hash(weights)
 
 
-@dataclass(frozen=True)
-class SharedSpec:
-    """What every coin's job of one run shares: the encoder, the recipes, the rules."""
-
-    run_id: str
-    store: dict
-    encoder_spec: dict
-    encoder_state: dict
-    encoder_hash: str
-    head_cfg: dict
-    trainer_cfg: dict
-    rules: dict
-    config: dict
-
-
-def shared_spec(
-    panel: Panel, cfg: DictConfig, split: Split, encoder, encoder_hash: str, run_id: str
-) -> SharedSpec:
-    return SharedSpec(
-        run_id=run_id,
-        store=OmegaConf.to_container(cfg.store, resolve=True),
-        encoder_spec=encoder_spec(encoder),
-        encoder_state={k: v.numpy() for k, v in encoder.state_dict().items()},
-        encoder_hash=encoder_hash,
-        head_cfg=OmegaConf.to_container(cfg.head, resolve=True),
-        trainer_cfg=OmegaConf.to_container(cfg.trainer, resolve=True),
-        rules={
-            "min_trades": cfg.thresholds.min_trades,
-            "z": cfg.thresholds.z,
-            "champion_min_trades": cfg.pipeline.champion_min_trades,
-            "importance_repeats": cfg.pipeline.importance_repeats,
-            "bars_per_year": panel.bars_per_year,
-            "horizon": cfg.labels.horizon,
-            "min_train_samples": 100,
-            # worker processes share the cores: one torch thread each avoids oversubscription
-            "torch_threads": 1 if cfg.queue.workers > 1 else None,
-        },
-        config=OmegaConf.to_container(cfg, resolve=True),
-    )
-
-
-def build_jobs(
-    panel: Panel, gates: GateReport, cfg: DictConfig, split: Split, shared: SharedSpec, joint
-) -> list[CoinJob]:
-    """One job per symbol of the universe; gate failures become skipped jobs."""
-    fee = cfg.costs.fee_bps
-    jobs = [
-        CoinJob(
-            symbol=s,
-            skip_reason="gates: " + ", ".join(r["code"] for r in reasons),
-            costs={**split.fits[s].to_dict(), "fee_bps": fee} if s in split.fits else {},
-        )
-        for s, reasons in gates.skip_reasons.items()
-        if reasons
-    ]
-    # the labels were built with these same costs (coin_costs): one cost model per coin
-    costs, slips = cost_arrays(split.fits, fee, split.arrays.volatility)
-    for j in range(panel.n_assets):
-        head = None if joint is None else joint.head.group_slice(j)
-        jobs.append(job_for_coin(panel, split, shared, j, costs[:, j], slips[:, j], head, fee))
-    return jobs
-
-
-def job_for_coin(
-    panel: Panel, split: Split, shared: SharedSpec, j: int, cost, slip, head, fee_bps: float
-) -> CoinJob:
-    """Coin ``j``'s job: its samples at its own costs, its head (if joint), its metadata."""
-    symbol, fold, data = panel.symbols[j], split.fold, split.data
-    parts = {
-        name: coin_part(split.arrays, data, split.valid, rows, j, cost, slip)
-        for name, rows in (("train", fold.train), ("val", fold.val), ("test", fold.test))
-    }
-    short = len(parts["val"]["y"]) == 0 or len(parts["test"]["y"]) == 0
-    return CoinJob(
-        symbol=symbol,
-        skip_reason="no validation or test bars with every input (history too short)"
-        if short
-        else "",
-        run_id=shared.run_id,
-        model_prefix=model_prefix(symbol, shared.run_id),
-        store=shared.store,
-        encoder_spec=shared.encoder_spec,
-        encoder_state=shared.encoder_state,
-        head_state=None if head is None else _state(head),
-        head_args=None if head is None else head.model_args,
-        head_cfg=shared.head_cfg,
-        trainer_cfg=shared.trainer_cfg,
-        train=parts["train"] if head is None else None,
-        val=parts["val"],
-        test=parts["test"],
-        meta={
-            "symbol": symbol,
-            "inputs": data.feature_names + data.channel_names,
-            "features": data.feature_names,
-            "factor_channels": data.channel_names,
-            "scaler": {"mean": data.scaler.mean_[j], "std": data.scaler.std_[j]},
-            "fracdiff_d": None if data.fracdiff is None else _f(data.fracdiff.d_[j]),
-            "cluster": int(data.clusters.cluster_map.get(symbol, -1)),
-            "reference": reference_bins(
-                np.concatenate([parts["train"]["x"], parts["train"]["factor"]], axis=1)
-            ),
-            "factor": data.factor.to_dict(),
-            "timeframe": panel.timeframe,
-            "train_end": str(fold.train_times[-1]),
-            # the last bar the model saw: early stopping and threshold read the validation
-            "data_end": str((fold.val_times if len(fold.val) else fold.train_times)[-1]),
-            "test_window": split.test_window,
-            "shared_encoder_hash": shared.encoder_hash,
-            "config": shared.config,
-        },
-        costs={
-            **split.fits[symbol].to_dict(),
-            "fee_bps": fee_bps,
-            "expected_round_trip_bps": _f(np.nanmean(parts["test"]["cost_bps"])),
-            "expected_slip_bps": _f(np.nanmean(parts["test"]["slip_bps"])),
-        },
-        rules=shared.rules,
-        seed=shared.config["seed"] + j,
-    )
-
-
-def coin_part(
-    arrays: FleetArrays,
-    data: FoldData,
-    valid: np.ndarray,
-    rows: np.ndarray,
-    j: int,
-    cost: np.ndarray,
-    slip: np.ndarray,
-) -> dict:
-    """One coin's samples on some grid rows, with its own costs."""
-    t = rows[valid[rows, j]]
-    return {
-        "x": data.x[t, j],
-        "factor": data.channels[t, j],
-        "y": arrays.label[t, j],
-        "w": data.weights[t, j],
-        "gross": arrays.gross_return[t, j],
-        "cost_bps": cost[t],
-        "slip_bps": slip[t],
-        "timestamps": arrays.timestamps_ns[t],
-    }
-
-
-def write_feature_bank(
-    store: Store, report: QueueReport, jobs: list[CoinJob], cfg: DictConfig, run_id: str
-) -> dict:
-    """Per-coin permutation importance and the features important across many coins."""
-    per_coin = {}
+def coin_importance(store: Store, report: QueueReport, jobs: list[CoinJob]) -> dict:
+    """Each completed coin's permutation importance: its job's, or its cached version's."""
+    importance = {}
     for job in jobs:
         if job.skip_reason or str(report[job.symbol].status) != "completed":
             continue
         result = report[job.symbol].result
         if "importance" in result:
-            per_coin[job.symbol] = result["importance"]
-        else:  # cached: read what the completed version recorded
-            try:
-                per_coin[job.symbol] = store.read_json(f"{job.model_prefix}/features.json")[
-                    "importance"
-                ]
-            except ArtifactNotFound:
-                continue
-    top_counts: dict[str, int] = {}
-    for importance in per_coin.values():
-        ranked = sorted((v, k) for k, v in importance.items() if v is not None)[::-1][:5]
-        for _, name in ranked:
-            top_counts[name] = top_counts.get(name, 0) + 1
-    need = cfg.pipeline.shared_feature_share * max(len(per_coin), 1)
-    bank = {
-        "run_id": run_id,
-        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "method": "permutation importance: validation AUROC lost when the input is shuffled",
-        "per_coin": per_coin,
-        "top5_counts": dict(sorted(top_counts.items(), key=lambda kv: -kv[1])),
-        "shared_features": sorted(k for k, v in top_counts.items() if v >= need),
-    }
-    store.write_bytes("meta/feature_bank.json", json_bytes(bank))
-    return bank
+            importance[job.symbol] = result["importance"]
+            continue
+        try:  # cached: read what the completed version recorded
+            features = store.read_json(f"{job.model_prefix}/features.json")
+        except ArtifactNotFound:
+            continue
+        importance[job.symbol] = features["importance"]
+    return importance
 
 
 def roster_entries(
@@ -430,10 +245,6 @@ def roster_entries(
     return entries
 
 
-def _state(module) -> dict:
-    return {k: v.detach().numpy() for k, v in module.state_dict().items()}
-
-
 def run_metrics(store: Store, job: CoinJob | None, result) -> dict:
     """This run's out-of-sample metrics of a coin's model: the job's, or its cached version's."""
     if job is None or result is None or str(result.status) != "completed":
@@ -444,10 +255,6 @@ def run_metrics(store: Store, job: CoinJob | None, result) -> dict:
         return store.read_json(f"{job.model_prefix}/metrics.json")
     except ArtifactNotFound:
         return {}
-
-
-def _f(value: float) -> float | None:
-    return None if value is None or not np.isfinite(value) else float(value)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,191 @@
+"""The per-coin pipeline's jobs: what each coin's job receives, built from the run's split.
+
+``SharedSpec`` is what every job of a run shares (encoder, recipes, rules, config);
+``job_for_coin`` adds one coin's samples at its own costs, its head slice when the heads
+were trained jointly, and the metadata its checkpoint keeps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from huracan.costs import SlippageFit, cost_arrays
+from huracan.data import GateReport, Panel
+from huracan.features.drift import reference_bins
+from huracan.models.checkpoint import encoder_spec
+from huracan.pipelines.coin_job import CoinJob
+from huracan.pipelines.fold_data import FleetArrays, FoldData
+from huracan.registry.artifacts import model_prefix
+
+
+@dataclass(frozen=True)
+class Split:
+    """The per-coin run's one split and what was fitted on its training window."""
+
+    arrays: FleetArrays  # labels and costs from each coin's own cost model
+    data: FoldData  # clusters, factor, fracdiff and scalers of the training window
+    fits: dict[str, SlippageFit]  # each coin's cost calibration
+    valid: np.ndarray  # (T, N) rows with every input, a label and a head
+
+    @property
+    def fold(self):
+        return self.data.fold
+
+    @property
+    def test_window(self) -> list[str]:
+        return [str(self.fold.test_times[0]), str(self.fold.test_times[-1])]
+
+
+@dataclass(frozen=True)
+class SharedSpec:
+    """What every coin's job of one run shares: the encoder, the recipes, the rules."""
+
+    run_id: str
+    store: dict
+    encoder_spec: dict
+    encoder_state: dict
+    encoder_hash: str
+    head_cfg: dict
+    trainer_cfg: dict
+    rules: dict
+    config: dict
+
+
+def shared_spec(
+    panel: Panel, cfg: DictConfig, split: Split, encoder, encoder_hash: str, run_id: str
+) -> SharedSpec:
+    return SharedSpec(
+        run_id=run_id,
+        store=OmegaConf.to_container(cfg.store, resolve=True),
+        encoder_spec=encoder_spec(encoder),
+        encoder_state={k: v.numpy() for k, v in encoder.state_dict().items()},
+        encoder_hash=encoder_hash,
+        head_cfg=OmegaConf.to_container(cfg.head, resolve=True),
+        trainer_cfg=OmegaConf.to_container(cfg.trainer, resolve=True),
+        rules={
+            "min_trades": cfg.thresholds.min_trades,
+            "z": cfg.thresholds.z,
+            "champion_min_trades": cfg.pipeline.champion_min_trades,
+            "importance_repeats": cfg.pipeline.importance_repeats,
+            "bars_per_year": panel.bars_per_year,
+            "horizon": cfg.labels.horizon,
+            "min_train_samples": 100,
+            # worker processes share the cores: one torch thread each avoids oversubscription
+            "torch_threads": 1 if cfg.queue.workers > 1 else None,
+        },
+        config=OmegaConf.to_container(cfg, resolve=True),
+    )
+
+
+def build_jobs(
+    panel: Panel, gates: GateReport, cfg: DictConfig, split: Split, shared: SharedSpec, joint
+) -> list[CoinJob]:
+    """One job per symbol of the universe; gate failures become skipped jobs."""
+    fee = cfg.costs.fee_bps
+    jobs = [
+        CoinJob(
+            symbol=s,
+            skip_reason="gates: " + ", ".join(r["code"] for r in reasons),
+            costs={**split.fits[s].to_dict(), "fee_bps": fee} if s in split.fits else {},
+        )
+        for s, reasons in gates.skip_reasons.items()
+        if reasons
+    ]
+    # the labels were built with these same costs (coin_costs): one cost model per coin
+    costs, slips = cost_arrays(split.fits, fee, split.arrays.volatility)
+    for j in range(panel.n_assets):
+        head = None if joint is None else joint.head.group_slice(j)
+        jobs.append(job_for_coin(panel, split, shared, j, costs[:, j], slips[:, j], head, fee))
+    return jobs
+
+
+def job_for_coin(
+    panel: Panel, split: Split, shared: SharedSpec, j: int, cost, slip, head, fee_bps: float
+) -> CoinJob:
+    """Coin ``j``'s job: its samples at its own costs, its head (if joint), its metadata."""
+    symbol, fold, data = panel.symbols[j], split.fold, split.data
+    parts = {
+        name: coin_part(split.arrays, data, split.valid, rows, j, cost, slip)
+        for name, rows in (("train", fold.train), ("val", fold.val), ("test", fold.test))
+    }
+    short = len(parts["val"]["y"]) == 0 or len(parts["test"]["y"]) == 0
+    return CoinJob(
+        symbol=symbol,
+        skip_reason="no validation or test bars with every input (history too short)"
+        if short
+        else "",
+        run_id=shared.run_id,
+        model_prefix=model_prefix(symbol, shared.run_id),
+        store=shared.store,
+        encoder_spec=shared.encoder_spec,
+        encoder_state=shared.encoder_state,
+        head_state=None if head is None else _state(head),
+        head_args=None if head is None else head.model_args,
+        head_cfg=shared.head_cfg,
+        trainer_cfg=shared.trainer_cfg,
+        train=parts["train"] if head is None else None,
+        val=parts["val"],
+        test=parts["test"],
+        meta={
+            "symbol": symbol,
+            "inputs": data.feature_names + data.channel_names,
+            "features": data.feature_names,
+            "factor_channels": data.channel_names,
+            "scaler": {"mean": data.scaler.mean_[j], "std": data.scaler.std_[j]},
+            "fracdiff_d": None if data.fracdiff is None else _f(data.fracdiff.d_[j]),
+            "cluster": int(data.clusters.cluster_map.get(symbol, -1)),
+            "reference": reference_bins(
+                np.concatenate([parts["train"]["x"], parts["train"]["factor"]], axis=1)
+            ),
+            "factor": data.factor.to_dict(),
+            "timeframe": panel.timeframe,
+            "train_end": str(fold.train_times[-1]),
+            # the last bar the model saw: early stopping and threshold read the validation
+            "data_end": str((fold.val_times if len(fold.val) else fold.train_times)[-1]),
+            "test_window": split.test_window,
+            "shared_encoder_hash": shared.encoder_hash,
+            "config": shared.config,
+        },
+        costs={
+            **split.fits[symbol].to_dict(),
+            "fee_bps": fee_bps,
+            "expected_round_trip_bps": _f(np.nanmean(parts["test"]["cost_bps"])),
+            "expected_slip_bps": _f(np.nanmean(parts["test"]["slip_bps"])),
+        },
+        rules=shared.rules,
+        seed=shared.config["seed"] + j,
+    )
+
+
+def coin_part(
+    arrays: FleetArrays,
+    data: FoldData,
+    valid: np.ndarray,
+    rows: np.ndarray,
+    j: int,
+    cost: np.ndarray,
+    slip: np.ndarray,
+) -> dict:
+    """One coin's samples on some grid rows, with its own costs."""
+    t = rows[valid[rows, j]]
+    return {
+        "x": data.x[t, j],
+        "factor": data.channels[t, j],
+        "y": arrays.label[t, j],
+        "w": data.weights[t, j],
+        "gross": arrays.gross_return[t, j],
+        "cost_bps": cost[t],
+        "slip_bps": slip[t],
+        "timestamps": arrays.timestamps_ns[t],
+    }
+
+
+def _state(module) -> dict:
+    return {k: v.detach().numpy() for k, v in module.state_dict().items()}
+
+
+def _f(value: float) -> float | None:
+    return None if value is None or not np.isfinite(value) else float(value)
