@@ -4,6 +4,10 @@ its own calibrated costs, export it, and decide whether it becomes the champion.
 The job gets everything it needs in a ``CoinJob`` (plain arrays and dicts), so it runs the
 same in-process, in a worker process or on a Dask worker, and writes only through the
 store: its model version (manifest last), then its champion pointer.
+
+Longer than most modules on purpose: the champion challenge re-scores the champion with the
+job's own evaluation, so the job and the challenge share this module (the registry below it
+only reads and writes pointers).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from scipy.stats import rankdata
 
 from huracan.config import build
 from huracan.costs import symbol_metrics
+from huracan.io import plain
 from huracan.models import FleetModule, GroupedMoEHead
 from huracan.models.batches import sample_tensors
 from huracan.models.checkpoint import build_encoder, checkpoint_files, module_from_files
@@ -148,7 +153,7 @@ def evaluate(job: CoinJob, signals: np.ndarray, rows: np.ndarray | None = None) 
         slippage_bps=test["slip_bps"][rows, None],
     )
     row = table.iloc[0]
-    metrics = {k: _plain(v) for k, v in row.items()}
+    metrics = {k: plain(v) for k, v in row.items()}
     metrics["n_trades"] = int(row["n_trades"])
     metrics["net_pnl_bps"] = metrics.get("net_bps")
     whole = bool(rows.all())
@@ -249,23 +254,28 @@ def update_champion(store, job: CoinJob, metrics: dict, signals: np.ndarray) -> 
             job.costs,
         )
     elif on_window is not None and champion["window"] != test_window:
-        before = champion.get("previous_model_path")
-        write_champion(
-            store,
-            job.symbol,
-            champion["model_path"],
-            test_window,
-            _pointer_metrics({**champion["metrics"], **on_window}),
-            f"kept: {decision.reason}",
-            {"model_path": before} if before else None,
-            job.costs,
-        )
+        _repoint_kept_champion(store, job, champion, on_window, decision.reason)
     return {
         "replaced": decision.replace,
         "reason": decision.reason,
         "note": note,
         "champion_on_window": on_window,
     }
+
+
+def _repoint_kept_champion(store, job: CoinJob, champion: dict, on_window, reason) -> None:
+    """The kept champion's pointer, now with its metrics on this run's window."""
+    before = champion.get("previous_model_path")
+    write_champion(
+        store,
+        job.symbol,
+        champion["model_path"],
+        job.meta["test_window"],
+        _pointer_metrics({**champion["metrics"], **on_window}),
+        f"kept: {reason}",
+        {"model_path": before} if before else None,
+        job.costs,
+    )
 
 
 @dataclass
@@ -339,11 +349,3 @@ def _tensors(part: dict) -> dict[str, torch.Tensor]:
     return sample_tensors(
         part["x"], part["factor"], np.zeros(n, np.int64), part["y"], part.get("w", np.ones(n))
     )
-
-
-def _plain(value: object) -> object:
-    if isinstance(value, float | np.floating):
-        return None if np.isnan(value) else float(value)
-    if isinstance(value, np.integer):
-        return int(value)
-    return value
