@@ -21,6 +21,12 @@ from statsmodels.tsa.adfvalues import mackinnonp
 # Up to this many taps a direct filter beats FFT convolution (measured on 400 x 35,000
 # log prices, 2 cores: lfilter 0.04 s vs FFT 0.09 s at 8 taps, 0.13 s vs 0.09 s at 12).
 _DIRECT_MAX_WINDOW = 10
+# Up to this many taps, a Toeplitz matrix product (BLAS) beats FFT overlap-save (CPU
+# time on 400 x 35,040: 0.10 s vs 0.39 s at 100 taps, 0.65 s vs 0.68 s at 1,000 taps).
+_GEMM_MAX_WINDOW = 1024
+# Output bars per Toeplitz block: 64 was fastest at 100 taps, 128 at 1,000 (CPU time).
+_GEMM_BLOCK = 64
+_GEMM_BLOCK_LONG = 128
 # Longer than any price history; a threshold that needs more is a mistake.
 _LONGEST_WINDOW = 2**22
 
@@ -269,7 +275,7 @@ class StationaryFracDiff(TransformerMixin, BaseEstimator):
                 break
             weights = ffd_weights(d, self.threshold, self.max_window)
             # (n, T) rows seen as a (T, n) panel: the output's transpose is (n, T) rows again.
-            filtered = _ffd_panel(series[assets].T, weights).T
+            filtered = _ffd_panel(series[assets].T, weights, exact_fft=True).T
             stat, n_obs = _adf_series(filtered, self.adf_lags)
             short = n_obs < self.min_obs
             for j, n in zip(assets[short], n_obs[short], strict=True):
@@ -307,7 +313,7 @@ class StationaryFracDiff(TransformerMixin, BaseEstimator):
         for d in np.unique(self.d_[~np.isnan(self.d_)]):
             cols = self.d_ == d
             weights = ffd_weights(d, self.threshold, self.max_window)
-            out[:, cols] = _ffd_panel(panel[:, cols], weights)
+            out[:, cols] = _ffd_panel(panel[:, cols], weights, exact_fft=True)
         return out
 
 
@@ -323,56 +329,116 @@ def _block_size(window: int) -> int:
     return scipy.fft.next_fast_len(max(4 * window, 256), real=True)
 
 
-def _ffd_panel(panel: np.ndarray, weights: np.ndarray) -> np.ndarray:
+def _ffd_panel(panel: np.ndarray, weights: np.ndarray, exact_fft: bool = False) -> np.ndarray:
     """(T, N) causal convolution with ``weights`` along time, NaN where the window is incomplete.
 
-    Works on the panel in place of a transposed copy, one block of bars at a time (FFT
-    overlap-save), so each block is read, centred, NaN-filled and transformed while in cache.
+    Works on the panel in place of a transposed copy: up to ``_GEMM_MAX_WINDOW`` taps as
+    a matrix product of blocks of bars with a banded Toeplitz matrix (BLAS), longer
+    windows by FFT overlap-save; ``exact_fft`` keeps the FFT for every window over
+    ``_DIRECT_MAX_WINDOW`` (the values ``StationaryFracDiff`` has always given, to the bit).
     """
-    n_bars, window = panel.shape[0], len(weights)
-    out = np.empty_like(panel)
+    window = len(weights)
     if not panel.size:
-        return out
-    missing = np.isnan(panel)
-    any_missing = bool(missing.any())
+        return np.empty_like(panel)
     # Convolving the distance to each asset's first price, not the price, keeps FFT
     # rounding small; the first price is known from listing on, so this stays causal.
-    if any_missing:
-        first = np.argmax(~missing, axis=0)
-        level = np.nan_to_num(panel[first, np.arange(panel.shape[1])])
-    else:
-        level = panel[0].copy()
+    level = panel[0].copy()
+    unlisted = np.flatnonzero(np.isnan(level))
+    if unlisted.size:
+        first = np.argmax(~np.isnan(panel[:, unlisted]), axis=0)
+        level[unlisted] = np.nan_to_num(panel[first, unlisted])
+    offset = level * weights.sum()
     if window <= _DIRECT_MAX_WINDOW:
         centred = panel - level
+        any_missing = bool(np.isnan(centred).any())
         if any_missing:
-            centred[missing] = 0.0
+            centred[np.isnan(centred)] = 0.0
         out = lfilter(weights, [1.0], centred, axis=0)
+        out += offset
+    elif window <= _GEMM_MAX_WINDOW and not exact_fft:
+        out, any_missing = _toeplitz_gemm(panel, level, offset, weights)
     else:
-        size = _block_size(window)
-        step = size - window + 1
-        spectrum_w = scipy.fft.rfft(weights, n=size)[:, None]
-        block = np.zeros((size, panel.shape[1]))
-        for start in range(0, n_bars, step):
-            # Output bars [start, stop) need input bars [start - window + 1, stop).
-            stop = min(start + step, n_bars)
-            lo = max(start - window + 1, 0)
-            head = window - 1 - (start - lo)  # zeros before the first bar
-            end = head + stop - lo
-            block[:head] = 0.0
-            np.subtract(panel[lo:stop], level, out=block[head:end])
-            block[end:] = 0.0
-            if any_missing:
-                np.copyto(block, 0.0, where=np.isnan(block))
-            spectrum = scipy.fft.rfft(block, axis=0, workers=_workers())
-            spectrum *= spectrum_w
-            result = scipy.fft.irfft(spectrum, n=size, axis=0, workers=_workers())
-            out[start:stop] = result[window - 1 : window - 1 + stop - start]
-    out += level * weights.sum()
+        out, any_missing = _overlap_save(panel, level, offset, weights)
     if any_missing:
-        np.copyto(out, np.nan, where=~_complete_windows(missing, window, axis=0))
+        np.copyto(out, np.nan, where=~_complete_windows(np.isnan(panel), window, axis=0))
     else:
         out[: window - 1] = np.nan
     return out
+
+
+def _toeplitz_gemm(
+    panel: np.ndarray, level: np.ndarray, offset: np.ndarray, weights: np.ndarray
+) -> tuple[np.ndarray, bool]:
+    """Direct convolution of ``panel - level`` along time as BLAS matrix products.
+
+    Bars ``[W - 1 + i * B, W - 1 + (i + 1) * B)`` of the output are ``toeplitz @ x`` of the
+    ``B + W - 1`` input bars they need, all blocks in one batched ``matmul`` over a strided
+    view, so the input is never copied unless it has gaps. Same return as
+    :func:`_overlap_save`.
+    """
+    n_bars, window = panel.shape[0], len(weights)
+    n_assets = panel.shape[1]
+    any_missing = bool(np.isnan(panel).any())
+    # Gaps count as 0 and their windows are masked afterwards; centring is then free.
+    source = np.nan_to_num(panel - level, nan=0.0) if any_missing else np.ascontiguousarray(panel)
+    bias = offset if any_missing else offset - level * weights.sum()
+    out = np.empty((n_bars, n_assets))
+    out[: window - 1] = 0.0
+    if n_bars < window:
+        return out, any_missing
+    rows = _GEMM_BLOCK if window <= 256 else _GEMM_BLOCK_LONG
+    lag = np.arange(rows)[:, None] + window - 1 - np.arange(rows + window - 1)[None, :]
+    toeplitz = np.where((lag >= 0) & (lag < window), weights[np.clip(lag, 0, window - 1)], 0.0)
+    n_blocks = (n_bars - window + 1) // rows
+    item = source.itemsize
+    blocks = np.lib.stride_tricks.as_strided(
+        source,
+        (n_blocks, rows + window - 1, n_assets),
+        (rows * n_assets * item, n_assets * item, item),
+        writeable=False,
+    )
+    done = window - 1 + n_blocks * rows
+    np.matmul(toeplitz, blocks, out=out[window - 1 : done].reshape(n_blocks, rows, n_assets))
+    if done < n_bars:
+        rest = n_bars - done
+        out[done:] = toeplitz[:rest, : rest + window - 1] @ source[done - window + 1 :]
+    out[window - 1 :] += bias
+    return out, any_missing
+
+
+def _overlap_save(
+    panel: np.ndarray, level: np.ndarray, offset: np.ndarray, weights: np.ndarray
+) -> tuple[np.ndarray, bool]:
+    """FFT convolution of ``panel - level`` along time, one cache-sized block at a time.
+
+    Returns the (T, N) convolution plus ``offset`` (no NaN: missing bars count as 0), and
+    whether any bar was missing.
+    """
+    n_bars, window = panel.shape[0], len(weights)
+    size = _block_size(window)
+    step = size - window + 1
+    spectrum_w = scipy.fft.rfft(weights, n=size)[:, None]
+    out = np.empty_like(panel)
+    block = np.empty((size, panel.shape[1]))
+    any_missing = False
+    for start in range(0, n_bars, step):
+        # Output bars [start, stop) need input bars [start - window + 1, stop).
+        stop = min(start + step, n_bars)
+        lo = max(start - window + 1, 0)
+        head = window - 1 - (start - lo)  # zeros before the first bar
+        end = head + stop - lo
+        block[:head] = 0.0
+        np.subtract(panel[lo:stop], level, out=block[head:end])
+        block[end:] = 0.0
+        missing = np.isnan(block)
+        if missing.any():
+            any_missing = True
+            block[missing] = 0.0
+        spectrum = scipy.fft.rfft(block, axis=0, workers=_workers())
+        spectrum *= spectrum_w
+        result = scipy.fft.irfft(spectrum, n=size, axis=0, overwrite_x=True, workers=_workers())
+        np.add(result[window - 1 : window - 1 + stop - start], offset, out=out[start:stop])
+    return out, any_missing
 
 
 def _workers() -> int:
