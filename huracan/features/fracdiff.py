@@ -149,7 +149,7 @@ class FracDiff(TransformerMixin, BaseEstimator):
         panel, names = _check_prices(X)
         self._fit_weights(panel)
         missing = np.isnan(panel)
-        self._record_skips(panel, names, _complete_windows(missing, self.window_, 0).any(axis=0))
+        self._record_skips(panel, names, _complete_windows(missing, self.window_).any(axis=0))
         return self
 
     def fit_transform(self, X: np.ndarray, y: object = None) -> np.ndarray:
@@ -340,6 +340,31 @@ def _ffd_panel(panel: np.ndarray, weights: np.ndarray, exact_fft: bool = False) 
     window = len(weights)
     if not panel.size:
         return np.empty_like(panel)
+    # Columns with a missing bar (no infinities reach here, so their sum is NaN): only
+    # these need zero-filling and the gap mask, in one read of the panel.
+    gappy = np.flatnonzero(np.isnan(panel.sum(axis=0)))
+    if _DIRECT_MAX_WINDOW < window <= _GEMM_MAX_WINDOW and not exact_fft:
+        out = _toeplitz_gemm(panel, weights, gappy)
+    else:
+        level = _first_prices(panel)
+        offset = level * weights.sum()
+        if window <= _DIRECT_MAX_WINDOW:
+            centred = panel - level
+            if gappy.size:
+                centred[np.isnan(centred)] = 0.0
+            out = lfilter(weights, [1.0], centred, axis=0)
+            out += offset
+        else:
+            out = _overlap_save(panel, level, offset, weights)
+    out[: window - 1] = np.nan
+    if gappy.size:
+        complete = _complete_windows(np.isnan(panel[:, gappy]), window)
+        out[:, gappy] = np.where(complete, out[:, gappy], np.nan)
+    return out
+
+
+def _first_prices(panel: np.ndarray) -> np.ndarray:
+    """(N,) each column's first non-NaN value, 0 for an all-NaN column."""
     # Convolving the distance to each asset's first price, not the price, keeps FFT
     # rounding small; the first price is known from listing on, so this stays causal.
     level = panel[0].copy()
@@ -347,51 +372,27 @@ def _ffd_panel(panel: np.ndarray, weights: np.ndarray, exact_fft: bool = False) 
     if unlisted.size:
         first = np.argmax(~np.isnan(panel[:, unlisted]), axis=0)
         level[unlisted] = np.nan_to_num(panel[first, unlisted])
-    offset = level * weights.sum()
-    if window <= _DIRECT_MAX_WINDOW:
-        centred = panel - level
-        any_missing = bool(np.isnan(centred).any())
-        if any_missing:
-            centred[np.isnan(centred)] = 0.0
-        out = lfilter(weights, [1.0], centred, axis=0)
-        out += offset
-    elif window <= _GEMM_MAX_WINDOW and not exact_fft:
-        out, any_missing = _toeplitz_gemm(panel, level, offset, weights)
-    else:
-        out, any_missing = _overlap_save(panel, level, offset, weights)
-    if any_missing:
-        np.copyto(out, np.nan, where=~_complete_windows(np.isnan(panel), window, axis=0))
-    else:
-        out[: window - 1] = np.nan
-    return out
+    return level
 
 
-def _toeplitz_gemm(
-    panel: np.ndarray, level: np.ndarray, offset: np.ndarray, weights: np.ndarray
-) -> tuple[np.ndarray, bool]:
-    """Direct convolution of ``panel - level`` along time as BLAS matrix products.
+def _toeplitz_gemm(panel: np.ndarray, weights: np.ndarray, gappy: np.ndarray) -> np.ndarray:
+    """Direct convolution along time as BLAS matrix products; gaps count as 0.
 
     Bars ``[W - 1 + i * B, W - 1 + (i + 1) * B)`` of the output are ``toeplitz @ x`` of the
     ``B + W - 1`` input bars they need, all blocks in one batched ``matmul`` over a strided
-    view, so the input is never copied unless it has gaps. Same return as
-    :func:`_overlap_save`.
+    view, so the input is only copied when columns ``gappy`` have missing bars. The
+    product's rounding is ~1e-15 of the price level, so only those columns are centred
+    (on their first price) and zero-filled.
     """
     n_bars, window = panel.shape[0], len(weights)
     n_assets = panel.shape[1]
-    # No infinities here, so the sum is NaN exactly when a bar is missing: one read, no mask.
-    any_missing = bool(np.isnan(panel.sum()))
-    if any_missing:
-        # Gaps count as 0 and their windows are masked afterwards; centring is then free.
-        source = panel - level
-        np.nan_to_num(source, copy=False, nan=0.0)
-    else:
-        # Uncentred: the product's rounding is ~1e-15 of the level either way, and this
-        # saves a pass over the panel (the offset is then exactly level * sum(w)).
-        source = np.ascontiguousarray(panel)
+    source = np.array(panel, order="C") if gappy.size else np.ascontiguousarray(panel)
+    if gappy.size:
+        level = _first_prices(panel[:, gappy])
+        source[:, gappy] = np.nan_to_num(panel[:, gappy] - level, nan=0.0)
     out = np.empty((n_bars, n_assets))
-    out[: window - 1] = 0.0
     if n_bars < window:
-        return out, any_missing
+        return out
     rows = _GEMM_BLOCK if window <= 256 else _GEMM_BLOCK_LONG
     lag = np.arange(rows)[:, None] + window - 1 - np.arange(rows + window - 1)[None, :]
     toeplitz = np.where((lag >= 0) & (lag < window), weights[np.clip(lag, 0, window - 1)], 0.0)
@@ -408,18 +409,17 @@ def _toeplitz_gemm(
     if done < n_bars:
         rest = n_bars - done
         out[done:] = toeplitz[:rest, : rest + window - 1] @ source[done - window + 1 :]
-    if any_missing:
-        out[window - 1 :] += offset
-    return out, any_missing
+    if gappy.size:
+        out[window - 1 :, gappy] += level * weights.sum()
+    return out
 
 
 def _overlap_save(
     panel: np.ndarray, level: np.ndarray, offset: np.ndarray, weights: np.ndarray
-) -> tuple[np.ndarray, bool]:
+) -> np.ndarray:
     """FFT convolution of ``panel - level`` along time, one cache-sized block at a time.
 
-    Returns the (T, N) convolution plus ``offset`` (no NaN: missing bars count as 0), and
-    whether any bar was missing.
+    Returns the (T, N) convolution plus ``offset``, missing bars counted as 0.
     """
     n_bars, window = panel.shape[0], len(weights)
     size = _block_size(window)
@@ -427,7 +427,6 @@ def _overlap_save(
     spectrum_w = scipy.fft.rfft(weights, n=size)[:, None]
     out = np.empty_like(panel)
     block = np.empty((size, panel.shape[1]))
-    any_missing = False
     for start in range(0, n_bars, step):
         # Output bars [start, stop) need input bars [start - window + 1, stop).
         stop = min(start + step, n_bars)
@@ -437,15 +436,12 @@ def _overlap_save(
         block[:head] = 0.0
         np.subtract(panel[lo:stop], level, out=block[head:end])
         block[end:] = 0.0
-        missing = np.isnan(block)
-        if missing.any():
-            any_missing = True
-            block[missing] = 0.0
+        np.nan_to_num(block, copy=False, nan=0.0)
         spectrum = scipy.fft.rfft(block, axis=0, workers=_workers())
         spectrum *= spectrum_w
         result = scipy.fft.irfft(spectrum, n=size, axis=0, overwrite_x=True, workers=_workers())
         np.add(result[window - 1 : window - 1 + stop - start], offset, out=out[start:stop])
-    return out, any_missing
+    return out
 
 
 def _workers() -> int:
@@ -453,16 +449,15 @@ def _workers() -> int:
     return -1
 
 
-def _complete_windows(missing: np.ndarray, window: int, axis: int = 1) -> np.ndarray:
-    """Bool like ``missing``: the last ``window`` bars up to t (along ``axis``) all exist."""
-    missing = np.moveaxis(missing, axis, -1)
-    n_bars = missing.shape[-1]
-    gaps = np.zeros((*missing.shape[:-1], n_bars + 1), dtype=np.int32)
-    np.cumsum(missing, axis=-1, out=gaps[..., 1:])
+def _complete_windows(missing: np.ndarray, window: int) -> np.ndarray:
+    """(T, N) bool: the last ``window`` bars up to t all exist (``missing`` is (T, N))."""
+    n_bars = missing.shape[0]
+    gaps = np.zeros((n_bars + 1, *missing.shape[1:]), dtype=np.int32)
+    np.cumsum(missing, axis=0, out=gaps[1:])
     complete = np.zeros(missing.shape, dtype=bool)
     if n_bars >= window:
-        complete[..., window - 1 :] = gaps[..., window:] == gaps[..., : n_bars - window + 1]
-    return np.moveaxis(complete, -1, axis)
+        complete[window - 1 :] = gaps[window:] == gaps[: n_bars - window + 1]
+    return complete
 
 
 def _adf_series(series: np.ndarray, lags: int) -> tuple[np.ndarray, np.ndarray]:
