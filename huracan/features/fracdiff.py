@@ -357,7 +357,9 @@ def _ffd_panel(panel: np.ndarray, weights: np.ndarray, exact_fft: bool = False) 
         else:
             out = _overlap_save(panel, level, offset, weights)
     out[: window - 1] = np.nan
-    if gappy.size:
+    if gappy.size > panel.shape[1] // 2:  # a market-wide outage: mask in place
+        np.copyto(out, np.nan, where=~_complete_windows(np.isnan(panel), window))
+    elif gappy.size:
         complete = _complete_windows(np.isnan(panel[:, gappy]), window)
         out[:, gappy] = np.where(complete, out[:, gappy], np.nan)
     return out
