@@ -10,7 +10,6 @@ from statsmodels.tsa.stattools import adfuller
 from huracan.features.fracdiff import (
     FracDiff,
     StationaryFracDiff,
-    _ffd_panel,  # the two algorithms, compared directly
     adf_statistic,
     ffd,
     ffd_weights,
@@ -237,7 +236,7 @@ def test_fitted_order_ignores_data_after_the_training_window():
     assert StationaryFracDiff().fit(x).adf_stat_.tolist() != model.adf_stat_.tolist()
 
 
-@pytest.mark.parametrize("window", [11, 60, 300, 1100])  # Toeplitz blocks, then FFT
+@pytest.mark.parametrize("window", [11, 60, 300, 1100])  # 1 to 7 FFT blocks
 @pytest.mark.parametrize("with_gaps", [False, True])
 def test_blocked_paths_equal_the_naive_loop_across_block_edges(window, with_gaps):
     x = random_walks(1700, 4, seed=12)
@@ -273,20 +272,8 @@ def test_non_contiguous_and_float32_input_give_the_float64_values():
     want = ffd(x, 0.4, threshold=0.0, max_window=50)
     fortran = np.asfortranarray(x)
     np.testing.assert_array_equal(FracDiff(0.4, 0.0, 50).fit_transform(fortran), want)
-    # Other columns may take another BLAS kernel: equal to rounding.
     np.testing.assert_allclose(ffd(x[:, ::2], 0.4, 0.0, 50), want[:, ::2], atol=1e-12)
     single = x.astype(np.float32)
     np.testing.assert_allclose(
         ffd(single, 0.4, 0.0, 50), ffd(single.astype(np.float64), 0.4, 0.0, 50), atol=0
     )
-
-
-@pytest.mark.parametrize("window", [40, 700])
-def test_toeplitz_product_equals_the_fft_path(window):
-    x = random_walks(3000, 7, seed=15)
-    x[:500, 2] = np.nan
-    weights = ffd_weights(0.3, threshold=0.0, max_window=window)
-    fast = _ffd_panel(x, weights)
-    fft = _ffd_panel(x, weights, exact_fft=True)
-    np.testing.assert_array_equal(np.isnan(fast), np.isnan(fft))
-    np.testing.assert_allclose(fast, fft, rtol=0, atol=1e-12, equal_nan=True)

@@ -21,12 +21,6 @@ from statsmodels.tsa.adfvalues import mackinnonp
 # Up to this many taps a direct filter beats FFT convolution (measured on 400 x 35,000
 # log prices, 2 cores: lfilter 0.04 s vs FFT 0.09 s at 8 taps, 0.13 s vs 0.09 s at 12).
 _DIRECT_MAX_WINDOW = 10
-# Up to this many taps, a Toeplitz matrix product (BLAS) beats FFT overlap-save (CPU
-# time on 400 x 35,040: 0.10 s vs 0.39 s at 100 taps, 0.65 s vs 0.68 s at 1,000 taps).
-_GEMM_MAX_WINDOW = 1024
-# Output bars per Toeplitz block: 64 was fastest at 100 taps, 128 at 1,000 (CPU time).
-_GEMM_BLOCK = 64
-_GEMM_BLOCK_LONG = 128
 # Longer than any price history; a threshold that needs more is a mistake.
 _LONGEST_WINDOW = 2**22
 
@@ -275,7 +269,7 @@ class StationaryFracDiff(TransformerMixin, BaseEstimator):
                 break
             weights = ffd_weights(d, self.threshold, self.max_window)
             # (n, T) rows seen as a (T, n) panel: the output's transpose is (n, T) rows again.
-            filtered = _ffd_panel(series[assets].T, weights, exact_fft=True).T
+            filtered = _ffd_panel(series[assets].T, weights).T
             stat, n_obs = _adf_series(filtered, self.adf_lags)
             short = n_obs < self.min_obs
             for j, n in zip(assets[short], n_obs[short], strict=True):
@@ -313,7 +307,7 @@ class StationaryFracDiff(TransformerMixin, BaseEstimator):
         for d in np.unique(self.d_[~np.isnan(self.d_)]):
             cols = self.d_ == d
             weights = ffd_weights(d, self.threshold, self.max_window)
-            out[:, cols] = _ffd_panel(panel[:, cols], weights, exact_fft=True)
+            out[:, cols] = _ffd_panel(panel[:, cols], weights)
         return out
 
 
@@ -329,13 +323,13 @@ def _block_size(window: int) -> int:
     return scipy.fft.next_fast_len(max(4 * window, 256), real=True)
 
 
-def _ffd_panel(panel: np.ndarray, weights: np.ndarray, exact_fft: bool = False) -> np.ndarray:
+def _ffd_panel(panel: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """(T, N) causal convolution with ``weights`` along time, NaN where the window is incomplete.
 
-    Works on the panel in place of a transposed copy: up to ``_GEMM_MAX_WINDOW`` taps as
-    a matrix product of blocks of bars with a banded Toeplitz matrix (BLAS), longer
-    windows by FFT overlap-save; ``exact_fft`` keeps the FFT for every window over
-    ``_DIRECT_MAX_WINDOW`` (the values ``StationaryFracDiff`` has always given, to the bit).
+    Works on the panel in place of a transposed copy, one block of bars at a time (FFT
+    overlap-save), so each block is read, centred, NaN-filled and transformed while in cache.
+    (A batched Toeplitz matrix product through BLAS was tried for 100 to 1,000 taps: less
+    CPU time, but slower and erratic in wall time on the shared 2-core machine.)
     """
     window = len(weights)
     if not panel.size:
@@ -343,19 +337,16 @@ def _ffd_panel(panel: np.ndarray, weights: np.ndarray, exact_fft: bool = False) 
     # Columns with a missing bar (no infinities reach here, so their sum is NaN): only
     # these need zero-filling and the gap mask, in one read of the panel.
     gappy = np.flatnonzero(np.isnan(panel.sum(axis=0)))
-    if _DIRECT_MAX_WINDOW < window <= _GEMM_MAX_WINDOW and not exact_fft:
-        out = _toeplitz_gemm(panel, weights, gappy)
+    level = _first_prices(panel)
+    offset = level * weights.sum()
+    if window <= _DIRECT_MAX_WINDOW:
+        centred = panel - level
+        if gappy.size:
+            centred[np.isnan(centred)] = 0.0
+        out = lfilter(weights, [1.0], centred, axis=0)
+        out += offset
     else:
-        level = _first_prices(panel)
-        offset = level * weights.sum()
-        if window <= _DIRECT_MAX_WINDOW:
-            centred = panel - level
-            if gappy.size:
-                centred[np.isnan(centred)] = 0.0
-            out = lfilter(weights, [1.0], centred, axis=0)
-            out += offset
-        else:
-            out = _overlap_save(panel, level, offset, weights)
+        out = _overlap_save(panel, level, offset, weights)
     out[: window - 1] = np.nan
     if gappy.size > panel.shape[1] // 2:  # a market-wide outage: mask in place
         np.copyto(out, np.nan, where=~_complete_windows(np.isnan(panel), window))
@@ -375,45 +366,6 @@ def _first_prices(panel: np.ndarray) -> np.ndarray:
         first = np.argmax(~np.isnan(panel[:, unlisted]), axis=0)
         level[unlisted] = np.nan_to_num(panel[first, unlisted])
     return level
-
-
-def _toeplitz_gemm(panel: np.ndarray, weights: np.ndarray, gappy: np.ndarray) -> np.ndarray:
-    """Direct convolution along time as BLAS matrix products; gaps count as 0.
-
-    Bars ``[W - 1 + i * B, W - 1 + (i + 1) * B)`` of the output are ``toeplitz @ x`` of the
-    ``B + W - 1`` input bars they need, all blocks in one batched ``matmul`` over a strided
-    view, so the input is only copied when columns ``gappy`` have missing bars. The
-    product's rounding is ~1e-15 of the price level, so only those columns are centred
-    (on their first price) and zero-filled.
-    """
-    n_bars, window = panel.shape[0], len(weights)
-    n_assets = panel.shape[1]
-    source = np.array(panel, order="C") if gappy.size else np.ascontiguousarray(panel)
-    if gappy.size:
-        level = _first_prices(panel[:, gappy])
-        source[:, gappy] = np.nan_to_num(panel[:, gappy] - level, nan=0.0)
-    out = np.empty((n_bars, n_assets))
-    if n_bars < window:
-        return out
-    rows = _GEMM_BLOCK if window <= 256 else _GEMM_BLOCK_LONG
-    lag = np.arange(rows)[:, None] + window - 1 - np.arange(rows + window - 1)[None, :]
-    toeplitz = np.where((lag >= 0) & (lag < window), weights[np.clip(lag, 0, window - 1)], 0.0)
-    n_blocks = (n_bars - window + 1) // rows
-    item = source.itemsize
-    blocks = np.lib.stride_tricks.as_strided(
-        source,
-        (n_blocks, rows + window - 1, n_assets),
-        (rows * n_assets * item, n_assets * item, item),
-        writeable=False,
-    )
-    done = window - 1 + n_blocks * rows
-    np.matmul(toeplitz, blocks, out=out[window - 1 : done].reshape(n_blocks, rows, n_assets))
-    if done < n_bars:
-        rest = n_bars - done
-        out[done:] = toeplitz[:rest, : rest + window - 1] @ source[done - window + 1 :]
-    if gappy.size:
-        out[window - 1 :, gappy] += level * weights.sum()
-    return out
 
 
 def _overlap_save(
