@@ -4,6 +4,11 @@ Runs both on the same synthetic log prices in the same process and prints one ta
 with PASS/FAIL for each target from the measured values::
 
     .venv/bin/python bench/bench_fracdiff.py
+
+From a git worktree, run it as ``PYTHONPATH=. /work/main/.venv/bin/python bench/...``:
+a script's own folder, not the working directory, heads ``sys.path``, so without it the
+editable install's ``huracan`` (another checkout) is the one timed. Both sides get the
+minimum of 3 calls; the load average is printed because the machine is shared.
 """
 
 from __future__ import annotations
