@@ -7,12 +7,15 @@ import hydra
 from omegaconf import DictConfig
 
 from huracan.errors import HuracanError
-from huracan.run import metric_of, train
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
     """Runs Huracan; returns ``optimized_metric`` of the summary for Hydra's sweepers."""
+    # Imported here, once Hydra runs the task: torch and Lightning come in with the
+    # pipelines, and `--help` or a config error should not wait seconds for them.
+    from huracan.run import metric_of, train
+
     try:
         summary, _ = train(cfg)
         return metric_of(summary, cfg.get("optimized_metric"))

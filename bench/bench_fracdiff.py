@@ -4,6 +4,11 @@ Runs both on the same synthetic log prices in the same process and prints one ta
 with PASS/FAIL for each target from the measured values::
 
     .venv/bin/python bench/bench_fracdiff.py
+
+From a git worktree, run it as ``PYTHONPATH=. /work/main/.venv/bin/python bench/...``:
+a script's own folder, not the working directory, heads ``sys.path``, so without it the
+editable install's ``huracan`` (another checkout) is the one timed. Both sides get the
+minimum of 3 calls; the load average is printed because the machine is shared.
 """
 
 from __future__ import annotations
@@ -17,12 +22,12 @@ from fracdiff import fdiff
 from fracdiff.sklearn import FracdiffStat
 
 from huracan.data.synthetic import SyntheticMarket
-from huracan.features.fracdiff import StationaryFracDiff, ffd
+from huracan.features.fracdiff import FracDiff, StationaryFracDiff, ffd
 
 D = 0.4
-MIN_SPEEDUP_AT_1000 = 3.0
+MIN_SPEEDUP = 3.0
 MAX_ABS_DIFF = 1e-9
-MAX_CHOOSE_SECONDS = 60.0
+MAX_CHOOSE_SECONDS = 5.0
 
 
 def best_of(repeat: int, fn, *args, **kwargs) -> tuple[float, object]:
@@ -40,18 +45,25 @@ def log_close(n_assets: int, years: float, seed: int, **market) -> np.ndarray:
 
 
 def ffd_rows(prices: np.ndarray) -> list[tuple]:
+    """The function and the estimator against ``fdiff``, min of 3 each, in this run."""
     rows = []
+    shape = f"{prices.shape[1]} x {len(prices)}"
     for window in (100, 1000):
-        ours_s, ours = best_of(3, ffd, prices, D, threshold=0.0, max_window=window)
-        theirs_s, theirs = best_of(2, fdiff, prices, D, axis=0, window=window, mode="valid")
-        ours = ours[window - 1 :]
-        same_gaps = np.array_equal(np.isnan(ours), np.isnan(theirs))
-        diff = np.nanmax(np.abs(ours - theirs)) if same_gaps else np.inf
-        speedup = theirs_s / ours_s
-        target = f">= {MIN_SPEEDUP_AT_1000:g}x, <= 1e-9" if window == 1000 else "<= 1e-9"
-        passed = diff <= MAX_ABS_DIFF and (window != 1000 or speedup >= MIN_SPEEDUP_AT_1000)
-        shape = f"{prices.shape[1]} x {len(prices)}"
-        rows.append((f"FFD {shape}, window {window}", ours_s, theirs_s, diff, target, passed))
+        theirs_s, theirs = best_of(3, fdiff, prices, D, axis=0, window=window, mode="valid")
+        estimator = FracDiff(D, threshold=0.0, max_window=window)
+        for name, fn in (
+            ("ffd", lambda w=window: ffd(prices, D, threshold=0.0, max_window=w)),
+            ("FracDiff.fit_transform", lambda e=estimator: e.fit_transform(prices)),
+        ):
+            ours_s, ours = best_of(3, fn)
+            ours = ours[window - 1 :]
+            same_gaps = np.array_equal(np.isnan(ours), np.isnan(theirs))
+            diff = np.nanmax(np.abs(ours - theirs)) if same_gaps else np.inf
+            passed = diff <= MAX_ABS_DIFF and theirs_s / ours_s >= MIN_SPEEDUP
+            target = f">= {MIN_SPEEDUP:g}x, <= {MAX_ABS_DIFF:g}"
+            rows.append(
+                (f"{name} {shape}, window {window}", ours_s, theirs_s, diff, target, passed)
+            )
     return rows
 
 
@@ -111,7 +123,8 @@ def print_table(rows: list[tuple]) -> None:
 
 
 def main() -> None:
-    print(f"CPU cores: {os.cpu_count()}")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"CPU cores: {os.cpu_count()}, load average (1 min) at start: {load:.1f}")
     # Late listings and outages longer than the forward fill: both sides see NaN gaps.
     long_prices = log_close(400, 4.0, seed=0, late_listing_share=0.2, n_outages=3)
     rows = ffd_rows(long_prices)

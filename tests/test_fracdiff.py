@@ -234,3 +234,46 @@ def test_fitted_order_ignores_data_after_the_training_window():
     np.testing.assert_array_equal(model.d_, other.d_)
     np.testing.assert_array_equal(model.adf_stat_, other.adf_stat_)
     assert StationaryFracDiff().fit(x).adf_stat_.tolist() != model.adf_stat_.tolist()
+
+
+@pytest.mark.parametrize("window", [11, 60, 300, 1100])  # 1 to 7 FFT blocks
+@pytest.mark.parametrize("with_gaps", [False, True])
+def test_blocked_paths_equal_the_naive_loop_across_block_edges(window, with_gaps):
+    x = random_walks(1700, 4, seed=12)
+    if with_gaps:
+        x[:333, 1] = np.nan
+        x[900:905, 2] = np.nan
+    weights = ffd_weights(0.45, threshold=0.0, max_window=window)
+    got = ffd(x, 0.45, threshold=0.0, max_window=window)
+    want = naive_ffd(x, weights)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-9, equal_nan=True)
+    # A window longer than the history leaves nothing.
+    assert np.isnan(ffd(x[: window - 1], 0.45, threshold=0.0, max_window=window)).all()
+
+
+@pytest.mark.parametrize("max_window", [8, 120])
+def test_fit_transform_equals_fit_then_transform(max_window):
+    x = random_walks(1000, 5, seed=13)
+    x[:950, 1] = np.nan  # too short for the window
+    x[:, 2] = np.nan
+    x[400:410, 3] = np.nan
+    frame = pd.DataFrame(x, columns=list("ABCDE"))
+    once = FracDiff(d=0.4, max_window=max_window)
+    out = once.fit_transform(frame)
+    twice = FracDiff(d=0.4, max_window=max_window).fit(frame)
+    np.testing.assert_array_equal(out, twice.transform(frame))
+    assert once.skip_reasons_ == twice.skip_reasons_
+    assert set(once.skip_reasons_) == ({"B", "C"} if max_window > 50 else {"C"})
+
+
+def test_non_contiguous_and_float32_input_give_the_float64_values():
+    x = random_walks(800, 6, seed=14)
+    want = ffd(x, 0.4, threshold=0.0, max_window=50)
+    fortran = np.asfortranarray(x)
+    np.testing.assert_array_equal(FracDiff(0.4, 0.0, 50).fit_transform(fortran), want)
+    np.testing.assert_allclose(ffd(x[:, ::2], 0.4, 0.0, 50), want[:, ::2], atol=1e-12)
+    single = x.astype(np.float32)
+    np.testing.assert_allclose(
+        ffd(single, 0.4, 0.0, 50), ffd(single.astype(np.float64), 0.4, 0.0, 50), atol=0
+    )
