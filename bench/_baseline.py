@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 from sklearn.linear_model import LogisticRegression
 
 from huracan.pipelines.fold_data import FleetArrays, prepare_fold
-from huracan.pipelines.training import choose_thresholds
+from huracan.thresholds import choose_thresholds
 from huracan.validation import Fold
 
 

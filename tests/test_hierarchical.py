@@ -11,8 +11,8 @@ import yaml
 from conftest import ROOT
 from hydra import compose, initialize_config_dir
 
-from huracan.pipelines.training import choose_thresholds
 from huracan.run import train
+from huracan.thresholds import choose_thresholds
 
 SMALL = [
     "data.n_assets=6",

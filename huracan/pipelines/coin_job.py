@@ -28,15 +28,16 @@ from huracan.io import plain
 from huracan.models import FleetModule, GroupedMoEHead
 from huracan.models.batches import sample_tensors
 from huracan.models.checkpoint import build_encoder, checkpoint_files, module_from_files
-from huracan.pipelines.training import choose_thresholds, fit_heads
+from huracan.pipelines.training import fit_heads
 from huracan.queue import JobSkipped
 from huracan.registry.artifacts import is_complete, json_bytes, write_version
 from huracan.registry.champions import Decision, decide, read_champion, write_champion
+from huracan.thresholds import choose_thresholds
 
 log = logging.getLogger("huracan")
 
 
-@dataclass
+@dataclass(frozen=True)
 class CoinJob:
     """Everything one symbol's job needs; picklable, no open handles.
 

@@ -35,8 +35,9 @@ from huracan.pipelines.fold_data import (
     prepare_fold,
     walk_forward,
 )
-from huracan.pipelines.training import choose_thresholds, fit_encoder, fit_heads, without_factor
+from huracan.pipelines.training import fit_encoder, fit_heads, without_factor
 from huracan.report import StageTimer, format_table
+from huracan.thresholds import choose_thresholds
 from huracan.validation import Fold
 
 log = logging.getLogger("huracan")

@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from huracan.costs import SlippageFit, cost_arrays
 from huracan.data import GateReport, Panel
 from huracan.features.drift import reference_bins
+from huracan.io import plain
 from huracan.models.checkpoint import encoder_spec
 from huracan.pipelines.coin_job import CoinJob
 from huracan.pipelines.fold_data import FleetArrays, FoldData
@@ -135,7 +136,7 @@ def job_for_coin(
             "features": data.feature_names,
             "factor_channels": data.channel_names,
             "scaler": {"mean": data.scaler.mean_[j], "std": data.scaler.std_[j]},
-            "fracdiff_d": None if data.fracdiff is None else _f(data.fracdiff.d_[j]),
+            "fracdiff_d": None if data.fracdiff is None else plain(data.fracdiff.d_[j]),
             "cluster": int(data.clusters.cluster_map.get(symbol, -1)),
             "reference": reference_bins(
                 np.concatenate([parts["train"]["x"], parts["train"]["factor"]], axis=1)
@@ -152,8 +153,8 @@ def job_for_coin(
         costs={
             **split.fits[symbol].to_dict(),
             "fee_bps": fee_bps,
-            "expected_round_trip_bps": _f(np.nanmean(parts["test"]["cost_bps"])),
-            "expected_slip_bps": _f(np.nanmean(parts["test"]["slip_bps"])),
+            "expected_round_trip_bps": plain(np.nanmean(parts["test"]["cost_bps"])),
+            "expected_slip_bps": plain(np.nanmean(parts["test"]["slip_bps"])),
         },
         rules=shared.rules,
         seed=shared.config["seed"] + j,
@@ -185,7 +186,3 @@ def coin_part(
 
 def _state(module) -> dict:
     return {k: v.detach().numpy() for k, v in module.state_dict().items()}
-
-
-def _f(value: float) -> float | None:
-    return None if value is None or not np.isfinite(value) else float(value)
