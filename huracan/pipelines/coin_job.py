@@ -4,10 +4,6 @@ its own calibrated costs, export it, and decide whether it becomes the champion.
 The job gets everything it needs in a ``CoinJob`` (plain arrays and dicts), so it runs the
 same in-process, in a worker process or on a Dask worker, and writes only through the
 store: its model version (manifest last), then its champion pointer.
-
-Longer than most modules on purpose: the champion challenge re-scores the champion with the
-job's own evaluation, so the job and the challenge share this module (the registry below it
-only reads and writes pointers).
 """
 
 from __future__ import annotations
@@ -30,8 +26,8 @@ from huracan.models.batches import sample_tensors
 from huracan.models.checkpoint import build_encoder, checkpoint_files, module_from_files
 from huracan.pipelines.training import fit_heads
 from huracan.queue import JobSkipped
-from huracan.registry.artifacts import is_complete, json_bytes, write_version
-from huracan.registry.champions import Decision, decide, read_champion, write_champion
+from huracan.registry.artifacts import json_bytes, write_version
+from huracan.registry.champions import Rescore, challenge
 from huracan.thresholds import choose_thresholds
 
 log = logging.getLogger("huracan")
@@ -99,7 +95,16 @@ def run_coin_job(job: CoinJob) -> dict:
         "features.json": json_bytes({**job.meta, "importance": importance}),
     }
     write_version(store, job.model_prefix, files, {"symbol": job.symbol, "run_id": job.run_id})
-    champion = update_champion(store, job, metrics, signals)
+    champion = challenge(
+        store,
+        job.symbol,
+        job.model_prefix,
+        job.meta["test_window"],
+        metrics,
+        job.costs,
+        job.rules["champion_min_trades"],
+        lambda current: rescore(store, current, job, signals),
+    )
     return {"metrics": metrics, "importance": importance, "champion": champion}
 
 
@@ -198,97 +203,6 @@ def _auroc(scores: np.ndarray, y: np.ndarray) -> np.ndarray:
     return (ranks[:, y].sum(1) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
 
 
-POINTER_METRICS = (
-    "sharpe",
-    "net_pnl_bps",
-    "n_trades",
-    "hit_rate",
-    "last_7d_net_bps",
-    "avg_slip_bps",
-    "val_trades",
-    "window",
-)
-
-
-def update_champion(store, job: CoinJob, metrics: dict, signals: np.ndarray) -> dict:
-    """Compares with the current champion out of sample for both; replaces it only if beaten.
-
-    Both are scored on the bars of this job's test window that lie after the champion's
-    last label (all of them, unless the champion saw part of the window). Where no such
-    bar exists, or the champion cannot be scored with this run's inputs, the champion is
-    kept and ``note`` says why; only an unreadable champion is replaced unchallenged (it
-    cannot be traded either). The pointer carries the metrics of the window its model was
-    last scored on (and this run's costs); ``metrics.window`` says which bars that was.
-    """
-    if not is_complete(store, job.model_prefix, verify_hashes=False):
-        raise RuntimeError(f"{job.model_prefix} is not complete; champion left unchanged")
-    champion = read_champion(store, job.symbol)
-    test_window = job.meta["test_window"]
-    challenger, on_window, note, kept = metrics, None, "", False
-    if champion is not None and champion["model_path"] == job.model_prefix:
-        note = "re-run of the champion itself"
-    elif champion is not None and champion["window"] == test_window:
-        on_window = champion["metrics"]
-    elif champion is not None:
-        scored = rescore(store, champion, job, signals)
-        note = scored.note
-        if scored.champion is not None:
-            challenger, on_window = scored.challenger or metrics, scored.champion
-        kept = scored.champion is None and not scored.unreadable
-    if kept:
-        decision = Decision(False, f"champion kept unscored: {note}")
-    else:
-        decision = decide(
-            {k: challenger[k] for k in ("sharpe", "net_pnl_bps", "n_trades")},
-            on_window,
-            job.rules["champion_min_trades"],
-        )
-    if decision.replace:
-        write_champion(
-            store,
-            job.symbol,
-            job.model_prefix,
-            test_window,
-            _pointer_metrics(metrics),
-            decision.reason,
-            champion,
-            job.costs,
-        )
-    elif on_window is not None and champion["window"] != test_window:
-        _repoint_kept_champion(store, job, champion, on_window, decision.reason)
-    return {
-        "replaced": decision.replace,
-        "reason": decision.reason,
-        "note": note,
-        "champion_on_window": on_window,
-    }
-
-
-def _repoint_kept_champion(store, job: CoinJob, champion: dict, on_window, reason) -> None:
-    """The kept champion's pointer, now with its metrics on this run's window."""
-    before = champion.get("previous_model_path")
-    write_champion(
-        store,
-        job.symbol,
-        champion["model_path"],
-        job.meta["test_window"],
-        _pointer_metrics({**champion["metrics"], **on_window}),
-        f"kept: {reason}",
-        {"model_path": before} if before else None,
-        job.costs,
-    )
-
-
-@dataclass
-class Rescore:
-    """The champion's and the challenger's metrics on bars out of sample for both."""
-
-    champion: dict | None
-    challenger: dict | None
-    note: str
-    unreadable: bool = False
-
-
 def rescore(store, champion: dict, job: CoinJob, signals: np.ndarray) -> Rescore:
     """Scores the champion, and the challenger, on the bars out of sample for both.
 
@@ -339,10 +253,6 @@ def _rescale(x: np.ndarray, current: dict, champion: dict) -> np.ndarray:
     raw = x * std + mean
     out = (raw - old_mean) / old_std
     return np.clip(out, -clip, clip) if clip else out
-
-
-def _pointer_metrics(metrics: dict) -> dict:
-    return {k: metrics.get(k) for k in POINTER_METRICS}
 
 
 def _tensors(part: dict) -> dict[str, torch.Tensor]:

@@ -6,15 +6,19 @@ challenger replaces it only when, on bars out of sample for both, it has at leas
 a champion that cannot be scored on such bars is kept (the caller says why), and only a
 missing or unreadable one is replaced unchallenged.
 The pointer is written only after the challenger's version is complete (manifest last),
-so it never points at a model that is not fully written.
+so it never points at a model that is not fully written. :func:`challenge` is the whole
+contest; the job that trained the challenger hands it a ``rescore`` callback, since only
+the job holds the inputs both models are scored on.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from huracan.registry.artifacts import is_complete
 from huracan.store import ArtifactNotFound, Store
 
 
@@ -22,6 +26,17 @@ from huracan.store import ArtifactNotFound, Store
 class Decision:
     replace: bool
     reason: str
+
+
+@dataclass
+class Rescore:
+    """The champion's and the challenger's metrics on bars out of sample for both, as the
+    caller (the job, which can run both models) measured them."""
+
+    champion: dict | None
+    challenger: dict | None
+    note: str
+    unreadable: bool = False
 
 
 def champion_key(symbol: str) -> str:
@@ -89,3 +104,98 @@ def write_champion(
 
 def _num(value: float | None) -> float:
     return float("-inf") if value is None else float(value)
+
+
+POINTER_METRICS = (
+    "sharpe",
+    "net_pnl_bps",
+    "n_trades",
+    "hit_rate",
+    "last_7d_net_bps",
+    "avg_slip_bps",
+    "val_trades",
+    "window",
+)
+
+
+def challenge(
+    store: Store,
+    symbol: str,
+    model_prefix: str,
+    test_window: list[str],
+    metrics: dict,
+    costs: dict,
+    min_trades: int,
+    rescore: Callable[[dict], Rescore],
+) -> dict:
+    """Compares with the current champion out of sample for both; replaces it only if beaten.
+
+    Both are scored on the bars of this job's test window that lie after the champion's
+    last label (all of them, unless the champion saw part of the window). Where no such
+    bar exists, or the champion cannot be scored with this run's inputs, the champion is
+    kept and ``note`` says why; only an unreadable champion is replaced unchallenged (it
+    cannot be traded either). The pointer carries the metrics of the window its model was
+    last scored on (and this run's costs); ``metrics.window`` says which bars that was.
+    """
+    if not is_complete(store, model_prefix, verify_hashes=False):
+        raise RuntimeError(f"{model_prefix} is not complete; champion left unchanged")
+    champion = read_champion(store, symbol)
+    challenger, on_window, note, kept = metrics, None, "", False
+    if champion is not None and champion["model_path"] == model_prefix:
+        note = "re-run of the champion itself"
+    elif champion is not None and champion["window"] == test_window:
+        on_window = champion["metrics"]
+    elif champion is not None:
+        scored = rescore(champion)
+        note = scored.note
+        if scored.champion is not None:
+            challenger, on_window = scored.challenger or metrics, scored.champion
+        kept = scored.champion is None and not scored.unreadable
+    if kept:
+        decision = Decision(False, f"champion kept unscored: {note}")
+    else:
+        decision = decide(
+            {k: challenger[k] for k in ("sharpe", "net_pnl_bps", "n_trades")},
+            on_window,
+            min_trades,
+        )
+    if decision.replace:
+        write_champion(
+            store,
+            symbol,
+            model_prefix,
+            test_window,
+            _pointer_metrics(metrics),
+            decision.reason,
+            champion,
+            costs,
+        )
+    elif on_window is not None and champion["window"] != test_window:
+        _repoint_kept_champion(store, champion, test_window, on_window, decision.reason, costs)
+    return {
+        "replaced": decision.replace,
+        "reason": decision.reason,
+        "note": note,
+        "champion_on_window": on_window,
+    }
+
+
+def _repoint_kept_champion(
+    store: Store, champion: dict, window: list[str], on_window: dict, reason: str, costs: dict
+) -> None:
+    """The kept champion's pointer, now with its metrics on this run's window."""
+    before = champion.get("previous_model_path")
+    write_champion(
+        store,
+        champion["symbol"],
+        champion["model_path"],
+        window,
+        _pointer_metrics({**champion["metrics"], **on_window}),
+        f"kept: {reason}",
+        {"model_path": before} if before else None,
+        costs,
+    )
+
+
+def _pointer_metrics(metrics: dict) -> dict:
+    return {k: metrics.get(k) for k in POINTER_METRICS}
