@@ -91,6 +91,13 @@ class PanelScaler(TransformerMixin, BaseEstimator):
             "min_count": self.min_count,
         }
 
+    def select(self, columns: list[int]) -> PanelScaler:
+        """The fitted scaler of some assets only (a per-coin model keeps its own column)."""
+        check_is_fitted(self)
+        scaler = type(self)(clip=self.clip, min_count=self.min_count)
+        scaler.mean_, scaler.std_ = self.mean_[columns], self.std_[columns]
+        return scaler
+
     @classmethod
     def from_state_dict(cls, state: Mapping[str, object]) -> PanelScaler:
         """Rebuilds a fitted scaler from ``state_dict()`` (arrays may come back as lists)."""

@@ -135,7 +135,7 @@ def job_for_coin(
             "inputs": data.feature_names + data.channel_names,
             "features": data.feature_names,
             "factor_channels": data.channel_names,
-            "scaler": {"mean": data.scaler.mean_[j], "std": data.scaler.std_[j]},
+            "scaler": data.scaler.select([j]).state_dict(),  # as every checkpoint saves it
             "fracdiff_d": None if data.fracdiff is None else plain(data.fracdiff.d_[j]),
             "cluster": int(data.clusters.cluster_map.get(symbol, -1)),
             "reference": reference_bins(

@@ -401,11 +401,13 @@ class Fleet:
             features = np.concatenate([features, values[:, :, None]], axis=2)
         n_features = features.shape[2]
         pad = len(symbols) - len(coins)  # members that are not served: never scored
+        # each model's own one-coin scaler state ((1, F); (F,) from older versions)
+        states = [m.description["scaler"] for m in models]
         scaler = PanelScaler.from_state_dict(
             {
-                "mean": [m.description["scaler"]["mean"] for m in models]
+                "mean": [np.ravel(st["mean"]).tolist() for st in states]
                 + [[0.0] * n_features] * pad,
-                "std": [m.description["scaler"]["std"] for m in models]
+                "std": [np.ravel(st["std"]).tolist() for st in states]
                 + [[1.0] * n_features] * pad,
                 "clip": cfg.features.clip,
                 "min_count": 2,
