@@ -10,6 +10,7 @@ ends the run with one line naming the key, not a traceback an hour later.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import types
 import typing
@@ -17,17 +18,28 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from hydra.errors import InstantiationException
 from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from huracan.errors import ConfigError
+from huracan.errors import ConfigError, HuracanError
 
 Node = DictConfig | Mapping
 
 
 def build(node: Node, **kwargs: Any) -> Any:
-    """Instantiates a component config with plain Python containers (lists, dicts)."""
-    return instantiate(node, _convert_="all", **kwargs)
+    """Instantiates a component config with plain Python containers (lists, dicts).
+
+    Raises:
+        HuracanError: the constructor's own (e.g. a ConfigError for a value it rejects),
+            not Hydra's wrapper around it, so the command still ends with one line.
+    """
+    try:
+        return instantiate(node, _convert_="all", **kwargs)
+    except InstantiationException as exc:
+        if isinstance(exc.__cause__, HuracanError):
+            raise exc.__cause__ from None
+        raise
 
 
 def target_of(node: Node, path: str) -> Any:
@@ -54,15 +66,22 @@ def validate(cfg: DictConfig) -> None:
     for name, node in cfg.items():
         if isinstance(node, DictConfig) and "_target_" in node:
             check_component(node, str(name))
+        elif name in SECTIONS and isinstance(node, DictConfig):
+            schema = get_object(SECTIONS[name])
+            check_values(OmegaConf.to_container(node, resolve=True), schema, str(name))
 
 
 def check_component(node: DictConfig, path: str) -> None:
     """Checks one component config's keys and value types against its target's signature."""
-    target = target_of(node, path)
+    check_values(OmegaConf.to_container(node, resolve=True), target_of(node, path), path)
+
+
+def check_values(values: dict, target: Any, path: str) -> None:
+    """Checks config values against the signature of the class or function they feed;
+    a value whose hint is a dataclass (e.g. ``pipeline.costs``) is checked against it."""
     signature, hints = _signature(target)
     params = signature.parameters
     takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
-    values = OmegaConf.to_container(node, resolve=True)
     for key, value in values.items():
         if key.startswith("_"):
             continue
@@ -74,10 +93,78 @@ def check_component(node: DictConfig, path: str) -> None:
                 f"{path}.{key} is not an option of {_name(target)} (options: {options})"
             )
         hint = hints.get(key)
+        if dataclasses.is_dataclass(hint) and isinstance(value, dict):
+            check_values(value, hint, f"{path}.{key}")
+            continue
         if hint is not None and not _matches(value, hint):
             raise ConfigError(
                 f"{path}.{key}: expected {_describe(hint)}, got {value!r} ({_name(target)})"
             )
+
+
+# the plain sections of conf/config.yaml and the schema each is checked against
+SECTIONS = {
+    "universe": "huracan.config.Universe",
+    "gates": "huracan.config.Gates",
+    "features": "huracan.config.Features",
+    "labels": "huracan.config.Labels",
+    "costs": "huracan.costs.CostModel",
+    "validation": "huracan.config.Validation",
+    "thresholds": "huracan.config.Thresholds",
+    "report": "huracan.config.Report",
+}
+
+
+@dataclasses.dataclass
+class Universe:
+    dominant_symbols: list[str]
+    require_dominant: bool = True
+    min_assets: int = 2
+
+
+@dataclasses.dataclass
+class Gates:
+    until: str | None = "auto"
+    min_history_days: float | None = None
+    max_missing_share: float | None = None
+    max_gap_bars: int | None = None
+    min_daily_quote_volume: float | None = None
+    max_median_spread_bps: float | None = None
+    max_zero_volume_share: float | None = None
+
+
+@dataclasses.dataclass
+class Features:
+    names: list[str] | None = None
+    windows: dict | None = None
+    fracdiff: bool = True
+    max_d: float = 0.65
+    clip: float | None = 5.0
+
+
+@dataclasses.dataclass
+class Labels:
+    horizon: int = 1
+    vol_window: int = 24
+
+
+@dataclasses.dataclass
+class Validation:
+    n_folds: int = 5
+    purge: int | None = None
+    embargo: int | None = None
+    val_fraction: float = 0.2
+
+
+@dataclasses.dataclass
+class Thresholds:
+    min_trades: int = 20
+    z: float = 2.0
+
+
+@dataclasses.dataclass
+class Report:
+    compare_without_factor: bool = True
 
 
 def _signature(target: Any) -> tuple[inspect.Signature, dict]:
@@ -107,8 +194,8 @@ def _matches(value: Any, hint: Any) -> bool:
         return isinstance(value, int) and not isinstance(value, bool)
     if hint is float:
         return isinstance(value, int | float) and not isinstance(value, bool)
-    if hint in (str, Path):
-        return isinstance(value, str)
+    if hint in (str, Path):  # Hydra reads data.start=2024 as a number
+        return isinstance(value, str | int) and not isinstance(value, bool)
     if origin in (list, tuple, Sequence, typing.Sequence) or hint in (list, tuple):
         if not isinstance(value, list | tuple):
             return False

@@ -16,27 +16,28 @@ from omegaconf import DictConfig, OmegaConf
 from huracan.config import build
 
 
-def stage_logger(cfg: DictConfig, version: str, hparams: bool = True) -> Logger | None:
+def stage_logger(cfg: DictConfig, version: str, hparams: bool = True) -> Logger | bool:
     """The configured logger for one stage, with the resolved config as hyper-parameters.
 
     Args:
         cfg: the run's config; ``cfg.logger`` is a ``_partial_`` logger factory, or null
-            for no logging.
+            for no logging (then False, which Lightning reads as "no logger": None would
+            give its default TensorBoard logger).
         version: the stage's run name, e.g. ``"fold3"``.
         hparams: log the config now; False leaves it to the caller (to pair it with
             metrics, as TensorBoard's hparams table wants).
     """
     if cfg.get("logger") is None:
-        return None
+        return False
     logger = build(cfg.logger)(version=version)
     if hparams:
         logger.log_hyperparams(flat_config(cfg))
     return logger
 
 
-def log_results(logger: Logger | None, cfg: DictConfig, metrics: dict[str, float]) -> None:
+def log_results(logger: Logger | bool, cfg: DictConfig, metrics: dict[str, float]) -> None:
     """The run's headline metrics; TensorBoard pairs them with the config (hparams tab)."""
-    if logger is None:
+    if not logger:
         return
     if isinstance(logger, TensorBoardLogger):
         logger.log_hyperparams(flat_config(cfg), metrics)
@@ -46,9 +47,9 @@ def log_results(logger: Logger | None, cfg: DictConfig, metrics: dict[str, float
     logger.finalize("success")
 
 
-def log_figures(logger: Logger | None, figures: dict) -> None:
+def log_figures(logger: Logger | bool, figures: dict) -> None:
     """Adds the report's figures to the logger's run where it keeps images."""
-    if logger is None:
+    if not logger:
         return
     experiment = logger.experiment
     for name, figure in figures.items():

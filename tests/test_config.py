@@ -110,6 +110,14 @@ def test_per_coin_selects_coin_heads_through_its_defaults():
         (["cluster=average", "+cluster.linkage=single"], "cluster.linkage is not an option"),
         (["pipeline=per_coin", "pipeline.heads=both"], "pipeline.heads: expected one of"),
         (["pipeline=per_coin", "head=cluster"], "one head per coin"),
+        (["labels.horizon=abc"], "labels.horizon: expected int"),
+        (["validation.n_folds=2.5"], "validation.n_folds: expected int"),
+        (["+gates.min_volume=1"], "gates.min_volume is not an option"),
+        (["pipeline=per_coin", "pipeline.costs.z=abc"], "pipeline.costs.z: expected float"),
+        (["pipeline=per_coin", "pipeline.costs.estimator=roll"], "pipeline.costs.estimator"),
+        (["pipeline=per_coin", "pipeline.costs.tiers=[]"], "tiers is empty"),
+        (["pipeline=per_coin", "queue.workers=0"], "queue workers must be at least 1"),
+        (["data=ccxt", "data.on_error=bogus"], "data.on_error: expected one of"),
     ],
 )
 def test_bad_values_stop_the_run_before_any_data_is_read(tmp_path, overrides, message):
@@ -117,6 +125,25 @@ def test_bad_values_stop_the_run_before_any_data_is_read(tmp_path, overrides, me
     with pytest.raises(ConfigError, match=message):
         train(cfg)
     assert not (tmp_path / "gates.json").exists()  # nothing was loaded
+
+
+def test_a_constructor_s_own_config_error_reaches_the_user(tmp_path, monkeypatch):
+    """Hydra wraps what a constructor raises; the user still gets our one-line error."""
+    for name in ("DROPBOX_ACCESS_TOKEN", "DROPBOX_REFRESH_TOKEN", "DROPBOX_APP_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    cfg = config(f"+output_dir={tmp_path}", "pipeline=per_coin", "store=dropbox")
+    with pytest.raises(ConfigError, match="DROPBOX"):
+        train(cfg)
+    assert not (tmp_path / "gates.json").exists()
+
+
+def test_dates_given_as_numbers_are_accepted():
+    validate(config("data=csv", "data.path=/some/where", "data.start=2024"))
+
+
+def test_logger_null_logs_nothing(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert stage_logger(config("~logger"), "fold0") is False  # Lightning: no logger
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")

@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Literal
 
 import ccxt
 import pandas as pd
@@ -61,7 +62,7 @@ class CcxtSource:
         max_retries: int = 5,
         retry_wait_s: float = 1.0,
         max_ffill: int = 3,
-        on_error: str = "raise",
+        on_error: Literal["raise", "skip"] = "raise",
         max_bar_move: float | None = MAX_BAR_MOVE,
         sleep: Callable[[float], None] = time.sleep,
     ):

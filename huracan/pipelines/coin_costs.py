@@ -10,8 +10,9 @@ labels.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -21,6 +22,20 @@ from huracan.costs import SlippageFit, SpreadTier, cost_arrays, estimate_spreads
 from huracan.data import Panel
 from huracan.errors import ConfigError, DataError
 from huracan.pipelines.fold_data import FleetArrays
+
+
+@dataclass(frozen=True)
+class CostCalibration:
+    """The options of ``pipeline.costs`` (documented in ``conf/pipeline/per_coin.yaml``)."""
+
+    estimator: Literal["edge", "abdi_ranaldo", "corwin_schultz"] = "edge"
+    z: float = 2.0
+    jackknife_blocks: int = 10
+    min_bars: int = 100
+    ticks_dir: str | None = None
+    ticks_pattern: str = "spot_{symbol_lower}usdt_{kind}.csv.gz"
+    min_trades: int = 200
+    tiers: list[dict] = field(default_factory=list)
 
 
 def calibrate_costs(panel: Panel, cfg: DictConfig, end_row: int) -> dict[str, SlippageFit]:

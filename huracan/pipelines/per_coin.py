@@ -34,7 +34,7 @@ from huracan.errors import ConfigError
 from huracan.loggers import stage_logger
 from huracan.models.checkpoint import encoder_spec
 from huracan.pipelines.base import Pipeline
-from huracan.pipelines.coin_costs import calibrate_costs, coin_costs
+from huracan.pipelines.coin_costs import CostCalibration, calibrate_costs, coin_costs
 from huracan.pipelines.coin_job import CoinJob, run_coin_job
 from huracan.pipelines.fold_data import (
     FoldData,
@@ -269,7 +269,7 @@ class PerCoinPipeline(Pipeline):
     test_days: float = 30
     heads: Literal["joint", "alone"] = "joint"
     calibration_days: float = 30
-    costs: dict = field(default_factory=dict)
+    costs: CostCalibration = field(default_factory=CostCalibration)
     importance_repeats: int = 2
     champion_min_trades: int = 10
     max_round_trip_bps: float = 40
@@ -279,7 +279,15 @@ class PerCoinPipeline(Pipeline):
     def test_start(self, panel: Panel, cfg: DictConfig):
         return single_split(panel, cfg).first_test_bar(panel)
 
+    def __post_init__(self):
+        if isinstance(self.costs, dict):  # from the config: checked, then typed
+            object.__setattr__(self, "costs", CostCalibration(**self.costs))
+
     def check(self, cfg: DictConfig) -> None:
+        if not self.costs.tiers:
+            raise ConfigError("pipeline.costs.tiers is empty: the fallback spreads need a tier")
+        if self.costs.ticks_dir and not Path(self.costs.ticks_dir).is_dir():
+            raise ConfigError(f"pipeline.costs.ticks_dir {self.costs.ticks_dir} is not a directory")
         if cfg.head.granularity != "coin":
             raise ConfigError(
                 f"pipeline=per_coin trains one head per coin; head.granularity is "

@@ -180,7 +180,9 @@ class Fleet:
         if not wanted:
             raise ConfigError(f"{path} holds none of the fleet's symbols {self.data_symbols[:10]}")
         data = next(iter(self.models.values())).config["data"] if self.models else {}
-        return CsvSource(str(path), symbols=wanted, max_ffill=int(data.get("max_ffill", 3))).load()
+        # read as the training data was: the same gap fill, move limit and quote names
+        options = {k: data[k] for k in ("max_ffill", "max_bar_move", "quotes") if k in data}
+        return CsvSource(str(path), symbols=wanted, **options).load()
 
     def predict(self, bars: Panel) -> pd.DataFrame:
         """Every bar's probability for every loaded coin, from the inputs on ``bars``.
@@ -407,8 +409,7 @@ class Fleet:
             {
                 "mean": [np.ravel(st["mean"]).tolist() for st in states]
                 + [[0.0] * n_features] * pad,
-                "std": [np.ravel(st["std"]).tolist() for st in states]
-                + [[1.0] * n_features] * pad,
+                "std": [np.ravel(st["std"]).tolist() for st in states] + [[1.0] * n_features] * pad,
                 "clip": cfg.features.clip,
                 "min_count": 2,
             }
