@@ -152,10 +152,7 @@ class AssetClusterer(BaseEstimator):
         return self
 
     def _check_params(self) -> None:
-        if self.correlation not in CORRELATIONS:
-            raise ConfigError(f"correlation {self.correlation!r} is not one of {CORRELATIONS}")
-        if self.min_overlap < 2:
-            raise ConfigError(f"min_overlap must be >= 2 bars, got {self.min_overlap}")
+        _check_correlation(self.correlation, self.min_overlap)
         if self.method not in LINKAGE_METHODS:
             raise ConfigError(
                 f"linkage method {self.method!r} is not one of {LINKAGE_METHODS} "
@@ -208,10 +205,7 @@ class GlobalClusterer(AssetClusterer):
         self.series = series
 
     def _check_params(self) -> None:
-        if self.correlation not in CORRELATIONS:
-            raise ConfigError(f"correlation {self.correlation!r} is not one of {CORRELATIONS}")
-        if self.min_overlap < 2:
-            raise ConfigError(f"min_overlap must be >= 2 bars, got {self.min_overlap}")
+        _check_correlation(self.correlation, self.min_overlap)
 
     def _check_enough_assets(self, n_assets: int, n_excluded: int) -> None:
         if n_assets == 0:
@@ -228,6 +222,13 @@ class IsolatedClusterer(GlobalClusterer):
 
     def _cluster(self, corr: np.ndarray, n_assets: int) -> tuple[np.ndarray, None]:
         return np.arange(n_assets), None
+
+
+def _check_correlation(correlation: str, min_overlap: int) -> None:
+    if correlation not in CORRELATIONS:
+        raise ConfigError(f"correlation {correlation!r} is not one of {CORRELATIONS}")
+    if min_overlap < 2:
+        raise ConfigError(f"min_overlap must be >= 2 bars, got {min_overlap}")
 
 
 def correlation_matrix(
