@@ -156,3 +156,46 @@ def test_group_batches_hold_one_group_and_cover_every_sample():
         seen.append(batch["i"])
     assert sorted(torch.cat(seen).tolist()) == list(range(1000))
     assert len(loader) == len(seen)
+
+
+class _EveryEpoch(pl.Callback):
+    """Records each epoch's validation loss and the head's weights at that moment."""
+
+    def __init__(self):
+        self.losses, self.states = [], []
+
+    def on_validation_end(self, trainer, pl_module):
+        self.losses.append(float(trainer.callback_metrics["val/loss"]))
+        self.states.append({k: v.clone() for k, v in pl_module.head.state_dict().items()})
+
+
+def test_heads_keep_the_best_epochs_weights_not_the_last():
+    from functools import partial
+
+    from huracan.pipelines.training import MoEHeads
+
+    train, val = batch(n=512, n_groups=1, seed=1), batch(n=256, n_groups=1, seed=2)
+    val["y"] = 1.0 - val["y"]  # the validation slice says the opposite: its loss rises
+    recorder = _EveryEpoch()
+
+    def make_trainer(callbacks, **kwargs):
+        return pl.Trainer(
+            accelerator="cpu",
+            callbacks=[*callbacks, recorder],
+            enable_checkpointing=False,
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
+            **kwargs,
+        )
+
+    recipe = MoEHeads(granularity="global", hidden=8, lr=0.05, batch_size=64, patience=3)
+    module = recipe.fit(IdentityEncoder(F), 1, train, val, partial(make_trainer), None, 0)
+    best = int(np.argmin(recorder.losses))
+    assert len(recorder.losses) > best + 1  # it trained past the best epoch
+    assert recorder.losses[-1] > recorder.losses[best]
+    for name, value in module.head.state_dict().items():
+        torch.testing.assert_close(value, recorder.states[best][name])
+    logits, _ = module(val["x"], val["factor"], val["group"])
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, val["y"], reduction="none")
+    loss = float((val["w"] * bce).sum() / val["w"].sum())
+    assert loss == pytest.approx(recorder.losses[best], rel=1e-5)

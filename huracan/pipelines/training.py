@@ -14,7 +14,7 @@ from typing import Literal
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.callbacks import EarlyStopping
+from lightning.pytorch.callbacks import Callback, EarlyStopping
 from torch import nn
 
 from huracan.config import build
@@ -39,7 +39,7 @@ class AutoencoderEncoder:
     """An MLP autoencoder pretrained on every coin's training-window features.
 
     Early stopping watches the validation slice's reconstruction loss; the weights of the
-    last epoch are kept.
+    epoch with the lowest one are kept (``BestWeights``).
     """
 
     latent_dim: int = 16
@@ -69,7 +69,7 @@ class AutoencoderEncoder:
             stage,
             max_epochs=self.max_epochs,
             logger=logger,
-            callbacks=[EarlyStopping("val/recon", patience=self.patience)],
+            callbacks=stopping("val/recon", self.patience),
         )
         samples = FoldSamples({"x": train["x"]}, {"x": val["x"]}, self.batch_size, seed)
         trainer.fit(module, datamodule=samples)
@@ -142,11 +142,45 @@ class MoEHeads:
             stage,
             max_epochs=self.max_epochs,
             logger=logger,
-            callbacks=[EarlyStopping("val/loss", patience=self.patience)],
+            callbacks=stopping("val/loss", self.patience),
         )
         by_group = self.by_group_above is not None and n_groups > self.by_group_above
         trainer.fit(module, datamodule=FoldSamples(train, val, self.batch_size, seed, by_group))
         return module.cpu().eval()
+
+
+class BestWeights(Callback):
+    """Keeps the weights of the epoch with the lowest ``monitor`` and restores them at the end.
+
+    Early stopping alone leaves the weights of ``patience`` epochs after the best one; this
+    keeps a copy of the best epoch's state in memory (no files) and loads it when fitting
+    ends, so a model is always the one its validation slice liked best.
+
+    Attributes:
+        best: the lowest value seen; ``best_epoch`` its epoch (None before any).
+    """
+
+    def __init__(self, monitor: str):
+        self.monitor = monitor
+        self.best = float("inf")
+        self.best_epoch: int | None = None
+        self._state: dict[str, torch.Tensor] | None = None
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        value = trainer.callback_metrics.get(self.monitor)
+        if trainer.sanity_checking or value is None or not float(value) < self.best:
+            return
+        self.best, self.best_epoch = float(value), trainer.current_epoch
+        self._state = {k: v.detach().clone() for k, v in pl_module.state_dict().items()}
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._state is not None:
+            pl_module.load_state_dict(self._state)
+
+
+def stopping(monitor: str, patience: int) -> list[Callback]:
+    """Early stopping on ``monitor`` with the best epoch's weights restored."""
+    return [EarlyStopping(monitor, patience=patience), BestWeights(monitor)]
 
 
 def fit_encoder(cfg, train: Samples, val: Samples, make_trainer, logger, seed: int, stage=""):
