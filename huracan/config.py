@@ -145,6 +145,7 @@ class Features:
 @dataclasses.dataclass
 class Labels:
     horizon: int = 1
+    horizons: list[int] | None = None
     vol_window: int = 24
 
 

@@ -1,10 +1,14 @@
 """After-cost trading metrics of trade signals, per asset, per cluster and per fold.
 
-A trade is a True in the (T, N) ``signals``: a long position entered at the close of bar
-t and held ``horizon`` bars, whose result is ``net_return[t]`` (after costs, as a
-fraction, e.g. from ``after_cost_labels``). A signal on a bar without a net return (no
-bar, the last ``horizon`` rows, a forward-filled bar) is not a trade. Only the evaluated
-``rows`` count (e.g. a fold's test window); signals elsewhere are ignored.
+A signal is a True in the (T, N) ``signals``: a long position entered at the close of bar
+t and held ``horizon`` bars (one number, or a (T, N) array: the hold of a trade entered at
+t), whose result is ``net_return[t]`` (after costs, as a fraction, e.g. from
+``after_cost_labels``). Trades on one asset never overlap: a signal while the asset's
+previous trade is still open is not taken (:func:`take_trades`; a new trade may be entered
+at the close where the previous one exits), so every trade is counted once. A signal on a
+bar without a net return (its exit bar is missing, or the entry bar was forward-filled) is
+not a trade; it is counted in ``n_no_exit``. Only the evaluated ``rows`` count (e.g. a
+fold's test window); signals elsewhere are ignored.
 
 Columns of every table:
 
@@ -14,18 +18,18 @@ Columns of every table:
 - ``sharpe``: annualised Sharpe ratio of the per-bar P&L, see below.
 - ``net_bps``: sum of the net returns of all trades, in basis points.
 - ``n_trades``: number of trades.
+- ``t_stat``: t-statistic of the daily P&L (trades of one day move together, so the day,
+  not the trade, is the independent unit): mean over standard error, over every evaluated
+  day (days without a trade count as 0).
+- ``ci_low``, ``ci_high``: 95 % day-block bootstrap interval of the expectancy (days drawn
+  with replacement, each with all its trades; 2,000 draws, seeded).
+- ``n_no_exit``: signals on evaluated bars that could not be traded (no net return).
 
-Sharpe: the group (an asset, a cluster, all assets) is run as ``horizon`` staggered books,
-one per entry bar modulo ``horizon``, so that every trade of the signal is taken and each
-is counted as earning its net return evenly over the bars it is open. The P&L of bar t is
-then proportional to the summed net returns of the trades open at t (entered at bars
-t - horizon + 1 .. t), and 0 when none is open. Its mean over standard deviation, over
-the evaluated bars on which some asset of the group could trade, times
-``sqrt(bars_per_year)``, is the Sharpe ratio. With ``horizon == 1`` that is simply the
-series of each bar's net return where traded and 0 where not; for longer horizons the
-overlap of consecutive trades shows up in the standard deviation instead of inflating
-the count of independent bets. P&L of trades still open after the last evaluated bar is
-not in the series.
+Sharpe: each trade earns its net return evenly over the bars it is open (entry bar t to
+t + hold - 1); the P&L of bar t is the sum over the group's assets. Its mean over standard
+deviation, over the evaluated bars on which some asset of the group could trade, times
+``sqrt(bars_per_year)``, is the Sharpe ratio. P&L of trades still open after the last
+evaluated bar is not in the series.
 """
 
 from __future__ import annotations
@@ -38,7 +42,18 @@ import pandas as pd
 from huracan.errors import ConfigError
 from huracan.validation import Fold
 
-COLUMNS = ["precision", "recall", "expectancy", "sharpe", "net_bps", "n_trades"]
+COLUMNS = [
+    "precision",
+    "recall",
+    "expectancy",
+    "sharpe",
+    "net_bps",
+    "n_trades",
+    "t_stat",
+    "ci_low",
+    "ci_high",
+    "n_no_exit",
+]
 
 
 def asset_metrics(
@@ -48,8 +63,9 @@ def asset_metrics(
     *,
     symbols: Sequence[str],
     bars_per_year: float,
-    horizon: int = 1,
+    horizon: int | np.ndarray = 1,
     rows: np.ndarray | None = None,
+    days: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Metrics of each asset's trades.
 
@@ -60,15 +76,17 @@ def asset_metrics(
         net_return: (T, N) net return of a trade entered at t, as a fraction.
         symbols: the N asset names.
         bars_per_year: bars in a year, e.g. ``panel.bars_per_year``.
-        horizon: bars a trade is held.
+        horizon: bars a trade is held (or (T, N): the hold of a trade entered at t).
         rows: grid rows evaluated, e.g. ``fold.test``; None for all.
+        days: (T,) calendar day of each row, for ``t_stat`` and the interval; None: each
+            row is its own day.
 
     Returns:
         One row per asset (index ``asset``), columns ``COLUMNS``.
     """
     _check_inputs(signals, labels, net_return, horizon)
     _check_symbols(symbols, signals.shape[1])
-    table = group_metrics(signals, labels, net_return, rows, None, bars_per_year, horizon)
+    table = group_metrics(signals, labels, net_return, rows, None, bars_per_year, horizon, days)
     return pd.DataFrame(table, index=pd.Index(list(symbols), name="asset"))
 
 
@@ -80,8 +98,9 @@ def cluster_metrics(
     symbols: Sequence[str],
     cluster_map: Mapping[str, int],
     bars_per_year: float,
-    horizon: int = 1,
+    horizon: int | np.ndarray = 1,
     rows: np.ndarray | None = None,
+    days: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Metrics of the pooled trades of each cluster's assets.
 
@@ -92,8 +111,9 @@ def cluster_metrics(
         symbols: the N asset names.
         cluster_map: symbol -> cluster id, for every symbol.
         bars_per_year: bars in a year.
-        horizon: bars a trade is held.
+        horizon: bars a trade is held (or (T, N): the hold of a trade entered at t).
         rows: grid rows evaluated; None for all.
+        days: (T,) calendar day of each row; None: each row is its own day.
 
     Returns:
         One row per cluster id (index ``cluster``, sorted), columns ``COLUMNS``; the
@@ -105,7 +125,7 @@ def cluster_metrics(
     if missing:
         raise ConfigError(f"cluster_map has no cluster for {missing[:10]}")
     cluster_ids, groups = np.unique([cluster_map[s] for s in symbols], return_inverse=True)
-    table = group_metrics(signals, labels, net_return, rows, groups, bars_per_year, horizon)
+    table = group_metrics(signals, labels, net_return, rows, groups, bars_per_year, horizon, days)
     return pd.DataFrame(table, index=pd.Index(cluster_ids, name="cluster"))
 
 
@@ -116,7 +136,8 @@ def fold_metrics(
     *,
     folds: Sequence[Fold],
     bars_per_year: float,
-    horizon: int = 1,
+    horizon: int | np.ndarray = 1,
+    days: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Metrics of all assets' pooled trades in each fold's test window.
 
@@ -126,7 +147,8 @@ def fold_metrics(
         net_return: (T, N) net return of a trade entered at t, as a fraction.
         folds: the walk-forward folds; each is scored on its ``test`` rows.
         bars_per_year: bars in a year.
-        horizon: bars a trade is held.
+        horizon: bars a trade is held (or (T, N)).
+        days: (T,) calendar day of each row; None: each row is its own day.
 
     Returns:
         One row per fold (index ``fold``), columns ``COLUMNS``.
@@ -137,13 +159,36 @@ def fold_metrics(
     single = np.zeros(signals.shape[1], dtype=np.int64)
     frames = [
         pd.DataFrame(
-            group_metrics(signals, labels, net_return, f.test, single, bars_per_year, horizon)
+            group_metrics(signals, labels, net_return, f.test, single, bars_per_year, horizon, days)
         )
         for f in folds
     ]
     table = pd.concat(frames, ignore_index=True)
     table.index = pd.Index([f.index for f in folds], name="fold")
     return table
+
+
+def take_trades(entries: np.ndarray, horizon: int | np.ndarray) -> np.ndarray:
+    """The entries taken when trades on one asset may not overlap.
+
+    Args:
+        entries: (T, N) bool, True where a trade could be entered (a signal with a result).
+        horizon: bars each trade is held: one number, or (T, N) the hold of an entry at t.
+
+    Returns:
+        (T, N) bool: an entry is taken when the asset's previous taken trade has exited (at
+        or before bar t); one pass over the rows with an entry, vectorised over assets.
+    """
+    if np.ndim(horizon) == 0 and int(horizon) == 1:
+        return entries.copy()
+    hold = np.broadcast_to(np.asarray(horizon, dtype=np.int64), entries.shape)
+    taken = np.zeros_like(entries)
+    free = np.zeros(entries.shape[1], dtype=np.int64)  # first row a new trade may start
+    for t in np.flatnonzero(entries.any(1)):
+        take = entries[t] & (free <= t)
+        taken[t] = take
+        free = np.where(take, t + hold[t], free)
+    return taken
 
 
 def group_metrics(
@@ -153,37 +198,43 @@ def group_metrics(
     rows: np.ndarray | None,
     groups: np.ndarray | None,
     bars_per_year: float,
-    horizon: int,
+    horizon: int | np.ndarray,
+    days: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
-    """The metric columns for each group of assets (None: every asset on its own)."""
-    evaluated = np.ones(len(signals), dtype=bool)
+    """The metric columns for each group of assets (None: every asset on its own).
+
+    Args:
+        days: (T,) the calendar day of each row (e.g. ``timestamps_ns // 86_400e9``), for
+            ``t_stat`` and the bootstrap; None treats every row as its own day.
+    """
+    t_len, n = signals.shape
+    evaluated = np.ones(t_len, dtype=bool)
     if rows is not None:
-        evaluated = np.zeros(len(signals), dtype=bool)
+        evaluated = np.zeros(t_len, dtype=bool)
         evaluated[rows] = True
     tradable = np.isfinite(net_return) & evaluated[:, None]
-    trade = signals & tradable
+    trade = take_trades(signals & tradable, horizon)
+    hold = np.broadcast_to(np.asarray(horizon, dtype=np.int64), signals.shape)
     entry_pnl = np.where(trade, net_return, 0.0)  # (T, N)
-    open_pnl = entry_pnl.copy()
-    for offset in range(1, horizon):  # trades entered up to horizon - 1 bars ago are open
-        open_pnl[offset:] += entry_pnl[:-offset]
     positive = (labels == 1) & evaluated[:, None]
-
-    if groups is not None:
-        one_hot = np.zeros((len(groups), groups.max() + 1))
-        one_hot[np.arange(len(groups)), groups] = 1.0
+    k = n if groups is None else int(groups.max()) + 1
+    one_hot = np.eye(n) if groups is None else np.eye(k)[groups]  # (N, K)
 
     def by_group(values: np.ndarray) -> np.ndarray:
-        values = values.astype(np.float64)
-        return values if groups is None else values @ one_hot  # (..., N) -> (..., K)
+        return values.astype(np.float64) @ one_hot  # (..., N) -> (..., K)
 
     n_trades = by_group(trade.sum(0))
     wins = by_group((trade & (net_return > 0)).sum(0))
     net_sum = by_group(entry_pnl.sum(0))
     caught = by_group((trade & positive).sum(0))
     n_positive = by_group(positive.sum(0))
-    pnl = by_group(open_pnl)  # (T, K)
+    pnl = by_group(_open_pnl(entry_pnl, trade, hold))  # (T, K)
     active = by_group(tradable) > 0
     n_bars = active.sum(0)
+    day = np.arange(t_len) if days is None else np.asarray(days)
+    t_stat, ci_low, ci_high = _day_statistics(
+        day[evaluated], by_group(entry_pnl)[evaluated], by_group(trade)[evaluated]
+    )
     with np.errstate(divide="ignore", invalid="ignore"):
         mean = np.where(active, pnl, 0.0).sum(0) / n_bars
         var = np.where(active, (pnl - mean) ** 2, 0.0).sum(0) / (n_bars - 1)
@@ -195,7 +246,57 @@ def group_metrics(
             "sharpe": sharpe * np.sqrt(bars_per_year),
             "net_bps": net_sum * 1e4,
             "n_trades": n_trades.astype(np.int64),
+            "t_stat": t_stat,
+            "ci_low": ci_low,
+            "ci_high": ci_high,
+            "n_no_exit": by_group((signals & ~tradable & evaluated[:, None]).sum(0)).astype(
+                np.int64
+            ),
         }
+
+
+def _open_pnl(entry_pnl: np.ndarray, trade: np.ndarray, hold: np.ndarray) -> np.ndarray:
+    """(T, N) per-bar P&L: each trade's net return spread evenly over its open bars."""
+    t_len = len(entry_pnl)
+    step = np.zeros((t_len + int(hold.max(initial=1)) + 1, entry_pnl.shape[1]))
+    t_idx, a_idx = np.nonzero(trade)
+    h = hold[t_idx, a_idx]
+    share = entry_pnl[t_idx, a_idx] / h
+    np.add.at(step, (t_idx, a_idx), share)
+    np.add.at(step, (t_idx + h, a_idx), -share)
+    return np.cumsum(step, axis=0)[:t_len]
+
+
+def _day_statistics(
+    day: np.ndarray, pnl: np.ndarray, trades: np.ndarray, n_boot: int = 2000, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per group: t-statistic of daily P&L and the day-block bootstrap interval of expectancy.
+
+    Args:
+        day: (R,) day number of each evaluated row.
+        pnl: (R, K) net return of the trades entered at each row, per group.
+        trades: (R, K) trades entered at each row, per group.
+    """
+    _, inverse = np.unique(day, return_inverse=True)
+    n_days = int(inverse.max()) + 1 if len(day) else 0
+    k = pnl.shape[1]
+    nan = np.full(k, np.nan)
+    if n_days < 2:
+        return nan, nan.copy(), nan.copy()
+    daily = np.zeros((n_days, k))
+    count = np.zeros((n_days, k))
+    np.add.at(daily, inverse, pnl)
+    np.add.at(count, inverse, trades)
+    std = daily.std(0, ddof=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t_stat = np.where(std > 0, daily.mean(0) / (std / np.sqrt(n_days)), np.nan)
+        draws = np.random.default_rng(seed).multinomial(n_days, np.full(n_days, 1 / n_days), n_boot)
+        expectancy = (draws @ daily) / (draws @ count)  # (n_boot, K), NaN when no trade drawn
+    has = count.sum(0) > 0
+    low, high = nan.copy(), nan.copy()
+    if has.any():
+        low[has], high[has] = np.nanpercentile(expectancy[:, has], [2.5, 97.5], axis=0)
+    return t_stat, low, high
 
 
 def _check_inputs(
@@ -208,8 +309,13 @@ def _check_inputs(
             f"signals {signals.shape}, labels {labels.shape} and net_return "
             f"{net_return.shape} must share one (T, N) shape"
         )
-    if int(horizon) != horizon or horizon < 1:
-        raise ConfigError(f"horizon must be a whole number >= 1, got {horizon}")
+    hold = np.asarray(horizon)
+    if hold.ndim not in (0, 2) or (hold.ndim == 2 and hold.shape != signals.shape):
+        raise ValueError(f"horizon must be a number or a {signals.shape} array, got {hold.shape}")
+    if not np.issubdtype(hold.dtype, np.integer) and not (hold == np.round(hold)).all():
+        raise ConfigError(f"horizon must be whole numbers >= 1, got {horizon}")
+    if (hold < 1).any():
+        raise ConfigError(f"horizon must be whole numbers >= 1, got min {hold.min()}")
 
 
 def _check_symbols(symbols: Sequence[str], n_assets: int) -> None:

@@ -1,4 +1,4 @@
-"""Decision thresholds: the probability cut per head, chosen on the validation slice.
+"""Decision thresholds and horizons: per head, chosen together on the validation slice.
 
 A head trades only where its validation trades show profit after costs with a margin for
 having picked the best of many cuts; otherwise it does not trade at all.
@@ -31,9 +31,27 @@ def choose_thresholds(
     Returns:
         (n_groups,) thresholds; a sample trades when its probability is >= its group's.
     """
+    return threshold_bounds(prob, net_return, group, n_groups, min_trades, z)[0]
+
+
+def threshold_bounds(
+    prob: np.ndarray,
+    net_return: np.ndarray,
+    group: np.ndarray,
+    n_groups: int,
+    min_trades: int,
+    z: float = 1.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`choose_thresholds` and, per group, the lower bound its cut reached.
+
+    Returns:
+        ``(thresholds, bounds)``, each (n_groups,); the bound is in the units of
+        ``net_return`` summed over trades, -inf for a group that does not trade.
+    """
     if min_trades < 1:
         raise ConfigError(f"thresholds.min_trades must be >= 1, got {min_trades}")
     thresholds = np.full(n_groups, np.inf)
+    bounds = np.full(n_groups, -np.inf)
     order = np.lexsort((-prob, group))  # by group, then by falling probability
     group, prob, net = group[order], prob[order], net_return[order]
     starts = np.searchsorted(group, np.arange(n_groups))
@@ -47,4 +65,51 @@ def choose_thresholds(
         best = int(np.argmax(bound[min_trades - 1 :])) + min_trades - 1
         if bound[best] > 0:
             thresholds[g] = prob[starts[g] + best]
-    return thresholds
+            bounds[g] = bound[best]
+    return thresholds, bounds
+
+
+def choose_horizons(
+    prob: np.ndarray,
+    net_return: np.ndarray,
+    group: np.ndarray,
+    row: np.ndarray,
+    horizons: tuple[int, ...],
+    n_groups: int,
+    min_trades: int,
+    z: float = 1.0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per group, the horizon and cut with the best lower bound on validation profit.
+
+    Trades held h bars overlap when entered on consecutive bars, and overlapping trades are
+    neither independent nor all tradable. Horizon h is therefore judged on the samples of
+    every h-th validation row only (``row % h == 0``), whose trades never overlap; its
+    bound (:func:`threshold_bounds`) estimates the profit of the validation window traded
+    without overlap. The horizon with the highest positive bound wins; a group with none
+    does not trade.
+
+    Args:
+        prob: (B, H) validation probabilities, one column per horizon.
+        net_return: (B, H) their net returns after costs (NaN where a horizon has none).
+        group: (B,) head of each sample.
+        row: (B,) grid row of each sample.
+        horizons: the H horizons, in bars.
+        n_groups: number of heads.
+        min_trades: fewest validation trades a cut may rest on.
+        z: margin of the bound, in standard deviations.
+
+    Returns:
+        ``(horizon_index, thresholds, bounds)``, each (n_groups,); index -1 and threshold
+        +inf where a group does not trade.
+    """
+    best_index = np.full(n_groups, -1)
+    best_cut = np.full(n_groups, np.inf)
+    best_bound = np.full(n_groups, -np.inf)
+    for i, h in enumerate(horizons):
+        keep = (row % h == 0) & np.isfinite(net_return[:, i])
+        cuts, bounds = threshold_bounds(
+            prob[keep, i], net_return[keep, i], group[keep], n_groups, min_trades, z
+        )
+        better = bounds > best_bound
+        best_index[better], best_cut[better], best_bound[better] = i, cuts[better], bounds[better]
+    return best_index, best_cut, best_bound

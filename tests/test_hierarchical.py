@@ -11,6 +11,7 @@ import yaml
 from conftest import ROOT
 from hydra import compose, initialize_config_dir
 
+from huracan.metrics import COLUMNS, take_trades
 from huracan.run import train
 from huracan.thresholds import choose_thresholds
 
@@ -25,6 +26,7 @@ SMALL = [
     "head.patience=2",
     "trainer.enable_progress_bar=false",
     "gates.min_history_days=10",
+    "labels.horizons=[1]",
 ]
 
 
@@ -63,17 +65,7 @@ def test_writes_every_file_of_the_output_contract(small_run):
     ):
         assert (out / name).stat().st_size > 0, name
     results = pd.read_csv(out / "results.csv")
-    assert list(results.columns) == [
-        "asset",
-        "cluster",
-        "precision",
-        "recall",
-        "expectancy",
-        "sharpe",
-        "net_bps",
-        "n_trades",
-        "folds",
-    ]
+    assert list(results.columns) == ["asset", "cluster", *COLUMNS, "folds"]
     assert len(results) == 6 and (results["folds"] == 2).all()
     clusters = json.loads((out / "clusters.json").read_text())
     assert clusters["cluster_map"]["BTC"] == clusters["dominant_cluster_id"] == 0
@@ -82,7 +74,17 @@ def test_writes_every_file_of_the_output_contract(small_run):
     assert factor["method"] == "pca" and len(factor["explained_variance_ratio"]) == 2
     written = json.loads((out / "summary.json").read_text())
     assert {c["result"] for c in written["criteria"]} <= {"PASS", "FAIL"}
-    assert len(written["criteria"]) == 4
+    assert len(written["criteria"]) == 7  # with the oracle's: the market is synthetic
+    assert set(written["baselines"]) == {
+        "never_trade",
+        "always_long",
+        "logistic",
+        "leader_lead_lag",
+    }
+    for figures in written["baselines"].values():
+        assert {"net_bps", "n_trades", "expectancy", "sharpe", "t_stat"} <= set(figures)
+    assert written["baselines"]["never_trade"]["n_trades"] == 0
+    assert written["verdict"]
     assert {"features", "fold 1/2", "fold 2/2", "report"} <= set(written["timings_s"])
     for fold in (0, 1):
         description = json.loads((out / "models" / f"fold{fold}" / "checkpoint.json").read_text())
@@ -99,10 +101,11 @@ def test_writes_every_file_of_the_output_contract(small_run):
 def test_metrics_are_out_of_sample_only(small_run):
     _, _, objects = small_run
     run = objects["run"]
-    scored = np.isfinite(run.probability).any(1)
+    scored = np.isfinite(run.model.probability).any(1)
     first_test = min(f.test[0] for f in run.folds)
     assert not scored[:first_test].any()
-    assert not run.signals[:first_test].any()
+    for book in (run.model, run.without_factor, run.oracle, *run.baselines.values()):
+        assert not book.signals[:first_test].any()
 
 
 def test_same_seed_same_results(small_run, tmp_path):
@@ -130,9 +133,13 @@ def test_future_data_does_not_change_earlier_predictions(small_run, tmp_path):
     changed.bars["volume"][cut:] *= 3
     other = run_hierarchical(changed, cfg, tmp_path, StageTimer())
     rows = run.folds[0].test
-    np.testing.assert_array_equal(other.probability[rows], run.probability[rows])
+    np.testing.assert_array_equal(other.model.probability[rows], run.model.probability[rows])
+    for name, book in run.baselines.items():
+        np.testing.assert_array_equal(
+            other.baselines[name].signals[rows], book.signals[rows], err_msg=name
+        )
     assert not np.array_equal(
-        other.probability[run.folds[1].test], run.probability[run.folds[1].test]
+        other.model.probability[run.folds[1].test], run.model.probability[run.folds[1].test]
     )
 
 
@@ -144,9 +151,9 @@ def test_factor_channel_helps_the_planted_followers(small_run):
     run, truth = objects["run"], objects["panel"].truth
     alts = truth.cluster_labels != 0
     rows = run.test_rows
-    with_factor = run.probability[rows][:, alts]
-    without = run.probability_without_factor[rows][:, alts]
-    label = run.arrays.label[rows][:, alts]
+    with_factor = run.model.probability[rows][:, alts]
+    without = run.without_factor.probability[rows][:, alts]
+    label = run.arrays.label[rows][:, alts]  # horizon 1, the only one of this run
     ok = np.isfinite(label) & np.isfinite(with_factor) & np.isfinite(without)
     gain = roc_auc_score(label[ok], with_factor[ok]) - roc_auc_score(label[ok], without[ok])
     assert gain > 0.04
@@ -165,3 +172,37 @@ def test_thresholds_trade_only_where_validation_shows_an_edge():
     thresholds = choose_thresholds(prob, net, group, 2, min_trades=20)
     assert np.isinf(thresholds[0])  # pure noise after costs: no trading
     assert 0.5 < thresholds[1] < 0.95
+
+
+def test_heads_choose_a_horizon_and_trades_on_one_asset_never_overlap(tmp_path):
+    summary, objects = train(small_config(tmp_path, "labels.horizons=[1,4,12]"))
+    run = objects["run"]
+    for fold in summary["folds"]:
+        assert len(fold["horizons"]) == len(fold["thresholds"]) == 2  # one per cluster head
+        assert set(fold["horizons"]) <= {1, 4, 12, None}
+    model = run.model
+    assert set(np.unique(model.hold[run.test_rows])) <= {1, 4, 12}
+    results = pd.read_csv(tmp_path / "results.csv").set_index("asset")
+    rows = np.sort(run.test_rows)
+    entries = model.signals[rows] & np.isfinite(model.net_return[rows])
+    taken = take_trades(entries, model.hold[rows])
+    for j, symbol in enumerate(run.arrays.symbols):
+        starts = np.flatnonzero(taken[:, j])
+        assert (np.diff(starts) >= model.hold[rows][starts[:-1], j]).all()  # no overlap
+        assert results.loc[symbol, "n_trades"] == len(starts)  # each trade counted once
+
+
+def test_abstains_on_a_market_without_an_edge(tmp_path, caplog):
+    caplog.set_level("INFO", logger="huracan")
+    summary, _ = train(small_config(tmp_path, "data.follow_share=[0.0,0.0]"))
+    overall = summary["clusters"]["all"]["model"]
+    assert overall["n_trades"] <= 5
+    # the majors keep a faint lead (follow share < 0.1), too faint to pay the costs
+    assert summary["clusters"]["alt_clusters"]["oracle"]["n_trades"] == 0
+    if overall["n_trades"] == 0:
+        assert summary["verdict"].startswith("no edge")
+    else:
+        assert summary["verdict"].startswith("no significant edge")
+    assert "verdict: no" in caplog.text
+    criteria = {c["name"]: c for c in summary["criteria"]}
+    assert not any(c["passed"] for n, c in criteria.items() if "dominant" not in n)

@@ -10,7 +10,7 @@ import pytest
 
 from huracan.data import SyntheticMarket
 from huracan.errors import ConfigError, DataError
-from huracan.metrics import COLUMNS, asset_metrics, cluster_metrics, fold_metrics
+from huracan.metrics import COLUMNS, asset_metrics, cluster_metrics, fold_metrics, take_trades
 from huracan.validation import Fold, WalkForward, long_rows
 
 BARS_PER_YEAR = 8766.0
@@ -116,13 +116,49 @@ def test_asset_metrics_on_a_hand_made_example():
     assert b.sharpe == pytest.approx(annualised([-0.02, 0.0]))
 
 
-def test_longer_horizons_count_overlapping_trades_in_the_sharpe():
+def test_longer_horizons_take_no_overlapping_trades():
     table = asset_metrics(
         SIGNALS, LABELS, NET, symbols=["A", "B"], bars_per_year=BARS_PER_YEAR, horizon=2
     )
-    # A's trades of rows 0 and 1 are open at rows 0..1 and 1..2
-    assert table.loc["A", "sharpe"] == pytest.approx(annualised([0.01, 0.005, -0.005]))
-    assert table.loc["A", "expectancy"] == pytest.approx(0.0025)
+    # A's trade of row 0 is open at rows 0..1, so row 1's signal is not taken; row 3 has
+    # no exit bar: a signal counted in n_no_exit, not a trade
+    a = table.loc["A"]
+    assert a.n_trades == 1 and a.expectancy == pytest.approx(0.01) and a.n_no_exit == 1
+    assert a.sharpe == pytest.approx(annualised([0.005, 0.005, 0.0]))
+
+
+def test_take_trades_with_a_hold_per_entry():
+    entries = np.array([[1, 1], [1, 1], [1, 0], [1, 1], [1, 1]], dtype=bool)
+    hold = np.array([[3, 1], [1, 1], [1, 1], [2, 2], [1, 1]])
+    taken = take_trades(entries, hold)
+    # A: row 0 held 3 bars -> next at row 3 (held 2) -> next at row 5 (none); B every bar
+    # until row 3 held 2 bars
+    assert taken[:, 0].tolist() == [True, False, False, True, False]
+    assert taken[:, 1].tolist() == [True, True, False, True, False]
+
+
+def test_daily_t_stat_and_bootstrap_interval():
+    rng = np.random.default_rng(0)
+    t_len = 24 * 200
+    net = rng.normal(0.001, 0.01, size=(t_len, 1))
+    signals = rng.random((t_len, 1)) < 0.2
+    days = np.arange(t_len) // 24
+    row = asset_metrics(
+        signals,
+        (net > 0).astype(float),
+        net,
+        symbols=["A"],
+        bars_per_year=BARS_PER_YEAR,
+        days=days,
+    ).loc["A"]
+    daily = np.bincount(days, weights=np.where(signals, net, 0.0)[:, 0])
+    expected_t = daily.mean() / (daily.std(ddof=1) / np.sqrt(len(daily)))
+    assert row.t_stat == pytest.approx(expected_t)
+    assert row.ci_low < row.expectancy < row.ci_high
+    assert row.ci_low < 0.001 < row.ci_high  # covers the true mean
+    assert row.ci_high - row.ci_low == pytest.approx(
+        2 * 1.96 * 0.01 / np.sqrt(row.n_trades), rel=0.3
+    )
 
 
 def test_cluster_fold_and_row_restricted_metrics():

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from huracan.metrics import asset_metrics
+from huracan.metrics import asset_metrics, take_trades
 
 SYMBOL_COLUMNS = [
     "n_trades",
@@ -38,8 +38,8 @@ def symbol_metrics(
     """After-cost trading metrics of each symbol, with what its trades paid.
 
     Trades, hit rate and Sharpe are those of ``huracan.metrics.asset_metrics`` (a trade is
-    a signal on an evaluated bar with a net return; Sharpe of the per-bar P&L of
-    ``horizon`` staggered books, annualised).
+    a signal on an evaluated bar with a net return, while no earlier trade of the symbol is
+    open; Sharpe of the per-bar P&L, annualised).
 
     Args:
         signals: (T, N) bool, True where a long trade is entered at bar t.
@@ -82,7 +82,7 @@ def symbol_metrics(
     )
     evaluated = np.zeros(shape[0], dtype=bool)
     evaluated[np.arange(shape[0]) if rows is None else rows] = True
-    trade = signals & np.isfinite(net_return) & evaluated[:, None]
+    trade = take_trades(signals & np.isfinite(net_return) & evaluated[:, None], horizon)
     times = pd.DatetimeIndex(timestamps)
     recent = evaluated & (times > times[evaluated].max() - pd.Timedelta(days=7))
     cost_bps = (gross_return - net_return) * 1e4 if cost_bps is None else cost_bps

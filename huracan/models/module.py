@@ -41,7 +41,9 @@ class FleetModule(pl.LightningModule):
     """Encoder plus grouped mixture-of-experts heads, trained with energy-weighted BCE.
 
     A batch is a dict of ``x`` (B, F) scaled features, ``factor`` (B, C) market-factor
-    channels, ``group`` (B,) head index, ``y`` (B,) after-cost label, ``w`` (B,) weight.
+    channels, ``group`` (B,) head index, ``y`` (B,) after-cost label, ``w`` (B,) weight;
+    with one output per label horizon, ``y`` and ``w`` are (B, O) (weight 0 where a
+    horizon has no label).
 
     Args:
         encoder: any module with ``encode`` and ``out_dim`` (see ``models.encoder``).
@@ -91,7 +93,8 @@ class FleetModule(pl.LightningModule):
         self.log(f"{stage}/loss", loss, prog_bar=True, on_epoch=True, on_step=False)
         self.log(f"{stage}/balance", balance, on_epoch=True, on_step=False)
         if stage == "val":
-            self.val_metrics.update(logits.detach().sigmoid(), batch["y"].int())
+            scored = w > 0
+            self.val_metrics.update(logits.detach().sigmoid()[scored], batch["y"][scored].int())
         return total
 
     def on_train_epoch_start(self) -> None:
@@ -116,7 +119,7 @@ class FleetModule(pl.LightningModule):
     def predict_proba(
         self, x: torch.Tensor, factor: torch.Tensor, group: torch.Tensor, batch_size: int = 65536
     ) -> torch.Tensor:
-        """Probabilities (B,) in eval mode, in chunks to bound memory."""
+        """Probabilities (B,) (or (B, O)) in eval mode, in chunks to bound memory."""
         self.eval()
         out = [
             self(x[i : i + batch_size], factor[i : i + batch_size], group[i : i + batch_size])[0]

@@ -15,7 +15,7 @@ from torch import nn
 
 
 class GroupedMoEHead(nn.Module):
-    """G groups, each with K expert MLPs (in -> hidden -> 1) and a softmax gate (in -> K).
+    """G groups, each with K expert MLPs (in -> hidden -> O) and a softmax gate (in -> K).
 
     Args:
         n_groups: number of parameter sets G.
@@ -23,6 +23,7 @@ class GroupedMoEHead(nn.Module):
         n_experts: experts per group K.
         hidden: hidden width of each expert.
         top_k: keep only the k largest gate weights per sample (None: dense gate).
+        n_outputs: logits per sample O (one per label horizon); 1 gives (B,) logits.
     """
 
     def __init__(
@@ -32,12 +33,13 @@ class GroupedMoEHead(nn.Module):
         n_experts: int = 4,
         hidden: int = 32,
         top_k: int | None = None,
+        n_outputs: int = 1,
     ):
         super().__init__()
         if top_k is not None and not 1 <= top_k <= n_experts:
             raise ValueError(f"top_k must be in [1, {n_experts}], got {top_k}")
-        g, k = n_groups, n_experts
-        self.n_groups, self.n_experts, self.top_k = g, k, top_k
+        g, k, o = n_groups, n_experts, n_outputs
+        self.n_groups, self.n_experts, self.top_k, self.n_outputs = g, k, top_k, o
         self.model_args = {
             "n_groups": n_groups,
             "in_dim": in_dim,
@@ -45,10 +47,12 @@ class GroupedMoEHead(nn.Module):
             "hidden": hidden,
             "top_k": top_k,
         }
+        if o != 1:  # one-output heads keep the argument list older checkpoints have
+            self.model_args["n_outputs"] = o
         self.w1 = nn.Parameter(torch.empty(g, k, in_dim, hidden))
         self.b1 = nn.Parameter(torch.zeros(g, k, hidden))
-        self.w2 = nn.Parameter(torch.empty(g, k, hidden))
-        self.b2 = nn.Parameter(torch.zeros(g, k))
+        self.w2 = nn.Parameter(torch.empty(g, k, hidden, o))
+        self.b2 = nn.Parameter(torch.zeros(g, k, o))
         self.gate_w = nn.Parameter(torch.zeros(g, in_dim, k))
         self.gate_b = nn.Parameter(torch.zeros(g, k))
         # Same scale as nn.Linear's default init, drawn for every group and expert at once.
@@ -57,7 +61,8 @@ class GroupedMoEHead(nn.Module):
         nn.init.normal_(self.gate_w, std=0.01)  # near-uniform gate that can still break ties
 
     def forward(self, x: torch.Tensor, group: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits (B,) and gate weights (B, K) for inputs x (B, in) of groups ``group`` (B,).
+        """Logits (B,) (or (B, O)) and gate weights (B, K) for inputs x (B, in) of groups
+        ``group`` (B,).
 
         Few groups per batch (cluster heads, inference): one dense pass per group present.
         Many (coin heads in training): each sample gathers its group's weights, which
@@ -74,12 +79,13 @@ class GroupedMoEHead(nn.Module):
         if len(present) == 1:  # one group: no scatter needed
             g = int(present)
             return self._experts(x, *self._params(g), "")
-        logits = x.new_empty(len(x))
+        logits = x.new_empty((len(x), self.n_outputs))
         gate = x.new_empty(len(x), self.n_experts)
         for g in present.tolist():  # at most B / 64 dense passes
             rows = (group == g).nonzero(as_tuple=True)[0]
-            logits[rows], gate[rows] = self._experts(x[rows], *self._params(g), "")
-        return logits, gate
+            out, gate[rows] = self._experts(x[rows], *self._params(g), "")
+            logits[rows] = out.view(len(rows), -1)
+        return (logits[:, 0] if self.n_outputs == 1 else logits), gate
 
     def _params(self, index: int | torch.Tensor) -> tuple[torch.Tensor, ...]:
         """One group's parameters (int), or each sample's group's (tensor of groups)."""
@@ -95,14 +101,15 @@ class GroupedMoEHead(nn.Module):
     def _experts(self, x, w1, b1, w2, b2, gate_w, gate_b, b: str):
         """The experts and gate; ``b`` is "b" when every weight carries a batch axis."""
         h = torch.einsum(f"bi,{b}kih->bkh", x, w1) + b1  # (B, K, H)
-        expert = torch.einsum(f"bkh,{b}kh->bk", F.gelu(h), w2) + b2  # (B, K)
+        expert = torch.einsum(f"bkh,{b}kho->bko", F.gelu(h), w2) + b2  # (B, K, O)
         gate_logits = torch.einsum(f"bi,{b}ik->bk", x, gate_w) + gate_b  # (B, K)
         if self.top_k is not None and self.top_k < self.n_experts:
             keep = gate_logits.topk(self.top_k, dim=-1).indices  # (B, top_k), ties broken
             dropped = torch.full_like(gate_logits, float("-inf")).scatter(-1, keep, 0.0)
             gate_logits = gate_logits + dropped
         gate = gate_logits.softmax(-1)
-        return (gate * expert).sum(-1), gate
+        out = (gate[:, :, None] * expert).sum(1)  # (B, O)
+        return (out[:, 0] if self.n_outputs == 1 else out), gate
 
     def group_slice(self, group: int) -> GroupedMoEHead:
         """A one-group head holding a copy of ``group``'s parameters (for export per coin)."""

@@ -1,4 +1,9 @@
-"""The report of a hierarchical run: metrics after costs, success criteria, files, plots."""
+"""The report of a hierarchical run: metrics after costs with their significance, the
+baselines beside the model, success criteria, files, plots.
+
+Every strategy (the model, the model without the factor, the oracle, each baseline) is a
+``Book`` scored by the same ``huracan.metrics`` on the same test rows and costs.
+"""
 
 from __future__ import annotations
 
@@ -16,11 +21,11 @@ from huracan.clustering import fold_agreement
 from huracan.data.panel import Panel
 from huracan.io import atomic_write_text, plain
 from huracan.loggers import log_figures
-from huracan.metrics import COLUMNS, asset_metrics, fold_metrics, group_metrics
+from huracan.metrics import COLUMNS, asset_metrics, fold_metrics, group_metrics, take_trades
 from huracan.plots import plot_correlation_heatmap, plot_dendrogram, plot_equity
 
 if TYPE_CHECKING:  # the pipeline imports this report; the report only reads its run
-    from huracan.pipelines.hierarchical import FleetRun
+    from huracan.pipelines.hierarchical import Book, FleetRun
 
 log = logging.getLogger("huracan")
 
@@ -33,35 +38,53 @@ def modal_clusters(run: FleetRun) -> np.ndarray:
     return np.where(counts.any(1), counts.argmax(1), -1)
 
 
-def pooled_metrics(
-    signals: np.ndarray, run: FleetRun, columns: np.ndarray, bars_per_year: float, horizon: int
-) -> dict:
+def run_days(run: FleetRun) -> np.ndarray:
+    """(T,) UTC calendar day of each grid row."""
+    return run.arrays.timestamps_ns // 86_400_000_000_000
+
+
+def pooled_metrics(book: Book, run: FleetRun, columns: np.ndarray, bars_per_year: float) -> dict:
     """Metrics of the trades of a set of assets pooled together, over all test rows.
 
     The same definitions as ``huracan.metrics`` (one group holding ``columns``).
     """
-    arrays = run.arrays
     table = group_metrics(
-        signals[:, columns],
-        arrays.label[:, columns],
-        arrays.net_return[:, columns],
+        book.signals[:, columns],
+        book.label[:, columns],
+        book.net_return[:, columns],
         run.test_rows,
         np.zeros(len(columns), dtype=np.int64),
         bars_per_year,
-        horizon,
+        book.hold[:, columns],
+        run_days(run),
     )
     return {k: plain(v[0]) for k, v in table.items()}
 
 
-def cluster_table(
-    run: FleetRun, clusters: np.ndarray, bars_per_year: float, horizon: int
-) -> dict[str, dict]:
-    """Per cluster (and all assets): metrics with the factor, without it, and the oracle."""
-    variants = {"model": run.signals}
-    if run.signals_without_factor is not None:
-        variants["without_factor"] = run.signals_without_factor
-    if run.oracle_signals is not None:
-        variants["oracle"] = run.oracle_signals
+def daily_pnl(book: Book, run: FleetRun, columns: np.ndarray) -> np.ndarray:
+    """The summed net return of the trades of ``columns`` entered on each test day."""
+    rows = np.sort(run.test_rows)
+    entries = book.signals[rows][:, columns] & np.isfinite(book.net_return[rows][:, columns])
+    taken = take_trades(entries, book.hold[rows][:, columns])
+    pnl = np.where(taken, book.net_return[rows][:, columns], 0.0).sum(1)
+    _, day = np.unique(run_days(run)[rows], return_inverse=True)
+    return np.bincount(day, weights=pnl)
+
+
+def variants(run: FleetRun) -> dict[str, Book]:
+    """Every strategy of the run by name: the model, its ablation, the oracle, baselines."""
+    books = {"model": run.model}
+    if run.without_factor is not None:
+        books["without_factor"] = run.without_factor
+    if run.oracle is not None:
+        books["oracle"] = run.oracle
+    books.update({f"baseline_{k}": v for k, v in run.baselines.items()})
+    return books
+
+
+def cluster_table(run: FleetRun, clusters: np.ndarray, bars_per_year: float) -> dict[str, dict]:
+    """Per cluster (and all assets): metrics of every variant; on the synthetic market the
+    model's share of the oracle's net profit at equal costs."""
     groups = {f"cluster_{c}": np.flatnonzero(clusters == c) for c in np.unique(clusters) if c >= 0}
     groups["alt_clusters"] = np.flatnonzero(clusters > 0)
     groups["all"] = np.arange(len(clusters))
@@ -70,69 +93,142 @@ def cluster_table(
         if len(columns) == 0:
             continue
         table[name] = {"members": [run.arrays.symbols[j] for j in columns]}
-        for variant, signals in variants.items():
-            table[name][variant] = pooled_metrics(signals, run, columns, bars_per_year, horizon)
+        for variant, book in variants(run).items():
+            table[name][variant] = pooled_metrics(book, run, columns, bars_per_year)
+        if "oracle" in table[name]:
+            oracle_bps = table[name]["oracle"]["net_bps"]
+            share = table[name]["model"]["net_bps"] / oracle_bps if oracle_bps > 0 else None
+            table[name]["oracle_share"] = plain(share)
     return table
 
 
+def paired_t(a: np.ndarray, b: np.ndarray) -> float:
+    """t-statistic of the mean daily difference ``a - b`` (NaN when it cannot be formed)."""
+    diff = a - b
+    std = diff.std(ddof=1) if len(diff) > 1 else 0.0
+    return float(diff.mean() / (std / np.sqrt(len(diff)))) if std > 0 else float("nan")
+
+
 def success_criteria(
-    run: FleetRun, results: pd.DataFrame, clusters: dict, cfg: DictConfig
+    run: FleetRun, results: pd.DataFrame, clusters: dict, cfg: DictConfig, modal: np.ndarray
 ) -> list[dict]:
-    """The run's success criteria, each measured, with PASS or FAIL."""
+    """The run's success criteria, each measured, with PASS or FAIL.
+
+    None PASSes on a loss or on a figure that could not be measured. "Significant" means
+    a t-statistic of daily P&L (or of the daily difference) above 2.
+    """
     leader = cfg.universe.dominant_symbols[0]
     dominant_ok = [c.cluster_map.get(leader) == c.dominant_cluster_id for c in run.fold_clusters]
     traded = results["n_trades"] > 0
     expectancy = results["expectancy"]
+    overall = clusters["all"]["model"]
+    per_asset = results.loc[traded, "precision"].mean()
     criteria = [
         {
-            "name": f"dominant cluster holds {leader} in every fold",
+            "name": f"dominant cluster (by explained variance) holds {leader} in every fold",
             "value": f"{sum(dominant_ok)}/{len(dominant_ok)} folds",
             "passed": all(dominant_ok),
         },
         {
+            "name": "the model's profit is significant (all assets, t of daily P&L > 2)",
+            "value": f"{_fmt(overall['net_bps'], 1)} bps, t {_fmt(overall['t_stat'], 2)}, "
+            f"{overall['n_trades']} trades",
+            "passed": _above(overall["net_bps"], 0) and _above(overall["t_stat"], 2),
+        },
+        {
             "name": "every asset's expectancy > 0 (after costs)",
             "value": f"{int((expectancy > 0).sum())}/{len(results)} assets > 0; "
-            f"{int((~traded).sum())} never traded; min {expectancy.min():.6f}",
+            f"{int((~traded).sum())} never traded; min {_fmt(expectancy.min(), 6)}",
             "passed": bool(traded.all() and (expectancy > 0).all()),
         },
         {
-            "name": "mean precision > 55%",
-            "value": _fmt_float(results.loc[traded, "precision"].mean()),
-            "passed": bool(results.loc[traded, "precision"].mean() > 0.55),
+            "name": "precision > 55% (pooled over trades)",
+            "value": f"pooled {_fmt(overall['precision'], 3)}; mean per asset "
+            f"{_fmt(per_asset, 3)} over {int(traded.sum())} assets that traded",
+            "passed": _above(overall["precision"], 0.55),
         },
+        _versus(
+            "alt clusters' profit with the factor > without (significant)",
+            run,
+            np.flatnonzero(modal > 0),
+            clusters.get("alt_clusters", {}),
+            "without_factor",
+        ),
     ]
-    alt = clusters.get("alt_clusters")
-    if alt is not None and "without_factor" in alt:
-        with_f, without_f = alt["model"]["expectancy"], alt["without_factor"]["expectancy"]
+    best = _best_baseline(clusters["all"])
+    if best is not None:
         criteria.append(
-            {
-                "name": "alt clusters' expectancy with the factor > without",
-                "value": f"{_fmt_float(with_f)} vs {_fmt_float(without_f)}",
-                "passed": bool(with_f is not None and (without_f is None or with_f > without_f)),
-            }
+            _versus(
+                f"model's profit > the best baseline's ({best}, significant)",
+                run,
+                np.arange(len(modal)),
+                clusters["all"],
+                f"baseline_{best}",
+            )
         )
-    else:
+    alt = clusters.get("alt_clusters", {})
+    if "oracle_share" in alt:  # the synthetic market only: the oracle knows the truth
+        share = alt["oracle_share"]
         criteria.append(
             {
-                "name": "alt clusters' expectancy with the factor > without",
-                "value": "not measured (factor=none, report.compare_without_factor=false, "
-                "or no alt cluster)",
-                "passed": False,
+                "name": "alt clusters make >= 0.7 of the oracle's net profit (equal costs)",
+                "value": f"{_fmt(share, 3)} ({_fmt(alt['model']['net_bps'], 1)} of "
+                f"{_fmt(alt['oracle']['net_bps'], 1)} bps)",
+                "passed": _above(share, 0.7 - 1e-12),
             }
         )
     for c in criteria:
+        c["passed"] = bool(c["passed"])
         c["result"] = "PASS" if c["passed"] else "FAIL"
     return criteria
 
 
+def _versus(name: str, run: FleetRun, columns: np.ndarray, group: dict, other: str) -> dict:
+    """A criterion: the model's profit is positive and significantly above ``other``'s."""
+    if len(columns) == 0 or other not in group:
+        return {"name": name, "value": "not measured (no such group or variant)", "passed": False}
+    books = variants(run)
+    t = paired_t(daily_pnl(books["model"], run, columns), daily_pnl(books[other], run, columns))
+    mine, theirs = group["model"]["net_bps"], group[other]["net_bps"]
+    return {
+        "name": name,
+        "value": f"{_fmt(mine, 1)} vs {_fmt(theirs, 1)} bps, t of the daily difference "
+        f"{_fmt(t, 2)}",
+        "passed": _above(mine, 0) and _above(t, 2),
+    }
+
+
+def _best_baseline(group: dict) -> str | None:
+    """The baseline with the highest net profit on the test windows (the hardest to beat)."""
+    scores = {k[9:]: v["net_bps"] for k, v in group.items() if k.startswith("baseline_")}
+    return max(scores, key=scores.get) if scores else None
+
+
+def verdict(clusters: dict, folds: list[dict]) -> str:
+    """One line on whether the model found an edge it could trade."""
+    overall = clusters["all"]["model"]
+    heads = sum(f["heads_trading"] for f in folds)
+    if overall["n_trades"] == 0:
+        return (
+            "no edge: no head's validation profit was significantly positive after costs in "
+            "any fold, so the model did not trade (never trading is the honest answer here)"
+        )
+    t = overall["t_stat"]
+    kind = "a significant edge" if _above(t, 2) else "no significant edge"
+    return (
+        f"{kind}: {overall['n_trades']} trades from {heads} head-fold(s) that passed "
+        f"validation, {_fmt(overall['net_bps'], 1)} bps net, t of daily P&L {_fmt(t, 2)}, "
+        f"95% interval of expectancy {_fmt(_bps(overall['ci_low']), 1)} .. "
+        f"{_fmt(_bps(overall['ci_high']), 1)} bps per trade"
+    )
+
+
 def write_report(run: FleetRun, panel: Panel, cfg: DictConfig, out: Path, logger=None) -> dict:
     """Writes results.csv, clusters.json, factor.json and the plots; returns the metrics."""
-    horizon = cfg.labels.horizon
-    arrays = run.arrays
     clusters = modal_clusters(run)
-    results = results_table(run, clusters, panel.bars_per_year, horizon)
+    results = results_table(run, clusters, panel.bars_per_year)
     atomic_write_text(out / "results.csv", results.to_csv(index=False))
-    by_cluster = cluster_table(run, clusters, panel.bars_per_year, horizon)
+    by_cluster = cluster_table(run, clusters, panel.bars_per_year)
     atomic_write_text(
         out / "clusters.json", json.dumps(clusters_summary(run, panel, clusters), indent=2)
     )
@@ -145,39 +241,50 @@ def write_report(run: FleetRun, panel: Panel, cfg: DictConfig, out: Path, logger
     }
     atomic_write_text(out / "factor.json", json.dumps(factor_json, indent=2))
     log_figures(logger, write_plots(run, panel, clusters, out))
+    model = run.model
     per_fold = fold_metrics(
-        run.signals,
-        arrays.label,
-        arrays.net_return,
+        model.signals,
+        model.label,
+        model.net_return,
         folds=run.folds,
         bars_per_year=panel.bars_per_year,
-        horizon=horizon,
+        horizon=model.hold,
+        days=run_days(run),
     )
+    baselines = {
+        name.removeprefix("baseline_"): {k: by_cluster["all"][name][k] for k in BASELINE_KEYS}
+        for name in by_cluster["all"]
+        if name.startswith("baseline_")
+    }
     return {
         "results": results,
         "per_fold": per_fold,
         "clusters": by_cluster,
-        "criteria": success_criteria(run, results, by_cluster, cfg),
+        "baselines": baselines,
+        "criteria": success_criteria(run, results, by_cluster, cfg, clusters),
+        "verdict": verdict(by_cluster, run.fold_info),
         "cluster_agreement": fold_agreement(run.fold_clusters),
         "folds": run.fold_info,
     }
 
 
-def results_table(
-    run: FleetRun, clusters: np.ndarray, bars_per_year: float, horizon: int
-) -> pd.DataFrame:
+BASELINE_KEYS = ("net_bps", "n_trades", "expectancy", "sharpe", "t_stat", "ci_low", "ci_high")
+
+
+def results_table(run: FleetRun, clusters: np.ndarray, bars_per_year: float) -> pd.DataFrame:
     """``results.csv``: one row per asset, its test-window trades scored after costs."""
-    arrays = run.arrays
+    arrays, model = run.arrays, run.model
     results = asset_metrics(
-        run.signals,
-        arrays.label,
-        arrays.net_return,
+        model.signals,
+        model.label,
+        model.net_return,
         symbols=arrays.symbols,
         bars_per_year=bars_per_year,
-        horizon=horizon,
+        horizon=model.hold,
         rows=run.test_rows,
+        days=run_days(run),
     )
-    scored = np.isfinite(run.probability)
+    scored = np.isfinite(model.probability)
     folds = np.stack([scored[f.test].any(0) for f in run.folds]).sum(0)
     results = results.reset_index(names="asset")
     results.insert(1, "cluster", clusters)
@@ -220,7 +327,9 @@ def write_plots(run: FleetRun, panel: Panel, clusters: np.ndarray, out: Path) ->
 def plot_fleet_equity(run: FleetRun, panel: Panel, clusters: np.ndarray, path: Path):
     """Equity curves per cluster and for the whole fleet over the test windows."""
     rows = np.sort(run.test_rows)
-    net = np.where(run.signals[rows], np.nan_to_num(run.arrays.net_return[rows]), 0.0)
+    model = run.model
+    entries = model.signals[rows] & np.isfinite(model.net_return[rows])
+    net = np.where(take_trades(entries, model.hold[rows]), model.net_return[rows], 0.0)
     curves = {
         f"cluster {c}": np.cumsum(net[:, clusters == c].mean(1)) * 1e4
         for c in sorted(set(clusters.tolist()) - {-1})
@@ -230,5 +339,14 @@ def plot_fleet_equity(run: FleetRun, panel: Panel, clusters: np.ndarray, path: P
     return plot_equity(panel.timestamps[rows], curves, boundaries, path)
 
 
-def _fmt_float(value: float | None) -> str:
-    return "n/a" if value is None or not np.isfinite(value) else f"{value:.6f}"
+def _fmt(value: float | None, digits: int) -> str:
+    return "n/a" if value is None or not np.isfinite(value) else f"{value:.{digits}f}"
+
+
+def _above(value: float | None, limit: float) -> bool:
+    """``value > limit`` for a measured value; False for None or NaN."""
+    return value is not None and bool(np.isfinite(value)) and value > limit
+
+
+def _bps(value: float | None) -> float | None:
+    return None if value is None else value * 1e4

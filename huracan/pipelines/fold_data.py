@@ -32,9 +32,19 @@ from huracan.models.batches import sample_tensors
 from huracan.validation import Fold, WalkForward
 
 
+def label_horizons(cfg: DictConfig) -> tuple[int, ...]:
+    """The horizons heads predict, shortest first: ``labels.horizons``, else
+    ``labels.horizon`` alone."""
+    horizons = cfg.labels.get("horizons") or [cfg.labels.horizon]
+    if any(int(h) != h or h < 1 for h in horizons):
+        raise ConfigError(f"labels.horizons must be whole numbers >= 1, got {list(horizons)}")
+    return tuple(sorted({int(h) for h in horizons}))
+
+
 def walk_forward(cfg: DictConfig, **overrides) -> WalkForward:
     """The run's walk-forward splitter (``validation`` and ``labels.horizon``), the one
-    source of its folds; ``overrides`` change fields, e.g. the per-coin single split."""
+    source of its folds; ``overrides`` change fields, e.g. the per-coin single split or
+    the hierarchical run's longest horizon."""
     options = {
         "n_folds": cfg.validation.n_folds,
         "horizon": cfg.labels.horizon,
@@ -53,7 +63,12 @@ def single_split(panel: Panel, cfg: DictConfig) -> WalkForward:
 
 @dataclass
 class FleetArrays:
-    """Per-run (T, N) arrays; ``features`` is (T, N, F)."""
+    """Per-run (T, N) arrays; ``features`` is (T, N, F).
+
+    ``label_h``, ``net_h`` and ``gross_h`` are (T, N, H), one slice per horizon of
+    ``horizons`` (shortest first); ``label``, ``net_return`` and ``gross_return`` are the
+    first slice (the one horizon of single-horizon pipelines).
+    """
 
     symbols: list[str]
     timestamps_ns: np.ndarray
@@ -68,9 +83,20 @@ class FleetArrays:
     quote_volume: np.ndarray
     listed: np.ndarray
     cost_bps: np.ndarray
+    horizons: tuple[int, ...] = (1,)
+    label_h: np.ndarray | None = None
+    net_h: np.ndarray | None = None
+    gross_h: np.ndarray | None = None
 
 
-def build_fleet_arrays(panel: Panel, cfg: DictConfig) -> FleetArrays:
+def build_fleet_arrays(
+    panel: Panel, cfg: DictConfig, horizons: tuple[int, ...] | None = None
+) -> FleetArrays:
+    """Features, returns and after-cost labels of the whole panel.
+
+    Args:
+        horizons: the label horizons, shortest first; None: ``labels.horizon`` alone.
+    """
     costs = CostModel(**OmegaConf.to_container(cfg.costs, resolve=True))
     names = cfg.features.names
     windows = OmegaConf.to_container(cfg.features.windows, resolve=True) or None
@@ -82,9 +108,14 @@ def build_fleet_arrays(panel: Panel, cfg: DictConfig) -> FleetArrays:
     returns = np.full_like(log_close, np.nan)
     returns[1:] = np.diff(log_close, axis=0)
     volatility = realized_volatility(panel.close, cfg.labels.vol_window)
-    horizon = cfg.labels.horizon
-    label, net = after_cost_labels(panel, horizon, costs, volatility, cfg.labels.vol_window)
-    gross = forward_return(panel.close, horizon)
+    horizons = (int(cfg.labels.horizon),) if horizons is None else tuple(horizons)
+    by_horizon = [
+        (*after_cost_labels(panel, h, costs, volatility, cfg.labels.vol_window),)
+        + (forward_return(panel.close, h),)
+        for h in horizons
+    ]
+    label_h, net_h, gross_h = (np.stack(part, axis=-1) for part in zip(*by_horizon, strict=True))
+    label, net, gross = label_h[..., 0], net_h[..., 0], gross_h[..., 0]
     return FleetArrays(
         symbols=list(panel.symbols),
         timestamps_ns=panel.timestamps.as_unit("ns").asi8,
@@ -99,6 +130,10 @@ def build_fleet_arrays(panel: Panel, cfg: DictConfig) -> FleetArrays:
         quote_volume=panel.quote_volume,
         listed=panel.listed,
         cost_bps=(gross - net) * 1e4,
+        horizons=horizons,
+        label_h=label_h,
+        net_h=net_h,
+        gross_h=gross_h,
     )
 
 
@@ -137,10 +172,12 @@ class FoldData:
     factor_filled: int = 0
     factor_zeroed: int = 0
 
-    def valid(self, arrays: FleetArrays) -> np.ndarray:
-        """(T, N) rows with every input, a label and a head: the rows a model can use."""
+    def valid(self, arrays: FleetArrays, labelled: bool = True) -> np.ndarray:
+        """(T, N) rows with every input, a head and (``labelled``) a label: the rows a model
+        can learn from; with ``labelled=False`` the rows it can predict."""
         inputs = np.isfinite(self.x).all(-1) & np.isfinite(self.channels).all(-1)
-        return inputs & np.isfinite(arrays.label) & (self.groups >= 0)[None, :]
+        usable = inputs & (self.groups >= 0)[None, :]
+        return usable & np.isfinite(arrays.label) if labelled else usable
 
     def samples(
         self, arrays: FleetArrays, rows: np.ndarray, valid: np.ndarray

@@ -1,9 +1,10 @@
 """``pipeline=hierarchical``: walk-forward training of the whole fleet, and its report.
 
 For each fold: fit clusters, market factor, fracdiff and scalers on the training rows;
-pretrain the shared encoder; train the grouped heads; choose decision thresholds on the
-validation slice; predict the test window. The out-of-sample signals of all test windows
-are then scored after costs, per asset and per cluster.
+pretrain the shared encoder; train the grouped heads (one output per label horizon);
+choose each head's horizon and decision threshold on the validation slice; predict the
+test window. The out-of-sample trades of all test windows are then scored after costs, per
+asset and per cluster, beside the baselines (and, on the synthetic market, the oracle).
 """
 
 from __future__ import annotations
@@ -19,10 +20,12 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from huracan.baselines import baseline_signals
 from huracan.clustering import ClusterResult
 from huracan.config import build
 from huracan.data import GateReport
 from huracan.data.panel import Panel
+from huracan.features.labels import energy_weights
 from huracan.loggers import log_results, stage_logger
 from huracan.models import save_checkpoint
 from huracan.pipelines.base import Pipeline
@@ -32,15 +35,46 @@ from huracan.pipelines.fold_data import (
     FoldData,
     build_fleet_arrays,
     fracdiff_report,
+    label_horizons,
     prepare_fold,
     walk_forward,
 )
 from huracan.pipelines.training import fit_encoder, fit_heads, without_factor
 from huracan.report import StageTimer, format_table
-from huracan.thresholds import choose_thresholds
+from huracan.thresholds import choose_horizons
 from huracan.validation import Fold
 
 log = logging.getLogger("huracan")
+
+
+@dataclass
+class Book:
+    """One strategy's out-of-sample trades, (T, N) each: where it would enter (``signals``),
+    how many bars a trade entered there is held, its net return after costs and its label
+    at that horizon (NaN where none), and the probability behind it (models only)."""
+
+    signals: np.ndarray
+    hold: np.ndarray
+    net_return: np.ndarray
+    label: np.ndarray
+    probability: np.ndarray | None = None
+
+    @classmethod
+    def empty(cls, shape: tuple[int, int], probability: bool = True) -> Book:
+        return cls(
+            signals=np.zeros(shape, dtype=bool),
+            hold=np.ones(shape, dtype=np.int64),
+            net_return=np.full(shape, np.nan),
+            label=np.full(shape, np.nan),
+            probability=np.full(shape, np.nan) if probability else None,
+        )
+
+    @classmethod
+    def at_horizon(cls, signals: np.ndarray, arrays: FleetArrays, horizon: int) -> Book:
+        """A rule's trades all held ``horizon`` bars (one of ``arrays.horizons``)."""
+        i = arrays.horizons.index(horizon)
+        hold = np.full(signals.shape, horizon, dtype=np.int64)
+        return cls(signals, hold, arrays.net_h[..., i], arrays.label_h[..., i])
 
 
 @dataclass
@@ -49,23 +83,22 @@ class FleetRun:
 
     arrays: FleetArrays
     folds: list[Fold]
-    signals: np.ndarray  # (T, N) bool, out-of-sample trades
-    probability: np.ndarray  # (T, N) out-of-sample probabilities, NaN outside test rows
+    model: Book
     cluster_ids: np.ndarray  # (T, N) cluster of each asset during each test window, -1 else
     test_rows: np.ndarray
     fold_clusters: list[ClusterResult] = field(default_factory=list)
     fold_factor: list[dict] = field(default_factory=list)
     fold_info: list[dict] = field(default_factory=list)
-    signals_without_factor: np.ndarray | None = None
-    probability_without_factor: np.ndarray | None = None
-    oracle_signals: np.ndarray | None = None
+    without_factor: Book | None = None
+    oracle: Book | None = None
+    baselines: dict[str, Book] = field(default_factory=dict)
 
 
 class HierarchicalPipeline(Pipeline):
     """Walk-forward training of the whole fleet, its report and its part of summary.json."""
 
     def test_start(self, panel: Panel, cfg: DictConfig) -> pd.Timestamp:
-        return walk_forward(cfg).first_test_bar(panel)
+        return fleet_walk_forward(cfg).first_test_bar(panel)
 
     def __call__(
         self, panel: Panel, gates: GateReport, cfg: DictConfig, out: Path, timer: StageTimer
@@ -80,7 +113,9 @@ class HierarchicalPipeline(Pipeline):
             logger, cfg, {f"hp/{k}": v for k, v in overall.items() if isinstance(v, int | float)}
         )
         return {
+            "verdict": report["verdict"],
             "clusters": report["clusters"],
+            "baselines": report["baselines"],
             "cluster_agreement": report["cluster_agreement"],
             "folds": report["folds"],
             "per_fold": json.loads(report["per_fold"].to_json(orient="index")),
@@ -90,42 +125,70 @@ class HierarchicalPipeline(Pipeline):
 
 
 def log_report(report: dict) -> None:
-    """The console report: clusters, per-asset table, per-cluster table, criteria."""
+    """The console report: per asset, per cluster beside the baselines, criteria, verdict."""
     results = report["results"].set_index("asset")
     log.info("out-of-sample results per asset (after costs)\n%s", format_table(results))
     rows = []
     for name, entry in report["clusters"].items():
-        for variant in ("model", "without_factor", "oracle"):
-            if variant in entry:
-                rows.append({"group": name, "variant": variant, **entry[variant]})
+        for variant, metrics in entry.items():
+            if isinstance(metrics, dict):
+                rows.append({"group": name, "variant": variant, **metrics})
     table = pd.DataFrame(rows).set_index(["group", "variant"])
-    log.info("per cluster (pooled trades, after costs)\n%s", format_table(table, max_rows=80))
+    table = table[
+        [
+            "net_bps",
+            "n_trades",
+            "expectancy",
+            "t_stat",
+            "ci_low",
+            "ci_high",
+            "precision",
+            "recall",
+            "sharpe",
+        ]
+    ]
+    log.info(
+        "per cluster, model beside its ablation, the oracle and the baselines (pooled trades, "
+        "after costs, same test windows)\n%s",
+        format_table(table, max_rows=120),
+    )
+    shares = {k: v["oracle_share"] for k, v in report["clusters"].items() if "oracle_share" in v}
+    if shares:
+        log.info(
+            "share of the oracle's net profit at equal costs: %s",
+            ", ".join(f"{k} {'n/a' if v is None else f'{v:.2f}'}" for k, v in shares.items()),
+        )
     log.info("per fold (all assets' test-window trades)\n%s", format_table(report["per_fold"]))
     lines = [f"  {c['result']}  {c['name']}: {c['value']}" for c in report["criteria"]]
     log.info("success criteria\n%s", "\n".join(lines))
+    log.info("verdict: %s", report["verdict"])
+
+
+def fleet_walk_forward(cfg: DictConfig):
+    """The folds of a fleet run: purged for its longest label horizon."""
+    return walk_forward(cfg, horizon=max(label_horizons(cfg)))
 
 
 def run_hierarchical(panel: Panel, cfg: DictConfig, out: Path, timer: StageTimer) -> FleetRun:
     """Walk-forward training and out-of-sample prediction of the whole fleet."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    horizons = label_horizons(cfg)
     with timer("features") as note:
-        arrays = build_fleet_arrays(panel, cfg)
-        note(f"{len(arrays.feature_names)} features, horizon {cfg.labels.horizon} bar(s)")
-    folds = walk_forward(cfg).split(panel)
+        arrays = build_fleet_arrays(panel, cfg, horizons)
+        note(f"{len(arrays.feature_names)} features, horizons {list(horizons)} bar(s)")
+    folds = fleet_walk_forward(cfg).split(panel)
     shape = arrays.net_return.shape
     run = FleetRun(
         arrays=arrays,
         folds=folds,
-        signals=np.zeros(shape, dtype=bool),
-        probability=np.full(shape, np.nan),
+        model=Book.empty(shape),
         cluster_ids=np.full(shape, -1, dtype=np.int64),
         test_rows=np.concatenate([f.test for f in folds]),
     )
     compare = cfg.report.compare_without_factor and build(cfg.factor).n_factors > 0
     if compare:
-        run.signals_without_factor = np.zeros(shape, dtype=bool)
-        run.probability_without_factor = np.full(shape, np.nan)
+        run.without_factor = Book.empty(shape)
     make_trainer = instantiate(cfg.trainer)
     previous = None
     for fold in folds:
@@ -136,14 +199,56 @@ def run_hierarchical(panel: Panel, cfg: DictConfig, out: Path, timer: StageTimer
             note(
                 f"train {fold.train_times[0]:%Y-%m-%d}..{fold.train_times[-1]:%Y-%m-%d}, "
                 f"test {fold.test_times[0]:%Y-%m-%d}..{fold.test_times[-1]:%Y-%m-%d}, "
-                f"{data.clusters.n_clusters} clusters, {info['test_trades']} test trades"
+                f"{data.clusters.n_clusters} clusters, {info['test_signals']} test signals"
             )
-    if panel.truth is not None and cfg.labels.horizon == 1:
+    with timer("baselines"):
+        run.baselines = fleet_baselines(arrays, folds, cfg)
+    if panel.truth is not None and 1 in horizons:
         # the oracle knows each bar's expected next-bar return; it trades when that beats
-        # the same round-trip cost the models pay
+        # the same round-trip cost the models pay (the run's own cost model)
         with np.errstate(invalid="ignore"):
-            run.oracle_signals = np.expm1(panel.truth.expected_return) > arrays.cost_bps / 1e4
+            signals = np.expm1(panel.truth.expected_return) > arrays.cost_bps / 1e4
+        signals[np.setdiff1d(np.arange(len(signals)), run.test_rows)] = False
+        run.oracle = Book.at_horizon(signals, arrays, 1)
     return run
+
+
+def fleet_baselines(arrays: FleetArrays, folds: list[Fold], cfg: DictConfig) -> dict[str, Book]:
+    """The baselines on the same test windows and costs: each a rule, not a model.
+
+    ``never_trade``; ``always_long`` (held the longest horizon, so it pays the costs as
+    rarely as the labels allow); ``logistic`` (per coin, lagged returns) and
+    ``leader_lead_lag`` (long the alts after a large return of the leader), both on the
+    shortest horizon with thresholds chosen on each fold's validation slice by the rule
+    the heads use.
+    """
+    leader = cfg.universe.dominant_symbols[0]
+    if leader not in arrays.symbols:
+        leader = arrays.symbols[int(np.nanargmax(np.nanmedian(arrays.quote_volume, 0)))]
+    short, long = arrays.horizons[0], arrays.horizons[-1]
+    signals = baseline_signals(
+        arrays.returns,
+        arrays.net_h[..., 0],
+        folds,
+        arrays.symbols.index(leader),
+        min_trades=cfg.thresholds.min_trades,
+        z=cfg.thresholds.z,
+        seed=cfg.seed,
+    )
+    books = {"never_trade": Book.at_horizon(signals["never_trade"], arrays, short)}
+    long_signals = baseline_signals(
+        arrays.returns,
+        arrays.net_h[..., -1],
+        folds,
+        arrays.symbols.index(leader),
+        min_trades=cfg.thresholds.min_trades,
+        z=cfg.thresholds.z,
+        seed=cfg.seed,
+    )["always_long"]
+    books["always_long"] = Book.at_horizon(long_signals, arrays, long)
+    for name in ("logistic", "leader_lead_lag"):
+        books[name] = Book.at_horizon(signals[name], arrays, short)
+    return books
 
 
 def train_fold(
@@ -155,12 +260,13 @@ def train_fold(
     run: FleetRun,
     compare: bool,
 ) -> dict:
-    """Trains one fold's models and writes its out-of-sample signals into ``run``."""
+    """Trains one fold's models and writes its out-of-sample trades into ``run``."""
     fold = data.fold
-    valid = data.valid(arrays)
-    train, _, _ = data.samples(arrays, fold.train, valid)
-    val, val_t, val_a = data.samples(arrays, fold.val, valid)
-    test, test_t, test_a = data.samples(arrays, fold.test, valid)
+    weights = horizon_weights(arrays, fold)
+    learn, predict = data.valid(arrays), data.valid(arrays, labelled=False)
+    train, _, _ = horizon_samples(data, arrays, weights, fold.train, learn)
+    val, val_t, val_a = horizon_samples(data, arrays, weights, fold.val, learn)
+    test, test_t, test_a = horizon_samples(data, arrays, weights, fold.test, predict)
     if len(train["y"]) == 0 or len(val["y"]) == 0:
         raise ValueError(f"fold {fold.index}: no usable training or validation samples")
     seed = cfg.seed + fold.index
@@ -187,32 +293,56 @@ def train_fold(
         seed,
         f"{stage} heads",
     )
-    val_net = arrays.net_return[val_t, val_a]
-    thresholds, prob, traded = trade_decisions(module, val, test, val_net, data.n_groups, cfg)
-    run.probability[test_t, test_a] = prob
-    run.signals[test_t, test_a] = traded
+    rows = (val_t, val_a, test_t, test_a)
+    choice = trade_decisions(module, val, test, rows, arrays, data.n_groups, cfg, run.model)
     run.cluster_ids[fold.test] = data.clusters.labels(arrays.symbols)[None, :]
     if compare:
-        rows = (test_t, test_a)
-        train_without_factor(
-            data, encoder, (train, val, test), val_net, rows, make_trainer, run, cfg
-        )
-    save_fold_checkpoint(out, module, data, arrays.symbols, thresholds, cfg)
-    info = fold_info(data, arrays.symbols, train, test, int(traded.sum()), thresholds)
+        train_without_factor(data, encoder, (train, val, test), rows, make_trainer, run, cfg)
+    save_fold_checkpoint(out, module, data, arrays.symbols, choice, cfg)
+    traded = int(run.model.signals[fold.test].sum())
+    info = fold_info(data, arrays.symbols, train, test, traded, choice, arrays.horizons)
     run.fold_clusters.append(data.clusters)
     run.fold_factor.append(data.factor.to_dict())
     run.fold_info.append(info)
     return info
 
 
+def horizon_weights(arrays: FleetArrays, fold: Fold) -> np.ndarray:
+    """(T, N, H) energy weights per horizon, normalised on the training rows and on the
+    validation rows each (the loss divides by the summed weight)."""
+    weights = np.zeros(arrays.net_h.shape)
+    for i, h in enumerate(arrays.horizons):
+        for rows in (fold.train, fold.val):
+            weights[rows, :, i] = energy_weights(
+                arrays.gross_h[rows, :, i], arrays.volatility[rows], h
+            )
+    return weights
+
+
+def horizon_samples(
+    data: FoldData, arrays: FleetArrays, weights: np.ndarray, rows: np.ndarray, valid
+) -> tuple[dict[str, torch.Tensor], np.ndarray, np.ndarray]:
+    """The fold's samples of ``rows`` with (B, H) labels and weights, one per horizon
+    (weight 0 where a horizon has no label)."""
+    tensors, t_idx, a_idx = data.samples(arrays, rows, valid)
+    label = arrays.label_h[t_idx, a_idx]  # (B, H)
+    known = np.isfinite(label)
+    y, w = np.where(known, label, 0.0), np.where(known, weights[t_idx, a_idx], 0.0)
+    if label.shape[1] == 1:  # one horizon: the one-output head of the per-coin pipeline
+        y, w = y[:, 0], w[:, 0]
+    tensors["y"] = torch.as_tensor(y, dtype=torch.float32)
+    tensors["w"] = torch.as_tensor(w, dtype=torch.float32)
+    return tensors, t_idx, a_idx
+
+
 def train_without_factor(
-    data: FoldData, encoder, samples: tuple, val_net, rows: tuple, make_trainer, run, cfg
+    data: FoldData, encoder, samples: tuple, rows: tuple, make_trainer, run, cfg
 ) -> None:
     """The ablation: the same heads without the factor channels, written into ``run``.
 
     Args:
         samples: the fold's (train, val, test) sample tensors.
-        rows: the grid rows and asset columns of the test samples.
+        rows: the grid rows and asset columns of the validation and test samples.
     """
     fold = data.fold
     train, val, test = (without_factor(part) for part in samples)
@@ -227,14 +357,11 @@ def train_without_factor(
         cfg.seed + fold.index,
         f"fold {fold.index + 1}/{len(run.folds)} heads without factor",
     )
-    _, prob, traded = trade_decisions(plain, val, test, val_net, data.n_groups, cfg)
-    test_t, test_a = rows
-    run.probability_without_factor[test_t, test_a] = prob
-    run.signals_without_factor[test_t, test_a] = traded
+    trade_decisions(plain, val, test, rows, run.arrays, data.n_groups, cfg, run.without_factor)
 
 
 def save_fold_checkpoint(
-    out: Path, module, data: FoldData, symbols: list[str], thresholds, cfg: DictConfig
+    out: Path, module, data: FoldData, symbols: list[str], choice: dict, cfg: DictConfig
 ) -> None:
     """The fold's model with everything needed to use it: ``models/fold<k>/``."""
     save_checkpoint(
@@ -248,7 +375,8 @@ def save_fold_checkpoint(
             "cluster_map": data.clusters.cluster_map,
             "head_groups": dict(zip(symbols, data.groups.tolist(), strict=True)),
             "factor": data.factor.to_dict(),
-            "thresholds": thresholds,
+            "thresholds": choice["thresholds"],
+            "horizons": choice["horizons"],
             "train_end": str(data.fold.train_times[-1]),
             "config": OmegaConf.to_container(cfg, resolve=True),
         },
@@ -256,9 +384,16 @@ def save_fold_checkpoint(
 
 
 def fold_info(
-    data: FoldData, symbols: list[str], train: dict, test: dict, trades: int, thresholds
+    data: FoldData,
+    symbols: list[str],
+    train: dict,
+    test: dict,
+    trades: int,
+    choice: dict,
+    horizons: tuple[int, ...],
 ) -> dict:
-    """The fold's line in ``summary.json``: sizes, trades, thresholds, what was filled."""
+    """The fold's line in ``summary.json``: sizes, trades, each head's horizon and
+    threshold and validation bound, what was filled."""
     fold = data.fold
     return {
         "fold": fold.index,
@@ -267,8 +402,11 @@ def fold_info(
         "test_rows": len(fold.test),
         "train_samples": len(train["y"]),
         "test_samples": len(test["y"]),
-        "test_trades": trades,
-        "thresholds": [None if np.isinf(t) else round(float(t), 4) for t in thresholds],
+        "test_signals": trades,
+        "heads_trading": sum(h is not None for h in choice["horizons"]),
+        "horizons": choice["horizons"],
+        "thresholds": choice["thresholds"],
+        "validation_bound_bps": choice["bound_bps"],
         "factor_bars_filled": data.factor_filled,
         "factor_bars_zeroed": data.factor_zeroed,
         "assets_without_cluster": sorted(data.clusters.excluded),
@@ -277,17 +415,46 @@ def fold_info(
 
 
 def trade_decisions(
-    module, val: dict, test: dict, val_net: np.ndarray, n_groups: int, cfg: DictConfig
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Thresholds chosen on validation; test probabilities and the trades they make."""
-    val_prob = module.predict_proba(val["x"], val["factor"], val["group"]).numpy()
-    thresholds = choose_thresholds(
+    module, val: dict, test: dict, rows: tuple, arrays: FleetArrays, n_groups: int, cfg, book: Book
+) -> dict:
+    """Per head, horizon and threshold chosen on validation; the test trades go into ``book``.
+
+    Args:
+        rows: grid rows and asset columns of the validation and the test samples.
+
+    Returns:
+        Per head: ``horizons`` (bars, None where it does not trade), ``thresholds`` and
+        ``bound_bps`` (its validation lower bound on profit), JSON-ready.
+    """
+    val_t, val_a, test_t, test_a = rows
+    val_prob = _columns(module.predict_proba(val["x"], val["factor"], val["group"]))
+    index, cuts, bounds = choose_horizons(
         val_prob,
-        val_net,
+        arrays.net_h[val_t, val_a],
         val["group"].numpy(),
+        val_t,
+        arrays.horizons,
         n_groups,
         cfg.thresholds.min_trades,
         cfg.thresholds.z,
     )
-    prob = module.predict_proba(test["x"], test["factor"], test["group"]).numpy()
-    return thresholds, prob, prob >= thresholds[test["group"].numpy()]
+    prob = _columns(module.predict_proba(test["x"], test["factor"], test["group"]))
+    group = test["group"].numpy()
+    chosen = np.maximum(index[group], 0)  # a head without a horizon does not trade
+    p = prob[np.arange(len(prob)), chosen]
+    book.probability[test_t, test_a] = p
+    book.signals[test_t, test_a] = (index[group] >= 0) & (p >= cuts[group])
+    book.hold[test_t, test_a] = np.asarray(arrays.horizons)[chosen]
+    book.net_return[test_t, test_a] = arrays.net_h[test_t, test_a, chosen]
+    book.label[test_t, test_a] = arrays.label_h[test_t, test_a, chosen]
+    return {
+        "horizons": [arrays.horizons[i] if i >= 0 else None for i in index.tolist()],
+        "thresholds": [None if np.isinf(c) else round(float(c), 4) for c in cuts],
+        "bound_bps": [None if np.isinf(b) else round(float(b) * 1e4, 1) for b in bounds],
+    }
+
+
+def _columns(prob: torch.Tensor) -> np.ndarray:
+    """Probabilities as (B, H), also from a one-output head."""
+    prob = prob.numpy()
+    return prob[:, None] if prob.ndim == 1 else prob

@@ -133,8 +133,14 @@ class MoEHeads:
         if self.finetune_encoder:  # fine-tuning changes the encoder: keep the caller's intact
             encoder = copy.deepcopy(encoder)
         n_channels = train["factor"].shape[1]
+        n_outputs = 1 if train["y"].ndim == 1 else train["y"].shape[1]  # one per horizon
         head = GroupedMoEHead(
-            n_groups, encoder.out_dim + n_channels, self.n_experts, self.hidden, self.top_k
+            n_groups,
+            encoder.out_dim + n_channels,
+            self.n_experts,
+            self.hidden,
+            self.top_k,
+            n_outputs,
         )
         module = FleetModule(encoder, head, self.lr, self.finetune_encoder, self.balance_weight)
         trainer = stage_trainer(
