@@ -5,6 +5,14 @@
 
 It also runs by itself at the end of every ``python train.py -m ...`` (a Hydra callback),
 writing ``comparison.csv`` into the sweep directory.
+
+Besides each run's metrics, the table holds ``deflated_sharpe``: the deflated Sharpe ratio
+(``huracan.significance``) of each run's overall (``all``) Sharpe ratio, deflated for the
+number of runs in the sweep, i.e. the probability that its true Sharpe beats the best the
+sweep would show by luck. From what summary.json holds: the per-bar Sharpe is the
+annualised ``all/sharpe`` divided by ``sqrt(bars_per_year)`` (from ``data.timeframe``),
+the observations are the evaluated bars ``test_bars`` (the folds' test rows summed), and
+the per-bar P&L is taken as normal (skew 0, kurtosis 3; fat tails would lower the ratio).
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ import json
 import logging
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import yaml
 from hydra.experimental.callback import Callback
@@ -21,6 +30,7 @@ from omegaconf import DictConfig
 
 from huracan.io import atomic_write_text
 from huracan.report import format_table
+from huracan.significance import deflated_sharpe_ratio
 
 log = logging.getLogger("huracan")
 METRICS = ["expectancy", "net_bps", "n_trades", "precision", "sharpe"]
@@ -43,10 +53,36 @@ def gather(sweep_dir: str | Path) -> pd.DataFrame:
         for criterion in summary.get("criteria", []):
             row[criterion["name"]] = criterion["result"]
         row["seconds"] = sum(summary.get("timings_s", {}).values())
+        row["test_bars"], row["_sharpe_per_bar"] = per_bar_sharpe(summary)
         rows.append(row)
     if not rows:
         raise FileNotFoundError(f"no run with a summary.json below {sweep_dir}")
-    return pd.DataFrame(rows).set_index("run")
+    table = pd.DataFrame(rows).set_index("run")
+    table["deflated_sharpe"] = deflated_sharpes(
+        table.pop("_sharpe_per_bar").to_numpy(np.float64), table["test_bars"].to_numpy()
+    )
+    return table
+
+
+def per_bar_sharpe(summary: dict) -> tuple[int, float]:
+    """A run's evaluated bars and its overall Sharpe ratio per bar (NaN if unknown)."""
+    test_bars = sum(int(f.get("test_rows", 0)) for f in summary.get("folds", []))
+    sharpe = summary["clusters"].get("all", {}).get("model", {}).get("sharpe")
+    timeframe = summary.get("data", {}).get("timeframe")
+    if sharpe is None or timeframe is None:
+        return test_bars, float("nan")
+    bars_per_year = 365.25 * 86400 / pd.Timedelta(timeframe).total_seconds()
+    return test_bars, float(sharpe) / np.sqrt(bars_per_year)
+
+
+def deflated_sharpes(sharpe_per_bar: np.ndarray, test_bars: np.ndarray) -> np.ndarray:
+    """Each run's deflated Sharpe ratio, the sweep's runs being the trials."""
+    return np.array(
+        [
+            deflated_sharpe_ratio(sharpe, sharpe_per_bar, int(n_obs))
+            for sharpe, n_obs in zip(sharpe_per_bar, test_bars, strict=True)
+        ]
+    )
 
 
 def write_comparison(sweep_dir: str | Path) -> pd.DataFrame:

@@ -1,0 +1,218 @@
+"""Simple trade signals to measure the models against, on the same folds and costs.
+
+Every baseline is fitted, like the models, on its fold's training rows, has its cut
+chosen on the fold's validation rows and trades only on the fold's test rows. A signal at
+bar t uses returns up to t (known at its close) and never a net return of a test row.
+
+- ``never_trade``: no trades (the P&L every other signal must beat: zero).
+- ``always_long``: a long on every test bar of every asset that has a net return.
+- ``logistic``: per coin, a logistic regression of "the trade makes money after costs" on
+  the coin's last ``n_lags`` returns, cut on validation by ``choose_thresholds``.
+- ``leader_lead_lag``: long every alt when the leader's return of the bar exceeds a cut
+  chosen on the pooled validation trades of the alts; the leader itself never trades.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+
+from huracan.errors import ConfigError
+from huracan.thresholds import choose_thresholds
+from huracan.validation import Fold
+
+LEADER_QUANTILES = tuple(np.linspace(0.0, 0.98, 50))
+
+
+class CoinModel(NamedTuple):
+    """One coin's fitted logistic regression and the training rows' feature scaling."""
+
+    model: LogisticRegression
+    mean: np.ndarray
+    scale: np.ndarray
+
+
+def baseline_signals(
+    returns: np.ndarray,
+    net_return: np.ndarray,
+    folds: Sequence[Fold],
+    leader: int,
+    *,
+    min_trades: int,
+    z: float,
+    n_lags: int = 3,
+    seed: int = 0,
+    leader_quantiles: Sequence[float] = LEADER_QUANTILES,
+) -> dict[str, np.ndarray]:
+    """The baselines' trade signals on the folds' test rows.
+
+    Args:
+        returns: (T, N) log return of bar t (NaN where missing).
+        net_return: (T, N) after-cost net return of a long entered at the close of t and
+            held the label horizon (NaN where there is no trade).
+        folds: the walk-forward folds; each baseline is fitted per fold.
+        leader: column of the leading asset (e.g. BTC).
+        min_trades: fewest validation trades a cut may rest on (``thresholds.min_trades``).
+        z: margin of the cut's lower bound on validation profit (``thresholds.z``).
+        n_lags: returns (t, t-1, ...) the logistic baseline sees.
+        seed: random state of the logistic regressions.
+        leader_quantiles: levels of the leader's validation returns tried as its cut.
+
+    Returns:
+        ``never_trade``, ``always_long``, ``logistic``, ``leader_lead_lag``: each (T, N)
+        bool, True where a long is entered at bar t; False outside the test rows.
+    """
+    _check_inputs(returns, net_return, leader, n_lags, min_trades)
+    test = np.zeros(len(returns), dtype=bool)
+    for fold in folds:
+        test[fold.test] = True
+    return {
+        "never_trade": np.zeros(returns.shape, dtype=bool),
+        "always_long": test[:, None] & np.isfinite(net_return),
+        "logistic": logistic_signals(returns, net_return, folds, min_trades, z, n_lags, seed),
+        "leader_lead_lag": lead_lag_signals(
+            returns, net_return, folds, leader, min_trades, z, leader_quantiles
+        ),
+    }
+
+
+def lagged_returns(returns: np.ndarray, n_lags: int) -> np.ndarray:
+    """(T, N, n_lags): the returns of bars t, t-1, ..., t-n_lags+1 (NaN before the start)."""
+    lagged = np.full((*returns.shape, n_lags), np.nan)
+    for lag in range(n_lags):
+        lagged[lag:, :, lag] = returns[: len(returns) - lag]
+    return lagged
+
+
+def logistic_signals(
+    returns: np.ndarray,
+    net_return: np.ndarray,
+    folds: Sequence[Fold],
+    min_trades: int,
+    z: float,
+    n_lags: int,
+    seed: int,
+) -> np.ndarray:
+    """Per coin and fold: fit on train, cut on val, trade test where prob >= the cut."""
+    features = lagged_returns(returns, n_lags)  # (T, N, L)
+    signals = np.zeros(returns.shape, dtype=bool)
+    for fold in folds:
+        val_prob = np.full((len(fold.val), returns.shape[1]), np.nan)
+        test_prob = np.full((len(fold.test), returns.shape[1]), np.nan)
+        for coin in range(returns.shape[1]):  # one small fit per coin
+            model = fit_coin(features[fold.train, coin], net_return[fold.train, coin], seed)
+            if model is not None:
+                val_prob[:, coin] = predict(model, features[fold.val, coin])
+                test_prob[:, coin] = predict(model, features[fold.test, coin])
+        cut = coin_thresholds(val_prob, net_return[fold.val], min_trades, z)
+        signals[fold.test] = test_prob >= cut  # NaN (unknown features): no trade
+    return signals
+
+
+def fit_coin(features: np.ndarray, net_return: np.ndarray, seed: int) -> CoinModel | None:
+    """Logistic regression of net_return > 0 on standardised features; None without two
+    classes to fit."""
+    rows = np.isfinite(features).all(1) & np.isfinite(net_return)
+    wins = net_return[rows] > 0
+    if wins.all() or not wins.any():
+        return None
+    mean, scale = features[rows].mean(0), features[rows].std(0)
+    scale = np.where(scale > 0, scale, 1.0)
+    model = LogisticRegression(random_state=seed).fit((features[rows] - mean) / scale, wins)
+    return CoinModel(model, mean, scale)
+
+
+def predict(coin: CoinModel, features: np.ndarray) -> np.ndarray:
+    """P(win) for each row; NaN where a feature is unknown."""
+    prob = np.full(len(features), np.nan)
+    known = np.isfinite(features).all(1)
+    if known.any():
+        scaled = (features[known] - coin.mean) / coin.scale
+        prob[known] = coin.model.predict_proba(scaled)[:, 1]
+    return prob
+
+
+def coin_thresholds(
+    prob: np.ndarray, net_return: np.ndarray, min_trades: int, z: float
+) -> np.ndarray:
+    """(N,) probability cut per coin from its validation trades (+inf: no trades)."""
+    rows, coins = np.nonzero(np.isfinite(prob) & np.isfinite(net_return))
+    return choose_thresholds(
+        prob[rows, coins], net_return[rows, coins], coins, prob.shape[1], min_trades, z
+    )
+
+
+def lead_lag_signals(
+    returns: np.ndarray,
+    net_return: np.ndarray,
+    folds: Sequence[Fold],
+    leader: int,
+    min_trades: int,
+    z: float,
+    quantiles: Sequence[float],
+) -> np.ndarray:
+    """Long every alt on the test bars where the leader's return exceeds the fold's cut."""
+    leader_return = returns[:, leader]
+    alts = np.flatnonzero(np.arange(returns.shape[1]) != leader)
+    signals = np.zeros(returns.shape, dtype=bool)
+    for fold in folds:
+        cut = leader_cut(
+            leader_return[fold.val], net_return[np.ix_(fold.val, alts)], min_trades, z, quantiles
+        )
+        signals[np.ix_(fold.test, alts)] = (leader_return[fold.test] > cut)[:, None]
+    return signals
+
+
+def leader_cut(
+    leader_return: np.ndarray,
+    alt_net: np.ndarray,
+    min_trades: int,
+    z: float,
+    quantiles: Sequence[float],
+) -> float:
+    """The leader-return cut with the best lower bound on the alts' validation profit.
+
+    Trading every alt on the validation bars where the leader's return exceeds a cut
+    earns S (summed net returns) over k trades; as in ``choose_thresholds`` the cut
+    maximises ``S - z * sigma * sqrt(k)`` over k >= ``min_trades`` (sigma: the per-trade
+    standard deviation of all the alts' validation trades). +inf when no bound is
+    positive.
+
+    Args:
+        leader_return: (V,) the leader's return on each validation bar.
+        alt_net: (V, A) the alts' net returns on those bars (NaN: no trade).
+        min_trades: fewest trades a cut may rest on.
+        z: margin of the lower bound.
+        quantiles: levels of the leader's validation returns tried as cuts.
+    """
+    tradable = np.isfinite(alt_net) & np.isfinite(leader_return)[:, None]
+    if tradable.sum() < max(min_trades, 2):
+        return np.inf
+    sigma = alt_net[tradable].std()
+    bar_sum = np.where(tradable, alt_net, 0.0).sum(1)  # (V,)
+    bar_count = tradable.sum(1)
+    cuts = np.quantile(leader_return[np.isfinite(leader_return)], quantiles)  # (C,)
+    above = (leader_return[None, :] > cuts[:, None]).astype(np.float64)  # (C, V)
+    n_trades = above @ bar_count
+    bound = above @ bar_sum - z * sigma * np.sqrt(n_trades)
+    bound[n_trades < min_trades] = -np.inf
+    best = int(np.argmax(bound))
+    return float(cuts[best]) if bound[best] > 0 else np.inf
+
+
+def _check_inputs(
+    returns: np.ndarray, net_return: np.ndarray, leader: int, n_lags: int, min_trades: int
+) -> None:
+    if returns.ndim != 2 or returns.shape != net_return.shape:
+        raise ValueError(
+            f"returns {returns.shape} and net_return {net_return.shape} must share one (T, N) shape"
+        )
+    if not 0 <= leader < returns.shape[1]:
+        raise ValueError(f"leader column {leader} is not among the {returns.shape[1]} assets")
+    if int(n_lags) != n_lags or n_lags < 1:
+        raise ConfigError(f"n_lags must be a whole number >= 1, got {n_lags}")
+    if min_trades < 1:
+        raise ConfigError(f"thresholds.min_trades must be >= 1, got {min_trades}")

@@ -1,0 +1,156 @@
+"""Is an out-of-sample result more than luck? Daily P&L, its t-statistic, a day-block
+bootstrap interval of expectancy, and the deflated Sharpe ratio of the best of many trials.
+
+Trades entered on the same day move together (one market, overlapping holding periods), so
+the unit of independent evidence here is the day, not the trade: the t-statistic is that of
+the daily P&L and the bootstrap resamples whole days.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.stats import norm
+
+EULER_GAMMA = 0.5772156649015329
+
+
+def daily_pnl(
+    trade_day: np.ndarray, trade_return: np.ndarray, days: np.ndarray | None = None
+) -> np.ndarray:
+    """Sum of the trades' returns per calendar day.
+
+    Args:
+        trade_day: (n,) int64 day number of each trade, e.g. the entry's
+            ``timestamp_ns // (86_400 * 10**9)``.
+        trade_return: (n,) net return of each trade, as a fraction.
+        days: every evaluated day number, so that a day without trades counts as 0 P&L;
+            None for the days that appear in ``trade_day``.
+
+    Returns:
+        The P&L of each day of ``days`` (sorted, unique), as a fraction.
+
+    Raises:
+        ValueError: arrays of different lengths, or a trade on a day not in ``days``.
+    """
+    trade_day = np.asarray(trade_day, dtype=np.int64)
+    trade_return = np.asarray(trade_return, dtype=np.float64)
+    if trade_day.shape != trade_return.shape:
+        raise ValueError(
+            f"trade_day {trade_day.shape} and trade_return {trade_return.shape} differ in shape"
+        )
+    days = np.unique(trade_day if days is None else np.asarray(days, dtype=np.int64))
+    position = np.searchsorted(days, trade_day)
+    outside = (position == len(days)) | (days[np.minimum(position, len(days) - 1)] != trade_day)
+    if len(trade_day) and (len(days) == 0 or outside.any()):
+        raise ValueError(f"trade on day {trade_day[outside][0]}, which is not in days")
+    return np.bincount(position, weights=trade_return, minlength=len(days))
+
+
+def t_stat(daily: np.ndarray) -> float:
+    """t-statistic of the mean daily P&L: mean / (std(ddof=1) / sqrt(n)).
+
+    Returns:
+        NaN with fewer than two days or no variation.
+    """
+    daily = np.asarray(daily, dtype=np.float64)
+    if len(daily) < 2:
+        return float("nan")
+    std = daily.std(ddof=1)
+    if not std > 0:
+        return float("nan")
+    return float(daily.mean() / (std / np.sqrt(len(daily))))
+
+
+def bootstrap_expectancy_ci(
+    trade_day: np.ndarray,
+    trade_return: np.ndarray,
+    n_boot: int = 2000,
+    alpha: float = 0.05,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Day-block bootstrap interval of expectancy (mean return per trade).
+
+    Each replicate draws as many days as there are distinct trade days, with replacement,
+    takes all trades of every drawn day, and scores total return / total trades. The
+    interval is the ``alpha / 2`` and ``1 - alpha / 2`` percentiles of the replicates.
+
+    Args:
+        trade_day: (n,) int64 day number of each trade.
+        trade_return: (n,) net return of each trade, as a fraction.
+        n_boot: bootstrap replicates.
+        alpha: 1 - coverage (0.05: a 95% interval).
+        seed: random seed.
+
+    Returns:
+        (low, high), or (NaN, NaN) without trades.
+    """
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be >= 1, got {n_boot}")
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    trade_day = np.asarray(trade_day, dtype=np.int64)
+    if len(trade_day) == 0:
+        return float("nan"), float("nan")
+    day_sum = daily_pnl(trade_day, trade_return)
+    day_count = np.bincount(np.unique(trade_day, return_inverse=True)[1])
+    drawn = np.random.default_rng(seed).integers(0, len(day_sum), (n_boot, len(day_sum)))
+    expectancy = day_sum[drawn].sum(1) / day_count[drawn].sum(1)  # every day has >= 1 trade
+    low, high = np.quantile(expectancy, [alpha / 2, 1 - alpha / 2])
+    return float(low), float(high)
+
+
+def expected_max_sharpe(sharpes_of_trials: np.ndarray) -> float:
+    """Expected maximum Sharpe ratio of N trials whose true Sharpe is 0.
+
+    ``sqrt(V) * ((1 - g) * Phi^-1(1 - 1/N) + g * Phi^-1(1 - 1/(N e)))`` with V the
+    variance (ddof=1) of the trials' Sharpe ratios and g the Euler-Mascheroni constant
+    (Bailey & López de Prado 2014, eq. 2). Every entry counts as a trial; V is taken over
+    the finite ones. 0 with fewer than two trials (nothing was selected).
+    """
+    sharpes = np.asarray(sharpes_of_trials, dtype=np.float64)
+    finite = sharpes[np.isfinite(sharpes)]
+    n_trials = len(sharpes)
+    if n_trials < 2 or len(finite) < 2:
+        return 0.0
+    quantiles = norm.ppf([1 - 1 / n_trials, 1 - 1 / (n_trials * np.e)])
+    return float(
+        finite.std(ddof=1) * ((1 - EULER_GAMMA) * quantiles[0] + EULER_GAMMA * quantiles[1])
+    )
+
+
+def deflated_sharpe_ratio(
+    sharpe: float,
+    sharpes_of_trials: np.ndarray,
+    n_obs: int,
+    skew: float = 0.0,
+    kurtosis: float = 3.0,
+) -> float:
+    """Deflated Sharpe ratio (Bailey & López de Prado 2014).
+
+    The probability that the true Sharpe ratio exceeds the expected maximum Sharpe ratio
+    ``SR0`` of the trials under the null of no skill (``expected_max_sharpe``): the
+    probabilistic Sharpe ratio against ``SR0``,
+    ``Phi((SR - SR0) * sqrt(n_obs - 1) / sqrt(1 - skew * SR + (kurtosis - 1) / 4 * SR^2))``.
+
+    Units: every Sharpe ratio is per observation (mean / std of one bar's or one day's
+    return), not annualised; divide an annualised one by ``sqrt(periods_per_year)``.
+
+    Args:
+        sharpe: Sharpe ratio of the selected trial, per observation.
+        sharpes_of_trials: per-observation Sharpe ratios of all trials (the selected one
+            included); a NaN entry (e.g. a trial without trades) still counts as a trial.
+        n_obs: observations behind ``sharpe``.
+        skew: skewness of the selected trial's returns.
+        kurtosis: kurtosis (not excess: 3 for normal returns) of its returns.
+
+    Returns:
+        DSR in [0, 1]; NaN when ``sharpe`` is not finite, ``n_obs < 2`` or the variance
+        term is not positive.
+    """
+    if not np.isfinite(sharpe) or n_obs < 2:
+        return float("nan")
+    variance_term = 1 - skew * sharpe + (kurtosis - 1) / 4 * sharpe**2
+    if not variance_term > 0:
+        return float("nan")
+    benchmark = expected_max_sharpe(sharpes_of_trials)
+    return float(norm.cdf((sharpe - benchmark) * np.sqrt(n_obs - 1) / np.sqrt(variance_term)))

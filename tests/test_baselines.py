@@ -1,0 +1,142 @@
+"""Baseline signals: planted structure is traded out of sample, noise is not, no leakage."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from huracan.baselines import baseline_signals, lagged_returns
+from huracan.errors import ConfigError
+from huracan.validation import WalkForward
+
+COST = 0.0005
+RULES = {"min_trades": 20, "z": 2.0}  # the config defaults
+
+
+def market(
+    n_bars: int = 3000,
+    n_assets: int = 6,
+    follow: float = 0.0,
+    persistence: float = 0.0,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Returns and next-bar net returns; alts follow the leader's (column 0) last return
+    by ``follow``, every asset follows its own last return by ``persistence``."""
+    rng = np.random.default_rng(seed)
+    shocks = rng.normal(0, 0.01, (n_bars, n_assets))
+    returns = shocks.copy()
+    for t in range(1, n_bars):
+        returns[t] += persistence * returns[t - 1]
+        returns[t, 1:] += follow * returns[t - 1, 0]
+    returns[0] = np.nan
+    net = np.full_like(returns, np.nan)
+    net[:-1] = returns[1:] - COST  # a long at the close of t earns bar t+1's return
+    return returns, net
+
+
+def folds_of(n_bars: int = 3000):
+    grid = pd.date_range("2024-01-01", periods=n_bars, freq="1h")
+    return WalkForward(n_folds=3, horizon=1).split(grid)
+
+
+def test_lagged_returns_line_up_bar_t_with_its_own_past():
+    returns = np.arange(5.0)[:, None]
+    lagged = lagged_returns(returns, 3)[:, 0]  # (T, L)
+    assert np.array_equal(lagged[4], [4.0, 3.0, 2.0])
+    assert np.isnan(lagged[1, 2]) and lagged[1, 1] == 0.0
+
+
+def test_plain_baselines_and_trades_only_on_test_rows():
+    returns, net = market(seed=1)
+    folds = folds_of()
+    signals = baseline_signals(returns, net, folds, 0, **RULES)
+    test = np.zeros(len(returns), dtype=bool)
+    test[np.concatenate([f.test for f in folds])] = True
+    assert not signals["never_trade"].any()
+    assert np.array_equal(signals["always_long"], test[:, None] & np.isfinite(net))
+    for name, signal in signals.items():
+        assert signal.shape == returns.shape and signal.dtype == bool, name
+        assert not signal[~test].any(), name
+
+
+def test_lead_lag_trades_a_planted_lead_profitably_out_of_sample():
+    returns, net = market(follow=0.5, seed=2)
+    folds = folds_of()
+    signal = baseline_signals(returns, net, folds, 0, **RULES)["leader_lead_lag"]
+    assert not signal[:, 0].any()  # the leader itself never trades
+    for fold in folds:
+        traded = signal[fold.test]
+        assert traded.sum() >= RULES["min_trades"], fold.index
+        assert np.nanmean(net[fold.test][traded]) > 2 * COST, fold.index
+    # every alt is long on the same bars: those where the leader rose enough
+    assert (signal[:, 1:] == signal[:, 1:2]).all()
+
+
+def test_logistic_trades_planted_persistence_profitably_out_of_sample():
+    returns, net = market(persistence=0.3, seed=3)
+    folds = folds_of()
+    signal = baseline_signals(returns, net, folds, 0, **RULES)["logistic"]
+    tested = np.concatenate([f.test for f in folds])
+    assert signal[tested].any(0).all()  # every coin found its edge
+    assert np.nanmean(net[signal]) > 2 * COST
+    assert np.nanmean(net[signal]) > np.nanmean(net[tested])  # better than always long
+
+
+@pytest.mark.parametrize("seed", [4, 5])
+def test_on_noise_the_learned_baselines_almost_never_trade(seed):
+    returns, net = market(seed=seed)
+    folds = folds_of()
+    signals = baseline_signals(returns, net, folds, 0, **RULES)
+    tested = np.concatenate([f.test for f in folds])
+    assert signals["leader_lead_lag"][tested].mean() < 0.01
+    # each of the 18 coin-fold heads takes the best of ~700 cuts: about 5% trade on noise
+    heads_trading = np.array([signals["logistic"][f.test].any(0) for f in folds]).sum()
+    assert heads_trading <= 3
+
+
+def test_data_after_bar_t_never_changes_a_signal_at_t():
+    returns, net = market(n_bars=3000, follow=0.5, persistence=0.2, seed=6)
+    folds = folds_of()
+    before = baseline_signals(returns, net, folds, 0, **RULES)
+    rng = np.random.default_rng(7)
+    for t in (folds[0].test[300], folds[1].val[-1], folds[2].test[0] - 1):
+        later_returns, later_net = returns.copy(), net.copy()
+        later_returns[t + 1 :] = rng.normal(0, 0.03, later_returns[t + 1 :].shape)
+        finite = np.isfinite(later_net[t + 1 :])
+        later_net[t + 1 :][finite] = rng.normal(0, 0.03, finite.sum())
+        after = baseline_signals(later_returns, later_net, folds, 0, **RULES)
+        for name in before:
+            assert np.array_equal(before[name][: t + 1], after[name][: t + 1]), (name, t)
+        for name in ("logistic", "leader_lead_lag"):  # the perturbation did bite later on
+            assert not np.array_equal(before[name][t + 1 :], after[name][t + 1 :]), (name, t)
+
+
+def test_test_window_outcomes_never_change_that_windows_signals():
+    returns, net = market(follow=0.5, persistence=0.2, seed=8)
+    folds = folds_of()
+    before = baseline_signals(returns, net, folds, 0, **RULES)
+    rng = np.random.default_rng(9)
+    for fold in folds:
+        outcomes = net.copy()
+        start = fold.test[0]
+        finite = np.isfinite(outcomes[start:])
+        outcomes[start:][finite] = rng.normal(0, 0.03, finite.sum())
+        after = baseline_signals(returns, outcomes, folds, 0, **RULES)
+        for name in before:
+            assert np.array_equal(before[name][fold.test], after[name][fold.test]), name
+        if fold.index == 0:  # later folds train on it, so they may change: they do
+            assert not np.array_equal(before["logistic"], after["logistic"])
+
+
+def test_bad_inputs_name_the_value():
+    returns, net = market(n_bars=300)
+    folds = folds_of(300)
+    with pytest.raises(ValueError, match=r"\(300, 6\)"):
+        baseline_signals(returns, net[:, :5], folds, 0, **RULES)
+    with pytest.raises(ValueError, match="leader column 6"):
+        baseline_signals(returns, net, folds, 6, **RULES)
+    with pytest.raises(ConfigError, match="n_lags"):
+        baseline_signals(returns, net, folds, 0, n_lags=0, **RULES)
+    with pytest.raises(ConfigError, match="min_trades"):
+        baseline_signals(returns, net, folds, 0, min_trades=0, z=1.0)
