@@ -97,7 +97,7 @@ def real_data() -> None:
         returns = np.diff(np.log(panel.close), axis=0, prepend=np.nan)
     folds = WalkForward(n_folds=REAL_FOLDS, horizon=1).split(panel)
     rows = []
-    for series, k, min_size in itertools.product(("returns", "residual"), (3, "auto"), (1, 2)):
+    for series, k, min_size in itertools.product(("returns", "residual"), (3, 4, "auto"), (1, 2)):
         clusterer = AssetClusterer(n_clusters=k, series=series, min_size=min_size)
         results, seconds = [], 0.0
         for fold in folds:

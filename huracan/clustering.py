@@ -163,8 +163,8 @@ class AssetClusterer(BaseEstimator):
                 per bar and asset, NaN where the asset has no bar.
             symbols: the N asset names.
             quote_volume: (T, N) quote volume, breaks a tie of dominance.
-            returns: (T, N) returns the dominance is measured on; None: ``features``
-                (before the market mode is removed).
+            returns: (T, N) returns the dominance is measured on (Pearson); None:
+                ``features`` (before the market mode is removed).
 
         Returns:
             self, with ``result_`` (a :class:`ClusterResult`) and ``labels_`` ((N,) ids,
@@ -185,7 +185,8 @@ class AssetClusterer(BaseEstimator):
         self._check_enough_assets(len(keep), len(excluded))
         corr = corr[np.ix_(keep, keep)]
         raw_labels, linkage_matrix, chosen_k, k_scores = self._cluster(corr, len(keep))
-        market_corr = corr if values is market else _market_correlation(market[:, keep])
+        reuse = values is market and self.correlation == "pearson"
+        market_corr = corr if reuse else _market_correlation(market[:, keep])
         volume = None if quote_volume is None else np.asarray(quote_volume, float)[:, keep]
         labels, dominance = _dominant_first(raw_labels, market_corr, volume)
         cluster_map = {s: int(c) for s, c in zip(kept_symbols, labels, strict=True)}
@@ -234,7 +235,7 @@ class AssetClusterer(BaseEstimator):
         left = f"{n_assets} assets to cluster ({n_excluded} excluded)"
         if self.n_clusters == "auto" and n_assets < 3:
             raise ConfigError(f"n_clusters=auto needs at least 3 assets, got {left}")
-        if isinstance(self.n_clusters, int) and n_assets < self.n_clusters:
+        if self.n_clusters not in (None, "auto") and n_assets < self.n_clusters:
             raise ConfigError(f"n_clusters={self.n_clusters} is more than the {left}")
         if n_assets < 2:
             raise ConfigError(f"{self.method} linkage needs at least 2 assets, got {left}")
