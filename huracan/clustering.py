@@ -547,7 +547,7 @@ def _dominant_first(
     order = np.concatenate([[dominant], order[order != dominant]])
     new_id = np.empty_like(order)
     new_id[order] = np.arange(len(order))
-    return new_id[dense], {int(new_id[c]): float(d) for c, d in enumerate(dominance)}
+    return new_id[dense], {int(c): float(dominance[order[c]]) for c in range(len(order))}
 
 
 def _members(cluster_map: dict[str, int]) -> dict[int, list[str]]:
