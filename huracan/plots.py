@@ -35,7 +35,8 @@ def plot_dendrogram(result: ClusterResult, path: str | Path | None = None) -> Fi
     if result.linkage_matrix is None:
         raise ConfigError(f"cluster method {result.method!r} has no linkage to draw")
     linkage_matrix = result.linkage_matrix
-    cut = _cut_height(linkage_matrix[:, 2], result.n_clusters)
+    # the tree was cut into chosen_k; min_size merges after it are not a cut of the tree
+    cut = _cut_height(linkage_matrix[:, 2], result.chosen_k or result.n_clusters)
     tree = dendrogram(
         linkage_matrix, labels=result.symbols, no_plot=True, color_threshold=cut or 0.0
     )

@@ -4,6 +4,8 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import ROOT
+from hydra import compose, initialize_config_dir
 from matplotlib.figure import Figure
 from scipy.cluster.hierarchy import linkage
 from scipy.spatial.distance import squareform
@@ -15,10 +17,14 @@ from huracan.clustering import (
     IsolatedClusterer,
     align_cluster_ids,
     cluster_agreement,
+    cluster_dominance,
     correlation_matrix,
+    market_residuals,
 )
+from huracan.config import build
 from huracan.data.synthetic import SyntheticMarket
 from huracan.errors import ConfigError
+from huracan.pipelines.fold_data import build_fleet_arrays, fit_clusters
 from huracan.plots import plot_correlation_heatmap, plot_dendrogram
 
 
@@ -31,6 +37,27 @@ def market(seed: int = 0, **kwargs):
 @pytest.fixture(scope="module")
 def default_market():
     return market()
+
+
+def factor_returns(
+    groups: np.ndarray,
+    beta: np.ndarray,
+    group_loading: float = 0.35,
+    noise: float | np.ndarray = 0.25,
+    n_bars: int = 2000,
+    seed: int = 0,
+) -> np.ndarray:
+    """(T, N) returns: ``beta * market + group_loading * group factor + noise``; a group id
+    of -1 has no group factor."""
+    rng = np.random.default_rng(seed)
+    market_factor = rng.standard_normal((n_bars, 1))
+    group_factors = rng.standard_normal((n_bars, groups.max() + 1))
+    own = np.where(groups >= 0, group_loading, 0.0) * group_factors[:, groups]
+    return beta * market_factor + own + noise * rng.standard_normal((n_bars, len(groups)))
+
+
+def names(n: int) -> list[str]:
+    return [f"C{j}" for j in range(n)]
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -50,14 +77,121 @@ def test_dominant_cluster_holds_btc_and_eth(default_market):
     assert result.cluster_members[0] == list(planted)
 
 
-def test_dominant_falls_back_to_quote_volume(default_market):
-    panel, returns = default_market
-    clusterer = AssetClusterer(dominant_symbols=("NOPE",))
-    result = clusterer.fit(returns, panel.symbols, panel.quote_volume[1:]).result_
-    # the planted dominant cluster is the only one made of tier-1 (most liquid) coins
-    assert result.cluster_map["BTC"] == 0
-    with pytest.raises(ConfigError, match="NOPE"):
-        clusterer.fit(returns, panel.symbols)
+def test_dominance_tie_goes_to_quote_volume():
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((2, 1000))
+    returns = np.stack([a, a, b, b], axis=1)  # two identical pairs: the same dominance
+    volume = np.ones_like(returns)
+    volume[:, 2:] = 10.0
+    result = AssetClusterer(n_clusters=2).fit(returns, ["A", "A2", "B", "B2"], volume).result_
+    assert result.dominance[0] == pytest.approx(result.dominance[1], rel=1e-9)
+    assert result.cluster_members[0] == ["B", "B2"]
+    no_volume = AssetClusterer(n_clusters=2).fit(returns, ["A", "A2", "B", "B2"]).result_
+    assert no_volume.cluster_members[0] == ["A", "A2"]  # then the first cluster
+
+
+def test_dominance_is_the_universe_variance_share_of_the_cluster_pc():
+    groups = np.repeat([0, 1, 2], 4)
+    returns = factor_returns(groups, np.linspace(0.5, 1.5, 12))
+    labels = np.repeat([0, 1, 2], 4)
+    z = (returns - returns.mean(0)) / returns.std(0)
+    corr = np.corrcoef(returns, rowvar=False)
+    for c in range(3):
+        members = z[:, labels == c]
+        _, _, vt = np.linalg.svd(members, full_matrices=False)
+        pc = members @ vt[0]
+        r2 = np.array([np.corrcoef(z[:, j], pc)[0, 1] ** 2 for j in range(12)])
+        assert cluster_dominance(corr, labels)[c] == pytest.approx(r2.mean(), rel=1e-9)
+
+
+def test_dominant_cluster_need_not_hold_btc():
+    # BTC is pure noise; ETH, BNB and SOL move together; two groups of alts follow them
+    groups = np.array([-1, 0, 0, 0, 1, 1, 1, 2, 2, 2])
+    beta = np.array([0.0, 1.0, 1.0, 1.0, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6])
+    returns = factor_returns(groups, beta, group_loading=0.5, noise=0.2)
+    returns[:, 0] = np.random.default_rng(5).standard_normal(len(returns))
+    symbols = ["BTC", "ETH", "BNB", "SOL", *names(6)]
+    result = AssetClusterer(n_clusters=4).fit(returns, symbols).result_
+    assert result.cluster_members[0] == ["ETH", "BNB", "SOL"]
+    assert result.cluster_map["BTC"] != result.dominant_cluster_id
+    assert result.cluster_members[result.cluster_map["BTC"]] == ["BTC"]
+    assert max(result.dominance, key=result.dominance.get) == 0
+    assert result.dominance[result.cluster_map["BTC"]] < 0.2
+
+
+def test_residual_series_separates_groups_that_raw_correlation_merges():
+    groups = np.repeat([0, 1, 2], 4)
+    # a strong market mode with very different betas: raw correlation sorts by beta
+    returns = factor_returns(groups, np.tile(np.geomspace(0.4, 2.5, 4), 3))
+    raw = AssetClusterer(n_clusters=3).fit(returns, names(12)).labels_
+    residual = AssetClusterer(n_clusters=3, series="residual").fit(returns, names(12))
+    assert adjusted_rand_score(groups, raw) < 0.5
+    assert adjusted_rand_score(groups, residual.labels_) == 1.0
+    assert residual.result_.series == "residual"
+    # the dominance is measured on the returns given, not on the residuals
+    np.testing.assert_allclose(
+        list(residual.result_.dominance.values()),
+        cluster_dominance(np.corrcoef(returns, rowvar=False), residual.labels_)[
+            list(residual.result_.dominance)
+        ],
+    )
+
+
+def test_market_residuals_remove_the_market_mode():
+    groups = np.repeat([0, 1, 2, 3], 5)
+    returns = factor_returns(groups, np.linspace(0.5, 2.0, 20), n_bars=4000)
+    returns[:1000, 3] = np.nan  # a late listing
+    residual = market_residuals(returns)
+    np.testing.assert_array_equal(np.isnan(residual), np.isnan(returns))
+    market = np.nanmean((returns - np.nanmean(returns, 0)) / np.nanstd(returns, 0), axis=1)
+    for j in (0, 3):  # OLS residuals are uncorrelated with the market mode over their rows
+        rows = ~np.isnan(returns[:, j])
+        assert abs(np.corrcoef(residual[rows, j], market[rows])[0, 1]) < 1e-9
+    raw_corr, _ = correlation_matrix(returns)
+    residual_corr, _ = correlation_matrix(residual)
+    across = groups[:, None] != groups[None, :]
+    within = ~across & ~np.eye(len(groups), dtype=bool)
+    assert raw_corr[across].min() > 0.5  # every pair moves with the market
+    # what is left: each group's own factor (removing the market leaves the groups mildly
+    # anti-correlated, so the residual distance is 1 - max(corr, 0), not 1 - |corr|)
+    assert residual_corr[across].max() < 0.2 < 0.4 < residual_corr[within].min()
+
+
+def test_min_size_merges_a_singleton_into_its_nearest_cluster():
+    groups = np.array([0, 0, 0, 1, 1, 1, 2, 2, 2, -1])
+    returns = factor_returns(groups, np.zeros(10), group_loading=1.0, noise=0.3)
+    # the last asset: mostly its own noise, a little of group 1
+    returns[:, 9] = 0.3 * returns[:, 3] + np.random.default_rng(2).standard_normal(len(returns))
+    symbols = names(10)
+    single = AssetClusterer(n_clusters=4).fit(returns, symbols).result_
+    assert sorted(len(m) for m in single.cluster_members.values()) == [1, 3, 3, 3]
+    merged = AssetClusterer(n_clusters=4, min_size=2).fit(returns, symbols).result_
+    assert merged.n_clusters == 3 and merged.chosen_k == 4
+    assert merged.cluster_map["C9"] == merged.cluster_map["C3"]
+    assert sorted(merged.cluster_members) == [0, 1, 2]
+    assert max(merged.dominance, key=merged.dominance.get) == 0
+
+
+@pytest.mark.parametrize("planted", [2, 3, 5])
+def test_auto_k_picks_the_planted_number_of_clusters(planted):
+    groups = np.repeat(np.arange(planted), 4)
+    returns = factor_returns(groups, np.full(len(groups), 0.5), group_loading=1.0, noise=0.3)
+    result = AssetClusterer(n_clusters="auto").fit(returns, names(len(groups))).result_
+    assert result.chosen_k == planted == result.n_clusters
+    assert adjusted_rand_score(groups, result.labels(names(len(groups)))) == 1.0
+    assert list(result.k_scores) == list(range(2, min(8, len(groups) - 1) + 1))
+    assert max(result.k_scores, key=result.k_scores.get) == planted
+    assert result.to_dict()["k_criterion"] == "silhouette"
+
+
+def test_auto_k_stays_below_the_number_of_assets():
+    returns = factor_returns(np.repeat([0, 1], 2), np.zeros(4), group_loading=1.0)
+    result = AssetClusterer(n_clusters="auto").fit(returns, names(4)).result_
+    assert list(result.k_scores) == [2, 3] and result.chosen_k == 2
+    with pytest.raises(ConfigError, match="at least 3 assets"):
+        AssetClusterer(n_clusters="auto").fit(returns[:, :2], names(2))
+    with pytest.raises(ConfigError, match="min_size=4"):
+        AssetClusterer(n_clusters="auto", min_size=4).fit(returns, names(4))
 
 
 def test_global_and_isolated(default_market):
@@ -142,6 +276,11 @@ def test_fewer_assets_than_clusters_names_both_numbers(default_market):
         {"correlation": "kendall"},
         {"n_clusters": 3, "distance_threshold": 0.5},
         {"n_clusters": None},
+        {"n_clusters": "abc"},
+        {"n_clusters": 0},
+        {"n_clusters": "auto", "max_clusters": 1},
+        {"min_size": 0},
+        {"series": "prices"},
     ],
 )
 def test_bad_parameters_raise_config_errors(default_market, params):
@@ -150,16 +289,42 @@ def test_bad_parameters_raise_config_errors(default_market, params):
         AssetClusterer(**params).fit(returns, panel.symbols)
 
 
-def test_fit_ignores_data_after_the_training_window(default_market):
+@pytest.mark.parametrize(
+    "params",
+    [{}, {"series": "residual", "n_clusters": "auto", "min_size": 2}],
+)
+def test_fit_ignores_data_after_the_training_window(default_market, params):
     panel, returns = default_market
     end = len(returns) // 2
     changed = returns.copy()
     changed[end:] = np.random.default_rng(1).standard_normal(changed[end:].shape)
-    a = AssetClusterer().fit(returns[:end], panel.symbols).result_
-    b = AssetClusterer().fit(changed[:end], panel.symbols).result_
+    a = AssetClusterer(**params).fit(returns[:end], panel.symbols).result_
+    b = AssetClusterer(**params).fit(changed[:end], panel.symbols).result_
     assert a.to_dict() == b.to_dict()
     np.testing.assert_array_equal(a.linkage_matrix, b.linkage_matrix)
     np.testing.assert_array_equal(a.correlation_matrix, b.correlation_matrix)
+
+
+@pytest.mark.parametrize("series", ["returns", "residual", "fracdiff"])
+def test_fit_clusters_reads_only_the_training_rows(series):
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose(
+            "config",
+            overrides=[f"cluster.series={series}", "cluster.n_clusters=auto", "data.years=1"],
+        )
+    panel = build(cfg.data).load()
+    arrays = build_fleet_arrays(panel, cfg)
+    train = np.arange(len(arrays.returns) // 2)
+    before = fit_clusters(arrays, train, cfg)
+    after = train[-1] + 1
+    arrays.returns[after:] = np.random.default_rng(0).standard_normal(arrays.returns[after:].shape)
+    arrays.log_close[after:] = 0.0
+    arrays.quote_volume[after:] = 1.0
+    assert fit_clusters(arrays, train, cfg).to_dict() == before.to_dict()
+    assert before.series == series and before.cluster_map["BTC"] == 0
+    if series == "fracdiff":  # the FFD level carries little of the planted structure
+        return
+    assert adjusted_rand_score(panel.truth.cluster_labels, before.labels(panel.symbols)) == 1.0
 
 
 def test_ids_stay_stable_across_folds(default_market):
@@ -180,9 +345,13 @@ def test_alignment_undoes_a_relabelling(default_market):
     members = {int(new_ids[c]): m for c, m in result.cluster_members.items()}
     relabelled = replace(result, cluster_map=shuffled, cluster_members=members)
     assert relabelled.cluster_map != result.cluster_map
+    relabelled = replace(
+        relabelled, dominance={int(new_ids[c]): d for c, d in result.dominance.items()}
+    )
     aligned = align_cluster_ids(relabelled, result)
     assert aligned.cluster_map == result.cluster_map
     assert aligned.dominant_cluster_id == 0
+    assert aligned.dominance == result.dominance
 
 
 def test_alignment_gives_new_clusters_fresh_ids(default_market):
@@ -205,6 +374,12 @@ def test_to_dict_is_json(default_market, tmp_path):
     assert loaded["dominant_cluster_id"] == 0
     assert loaded["cluster_map"] == result.cluster_map
     assert loaded["cluster_members"]["0"] == result.cluster_members[0]
+    assert loaded["dominance"] == {str(c): d for c, d in result.dominance.items()}
+    assert loaded["chosen_k"] == 3 and loaded["k_scores"] == {} and loaded["series"] == "returns"
+    auto = AssetClusterer(n_clusters="auto", min_size=2).fit(returns, panel.symbols).result_
+    loaded = json.loads(json.dumps(auto.to_dict(), allow_nan=False))
+    assert loaded["chosen_k"] == auto.chosen_k
+    assert set(loaded["k_scores"]) == {str(k) for k in range(2, 9)}
 
 
 @pytest.mark.parametrize("method", ["ward", "isolated"])

@@ -267,16 +267,16 @@ def fracdiff_report(data: FoldData, symbols: list[str]) -> dict | None:
 
 
 def fit_clusters(arrays: FleetArrays, train: np.ndarray, cfg: DictConfig) -> ClusterResult:
-    """Clusters the assets on the training rows' returns (or fracdiff series)."""
+    """Clusters the assets on the training rows only: their returns, the returns less the
+    market mode (``cluster.series=residual``, fitted on those rows) or the fracdiff series;
+    the dominant cluster is measured on the training rows' returns."""
     clusterer: AssetClusterer = build(cfg.cluster)
+    returns, volume = arrays.returns[train], arrays.quote_volume[train]
     if clusterer.series == "fracdiff":
         series = StationaryFracDiff(max_d=cfg.features.max_d).fit(arrays.log_close[train])
         values = series.transform(arrays.log_close[train])
-    elif clusterer.series == "returns":
-        values = arrays.returns[train]
-    else:
-        raise ConfigError(f"cluster.series must be returns or fracdiff, got {clusterer.series!r}")
-    return clusterer.fit(values, arrays.symbols, arrays.quote_volume[train]).result_
+        return clusterer.fit(values, arrays.symbols, volume, returns=returns).result_
+    return clusterer.fit(returns, arrays.symbols, volume).result_
 
 
 def head_groups(
