@@ -12,11 +12,11 @@ from dataclasses import dataclass
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from huracan.costs import SlippageFit, cost_arrays
 from huracan.data import GateReport, Panel
 from huracan.features.drift import reference_bins
 from huracan.io import plain
 from huracan.models.checkpoint import encoder_spec
+from huracan.pipelines.coin_costs import CoinFits, priced_costs
 from huracan.pipelines.coin_job import CoinJob
 from huracan.pipelines.fold_data import FleetArrays, FoldData
 from huracan.registry.artifacts import model_prefix
@@ -28,7 +28,7 @@ class Split:
 
     arrays: FleetArrays  # labels and costs from each coin's own cost model
     data: FoldData  # clusters, factor, fracdiff and scalers of the training window
-    fits: dict[str, SlippageFit]  # each coin's cost calibration
+    fits: CoinFits  # each coin's cost calibrations: training window, test window
     valid: np.ndarray  # (T, N) rows with every input, a label and a head
 
     @property
@@ -90,13 +90,13 @@ def build_jobs(
         CoinJob(
             symbol=s,
             skip_reason="gates: " + ", ".join(r["code"] for r in reasons),
-            costs={**split.fits[s].to_dict(), "fee_bps": fee} if s in split.fits else {},
+            costs={**split.fits.test[s].to_dict(), "fee_bps": fee} if s in split.fits.test else {},
         )
         for s, reasons in gates.skip_reasons.items()
         if reasons
     ]
-    # the labels were built with these same costs (coin_costs): one cost model per coin
-    costs, slips = cost_arrays(split.fits, fee, split.arrays.volatility)
+    # the labels were built with these same costs (coin_costs)
+    costs, slips = priced_costs(split.fits, fee, split.arrays.volatility)
     for j in range(panel.n_assets):
         head = None if joint is None else joint.head.group_slice(j)
         jobs.append(job_for_coin(panel, split, shared, j, costs[:, j], slips[:, j], head, fee))
@@ -151,8 +151,10 @@ def job_for_coin(
             "config": shared.config,
         },
         costs={
-            **split.fits[symbol].to_dict(),
+            **split.fits.test[symbol].to_dict(),
             "fee_bps": fee_bps,
+            # what the training and validation labels and the threshold were priced with
+            "training_fit": split.fits.train[symbol].to_dict(),
             "expected_round_trip_bps": plain(np.nanmean(parts["test"]["cost_bps"])),
             "expected_slip_bps": plain(np.nanmean(parts["test"]["slip_bps"])),
         },

@@ -4,10 +4,11 @@
 2. One split: training window, validation slice at its end, out-of-sample test window of
    ``pipeline.test_days`` (purged). Clusters, factor, fracdiff and scalers are fitted on
    the training window.
-   Every coin's spread is estimated on the ``pipeline.calibration_days`` right before the
-   test window (``huracan.costs.estimate``), for all coins at once since the joint heads
-   need every coin's labels: one cost model per coin for its labels, threshold,
-   evaluation and roster entry.
+   Every coin's spread is estimated on the ``pipeline.calibration_days`` before the end
+   of the training window, for its training and validation labels and its threshold, and
+   on those right before the test window, for its one test cost model: evaluation,
+   champion and roster entry (``huracan.pipelines.coin_costs``). All coins at once, since
+   the joint heads need every coin's labels.
 3. The shared encoder is trained once on the union of all coins' training data and saved
    to ``meta/shared_encoder.*``.
 4. Coin heads: trained jointly as one grouped model (``heads=joint``), or each in its own
@@ -34,7 +35,7 @@ from huracan.errors import ConfigError
 from huracan.loggers import stage_logger
 from huracan.models.checkpoint import encoder_spec
 from huracan.pipelines.base import Pipeline
-from huracan.pipelines.coin_costs import CostCalibration, calibrate_costs, coin_costs
+from huracan.pipelines.coin_costs import CostCalibration, calibrate_coin_costs, coin_costs
 from huracan.pipelines.coin_job import CoinJob, run_coin_job
 from huracan.pipelines.fold_data import (
     FoldData,
@@ -94,9 +95,9 @@ def prepare_split(panel: Panel, cfg: DictConfig, timer: StageTimer) -> Split:
             f"test {fold.test_times[0]:%Y-%m-%d}..{fold.test_times[-1]:%Y-%m-%d}"
         )
     with timer("costs") as note:
-        fits = calibrate_costs(panel, cfg, int(fold.test[0]))
+        fits = calibrate_coin_costs(panel, cfg, int(fold.train[-1]) + 1, int(fold.test[0]))
         arrays = coin_costs(arrays, fits, cfg)
-        methods = [f.method for f in fits.values()]
+        methods = [f.method for f in fits.test.values()]
         note(", ".join(f"{m} {methods.count(m)}" for m in sorted(set(methods))))
     return Split(arrays, data, fits, data.valid(arrays))
 
