@@ -58,11 +58,12 @@ class SharedSpec:
 def shared_spec(
     panel: Panel, cfg: DictConfig, split: Split, encoder, encoder_hash: str, run_id: str
 ) -> SharedSpec:
+    """What every job shares; ``encoder`` None where no job trains (all models stored)."""
     return SharedSpec(
         run_id=run_id,
         store=OmegaConf.to_container(cfg.store, resolve=True),
-        encoder_spec=encoder_spec(encoder),
-        encoder_state={k: v.numpy() for k, v in encoder.state_dict().items()},
+        encoder_spec={} if encoder is None else encoder_spec(encoder),
+        encoder_state={} if encoder is None else _state(encoder),
         encoder_hash=encoder_hash,
         head_cfg=OmegaConf.to_container(cfg.head, resolve=True),
         trainer_cfg=OmegaConf.to_container(cfg.trainer, resolve=True),
@@ -112,12 +113,11 @@ def job_for_coin(
         name: coin_part(split.arrays, data, split.valid, rows, j, cost, slip)
         for name, rows in (("train", fold.train), ("val", fold.val), ("test", fold.test))
     }
-    short = len(parts["val"]["y"]) == 0 or len(parts["test"]["y"]) == 0
     return CoinJob(
         symbol=symbol,
-        skip_reason="no validation or test bars with every input (history too short)"
-        if short
-        else "",
+        skip_reason=""
+        if has_history(split, j)
+        else "no validation or test bars with every input (history too short)",
         run_id=shared.run_id,
         model_prefix=model_prefix(symbol, shared.run_id),
         store=shared.store,
@@ -161,6 +161,12 @@ def job_for_coin(
         rules=shared.rules,
         seed=shared.config["seed"] + j,
     )
+
+
+def has_history(split: Split, j: int) -> bool:
+    """Whether coin ``j`` has validation and test bars with every input (else no job)."""
+    fold = split.fold
+    return bool(split.valid[fold.val, j].any() and split.valid[fold.test, j].any())
 
 
 def coin_part(

@@ -10,7 +10,8 @@
    champion and roster entry (``huracan.pipelines.coin_costs``). All coins at once, since
    the joint heads need every coin's labels.
 3. The shared encoder is trained once on the union of all coins' training data and saved
-   to ``meta/shared_encoder.*``.
+   to ``meta/shared_encoder.*`` (not retrained by a rerun that finds every coin's model
+   complete: see ``huracan.pipelines.resume`` for what a run id records).
 4. Coin heads: trained jointly as one grouped model (``heads=joint``), or each in its own
    job (``heads=alone``).
 5. One job per coin through the queue: validate after the coin's own costs, permutation
@@ -43,11 +44,12 @@ from huracan.pipelines.fold_data import (
     prepare_fold,
     single_split,
 )
-from huracan.pipelines.job_specs import Split, build_jobs, shared_spec
+from huracan.pipelines.job_specs import Split, build_jobs, has_history, shared_spec
+from huracan.pipelines.resume import check_inputs, job_done_key, run_inputs
 from huracan.pipelines.training import fit_encoder, fit_heads
 from huracan.progress import interactive
 from huracan.queue import QueueReport
-from huracan.registry.artifacts import is_complete
+from huracan.registry.artifacts import is_complete, model_prefix
 from huracan.registry.champions import read_champion
 from huracan.registry.feature_bank import write_feature_bank
 from huracan.registry.roster import TABLE_FIELDS, format_table, roster_entry, write_roster
@@ -63,9 +65,18 @@ def run_per_coin(
     """Trains, validates, exports and ranks one model per coin; returns the run summary."""
     store = build(cfg.store)
     run_id = str(cfg.pipeline.run_id)
+    removed = store.clean_temporary()
+    if removed:
+        log.warning("removed %d temporary files of interrupted writes in %s", removed, store)
+    check_inputs(store, run_id, run_inputs(panel, gates, cfg))
     split = prepare_split(panel, cfg, timer)
-    encoder, joint = train_shared(panel, cfg, split, timer)
-    encoder_hash = save_shared_encoder(store, encoder, split.data, split.fold, run_id)
+    encoder = joint = None
+    encoder_hash = ""
+    if to_train(store, panel, split, run_id):
+        encoder, joint = train_shared(panel, cfg, split, timer)
+        encoder_hash = save_shared_encoder(store, encoder, split.data, split.fold, run_id)
+    else:
+        log.info("every coin's model of run %s is complete: nothing to train", run_id)
     shared = shared_spec(panel, cfg, split, encoder, encoder_hash, run_id)
     jobs = build_jobs(panel, gates, cfg, split, shared, joint)
     report = run_jobs(jobs, store, cfg, out, timer)
@@ -102,6 +113,15 @@ def prepare_split(panel: Panel, cfg: DictConfig, timer: StageTimer) -> Split:
     return Split(arrays, data, fits, data.valid(arrays))
 
 
+def to_train(store: Store, panel: Panel, split: Split, run_id: str) -> list[str]:
+    """The coins with a job whose model version is not complete yet."""
+    return [
+        symbol
+        for j, symbol in enumerate(panel.symbols)
+        if has_history(split, j) and not is_complete(store, model_prefix(symbol, run_id))
+    ]
+
+
 def train_shared(panel: Panel, cfg: DictConfig, split: Split, timer: StageTimer):
     """The shared encoder on every coin's training data, and the joint coin heads."""
     fold = split.fold
@@ -134,7 +154,12 @@ def train_shared(panel: Panel, cfg: DictConfig, split: Split, timer: StageTimer)
 
 
 def run_jobs(jobs: list[CoinJob], store: Store, cfg: DictConfig, out: Path, timer) -> QueueReport:
-    """One job per coin through the configured queue; complete versions are not redone."""
+    """One job per coin through the configured queue; finished coins are not redone.
+
+    A coin is finished when its model version is complete and its job recorded its last
+    stage; a complete version without that record goes through the job again, which
+    takes the stored model and finishes the stages after the export.
+    """
     queue = build(
         cfg.queue,
         log_dir=out / "logs",
@@ -144,7 +169,10 @@ def run_jobs(jobs: list[CoinJob], store: Store, cfg: DictConfig, out: Path, time
         report = queue.run(
             run_coin_job,
             jobs,
-            done=lambda job: is_complete(store, job.model_prefix, verify_hashes=True),
+            done=lambda job: (
+                store.exists(job_done_key(job.run_id, job.symbol))
+                and is_complete(store, job.model_prefix, verify_hashes=True)
+            ),
         )
         note(", ".join(f"{k} {v}" for k, v in report.counts().items() if v))
     return report

@@ -126,6 +126,15 @@ class Store(ABC):
     def describe(self) -> str:
         """Where the store points, such as ``local:/abs/path``; never contains a credential."""
 
+    def clean_temporary(self) -> int:
+        """Removes what interrupted writes left behind; returns how many files.
+
+        Only safe while no other process writes to the store (under the run's lock).
+        A store whose writes leave nothing behind (Dropbox commits a file whole) has
+        nothing to remove.
+        """
+        return 0
+
     def write_json(self, key: str, obj: Any) -> None:
         """Writes ``obj`` as indented UTF-8 JSON under ``key``."""
         self.write_bytes(key, (json.dumps(obj, indent=2) + "\n").encode("utf-8"))
@@ -185,6 +194,16 @@ class LocalStore(Store):
             shutil.rmtree(path)
         else:
             path.unlink(missing_ok=True)
+
+    def clean_temporary(self) -> int:
+        """Removes the temporary files of atomic writes cut short (``.NAME.*.tmp``)."""
+        removed = 0
+        for directory, _, names in os.walk(self.root):
+            for name in names:
+                if _is_temp_name(name):
+                    (Path(directory) / name).unlink(missing_ok=True)
+                    removed += 1
+        return removed
 
     def describe(self) -> str:
         return f"local:{self.root}"
