@@ -55,6 +55,7 @@ from huracan.registry.feature_bank import write_feature_bank
 from huracan.registry.roster import TABLE_FIELDS, format_table, roster_entry, write_roster
 from huracan.report import StageTimer
 from huracan.store import ArtifactNotFound, Store, content_hash
+from huracan.store.lock import store_lock
 
 log = logging.getLogger("huracan")
 
@@ -304,6 +305,10 @@ class PerCoinPipeline(Pipeline):
     max_round_trip_bps: float = 40
     shared_feature_share: float = 0.5
     services = ("queue", "store")
+
+    def session(self, cfg: DictConfig):
+        """The artifact root's lock, held from loading the data to the roster."""
+        return store_lock(build(cfg.store), str(cfg.pipeline.run_id))
 
     def test_start(self, panel: Panel, cfg: DictConfig):
         return single_split(panel, cfg).first_test_bar(panel)

@@ -103,6 +103,13 @@ class Store(ABC):
         """Writes ``data`` under ``key`` atomically, replacing any previous content."""
 
     @abstractmethod
+    def create_exclusive(self, key: str, data: bytes) -> bool:
+        """Writes ``data`` under ``key`` only if nothing is there, atomically; True if it did.
+
+        Of two callers racing for one key exactly one gets True (a lock's create).
+        """
+
+    @abstractmethod
     def read_bytes(self, key: str) -> bytes:
         """Returns the content under ``key``; raises ArtifactNotFound naming the key."""
 
@@ -167,6 +174,19 @@ class LocalStore(Store):
 
     def write_bytes(self, key: str, data: bytes) -> None:
         atomic_write_bytes(self._path(key), data)
+
+    def create_exclusive(self, key: str, data: bytes) -> bool:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        return True
 
     def read_bytes(self, key: str) -> bytes:
         path = self._path(key)

@@ -237,6 +237,25 @@ class DropboxStore(Store):
         commit = files.CommitInfo(path, mode=mode)
         return self._client.files_upload_session_finish(data[offset:], cursor, commit)
 
+    def create_exclusive(self, key: str, data: bytes) -> bool:
+        """Dropbox's ``add`` mode without renaming: a file already there is a conflict."""
+        path = self._path(key)
+
+        def add() -> bool:
+            try:
+                self._client.files_upload(
+                    bytes(data), path, mode=files.WriteMode.add, autorename=False
+                )
+            except ApiError as exc:
+                error = exc.error
+                if isinstance(error, files.UploadError) and error.is_path():
+                    if error.get_path().reason.is_conflict():
+                        return False
+                raise
+            return True
+
+        return self._with_retries("exclusive upload of", path, add)
+
     def read_bytes(self, key: str) -> bytes:
         path = self._path(key)
 
