@@ -23,6 +23,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -58,6 +59,8 @@ from huracan.store import ArtifactNotFound, Store, content_hash
 from huracan.store.lock import store_lock
 
 log = logging.getLogger("huracan")
+
+RUN_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}")
 
 
 def run_per_coin(
@@ -318,6 +321,12 @@ class PerCoinPipeline(Pipeline):
             object.__setattr__(self, "costs", CostCalibration(**self.costs))
 
     def check(self, cfg: DictConfig) -> None:
+        run_id = str(self.run_id)
+        if not RUN_ID.fullmatch(run_id):
+            raise ConfigError(
+                f"pipeline.run_id {run_id!r} is not a safe name: use 1 to 64 letters, digits, "
+                "'_', '-' or '.' not starting with '.' (it names models/<SYMBOL>/baseline_<run_id>)"
+            )
         if not self.costs.tiers:
             raise ConfigError("pipeline.costs.tiers is empty: the fallback spreads need a tier")
         if self.costs.ticks_dir and not Path(self.costs.ticks_dir).is_dir():

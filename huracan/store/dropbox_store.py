@@ -161,6 +161,19 @@ class DropboxStore(Store):
     def describe(self) -> str:
         return f"dropbox:{self.root or '/'}"
 
+    def check(self) -> None:
+        """Reaches the root folder once (before any work): raises ConfigError for rejected
+        credentials, StoreError where Dropbox cannot be reached (after the retries)."""
+
+        def probe() -> None:
+            try:
+                self._client.files_list_folder(self.root, limit=1)
+            except ApiError as exc:
+                if not _is_missing(exc):  # a root not created yet is fine
+                    raise
+
+        self._with_retries("listing of", self.root or "/", probe)
+
     def _path(self, key: str) -> str:
         return f"{self.root}/{check_key(key)}"
 

@@ -86,10 +86,14 @@ def acquire(store: Store, run_id: str, stale_after_s: float) -> dict:
 
 
 def release(store: Store, owner: dict) -> None:
-    """Deletes the lock if it is still this run's."""
-    holder = read_lock(store)
-    if holder is not None and holder.get("token") == owner["token"]:
-        store.delete(LOCK_KEY)
+    """Deletes the lock if it is still this run's; a store that fails now leaves it to go
+    stale (the run's own error, if any, is the one reported)."""
+    try:
+        holder = read_lock(store)
+        if holder is not None and holder.get("token") == owner["token"]:
+            store.delete(LOCK_KEY)
+    except (StoreError, OSError) as err:
+        log.warning("could not release the lock of %s: %s", store.describe(), err)
 
 
 def read_lock(store: Store) -> dict | None:
