@@ -8,7 +8,10 @@ between two of its writes.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 
 import pytest
 from conftest import ROOT
@@ -87,9 +90,11 @@ def clean(tmp_path_factory):
 
 KILL_POINTS = {
     "encoder saved, no job run": lambda s: "meta/shared_encoder.json",
+    "first file of an export": lambda s: f"models/{s}/baseline_{RUN_ID}/weights.safetensors",
     "mid export, before the manifest": lambda s: f"models/{s}/baseline_{RUN_ID}/manifest.json",
     "after the manifest, before the pointer": lambda s: f"champions/{s}.json",
     "after the pointer, before the job's record": lambda s: f"runs/{RUN_ID}/jobs/{s}.json",
+    "every job done, before the feature bank": lambda s: "meta/feature_bank.json",
     "every job done, before the roster": lambda s: "champions/roster.json",
 }
 
@@ -105,7 +110,7 @@ def test_every_kill_point_resumes_to_the_clean_result(clean, tmp_path, monkeypat
     monkeypatch.undo()
     summary, _ = train(config(tmp_path))
     assert outcome(tmp_path / "artifacts") == clean_outcome
-    if point == "every job done, before the roster":  # nothing left to train
+    if point.startswith("every job done"):  # nothing left to train
         assert "shared encoder" not in summary["timings_s"]
         assert "joint heads" not in summary["timings_s"]
     store = LocalStore(tmp_path / "artifacts")
@@ -170,3 +175,42 @@ def test_temporary_files_of_interrupted_writes_are_removed(clean, tmp_path):
     assert not list(root.rglob("*.tmp"))
     assert outcome(root) == clean_outcome
     assert json.loads((root / "champions" / "roster.json").read_text())["run_id"] == RUN_ID
+
+
+KILL_9 = """
+import os, sys
+sys.path.insert(0, "tests")
+import huracan.io
+from test_per_coin_resume import config
+from huracan.run import train
+
+target, real = sys.argv[2], os.replace
+
+def replace(src, dst):  # SIGKILL-like: no finally, no cleanup, inside the atomic write
+    if str(dst).endswith(target):
+        os._exit(9)
+    real(src, dst)
+
+huracan.io.os.replace = replace
+train(config(__import__("pathlib").Path(sys.argv[1])))
+"""
+
+
+def test_a_process_killed_mid_write_resumes_to_the_clean_result(clean, tmp_path):
+    """The process dies inside the atomic write of a pointer: its temporary file and its
+    lock stay behind; the next run removes the one, takes the other over, and finishes."""
+    _, _, clean_outcome, champion = clean
+    killed = subprocess.run(
+        [sys.executable, "-c", KILL_9, str(tmp_path), f"champions/{champion}.json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert killed.returncode == 9, killed.stderr[-2000:]
+    root = tmp_path / "artifacts"
+    assert list(root.rglob(f".{champion}.json.*.tmp"))
+    assert json.loads((root / "lock.json").read_text())["pid"] != os.getpid()
+    train(config(tmp_path))
+    assert outcome(root) == clean_outcome
+    assert not list(root.rglob("*.tmp")) and not (root / "lock.json").exists()
