@@ -18,6 +18,9 @@
    importance, export the model version, challenge the champion.
 6. ``meta/feature_bank.json``, then ``champions/roster.json`` last: every coin of the
    universe, tradable or not and why.
+
+The whole run, from loading the data on, holds the artifact root's lock
+(``huracan.store.lock``), so no other run writes models or pointers meanwhile.
 """
 
 from __future__ import annotations
@@ -69,18 +72,12 @@ def run_per_coin(
     """Trains, validates, exports and ranks one model per coin; returns the run summary."""
     store = build(cfg.store)
     run_id = str(cfg.pipeline.run_id)
-    removed = store.clean_temporary()
+    removed = store.clean_temporary()  # under the run's lock: no other writer
     if removed:
         log.warning("removed %d temporary files of interrupted writes in %s", removed, store)
     check_inputs(store, run_id, run_inputs(panel, gates, cfg))
     split = prepare_split(panel, cfg, timer)
-    encoder = joint = None
-    encoder_hash = ""
-    if to_train(store, panel, split, run_id):
-        encoder, joint = train_shared(panel, cfg, split, timer)
-        encoder_hash = save_shared_encoder(store, encoder, split.data, split.fold, run_id)
-    else:
-        log.info("every coin's model of run %s is complete: nothing to train", run_id)
+    encoder, joint, encoder_hash = shared_models(store, panel, cfg, split, run_id, timer)
     shared = shared_spec(panel, cfg, split, encoder, encoder_hash, run_id)
     jobs = build_jobs(panel, gates, cfg, split, shared, joint)
     report = run_jobs(jobs, store, cfg, out, timer)
@@ -115,6 +112,16 @@ def prepare_split(panel: Panel, cfg: DictConfig, timer: StageTimer) -> Split:
         methods = [f.method for f in fits.test.values()]
         note(", ".join(f"{m} {methods.count(m)}" for m in sorted(set(methods))))
     return Split(arrays, data, fits, data.valid(arrays))
+
+
+def shared_models(store: Store, panel: Panel, cfg: DictConfig, split: Split, run_id, timer):
+    """The shared encoder (saved) and joint heads, and the encoder's hash; ``None, None, ""``
+    when every coin's model version of the run is complete already (a resumed run)."""
+    if not to_train(store, panel, split, run_id):
+        log.info("every coin's model of run %s is complete: nothing to train", run_id)
+        return None, None, ""
+    encoder, joint = train_shared(panel, cfg, split, timer)
+    return encoder, joint, save_shared_encoder(store, encoder, split.data, split.fold, run_id)
 
 
 def to_train(store: Store, panel: Panel, split: Split, run_id: str) -> list[str]:
