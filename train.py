@@ -25,4 +25,11 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    from huracan.config import refuse_secrets
+
+    try:  # before Hydra saves the overrides to disk
+        refuse_secrets(sys.argv[1:])
+    except HuracanError as err:
+        print(f"{type(err).__name__}: {err}", file=sys.stderr)
+        sys.exit(2)
     main()

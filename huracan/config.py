@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import re
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -25,6 +26,30 @@ from omegaconf import DictConfig, OmegaConf
 from huracan.errors import ConfigError, HuracanError
 
 Node = DictConfig | Mapping
+
+# Keys that hold credentials: never config values (Hydra saves every override to disk).
+SECRET_KEY = re.compile(r"token|secret|password|passwd|api_?key|credential", re.IGNORECASE)
+
+
+def refuse_secrets(overrides: Sequence[str]) -> None:
+    """Refuses a credential among command-line overrides, before Hydra saves them.
+
+    Hydra writes every override to ``.hydra/overrides.yaml`` and ``config.yaml`` before the
+    run starts, so a token given as ``+store.access_token=...`` would land on disk.
+
+    Raises:
+        ConfigError: naming the key (never its value) and where credentials go instead.
+    """
+    for override in overrides:
+        key, equals, _ = override.partition("=")
+        key = key.lstrip("+~")
+        if equals and not key.startswith("hydra.") and SECRET_KEY.search(key.split(".")[-1]):
+            raise ConfigError(
+                f"{key} on the command line: credentials are never config values (Hydra "
+                "would save this one in .hydra/overrides.yaml and config.yaml); the Dropbox "
+                "store reads DROPBOX_ACCESS_TOKEN, or DROPBOX_REFRESH_TOKEN with "
+                "DROPBOX_APP_KEY (and DROPBOX_APP_SECRET), from the environment"
+            )
 
 
 def build(node: Node, **kwargs: Any) -> Any:

@@ -170,6 +170,12 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
     if cfg.get("logger") is not None and cfg.logger.get("name") is None:
         cfg.logger.name = run_name_of(out)
     quiet_libraries()
+    with pipeline.session(cfg):  # e.g. the per-coin run's lock on its artifact root
+        return run_pipeline(cfg, pipeline, out)
+
+
+def run_pipeline(cfg: DictConfig, pipeline: Pipeline, out: Path) -> tuple[dict, dict]:
+    """Loads and gates the data, runs the pipeline, writes ``summary.json`` (see ``train``)."""
     timer = StageTimer()
     panel, gates = load_and_gate(cfg, pipeline, timer)
     gates.write(out / "gates.json")

@@ -100,6 +100,9 @@ def test_artifact_layout(first_run):
         test_start = summary["per_coin"]["test_window"][0]
         assert pd.Timestamp(costs["window_end"]) < pd.Timestamp(test_start)
         assert costs["fit_date"] == pd.Timestamp(test_start).isoformat()
+        # the labels and threshold: calibrated up to the end of the training window
+        train_end = json.loads((version / "features.json").read_text())["train_end"]
+        assert costs["training_fit"]["window_end"] == pd.Timestamp(train_end).isoformat()
         # the round trip is fee on both sides + spread + the slippage reported, once
         assert costs["expected_round_trip_bps"] == pytest.approx(
             2 * costs["fee_bps"] + costs["base_spread_bps"] + costs["expected_slip_bps"]

@@ -238,6 +238,21 @@ def test_local_list_ignores_temp_files(tmp_path):
 # DropboxStore: transfers -----------------------------------------------------------------
 
 
+def test_local_clean_temporary_removes_only_temp_files(tmp_path):
+    store = LocalStore(tmp_path)
+    store.write_bytes("models/BTC/a/manifest.json", b"{}")
+    for name in ("models/BTC/a/.manifest.json.x1.tmp", ".lock.json.y.tmp", "meta/.b.json.z.tmp"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"half")
+    (tmp_path / "models" / "notes.tmp").write_bytes(b"a user's file, not ours")
+    assert store.clean_temporary() == 3
+    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == [
+        "manifest.json",
+        "notes.tmp",
+    ]
+    assert store.clean_temporary() == 0
+
+
 def test_dropbox_files_land_under_the_root(dbx, fake):
     dbx.write_bytes("models/BTC/metrics.json", b"{}")
     assert fake.files == {"/huracan/models/BTC/metrics.json": b"{}"}

@@ -7,6 +7,7 @@ nothing else of any pipeline.
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 import pandas as pd
@@ -28,6 +29,10 @@ class Pipeline:
 
     def check(self, cfg: DictConfig) -> None:
         """Raises a ConfigError for options that cannot work together (before any work)."""
+
+    def session(self, cfg: DictConfig) -> AbstractContextManager:
+        """What the whole run, from loading the data on, holds (e.g. a lock); none here."""
+        return nullcontext()
 
     def test_start(self, panel: Panel, cfg: DictConfig) -> pd.Timestamp | None:
         """The first out-of-sample bar, before which the data gates look (None: none)."""

@@ -1,11 +1,14 @@
 """The per-coin pipeline's cost stage: every coin's spread and slippage, before the jobs.
 
-Each coin gets one cost model, calibrated on the ``pipeline.calibration_days`` right before
-the test window (never inside it): ticks where ``pipeline.costs.ticks_dir`` has them, else
-the quoted spread column, else the candle estimator (EDGE by default), else the liquidity
-tier's default. Its labels, thresholds, evaluation and roster entry all use that model.
-Calibration runs for all coins at once because the joint heads train on every coin's
-labels.
+Each coin's spread is calibrated twice, each time on the ``pipeline.calibration_days``
+right before the bars it prices, never on one of them or after: once at the end of the
+training window, for the training and validation labels and the threshold chosen on the
+validation slice (a model must not learn from costs measured after its training data),
+and once right before the test window, for the coin's one test cost model: its
+evaluation, ``costs.json``, champion challenge and roster entry. The source is ticks where
+``pipeline.costs.ticks_dir`` has them, else the quoted spread column, else the candle
+estimator (EDGE by default), else the liquidity tier's default. Calibration runs for all
+coins at once because the joint heads train on every coin's labels.
 """
 
 from __future__ import annotations
@@ -114,13 +117,50 @@ def tick_fits(
     return fits
 
 
-def coin_costs(arrays: FleetArrays, fits: dict[str, SlippageFit], cfg: DictConfig) -> FleetArrays:
-    """The arrays with labels, net returns and costs from each coin's calibrated model.
+@dataclass(frozen=True)
+class CoinFits:
+    """Each coin's two calibrations (symbol -> fit, in panel order).
+
+    Attributes:
+        train: on the bars up to the end of the training window; prices the training and
+            validation rows (labels, threshold).
+        test: on the bars right before the test window; prices the test rows from
+            ``test_start`` on.
+        test_start: the first grid row of the test window.
+    """
+
+    train: dict[str, SlippageFit]
+    test: dict[str, SlippageFit]
+    test_start: int
+
+
+def calibrate_coin_costs(panel: Panel, cfg: DictConfig, train_end: int, test_start: int):
+    """Both calibrations: before grid row ``train_end`` (the first row after the training
+    window) and before ``test_start`` (the first test row)."""
+    return CoinFits(
+        calibrate_costs(panel, cfg, train_end), calibrate_costs(panel, cfg, test_start), test_start
+    )
+
+
+def priced_costs(
+    fits: CoinFits, fee_bps: float, volatility: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every bar's round trip and slippage part in bps, (T, N) each: rows before the test
+    window from the training calibration, test rows from the test one."""
+    cost, slip = cost_arrays(fits.train, fee_bps, volatility)
+    test_cost, test_slip = cost_arrays(fits.test, fee_bps, volatility)
+    test = np.arange(len(volatility))[:, None] >= fits.test_start
+    return np.where(test, test_cost, cost), np.where(test, test_slip, slip)
+
+
+def coin_costs(arrays: FleetArrays, fits: CoinFits, cfg: DictConfig) -> FleetArrays:
+    """The arrays with labels, net returns and costs from each coin's calibrated models.
 
     ``build_fleet_arrays`` labels with the configured costs; the per-coin run trains,
-    thresholds and evaluates every coin at its own calibrated round trip instead.
+    thresholds and evaluates every coin at its own calibrated round trip instead (see
+    ``priced_costs`` for which calibration prices which rows).
     """
-    cost, _ = cost_arrays(fits, cfg.costs.fee_bps, arrays.volatility)
+    cost, _ = priced_costs(fits, cfg.costs.fee_bps, arrays.volatility)
     net = np.where(np.isnan(arrays.net_return), np.nan, arrays.gross_return - cost / 1e4)
     label = np.where(np.isnan(net), np.nan, (net > 0).astype(np.float64))
     return replace(arrays, label=label, net_return=net, cost_bps=cost)

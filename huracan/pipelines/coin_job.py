@@ -24,9 +24,10 @@ from huracan.io import plain
 from huracan.models import FleetModule, GroupedMoEHead
 from huracan.models.batches import sample_tensors
 from huracan.models.checkpoint import build_encoder, checkpoint_files, module_from_files
+from huracan.pipelines.resume import job_done_key
 from huracan.pipelines.training import fit_heads
 from huracan.queue import JobSkipped
-from huracan.registry.artifacts import json_bytes, write_version
+from huracan.registry.artifacts import is_complete, json_bytes, write_version
 from huracan.registry.champions import Rescore, challenge
 from huracan.thresholds import choose_thresholds
 
@@ -64,10 +65,49 @@ class CoinJob:
 
 
 def run_coin_job(job: CoinJob) -> dict:
-    """Train or take the head, validate after costs, export, update the champion."""
+    """Train or take the head, validate after costs, export, update the champion.
+
+    A coin whose model version is already complete (a run killed after its export) is not
+    trained or exported again: its stored model finishes the later stages. The job's last
+    write records that every stage is done (``resume.job_done_key``).
+    """
     if job.rules.get("torch_threads"):
         torch.set_num_threads(job.rules["torch_threads"])
     store = build(job.store)
+    if is_complete(store, job.model_prefix, verify_hashes=True):
+        module, metrics, importance = stored_version(store, job.model_prefix)
+        signals = predict(module, job.test) >= _threshold(metrics["threshold"])
+    else:
+        module, metrics, importance, signals = validate_and_export(store, job)
+    champion = challenge(
+        store,
+        job.symbol,
+        job.model_prefix,
+        job.meta["test_window"],
+        metrics,
+        job.costs,
+        job.rules["champion_min_trades"],
+        lambda current: rescore(store, current, job, signals),
+    )
+    record = {"symbol": job.symbol, "model_path": job.model_prefix, "champion": champion}
+    store.write_bytes(job_done_key(job.run_id, job.symbol), json_bytes(record))
+    return {"metrics": metrics, "importance": importance, "champion": champion}
+
+
+def stored_version(store, prefix: str) -> tuple[FleetModule, dict, dict]:
+    """A complete version's module, out-of-sample metrics and permutation importance."""
+    module, _ = module_from_files(
+        store.read_bytes(f"{prefix}/weights.safetensors"),
+        store.read_bytes(f"{prefix}/checkpoint.json"),
+    )
+    metrics = store.read_json(f"{prefix}/metrics.json")
+    importance = store.read_json(f"{prefix}/features.json")["importance"]
+    return module, metrics, importance
+
+
+def validate_and_export(store, job: CoinJob):
+    """The coin's threshold on validation, metrics on the test window, importance, and its
+    model version written (manifest last)."""
     module = build_module(job)
     val, test = job.val, job.test
     val_net = val["gross"] - val["cost_bps"] / 1e4
@@ -95,17 +135,7 @@ def run_coin_job(job: CoinJob) -> dict:
         "features.json": json_bytes({**job.meta, "importance": importance}),
     }
     write_version(store, job.model_prefix, files, {"symbol": job.symbol, "run_id": job.run_id})
-    champion = challenge(
-        store,
-        job.symbol,
-        job.model_prefix,
-        job.meta["test_window"],
-        metrics,
-        job.costs,
-        job.rules["champion_min_trades"],
-        lambda current: rescore(store, current, job, signals),
-    )
-    return {"metrics": metrics, "importance": importance, "champion": champion}
+    return module, metrics, importance, signals
 
 
 def build_module(job: CoinJob) -> FleetModule:
@@ -231,8 +261,7 @@ def rescore(store, champion: dict, job: CoinJob, signals: np.ndarray) -> Rescore
         return Rescore(
             None, None, f"champion's labels reach {label_end}, past this whole test window"
         )
-    threshold = description["thresholds"][0]
-    threshold = np.inf if threshold is None else threshold
+    threshold = _threshold(description["thresholds"][0])
     test = {**job.test, "x": _rescale(job.test["x"], job.meta, description)}
     champion_metrics = evaluate(job, predict(old, test) >= threshold, rows)
     if rows.all():
@@ -253,6 +282,11 @@ def _rescale(x: np.ndarray, current: dict, champion: dict) -> np.ndarray:
     raw = x * std + mean
     out = (raw - old_mean) / old_std
     return np.clip(out, -clip, clip) if clip else out
+
+
+def _threshold(value: float | None) -> float:
+    """A stored threshold; None (JSON for inf) means the model never trades."""
+    return np.inf if value is None else value
 
 
 def _tensors(part: dict) -> dict[str, torch.Tensor]:

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from huracan.costs import SlippageFit, cost_arrays
 from huracan.data import GateReport, Panel
 from huracan.features.drift import reference_bins
 from huracan.io import plain
 from huracan.models.checkpoint import encoder_spec
+from huracan.pipelines.coin_costs import CoinFits, priced_costs
 from huracan.pipelines.coin_job import CoinJob
 from huracan.pipelines.fold_data import FleetArrays, FoldData
 from huracan.registry.artifacts import model_prefix
@@ -28,7 +28,7 @@ class Split:
 
     arrays: FleetArrays  # labels and costs from each coin's own cost model
     data: FoldData  # clusters, factor, fracdiff and scalers of the training window
-    fits: dict[str, SlippageFit]  # each coin's cost calibration
+    fits: CoinFits  # each coin's cost calibrations: training window, test window
     valid: np.ndarray  # (T, N) rows with every input, a label and a head
 
     @property
@@ -58,11 +58,12 @@ class SharedSpec:
 def shared_spec(
     panel: Panel, cfg: DictConfig, split: Split, encoder, encoder_hash: str, run_id: str
 ) -> SharedSpec:
+    """What every job shares; ``encoder`` None where no job trains (all models stored)."""
     return SharedSpec(
         run_id=run_id,
         store=OmegaConf.to_container(cfg.store, resolve=True),
-        encoder_spec=encoder_spec(encoder),
-        encoder_state={k: v.numpy() for k, v in encoder.state_dict().items()},
+        encoder_spec={} if encoder is None else encoder_spec(encoder),
+        encoder_state={} if encoder is None else _state(encoder),
         encoder_hash=encoder_hash,
         head_cfg=OmegaConf.to_container(cfg.head, resolve=True),
         trainer_cfg=OmegaConf.to_container(cfg.trainer, resolve=True),
@@ -90,13 +91,13 @@ def build_jobs(
         CoinJob(
             symbol=s,
             skip_reason="gates: " + ", ".join(r["code"] for r in reasons),
-            costs={**split.fits[s].to_dict(), "fee_bps": fee} if s in split.fits else {},
+            costs={**split.fits.test[s].to_dict(), "fee_bps": fee} if s in split.fits.test else {},
         )
         for s, reasons in gates.skip_reasons.items()
         if reasons
     ]
-    # the labels were built with these same costs (coin_costs): one cost model per coin
-    costs, slips = cost_arrays(split.fits, fee, split.arrays.volatility)
+    # the labels were built with these same costs (coin_costs)
+    costs, slips = priced_costs(split.fits, fee, split.arrays.volatility)
     for j in range(panel.n_assets):
         head = None if joint is None else joint.head.group_slice(j)
         jobs.append(job_for_coin(panel, split, shared, j, costs[:, j], slips[:, j], head, fee))
@@ -112,12 +113,11 @@ def job_for_coin(
         name: coin_part(split.arrays, data, split.valid, rows, j, cost, slip)
         for name, rows in (("train", fold.train), ("val", fold.val), ("test", fold.test))
     }
-    short = len(parts["val"]["y"]) == 0 or len(parts["test"]["y"]) == 0
     return CoinJob(
         symbol=symbol,
-        skip_reason="no validation or test bars with every input (history too short)"
-        if short
-        else "",
+        skip_reason=""
+        if has_history(split, j)
+        else "no validation or test bars with every input (history too short)",
         run_id=shared.run_id,
         model_prefix=model_prefix(symbol, shared.run_id),
         store=shared.store,
@@ -151,14 +151,22 @@ def job_for_coin(
             "config": shared.config,
         },
         costs={
-            **split.fits[symbol].to_dict(),
+            **split.fits.test[symbol].to_dict(),
             "fee_bps": fee_bps,
+            # what the training and validation labels and the threshold were priced with
+            "training_fit": split.fits.train[symbol].to_dict(),
             "expected_round_trip_bps": plain(np.nanmean(parts["test"]["cost_bps"])),
             "expected_slip_bps": plain(np.nanmean(parts["test"]["slip_bps"])),
         },
         rules=shared.rules,
         seed=shared.config["seed"] + j,
     )
+
+
+def has_history(split: Split, j: int) -> bool:
+    """Whether coin ``j`` has validation and test bars with every input (else no job)."""
+    fold = split.fold
+    return bool(split.valid[fold.val, j].any() and split.valid[fold.test, j].any())
 
 
 def coin_part(

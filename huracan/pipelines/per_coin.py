@@ -4,23 +4,29 @@
 2. One split: training window, validation slice at its end, out-of-sample test window of
    ``pipeline.test_days`` (purged). Clusters, factor, fracdiff and scalers are fitted on
    the training window.
-   Every coin's spread is estimated on the ``pipeline.calibration_days`` right before the
-   test window (``huracan.costs.estimate``), for all coins at once since the joint heads
-   need every coin's labels: one cost model per coin for its labels, threshold,
-   evaluation and roster entry.
+   Every coin's spread is estimated on the ``pipeline.calibration_days`` before the end
+   of the training window, for its training and validation labels and its threshold, and
+   on those right before the test window, for its one test cost model: evaluation,
+   champion and roster entry (``huracan.pipelines.coin_costs``). All coins at once, since
+   the joint heads need every coin's labels.
 3. The shared encoder is trained once on the union of all coins' training data and saved
-   to ``meta/shared_encoder.*``.
+   to ``meta/shared_encoder.*`` (not retrained by a rerun that finds every coin's model
+   complete: see ``huracan.pipelines.resume`` for what a run id records).
 4. Coin heads: trained jointly as one grouped model (``heads=joint``), or each in its own
    job (``heads=alone``).
 5. One job per coin through the queue: validate after the coin's own costs, permutation
    importance, export the model version, challenge the champion.
 6. ``meta/feature_bank.json``, then ``champions/roster.json`` last: every coin of the
    universe, tradable or not and why.
+
+The whole run, from loading the data on, holds the artifact root's lock
+(``huracan.store.lock``), so no other run writes models or pointers meanwhile.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -34,7 +40,7 @@ from huracan.errors import ConfigError
 from huracan.loggers import stage_logger
 from huracan.models.checkpoint import encoder_spec
 from huracan.pipelines.base import Pipeline
-from huracan.pipelines.coin_costs import CostCalibration, calibrate_costs, coin_costs
+from huracan.pipelines.coin_costs import CostCalibration, calibrate_coin_costs, coin_costs
 from huracan.pipelines.coin_job import CoinJob, run_coin_job
 from huracan.pipelines.fold_data import (
     FoldData,
@@ -42,18 +48,22 @@ from huracan.pipelines.fold_data import (
     prepare_fold,
     single_split,
 )
-from huracan.pipelines.job_specs import Split, build_jobs, shared_spec
+from huracan.pipelines.job_specs import Split, build_jobs, has_history, shared_spec
+from huracan.pipelines.resume import check_inputs, job_done_key, run_inputs
 from huracan.pipelines.training import fit_encoder, fit_heads
 from huracan.progress import interactive
 from huracan.queue import QueueReport
-from huracan.registry.artifacts import is_complete
+from huracan.registry.artifacts import is_complete, model_prefix
 from huracan.registry.champions import read_champion
 from huracan.registry.feature_bank import write_feature_bank
 from huracan.registry.roster import TABLE_FIELDS, format_table, roster_entry, write_roster
 from huracan.report import StageTimer
 from huracan.store import ArtifactNotFound, Store, content_hash
+from huracan.store.lock import store_lock
 
 log = logging.getLogger("huracan")
+
+RUN_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}")
 
 
 def run_per_coin(
@@ -62,9 +72,12 @@ def run_per_coin(
     """Trains, validates, exports and ranks one model per coin; returns the run summary."""
     store = build(cfg.store)
     run_id = str(cfg.pipeline.run_id)
+    removed = store.clean_temporary()  # under the run's lock: no other writer
+    if removed:
+        log.warning("removed %d temporary files of interrupted writes in %s", removed, store)
+    check_inputs(store, run_id, run_inputs(panel, gates, cfg))
     split = prepare_split(panel, cfg, timer)
-    encoder, joint = train_shared(panel, cfg, split, timer)
-    encoder_hash = save_shared_encoder(store, encoder, split.data, split.fold, run_id)
+    encoder, joint, encoder_hash = shared_models(store, panel, cfg, split, run_id, timer)
     shared = shared_spec(panel, cfg, split, encoder, encoder_hash, run_id)
     jobs = build_jobs(panel, gates, cfg, split, shared, joint)
     report = run_jobs(jobs, store, cfg, out, timer)
@@ -94,11 +107,30 @@ def prepare_split(panel: Panel, cfg: DictConfig, timer: StageTimer) -> Split:
             f"test {fold.test_times[0]:%Y-%m-%d}..{fold.test_times[-1]:%Y-%m-%d}"
         )
     with timer("costs") as note:
-        fits = calibrate_costs(panel, cfg, int(fold.test[0]))
+        fits = calibrate_coin_costs(panel, cfg, int(fold.train[-1]) + 1, int(fold.test[0]))
         arrays = coin_costs(arrays, fits, cfg)
-        methods = [f.method for f in fits.values()]
+        methods = [f.method for f in fits.test.values()]
         note(", ".join(f"{m} {methods.count(m)}" for m in sorted(set(methods))))
     return Split(arrays, data, fits, data.valid(arrays))
+
+
+def shared_models(store: Store, panel: Panel, cfg: DictConfig, split: Split, run_id, timer):
+    """The shared encoder (saved) and joint heads, and the encoder's hash; ``None, None, ""``
+    when every coin's model version of the run is complete already (a resumed run)."""
+    if not to_train(store, panel, split, run_id):
+        log.info("every coin's model of run %s is complete: nothing to train", run_id)
+        return None, None, ""
+    encoder, joint = train_shared(panel, cfg, split, timer)
+    return encoder, joint, save_shared_encoder(store, encoder, split.data, split.fold, run_id)
+
+
+def to_train(store: Store, panel: Panel, split: Split, run_id: str) -> list[str]:
+    """The coins with a job whose model version is not complete yet."""
+    return [
+        symbol
+        for j, symbol in enumerate(panel.symbols)
+        if has_history(split, j) and not is_complete(store, model_prefix(symbol, run_id))
+    ]
 
 
 def train_shared(panel: Panel, cfg: DictConfig, split: Split, timer: StageTimer):
@@ -133,7 +165,12 @@ def train_shared(panel: Panel, cfg: DictConfig, split: Split, timer: StageTimer)
 
 
 def run_jobs(jobs: list[CoinJob], store: Store, cfg: DictConfig, out: Path, timer) -> QueueReport:
-    """One job per coin through the configured queue; complete versions are not redone."""
+    """One job per coin through the configured queue; finished coins are not redone.
+
+    A coin is finished when its model version is complete and its job recorded its last
+    stage; a complete version without that record goes through the job again, which
+    takes the stored model and finishes the stages after the export.
+    """
     queue = build(
         cfg.queue,
         log_dir=out / "logs",
@@ -143,7 +180,10 @@ def run_jobs(jobs: list[CoinJob], store: Store, cfg: DictConfig, out: Path, time
         report = queue.run(
             run_coin_job,
             jobs,
-            done=lambda job: is_complete(store, job.model_prefix, verify_hashes=True),
+            done=lambda job: (
+                store.exists(job_done_key(job.run_id, job.symbol))
+                and is_complete(store, job.model_prefix, verify_hashes=True)
+            ),
         )
         note(", ".join(f"{k} {v}" for k, v in report.counts().items() if v))
     return report
@@ -276,6 +316,10 @@ class PerCoinPipeline(Pipeline):
     shared_feature_share: float = 0.5
     services = ("queue", "store")
 
+    def session(self, cfg: DictConfig):
+        """The artifact root's lock, held from loading the data to the roster."""
+        return store_lock(build(cfg.store), str(cfg.pipeline.run_id))
+
     def test_start(self, panel: Panel, cfg: DictConfig):
         return single_split(panel, cfg).first_test_bar(panel)
 
@@ -284,6 +328,12 @@ class PerCoinPipeline(Pipeline):
             object.__setattr__(self, "costs", CostCalibration(**self.costs))
 
     def check(self, cfg: DictConfig) -> None:
+        run_id = str(self.run_id)
+        if not RUN_ID.fullmatch(run_id):
+            raise ConfigError(
+                f"pipeline.run_id {run_id!r} is not a safe name: use 1 to 64 letters, digits, "
+                "'_', '-' or '.' not starting with '.' (it names models/<SYMBOL>/baseline_<run_id>)"
+            )
         if not self.costs.tiers:
             raise ConfigError("pipeline.costs.tiers is empty: the fallback spreads need a tier")
         if self.costs.ticks_dir and not Path(self.costs.ticks_dir).is_dir():

@@ -136,14 +136,21 @@ def challenge(
     kept and ``note`` says why; only an unreadable champion is replaced unchallenged (it
     cannot be traded either). The pointer carries the metrics of the window its model was
     last scored on (and this run's costs); ``metrics.window`` says which bars that was.
+    A pointer that already names this version (a resumed job) is left as it is.
     """
     if not is_complete(store, model_prefix, verify_hashes=False):
         raise RuntimeError(f"{model_prefix} is not complete; champion left unchanged")
     champion = read_champion(store, symbol)
     challenger, on_window, note, kept = metrics, None, "", False
     if champion is not None and champion["model_path"] == model_prefix:
-        note = "re-run of the champion itself"
-    elif champion is not None and champion["window"] == test_window:
+        # a resumed job whose pointer was written before the kill: the pointer stands as is
+        return {
+            "replaced": False,
+            "reason": f"already the champion ({champion['reason']})",
+            "note": "re-run of the champion itself",
+            "champion_on_window": None,
+        }
+    if champion is not None and champion["window"] == test_window:
         on_window = champion["metrics"]
     elif champion is not None:
         scored = rescore(champion)

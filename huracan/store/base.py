@@ -103,6 +103,13 @@ class Store(ABC):
         """Writes ``data`` under ``key`` atomically, replacing any previous content."""
 
     @abstractmethod
+    def create_exclusive(self, key: str, data: bytes) -> bool:
+        """Writes ``data`` under ``key`` only if nothing is there, atomically; True if it did.
+
+        Of two callers racing for one key exactly one gets True (a lock's create).
+        """
+
+    @abstractmethod
     def read_bytes(self, key: str) -> bytes:
         """Returns the content under ``key``; raises ArtifactNotFound naming the key."""
 
@@ -125,6 +132,15 @@ class Store(ABC):
     @abstractmethod
     def describe(self) -> str:
         """Where the store points, such as ``local:/abs/path``; never contains a credential."""
+
+    def clean_temporary(self) -> int:
+        """Removes what interrupted writes left behind; returns how many files.
+
+        Only safe while no other process writes to the store (under the run's lock).
+        A store whose writes leave nothing behind (Dropbox commits a file whole) has
+        nothing to remove.
+        """
+        return 0
 
     def write_json(self, key: str, obj: Any) -> None:
         """Writes ``obj`` as indented UTF-8 JSON under ``key``."""
@@ -159,6 +175,19 @@ class LocalStore(Store):
     def write_bytes(self, key: str, data: bytes) -> None:
         atomic_write_bytes(self._path(key), data)
 
+    def create_exclusive(self, key: str, data: bytes) -> bool:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        return True
+
     def read_bytes(self, key: str) -> bytes:
         path = self._path(key)
         try:
@@ -185,6 +214,16 @@ class LocalStore(Store):
             shutil.rmtree(path)
         else:
             path.unlink(missing_ok=True)
+
+    def clean_temporary(self) -> int:
+        """Removes the temporary files of atomic writes cut short (``.NAME.*.tmp``)."""
+        removed = 0
+        for directory, _, names in os.walk(self.root):
+            for name in names:
+                if _is_temp_name(name):
+                    (Path(directory) / name).unlink(missing_ok=True)
+                    removed += 1
+        return removed
 
     def describe(self) -> str:
         return f"local:{self.root}"

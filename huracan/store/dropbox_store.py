@@ -161,6 +161,19 @@ class DropboxStore(Store):
     def describe(self) -> str:
         return f"dropbox:{self.root or '/'}"
 
+    def check(self) -> None:
+        """Reaches the root folder once (before any work): raises ConfigError for rejected
+        credentials, StoreError where Dropbox cannot be reached (after the retries)."""
+
+        def probe() -> None:
+            try:
+                self._client.files_list_folder(self.root, limit=1)
+            except ApiError as exc:
+                if not _is_missing(exc):  # a root not created yet is fine
+                    raise
+
+        self._with_retries("listing of", self.root or "/", probe)
+
     def _path(self, key: str) -> str:
         return f"{self.root}/{check_key(key)}"
 
@@ -236,6 +249,25 @@ class DropboxStore(Store):
         cursor = files.UploadSessionCursor(session_id, offset)
         commit = files.CommitInfo(path, mode=mode)
         return self._client.files_upload_session_finish(data[offset:], cursor, commit)
+
+    def create_exclusive(self, key: str, data: bytes) -> bool:
+        """Dropbox's ``add`` mode without renaming: a file already there is a conflict."""
+        path = self._path(key)
+
+        def add() -> bool:
+            try:
+                self._client.files_upload(
+                    bytes(data), path, mode=files.WriteMode.add, autorename=False
+                )
+            except ApiError as exc:
+                error = exc.error
+                if isinstance(error, files.UploadError) and error.is_path():
+                    if error.get_path().reason.is_conflict():
+                        return False
+                raise
+            return True
+
+        return self._with_retries("exclusive upload of", path, add)
 
     def read_bytes(self, key: str) -> bytes:
         path = self._path(key)

@@ -1,0 +1,105 @@
+"""What a per-coin run refuses before any work: unsafe run ids, an unreachable or
+unauthorised store, credentials on the command line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import dropbox.dropbox_client
+import pytest
+import requests
+from conftest import ROOT
+from fake_dropbox import FakeDropboxAdapter
+from test_per_coin_resume import config
+
+from huracan.config import refuse_secrets
+from huracan.errors import ConfigError
+from huracan.run import train
+from huracan.store import StoreError
+
+
+@pytest.mark.parametrize("run_id", ["../escape", "a/b", ".hidden", "x y", "a\\\\b"])
+def test_unsafe_run_ids_are_refused_before_the_data_is_read(tmp_path, run_id):
+    with pytest.raises(ConfigError, match="pipeline.run_id .* is not a safe name"):
+        train(config(tmp_path, f"pipeline.run_id='{run_id}'"))
+    assert not (tmp_path / "run" / "gates.json").exists()
+    assert not (tmp_path / "artifacts").exists()
+
+
+def dropbox_run(tmp_path, monkeypatch, token: str) -> FakeDropboxAdapter:
+    adapter = FakeDropboxAdapter()
+
+    def create_session(*args, **kwargs):
+        session = requests.Session()
+        session.mount("https://", adapter)
+        return session
+
+    monkeypatch.setattr(dropbox.dropbox_client, "create_session", create_session)
+    monkeypatch.setenv("DROPBOX_ACCESS_TOKEN", token)
+    monkeypatch.delenv("DROPBOX_REFRESH_TOKEN", raising=False)
+    return adapter
+
+
+def dropbox_config(tmp_path):
+    return config(
+        tmp_path, "store=dropbox", "store.root=/huracan", "store.max_retries=1", "store.backoff_s=0"
+    )
+
+
+def test_rejected_dropbox_credentials_stop_the_run_before_the_data(tmp_path, monkeypatch):
+    adapter = dropbox_run(tmp_path, monkeypatch, "expired-token")
+    with pytest.raises(ConfigError, match="Dropbox authentication failed") as err:
+        train(dropbox_config(tmp_path))
+    assert "expired-token" not in str(err.value)
+    assert not (tmp_path / "run" / "gates.json").exists() and not adapter.files
+
+
+def test_unreachable_dropbox_stops_the_run_before_the_data(tmp_path, monkeypatch):
+    adapter = dropbox_run(tmp_path, monkeypatch, "test-token")
+    adapter.drop_next(100)
+    with pytest.raises(StoreError, match="failed after 2 attempts: ConnectionError"):
+        train(dropbox_config(tmp_path))
+    assert not (tmp_path / "run" / "gates.json").exists() and not adapter.files
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        "+store.access_token=sl.s3cr3t",
+        "++store.refresh_token=s3cr3t",
+        "+store.app_secret=s3cr3t",
+        "+data.api_key=s3cr3t",
+        "~store.password=s3cr3t",
+    ],
+)
+def test_credentials_on_the_command_line_are_refused(override):
+    with pytest.raises(ConfigError) as err:
+        refuse_secrets(["pipeline=per_coin", override])
+    assert "s3cr3t" not in str(err.value) and "never config values" in str(err.value)
+
+
+def test_ordinary_overrides_pass():
+    refuse_secrets(["pipeline=per_coin", "data.symbols=[BTC,ETH]", "store.root=/x", "-m"])
+    refuse_secrets(["hydra.job.env_set.TOKEN_FILE=/x"])  # Hydra's own settings are its own
+
+
+def test_train_py_refuses_a_token_before_hydra_saves_the_config(tmp_path):
+    run = subprocess.run(
+        [
+            sys.executable,
+            "train.py",
+            "pipeline=per_coin",
+            "+store.access_token=sl.SECRET-VALUE",
+            f"hydra.run.dir={tmp_path / 'run'}",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 2
+    output = run.stdout + run.stderr
+    assert output.count("\n") == 1 and "ConfigError: store.access_token" in output
+    assert "SECRET-VALUE" not in output and "Traceback" not in output
+    assert not (tmp_path / "run").exists()  # no .hydra/config.yaml, no overrides.yaml
