@@ -308,6 +308,16 @@ class WeightedMeanFactor(MeanFactor):
         return np.where(no_history[:, None], present, weights)
 
 
+class LeaderFactor(MarketFactorExtractor):
+    """The leader's own return: the dominant cluster's member named ``leader`` (else its
+    first member). What a lead-lag trader watches; the ablation of the cluster's PCA."""
+
+    method = "leader"
+
+    def _raw_factor(self, returns: np.ndarray, quote_volume: np.ndarray | None) -> np.ndarray:
+        return returns[:, self.members_[self._leader_position()]]
+
+
 class NoFactor(MarketFactorExtractor):
     """Ablation: no factor; ``transform`` returns zero columns, so no channels."""
 

@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 
 from huracan.errors import ConfigError
+from huracan.significance import day_statistics
 from huracan.validation import Fold
 
 COLUMNS = [
@@ -232,7 +233,7 @@ def group_metrics(
     active = by_group(tradable) > 0
     n_bars = active.sum(0)
     day = np.arange(t_len) if days is None else np.asarray(days)
-    t_stat, ci_low, ci_high = _day_statistics(
+    t_stat, ci_low, ci_high = day_statistics(
         day[evaluated], by_group(entry_pnl)[evaluated], by_group(trade)[evaluated]
     )
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -265,38 +266,6 @@ def _open_pnl(entry_pnl: np.ndarray, trade: np.ndarray, hold: np.ndarray) -> np.
     np.add.at(step, (t_idx, a_idx), share)
     np.add.at(step, (t_idx + h, a_idx), -share)
     return np.cumsum(step, axis=0)[:t_len]
-
-
-def _day_statistics(
-    day: np.ndarray, pnl: np.ndarray, trades: np.ndarray, n_boot: int = 2000, seed: int = 0
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per group: t-statistic of daily P&L and the day-block bootstrap interval of expectancy.
-
-    Args:
-        day: (R,) day number of each evaluated row.
-        pnl: (R, K) net return of the trades entered at each row, per group.
-        trades: (R, K) trades entered at each row, per group.
-    """
-    _, inverse = np.unique(day, return_inverse=True)
-    n_days = int(inverse.max()) + 1 if len(day) else 0
-    k = pnl.shape[1]
-    nan = np.full(k, np.nan)
-    if n_days < 2:
-        return nan, nan.copy(), nan.copy()
-    daily = np.zeros((n_days, k))
-    count = np.zeros((n_days, k))
-    np.add.at(daily, inverse, pnl)
-    np.add.at(count, inverse, trades)
-    std = daily.std(0, ddof=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        t_stat = np.where(std > 0, daily.mean(0) / (std / np.sqrt(n_days)), np.nan)
-        draws = np.random.default_rng(seed).multinomial(n_days, np.full(n_days, 1 / n_days), n_boot)
-        expectancy = (draws @ daily) / (draws @ count)  # (n_boot, K), NaN when no trade drawn
-    has = count.sum(0) > 0
-    low, high = nan.copy(), nan.copy()
-    if has.any():
-        low[has], high[has] = np.nanpercentile(expectancy[:, has], [2.5, 97.5], axis=0)
-    return t_stat, low, high
 
 
 def _check_inputs(

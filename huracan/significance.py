@@ -68,7 +68,7 @@ def bootstrap_expectancy_ci(
     alpha: float = 0.05,
     seed: int = 0,
 ) -> tuple[float, float]:
-    """Day-block bootstrap interval of expectancy (mean return per trade).
+    """Day-block bootstrap interval of expectancy (mean return per trade) of one series.
 
     Each replicate draws as many days as there are distinct trade days, with replacement,
     takes all trades of every drawn day, and scores total return / total trades. The
@@ -89,14 +89,59 @@ def bootstrap_expectancy_ci(
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
     trade_day = np.asarray(trade_day, dtype=np.int64)
-    if len(trade_day) == 0:
+    if len(np.unique(trade_day)) < 2:
         return float("nan"), float("nan")
-    day_sum = daily_pnl(trade_day, trade_return)
-    day_count = np.bincount(np.unique(trade_day, return_inverse=True)[1])
-    drawn = np.random.default_rng(seed).integers(0, len(day_sum), (n_boot, len(day_sum)))
-    expectancy = day_sum[drawn].sum(1) / day_count[drawn].sum(1)  # every day has >= 1 trade
-    low, high = np.quantile(expectancy, [alpha / 2, 1 - alpha / 2])
-    return float(low), float(high)
+    trade_return = np.asarray(trade_return, dtype=np.float64)[:, None]
+    _, low, high = day_statistics(
+        trade_day, trade_return, np.ones_like(trade_return), n_boot, seed, alpha
+    )
+    return float(low[0]), float(high[0])
+
+
+def day_statistics(
+    day: np.ndarray,
+    pnl: np.ndarray,
+    trades: np.ndarray,
+    n_boot: int = 2000,
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per group: t-statistic of daily P&L and the day-block bootstrap 95 % interval of
+    expectancy, for K groups at once (one set of day draws shared by all groups).
+
+    Args:
+        day: (R,) day number of each evaluated row (or trade).
+        pnl: (R, K) net return of the trades entered at each row, per group.
+        trades: (R, K) trades entered at each row, per group.
+        n_boot: bootstrap replicates; each draws as many days as there are, with
+            replacement (a multinomial count per day), and scores total return / trades.
+        seed: random seed.
+        alpha: 1 - coverage of the interval.
+
+    Returns:
+        ``(t_stat, ci_low, ci_high)``, each (K,); NaN where it cannot be formed.
+    """
+    _, inverse = np.unique(day, return_inverse=True)
+    n_days = int(inverse.max()) + 1 if len(day) else 0
+    k = pnl.shape[1]
+    nan = np.full(k, np.nan)
+    if n_days < 2:
+        return nan, nan.copy(), nan.copy()
+    daily = np.zeros((n_days, k))
+    count = np.zeros((n_days, k))
+    np.add.at(daily, inverse, pnl)
+    np.add.at(count, inverse, trades)
+    std = daily.std(0, ddof=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t_stat = np.where(std > 0, daily.mean(0) / (std / np.sqrt(n_days)), np.nan)
+        draws = np.random.default_rng(seed).multinomial(n_days, np.full(n_days, 1 / n_days), n_boot)
+        expectancy = (draws @ daily) / (draws @ count)  # (n_boot, K), NaN when no trade drawn
+    has = count.sum(0) > 0
+    low, high = nan.copy(), nan.copy()
+    if has.any():
+        levels = [100 * alpha / 2, 100 * (1 - alpha / 2)]
+        low[has], high[has] = np.nanpercentile(expectancy[:, has], levels, axis=0)
+    return t_stat, low, high
 
 
 def expected_max_sharpe(sharpes_of_trials: np.ndarray) -> float:

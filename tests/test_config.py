@@ -79,6 +79,7 @@ def test_variants_override_their_base_file_instead_of_copying_it():
         ("factor/mean", "factor/pca"),
         ("factor/weighted_mean", "factor/pca"),
         ("factor/none", "factor/pca"),
+        ("factor/leader", "factor/pca"),
         ("head/coin", "head/cluster"),
         ("head/global", "head/cluster"),
     ]:

@@ -6,6 +6,7 @@ import pytest
 from huracan.data.synthetic import SyntheticMarket
 from huracan.errors import ConfigError
 from huracan.factor import (
+    LeaderFactor,
     MeanFactor,
     NoFactor,
     PCAFactor,
@@ -14,9 +15,10 @@ from huracan.factor import (
     trailing_mean,
 )
 
-METHODS = ["pca", "mean", "weighted_mean"]
+METHODS = ["pca", "mean", "weighted_mean", "leader"]
 FACTORS = {
     "pca": PCAFactor,
+    "leader": LeaderFactor,
     "mean": MeanFactor,
     "weighted_mean": WeightedMeanFactor,
     "none": NoFactor,

@@ -206,3 +206,44 @@ def test_abstains_on_a_market_without_an_edge(tmp_path, caplog):
     assert "verdict: no" in caplog.text
     criteria = {c["name"]: c for c in summary["criteria"]}
     assert not any(c["passed"] for n, c in criteria.items() if "dominant" not in n)
+
+
+def _two_books(model_daily: list[float], other_daily: list[float]):
+    """A run of one asset, one trade a day, whose model and other variant earn these."""
+    from types import SimpleNamespace
+
+    from huracan.pipelines.hierarchical import Book, FleetRun
+
+    n = len(model_daily)
+    stamps = (np.arange(n) * 86_400 * 10**9).astype(np.int64)
+    arrays = SimpleNamespace(timestamps_ns=stamps, symbols=["A"])
+
+    def book(daily):
+        net = np.asarray(daily, dtype=float)[:, None]
+        return Book(np.ones((n, 1), bool), np.ones((n, 1), np.int64), net, (net > 0) * 1.0)
+
+    run = FleetRun(arrays, [], book(model_daily), np.zeros((n, 1), int), np.arange(n))
+    run.without_factor = book(other_daily)
+    return run
+
+
+def test_criteria_need_a_profit_significantly_above_the_other():
+    from huracan.pipelines.fleet_report import _versus
+
+    rng = np.random.default_rng(0)
+    noise = rng.normal(0, 0.001, 60)
+    cases = {
+        "loses less than without: FAIL": (-0.0025 + noise, -0.0074 + noise, False),
+        "wins, but not significantly more: FAIL": (0.001 + noise, 0.001 + noise[::-1], False),
+        "wins significantly more: PASS": (0.002 + noise, 0.0005 + noise[::-1], True),
+    }
+    for name, (mine, theirs, passed) in cases.items():
+        run = _two_books(mine, theirs)
+        group = {
+            "model": {"net_bps": float(np.sum(mine)) * 1e4},
+            "without_factor": {"net_bps": float(np.sum(theirs)) * 1e4},
+        }
+        result = _versus("x", run, np.array([0]), group, "without_factor")
+        assert result["passed"] is passed, (name, result)
+    missing = _versus("x", run, np.array([], dtype=int), {}, "without_factor")
+    assert missing["passed"] is False and "not measured" in missing["value"]

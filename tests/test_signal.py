@@ -19,7 +19,13 @@ from test_per_coin import per_coin_config
 import huracan.pipelines.coin_job as coin_job
 import huracan.pipelines.per_coin as per_coin
 from huracan.data import SyntheticMarket
-from huracan.factor import MarketFactorExtractor, MeanFactor, PCAFactor, WeightedMeanFactor
+from huracan.factor import (
+    LeaderFactor,
+    MarketFactorExtractor,
+    MeanFactor,
+    PCAFactor,
+    WeightedMeanFactor,
+)
 from huracan.features.drift import psi, reference_bins
 from huracan.features.technical import compute_features, warmup_bars
 from huracan.run import train
@@ -219,7 +225,7 @@ def test_cli_writes_json_and_prints_a_table(served, tmp_path):
     assert helped.returncode == 0 and "--allow" in helped.stdout and "warm-up" in helped.stdout
 
 
-@pytest.mark.parametrize("kind", [PCAFactor, MeanFactor, WeightedMeanFactor])
+@pytest.mark.parametrize("kind", [PCAFactor, MeanFactor, WeightedMeanFactor, LeaderFactor])
 def test_market_factor_state_round_trip(kind):
     panel = SyntheticMarket(n_assets=6, years=0.1, n_clusters=2, seed=3).load()
     returns = np.diff(np.log(panel.close), axis=0, prepend=np.nan)

@@ -196,10 +196,11 @@ def run_hierarchical(panel: Panel, cfg: DictConfig, out: Path, timer: StageTimer
             data = prepare_fold(arrays, fold, cfg, previous)
             info = train_fold(data, arrays, cfg, out, make_trainer, run, compare)
             previous = data.clusters
+            sizes = "/".join(str(len(m)) for m in data.clusters.cluster_members.values())
             note(
                 f"train {fold.train_times[0]:%Y-%m-%d}..{fold.train_times[-1]:%Y-%m-%d}, "
                 f"test {fold.test_times[0]:%Y-%m-%d}..{fold.test_times[-1]:%Y-%m-%d}, "
-                f"{data.clusters.n_clusters} clusters, {info['test_signals']} test signals"
+                f"clusters of {sizes} coins, {info['test_signals']} test signals"
             )
     with timer("baselines"):
         run.baselines = fleet_baselines(arrays, folds, cfg)
@@ -309,12 +310,14 @@ def train_fold(
 
 def horizon_weights(arrays: FleetArrays, fold: Fold) -> np.ndarray:
     """(T, N, H) energy weights per horizon, normalised on the training rows and on the
-    validation rows each (the loss divides by the summed weight)."""
+    validation rows each (the loss divides by the summed weight), and divided by the
+    horizon: labels h bars long overlap h-fold, so each horizon weighs by its independent
+    observations, not by its (mostly repeated) samples."""
     weights = np.zeros(arrays.net_h.shape)
     for i, h in enumerate(arrays.horizons):
         for rows in (fold.train, fold.val):
-            weights[rows, :, i] = energy_weights(
-                arrays.gross_h[rows, :, i], arrays.volatility[rows], h
+            weights[rows, :, i] = (
+                energy_weights(arrays.gross_h[rows, :, i], arrays.volatility[rows], h) / h
             )
     return weights
 

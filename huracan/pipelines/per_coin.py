@@ -336,6 +336,13 @@ class PerCoinPipeline(Pipeline):
             )
         if not self.costs.tiers:
             raise ConfigError("pipeline.costs.tiers is empty: the fallback spreads need a tier")
+        if cfg.labels.get("horizons") and list(cfg.labels.horizons) != [cfg.labels.horizon]:
+            log.warning(
+                "pipeline=per_coin trains one horizon, labels.horizon=%s; labels.horizons=%s "
+                "is for pipeline=hierarchical",
+                cfg.labels.horizon,
+                list(cfg.labels.horizons),
+            )
         if self.costs.ticks_dir and not Path(self.costs.ticks_dir).is_dir():
             raise ConfigError(f"pipeline.costs.ticks_dir {self.costs.ticks_dir} is not a directory")
         if cfg.head.granularity != "coin":
