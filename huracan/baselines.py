@@ -66,17 +66,22 @@ def baseline_signals(
         bool, True where a long is entered at bar t; False outside the test rows.
     """
     _check_inputs(returns, net_return, leader, n_lags, min_trades)
-    test = np.zeros(len(returns), dtype=bool)
-    for fold in folds:
-        test[fold.test] = True
     return {
         "never_trade": np.zeros(returns.shape, dtype=bool),
-        "always_long": test[:, None] & np.isfinite(net_return),
+        "always_long": always_long_signals(net_return, folds),
         "logistic": logistic_signals(returns, net_return, folds, min_trades, z, n_lags, seed),
         "leader_lead_lag": lead_lag_signals(
             returns, net_return, folds, leader, min_trades, z, leader_quantiles
         ),
     }
+
+
+def always_long_signals(net_return: np.ndarray, folds: Sequence[Fold]) -> np.ndarray:
+    """(T, N) a long on every test bar of every asset that has a net return."""
+    test = np.zeros(len(net_return), dtype=bool)
+    for fold in folds:
+        test[fold.test] = True
+    return test[:, None] & np.isfinite(net_return)
 
 
 def lagged_returns(returns: np.ndarray, n_lags: int) -> np.ndarray:

@@ -17,6 +17,7 @@ import pandas as pd
 from omegaconf import DictConfig
 from sklearn.metrics import adjusted_rand_score
 
+from huracan import significance
 from huracan.clustering import fold_agreement
 from huracan.data.panel import Panel
 from huracan.io import atomic_write_text, plain
@@ -64,11 +65,13 @@ def pooled_metrics(book: Book, run: FleetRun, columns: np.ndarray, bars_per_year
 def daily_pnl(book: Book, run: FleetRun, columns: np.ndarray) -> np.ndarray:
     """The summed net return of the trades of ``columns`` entered on each test day."""
     rows = np.sort(run.test_rows)
-    entries = book.signals[rows][:, columns] & np.isfinite(book.net_return[rows][:, columns])
-    taken = take_trades(entries, book.hold[rows][:, columns])
-    pnl = np.where(taken, book.net_return[rows][:, columns], 0.0).sum(1)
-    _, day = np.unique(run_days(run)[rows], return_inverse=True)
-    return np.bincount(day, weights=pnl)
+    net = book.net_return[rows][:, columns]
+    taken = take_trades(
+        book.signals[rows][:, columns] & np.isfinite(net), book.hold[rows][:, columns]
+    )
+    t_idx, a_idx = np.nonzero(taken)
+    days = run_days(run)[rows]
+    return significance.daily_pnl(days[t_idx], net[t_idx, a_idx], days)
 
 
 def variants(run: FleetRun) -> dict[str, Book]:
@@ -100,13 +103,6 @@ def cluster_table(run: FleetRun, clusters: np.ndarray, bars_per_year: float) -> 
             share = table[name]["model"]["net_bps"] / oracle_bps if oracle_bps > 0 else None
             table[name]["oracle_share"] = plain(share)
     return table
-
-
-def paired_t(a: np.ndarray, b: np.ndarray) -> float:
-    """t-statistic of the mean daily difference ``a - b`` (NaN when it cannot be formed)."""
-    diff = a - b
-    std = diff.std(ddof=1) if len(diff) > 1 else 0.0
-    return float(diff.mean() / (std / np.sqrt(len(diff)))) if std > 0 else float("nan")
 
 
 def success_criteria(
@@ -188,7 +184,8 @@ def _versus(name: str, run: FleetRun, columns: np.ndarray, group: dict, other: s
     if len(columns) == 0 or other not in group:
         return {"name": name, "value": "not measured (no such group or variant)", "passed": False}
     books = variants(run)
-    t = paired_t(daily_pnl(books["model"], run, columns), daily_pnl(books[other], run, columns))
+    diff = daily_pnl(books["model"], run, columns) - daily_pnl(books[other], run, columns)
+    t = significance.t_stat(diff)
     mine, theirs = group["model"]["net_bps"], group[other]["net_bps"]
     return {
         "name": name,

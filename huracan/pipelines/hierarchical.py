@@ -20,7 +20,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from huracan.baselines import baseline_signals
+from huracan.baselines import always_long_signals, baseline_signals
 from huracan.clustering import ClusterResult
 from huracan.config import build
 from huracan.data import GateReport
@@ -224,8 +224,9 @@ def fleet_baselines(arrays: FleetArrays, folds: list[Fold], cfg: DictConfig) -> 
     the heads use.
     """
     leader = cfg.universe.dominant_symbols[0]
-    if leader not in arrays.symbols:
-        leader = arrays.symbols[int(np.nanargmax(np.nanmedian(arrays.quote_volume, 0)))]
+    if leader not in arrays.symbols:  # the most traded coin before any test window
+        volume = arrays.quote_volume[: folds[0].test[0]]
+        leader = arrays.symbols[int(np.nanargmax(np.nanmedian(volume, 0)))]
     short, long = arrays.horizons[0], arrays.horizons[-1]
     signals = baseline_signals(
         arrays.returns,
@@ -236,17 +237,12 @@ def fleet_baselines(arrays: FleetArrays, folds: list[Fold], cfg: DictConfig) -> 
         z=cfg.thresholds.z,
         seed=cfg.seed,
     )
-    books = {"never_trade": Book.at_horizon(signals["never_trade"], arrays, short)}
-    long_signals = baseline_signals(
-        arrays.returns,
-        arrays.net_h[..., -1],
-        folds,
-        arrays.symbols.index(leader),
-        min_trades=cfg.thresholds.min_trades,
-        z=cfg.thresholds.z,
-        seed=cfg.seed,
-    )["always_long"]
-    books["always_long"] = Book.at_horizon(long_signals, arrays, long)
+    books = {
+        "never_trade": Book.at_horizon(signals["never_trade"], arrays, short),
+        "always_long": Book.at_horizon(
+            always_long_signals(arrays.net_h[..., -1], folds), arrays, long
+        ),
+    }
     for name in ("logistic", "leader_lead_lag"):
         books[name] = Book.at_horizon(signals[name], arrays, short)
     return books
