@@ -7,9 +7,15 @@ bar t uses returns up to t (known at its close) and never a net return of a test
 - ``never_trade``: no trades (the P&L every other signal must beat: zero).
 - ``always_long``: a long on every test bar of every asset that has a net return.
 - ``logistic``: per coin, a logistic regression of "the trade makes money after costs" on
-  the coin's last ``n_lags`` returns, cut on validation by ``choose_thresholds``.
-- ``leader_lead_lag``: long every alt when the leader's return of the bar exceeds a cut
-  chosen on the pooled validation trades of the alts; the leader itself never trades.
+  the coin's last ``n_lags`` returns; per coin, the horizon and the cut are chosen
+  together on validation by ``choose_horizons``, the rule the heads use.
+- ``leader_lead_lag``: long every alt when the leader's return of the bar exceeds a cut;
+  the horizon and the cut are chosen together on the pooled validation trades of the alts
+  (horizon h judged on every h-th validation bar, as for the heads); the leader itself
+  never trades.
+
+:func:`baseline_trades` gives each signal with the index of the horizon it is held;
+:func:`baseline_signals` is the one-horizon form.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 
 from huracan.errors import ConfigError
-from huracan.thresholds import choose_thresholds
+from huracan.thresholds import choose_horizons
 from huracan.validation import Fold
 
 LEADER_QUANTILES = tuple(np.linspace(0.0, 0.98, 50))
@@ -47,7 +53,7 @@ def baseline_signals(
     seed: int = 0,
     leader_quantiles: Sequence[float] = LEADER_QUANTILES,
 ) -> dict[str, np.ndarray]:
-    """The baselines' trade signals on the folds' test rows.
+    """The baselines' trade signals on the folds' test rows, for one horizon.
 
     Args:
         returns: (T, N) log return of bar t (NaN where missing).
@@ -65,13 +71,62 @@ def baseline_signals(
         ``never_trade``, ``always_long``, ``logistic``, ``leader_lead_lag``: each (T, N)
         bool, True where a long is entered at bar t; False outside the test rows.
     """
-    _check_inputs(returns, net_return, leader, n_lags, min_trades)
+    trades = baseline_trades(
+        returns,
+        np.asarray(net_return)[..., None],
+        (1,),
+        folds,
+        leader,
+        min_trades=min_trades,
+        z=z,
+        n_lags=n_lags,
+        seed=seed,
+        leader_quantiles=leader_quantiles,
+    )
+    return {name: signals for name, (signals, _) in trades.items()}
+
+
+def baseline_trades(
+    returns: np.ndarray,
+    net_h: np.ndarray,
+    horizons: Sequence[int],
+    folds: Sequence[Fold],
+    leader: int,
+    *,
+    min_trades: int,
+    z: float,
+    n_lags: int = 3,
+    seed: int = 0,
+    leader_quantiles: Sequence[float] = LEADER_QUANTILES,
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The baselines' trades on the folds' test rows, each held a horizon of ``horizons``.
+
+    Args:
+        net_h: (T, N, H) net return of a long entered at the close of t and held
+            ``horizons[i]`` bars; the shortest horizon's slice (first) is what the
+            logistic regression learns.
+        horizons: the H horizons in bars, shortest first.
+        The others as in :func:`baseline_signals`.
+
+    Returns:
+        Per baseline ``(signals, horizon_index)``, each (T, N): where a long is entered
+        and the index into ``horizons`` of how long it is held (-1 where no trade).
+        ``always_long`` holds the longest horizon; the learned ones choose per fold on
+        validation.
+    """
+    net_h = np.asarray(net_h)
+    if net_h.ndim != 3 or net_h.shape[-1] != len(horizons):
+        raise ValueError(f"net_h {net_h.shape} must be (T, N, {len(horizons)}): one per horizon")
+    _check_inputs(returns, net_h[..., 0], leader, n_lags, min_trades)
+    horizons = tuple(int(h) for h in horizons)
+    never = np.zeros(returns.shape, dtype=bool)
+    always = always_long_signals(net_h[..., -1], folds)
     return {
-        "never_trade": np.zeros(returns.shape, dtype=bool),
-        "always_long": always_long_signals(net_return, folds),
-        "logistic": logistic_signals(returns, net_return, folds, min_trades, z, n_lags, seed),
+        "never_trade": (never, np.full(returns.shape, -1)),
+        "always_long": (always, np.where(always, len(horizons) - 1, -1)),
+        "logistic": logistic_signals(returns, net_h, horizons, folds, min_trades, z, n_lags, seed),
         "leader_lead_lag": lead_lag_signals(
-            returns, net_return, folds, leader, min_trades, z, leader_quantiles
+            returns, net_h, horizons, folds, leader, min_trades, z, leader_quantiles
         ),
     }
 
@@ -94,27 +149,33 @@ def lagged_returns(returns: np.ndarray, n_lags: int) -> np.ndarray:
 
 def logistic_signals(
     returns: np.ndarray,
-    net_return: np.ndarray,
+    net_h: np.ndarray,
+    horizons: tuple[int, ...],
     folds: Sequence[Fold],
     min_trades: int,
     z: float,
     n_lags: int,
     seed: int,
-) -> np.ndarray:
-    """Per coin and fold: fit on train, cut on val, trade test where prob >= the cut."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per coin and fold: fit on train (shortest horizon), choose horizon and cut on val,
+    trade test where prob >= the cut. Returns ``(signals, horizon_index)``."""
     features = lagged_returns(returns, n_lags)  # (T, N, L)
+    n_coins = returns.shape[1]
     signals = np.zeros(returns.shape, dtype=bool)
+    index = np.full(returns.shape, -1)
     for fold in folds:
-        val_prob = np.full((len(fold.val), returns.shape[1]), np.nan)
-        test_prob = np.full((len(fold.test), returns.shape[1]), np.nan)
-        for coin in range(returns.shape[1]):  # one small fit per coin
-            model = fit_coin(features[fold.train, coin], net_return[fold.train, coin], seed)
+        val_prob = np.full((len(fold.val), n_coins), np.nan)
+        test_prob = np.full((len(fold.test), n_coins), np.nan)
+        for coin in range(n_coins):  # one small fit per coin
+            model = fit_coin(features[fold.train, coin], net_h[fold.train, coin, 0], seed)
             if model is not None:
                 val_prob[:, coin] = predict(model, features[fold.val, coin])
                 test_prob[:, coin] = predict(model, features[fold.test, coin])
-        cut = coin_thresholds(val_prob, net_return[fold.val], min_trades, z)
-        signals[fold.test] = test_prob >= cut  # NaN (unknown features): no trade
-    return signals
+        chosen, cut = coin_choices(val_prob, net_h[fold.val], fold.val, horizons, min_trades, z)
+        trade = (chosen >= 0)[None, :] & (test_prob >= cut)  # NaN (unknown features): no trade
+        signals[fold.test] = trade
+        index[fold.test] = np.where(trade, chosen[None, :], -1)
+    return signals, index
 
 
 def fit_coin(features: np.ndarray, net_return: np.ndarray, seed: int) -> CoinModel | None:
@@ -140,35 +201,64 @@ def predict(coin: CoinModel, features: np.ndarray) -> np.ndarray:
     return prob
 
 
-def coin_thresholds(
-    prob: np.ndarray, net_return: np.ndarray, min_trades: int, z: float
-) -> np.ndarray:
-    """(N,) probability cut per coin from its validation trades (+inf: no trades)."""
-    rows, coins = np.nonzero(np.isfinite(prob) & np.isfinite(net_return))
-    return choose_thresholds(
-        prob[rows, coins], net_return[rows, coins], coins, prob.shape[1], min_trades, z
+def coin_choices(
+    prob: np.ndarray,
+    net_h: np.ndarray,
+    rows: np.ndarray,
+    horizons: tuple[int, ...],
+    min_trades: int,
+    z: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per coin, the horizon index and probability cut from its validation trades, by
+    ``choose_horizons`` (index -1 and cut +inf: no trade).
+
+    Args:
+        prob: (V, N) validation probabilities; net_h: (V, N, H) their net returns;
+        rows: (V,) the validation rows' grid indices.
+    """
+    t, coins = np.nonzero(np.isfinite(prob))
+    columns = np.repeat(prob[t, coins][:, None], len(horizons), axis=1)
+    index, cuts, _ = choose_horizons(
+        columns, net_h[t, coins], coins, rows[t], horizons, prob.shape[1], min_trades, z
     )
+    return index, cuts
 
 
 def lead_lag_signals(
     returns: np.ndarray,
-    net_return: np.ndarray,
+    net_h: np.ndarray,
+    horizons: tuple[int, ...],
     folds: Sequence[Fold],
     leader: int,
     min_trades: int,
     z: float,
     quantiles: Sequence[float],
-) -> np.ndarray:
-    """Long every alt on the test bars where the leader's return exceeds the fold's cut."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """Long every alt on the test bars where the leader's return exceeds the fold's cut,
+    held the fold's horizon. Returns ``(signals, horizon_index)``."""
     leader_return = returns[:, leader]
     alts = np.flatnonzero(np.arange(returns.shape[1]) != leader)
     signals = np.zeros(returns.shape, dtype=bool)
+    index = np.full(returns.shape, -1)
     for fold in folds:
-        cut = leader_cut(
-            leader_return[fold.val], net_return[np.ix_(fold.val, alts)], min_trades, z, quantiles
-        )
-        signals[np.ix_(fold.test, alts)] = (leader_return[fold.test] > cut)[:, None]
-    return signals
+        best, best_cut, best_bound = -1, np.inf, -np.inf
+        for i, h in enumerate(horizons):  # horizon h: every h-th validation bar
+            rows = fold.val[fold.val % h == 0]
+            cut, bound = leader_cut(
+                leader_return[rows],
+                net_h[np.ix_(rows, alts, [i])][..., 0],
+                min_trades,
+                z,
+                quantiles,
+            )
+            if bound > best_bound:
+                best, best_cut, best_bound = i, cut, bound
+        if best < 0:
+            continue
+        trade = (leader_return[fold.test] > best_cut)[:, None]
+        signals[np.ix_(fold.test, alts)] = trade
+        index[np.ix_(fold.test, alts)] = np.where(trade, best, -1)
+    return signals, index
 
 
 def leader_cut(
@@ -177,14 +267,16 @@ def leader_cut(
     min_trades: int,
     z: float,
     quantiles: Sequence[float],
-) -> float:
+) -> tuple[float, float]:
     """The leader-return cut with the best lower bound on the alts' validation profit.
 
     Trading every alt on the validation bars where the leader's return exceeds a cut
     earns S (summed net returns) over k trades; as in ``choose_thresholds`` the cut
     maximises ``S - z * sigma * sqrt(k)`` over k >= ``min_trades`` (sigma: the per-trade
-    standard deviation of all the alts' validation trades). +inf when no bound is
-    positive.
+    standard deviation of all the alts' validation trades).
+
+    Returns:
+        ``(cut, bound)``; ``(+inf, -inf)`` when no bound is positive.
 
     Args:
         leader_return: (V,) the leader's return on each validation bar.
@@ -195,7 +287,7 @@ def leader_cut(
     """
     tradable = np.isfinite(alt_net) & np.isfinite(leader_return)[:, None]
     if tradable.sum() < max(min_trades, 2):
-        return np.inf
+        return np.inf, -np.inf
     sigma = alt_net[tradable].std()
     bar_sum = np.where(tradable, alt_net, 0.0).sum(1)  # (V,)
     bar_count = tradable.sum(1)
@@ -205,7 +297,9 @@ def leader_cut(
     bound = above @ bar_sum - z * sigma * np.sqrt(n_trades)
     bound[n_trades < min_trades] = -np.inf
     best = int(np.argmax(bound))
-    return float(cuts[best]) if bound[best] > 0 else np.inf
+    if bound[best] > 0:
+        return float(cuts[best]), float(bound[best])
+    return np.inf, -np.inf
 
 
 def _check_inputs(

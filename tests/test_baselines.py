@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from huracan.baselines import baseline_signals, lagged_returns
+from huracan.baselines import baseline_signals, baseline_trades, lagged_returns
 from huracan.errors import ConfigError
 from huracan.validation import WalkForward
 
@@ -127,6 +127,34 @@ def test_test_window_outcomes_never_change_that_windows_signals():
             assert np.array_equal(before[name][fold.test], after[name][fold.test]), name
         if fold.index == 0:  # later folds train on it, so they may change: they do
             assert not np.array_equal(before["logistic"], after["logistic"])
+
+
+def test_lead_lag_chooses_the_horizon_whose_edge_pays_the_costs():
+    """Alts follow the leader's last four returns a little each: one bar's edge is below
+    the 20 bps round trip, four bars' is above; the rule must hold four bars."""
+    rng = np.random.default_rng(10)
+    n_bars, cost = 8000, 0.002
+    returns = rng.normal(0, 0.01, (n_bars, 6))
+    for lag in range(1, 5):
+        returns[lag:, 1:] += 0.08 * returns[:-lag, :1]
+    returns[0] = np.nan
+    horizons = (1, 4)
+    net_h = np.full((n_bars, 6, 2), np.nan)
+    for i, h in enumerate(horizons):
+        forward = np.stack([returns[1 + k : n_bars - h + 1 + k] for k in range(h)]).sum(0)
+        net_h[: n_bars - h, :, i] = forward - cost
+    grid = pd.date_range("2024-01-01", periods=n_bars, freq="1h")
+    folds = WalkForward(n_folds=3, horizon=1, purge=4).split(grid)
+    signals, index = baseline_trades(returns, net_h, horizons, folds, 0, **RULES)[
+        "leader_lead_lag"
+    ]
+    assert signals[:, 1:].any() and not signals[:, 0].any()
+    assert set(np.unique(index[signals])) == {1}  # held 4 bars, never 1
+    assert (index[~signals] == -1).all()
+    assert np.nanmean(net_h[..., 1][signals]) > 0  # and it pays out of sample
+    # the premise: after the leader's top-decile bars one bar loses, four bars earn
+    top = returns[:, 0] > np.nanquantile(returns[:, 0], 0.9)
+    assert np.nanmean(net_h[top, 1:, 0]) < 0 < np.nanmean(net_h[top, 1:, 1])
 
 
 def test_bad_inputs_name_the_value():

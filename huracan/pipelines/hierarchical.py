@@ -20,7 +20,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from huracan.baselines import always_long_signals, baseline_signals
+from huracan.baselines import baseline_trades
 from huracan.clustering import ClusterResult
 from huracan.config import build
 from huracan.data import GateReport
@@ -72,9 +72,17 @@ class Book:
     @classmethod
     def at_horizon(cls, signals: np.ndarray, arrays: FleetArrays, horizon: int) -> Book:
         """A rule's trades all held ``horizon`` bars (one of ``arrays.horizons``)."""
-        i = arrays.horizons.index(horizon)
-        hold = np.full(signals.shape, horizon, dtype=np.int64)
-        return cls(signals, hold, arrays.net_h[..., i], arrays.label_h[..., i])
+        index = np.full(signals.shape, arrays.horizons.index(horizon))
+        return cls.chosen(signals, index, arrays)
+
+    @classmethod
+    def chosen(cls, signals: np.ndarray, index: np.ndarray, arrays: FleetArrays) -> Book:
+        """A rule's trades, each held the horizon ``arrays.horizons[index]`` (-1: none)."""
+        index = np.maximum(index, 0)
+        hold = np.asarray(arrays.horizons, dtype=np.int64)[index]
+        net = np.take_along_axis(arrays.net_h, index[..., None], axis=-1)[..., 0]
+        label = np.take_along_axis(arrays.label_h, index[..., None], axis=-1)[..., 0]
+        return cls(signals, hold, net, label)
 
 
 @dataclass
@@ -219,33 +227,24 @@ def fleet_baselines(arrays: FleetArrays, folds: list[Fold], cfg: DictConfig) -> 
 
     ``never_trade``; ``always_long`` (held the longest horizon, so it pays the costs as
     rarely as the labels allow); ``logistic`` (per coin, lagged returns) and
-    ``leader_lead_lag`` (long the alts after a large return of the leader), both on the
-    shortest horizon with thresholds chosen on each fold's validation slice by the rule
-    the heads use.
+    ``leader_lead_lag`` (long the alts after a large return of the leader), each with its
+    horizon and threshold chosen on each fold's validation slice by the rule the heads use.
     """
     leader = cfg.universe.dominant_symbols[0]
     if leader not in arrays.symbols:  # the most traded coin before any test window
         volume = arrays.quote_volume[: folds[0].test[0]]
         leader = arrays.symbols[int(np.nanargmax(np.nanmedian(volume, 0)))]
-    short, long = arrays.horizons[0], arrays.horizons[-1]
-    signals = baseline_signals(
+    trades = baseline_trades(
         arrays.returns,
-        arrays.net_h[..., 0],
+        arrays.net_h,
+        arrays.horizons,
         folds,
         arrays.symbols.index(leader),
         min_trades=cfg.thresholds.min_trades,
         z=cfg.thresholds.z,
         seed=cfg.seed,
     )
-    books = {
-        "never_trade": Book.at_horizon(signals["never_trade"], arrays, short),
-        "always_long": Book.at_horizon(
-            always_long_signals(arrays.net_h[..., -1], folds), arrays, long
-        ),
-    }
-    for name in ("logistic", "leader_lead_lag"):
-        books[name] = Book.at_horizon(signals[name], arrays, short)
-    return books
+    return {name: Book.chosen(signals, index, arrays) for name, (signals, index) in trades.items()}
 
 
 def train_fold(
