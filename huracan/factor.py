@@ -25,22 +25,29 @@ class MarketFactorExtractor(BaseEstimator):
     Subclasses say how the members' returns become one series: :class:`PCAFactor`,
     :class:`MeanFactor`, :class:`WeightedMeanFactor`, or :class:`NoFactor` (the
     ablation). The factor is standardised with its training mean and std (``mean_``,
-    ``std_``); :meth:`channels` injects it and ``n_lags`` lags into every asset.
+    ``std_``); :meth:`channels` injects it and ``n_lags`` lags into every asset, and with
+    ``residual`` each asset's own residual to it.
 
     Args:
         n_lags: lags of the factor added as channels after the factor itself.
         max_ffill: longest stretch, in bars, a missing factor is forward-filled (then 0).
         leader: symbol the ``pca`` factor's sign follows; the first member when it is not
             a member or the symbols are not given.
+        residual: add the channel ``factor_residual``: the asset's return less its beta
+            times the factor, in units of its residual std (beta and std fitted per asset
+            on the training window: ``betas_``, ``residual_std_``).
     """
 
     method = ""
     n_factors = 1
 
-    def __init__(self, n_lags: int = 2, max_ffill: int = 3, leader: str = "BTC"):
+    def __init__(
+        self, n_lags: int = 2, max_ffill: int = 3, leader: str = "BTC", residual: bool = False
+    ):
         self.n_lags = n_lags
         self.max_ffill = max_ffill
         self.leader = leader
+        self.residual = residual
 
     def fit(
         self,
@@ -80,6 +87,10 @@ class MarketFactorExtractor(BaseEstimator):
                     f"members {self._member_names()}",
                     "the market factor has no variance over the training window",
                 )
+        if self.residual and self.n_factors:
+            self.betas_, self.residual_std_ = _residual_fit(
+                returns, self.transform(returns, quote_volume)[:, 0]
+            )
         return self
 
     def transform(self, returns: np.ndarray, quote_volume: np.ndarray | None = None) -> np.ndarray:
@@ -110,7 +121,15 @@ class MarketFactorExtractor(BaseEstimator):
     ) -> FactorChannels:
         """The fitted factor of any window as input channels of every listed asset."""
         factor = self.transform(returns, quote_volume)
-        return inject_market_factor(factor, listed, self.n_lags, self.max_ffill)
+        channels = inject_market_factor(factor, listed, self.n_lags, self.max_ffill)
+        if not (self.residual and self.n_factors):
+            return channels
+        filled = channels.values[..., 0]  # (T, N) the factor as injected (filled, or 0)
+        with np.errstate(invalid="ignore"):
+            resid = (np.asarray(returns, dtype=float) - self.betas_ * filled) / self.residual_std_
+        values = np.concatenate([channels.values, resid[:, :, None]], axis=2)
+        names = [*channels.names, "factor_residual"]
+        return FactorChannels(values, names, channels.n_filled, channels.n_zeroed)
 
     def to_dict(self) -> dict:
         """JSON-ready fitted state (for ``factor.json``)."""
@@ -128,6 +147,20 @@ class MarketFactorExtractor(BaseEstimator):
             "member_std": None,
             "volume_window": None,
             "leader": self.leader,
+            **self._residual_state(),
+        }
+
+    def _residual_state(self) -> dict:
+        """Per symbol (else column) beta and residual std, when ``residual`` is on."""
+        if not (self.residual and self.n_factors):
+            return {}
+        names = self.symbols_ or list(range(self.n_features_in_))
+        return {
+            "residual": True,
+            "betas": {str(k): _num(b) for k, b in zip(names, self.betas_, strict=True)},
+            "residual_std": {
+                str(k): _num(v) for k, v in zip(names, self.residual_std_, strict=True)
+            },
         }
 
     @classmethod
@@ -144,7 +177,7 @@ class MarketFactorExtractor(BaseEstimator):
         kind = kinds.get(state["method"])
         if kind is None:
             raise ConfigError(f"stored market factor method {state['method']!r} is unknown")
-        params = {"leader": state.get("leader", "BTC")}
+        params = {"leader": state.get("leader", "BTC"), "residual": bool(state.get("residual"))}
         if state.get("volume_window") is not None:
             params["volume_window"] = int(state["volume_window"])
         extractor = kind(**params)
@@ -154,6 +187,10 @@ class MarketFactorExtractor(BaseEstimator):
         extractor.n_factors_ = extractor.n_factors
         if extractor.n_factors:
             extractor.mean_, extractor.std_ = float(state["mean"]), float(state["std"])
+        if extractor.residual and extractor.n_factors:  # symbols it was not fitted on: NaN
+            betas, stds = state["betas"], state["residual_std"]
+            extractor.betas_ = np.array([_nan(betas.get(s)) for s in symbols])
+            extractor.residual_std_ = np.array([_nan(stds.get(s)) for s in symbols])
         extractor._load_state(state)
         return extractor
 
@@ -279,12 +316,15 @@ class WeightedMeanFactor(MeanFactor):
     method = "weighted_mean"
 
     def __init__(
-        self, volume_window: int = 24, n_lags: int = 2, max_ffill: int = 3, leader: str = "BTC"
+        self,
+        volume_window: int = 24,
+        n_lags: int = 2,
+        max_ffill: int = 3,
+        leader: str = "BTC",
+        residual: bool = False,
     ):
         self.volume_window = volume_window
-        self.n_lags = n_lags
-        self.max_ffill = max_ffill
-        self.leader = leader
+        super().__init__(n_lags, max_ffill, leader, residual)
 
     def to_dict(self) -> dict:
         return {**super().to_dict(), "volume_window": self.volume_window}
@@ -323,6 +363,30 @@ class NoFactor(MarketFactorExtractor):
 
     method = "none"
     n_factors = 0
+
+
+def _residual_fit(returns: np.ndarray, factor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per column of (T, N) ``returns``: the OLS beta on the (T,) ``factor`` and the
+    residual std, over the bars where both exist (NaN with fewer than 2 such bars)."""
+    both = np.isfinite(returns) & np.isfinite(factor)[:, None]
+    n = both.sum(0)
+    r = np.where(both, returns, 0.0)
+    f = np.where(both, factor[:, None], 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r_mean, f_mean = r.sum(0) / n, f.sum(0) / n
+        rc, fc = np.where(both, r - r_mean, 0.0), np.where(both, f - f_mean, 0.0)
+        beta = (rc * fc).sum(0) / (fc * fc).sum(0)
+        std = np.sqrt(((rc - beta * fc) ** 2).sum(0) / n)
+    ok = (n >= 2) & np.isfinite(beta) & (std > 0)
+    return np.where(ok, beta, np.nan), np.where(ok, std, np.nan)
+
+
+def _num(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None
+
+
+def _nan(value: float | None) -> float:
+    return np.nan if value is None else float(value)
 
 
 def _subclasses(kind: type) -> list[type]:

@@ -214,3 +214,58 @@ def test_injection_rejects_bad_arguments():
         inject_market_factor(np.zeros(5), np.ones((5, 2), bool), n_lags=-1)
     with pytest.raises(ValueError, match="listed"):
         inject_market_factor(np.zeros(5), np.ones((4, 2), bool))
+
+
+@pytest.mark.parametrize("method", ["pca", "weighted_mean"])
+def test_residual_channel_is_the_return_less_the_training_beta_times_the_factor(
+    default_market, method
+):
+    panel, returns, volume, members = default_market
+    symbols, train = list(panel.symbols), slice(0, 4000)
+    fitted = FACTORS[method](residual=True).fit(returns[train], members, symbols, volume[train])
+    factor = fitted.transform(returns[train], volume[train])[:, 0]
+    for j in (0, len(symbols) - 1):  # a member and the last alt: OLS on the training bars
+        both = np.isfinite(returns[train, j]) & np.isfinite(factor)
+        beta = np.polyfit(factor[both], returns[train, j][both], 1)[0]
+        assert fitted.betas_[j] == pytest.approx(beta, rel=1e-9)
+    channels = fitted.channels(returns, volume, panel.listed[1:])
+    assert channels.names == [
+        "market_factor",
+        "market_factor_lag1",
+        "market_factor_lag2",
+        "factor_residual",
+    ]
+    resid = channels.values[..., -1]
+    expected = (returns - fitted.betas_ * channels.values[..., 0]) / fitted.residual_std_
+    np.testing.assert_allclose(resid, expected)
+    # on the training bars the residual is uncorrelated with the factor, with unit spread
+    both = np.isfinite(resid[train, -1]) & np.isfinite(factor)
+    assert abs(np.corrcoef(resid[train, -1][both], factor[both])[0, 1]) < 1e-6
+    assert np.nanstd(resid[train, -1]) == pytest.approx(1.0, rel=0.01)
+    # later bars never change an earlier bar's residual, and are not what beta is fitted on
+    later = returns.copy()
+    later[6000:] *= 3.0
+    again = fitted.channels(later, volume, panel.listed[1:]).values[..., -1]
+    np.testing.assert_array_equal(again[:6000], resid[:6000])
+    refit = FACTORS[method](residual=True).fit(later[train], members, symbols, volume[train])
+    np.testing.assert_array_equal(refit.betas_, fitted.betas_)
+
+
+def test_residual_state_round_trips_by_symbol_in_another_column_order(default_market):
+    panel, returns, volume, members = default_market
+    symbols = list(panel.symbols)
+    fitted = PCAFactor(residual=True).fit(returns[:4000], members, symbols)
+    order = symbols[::-1]
+    rebuilt = PCAFactor.from_dict(json.loads(json.dumps(fitted.to_dict())), order + ["NEW"])
+    assert rebuilt.residual
+    columns = [symbols.index(s) for s in order]
+    extra = np.full((len(returns), 1), 0.001)
+    mine = fitted.channels(returns, volume, panel.listed[1:]).values
+    theirs = rebuilt.channels(
+        np.hstack([returns[:, columns], extra]),
+        None,
+        np.hstack([panel.listed[1:, columns], np.ones((len(returns), 1), bool)]),
+    ).values
+    np.testing.assert_allclose(theirs[:, :-1], mine[:, columns], rtol=1e-12, atol=1e-12)
+    assert np.isnan(theirs[:, -1, -1]).all()  # a coin it was not fitted on: no residual
+    assert "betas" not in PCAFactor().fit(returns[:4000], members, symbols).to_dict()

@@ -85,6 +85,18 @@ def test_parity_with_the_pipelines_test_predictions(served):
         assert np.abs(ours - pipeline.to_numpy()).max() <= 1e-6, symbol
 
 
+def test_parity_with_the_residual_channel(tmp_path):
+    cfg = per_coin_config(tmp_path, "pipeline.champion_min_trades=0", "factor.residual=true")
+    _, objects, recorded = train_recording(cfg)
+    fleet = Fleet.load(tmp_path / "artifacts", config=ServeConfig(expire_hours=None))
+    model = next(iter(fleet.models.values()))
+    assert "factor_residual" in model.description["inputs"]
+    full = fleet.predict(objects["panel"])
+    for symbol, pipeline in recorded.items():
+        ours = full.loc[pipeline.index, symbol].to_numpy()
+        assert np.abs(ours - pipeline.to_numpy()).max() <= 1e-6, symbol
+
+
 def test_parity_from_exactly_the_warmup_bars(served):
     _, panel, recorded, fleet = served
     times = next(iter(recorded.values())).index

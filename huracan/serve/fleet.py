@@ -3,8 +3,8 @@
 ``Fleet.load(root)`` reads the roster, each coin's champion pointer and checkpoint, and the
 shared encoder's description. ``fleet.signals(bars)`` rebuilds every input with the
 pipeline's own code (``build_fleet_arrays`` for the technical features and returns, the
-stored FFD order, scaler statistics and market-factor state, ``inject_market_factor`` for
-the channels) and scores the latest bar: all coins sharing an encoder go through one
+stored FFD order, scaler statistics and market-factor state, and the factor's own
+``channels``) and scores the latest bar: all coins sharing an encoder go through one
 batched model whose heads are the champions' heads stacked along the group axis.
 
 Longer than most modules on purpose: loading, input assembly, scoring and the reasons a
@@ -27,7 +27,7 @@ from omegaconf import OmegaConf
 from huracan.data import CsvSource, Panel
 from huracan.data.files import scan_directory
 from huracan.errors import ConfigError, HuracanError
-from huracan.factor import MarketFactorExtractor, inject_market_factor
+from huracan.factor import MarketFactorExtractor
 from huracan.features.drift import psi
 from huracan.features.fracdiff import StationaryFracDiff
 from huracan.features.scaling import PanelScaler
@@ -416,9 +416,9 @@ class Fleet:
         )
         x = scaler.transform(features[rows])
         factor = MarketFactorExtractor.from_dict(factor_state, symbols)
-        series = factor.transform(arrays.returns, arrays.quote_volume)
-        channels = inject_market_factor(
-            series, arrays.listed, cfg.factor.n_lags, cfg.factor.max_ffill
+        factor.n_lags, factor.max_ffill = cfg.factor.n_lags, cfg.factor.max_ffill
+        channels = factor.channels(
+            arrays.returns, arrays.quote_volume, arrays.listed
         ).values.astype(np.float32)
         n = len(coins)
         return x[:, :n], channels[rows][:, :n]
