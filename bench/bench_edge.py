@@ -41,6 +41,7 @@ INPUTS = {  # the ablation of what the heads see
     "factor + 2 lags (default)": [],
     "factor, no lags": ["factor.n_lags=0"],
     "factor + 5 lags": ["factor.n_lags=5"],
+    "factor + 2 lags + own residual": ["factor.residual=true"],
     "no factor": ["factor=none"],
     "no encoder (raw features)": ["encoder=none"],
     "horizon 1 only": ["labels.horizons=[1]"],
