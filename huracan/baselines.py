@@ -42,16 +42,7 @@ class CoinModel(NamedTuple):
 
 
 def baseline_signals(
-    returns: np.ndarray,
-    net_return: np.ndarray,
-    folds: Sequence[Fold],
-    leader: int,
-    *,
-    min_trades: int,
-    z: float,
-    n_lags: int = 3,
-    seed: int = 0,
-    leader_quantiles: Sequence[float] = LEADER_QUANTILES,
+    returns: np.ndarray, net_return: np.ndarray, folds: Sequence[Fold], leader: int, **options
 ) -> dict[str, np.ndarray]:
     """The baselines' trade signals on the folds' test rows, for one horizon.
 
@@ -61,28 +52,14 @@ def baseline_signals(
             held the label horizon (NaN where there is no trade).
         folds: the walk-forward folds; each baseline is fitted per fold.
         leader: column of the leading asset (e.g. BTC).
-        min_trades: fewest validation trades a cut may rest on (``thresholds.min_trades``).
-        z: margin of the cut's lower bound on validation profit (``thresholds.z``).
-        n_lags: returns (t, t-1, ...) the logistic baseline sees.
-        seed: random state of the logistic regressions.
-        leader_quantiles: levels of the leader's validation returns tried as its cut.
+        options: the keyword options of :func:`baseline_trades`.
 
     Returns:
         ``never_trade``, ``always_long``, ``logistic``, ``leader_lead_lag``: each (T, N)
         bool, True where a long is entered at bar t; False outside the test rows.
     """
-    trades = baseline_trades(
-        returns,
-        np.asarray(net_return)[..., None],
-        (1,),
-        folds,
-        leader,
-        min_trades=min_trades,
-        z=z,
-        n_lags=n_lags,
-        seed=seed,
-        leader_quantiles=leader_quantiles,
-    )
+    net_h = np.asarray(net_return)[..., None]
+    trades = baseline_trades(returns, net_h, (1,), folds, leader, **options)
     return {name: signals for name, (signals, _) in trades.items()}
 
 
@@ -102,11 +79,18 @@ def baseline_trades(
     """The baselines' trades on the folds' test rows, each held a horizon of ``horizons``.
 
     Args:
+        returns: (T, N) log return of bar t (NaN where missing).
         net_h: (T, N, H) net return of a long entered at the close of t and held
             ``horizons[i]`` bars; the shortest horizon's slice (first) is what the
             logistic regression learns.
         horizons: the H horizons in bars, shortest first.
-        The others as in :func:`baseline_signals`.
+        folds: the walk-forward folds; each baseline is fitted per fold.
+        leader: column of the leading asset (e.g. BTC).
+        min_trades: fewest validation trades a cut may rest on (``thresholds.min_trades``).
+        z: margin of the cut's lower bound on validation profit (``thresholds.z``).
+        n_lags: returns (t, t-1, ...) the logistic baseline sees.
+        seed: random state of the logistic regressions.
+        leader_quantiles: levels of the leader's validation returns tried as its cut.
 
     Returns:
         Per baseline ``(signals, horizon_index)``, each (T, N): where a long is entered
@@ -217,7 +201,7 @@ def coin_choices(
         rows: (V,) the validation rows' grid indices.
     """
     t, coins = np.nonzero(np.isfinite(prob))
-    columns = np.repeat(prob[t, coins][:, None], len(horizons), axis=1)
+    columns = np.broadcast_to(prob[t, coins][:, None], (len(t), len(horizons)))
     index, cuts, _ = choose_horizons(
         columns, net_h[t, coins], coins, rows[t], horizons, prob.shape[1], min_trades, z
     )
