@@ -97,6 +97,40 @@ def gates_until(
     return pipeline.test_start(panel, cfg)
 
 
+# DDP strategies that start their processes at each fit, from this one: everything else in
+# a run (data, clusters, thresholds, outputs) happens once, in this process. Lightning's
+# `ddp` re-runs train.py itself in every process, which would run the whole run N times.
+FIT_LAUNCHED = ("ddp_spawn", "ddp_fork", "ddp_notebook")
+
+
+def check_processes(trainer: DictConfig) -> None:
+    """Refuses a multi-process trainer that Huracan's training would not run correctly.
+
+    Raises:
+        ConfigError: several devices or nodes without a fit-launched DDP strategy, or
+            Lightning's distributed sampler (``FoldSamples`` shares batches out itself).
+    """
+    strategy = trainer.get("strategy", "auto")
+    if not isinstance(strategy, str):  # a strategy object from _target_: the user's choice
+        return
+    devices, nodes = trainer.get("devices", 1), trainer.get("num_nodes", 1)
+    if strategy not in FIT_LAUNCHED:
+        if devices not in (1, "1") or nodes != 1:
+            raise ConfigError(
+                f"trainer.devices={devices}, trainer.num_nodes={nodes} with trainer.strategy="
+                f"{strategy}: several processes need one of {', '.join(FIT_LAUNCHED)} (each "
+                "fit starts them; Lightning's ddp would re-run train.py in each): use "
+                "trainer=ddp_cpu or trainer=ddp"
+            )
+        return
+    if trainer.get("use_distributed_sampler", True):
+        raise ConfigError(
+            f"trainer.strategy={strategy} needs trainer.use_distributed_sampler=false: each "
+            "process takes its share of the one-process batches itself (as trainer=ddp_cpu "
+            "and trainer=ddp set)"
+        )
+
+
 def preflight(cfg: DictConfig, pipeline: Pipeline) -> None:
     """What can be checked before any data is read: the GPU, the options, the services."""
     accelerator = str(cfg.trainer.get("accelerator", "cpu"))
@@ -105,6 +139,7 @@ def preflight(cfg: DictConfig, pipeline: Pipeline) -> None:
             f"trainer.accelerator={accelerator}: no CUDA GPU on this machine "
             "(use trainer=cpu, the default)"
         )
+    check_processes(cfg.trainer)
     pipeline.check(cfg)
     for group in pipeline.services:
         service = build(cfg[group])
