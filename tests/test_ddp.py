@@ -44,7 +44,8 @@ def samples(n: int, seed: int) -> dict[str, torch.Tensor]:
 
 def trainer_factory(option: str):
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=[f"trainer={option}", "trainer.enable_progress_bar=false"])
+        overrides = [f"trainer={option}", "trainer.enable_progress_bar=false"]
+        cfg = compose("config", overrides=overrides)
     return instantiate(cfg.trainer, max_steps=8)
 
 
