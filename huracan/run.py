@@ -24,6 +24,7 @@ from huracan.errors import ConfigError, DataError
 from huracan.io import atomic_write_text
 from huracan.pipelines.base import Pipeline
 from huracan.report import StageTimer, format_table
+from huracan.threads import apply_threads
 
 log = logging.getLogger("huracan")
 
@@ -199,17 +200,26 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
     if not (isinstance(target, type) and issubclass(target, Pipeline)):
         raise ConfigError(f"pipeline._target_ {cfg.pipeline._target_!r} is not a Pipeline")
     validate(cfg)
+    threads = apply_threads(cfg.get("threads"))  # before any torch work
     pipeline: Pipeline = build(cfg.pipeline)
     preflight(cfg, pipeline)
     out.mkdir(parents=True, exist_ok=True)
     if cfg.get("logger") is not None and cfg.logger.get("name") is None:
         cfg.logger.name = run_name_of(out)
     quiet_libraries()
+    log.info(
+        "torch threads: %d (threads=%s), OMP_WAIT_POLICY=%s",
+        threads["torch_threads"],
+        threads["setting"],
+        threads["omp_wait_policy"],
+    )
     with pipeline.session(cfg):  # e.g. the per-coin run's lock on its artifact root
-        return run_pipeline(cfg, pipeline, out)
+        return run_pipeline(cfg, pipeline, out, threads)
 
 
-def run_pipeline(cfg: DictConfig, pipeline: Pipeline, out: Path) -> tuple[dict, dict]:
+def run_pipeline(
+    cfg: DictConfig, pipeline: Pipeline, out: Path, threads: dict | None = None
+) -> tuple[dict, dict]:
     """Loads and gates the data, runs the pipeline, writes ``summary.json`` (see ``train``)."""
     timer = StageTimer()
     panel, gates = load_and_gate(cfg, pipeline, timer)
@@ -221,6 +231,7 @@ def run_pipeline(cfg: DictConfig, pipeline: Pipeline, out: Path) -> tuple[dict, 
         "config": OmegaConf.to_container(cfg, resolve=True),
         "data": data_summary(panel),
         "gates": {"passed": len(gates.passed), "skipped": gates.skipped},
+        "threads": threads,
     }
     summary |= pipeline(panel, gates, cfg, out, timer)
     objects = {"panel": panel, "gates": gates, **summary.pop("objects", {})}
