@@ -236,6 +236,8 @@ def run_pipeline(
     summary |= pipeline(panel, gates, cfg, out, timer)
     objects = {"panel": panel, "gates": gates, **summary.pop("objects", {})}
     summary["timings_s"] = timer.seconds
+    if torch.cuda.is_initialized():  # trainer=gpu: this process's peak (bench/gpu.sh)
+        summary["gpu_max_memory_allocated_bytes"] = torch.cuda.max_memory_allocated()
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=str))
     log.info("outputs in %s", out)
     return summary, objects
