@@ -8,6 +8,10 @@ the heads, by averaging the two shares' weighted means instead of taking one wei
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
+import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
@@ -23,6 +27,10 @@ from huracan.pipelines.training import AutoencoderEncoder, MoEHeads
 # heads' also by the mean of two weighted means (measured 4e-5). Lightning's own
 # distributed sampler (other batches) misses both: 5e-3 and 4e-3.
 ENCODER_TOLERANCE, HEADS_TOLERANCE = 1e-5, 1e-3
+# debug=fast, measured: val/auroc within 5e-4, val/loss within 2e-4 (relative). The run's
+# out-of-sample trades are not compared: thresholds cut near-chance probabilities, and
+# differences of 1e-4 move trades across them.
+AUROC_TOLERANCE = 5e-3
 N_FEATURES, N_GROUPS = 12, 3
 
 
@@ -86,3 +94,39 @@ def test_ddp_cpu_trains_encoder_and_heads_like_one_process():
     assert losses["ddp_cpu"][0] < 0.9 * initial
     assert losses["ddp_cpu"][0] == pytest.approx(losses["cpu"][0], rel=ENCODER_TOLERANCE)
     assert losses["ddp_cpu"][1] == pytest.approx(losses["cpu"][1], rel=HEADS_TOLERANCE)
+
+
+def validation_metrics(run_dir) -> pd.DataFrame:
+    """The last validation values of every training stage, from the CSV logger's files."""
+    rows = {}
+    for path in sorted((run_dir / "logs").glob("*/*/metrics.csv")):
+        values = pd.read_csv(path).filter(like="val/").dropna(how="all")
+        if len(values):  # the report stage logs figures, no validation
+            rows[path.parent.name] = values.iloc[-1]
+    return pd.DataFrame(rows).T
+
+
+def test_a_tiny_run_trains_the_same_through_train_py_with_two_processes(tmp_path):
+    """debug=fast through train.py and Hydra: both folds' encoder and heads (with and
+    without the factor) reach the validation metrics of the one-process run."""
+    runs = {}
+    for option in ("cpu", "ddp_cpu"):
+        out = tmp_path / option
+        command = [sys.executable, "train.py", "debug=fast", f"trainer={option}", "logger=csv"]
+        command += [f"logger.save_dir={out / 'logs'}", f"hydra.run.dir={out}"]
+        run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert run.returncode == 0, run.stderr[-3000:]
+        runs[option] = validation_metrics(out)
+    one, two = runs["cpu"], runs["ddp_cpu"]
+    assert len(one) == 6 and list(one.index) == list(two.index)  # 2 folds x 3 fits
+    encoders = [s for s in one.index if s.endswith("encoder")]
+    heads = [s for s in one.index if not s.endswith("encoder")]
+    assert two.loc[encoders, "val/recon"].tolist() == pytest.approx(
+        one.loc[encoders, "val/recon"].tolist(), rel=ENCODER_TOLERANCE
+    )
+    assert two.loc[heads, "val/loss"].tolist() == pytest.approx(
+        one.loc[heads, "val/loss"].tolist(), rel=HEADS_TOLERANCE
+    )
+    assert two.loc[heads, "val/auroc"].tolist() == pytest.approx(
+        one.loc[heads, "val/auroc"].tolist(), abs=AUROC_TOLERANCE
+    )

@@ -1,4 +1,9 @@
-"""Lightning modules: autoencoder pretraining, and the fleet classifier (encoder + heads)."""
+"""Lightning modules: autoencoder pretraining, and the fleet classifier (encoder + heads).
+
+Epoch losses are logged with ``sync_dist``: under DDP the training loss is the mean over
+the processes' shares (one process: no reduction, no cost); every process validates on the
+whole slice, so validation values are the same on each.
+"""
 
 from __future__ import annotations
 
@@ -24,7 +29,9 @@ class AutoencoderModule(pl.LightningModule):
     def _shared_step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
         _, x_hat = self.autoencoder(batch["x"])
         loss = F.mse_loss(x_hat, batch["x"])
-        self.log(f"{stage}/recon", loss, prog_bar=True, on_epoch=True, on_step=False)
+        self.log(
+            f"{stage}/recon", loss, prog_bar=True, on_epoch=True, on_step=False, sync_dist=True
+        )
         return loss
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
@@ -90,8 +97,8 @@ class FleetModule(pl.LightningModule):
         loss = (w * bce).sum() / w.sum().clamp_min(1e-12)
         balance = self.head.load_balance_loss(gate)
         total = loss + self.balance_weight * balance
-        self.log(f"{stage}/loss", loss, prog_bar=True, on_epoch=True, on_step=False)
-        self.log(f"{stage}/balance", balance, on_epoch=True, on_step=False)
+        self.log(f"{stage}/loss", loss, prog_bar=True, on_epoch=True, on_step=False, sync_dist=True)
+        self.log(f"{stage}/balance", balance, on_epoch=True, on_step=False, sync_dist=True)
         if stage == "val":
             scored = w > 0
             self.val_metrics.update(logits.detach().sigmoid()[scored], batch["y"][scored].int())
