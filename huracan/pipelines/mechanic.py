@@ -225,6 +225,7 @@ def summary_of(report: dict) -> dict:
         "queued_for_retraining": report["queued_for_retraining"],
         "cluster_ari": report["cluster_drift"]["ari"],
         "full_retrain_due": report["full_retrain_due"],
+        "purged": report["purged"],
     }
 
 
