@@ -27,6 +27,7 @@ from huracan.registry.roster import load_roster
 from huracan.run import train
 from huracan.serve import Fleet, ServeConfig
 from huracan.store import LocalStore, content_hash
+from huracan.store.lock import StoreLocked, store_lock
 
 MARKET = [
     "debug=fast",
@@ -207,14 +208,26 @@ def test_the_planted_regime_change_is_flagged_by_both_drift_checks(mechanic):
 
 
 def test_the_second_cycle_on_the_same_bars_changes_no_pointer(mechanic):
-    _, store, _, _, summary, _, report = mechanic
+    _, store, before, _, summary, _, report = mechanic
     assert [c["cycle"] for c in summary["mechanic"]["cycles"]] == [1, 2]
-    assert report["cycle"] == 2 and report["cycles"][1]["counts"]["promoted"] == 0
+    first, second = report["cycles"]
+    assert report["cycle"] == 2 and second["counts"]["promoted"] == 0
+    assert second["counts"]["kept"] == first["counts"]["kept"]
+    again = [c for c in report["coins"].values() if c["reasons"][0].startswith("already the")]
+    assert len(again) == first["counts"]["promoted"]  # its own version: nothing new to learn
     for symbol, coin in report["coins"].items():
-        if coin["status"] == "skipped" and coin["reasons"][0].startswith("already"):
-            assert store.read_json(f"champions/{symbol}.json")["model_path"] == coin.get(
-                "challenger_path", store.read_json(f"champions/{symbol}.json")["model_path"]
-            )
+        if coin["status"] == "kept":  # the same challenger, re-scored from its stored files
+            pointer = store.read_json(f"champions/{symbol}.json")
+            assert pointer["model_path"] == coin["champion_path"]
+            assert pointer["metrics"]["sharpe"] == coin["champion"]["sharpe"]
+
+
+def test_the_mechanic_holds_the_store_lock(trained, tmp_path):
+    store = copy_root(trained, tmp_path)
+    with store_lock(store, "someone else"):
+        with pytest.raises(StoreLocked, match="someone else"):
+            train(config(tmp_path, *MECHANIC))
+    assert store.read_json("champions/roster.json")["run_id"] == "base"  # untouched
 
 
 def test_old_versions_are_purged_but_never_the_champions(mechanic):
