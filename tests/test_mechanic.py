@@ -130,6 +130,21 @@ def test_the_first_months_are_the_same_market():
         regime_change={"at": "2023-11-05", "symbol": "SOL", "to_cluster": 1},
     ).load()
     assert np.array_equal(cut.close, planted.close[: cut.n_bars], equal_nan=True)
+    change = {"at": "2023-11-05", "symbol": "SOL", "to_cluster": 1}
+    plain, moved = (
+        SyntheticMarket(n_assets=6, n_clusters=3, end="2023-11-10", regime_change=c).load()
+        for c in (None, change)
+    )
+    after = plain.timestamps >= pd.Timestamp("2023-11-05", tz="UTC")
+    sol = plain.index_of("SOL")
+    others = [j for j in range(6) if j != sol]
+    assert np.array_equal(plain.close[:, others], moved.close[:, others])
+    assert np.array_equal(plain.close[~after, sol], moved.close[~after, sol])
+    assert not np.isclose(plain.close[after, sol], moved.close[after, sol]).any()
+    with pytest.raises(ConfigError, match="regime_change.symbol 'DOGE'"):
+        SyntheticMarket(n_assets=6, regime_change={"at": 0.5, "symbol": "DOGE", "to_cluster": 0})
+    with pytest.raises(ConfigError, match="unknown keys \\['when'\\]"):
+        SyntheticMarket(regime_change={"at": 0.5, "symbol": "SOL", "to_cluster": 0, "when": 1})
 
 
 def test_the_encoder_is_untouched(mechanic):
