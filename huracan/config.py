@@ -137,6 +137,9 @@ SECTIONS = {
     "validation": "huracan.config.Validation",
     "thresholds": "huracan.config.Thresholds",
     "report": "huracan.config.Report",
+    # only with pipeline=mechanic (conf/pipeline/mechanic.yaml)
+    "mechanic": "huracan.pipelines.mechanic.MechanicConfig",
+    "drift": "huracan.pipelines.mechanic_drift.DriftConfig",
 }
 
 
