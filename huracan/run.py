@@ -18,6 +18,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from huracan.config import build, target_of, validate
+from huracan.costs.model import DEFAULT_FEE_BPS
 from huracan.data import GateReport, GateThresholds, Panel, apply_gates
 from huracan.data.panel import to_utc
 from huracan.errors import ConfigError, DataError
@@ -64,8 +65,10 @@ def load_and_gate(
 ) -> tuple[Panel, GateReport]:
     """Loads the configured data, validates and aligns it, and keeps the symbols that pass."""
     with timer("data") as note:
-        panel: Panel = build(cfg.data).load()
-        note(f"{panel.n_assets} symbols x {panel.n_bars:,} bars of {panel.timeframe}")
+        source = build(cfg.data)
+        panel: Panel = source.load()
+        fee = resolve_fee(cfg, source, panel.symbols)
+        note(f"{panel.n_assets} symbols x {panel.n_bars:,} bars of {panel.timeframe}; {fee}")
     with timer("gates") as note:
         report = GateReport()
         for drop in panel.drops:
@@ -81,6 +84,27 @@ def load_and_gate(
         measured = "all bars" if until is None else f"bars before {until:%Y-%m-%d %H:%M}"
         note(f"{len(report.passed)} passed, {len(report.skipped)} skipped, on {measured}")
     return panel, report
+
+
+def resolve_fee(cfg: DictConfig, source, symbols: list[str]) -> str:
+    """Sets ``costs.fee_bps`` where it is null: the highest taker fee among ``symbols``
+    that the data source read from the exchange (``CcxtSource.taker_fee_bps``), else the
+    default; a number set in the config is kept. Returns where the fee came from."""
+    if cfg.costs.fee_bps is not None:
+        return f"fee {cfg.costs.fee_bps:g} bps per side (config)"
+    fees = getattr(source, "taker_fee_bps", None) or {}
+    fees = [fees[s] for s in symbols if s in fees]
+    if fees:
+        cfg.costs.fee_bps = max(fees)
+        if min(fees) != max(fees):
+            log.warning(
+                "taker fees differ across symbols (%g..%g bps): charging the highest",
+                min(fees),
+                max(fees),
+            )
+        return f"fee {cfg.costs.fee_bps:g} bps per side (exchange taker, ccxt market info)"
+    cfg.costs.fee_bps = DEFAULT_FEE_BPS
+    return f"fee {DEFAULT_FEE_BPS:g} bps per side (default)"
 
 
 def gates_until(
