@@ -32,6 +32,7 @@ from huracan.costs import (
     estimate_spreads,
     symbol_metrics,
 )
+from huracan.costs.model import DEFAULT_FEE_BPS
 from huracan.data import CsvSource, SyntheticMarket
 from huracan.features.labels import after_cost_labels, forward_return
 from huracan.features.technical import realized_volatility
@@ -200,7 +201,7 @@ def round_trip_table() -> tuple[pd.DataFrame, pd.DataFrame] | None:
         return None
     panel = CsvSource(path).load()
     end_row = int(panel.timestamps.searchsorted(pd.Timestamp(REAL_TRAIN_END, tz="UTC")))
-    fee = float(OmegaConf.load(CONF / "config.yaml").costs.fee_bps)
+    fee = float(OmegaConf.load(CONF / "config.yaml").costs.fee_bps or DEFAULT_FEE_BPS)
     volatility = realized_volatility(panel.close, 24, min_periods=2)
     window = slice(end_row - 24 * 30, end_row)
     mean_vol = np.nanmean(np.where(panel.filled[window], np.nan, volatility[window]), 0)

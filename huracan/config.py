@@ -133,11 +133,25 @@ SECTIONS = {
     "gates": "huracan.config.Gates",
     "features": "huracan.config.Features",
     "labels": "huracan.config.Labels",
-    "costs": "huracan.costs.CostModel",
+    "costs": "huracan.config.Costs",
     "validation": "huracan.config.Validation",
     "thresholds": "huracan.config.Thresholds",
     "report": "huracan.config.Report",
+    # only with pipeline=mechanic (conf/pipeline/mechanic.yaml)
+    "mechanic": "huracan.pipelines.mechanic.MechanicConfig",
+    "drift": "huracan.pipelines.mechanic_drift.DriftConfig",
 }
+
+
+@dataclasses.dataclass
+class Costs:
+    """``costs``: ``fee_bps`` per side (None: the exchange's taker fee where the data
+    source knows it, else 7.5; resolved once when the data is loaded, ``run.resolve_fee``),
+    the default spread and the slippage per side per 1 % of per-bar volatility."""
+
+    fee_bps: float | None = None
+    spread_bps: float = 2.0
+    slippage_bps_per_sigma: float = 1.0
 
 
 @dataclasses.dataclass

@@ -18,12 +18,14 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from huracan.config import build, target_of, validate
+from huracan.costs.model import DEFAULT_FEE_BPS
 from huracan.data import GateReport, GateThresholds, Panel, apply_gates
 from huracan.data.panel import to_utc
 from huracan.errors import ConfigError, DataError
 from huracan.io import atomic_write_text
 from huracan.pipelines.base import Pipeline
 from huracan.report import StageTimer, format_table
+from huracan.threads import apply_threads
 
 log = logging.getLogger("huracan")
 
@@ -63,8 +65,10 @@ def load_and_gate(
 ) -> tuple[Panel, GateReport]:
     """Loads the configured data, validates and aligns it, and keeps the symbols that pass."""
     with timer("data") as note:
-        panel: Panel = build(cfg.data).load()
-        note(f"{panel.n_assets} symbols x {panel.n_bars:,} bars of {panel.timeframe}")
+        source = build(cfg.data)
+        panel: Panel = source.load()
+        fee = resolve_fee(cfg, source, panel.symbols)
+        note(f"{panel.n_assets} symbols x {panel.n_bars:,} bars of {panel.timeframe}; {fee}")
     with timer("gates") as note:
         report = GateReport()
         for drop in panel.drops:
@@ -82,6 +86,27 @@ def load_and_gate(
     return panel, report
 
 
+def resolve_fee(cfg: DictConfig, source, symbols: list[str]) -> str:
+    """Sets ``costs.fee_bps`` where it is null: the highest taker fee among ``symbols``
+    that the data source read from the exchange (``CcxtSource.taker_fee_bps``), else the
+    default; a number set in the config is kept. Returns where the fee came from."""
+    if cfg.costs.fee_bps is not None:
+        return f"fee {cfg.costs.fee_bps:g} bps per side (config)"
+    fees = getattr(source, "taker_fee_bps", None) or {}
+    fees = [fees[s] for s in symbols if s in fees]
+    if fees:
+        cfg.costs.fee_bps = max(fees)
+        if min(fees) != max(fees):
+            log.warning(
+                "taker fees differ across symbols (%g..%g bps): charging the highest",
+                min(fees),
+                max(fees),
+            )
+        return f"fee {cfg.costs.fee_bps:g} bps per side (exchange taker, ccxt market info)"
+    cfg.costs.fee_bps = DEFAULT_FEE_BPS
+    return f"fee {DEFAULT_FEE_BPS:g} bps per side (default)"
+
+
 def gates_until(
     panel: Panel, cfg: DictConfig, pipeline: Pipeline, until: str | None
 ) -> pd.Timestamp | None:
@@ -97,6 +122,40 @@ def gates_until(
     return pipeline.test_start(panel, cfg)
 
 
+# DDP strategies that start their processes at each fit, from this one: everything else in
+# a run (data, clusters, thresholds, outputs) happens once, in this process. Lightning's
+# `ddp` re-runs train.py itself in every process, which would run the whole run N times.
+FIT_LAUNCHED = ("ddp_spawn", "ddp_fork", "ddp_notebook")
+
+
+def check_processes(trainer: DictConfig) -> None:
+    """Refuses a multi-process trainer that Huracan's training would not run correctly.
+
+    Raises:
+        ConfigError: several devices or nodes without a fit-launched DDP strategy, or
+            Lightning's distributed sampler (``FoldSamples`` shares batches out itself).
+    """
+    strategy = trainer.get("strategy", "auto")
+    if not isinstance(strategy, str):  # a strategy object from _target_: the user's choice
+        return
+    devices, nodes = trainer.get("devices", 1), trainer.get("num_nodes", 1)
+    if strategy not in FIT_LAUNCHED:
+        if devices not in (1, "1") or nodes != 1:
+            raise ConfigError(
+                f"trainer.devices={devices}, trainer.num_nodes={nodes} with trainer.strategy="
+                f"{strategy}: several processes need one of {', '.join(FIT_LAUNCHED)} (each "
+                "fit starts them; Lightning's ddp would re-run train.py in each): use "
+                "trainer=ddp_cpu or trainer=ddp"
+            )
+        return
+    if trainer.get("use_distributed_sampler", True):
+        raise ConfigError(
+            f"trainer.strategy={strategy} needs trainer.use_distributed_sampler=false: each "
+            "process takes its share of the one-process batches itself (as trainer=ddp_cpu "
+            "and trainer=ddp set)"
+        )
+
+
 def preflight(cfg: DictConfig, pipeline: Pipeline) -> None:
     """What can be checked before any data is read: the GPU, the options, the services."""
     accelerator = str(cfg.trainer.get("accelerator", "cpu"))
@@ -105,6 +164,7 @@ def preflight(cfg: DictConfig, pipeline: Pipeline) -> None:
             f"trainer.accelerator={accelerator}: no CUDA GPU on this machine "
             "(use trainer=cpu, the default)"
         )
+    check_processes(cfg.trainer)
     pipeline.check(cfg)
     for group in pipeline.services:
         service = build(cfg[group])
@@ -164,17 +224,26 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
     if not (isinstance(target, type) and issubclass(target, Pipeline)):
         raise ConfigError(f"pipeline._target_ {cfg.pipeline._target_!r} is not a Pipeline")
     validate(cfg)
+    threads = apply_threads(cfg.get("threads"))  # before any torch work
     pipeline: Pipeline = build(cfg.pipeline)
     preflight(cfg, pipeline)
     out.mkdir(parents=True, exist_ok=True)
     if cfg.get("logger") is not None and cfg.logger.get("name") is None:
         cfg.logger.name = run_name_of(out)
     quiet_libraries()
+    log.info(
+        "torch threads: %d (threads=%s), OMP_WAIT_POLICY=%s",
+        threads["torch_threads"],
+        threads["setting"],
+        threads["omp_wait_policy"],
+    )
     with pipeline.session(cfg):  # e.g. the per-coin run's lock on its artifact root
-        return run_pipeline(cfg, pipeline, out)
+        return run_pipeline(cfg, pipeline, out, threads)
 
 
-def run_pipeline(cfg: DictConfig, pipeline: Pipeline, out: Path) -> tuple[dict, dict]:
+def run_pipeline(
+    cfg: DictConfig, pipeline: Pipeline, out: Path, threads: dict | None = None
+) -> tuple[dict, dict]:
     """Loads and gates the data, runs the pipeline, writes ``summary.json`` (see ``train``)."""
     timer = StageTimer()
     panel, gates = load_and_gate(cfg, pipeline, timer)
@@ -186,10 +255,13 @@ def run_pipeline(cfg: DictConfig, pipeline: Pipeline, out: Path) -> tuple[dict, 
         "config": OmegaConf.to_container(cfg, resolve=True),
         "data": data_summary(panel),
         "gates": {"passed": len(gates.passed), "skipped": gates.skipped},
+        "threads": threads,
     }
     summary |= pipeline(panel, gates, cfg, out, timer)
     objects = {"panel": panel, "gates": gates, **summary.pop("objects", {})}
     summary["timings_s"] = timer.seconds
+    if torch.cuda.is_initialized():  # trainer=gpu: this process's peak (bench/gpu.sh)
+        summary["gpu_max_memory_allocated_bytes"] = torch.cuda.max_memory_allocated()
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=str))
     log.info("outputs in %s", out)
     return summary, objects

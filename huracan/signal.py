@@ -2,6 +2,15 @@
 
 python -m huracan.signal --root artifacts --data DIR [--top N --allow A,B --block C]
                          [--expire-hours H] [--out signals.json]
+python -m huracan.signal --root dropbox:/huracan --exchange binance [--quote USDT]
+                         [--since TIME] [--cache-dir data_cache] ...
+
+--root is a local directory, or dropbox:/PATH (the Dropbox store; credentials from the
+environment only: DROPBOX_ACCESS_TOKEN, or DROPBOX_REFRESH_TOKEN with DROPBOX_APP_KEY).
+--exchange NAME reads the bars from a ccxt exchange instead of --data: the roster coins
+and the factor's members against --quote, at the champions' bar length, from --since
+(default: as many bars before now as the signal needs, and a margin), cached in
+--cache-dir like data=ccxt.
 
 DIR holds one <SYMBOL>.csv | .csv.gz | .parquet file per coin (the input contract of
 data=csv), with the latest bars of every roster coin and of the market factor's members:
@@ -24,10 +33,12 @@ from datetime import UTC, datetime
 
 import pandas as pd
 
-from huracan.errors import HuracanError
+from huracan.data import Panel
+from huracan.errors import ConfigError, HuracanError
 from huracan.io import atomic_write_text
 from huracan.report import format_table
 from huracan.serve import Fleet, ServeConfig
+from huracan.store import LocalStore, Store
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,8 +47,15 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--root", default="artifacts", help="artifact root (local directory)")
-    parser.add_argument("--data", required=True, help="directory of per-symbol bar files")
+    parser.add_argument(
+        "--root", default="artifacts", help="artifact root: a local directory or dropbox:/PATH"
+    )
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data", help="directory of per-symbol bar files")
+    source.add_argument("--exchange", help="a ccxt exchange id: read the latest bars from it")
+    parser.add_argument("--quote", default="USDT", help="quote currency on the exchange")
+    parser.add_argument("--since", default=None, help="first bar to fetch from the exchange")
+    parser.add_argument("--cache-dir", default="data_cache", help="the exchange bars' cache")
     parser.add_argument("--top", type=int, default=None, help="only the best N roster entries")
     parser.add_argument("--allow", default="", help="comma-separated symbols to keep only")
     parser.add_argument("--block", default="", help="comma-separated symbols to leave out")
@@ -61,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         fleet = Fleet.load(
-            args.root,
+            open_root(args.root),
             top=args.top,
             allow=[s for s in args.allow.split(",") if s],
             block=[s for s in args.block.split(",") if s],
@@ -73,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         if not fleet.symbols:
             raise HuracanError(f"{args.root}: the roster has no entry left after the filters")
-        signals = fleet.signals(args.data)
+        signals = fleet.signals(args.data if args.data else exchange_bars(fleet, args))
     except (HuracanError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -101,6 +119,48 @@ def main(argv: list[str] | None = None) -> int:
         f"{fleet.roster['run_id']})"
     )
     return 0
+
+
+def open_root(root: str) -> Store:
+    """The artifact store: ``dropbox:/PATH`` (or ``dropbox://PATH``), else a local folder."""
+    if root.startswith("dropbox:"):
+        from huracan.store.dropbox_store import DropboxStore  # the SDK only when asked for
+
+        return DropboxStore("/" + root.removeprefix("dropbox:").lstrip("/"))
+    return LocalStore(root)
+
+
+def exchange_bars(fleet: Fleet, args: argparse.Namespace) -> Panel:
+    """The fleet's latest bars from a ccxt exchange (``data=ccxt``'s source and cache)."""
+    from huracan.data.exchange import CcxtSource  # ccxt only when asked for
+
+    timeframes = {m.description.get("timeframe") for m in fleet.models.values()}
+    if len(timeframes) != 1 or None in timeframes:
+        raise ConfigError(f"the champions' bar lengths {sorted(map(str, timeframes))}: need one")
+    [timeframe] = timeframes
+    step = pd.Timedelta(timeframe)
+    since = args.since
+    if since is None:  # the bars the signal reads, a margin for gaps, up to the last closed
+        since = pd.Timestamp.now(tz="UTC").floor(step) - step * (fleet.bars_needed * 1.25 + 24)
+    source = CcxtSource(
+        exchange=args.exchange,
+        symbols=fleet.data_symbols,
+        quote=args.quote,
+        timeframe=ccxt_timeframe(step),
+        start=str(since),
+        cache_dir=args.cache_dir,
+        on_error="skip",  # a coin the exchange lacks gets its reason, not the whole fleet
+    )
+    return source.load()
+
+
+def ccxt_timeframe(step: pd.Timedelta) -> str:
+    """A bar length in ccxt's spelling: ``1h``, ``15m``, ``1d``."""
+    seconds = int(step.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    raise ConfigError(f"bar length {step} has no ccxt timeframe")
 
 
 if __name__ == "__main__":

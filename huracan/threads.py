@@ -4,11 +4,20 @@ With more OpenMP threads than free cores, torch's threads spin while they wait f
 other (OpenMP's active wait policy) and a run gets several times slower as soon as one
 other process keeps a core busy. The rule here leaves one core to everything else and
 makes waiting threads sleep instead of spin.
+
+The ``threads`` config applies it: ``train.py`` calls :func:`prepare_threads` before torch
+is imported (OpenMP reads ``OMP_WAIT_POLICY`` once, when torch loads it) and ``train()``
+calls :func:`apply_threads` before any torch work. This module imports torch only inside
+:func:`apply_threads`.
 """
 
 from __future__ import annotations
 
 import os
+import sys
+from collections.abc import MutableMapping
+
+from huracan.errors import ConfigError
 
 # Beyond this, the small models here gain little from more intra-op threads.
 _MOST_THREADS = 8
@@ -22,7 +31,7 @@ def available_cores() -> int:
 
 
 def default_threads(cores: int | None = None) -> int:
-    """Torch intra-op threads for ``threads: null``: every core but one, from 1 to 8.
+    """Torch intra-op threads for ``threads: auto``: every core but one, from 1 to 8.
 
     Fixed by the core count only (not by the current load), so a run's thread count, and
     with it the order of its floating-point reductions, does not change from run to run.
@@ -48,3 +57,57 @@ def passive_wait_env(environ: dict[str, str] | None = None) -> dict[str, str]:
     environ = dict(os.environ if environ is None else environ)
     environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     return environ
+
+
+def resolve_threads(value: object, cores: int | None = None) -> int | None:
+    """The torch thread count the ``threads`` config asks for.
+
+    Args:
+        value: ``"auto"`` (the rule of :func:`default_threads`), an int >= 1, or None
+            (torch's own default, one thread per core).
+        cores: cores available, for ``auto``; None reads :func:`available_cores`.
+
+    Raises:
+        ConfigError: any other value, named.
+    """
+    if value is None:
+        return None
+    if value == "auto":
+        return default_threads(cores)
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value
+    raise ConfigError(f"threads={value!r}: expected auto, a whole number >= 1, or null")
+
+
+def prepare_threads(value: object, environ: MutableMapping[str, str] | None = None) -> bool:
+    """Before ``import torch``: ``threads=auto`` makes OpenMP's waiting threads sleep.
+
+    Sets ``OMP_WAIT_POLICY=PASSIVE`` in ``environ`` (default ``os.environ``, so worker
+    processes inherit it) unless the user set a policy.
+
+    Returns:
+        Whether torch was still unimported, i.e. whether OpenMP will read the policy.
+    """
+    resolve_threads(value)  # a bad value is an error before anything else
+    if value == "auto":
+        environ = os.environ if environ is None else environ
+        environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    return "torch" not in sys.modules
+
+
+def apply_threads(value: object) -> dict:
+    """Sets torch's intra-op threads as ``threads`` asks; returns what is in effect.
+
+    Returns:
+        ``{"setting", "torch_threads", "omp_wait_policy"}``, for ``summary.json``.
+    """
+    import torch
+
+    threads = resolve_threads(value)
+    if threads is not None and torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    return {
+        "setting": value,
+        "torch_threads": torch.get_num_threads(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+    }

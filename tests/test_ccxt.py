@@ -51,6 +51,7 @@ def source(exchange, tmp_path, symbols=("BTC", "ETH"), **kwargs):
         start="2024-01-01",
         cache_dir=str(tmp_path),
         sleep=waits.append,
+        quotes=False,  # candles only: snapshots are tested on the real client (test_ccxt_quotes)
         **kwargs,
     )
     return src, waits

@@ -156,6 +156,26 @@ def test_gpu_trainer_without_a_gpu_is_a_config_error(tmp_path):
         train(config(f"+output_dir={tmp_path}", "trainer=gpu"))
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_ddp_gpu_trainer_without_a_gpu_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="no CUDA GPU"):
+        train(config(f"+output_dir={tmp_path}", "trainer=ddp", "trainer.num_nodes=2"))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["trainer.devices=2"], "several processes need one of ddp_spawn"),
+        (["+trainer.num_nodes=2", "+trainer.strategy=ddp"], "re-run train.py"),
+        (["trainer=ddp_cpu", "trainer.use_distributed_sampler=true"], "sampler=false"),
+    ],
+)
+def test_multi_process_trainers_that_would_run_wrong_are_refused(tmp_path, overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        train(config(f"+output_dir={tmp_path}", "pipeline=data", *overrides))
+    assert not (tmp_path / "gates.json").exists()
+
+
 def test_unknown_pipeline_target_is_an_error_not_a_data_only_run(tmp_path):
     cfg = config(f"+output_dir={tmp_path}", "pipeline._target_=huracan.pipelines.nope.Nope")
     with pytest.raises(ConfigError, match="cannot import"):

@@ -143,6 +143,39 @@ def test_artifact_layout(first_run):
     assert summary["per_coin"]["counts"]["completed"] == len(symbols)
 
 
+def test_the_report_window_is_never_selected_on(first_run):
+    """The last report_days of the test window: the metrics that choose the champion and
+    set trade_ok end before it; the roster's figures are those of the report window."""
+    tmp, summary = first_run
+    per_coin = summary["per_coin"]
+    selection, report = per_coin["selection_window"], per_coin["report_window"]
+    assert selection[0] == per_coin["test_window"][0] and report[1] == per_coin["test_window"][1]
+    assert pd.Timestamp(report[0]) - pd.Timestamp(selection[1]) == pd.Timedelta(hours=1)
+    assert pd.Timestamp(per_coin["test_window"][1]) - pd.Timestamp(report[0]) == pd.Timedelta(
+        days=7, hours=-1
+    )
+    root = tmp / "artifacts"
+    roster = {
+        e["symbol"]: e for e in json.loads((root / "champions/roster.json").read_text())["entries"]
+    }
+    for symbol in summary["data"]["symbols"]:
+        metrics = json.loads(
+            (root / "models" / symbol / "baseline_20240101/metrics.json").read_text()
+        )
+        assert pd.Timestamp(metrics["window"][1]) <= pd.Timestamp(selection[1])
+        assert pd.Timestamp(metrics["report"]["window"][0]) >= pd.Timestamp(report[0])
+        pointer = root / "champions" / f"{symbol}.json"
+        if pointer.exists():
+            champion = json.loads(pointer.read_text())
+            assert champion["window"] == selection
+            assert champion["metrics"]["n_trades"] == metrics["n_trades"]
+            assert champion["report"]["n_trades"] == metrics["report"]["n_trades"]
+            entry = roster[symbol]
+            assert entry["figures"] == "report"
+            assert entry["n_trades"] == metrics["report"]["n_trades"]
+            assert entry["selection"]["n_trades"] == metrics["n_trades"]
+
+
 def test_rerun_with_the_same_run_id_resumes(first_run):
     tmp, _ = first_run
     store = LocalStore(tmp / "artifacts")

@@ -3,11 +3,15 @@
 ``estimate_spreads`` is the per-coin pipeline's cost calibration. For every symbol it uses
 the best source it has, in this order, and records which in ``method``:
 
-1. ``"quoted"``: the data's ``spread_bps`` column (mean over the window's real bars).
-2. The candle ``estimator`` (default ``"edge"``, Ardia, Guidotti & Kroencke 2024, from the
+1. ``"quoted"``: the data's ``spread_bps`` column (mean over the window's real bars),
+   where it has ``min_bars`` values in the window.
+2. ``"ccxt_snapshot"``: the mean of the bid/ask snapshots ``data=ccxt`` took during the
+   window's bars (``bars["quote_snapshot_bps"]``, ``huracan.data.exchange``), where there
+   are at least ``min_snapshots``; the standard error is theirs over sqrt(n) (none for one).
+3. The candle ``estimator`` (default ``"edge"``, Ardia, Guidotti & Kroencke 2024, from the
    ``bidask`` package; or ``"abdi_ranaldo"``, ``"corwin_schultz"``) where its estimate is
    significantly above 0: ``s^2 / se(s^2) > z``.
-3. ``"tier_default"``: the spread of the symbol's liquidity tier (by daily quote volume)
+4. ``"tier_default"``: the spread of the symbol's liquidity tier (by daily quote volume)
    where the estimate is not significant, or there are too few bars. Never a clipped value.
 
 The standard error is a delete-one-block jackknife of the signed squared spread: the
@@ -132,6 +136,7 @@ def estimate_spreads(
     z: float = 2.0,
     n_blocks: int = 10,
     min_bars: int = 100,
+    min_snapshots: int = 1,
 ) -> dict[str, SlippageFit]:
     """Every symbol's spread on the ``window_days`` before grid row ``end_row`` (exclusive).
 
@@ -145,7 +150,9 @@ def estimate_spreads(
         estimator: candle estimator, one of ``WINDOW_ESTIMATORS``.
         z: how many standard errors above 0 the squared spread must be to be used.
         n_blocks: jackknife blocks.
-        min_bars: real bars a symbol needs in the window for its own estimate.
+        min_bars: real bars a symbol needs in the window for its own estimate (and
+            quoted bars for ``"quoted"``).
+        min_snapshots: ccxt snapshots a symbol needs in the window for ``"ccxt_snapshot"``.
 
     Returns:
         Symbol -> its fit (``base_spread_bps`` the spread, ``r2`` NaN), in panel order.
@@ -182,6 +189,7 @@ def estimate_spreads(
         quoted_mean = _nanmean(quoted)
         with np.errstate(invalid="ignore", divide="ignore"):
             quoted_se = np.sqrt(_nanmean((quoted - quoted_mean) ** 2) / n_quoted)
+    snapshots = _window_snapshots(panel, rows)
     times = panel.timestamps[rows]
     fits = {}
     for j, symbol in enumerate(panel.symbols):
@@ -189,6 +197,10 @@ def estimate_spreads(
         if quoted_mean is not None and n_quoted[j] >= min_bars:
             fields = {"method": "quoted", "spread": quoted_mean[j], "se": quoted_se[j]}
             fields["note"] = f"mean quoted spread over {n_quoted[j]} bars"
+        elif snapshots is not None and snapshots[2][j] >= max(min_snapshots, 1):
+            mean, se, count = (a[j] for a in snapshots)
+            fields = {"method": "ccxt_snapshot", "spread": mean, "se": se}
+            fields["note"] = f"mean of {count} ccxt bid/ask snapshots"
         elif n_real[j] < min_bars:
             fields = {"method": "tier_default", "spread": default_bps[j], "se": np.nan}
             fields["note"] = f"{n_real[j]} bars < {min_bars}; tier {tier[j]} default"
@@ -219,6 +231,21 @@ def estimate_spreads(
             daily_quote_volume=_finite(daily_volume[j]),
         )
     return fits
+
+
+def _window_snapshots(panel: Panel, rows: slice):
+    """Mean, standard error and count per symbol of the window's ccxt quote snapshots;
+    None where the panel has none."""
+    values = panel.bars.get("quote_snapshot_bps")
+    if values is None:
+        return None
+    window = values[rows]
+    count = np.isfinite(window).sum(0)
+    mean = _nanmean(window)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        variance = np.nansum((window - mean) ** 2, 0) / np.maximum(count - 1, 1)
+        se = np.where(count > 1, np.sqrt(variance / count), np.nan)
+    return mean, se, count
 
 
 def _nanmean(values: np.ndarray) -> np.ndarray:

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+DEFAULT_FEE_BPS = 7.5  # per side, where neither the config nor the exchange gives one
+
 
 @dataclass
 class CostModel:
@@ -21,7 +23,7 @@ class CostModel:
         slippage_bps_per_sigma: slippage per side per 1 % of per-bar volatility.
     """
 
-    fee_bps: float = 7.5
+    fee_bps: float = DEFAULT_FEE_BPS
     spread_bps: float = 2.0
     slippage_bps_per_sigma: float = 1.0
 

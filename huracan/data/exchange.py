@@ -10,10 +10,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
 import ccxt
+import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
@@ -26,6 +28,8 @@ from huracan.io import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 COLUMNS = ["timestamp", "open", "high", "low", "close", "volume"]
+QUOTE_COLUMNS = ["timestamp", "bid", "ask", "spread_bps", "source"]
+SNAPSHOT_FIELD = "quote_snapshot_bps"
 
 
 class CcxtSource:
@@ -46,7 +50,10 @@ class CcxtSource:
         on_error: ``raise`` or ``skip`` a symbol the exchange refuses (or whose cached
             bars fail validation).
         max_bar_move: largest ``|log(close / previous close)|`` of a bar (None: no check).
+        quotes: take a bid/ask snapshot per symbol at each download (see the module).
+        book_depth: order-book levels asked for by a snapshot.
         sleep: the wait function (tests pass a no-op).
+        clock: the time in seconds (tests pass a fixed clock).
     """
 
     def __init__(
@@ -64,7 +71,10 @@ class CcxtSource:
         max_ffill: int = 3,
         on_error: Literal["raise", "skip"] = "raise",
         max_bar_move: float | None = MAX_BAR_MOVE,
+        quotes: bool = True,
+        book_depth: int = 5,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.time,
     ):
         self.exchange = exchange
         self.symbols = symbols
@@ -79,7 +89,11 @@ class CcxtSource:
         self.max_ffill = max_ffill
         self.on_error = on_error
         self.max_bar_move = check_max_bar_move(max_bar_move)
+        self.quotes = quotes
+        self.book_depth = book_depth
         self.sleep = sleep
+        self.clock = clock
+        self.taker_fee_bps: dict[str, float] = {}
 
     def client(self):
         if not isinstance(self.exchange, str):
@@ -108,6 +122,9 @@ class CcxtSource:
             try:
                 added = self._update_symbol(client, symbol, directory / f"{symbol}.parquet")
                 status[symbol] = f"+{added} bars"
+                if self.quotes:
+                    status[symbol] += self._snapshot(client, symbol, directory)
+                self._record_fee(client, symbol)
             except ccxt.BaseError as err:
                 message = f"{type(err).__name__}: {err}"
                 if self.on_error == "raise":
@@ -122,7 +139,7 @@ class CcxtSource:
         available = [s for s in status if (directory / f"{s}.parquet").exists()]
         if not available:
             raise DataError(str(directory), f"no symbol could be downloaded: {status}")
-        return CsvSource(
+        panel = CsvSource(
             str(directory),
             symbols=available,
             start=self.start,
@@ -131,6 +148,37 @@ class CcxtSource:
             on_error="raise" if self.on_error == "raise" else "skip",
             max_bar_move=self.max_bar_move,
         ).load()
+        return with_snapshots(panel, directory)
+
+    def _record_fee(self, client, symbol: str) -> None:
+        """The market's taker fee from ccxt's market info, where it has one."""
+        if not isinstance(client, ccxt.Exchange):  # a stand-in exchange object
+            return
+        market = (client.markets or {}).get(f"{symbol}/{self.quote}") or {}
+        if market.get("taker") is not None:
+            self.taker_fee_bps[symbol] = float(market["taker"]) * 1e4
+
+    def _snapshot(self, client, symbol: str, directory: Path) -> str:
+        """Appends one bid/ask snapshot to ``<SYMBOL>.quotes.parquet``; a status suffix."""
+        market = f"{symbol}/{self.quote}"
+        quote = None
+        for source in ("order_book", "ticker"):
+            try:
+                quote = _best_quote(client, market, source, self.book_depth)
+            except (ccxt.NotSupported, ccxt.ExchangeError, ccxt.NetworkError) as err:
+                log.info("%s: no %s snapshot (%s)", market, source, type(err).__name__)
+            if quote is not None:
+                break
+        if quote is None:
+            return ", no quote snapshot"
+        bid, ask, stamp = quote
+        spread = (ask - bid) / ((ask + bid) / 2) * 1e4
+        row = [int(stamp or self.clock() * 1000), bid, ask, spread, source]
+        path = directory / f"{symbol}.quotes.parquet"
+        fresh = pd.DataFrame([row], columns=QUOTE_COLUMNS)
+        frame = pd.concat([pd.read_parquet(path), fresh]) if path.exists() else fresh
+        atomic_write_bytes(path, frame.to_parquet(index=False))
+        return f", spread {spread:.2f} bps ({source})"
 
     def _update_symbol(self, client, symbol: str, path: Path) -> int:
         step_ms = timeframe_ns(self.timeframe) // 1_000_000
@@ -139,7 +187,7 @@ class CcxtSource:
             since = int(cached["timestamp"].iloc[-1]) + step_ms
         else:
             since = int(to_utc(self.start).value // 1_000_000)
-        now_ms = int(time.time() * 1000)
+        now_ms = int(self.clock() * 1000)
         until = now_ms if self.end is None else int(to_utc(self.end).value // 1_000_000)
         rows = self._fetch_range(client, f"{symbol}/{self.quote}", since, until, step_ms, now_ms)
         if not rows:
@@ -179,3 +227,48 @@ class CcxtSource:
                 log.info("%s: %s, retrying in %.1fs", market, type(err).__name__, wait)
                 self.sleep(wait)
                 attempt += 1
+
+
+def _best_quote(client, market: str, source: str, depth: int):
+    """(bid, ask, timestamp ms or None) from the order book's best levels or the ticker;
+    None where the exchange gives no usable pair (missing, or bid above ask) or the client
+    has no such method (a stand-in exchange object)."""
+    if not hasattr(client, "fetch_order_book" if source == "order_book" else "fetch_ticker"):
+        return None
+    if source == "order_book":
+        book = client.fetch_order_book(market, depth)
+        if not book.get("bids") or not book.get("asks"):
+            return None
+        bid, ask, stamp = book["bids"][0][0], book["asks"][0][0], book.get("timestamp")
+    else:
+        ticker = client.fetch_ticker(market)
+        bid, ask, stamp = ticker.get("bid"), ticker.get("ask"), ticker.get("timestamp")
+    if bid is None or ask is None or not 0 < bid <= ask:
+        return None
+    return float(bid), float(ask), stamp
+
+
+def with_snapshots(panel: Panel, directory: Path) -> Panel:
+    """The panel with ``bars["quote_snapshot_bps"]``: each snapshot's spread on the bar
+    whose interval holds it (the mean where a bar holds several); unchanged without any."""
+    values = np.full((panel.n_bars, panel.n_assets), np.nan)
+    found = False
+    for j, symbol in enumerate(panel.symbols):
+        path = directory / f"{symbol}.quotes.parquet"
+        if not path.exists():
+            continue
+        try:
+            quotes = pd.read_parquet(path)
+            stamps = pd.to_datetime(quotes["timestamp"], unit="ms", utc=True)
+            spread = quotes["spread_bps"].astype(float)
+        except (OSError, ValueError, KeyError) as err:
+            raise DataError(str(path), f"unreadable quote snapshots: {err}") from None
+        bars = pd.DatetimeIndex(stamps.dt.floor(pd.Timedelta(seconds=panel.bar_seconds)))
+        means = spread.groupby(bars).mean()
+        rows = panel.timestamps.get_indexer(pd.DatetimeIndex(means.index))
+        keep = rows >= 0
+        values[rows[keep], j] = means.values[keep]
+        found = found or bool(keep.any())
+    if not found:
+        return panel
+    return replace(panel, bars={**panel.bars, SNAPSHOT_FIELD: values})

@@ -26,6 +26,7 @@ import pandas as pd
 from huracan.data.align import forward_fill, timeframe_ns
 from huracan.data.panel import DropRecord, Panel
 from huracan.data.validate import check_max_bar_move
+from huracan.errors import ConfigError
 
 NAMED_COINS = (
     "BTC ETH BNB LTC SOL AVAX ADA DOT DOGE SHIB XRP LINK TRX BCH ATOM NEAR UNI ICP APT FIL "
@@ -103,6 +104,14 @@ class SyntheticMarket:
         max_bar_move: accepted (and checked) so every data source takes the same key; not
             applied, since simulated bars hold no bad ticks (the default market's largest
             move is far below any sensible limit).
+        end: keep only the bars before this time (the same market, cut short: the first
+            months of a longer history); None keeps them all.
+        regime_change: a planted change, off by default (None leaves the market
+            byte-identical): ``{at, symbol, to_cluster, lead_lag, vol_multiplier}``. From
+            bar ``at`` (a share of the history in (0, 1), or a time) on, ``symbol`` loads
+            on cluster ``to_cluster``'s factor instead of its own, follows the leader at
+            once unless ``lead_lag`` (default false: its late share becomes 0), and its
+            volatility is multiplied by ``vol_multiplier`` (default 1).
     """
 
     def __init__(
@@ -126,6 +135,8 @@ class SyntheticMarket:
         n_outages: int = 0,
         max_ffill: int = 3,
         max_bar_move: float | None = None,
+        end: str | None = None,
+        regime_change: dict | None = None,
     ):
         self.n_assets = n_assets
         self.years = years
@@ -146,6 +157,8 @@ class SyntheticMarket:
         self.n_outages = n_outages
         self.max_ffill = max_ffill
         self.max_bar_move = check_max_bar_move(max_bar_move)
+        self.end = end
+        self.regime_change = _check_regime_change(regime_change, self.symbols(), n_clusters)
 
     def symbols(self) -> list[str]:
         extra = [f"X{i:03d}" for i in range(len(NAMED_COINS), self.n_assets)]
@@ -181,6 +194,10 @@ class SyntheticMarket:
         lagged = np.concatenate([np.zeros(self.lag), market[: n_bars - self.lag]])
         shocks = betas * ((1 - follow) * market[:, None] + follow * lagged[:, None])
         shocks += strength * cluster_factors[:, labels] + noise * idio
+        changed = None
+        if self.regime_change is not None:
+            changed = self._regime_change(n_bars, betas, follow, strength, noise)
+            shocks = changed(shocks, market, lagged, cluster_factors, idio)
         log_returns = regime_vol[:, None] * shocks  # (T, N)
 
         expected = np.full((n_bars, n), np.nan)
@@ -189,6 +206,8 @@ class SyntheticMarket:
             expected[:-1] = regime_vol[1:, None] * betas * follow * market[:-1, None]
         else:
             expected[:-1] = 0.0
+        if changed is not None:
+            expected = changed.expected(expected)
 
         tiers = np.where(dominant, 1, rng.choice([2, 3], n, p=[0.5, 0.5]))
         tiers[:2] = 1
@@ -212,7 +231,31 @@ class SyntheticMarket:
             expected,
         )
         tf = pd.Timedelta(step)
-        return Panel(timestamps, symbols, bars, _name(tf, self.timeframe), filled, drops, truth)
+        panel = Panel(timestamps, symbols, bars, _name(tf, self.timeframe), filled, drops, truth)
+        return panel if self.end is None else panel.between(None, self.end)
+
+    def _regime_change(self, n_bars, betas, follow, strength, noise) -> _RegimeChange:
+        change = self.regime_change
+        at = change["at"]
+        if isinstance(at, int | float) and not isinstance(at, bool):
+            row = int(round(float(at) * n_bars))
+        else:
+            step = pd.Timedelta(timeframe_ns(self.timeframe))
+            row = int(
+                np.ceil((pd.Timestamp(at, tz="UTC") - pd.Timestamp(self.start, tz="UTC")) / step)
+            )
+        j = self.symbols().index(change["symbol"])
+        return _RegimeChange(
+            max(row, 0),
+            j,
+            int(change["to_cluster"]),
+            bool(change.get("lead_lag", False)),
+            float(change.get("vol_multiplier", 1.0)),
+            betas[j],
+            follow[j],
+            strength[j],
+            noise[j],
+        )
 
     def _regime_vol(self, rng: np.random.Generator, n_bars: int) -> np.ndarray:
         """Per-bar volatility from a two-state Markov chain (calm / turbulent)."""
@@ -268,6 +311,61 @@ class SyntheticMarket:
             length = int(rng.integers(1, 7))
             for values in bars.values():
                 values[at : at + length] = np.nan
+
+
+@dataclass(frozen=True)
+class _RegimeChange:
+    """The planted change of one coin from bar ``row`` on (see ``regime_change``)."""
+
+    row: int
+    column: int
+    to_cluster: int
+    lead_lag: bool
+    vol_multiplier: float
+    beta: float
+    follow: float
+    strength: float
+    noise: float
+
+    def __call__(self, shocks, market, lagged, cluster_factors, idio) -> np.ndarray:
+        """The shocks with the coin's after the change rebuilt from the same draws."""
+        rows, j = slice(self.row, None), self.column
+        follow = self.follow if self.lead_lag else 0.0
+        after = self.beta * ((1 - follow) * market[rows] + follow * lagged[rows])
+        after = after + self.strength * cluster_factors[rows, self.to_cluster]
+        after = after + self.noise * idio[rows, j]
+        shocks = shocks.copy()
+        shocks[rows, j] = self.vol_multiplier * after
+        return shocks
+
+    def expected(self, expected: np.ndarray) -> np.ndarray:
+        """The oracle's expectation: nothing to predict once the lead-lag is off."""
+        if not self.lead_lag:
+            expected = expected.copy()
+            expected[max(self.row - 1, 0) :, self.column] = 0.0
+            expected[-1] = np.nan
+        return expected
+
+
+def _check_regime_change(change: dict | None, symbols: list[str], n_clusters: int) -> dict | None:
+    """The ``regime_change`` option, checked: one line naming the bad key."""
+    if change is None:
+        return None
+    change = dict(change)
+    unknown = set(change) - {"at", "symbol", "to_cluster", "lead_lag", "vol_multiplier"}
+    missing = {"at", "symbol", "to_cluster"} - set(change)
+    if unknown or missing:
+        raise ConfigError(
+            f"data.regime_change: unknown keys {sorted(unknown)}, missing {sorted(missing)} "
+            "(keys: at, symbol, to_cluster, lead_lag, vol_multiplier)"
+        )
+    if change["symbol"] not in symbols:
+        raise ConfigError(f"data.regime_change.symbol {change['symbol']!r} is not in the market")
+    if not 0 <= int(change["to_cluster"]) < n_clusters:
+        raise ConfigError(
+            f"data.regime_change.to_cluster {change['to_cluster']} is not in 0..{n_clusters - 1}"
+        )
+    return change
 
 
 def _student_t(rng: np.random.Generator, df: float, size: int | tuple) -> np.ndarray:

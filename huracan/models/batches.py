@@ -1,5 +1,12 @@
 """In-memory batches: whole tensors sliced by index, no per-sample collation, and the
-fold's samples as a ``LightningDataModule``."""
+fold's samples as a ``LightningDataModule``.
+
+Under DDP (``trainer=ddp_cpu`` or ``trainer=ddp``) every process draws the same global
+batches as one process would, and trains on its share of each (``RankShare``): the global
+batch, the steps per epoch and the samples seen are those of a one-process run. Each
+process validates on the whole validation slice, so early stopping and the kept best epoch
+agree across processes without a reduction.
+"""
 
 from __future__ import annotations
 
@@ -79,12 +86,33 @@ class GroupBatchSampler(Sampler[list[int]]):
         return int(((counts + self.batch_size - 1) // self.batch_size).sum())
 
 
+class RankShare(Sampler[list[int]]):
+    """This process's share of every batch of ``batches``: ``batch[rank::world]``.
+
+    A batch with fewer samples than processes goes whole to each, so every process
+    steps on every batch (DDP needs all of them in each gradient reduction).
+    """
+
+    def __init__(self, batches: Sampler[list[int]], rank: int, world: int):
+        if not 0 <= rank < world:
+            raise ValueError(f"rank {rank} is not in 0..{world - 1}")
+        self.batches, self.rank, self.world = batches, rank, world
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for batch in self.batches:
+            yield list(batch) if len(batch) < self.world else list(batch)[self.rank :: self.world]
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
 def batch_loader(
     tensors: dict[str, torch.Tensor],
     batch_size: int,
     shuffle: bool,
     seed: int = 0,
     by_group: bool = False,
+    share: tuple[int, int] = (0, 1),
 ) -> DataLoader:
     """A DataLoader yielding dicts of tensor slices; shuffling is seeded (reproducible).
 
@@ -94,20 +122,20 @@ def batch_loader(
         shuffle: shuffle every epoch (training) or keep the order (evaluation).
         seed: seed of the shuffling.
         by_group: batches of one ``group`` each (see ``GroupBatchSampler``).
+        share: ``(rank, world size)``: with more than one process, this one's share of
+            each batch (see ``RankShare``).
     """
     data = TensorBatches(tensors)
     if by_group:
-        return DataLoader(
-            data,
-            sampler=GroupBatchSampler(tensors["group"], batch_size, seed),
-            batch_size=None,
-            num_workers=0,
-        )
-    if shuffle:
-        sampler = RandomSampler(data, generator=torch.Generator().manual_seed(seed))
+        batches = GroupBatchSampler(tensors["group"], batch_size, seed)
     else:
-        sampler = SequentialSampler(data)
-    batches = BatchSampler(sampler, batch_size=batch_size, drop_last=False)
+        if shuffle:
+            sampler = RandomSampler(data, generator=torch.Generator().manual_seed(seed))
+        else:
+            sampler = SequentialSampler(data)
+        batches = BatchSampler(sampler, batch_size=batch_size, drop_last=False)
+    if share[1] > 1:
+        batches = RankShare(batches, *share)
     return DataLoader(data, sampler=batches, batch_size=None, num_workers=0)
 
 
@@ -118,7 +146,8 @@ class FoldSamples(pl.LightningDataModule):
         train: named training tensors (``x``, and for heads ``factor``, ``group``, ``y``,
             ``w``), all of equal length.
         val: the validation slice's tensors, the same names.
-        batch_size: training samples per batch; validation runs in batches of 65,536.
+        batch_size: training samples per batch (over all DDP processes together);
+            validation runs in batches of 65,536.
         seed: seed of the training shuffle (reproducible).
         by_group: training batches of one ``group`` each (see ``GroupBatchSampler``).
     """
@@ -136,8 +165,10 @@ class FoldSamples(pl.LightningDataModule):
         self.batch_size, self.seed, self.by_group = batch_size, seed, by_group
 
     def train_dataloader(self) -> DataLoader:
+        trainer = self.trainer
+        share = (0, 1) if trainer is None else (trainer.global_rank, trainer.world_size)
         return batch_loader(
-            self.train, self.batch_size, shuffle=True, seed=self.seed, by_group=self.by_group
+            self.train, self.batch_size, True, self.seed, self.by_group, share=share
         )
 
     def val_dataloader(self) -> DataLoader:

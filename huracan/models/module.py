@@ -1,4 +1,12 @@
-"""Lightning modules: autoencoder pretraining, and the fleet classifier (encoder + heads)."""
+"""Lightning modules: autoencoder pretraining, and the fleet classifier (encoder + heads).
+
+Training losses are summed in the step and logged once per epoch (``EpochMeans``), not with
+``self.log`` in every step: Lightning's per-step logging cost about as much as a training
+step of these small models (see ``bench/throughput.py``). Epoch values are logged with
+``sync_dist``: under DDP the training loss is the mean over the processes' shares (one
+process: no reduction, no cost); every process validates on the whole slice, so validation
+values are the same on each.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +20,26 @@ from torchmetrics.classification import BinaryAUROC, BinaryPrecision, BinaryReca
 from huracan.models.moe import GroupedMoEHead
 
 
+class EpochMeans:
+    """Sample-weighted means of a training epoch's step losses, as Lightning's
+    ``on_epoch=True`` logging computes them (weighted by each batch's size)."""
+
+    def __init__(self):
+        self.sums: dict[str, torch.Tensor] = {}
+        self.count = 0
+
+    def add(self, n: int, **values: torch.Tensor) -> None:
+        for name, value in values.items():
+            self.sums[name] = self.sums.get(name, 0.0) + value.detach() * n
+        self.count += n
+
+    def pop(self) -> dict[str, torch.Tensor]:
+        """The means since the last call (none after an epoch without steps)."""
+        means = {k: v / self.count for k, v in self.sums.items()} if self.count else {}
+        self.sums, self.count = {}, 0
+        return means
+
+
 class AutoencoderModule(pl.LightningModule):
     """Pretrains an autoencoder on all coins' training-window features (reconstruction MSE)."""
 
@@ -20,18 +48,25 @@ class AutoencoderModule(pl.LightningModule):
         self.autoencoder = autoencoder
         self.lr = lr
         self.save_hyperparameters(ignore=["autoencoder"])
+        self.train_means = EpochMeans()
 
-    def _shared_step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
+    def _loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         _, x_hat = self.autoencoder(batch["x"])
-        loss = F.mse_loss(x_hat, batch["x"])
-        self.log(f"{stage}/recon", loss, prog_bar=True, on_epoch=True, on_step=False)
-        return loss
+        return F.mse_loss(x_hat, batch["x"])
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        return self._shared_step(batch, "train")
+        loss = self._loss(batch)
+        self.train_means.add(len(batch["x"]), recon=loss)
+        return loss
+
+    def on_train_epoch_end(self) -> None:
+        means = self.train_means.pop()
+        if means:
+            self.log("train/recon", means["recon"], prog_bar=True, sync_dist=True)
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self._shared_step(batch, "val")
+        loss = self._loss(batch)
+        self.log("val/recon", loss, prog_bar=True, on_epoch=True, on_step=False, sync_dist=True)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.parameters(), lr=self.lr)
@@ -75,6 +110,7 @@ class FleetModule(pl.LightningModule):
             {"precision": BinaryPrecision(), "recall": BinaryRecall(), "auroc": BinaryAUROC()},
             prefix="val/",
         )
+        self.train_means = EpochMeans()
 
     def forward(
         self, x: torch.Tensor, factor: torch.Tensor, group: torch.Tensor
@@ -83,29 +119,37 @@ class FleetModule(pl.LightningModule):
         z = self.encoder.encode(x)  # (B, F) -> (B, L)
         return self.head(torch.cat([z, factor], dim=1), group)  # (B, L + C) -> (B,)
 
-    def _shared_step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
+    def _losses(
+        self, batch: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The weighted BCE, the experts' balance loss, and the logits."""
         logits, gate = self(batch["x"], batch["factor"], batch["group"])
         w = batch["w"]
         bce = F.binary_cross_entropy_with_logits(logits, batch["y"], reduction="none")
         loss = (w * bce).sum() / w.sum().clamp_min(1e-12)
-        balance = self.head.load_balance_loss(gate)
-        total = loss + self.balance_weight * balance
-        self.log(f"{stage}/loss", loss, prog_bar=True, on_epoch=True, on_step=False)
-        self.log(f"{stage}/balance", balance, on_epoch=True, on_step=False)
-        if stage == "val":
-            scored = w > 0
-            self.val_metrics.update(logits.detach().sigmoid()[scored], batch["y"][scored].int())
-        return total
+        return loss, self.head.load_balance_loss(gate), logits
 
     def on_train_epoch_start(self) -> None:
         if not self.finetune_encoder:
             self.encoder.eval()  # frozen: no dropout noise in the codes
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        return self._shared_step(batch, "train")
+        loss, balance, _ = self._losses(batch)
+        self.train_means.add(len(batch["x"]), loss=loss, balance=balance)
+        return loss + self.balance_weight * balance
+
+    def on_train_epoch_end(self) -> None:
+        means = self.train_means.pop()
+        if means:
+            self.log("train/loss", means["loss"], prog_bar=True, sync_dist=True)
+            self.log("train/balance", means["balance"], sync_dist=True)
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self._shared_step(batch, "val")
+        loss, balance, logits = self._losses(batch)
+        self.log("val/loss", loss, prog_bar=True, on_epoch=True, on_step=False, sync_dist=True)
+        self.log("val/balance", balance, on_epoch=True, on_step=False, sync_dist=True)
+        scored = batch["w"] > 0
+        self.val_metrics.update(logits.sigmoid()[scored], batch["y"][scored].int())
 
     def on_validation_epoch_end(self) -> None:
         self.log_dict(self.val_metrics.compute())

@@ -1,30 +1,41 @@
-"""The per-coin pipeline's cost stage: every coin's spread and slippage, before the jobs.
+"""The per-coin pipeline's costs: every coin's spread and slippage, calibrated twice.
 
-Each coin's spread is calibrated twice, each time on the ``pipeline.calibration_days``
-right before the bars it prices, never on one of them or after: once at the end of the
-training window, for the training and validation labels and the threshold chosen on the
-validation slice (a model must not learn from costs measured after its training data),
-and once right before the test window, for the coin's one test cost model: its
-evaluation, ``costs.json``, champion challenge and roster entry. The source is ticks where
-``pipeline.costs.ticks_dir`` has them, else the quoted spread column, else the candle
-estimator (EDGE by default), else the liquidity tier's default. Calibration runs for all
-coins at once because the joint heads train on every coin's labels.
+Each coin's spread is calibrated on the ``pipeline.calibration_days`` right before the
+bars it prices, never on one of them or after:
+
+- by the parent, at the end of the training window, for every coin at once
+  (``calibrate_costs``): the training and validation labels and the threshold chosen on
+  the validation slice (a model must not learn from costs measured after its training
+  data), needed before the joint heads train;
+- by each coin's job, right before its test window (``price_test``): the coin's one test
+  cost model for its evaluation, ``costs.json``, champion challenge and roster entry. The
+  job's spec carries only the coin's bars of the calibration days before its test window
+  (``calibration_bars``), so it cannot read a test bar.
+
+The source is ticks where ``pipeline.costs.ticks_dir`` has them, else the quoted spread
+column, else ccxt quote snapshots taken in the window (``data=ccxt``), else the candle
+estimator (EDGE by default), else the liquidity tier's default (``method`` says which).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import pandas as pd
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from huracan.costs import SlippageFit, SpreadTier, cost_arrays, estimate_spreads, spread_from_ticks
+from huracan.costs.model import DEFAULT_FEE_BPS
 from huracan.data import Panel
 from huracan.errors import ConfigError, DataError
+from huracan.io import plain
 from huracan.pipelines.fold_data import FleetArrays
+
+if TYPE_CHECKING:
+    from huracan.pipelines.coin_job import CoinJob
 
 
 @dataclass(frozen=True)
@@ -35,6 +46,7 @@ class CostCalibration:
     z: float = 2.0
     jackknife_blocks: int = 10
     min_bars: int = 100
+    min_snapshots: int = 1
     ticks_dir: str | None = None
     ticks_pattern: str = "spot_{symbol_lower}usdt_{kind}.csv.gz"
     min_trades: int = 200
@@ -61,9 +73,10 @@ def calibrate_costs(panel: Panel, cfg: DictConfig, end_row: int) -> dict[str, Sl
         z=options.z,
         n_blocks=options.jackknife_blocks,
         min_bars=options.min_bars,
+        min_snapshots=options.get("min_snapshots", 1),
     )
     if options.get("ticks_dir"):
-        end = panel.timestamps[end_row]
+        end = _row_time(panel, end_row)
         start = end - pd.Timedelta(days=cfg.pipeline.calibration_days)
         for symbol, fit in tick_fits(panel.symbols, options, start, end, cfg).items():
             fits[symbol] = replace(
@@ -117,50 +130,87 @@ def tick_fits(
     return fits
 
 
-@dataclass(frozen=True)
-class CoinFits:
-    """Each coin's two calibrations (symbol -> fit, in panel order).
+def _row_time(panel: Panel, row: int) -> pd.Timestamp:
+    """The open time of grid row ``row``; one bar after the last for ``row == n_bars``."""
+    if row < panel.n_bars:
+        return panel.timestamps[row]
+    return panel.timestamps[-1] + pd.Timedelta(seconds=panel.bar_seconds)
 
-    Attributes:
-        train: on the bars up to the end of the training window; prices the training and
-            validation rows (labels, threshold).
-        test: on the bars right before the test window; prices the test rows from
-            ``test_start`` on.
-        test_start: the first grid row of the test window.
+
+def fee_bps(cfg: DictConfig) -> float:
+    """The fee per side: ``costs.fee_bps`` (resolved from the exchange at load where null)."""
+    fee = cfg.costs.get("fee_bps")
+    return DEFAULT_FEE_BPS if fee is None else float(fee)
+
+
+def coin_costs(arrays: FleetArrays, fits: dict[str, SlippageFit], cfg: DictConfig) -> FleetArrays:
+    """The arrays with labels, net returns and costs from each coin's training-end fit.
+
+    ``build_fleet_arrays`` labels with the configured costs; the per-coin run trains and
+    thresholds every coin at its own calibrated round trip instead. The test rows are
+    priced here too, but each job prices its own test rows again (``price_test``) with the
+    calibration right before its test window, and evaluates on those.
     """
-
-    train: dict[str, SlippageFit]
-    test: dict[str, SlippageFit]
-    test_start: int
-
-
-def calibrate_coin_costs(panel: Panel, cfg: DictConfig, train_end: int, test_start: int):
-    """Both calibrations: before grid row ``train_end`` (the first row after the training
-    window) and before ``test_start`` (the first test row)."""
-    return CoinFits(
-        calibrate_costs(panel, cfg, train_end), calibrate_costs(panel, cfg, test_start), test_start
-    )
-
-
-def priced_costs(
-    fits: CoinFits, fee_bps: float, volatility: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Every bar's round trip and slippage part in bps, (T, N) each: rows before the test
-    window from the training calibration, test rows from the test one."""
-    cost, slip = cost_arrays(fits.train, fee_bps, volatility)
-    test_cost, test_slip = cost_arrays(fits.test, fee_bps, volatility)
-    test = np.arange(len(volatility))[:, None] >= fits.test_start
-    return np.where(test, test_cost, cost), np.where(test, test_slip, slip)
-
-
-def coin_costs(arrays: FleetArrays, fits: CoinFits, cfg: DictConfig) -> FleetArrays:
-    """The arrays with labels, net returns and costs from each coin's calibrated models.
-
-    ``build_fleet_arrays`` labels with the configured costs; the per-coin run trains,
-    thresholds and evaluates every coin at its own calibrated round trip instead (see
-    ``priced_costs`` for which calibration prices which rows).
-    """
-    cost, _ = priced_costs(fits, cfg.costs.fee_bps, arrays.volatility)
+    cost, _ = cost_arrays(fits, fee_bps(cfg), arrays.volatility)
     net = np.where(np.isnan(arrays.net_return), np.nan, arrays.gross_return - cost / 1e4)
     label = np.where(np.isnan(net), np.nan, (net > 0).astype(np.float64))
     return replace(arrays, label=label, net_return=net, cost_bps=cost)
+
+
+def calibration_bars(panel: Panel, j: int, end_row: int, days: float) -> dict:
+    """Coin ``j``'s bars of the ``days`` before grid row ``end_row`` (exclusive): all its
+    job needs to calibrate the costs of the window starting there (plain arrays)."""
+    end = _row_time(panel, end_row)
+    start = int(panel.timestamps.searchsorted(end - pd.Timedelta(days=days)))
+    rows = slice(start, end_row)
+    return {
+        "symbol": panel.symbols[j],
+        "timeframe": panel.timeframe,
+        "timestamps_ns": panel.timestamps[rows].as_unit("ns").asi8.copy(),
+        "end_ns": int(end.value),
+        "bars": {name: values[rows, j].copy() for name, values in panel.bars.items()},
+        "filled": panel.filled[rows, j].copy(),
+    }
+
+
+def bars_panel(bars: dict) -> Panel:
+    """The one-coin panel of ``calibration_bars``."""
+    stamps = pd.DatetimeIndex(pd.to_datetime(bars["timestamps_ns"], utc=True))
+    if len(stamps) == 0:
+        raise DataError(bars["symbol"], "no bars before the test window to calibrate on")
+    if stamps[-1].value >= bars["end_ns"]:
+        raise DataError(bars["symbol"], f"calibration bar {stamps[-1]} is inside the window")
+    return Panel(
+        timestamps=stamps,
+        symbols=[bars["symbol"]],
+        bars={name: values[:, None] for name, values in bars["bars"].items()},
+        timeframe=bars["timeframe"],
+        filled=bars["filled"][:, None],
+    )
+
+
+def price_test(job: CoinJob) -> CoinJob:
+    """The job with its test rows priced by the calibration right before its test window.
+
+    Run inside the coin's job, from its ``calibration`` bars only. The test part's
+    ``cost_bps``, ``slip_bps`` and label ``y`` (net return > 0) are replaced, and
+    ``costs`` becomes the coin's ``costs.json``: the test fit, the fee, the training-end
+    fit that priced the labels and threshold, the expected round trip and slippage.
+    """
+    cfg = OmegaConf.create(job.meta["config"])
+    panel = bars_panel(job.calibration)
+    [fit] = calibrate_costs(panel, cfg, panel.n_bars).values()
+    fee = fee_bps(cfg)
+    test = job.test
+    cost, slip = (a[:, 0] for a in cost_arrays({job.symbol: fit}, fee, test["volatility"][:, None]))
+    net = test["gross"] - cost / 1e4
+    priced = {**test, "cost_bps": cost, "slip_bps": slip, "y": (net > 0).astype(np.float64)}
+    costs = {
+        **fit.to_dict(),
+        "fee_bps": fee,
+        # what the training and validation labels and the threshold were priced with
+        "training_fit": job.costs.get("training_fit"),
+        "expected_round_trip_bps": plain(np.nanmean(cost)) if len(cost) else None,
+        "expected_slip_bps": plain(np.nanmean(slip)) if len(slip) else None,
+    }
+    return replace(job, test=priced, costs=costs)

@@ -16,7 +16,6 @@ import pandas as pd
 import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
-from scipy.stats import rankdata
 
 from huracan.config import build
 from huracan.costs import symbol_metrics
@@ -24,6 +23,8 @@ from huracan.io import plain
 from huracan.models import FleetModule, GroupedMoEHead
 from huracan.models.batches import sample_tensors
 from huracan.models.checkpoint import build_encoder, checkpoint_files, module_from_files
+from huracan.pipelines.coin_costs import price_test
+from huracan.pipelines.importance import permutation_importance
 from huracan.pipelines.resume import job_done_key
 from huracan.pipelines.training import fit_heads
 from huracan.queue import JobSkipped
@@ -40,8 +41,10 @@ class CoinJob:
 
     ``val`` and ``test`` hold ``x`` (M, F), ``factor`` (M, C), ``y``, ``gross`` (return
     before costs), ``cost_bps`` and ``slip_bps`` (this coin's calibrated round trip and
-    its slippage part) and ``timestamps`` (ns). ``train`` is only filled when the head is
-    trained alone in the job.
+    its slippage part), ``volatility`` and ``timestamps`` (ns). ``train`` is only filled
+    when the head is trained alone in the job. ``calibration`` holds the coin's bars of
+    the calibration days before the test window (``coin_costs.calibration_bars``); the
+    job prices its test rows on them (``coin_costs.price_test``) before anything else.
     """
 
     symbol: str
@@ -62,6 +65,7 @@ class CoinJob:
     costs: dict = field(default_factory=dict)
     rules: dict = field(default_factory=dict)
     seed: int = 0
+    calibration: dict = field(default_factory=dict)
 
 
 def run_coin_job(job: CoinJob) -> dict:
@@ -73,6 +77,7 @@ def run_coin_job(job: CoinJob) -> dict:
     """
     if job.rules.get("torch_threads"):
         torch.set_num_threads(job.rules["torch_threads"])
+    job = price_test(job)  # the test window's costs, calibrated on the bars right before it
     store = build(job.store)
     if is_complete(store, job.model_prefix, verify_hashes=True):
         module, metrics, importance = stored_version(store, job.model_prefix)
@@ -83,7 +88,7 @@ def run_coin_job(job: CoinJob) -> dict:
         store,
         job.symbol,
         job.model_prefix,
-        job.meta["test_window"],
+        job.meta["selection_window"],
         metrics,
         job.costs,
         job.rules["champion_min_trades"],
@@ -91,7 +96,12 @@ def run_coin_job(job: CoinJob) -> dict:
     )
     record = {"symbol": job.symbol, "model_path": job.model_prefix, "champion": champion}
     store.write_bytes(job_done_key(job.run_id, job.symbol), json_bytes(record))
-    return {"metrics": metrics, "importance": importance, "champion": champion}
+    return {
+        "metrics": metrics,
+        "importance": importance,
+        "champion": champion,
+        "costs": job.costs,
+    }
 
 
 def stored_version(store, prefix: str) -> tuple[FleetModule, dict, dict]:
@@ -122,12 +132,16 @@ def validate_and_export(store, job: CoinJob):
     )
     test_prob = predict(module, test)
     signals = test_prob >= threshold
-    metrics = evaluate(job, signals)
+    selection, report = window_rows(job)
+    metrics = evaluate(job, signals, selection)  # what the champion and trade_ok are decided on
+    metrics["report"] = evaluate(job, signals, report) if report.any() else None
     metrics["threshold"] = None if np.isinf(threshold) else float(threshold)
     metrics["val_trades"] = int((val_prob >= threshold).sum())
     if metrics["val_trades"] == 0:
         metrics["note"] = "no trades in validation: the model shows no edge after costs"
-    importance = permutation_importance(module, val, job.meta["inputs"], job.rules, job.seed)
+    importance = permutation_importance(
+        module, val, job.meta["inputs"], job.rules, job.seed, predict
+    )
     files = checkpoint_files(module, {**job.meta, "thresholds": [metrics["threshold"]]})
     files |= {
         "metrics.json": json_bytes(metrics),
@@ -136,6 +150,20 @@ def validate_and_export(store, job: CoinJob):
     }
     write_version(store, job.model_prefix, files, {"symbol": job.symbol, "run_id": job.run_id})
     return module, metrics, importance, signals
+
+
+def window_rows(job: CoinJob) -> tuple[np.ndarray, np.ndarray]:
+    """Boolean masks of the test bars in the selection window (champion, ``trade_ok``) and
+    in the report window after it (the roster's figures, never selected on); all bars are
+    selection bars where the run has no report window or the coin no bar before it."""
+    stamps = pd.to_datetime(job.test["timestamps"], utc=True)
+    window = job.meta.get("report_window")
+    report = np.zeros(len(stamps), bool)
+    if window:
+        report = np.asarray(stamps >= pd.Timestamp(window[0]))
+    if report.all():
+        report[:] = False
+    return ~report, report
 
 
 def build_module(job: CoinJob) -> FleetModule:
@@ -198,43 +226,10 @@ def evaluate(job: CoinJob, signals: np.ndarray, rows: np.ndarray | None = None) 
     return metrics
 
 
-def permutation_importance(
-    module: FleetModule, val: dict, names: list[str], rules: dict, seed: int
-) -> dict[str, float | None]:
-    """AUROC lost on the validation slice when one input column is shuffled.
-
-    All shuffled copies (inputs x repeats) go through the model in one batch, and their
-    AUROCs are computed together from ranks.
-    """
-    y = val["y"].astype(bool)
-    if y.all() or not y.any():
-        return dict.fromkeys(names)
-    inputs = np.concatenate([val["x"], val["factor"]], axis=1)  # (M, F + C)
-    n, width = inputs.shape
-    n_features = val["x"].shape[1]
-    repeats = rules["importance_repeats"]
-    rng = np.random.default_rng(seed)
-    copies = np.repeat(inputs[None], width * repeats, axis=0)  # (F' R, M, F')
-    for k in range(width * repeats):  # one column shuffled per copy
-        j = k // repeats
-        copies[k, :, j] = rng.permutation(inputs[:, j])
-    flat = copies.reshape(-1, width)
-    part = {"x": flat[:, :n_features], "factor": flat[:, n_features:], "y": np.zeros(len(flat))}
-    scores = np.vstack([predict(module, val)[None], predict(module, part).reshape(-1, n)])
-    auroc = _auroc(scores, y)  # (1 + F' R,)
-    drops = (auroc[0] - auroc[1:]).reshape(width, repeats).mean(1)
-    return {name: round(float(d), 6) for name, d in zip(names, drops, strict=True)}
-
-
-def _auroc(scores: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """AUROC of each row of ``scores`` (K, M) against labels ``y`` (M,), from ranks."""
-    ranks = rankdata(scores, axis=1)
-    n_pos, n_neg = y.sum(), (~y).sum()
-    return (ranks[:, y].sum(1) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
-
-
 def rescore(store, champion: dict, job: CoinJob, signals: np.ndarray) -> Rescore:
-    """Scores the champion, and the challenger, on the bars out of sample for both.
+    """Scores the champion, and the challenger, on the selection bars out of sample for both,
+    and the champion on the report bars out of sample for it (the roster's figures where
+    it stays champion).
 
     The champion is scored with its own weights, threshold and scaler (this run's scaled
     inputs are mapped back to raw values and rescaled with the champion's statistics); the
@@ -255,23 +250,30 @@ def rescore(store, champion: dict, job: CoinJob, signals: np.ndarray) -> Rescore
     bar = pd.Timedelta(seconds=365.25 * 86400 / job.rules["bars_per_year"])
     horizon = description.get("config", {}).get("labels", {}).get("horizon", job.rules["horizon"])
     label_end = pd.Timestamp(description["data_end"]) + int(horizon) * bar
-    stamps = pd.to_datetime(job.test["timestamps"], utc=True)
-    rows = np.asarray(stamps > label_end)
+    unseen = np.asarray(pd.to_datetime(job.test["timestamps"], utc=True) > label_end)
+    selection, report = window_rows(job)
+    rows = unseen & selection
     if not rows.any():
         return Rescore(
             None, None, f"champion's labels reach {label_end}, past this whole test window"
         )
     threshold = _threshold(description["thresholds"][0])
     test = {**job.test, "x": _rescale(job.test["x"], job.meta, description)}
-    champion_metrics = evaluate(job, predict(old, test) >= threshold, rows)
-    if rows.all():
-        return Rescore(champion_metrics, None, "champion re-scored on this window")
+    champion_signals = predict(old, test) >= threshold
+    champion_metrics = evaluate(job, champion_signals, rows)
+    on_report = (
+        evaluate(job, champion_signals, report & unseen) if (report & unseen).any() else None
+    )
+    if (rows == selection).all():
+        return Rescore(
+            champion_metrics, None, "champion re-scored on this window", report=on_report
+        )
     challenger = evaluate(job, signals, rows)
     note = (
-        f"both scored on {int(rows.sum())} of {len(rows)} test bars after the champion's "
-        f"last label ({label_end})"
+        f"both scored on {int(rows.sum())} of {int(selection.sum())} selection bars after the "
+        f"champion's last label ({label_end})"
     )
-    return Rescore(champion_metrics, challenger, note)
+    return Rescore(champion_metrics, challenger, note, report=on_report)
 
 
 def _rescale(x: np.ndarray, current: dict, champion: dict) -> np.ndarray:

@@ -97,7 +97,8 @@ def build_fleet_arrays(
     Args:
         horizons: the label horizons, shortest first; None: ``labels.horizon`` alone.
     """
-    costs = CostModel(**OmegaConf.to_container(cfg.costs, resolve=True))
+    options = OmegaConf.to_container(cfg.costs, resolve=True)
+    costs = CostModel(**{k: v for k, v in options.items() if v is not None})  # fee: see run
     names = cfg.features.names
     windows = OmegaConf.to_container(cfg.features.windows, resolve=True) or None
     features, feature_names = compute_features(

@@ -41,6 +41,7 @@ from huracan.pipelines.fold_data import (
 )
 from huracan.pipelines.training import fit_encoder, fit_heads, without_factor
 from huracan.report import StageTimer, format_table
+from huracan.threads import apply_threads
 from huracan.thresholds import choose_horizons
 from huracan.validation import Fold
 
@@ -179,8 +180,7 @@ def fleet_walk_forward(cfg: DictConfig):
 
 def run_hierarchical(panel: Panel, cfg: DictConfig, out: Path, timer: StageTimer) -> FleetRun:
     """Walk-forward training and out-of-sample prediction of the whole fleet."""
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    apply_threads(cfg.threads)  # train() has; a direct caller gets the same threads
     horizons = label_horizons(cfg)
     with timer("features") as note:
         arrays = build_fleet_arrays(panel, cfg, horizons)

@@ -2,21 +2,25 @@
 
 ``SharedSpec`` is what every job of a run shares (encoder, recipes, rules, config);
 ``job_for_coin`` adds one coin's samples at its own costs, its head slice when the heads
-were trained jointly, and the metadata its checkpoint keeps.
+were trained jointly, the metadata its checkpoint keeps, and the coin's bars of the
+calibration days before its test window, on which the job prices its test rows
+(``coin_costs.price_test``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
+import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
+from huracan.costs import SlippageFit, cost_arrays
 from huracan.data import GateReport, Panel
 from huracan.features.drift import reference_bins
 from huracan.io import plain
 from huracan.models.checkpoint import encoder_spec
-from huracan.pipelines.coin_costs import CoinFits, priced_costs
+from huracan.pipelines.coin_costs import calibration_bars, fee_bps
 from huracan.pipelines.coin_job import CoinJob
 from huracan.pipelines.fold_data import FleetArrays, FoldData
 from huracan.registry.artifacts import model_prefix
@@ -28,7 +32,7 @@ class Split:
 
     arrays: FleetArrays  # labels and costs from each coin's own cost model
     data: FoldData  # clusters, factor, fracdiff and scalers of the training window
-    fits: CoinFits  # each coin's cost calibrations: training window, test window
+    fits: dict[str, SlippageFit]  # each coin's cost calibration at the training window's end
     valid: np.ndarray  # (T, N) rows with every input, a label and a head
 
     @property
@@ -38,6 +42,19 @@ class Split:
     @property
     def test_window(self) -> list[str]:
         return [str(self.fold.test_times[0]), str(self.fold.test_times[-1])]
+
+    def windows(self, report_days: float) -> tuple[list[str], list[str] | None]:
+        """The test window cut in two: the selection window (champion, ``trade_ok``) and
+        the report window of its last ``report_days`` (the roster's figures; None for 0)."""
+        times = self.fold.test_times
+        if not report_days:
+            return self.test_window, None
+        step = times[1] - times[0] if len(times) > 1 else pd.Timedelta(0)
+        start = times[-1] + step - pd.Timedelta(days=report_days)
+        before, after = times[times < start], times[times >= start]
+        if not len(before) or not len(after):
+            return self.test_window, None
+        return [str(before[0]), str(before[-1])], [str(after[0]), str(after[-1])]
 
 
 @dataclass(frozen=True)
@@ -74,6 +91,7 @@ def shared_spec(
             "importance_repeats": cfg.pipeline.importance_repeats,
             "bars_per_year": panel.bars_per_year,
             "horizon": cfg.labels.horizon,
+            "report_days": cfg.pipeline.report_days,
             "min_train_samples": 100,
             # worker processes share the cores: one torch thread each avoids oversubscription
             "torch_threads": 1 if cfg.queue.workers > 1 else None,
@@ -86,26 +104,24 @@ def build_jobs(
     panel: Panel, gates: GateReport, cfg: DictConfig, split: Split, shared: SharedSpec, joint
 ) -> list[CoinJob]:
     """One job per symbol of the universe; gate failures become skipped jobs."""
-    fee = cfg.costs.fee_bps
     jobs = [
-        CoinJob(
-            symbol=s,
-            skip_reason="gates: " + ", ".join(r["code"] for r in reasons),
-            costs={**split.fits.test[s].to_dict(), "fee_bps": fee} if s in split.fits.test else {},
-        )
+        CoinJob(symbol=s, skip_reason="gates: " + ", ".join(r["code"] for r in reasons))
         for s, reasons in gates.skip_reasons.items()
         if reasons
     ]
-    # the labels were built with these same costs (coin_costs)
-    costs, slips = priced_costs(split.fits, fee, split.arrays.volatility)
+    # the labels were built with these same costs (coin_costs); the job reprices its test
+    costs, slips = cost_arrays(split.fits, fee_bps(cfg), split.arrays.volatility)
+    days = cfg.pipeline.calibration_days
     for j in range(panel.n_assets):
         head = None if joint is None else joint.head.group_slice(j)
-        jobs.append(job_for_coin(panel, split, shared, j, costs[:, j], slips[:, j], head, fee))
+        job = job_for_coin(panel, split, shared, j, costs[:, j], slips[:, j], head)
+        bars = calibration_bars(panel, j, int(split.fold.test[0]), days)
+        jobs.append(replace(job, calibration=bars))
     return jobs
 
 
 def job_for_coin(
-    panel: Panel, split: Split, shared: SharedSpec, j: int, cost, slip, head, fee_bps: float
+    panel: Panel, split: Split, shared: SharedSpec, j: int, cost, slip, head
 ) -> CoinJob:
     """Coin ``j``'s job: its samples at its own costs, its head (if joint), its metadata."""
     symbol, fold, data = panel.symbols[j], split.fold, split.data
@@ -147,16 +163,15 @@ def job_for_coin(
             # the last bar the model saw: early stopping and threshold read the validation
             "data_end": str((fold.val_times if len(fold.val) else fold.train_times)[-1]),
             "test_window": split.test_window,
+            # the champion and trade_ok are decided on the first, the roster reports the second
+            "selection_window": split.windows(shared.rules["report_days"])[0],
+            "report_window": split.windows(shared.rules["report_days"])[1],
             "shared_encoder_hash": shared.encoder_hash,
             "config": shared.config,
         },
+        # the test fit comes from the job (price_test); labels and threshold were priced so
         costs={
-            **split.fits.test[symbol].to_dict(),
-            "fee_bps": fee_bps,
-            # what the training and validation labels and the threshold were priced with
-            "training_fit": split.fits.train[symbol].to_dict(),
-            "expected_round_trip_bps": plain(np.nanmean(parts["test"]["cost_bps"])),
-            "expected_slip_bps": plain(np.nanmean(parts["test"]["slip_bps"])),
+            "training_fit": split.fits[symbol].to_dict(),
         },
         rules=shared.rules,
         seed=shared.config["seed"] + j,
@@ -189,6 +204,7 @@ def coin_part(
         "cost_bps": cost[t],
         "slip_bps": slip[t],
         "timestamps": arrays.timestamps_ns[t],
+        "volatility": arrays.volatility[t, j],
     }
 
 

@@ -2,13 +2,15 @@
 
 1. Features for the whole panel (as the hierarchical run).
 2. One split: training window, validation slice at its end, out-of-sample test window of
-   ``pipeline.test_days`` (purged). Clusters, factor, fracdiff and scalers are fitted on
+   ``pipeline.test_days`` (purged), whose last ``pipeline.report_days`` are the report
+   window: never used to choose a champion or set ``trade_ok``, only for the roster's
+   figures. Clusters, factor, fracdiff and scalers are fitted on
    the training window.
    Every coin's spread is estimated on the ``pipeline.calibration_days`` before the end
-   of the training window, for its training and validation labels and its threshold, and
-   on those right before the test window, for its one test cost model: evaluation,
-   champion and roster entry (``huracan.pipelines.coin_costs``). All coins at once, since
-   the joint heads need every coin's labels.
+   of the training window, for its training and validation labels and its threshold (all
+   coins at once, since the joint heads need every coin's labels). Each coin's job
+   calibrates its test cost model (evaluation, champion, roster entry) on the days right
+   before its test window, from those bars only (``huracan.pipelines.coin_costs``).
 3. The shared encoder is trained once on the union of all coins' training data and saved
    to ``meta/shared_encoder.*`` (not retrained by a rerun that finds every coin's model
    complete: see ``huracan.pipelines.resume`` for what a run id records).
@@ -40,7 +42,7 @@ from huracan.errors import ConfigError
 from huracan.loggers import stage_logger
 from huracan.models.checkpoint import encoder_spec
 from huracan.pipelines.base import Pipeline
-from huracan.pipelines.coin_costs import CostCalibration, calibrate_coin_costs, coin_costs
+from huracan.pipelines.coin_costs import CostCalibration, calibrate_costs, coin_costs
 from huracan.pipelines.coin_job import CoinJob, run_coin_job
 from huracan.pipelines.fold_data import (
     FoldData,
@@ -84,7 +86,8 @@ def run_per_coin(
     with timer("roster") as note:
         importance = coin_importance(store, report, jobs)
         bank = write_feature_bank(store, importance, cfg.pipeline.shared_feature_share, run_id)
-        entries = roster_entries(store, gates, cfg, jobs, report, split.test_window)
+        selection_window = split.windows(cfg.pipeline.report_days)[0]
+        entries = roster_entries(store, gates, cfg, jobs, report, selection_window)
         roster = write_roster(store, entries, run_id)
         tradable = sum(e["trade_ok"] for e in roster["entries"])
         note(f"{len(roster['entries'])} entries, {tradable} trade_ok")
@@ -93,7 +96,8 @@ def run_per_coin(
         len(roster["entries"]),
         format_table(roster["entries"][:10], TABLE_FIELDS),
     )
-    return {"per_coin": run_summary(store, run_id, split, report, bank, roster)}
+    summary = run_summary(store, run_id, split, report, bank, roster, cfg.pipeline.report_days)
+    return {"per_coin": summary}
 
 
 def prepare_split(panel: Panel, cfg: DictConfig, timer: StageTimer) -> Split:
@@ -106,11 +110,13 @@ def prepare_split(panel: Panel, cfg: DictConfig, timer: StageTimer) -> Split:
             f"train ..{fold.train_times[-1]:%Y-%m-%d}, "
             f"test {fold.test_times[0]:%Y-%m-%d}..{fold.test_times[-1]:%Y-%m-%d}"
         )
-    with timer("costs") as note:
-        fits = calibrate_coin_costs(panel, cfg, int(fold.train[-1]) + 1, int(fold.test[0]))
+    with timer("costs") as note:  # the training window's; each job calibrates its test's
+        fits = calibrate_costs(panel, cfg, int(fold.train[-1]) + 1)
         arrays = coin_costs(arrays, fits, cfg)
-        methods = [f.method for f in fits.test.values()]
-        note(", ".join(f"{m} {methods.count(m)}" for m in sorted(set(methods))))
+        methods = [f.method for f in fits.values()]
+        note(
+            "at training end: " + ", ".join(f"{m} {methods.count(m)}" for m in sorted(set(methods)))
+        )
     return Split(arrays, data, fits, data.valid(arrays))
 
 
@@ -189,12 +195,16 @@ def run_jobs(jobs: list[CoinJob], store: Store, cfg: DictConfig, out: Path, time
     return report
 
 
-def run_summary(store, run_id: str, split: Split, report: QueueReport, bank, roster) -> dict:
+def run_summary(
+    store, run_id: str, split: Split, report: QueueReport, bank, roster, report_days: float
+) -> dict:
     """The per-coin part of ``summary.json``."""
     return {
         "run_id": run_id,
         "store": store.describe(),
         "test_window": split.test_window,
+        "selection_window": split.windows(report_days)[0],
+        "report_window": split.windows(report_days)[1],
         "jobs": {
             r.symbol: {
                 "status": str(r.status),
@@ -257,7 +267,8 @@ def roster_entries(
     report: QueueReport,
     test_window: list[str],
 ) -> list[dict]:
-    """One entry per symbol of the universe, tradable or not (policy: ``roster_entry``)."""
+    """One entry per symbol of the universe, tradable or not (policy: ``roster_entry``);
+    ``test_window`` is the selection window a current champion was scored on."""
     by_symbol = {job.symbol: job for job in jobs}
     results = {r.symbol: r for r in report}
     entries = []
@@ -271,7 +282,7 @@ def roster_entries(
             roster_entry(
                 symbol,
                 champion=champion,
-                costs=job.costs if job is not None else {},
+                costs=run_output(store, job, result, "costs"),
                 test_window=test_window,
                 gate_codes=[r["code"] for r in gates.skip_reasons[symbol]],
                 job_status="missing" if result is None else str(result.status),
@@ -279,20 +290,21 @@ def roster_entries(
                 daily_quote_volume=gates.metrics.get(symbol, {}).get("daily_quote_volume"),
                 max_round_trip_bps=cfg.pipeline.max_round_trip_bps,
                 min_trades=cfg.pipeline.champion_min_trades,
-                run_metrics=run_metrics(store, job, result),
+                run_metrics=run_output(store, job, result, "metrics"),
             )
         )
     return entries
 
 
-def run_metrics(store: Store, job: CoinJob | None, result) -> dict:
-    """This run's out-of-sample metrics of a coin's model: the job's, or its cached version's."""
+def run_output(store: Store, job: CoinJob | None, result, name: str) -> dict:
+    """This run's ``metrics`` or ``costs`` of a coin's model (out of sample, calibrated in
+    its job): the job's, or its cached version's ``<name>.json``."""
     if job is None or result is None or str(result.status) != "completed":
         return {}
-    if "metrics" in result.result:
-        return result.result["metrics"]
+    if name in result.result:
+        return result.result[name]
     try:
-        return store.read_json(f"{job.model_prefix}/metrics.json")
+        return store.read_json(f"{job.model_prefix}/{name}.json")
     except ArtifactNotFound:
         return {}
 
@@ -307,6 +319,7 @@ class PerCoinPipeline(Pipeline):
 
     run_id: str | int = ""
     test_days: float = 30
+    report_days: float = 7
     heads: Literal["joint", "alone"] = "joint"
     calibration_days: float = 30
     costs: CostCalibration = field(default_factory=CostCalibration)
@@ -333,6 +346,11 @@ class PerCoinPipeline(Pipeline):
             raise ConfigError(
                 f"pipeline.run_id {run_id!r} is not a safe name: use 1 to 64 letters, digits, "
                 "'_', '-' or '.' not starting with '.' (it names models/<SYMBOL>/baseline_<run_id>)"
+            )
+        if not 0 <= self.report_days < self.test_days:
+            raise ConfigError(
+                f"pipeline.report_days must be >= 0 and below pipeline.test_days "
+                f"({self.test_days}), got {self.report_days}"
             )
         if not self.costs.tiers:
             raise ConfigError("pipeline.costs.tiers is empty: the fallback spreads need a tier")

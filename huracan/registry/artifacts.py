@@ -68,3 +68,37 @@ def is_complete(store: Store, prefix: str, verify_hashes: bool = True) -> bool:
 
 def json_bytes(obj: object) -> bytes:
     return json.dumps(obj, indent=2, default=plain).encode()
+
+
+def versions(store: Store, symbol: str) -> list[str]:
+    """The symbol's complete-looking versions (a manifest), oldest first by its time."""
+    found = []
+    for key in store.list(f"models/{symbol}"):
+        prefix, _, name = key.rpartition("/")
+        if name == MANIFEST:
+            manifest = read_manifest(store, prefix) or {}
+            found.append((str(manifest.get("written_at", "")), prefix))
+    return [prefix for _, prefix in sorted(found)]
+
+
+def purge_versions(store: Store, symbols: list[str], keep: int | None) -> list[str]:
+    """Deletes each symbol's versions beyond its newest ``keep``, never its champion's.
+
+    A version's manifest goes first, so one cut short reads as incomplete, never whole.
+    Returns the prefixes deleted (none when ``keep`` is None).
+    """
+    from huracan.registry.champions import read_champion  # champions imports this module
+
+    if keep is None:
+        return []
+    purged = []
+    for symbol in symbols:
+        champion = read_champion(store, symbol)
+        protected = None if champion is None else champion["model_path"]
+        for prefix in versions(store, symbol)[: -int(keep) or None]:
+            if prefix == protected:
+                continue
+            store.delete(f"{prefix}/{MANIFEST}")
+            store.delete(prefix)
+            purged.append(prefix)
+    return purged

@@ -37,6 +37,7 @@ class Rescore:
     challenger: dict | None
     note: str
     unreadable: bool = False
+    report: dict | None = None  # the champion on the report window (out of sample for it)
 
 
 def champion_key(symbol: str) -> str:
@@ -85,14 +86,18 @@ def write_champion(
     reason: str,
     previous: dict | None,
     costs: dict | None = None,
+    report: dict | None = None,
 ) -> dict:
-    """Writes the pointer: the model, the window it was last scored on, its metrics there
-    and the costs it was charged (``costs``), and the model it replaced."""
+    """Writes the pointer: the model, the selection window it was last scored on, its
+    metrics there, its metrics on the report window after it (``report``, never used to
+    choose it; None where the run has none), the costs it was charged (``costs``), and the
+    model it replaced."""
     pointer = {
         "symbol": symbol,
         "model_path": model_path,
         "window": window,
         "metrics": metrics,
+        "report": None if report is None else _pointer_metrics(report),
         "costs": costs or {},
         "reason": reason,
         "updated_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -130,18 +135,21 @@ def challenge(
 ) -> dict:
     """Compares with the current champion out of sample for both; replaces it only if beaten.
 
-    Both are scored on the bars of this job's test window that lie after the champion's
-    last label (all of them, unless the champion saw part of the window). Where no such
-    bar exists, or the champion cannot be scored with this run's inputs, the champion is
-    kept and ``note`` says why; only an unreadable champion is replaced unchallenged (it
-    cannot be traded either). The pointer carries the metrics of the window its model was
-    last scored on (and this run's costs); ``metrics.window`` says which bars that was.
+    ``test_window`` is the selection window (the test window before its report days) and
+    ``metrics`` the challenger's metrics there, with ``metrics["report"]`` those on the
+    report window, which only go into the pointer. Both are scored on the selection bars
+    that lie after the champion's last label (all of them, unless the champion saw part
+    of the window). Where no such bar exists, or the champion cannot be scored with this
+    run's inputs, the champion is kept and ``note`` says why; only an unreadable champion
+    is replaced unchallenged (it cannot be traded either). The pointer carries the metrics
+    of the window its model was last scored on, its report-window metrics (``report``)
+    and this run's costs; ``metrics.window`` says which bars that was.
     A pointer that already names this version (a resumed job) is left as it is.
     """
     if not is_complete(store, model_prefix, verify_hashes=False):
         raise RuntimeError(f"{model_prefix} is not complete; champion left unchanged")
     champion = read_champion(store, symbol)
-    challenger, on_window, note, kept = metrics, None, "", False
+    challenger, on_window, note, kept, report = metrics, None, "", False, None
     if champion is not None and champion["model_path"] == model_prefix:
         # a resumed job whose pointer was written before the kill: the pointer stands as is
         return {
@@ -157,6 +165,7 @@ def challenge(
         note = scored.note
         if scored.champion is not None:
             challenger, on_window = scored.challenger or metrics, scored.champion
+            report = scored.report
         kept = scored.champion is None and not scored.unreadable
     if kept:
         decision = Decision(False, f"champion kept unscored: {note}")
@@ -176,9 +185,12 @@ def challenge(
             decision.reason,
             champion,
             costs,
+            metrics.get("report"),
         )
     elif on_window is not None and champion["window"] != test_window:
-        _repoint_kept_champion(store, champion, test_window, on_window, decision.reason, costs)
+        _repoint_kept_champion(
+            store, champion, test_window, on_window, decision.reason, costs, report
+        )
     return {
         "replaced": decision.replace,
         "reason": decision.reason,
@@ -188,9 +200,15 @@ def challenge(
 
 
 def _repoint_kept_champion(
-    store: Store, champion: dict, window: list[str], on_window: dict, reason: str, costs: dict
+    store: Store,
+    champion: dict,
+    window: list[str],
+    on_window: dict,
+    reason: str,
+    costs: dict,
+    report: dict | None,
 ) -> None:
-    """The kept champion's pointer, now with its metrics on this run's window."""
+    """The kept champion's pointer, now with its metrics on this run's windows."""
     before = champion.get("previous_model_path")
     write_champion(
         store,
@@ -201,6 +219,7 @@ def _repoint_kept_champion(
         f"kept: {reason}",
         {"model_path": before} if before else None,
         costs,
+        report,
     )
 
 

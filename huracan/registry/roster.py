@@ -5,11 +5,18 @@ coin trades only with a champion whose out-of-sample figures on this run's test 
 show trades, an edge on validation, a net profit, and a round trip under the limit; every
 other coin is listed with ``trade_ok`` false and machine-readable ``reasons``.
 
-Entries are ranked by a score that rewards net edge (out-of-sample Sharpe after costs)
-and liquidity and penalises cost: ``z(sharpe) + 0.5 z(log10 daily quote volume) - 0.5
-z(round-trip bps)`` (z-scores over all entries; a missing Sharpe counts as 0), with every
-``trade_ok`` entry ahead of every other. The figures come from the window that chose the
-champion and set ``trade_ok`` (``figures: "in_selection"``), so they are optimistic.
+Entries are ranked by a score that rewards net edge (out-of-sample Sharpe after costs on
+the selection window) and liquidity and penalises cost: ``z(selection sharpe) + 0.5
+z(log10 daily quote volume) - 0.5 z(round-trip bps)`` (z-scores over all entries; a
+missing Sharpe counts as 0), with every ``trade_ok`` entry ahead of every other.
+
+The test window is cut in two (``pipeline.report_days``): the selection window chooses
+the champion, sets ``trade_ok`` and ranks; the report window after it is used for nothing
+but the entry's figures (``sharpe``, ``net_pnl_bps``, ``n_trades``, ``hit_rate``,
+``last_7d_net_bps``, ``avg_slip_bps``: ``figures: "report"``, ``report_window``), so they
+are not optimistic after selection. Without a report window (``report_days: 0``, or a
+champion scored before one existed) they are the selection window's (``figures:
+"in_selection"``). ``selection`` holds the selection window's figures either way.
 """
 
 from __future__ import annotations
@@ -79,7 +86,14 @@ ROSTER_SCHEMA = {
                     "n_trades": {"type": ["integer", "null"], "minimum": 0},
                     "val_trades": {"type": ["integer", "null"], "minimum": 0},
                     "cost_method": {"type": ["string", "null"]},
-                    "figures": {"enum": ["in_selection"]},
+                    "figures": {"enum": ["report", "in_selection"]},
+                    "report_window": {
+                        "type": ["array", "null"],
+                        "items": {"type": "string"},
+                        "minItems": 2,
+                        "maxItems": 2,
+                    },
+                    "selection": {"type": "object"},
                 },
             },
         },
@@ -107,15 +121,16 @@ def roster_entry(
         symbol: the coin.
         champion: its champion pointer, None where it has none (or an incomplete one).
         costs: this run's calibrated costs of the coin (``costs.json``).
-        test_window: this run's out-of-sample window.
+        test_window: this run's selection window (the test window before its report days),
+            which a champion scored in this run carries as its ``window``.
         gate_codes: data gates the coin failed.
         job_status: its job's status (``completed``, ``failed``, ``skipped``, ...).
         job_reason: why it failed or was skipped.
         daily_quote_volume: its liquidity, for the ranking.
         max_round_trip_bps: the cost limit.
         min_trades: out-of-sample trades a champion needs.
-        run_metrics: this run's out-of-sample metrics of the coin's model (its
-            ``metrics.json``), which say why a coin without a champion has none.
+        run_metrics: this run's out-of-sample metrics of the coin's model on the selection
+            window (its ``metrics.json``), which say why a coin without a champion has none.
 
     Returns:
         The entry (without ``rank``); ``reasons`` codes: ``gate:<name>``,
@@ -144,25 +159,32 @@ def roster_entry(
     round_trip = costs.get("expected_round_trip_bps")
     if round_trip is not None and round_trip > max_round_trip_bps:
         reasons.append("cost_above_limit")
-    slip = metrics.get("avg_slip_bps")
+    report = None if champion is None else champion.get("report")  # its report window's
+    figures = report or metrics
+    slip = figures.get("avg_slip_bps")
     slip = costs.get("expected_slip_bps") if slip is None else slip
+    if report is not None:
+        n_trades = None if report.get("n_trades") is None else int(report["n_trades"])
     return {
         "symbol": symbol,
         "model_path": None if champion is None else champion["model_path"],
         "spread_bps": round(float(costs.get("base_spread_bps") or 0.0), 4),
         "fee_bps": float(costs.get("fee_bps") or 0.0),
         "avg_slip_bps": round(float(slip or 0.0), 4),
-        "last_7d_net_bps": round(float(metrics.get("last_7d_net_bps") or 0.0), 4),
+        "last_7d_net_bps": round(float(figures.get("last_7d_net_bps") or 0.0), 4),
         "trade_ok": not reasons,
         "reasons": reasons,
-        "sharpe": metrics.get("sharpe"),
-        "net_pnl_bps": metrics.get("net_pnl_bps"),
+        "sharpe": figures.get("sharpe"),
+        "net_pnl_bps": figures.get("net_pnl_bps"),
+        "hit_rate": figures.get("hit_rate"),
         "n_trades": n_trades,
         "val_trades": val_trades,
         "round_trip_bps": None if round_trip is None else round(float(round_trip), 4),
         "cost_method": costs.get("method"),
         "daily_quote_volume": daily_quote_volume,
-        "figures": "in_selection",
+        "figures": "in_selection" if report is None else "report",
+        "report_window": None if report is None else report.get("window"),
+        "selection": {k: metrics.get(k) for k in ("sharpe", "net_pnl_bps", "n_trades", "window")},
     }
 
 
@@ -192,7 +214,10 @@ def rank_entries(entries: list[dict]) -> list[dict]:
     """Assigns ``rank`` (1 = best) to entries carrying sharpe, daily volume and cost."""
     if not entries:
         return []
-    sharpe = np.array([e.get("sharpe") or 0.0 for e in entries], dtype=float)
+    # on the selection window: the report window chooses nothing, not even the order
+    sharpe = np.array(
+        [(e.get("selection") or e).get("sharpe") or 0.0 for e in entries], dtype=float
+    )
     liquidity = np.log10(np.maximum([e.get("daily_quote_volume") or 1.0 for e in entries], 1.0))
     cost = np.array([e.get("round_trip_bps") or 0.0 for e in entries], dtype=float)
     score = _z(sharpe) + 0.5 * _z(liquidity) - 0.5 * _z(cost)

@@ -193,6 +193,28 @@ class Fleet:
         probability, _, _ = self._probabilities(bars, np.arange(bars.n_bars))
         return pd.DataFrame(probability, index=bars.timestamps, columns=list(self.models))
 
+    def inputs(self, panel: Panel) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], dict]:
+        """Every bar's inputs of each loaded coin, as its own model sees them.
+
+        Returns:
+            symbol -> (scaled features (T, F), factor channels (T, C)); and symbol ->
+            reasons for the coins whose inputs the bars cannot give.
+        """
+        groups: dict[str, list[str]] = {}
+        problems = {s: ["no bars for this symbol"] for s in self.models if s not in panel.symbols}
+        for symbol, model in self.models.items():
+            if symbol in panel.symbols:
+                groups.setdefault(model.preprocessing_key, []).append(symbol)
+        out = {}
+        for coins in groups.values():
+            try:
+                x, channels = self._inputs(panel, coins, np.arange(panel.n_bars))
+            except HuracanError as err:
+                problems |= {s: [str(err)] for s in coins}
+                continue
+            out |= {s: (x[:, i], channels[:, i]) for i, s in enumerate(coins)}
+        return out, problems
+
     def signals(self, bars: Panel | str | Path) -> pd.DataFrame:
         """One row per roster coin for the latest bar (columns ``SIGNAL_FIELDS``).
 

@@ -1,0 +1,264 @@
+"""``pipeline=mechanic``: keep a trained fleet current on new bars, encoder frozen.
+
+On an existing artifact root (``store=...``, written by ``pipeline=per_coin``), each cycle:
+
+1. Loads the roster's champions with their preprocessing (``huracan.serve.Fleet``) and
+   rebuilds every coin's inputs on the bars given (``data=...``: the history plus the new
+   bars); prices labels and holdout with each coin's current costs (the per-coin run's
+   calibration, ``huracan.pipelines.coin_costs``, on the bars before the holdout).
+2. Per champion (``huracan.pipelines.mechanic_coin``): fine-tunes its head on the bars
+   since its training ended, the newest ``mechanic.holdout_days`` kept out; scores
+   challenger and champion on that holdout; exports the challenger as a new version and
+   promotes it only by the champion rule (``champions.challenge``).
+3. Drift (``huracan.pipelines.mechanic_drift``): each coin's PSI against its reference
+   bins, and a re-clustering compared with the clusters the models were trained under.
+4. Rewrites ``champions/roster.json`` last, then purges model versions beyond
+   ``mechanic.keep_versions`` (never a champion's; manifest deleted first).
+5. Writes ``mechanic.json`` in the run directory.
+
+``mechanic.max_cycles`` cycles run ``mechanic.every_hours`` apart (the data is read again
+before each), all under the artifact root's lock (``huracan.store.lock``). Every write is
+a whole file, model files before their manifest, manifest before the pointer, pointers
+before the roster: a Mechanic killed anywhere leaves every pointer on a complete version,
+and a rerun on the same bars takes the versions it finds complete and finishes the rest.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from omegaconf import DictConfig, OmegaConf
+
+from huracan.config import build
+from huracan.data import GateReport, Panel
+from huracan.errors import ConfigError
+from huracan.io import atomic_write_text, plain
+from huracan.pipelines.base import Pipeline
+from huracan.pipelines.coin_costs import calibrate_coin_costs, coin_costs, priced_costs
+from huracan.pipelines.fold_data import build_fleet_arrays
+from huracan.pipelines.mechanic_coin import Market, mechanic_coin, skipped
+from huracan.pipelines.mechanic_drift import cluster_drift, feature_drift
+from huracan.registry.artifacts import is_complete, purge_versions
+from huracan.registry.champions import read_champion
+from huracan.registry.roster import load_roster, roster_entry, write_roster
+from huracan.report import StageTimer
+from huracan.serve import Fleet, ServeConfig
+from huracan.store import Store, content_hash
+from huracan.store.lock import store_lock
+
+log = logging.getLogger("huracan")
+
+ENCODER_KEY = "meta/shared_encoder.safetensors"
+
+
+@dataclass(frozen=True)
+class MechanicConfig:
+    """The ``mechanic`` options (documented in ``conf/pipeline/mechanic.yaml``)."""
+
+    holdout_days: float = 7.0
+    every_hours: float = 24.0
+    max_cycles: int = 1
+    keep_versions: int | None = 3
+    min_new_bars: int = 100
+    val_fraction: float = 0.2
+    max_epochs: int = 10
+    patience: int = 3
+    lr: float | None = None
+    champion_min_trades: int | None = None
+
+
+def run_mechanic(pipeline, panel: Panel, gates: GateReport, cfg, out: Path, timer) -> dict:
+    """``mechanic.max_cycles`` cycles, ``every_hours`` apart; ``mechanic.json`` after each."""
+    from huracan.run import check_universe, load_and_gate  # run imports the pipelines
+
+    cycles = []
+    for cycle in range(1, int(cfg.mechanic.max_cycles) + 1):
+        started = time.monotonic()
+        if cycle > 1:  # the bars that arrived meanwhile
+            panel, gates = load_and_gate(cfg, pipeline, StageTimer())
+            check_universe(panel, cfg.universe)
+        report = {"cycle": cycle, **run_cycle(panel, gates, cfg, timer)}
+        cycles.append(report)
+        payload = {**report, "cycles": [summary_of(c) for c in cycles]}
+        atomic_write_text(out / "mechanic.json", json.dumps(payload, indent=2, default=plain))
+        log.info("mechanic cycle %d: %s", cycle, summary_of(report)["counts"])
+        if cycle < cfg.mechanic.max_cycles:
+            wait = cfg.mechanic.every_hours * 3600 - (time.monotonic() - started)
+            time.sleep(max(wait, 0.0))
+    return {"mechanic": {"cycles": [summary_of(c) for c in cycles]}}
+
+
+def run_cycle(panel: Panel, gates: GateReport, cfg: DictConfig, timer: StageTimer) -> dict:
+    """One pass over the roster's champions; returns the cycle's ``mechanic.json`` part."""
+    store = build(cfg.store)
+    removed = store.clean_temporary()  # under the lock: no other writer
+    if removed:
+        log.warning("removed %d temporary files of interrupted writes in %s", removed, store)
+    encoder = encoder_hash(store)
+    roster = load_roster(store)
+    fleet = Fleet.load(store, config=ServeConfig(expire_hours=None))
+    if not fleet.models:
+        raise ConfigError(f"{store.describe()}: no roster coin has a usable champion")
+    with timer("mechanic inputs") as note:
+        market = prepare_market(panel, fleet, cfg)
+        note(f"holdout {market.holdout_window[0]}..{market.holdout_window[1]}")
+    with timer("mechanic heads") as note:
+        coins = {s: skipped(why) for s, why in fleet.unusable.items()}
+        for symbol, model in fleet.models.items():
+            coins[symbol] = mechanic_coin(store, model, market, cfg)
+        note(", ".join(f"{s} {c['status']}" for s, c in coins.items()))
+    with timer("mechanic drift"):
+        drift = feature_drift(fleet, market, cfg.drift.max_psi)
+        for symbol, value in drift.items():
+            coins[symbol]["drift"] = value
+        clusters = cluster_drift(store, fleet, market, cfg)
+    entries = roster_entries(store, roster, gates, market, coins)
+    write_roster(store, entries, market.version_id)  # the last pointer written
+    purged = purge_versions(store, list(coins), cfg.mechanic.keep_versions)
+    if encoder_hash(store) != encoder:
+        raise RuntimeError(f"{ENCODER_KEY} changed during the Mechanic's cycle")
+    return {
+        "version_id": market.version_id,
+        "holdout_window": market.holdout_window,
+        "shared_encoder_hash": encoder,
+        "coins": coins,
+        "queued_for_retraining": sorted(s for s, d in drift.items() if d["drifted"]),
+        "cluster_drift": clusters,
+        "full_retrain_due": bool(clusters["retrain_due"]),
+        "purged": purged,
+    }
+
+
+def prepare_market(panel: Panel, fleet: Fleet, cfg: DictConfig) -> Market:
+    """The cycle's shared state: the holdout, costs, labels and every coin's inputs."""
+    trained = OmegaConf.create(next(iter(fleet.models.values())).config)
+    if "costs" not in trained.get("pipeline", {}):
+        raise ConfigError("the champions were not trained by pipeline=per_coin (no pipeline.costs)")
+    stamps = panel.timestamps
+    start = stamps[-1] - pd.Timedelta(days=cfg.mechanic.holdout_days)
+    holdout_start = int(stamps.searchsorted(start, "right"))
+    tune_end = holdout_start - int(trained.labels.horizon)
+    if tune_end < 2:
+        raise ConfigError(f"mechanic.holdout_days={cfg.mechanic.holdout_days} covers all bars")
+    arrays = build_fleet_arrays(panel, trained)
+    fits = calibrate_coin_costs(panel, trained, tune_end, holdout_start)
+    arrays = coin_costs(arrays, fits, trained)
+    cost, slip = priced_costs(fits, trained.costs.fee_bps, arrays.volatility)
+    inputs, problems = fleet.inputs(panel)
+    return Market(
+        panel=panel,
+        arrays=arrays,
+        cost_bps=cost,
+        slip_bps=slip,
+        fits=fits,
+        inputs=inputs,
+        problems=problems,
+        holdout_start=holdout_start,
+        tune_end=tune_end,
+        version_id=f"mechanic_{stamps[-1]:%Y%m%dT%H%M}",
+        trained=trained,
+    )
+
+
+def roster_entries(
+    store: Store, roster: dict, gates: GateReport, market: Market, coins: dict
+) -> list[dict]:
+    """Every roster coin again: from its (new or kept) champion pointer and current costs;
+    a coin without a champion keeps its entry."""
+    trained = market.trained
+    entries = []
+    for old in roster["entries"]:
+        symbol = old["symbol"]
+        champion = read_champion(store, symbol)
+        if champion is None or not is_complete(store, champion["model_path"], False):
+            entries.append({k: v for k, v in old.items() if k not in ("rank", "score")})
+            continue
+        in_panel = symbol in market.panel.symbols
+        costs = market.costs(symbol) if in_panel else _old_costs(old)
+        result = coins.get(symbol) or {}
+        entries.append(
+            roster_entry(
+                symbol,
+                champion=champion,
+                costs=costs,
+                test_window=market.holdout_window,
+                gate_codes=[r["code"] for r in gates.skip_reasons.get(symbol, [])],
+                job_status="completed",
+                job_reason="",
+                daily_quote_volume=gates.metrics.get(symbol, {}).get("daily_quote_volume")
+                or old.get("daily_quote_volume"),
+                max_round_trip_bps=trained.pipeline.max_round_trip_bps,
+                min_trades=int(trained.pipeline.champion_min_trades),
+                run_metrics=result.get("challenger") or {},
+            )
+        )
+    return entries
+
+
+def _old_costs(entry: dict) -> dict:
+    return {
+        "base_spread_bps": entry.get("spread_bps"),
+        "fee_bps": entry.get("fee_bps"),
+        "expected_round_trip_bps": entry.get("round_trip_bps"),
+        "expected_slip_bps": entry.get("avg_slip_bps"),
+        "method": entry.get("cost_method"),
+    }
+
+
+def encoder_hash(store: Store) -> str | None:
+    """The shared encoder file's content hash (None where the store has none)."""
+    return content_hash(store.read_bytes(ENCODER_KEY)) if store.exists(ENCODER_KEY) else None
+
+
+def summary_of(report: dict) -> dict:
+    """A cycle in a line or two: counts, queued coins, cluster ARI."""
+    statuses = [c["status"] for c in report["coins"].values()]
+    return {
+        "cycle": report["cycle"],
+        "version_id": report["version_id"],
+        "counts": {s: statuses.count(s) for s in ("promoted", "kept", "skipped")},
+        "queued_for_retraining": report["queued_for_retraining"],
+        "cluster_ari": report["cluster_drift"]["ari"],
+        "full_retrain_due": report["full_retrain_due"],
+        "purged": report["purged"],
+    }
+
+
+class MechanicPipeline(Pipeline):
+    """``pipeline=mechanic``: fine-tune, score and promote champions on new bars (see the
+    module docstring); options in the ``mechanic`` and ``drift`` sections."""
+
+    services = ("store",)
+
+    def session(self, cfg: DictConfig):
+        """The artifact root's lock, held from loading the data to the last cycle's roster."""
+        return store_lock(build(cfg.store), "mechanic")
+
+    def test_start(self, panel: Panel, cfg: DictConfig):
+        """The holdout's start: the data gates look at the bars before it."""
+        return panel.timestamps[-1] - pd.Timedelta(days=cfg.mechanic.holdout_days)
+
+    def check(self, cfg: DictConfig) -> None:
+        options = cfg.get("mechanic")
+        if options is None or cfg.get("drift") is None:
+            raise ConfigError("pipeline=mechanic needs its mechanic and drift sections")
+        if options.max_cycles < 1:
+            raise ConfigError(f"mechanic.max_cycles must be >= 1, got {options.max_cycles}")
+        if options.holdout_days <= 0 or options.every_hours < 0:
+            raise ConfigError("mechanic.holdout_days must be > 0 and every_hours >= 0")
+        if options.keep_versions is not None and options.keep_versions < 1:
+            raise ConfigError(f"mechanic.keep_versions must be >= 1, got {options.keep_versions}")
+        if not 0 < options.val_fraction < 1:
+            raise ConfigError(
+                f"mechanic.val_fraction must be in (0, 1), got {options.val_fraction}"
+            )
+
+    def __call__(
+        self, panel: Panel, gates: GateReport, cfg: DictConfig, out: Path, timer: StageTimer
+    ) -> dict:
+        return run_mechanic(self, panel, gates, cfg, out, timer)

@@ -1,0 +1,287 @@
+"""One champion's turn in the Mechanic: fine-tune its head on the bars since its training
+ended (encoder frozen), score challenger and champion on the holdout, export, challenge.
+
+The bars a champion has not seen are split in time: the fine-tuning rows (the last
+``mechanic.val_fraction`` of them, after a purge of one label horizon, for early stopping
+and the threshold) end one horizon before the holdout, so no label of theirs reaches it;
+the holdout is the newest ``mechanic.holdout_days``, which neither model trained on. Both
+are scored there with the coin's current costs (calibrated on the bars before the
+holdout), each with its own threshold and preprocessing (the challenger keeps the
+champion's: FFD order, scaler, market factor; only its head changes). The challenger is
+exported as a new model version (manifest last) before ``champions.challenge`` decides,
+by the champion rule, whether its pointer replaces the champion's.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass
+
+import lightning.pytorch as pl
+import numpy as np
+import pandas as pd
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from huracan.data import Panel
+from huracan.features.drift import reference_bins
+from huracan.features.labels import energy_weights
+from huracan.io import plain
+from huracan.models import FleetModule
+from huracan.models.batches import FoldSamples, sample_tensors
+from huracan.models.checkpoint import checkpoint_files, module_from_files
+from huracan.pipelines.coin_costs import CoinFits
+from huracan.pipelines.coin_job import CoinJob, evaluate, predict
+from huracan.pipelines.fold_data import FleetArrays
+from huracan.pipelines.training import stopping
+from huracan.progress import stage_trainer
+from huracan.registry.artifacts import is_complete, json_bytes, model_prefix, write_version
+from huracan.registry.champions import Rescore, challenge
+from huracan.serve.model import CoinModel
+from huracan.thresholds import choose_thresholds
+
+
+@dataclass(frozen=True)
+class Market:
+    """What every coin of one Mechanic cycle shares.
+
+    Attributes:
+        panel: the gated bars.
+        arrays: features, returns, and labels at each coin's calibrated costs.
+        cost_bps, slip_bps: (T, N) round trip and its slippage part: rows before the
+            holdout priced by the calibration up to the fine-tuning rows' end, holdout
+            rows by the one right before the holdout.
+        fits: both calibrations.
+        inputs: symbol -> (scaled features (T, F), factor channels (T, C)), each as its
+            champion's own preprocessing gives them.
+        problems: symbol -> why its inputs cannot be built.
+        holdout_start: first holdout row; ``tune_end``: first row whose label reaches it.
+        version_id: names this cycle's versions (``models/<SYMBOL>/baseline_<id>``).
+        trained: the champions' training config (features, labels, costs, thresholds).
+    """
+
+    panel: Panel
+    arrays: FleetArrays
+    cost_bps: np.ndarray
+    slip_bps: np.ndarray
+    fits: CoinFits
+    inputs: dict
+    problems: dict
+    holdout_start: int
+    tune_end: int
+    version_id: str
+    trained: DictConfig
+
+    @property
+    def holdout_window(self) -> list[str]:
+        stamps = self.panel.timestamps
+        return [str(stamps[self.holdout_start]), str(stamps[-1])]
+
+    def costs(self, symbol: str) -> dict:
+        """The coin's current costs (``costs.json``): the calibration before the holdout."""
+        j = self.panel.index_of(symbol)
+        rows = slice(self.holdout_start, None)
+        return {
+            **self.fits.test[symbol].to_dict(),
+            "fee_bps": float(self.trained.costs.fee_bps),
+            "training_fit": self.fits.train[symbol].to_dict(),
+            "expected_round_trip_bps": plain(np.nanmean(self.cost_bps[rows, j])),
+            "expected_slip_bps": plain(np.nanmean(self.slip_bps[rows, j])),
+        }
+
+
+def skipped(*reasons: str) -> dict:
+    return {"status": "skipped", "reasons": list(reasons), "champion": None, "challenger": None}
+
+
+def mechanic_coin(store, model: CoinModel, market: Market, cfg: DictConfig) -> dict:
+    """The coin's outcome: ``promoted | kept | skipped``, reasons, both holdout scores."""
+    symbol = model.symbol
+    if symbol in market.problems:
+        return skipped(*market.problems[symbol])
+    prefix = model_prefix(symbol, market.version_id)
+    if model.model_path == prefix:  # promoted by this cycle before a restart, or a rerun
+        return skipped(f"already the champion: {prefix} is this cycle's version")
+    parts = coin_parts(model, market, cfg.mechanic)
+    if isinstance(parts, str):
+        return skipped(parts)
+    resumed = is_complete(store, prefix)
+    if resumed:  # a restarted cycle: the exported challenger as it is
+        challenger, chosen = stored_challenger(store, prefix)
+    else:
+        challenger, chosen = fit_challenger(model, parts, market, cfg)
+    job = scoring_job(symbol, parts["holdout"], market)
+    champion_scores = evaluate(
+        job, predict(model.module, parts["holdout"]) >= _cut(model.threshold)
+    )
+    scores = evaluate(job, predict(challenger, parts["holdout"]) >= _cut(chosen["threshold"]))
+    scores |= chosen
+    costs = market.costs(symbol)
+    if not resumed:
+        export_challenger(store, prefix, challenger, model, parts, market, scores, costs)
+    note = f"both scored on the {len(parts['holdout']['y'])} holdout bars"
+    outcome = challenge(
+        store,
+        symbol,
+        prefix,
+        market.holdout_window,
+        scores,
+        costs,
+        _min_trades(cfg, market),
+        lambda _: Rescore(champion_scores, scores, note),
+    )
+    return {
+        "status": "promoted" if outcome["replaced"] else "kept",
+        "reasons": [outcome["reason"]] + ([outcome["note"]] if outcome["note"] else []),
+        "champion": _scores(champion_scores, model.threshold),
+        "challenger": _scores(scores, chosen["threshold"]),
+        "champion_path": model.model_path,
+        "challenger_path": prefix,
+    }
+
+
+def coin_parts(model: CoinModel, market: Market, options) -> dict | str:
+    """The coin's fine-tuning (train, val) and holdout samples; a str says why none."""
+    panel, arrays = market.panel, market.arrays
+    j = panel.index_of(model.symbol)
+    x, channels = market.inputs[model.symbol]
+    usable = np.isfinite(x).all(1) & np.isfinite(channels).all(1)
+    usable &= np.isfinite(arrays.label[:, j])
+    row = np.arange(panel.n_bars)
+    new = np.flatnonzero(usable & (panel.timestamps > model.data_end) & (row < market.tune_end))
+    if len(new) < options.min_new_bars:
+        return (
+            f"{len(new)} new bars since its training ended ({model.data_end}) "
+            f"< mechanic.min_new_bars={options.min_new_bars}"
+        )
+    holdout = np.flatnonzero(usable & (row >= market.holdout_start))
+    if not len(holdout):
+        return "no holdout bar with every input and a label"
+    val = new[-max(int(len(new) * options.val_fraction), 1) :]
+    train = new[new < val[0] - model.horizon]  # purged: no train label reaches val
+    if len(train) < options.min_new_bars // 2 or not len(val):
+        return f"{len(train)} fine-tuning rows after the validation slice: too few"
+    return {
+        "train": _part(market, j, train, weighted=True),
+        "val": _part(market, j, val, weighted=True),
+        "holdout": _part(market, j, holdout, weighted=False),
+    }
+
+
+def _part(market: Market, j: int, rows: np.ndarray, weighted: bool) -> dict:
+    arrays, symbol = market.arrays, market.panel.symbols[j]
+    x, channels = market.inputs[symbol]
+    gross = arrays.gross_return[rows, j]
+    horizon = int(market.trained.labels.horizon)
+    w = np.ones(len(rows))
+    if weighted:  # as prepare_fold: each slice normalised on its own
+        w = energy_weights(gross[:, None], arrays.volatility[rows, j][:, None], horizon).ravel()
+    return {
+        "x": x[rows],
+        "factor": channels[rows],
+        "y": arrays.label[rows, j],
+        "w": w,
+        "gross": gross,
+        "cost_bps": market.cost_bps[rows, j],
+        "slip_bps": market.slip_bps[rows, j],
+        "timestamps": arrays.timestamps_ns[rows],
+    }
+
+
+def fit_challenger(model: CoinModel, parts: dict, market: Market, cfg: DictConfig):
+    """The champion's head fine-tuned on the new rows, its encoder frozen; its threshold
+    chosen on the validation slice after the coin's costs."""
+    module = copy.deepcopy(model.module)
+    module.finetune_encoder = False
+    module.encoder.requires_grad_(False)
+    module.lr = float(cfg.mechanic.lr or module.lr)
+    pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    trainer = stage_trainer(
+        instantiate(cfg.trainer),
+        f"mechanic {model.symbol}",
+        max_epochs=int(cfg.mechanic.max_epochs),
+        logger=False,
+        callbacks=stopping("val/loss", int(cfg.mechanic.patience)),
+    )
+    batch = int(model.config["head"]["batch_size"])
+    samples = FoldSamples(_tensors(parts["train"]), _tensors(parts["val"]), batch, int(cfg.seed))
+    trainer.fit(module, datamodule=samples)
+    module = module.cpu().eval()
+    frozen = model.module.encoder.state_dict()
+    if any(not torch.equal(v, frozen[k]) for k, v in module.encoder.state_dict().items()):
+        raise RuntimeError(f"{model.symbol}: fine-tuning changed the frozen encoder")
+    val = parts["val"]
+    prob = predict(module, val)
+    rules = market.trained.thresholds
+    net = val["gross"] - val["cost_bps"] / 1e4
+    [cut] = choose_thresholds(prob, net, np.zeros(len(prob), int), 1, rules.min_trades, rules.z)
+    threshold = None if np.isinf(cut) else float(cut)
+    return module, {"threshold": threshold, "val_trades": int((prob >= cut).sum())}
+
+
+def stored_challenger(store, prefix: str) -> tuple[FleetModule, dict]:
+    module, _ = module_from_files(
+        store.read_bytes(f"{prefix}/weights.safetensors"),
+        store.read_bytes(f"{prefix}/checkpoint.json"),
+    )
+    metrics = store.read_json(f"{prefix}/metrics.json")
+    return module, {"threshold": metrics["threshold"], "val_trades": metrics["val_trades"]}
+
+
+def export_challenger(store, prefix, module, model: CoinModel, parts, market, scores, costs):
+    """The challenger's version: the champion's description with its new head, threshold,
+    windows and reference bins; files first, manifest last."""
+    description = json.loads(store.read_bytes(f"{model.model_path}/checkpoint.json"))
+    meta = {k: v for k, v in description.items() if k not in ("format", "encoder", "head")}
+    meta.pop("module", None)
+    train, val = parts["train"], parts["val"]
+    meta |= {
+        "thresholds": [scores["threshold"]],
+        "reference": reference_bins(np.concatenate([train["x"], train["factor"]], axis=1)),
+        "train_end": str(pd.Timestamp(int(train["timestamps"][-1]), tz="UTC")),
+        "data_end": str(pd.Timestamp(int(val["timestamps"][-1]), tz="UTC")),
+        "test_window": market.holdout_window,
+        "finetuned_from": model.model_path,
+    }
+    files = checkpoint_files(module, meta)
+    files |= {
+        "metrics.json": json_bytes(scores),
+        "costs.json": json_bytes(costs),
+        "features.json": json_bytes({**meta, "importance": {}}),
+    }
+    info = {"symbol": model.symbol, "run_id": market.version_id, "finetuned_from": model.model_path}
+    write_version(store, prefix, files, info)
+
+
+def scoring_job(symbol: str, holdout: dict, market: Market) -> CoinJob:
+    """What ``coin_job.evaluate`` reads: the holdout bars and the scoring rules."""
+    return CoinJob(
+        symbol=symbol,
+        test=holdout,
+        meta={"test_window": market.holdout_window},
+        rules={
+            "bars_per_year": market.panel.bars_per_year,
+            "horizon": int(market.trained.labels.horizon),
+        },
+    )
+
+
+def _min_trades(cfg: DictConfig, market: Market) -> int:
+    given = cfg.mechanic.champion_min_trades
+    return int(market.trained.pipeline.champion_min_trades if given is None else given)
+
+
+def _scores(metrics: dict, threshold: float | None) -> dict:
+    keys = ("sharpe", "net_pnl_bps", "n_trades", "hit_rate", "window")
+    return {k: metrics.get(k) for k in keys} | {"threshold": threshold}
+
+
+def _cut(value: float | None) -> float:
+    return np.inf if value is None else value
+
+
+def _tensors(part: dict) -> dict[str, torch.Tensor]:
+    n = len(part["y"])
+    return sample_tensors(part["x"], part["factor"], np.zeros(n, np.int64), part["y"], part["w"])

@@ -1,0 +1,311 @@
+"""pipeline=mechanic on the synthetic market: per_coin on the first 10 months, the
+Mechanic with the next month appended, a regime change planted in that month.
+
+SOL (planted cluster 2, a lagged follower) moves to cluster 1 on 2023-11-05, follows the
+leader at once from then on and is 2.5 times as volatile. ``features.fracdiff=false``:
+the FFD level is a persistent input whose PSI over a month is large for every coin, so
+it would hide which coin changed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import ROOT
+from hydra import compose, initialize_config_dir
+from safetensors.torch import load
+
+from huracan.data import SyntheticMarket
+from huracan.errors import ConfigError
+from huracan.registry.artifacts import is_complete, versions
+from huracan.registry.roster import load_roster
+from huracan.run import train
+from huracan.serve import Fleet, ServeConfig
+from huracan.store import LocalStore, content_hash
+from huracan.store.lock import StoreLocked, store_lock
+
+MARKET = [
+    "debug=fast",
+    "data.n_assets=6",
+    "data.n_clusters=3",
+    "cluster.n_clusters=3",
+    "data.years=1.0",
+    "data.regime_change={at: '2023-11-05', symbol: SOL, to_cluster: 1, vol_multiplier: 2.5}",
+    "features.fracdiff=false",
+    "trainer.enable_progress_bar=false",
+    "thresholds.min_trades=5",
+]
+MECHANIC = [
+    "pipeline=mechanic",
+    *MARKET,
+    "data.end=2023-12-01",
+    "mechanic.val_fraction=0.4",
+    "mechanic.champion_min_trades=3",
+    "mechanic.keep_versions=1",
+    "drift.max_psi=1.0",
+    "drift.min_cluster_ari=0.9",
+    "drift.cluster_window_days=20",
+]
+
+
+class Killed(BaseException):
+    """The process dies here."""
+
+
+def config(tmp, *overrides):
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        return compose(
+            "config",
+            overrides=[
+                f"+output_dir={tmp / 'run'}",
+                f"logger.save_dir={tmp / 'tb'}",
+                f"store.root={tmp / 'artifacts'}",
+                *overrides,
+            ],
+        )
+
+
+class Records(logging.Handler):
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def emit(self, record):
+        self.seen.append(record)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """The per-coin run on the first 10 months (its artifacts are copied by each test)."""
+    tmp = tmp_path_factory.mktemp("trained")
+    train(
+        config(
+            tmp,
+            "pipeline=per_coin",
+            *MARKET,
+            "data.end=2023-11-01",
+            "pipeline.run_id=base",
+            "pipeline.test_days=20",
+            "pipeline.champion_min_trades=3",
+        )
+    )
+    return tmp / "artifacts"
+
+
+def copy_root(trained, tmp):
+    shutil.copytree(trained, tmp / "artifacts")
+    return LocalStore(tmp / "artifacts")
+
+
+@pytest.fixture(scope="module")
+def mechanic(trained, tmp_path_factory):
+    """Two cycles of the Mechanic, no wait between them."""
+    tmp = tmp_path_factory.mktemp("mechanic")
+    store = copy_root(trained, tmp)
+    before = {k: store.read_json(k) for k in store.list("champions")}
+    encoder = content_hash(store.read_bytes("meta/shared_encoder.safetensors"))
+    cfg = config(tmp, *MECHANIC, "mechanic.max_cycles=2", "mechanic.every_hours=0")
+    records = Records()
+    logging.getLogger("huracan").addHandler(records)
+    try:
+        summary, objects = train(cfg)
+    finally:
+        logging.getLogger("huracan").removeHandler(records)
+    summary["warnings"] = [r.getMessage() for r in records.seen if r.levelno >= logging.WARNING]
+    report = json.loads((tmp / "run" / "mechanic.json").read_text())
+    return tmp, store, before, encoder, summary, objects["panel"], report
+
+
+def test_the_first_months_are_the_same_market():
+    cut = SyntheticMarket(n_assets=6, n_clusters=3, end="2023-11-01").load()
+    planted = SyntheticMarket(
+        n_assets=6,
+        n_clusters=3,
+        end="2023-11-05",
+        regime_change={"at": "2023-11-05", "symbol": "SOL", "to_cluster": 1},
+    ).load()
+    assert np.array_equal(cut.close, planted.close[: cut.n_bars], equal_nan=True)
+    change = {"at": "2023-11-05", "symbol": "SOL", "to_cluster": 1}
+    plain, moved = (
+        SyntheticMarket(n_assets=6, n_clusters=3, end="2023-11-10", regime_change=c).load()
+        for c in (None, change)
+    )
+    after = plain.timestamps >= pd.Timestamp("2023-11-05", tz="UTC")
+    sol = plain.index_of("SOL")
+    others = [j for j in range(6) if j != sol]
+    assert np.array_equal(plain.close[:, others], moved.close[:, others])
+    assert np.array_equal(plain.close[~after, sol], moved.close[~after, sol])
+    assert not np.isclose(plain.close[after, sol], moved.close[after, sol]).any()
+    with pytest.raises(ConfigError, match="regime_change.symbol 'DOGE'"):
+        SyntheticMarket(n_assets=6, regime_change={"at": 0.5, "symbol": "DOGE", "to_cluster": 0})
+    with pytest.raises(ConfigError, match="unknown keys \\['when'\\]"):
+        SyntheticMarket(regime_change={"at": 0.5, "symbol": "SOL", "to_cluster": 0, "when": 1})
+
+
+def test_the_encoder_is_untouched(mechanic):
+    _, store, _, encoder, _, _, report = mechanic
+    assert content_hash(store.read_bytes("meta/shared_encoder.safetensors")) == encoder
+    assert report["shared_encoder_hash"] == encoder
+    challengers = [c for c in report["coins"].values() if c.get("challenger_path")]
+    assert challengers
+    for coin in challengers:
+        champion = load(store.read_bytes(f"{coin['champion_path']}/weights.safetensors"))
+        new = load(store.read_bytes(f"{coin['challenger_path']}/weights.safetensors"))
+        encoder_keys = [k for k in new if k.startswith("encoder.")]
+        assert encoder_keys and all((new[k] == champion[k]).all() for k in encoder_keys)
+        assert any(not (new[k] == champion[k]).all() for k in new if k.startswith("head."))
+
+
+def test_promotions_only_where_the_challenger_is_better_on_the_holdout(mechanic):
+    tmp, store, before, _, _, panel, report = mechanic
+    [first, _] = report["cycles"]
+    assert first["counts"]["promoted"] >= 1 and first["counts"]["kept"] >= 1
+    holdout_start = pd.Timestamp(report["holdout_window"][0])
+    assert holdout_start == panel.timestamps[-1] - pd.Timedelta(days=7) + pd.Timedelta("1h")
+    fleet = Fleet.load(store, config=ServeConfig(expire_hours=None))
+    probability = fleet.predict(panel)
+    for symbol, coin in report["coins"].items():
+        pointer = store.read_json(f"champions/{symbol}.json") if coin["champion"] else None
+        if coin["status"] == "skipped":
+            continue
+        ours, theirs = coin["challenger"], coin["champion"]
+        better = (
+            ours["n_trades"] >= 3
+            and (ours["sharpe"] or -np.inf) > (theirs["sharpe"] or -np.inf)
+            and ours["net_pnl_bps"] > theirs["net_pnl_bps"]
+        )
+        assert (coin["status"] == "promoted") == better, symbol
+        expected = coin["challenger_path"] if better else coin["champion_path"]
+        assert pointer["model_path"] == expected
+        assert pointer["window"] == report["holdout_window"]
+        # neither model saw a holdout bar: their data (and labels) end before it
+        for path in (coin["champion_path"], coin["challenger_path"]):
+            data_end = pd.Timestamp(store.read_json(f"{path}/checkpoint.json")["data_end"])
+            assert data_end + pd.Timedelta("1h") < holdout_start
+        # the champion now serving trades on the holdout as many times as it was scored
+        p = probability[symbol][probability.index >= holdout_start].iloc[:-1]  # labelled bars
+        threshold = store.read_json(f"{expected}/checkpoint.json")["thresholds"][0]
+        scored = ours if better else theirs
+        assert int((p >= (np.inf if threshold is None else threshold)).sum()) == scored["n_trades"]
+    roster = load_roster(store)
+    assert {e["model_path"] for e in roster["entries"] if e["model_path"]} == {
+        store.read_json(k)["model_path"]
+        for k in store.list("champions")
+        if k != "champions/roster.json"
+    }
+
+
+def test_the_planted_regime_change_is_flagged_by_both_drift_checks(mechanic):
+    _, store, _, _, _, _, report = mechanic
+    drift = {s: c["drift"]["psi"] for s, c in report["coins"].items() if c.get("drift")}
+    assert max(drift, key=drift.get) == "SOL"
+    assert report["cycles"][0]["queued_for_retraining"] == ["SOL"]
+    assert "SOL" in report["queued_for_retraining"]  # the second cycle's (on the same bars)
+    assert report["coins"]["SOL"]["drift"]["input"] in {
+        "realized_vol",
+        "parkinson_vol",
+        "garman_klass_vol",
+        "atr",
+    }
+    clusters = report["cluster_drift"]
+    assert "SOL" in clusters["moved"]
+    assert clusters["ari"] < 0.9 and clusters["retrain_due"] and report["full_retrain_due"]
+    warnings = [w for w in mechanic[4]["warnings"] if w.startswith("cluster drift")]
+    assert len(warnings) == 2 and "a full retrain is due" in warnings[0] and "SOL" in warnings[0]
+    history = store.read_json("meta/cluster_history.json")["entries"]
+    assert len(history) == 2  # one per re-clustering: two cycles
+    assert history[-1]["moved"] == clusters["moved"]
+
+
+def test_the_second_cycle_on_the_same_bars_changes_no_pointer(mechanic):
+    _, store, before, _, summary, _, report = mechanic
+    assert [c["cycle"] for c in summary["mechanic"]["cycles"]] == [1, 2]
+    first, second = report["cycles"]
+    assert report["cycle"] == 2 and second["counts"]["promoted"] == 0
+    assert second["counts"]["kept"] == first["counts"]["kept"]
+    again = [c for c in report["coins"].values() if c["reasons"][0].startswith("already the")]
+    assert len(again) == first["counts"]["promoted"]  # its own version: nothing new to learn
+    for symbol, coin in report["coins"].items():
+        if coin["status"] == "kept":  # the same challenger, re-scored from its stored files
+            pointer = store.read_json(f"champions/{symbol}.json")
+            assert pointer["model_path"] == coin["champion_path"]
+            assert pointer["metrics"]["sharpe"] == coin["champion"]["sharpe"]
+
+
+def test_the_mechanic_holds_the_store_lock(trained, tmp_path):
+    store = copy_root(trained, tmp_path)
+    with store_lock(store, "someone else"):
+        with pytest.raises(StoreLocked, match="someone else"):
+            train(config(tmp_path, *MECHANIC))
+    assert store.read_json("champions/roster.json")["run_id"] == "base"  # untouched
+
+
+def test_old_versions_are_purged_but_never_the_champions(mechanic):
+    _, store, before, _, _, _, report = mechanic
+    for key, pointer in before.items():
+        if key == "champions/roster.json":
+            continue
+        symbol = pointer["symbol"]
+        now = store.read_json(key)["model_path"]
+        kept = versions(store, symbol)
+        assert now in kept and is_complete(store, now)
+        if now != pointer["model_path"]:  # promoted: keep_versions=1 drops the old one
+            assert kept == [now]
+            assert pointer["model_path"] in report["cycles"][0]["purged"]
+    assert versions(store, "BTC") == ["models/BTC/baseline_base"]  # no champion, one version
+
+
+def outcome(store) -> dict:
+    out = {}
+    for key in store.list("champions"):
+        value = store.read_json(key)
+        value.pop("updated_at", None)
+        value.pop("generated_at", None)
+        out[key] = value
+    return out
+
+
+@pytest.mark.parametrize("point", ["champion pointer", "roster"])
+def test_a_killed_mechanic_leaves_valid_pointers_and_resumes(
+    mechanic, trained, tmp_path, monkeypatch, point
+):
+    _, clean_store, before, _, _, _, _ = mechanic
+    promoted = [
+        key
+        for key, pointer in before.items()
+        if key != "champions/roster.json"
+        and clean_store.read_json(key)["model_path"] != pointer["model_path"]
+    ]
+    key = promoted[0] if point == "champion pointer" else "champions/roster.json"
+    store = copy_root(trained, tmp_path)
+    real, seen = LocalStore.write_bytes, []
+
+    def write_bytes(self, name, data):
+        if name == key and not seen:
+            seen.append(name)
+            raise Killed(name)
+        real(self, name, data)
+
+    monkeypatch.setattr(LocalStore, "write_bytes", write_bytes)
+    with pytest.raises(Killed):
+        train(config(tmp_path, *MECHANIC))
+    monkeypatch.undo()
+    for name in store.list("champions"):  # every pointer names a complete version
+        if name != "champions/roster.json":
+            assert is_complete(store, store.read_json(name)["model_path"])
+    for entry in load_roster(store)["entries"]:
+        assert entry["model_path"] is None or is_complete(store, entry["model_path"])
+    train(config(tmp_path, *MECHANIC))
+    assert outcome(store) == outcome(clean_store)
+
+
+def test_bad_options_stop_before_any_work(tmp_path):
+    with pytest.raises(ConfigError, match="max_cycles"):
+        train(config(tmp_path, *MECHANIC, "mechanic.max_cycles=0"))
+    with pytest.raises(ConfigError, match="mechanic.holdout_dayz"):
+        train(config(tmp_path, *MECHANIC, "+mechanic.holdout_dayz=3"))
