@@ -275,6 +275,7 @@ def config(folder: Path, on_error: str):
                 "on_error": on_error,
             },
             "gates": gates,
+            "costs": {"fee_bps": 10.0},
         }
     )
 

@@ -36,6 +36,7 @@ def gate_report(directory, on_error="skip", **data):
                 **data,
             },
             "gates": gates,
+            "costs": {"fee_bps": 10.0},
         }
     )
     return load_and_gate(cfg, DataPipeline(), StageTimer())

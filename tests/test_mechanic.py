@@ -91,6 +91,7 @@ def trained(tmp_path_factory):
             "data.end=2023-11-01",
             "pipeline.run_id=base",
             "pipeline.test_days=20",
+            "pipeline.report_days=0",  # champions chosen on all 20 days: more of them
             "pipeline.champion_min_trades=3",
         )
     )

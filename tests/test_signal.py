@@ -47,7 +47,8 @@ def train_recording(cfg) -> tuple[dict, dict, dict[str, pd.Series]]:
     def predict_recording(module, part):
         out = predict(module, part)
         job = current.get("job")
-        if job is not None and part is job.test:
+        # the job prices its test part inside (a new dict over the same timestamp array)
+        if job is not None and part.get("timestamps") is job.test["timestamps"]:
             index = pd.to_datetime(part["timestamps"], utc=True)
             recorded[job.symbol] = pd.Series(out, index=index)
         return out

@@ -214,3 +214,30 @@ def price_test(job: CoinJob) -> CoinJob:
         "expected_slip_bps": plain(np.nanmean(slip)) if len(slip) else None,
     }
     return replace(job, test=priced, costs=costs)
+
+
+@dataclass(frozen=True)
+class CoinFits:
+    """The Mechanic's two calibrations: before its tuning window ends, before its holdout."""
+
+    train: dict[str, SlippageFit]
+    test: dict[str, SlippageFit]
+    test_start: int
+
+
+def calibrate_coin_costs(panel: Panel, cfg: DictConfig, train_end: int, test_start: int):
+    """Both calibrations: before grid row ``train_end`` and before ``test_start``."""
+    return CoinFits(
+        calibrate_costs(panel, cfg, train_end), calibrate_costs(panel, cfg, test_start), test_start
+    )
+
+
+def priced_costs(
+    fits: CoinFits, fee: float, volatility: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every bar's round trip and slippage part in bps, (T, N) each: rows before
+    ``test_start`` from the first calibration, later rows from the second."""
+    cost, slip = cost_arrays(fits.train, fee, volatility)
+    test_cost, test_slip = cost_arrays(fits.test, fee, volatility)
+    test = np.arange(len(volatility))[:, None] >= fits.test_start
+    return np.where(test, test_cost, cost), np.where(test, test_slip, slip)

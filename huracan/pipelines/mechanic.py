@@ -28,9 +28,10 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
@@ -39,7 +40,7 @@ from huracan.data import GateReport, Panel
 from huracan.errors import ConfigError
 from huracan.io import atomic_write_text, plain
 from huracan.pipelines.base import Pipeline
-from huracan.pipelines.coin_costs import calibrate_coin_costs, coin_costs, priced_costs
+from huracan.pipelines.coin_costs import calibrate_coin_costs, fee_bps, priced_costs
 from huracan.pipelines.fold_data import build_fleet_arrays
 from huracan.pipelines.mechanic_coin import Market, mechanic_coin, skipped
 from huracan.pipelines.mechanic_drift import cluster_drift, feature_drift
@@ -147,8 +148,10 @@ def prepare_market(panel: Panel, fleet: Fleet, cfg: DictConfig) -> Market:
         raise ConfigError(f"mechanic.holdout_days={cfg.mechanic.holdout_days} covers all bars")
     arrays = build_fleet_arrays(panel, trained)
     fits = calibrate_coin_costs(panel, trained, tune_end, holdout_start)
-    arrays = coin_costs(arrays, fits, trained)
-    cost, slip = priced_costs(fits, trained.costs.fee_bps, arrays.volatility)
+    cost, slip = priced_costs(fits, fee_bps(trained), arrays.volatility)
+    net = np.where(np.isnan(arrays.net_return), np.nan, arrays.gross_return - cost / 1e4)
+    label = np.where(np.isnan(net), np.nan, (net > 0).astype(np.float64))
+    arrays = replace(arrays, label=label, net_return=net, cost_bps=cost)
     inputs, problems = fleet.inputs(panel)
     return Market(
         panel=panel,
