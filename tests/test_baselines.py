@@ -145,9 +145,7 @@ def test_lead_lag_chooses_the_horizon_whose_edge_pays_the_costs():
         net_h[: n_bars - h, :, i] = forward - cost
     grid = pd.date_range("2024-01-01", periods=n_bars, freq="1h")
     folds = WalkForward(n_folds=3, horizon=1, purge=4).split(grid)
-    signals, index = baseline_trades(returns, net_h, horizons, folds, 0, **RULES)[
-        "leader_lead_lag"
-    ]
+    signals, index = baseline_trades(returns, net_h, horizons, folds, 0, **RULES)["leader_lead_lag"]
     assert signals[:, 1:].any() and not signals[:, 0].any()
     assert set(np.unique(index[signals])) == {1}  # held 4 bars, never 1
     assert (index[~signals] == -1).all()
