@@ -81,3 +81,21 @@ def test_the_rank_reads_the_selection_window_not_the_report():
         **COMMON,
     )
     assert [e["symbol"] for e in rank_entries([b, a])] == ["A", "B"]
+
+
+def test_console_table_shows_selection_trades_beside_the_report_windows():
+    from huracan.registry.roster import TABLE_FIELDS, format_table
+
+    entry = {
+        "rank": 1,
+        "symbol": "XRP",
+        "trade_ok": True,
+        "figures": "report",
+        "n_trades": 0,
+        "selection": {"n_trades": 24},
+        "reasons": [],
+    }
+    header, row = format_table([entry], TABLE_FIELDS).splitlines()
+    cells = dict(zip(header.split(), row.split(), strict=True))
+    assert cells["selection.n_trades"] == "24" and cells["n_trades"] == "0"
+    assert cells["figures"] == "report" and cells["reasons"] == "-"

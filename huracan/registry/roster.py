@@ -47,6 +47,8 @@ TABLE_FIELDS = [
     "trade_ok",
     "round_trip_bps",
     "cost_method",
+    "selection.n_trades",
+    "figures",
     "sharpe",
     "n_trades",
     "last_7d_net_bps",
@@ -269,14 +271,20 @@ def select(
 
 
 def format_table(entries: list[dict], fields: list[str]) -> str:
-    """Entries as a fixed-width text table of ``fields`` (reasons joined by commas)."""
+    """Entries as a fixed-width text table of ``fields`` (reasons joined by commas; a
+    dotted field such as ``selection.n_trades`` reads a nested value)."""
+
+    def get(entry: dict, field: str) -> object:
+        for key in field.split("."):
+            entry = entry.get(key) if isinstance(entry, dict) else None
+        return entry
 
     def cell(value: object) -> str:
         if isinstance(value, list):
             return ",".join(value) or "-"
         return f"{value:.2f}" if isinstance(value, float) else str(value)
 
-    rows = [[cell(e.get(f)) for f in fields] for e in entries]
+    rows = [[cell(get(e, f)) for f in fields] for e in entries]
     widths = [max([len(f)] + [len(r[i]) for r in rows]) for i, f in enumerate(fields)]
     lines = ["  ".join(f.ljust(w) for f, w in zip(fields, widths, strict=True)).rstrip()]
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
