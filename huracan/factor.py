@@ -504,7 +504,8 @@ class FactorChannels:
 
     Attributes:
         values: (T, N, C) channels; NaN where the asset has no bar.
-        names: the C channel names: the factor, then its lags.
+        names: the C channel names: the factor, then its lags (then the leader channel
+            and its lags, then the residual, where on).
         n_filled: factor bars forward-filled (missing at most ``max_ffill`` bars so far).
         n_zeroed: factor bars set to 0 (missing longer, or before the first value).
     """
@@ -559,7 +560,11 @@ def inject_market_factor(
     lagged = [_shift(base, k) for k in range(n_lags + 1)]
     channels = np.stack(lagged, axis=2).reshape(n_bars, n_factors * (n_lags + 1))
     if stems is None:
-        stems = ["market_factor"] if n_factors == 1 else [f"market_factor_{i}" for i in range(n_factors)]
+        stems = (
+            ["market_factor"]
+            if n_factors == 1
+            else [f"market_factor_{i}" for i in range(n_factors)]
+        )
     names = [f"{stem}_lag{k}" if k else stem for stem in stems for k in range(n_lags + 1)]
     values = np.where(listed[:, :, None], channels[:, None, :], np.nan)
     return FactorChannels(values, names, int(filled.sum()), int(zeroed.sum()))
