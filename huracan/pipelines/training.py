@@ -18,6 +18,7 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping
 from torch import nn
 
 from huracan.config import build
+from huracan.errors import ConfigError
 from huracan.models import (
     Autoencoder,
     AutoencoderModule,
@@ -39,7 +40,10 @@ class AutoencoderEncoder:
     """An MLP autoencoder pretrained on every coin's training-window features.
 
     Early stopping watches the validation slice's reconstruction loss; the weights of the
-    epoch with the lowest one are kept (``BestWeights``).
+    epoch with the lowest one are kept (``BestWeights``). Above ``max_samples`` training
+    (or validation) rows, a seeded uniform subset of that many is used: a 16-dimensional
+    code of ~30 features does not need millions of rows, and the heads still learn from
+    every row.
     """
 
     latent_dim: int = 16
@@ -49,6 +53,11 @@ class AutoencoderEncoder:
     batch_size: int = 2048
     max_epochs: int = 20
     patience: int = 3
+    max_samples: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_samples is not None and self.max_samples < 1:
+            raise ConfigError(f"encoder.max_samples must be >= 1 or null, got {self.max_samples}")
 
     def fit(
         self,
@@ -71,9 +80,19 @@ class AutoencoderEncoder:
             logger=logger,
             callbacks=stopping("val/recon", self.patience),
         )
-        samples = FoldSamples({"x": train["x"]}, {"x": val["x"]}, self.batch_size, seed)
+        x_train, x_val = (subsample(x, self.max_samples, seed) for x in (train["x"], val["x"]))
+        samples = FoldSamples({"x": x_train}, {"x": x_val}, self.batch_size, seed)
         trainer.fit(module, datamodule=samples)
         return autoencoder.cpu().eval()
+
+
+def subsample(x: torch.Tensor, limit: int | None, seed: int) -> torch.Tensor:
+    """At most ``limit`` rows of ``x``: a seeded uniform subset in their order (all rows
+    when there are no more, or ``limit`` is None)."""
+    if limit is None or len(x) <= limit:
+        return x
+    rows = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:limit]
+    return x[rows.sort().values]
 
 
 @dataclass(frozen=True)
