@@ -161,7 +161,12 @@ class MoEHeads:
             self.top_k,
             n_outputs,
         )
-        module = FleetModule(encoder, head, self.lr, self.finetune_encoder, self.balance_weight)
+        # a frozen encoder gives the same codes every epoch: encode once, train on the codes
+        learner, train, val = encoder, train, val
+        if not self.finetune_encoder:
+            learner = IdentityEncoder(encoder.out_dim)
+            train, val = (encoded(encoder, part) for part in (train, val))
+        module = FleetModule(learner, head, self.lr, self.finetune_encoder, self.balance_weight)
         trainer = stage_trainer(
             make_trainer,
             stage,
@@ -171,7 +176,21 @@ class MoEHeads:
         )
         by_group = self.by_group_above is not None and n_groups > self.by_group_above
         trainer.fit(module, datamodule=FoldSamples(train, val, self.batch_size, seed, by_group))
-        return module.cpu().eval()
+        module = module.cpu()
+        if learner is not encoder:  # the trained heads behind the real encoder
+            module = FleetModule(
+                encoder, module.head, self.lr, self.finetune_encoder, self.balance_weight
+            )
+        return module.eval()
+
+
+@torch.no_grad()
+def encoded(encoder: nn.Module, samples: Samples, chunk: int = 65536) -> Samples:
+    """The samples with ``x`` replaced by the frozen encoder's codes (in eval mode)."""
+    encoder = encoder.eval()
+    codes = [encoder.encode(x) for x in samples["x"].split(chunk)]
+    empty = torch.empty(0, encoder.out_dim, dtype=samples["x"].dtype)
+    return {**samples, "x": torch.cat(codes) if codes else empty}
 
 
 class BestWeights(Callback):
