@@ -25,8 +25,9 @@ class MarketFactorExtractor(BaseEstimator):
     Subclasses say how the members' returns become one series: :class:`PCAFactor`,
     :class:`MeanFactor`, :class:`WeightedMeanFactor`, or :class:`NoFactor` (the
     ablation). The factor is standardised with its training mean and std (``mean_``,
-    ``std_``); :meth:`channels` injects it and ``n_lags`` lags into every asset, and with
-    ``residual`` each asset's own residual to it.
+    ``std_``); :meth:`channels` injects it and ``n_lags`` lags into every asset, with
+    ``residual`` each asset's own residual to it, and with ``leader_channel`` the leader's
+    own standardised return and its lags beside the factor.
 
     Args:
         n_lags: lags of the factor added as channels after the factor itself.
@@ -36,18 +37,29 @@ class MarketFactorExtractor(BaseEstimator):
         residual: add the channel ``factor_residual``: the asset's return less its beta
             times the factor, in units of its residual std (beta and std fitted per asset
             on the training window: ``betas_``, ``residual_std_``).
+        leader_channel: add the channel ``leader_return`` (and its ``n_lags`` lags): the
+            return of ``leader`` (else the first member), standardised with its training
+            mean and std (``leader_column_``, ``leader_mean_``, ``leader_std_``). What a
+            lead-lag trader watches, beside the cluster's common move; no effect for
+            ``factor=leader`` (the factor is that already) or ``factor=none``.
     """
 
     method = ""
     n_factors = 1
 
     def __init__(
-        self, n_lags: int = 2, max_ffill: int = 3, leader: str = "BTC", residual: bool = False
+        self,
+        n_lags: int = 2,
+        max_ffill: int = 3,
+        leader: str = "BTC",
+        residual: bool = False,
+        leader_channel: bool = False,
     ):
         self.n_lags = n_lags
         self.max_ffill = max_ffill
         self.leader = leader
         self.residual = residual
+        self.leader_channel = leader_channel
 
     def fit(
         self,
@@ -91,6 +103,14 @@ class MarketFactorExtractor(BaseEstimator):
             self.betas_, self.residual_std_ = _residual_fit(
                 returns, self.transform(returns, quote_volume)[:, 0]
             )
+        if self._with_leader():
+            self.leader_column_ = self._leader_column()
+            lead = returns[:, self.leader_column_]
+            self.leader_mean_, self.leader_std_ = float(np.nanmean(lead)), float(np.nanstd(lead))
+            if not self.leader_std_ > 0:
+                raise DataError(
+                    f"leader {self.leader}", "has no return variance over the training window"
+                )
         return self
 
     def transform(self, returns: np.ndarray, quote_volume: np.ndarray | None = None) -> np.ndarray:
@@ -121,7 +141,12 @@ class MarketFactorExtractor(BaseEstimator):
     ) -> FactorChannels:
         """The fitted factor of any window as input channels of every listed asset."""
         factor = self.transform(returns, quote_volume)
-        channels = inject_market_factor(factor, listed, self.n_lags, self.max_ffill)
+        stems = None
+        if self._with_leader():
+            lead = np.asarray(returns, dtype=float)[:, self.leader_column_]
+            factor = np.column_stack([factor, (lead - self.leader_mean_) / self.leader_std_])
+            stems = ["market_factor", "leader_return"]
+        channels = inject_market_factor(factor, listed, self.n_lags, self.max_ffill, stems)
         if not (self.residual and self.n_factors):
             return channels
         filled = channels.values[..., 0]  # (T, N) the factor as injected (filled, or 0)
@@ -148,6 +173,16 @@ class MarketFactorExtractor(BaseEstimator):
             "volume_window": None,
             "leader": self.leader,
             **self._residual_state(),
+            **self._leader_state(),
+        }
+
+    def _leader_state(self) -> dict:
+        if not self._with_leader():
+            return {}
+        names = self.symbols_ or list(range(self.n_features_in_))
+        column = names[self.leader_column_]
+        return {
+            "leader_channel": {"symbol": column, "mean": self.leader_mean_, "std": self.leader_std_}
         }
 
     def _residual_state(self) -> dict:
@@ -177,7 +212,12 @@ class MarketFactorExtractor(BaseEstimator):
         kind = kinds.get(state["method"])
         if kind is None:
             raise ConfigError(f"stored market factor method {state['method']!r} is unknown")
-        params = {"leader": state.get("leader", "BTC"), "residual": bool(state.get("residual"))}
+        lead = state.get("leader_channel")
+        params = {
+            "leader": state.get("leader", "BTC"),
+            "residual": bool(state.get("residual")),
+            "leader_channel": lead is not None,
+        }
         if state.get("volume_window") is not None:
             params["volume_window"] = int(state["volume_window"])
         extractor = kind(**params)
@@ -191,6 +231,14 @@ class MarketFactorExtractor(BaseEstimator):
             betas, stds = state["betas"], state["residual_std"]
             extractor.betas_ = np.array([_nan(betas.get(s)) for s in symbols])
             extractor.residual_std_ = np.array([_nan(stds.get(s)) for s in symbols])
+        if extractor._with_leader():
+            if lead["symbol"] not in extractor.symbols_:
+                raise ConfigError(
+                    f"the market factor's leader channel needs {lead['symbol']!r}, "
+                    f"which is not among the {len(symbols)} symbols"
+                )
+            extractor.leader_column_ = extractor.symbols_.index(lead["symbol"])
+            extractor.leader_mean_, extractor.leader_std_ = float(lead["mean"]), float(lead["std"])
         extractor._load_state(state)
         return extractor
 
@@ -209,6 +257,16 @@ class MarketFactorExtractor(BaseEstimator):
     def _raw_factor(self, returns: np.ndarray, quote_volume: np.ndarray | None) -> np.ndarray:
         """(T,) factor before standardising; NaN where no member has a bar."""
         raise NotImplementedError
+
+    def _with_leader(self) -> bool:
+        return bool(self.leader_channel and self.n_factors and self.method != "leader")
+
+    def _leader_column(self) -> int:
+        """The column of ``leader`` among all symbols (a lead-lag need not lie inside the
+        dominant cluster), else of the first member."""
+        if self.symbols_ is not None and self.leader in self.symbols_:
+            return self.symbols_.index(self.leader)
+        return int(self.members_[self._leader_position()])
 
     def _leader_position(self) -> int:
         names = self._member_names()
@@ -322,9 +380,10 @@ class WeightedMeanFactor(MeanFactor):
         max_ffill: int = 3,
         leader: str = "BTC",
         residual: bool = False,
+        leader_channel: bool = False,
     ):
         self.volume_window = volume_window
-        super().__init__(n_lags, max_ffill, leader, residual)
+        super().__init__(n_lags, max_ffill, leader, residual, leader_channel)
 
     def to_dict(self) -> dict:
         return {**super().to_dict(), "volume_window": self.volume_window}
@@ -445,7 +504,8 @@ class FactorChannels:
 
     Attributes:
         values: (T, N, C) channels; NaN where the asset has no bar.
-        names: the C channel names: the factor, then its lags.
+        names: the C channel names: the factor, then its lags (then the leader channel
+            and its lags, then the residual, where on).
         n_filled: factor bars forward-filled (missing at most ``max_ffill`` bars so far).
         n_zeroed: factor bars set to 0 (missing longer, or before the first value).
     """
@@ -457,7 +517,11 @@ class FactorChannels:
 
 
 def inject_market_factor(
-    factor: np.ndarray, listed: np.ndarray, n_lags: int = 2, max_ffill: int = 3
+    factor: np.ndarray,
+    listed: np.ndarray,
+    n_lags: int = 2,
+    max_ffill: int = 3,
+    stems: Sequence[str] | None = None,
 ) -> FactorChannels:
     """Turns the factor into input channels for every asset: the factor and its lags.
 
@@ -471,6 +535,8 @@ def inject_market_factor(
         listed: (T, N) bool, True where the asset has a bar.
         n_lags: lags added after the factor itself.
         max_ffill: longest stretch, in bars, a missing factor is forward-filled.
+        stems: the K columns' channel names (default ``market_factor`` or
+            ``market_factor_<i>``); a lag's name adds ``_lag<k>``.
 
     Returns:
         The (T, N, K * (1 + n_lags)) channels and the counts of filled and zeroed bars.
@@ -493,9 +559,12 @@ def inject_market_factor(
     base[zeroed] = 0.0
     lagged = [_shift(base, k) for k in range(n_lags + 1)]
     channels = np.stack(lagged, axis=2).reshape(n_bars, n_factors * (n_lags + 1))
-    stems = (
-        ["market_factor"] if n_factors == 1 else [f"market_factor_{i}" for i in range(n_factors)]
-    )
+    if stems is None:
+        stems = (
+            ["market_factor"]
+            if n_factors == 1
+            else [f"market_factor_{i}" for i in range(n_factors)]
+        )
     names = [f"{stem}_lag{k}" if k else stem for stem in stems for k in range(n_lags + 1)]
     values = np.where(listed[:, :, None], channels[:, None, :], np.nan)
     return FactorChannels(values, names, int(filled.sum()), int(zeroed.sum()))

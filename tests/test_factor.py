@@ -269,3 +269,56 @@ def test_residual_state_round_trips_by_symbol_in_another_column_order(default_ma
     np.testing.assert_allclose(theirs[:, :-1], mine[:, columns], rtol=1e-12, atol=1e-12)
     assert np.isnan(theirs[:, -1, -1]).all()  # a coin it was not fitted on: no residual
     assert "betas" not in PCAFactor().fit(returns[:4000], members, symbols).to_dict()
+
+
+@pytest.mark.parametrize("method", ["pca", "mean", "weighted_mean"])
+def test_leader_channel_is_the_leaders_training_standardised_return(default_market, method):
+    panel, returns, volume, members = default_market
+    symbols, train = list(panel.symbols), slice(0, 4000)
+    fitted = FACTORS[method](leader_channel=True).fit(
+        returns[train], members, symbols, volume[train]
+    )
+    channels = fitted.channels(returns, volume, panel.listed[1:])
+    assert channels.names == [
+        "market_factor",
+        "market_factor_lag1",
+        "market_factor_lag2",
+        "leader_return",
+        "leader_return_lag1",
+        "leader_return_lag2",
+    ]
+    btc = returns[:, symbols.index("BTC")]
+    mean, std = np.nanmean(btc[train]), np.nanstd(btc[train])  # training bars only
+    expected = (btc - mean) / std
+    np.testing.assert_allclose(channels.values[1:, -1, 3], expected[1:])
+    np.testing.assert_allclose(channels.values[3:, -1, 5], expected[1:-2])
+    # the factor's own channels are those of the extractor without the leader channel
+    plain = FACTORS[method]().fit(returns[train], members, symbols, volume[train])
+    np.testing.assert_array_equal(
+        channels.values[..., :3], plain.channels(returns, volume, panel.listed[1:]).values
+    )
+    # causal: later bars change no earlier channel
+    later = returns.copy()
+    later[6000:] *= 3.0
+    again = fitted.channels(later, volume, panel.listed[1:]).values
+    np.testing.assert_array_equal(again[:6000], channels.values[:6000])
+
+
+def test_leader_channel_round_trips_by_symbol_and_is_off_for_leader_and_none(default_market):
+    panel, returns, volume, members = default_market
+    symbols = list(panel.symbols)
+    fitted = PCAFactor(leader_channel=True).fit(returns[:4000], members, symbols)
+    state = json.loads(json.dumps(fitted.to_dict()))
+    assert state["leader_channel"]["symbol"] == "BTC"
+    order = symbols[::-1]
+    rebuilt = PCAFactor.from_dict(state, order)
+    columns = [symbols.index(s) for s in order]
+    mine = fitted.channels(returns, volume, panel.listed[1:]).values
+    theirs = rebuilt.channels(returns[:, columns], None, panel.listed[1:, columns]).values
+    np.testing.assert_allclose(theirs, mine[:, columns], rtol=1e-12, atol=1e-12)
+    with pytest.raises(ConfigError, match="BTC"):
+        PCAFactor.from_dict(state, [s for s in symbols if s != "BTC"] + ["BTC2"])
+    for kind in (LeaderFactor, NoFactor):  # nothing to add: the factor is the leader, or none
+        extractor = kind(leader_channel=True).fit(returns[:4000], members, symbols)
+        names = extractor.channels(returns, volume, panel.listed[1:]).names
+        assert not any(n.startswith("leader_return") for n in names)

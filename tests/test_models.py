@@ -199,3 +199,16 @@ def test_heads_keep_the_best_epochs_weights_not_the_last():
     bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, val["y"], reduction="none")
     loss = float((val["w"] * bce).sum() / val["w"].sum())
     assert loss == pytest.approx(recorder.losses[best], rel=1e-5)
+
+
+def test_encoder_subsample_is_seeded_ordered_and_only_above_the_limit():
+    from huracan.errors import ConfigError
+    from huracan.pipelines.training import AutoencoderEncoder, subsample
+
+    x = torch.arange(100.0)[:, None]
+    assert subsample(x, None, 0) is x and subsample(x, 100, 0) is x
+    a, b, c = subsample(x, 30, 1), subsample(x, 30, 1), subsample(x, 30, 2)
+    assert len(a) == 30 and torch.equal(a, b) and not torch.equal(a, c)
+    assert (a[1:, 0] > a[:-1, 0]).all() and len(set(a[:, 0].tolist())) == 30  # in order, distinct
+    with pytest.raises(ConfigError, match="max_samples"):
+        AutoencoderEncoder(max_samples=0)

@@ -1,4 +1,8 @@
-"""Slippage calibration from candles: a base spread plus impact that scales with volatility."""
+"""Slippage calibration from candles: a base spread plus impact that scales with volatility.
+
+Longer than most modules on purpose: the candle fit, its tick-data counterpart and the
+spread sources in their order of trust share one result type and one fallback rule.
+"""
 
 from __future__ import annotations
 

@@ -79,6 +79,9 @@ def symbol_metrics(
         bars_per_year=bars_per_year,
         horizon=horizon,
         rows=rows,
+        # calendar days: trades on one day move together (and 30 day blocks, not 720 bars,
+        # are what the bootstrap resamples)
+        days=pd.DatetimeIndex(timestamps).as_unit("ns").asi8 // 86_400_000_000_000,
     )
     evaluated = np.zeros(shape[0], dtype=bool)
     evaluated[np.arange(shape[0]) if rows is None else rows] = True

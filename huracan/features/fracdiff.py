@@ -5,6 +5,9 @@ FFD keeps as much memory of the price level as stationarity allows (López de Pr
 *Advances in Financial Machine Learning*, ch. 5): ``y[t] = sum_k w[k] * x[t - k]`` over a
 window of weights cut where they fall below a tolerance. Everything here is causal, so a
 value at bar t depends only on bars <= t, and works on all assets of a (T, N) panel at once.
+
+Longer than most modules on purpose: the weights, the vectorised FFD kernels, the
+choice of d by the ADF test and the scikit-learn estimator are one algorithm.
 """
 
 from __future__ import annotations

@@ -12,6 +12,9 @@ would be -inf. ``volume_z`` therefore treats filled bars and bars with zero volu
 holes: they get a NaN z-score and do not enter the trailing mean and standard deviation
 of later bars, so a gap never shows up as a fake volume collapse or, once it is over, as
 a fake spike.
+
+Slightly over 300 lines: each feature's warm-up is defined beside the feature, so the
+serving warm-up (``warmup_bars``) cannot drift from the computation.
 """
 
 from __future__ import annotations

@@ -51,8 +51,8 @@ class TensorBatches(Dataset):
     def __len__(self) -> int:
         return self.size
 
-    def __getitem__(self, index: list[int]) -> dict[str, torch.Tensor]:
-        rows = torch.as_tensor(index)
+    def __getitem__(self, index: list[int] | torch.Tensor) -> dict[str, torch.Tensor]:
+        rows = index if isinstance(index, torch.Tensor) else torch.as_tensor(index)
         return {k: t[rows] for k, t in self.tensors.items()}
 
 
@@ -77,9 +77,8 @@ class GroupBatchSampler(Sampler[list[int]]):
         chunks = [c for part in order.split(counts) for c in part.split(self.batch_size) if len(c)]
         return [chunks[i] for i in torch.randperm(len(chunks), generator=self.generator)]
 
-    def __iter__(self) -> Iterator[list[int]]:
-        for batch in self._batches():
-            yield batch.tolist()
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        yield from self._batches()  # index tensors: no list round trip per batch
 
     def __len__(self) -> int:
         counts = torch.bincount(self.group)
@@ -100,7 +99,7 @@ class RankShare(Sampler[list[int]]):
 
     def __iter__(self) -> Iterator[list[int]]:
         for batch in self.batches:
-            yield list(batch) if len(batch) < self.world else list(batch)[self.rank :: self.world]
+            yield batch if len(batch) < self.world else batch[self.rank :: self.world]
 
     def __len__(self) -> int:
         return len(self.batches)

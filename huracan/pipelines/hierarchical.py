@@ -5,6 +5,10 @@ pretrain the shared encoder; train the grouped heads (one output per label horiz
 choose each head's horizon and decision threshold on the validation slice; predict the
 test window. The out-of-sample trades of all test windows are then scored after costs, per
 asset and per cluster, beside the baselines (and, on the synthetic market, the oracle).
+
+Longer than most modules on purpose: it is the whole fold loop of the hierarchical
+pipeline as named stages (each function under 60 lines); the report lives in
+``fleet_report``.
 """
 
 from __future__ import annotations

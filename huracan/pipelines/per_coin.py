@@ -23,6 +23,9 @@
 
 The whole run, from loading the data on, holds the artifact root's lock
 (``huracan.store.lock``), so no other run writes models or pointers meanwhile.
+
+Longer than most modules on purpose: the per-coin run's stages (jobs, queue, champions,
+roster, feature bank, sync) in the order they run, each a function under 60 lines.
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping
 from torch import nn
 
 from huracan.config import build
+from huracan.errors import ConfigError
 from huracan.models import (
     Autoencoder,
     AutoencoderModule,
@@ -39,7 +40,10 @@ class AutoencoderEncoder:
     """An MLP autoencoder pretrained on every coin's training-window features.
 
     Early stopping watches the validation slice's reconstruction loss; the weights of the
-    epoch with the lowest one are kept (``BestWeights``).
+    epoch with the lowest one are kept (``BestWeights``). Above ``max_samples`` training
+    (or validation) rows, a seeded uniform subset of that many is used: a 16-dimensional
+    code of ~30 features does not need millions of rows, and the heads still learn from
+    every row.
     """
 
     latent_dim: int = 16
@@ -49,6 +53,11 @@ class AutoencoderEncoder:
     batch_size: int = 2048
     max_epochs: int = 20
     patience: int = 3
+    max_samples: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_samples is not None and self.max_samples < 1:
+            raise ConfigError(f"encoder.max_samples must be >= 1 or null, got {self.max_samples}")
 
     def fit(
         self,
@@ -71,9 +80,19 @@ class AutoencoderEncoder:
             logger=logger,
             callbacks=stopping("val/recon", self.patience),
         )
-        samples = FoldSamples({"x": train["x"]}, {"x": val["x"]}, self.batch_size, seed)
+        x_train, x_val = (subsample(x, self.max_samples, seed) for x in (train["x"], val["x"]))
+        samples = FoldSamples({"x": x_train}, {"x": x_val}, self.batch_size, seed)
         trainer.fit(module, datamodule=samples)
         return autoencoder.cpu().eval()
+
+
+def subsample(x: torch.Tensor, limit: int | None, seed: int) -> torch.Tensor:
+    """At most ``limit`` rows of ``x``: a seeded uniform subset in their order (all rows
+    when there are no more, or ``limit`` is None)."""
+    if limit is None or len(x) <= limit:
+        return x
+    rows = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:limit]
+    return x[rows.sort().values]
 
 
 @dataclass(frozen=True)
@@ -142,7 +161,12 @@ class MoEHeads:
             self.top_k,
             n_outputs,
         )
-        module = FleetModule(encoder, head, self.lr, self.finetune_encoder, self.balance_weight)
+        # a frozen encoder gives the same codes every epoch: encode once, train on the codes
+        learner, train, val = encoder, train, val
+        if not self.finetune_encoder:
+            learner = IdentityEncoder(encoder.out_dim)
+            train, val = (encoded(encoder, part) for part in (train, val))
+        module = FleetModule(learner, head, self.lr, self.finetune_encoder, self.balance_weight)
         trainer = stage_trainer(
             make_trainer,
             stage,
@@ -152,7 +176,21 @@ class MoEHeads:
         )
         by_group = self.by_group_above is not None and n_groups > self.by_group_above
         trainer.fit(module, datamodule=FoldSamples(train, val, self.batch_size, seed, by_group))
-        return module.cpu().eval()
+        module = module.cpu()
+        if learner is not encoder:  # the trained heads behind the real encoder
+            module = FleetModule(
+                encoder, module.head, self.lr, self.finetune_encoder, self.balance_weight
+            )
+        return module.eval()
+
+
+@torch.no_grad()
+def encoded(encoder: nn.Module, samples: Samples, chunk: int = 65536) -> Samples:
+    """The samples with ``x`` replaced by the frozen encoder's codes (in eval mode)."""
+    encoder = encoder.eval()
+    codes = [encoder.encode(x) for x in samples["x"].split(chunk)]
+    empty = torch.empty(0, encoder.out_dim, dtype=samples["x"].dtype)
+    return {**samples, "x": torch.cat(codes) if codes else empty}
 
 
 class BestWeights(Callback):
