@@ -147,15 +147,44 @@ def test_only_the_batch_groups_learn_on_both_paths(n):
         assert changed.tolist() == [False, True, False, True], name
 
 
-def test_group_batches_hold_one_group_and_cover_every_sample():
-    group = torch.randint(0, 7, (1000,))
-    loader = batch_loader({"group": group, "i": torch.arange(1000)}, 64, True, by_group=True)
-    seen = []
+def test_stacked_batches_hold_every_group_in_rows_and_cover_every_sample():
+    group = torch.cat([torch.full((n,), g) for g, n in [(0, 300), (2, 37), (5, 1), (6, 130)]])
+    group = group[torch.randperm(len(group), generator=torch.Generator().manual_seed(1))]
+    loader = batch_loader({"group": group, "i": torch.arange(len(group))}, 0, True, per_group=64)
+    seen = {g: [] for g in (0, 2, 5, 6)}
     for batch in loader:
-        assert len(torch.unique(batch["group"])) == 1 and len(batch["i"]) <= 64
-        seen.append(batch["i"])
-    assert sorted(torch.cat(seen).tolist()) == list(range(1000))
-    assert len(loader) == len(seen)
+        assert batch["group"].shape == (4, 64)  # every group with samples, 64 of each
+        for row_groups, row in zip(batch["group"], batch["i"], strict=True):
+            assert len(torch.unique(row_groups)) == 1
+            seen[int(row_groups[0])].append(row)
+    assert len(loader) == 5 == -(-300 // 64)  # the largest group's samples, once each
+    for g, rows in seen.items():
+        rows = torch.cat(rows)
+        assert (group[rows] == g).all() and len(rows) == 5 * 64
+        assert set(rows.tolist()) == set((group == g).nonzero().flatten().tolist())  # all of them
+    largest = torch.cat(seen[0])[:300]
+    assert len(set(largest.tolist())) == 300  # each seen once per epoch
+
+
+def test_stacked_batch_matches_flat_logits_and_each_group_learns_alone():
+    from huracan.models import FleetModule, IdentityEncoder
+
+    torch.manual_seed(0)
+    head = GroupedMoEHead(5, 6, n_experts=3, hidden=8, n_outputs=2)
+    for p in (head.b1, head.b2, head.gate_w, head.gate_b):
+        torch.nn.init.normal_(p)
+    x, group = torch.randn(3, 10, 6), torch.tensor([0, 2, 4])[:, None].expand(3, 10)
+    stacked, gate = head(x, group)
+    flat, flat_gate = head(x.reshape(30, 6), group.reshape(30))
+    assert torch.allclose(stacked.reshape(30, 2), flat, atol=1e-6)
+    assert torch.allclose(gate.reshape(30, 3), flat_gate, atol=1e-6)
+    module = FleetModule(IdentityEncoder(4), head)
+    batch = {"x": x[..., :4], "factor": x[..., 4:], "group": group, "y": (x[..., :2] > 0).float()}
+    batch["w"] = torch.ones(3, 10, 2)
+    batch["w"][1, 5:] = 0  # group 2 has half the weight: its loss is still its own mean
+    loss, _, _ = module._losses(batch)
+    alone = [module._losses({k: v[g : g + 1] for k, v in batch.items()})[0] for g in range(3)]
+    assert torch.allclose(loss, torch.stack(alone).mean())
 
 
 class _EveryEpoch(pl.Callback):

@@ -19,7 +19,7 @@ from fake_dropbox import FakeDropboxAdapter
 from hydra import compose, initialize_config_dir
 from safetensors.torch import load
 
-from huracan.models.batches import GroupBatchSampler
+from huracan.models.batches import StackedGroupSampler
 from huracan.registry.artifacts import is_complete
 from huracan.registry.champions import decide
 from huracan.registry.roster import (
@@ -336,7 +336,13 @@ def fake_dropbox(monkeypatch) -> FakeDropboxAdapter:
 def test_per_coin_run_on_dropbox(tmp_path, monkeypatch):
     adapter = fake_dropbox(monkeypatch)
     summary, _ = train(
-        per_coin_config(tmp_path, "store=dropbox", "store.root=/huracan", "store.backoff_s=0")
+        per_coin_config(
+            tmp_path,
+            "store=dropbox",
+            "store.root=/huracan",
+            "store.backoff_s=0",
+            "head.stack_above=0",  # the stacked head batches of large fleets, end to end
+        )
     )
     assert summary["per_coin"]["store"] == "dropbox:/huracan"
     assert summary["per_coin"]["counts"]["completed"] == 6
@@ -580,11 +586,11 @@ def test_ticks_are_the_first_source_of_costs(first_run, tmp_path):
     assert eth["method"] == "quoted"
 
 
-def test_group_batches_skip_groups_without_samples():
-    """A coin with no training bars (listed inside the test window) makes no empty batch."""
+def test_stacked_batches_skip_groups_without_samples():
+    """A coin with no training bars (listed inside the test window) has no row in a batch."""
     group = torch.tensor([0, 0, 2, 2, 2])  # group 1 has no samples
-    sampler = GroupBatchSampler(group, batch_size=2)
+    sampler = StackedGroupSampler(group, per_group=2)
     batches = list(sampler)
-    assert all(len(b) for b in batches)
-    assert sorted(int(i) for b in batches for i in b) == list(range(5))
-    assert len(batches) == len(sampler) == 3
+    assert [tuple(b.shape) for b in batches] == [(2, 2), (2, 2)] and len(sampler) == 2
+    assert [group[b[:, 0]].tolist() for b in batches] == [[0, 2], [0, 2]]
+    assert sorted(set(int(i) for b in batches for i in b.flatten())) == list(range(5))

@@ -56,33 +56,44 @@ class TensorBatches(Dataset):
         return {k: t[rows] for k, t in self.tensors.items()}
 
 
-class GroupBatchSampler(Sampler[list[int]]):
-    """Shuffled batches that each hold samples of one group only.
+class StackedGroupSampler(Sampler[torch.Tensor]):
+    """Stacked batches of every group at once: ``(G', b)`` index tensors whose row ``g``
+    holds ``b`` samples of one group, for every group that has samples.
 
-    Every epoch, each group's samples are shuffled and cut into batches, and the batches
-    of all groups are shuffled together. Heads with per-group parameters then run one
-    dense pass per batch instead of gathering a weight copy per sample.
+    Heads with per-group parameters then train all groups in each step with batched
+    matrix products, and every group's weights get a gradient in every step (with one
+    group per batch, Adam would move all groups' weights on every other group's batch).
+    Each epoch shuffles every group's samples; a group with fewer samples than the largest
+    continues with fresh shuffles of its own (wrap-around), so an epoch is the largest
+    group's samples each seen once, in ``ceil(largest / b)`` steps.
     """
 
-    def __init__(self, group: torch.Tensor, batch_size: int, seed: int = 0):
-        self.group = group
-        self.batch_size = batch_size
+    def __init__(self, group: torch.Tensor, per_group: int, seed: int = 0):
+        if per_group < 1:
+            raise ValueError(f"per_group must be >= 1, got {per_group}")
+        counts = torch.bincount(group).tolist() if len(group) else []
+        order = torch.argsort(group, stable=True)
+        self.members = [rows for rows in order.split(counts) if len(rows)]
+        self.per_group = per_group
+        largest = max(counts, default=0)
+        self.n_steps = -(-largest // per_group)
         self.generator = torch.Generator().manual_seed(seed)
 
-    def _batches(self) -> list[torch.Tensor]:
-        order = torch.randperm(len(self.group), generator=self.generator)
-        order = order[torch.argsort(self.group[order], stable=True)]  # by group, shuffled
-        counts = torch.bincount(self.group).tolist()
-        # a group without samples (a coin with no training bars) splits into one empty chunk
-        chunks = [c for part in order.split(counts) for c in part.split(self.batch_size) if len(c)]
-        return [chunks[i] for i in torch.randperm(len(chunks), generator=self.generator)]
+    def _cycle(self, rows: torch.Tensor, span: int) -> torch.Tensor:
+        """``span`` of ``rows``: consecutive fresh shuffles of them, cut at ``span``."""
+        laps = -(-span // len(rows))
+        shuffles = torch.rand(laps, len(rows), generator=self.generator).argsort(1)
+        return rows[shuffles.flatten()[:span]]
 
     def __iter__(self) -> Iterator[torch.Tensor]:
-        yield from self._batches()  # index tensors: no list round trip per batch
+        if not self.members:
+            return
+        span = self.n_steps * self.per_group
+        table = torch.stack([self._cycle(rows, span) for rows in self.members])  # (G', span)
+        yield from table.split(self.per_group, dim=1)
 
     def __len__(self) -> int:
-        counts = torch.bincount(self.group)
-        return int(((counts + self.batch_size - 1) // self.batch_size).sum())
+        return self.n_steps
 
 
 class RankShare(Sampler[list[int]]):
@@ -110,7 +121,7 @@ def batch_loader(
     batch_size: int,
     shuffle: bool,
     seed: int = 0,
-    by_group: bool = False,
+    per_group: int | None = None,
     share: tuple[int, int] = (0, 1),
 ) -> DataLoader:
     """A DataLoader yielding dicts of tensor slices; shuffling is seeded (reproducible).
@@ -120,13 +131,14 @@ def batch_loader(
         batch_size: samples per batch.
         shuffle: shuffle every epoch (training) or keep the order (evaluation).
         seed: seed of the shuffling.
-        by_group: batches of one ``group`` each (see ``GroupBatchSampler``).
+        per_group: stacked batches of this many samples of every ``group`` each (see
+            ``StackedGroupSampler``; ``batch_size`` is then unused); None: flat batches.
         share: ``(rank, world size)``: with more than one process, this one's share of
             each batch (see ``RankShare``).
     """
     data = TensorBatches(tensors)
-    if by_group:
-        batches = GroupBatchSampler(tensors["group"], batch_size, seed)
+    if per_group is not None:
+        batches = StackedGroupSampler(tensors["group"], per_group, seed)
     else:
         if shuffle:
             sampler = RandomSampler(data, generator=torch.Generator().manual_seed(seed))
@@ -148,7 +160,8 @@ class FoldSamples(pl.LightningDataModule):
         batch_size: training samples per batch (over all DDP processes together);
             validation runs in batches of 65,536.
         seed: seed of the training shuffle (reproducible).
-        by_group: training batches of one ``group`` each (see ``GroupBatchSampler``).
+        per_group: stacked training batches of this many samples of every ``group`` (see
+            ``StackedGroupSampler``); None: flat batches of ``batch_size``.
     """
 
     def __init__(
@@ -157,17 +170,17 @@ class FoldSamples(pl.LightningDataModule):
         val: dict[str, torch.Tensor],
         batch_size: int,
         seed: int = 0,
-        by_group: bool = False,
+        per_group: int | None = None,
     ):
         super().__init__()
         self.train, self.val = train, val
-        self.batch_size, self.seed, self.by_group = batch_size, seed, by_group
+        self.batch_size, self.seed, self.per_group = batch_size, seed, per_group
 
     def train_dataloader(self) -> DataLoader:
         trainer = self.trainer
         share = (0, 1) if trainer is None else (trainer.global_rank, trainer.world_size)
         return batch_loader(
-            self.train, self.batch_size, True, self.seed, self.by_group, share=share
+            self.train, self.batch_size, True, self.seed, self.per_group, share=share
         )
 
     def val_dataloader(self) -> DataLoader:

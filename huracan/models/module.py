@@ -78,7 +78,9 @@ class FleetModule(pl.LightningModule):
     A batch is a dict of ``x`` (B, F) scaled features, ``factor`` (B, C) market-factor
     channels, ``group`` (B,) head index, ``y`` (B,) after-cost label, ``w`` (B,) weight;
     with one output per label horizon, ``y`` and ``w`` are (B, O) (weight 0 where a
-    horizon has no label).
+    horizon has no label). A stacked batch (see ``StackedGroupSampler``) has a leading
+    axis of groups, (G', b, ...) for every tensor; its loss is the mean over the groups of
+    each group's weighted BCE, so every head learns as if it trained alone.
 
     Args:
         encoder: any module with ``encode`` and ``out_dim`` (see ``models.encoder``).
@@ -115,9 +117,9 @@ class FleetModule(pl.LightningModule):
     def forward(
         self, x: torch.Tensor, factor: torch.Tensor, group: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits (B,) and gate weights (B, K)."""
-        z = self.encoder.encode(x)  # (B, F) -> (B, L)
-        return self.head(torch.cat([z, factor], dim=1), group)  # (B, L + C) -> (B,)
+        """Logits (B,) and gate weights (B, K) (stacked: (G', b) and (G', b, K))."""
+        z = self.encoder.encode(x)  # (..., F) -> (..., L)
+        return self.head(torch.cat([z, factor], dim=-1), group)  # (..., L + C) -> (...)
 
     def _losses(
         self, batch: dict[str, torch.Tensor]
@@ -126,7 +128,11 @@ class FleetModule(pl.LightningModule):
         logits, gate = self(batch["x"], batch["factor"], batch["group"])
         w = batch["w"]
         bce = F.binary_cross_entropy_with_logits(logits, batch["y"], reduction="none")
-        loss = (w * bce).sum() / w.sum().clamp_min(1e-12)
+        if batch["group"].ndim == 2:  # stacked: each group's weighted mean, then their mean
+            dims = tuple(range(1, w.ndim))
+            loss = ((w * bce).sum(dims) / w.sum(dims).clamp_min(1e-12)).mean()
+        else:
+            loss = (w * bce).sum() / w.sum().clamp_min(1e-12)
         return loss, self.head.load_balance_loss(gate), logits
 
     def on_train_epoch_start(self) -> None:
@@ -135,7 +141,7 @@ class FleetModule(pl.LightningModule):
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss, balance, _ = self._losses(batch)
-        self.train_means.add(len(batch["x"]), loss=loss, balance=balance)
+        self.train_means.add(batch["group"].numel(), loss=loss, balance=balance)
         return loss + self.balance_weight * balance
 
     def on_train_epoch_end(self) -> None:

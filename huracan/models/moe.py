@@ -2,7 +2,9 @@
 
 All groups live in one module: each weight has a leading group axis, and a sample's group
 index selects its parameters in a batched operation. 400 coin heads therefore train in one
-pass, and a batch only produces gradients for the groups it contains.
+pass, and a batch only produces gradients for the groups it contains. A *stacked* batch
+(inputs ``(G', b, in)``, row ``g`` all of one group) trains many groups at once with
+batched matrix products: no gather of a weight copy per sample, no loop over groups.
 """
 
 from __future__ import annotations
@@ -65,9 +67,12 @@ class GroupedMoEHead(nn.Module):
         ``group`` (B,).
 
         Few groups per batch (cluster heads, inference): one dense pass per group present.
-        Many (coin heads in training): each sample gathers its group's weights, which
-        costs B x K x in x H memory but no Python loop over groups.
+        Many: each sample gathers its group's weights, which costs B x K x in x H memory
+        but no Python loop over groups. Stacked, x (G', b, in) and group (G', b) with one
+        group per row: logits (G', b[, O]) and gates (G', b, K) from one batched pass.
         """
+        if x.ndim == 3:
+            return self._stacked(x, group[:, 0])
         present = torch.unique(group)
         if 64 * len(present) <= len(group):
             return self._by_group(x, group, present)
@@ -87,6 +92,32 @@ class GroupedMoEHead(nn.Module):
             logits[rows] = out.view(len(rows), -1)
         return (logits[:, 0] if self.n_outputs == 1 else logits), gate
 
+    def _stacked(self, x: torch.Tensor, groups: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The experts and gate of stacked rows x (G', b, in) of ``groups`` (G',), in three
+        batched matrix products: all experts' first layers side by side (in x K*H), their
+        second layers as one block-diagonal (K*H x K*O) matrix, so that no (G', b, K, H)
+        activation is ever permuted or copied."""
+        w1, b1, w2, b2, gate_w, gate_b = self._params(groups)
+        n, k, i, h = w1.shape
+        o = self.n_outputs
+        first = w1.permute(0, 2, 1, 3).reshape(n, i, k * h)  # (G', in, K*H)
+        hidden = F.gelu(torch.baddbmm(b1.reshape(n, 1, k * h), x, first))  # (G', b, K*H)
+        eye = torch.eye(k, dtype=w2.dtype, device=w2.device)
+        second = torch.einsum("gkho,kl->gkhlo", w2, eye).reshape(n, k * h, k * o)
+        expert = torch.baddbmm(b2.reshape(n, 1, k * o), hidden, second)  # (G', b, K*O)
+        gate_logits = torch.baddbmm(gate_b[:, None], x, gate_w)  # (G', b, K)
+        gate = self._gate(gate_logits)
+        out = (gate[..., None] * expert.view(*expert.shape[:2], k, o)).sum(-2)  # (G', b, O)
+        return (out[..., 0] if o == 1 else out), gate
+
+    def _gate(self, gate_logits: torch.Tensor) -> torch.Tensor:
+        """Softmax gate weights, only the top k of each sample kept when ``top_k`` is set."""
+        if self.top_k is not None and self.top_k < self.n_experts:
+            keep = gate_logits.topk(self.top_k, dim=-1).indices  # (..., top_k), ties broken
+            dropped = torch.full_like(gate_logits, float("-inf")).scatter(-1, keep, 0.0)
+            gate_logits = gate_logits + dropped
+        return gate_logits.softmax(-1)
+
     def _params(self, index: int | torch.Tensor) -> tuple[torch.Tensor, ...]:
         """One group's parameters (int), or each sample's group's (tensor of groups)."""
         return (
@@ -103,11 +134,7 @@ class GroupedMoEHead(nn.Module):
         h = torch.einsum(f"bi,{b}kih->bkh", x, w1) + b1  # (B, K, H)
         expert = torch.einsum(f"bkh,{b}kho->bko", F.gelu(h), w2) + b2  # (B, K, O)
         gate_logits = torch.einsum(f"bi,{b}ik->bk", x, gate_w) + gate_b  # (B, K)
-        if self.top_k is not None and self.top_k < self.n_experts:
-            keep = gate_logits.topk(self.top_k, dim=-1).indices  # (B, top_k), ties broken
-            dropped = torch.full_like(gate_logits, float("-inf")).scatter(-1, keep, 0.0)
-            gate_logits = gate_logits + dropped
-        gate = gate_logits.softmax(-1)
+        gate = self._gate(gate_logits)
         out = (gate[:, :, None] * expert).sum(1)  # (B, O)
         return (out[:, 0] if self.n_outputs == 1 else out), gate
 
@@ -121,6 +148,7 @@ class GroupedMoEHead(nn.Module):
 
     @staticmethod
     def load_balance_loss(gate: torch.Tensor) -> torch.Tensor:
-        """0 when the batch spreads evenly over the experts, up to K - 1 when one takes all."""
-        share = gate.mean(0)  # (K,)
-        return gate.shape[1] * (share**2).sum() - 1
+        """0 when the batch spreads evenly over the experts, up to K - 1 when one takes all
+        (a stacked batch's gates (G', b, K): the mean over its groups)."""
+        share = gate.mean(-2)  # (K,) or (G', K)
+        return (gate.shape[-1] * (share**2).sum(-1) - 1).mean()

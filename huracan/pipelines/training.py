@@ -119,8 +119,10 @@ class MoEHeads:
 
     Attributes:
         granularity: ``global`` (one head), ``cluster`` (one per cluster) or ``coin``.
-        by_group_above: with more heads than this, every batch holds one head's samples
-            (one dense pass per batch); 0 always, None never.
+        stack_above: with more heads than this, every training step trains every head on
+            ``group_batch_size`` of its own samples (stacked batches, one batched pass;
+            see ``StackedGroupSampler``); 0 always, None never (flat batches of
+            ``batch_size`` samples of any heads).
         finetune_encoder: train the encoder with the heads (on a copy of it).
     """
 
@@ -132,7 +134,8 @@ class MoEHeads:
     finetune_encoder: bool = False
     lr: float = 2e-3
     batch_size: int = 2048
-    by_group_above: int | None = 16
+    stack_above: int | None = 16
+    group_batch_size: int = 128
     max_epochs: int = 30
     patience: int = 4
 
@@ -174,8 +177,9 @@ class MoEHeads:
             logger=logger,
             callbacks=stopping("val/loss", self.patience),
         )
-        by_group = self.by_group_above is not None and n_groups > self.by_group_above
-        trainer.fit(module, datamodule=FoldSamples(train, val, self.batch_size, seed, by_group))
+        stacked = self.stack_above is not None and n_groups > self.stack_above
+        per_group = self.group_batch_size if stacked else None
+        trainer.fit(module, datamodule=FoldSamples(train, val, self.batch_size, seed, per_group))
         module = module.cpu()
         if learner is not encoder:  # the trained heads behind the real encoder
             module = FleetModule(
