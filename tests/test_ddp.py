@@ -19,7 +19,7 @@ from conftest import ROOT
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from huracan.models.batches import BatchSampler, RankShare, SequentialSampler
+from huracan.models.batches import IndexBatches, RankShare
 from huracan.pipelines.training import AutoencoderEncoder, MoEHeads
 
 # Validation losses of the two runs agree to this (relative) after 8 Adam steps: the
@@ -70,18 +70,22 @@ def head_loss(module, val) -> float:
 
 
 def test_rank_shares_split_every_batch_and_keep_tiny_ones_whole():
-    batches = BatchSampler(SequentialSampler(range(9)), batch_size=4, drop_last=False)
-    shares = [list(RankShare(batches, rank, 2)) for rank in (0, 1)]
+    batches = IndexBatches(9, batch_size=4)
+    shares = [[b.tolist() for b in RankShare(batches, rank, 2)] for rank in (0, 1)]
     assert shares == [[[0, 2], [4, 6], [8]], [[1, 3], [5, 7], [8]]]
     assert len(RankShare(batches, 1, 2)) == 3
     with pytest.raises(ValueError, match="rank 2"):
         RankShare(batches, 2, 2)
 
 
-def test_ddp_cpu_trains_encoder_and_heads_like_one_process():
+@pytest.mark.parametrize("stacked", [False, True], ids=["flat batches", "stacked batches"])
+def test_ddp_cpu_trains_encoder_and_heads_like_one_process(stacked):
+    """Stacked batches (many heads) give each process some heads' rows: DDP's mean then
+    scales each head's gradient by a constant, which Adam's steps do not see."""
     train, val = samples(2048, seed=0), samples(512, seed=1)
     encoder_recipe = AutoencoderEncoder(latent_dim=4, hidden=(16,), batch_size=256, lr=1e-2)
-    heads_recipe = MoEHeads(granularity="cluster", hidden=8, batch_size=256, lr=1e-2)
+    stacking = {"stack_above": 0, "group_batch_size": 86} if stacked else {}
+    heads_recipe = MoEHeads(granularity="cluster", hidden=8, batch_size=256, lr=1e-2, **stacking)
     losses = {}
     for option in ("cpu", "ddp_cpu"):
         make_trainer = trainer_factory(option)

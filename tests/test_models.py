@@ -241,3 +241,20 @@ def test_encoder_subsample_is_seeded_ordered_and_only_above_the_limit():
     assert (a[1:, 0] > a[:-1, 0]).all() and len(set(a[:, 0].tolist())) == 30  # in order, distinct
     with pytest.raises(ConfigError, match="max_samples"):
         AutoencoderEncoder(max_samples=0)
+
+
+def test_index_batches_are_the_batches_of_torchs_samplers_epoch_after_epoch():
+    """Tensor batches, the same as BatchSampler(RandomSampler) from the same seed: a run's
+    results do not depend on which of the two made its batches."""
+    from torch.utils.data import BatchSampler, RandomSampler, SequentialSampler
+
+    from huracan.models.batches import IndexBatches
+
+    ours = IndexBatches(1000, 64, torch.Generator().manual_seed(3))
+    random = RandomSampler(range(1000), generator=torch.Generator().manual_seed(3))
+    theirs = BatchSampler(random, 64, drop_last=False)
+    for _ in range(3):  # epochs
+        assert [b.tolist() for b in ours] == list(theirs)
+    assert len(ours) == len(theirs) == 16
+    in_order = BatchSampler(SequentialSampler(range(10)), 4, drop_last=False)
+    assert [b.tolist() for b in IndexBatches(10, 4)] == list(in_order)
