@@ -337,48 +337,38 @@ def _to_series(panel: np.ndarray) -> np.ndarray:
 
 def _block_size(window: int) -> int:
     """FFT length of one overlap-save block for a ``window``-tap filter."""
-    # About 4 windows per block was fastest from 100 to 1,000 taps on 400 x 35,040 (2 cores):
-    # a block of 400 assets then stays in cache, where one FFT over all 35,040 bars does not.
-    return scipy.fft.next_fast_len(max(4 * window, 256), real=True)
+    # 4 windows per block, at least 1,024 bars, was fastest from 100 to 1,000 taps on
+    # 400 x 35,040 (2 cores): a block of 400 assets then stays in cache, where one FFT over
+    # all 35,040 bars does not.
+    return scipy.fft.next_fast_len(max(4 * window, 1024), real=True)
 
 
 def _ffd_panel(panel: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """(T, N) causal convolution with ``weights`` along time, NaN where the window is incomplete.
-
-    Works on the panel in place of a transposed copy, one block of bars at a time (FFT
-    overlap-save), so each block is read, centred, NaN-filled and transformed while in cache.
-    (A batched Toeplitz matrix product through BLAS was tried for 100 to 1,000 taps: less
-    CPU time, but slower and erratic in wall time on the shared 2-core machine.)
-    """
-    window = len(weights)
+    """(T, N) causal convolution with ``weights`` along time, NaN where the window is incomplete."""
     if not panel.size:
         return np.empty_like(panel)
-    # Columns with a missing bar (no infinities reach here, so their sum is NaN): only
-    # these need zero-filling and the gap mask, in one read of the panel.
-    gappy = np.flatnonzero(np.isnan(panel.sum(axis=0)))
+    if len(weights) <= _DIRECT_MAX_WINDOW:
+        return _direct_filter(panel, weights)
+    return _overlap_save(panel, weights)
+
+
+def _direct_filter(panel: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """:func:`_ffd_panel` for a few taps: one ``lfilter`` over the whole panel."""
+    window = len(weights)
     level = _first_prices(panel)
-    offset = level * weights.sum()
-    if window <= _DIRECT_MAX_WINDOW:
-        centred = panel - level
-        if gappy.size:
-            centred[np.isnan(centred)] = 0.0
-        out = lfilter(weights, [1.0], centred, axis=0)
-        out += offset
-    else:
-        out = _overlap_save(panel, level, offset, weights)
-    out[: window - 1] = np.nan
-    if gappy.size > panel.shape[1] // 2:  # a market-wide outage: mask in place
-        np.copyto(out, np.nan, where=~_complete_windows(np.isnan(panel), window))
-    elif gappy.size:
-        complete = _complete_windows(np.isnan(panel[:, gappy]), window)
-        out[:, gappy] = np.where(complete, out[:, gappy], np.nan)
+    centred = panel - level
+    missing = np.isnan(centred)
+    centred[missing] = 0.0
+    out = lfilter(weights, [1.0], centred, axis=0)
+    out += level * weights.sum()
+    np.copyto(out, np.nan, where=~_complete_windows(missing, window))
     return out
 
 
 def _first_prices(panel: np.ndarray) -> np.ndarray:
     """(N,) each column's first non-NaN value, 0 for an all-NaN column."""
-    # Convolving the distance to each asset's first price, not the price, keeps FFT
-    # rounding small; the first price is known from listing on, so this stays causal.
+    # Filtering the distance to each asset's first price, not the price, keeps rounding
+    # small; the first price is known from listing on, so this stays causal.
     level = panel[0].copy()
     unlisted = np.flatnonzero(np.isnan(level))
     if unlisted.size:
@@ -387,39 +377,66 @@ def _first_prices(panel: np.ndarray) -> np.ndarray:
     return level
 
 
-def _overlap_save(
-    panel: np.ndarray, level: np.ndarray, offset: np.ndarray, weights: np.ndarray
-) -> np.ndarray:
-    """FFT convolution of ``panel - level`` along time, one cache-sized block at a time.
+def _overlap_save(panel: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """:func:`_ffd_panel` by FFT overlap-save, one cache-sized block of bars at a time.
 
-    Returns the (T, N) convolution plus ``offset``, missing bars counted as 0.
+    Each block is read, transformed and written while in cache, so the panel is read once
+    and the output written once. A NaN among a column's bars makes that column's whole
+    block result NaN (every FFT output mixes every input), which is how gaps are found
+    without a pass of their own: only those columns are transformed again, NaN zeroed, and
+    masked where a window holds one. torch's FFT (MKL, all of torch's threads) is about
+    twice as fast as scipy's here; the output is a numpy allocation (huge pages, so its
+    first write does not fault page by page).
     """
-    n_bars, window = panel.shape[0], len(weights)
+    import torch  # the features are usable without loading torch until a long filter runs
+
+    n_bars = len(panel)
+    window = len(weights)
     size = _block_size(window)
     step = size - window + 1
-    spectrum_w = scipy.fft.rfft(weights, n=size)[:, None]
+    spectrum_w = torch.fft.rfft(torch.from_numpy(weights), n=size)[:, None]
+
+    def convolve(bars: torch.Tensor, first: int, n_out: int) -> torch.Tensor:
+        # Bars placed at the start of a zero-padded block: bar `first + i` comes out at row
+        # first + i; rows before window - 1 wrap around, and only the first block has such
+        # output bars, which are NaN anyway.
+        spectrum = torch.fft.rfft(bars, n=size, dim=0)
+        spectrum *= spectrum_w
+        return torch.fft.irfft(spectrum, n=size, dim=0)[first : first + n_out]
+
+    if any(stride < 0 for stride in panel.strides) or not panel.flags.writeable:
+        panel = panel.copy()  # torch takes neither; nothing is written to it here
+    source = torch.from_numpy(panel)
     out = np.empty_like(panel)
-    block = np.empty((size, panel.shape[1]))
+    out_t = torch.from_numpy(out)
     for start in range(0, n_bars, step):
-        # Output bars [start, stop) need input bars [start - window + 1, stop).
+        # Output bars [start, stop) need input bars [lo, stop).
         stop = min(start + step, n_bars)
         lo = max(start - window + 1, 0)
-        head = window - 1 - (start - lo)  # zeros before the first bar
-        end = head + stop - lo
-        block[:head] = 0.0
-        np.subtract(panel[lo:stop], level, out=block[head:end])
-        block[end:] = 0.0
-        np.nan_to_num(block, copy=False, nan=0.0)
-        spectrum = scipy.fft.rfft(block, axis=0, workers=_workers())
-        spectrum *= spectrum_w
-        result = scipy.fft.irfft(spectrum, n=size, axis=0, overwrite_x=True, workers=_workers())
-        np.add(result[window - 1 : window - 1 + stop - start], offset, out=out[start:stop])
+        result = convolve(source[lo:stop], start - lo, stop - start)
+        out_t[start:stop] = result
+        gappy = np.flatnonzero(np.isnan(result[0].numpy()))
+        if gappy.size:
+            bars = panel[lo:stop, gappy]
+            missing = np.isnan(bars)
+            listed = ~missing.all(axis=0)  # a coin not yet listed stays NaN throughout
+            gappy, bars, missing = gappy[listed], bars[:, listed], missing[:, listed]
+        if gappy.size:
+            bars[missing] = 0.0
+            values = convolve(torch.from_numpy(bars), start - lo, stop - start).numpy()
+            values[_gaps_in_window(missing, window, start - lo, stop - start)] = np.nan
+            out[start:stop, gappy] = values
+    out[: window - 1] = np.nan
     return out
 
 
-def _workers() -> int:
-    """FFT threads: one per core, as numpy's BLAS does."""
-    return -1
+def _gaps_in_window(missing: np.ndarray, window: int, first: int, n_out: int) -> np.ndarray:
+    """(n_out, k) True where output bar ``first + i`` has a missing bar among its last
+    ``window`` (``missing`` is (bars, k); bars before row 0 count as present)."""
+    seen = np.zeros((len(missing) + 1, missing.shape[1]), dtype=np.int32)
+    np.cumsum(missing, axis=0, out=seen[1:])
+    rows = np.arange(first, first + n_out)
+    return seen[rows + 1] != seen[np.maximum(rows + 1 - window, 0)]
 
 
 def _complete_windows(missing: np.ndarray, window: int) -> np.ndarray:
@@ -476,7 +493,7 @@ def _check_prices(X: object, n_assets: int | None = None) -> tuple[np.ndarray, l
     # A column sum is finite unless the column holds a NaN or an inf: one read of X, and
     # the full test only for those columns.
     suspect = np.flatnonzero(~np.isfinite(X.sum(axis=0)))
-    infinite = suspect[np.isinf(X[:, suspect]).any(axis=0)]
+    infinite = np.flatnonzero(np.isinf(X).any(axis=0)) if suspect.size else suspect
     if infinite.size:
         raise ValueError(f"infinite log prices (a price <= 0?) in {names[infinite[0]]!r}")
     if n_assets is not None and X.shape[1] != n_assets:
