@@ -78,6 +78,7 @@ def baseline_trades(
     n_lags: int = 3,
     seed: int = 0,
     leader_quantiles: Sequence[float] = LEADER_QUANTILES,
+    day: np.ndarray | None = None,
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """The baselines' trades on the folds' test rows, each held a horizon of ``horizons``.
 
@@ -94,6 +95,8 @@ def baseline_trades(
         n_lags: returns (t, t-1, ...) the logistic baseline sees.
         seed: random state of the logistic regressions.
         leader_quantiles: levels of the leader's validation returns tried as its cut.
+        day: (T,) day number of each row: the cuts' lower bounds rest on daily P&L, as the
+            heads' do (``thresholds.unit=day``); None: on trades counted as independent.
 
     Returns:
         Per baseline ``(signals, horizon_index)``, each (T, N): where a long is entered
@@ -111,9 +114,11 @@ def baseline_trades(
     return {
         "never_trade": (never, np.full(returns.shape, -1)),
         "always_long": (always, np.where(always, len(horizons) - 1, -1)),
-        "logistic": logistic_signals(returns, net_h, horizons, folds, min_trades, z, n_lags, seed),
+        "logistic": logistic_signals(
+            returns, net_h, horizons, folds, min_trades, z, n_lags, seed, day
+        ),
         "leader_lead_lag": lead_lag_signals(
-            returns, net_h, horizons, folds, leader, min_trades, z, leader_quantiles
+            returns, net_h, horizons, folds, leader, min_trades, z, leader_quantiles, day
         ),
     }
 
@@ -143,6 +148,7 @@ def logistic_signals(
     z: float,
     n_lags: int,
     seed: int,
+    day: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per coin and fold: fit on train (shortest horizon), choose horizon and cut on val,
     trade test where prob >= the cut. Returns ``(signals, horizon_index)``."""
@@ -158,7 +164,10 @@ def logistic_signals(
             if model is not None:
                 val_prob[:, coin] = predict(model, features[fold.val, coin])
                 test_prob[:, coin] = predict(model, features[fold.test, coin])
-        chosen, cut = coin_choices(val_prob, net_h[fold.val], fold.val, horizons, min_trades, z)
+        val_day = None if day is None else day[fold.val]
+        chosen, cut = coin_choices(
+            val_prob, net_h[fold.val], fold.val, horizons, min_trades, z, val_day
+        )
         trade = (chosen >= 0)[None, :] & (test_prob >= cut)  # NaN (unknown features): no trade
         signals[fold.test] = trade
         index[fold.test] = np.where(trade, chosen[None, :], -1)
@@ -195,18 +204,27 @@ def coin_choices(
     horizons: tuple[int, ...],
     min_trades: int,
     z: float,
+    day: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per coin, the horizon index and probability cut from its validation trades, by
     ``choose_horizons`` (index -1 and cut +inf: no trade).
 
     Args:
         prob: (V, N) validation probabilities; net_h: (V, N, H) their net returns;
-        rows: (V,) the validation rows' grid indices.
+        rows: (V,) the validation rows' grid indices; day: (V,) their day numbers or None.
     """
     t, coins = np.nonzero(np.isfinite(prob))
     columns = np.broadcast_to(prob[t, coins][:, None], (len(t), len(horizons)))
     index, cuts, _ = choose_horizons(
-        columns, net_h[t, coins], coins, rows[t], horizons, prob.shape[1], min_trades, z
+        columns,
+        net_h[t, coins],
+        coins,
+        rows[t],
+        horizons,
+        prob.shape[1],
+        min_trades,
+        z,
+        None if day is None else day[t],
     )
     return index, cuts
 
@@ -220,6 +238,7 @@ def lead_lag_signals(
     min_trades: int,
     z: float,
     quantiles: Sequence[float],
+    day: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Long every alt on the test bars where the leader's return exceeds the fold's cut,
     held the fold's horizon. Returns ``(signals, horizon_index)``."""
@@ -237,6 +256,7 @@ def lead_lag_signals(
                 min_trades,
                 z,
                 quantiles,
+                None if day is None else day[rows],
             )
             if bound > best_bound:
                 best, best_cut, best_bound = i, cut, bound
@@ -254,12 +274,14 @@ def leader_cut(
     min_trades: int,
     z: float,
     quantiles: Sequence[float],
+    day: np.ndarray | None = None,
 ) -> tuple[float, float]:
     """The leader-return cut with the best lower bound on the alts' validation profit.
 
     Trading every alt on the validation bars where the leader's return exceeds a cut
     earns S (summed net returns) over k trades; as in ``choose_thresholds`` the cut
-    maximises ``S - z * sigma * sqrt(k)`` over k >= ``min_trades`` (sigma: the per-trade
+    maximises ``S - z * se`` over k >= ``min_trades``: with ``day``, se is the standard
+    error of the summed daily P&L; without, ``sigma * sqrt(k)`` (sigma: the per-trade
     standard deviation of all the alts' validation trades).
 
     Returns:
@@ -271,6 +293,7 @@ def leader_cut(
         min_trades: fewest trades a cut may rest on.
         z: margin of the lower bound.
         quantiles: levels of the leader's validation returns tried as cuts.
+        day: (V,) day number of each validation bar, or None.
     """
     tradable = np.isfinite(alt_net) & np.isfinite(leader_return)[:, None]
     if tradable.sum() < max(min_trades, 2):
@@ -281,7 +304,13 @@ def leader_cut(
     cuts = np.quantile(leader_return[np.isfinite(leader_return)], quantiles)  # (C,)
     above = (leader_return[None, :] > cuts[:, None]).astype(np.float64)  # (C, V)
     n_trades = above @ bar_count
-    bound = above @ bar_sum - z * sigma * np.sqrt(n_trades)
+    if day is None:
+        se = sigma * np.sqrt(n_trades)
+    else:  # (C, D) daily P&L of each cut, over every validation day
+        days, position = np.unique(day, return_inverse=True)
+        daily = (above * bar_sum) @ (position[:, None] == np.arange(len(days)))
+        se = np.sqrt(len(days) * daily.var(1, ddof=1)) if len(days) > 1 else np.inf
+    bound = above @ bar_sum - z * se
     bound[n_trades < min_trades] = -np.inf
     best = int(np.argmax(bound))
     if bound[best] > 0:

@@ -17,7 +17,7 @@ import types
 import typing
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from hydra.errors import InstantiationException
 from hydra.utils import get_object, instantiate
@@ -200,6 +200,7 @@ class Validation:
 class Thresholds:
     min_trades: int = 20
     z: float = 2.0
+    unit: Literal["day", "trade"] = "day"
 
 
 @dataclasses.dataclass

@@ -39,6 +39,9 @@ MARKET = [
     "features.fracdiff=false",
     "trainer.enable_progress_bar=false",
     "thresholds.min_trades=5",
+    # ten days of fine-tuning validation are too few for the day-clustered bound to let a
+    # challenger trade; these tests are about promotion and recovery, not that rule
+    "thresholds.unit=trade",
 ]
 MECHANIC = [
     "pipeline=mechanic",

@@ -57,12 +57,23 @@ class IndexBatches(Sampler[torch.Tensor]):
     The shuffled batches are the ones ``BatchSampler(RandomSampler(data, generator=g))``
     draws from the same generator, epoch after epoch (it draws a second permutation each
     epoch and uses none of it; so does this), so a run's results do not change with it.
+    With ``epoch_samples`` below ``n``, a shuffled epoch is the first ``epoch_samples`` of
+    that epoch's permutation: a fresh uniform subset every epoch.
     """
 
-    def __init__(self, n: int, batch_size: int, generator: torch.Generator | None = None):
+    def __init__(
+        self,
+        n: int,
+        batch_size: int,
+        generator: torch.Generator | None = None,
+        epoch_samples: int | None = None,
+    ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if epoch_samples is not None and epoch_samples < 1:
+            raise ValueError(f"epoch_samples must be >= 1 or None, got {epoch_samples}")
         self.n, self.batch_size, self.generator = n, batch_size, generator
+        self.per_epoch = n if generator is None or epoch_samples is None else min(n, epoch_samples)
 
     def __iter__(self) -> Iterator[torch.Tensor]:
         if self.generator is None:
@@ -70,10 +81,10 @@ class IndexBatches(Sampler[torch.Tensor]):
         else:
             order = torch.randperm(self.n, generator=self.generator)
             torch.randperm(self.n, generator=self.generator)  # RandomSampler's unused draw
-        yield from order.split(self.batch_size)
+        yield from order[: self.per_epoch].split(self.batch_size)
 
     def __len__(self) -> int:
-        return -(-self.n // self.batch_size)
+        return -(-self.per_epoch // self.batch_size)
 
 
 class StackedGroupSampler(Sampler[torch.Tensor]):
@@ -143,6 +154,7 @@ def batch_loader(
     seed: int = 0,
     per_group: int | None = None,
     share: tuple[int, int] = (0, 1),
+    epoch_samples: int | None = None,
 ) -> DataLoader:
     """A DataLoader yielding dicts of tensor slices; shuffling is seeded (reproducible).
 
@@ -155,13 +167,15 @@ def batch_loader(
             ``StackedGroupSampler``; ``batch_size`` is then unused); None: flat batches.
         share: ``(rank, world size)``: with more than one process, this one's share of
             each batch (see ``RankShare``).
+        epoch_samples: flat shuffled batches: at most this many samples an epoch, a fresh
+            uniform subset each epoch (None: all).
     """
     data = TensorBatches(tensors)
     if per_group is not None:
         batches = StackedGroupSampler(tensors["group"], per_group, seed)
     else:
         generator = torch.Generator().manual_seed(seed) if shuffle else None
-        batches = IndexBatches(len(data), batch_size, generator)
+        batches = IndexBatches(len(data), batch_size, generator, epoch_samples)
     if share[1] > 1:
         batches = RankShare(batches, *share)
     return DataLoader(data, sampler=batches, batch_size=None, num_workers=0)
@@ -179,6 +193,8 @@ class FoldSamples(pl.LightningDataModule):
         seed: seed of the training shuffle (reproducible).
         per_group: stacked training batches of this many samples of every ``group`` (see
             ``StackedGroupSampler``); None: flat batches of ``batch_size``.
+        epoch_samples: flat batches: at most this many training samples an epoch, a fresh
+            uniform subset each epoch (None: all).
     """
 
     def __init__(
@@ -188,17 +204,30 @@ class FoldSamples(pl.LightningDataModule):
         batch_size: int,
         seed: int = 0,
         per_group: int | None = None,
+        epoch_samples: int | None = None,
     ):
         super().__init__()
         self.train, self.val = train, val
         self.batch_size, self.seed, self.per_group = batch_size, seed, per_group
+        self.epoch_samples = epoch_samples
 
     def train_dataloader(self) -> DataLoader:
         trainer = self.trainer
         share = (0, 1) if trainer is None else (trainer.global_rank, trainer.world_size)
         return batch_loader(
-            self.train, self.batch_size, True, self.seed, self.per_group, share=share
+            self.train,
+            self.batch_size,
+            True,
+            self.seed,
+            self.per_group,
+            share=share,
+            epoch_samples=self.epoch_samples,
         )
 
     def val_dataloader(self) -> DataLoader:
         return batch_loader(self.val, 65536, shuffle=False)
+
+    def teardown(self, stage: str) -> None:
+        # The trainer and module refer to each other and to this module; without this, the
+        # samples would live until the garbage collector breaks that cycle.
+        self.train = self.val = None

@@ -30,7 +30,7 @@ from huracan.pipelines.training import fit_heads
 from huracan.queue import JobSkipped
 from huracan.registry.artifacts import is_complete, json_bytes, write_version
 from huracan.registry.champions import Rescore, challenge
-from huracan.thresholds import choose_thresholds
+from huracan.thresholds import choose_thresholds, validation_days
 
 log = logging.getLogger("huracan")
 
@@ -129,6 +129,7 @@ def validate_and_export(store, job: CoinJob):
         1,
         job.rules["min_trades"],
         job.rules["z"],
+        validation_days(job.rules.get("threshold_unit", "trade"), val["timestamps"]),
     )
     test_prob = predict(module, test)
     signals = test_prob >= threshold

@@ -13,6 +13,7 @@ pipeline as named stages (each function under 60 lines); the report lives in
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 from dataclasses import dataclass, field
@@ -46,7 +47,7 @@ from huracan.pipelines.fold_data import (
 from huracan.pipelines.training import fit_encoder, fit_heads, without_factor
 from huracan.report import StageTimer, format_table
 from huracan.threads import apply_threads
-from huracan.thresholds import choose_horizons
+from huracan.thresholds import choose_horizons, validation_days
 from huracan.validation import Fold
 
 log = logging.getLogger("huracan")
@@ -208,7 +209,11 @@ def run_hierarchical(panel: Panel, cfg: DictConfig, out: Path, timer: StageTimer
             data = prepare_fold(arrays, fold, cfg, previous)
             info = train_fold(data, arrays, cfg, out, make_trainer, run, compare)
             previous = data.clusters
-            sizes = "/".join(str(len(m)) for m in data.clusters.cluster_members.values())
+            del data
+            # Exceptions caught inside OmegaConf and Lightning keep their frames (and this
+            # fold's arrays, gigabytes for 400 coins) in reference cycles: free them now.
+            gc.collect()
+            sizes = "/".join(str(len(m)) for m in previous.cluster_members.values())
             note(
                 f"train {fold.train_times[0]:%Y-%m-%d}..{fold.train_times[-1]:%Y-%m-%d}, "
                 f"test {fold.test_times[0]:%Y-%m-%d}..{fold.test_times[-1]:%Y-%m-%d}, "
@@ -247,6 +252,7 @@ def fleet_baselines(arrays: FleetArrays, folds: list[Fold], cfg: DictConfig) -> 
         min_trades=cfg.thresholds.min_trades,
         z=cfg.thresholds.z,
         seed=cfg.seed,
+        day=validation_days(cfg.thresholds.unit, arrays.timestamps_ns),
     )
     return {name: Book.chosen(signals, index, arrays) for name, (signals, index) in trades.items()}
 
@@ -282,6 +288,7 @@ def train_fold(
         seed,
         f"{stage} encoder",
     )
+    codes = build(cfg.head).encode(encoder, train, val)  # one encoding for both trainings
     module = fit_heads(
         cfg.head,
         encoder,
@@ -292,12 +299,14 @@ def train_fold(
         stage_logger(cfg, f"{name}_heads"),
         seed,
         f"{stage} heads",
+        codes,
     )
     rows = (val_t, val_a, test_t, test_a)
     choice = trade_decisions(module, val, test, rows, arrays, data.n_groups, cfg, run.model)
     run.cluster_ids[fold.test] = data.clusters.labels(arrays.symbols)[None, :]
     if compare:
-        train_without_factor(data, encoder, (train, val, test), rows, make_trainer, run, cfg)
+        samples = (train, val, test)
+        train_without_factor(data, encoder, samples, codes, rows, make_trainer, run, cfg)
     save_fold_checkpoint(out, module, data, arrays.symbols, choice, cfg)
     traded = int(run.model.signals[fold.test].sum())
     info = fold_info(data, arrays.symbols, train, test, traded, choice, arrays.horizons)
@@ -312,7 +321,7 @@ def horizon_weights(arrays: FleetArrays, fold: Fold) -> np.ndarray:
     validation rows each (the loss divides by the summed weight), and divided by the
     horizon: labels h bars long overlap h-fold, so each horizon weighs by its independent
     observations, not by its (mostly repeated) samples."""
-    weights = np.zeros(arrays.net_h.shape)
+    weights = np.zeros(arrays.net_h.shape, dtype=np.float32)  # what the model reads
     for i, h in enumerate(arrays.horizons):
         for rows in (fold.train, fold.val):
             weights[rows, :, i] = (
@@ -329,7 +338,8 @@ def horizon_samples(
     tensors, t_idx, a_idx = data.samples(arrays, rows, valid)
     label = arrays.label_h[t_idx, a_idx]  # (B, H)
     known = np.isfinite(label)
-    y, w = np.where(known, label, 0.0), np.where(known, weights[t_idx, a_idx], 0.0)
+    y = np.where(known, label, 0.0).astype(np.float32)
+    w = np.where(known, weights[t_idx, a_idx], np.float32(0.0))
     if label.shape[1] == 1:  # one horizon: the one-output head of the per-coin pipeline
         y, w = y[:, 0], w[:, 0]
     tensors["y"] = torch.as_tensor(y, dtype=torch.float32)
@@ -338,16 +348,25 @@ def horizon_samples(
 
 
 def train_without_factor(
-    data: FoldData, encoder, samples: tuple, rows: tuple, make_trainer, run, cfg
+    data: FoldData,
+    encoder,
+    samples: tuple,
+    codes: tuple | None,
+    rows: tuple,
+    make_trainer,
+    run,
+    cfg,
 ) -> None:
     """The ablation: the same heads without the factor channels, written into ``run``.
 
     Args:
         samples: the fold's (train, val, test) sample tensors.
+        codes: the train and val samples encoded (``MoEHeads.encode``), or None.
         rows: the grid rows and asset columns of the validation and test samples.
     """
     fold = data.fold
     train, val, test = (without_factor(part) for part in samples)
+    codes = None if codes is None else tuple(without_factor(part) for part in codes)
     plain = fit_heads(
         cfg.head,
         encoder,
@@ -358,6 +377,7 @@ def train_without_factor(
         stage_logger(cfg, f"fold{fold.index}_heads_without_factor"),
         cfg.seed + fold.index,
         f"fold {fold.index + 1}/{len(run.folds)} heads without factor",
+        codes,
     )
     trade_decisions(plain, val, test, rows, run.arrays, data.n_groups, cfg, run.without_factor)
 
@@ -439,6 +459,7 @@ def trade_decisions(
         n_groups,
         cfg.thresholds.min_trades,
         cfg.thresholds.z,
+        validation_days(cfg.thresholds.unit, arrays.timestamps_ns[val_t]),
     )
     prob = _columns(module.predict_proba(test["x"], test["factor"], test["group"]))
     group = test["group"].numpy()

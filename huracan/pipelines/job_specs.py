@@ -87,6 +87,7 @@ def shared_spec(
         rules={
             "min_trades": cfg.thresholds.min_trades,
             "z": cfg.thresholds.z,
+            "threshold_unit": cfg.thresholds.unit,
             "champion_min_trades": cfg.pipeline.champion_min_trades,
             "importance_repeats": cfg.pipeline.importance_repeats,
             "bars_per_year": panel.bars_per_year,

@@ -40,7 +40,7 @@ from huracan.progress import stage_trainer
 from huracan.registry.artifacts import is_complete, json_bytes, model_prefix, write_version
 from huracan.registry.champions import Rescore, challenge
 from huracan.serve.model import CoinModel
-from huracan.thresholds import choose_thresholds
+from huracan.thresholds import choose_thresholds, validation_days
 
 
 @dataclass(frozen=True)
@@ -216,7 +216,11 @@ def fit_challenger(model: CoinModel, parts: dict, market: Market, cfg: DictConfi
     prob = predict(module, val)
     rules = market.trained.thresholds
     net = val["gross"] - val["cost_bps"] / 1e4
-    [cut] = choose_thresholds(prob, net, np.zeros(len(prob), int), 1, rules.min_trades, rules.z)
+    # the trained run's rule; runs from before thresholds.unit counted trades
+    day = validation_days(rules.get("unit", "trade"), val["timestamps"])
+    [cut] = choose_thresholds(
+        prob, net, np.zeros(len(prob), int), 1, rules.min_trades, rules.z, day
+    )
     threshold = None if np.isinf(cut) else float(cut)
     return module, {"threshold": threshold, "val_trades": int((prob >= cut).sum())}
 
