@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping
 
 import numpy as np
@@ -44,16 +43,23 @@ class PanelScaler(TransformerMixin, BaseEstimator):
             y: ignored.
         """
         X = _check_3d(X)
-        n_features = X.shape[2]
-        with warnings.catch_warnings():
-            # All-NaN slices are expected (an asset not listed yet); they fall back below.
-            warnings.simplefilter("ignore", RuntimeWarning)
-            own_mean = np.nanmean(X, axis=0, dtype=np.float64)
-            own_std = np.nanstd(X, axis=0, dtype=np.float64)
-            flat = X.reshape(-1, n_features)
-            pooled_mean = np.nanmean(flat, axis=0, dtype=np.float64)
-            pooled_std = np.nanstd(flat, axis=0, dtype=np.float64)
-        own = np.isfinite(X).sum(axis=0) >= self.min_count
+        # Two passes over blocks of rows (means, then squared deviations), in float64: the
+        # whole window at once would hold float64 copies of it (gigabytes for 400 coins).
+        count, total = np.zeros(X.shape[1:]), np.zeros(X.shape[1:])
+        for block in _row_blocks(X):
+            finite = np.isfinite(block)
+            count += finite.sum(0)
+            total += np.where(finite, block, 0.0).sum(0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            # an asset without values (not listed yet) falls back to the pooled statistics
+            own_mean, pooled_mean = total / count, total.sum(0) / count.sum(0)
+            squares, pooled_squares = np.zeros(X.shape[1:]), np.zeros(X.shape[2])
+            for block in _row_blocks(X):
+                squares += np.nansum((block - own_mean) ** 2, axis=0)
+                pooled_squares += np.nansum((block - pooled_mean) ** 2, axis=(0, 1))
+            own_std = np.sqrt(squares / count)
+            pooled_std = np.sqrt(pooled_squares / count.sum(0))
+        own = count >= self.min_count
         mean = np.nan_to_num(np.where(own, own_mean, pooled_mean), nan=0.0)
         std = np.where(own, own_std, pooled_std)
         degenerate = ~(std > _RELATIVE_RESOLUTION * np.abs(mean)) | ~(std > 0)
@@ -119,6 +125,12 @@ class PanelScaler(TransformerMixin, BaseEstimator):
                 "both must be (n_assets, n_features)"
             )
         return scaler
+
+
+def _row_blocks(X: np.ndarray):
+    """``X`` in blocks of ``_ROWS_PER_BLOCK`` rows, each as float64."""
+    for start in range(0, len(X), _ROWS_PER_BLOCK):
+        yield X[start : start + _ROWS_PER_BLOCK].astype(np.float64)
 
 
 def _check_3d(X: np.ndarray) -> np.ndarray:

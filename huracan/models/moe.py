@@ -79,21 +79,32 @@ class GroupedMoEHead(nn.Module):
         # against 7.7 ms forward and backward; even at 16; the gather wins from ~30 groups)
         if 16 * len(present) <= len(group):
             return self._by_group(x, group, present)
-        return self._experts(x, *self._params(group), "b")
+        return self._per_sample(x, *self._params(group))
 
     def _by_group(
         self, x: torch.Tensor, group: torch.Tensor, present: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         if len(present) == 1:  # one group: no scatter needed
-            g = int(present)
-            return self._experts(x, *self._params(g), "")
+            return self._dense(x, *self._params(int(present)))
         logits = x.new_empty((len(x), self.n_outputs))
         gate = x.new_empty(len(x), self.n_experts)
         for g in present.tolist():  # at most B / 16 dense passes
             rows = (group == g).nonzero(as_tuple=True)[0]
-            out, gate[rows] = self._experts(x[rows], *self._params(g), "")
+            out, gate[rows] = self._dense(x[rows], *self._params(g))
             logits[rows] = out.view(len(rows), -1)
         return (logits[:, 0] if self.n_outputs == 1 else logits), gate
+
+    def _dense(self, x, w1, b1, w2, b2, gate_w, gate_b) -> tuple[torch.Tensor, torch.Tensor]:
+        """One group's experts and gate on x (B, in) in three matrix products, as
+        ``_stacked`` does for many groups (a third of the time of per-expert einsums)."""
+        k, i, h = w1.shape
+        o = self.n_outputs
+        first = w1.permute(1, 0, 2).reshape(i, k * h)  # (in, K*H)
+        hidden = F.gelu(torch.addmm(b1.reshape(k * h), x, first))  # (B, K*H)
+        expert = torch.addmm(b2.reshape(k * o), hidden, _block_diagonal(w2))  # (B, K*O)
+        gate = self._gate(torch.addmm(gate_b, x, gate_w))  # (B, K)
+        out = (gate[..., None] * expert.view(len(x), k, o)).sum(-2)  # (B, O)
+        return (out[:, 0] if o == 1 else out), gate
 
     def _stacked(self, x: torch.Tensor, groups: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The experts and gate of stacked rows x (G', b, in) of ``groups`` (G',), in three
@@ -105,8 +116,7 @@ class GroupedMoEHead(nn.Module):
         o = self.n_outputs
         first = w1.permute(0, 2, 1, 3).reshape(n, i, k * h)  # (G', in, K*H)
         hidden = F.gelu(torch.baddbmm(b1.reshape(n, 1, k * h), x, first))  # (G', b, K*H)
-        eye = torch.eye(k, dtype=w2.dtype, device=w2.device)
-        second = torch.einsum("gkho,kl->gkhlo", w2, eye).reshape(n, k * h, k * o)
+        second = _block_diagonal(w2)  # (G', K*H, K*O)
         expert = torch.baddbmm(b2.reshape(n, 1, k * o), hidden, second)  # (G', b, K*O)
         gate_logits = torch.baddbmm(gate_b[:, None], x, gate_w)  # (G', b, K)
         gate = self._gate(gate_logits)
@@ -132,11 +142,11 @@ class GroupedMoEHead(nn.Module):
             self.gate_b[index],
         )
 
-    def _experts(self, x, w1, b1, w2, b2, gate_w, gate_b, b: str):
-        """The experts and gate; ``b`` is "b" when every weight carries a batch axis."""
-        h = torch.einsum(f"bi,{b}kih->bkh", x, w1) + b1  # (B, K, H)
-        expert = torch.einsum(f"bkh,{b}kho->bko", F.gelu(h), w2) + b2  # (B, K, O)
-        gate_logits = torch.einsum(f"bi,{b}ik->bk", x, gate_w) + gate_b  # (B, K)
+    def _per_sample(self, x, w1, b1, w2, b2, gate_w, gate_b):
+        """The experts and gate with every weight gathered per sample (a leading B axis)."""
+        h = torch.einsum("bi,bkih->bkh", x, w1) + b1  # (B, K, H)
+        expert = torch.einsum("bkh,bkho->bko", F.gelu(h), w2) + b2  # (B, K, O)
+        gate_logits = torch.einsum("bi,bik->bk", x, gate_w) + gate_b  # (B, K)
         gate = self._gate(gate_logits)
         out = (gate[:, :, None] * expert).sum(1)  # (B, O)
         return (out[:, 0] if self.n_outputs == 1 else out), gate
@@ -155,3 +165,11 @@ class GroupedMoEHead(nn.Module):
         (a stacked batch's gates (G', b, K): the mean over its groups)."""
         share = gate.mean(-2)  # (K,) or (G', K)
         return (gate.shape[-1] * (share**2).sum(-1) - 1).mean()
+
+
+def _block_diagonal(w2: torch.Tensor) -> torch.Tensor:
+    """The experts' second layers (..., K, H, O) as one block-diagonal (..., K*H, K*O)
+    matrix: expert k's hidden units feed only expert k's outputs."""
+    *lead, k, h, o = w2.shape
+    eye = torch.eye(k, dtype=w2.dtype, device=w2.device)
+    return torch.einsum("...kho,kl->...khlo", w2, eye).reshape(*lead, k * h, k * o)

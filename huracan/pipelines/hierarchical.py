@@ -69,10 +69,10 @@ class Book:
     def empty(cls, shape: tuple[int, int], probability: bool = True) -> Book:
         return cls(
             signals=np.zeros(shape, dtype=bool),
-            hold=np.ones(shape, dtype=np.int64),
+            hold=np.ones(shape, dtype=np.int32),
             net_return=np.full(shape, np.nan),
-            label=np.full(shape, np.nan),
-            probability=np.full(shape, np.nan) if probability else None,
+            label=np.full(shape, np.nan, dtype=np.float32),  # 0, 1 or NaN
+            probability=np.full(shape, np.nan, dtype=np.float32) if probability else None,
         )
 
     @classmethod
@@ -85,9 +85,10 @@ class Book:
     def chosen(cls, signals: np.ndarray, index: np.ndarray, arrays: FleetArrays) -> Book:
         """A rule's trades, each held the horizon ``arrays.horizons[index]`` (-1: none)."""
         index = np.maximum(index, 0)
-        hold = np.asarray(arrays.horizons, dtype=np.int64)[index]
+        hold = np.asarray(arrays.horizons, dtype=np.int32)[index]
         net = np.take_along_axis(arrays.net_h, index[..., None], axis=-1)[..., 0]
         label = np.take_along_axis(arrays.label_h, index[..., None], axis=-1)[..., 0]
+        label = label.astype(np.float32)  # 0, 1 or NaN
         return cls(signals, hold, net, label)
 
 
@@ -273,6 +274,8 @@ def train_fold(
     train, _, _ = horizon_samples(data, arrays, weights, fold.train, learn)
     val, val_t, val_a = horizon_samples(data, arrays, weights, fold.val, learn)
     test, test_t, test_a = horizon_samples(data, arrays, weights, fold.test, predict)
+    del weights, learn, predict
+    data.drop_inputs()  # the samples hold what the models read
     if len(train["y"]) == 0 or len(val["y"]) == 0:
         raise ValueError(f"fold {fold.index}: no usable training or validation samples")
     seed = cfg.seed + fold.index
@@ -289,6 +292,8 @@ def train_fold(
         f"{stage} encoder",
     )
     codes = build(cfg.head).encode(encoder, train, val)  # one encoding for both trainings
+    if codes:  # the heads learn from the codes: the raw training inputs can go
+        train = codes[0]
     module = fit_heads(
         cfg.head,
         encoder,
