@@ -93,6 +93,28 @@ class PanelScaler(TransformerMixin, BaseEstimator):
             np.clip(scaled, -self.clip, self.clip, out=scaled)
         return scaled
 
+    def transform_rows(self, X: np.ndarray, assets: np.ndarray) -> np.ndarray:
+        """Scales samples: row i of ``X`` (B, F) belongs to asset ``assets[i]``.
+
+        Returns:
+            (B, F) float32, exactly the values :meth:`transform` gives those rows.
+        """
+        check_is_fitted(self)
+        X, assets = np.asarray(X), np.asarray(assets)
+        if X.ndim != 2 or X.shape[1] != self.mean_.shape[1] or assets.shape != X.shape[:1]:
+            raise ValueError(
+                f"expected (B, {self.mean_.shape[1]}) rows and (B,) assets, got {X.shape} "
+                f"and {assets.shape}"
+            )
+        scaled = np.empty(X.shape, dtype=np.float32)
+        step = _ROWS_PER_BLOCK * self.mean_.shape[0]  # as many values as a panel block
+        for start in range(0, len(X), step):
+            rows, which = slice(start, start + step), assets[start : start + step]
+            scaled[rows] = (X[rows] - self.mean_[which]) / self.std_[which]
+        if self.clip is not None:
+            np.clip(scaled, -self.clip, self.clip, out=scaled)
+        return scaled
+
     def state_dict(self) -> dict[str, object]:
         """The fitted state as plain arrays and numbers (for checkpoints; no pickle)."""
         check_is_fitted(self)

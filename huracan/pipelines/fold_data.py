@@ -116,7 +116,9 @@ def build_fleet_arrays(
         for h in horizons
     ]
     label_h, net_h, gross_h = (np.stack(part, axis=-1) for part in zip(*by_horizon, strict=True))
+    cost_bps = (gross_h[..., 0] - net_h[..., 0]) * 1e4
     label_h = label_h.astype(np.float32)  # 0, 1 or NaN: exact, in half the memory
+    gross_h = gross_h.astype(np.float32)  # the move behind energy weights; P&L is net_h
     label, net, gross = label_h[..., 0], net_h[..., 0], gross_h[..., 0]
     return FleetArrays(
         symbols=list(panel.symbols),
@@ -131,7 +133,7 @@ def build_fleet_arrays(
         gross_return=gross,
         quote_volume=panel.quote_volume,
         listed=panel.listed,
-        cost_bps=(gross - net) * 1e4,
+        cost_bps=cost_bps,
         horizons=horizons,
         label_h=label_h,
         net_h=net_h,
@@ -150,9 +152,11 @@ class FoldData:
         factor: the fitted market-factor extractor.
         channel_names: names of the market-factor channels (empty for ``factor=none``).
         channels: (T, N, C) market-factor channels.
-        x: (T, N, F) scaled features (fracdiff included when configured).
-        feature_names: the F feature names.
-        scaler: the fitted per-asset scaler.
+        features: (T, N, F0) the run's technical features (``FleetArrays.features``).
+        ffd: (T, N) the fold's FFD log price, or None without fracdiff.
+        feature_names: the F model inputs: the F0 features, then ``fracdiff``.
+        scaler: the fitted per-asset scaler of the F inputs; :meth:`inputs` applies it to
+            the rows asked for, so no scaled (T, N, F) copy of the panel is ever held.
         fracdiff: the fitted fracdiff estimator, or None.
         groups: (N,) head index of each asset; -1 where the asset has none this fold.
         n_groups: number of heads.
@@ -164,7 +168,8 @@ class FoldData:
     factor: MarketFactorExtractor
     channel_names: list[str]
     channels: np.ndarray | None  # None after drop_inputs()
-    x: np.ndarray | None
+    features: np.ndarray
+    ffd: np.ndarray | None
     feature_names: list[str]
     scaler: PanelScaler
     fracdiff: StationaryFracDiff | None
@@ -174,15 +179,25 @@ class FoldData:
     factor_filled: int = 0
     factor_zeroed: int = 0
 
+    def inputs(self, t_idx: np.ndarray, a_idx: np.ndarray | int) -> np.ndarray:
+        """(B, F) scaled model inputs of grid rows ``t_idx`` of assets ``a_idx``."""
+        a_idx = np.broadcast_to(a_idx, np.shape(t_idx))
+        rows = self.features[t_idx, a_idx]
+        if self.ffd is not None:
+            rows = np.concatenate([rows, self.ffd[t_idx, a_idx][:, None]], axis=1)
+        return self.scaler.transform_rows(rows, a_idx)
+
     def drop_inputs(self) -> None:
-        """Frees the (T, N, ...) input grids ``x`` and ``channels`` once the fold's samples
-        are taken from them (400 coins x 2 years: 0.6 GB)."""
-        self.x = self.channels = None
+        """Frees the fold's (T, N, ...) grids ``channels`` and ``ffd`` once its samples
+        are taken (400 coins x 2 years: 0.2 GB)."""
+        self.channels = self.ffd = None
 
     def valid(self, arrays: FleetArrays, labelled: bool = True) -> np.ndarray:
         """(T, N) rows with every input, a head and (``labelled``) a label: the rows a model
         can learn from; with ``labelled=False`` the rows it can predict."""
-        inputs = np.isfinite(self.x).all(-1) & np.isfinite(self.channels).all(-1)
+        inputs = np.isfinite(self.features).all(-1) & np.isfinite(self.channels).all(-1)
+        if self.ffd is not None:
+            inputs &= np.isfinite(self.ffd)  # scaling keeps what is finite finite
         usable = inputs & (self.groups >= 0)[None, :]
         return usable & np.isfinite(arrays.label) if labelled else usable
 
@@ -198,7 +213,7 @@ class FoldData:
         t_idx, a_idx = np.nonzero(valid[rows])
         t_idx = rows[t_idx]
         tensors = sample_tensors(
-            self.x[t_idx, a_idx],
+            self.inputs(t_idx, a_idx),
             self.channels[t_idx, a_idx],
             self.groups[a_idx],
             arrays.label[t_idx, a_idx],
@@ -220,14 +235,15 @@ def prepare_fold(
     factor.fit(arrays.returns[train], members, arrays.symbols, arrays.quote_volume[train])
     channels = factor.channels(arrays.returns, arrays.quote_volume, arrays.listed)
 
-    features, names, fracdiff = arrays.features, list(arrays.feature_names), None
+    names, fracdiff, ffd = list(arrays.feature_names), None, None
+    training = rows_of(arrays.features, train)
     if cfg.features.fracdiff:
         fracdiff = StationaryFracDiff(max_d=cfg.features.max_d).fit(arrays.log_close[train])
         ffd = fracdiff.transform(arrays.log_close).astype(np.float32)
-        features = np.concatenate([features, ffd[:, :, None]], axis=2)
         names.append("fracdiff")
-    scaler = PanelScaler(clip=cfg.features.clip).fit(rows_of(features, train))
-    x = scaler.transform(features)
+        training = np.concatenate([training, rows_of(ffd, train)[:, :, None]], axis=2)
+    scaler = PanelScaler(clip=cfg.features.clip).fit(training)
+    del training
 
     groups, n_groups = head_groups(clusters, arrays.symbols, cfg.head.granularity)
     weights = np.zeros_like(arrays.net_return)
@@ -244,7 +260,8 @@ def prepare_fold(
         factor=factor,
         channel_names=channels.names,
         channels=channels.values.astype(np.float32),
-        x=x,
+        features=arrays.features,
+        ffd=ffd,
         feature_names=names,
         scaler=scaler,
         fracdiff=fracdiff,

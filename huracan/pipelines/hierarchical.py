@@ -197,7 +197,7 @@ def run_hierarchical(panel: Panel, cfg: DictConfig, out: Path, timer: StageTimer
         arrays=arrays,
         folds=folds,
         model=Book.empty(shape),
-        cluster_ids=np.full(shape, -1, dtype=np.int64),
+        cluster_ids=np.full(shape, -1, dtype=np.int16),
         test_rows=np.concatenate([f.test for f in folds]),
     )
     compare = cfg.report.compare_without_factor and build(cfg.factor).n_factors > 0

@@ -197,7 +197,7 @@ def coin_part(
     """One coin's samples on some grid rows, with its own costs."""
     t = rows[valid[rows, j]]
     return {
-        "x": data.x[t, j],
+        "x": data.inputs(t, j),
         "factor": data.channels[t, j],
         "y": arrays.label[t, j],
         "w": data.weights[t, j],
