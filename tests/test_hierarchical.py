@@ -218,9 +218,10 @@ def _two_books(model_daily: list[float], other_daily: list[float]):
     stamps = (np.arange(n) * 86_400 * 10**9).astype(np.int64)
     arrays = SimpleNamespace(timestamps_ns=stamps, symbols=["A"])
 
-    def book(daily):
-        net = np.asarray(daily, dtype=float)[:, None]
-        return Book(np.ones((n, 1), bool), np.ones((n, 1), np.int64), net, (net > 0) * 1.0)
+    def book(daily):  # one asset, one horizon: a trade every day
+        net = np.asarray(daily, dtype=float)[:, None, None]
+        outcomes = SimpleNamespace(net_h=net, label_h=(net > 0) * 1.0, horizons=(1,))
+        return Book(np.ones((n, 1), bool), np.zeros((n, 1), np.int8), outcomes)
 
     run = FleetRun(arrays, [], book(model_daily), np.zeros((n, 1), int), np.arange(n))
     run.without_factor = book(other_daily)

@@ -246,7 +246,7 @@ def prepare_fold(
     del training
 
     groups, n_groups = head_groups(clusters, arrays.symbols, cfg.head.granularity)
-    weights = np.zeros_like(arrays.net_return)
+    weights = np.zeros(arrays.net_return.shape, dtype=np.float32)  # what the models read
     weights[train] = energy_weights(
         arrays.gross_return[train], arrays.volatility[train], cfg.labels.horizon
     )

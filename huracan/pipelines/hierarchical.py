@@ -13,10 +13,14 @@ pipeline as named stages (each function under 60 lines); the report lives in
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import gc
 import json
 import logging
+import sys
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -53,43 +57,64 @@ from huracan.validation import Fold
 log = logging.getLogger("huracan")
 
 
-@dataclass
+@dataclass(eq=False)
 class Book:
     """One strategy's out-of-sample trades, (T, N) each: where it would enter (``signals``),
-    how many bars a trade entered there is held, its net return after costs and its label
-    at that horizon (NaN where none), and the probability behind it (models only)."""
+    which of ``arrays.horizons`` a trade entered there is held (``index``, -1 where the
+    strategy made no prediction), and the probability behind it (models only).
+
+    The hold, net return after costs and label of each cell (NaN where no prediction)
+    are read off the arrays when the report first asks for them, so that a book being
+    filled fold by fold holds one byte per cell, not a (T, N) float of each.
+    """
 
     signals: np.ndarray
-    hold: np.ndarray
-    net_return: np.ndarray
-    label: np.ndarray
+    index: np.ndarray
+    arrays: FleetArrays
     probability: np.ndarray | None = None
 
     @classmethod
-    def empty(cls, shape: tuple[int, int], probability: bool = True) -> Book:
+    def empty(cls, arrays: FleetArrays, probability: bool = True) -> Book:
+        shape = arrays.net_return.shape
         return cls(
             signals=np.zeros(shape, dtype=bool),
-            hold=np.ones(shape, dtype=np.int32),
-            net_return=np.full(shape, np.nan),
-            label=np.full(shape, np.nan, dtype=np.float32),  # 0, 1 or NaN
+            index=np.full(shape, -1, dtype=np.int8),
+            arrays=arrays,
             probability=np.full(shape, np.nan, dtype=np.float32) if probability else None,
         )
 
     @classmethod
     def at_horizon(cls, signals: np.ndarray, arrays: FleetArrays, horizon: int) -> Book:
         """A rule's trades all held ``horizon`` bars (one of ``arrays.horizons``)."""
-        index = np.full(signals.shape, arrays.horizons.index(horizon))
-        return cls.chosen(signals, index, arrays)
+        index = np.full(signals.shape, arrays.horizons.index(horizon), dtype=np.int8)
+        return cls(signals, index, arrays)
 
     @classmethod
     def chosen(cls, signals: np.ndarray, index: np.ndarray, arrays: FleetArrays) -> Book:
-        """A rule's trades, each held the horizon ``arrays.horizons[index]`` (-1: none)."""
-        index = np.maximum(index, 0)
-        hold = np.asarray(arrays.horizons, dtype=np.int32)[index]
-        net = np.take_along_axis(arrays.net_h, index[..., None], axis=-1)[..., 0]
-        label = np.take_along_axis(arrays.label_h, index[..., None], axis=-1)[..., 0]
-        label = label.astype(np.float32)  # 0, 1 or NaN
-        return cls(signals, hold, net, label)
+        """A rule's trades, each held the horizon ``arrays.horizons[index]``; a rule has a
+        prediction everywhere, so -1 (no trade) reads the shortest horizon's outcome."""
+        return cls(signals, np.maximum(index, 0).astype(np.int8), arrays)
+
+    @cached_property
+    def hold(self) -> np.ndarray:
+        """(T, N) int32 bars a trade entered at each cell is held (1 where none)."""
+        horizons = np.asarray(self.arrays.horizons, dtype=np.int32)
+        return np.where(self.index >= 0, horizons[np.maximum(self.index, 0)], 1)
+
+    @cached_property
+    def net_return(self) -> np.ndarray:
+        """(T, N) net return after costs of a trade entered at each cell."""
+        return self._outcome(self.arrays.net_h)
+
+    @cached_property
+    def label(self) -> np.ndarray:
+        """(T, N) float32 1 where that trade nets a profit, 0 where not, NaN where none."""
+        return self._outcome(self.arrays.label_h)
+
+    def _outcome(self, per_horizon: np.ndarray) -> np.ndarray:
+        index = np.maximum(self.index, 0).astype(np.intp)[..., None]
+        values = np.take_along_axis(per_horizon, index, axis=-1)[..., 0]
+        return np.where(self.index >= 0, values, np.nan).astype(per_horizon.dtype)
 
 
 @dataclass
@@ -196,13 +221,13 @@ def run_hierarchical(panel: Panel, cfg: DictConfig, out: Path, timer: StageTimer
     run = FleetRun(
         arrays=arrays,
         folds=folds,
-        model=Book.empty(shape),
+        model=Book.empty(arrays),
         cluster_ids=np.full(shape, -1, dtype=np.int16),
         test_rows=np.concatenate([f.test for f in folds]),
     )
     compare = cfg.report.compare_without_factor and build(cfg.factor).n_factors > 0
     if compare:
-        run.without_factor = Book.empty(shape)
+        run.without_factor = Book.empty(arrays)
     make_trainer = instantiate(cfg.trainer)
     previous = None
     for fold in folds:
@@ -211,9 +236,7 @@ def run_hierarchical(panel: Panel, cfg: DictConfig, out: Path, timer: StageTimer
             info = train_fold(data, arrays, cfg, out, make_trainer, run, compare)
             previous = data.clusters
             del data
-            # Exceptions caught inside OmegaConf and Lightning keep their frames (and this
-            # fold's arrays, gigabytes for 400 coins) in reference cycles: free them now.
-            gc.collect()
+            release_memory()
             sizes = "/".join(str(len(m)) for m in previous.cluster_members.values())
             note(
                 f"train {fold.train_times[0]:%Y-%m-%d}..{fold.train_times[-1]:%Y-%m-%d}, "
@@ -230,6 +253,19 @@ def run_hierarchical(panel: Panel, cfg: DictConfig, out: Path, timer: StageTimer
         signals[np.setdiff1d(np.arange(len(signals)), run.test_rows)] = False
         run.oracle = Book.at_horizon(signals, arrays, 1)
     return run
+
+
+def release_memory() -> None:
+    """Frees a finished fold's arrays and hands the memory back to the system.
+
+    Exceptions caught inside OmegaConf and Lightning keep their frames (and so the fold's
+    arrays, gigabytes for 400 coins) in reference cycles until the collector runs; and
+    glibc keeps freed heap memory for reuse unless told to trim it.
+    """
+    gc.collect()
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def fleet_baselines(arrays: FleetArrays, folds: list[Fold], cfg: DictConfig) -> dict[str, Book]:
@@ -472,9 +508,7 @@ def trade_decisions(
     p = prob[np.arange(len(prob)), chosen]
     book.probability[test_t, test_a] = p
     book.signals[test_t, test_a] = (index[group] >= 0) & (p >= cuts[group])
-    book.hold[test_t, test_a] = np.asarray(arrays.horizons)[chosen]
-    book.net_return[test_t, test_a] = arrays.net_h[test_t, test_a, chosen]
-    book.label[test_t, test_a] = arrays.label_h[test_t, test_a, chosen]
+    book.index[test_t, test_a] = chosen
     return {
         "horizons": [arrays.horizons[i] if i >= 0 else None for i in index.tolist()],
         "thresholds": [None if np.isinf(c) else round(float(c), 4) for c in cuts],
