@@ -256,7 +256,7 @@ def run_hierarchical(panel: Panel, cfg: DictConfig, out: Path, timer: StageTimer
 
 
 def release_memory() -> None:
-    """Frees a finished fold's arrays and hands the memory back to the system.
+    """Frees what a finished stage left and hands the memory back to the system.
 
     Exceptions caught inside OmegaConf and Lightning keep their frames (and so the fold's
     arrays, gigabytes for 400 coins) in reference cycles until the collector runs; and
@@ -330,6 +330,7 @@ def train_fold(
     codes = build(cfg.head).encode(encoder, train, val)  # one encoding for both trainings
     if codes:  # the heads learn from the codes: the raw training inputs can go
         train = codes[0]
+    release_memory()
     module = fit_heads(
         cfg.head,
         encoder,
@@ -345,6 +346,7 @@ def train_fold(
     rows = (val_t, val_a, test_t, test_a)
     choice = trade_decisions(module, val, test, rows, arrays, data.n_groups, cfg, run.model)
     run.cluster_ids[fold.test] = data.clusters.labels(arrays.symbols)[None, :]
+    release_memory()
     if compare:
         samples = (train, val, test)
         train_without_factor(data, encoder, samples, codes, rows, make_trainer, run, cfg)
