@@ -147,6 +147,28 @@ def test_only_the_batch_groups_learn_on_both_paths(n):
         assert changed.tolist() == [False, True, False, True], name
 
 
+@pytest.mark.parametrize("counts", [[40] * 30, [5, 90, 17, 33] * 6, [600] + [3] * 20])
+def test_many_groups_in_a_flat_batch_give_the_loops_outputs_and_gradients(counts, monkeypatch):
+    # 30 groups: padded stacked pass (balanced), or the loop where padding would cost more
+    import huracan.models.moe as moe
+
+    torch.manual_seed(0)
+    head = GroupedMoEHead(len(counts) + 2, F, n_experts=3, hidden=8, n_outputs=2)
+    group = torch.cat([torch.full((n,), g + 1) for g, n in enumerate(counts)])  # 0 unused
+    group = group[torch.randperm(len(group))]
+    x = torch.randn(len(group), F)
+
+    def run(loop_groups):
+        monkeypatch.setattr(moe, "_LOOP_GROUPS", loop_groups)
+        head.zero_grad()
+        logits, gate = head(x, group)
+        (logits.square().mean() + gate[:, 0].mean()).backward()
+        return logits.detach(), gate.detach(), head.w1.grad.clone(), head.gate_b.grad.clone()
+
+    for fast, loop in zip(run(16), run(10**6), strict=True):
+        torch.testing.assert_close(fast, loop, rtol=1e-5, atol=1e-6)
+
+
 def test_stacked_batches_hold_every_group_in_rows_and_cover_every_sample():
     group = torch.cat([torch.full((n,), g) for g, n in [(0, 300), (2, 37), (5, 1), (6, 130)]])
     group = group[torch.randperm(len(group), generator=torch.Generator().manual_seed(1))]

@@ -15,6 +15,7 @@ from huracan.threads import (
     passive_wait_env,
     prepare_threads,
     resolve_threads,
+    wide_threads,
 )
 
 
@@ -86,3 +87,21 @@ def test_a_run_uses_and_records_the_threads_it_was_given(tmp_path, setting, thre
     recorded = json.loads((tmp_path / "summary.json").read_text())["threads"]
     assert recorded["torch_threads"] == threads
     assert recorded["omp_wait_policy"] == policy
+
+
+@pytest.mark.parametrize(("setting", "wide"), [("auto", min(available_cores(), 8)), (1, 1)])
+def test_wide_work_gets_every_core_under_auto_only_and_the_count_comes_back(setting, wide):
+    import torch
+
+    from huracan.threads import apply_threads
+
+    before = torch.get_num_threads()
+    try:
+        apply_threads(setting)
+        outside = torch.get_num_threads()
+        with wide_threads() as inside:
+            assert inside == torch.get_num_threads() == wide
+        assert torch.get_num_threads() == outside
+    finally:
+        apply_threads(None)  # no wide count left behind for later tests
+        torch.set_num_threads(before)

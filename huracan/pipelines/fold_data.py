@@ -8,6 +8,9 @@ are compared with), and nothing in it is fitted.
 ``prepare_fold`` fits, on the fold's training rows only, everything that is learned from
 data: the clusters, the market factor, the fractional-differencing orders and the
 scalers; it then applies them unchanged to every row.
+
+Slightly over 300 lines: what is computed once for the panel and what each fold fits
+are the two halves of one no-look-ahead contract, and are checked together.
 """
 
 from __future__ import annotations

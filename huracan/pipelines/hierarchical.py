@@ -351,7 +351,12 @@ def train_fold(
         samples = (train, val, test)
         train_without_factor(data, encoder, samples, codes, rows, make_trainer, run, cfg)
     save_fold_checkpoint(out, module, data, arrays.symbols, choice, cfg)
-    traded = int(run.model.signals[fold.test].sum())
+    return record_fold(run, data, arrays, train, test, choice)
+
+
+def record_fold(run: FleetRun, data: FoldData, arrays, train, test, choice) -> dict:
+    """Adds the fold's clusters, factor and summary to ``run``; returns the summary."""
+    traded = int(run.model.signals[data.fold.test].sum())
     info = fold_info(data, arrays.symbols, train, test, traded, choice, arrays.horizons)
     run.fold_clusters.append(data.clusters)
     run.fold_factor.append(data.factor.to_dict())

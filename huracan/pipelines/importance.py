@@ -8,6 +8,7 @@ import numpy as np
 from scipy.stats import rankdata
 
 from huracan.models import FleetModule
+from huracan.threads import wide_threads
 
 
 def permutation_importance(
@@ -39,7 +40,8 @@ def permutation_importance(
         copies[k, :, j] = rng.permutation(inputs[:, j])
     flat = copies.reshape(-1, width)
     part = {"x": flat[:, :n_features], "factor": flat[:, n_features:], "y": np.zeros(len(flat))}
-    scores = np.vstack([predict(module, val)[None], predict(module, part).reshape(-1, n)])
+    with wide_threads():  # (F' R M) rows through the model: wide enough for every core
+        scores = np.vstack([predict(module, val)[None], predict(module, part).reshape(-1, n)])
     auroc = _auroc(scores, y)  # (1 + F' R,)
     drops = (auroc[0] - auroc[1:]).reshape(width, repeats).mean(1)
     return {name: round(float(d), 6) for name, d in zip(names, drops, strict=True)}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Literal
 
@@ -29,6 +30,7 @@ from huracan.models import (
 )
 from huracan.models.batches import FoldSamples
 from huracan.progress import stage_trainer
+from huracan.threads import wide_threads
 
 TrainerFactory = Callable[..., pl.Trainer]
 Samples = dict[str, torch.Tensor]
@@ -199,22 +201,29 @@ class MoEHeads:
             logger=logger,
             callbacks=stopping("val/loss", self.patience),
         )
-        stacked = self.stack_above is not None and n_groups > self.stack_above
-        samples = FoldSamples(
-            train,
-            val,
-            self.flat_batch_size(len(train["group"])),
-            seed,
-            self.group_batch_size if stacked else None,
-            self.epoch_samples,
-        )
-        trainer.fit(module, datamodule=samples)
+        with wide_threads() if self.stacked(n_groups) else nullcontext():  # wide products
+            trainer.fit(module, datamodule=self.samples(train, val, n_groups, seed))
         module = module.cpu()
         if learner is not encoder:  # the trained heads behind the real encoder
             module = FleetModule(
                 encoder, module.head, self.lr, self.finetune_encoder, self.balance_weight
             )
         return module.eval()
+
+    def stacked(self, n_groups: int) -> bool:
+        """Whether ``n_groups`` heads train on stacked batches."""
+        return self.stack_above is not None and n_groups > self.stack_above
+
+    def samples(self, train: Samples, val: Samples, n_groups: int, seed: int) -> FoldSamples:
+        """The heads' datamodule: stacked batches above ``stack_above`` heads, else flat."""
+        return FoldSamples(
+            train,
+            val,
+            self.flat_batch_size(len(train["group"])),
+            seed,
+            self.group_batch_size if self.stacked(n_groups) else None,
+            self.epoch_samples,
+        )
 
     def encode(self, encoder: nn.Module, *parts: Samples) -> tuple[Samples, ...] | None:
         """The samples with ``x`` replaced by the frozen encoder's codes; None when the
