@@ -5,6 +5,8 @@ Each case runs ``train.py debug=fast`` in a fresh process (so OpenMP sees the th
 and wait policy from the start) and prints one table::
 
     .venv/bin/python bench/bench_threads.py [--repeat 1]
+    .venv/bin/python bench/bench_threads.py --run default     # the default run (~40 s each)
+    .venv/bin/python bench/bench_threads.py --run per_coin_400  # experiment=per_coin_400
 
 The machine's own load is printed too: figures taken while others use the machine are
 not the idle or one-busy-process figures the targets speak of.
@@ -33,10 +35,18 @@ def spin(stop: multiprocessing.Event) -> None:
         sum(range(10_000))
 
 
-def run_once(threads: int | None, passive: bool) -> float:
+RUNS = {  # what each case runs: train.py's overrides
+    "debug_fast": ["debug=fast"],
+    "default": [],
+    "per_coin_400": ["experiment=per_coin_400", "trainer.enable_progress_bar=false"],
+}
+
+
+def run_once(threads: int | None, passive: bool, run: str = "debug_fast") -> float:
     env = passive_wait_env() if passive else dict(os.environ)
     with tempfile.TemporaryDirectory() as out:
-        command = [sys.executable, "train.py", "debug=fast", f"hydra.run.dir={out}"]
+        command = [sys.executable, "train.py", *RUNS[run], f"hydra.run.dir={out}"]
+        command += [f"store.root={out}/artifacts", f"logger.save_dir={out}/tb"]
         command.append(f"threads={'null' if threads is None else threads}")
         start = time.perf_counter()
         subprocess.run(command, cwd=ROOT, env=env, check=True, capture_output=True)
@@ -46,6 +56,7 @@ def run_once(threads: int | None, passive: bool) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=1, help="runs per case; the min is kept")
+    parser.add_argument("--run", choices=sorted(RUNS), default="debug_fast")
     args = parser.parse_args()
     proposed = default_threads()
     cases = [
@@ -63,7 +74,7 @@ def main() -> None:
             spinner.start()
         try:
             for name, threads, passive in cases:
-                times = [run_once(threads, passive) for _ in range(args.repeat)]
+                times = [run_once(threads, passive, args.run) for _ in range(args.repeat)]
                 seconds[name, busy] = min(times)
                 print(f"  {name}, busy={busy}: {seconds[name, busy]:.1f} s", flush=True)
         finally:

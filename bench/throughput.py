@@ -106,3 +106,45 @@ def compare_throughput(accelerator: str, repeats: int = 5) -> tuple[float, float
         plain.append(plain_loop(data, device))
         lightning.append(lightning_loop(data, device))
     return max(lightning), max(plain), N_SAMPLES
+
+
+def stacked_step_ms(threads: int, groups: int = 400, per_group: int = 128, repeats: int = 30):
+    """Milliseconds of one stacked training step (forward, backward, Adam) of ``groups``
+    coin heads on ``per_group`` samples each, with ``threads`` torch threads: the work
+    ``huracan.threads.wide_threads`` gives every core."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        torch.manual_seed(0)
+        head = GroupedMoEHead(groups, 16 + N_CHANNELS, 4, 32)
+        opt = torch.optim.Adam(head.parameters(), lr=2e-3)
+        x = torch.randn(groups, per_group, 16 + N_CHANNELS)
+        y = (torch.rand(groups, per_group) > 0.5).float()
+        rows = torch.arange(groups)[:, None].expand(groups, per_group)
+
+        def step() -> None:
+            logits, _ = head(x, rows)
+            loss = F.binary_cross_entropy_with_logits(logits, y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+
+        for _ in range(5):
+            step()
+        best = float("inf")
+        for _ in range(repeats):
+            start = time.perf_counter()
+            step()
+            best = min(best, time.perf_counter() - start)
+        return 1e3 * best
+    finally:
+        torch.set_num_threads(before)
+
+
+if __name__ == "__main__":  # the stacked step on 1 thread and on every core
+    from huracan.threads import available_cores
+
+    cores = available_cores()
+    print("stacked step of 400 coin heads x 128 samples (best of 30)")
+    for n in sorted({1, min(cores, 8)}):
+        print(f"  {n} thread(s): {stacked_step_ms(n):.1f} ms")

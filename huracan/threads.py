@@ -6,10 +6,10 @@ other process keeps a core busy. The rule here leaves one core to everything els
 makes waiting threads sleep instead of spin.
 
 One kind of work is the exception: batched products wide enough that every thread has
-milliseconds of work per call (the stacked heads of many coins). Under ``threads: auto``
-they run inside :func:`wide_threads`, on every core (1 to 8): on 2 cores the 400 coin
-heads of ``experiment=per_coin_400`` train in 49 s instead of 75 s, where the default run's
-small products take 61 s instead of 38 s with two threads (``bench/bench_threads.py``).
+milliseconds of work per call (the stacked heads of many coins, the per-coin permutation
+importance). Under ``threads: auto`` they run inside :func:`wide_threads`, on every core
+(1 to 8); the small products of a default run lose more to waking a second thread than
+they gain (README, "Speed and scale-out", has the figures).
 
 The ``threads`` config applies it: ``train.py`` calls :func:`prepare_threads` before torch
 is imported (OpenMP reads ``OMP_WAIT_POLICY`` once, when torch loads it) and ``train()``

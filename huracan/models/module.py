@@ -39,7 +39,9 @@ class EpochMeans:
         if self.counts:
             weights = torch.tensor(self.counts, dtype=torch.float32)
             weights /= weights.sum()
-            means = {k: torch.stack(v).float() @ weights for k, v in self.values.items()}
+            means = {
+                k: torch.stack(v).float() @ weights.to(v[0].device) for k, v in self.values.items()
+            }
         self.values, self.counts = {}, []
         return means
 

@@ -107,7 +107,7 @@ class GroupedMoEHead(nn.Module):
         slot = torch.searchsorted(present, group)  # each row's place among the groups
         first = torch.cumsum(counts, 0) - counts  # each group's first place in ``order``
         position = torch.empty_like(order)
-        position[order] = torch.arange(len(x)) - first.repeat_interleave(counts)
+        position[order] = torch.arange(len(x), device=x.device) - first.repeat_interleave(counts)
         stacked = x.new_zeros(len(present), int(counts.max()), x.shape[1])
         stacked[slot, position] = x
         out, gate = self._stacked(stacked, present)

@@ -31,11 +31,11 @@ from huracan.features.labels import energy_weights
 from huracan.io import plain
 from huracan.models import FleetModule
 from huracan.models.batches import FoldSamples, sample_tensors
+from huracan.models.callbacks import stopping
 from huracan.models.checkpoint import checkpoint_files, module_from_files
 from huracan.pipelines.coin_costs import CoinFits
 from huracan.pipelines.coin_job import CoinJob, evaluate, predict
 from huracan.pipelines.fold_data import FleetArrays
-from huracan.pipelines.training import stopping
 from huracan.progress import stage_trainer
 from huracan.registry.artifacts import is_complete, json_bytes, model_prefix, write_version
 from huracan.registry.champions import Rescore, challenge
