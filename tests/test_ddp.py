@@ -89,11 +89,11 @@ def test_ddp_cpu_trains_encoder_and_heads_like_one_process(stacked):
     losses = {}
     for option in ("cpu", "ddp_cpu"):
         make_trainer = trainer_factory(option)
-        encoder = encoder_recipe.fit(train, val, make_trainer, None, seed=0)
-        heads = heads_recipe.fit(encoder, N_GROUPS, train, val, make_trainer, None, seed=0)
+        encoder = encoder_recipe.fit(train, val, make_trainer, False, seed=0)
+        heads = heads_recipe.fit(encoder, N_GROUPS, train, val, make_trainer, False, seed=0)
         losses[option] = (recon(encoder, val), head_loss(heads, val))
     untrained = AutoencoderEncoder(latent_dim=4, hidden=(16,), max_epochs=0)
-    initial = recon(untrained.fit(train, val, trainer_factory("cpu"), None, seed=0), val)
+    initial = recon(untrained.fit(train, val, trainer_factory("cpu"), False, seed=0), val)
     # the two processes' training came back into this process: far below the initial loss
     assert losses["ddp_cpu"][0] < 0.9 * initial
     assert losses["ddp_cpu"][0] == pytest.approx(losses["cpu"][0], rel=ENCODER_TOLERANCE)

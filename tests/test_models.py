@@ -240,7 +240,7 @@ def test_heads_keep_the_best_epochs_weights_not_the_last():
         )
 
     recipe = MoEHeads(granularity="global", hidden=8, lr=0.05, batch_size=64, patience=3)
-    module = recipe.fit(IdentityEncoder(F), 1, train, val, partial(make_trainer), None, 0)
+    module = recipe.fit(IdentityEncoder(F), 1, train, val, partial(make_trainer), False, 0)
     best = int(np.argmin(recorder.losses))
     assert len(recorder.losses) > best + 1  # it trained past the best epoch
     assert recorder.losses[-1] > recorder.losses[best]

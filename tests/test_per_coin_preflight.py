@@ -103,3 +103,28 @@ def test_train_py_refuses_a_token_before_hydra_saves_the_config(tmp_path):
     assert output.count("\n") == 1 and "ConfigError: store.access_token" in output
     assert "SECRET-VALUE" not in output and "Traceback" not in output
     assert not (tmp_path / "run").exists()  # no .hydra/config.yaml, no overrides.yaml
+
+
+def test_a_coin_without_a_job_says_which_window_it_lacks_and_why():
+    from types import SimpleNamespace
+
+    import numpy as np
+    import pandas as pd
+
+    from huracan.pipelines.job_specs import history_gap
+
+    stamps = pd.date_range("2024-01-01", periods=100, freq="1D", tz="UTC")
+    close = np.ones((100, 4))
+    close[70:, 1] = np.nan  # its file ends before the test window
+    close[:95, 2] = np.nan  # listed after the validation window
+    valid = np.isfinite(close)
+    valid[:, 3] = False  # every bar, but never every input
+    fold = SimpleNamespace(val=np.arange(60, 80), test=np.arange(80, 100))
+    split = SimpleNamespace(fold=fold, valid=valid)
+    panel = SimpleNamespace(close=close, timestamps=stamps)
+    assert history_gap(panel, split, 0) == ""
+    assert history_gap(panel, split, 1) == (
+        "no test bars: its bars end 2024-03-10, the window starts 2024-03-21"
+    )
+    assert history_gap(panel, split, 2) == "no validation bars: its bars start 2024-04-05, after it"
+    assert "warm-up" in history_gap(panel, split, 3)

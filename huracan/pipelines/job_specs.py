@@ -132,9 +132,7 @@ def job_for_coin(
     }
     return CoinJob(
         symbol=symbol,
-        skip_reason=""
-        if has_history(split, j)
-        else "no validation or test bars with every input (history too short)",
+        skip_reason=history_gap(panel, split, j),
         run_id=shared.run_id,
         model_prefix=model_prefix(symbol, shared.run_id),
         store=shared.store,
@@ -179,10 +177,24 @@ def job_for_coin(
     )
 
 
-def has_history(split: Split, j: int) -> bool:
-    """Whether coin ``j`` has validation and test bars with every input (else no job)."""
+def history_gap(panel: Panel, split: Split, j: int) -> str:
+    """Why coin ``j`` has no validation or no test bars with every input (then no job), or
+    "" when it has both: its bars end before the window, start after it, or do not reach
+    far enough back for the features' warm-up."""
     fold = split.fold
-    return bool(split.valid[fold.val, j].any() and split.valid[fold.test, j].any())
+    has_val = bool(split.valid[fold.val, j].any())
+    if has_val and split.valid[fold.test, j].any():
+        return ""
+    window, rows = ("test", fold.test) if has_val else ("validation", fold.val)
+    bars = np.flatnonzero(np.isfinite(panel.close[:, j]))
+    if not bars.size:
+        return "no bars"
+    last, start = panel.timestamps[bars[-1]].date(), panel.timestamps[rows[0]].date()
+    if bars[-1] < rows[0]:
+        return f"no {window} bars: its bars end {last}, the window starts {start}"
+    if bars[0] > rows[-1]:
+        return f"no {window} bars: its bars start {panel.timestamps[bars[0]].date()}, after it"
+    return f"no {window} bars with every input (history too short for the features' warm-up)"
 
 
 def coin_part(

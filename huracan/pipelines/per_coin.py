@@ -53,7 +53,7 @@ from huracan.pipelines.fold_data import (
     prepare_fold,
     single_split,
 )
-from huracan.pipelines.job_specs import Split, build_jobs, has_history, shared_spec
+from huracan.pipelines.job_specs import Split, build_jobs, history_gap, shared_spec
 from huracan.pipelines.resume import check_inputs, job_done_key, run_inputs
 from huracan.pipelines.training import fit_encoder, fit_heads
 from huracan.progress import interactive
@@ -138,7 +138,7 @@ def to_train(store: Store, panel: Panel, split: Split, run_id: str) -> list[str]
     return [
         symbol
         for j, symbol in enumerate(panel.symbols)
-        if has_history(split, j) and not is_complete(store, model_prefix(symbol, run_id))
+        if not history_gap(panel, split, j) and not is_complete(store, model_prefix(symbol, run_id))
     ]
 
 
