@@ -124,7 +124,9 @@ def test_a_coin_without_a_job_says_which_window_it_lacks_and_why():
     panel = SimpleNamespace(close=close, timestamps=stamps)
     assert history_gap(panel, split, 0) == ""
     assert history_gap(panel, split, 1) == (
-        "no test bars: its bars end 2024-03-10, the window starts 2024-03-21"
+        "no test bars: its last bar is 2024-03-10 00:00, the window starts 2024-03-21 00:00"
     )
-    assert history_gap(panel, split, 2) == "no validation bars: its bars start 2024-04-05, after it"
+    assert history_gap(panel, split, 2) == (
+        "no validation bars: its first bar is 2024-04-05 00:00, after the window"
+    )
     assert "warm-up" in history_gap(panel, split, 3)

@@ -189,11 +189,11 @@ def history_gap(panel: Panel, split: Split, j: int) -> str:
     bars = np.flatnonzero(np.isfinite(panel.close[:, j]))
     if not bars.size:
         return "no bars"
-    last, start = panel.timestamps[bars[-1]].date(), panel.timestamps[rows[0]].date()
+    when = [panel.timestamps[r].strftime("%Y-%m-%d %H:%M") for r in (bars[0], bars[-1], rows[0])]
     if bars[-1] < rows[0]:
-        return f"no {window} bars: its bars end {last}, the window starts {start}"
+        return f"no {window} bars: its last bar is {when[1]}, the window starts {when[2]}"
     if bars[0] > rows[-1]:
-        return f"no {window} bars: its bars start {panel.timestamps[bars[0]].date()}, after it"
+        return f"no {window} bars: its first bar is {when[0]}, after the window"
     return f"no {window} bars with every input (history too short for the features' warm-up)"
 
 
