@@ -130,3 +130,5 @@ def test_a_coin_without_a_job_says_which_window_it_lacks_and_why():
         "no validation bars: its first bar is 2024-04-05 00:00, after the window"
     )
     assert "warm-up" in history_gap(panel, split, 3)
+    split.fold.val = np.arange(0)  # validation.val_fraction=0: a reason, not an IndexError
+    assert history_gap(panel, split, 0) == "no validation window (validation.val_fraction is 0)"

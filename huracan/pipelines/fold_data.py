@@ -120,9 +120,10 @@ def build_fleet_arrays(
     ]
     label_h, net_h, gross_h = (np.stack(part, axis=-1) for part in zip(*by_horizon, strict=True))
     cost_bps = (gross_h[..., 0] - net_h[..., 0]) * 1e4
+    gross = gross_h[..., 0].copy()  # float64: the per-coin run prices its P&L from it
     label_h = label_h.astype(np.float32)  # 0, 1 or NaN: exact, in half the memory
-    gross_h = gross_h.astype(np.float32)  # the move behind energy weights; P&L is net_h
-    label, net, gross = label_h[..., 0], net_h[..., 0], gross_h[..., 0]
+    gross_h = gross_h.astype(np.float32)  # per horizon only the move behind energy weights
+    label, net = label_h[..., 0], net_h[..., 0]
     return FleetArrays(
         symbols=list(panel.symbols),
         timestamps_ns=panel.timestamps.as_unit("ns").asi8,

@@ -65,7 +65,8 @@ class Book:
 
     The hold, net return after costs and label of each cell (NaN where no prediction)
     are read off the arrays when the report first asks for them, so that a book being
-    filled fold by fold holds one byte per cell, not a (T, N) float of each.
+    filled fold by fold holds one byte per cell, not a (T, N) float of each. They are
+    cached at that first read: read them only once every fold is written.
     """
 
     signals: np.ndarray

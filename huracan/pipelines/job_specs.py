@@ -186,6 +186,8 @@ def history_gap(panel: Panel, split: Split, j: int) -> str:
     if has_val and split.valid[fold.test, j].any():
         return ""
     window, rows = ("test", fold.test) if has_val else ("validation", fold.val)
+    if not len(rows):
+        return f"no {window} window (validation.val_fraction is 0)"
     bars = np.flatnonzero(np.isfinite(panel.close[:, j]))
     if not bars.size:
         return "no bars"
