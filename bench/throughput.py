@@ -141,6 +141,33 @@ def stacked_step_ms(threads: int, groups: int = 400, per_group: int = 128, repea
         torch.set_num_threads(before)
 
 
+def flat_many_groups_ms(groups: int = 400, batch: int = 65536, repeats: int = 10) -> dict:
+    """Milliseconds of one forward pass of a flat (validation) batch holding ``groups``
+    heads: one padded stacked pass (the default above 16 groups) against a dense pass per
+    head (what fewer groups get)."""
+    from huracan.models import moe
+
+    torch.manual_seed(0)
+    head = GroupedMoEHead(groups, 16 + N_CHANNELS, 4, 32)
+    x, group = torch.randn(batch, 16 + N_CHANNELS), torch.randint(0, groups, (batch,))
+    times = {}
+    default = moe._LOOP_GROUPS
+    for name, loop_groups in (("padded stacked pass", default), ("a dense pass per head", batch)):
+        moe._LOOP_GROUPS = loop_groups
+        try:
+            with torch.no_grad():
+                head(x, group)
+                best = float("inf")
+                for _ in range(repeats):
+                    start = time.perf_counter()
+                    head(x, group)
+                    best = min(best, time.perf_counter() - start)
+        finally:
+            moe._LOOP_GROUPS = default
+        times[name] = 1e3 * best
+    return times
+
+
 if __name__ == "__main__":  # the stacked step on 1 thread and on every core
     from huracan.threads import available_cores
 
@@ -148,3 +175,6 @@ if __name__ == "__main__":  # the stacked step on 1 thread and on every core
     print("stacked step of 400 coin heads x 128 samples (best of 30)")
     for n in sorted({1, min(cores, 8)}):
         print(f"  {n} thread(s): {stacked_step_ms(n):.1f} ms")
+    print("forward of a 65,536-sample flat batch of 400 heads (best of 10, torch's threads)")
+    for name, ms in flat_many_groups_ms().items():
+        print(f"  {name}: {ms:.1f} ms")
