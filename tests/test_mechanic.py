@@ -42,6 +42,9 @@ MARKET = [
     # ten days of fine-tuning validation are too few for the day-clustered bound to let a
     # challenger trade; these tests are about promotion and recovery, not that rule
     "thresholds.unit=trade",
+    # one horizon: promotion and recovery are the subject here; champions of several
+    # horizons are tested in test_per_coin_horizons.py
+    "labels.horizons=[1]",
 ]
 MECHANIC = [
     "pipeline=mechanic",

@@ -120,7 +120,8 @@ def test_a_job_carries_only_bars_before_its_test_window(setup):
         assert pd.Timestamp(job.costs["window_end"]) < test_start
         assert job.costs["training_fit"]["window_end"] == split.fold.train_times[-1].isoformat()
         # labels of the test rows follow the in-job price
-        net = job.test["gross"] - job.test["cost_bps"] / 1e4
+        net = job.test["gross"] - job.test["cost_bps"][:, None] / 1e4  # one column a horizon
+        assert net.shape == (len(job.test["x"]), len(split.arrays.horizons))
         np.testing.assert_array_equal(job.test["y"], (net > 0).astype(float))
 
 

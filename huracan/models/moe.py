@@ -179,6 +179,16 @@ class GroupedMoEHead(nn.Module):
                 param.copy_(getattr(self, name)[group : group + 1])
         return head
 
+    def output_slice(self, output: int) -> GroupedMoEHead:
+        """A one-output head computing exactly output ``output`` of this one (the gates and
+        the experts' first layers serve every output; only the last layer is per output)."""
+        head = GroupedMoEHead(**{k: v for k, v in self.model_args.items() if k != "n_outputs"})
+        with torch.no_grad():
+            for name, param in head.named_parameters():
+                value = getattr(self, name)
+                param.copy_(value[..., output : output + 1] if name in ("w2", "b2") else value)
+        return head
+
     @staticmethod
     def load_balance_loss(gate: torch.Tensor) -> torch.Tensor:
         """0 when the batch spreads evenly over the experts, up to K - 1 when one takes all

@@ -154,7 +154,9 @@ def coin_costs(arrays: FleetArrays, fits: dict[str, SlippageFit], cfg: DictConfi
     cost, _ = cost_arrays(fits, fee_bps(cfg), arrays.volatility)
     net = np.where(np.isnan(arrays.net_return), np.nan, arrays.gross_return - cost / 1e4)
     label = np.where(np.isnan(net), np.nan, (net > 0).astype(np.float64))
-    return replace(arrays, label=label, net_return=net, cost_bps=cost)
+    net_h = np.where(np.isnan(arrays.net_h), np.nan, arrays.gross_h - cost[..., None] / 1e4)
+    label_h = np.where(np.isnan(net_h), np.nan, net_h > 0).astype(np.float32)
+    return replace(arrays, label=label, net_return=net, cost_bps=cost, label_h=label_h, net_h=net_h)
 
 
 def calibration_bars(panel: Panel, j: int, end_row: int, days: float) -> dict:
@@ -204,7 +206,8 @@ def price_test(job: CoinJob) -> CoinJob:
     fee = fee_bps(cfg)
     test = job.test
     cost, slip = (a[:, 0] for a in cost_arrays({job.symbol: fit}, fee, test["volatility"][:, None]))
-    net = test["gross"] - cost / 1e4
+    gross = test["gross"]  # (M, H): one column per label horizon (a chosen one: (M,))
+    net = gross - (cost[:, None] if gross.ndim == 2 else cost) / 1e4
     priced = {**test, "cost_bps": cost, "slip_bps": slip, "y": (net > 0).astype(np.float64)}
     costs = {
         **fit.to_dict(),

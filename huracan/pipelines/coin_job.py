@@ -4,12 +4,18 @@ its own calibrated costs, export it, and decide whether it becomes the champion.
 The job gets everything it needs in a ``CoinJob`` (plain arrays and dicts), so it runs the
 same in-process, in a worker process or on a Dask worker, and writes only through the
 store: its model version (manifest last), then its champion pointer.
+
+Its parts hold one label column per horizon of the run; the job chooses the coin's horizon
+and threshold together on validation (``choose_horizon``) and from then on works on the
+job cut to that horizon (``CoinJob.at_horizon``): evaluation, export, the champion
+challenge. Over 300 lines on purpose: those stages read the same job and rules, and the
+champion's rescoring must mirror the challenger's evaluation line for line.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -30,7 +36,7 @@ from huracan.pipelines.training import fit_heads
 from huracan.queue import JobSkipped
 from huracan.registry.artifacts import is_complete, json_bytes, write_version
 from huracan.registry.champions import Rescore, challenge
-from huracan.thresholds import choose_thresholds, validation_days
+from huracan.thresholds import choose_horizons, choose_thresholds, validation_days
 
 log = logging.getLogger("huracan")
 
@@ -67,6 +73,33 @@ class CoinJob:
     seed: int = 0
     calibration: dict = field(default_factory=dict)
 
+    def at_horizon(self, index: int) -> CoinJob:
+        """The job cut to label horizon ``rules["horizons"][index]``: ``y``, ``w`` and
+        ``gross`` of that horizon only, ``rules["horizon"]`` and the checkpoint's config
+        saying it (what serving, the Mechanic and a later champion check read)."""
+        horizon = int(self.rules.get("horizons", [self.rules["horizon"]])[index])
+        config = self.meta.get("config")
+        meta = self.meta
+        if config is not None:
+            labels = {**config["labels"], "horizon": horizon, "horizons": [horizon]}
+            meta = {**self.meta, "config": {**config, "labels": labels}}
+        return replace(
+            self,
+            train=None if self.train is None else _column(self.train, index),
+            val=_column(self.val, index),
+            test=_column(self.test, index),
+            rules={**self.rules, "horizon": horizon, "horizons": [horizon]},
+            meta=meta,
+        )
+
+
+def _column(part: dict, index: int) -> dict:
+    """A coin part with one horizon's ``y``, ``w`` and ``gross``, each (M,)."""
+    if not part:
+        return part
+    one = {k: part[k][:, index] for k in ("y", "w", "gross") if k in part and part[k].ndim == 2}
+    return {**part, **one}
+
 
 def run_coin_job(job: CoinJob) -> dict:
     """Train or take the head, validate after costs, export, update the champion.
@@ -80,10 +113,11 @@ def run_coin_job(job: CoinJob) -> dict:
     job = price_test(job)  # the test window's costs, calibrated on the bars right before it
     store = build(job.store)
     if is_complete(store, job.model_prefix, verify_hashes=True):
-        module, metrics, importance = stored_version(store, job.model_prefix)
-        signals = predict(module, job.test) >= _threshold(metrics["threshold"])
+        module, metrics, importance, horizon = stored_version(store, job.model_prefix)
+        chosen = job.at_horizon(_horizon_index(job, horizon))
+        signals = predict(module, chosen.test) >= _threshold(metrics["threshold"])
     else:
-        module, metrics, importance, signals = validate_and_export(store, job)
+        module, metrics, importance, signals, chosen = validate_and_export(store, job)
     champion = challenge(
         store,
         job.symbol,
@@ -92,7 +126,7 @@ def run_coin_job(job: CoinJob) -> dict:
         metrics,
         job.costs,
         job.rules["champion_min_trades"],
-        lambda current: rescore(store, current, job, signals),
+        lambda current: rescore(store, current, job, chosen, signals),
     )
     record = {"symbol": job.symbol, "model_path": job.model_prefix, "champion": champion}
     store.write_bytes(job_done_key(job.run_id, job.symbol), json_bytes(record))
@@ -104,34 +138,39 @@ def run_coin_job(job: CoinJob) -> dict:
     }
 
 
-def stored_version(store, prefix: str) -> tuple[FleetModule, dict, dict]:
-    """A complete version's module, out-of-sample metrics and permutation importance."""
-    module, _ = module_from_files(
+def stored_version(store, prefix: str) -> tuple[FleetModule, dict, dict, int]:
+    """A complete version's module, out-of-sample metrics, permutation importance and the
+    label horizon it trades."""
+    module, description = module_from_files(
         store.read_bytes(f"{prefix}/weights.safetensors"),
         store.read_bytes(f"{prefix}/checkpoint.json"),
     )
     metrics = store.read_json(f"{prefix}/metrics.json")
     importance = store.read_json(f"{prefix}/features.json")["importance"]
-    return module, metrics, importance
+    return module, metrics, importance, int(description["config"]["labels"]["horizon"])
+
+
+def _horizon_index(job: CoinJob, horizon: int) -> int:
+    horizons = [int(h) for h in job.rules.get("horizons", [job.rules["horizon"]])]
+    if horizon not in horizons:
+        raise ValueError(
+            f"{job.model_prefix} trades a {horizon}-bar horizon, but this run labels "
+            f"horizons {horizons}: rerun it with its own labels.horizons or a new run id"
+        )
+    return horizons.index(horizon)
 
 
 def validate_and_export(store, job: CoinJob):
-    """The coin's threshold on validation, metrics on the test window, importance, and its
-    model version written (manifest last)."""
+    """The coin's horizon and threshold on validation, metrics on the test window,
+    importance, and its model version written (manifest last): a one-output head for the
+    chosen horizon. Returns the job cut to that horizon too."""
     module = build_module(job)
+    val_prob, test_prob = predict(module, job.val), predict(module, job.test)
+    index, threshold = choose_horizon(job, val_prob)
+    if val_prob.ndim == 2:  # the chosen horizon's column: what the threshold was cut on
+        val_prob, test_prob = val_prob[:, index], test_prob[:, index]
+    job, module = job.at_horizon(index), one_output(module, index)
     val, test = job.val, job.test
-    val_net = val["gross"] - val["cost_bps"] / 1e4
-    val_prob = predict(module, val)
-    [threshold] = choose_thresholds(
-        val_prob,
-        val_net,
-        np.zeros(len(val_prob), int),
-        1,
-        job.rules["min_trades"],
-        job.rules["z"],
-        validation_days(job.rules.get("threshold_unit", "trade"), val["timestamps"]),
-    )
-    test_prob = predict(module, test)
     signals = test_prob >= threshold
     selection, report = window_rows(job)
     metrics = evaluate(job, signals, selection)  # what the champion and trade_ok are decided on
@@ -150,7 +189,48 @@ def validate_and_export(store, job: CoinJob):
         "features.json": json_bytes({**job.meta, "importance": importance}),
     }
     write_version(store, job.model_prefix, files, {"symbol": job.symbol, "run_id": job.run_id})
-    return module, metrics, importance, signals
+    return module, metrics, importance, signals, job
+
+
+def choose_horizon(job: CoinJob, prob: np.ndarray) -> tuple[int, float]:
+    """The index of the coin's label horizon and its threshold, chosen together on the
+    validation slice after the coin's costs (``thresholds.choose_horizons``, the rule every
+    head follows); threshold +inf (and the shortest horizon) where none shows an edge.
+
+    Args:
+        prob: (M,) validation probabilities of a one-horizon head, or (M, H) one column
+            per ``rules["horizons"]``.
+    """
+    val, rules = job.val, job.rules
+    net = val["gross"] - val["cost_bps"][:, None] / 1e4  # (M, H)
+    day = validation_days(rules.get("threshold_unit", "trade"), val["timestamps"])
+    group = np.zeros(len(prob), int)
+    if prob.ndim == 1:
+        [cut] = choose_thresholds(prob, net[:, 0], group, 1, rules["min_trades"], rules["z"], day)
+        return 0, float(cut)
+    row = grid_rows(val["timestamps"], rules["bars_per_year"])
+    index, cuts, _ = choose_horizons(
+        prob, net, group, row, tuple(rules["horizons"]), 1, rules["min_trades"], rules["z"], day
+    )
+    return max(int(index[0]), 0), float(cuts[0])
+
+
+def grid_rows(timestamps: np.ndarray, bars_per_year: float) -> np.ndarray:
+    """(M,) each sample's bar number counted from the first (ns timestamps of a regular
+    grid): what ``choose_horizons`` keeps every h-th of, so that trades never overlap."""
+    stamps = np.asarray(timestamps, dtype=np.int64)
+    return np.rint((stamps - stamps[:1]) / (365.25 * 86400e9 / bars_per_year)).astype(np.int64)
+
+
+def one_output(module: FleetModule, index: int) -> FleetModule:
+    """The module with only output ``index`` of its heads (itself when it has one)."""
+    if module.head.n_outputs == 1:
+        return module
+    head = module.head.output_slice(index)
+    out = FleetModule(
+        module.encoder, head, module.lr, module.finetune_encoder, module.balance_weight
+    )
+    return out.eval()
 
 
 def window_rows(job: CoinJob) -> tuple[np.ndarray, np.ndarray]:
@@ -224,19 +304,21 @@ def evaluate(job: CoinJob, signals: np.ndarray, rows: np.ndarray | None = None) 
     whole = bool(rows.all())
     metrics["window"] = job.meta["test_window"] if whole else [str(stamps[0]), str(stamps[-1])]
     metrics["n_test_bars"] = int(rows.sum())
+    metrics["horizon"] = int(job.rules["horizon"])  # bars each trade is held
     return metrics
 
 
-def rescore(store, champion: dict, job: CoinJob, signals: np.ndarray) -> Rescore:
+def rescore(store, champion: dict, job: CoinJob, chosen: CoinJob, signals: np.ndarray) -> Rescore:
     """Scores the champion, and the challenger, on the selection bars out of sample for both,
     and the champion on the report bars out of sample for it (the roster's figures where
     it stays champion).
 
-    The champion is scored with its own weights, threshold and scaler (this run's scaled
-    inputs are mapped back to raw values and rescaled with the champion's statistics); the
-    FFD order and market factor are this run's. Its last label ends ``horizon`` bars (its
-    own horizon, from its checkpoint) after its last training bar; only test bars after
-    that are out of sample for it, and the challenger is scored on the same bars.
+    The champion is scored with its own weights, threshold, scaler and horizon (this run's
+    scaled inputs are mapped back to raw values and rescaled with the champion's
+    statistics); the FFD order and market factor are this run's. Its last label ends
+    ``horizon`` bars after its last training bar; only test bars after that are out of
+    sample for it, and the challenger (``chosen``: the job at the challenger's horizon) is
+    scored on the same bars.
     """
     prefix = champion["model_path"]
     try:
@@ -248,8 +330,8 @@ def rescore(store, champion: dict, job: CoinJob, signals: np.ndarray) -> Rescore
         return Rescore(None, None, f"champion unreadable ({type(err).__name__})", True)
     if description.get("inputs") != job.meta["inputs"]:
         return Rescore(None, None, "champion uses other inputs and cannot be scored on them")
-    bar = pd.Timedelta(seconds=365.25 * 86400 / job.rules["bars_per_year"])
     horizon = description.get("config", {}).get("labels", {}).get("horizon", job.rules["horizon"])
+    bar = pd.Timedelta(seconds=365.25 * 86400 / job.rules["bars_per_year"])
     label_end = pd.Timestamp(description["data_end"]) + int(horizon) * bar
     unseen = np.asarray(pd.to_datetime(job.test["timestamps"], utc=True) > label_end)
     selection, report = window_rows(job)
@@ -258,18 +340,24 @@ def rescore(store, champion: dict, job: CoinJob, signals: np.ndarray) -> Rescore
         return Rescore(
             None, None, f"champion's labels reach {label_end}, past this whole test window"
         )
+    horizons = [int(h) for h in job.rules.get("horizons", [job.rules["horizon"]])]
+    if int(horizon) not in horizons:
+        return Rescore(
+            None, None, f"champion holds {horizon} bars, a horizon this run has no labels for"
+        )
+    at_own = job.at_horizon(horizons.index(int(horizon)))
     threshold = _threshold(description["thresholds"][0])
-    test = {**job.test, "x": _rescale(job.test["x"], job.meta, description)}
+    test = {**at_own.test, "x": _rescale(job.test["x"], job.meta, description)}
     champion_signals = predict(old, test) >= threshold
-    champion_metrics = evaluate(job, champion_signals, rows)
+    champion_metrics = evaluate(at_own, champion_signals, rows)
     on_report = (
-        evaluate(job, champion_signals, report & unseen) if (report & unseen).any() else None
+        evaluate(at_own, champion_signals, report & unseen) if (report & unseen).any() else None
     )
     if (rows == selection).all():
         return Rescore(
             champion_metrics, None, "champion re-scored on this window", report=on_report
         )
-    challenger = evaluate(job, signals, rows)
+    challenger = evaluate(chosen, signals, rows)
     note = (
         f"both scored on {int(rows.sum())} of {int(selection.sum())} selection bars after the "
         f"champion's last label ({label_end})"

@@ -59,9 +59,10 @@ def walk_forward(cfg: DictConfig, **overrides) -> WalkForward:
 
 
 def single_split(panel: Panel, cfg: DictConfig) -> WalkForward:
-    """The per-coin split: one test window of the last ``pipeline.test_days``."""
+    """The per-coin split: one test window of the last ``pipeline.test_days``, purged for
+    the longest label horizon."""
     test_size = int(round(cfg.pipeline.test_days * 86400 / panel.bar_seconds))
-    return walk_forward(cfg, n_folds=1, test_size=test_size)
+    return walk_forward(cfg, n_folds=1, test_size=test_size, horizon=max(label_horizons(cfg)))
 
 
 @dataclass
@@ -328,3 +329,34 @@ def head_groups(
         ids = np.array([clusters.cluster_map.get(s, -1) for s in symbols], dtype=np.int64)
         return ids, int(ids.max()) + 1
     raise ConfigError(f"head.granularity must be global, cluster or coin, got {granularity!r}")
+
+
+def horizon_weights(arrays: FleetArrays, fold: Fold) -> np.ndarray:
+    """(T, N, H) energy weights per horizon, normalised on the training rows and on the
+    validation rows each (the loss divides by the summed weight), and divided by the
+    horizon: labels h bars long overlap h-fold, so each horizon weighs by its independent
+    observations, not by its (mostly repeated) samples."""
+    weights = np.zeros(arrays.net_h.shape, dtype=np.float32)  # what the model reads
+    for i, h in enumerate(arrays.horizons):
+        for rows in (fold.train, fold.val):
+            weights[rows, :, i] = (
+                energy_weights(arrays.gross_h[rows, :, i], arrays.volatility[rows], h) / h
+            )
+    return weights
+
+
+def horizon_samples(
+    data: FoldData, arrays: FleetArrays, weights: np.ndarray, rows: np.ndarray, valid
+) -> tuple[dict[str, torch.Tensor], np.ndarray, np.ndarray]:
+    """The fold's samples of ``rows`` with (B, H) labels and weights, one per horizon
+    (weight 0 where a horizon has no label)."""
+    tensors, t_idx, a_idx = data.samples(arrays, rows, valid)
+    label = arrays.label_h[t_idx, a_idx]  # (B, H)
+    known = np.isfinite(label)
+    y = np.where(known, label, 0.0).astype(np.float32)
+    w = np.where(known, weights[t_idx, a_idx], np.float32(0.0))
+    if label.shape[1] == 1:  # one horizon: the one-output head of the per-coin pipeline
+        y, w = y[:, 0], w[:, 0]
+    tensors["y"] = torch.as_tensor(y, dtype=torch.float32)
+    tensors["w"] = torch.as_tensor(w, dtype=torch.float32)
+    return tensors, t_idx, a_idx

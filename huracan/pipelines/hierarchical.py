@@ -34,7 +34,6 @@ from huracan.clustering import ClusterResult
 from huracan.config import build
 from huracan.data import GateReport
 from huracan.data.panel import Panel
-from huracan.features.labels import energy_weights
 from huracan.loggers import log_results, stage_logger
 from huracan.models import save_checkpoint
 from huracan.pipelines.base import Pipeline
@@ -44,6 +43,8 @@ from huracan.pipelines.fold_data import (
     FoldData,
     build_fleet_arrays,
     fracdiff_report,
+    horizon_samples,
+    horizon_weights,
     label_horizons,
     prepare_fold,
     walk_forward,
@@ -363,37 +364,6 @@ def record_fold(run: FleetRun, data: FoldData, arrays, train, test, choice) -> d
     run.fold_factor.append(data.factor.to_dict())
     run.fold_info.append(info)
     return info
-
-
-def horizon_weights(arrays: FleetArrays, fold: Fold) -> np.ndarray:
-    """(T, N, H) energy weights per horizon, normalised on the training rows and on the
-    validation rows each (the loss divides by the summed weight), and divided by the
-    horizon: labels h bars long overlap h-fold, so each horizon weighs by its independent
-    observations, not by its (mostly repeated) samples."""
-    weights = np.zeros(arrays.net_h.shape, dtype=np.float32)  # what the model reads
-    for i, h in enumerate(arrays.horizons):
-        for rows in (fold.train, fold.val):
-            weights[rows, :, i] = (
-                energy_weights(arrays.gross_h[rows, :, i], arrays.volatility[rows], h) / h
-            )
-    return weights
-
-
-def horizon_samples(
-    data: FoldData, arrays: FleetArrays, weights: np.ndarray, rows: np.ndarray, valid
-) -> tuple[dict[str, torch.Tensor], np.ndarray, np.ndarray]:
-    """The fold's samples of ``rows`` with (B, H) labels and weights, one per horizon
-    (weight 0 where a horizon has no label)."""
-    tensors, t_idx, a_idx = data.samples(arrays, rows, valid)
-    label = arrays.label_h[t_idx, a_idx]  # (B, H)
-    known = np.isfinite(label)
-    y = np.where(known, label, 0.0).astype(np.float32)
-    w = np.where(known, weights[t_idx, a_idx], np.float32(0.0))
-    if label.shape[1] == 1:  # one horizon: the one-output head of the per-coin pipeline
-        y, w = y[:, 0], w[:, 0]
-    tensors["y"] = torch.as_tensor(y, dtype=torch.float32)
-    tensors["w"] = torch.as_tensor(w, dtype=torch.float32)
-    return tensors, t_idx, a_idx
 
 
 def train_without_factor(

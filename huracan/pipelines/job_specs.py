@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from huracan.costs import SlippageFit, cost_arrays
 from huracan.data import GateReport, Panel
 from huracan.features.drift import reference_bins
+from huracan.features.labels import forward_return
 from huracan.io import plain
 from huracan.models.checkpoint import encoder_spec
 from huracan.pipelines.coin_costs import calibration_bars, fee_bps
@@ -34,6 +35,7 @@ class Split:
     data: FoldData  # clusters, factor, fracdiff and scalers of the training window
     fits: dict[str, SlippageFit]  # each coin's cost calibration at the training window's end
     valid: np.ndarray  # (T, N) rows with every input, a label and a head
+    weights: np.ndarray  # (T, N, H) energy weights per label horizon (``horizon_weights``)
 
     @property
     def fold(self):
@@ -92,6 +94,7 @@ def shared_spec(
             "importance_repeats": cfg.pipeline.importance_repeats,
             "bars_per_year": panel.bars_per_year,
             "horizon": cfg.labels.horizon,
+            "horizons": list(split.arrays.horizons),  # each job chooses one on validation
             "report_days": cfg.pipeline.report_days,
             "min_train_samples": 100,
             # worker processes share the cores: one torch thread each avoids oversubscription
@@ -126,8 +129,10 @@ def job_for_coin(
 ) -> CoinJob:
     """Coin ``j``'s job: its samples at its own costs, its head (if joint), its metadata."""
     symbol, fold, data = panel.symbols[j], split.fold, split.data
+    # float64 returns of every horizon: the job prices its P&L from them
+    gross = np.stack([forward_return(panel.close[:, j], h) for h in split.arrays.horizons], -1)
     parts = {
-        name: coin_part(split.arrays, data, split.valid, rows, j, cost, slip)
+        name: coin_part(split, rows, j, cost, slip, gross)
         for name, rows in (("train", fold.train), ("val", fold.val), ("test", fold.test))
     }
     return CoinJob(
@@ -200,22 +205,30 @@ def history_gap(panel: Panel, split: Split, j: int) -> str:
 
 
 def coin_part(
-    arrays: FleetArrays,
-    data: FoldData,
-    valid: np.ndarray,
+    split: Split,
     rows: np.ndarray,
     j: int,
     cost: np.ndarray,
     slip: np.ndarray,
+    gross: np.ndarray,
 ) -> dict:
-    """One coin's samples on some grid rows, with its own costs."""
-    t = rows[valid[rows, j]]
+    """One coin's samples on some grid rows, with its own costs: labels ``y`` and weights
+    ``w`` (M, H), one column per label horizon (weight 0 where a horizon has no label;
+    (M,) for one horizon), and ``gross`` (M, H) the return of a trade held each horizon."""
+    arrays, data = split.arrays, split.data
+    t = rows[split.valid[rows, j]]
+    label = arrays.label_h[t, j]
+    known = np.isfinite(label)
+    y = np.where(known, label, np.float32(0.0))
+    w = np.where(known, split.weights[t, j], np.float32(0.0))
+    if label.shape[1] == 1:
+        y, w = y[:, 0], w[:, 0]
     return {
         "x": data.inputs(t, j),
         "factor": data.channels[t, j],
-        "y": arrays.label[t, j],
-        "w": data.weights[t, j],
-        "gross": arrays.gross_return[t, j],
+        "y": y,
+        "w": w,
+        "gross": gross[t],
         "cost_bps": cost[t],
         "slip_bps": slip[t],
         "timestamps": arrays.timestamps_ns[t],

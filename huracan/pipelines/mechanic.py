@@ -143,10 +143,12 @@ def prepare_market(panel: Panel, fleet: Fleet, cfg: DictConfig) -> Market:
     stamps = panel.timestamps
     start = stamps[-1] - pd.Timedelta(days=cfg.mechanic.holdout_days)
     holdout_start = int(stamps.searchsorted(start, "right"))
-    tune_end = holdout_start - int(trained.labels.horizon)
+    # every champion's own horizon (the per-coin run chooses one per coin)
+    horizons = tuple(sorted({int(model.horizon) for model in fleet.models.values()}))
+    tune_end = holdout_start - max(horizons)
     if tune_end < 2:
         raise ConfigError(f"mechanic.holdout_days={cfg.mechanic.holdout_days} covers all bars")
-    arrays = build_fleet_arrays(panel, trained)
+    arrays = build_fleet_arrays(panel, trained, horizons)
     fits = calibrate_coin_costs(panel, trained, tune_end, holdout_start)
     cost, slip = priced_costs(fits, fee_bps(trained), arrays.volatility)
     net = np.where(np.isnan(arrays.net_return), np.nan, arrays.gross_return - cost / 1e4)

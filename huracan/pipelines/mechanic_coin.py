@@ -27,20 +27,20 @@ from omegaconf import DictConfig
 
 from huracan.data import Panel
 from huracan.features.drift import reference_bins
-from huracan.features.labels import energy_weights
+from huracan.features.labels import energy_weights, forward_return
 from huracan.io import plain
 from huracan.models import FleetModule
 from huracan.models.batches import FoldSamples, sample_tensors
 from huracan.models.callbacks import stopping
 from huracan.models.checkpoint import checkpoint_files, module_from_files
 from huracan.pipelines.coin_costs import CoinFits
-from huracan.pipelines.coin_job import CoinJob, evaluate, predict
+from huracan.pipelines.coin_job import CoinJob, evaluate, grid_rows, predict
 from huracan.pipelines.fold_data import FleetArrays
 from huracan.progress import stage_trainer
 from huracan.registry.artifacts import is_complete, json_bytes, model_prefix, write_version
 from huracan.registry.champions import Rescore, challenge
 from huracan.serve.model import CoinModel
-from huracan.thresholds import choose_thresholds, validation_days
+from huracan.thresholds import choose_horizons, choose_thresholds, validation_days
 
 
 @dataclass(frozen=True)
@@ -112,7 +112,7 @@ def mechanic_coin(store, model: CoinModel, market: Market, cfg: DictConfig) -> d
         challenger, chosen = stored_challenger(store, prefix)
     else:
         challenger, chosen = fit_challenger(model, parts, market, cfg)
-    job = scoring_job(symbol, parts["holdout"], market)
+    job = scoring_job(symbol, parts["holdout"], market, model.horizon)
     champion_scores = evaluate(
         job, predict(model.module, parts["holdout"]) >= _cut(model.threshold)
     )
@@ -148,7 +148,8 @@ def coin_parts(model: CoinModel, market: Market, options) -> dict | str:
     j = panel.index_of(model.symbol)
     x, channels = market.inputs[model.symbol]
     usable = np.isfinite(x).all(1) & np.isfinite(channels).all(1)
-    usable &= np.isfinite(arrays.label[:, j])
+    index = arrays.horizons.index(int(model.horizon))
+    usable &= np.isfinite(arrays.net_h[:, j, index])  # a label at the champion's horizon
     row = np.arange(panel.n_bars)
     new = np.flatnonzero(usable & (panel.timestamps > model.data_end) & (row < market.tune_end))
     if len(new) < options.min_new_bars:
@@ -164,24 +165,26 @@ def coin_parts(model: CoinModel, market: Market, options) -> dict | str:
     if len(train) < options.min_new_bars // 2 or not len(val):
         return f"{len(train)} fine-tuning rows after the validation slice: too few"
     return {
-        "train": _part(market, j, train, weighted=True),
-        "val": _part(market, j, val, weighted=True),
-        "holdout": _part(market, j, holdout, weighted=False),
+        "train": _part(market, j, train, model.horizon, weighted=True),
+        "val": _part(market, j, val, model.horizon, weighted=True),
+        "holdout": _part(market, j, holdout, model.horizon, weighted=False),
     }
 
 
-def _part(market: Market, j: int, rows: np.ndarray, weighted: bool) -> dict:
+def _part(market: Market, j: int, rows: np.ndarray, horizon: int, weighted: bool) -> dict:
+    """Coin ``j``'s samples on ``rows``, labelled for trades held ``horizon`` bars at its
+    calibrated costs (float64 returns, as the per-coin run prices them)."""
     arrays, symbol = market.arrays, market.panel.symbols[j]
     x, channels = market.inputs[symbol]
-    gross = arrays.gross_return[rows, j]
-    horizon = int(market.trained.labels.horizon)
+    gross = forward_return(market.panel.close[:, j], int(horizon))[rows]
+    net = gross - market.cost_bps[rows, j] / 1e4
     w = np.ones(len(rows))
     if weighted:  # as prepare_fold: each slice normalised on its own
         w = energy_weights(gross[:, None], arrays.volatility[rows, j][:, None], horizon).ravel()
     return {
         "x": x[rows],
         "factor": channels[rows],
-        "y": arrays.label[rows, j],
+        "y": np.where(np.isnan(net), np.nan, (net > 0).astype(np.float64)),
         "w": w,
         "gross": gross,
         "cost_bps": market.cost_bps[rows, j],
@@ -218,9 +221,14 @@ def fit_challenger(model: CoinModel, parts: dict, market: Market, cfg: DictConfi
     net = val["gross"] - val["cost_bps"] / 1e4
     # the trained run's rule; runs from before thresholds.unit counted trades
     day = validation_days(rules.get("unit", "trade"), val["timestamps"])
-    [cut] = choose_thresholds(
-        prob, net, np.zeros(len(prob), int), 1, rules.min_trades, rules.z, day
-    )
+    group, horizon = np.zeros(len(prob), int), int(model.horizon)
+    if horizon == 1:
+        [cut] = choose_thresholds(prob, net, group, 1, rules.min_trades, rules.z, day)
+    else:  # judged on every h-th bar, as the per-coin job chose it: trades never overlap
+        row = grid_rows(val["timestamps"], market.panel.bars_per_year)
+        _, [cut], _ = choose_horizons(
+            prob[:, None], net[:, None], group, row, (horizon,), 1, rules.min_trades, rules.z, day
+        )
     threshold = None if np.isinf(cut) else float(cut)
     return module, {"threshold": threshold, "val_trades": int((prob >= cut).sum())}
 
@@ -259,7 +267,7 @@ def export_challenger(store, prefix, module, model: CoinModel, parts, market, sc
     write_version(store, prefix, files, info)
 
 
-def scoring_job(symbol: str, holdout: dict, market: Market) -> CoinJob:
+def scoring_job(symbol: str, holdout: dict, market: Market, horizon: int) -> CoinJob:
     """What ``coin_job.evaluate`` reads: the holdout bars and the scoring rules."""
     return CoinJob(
         symbol=symbol,
@@ -267,7 +275,7 @@ def scoring_job(symbol: str, holdout: dict, market: Market) -> CoinJob:
         meta={"test_window": market.holdout_window},
         rules={
             "bars_per_year": market.panel.bars_per_year,
-            "horizon": int(market.trained.labels.horizon),
+            "horizon": int(horizon),
         },
     )
 

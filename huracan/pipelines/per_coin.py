@@ -14,10 +14,11 @@
 3. The shared encoder is trained once on the union of all coins' training data and saved
    to ``meta/shared_encoder.*`` (not retrained by a rerun that finds every coin's model
    complete: see ``huracan.pipelines.resume`` for what a run id records).
-4. Coin heads: trained jointly as one grouped model (``heads=joint``), or each in its own
-   job (``heads=alone``).
-5. One job per coin through the queue: validate after the coin's own costs, permutation
-   importance, export the model version, challenge the champion.
+4. Coin heads, one output per label horizon (``labels.horizons``): trained jointly as one
+   grouped model (``heads=joint``), or each in its own job (``heads=alone``).
+5. One job per coin through the queue: choose the coin's horizon and threshold together
+   on validation after its own costs, evaluate out of sample at that horizon, permutation
+   importance, export a one-output head for it, challenge the champion.
 6. ``meta/feature_bank.json``, then ``champions/roster.json`` last: every coin of the
    universe, tradable or not and why.
 
@@ -50,6 +51,9 @@ from huracan.pipelines.coin_job import CoinJob, run_coin_job
 from huracan.pipelines.fold_data import (
     FoldData,
     build_fleet_arrays,
+    horizon_samples,
+    horizon_weights,
+    label_horizons,
     prepare_fold,
     single_split,
 )
@@ -106,12 +110,13 @@ def run_per_coin(
 def prepare_split(panel: Panel, cfg: DictConfig, timer: StageTimer) -> Split:
     """Features, the split, what the training window fits, and every coin's costs."""
     with timer("features") as note:
-        arrays = build_fleet_arrays(panel, cfg)
+        arrays = build_fleet_arrays(panel, cfg, label_horizons(cfg))
         [fold] = single_split(panel, cfg).split(panel)
         data = prepare_fold(arrays, fold, cfg, None)
         note(
             f"train ..{fold.train_times[-1]:%Y-%m-%d}, "
-            f"test {fold.test_times[0]:%Y-%m-%d}..{fold.test_times[-1]:%Y-%m-%d}"
+            f"test {fold.test_times[0]:%Y-%m-%d}..{fold.test_times[-1]:%Y-%m-%d}, "
+            f"horizons {list(arrays.horizons)} bar(s)"
         )
     with timer("costs") as note:  # the training window's; each job calibrates its test's
         fits = calibrate_costs(panel, cfg, int(fold.train[-1]) + 1)
@@ -120,7 +125,7 @@ def prepare_split(panel: Panel, cfg: DictConfig, timer: StageTimer) -> Split:
         note(
             "at training end: " + ", ".join(f"{m} {methods.count(m)}" for m in sorted(set(methods)))
         )
-    return Split(arrays, data, fits, data.valid(arrays))
+    return Split(arrays, data, fits, data.valid(arrays), horizon_weights(arrays, fold))
 
 
 def shared_models(store: Store, panel: Panel, cfg: DictConfig, split: Split, run_id, timer):
@@ -145,8 +150,8 @@ def to_train(store: Store, panel: Panel, split: Split, run_id: str) -> list[str]
 def train_shared(panel: Panel, cfg: DictConfig, split: Split, timer: StageTimer):
     """The shared encoder on every coin's training data, and the joint coin heads."""
     fold = split.fold
-    train, _, _ = split.data.samples(split.arrays, fold.train, split.valid)
-    val, _, _ = split.data.samples(split.arrays, fold.val, split.valid)
+    train, _, _ = horizon_samples(split.data, split.arrays, split.weights, fold.train, split.valid)
+    val, _, _ = horizon_samples(split.data, split.arrays, split.weights, fold.val, split.valid)
     make_trainer = instantiate(cfg.trainer)
     with timer("shared encoder") as note:
         logger = stage_logger(cfg, "per_coin_encoder")
@@ -357,13 +362,6 @@ class PerCoinPipeline(Pipeline):
             )
         if not self.costs.tiers:
             raise ConfigError("pipeline.costs.tiers is empty: the fallback spreads need a tier")
-        if cfg.labels.get("horizons") and list(cfg.labels.horizons) != [cfg.labels.horizon]:
-            log.warning(
-                "pipeline=per_coin trains one horizon, labels.horizon=%s; labels.horizons=%s "
-                "is for pipeline=hierarchical",
-                cfg.labels.horizon,
-                list(cfg.labels.horizons),
-            )
         if self.costs.ticks_dir and not Path(self.costs.ticks_dir).is_dir():
             raise ConfigError(f"pipeline.costs.ticks_dir {self.costs.ticks_dir} is not a directory")
         if cfg.head.granularity != "coin":

@@ -120,6 +120,7 @@ POINTER_METRICS = (
     "avg_slip_bps",
     "val_trades",
     "window",
+    "horizon",
 )
 
 

@@ -87,6 +87,7 @@ ROSTER_SCHEMA = {
                     },
                     "n_trades": {"type": ["integer", "null"], "minimum": 0},
                     "val_trades": {"type": ["integer", "null"], "minimum": 0},
+                    "horizon_bars": {"type": ["integer", "null"], "minimum": 1},
                     "cost_method": {"type": ["string", "null"]},
                     "figures": {"enum": ["report", "in_selection"]},
                     "report_window": {
@@ -151,6 +152,7 @@ def roster_entry(
     n_trades = None if n_trades is None else int(n_trades)
     val_trades = counts.get("val_trades")
     val_trades = None if val_trades is None else int(val_trades)
+    horizon = counts.get("horizon")  # bars a trade is held, chosen on validation per coin
     if champion is None:
         reasons.append("no_champion")
         reasons += _trade_reasons(run_metrics or {}, min_trades)
@@ -181,6 +183,7 @@ def roster_entry(
         "hit_rate": figures.get("hit_rate"),
         "n_trades": n_trades,
         "val_trades": val_trades,
+        "horizon_bars": None if horizon is None else int(horizon),
         "round_trip_bps": None if round_trip is None else round(float(round_trip), 4),
         "cost_method": costs.get("method"),
         "daily_quote_volume": daily_quote_volume,

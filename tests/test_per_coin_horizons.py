@@ -1,0 +1,175 @@
+"""pipeline=per_coin with several label horizons: each coin's job chooses its horizon and
+threshold on validation, exports a one-output head for it, and everything downstream
+(metrics, roster, serving, the Mechanic) holds trades that horizon."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import ROOT
+from hydra import compose, initialize_config_dir
+
+from huracan.models import GroupedMoEHead
+from huracan.pipelines.coin_job import CoinJob, choose_horizon
+from huracan.run import train
+from huracan.serve import Fleet, ServeConfig
+from huracan.store import LocalStore
+
+MARKET = [
+    "debug=fast",
+    "data.n_assets=6",
+    "data.n_clusters=3",
+    "cluster.n_clusters=3",
+    "data.years=1.0",
+    "features.fracdiff=false",
+    "trainer.enable_progress_bar=false",
+    "thresholds.min_trades=5",
+    "thresholds.unit=trade",
+]
+PER_COIN = ["pipeline=per_coin", "pipeline.champion_min_trades=3", "pipeline.report_days=0"]
+
+
+def config(tmp, *overrides):
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        return compose(
+            "config",
+            overrides=[
+                f"+output_dir={tmp / 'run'}",
+                f"logger.save_dir={tmp / 'tb'}",
+                f"store.root={tmp / 'artifacts'}",
+                *MARKET,
+                *overrides,
+            ],
+        )
+
+
+def test_an_output_slice_computes_that_output():
+    torch.manual_seed(0)
+    head = GroupedMoEHead(3, 6, n_experts=2, hidden=8, n_outputs=4)
+    with torch.no_grad():
+        for p in head.parameters():
+            p.normal_()
+    x, group = torch.randn(50, 6), torch.randint(0, 3, (50,))
+    full, gate = head(x, group)
+    for i in range(4):
+        one = head.output_slice(i)
+        assert one.n_outputs == 1 and "n_outputs" not in one.model_args
+        logits, one_gate = one(x, group)
+        torch.testing.assert_close(logits, full[:, i])
+        torch.testing.assert_close(one_gate, gate)
+
+
+def _job(prob_edge: np.ndarray, gross: np.ndarray, stamps: np.ndarray) -> CoinJob:
+    return CoinJob(
+        symbol="X",
+        val={
+            "gross": gross,
+            "cost_bps": np.full(len(gross), 10.0),
+            "timestamps": stamps,
+        },
+        rules={
+            "horizon": 1,
+            "horizons": [1, 4],
+            "min_trades": 5,
+            "z": 1.0,
+            "threshold_unit": "trade",
+            "bars_per_year": 24 * 365.25,
+        },
+    )
+
+
+def test_a_coin_job_chooses_the_horizon_that_pays():
+    """An edge that pays only over 4 bars: the job holds 4 bars; without one it abstains."""
+    rng = np.random.default_rng(0)
+    n = 2000
+    stamps = np.arange(n, dtype=np.int64) * 3_600_000_000_000
+    signal = rng.random(n) < 0.2
+    gross = rng.normal(0, 0.002, (n, 2))
+    gross[:, 1] += np.where(signal, 0.006, 0.0)  # +60 bps over 4 bars when signalled
+    prob = np.column_stack([rng.random(n), np.where(signal, 0.9, 0.1) + rng.normal(0, 0.01, n)])
+    index, cut = choose_horizon(_job(prob, gross, stamps), prob)
+    assert index == 1 and 0.1 < cut <= 0.9
+    flat = gross.copy()
+    flat[:, 1] = rng.normal(0, 0.002, n)  # no edge at any horizon: costs make every cut lose
+    index, cut = choose_horizon(_job(prob, flat, stamps), prob)
+    assert index == 0 and np.isinf(cut)
+
+
+@pytest.fixture(scope="module")
+def two_horizons(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("horizons")
+    summary, _ = train(
+        config(
+            tmp,
+            *PER_COIN,
+            "labels.horizons=[1,4]",
+            "data.end=2023-11-01",
+            "pipeline.run_id=base",
+            "pipeline.test_days=20",
+        )
+    )
+    return tmp, summary
+
+
+def test_each_export_holds_one_head_for_its_chosen_horizon(two_horizons):
+    tmp, summary = two_horizons
+    store = LocalStore(tmp / "artifacts")
+    roster = {e["symbol"]: e for e in store.read_json("champions/roster.json")["entries"]}
+    exported = 0
+    for symbol, job in summary["per_coin"]["jobs"].items():
+        if job["status"] != "completed":
+            continue
+        prefix = f"models/{symbol}/baseline_base"
+        description = store.read_json(f"{prefix}/checkpoint.json")
+        metrics = store.read_json(f"{prefix}/metrics.json")
+        horizon = description["config"]["labels"]["horizon"]
+        assert horizon in (1, 4) and description["config"]["labels"]["horizons"] == [horizon]
+        assert "n_outputs" not in description["head"]  # one output: the chosen horizon's
+        assert metrics["horizon"] == horizon
+        if roster[symbol]["model_path"] == prefix:
+            assert roster[symbol]["horizon_bars"] == horizon
+        exported += 1
+    assert exported >= 4
+    fleet = Fleet.load(store, config=ServeConfig(expire_hours=None))
+    for model in fleet.models.values():
+        meta = json.loads(store.read_bytes(f"{model.model_path}/checkpoint.json"))
+        assert model.horizon == meta["config"]["labels"]["horizon"]
+
+
+@pytest.fixture(scope="module")
+def mechanic_at_four(tmp_path_factory):
+    """Champions that hold 4 bars, then the Mechanic with the next month of bars."""
+    tmp = tmp_path_factory.mktemp("mechanic4")
+    base = [*PER_COIN, "labels.horizons=[4]", "pipeline.test_days=20", "pipeline.run_id=b"]
+    train(config(tmp, *base, "data.end=2023-11-01"))
+    summary, _ = train(
+        config(
+            tmp,
+            "pipeline=mechanic",
+            "labels.horizons=[4]",
+            "data.end=2023-12-01",
+            "mechanic.val_fraction=0.4",
+            "mechanic.champion_min_trades=3",
+            "drift.max_psi=1.0",
+        )
+    )
+    return tmp, summary
+
+
+def test_the_mechanic_tunes_and_scores_at_the_champions_horizon(mechanic_at_four):
+    tmp, summary = mechanic_at_four
+    store = LocalStore(tmp / "artifacts")
+    report = json.loads((tmp / "run" / "mechanic.json").read_text())
+    challengers = [c for c in report["coins"].values() if c.get("challenger_path")]
+    assert challengers, report["coins"]
+    for coin in challengers:
+        for key in ("champion_path", "challenger_path"):
+            description = store.read_json(f"{coin[key]}/checkpoint.json")
+            assert description["config"]["labels"]["horizon"] == 4
+        # scored on the holdout with trades held 4 bars
+        assert store.read_json(f"{coin['challenger_path']}/metrics.json")["horizon"] == 4
+    # the holdout begins 4 bars (one horizon) after the fine-tuning rows' last label
+    assert report["holdout_window"][0] > "2023-11-23"
