@@ -45,6 +45,7 @@ TABLE_FIELDS = [
     "rank",
     "symbol",
     "trade_ok",
+    "horizon_bars",
     "round_trip_bps",
     "cost_method",
     "selection.n_trades",
