@@ -5,18 +5,21 @@ threshold on validation, exports a one-output head for it, and everything downst
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from conftest import ROOT
 from hydra import compose, initialize_config_dir
 
 from huracan.models import GroupedMoEHead
-from huracan.pipelines.coin_job import CoinJob, choose_horizon
+from huracan.pipelines.coin_job import CoinJob, choose_horizon, val_trades, window_rows
 from huracan.run import train
 from huracan.serve import Fleet, ServeConfig
 from huracan.store import LocalStore
+from huracan.thresholds import choose_thresholds
 
 MARKET = [
     "debug=fast",
@@ -126,7 +129,8 @@ def test_each_export_holds_one_head_for_its_chosen_horizon(two_horizons):
         description = store.read_json(f"{prefix}/checkpoint.json")
         metrics = store.read_json(f"{prefix}/metrics.json")
         horizon = description["config"]["labels"]["horizon"]
-        assert horizon in (1, 4) and description["config"]["labels"]["horizons"] == [horizon]
+        # the horizon it holds; labels.horizons stays what early stopping read
+        assert horizon in (1, 4) and description["config"]["labels"]["horizons"] == [1, 4]
         assert "n_outputs" not in description["head"]  # one output: the chosen horizon's
         assert metrics["horizon"] == horizon
         if roster[symbol]["model_path"] == prefix:
@@ -173,3 +177,53 @@ def test_the_mechanic_tunes_and_scores_at_the_champions_horizon(mechanic_at_four
         assert store.read_json(f"{coin['challenger_path']}/metrics.json")["horizon"] == 4
     # the holdout begins 4 bars (one horizon) after the fine-tuning rows' last label
     assert report["holdout_window"][0] > "2023-11-23"
+
+
+HOUR = 3_600_000_000_000
+
+
+def test_one_horizon_longer_than_a_bar_is_judged_on_every_hth_bar():
+    """A head with one output held 4 bars: the cut rests on trades that cannot overlap."""
+    rng = np.random.default_rng(1)
+    n = 2000
+    prob = rng.random(n)
+    gross = (rng.normal(0, 0.002, n) + np.where(prob > 0.8, 0.003, 0.0))[:, None]
+    job = _job(prob, gross, np.arange(n, dtype=np.int64) * HOUR)
+    job = replace(job, rules={**job.rules, "horizons": [4], "horizon": 4})
+    index, cut = choose_horizon(job, prob)
+    keep = np.arange(n) % 4 == 0
+    net = gross[:, 0] - 10 / 1e4
+    [expected] = choose_thresholds(prob[keep], net[keep], np.zeros(keep.sum(), int), 1, 5, 1.0)
+    assert index == 0 and np.isfinite(cut) and cut == expected
+    assert val_trades(prob >= cut, job) == int(((prob >= cut) & keep).sum())
+
+
+def test_selection_trades_exit_before_the_report_window():
+    stamps = np.arange(48, dtype=np.int64) * HOUR + pd.Timestamp("2024-01-01", tz="UTC").value
+    report_start = pd.Timestamp(stamps[40], tz="UTC")
+    job = CoinJob(
+        symbol="X",
+        test={"timestamps": stamps},
+        meta={"report_window": [str(report_start), str(pd.Timestamp(stamps[-1], tz="UTC"))]},
+        rules={"horizon": 4, "bars_per_year": 24 * 365.25},
+    )
+    selection, report = window_rows(job)
+    assert report.sum() == 8 and np.flatnonzero(selection).max() == 35  # 35 + 4 = 39 < 40
+    selection, _ = window_rows(job, 1)
+    assert np.flatnonzero(selection).max() == 38
+
+
+def test_a_champion_of_another_horizon_is_priced_from_the_test_closes():
+    closes = np.linspace(100.0, 110.0, 30)
+    row = np.array([0, 1, 2, 5, 20, 28])
+    job = CoinJob(
+        symbol="X",
+        val={"gross": np.zeros((3, 2))},
+        test={"gross": np.zeros((6, 2)), "closes": closes, "grid_row": row},
+        rules={"horizon": 1, "horizons": [1, 4]},
+    )
+    held = job.held(3)
+    expected = np.array([closes[r + 3] / closes[r] - 1 if r + 3 < 30 else np.nan for r in row])
+    np.testing.assert_array_equal(held.test["gross"], expected)
+    assert held.rules["horizon"] == 3
+    np.testing.assert_array_equal(job.held(4).test["gross"], job.test["gross"][:, 1])

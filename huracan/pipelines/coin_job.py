@@ -36,7 +36,7 @@ from huracan.pipelines.training import fit_heads
 from huracan.queue import JobSkipped
 from huracan.registry.artifacts import is_complete, json_bytes, write_version
 from huracan.registry.champions import Rescore, challenge
-from huracan.thresholds import choose_horizons, choose_thresholds, validation_days
+from huracan.thresholds import choose_horizons, validation_days
 
 log = logging.getLogger("huracan")
 
@@ -80,8 +80,8 @@ class CoinJob:
         horizon = int(self.rules.get("horizons", [self.rules["horizon"]])[index])
         config = self.meta.get("config")
         meta = self.meta
-        if config is not None:
-            labels = {**config["labels"], "horizon": horizon, "horizons": [horizon]}
+        if config is not None:  # ``labels.horizons`` stays: what early stopping saw
+            labels = {**config["labels"], "horizon": horizon}
             meta = {**self.meta, "config": {**config, "labels": labels}}
         return replace(
             self,
@@ -91,6 +91,23 @@ class CoinJob:
             rules={**self.rules, "horizon": horizon, "horizons": [horizon]},
             meta=meta,
         )
+
+
+    def held(self, horizon: int) -> CoinJob:
+        """The job scoring test trades held ``horizon`` bars: one of the run's horizons
+        (``at_horizon``), or any other, its returns read off the coin's test closes (a
+        champion trained with other labels)."""
+        horizons = [int(h) for h in self.rules.get("horizons", [self.rules["horizon"]])]
+        if horizon in horizons:
+            return self.at_horizon(horizons.index(horizon))
+        job = self.at_horizon(0)
+        closes, row = self.test["closes"], self.test["grid_row"]
+        ahead = row + horizon
+        gross = np.full(len(row), np.nan)
+        inside = ahead < len(closes)
+        gross[inside] = closes[ahead[inside]] / closes[row[inside]] - 1
+        rules = {**job.rules, "horizon": horizon, "horizons": [horizon]}
+        return replace(job, test={**job.test, "gross": gross}, rules=rules)
 
 
 def _column(part: dict, index: int) -> dict:
@@ -165,18 +182,18 @@ def validate_and_export(store, job: CoinJob):
     importance, and its model version written (manifest last): a one-output head for the
     chosen horizon. Returns the job cut to that horizon too."""
     module = build_module(job)
-    val_prob, test_prob = predict(module, job.val), predict(module, job.test)
+    val_prob = predict(module, job.val)
     index, threshold = choose_horizon(job, val_prob)
     if val_prob.ndim == 2:  # the chosen horizon's column: what the threshold was cut on
-        val_prob, test_prob = val_prob[:, index], test_prob[:, index]
+        val_prob = val_prob[:, index]
     job, module = job.at_horizon(index), one_output(module, index)
-    val, test = job.val, job.test
-    signals = test_prob >= threshold
+    val = job.val
+    signals = predict(module, job.test) >= threshold  # the exported model's, as served
     selection, report = window_rows(job)
     metrics = evaluate(job, signals, selection)  # what the champion and trade_ok are decided on
     metrics["report"] = evaluate(job, signals, report) if report.any() else None
     metrics["threshold"] = None if np.isinf(threshold) else float(threshold)
-    metrics["val_trades"] = int((val_prob >= threshold).sum())
+    metrics["val_trades"] = val_trades(val_prob >= threshold, job)
     if metrics["val_trades"] == 0:
         metrics["note"] = "no trades in validation: the model shows no edge after costs"
     importance = permutation_importance(
@@ -204,15 +221,27 @@ def choose_horizon(job: CoinJob, prob: np.ndarray) -> tuple[int, float]:
     val, rules = job.val, job.rules
     net = val["gross"] - val["cost_bps"][:, None] / 1e4  # (M, H)
     day = validation_days(rules.get("threshold_unit", "trade"), val["timestamps"])
-    group = np.zeros(len(prob), int)
-    if prob.ndim == 1:
-        [cut] = choose_thresholds(prob, net[:, 0], group, 1, rules["min_trades"], rules["z"], day)
-        return 0, float(cut)
     row = grid_rows(val["timestamps"], rules["bars_per_year"])
+    horizons = tuple(rules.get("horizons", [rules["horizon"]]))
     index, cuts, _ = choose_horizons(
-        prob, net, group, row, tuple(rules["horizons"]), 1, rules["min_trades"], rules["z"], day
+        prob.reshape(len(prob), -1),
+        net,
+        np.zeros(len(prob), int),
+        row,
+        horizons,
+        1,
+        rules["min_trades"],
+        rules["z"],
+        day,
     )
     return max(int(index[0]), 0), float(cuts[0])
+
+
+def val_trades(entries: np.ndarray, job: CoinJob) -> int:
+    """Validation trades at the chosen cut, counted as the cut was chosen: on every h-th
+    bar, where trades held h bars never overlap."""
+    row = grid_rows(job.val["timestamps"], job.rules["bars_per_year"])
+    return int((entries & (row % int(job.rules["horizon"]) == 0)).sum())
 
 
 def grid_rows(timestamps: np.ndarray, bars_per_year: float) -> np.ndarray:
@@ -233,10 +262,12 @@ def one_output(module: FleetModule, index: int) -> FleetModule:
     return out.eval()
 
 
-def window_rows(job: CoinJob) -> tuple[np.ndarray, np.ndarray]:
+def window_rows(job: CoinJob, horizon: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Boolean masks of the test bars in the selection window (champion, ``trade_ok``) and
     in the report window after it (the roster's figures, never selected on); all bars are
-    selection bars where the run has no report window or the coin no bar before it."""
+    selection bars where the run has no report window or the coin no bar before it. A
+    selection bar's trade, held ``horizon`` bars (the job's), must exit before the report
+    window opens: no selection figure reads a report bar."""
     stamps = pd.to_datetime(job.test["timestamps"], utc=True)
     window = job.meta.get("report_window")
     report = np.zeros(len(stamps), bool)
@@ -244,7 +275,12 @@ def window_rows(job: CoinJob) -> tuple[np.ndarray, np.ndarray]:
         report = np.asarray(stamps >= pd.Timestamp(window[0]))
     if report.all():
         report[:] = False
-    return ~report, report
+    selection = ~report
+    if report.any():
+        held = int(job.rules["horizon"] if horizon is None else horizon)
+        bar = pd.Timedelta(seconds=365.25 * 86400 / job.rules["bars_per_year"])
+        selection &= np.asarray(stamps + held * bar < pd.Timestamp(window[0]))
+    return selection, report
 
 
 def build_module(job: CoinJob) -> FleetModule:
@@ -330,22 +366,21 @@ def rescore(store, champion: dict, job: CoinJob, chosen: CoinJob, signals: np.nd
         return Rescore(None, None, f"champion unreadable ({type(err).__name__})", True)
     if description.get("inputs") != job.meta["inputs"]:
         return Rescore(None, None, "champion uses other inputs and cannot be scored on them")
-    horizon = description.get("config", {}).get("labels", {}).get("horizon", job.rules["horizon"])
+    labels = description.get("config", {}).get("labels", {})
+    horizon = int(labels.get("horizon", job.rules["horizon"]))
+    # early stopping read the validation labels of every horizon it trained on
+    seen = max([horizon, *(int(h) for h in labels.get("horizons") or [])])
     bar = pd.Timedelta(seconds=365.25 * 86400 / job.rules["bars_per_year"])
-    label_end = pd.Timestamp(description["data_end"]) + int(horizon) * bar
+    label_end = pd.Timestamp(description["data_end"]) + seen * bar
     unseen = np.asarray(pd.to_datetime(job.test["timestamps"], utc=True) > label_end)
-    selection, report = window_rows(job)
+    # both exit before the report window: the longer of the two holds decides
+    selection, report = window_rows(job, max(horizon, int(chosen.rules["horizon"])))
     rows = unseen & selection
     if not rows.any():
         return Rescore(
             None, None, f"champion's labels reach {label_end}, past this whole test window"
         )
-    horizons = [int(h) for h in job.rules.get("horizons", [job.rules["horizon"]])]
-    if int(horizon) not in horizons:
-        return Rescore(
-            None, None, f"champion holds {horizon} bars, a horizon this run has no labels for"
-        )
-    at_own = job.at_horizon(horizons.index(int(horizon)))
+    at_own = job.held(horizon)
     threshold = _threshold(description["thresholds"][0])
     test = {**at_own.test, "x": _rescale(job.test["x"], job.meta, description)}
     champion_signals = predict(old, test) >= threshold

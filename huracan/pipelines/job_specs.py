@@ -135,6 +135,10 @@ def job_for_coin(
         name: coin_part(split, rows, j, cost, slip, gross)
         for name, rows in (("train", fold.train), ("val", fold.val), ("test", fold.test))
     }
+    # the test window's closes to the last bar: a champion of another horizon is priced on them
+    first = int(fold.test[0])
+    parts["test"]["closes"] = panel.close[first:, j].copy()
+    parts["test"]["grid_row"] = fold.test[split.valid[fold.test, j]] - first
     return CoinJob(
         symbol=symbol,
         skip_reason=history_gap(panel, split, j),

@@ -2,8 +2,10 @@
 ended (encoder frozen), score challenger and champion on the holdout, export, challenge.
 
 The bars a champion has not seen are split in time: the fine-tuning rows (the last
-``mechanic.val_fraction`` of them, after a purge of one label horizon, for early stopping
-and the threshold) end one horizon before the holdout, so no label of theirs reaches it;
+``mechanic.val_fraction`` of them, after a purge of the champion's own label horizon, for
+early stopping and the threshold) end the fleet's longest champion horizon before the
+holdout, so no label of theirs reaches it; labels, threshold and scores all hold trades
+the champion's horizon, the threshold judged on every h-th bar as the per-coin job did;
 the holdout is the newest ``mechanic.holdout_days``, which neither model trained on. Both
 are scored there with the coin's current costs (calibrated on the bars before the
 holdout), each with its own threshold and preprocessing (the challenger keeps the
@@ -40,7 +42,7 @@ from huracan.progress import stage_trainer
 from huracan.registry.artifacts import is_complete, json_bytes, model_prefix, write_version
 from huracan.registry.champions import Rescore, challenge
 from huracan.serve.model import CoinModel
-from huracan.thresholds import choose_horizons, choose_thresholds, validation_days
+from huracan.thresholds import choose_horizons, validation_days
 
 
 @dataclass(frozen=True)
@@ -221,16 +223,15 @@ def fit_challenger(model: CoinModel, parts: dict, market: Market, cfg: DictConfi
     net = val["gross"] - val["cost_bps"] / 1e4
     # the trained run's rule; runs from before thresholds.unit counted trades
     day = validation_days(rules.get("unit", "trade"), val["timestamps"])
-    group, horizon = np.zeros(len(prob), int), int(model.horizon)
-    if horizon == 1:
-        [cut] = choose_thresholds(prob, net, group, 1, rules.min_trades, rules.z, day)
-    else:  # judged on every h-th bar, as the per-coin job chose it: trades never overlap
-        row = grid_rows(val["timestamps"], market.panel.bars_per_year)
-        _, [cut], _ = choose_horizons(
-            prob[:, None], net[:, None], group, row, (horizon,), 1, rules.min_trades, rules.z, day
-        )
+    # judged on every h-th bar, as the per-coin job chose it: trades never overlap
+    horizon, group = int(model.horizon), np.zeros(len(prob), int)
+    row = grid_rows(val["timestamps"], market.panel.bars_per_year)
+    _, [cut], _ = choose_horizons(
+        prob[:, None], net[:, None], group, row, (horizon,), 1, rules.min_trades, rules.z, day
+    )
     threshold = None if np.isinf(cut) else float(cut)
-    return module, {"threshold": threshold, "val_trades": int((prob >= cut).sum())}
+    trades = int(((prob >= cut) & (row % horizon == 0)).sum())
+    return module, {"threshold": threshold, "val_trades": trades}
 
 
 def stored_challenger(store, prefix: str) -> tuple[FleetModule, dict]:
