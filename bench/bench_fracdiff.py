@@ -8,7 +8,8 @@ with PASS/FAIL for each target from the measured values::
 From a git worktree, run it as ``PYTHONPATH=. /work/main/.venv/bin/python bench/...``:
 a script's own folder, not the working directory, heads ``sys.path``, so without it the
 editable install's ``huracan`` (another checkout) is the one timed. Both sides get the
-minimum of 3 calls; the load average is printed because the machine is shared.
+minimum of 3 calls after one untimed warm-up call (choosing d: one cold call); the load
+average is printed because the machine is shared.
 """
 
 from __future__ import annotations
@@ -30,8 +31,12 @@ MAX_ABS_DIFF = 1e-9
 MAX_CHOOSE_SECONDS = 5.0
 
 
-def best_of(repeat: int, fn, *args, **kwargs) -> tuple[float, object]:
-    """Fastest wall time of ``repeat`` calls, and the last result."""
+def best_of(repeat: int, fn, *args, warm_up: bool = True, **kwargs) -> tuple[float, object]:
+    """Fastest wall time of ``repeat`` calls after one untimed call (one-time costs: FFT
+    plans, thread pools, first-touch of the allocator's pages; both sides get it), and the
+    last result."""
+    if warm_up:
+        fn(*args, **kwargs)
     seconds = []
     for _ in range(repeat):
         start = time.perf_counter()
@@ -69,7 +74,7 @@ def ffd_rows(prices: np.ndarray) -> list[tuple]:
 
 def choose_d_rows(prices: np.ndarray, small: np.ndarray) -> list[tuple]:
     shape = f"{prices.shape[1]} x {len(prices)}"
-    ours_s, model = best_of(1, StationaryFracDiff().fit, prices)
+    ours_s, model = best_of(1, StationaryFracDiff().fit, prices, warm_up=False)
     rows = [
         (
             f"choose d, {shape}",
@@ -82,8 +87,8 @@ def choose_d_rows(prices: np.ndarray, small: np.ndarray) -> list[tuple]:
     ]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
-        theirs_s, theirs = best_of(1, FracdiffStat(window=100).fit, small)
-    small_s, small_model = best_of(1, StationaryFracDiff().fit, small)
+        theirs_s, theirs = best_of(1, FracdiffStat(window=100).fit, small, warm_up=False)
+    small_s, small_model = best_of(1, StationaryFracDiff().fit, small, warm_up=False)
     shape = f"{small.shape[1]} x {len(small)}"
     rows.append((f"choose d, {shape} (FracdiffStat)", small_s, theirs_s, None, "-", None))
     d_values, counts = np.unique(model.d_[~np.isnan(model.d_)], return_counts=True)

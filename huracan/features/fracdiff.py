@@ -490,11 +490,10 @@ def _check_prices(X: object, n_assets: int | None = None) -> tuple[np.ndarray, l
     if X.ndim != 2 or not X.size:
         raise ValueError(f"expected (T, N) log prices, got an array of shape {X.shape}")
     names = names or list(range(X.shape[1]))
-    # A column sum is finite unless the column holds a NaN or an inf: one read of X, and
-    # the full test only for those columns.
-    suspect = np.flatnonzero(~np.isfinite(X.sum(axis=0)))
-    infinite = np.flatnonzero(np.isinf(X).any(axis=0)) if suspect.size else suspect
-    if infinite.size:
+    # One read of X (NaN marks a missing bar, so most panels hold some); the columns are
+    # searched only when there is an inf.
+    infinite = np.flatnonzero(np.isinf(X).any(axis=0)) if np.isinf(X).any() else []
+    if len(infinite):
         raise ValueError(f"infinite log prices (a price <= 0?) in {names[infinite[0]]!r}")
     if n_assets is not None and X.shape[1] != n_assets:
         raise ValueError(f"X has {X.shape[1]} assets, but the estimator was fitted on {n_assets}")
