@@ -92,7 +92,6 @@ class CoinJob:
             meta=meta,
         )
 
-
     def held(self, horizon: int) -> CoinJob:
         """The job scoring test trades held ``horizon`` bars: one of the run's horizons
         (``at_horizon``), or any other, its returns read off the coin's test closes (a
