@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from huracan.models import Autoencoder, FleetModule, GroupedMoEHead
 from huracan.models.batches import batch_loader
+from huracan.models.module import HuracanModule
 
 N_SAMPLES, N_FEATURES, N_CHANNELS, N_GROUPS = 200_000, 14, 3, 3
 BATCH, EPOCHS = 2048, 3
@@ -168,6 +169,49 @@ def flat_many_groups_ms(groups: int = 400, batch: int = 65536, repeats: int = 10
     return times
 
 
+class _Tiny(HuracanModule):
+    """A module whose step costs next to nothing: what is left is the loop's own cost."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(1, 1)
+
+    def training_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.lin(batch["w"][:1, None]).sum()
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.parameters(), lr=0.0)
+
+
+def loop_overhead_us(batch: int = 256, repeats: int = 3) -> tuple[float, float]:
+    """Microseconds a step of (Lightning, a plain loop) on a near-empty module, best of
+    ``repeats`` epochs over the bench data: the per-step cost of each loop itself."""
+    data = make_data("cpu")
+    steps = N_SAMPLES // batch
+    plain, lightning = [], []
+    for _ in range(repeats):
+        module = _Tiny()
+        opt = module.configure_optimizers()
+        start = time.perf_counter()
+        for b in batch_loader(data, batch, shuffle=True):
+            loss = module.training_loss(b)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        plain.append(time.perf_counter() - start)
+        trainer = pl.Trainer(
+            max_epochs=1,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+        )
+        start = time.perf_counter()
+        trainer.fit(_Tiny(), batch_loader(data, batch, shuffle=True))
+        lightning.append(time.perf_counter() - start)
+    return 1e6 * min(lightning) / steps, 1e6 * min(plain) / steps
+
+
 if __name__ == "__main__":  # the stacked step on 1 thread and on every core
     from huracan.threads import available_cores
 
@@ -178,3 +222,6 @@ if __name__ == "__main__":  # the stacked step on 1 thread and on every core
     print("forward of a 65,536-sample flat batch of 400 heads (best of 10, torch's threads)")
     for name, ms in flat_many_groups_ms().items():
         print(f"  {name}: {ms:.1f} ms")
+    lightning_us, plain_us = loop_overhead_us()
+    print("a step of a near-empty module (batch 256, best of 3 epochs): the loops' own cost")
+    print(f"  Lightning {lightning_us:.0f} us, plain loop {plain_us:.0f} us")
