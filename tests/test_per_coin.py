@@ -542,7 +542,7 @@ def test_roster_entry_reasons():
 
 
 def test_the_champions_own_horizon_decides_what_is_out_of_sample(first_run, tmp_path):
-    """A champion whose checkpoint says its labels ran 1000 bars on cannot be scored."""
+    """A champion whose checkpoint says its labels ran 100,000 bars on cannot be scored."""
     tmp, _ = first_run
     shutil.copytree(tmp / "artifacts", tmp_path / "artifacts")
     store = LocalStore(tmp_path / "artifacts")
@@ -550,10 +550,11 @@ def test_the_champions_own_horizon_decides_what_is_out_of_sample(first_run, tmp_
     for key in pointers:
         prefix = store.read_json(key)["model_path"]
         description = store.read_json(f"{prefix}/checkpoint.json")
-        description["config"]["labels"]["horizon"] = 1000
+        description["config"]["labels"]["horizon"] = 100_000  # past any window of the run
         store.write_bytes(f"{prefix}/checkpoint.json", json.dumps(description).encode())
     before = {k: store.read_json(k)["model_path"] for k in pointers}
-    later, _ = train(per_coin_config(tmp_path, "pipeline.run_id=20240109", "pipeline.test_days=10"))
+    # a window of its own: other tests re-point the shared run's champions to theirs
+    later, _ = train(per_coin_config(tmp_path, "pipeline.run_id=20240109", "pipeline.test_days=12"))
     for key, model_path in before.items():
         job = later["per_coin"]["jobs"][key.split("/")[-1].removesuffix(".json")]
         assert "past this whole test window" in job["champion_note"]

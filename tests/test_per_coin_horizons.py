@@ -195,7 +195,7 @@ def test_one_horizon_longer_than_a_bar_is_judged_on_every_hth_bar():
     net = gross[:, 0] - 10 / 1e4
     [expected] = choose_thresholds(prob[keep], net[keep], np.zeros(keep.sum(), int), 1, 5, 1.0)
     assert index == 0 and np.isfinite(cut) and cut == expected
-    assert val_trades(prob >= cut, job) == int(((prob >= cut) & keep).sum())
+    assert val_trades(prob >= cut, job.at_horizon(0)) == int(((prob >= cut) & keep).sum())
 
 
 def test_selection_trades_exit_before_the_report_window():
@@ -211,6 +211,11 @@ def test_selection_trades_exit_before_the_report_window():
     assert report.sum() == 8 and np.flatnonzero(selection).max() == 35  # 35 + 4 = 39 < 40
     selection, _ = window_rows(job, 1)
     assert np.flatnonzero(selection).max() == 38
+    # no trade exits before the report window (a coin listed just before it): all bars
+    # are selection bars, as for a coin with no bar before it
+    late = {**job.meta, "report_window": [str(pd.Timestamp(stamps[2], tz="UTC")), "x"]}
+    selection, report = window_rows(replace(job, meta=late))
+    assert selection.all() and not report.any()
 
 
 def test_a_champion_of_another_horizon_is_priced_from_the_test_closes():

@@ -240,7 +240,8 @@ def val_trades(entries: np.ndarray, job: CoinJob) -> int:
     """Validation trades at the chosen cut, counted as the cut was chosen: on every h-th
     bar, where trades held h bars never overlap."""
     row = grid_rows(job.val["timestamps"], job.rules["bars_per_year"])
-    return int((entries & (row % int(job.rules["horizon"]) == 0)).sum())
+    judged = (row % int(job.rules["horizon"]) == 0) & np.isfinite(job.val["gross"])
+    return int((entries & judged).sum())
 
 
 def grid_rows(timestamps: np.ndarray, bars_per_year: float) -> np.ndarray:
@@ -264,9 +265,9 @@ def one_output(module: FleetModule, index: int) -> FleetModule:
 def window_rows(job: CoinJob, horizon: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Boolean masks of the test bars in the selection window (champion, ``trade_ok``) and
     in the report window after it (the roster's figures, never selected on); all bars are
-    selection bars where the run has no report window or the coin no bar before it. A
-    selection bar's trade, held ``horizon`` bars (the job's), must exit before the report
-    window opens: no selection figure reads a report bar."""
+    selection bars where the run has no report window or the coin no trade that exits
+    before it. A selection bar's trade, held ``horizon`` bars (the job's), must exit before
+    the report window opens: no selection figure reads a report bar."""
     stamps = pd.to_datetime(job.test["timestamps"], utc=True)
     window = job.meta.get("report_window")
     report = np.zeros(len(stamps), bool)
@@ -279,6 +280,8 @@ def window_rows(job: CoinJob, horizon: int | None = None) -> tuple[np.ndarray, n
         held = int(job.rules["horizon"] if horizon is None else horizon)
         bar = pd.Timedelta(seconds=365.25 * 86400 / job.rules["bars_per_year"])
         selection &= np.asarray(stamps + held * bar < pd.Timestamp(window[0]))
+    if not selection.any():  # no trade of the coin's exits before the report window
+        return np.ones(len(stamps), bool), np.zeros(len(stamps), bool)
     return selection, report
 
 
@@ -387,14 +390,13 @@ def rescore(store, champion: dict, job: CoinJob, chosen: CoinJob, signals: np.nd
     on_report = (
         evaluate(at_own, champion_signals, report & unseen) if (report & unseen).any() else None
     )
-    if (rows == selection).all():
-        return Rescore(
-            champion_metrics, None, "champion re-scored on this window", report=on_report
-        )
-    challenger = evaluate(chosen, signals, rows)
+    challenger = evaluate(chosen, signals, rows)  # on the champion's bars, always
+    own = window_rows(chosen)[0]
     note = (
-        f"both scored on {int(rows.sum())} of {int(selection.sum())} selection bars after the "
-        f"champion's last label ({label_end})"
+        "champion re-scored on this window"
+        if unseen[own].all()
+        else f"both scored on {int(rows.sum())} of {int(own.sum())} selection bars after "
+        f"the champion's last label ({label_end})"
     )
     return Rescore(champion_metrics, challenger, note, report=on_report)
 
