@@ -73,11 +73,16 @@ class CoinJob:
     seed: int = 0
     calibration: dict = field(default_factory=dict)
 
+    @property
+    def horizons(self) -> list[int]:
+        """The label horizons the job's parts hold, one column each."""
+        return [int(h) for h in self.rules.get("horizons", [self.rules["horizon"]])]
+
     def at_horizon(self, index: int) -> CoinJob:
         """The job cut to label horizon ``rules["horizons"][index]``: ``y``, ``w`` and
         ``gross`` of that horizon only, ``rules["horizon"]`` and the checkpoint's config
         saying it (what serving, the Mechanic and a later champion check read)."""
-        horizon = int(self.rules.get("horizons", [self.rules["horizon"]])[index])
+        horizon = self.horizons[index]
         config = self.meta.get("config")
         meta = self.meta
         if config is not None:  # ``labels.horizons`` stays: what early stopping saw
@@ -96,9 +101,8 @@ class CoinJob:
         """The job scoring test trades held ``horizon`` bars: one of the run's horizons
         (``at_horizon``), or any other, its returns read off the coin's test closes (a
         champion trained with other labels)."""
-        horizons = [int(h) for h in self.rules.get("horizons", [self.rules["horizon"]])]
-        if horizon in horizons:
-            return self.at_horizon(horizons.index(horizon))
+        if horizon in self.horizons:
+            return self.at_horizon(self.horizons.index(horizon))
         job = self.at_horizon(0)
         closes, row = self.test["closes"], self.test["grid_row"]
         ahead = row + horizon
@@ -130,7 +134,7 @@ def run_coin_job(job: CoinJob) -> dict:
     store = build(job.store)
     if is_complete(store, job.model_prefix, verify_hashes=True):
         module, metrics, importance, horizon = stored_version(store, job.model_prefix)
-        chosen = job.at_horizon(_horizon_index(job, horizon))
+        chosen = job.held(horizon)
         signals = predict(module, chosen.test) >= _threshold(metrics["threshold"])
     else:
         module, metrics, importance, signals, chosen = validate_and_export(store, job)
@@ -164,16 +168,6 @@ def stored_version(store, prefix: str) -> tuple[FleetModule, dict, dict, int]:
     metrics = store.read_json(f"{prefix}/metrics.json")
     importance = store.read_json(f"{prefix}/features.json")["importance"]
     return module, metrics, importance, int(description["config"]["labels"]["horizon"])
-
-
-def _horizon_index(job: CoinJob, horizon: int) -> int:
-    horizons = [int(h) for h in job.rules.get("horizons", [job.rules["horizon"]])]
-    if horizon not in horizons:
-        raise ValueError(
-            f"{job.model_prefix} trades a {horizon}-bar horizon, but this run labels "
-            f"horizons {horizons}: rerun it with its own labels.horizons or a new run id"
-        )
-    return horizons.index(horizon)
 
 
 def validate_and_export(store, job: CoinJob):
@@ -221,13 +215,12 @@ def choose_horizon(job: CoinJob, prob: np.ndarray) -> tuple[int, float]:
     net = val["gross"] - val["cost_bps"][:, None] / 1e4  # (M, H)
     day = validation_days(rules.get("threshold_unit", "trade"), val["timestamps"])
     row = grid_rows(val["timestamps"], rules["bars_per_year"])
-    horizons = tuple(rules.get("horizons", [rules["horizon"]]))
     index, cuts, _ = choose_horizons(
         prob.reshape(len(prob), -1),
         net,
         np.zeros(len(prob), int),
         row,
-        horizons,
+        tuple(job.horizons),
         1,
         rules["min_trades"],
         rules["z"],

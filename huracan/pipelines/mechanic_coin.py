@@ -166,19 +166,23 @@ def coin_parts(model: CoinModel, market: Market, options) -> dict | str:
     train = new[new < val[0] - model.horizon]  # purged: no train label reaches val
     if len(train) < options.min_new_bars // 2 or not len(val):
         return f"{len(train)} fine-tuning rows after the validation slice: too few"
+    # float64 returns of a trade held the champion's horizon, as the per-coin run prices them
+    gross = forward_return(panel.close[:, j], int(model.horizon))
     return {
-        "train": _part(market, j, train, model.horizon, weighted=True),
-        "val": _part(market, j, val, model.horizon, weighted=True),
-        "holdout": _part(market, j, holdout, model.horizon, weighted=False),
+        "train": _part(market, j, train, gross, model.horizon, weighted=True),
+        "val": _part(market, j, val, gross, model.horizon, weighted=True),
+        "holdout": _part(market, j, holdout, gross, model.horizon, weighted=False),
     }
 
 
-def _part(market: Market, j: int, rows: np.ndarray, horizon: int, weighted: bool) -> dict:
-    """Coin ``j``'s samples on ``rows``, labelled for trades held ``horizon`` bars at its
-    calibrated costs (float64 returns, as the per-coin run prices them)."""
+def _part(
+    market: Market, j: int, rows: np.ndarray, gross: np.ndarray, horizon: int, weighted: bool
+) -> dict:
+    """Coin ``j``'s samples on ``rows``, labelled for trades held ``horizon`` bars (their
+    returns ``gross``, (T,)) at its calibrated costs."""
     arrays, symbol = market.arrays, market.panel.symbols[j]
     x, channels = market.inputs[symbol]
-    gross = forward_return(market.panel.close[:, j], int(horizon))[rows]
+    gross = gross[rows]
     net = gross - market.cost_bps[rows, j] / 1e4
     w = np.ones(len(rows))
     if weighted:  # as prepare_fold: each slice normalised on its own
