@@ -69,3 +69,13 @@ def column_format(values: np.ndarray) -> str:
         return ",.2f"
     decimals = 2 - int(np.floor(np.log10(np.median(magnitude))))
     return f",.{min(max(decimals, 0), 8)}f"
+
+
+def fmt(value: float | None, digits: int) -> str:
+    """A measured value with ``digits`` decimals, or ``n/a`` for None or NaN."""
+    return "n/a" if value is None or not np.isfinite(value) else f"{value:.{digits}f}"
+
+
+def above(value: float | None, limit: float) -> bool:
+    """``value > limit`` for a measured value; False for None or NaN (never a PASS)."""
+    return value is not None and bool(np.isfinite(value)) and value > limit

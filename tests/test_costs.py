@@ -366,6 +366,10 @@ def test_symbol_metrics_on_a_hand_made_example():
     assert a.hit_rate == 0.75 and b.hit_rate == 0.5
     np.testing.assert_allclose(a.net_bps, (0.018 - 0.012 + 0.028 + 0.018) * 1e4)
     np.testing.assert_allclose(a.net_return, 0.052)
+    np.testing.assert_allclose(a.expectancy, 0.052 / 4)
+    daily = np.array([0.018, -0.012, 0.028, 0, 0, 0, 0, 0, 0.018, 0])  # every day counts
+    np.testing.assert_allclose(a.t_stat, daily.mean() / (daily.std(ddof=1) / np.sqrt(10)))
+    assert a.ci_low < a.expectancy < a.ci_high
     np.testing.assert_allclose(a.gross_bps, 600.0)
     np.testing.assert_allclose(b.net_bps, (-0.022 + 0.028) * 1e4)
     # Last 7 days of the window: entries after 2024-01-03 (rows 3..9).

@@ -176,6 +176,38 @@ def test_the_report_window_is_never_selected_on(first_run):
             assert entry["selection"]["n_trades"] == metrics["n_trades"]
 
 
+def test_the_baselines_stand_beside_every_coins_model(first_run):
+    """Each coin's metrics carry the four baselines in both windows; the summary pools
+    them over coins, and each roster entry names them for its coin."""
+    tmp, summary = first_run
+    per_coin, root = summary["per_coin"], tmp / "artifacts"
+    names = {"never_trade", "always_long", "logistic", "leader_lead_lag"}
+    roster = {
+        e["symbol"]: e for e in json.loads((root / "champions/roster.json").read_text())["entries"]
+    }
+    totals = dict.fromkeys(names, 0.0)
+    for symbol in summary["data"]["symbols"]:
+        metrics = json.loads(
+            (root / "models" / symbol / "baseline_20240101/metrics.json").read_text()
+        )
+        assert set(metrics["baselines"]) == set(metrics["report"]["baselines"]) == names
+        report = metrics["report"]["baselines"]
+        assert report["never_trade"]["n_trades"] == 0
+        if symbol == "BTC":  # the leader's rule trades the alts only
+            assert report["leader_lead_lag"]["n_trades"] == 0
+        for name in names:
+            totals[name] += report[name]["net_bps"]
+            days = report[name]["daily_bps"]
+            assert all(d >= per_coin["report_window"][0][:10] for d in days)
+        # in the window of the entry's own figures
+        shown = report if roster[symbol]["figures"] == "report" else metrics["baselines"]
+        assert roster[symbol]["baselines_net_bps"] == {k: v["net_bps"] for k, v in shown.items()}
+    assert per_coin["judged_window"] == "report"
+    for name in names:
+        assert per_coin["baselines"][name]["net_bps"] == pytest.approx(totals[name], abs=1e-3)
+    assert {c["result"] for c in per_coin["criteria"]} <= {"PASS", "FAIL"}
+
+
 def test_rerun_with_the_same_run_id_resumes(first_run):
     tmp, _ = first_run
     store = LocalStore(tmp / "artifacts")

@@ -15,6 +15,10 @@ SYMBOL_COLUMNS = [
     "sharpe",
     "net_return",
     "net_bps",
+    "expectancy",
+    "t_stat",
+    "ci_low",
+    "ci_high",
     "gross_bps",
     "last_7d_net_bps",
     "avg_cost_bps",
@@ -58,7 +62,9 @@ def symbol_metrics(
     Returns:
         One row per symbol (index ``symbol``), columns ``SYMBOL_COLUMNS``: ``n_trades``;
         ``hit_rate`` (share of trades with a net return > 0); ``sharpe``; ``net_return``
-        (sum of net returns, a fraction) and ``net_bps`` (the same in bps); ``gross_bps``
+        (sum of net returns, a fraction) and ``net_bps`` (the same in bps); ``expectancy``
+        (mean net return per trade, a fraction), ``t_stat`` of the daily P&L and ``ci_low``,
+        ``ci_high`` its day-block bootstrap 95 % interval (``huracan.metrics``); ``gross_bps``
         (sum before costs); ``last_7d_net_bps`` (net bps of the trades entered in the last
         7 days of the evaluated bars); ``avg_cost_bps`` and ``avg_slip_bps`` (mean round
         trip cost and its slippage part over the trades). NaN where there are no trades.
@@ -96,6 +102,7 @@ def symbol_metrics(
             "sharpe": table["sharpe"].to_numpy(),
             "net_return": table["net_bps"].to_numpy() / 1e4,
             "net_bps": table["net_bps"].to_numpy(),
+            **{k: table[k].to_numpy() for k in ("expectancy", "t_stat", "ci_low", "ci_high")},
             "gross_bps": np.where(trade, gross_return, 0.0).sum(0) * 1e4,
             "last_7d_net_bps": np.where(trade & recent[:, None], net_return, 0.0).sum(0) * 1e4,
             "avg_cost_bps": _mean_over(trade, cost_bps),

@@ -26,6 +26,7 @@ from omegaconf import OmegaConf
 from huracan.config import build
 from huracan.costs import symbol_metrics
 from huracan.io import plain
+from huracan.metrics import take_trades
 from huracan.models import FleetModule, GroupedMoEHead
 from huracan.models.batches import sample_tensors
 from huracan.models.checkpoint import build_encoder, checkpoint_files, module_from_files
@@ -39,6 +40,9 @@ from huracan.registry.champions import Rescore, challenge
 from huracan.thresholds import choose_horizons, validation_days
 
 log = logging.getLogger("huracan")
+
+# what a coin's metrics keep of each baseline beside the model (``baseline_metrics``)
+BASELINE_KEYS = ("net_bps", "n_trades", "expectancy", "sharpe", "t_stat", "horizon", "daily_bps")
 
 
 @dataclass(frozen=True)
@@ -185,6 +189,9 @@ def validate_and_export(store, job: CoinJob):
     selection, report = window_rows(job)
     metrics = evaluate(job, signals, selection)  # what the champion and trade_ok are decided on
     metrics["report"] = evaluate(job, signals, report) if report.any() else None
+    metrics["baselines"] = baseline_metrics(job, "selection")
+    if metrics["report"] is not None:
+        metrics["report"]["baselines"] = baseline_metrics(job, "report")
     metrics["threshold"] = None if np.isinf(threshold) else float(threshold)
     metrics["val_trades"] = val_trades(val_prob >= threshold, job)
     if metrics["val_trades"] == 0:
@@ -336,7 +343,31 @@ def evaluate(job: CoinJob, signals: np.ndarray, rows: np.ndarray | None = None) 
     metrics["window"] = job.meta["test_window"] if whole else [str(stamps[0]), str(stamps[-1])]
     metrics["n_test_bars"] = int(rows.sum())
     metrics["horizon"] = int(job.rules["horizon"])  # bars each trade is held
+    metrics["daily_bps"] = daily_bps(signals[rows], net[rows], stamps, metrics["horizon"])
     return metrics
+
+
+def daily_bps(signals: np.ndarray, net: np.ndarray, stamps: pd.DatetimeIndex, horizon: int):
+    """{UTC day: net bps of the trades entered that day} (the trades ``evaluate`` counts),
+    days with a trade only: what pools the coins' P&L by day in the run's summary."""
+    taken = take_trades((signals & np.isfinite(net))[:, None], horizon)[:, 0]
+    if not taken.any():
+        return {}
+    pnl = pd.Series(net[taken] * 1e4, index=stamps[taken].normalize()).groupby(level=0).sum()
+    return {f"{day:%Y-%m-%d}": round(float(v), 4) for day, v in pnl.items()}
+
+
+def baseline_metrics(job: CoinJob, window: str) -> dict[str, dict | None]:
+    """Each baseline's metrics (``BASELINE_KEYS``) on the coin's test bars of ``window``
+    (``selection`` or ``report``: ``window_rows`` at the baseline's own horizon), after
+    the same test costs as the model; None where the window has no bar for it."""
+    out = {}
+    for name, (signals, horizon) in job.test.get("baselines", {}).items():
+        held = job.held(horizon)
+        rows = window_rows(held)[window == "report"]
+        metrics = evaluate(held, signals, rows) if rows.any() else None
+        out[name] = None if metrics is None else {k: metrics.get(k) for k in BASELINE_KEYS}
+    return out
 
 
 def rescore(store, champion: dict, job: CoinJob, chosen: CoinJob, signals: np.ndarray) -> Rescore:

@@ -27,6 +27,7 @@ from huracan.io import atomic_write_text, plain
 from huracan.loggers import log_figures
 from huracan.metrics import COLUMNS, asset_metrics, fold_metrics, group_metrics, take_trades
 from huracan.plots import plot_correlation_heatmap, plot_dendrogram, plot_equity
+from huracan.report import above, fmt
 
 if TYPE_CHECKING:  # the pipeline imports this report; the report only reads its run
     from huracan.pipelines.hierarchical import Book, FleetRun
@@ -130,21 +131,21 @@ def success_criteria(
         },
         {
             "name": "the model's profit is significant (all assets, t of daily P&L > 2)",
-            "value": f"{_fmt(overall['net_bps'], 1)} bps, t {_fmt(overall['t_stat'], 2)}, "
+            "value": f"{fmt(overall['net_bps'], 1)} bps, t {fmt(overall['t_stat'], 2)}, "
             f"{overall['n_trades']} trades",
-            "passed": _above(overall["net_bps"], 0) and _above(overall["t_stat"], 2),
+            "passed": above(overall["net_bps"], 0) and above(overall["t_stat"], 2),
         },
         {
             "name": "every asset's expectancy > 0 (after costs)",
             "value": f"{int((expectancy > 0).sum())}/{len(results)} assets > 0; "
-            f"{int((~traded).sum())} never traded; min {_fmt(expectancy.min(), 6)}",
+            f"{int((~traded).sum())} never traded; min {fmt(expectancy.min(), 6)}",
             "passed": bool(traded.all() and (expectancy > 0).all()),
         },
         {
             "name": "precision > 55% (pooled over trades)",
-            "value": f"pooled {_fmt(overall['precision'], 3)}; mean per asset "
-            f"{_fmt(per_asset, 3)} over {int(traded.sum())} assets that traded",
-            "passed": _above(overall["precision"], 0.55),
+            "value": f"pooled {fmt(overall['precision'], 3)}; mean per asset "
+            f"{fmt(per_asset, 3)} over {int(traded.sum())} assets that traded",
+            "passed": above(overall["precision"], 0.55),
         },
     ]
     criteria += _comparisons(run, clusters, modal)
@@ -183,9 +184,9 @@ def _comparisons(run: FleetRun, clusters: dict, modal: np.ndarray) -> list[dict]
         criteria.append(
             {
                 "name": "alt clusters make >= 0.7 of the oracle's net profit (equal costs)",
-                "value": f"{_fmt(share, 3)} ({_fmt(alt['model']['net_bps'], 1)} of "
-                f"{_fmt(alt['oracle']['net_bps'], 1)} bps)",
-                "passed": _above(share, 0.7 - 1e-12),
+                "value": f"{fmt(share, 3)} ({fmt(alt['model']['net_bps'], 1)} of "
+                f"{fmt(alt['oracle']['net_bps'], 1)} bps)",
+                "passed": above(share, 0.7 - 1e-12),
             }
         )
     return criteria
@@ -201,9 +202,8 @@ def _versus(name: str, run: FleetRun, columns: np.ndarray, group: dict, other: s
     mine, theirs = group["model"]["net_bps"], group[other]["net_bps"]
     return {
         "name": name,
-        "value": f"{_fmt(mine, 1)} vs {_fmt(theirs, 1)} bps, t of the daily difference "
-        f"{_fmt(t, 2)}",
-        "passed": _above(mine, 0) and _above(t, 2),
+        "value": f"{fmt(mine, 1)} vs {fmt(theirs, 1)} bps, t of the daily difference {fmt(t, 2)}",
+        "passed": above(mine, 0) and above(t, 2),
     }
 
 
@@ -223,12 +223,12 @@ def verdict(clusters: dict, folds: list[dict]) -> str:
             "any fold, so the model did not trade (never trading is the honest answer here)"
         )
     t = overall["t_stat"]
-    kind = "a significant edge" if _above(t, 2) else "no significant edge"
+    kind = "a significant edge" if above(t, 2) else "no significant edge"
     return (
         f"{kind}: {overall['n_trades']} trades from {heads} head-fold(s) that passed "
-        f"validation, {_fmt(overall['net_bps'], 1)} bps net, t of daily P&L {_fmt(t, 2)}, "
-        f"95% interval of expectancy {_fmt(_bps(overall['ci_low']), 1)} .. "
-        f"{_fmt(_bps(overall['ci_high']), 1)} bps per trade"
+        f"validation, {fmt(overall['net_bps'], 1)} bps net, t of daily P&L {fmt(t, 2)}, "
+        f"95% interval of expectancy {fmt(_bps(overall['ci_low']), 1)} .. "
+        f"{fmt(_bps(overall['ci_high']), 1)} bps per trade"
     )
 
 
@@ -346,15 +346,6 @@ def plot_fleet_equity(run: FleetRun, panel: Panel, clusters: np.ndarray, path: P
     curves["all assets"] = np.cumsum(net.mean(1)) * 1e4
     boundaries = [f.test_times[0] for f in run.folds[1:]]
     return plot_equity(panel.timestamps[rows], curves, boundaries, path)
-
-
-def _fmt(value: float | None, digits: int) -> str:
-    return "n/a" if value is None or not np.isfinite(value) else f"{value:.{digits}f}"
-
-
-def _above(value: float | None, limit: float) -> bool:
-    """``value > limit`` for a measured value; False for None or NaN."""
-    return value is not None and bool(np.isfinite(value)) and value > limit
 
 
 def _bps(value: float | None) -> float | None:

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from huracan.baselines import baseline_trades
 from huracan.clustering import AssetClusterer, ClusterResult, align_cluster_ids
 from huracan.config import build
 from huracan.costs import CostModel
@@ -32,6 +33,7 @@ from huracan.features.labels import after_cost_labels, energy_weights, forward_r
 from huracan.features.scaling import PanelScaler
 from huracan.features.technical import compute_features, realized_volatility
 from huracan.models.batches import sample_tensors
+from huracan.thresholds import validation_days
 from huracan.validation import Fold, WalkForward
 
 
@@ -360,3 +362,34 @@ def horizon_samples(
     tensors["y"] = torch.as_tensor(y, dtype=torch.float32)
     tensors["w"] = torch.as_tensor(w, dtype=torch.float32)
     return tensors, t_idx, a_idx
+
+
+def run_baselines(
+    arrays: FleetArrays, folds: list[Fold], cfg: DictConfig
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The baselines' trades on the folds' test rows at the run's costs, each a rule, not a
+    model (``huracan.baselines.baseline_trades``): per baseline ``(signals, horizon_index)``,
+    each (T, N).
+
+    ``never_trade``; ``always_long`` (held the longest horizon, so it pays the costs as
+    rarely as the labels allow); ``logistic`` (per coin, lagged returns) and
+    ``leader_lead_lag`` (long the alts after a large return of the leader), each with its
+    horizon and threshold chosen on each fold's validation slice by the rule the heads use.
+    The leader is ``universe.dominant_symbols[0]``, else the coin with the highest median
+    quote volume before the first test window.
+    """
+    leader = cfg.universe.dominant_symbols[0]
+    if leader not in arrays.symbols:
+        volume = arrays.quote_volume[: folds[0].test[0]]
+        leader = arrays.symbols[int(np.nanargmax(np.nanmedian(volume, 0)))]
+    return baseline_trades(
+        arrays.returns,
+        arrays.net_h,
+        arrays.horizons,
+        folds,
+        arrays.symbols.index(leader),
+        min_trades=cfg.thresholds.min_trades,
+        z=cfg.thresholds.z,
+        seed=cfg.seed,
+        day=validation_days(cfg.thresholds.unit, arrays.timestamps_ns),
+    )

@@ -29,7 +29,6 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from huracan.baselines import baseline_trades
 from huracan.clustering import ClusterResult
 from huracan.config import build
 from huracan.data import GateReport
@@ -47,6 +46,7 @@ from huracan.pipelines.fold_data import (
     horizon_weights,
     label_horizons,
     prepare_fold,
+    run_baselines,
     walk_forward,
 )
 from huracan.pipelines.training import fit_encoder, fit_heads, without_factor
@@ -271,28 +271,8 @@ def release_memory() -> None:
 
 
 def fleet_baselines(arrays: FleetArrays, folds: list[Fold], cfg: DictConfig) -> dict[str, Book]:
-    """The baselines on the same test windows and costs: each a rule, not a model.
-
-    ``never_trade``; ``always_long`` (held the longest horizon, so it pays the costs as
-    rarely as the labels allow); ``logistic`` (per coin, lagged returns) and
-    ``leader_lead_lag`` (long the alts after a large return of the leader), each with its
-    horizon and threshold chosen on each fold's validation slice by the rule the heads use.
-    """
-    leader = cfg.universe.dominant_symbols[0]
-    if leader not in arrays.symbols:  # the most traded coin before any test window
-        volume = arrays.quote_volume[: folds[0].test[0]]
-        leader = arrays.symbols[int(np.nanargmax(np.nanmedian(volume, 0)))]
-    trades = baseline_trades(
-        arrays.returns,
-        arrays.net_h,
-        arrays.horizons,
-        folds,
-        arrays.symbols.index(leader),
-        min_trades=cfg.thresholds.min_trades,
-        z=cfg.thresholds.z,
-        seed=cfg.seed,
-        day=validation_days(cfg.thresholds.unit, arrays.timestamps_ns),
-    )
+    """The baselines (``fold_data.run_baselines``) as books on the same test windows and costs."""
+    trades = run_baselines(arrays, folds, cfg)
     return {name: Book.chosen(signals, index, arrays) for name, (signals, index) in trades.items()}
 
 

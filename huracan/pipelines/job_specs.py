@@ -9,7 +9,7 @@ calibration days before its test window, on which the job prices its test rows
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -36,6 +36,8 @@ class Split:
     fits: dict[str, SlippageFit]  # each coin's cost calibration at the training window's end
     valid: np.ndarray  # (T, N) rows with every input, a label and a head
     weights: np.ndarray  # (T, N, H) energy weights per label horizon (``horizon_weights``)
+    # per baseline (signals, horizon index), each (T, N): ``fold_data.run_baselines``
+    baselines: dict = field(default_factory=dict)
 
     @property
     def fold(self):
@@ -139,6 +141,7 @@ def job_for_coin(
     first = int(fold.test[0])
     parts["test"]["closes"] = panel.close[first:, j].copy()
     parts["test"]["grid_row"] = fold.test[split.valid[fold.test, j]] - first
+    parts["test"]["baselines"] = coin_baselines(split, fold.test[split.valid[fold.test, j]], j)
     return CoinJob(
         symbol=symbol,
         skip_reason=history_gap(panel, split, j),
@@ -238,6 +241,16 @@ def coin_part(
         "timestamps": arrays.timestamps_ns[t],
         "volatility": arrays.volatility[t, j],
     }
+
+
+def coin_baselines(split: Split, rows: np.ndarray, j: int) -> dict[str, tuple[np.ndarray, int]]:
+    """Each baseline's entries on coin ``j``'s test rows (those of its ``coin_part``) and
+    the bars it holds them: one horizon per coin in a fold, chosen on validation."""
+    out = {}
+    for name, (signals, index) in split.baselines.items():
+        held = max(int(index[rows, j].max(initial=0)), 0)
+        out[name] = (signals[rows, j].copy(), int(split.arrays.horizons[held]))
+    return out
 
 
 def _state(module) -> dict:

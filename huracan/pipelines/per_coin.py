@@ -55,9 +55,11 @@ from huracan.pipelines.fold_data import (
     horizon_weights,
     label_horizons,
     prepare_fold,
+    run_baselines,
     single_split,
 )
 from huracan.pipelines.job_specs import Split, build_jobs, history_gap, shared_spec
+from huracan.pipelines.per_coin_report import format_strategies, pooled_report
 from huracan.pipelines.resume import check_inputs, job_done_key, run_inputs
 from huracan.pipelines.training import fit_encoder, fit_heads
 from huracan.progress import interactive
@@ -104,7 +106,16 @@ def run_per_coin(
         format_table(roster["entries"][:10], TABLE_FIELDS),
     )
     summary = run_summary(store, run_id, split, report, bank, roster, cfg.pipeline.report_days)
-    return {"per_coin": summary}
+    selection, report_window = split.windows(cfg.pipeline.report_days)
+    results = {r.symbol: r for r in report}
+    metrics = {j.symbol: run_output(store, j, results.get(j.symbol), "metrics") for j in jobs}
+    pooled = pooled_report(metrics, {"selection": selection, "report": report_window})
+    log.info(
+        "every coin's model beside the baselines, pooled over coins (same bars, each coin's "
+        "test costs)\n%s",
+        format_strategies(pooled),
+    )
+    return {"per_coin": summary | pooled}
 
 
 def prepare_split(panel: Panel, cfg: DictConfig, timer: StageTimer) -> Split:
@@ -125,7 +136,11 @@ def prepare_split(panel: Panel, cfg: DictConfig, timer: StageTimer) -> Split:
         note(
             "at training end: " + ", ".join(f"{m} {methods.count(m)}" for m in sorted(set(methods)))
         )
-    return Split(arrays, data, fits, data.valid(arrays), horizon_weights(arrays, fold))
+    with timer("baselines") as note:  # rules chosen on validation, scored in each job
+        baselines = run_baselines(arrays, [fold], cfg)
+        note(", ".join(baselines))
+    weights = horizon_weights(arrays, fold)
+    return Split(arrays, data, fits, data.valid(arrays), weights, baselines)
 
 
 def shared_models(store: Store, panel: Panel, cfg: DictConfig, split: Split, run_id, timer):

@@ -17,6 +17,8 @@ but the entry's figures (``sharpe``, ``net_pnl_bps``, ``n_trades``, ``hit_rate``
 are not optimistic after selection. Without a report window (``report_days: 0``, or a
 champion scored before one existed) they are the selection window's (``figures:
 "in_selection"``). ``selection`` holds the selection window's figures either way.
+``baselines_net_bps`` holds each baseline's net bps on the coin in this run's window of
+the same kind, on the bars and test costs of this run's model of the coin.
 """
 
 from __future__ import annotations
@@ -98,6 +100,10 @@ ROSTER_SCHEMA = {
                         "maxItems": 2,
                     },
                     "selection": {"type": "object"},
+                    "baselines_net_bps": {
+                        "type": "object",
+                        "additionalProperties": {"type": ["number", "null"]},
+                    },
                 },
             },
         },
@@ -191,6 +197,17 @@ def roster_entry(
         "figures": "in_selection" if report is None else "report",
         "report_window": None if report is None else report.get("window"),
         "selection": {k: metrics.get(k) for k in ("sharpe", "net_pnl_bps", "n_trades", "window")},
+        "baselines_net_bps": _baselines(run_metrics or {}, report is not None),
+    }
+
+
+def _baselines(run_metrics: dict, report: bool) -> dict[str, float | None]:
+    """Each baseline's net bps on this coin in this run's report window (``report``) or
+    selection window: the same bars and test costs as this run's model."""
+    figures = (run_metrics.get("report") or {}) if report else run_metrics
+    return {
+        name: None if b is None else b.get("net_bps")
+        for name, b in (figures.get("baselines") or {}).items()
     }
 
 
