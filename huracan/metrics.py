@@ -67,6 +67,7 @@ def asset_metrics(
     horizon: int | np.ndarray = 1,
     rows: np.ndarray | None = None,
     days: np.ndarray | None = None,
+    n_boot: int = 2000,
 ) -> pd.DataFrame:
     """Metrics of each asset's trades.
 
@@ -81,13 +82,16 @@ def asset_metrics(
         rows: grid rows evaluated, e.g. ``fold.test``; None for all.
         days: (T,) calendar day of each row, for ``t_stat`` and the interval; None: each
             row is its own day.
+        n_boot: bootstrap draws of the interval (0: no interval, ``ci_*`` NaN).
 
     Returns:
         One row per asset (index ``asset``), columns ``COLUMNS``.
     """
     _check_inputs(signals, labels, net_return, horizon)
     _check_symbols(symbols, signals.shape[1])
-    table = group_metrics(signals, labels, net_return, rows, None, bars_per_year, horizon, days)
+    table = group_metrics(
+        signals, labels, net_return, rows, None, bars_per_year, horizon, days, n_boot
+    )
     return pd.DataFrame(table, index=pd.Index(list(symbols), name="asset"))
 
 
@@ -183,6 +187,13 @@ def take_trades(entries: np.ndarray, horizon: int | np.ndarray) -> np.ndarray:
     if np.ndim(horizon) == 0 and int(horizon) == 1:
         return entries.copy()
     hold = np.broadcast_to(np.asarray(horizon, dtype=np.int64), entries.shape)
+    if entries.shape[1] == 1:  # one asset (a coin's job): a plain loop over its entries
+        rows = np.flatnonzero(entries[:, 0])
+        taken, free = np.zeros_like(entries), 0
+        for t, held in zip(rows.tolist(), hold[rows, 0].tolist(), strict=True):
+            if t >= free:
+                taken[t, 0], free = True, t + held
+        return taken
     taken = np.zeros_like(entries)
     free = np.zeros(entries.shape[1], dtype=np.int64)  # first row a new trade may start
     for t in np.flatnonzero(entries.any(1)):
@@ -201,12 +212,14 @@ def group_metrics(
     bars_per_year: float,
     horizon: int | np.ndarray,
     days: np.ndarray | None = None,
+    n_boot: int = 2000,
 ) -> dict[str, np.ndarray]:
     """The metric columns for each group of assets (None: every asset on its own).
 
     Args:
         days: (T,) the calendar day of each row (e.g. ``timestamps_ns // 86_400e9``), for
             ``t_stat`` and the bootstrap; None treats every row as its own day.
+        n_boot: bootstrap draws of ``ci_low``/``ci_high`` (0: NaN, no bootstrap).
     """
     t_len, n = signals.shape
     evaluated = np.ones(t_len, dtype=bool)
@@ -234,7 +247,7 @@ def group_metrics(
     n_bars = active.sum(0)
     day = np.arange(t_len) if days is None else np.asarray(days)
     t_stat, ci_low, ci_high = day_statistics(
-        day[evaluated], by_group(entry_pnl)[evaluated], by_group(trade)[evaluated]
+        day[evaluated], by_group(entry_pnl)[evaluated], by_group(trade)[evaluated], n_boot
     )
     with np.errstate(divide="ignore", invalid="ignore"):
         mean = np.where(active, pnl, 0.0).sum(0) / n_bars

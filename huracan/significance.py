@@ -114,7 +114,8 @@ def day_statistics(
         pnl: (R, K) net return of the trades entered at each row, per group.
         trades: (R, K) trades entered at each row, per group.
         n_boot: bootstrap replicates; each draws as many days as there are, with
-            replacement (a multinomial count per day), and scores total return / trades.
+            replacement (a multinomial count per day), and scores total return / trades;
+            0 for the t-statistic alone (the interval NaN).
         seed: random seed.
         alpha: 1 - coverage of the interval.
 
@@ -134,6 +135,9 @@ def day_statistics(
     std = daily.std(0, ddof=1)
     with np.errstate(divide="ignore", invalid="ignore"):
         t_stat = np.where(std > 0, daily.mean(0) / (std / np.sqrt(n_days)), np.nan)
+    if n_boot < 1:
+        return t_stat, nan, nan.copy()
+    with np.errstate(divide="ignore", invalid="ignore"):
         draws = np.random.default_rng(seed).multinomial(n_days, np.full(n_days, 1 / n_days), n_boot)
         expectancy = (draws @ daily) / (draws @ count)  # (n_boot, K), NaN when no trade drawn
     has = count.sum(0) > 0

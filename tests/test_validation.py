@@ -135,6 +135,14 @@ def test_take_trades_with_a_hold_per_entry():
     # until row 3 held 2 bars
     assert taken[:, 0].tolist() == [True, False, False, True, False]
     assert taken[:, 1].tolist() == [True, True, False, True, False]
+    for column in range(2):  # one asset alone (a coin's job) takes the same trades
+        alone = take_trades(entries[:, [column]], hold[:, [column]])
+        assert alone[:, 0].tolist() == taken[:, column].tolist()
+    rng = np.random.default_rng(0)
+    many, holds = rng.random((500, 4)) < 0.3, rng.integers(1, 30, (500, 4))
+    taken = take_trades(many, holds)
+    for column in range(4):
+        assert (take_trades(many[:, [column]], holds[:, [column]])[:, 0] == taken[:, column]).all()
 
 
 def test_daily_t_stat_and_bootstrap_interval():

@@ -38,6 +38,7 @@ def symbol_metrics(
     rows: np.ndarray | None = None,
     cost_bps: np.ndarray | None = None,
     slippage_bps: np.ndarray | None = None,
+    n_boot: int = 2000,
 ) -> pd.DataFrame:
     """After-cost trading metrics of each symbol, with what its trades paid.
 
@@ -58,6 +59,7 @@ def symbol_metrics(
             ``(gross_return - net_return) * 1e4``.
         slippage_bps: (T, N) the slippage part of that cost (both sides, e.g.
             ``CostModel.slippage_bps(volatility)``); None leaves ``avg_slip_bps`` NaN.
+        n_boot: bootstrap draws of the interval (0: ``ci_low``/``ci_high`` NaN).
 
     Returns:
         One row per symbol (index ``symbol``), columns ``SYMBOL_COLUMNS``: ``n_trades``;
@@ -88,6 +90,7 @@ def symbol_metrics(
         # calendar days: trades on one day move together (and 30 day blocks, not 720 bars,
         # are what the bootstrap resamples)
         days=pd.DatetimeIndex(timestamps).as_unit("ns").asi8 // 86_400_000_000_000,
+        n_boot=n_boot,
     )
     evaluated = np.zeros(shape[0], dtype=bool)
     evaluated[np.arange(shape[0]) if rows is None else rows] = True
@@ -95,22 +98,20 @@ def symbol_metrics(
     times = pd.DatetimeIndex(timestamps)
     recent = evaluated & (times > times[evaluated].max() - pd.Timedelta(days=7))
     cost_bps = (gross_return - net_return) * 1e4 if cost_bps is None else cost_bps
-    out = pd.DataFrame(
-        {
-            "n_trades": table["n_trades"].to_numpy(),
-            "hit_rate": table["precision"].to_numpy(),
-            "sharpe": table["sharpe"].to_numpy(),
-            "net_return": table["net_bps"].to_numpy() / 1e4,
-            "net_bps": table["net_bps"].to_numpy(),
-            **{k: table[k].to_numpy() for k in ("expectancy", "t_stat", "ci_low", "ci_high")},
-            "gross_bps": np.where(trade, gross_return, 0.0).sum(0) * 1e4,
-            "last_7d_net_bps": np.where(trade & recent[:, None], net_return, 0.0).sum(0) * 1e4,
-            "avg_cost_bps": _mean_over(trade, cost_bps),
-            "avg_slip_bps": _mean_over(trade, slippage_bps),
-        },
-        index=pd.Index(list(symbols), name="symbol"),
-    )
-    return out[SYMBOL_COLUMNS]
+    table = {k: table[k].to_numpy() for k in table.columns}
+    columns = {
+        "n_trades": table["n_trades"],
+        "hit_rate": table["precision"],
+        "sharpe": table["sharpe"],
+        "net_return": table["net_bps"] / 1e4,
+        "net_bps": table["net_bps"],
+        **{k: table[k] for k in ("expectancy", "t_stat", "ci_low", "ci_high")},
+        "gross_bps": np.where(trade, gross_return, 0.0).sum(0) * 1e4,
+        "last_7d_net_bps": np.where(trade & recent[:, None], net_return, 0.0).sum(0) * 1e4,
+        "avg_cost_bps": _mean_over(trade, cost_bps),
+        "avg_slip_bps": _mean_over(trade, slippage_bps),
+    }
+    return pd.DataFrame(columns, index=pd.Index(list(symbols), name="symbol"))
 
 
 def _mean_over(mask: np.ndarray, values: np.ndarray | None) -> np.ndarray:

@@ -268,18 +268,19 @@ def window_rows(job: CoinJob, horizon: int | None = None) -> tuple[np.ndarray, n
     selection bars where the run has no report window or the coin no trade that exits
     before it. A selection bar's trade, held ``horizon`` bars (the job's), must exit before
     the report window opens: no selection figure reads a report bar."""
-    stamps = pd.to_datetime(job.test["timestamps"], utc=True)
+    stamps = np.asarray(job.test["timestamps"], dtype=np.int64)  # ns, UTC
     window = job.meta.get("report_window")
     report = np.zeros(len(stamps), bool)
     if window:
-        report = np.asarray(stamps >= pd.Timestamp(window[0]))
+        opens = pd.Timestamp(window[0]).value
+        report = stamps >= opens
     if report.all():
         report[:] = False
     selection = ~report
     if report.any():
         held = int(job.rules["horizon"] if horizon is None else horizon)
-        bar = pd.Timedelta(seconds=365.25 * 86400 / job.rules["bars_per_year"])
-        selection &= np.asarray(stamps + held * bar < pd.Timestamp(window[0]))
+        bar = pd.Timedelta(seconds=365.25 * 86400 / job.rules["bars_per_year"]).value
+        selection &= stamps + held * bar < opens
     if not selection.any():  # no trade of the coin's exits before the report window
         return np.ones(len(stamps), bool), np.zeros(len(stamps), bool)
     return selection, report
@@ -311,7 +312,9 @@ def predict(module: FleetModule, part: dict) -> np.ndarray:
     return module.predict_proba(t["x"], t["factor"], t["group"]).numpy()
 
 
-def evaluate(job: CoinJob, signals: np.ndarray, rows: np.ndarray | None = None) -> dict:
+def evaluate(
+    job: CoinJob, signals: np.ndarray, rows: np.ndarray | None = None, n_boot: int = 2000
+) -> dict:
     """The coin's out-of-sample metrics after its calibrated costs.
 
     Args:
@@ -319,6 +322,7 @@ def evaluate(job: CoinJob, signals: np.ndarray, rows: np.ndarray | None = None) 
         signals: (M,) entries on the test bars.
         rows: boolean (M,) mask of the test bars to score (all where None); ``window`` is
             then the first and last of them.
+        n_boot: bootstrap draws of the expectancy's interval (0: none, ``ci_*`` None).
     """
     test = job.test
     rows = np.ones(len(signals), bool) if rows is None else rows
@@ -334,6 +338,7 @@ def evaluate(job: CoinJob, signals: np.ndarray, rows: np.ndarray | None = None) 
         horizon=job.rules["horizon"],
         cost_bps=test["cost_bps"][rows, None],
         slippage_bps=test["slip_bps"][rows, None],
+        n_boot=n_boot,
     )
     row = table.iloc[0]
     metrics = {k: plain(v) for k, v in row.items()}
@@ -353,8 +358,11 @@ def daily_bps(signals: np.ndarray, net: np.ndarray, stamps: pd.DatetimeIndex, ho
     taken = take_trades((signals & np.isfinite(net))[:, None], horizon)[:, 0]
     if not taken.any():
         return {}
-    pnl = pd.Series(net[taken] * 1e4, index=stamps[taken].normalize()).groupby(level=0).sum()
-    return {f"{day:%Y-%m-%d}": round(float(v), 4) for day, v in pnl.items()}
+    day = stamps.asi8[taken] // 86_400_000_000_000
+    days, index = np.unique(day, return_inverse=True)
+    pnl = np.bincount(index, weights=net[taken] * 1e4)
+    names = np.datetime_as_string(days.astype("datetime64[D]"))
+    return {str(d): round(float(v), 4) for d, v in zip(names, pnl, strict=True)}
 
 
 def baseline_metrics(job: CoinJob, window: str) -> dict[str, dict | None]:
@@ -365,7 +373,7 @@ def baseline_metrics(job: CoinJob, window: str) -> dict[str, dict | None]:
     for name, (signals, horizon) in job.test.get("baselines", {}).items():
         held = job.held(horizon)
         rows = window_rows(held)[window == "report"]
-        metrics = evaluate(held, signals, rows) if rows.any() else None
+        metrics = evaluate(held, signals, rows, n_boot=0) if rows.any() else None
         out[name] = None if metrics is None else {k: metrics.get(k) for k in BASELINE_KEYS}
     return out
 
