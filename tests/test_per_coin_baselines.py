@@ -4,6 +4,8 @@ and the criteria judge the report window."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -128,4 +130,30 @@ def test_no_trades_says_never_trading_is_the_answer():
     pooled = pooled_report({"A": _coin({}, {})}, {"selection": window, "report": window})
     assert pooled["strategies"]["report"]["model"]["n_trades"] == 0
     assert pooled["verdict"].startswith("no edge") and "never trading" in pooled["verdict"]
+    assert [c["result"] for c in pooled["criteria"]] == ["FAIL"]
+
+
+def test_a_hold_longer_than_the_selection_bars_never_reads_the_report_window():
+    """Seven selection bars and a 12-bar hold: no selection trade can exit before the
+    report window, so the baseline has no selection figures rather than report bars."""
+    gross = np.random.default_rng(2).normal(0, 0.01, (40, 2))
+    job = _job(gross, 20.0, {"always_long": (np.ones(40, bool), 12)}, 7)
+    job = replace(job, test={**job.test, "closes": np.linspace(1, 2, 60)})
+    assert baseline_metrics(job, "selection")["always_long"] is None
+    report = baseline_metrics(job, "report")["always_long"]
+    assert report["n_trades"] == 3  # entries 7, 19, 31; bar 40 has no close 12 ahead
+
+
+def test_pooling_judges_the_window_that_has_figures_and_needs_every_daily_series():
+    window = ["2024-01-01 00:00:00+00:00", "2024-01-10 23:00:00+00:00"]
+    assert pooled_report({"A": {}}, {"selection": window, "report": window})["verdict"] == (
+        "no coin has out-of-sample figures: no verdict"
+    )
+    selection_only = _coin({"2024-01-02": 30.0}, {}) | {"report": None}
+    pooled = pooled_report({"A": selection_only}, {"selection": window, "report": window})
+    assert pooled["judged_window"] == "selection"
+    old = {"n_trades": 2, "net_bps": 500.0}  # a version written before daily_bps existed
+    pooled = pooled_report({"A": old | {"baselines": {}}}, {"selection": window, "report": None})
+    model = pooled["strategies"]["selection"]["model"]
+    assert model["net_bps"] == 500.0 and model["t_stat"] is None and not model["by_day"]
     assert [c["result"] for c in pooled["criteria"]] == ["FAIL"]

@@ -367,12 +367,17 @@ def daily_bps(signals: np.ndarray, net: np.ndarray, stamps: pd.DatetimeIndex, ho
 
 def baseline_metrics(job: CoinJob, window: str) -> dict[str, dict | None]:
     """Each baseline's metrics (``BASELINE_KEYS``) on the coin's test bars of ``window``
-    (``selection`` or ``report``: ``window_rows`` at the baseline's own horizon), after
-    the same test costs as the model; None where the window has no bar for it."""
+    (``selection`` or ``report``: ``window_rows`` at the baseline's own horizon, its
+    selection trades exiting before the report window), after the same test costs as the
+    model; None where the window has no bar for it."""
     out = {}
     for name, (signals, horizon) in job.test.get("baselines", {}).items():
         held = job.held(horizon)
-        rows = window_rows(held)[window == "report"]
+        selection, own_report = window_rows(held)
+        report = window_rows(held, 1)[1]  # the report bars, whatever the hold
+        if report.any() and not own_report.any():  # window_rows fell back to every bar:
+            selection = np.zeros_like(selection)  # no trade this long exits before report
+        rows = report if window == "report" else selection
         metrics = evaluate(held, signals, rows, n_boot=0) if rows.any() else None
         out[name] = None if metrics is None else {k: metrics.get(k) for k in BASELINE_KEYS}
     return out

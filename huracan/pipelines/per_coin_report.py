@@ -30,7 +30,8 @@ def pooled_report(coin_metrics: dict[str, dict], windows: dict[str, list[str] | 
     Returns:
         ``strategies`` ({window: {strategy: figures}}: ``coins``, ``coins_traded``,
         ``n_trades``, ``net_bps``, ``expectancy`` (a fraction), ``sharpe`` and ``t_stat``
-        of the daily P&L, ``days``; None for a window the run lacks), ``baselines`` (the
+        of the daily P&L, ``days``, ``by_day`` (False: some coin's daily P&L is unknown, so
+        no t or Sharpe); None for a window the run lacks), ``baselines`` (the
         judged window's baselines, as the hierarchical summary has them),
         ``judged_window``, ``criteria`` and ``verdict``.
     """
@@ -78,12 +79,12 @@ def format_strategies(report: dict) -> str:
 
 def _books(coin_metrics: dict[str, dict], window: str) -> dict[str, list[dict]]:
     """Per strategy, the coins' figures in ``window`` (coins without figures left out)."""
-    books: dict[str, list[dict]] = {"model": []}
+    books: dict[str, list[dict]] = {}
     for metrics in coin_metrics.values():
         figures = metrics if window == "selection" else metrics.get("report")
         if not figures:
             continue
-        books["model"].append(figures)
+        books.setdefault("model", []).append(figures)
         for name, baseline in (figures.get("baselines") or {}).items():
             if baseline is not None:
                 books.setdefault(name, []).append(baseline)
@@ -100,9 +101,12 @@ def _daily(items: list[dict], days: pd.DatetimeIndex) -> pd.Series:
 
 
 def _pool(items: list[dict], daily: pd.Series) -> dict:
+    """Pooled figures; the t-statistic and Sharpe only where every coin with trades gave
+    its daily P&L (a model version written before ``daily_bps`` existed did not)."""
     n_trades = sum(int(i.get("n_trades") or 0) for i in items)
     net = float(np.nansum([i.get("net_bps") or 0.0 for i in items]))
-    std = daily.std(ddof=1) if len(daily) > 1 else np.nan
+    by_day = all("daily_bps" in i for i in items if i.get("n_trades"))
+    std = daily.std(ddof=1) if len(daily) > 1 and by_day else np.nan
     return {
         "coins": len(items),
         "coins_traded": sum(int(i.get("n_trades") or 0) > 0 for i in items),
@@ -110,8 +114,9 @@ def _pool(items: list[dict], daily: pd.Series) -> dict:
         "net_bps": round(net, 4),
         "expectancy": net / n_trades / 1e4 if n_trades else None,  # a fraction, as per coin
         "sharpe": float(daily.mean() / std * np.sqrt(DAYS_PER_YEAR)) if std > 0 else None,
-        "t_stat": _finite(significance.t_stat(daily.to_numpy())),
+        "t_stat": _finite(significance.t_stat(daily.to_numpy())) if by_day else None,
         "days": len(daily),
+        "by_day": by_day,
     }
 
 
@@ -131,7 +136,9 @@ def _criteria(table: dict, daily: dict[str, pd.Series], window: str) -> list[dic
     scores = {k: v["net_bps"] for k, v in table.items() if k != "model"}
     if scores:
         best = max(scores, key=scores.get)
-        t = _finite(significance.t_stat(daily["model"].sub(daily[best], fill_value=0.0).to_numpy()))
+        diff = daily["model"].sub(daily[best], fill_value=0.0).to_numpy()
+        by_day = model["by_day"] and table[best]["by_day"]
+        t = _finite(significance.t_stat(diff)) if by_day else None
         criteria.append(
             {
                 "name": f"the models' profit > the best baseline's ({best}, {window} window, "
