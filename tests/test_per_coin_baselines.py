@@ -51,8 +51,7 @@ def test_a_baseline_is_scored_at_its_horizon_and_the_models_costs_per_window():
     gross = rng.normal(0.001, 0.01, (n, 2))
     everywhere = np.ones(n, bool)
     job = _job(gross, 25.0, {"always_long": (everywhere, 4), "never_trade": (~everywhere, 1)}, 72)
-    selection = baseline_metrics(job, "selection")
-    report = baseline_metrics(job, "report")
+    selection, report = baseline_metrics(job).values()
     # selection: entries 0, 4, ..., 64 (68 would exit at 72, inside the report window)
     entries = np.arange(0, 68, 4)
     assert selection["always_long"]["n_trades"] == len(entries)
@@ -68,11 +67,18 @@ def test_a_baseline_is_scored_at_its_horizon_and_the_models_costs_per_window():
         report["always_long"]["net_bps"]
     )
     assert report["never_trade"]["n_trades"] == 0 and report["never_trade"]["net_bps"] == 0
+    # not scored, and what scoring it gives
+    scored = evaluate(job.held(1), ~everywhere, rows_from(report_from, n), n_boot=0)
+    assert report["never_trade"] == {k: scored[k] for k in report["never_trade"]}
     # the model's evaluation of the same entries gives the same figures
-    rows = np.zeros(n, bool)
-    rows[report_from:] = True
-    model = evaluate(job.held(4), everywhere, rows)
+    model = evaluate(job.held(4), everywhere, rows_from(report_from, n))
     assert model["net_bps"] == pytest.approx(report["always_long"]["net_bps"])
+
+
+def rows_from(first: int, n: int) -> np.ndarray:
+    rows = np.zeros(n, bool)
+    rows[first:] = True
+    return rows
 
 
 def _coin(daily: dict[str, float], baselines: dict[str, dict[str, float]]) -> dict:
@@ -139,8 +145,9 @@ def test_a_hold_longer_than_the_selection_bars_never_reads_the_report_window():
     gross = np.random.default_rng(2).normal(0, 0.01, (40, 2))
     job = _job(gross, 20.0, {"always_long": (np.ones(40, bool), 12)}, 7)
     job = replace(job, test={**job.test, "closes": np.linspace(1, 2, 60)})
-    assert baseline_metrics(job, "selection")["always_long"] is None
-    report = baseline_metrics(job, "report")["always_long"]
+    figures = baseline_metrics(job)
+    assert figures["selection"]["always_long"] is None
+    report = figures["report"]["always_long"]
     assert report["n_trades"] == 3  # entries 7, 19, 31; bar 40 has no close 12 ahead
 
 

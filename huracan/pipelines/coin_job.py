@@ -189,9 +189,10 @@ def validate_and_export(store, job: CoinJob):
     selection, report = window_rows(job)
     metrics = evaluate(job, signals, selection)  # what the champion and trade_ok are decided on
     metrics["report"] = evaluate(job, signals, report) if report.any() else None
-    metrics["baselines"] = baseline_metrics(job, "selection")
+    baselines = baseline_metrics(job)
+    metrics["baselines"] = baselines["selection"]
     if metrics["report"] is not None:
-        metrics["report"]["baselines"] = baseline_metrics(job, "report")
+        metrics["report"]["baselines"] = baselines["report"]
     metrics["threshold"] = None if np.isinf(threshold) else float(threshold)
     metrics["val_trades"] = val_trades(val_prob >= threshold, job)
     if metrics["val_trades"] == 0:
@@ -365,22 +366,34 @@ def daily_bps(signals: np.ndarray, net: np.ndarray, stamps: pd.DatetimeIndex, ho
     return {str(d): round(float(v), 4) for d, v in zip(names, pnl, strict=True)}
 
 
-def baseline_metrics(job: CoinJob, window: str) -> dict[str, dict | None]:
-    """Each baseline's metrics (``BASELINE_KEYS``) on the coin's test bars of ``window``
-    (``selection`` or ``report``: ``window_rows`` at the baseline's own horizon, its
-    selection trades exiting before the report window), after the same test costs as the
-    model; None where the window has no bar for it."""
-    out = {}
+def baseline_metrics(job: CoinJob) -> dict[str, dict[str, dict | None]]:
+    """Each baseline's metrics (``BASELINE_KEYS``) on the coin's test bars of each window:
+    ``{"selection": {name: ...}, "report": {name: ...}}``, at the baseline's own horizon
+    (``window_rows``: its selection trades exit before the report window) and after the
+    same test costs as the model; None where the window has no bar for it. A baseline
+    without an entry (never_trade) has zero trades and is not scored."""
+    out: dict[str, dict] = {"selection": {}, "report": {}}
     for name, (signals, horizon) in job.test.get("baselines", {}).items():
         held = job.held(horizon)
         selection, own_report = window_rows(held)
         report = window_rows(held, 1)[1]  # the report bars, whatever the hold
         if report.any() and not own_report.any():  # window_rows fell back to every bar:
             selection = np.zeros_like(selection)  # no trade this long exits before report
-        rows = report if window == "report" else selection
-        metrics = evaluate(held, signals, rows, n_boot=0) if rows.any() else None
-        out[name] = None if metrics is None else {k: metrics.get(k) for k in BASELINE_KEYS}
+        for window, rows in (("selection", selection), ("report", report)):
+            if not rows.any():
+                out[window][name] = None
+            elif not signals[rows].any():
+                out[window][name] = _no_trades(horizon)
+            else:
+                metrics = evaluate(held, signals, rows, n_boot=0)
+                out[window][name] = {k: metrics.get(k) for k in BASELINE_KEYS}
     return out
+
+
+def _no_trades(horizon: int) -> dict:
+    """The figures of a strategy that entered no trade (what ``evaluate`` gives it)."""
+    none = dict.fromkeys(("expectancy", "sharpe", "t_stat"))
+    return {"net_bps": 0.0, "n_trades": 0, **none, "horizon": int(horizon), "daily_bps": {}}
 
 
 def rescore(store, champion: dict, job: CoinJob, chosen: CoinJob, signals: np.ndarray) -> Rescore:
