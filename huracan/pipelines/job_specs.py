@@ -140,8 +140,9 @@ def job_for_coin(
     # the test window's closes to the last bar: a champion of another horizon is priced on them
     first = int(fold.test[0])
     parts["test"]["closes"] = panel.close[first:, j].copy()
-    parts["test"]["grid_row"] = fold.test[split.valid[fold.test, j]] - first
-    parts["test"]["baselines"] = coin_baselines(split, fold.test[split.valid[fold.test, j]], j)
+    test_rows = fold.test[split.valid[fold.test, j]]  # the rows of its test part
+    parts["test"]["grid_row"] = test_rows - first
+    parts["test"]["baselines"] = coin_baselines(split, test_rows, j)
     return CoinJob(
         symbol=symbol,
         skip_reason=history_gap(panel, split, j),
