@@ -10,6 +10,23 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
 
+def run_config(tmp: Path, *overrides: str):
+    """The project's config for a run writing under ``tmp``: outputs in ``run/``,
+    TensorBoard in ``tb/``, the artifact store in ``artifacts/``."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        return compose(
+            "config",
+            overrides=[
+                f"+output_dir={tmp / 'run'}",
+                f"logger.save_dir={tmp / 'tb'}",
+                f"store.root={tmp / 'artifacts'}",
+                *overrides,
+            ],
+        )
+
+
 @pytest.fixture(scope="session")
 def binance_1h() -> Path:
     path = SHARED_DATA / "binance_spot" / "1h"

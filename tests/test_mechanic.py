@@ -16,8 +16,7 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import ROOT
-from hydra import compose, initialize_config_dir
+from conftest import run_config
 from safetensors.torch import load
 
 from huracan.data import SyntheticMarket
@@ -64,16 +63,7 @@ class Killed(BaseException):
 
 
 def config(tmp, *overrides):
-    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
-        return compose(
-            "config",
-            overrides=[
-                f"+output_dir={tmp / 'run'}",
-                f"logger.save_dir={tmp / 'tb'}",
-                f"store.root={tmp / 'artifacts'}",
-                *overrides,
-            ],
-        )
+    return run_config(tmp, *overrides)
 
 
 class Records(logging.Handler):

@@ -11,8 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import ROOT
-from hydra import compose, initialize_config_dir
+from conftest import run_config
 
 from huracan.models import GroupedMoEHead
 from huracan.pipelines.coin_job import CoinJob, choose_horizon, val_trades, window_rows
@@ -36,17 +35,7 @@ PER_COIN = ["pipeline=per_coin", "pipeline.champion_min_trades=3", "pipeline.rep
 
 
 def config(tmp, *overrides):
-    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
-        return compose(
-            "config",
-            overrides=[
-                f"+output_dir={tmp / 'run'}",
-                f"logger.save_dir={tmp / 'tb'}",
-                f"store.root={tmp / 'artifacts'}",
-                *MARKET,
-                *overrides,
-            ],
-        )
+    return run_config(tmp, *MARKET, *overrides)
 
 
 def test_an_output_slice_computes_that_output():

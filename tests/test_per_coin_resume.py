@@ -14,8 +14,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT
-from hydra import compose, initialize_config_dir
+from conftest import ROOT, run_config
 
 from huracan.errors import ConfigError
 from huracan.registry.artifacts import is_complete
@@ -30,24 +29,18 @@ class Killed(BaseException):
 
 
 def config(tmp_path, *overrides):
-    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
-        return compose(
-            "config",
-            overrides=[
-                f"+output_dir={tmp_path / 'run'}",
-                f"logger.save_dir={tmp_path / 'tb'}",
-                f"store.root={tmp_path / 'artifacts'}",
-                "pipeline=per_coin",
-                "debug=fast",
-                "data.n_assets=4",
-                f"pipeline.run_id={RUN_ID}",
-                "pipeline.test_days=20",
-                "trainer.enable_progress_bar=false",
-                "thresholds.min_trades=5",
-                "pipeline.champion_min_trades=3",
-                *overrides,
-            ],
-        )
+    return run_config(
+        tmp_path,
+        "pipeline=per_coin",
+        "debug=fast",
+        "data.n_assets=4",
+        f"pipeline.run_id={RUN_ID}",
+        "pipeline.test_days=20",
+        "trainer.enable_progress_bar=false",
+        "thresholds.min_trades=5",
+        "pipeline.champion_min_trades=3",
+        *overrides,
+    )
 
 
 def kill_at(monkeypatch, key: str) -> list[str]:
