@@ -144,3 +144,14 @@ def wide_threads() -> Iterator[int]:
         yield _wide
     finally:
         torch.set_num_threads(before)
+
+
+def wide_workers() -> int:
+    """Threads for wide work outside torch (scipy's FFT of a whole panel): the count
+    :func:`wide_threads` gives, torch's own count under an explicit ``threads``, and every
+    core (1 to 8) where no setting was applied (library use)."""
+    if _wide is not None:
+        return _wide
+    if "torch" in sys.modules:
+        return sys.modules["torch"].get_num_threads()
+    return max(1, min(available_cores(), _MOST_THREADS))
