@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from huracan.models import Autoencoder, FleetModule, GroupedMoEHead
-from huracan.models.batches import batch_loader
+from huracan.models.batches import STEPS_PER_CALL, batch_loader
 from huracan.models.module import HuracanModule
 
 N_SAMPLES, N_FEATURES, N_CHANNELS, N_GROUPS = 200_000, 14, 3, 3
@@ -88,7 +88,8 @@ def lightning_loop(data: dict[str, torch.Tensor], device: str) -> float:
         enable_model_summary=False,
         callbacks=[timer],
     )
-    trainer.fit(module, batch_loader(data, BATCH, shuffle=True))
+    # The batches as FoldSamples gives them: STEPS_PER_CALL optimizer steps a Lightning step.
+    trainer.fit(module, batch_loader(data, BATCH, shuffle=True, steps_per_call=STEPS_PER_CALL))
     return EPOCHS * N_SAMPLES / (timer.stop - timer.start)
 
 
@@ -183,9 +184,12 @@ class _Tiny(HuracanModule):
         return torch.optim.SGD(self.parameters(), lr=0.0)
 
 
-def loop_overhead_us(batch: int = 256, repeats: int = 3) -> tuple[float, float]:
-    """Microseconds a step of (Lightning, a plain loop) on a near-empty module, best of
-    ``repeats`` epochs over the bench data: the per-step cost of each loop itself."""
+def loop_overhead_us(
+    batch: int = 256, repeats: int = 3, steps_per_call: int = 1
+) -> tuple[float, float]:
+    """Microseconds an optimizer step of (Lightning, a plain loop) on a near-empty module,
+    best of ``repeats`` epochs over the bench data: the per-step cost of each loop itself,
+    with ``steps_per_call`` optimizer steps in each Lightning step."""
     data = make_data("cpu")
     steps = N_SAMPLES // batch
     plain, lightning = [], []
@@ -207,7 +211,8 @@ def loop_overhead_us(batch: int = 256, repeats: int = 3) -> tuple[float, float]:
             enable_model_summary=False,
         )
         start = time.perf_counter()
-        trainer.fit(_Tiny(), batch_loader(data, batch, shuffle=True))
+        loader = batch_loader(data, batch, shuffle=True, steps_per_call=steps_per_call)
+        trainer.fit(_Tiny(), loader)
         lightning.append(time.perf_counter() - start)
     return 1e6 * min(lightning) / steps, 1e6 * min(plain) / steps
 
@@ -222,6 +227,8 @@ if __name__ == "__main__":  # the stacked step on 1 thread and on every core
     print("forward of a 65,536-sample flat batch of 400 heads (best of 10, torch's threads)")
     for name, ms in flat_many_groups_ms().items():
         print(f"  {name}: {ms:.1f} ms")
-    lightning_us, plain_us = loop_overhead_us()
-    print("a step of a near-empty module (batch 256, best of 3 epochs): the loops' own cost")
-    print(f"  Lightning {lightning_us:.0f} us, plain loop {plain_us:.0f} us")
+    print("an optimizer step of a near-empty module (batch 256, best of 3 epochs): the loops'")
+    print("own cost, with 1 and with STEPS_PER_CALL optimizer steps a Lightning step")
+    for per_call in (1, STEPS_PER_CALL):
+        lightning_us, plain_us = loop_overhead_us(steps_per_call=per_call)
+        print(f"  {per_call}: Lightning {lightning_us:.0f} us, plain loop {plain_us:.0f} us")

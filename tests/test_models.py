@@ -280,3 +280,52 @@ def test_index_batches_are_the_batches_of_torchs_samplers_epoch_after_epoch():
     assert len(ours) == len(theirs) == 16
     in_order = BatchSampler(SequentialSampler(range(10)), 4, drop_last=False)
     assert [b.tolist() for b in IndexBatches(10, 4)] == list(in_order)
+
+
+def test_chunks_hold_the_same_batches_in_order_and_train_the_same_weights():
+    """Several optimizer steps in one Lightning step: the same batches in the same order,
+    the same number of optimizer steps, and bit-identical weights, flat and stacked."""
+    data = batch(n=1000, n_groups=3, seed=4)
+    flat = [b["x"] for b in batch_loader(data, 64, shuffle=True)]
+    chunked = list(batch_loader(data, 64, shuffle=True, steps_per_call=5))
+    assert [len(c) for c in chunked] == [5, 5, 5, 1]  # 16 batches
+    assert all(torch.equal(a, b["x"]) for a, b in zip(flat, sum(chunked, []), strict=True))
+
+    def trained(per_group: int | None, steps_per_call: int) -> tuple[dict, int]:
+        torch.manual_seed(0)
+        module = FleetModule(IdentityEncoder(F), GroupedMoEHead(3, F + C, 2, 8), lr=0.01)
+        trainer = pl.Trainer(
+            max_epochs=2,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+        )
+        loader = batch_loader(data, 64, True, per_group=per_group, steps_per_call=steps_per_call)
+        trainer.fit(module, loader)
+        return module.head.state_dict(), trainer.global_step
+
+    for per_group in (None, 32):
+        (one, steps_one), (many, steps_many) = trained(per_group, 1), trained(per_group, 3)
+        assert steps_one == steps_many == 2 * len(batch_loader(data, 64, True, per_group=per_group))
+        for name, value in one.items():
+            assert torch.equal(value, many[name]), name
+
+
+@pytest.mark.parametrize(
+    "limits,per_call",
+    [
+        ({}, None),
+        ({"max_steps": 8}, 1),
+        ({"limit_train_batches": 3}, 1),
+        ({"limit_train_batches": 0.5}, 1),
+    ],
+)
+def test_a_trainer_that_counts_steps_or_batches_gets_one_optimizer_step_a_call(limits, per_call):
+    from huracan.models.batches import STEPS_PER_CALL, FoldSamples
+
+    data = batch(n=2000, n_groups=2)
+    samples = FoldSamples(data, data, 64)
+    samples.trainer = pl.Trainer(logger=False, enable_progress_bar=False, **limits)
+    first = next(iter(samples.train_dataloader()))
+    assert (1 if isinstance(first, dict) else len(first)) == (per_call or STEPS_PER_CALL)

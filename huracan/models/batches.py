@@ -17,6 +17,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+# Optimizer steps per Lightning training step (see Chunks): Lightning's own cost of about
+# 0.23 ms a step then falls to 0.03 ms an optimizer step.
+STEPS_PER_CALL = 8
+
 
 def sample_tensors(x, factor, group, y, w) -> dict[str, torch.Tensor]:
     """The model's sample tensors (float32 inputs, labels, weights; int64 groups)."""
@@ -44,7 +48,10 @@ class TensorBatches(Dataset):
     def __len__(self) -> int:
         return self.size
 
-    def __getitem__(self, index: list[int] | torch.Tensor) -> dict[str, torch.Tensor]:
+    def __getitem__(self, index: list[int] | torch.Tensor | tuple) -> dict | tuple[dict, ...]:
+        """One batch for a list or tensor of rows; a tuple of batches for a tuple of them."""
+        if isinstance(index, tuple):
+            return tuple(self[rows] for rows in index)
         rows = index if isinstance(index, torch.Tensor) else torch.as_tensor(index)
         return {k: t[rows] for k, t in self.tensors.items()}
 
@@ -147,6 +154,34 @@ class RankShare(Sampler[list[int]]):
         return len(self.batches)
 
 
+class Chunks(Sampler[tuple]):
+    """Consecutive batches of ``batches`` in tuples of up to ``size``.
+
+    One Lightning step then trains on each batch of a tuple in turn
+    (``HuracanModule.training_step``): the same optimizer steps on the same batches in the
+    same order, while Lightning's own cost per step (hooks, profiler contexts, a signature
+    check: about 0.23 ms, ``bench/throughput.py``) is paid once per ``size`` of them.
+    """
+
+    def __init__(self, batches: Sampler, size: int):
+        if size < 1:
+            raise ValueError(f"steps per call must be >= 1, got {size}")
+        self.batches, self.size = batches, size
+
+    def __iter__(self) -> Iterator[tuple]:
+        chunk = []
+        for batch in self.batches:
+            chunk.append(batch)
+            if len(chunk) == self.size:
+                yield tuple(chunk)
+                chunk = []
+        if chunk:
+            yield tuple(chunk)
+
+    def __len__(self) -> int:
+        return -(-len(self.batches) // self.size)
+
+
 def batch_loader(
     tensors: dict[str, torch.Tensor],
     batch_size: int,
@@ -155,6 +190,7 @@ def batch_loader(
     per_group: int | None = None,
     share: tuple[int, int] = (0, 1),
     epoch_samples: int | None = None,
+    steps_per_call: int = 1,
 ) -> DataLoader:
     """A DataLoader yielding dicts of tensor slices; shuffling is seeded (reproducible).
 
@@ -169,6 +205,7 @@ def batch_loader(
             each batch (see ``RankShare``).
         epoch_samples: flat shuffled batches: at most this many samples an epoch, a fresh
             uniform subset each epoch (None: all).
+        steps_per_call: above 1, tuples of this many consecutive batches (see ``Chunks``).
     """
     data = TensorBatches(tensors)
     if per_group is not None:
@@ -178,7 +215,17 @@ def batch_loader(
         batches = IndexBatches(len(data), batch_size, generator, epoch_samples)
     if share[1] > 1:
         batches = RankShare(batches, *share)
+    if steps_per_call > 1:
+        batches = Chunks(batches, steps_per_call)
     return DataLoader(data, sampler=batches, batch_size=None, num_workers=0)
+
+
+def _counts_steps(trainer: pl.Trainer) -> bool:
+    """Whether ``trainer`` stops after a number of steps or batches (``max_steps``,
+    ``limit_train_batches`` other than the whole epoch)."""
+    limit = trainer.limit_train_batches
+    whole_epoch = isinstance(limit, float) and limit == 1.0
+    return trainer.max_steps not in (-1, None) or not whole_epoch
 
 
 class FoldSamples(pl.LightningDataModule):
@@ -195,6 +242,10 @@ class FoldSamples(pl.LightningDataModule):
             ``StackedGroupSampler``); None: flat batches of ``batch_size``.
         epoch_samples: flat batches: at most this many training samples an epoch, a fresh
             uniform subset each epoch (None: all).
+        steps_per_call: optimizer steps in one Lightning training step (see ``Chunks``;
+            the progress bar counts these calls). Under a trainer that limits its steps or
+            batches (``max_steps``, ``limit_train_batches``) every call is one step, so
+            the limits count optimizer steps and batches as Lightning documents.
     """
 
     def __init__(
@@ -205,15 +256,19 @@ class FoldSamples(pl.LightningDataModule):
         seed: int = 0,
         per_group: int | None = None,
         epoch_samples: int | None = None,
+        steps_per_call: int = STEPS_PER_CALL,
     ):
         super().__init__()
         self.train, self.val = train, val
         self.batch_size, self.seed, self.per_group = batch_size, seed, per_group
-        self.epoch_samples = epoch_samples
+        self.epoch_samples, self.steps_per_call = epoch_samples, steps_per_call
 
     def train_dataloader(self) -> DataLoader:
         trainer = self.trainer
         share = (0, 1) if trainer is None else (trainer.global_rank, trainer.world_size)
+        per_call = self.steps_per_call
+        if trainer is not None and _counts_steps(trainer):
+            per_call = 1  # each Lightning step one optimizer step, as those limits mean
         return batch_loader(
             self.train,
             self.batch_size,
@@ -222,6 +277,7 @@ class FoldSamples(pl.LightningDataModule):
             self.per_group,
             share=share,
             epoch_samples=self.epoch_samples,
+            steps_per_call=per_call,
         )
 
     def val_dataloader(self) -> DataLoader:

@@ -56,7 +56,9 @@ class HuracanModule(pl.LightningModule):
     it were about 0.1 ms of them. Lightning sets the plain string ``_current_fx_name``
     around every hook it calls, about 44 times a step; ``nn.Module.__setattr__`` checks
     parameters, buffers and submodules each time, which cost 0.2 ms a step. Both measured
-    against a plain PyTorch loop in ``bench/throughput.py``.
+    against a plain PyTorch loop in ``bench/throughput.py``. What is left of Lightning's
+    own cost per step is shared by several optimizer steps: a training batch may be a
+    list of batches, each stepped on in turn.
     """
 
     def __init__(self):
@@ -72,12 +74,15 @@ class HuracanModule(pl.LightningModule):
     def training_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         raise NotImplementedError
 
-    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: dict | list[dict], batch_idx: int) -> torch.Tensor:
+        """One optimizer step on a batch, or one on each batch of a list in turn (see
+        ``models.batches.Chunks``); returns the last step's loss."""
         optimizer = self.optimizers()
-        optimizer.zero_grad()
-        loss = self.training_loss(batch)
-        self.manual_backward(loss)
-        optimizer.step()
+        for part in (batch,) if isinstance(batch, dict) else batch:
+            optimizer.zero_grad()
+            loss = self.training_loss(part)
+            self.manual_backward(loss)
+            optimizer.step()
         return loss.detach()
 
 
