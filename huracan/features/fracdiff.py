@@ -13,6 +13,7 @@ choice of d by the ADF test and the scikit-learn estimator are one algorithm.
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import scipy.fft
@@ -24,10 +25,10 @@ from statsmodels.tsa.adfvalues import mackinnonp
 # Up to this many taps a direct filter beats FFT convolution (measured on 400 x 35,000
 # log prices, 2 cores: lfilter 0.04 s vs FFT 0.09 s at 8 taps, 0.13 s vs 0.09 s at 12).
 _DIRECT_MAX_WINDOW = 10
-# Up to this FFT length scipy's FFT beats torch's in overlap-save (400 x 35,040 random
-# walks, 2 cores: 0.060 s vs 0.075 s at window 100, a 1,024-bar block; 0.13 s vs 0.09 s at
-# window 1,000).
-_SCIPY_MAX_BLOCK = 1024
+# Up to this FFT length numpy's FFT (into reused buffers, assets split between threads)
+# beats torch's in overlap-save (400 x 35,040 log prices, 2 cores: 0.050 s vs 0.075 s at
+# window 100, a 1,024-bar block; 0.10 s vs 0.085 s at window 1,000).
+_NUMPY_MAX_BLOCK = 1024
 # Longer than any price history; a threshold that needs more is a mistake.
 _LONGEST_WINDOW = 2**22
 
@@ -385,18 +386,48 @@ def _overlap_save(panel: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """:func:`_ffd_panel` by FFT overlap-save, one cache-sized block of bars at a time.
 
     Each block is read, transformed and written while in cache, so the panel is read once
-    and the output written once. A NaN among a column's bars makes that column's whole
-    block result NaN (every FFT output mixes every input), which is how gaps are found
-    without a pass of their own: only those columns are transformed again, NaN zeroed, and
-    masked where a window holds one. The output is a numpy allocation (huge pages, so its
-    first write does not fault page by page).
+    and the output written once. Blocks of up to :data:`_NUMPY_MAX_BLOCK` bars go through
+    numpy's FFT into reused buffers, the assets split among the threads wide work gets;
+    longer ones through torch's FFT (MKL, on torch's threads), which is faster there but
+    returns a block column-major, so writing it back transposes it, which costs more than
+    the FFT itself while blocks are short. The output is a numpy allocation (huge pages,
+    so its first write does not fault page by page).
+    """
+    from huracan.threads import wide_workers
+
+    size = _block_size(len(weights))
+    out = np.empty_like(panel)
+    if size > _NUMPY_MAX_BLOCK:
+        _save_blocks(panel, weights, size, out, _torch_convolver(weights, size))
+    else:
+        n_parts = min(wide_workers(), panel.shape[1])
+        bounds = np.linspace(0, panel.shape[1], n_parts + 1).astype(int)
+        parts = [slice(bounds[i], bounds[i + 1]) for i in range(n_parts)]
+
+        def run(cols: slice) -> None:
+            convolve = _numpy_convolver(weights, size, cols.stop - cols.start)
+            _save_blocks(panel[:, cols], weights, size, out[:, cols], convolve)
+
+        if len(parts) == 1:
+            run(parts[0])
+        else:  # numpy's FFT releases the GIL
+            with ThreadPoolExecutor(len(parts)) as pool:
+                list(pool.map(run, parts))
+    out[: len(weights) - 1] = np.nan
+    return out
+
+
+def _save_blocks(panel: np.ndarray, weights: np.ndarray, size: int, out: np.ndarray, convolve):
+    """Fills (T, k) ``out`` block by block with ``convolve`` (see :func:`_numpy_convolver`).
+
+    A NaN among a column's bars makes that column's whole block result NaN (every FFT
+    output mixes every input), which is how gaps are found without a pass of their own:
+    only those columns are transformed again, NaN zeroed, and masked where a window holds
+    one.
     """
     n_bars = len(panel)
     window = len(weights)
-    size = _block_size(window)
     step = size - window + 1
-    convolve = _block_convolver(weights, size)
-    out = np.empty_like(panel)
     for start in range(0, n_bars, step):
         # Output bars [start, stop) need input bars [lo, stop).
         stop = min(start + step, n_bars)
@@ -414,34 +445,30 @@ def _overlap_save(panel: np.ndarray, weights: np.ndarray) -> np.ndarray:
             convolve(bars, start - lo, values)
             values[_gaps_in_window(missing, window, start - lo, stop - start)] = np.nan
             out[start:stop, gappy] = values
-    out[: window - 1] = np.nan
-    return out
 
 
-def _block_convolver(weights: np.ndarray, size: int):
+def _numpy_convolver(weights: np.ndarray, size: int, width: int):
     """``convolve(bars, first, dest)``: writes rows ``first, first + 1, ...`` of the
     length-``size`` circular convolution of (B, k) ``bars`` with ``weights`` into (n, k)
-    ``dest``.
+    ``dest``; the transforms of ``width`` columns go into buffers made once."""
+    spectrum_w = np.fft.rfft(weights, n=size)[:, None]
+    spectrum = np.empty((size // 2 + 1, width), dtype=np.complex128)
+    result = np.empty((size, width))
 
-    Up to :data:`_SCIPY_MAX_BLOCK` scipy's FFT, longer blocks torch's. scipy's keeps the
-    block row-major from input to output; torch's (MKL) computes faster but returns the
-    transform column-major, so writing the block back transposes it, which costs more than
-    the FFT itself while blocks are short.
-    """
-    from huracan.threads import wide_workers
+    def convolve(bars: np.ndarray, first: int, dest: np.ndarray) -> None:
+        k = bars.shape[1]
+        spec = spectrum if k == width else np.empty((size // 2 + 1, k), dtype=np.complex128)
+        res = result if k == width else np.empty((size, k))
+        np.fft.rfft(bars, n=size, axis=0, out=spec)
+        spec *= spectrum_w
+        np.fft.irfft(spec, n=size, axis=0, out=res)
+        dest[...] = res[first : first + len(dest)]
 
-    if size <= _SCIPY_MAX_BLOCK:
-        spectrum_w = scipy.fft.rfft(weights, n=size)[:, None]
-        workers = wide_workers()
+    return convolve
 
-        def convolve(bars: np.ndarray, first: int, dest: np.ndarray) -> None:
-            spectrum = scipy.fft.rfft(bars, n=size, axis=0, workers=workers)
-            spectrum *= spectrum_w
-            result = scipy.fft.irfft(spectrum, n=size, axis=0, workers=workers, overwrite_x=True)
-            dest[...] = result[first : first + len(dest)]
 
-        return convolve
-
+def _torch_convolver(weights: np.ndarray, size: int):
+    """:func:`_numpy_convolver` with torch's FFT."""
     import torch  # the features are usable without loading torch until a long filter runs
 
     spectrum_w = torch.fft.rfft(torch.from_numpy(weights), n=size)[:, None]
