@@ -147,11 +147,10 @@ def wide_threads() -> Iterator[int]:
 
 
 def wide_workers() -> int:
-    """Threads for wide work outside torch (scipy's FFT of a whole panel): the count
-    :func:`wide_threads` gives, torch's own count under an explicit ``threads``, and every
-    core (1 to 8) where no setting was applied (library use)."""
+    """Threads for wide work outside torch (numpy's FFT of a whole panel in FFD): the
+    count :func:`wide_threads` gives, torch's own count otherwise where torch is loaded
+    (an explicit ``threads``), else every core; 1 to 8 in each case."""
     if _wide is not None:
         return _wide
-    if "torch" in sys.modules:
-        return sys.modules["torch"].get_num_threads()
-    return max(1, min(available_cores(), _MOST_THREADS))
+    count = sys.modules["torch"].get_num_threads() if "torch" in sys.modules else available_cores()
+    return max(1, min(count, _MOST_THREADS))

@@ -50,11 +50,11 @@ def samples(n: int, seed: int) -> dict[str, torch.Tensor]:
     }
 
 
-def trainer_factory(option: str):
+def trainer_factory(option: str, max_steps: int = 8):
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
         overrides = [f"trainer={option}", "trainer.enable_progress_bar=false"]
         cfg = compose("config", overrides=overrides)
-    return instantiate(cfg.trainer, max_steps=8)
+    return instantiate(cfg.trainer, max_steps=max_steps)
 
 
 def recon(encoder, val) -> float:
@@ -78,17 +78,25 @@ def test_rank_shares_split_every_batch_and_keep_tiny_ones_whole():
         RankShare(batches, 2, 2)
 
 
+@pytest.mark.parametrize("chunked", [False, True], ids=["a step a call", "8 steps a call"])
 @pytest.mark.parametrize("stacked", [False, True], ids=["flat batches", "stacked batches"])
-def test_ddp_cpu_trains_encoder_and_heads_like_one_process(stacked):
+def test_ddp_cpu_trains_encoder_and_heads_like_one_process(stacked, chunked):
     """Stacked batches (many heads) give each process some heads' rows: DDP's mean then
-    scales each head's gradient by a constant, which Adam's steps do not see."""
+    scales each head's gradient by a constant, which Adam's steps do not see. The 8 steps
+    are one epoch: with ``max_steps`` one Lightning step each, without it one Lightning
+    step of 8 optimizer steps (``Chunks``), each synchronised."""
     train, val = samples(2048, seed=0), samples(512, seed=1)
-    encoder_recipe = AutoencoderEncoder(latent_dim=4, hidden=(16,), batch_size=256, lr=1e-2)
+    epochs = {"max_epochs": 1} if chunked else {}
+    encoder_recipe = AutoencoderEncoder(
+        latent_dim=4, hidden=(16,), batch_size=256, lr=1e-2, **epochs
+    )
     stacking = {"stack_above": 0, "group_batch_size": 86} if stacked else {}
-    heads_recipe = MoEHeads(granularity="cluster", hidden=8, batch_size=256, lr=1e-2, **stacking)
+    heads_recipe = MoEHeads(
+        granularity="cluster", hidden=8, batch_size=256, lr=1e-2, **stacking, **epochs
+    )
     losses = {}
     for option in ("cpu", "ddp_cpu"):
-        make_trainer = trainer_factory(option)
+        make_trainer = trainer_factory(option, max_steps=-1 if chunked else 8)
         encoder = encoder_recipe.fit(train, val, make_trainer, False, seed=0)
         heads = heads_recipe.fit(encoder, N_GROUPS, train, val, make_trainer, False, seed=0)
         losses[option] = (recon(encoder, val), head_loss(heads, val))

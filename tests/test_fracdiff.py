@@ -236,7 +236,7 @@ def test_fitted_order_ignores_data_after_the_training_window():
     assert StationaryFracDiff().fit(x).adf_stat_.tolist() != model.adf_stat_.tolist()
 
 
-# 1 to 7 FFT blocks; scipy's FFT up to 256 taps (1,024-bar blocks), torch's beyond
+# 1 to 7 FFT blocks; numpy's FFT up to 256 taps (1,024-bar blocks), torch's beyond
 @pytest.mark.parametrize("window", [11, 60, 300, 1100])
 @pytest.mark.parametrize("with_gaps", [False, True])
 def test_blocked_paths_equal_the_naive_loop_across_block_edges(window, with_gaps):

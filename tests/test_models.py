@@ -319,9 +319,13 @@ def test_chunks_hold_the_same_batches_in_order_and_train_the_same_weights():
         ({"max_steps": 8}, 1),
         ({"limit_train_batches": 3}, 1),
         ({"limit_train_batches": 0.5}, 1),
+        ({"val_check_interval": 0.5}, 1),
+        ({"val_check_interval": 10}, 1),
+        ({"val_check_interval": 10, "check_val_every_n_epoch": None}, 1),
     ],
 )
 def test_a_trainer_that_counts_steps_or_batches_gets_one_optimizer_step_a_call(limits, per_call):
+    """Lightning counts its own steps for these settings: one optimizer step each."""
     from huracan.models.batches import STEPS_PER_CALL, FoldSamples
 
     data = batch(n=2000, n_groups=2)

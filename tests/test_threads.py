@@ -102,7 +102,7 @@ def test_wide_work_gets_every_core_under_auto_only_and_the_count_comes_back(sett
         with wide_threads() as inside:
             assert inside == torch.get_num_threads() == wide
         assert torch.get_num_threads() == outside
-        assert wide_workers() == wide  # scipy's FFD gets the same count
+        assert wide_workers() == wide  # FFD's numpy FFT gets the same count
     finally:
         apply_threads(None)  # no wide count left behind for later tests
         torch.set_num_threads(before)

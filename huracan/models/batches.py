@@ -221,11 +221,13 @@ def batch_loader(
 
 
 def _counts_steps(trainer: pl.Trainer) -> bool:
-    """Whether ``trainer`` stops after a number of steps or batches (``max_steps``,
-    ``limit_train_batches`` other than the whole epoch)."""
-    limit = trainer.limit_train_batches
-    whole_epoch = isinstance(limit, float) and limit == 1.0
-    return trainer.max_steps not in (-1, None) or not whole_epoch
+    """Whether ``trainer`` counts training steps or batches: it stops after some
+    (``max_steps``, ``limit_train_batches`` other than the whole epoch) or validates
+    after some (``val_check_interval`` other than once an epoch)."""
+    limits = (trainer.limit_train_batches, trainer.val_check_interval)
+    every_epoch = all(isinstance(v, float) and v == 1.0 for v in limits)
+    by_epoch = trainer.check_val_every_n_epoch is not None
+    return trainer.max_steps not in (-1, None) or not (every_epoch and by_epoch)
 
 
 class FoldSamples(pl.LightningDataModule):
@@ -243,9 +245,10 @@ class FoldSamples(pl.LightningDataModule):
         epoch_samples: flat batches: at most this many training samples an epoch, a fresh
             uniform subset each epoch (None: all).
         steps_per_call: optimizer steps in one Lightning training step (see ``Chunks``;
-            the progress bar counts these calls). Under a trainer that limits its steps or
-            batches (``max_steps``, ``limit_train_batches``) every call is one step, so
-            the limits count optimizer steps and batches as Lightning documents.
+            the progress bar and the loggers' step axis count these calls). Under a
+            trainer that counts steps or batches (``max_steps``, ``limit_train_batches``,
+            ``val_check_interval``) every call is one step, so those settings count
+            optimizer steps and batches as Lightning documents.
     """
 
     def __init__(

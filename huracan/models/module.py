@@ -78,7 +78,7 @@ class HuracanModule(pl.LightningModule):
         """One optimizer step on a batch, or one on each batch of a list in turn (see
         ``models.batches.Chunks``); returns the last step's loss."""
         optimizer = self.optimizers()
-        for part in (batch,) if isinstance(batch, dict) else batch:
+        for part in batch if isinstance(batch, list) else (batch,):
             optimizer.zero_grad()
             loss = self.training_loss(part)
             self.manual_backward(loss)
