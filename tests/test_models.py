@@ -35,6 +35,17 @@ def batch(n: int = 64, n_groups: int = 5, seed: int = 0) -> dict[str, torch.Tens
     }
 
 
+def quiet_trainer(**kwargs) -> pl.Trainer:
+    """A trainer that writes and prints nothing."""
+    return pl.Trainer(
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        **kwargs,
+    )
+
+
 def encoders() -> dict[str, torch.nn.Module]:
     x = np.random.default_rng(0).normal(size=(200, F))
     return {
@@ -74,13 +85,7 @@ def test_a_batch_only_updates_its_own_group():
 def test_frozen_encoder_is_not_trained():
     module = FleetModule(Autoencoder(F, 4, (8,)), GroupedMoEHead(2, 4 + C), finetune_encoder=False)
     before = [p.detach().clone() for p in module.encoder.parameters()]
-    trainer = pl.Trainer(
-        max_epochs=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
+    trainer = quiet_trainer(max_epochs=1)
     trainer.fit(module, batch_loader(batch(256, 2), 64, shuffle=True))
     assert all(torch.equal(a, b) for a, b in zip(before, module.encoder.parameters(), strict=True))
 
@@ -89,13 +94,7 @@ def test_frozen_encoder_is_not_trained():
 def test_checkpoint_round_trip_gives_identical_predictions(tmp_path, encoder_kind):
     encoder = encoders()[encoder_kind]
     module = FleetModule(encoder, GroupedMoEHead(3, encoder.out_dim + C, top_k=1))
-    trainer = pl.Trainer(
-        max_epochs=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
+    trainer = quiet_trainer(max_epochs=1)
     trainer.fit(module, batch_loader(batch(256, 3), 64, shuffle=True))
     meta = {
         "features": [f"f{i}" for i in range(F)],
@@ -294,13 +293,7 @@ def test_chunks_hold_the_same_batches_in_order_and_train_the_same_weights():
     def trained(per_group: int | None, steps_per_call: int) -> tuple[dict, int]:
         torch.manual_seed(0)
         module = FleetModule(IdentityEncoder(F), GroupedMoEHead(3, F + C, 2, 8), lr=0.01)
-        trainer = pl.Trainer(
-            max_epochs=2,
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-        )
+        trainer = quiet_trainer(max_epochs=2)
         loader = batch_loader(data, 64, True, per_group=per_group, steps_per_call=steps_per_call)
         trainer.fit(module, loader)
         return module.head.state_dict(), trainer.global_step
@@ -330,6 +323,6 @@ def test_a_trainer_that_counts_steps_or_batches_gets_one_optimizer_step_a_call(l
 
     data = batch(n=2000, n_groups=2)
     samples = FoldSamples(data, data, 64)
-    samples.trainer = pl.Trainer(logger=False, enable_progress_bar=False, **limits)
+    samples.trainer = quiet_trainer(**limits)
     first = next(iter(samples.train_dataloader()))
     assert (1 if isinstance(first, dict) else len(first)) == (per_call or STEPS_PER_CALL)
