@@ -26,8 +26,9 @@ from statsmodels.tsa.adfvalues import mackinnonp
 # log prices, 2 cores: lfilter 0.04 s vs FFT 0.09 s at 8 taps, 0.13 s vs 0.09 s at 12).
 _DIRECT_MAX_WINDOW = 10
 # Up to this FFT length numpy's FFT (into reused buffers, assets split between threads)
-# beats torch's in overlap-save (400 x 35,040 log prices, 2 cores: 0.050 s vs 0.075 s at
-# window 100, a 1,024-bar block; 0.10 s vs 0.085 s at window 1,000).
+# beats torch's in overlap-save (400 x 35,040 log prices, 2 cores: 0.062 to 0.069 s
+# against 0.089 to 0.106 s at window 100, a 1,024-bar block, bench_fracdiff.py; at
+# window 1,000 torch's is faster, 0.085 s against 0.10 s).
 _NUMPY_MAX_BLOCK = 1024
 # Longer than any price history; a threshold that needs more is a mistake.
 _LONGEST_WINDOW = 2**22
@@ -450,7 +451,12 @@ def _save_blocks(panel: np.ndarray, weights: np.ndarray, size: int, out: np.ndar
 def _numpy_convolver(weights: np.ndarray, size: int, width: int):
     """``convolve(bars, first, dest)``: writes rows ``first, first + 1, ...`` of the
     length-``size`` circular convolution of (B, k) ``bars`` with ``weights`` into (n, k)
-    ``dest``; the transforms of ``width`` columns go into buffers made once."""
+    ``dest``; the transforms of ``width`` columns go into buffers made once.
+
+    Bars placed at the start of a zero-padded block: bar ``first + i`` comes out at row
+    ``first + i``; rows before ``window - 1`` wrap around, and only the first block has
+    such output bars, which are NaN anyway.
+    """
     spectrum_w = np.fft.rfft(weights, n=size)[:, None]
     spectrum = np.empty((size // 2 + 1, width), dtype=np.complex128)
     result = np.empty((size, width))

@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-# Optimizer steps per Lightning training step (see Chunks): Lightning's own cost of about
-# 0.23 ms a step then falls to 0.03 ms an optimizer step.
+# Optimizer steps per Lightning training step (see Chunks): Lightning's own cost, about
+# 0.21 ms a step, then falls to about 0.05 ms an optimizer step (bench/throughput.py).
 STEPS_PER_CALL = 8
 
 
@@ -160,7 +160,7 @@ class Chunks(Sampler[tuple]):
     One Lightning step then trains on each batch of a tuple in turn
     (``HuracanModule.training_step``): the same optimizer steps on the same batches in the
     same order, while Lightning's own cost per step (hooks, profiler contexts, a signature
-    check: about 0.23 ms, ``bench/throughput.py``) is paid once per ``size`` of them.
+    check: about 0.21 ms, ``bench/throughput.py``) is paid once per ``size`` of them.
     """
 
     def __init__(self, batches: Sampler, size: int):
