@@ -14,9 +14,8 @@ import pandas as pd
 import pytest
 import requests
 import torch
-from conftest import ROOT, make_bars
+from conftest import ROOT, make_bars, run_config
 from fake_dropbox import FakeDropboxAdapter
-from hydra import compose, initialize_config_dir
 from safetensors.torch import load
 
 from huracan.models.batches import StackedGroupSampler
@@ -55,17 +54,7 @@ def per_coin_config(tmp_path, *overrides):
     base = SMALL
     if "data=csv" in overrides:
         base = [o for o in SMALL if not o.startswith("data.")]
-    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
-        return compose(
-            "config",
-            overrides=[
-                f"+output_dir={tmp_path / 'run'}",
-                f"logger.save_dir={tmp_path / 'tb'}",
-                f"store.root={tmp_path / 'artifacts'}",
-                *base,
-                *overrides,
-            ],
-        )
+    return run_config(tmp_path, *base, *overrides)
 
 
 @pytest.fixture(scope="module")
