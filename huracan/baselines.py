@@ -30,7 +30,7 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 
 from huracan.errors import ConfigError
-from huracan.thresholds import choose_horizons
+from huracan.thresholds import best_cut, choose_horizons
 from huracan.validation import Fold
 
 LEADER_QUANTILES = tuple(np.linspace(0.0, 0.98, 50))
@@ -79,6 +79,7 @@ def baseline_trades(
     seed: int = 0,
     leader_quantiles: Sequence[float] = LEADER_QUANTILES,
     day: np.ndarray | None = None,
+    cut_z: float | None = None,
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """The baselines' trades on the folds' test rows, each held a horizon of ``horizons``.
 
@@ -97,6 +98,7 @@ def baseline_trades(
         leader_quantiles: levels of the leader's validation returns tried as its cut.
         day: (T,) day number of each row: the cuts' lower bounds rest on daily P&L, as the
             heads' do (``thresholds.unit=day``); None: on trades counted as independent.
+        cut_z: the margin choosing among cuts with a positive bound (``thresholds.cut_z``).
 
     Returns:
         Per baseline ``(signals, horizon_index)``, each (T, N): where a long is entered
@@ -115,10 +117,10 @@ def baseline_trades(
         "never_trade": (never, np.full(returns.shape, -1)),
         "always_long": (always, np.where(always, len(horizons) - 1, -1)),
         "logistic": logistic_signals(
-            returns, net_h, horizons, folds, min_trades, z, n_lags, seed, day
+            returns, net_h, horizons, folds, min_trades, z, n_lags, seed, day, cut_z
         ),
         "leader_lead_lag": lead_lag_signals(
-            returns, net_h, horizons, folds, leader, min_trades, z, leader_quantiles, day
+            returns, net_h, horizons, folds, leader, min_trades, z, leader_quantiles, day, cut_z
         ),
     }
 
@@ -149,6 +151,7 @@ def logistic_signals(
     n_lags: int,
     seed: int,
     day: np.ndarray | None = None,
+    cut_z: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per coin and fold: fit on train (shortest horizon), choose horizon and cut on val,
     trade test where prob >= the cut. Returns ``(signals, horizon_index)``."""
@@ -166,7 +169,7 @@ def logistic_signals(
                 test_prob[:, coin] = predict(model, features[fold.test, coin])
         val_day = None if day is None else day[fold.val]
         chosen, cut = coin_choices(
-            val_prob, net_h[fold.val], fold.val, horizons, min_trades, z, val_day
+            val_prob, net_h[fold.val], fold.val, horizons, min_trades, z, val_day, cut_z
         )
         trade = (chosen >= 0)[None, :] & (test_prob >= cut)  # NaN (unknown features): no trade
         signals[fold.test] = trade
@@ -205,6 +208,7 @@ def coin_choices(
     min_trades: int,
     z: float,
     day: np.ndarray | None = None,
+    cut_z: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per coin, the horizon index and probability cut from its validation trades, by
     ``choose_horizons`` (index -1 and cut +inf: no trade).
@@ -225,6 +229,7 @@ def coin_choices(
         min_trades,
         z,
         None if day is None else day[t],
+        cut_z,
     )
     return index, cuts
 
@@ -239,6 +244,7 @@ def lead_lag_signals(
     z: float,
     quantiles: Sequence[float],
     day: np.ndarray | None = None,
+    cut_z: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Long every alt on the test bars where the leader's return exceeds the fold's cut,
     held the fold's horizon. Returns ``(signals, horizon_index)``."""
@@ -247,19 +253,20 @@ def lead_lag_signals(
     signals = np.zeros(returns.shape, dtype=bool)
     index = np.full(returns.shape, -1)
     for fold in folds:
-        best, best_cut, best_bound = -1, np.inf, -np.inf
+        best, best_cut, best_score = -1, np.inf, -np.inf
         for i, h in enumerate(horizons):  # horizon h: every h-th validation bar
             rows = fold.val[fold.val % h == 0]
-            cut, bound = leader_cut(
+            cut, _, score = leader_cut(
                 leader_return[rows],
                 net_h[np.ix_(rows, alts, [i])][..., 0],
                 min_trades,
                 z,
                 quantiles,
                 None if day is None else day[rows],
+                cut_z,
             )
-            if bound > best_bound:
-                best, best_cut, best_bound = i, cut, bound
+            if score > best_score:
+                best, best_cut, best_score = i, cut, score
         if best < 0:
             continue
         trade = (leader_return[fold.test] > best_cut)[:, None]
@@ -275,17 +282,20 @@ def leader_cut(
     z: float,
     quantiles: Sequence[float],
     day: np.ndarray | None = None,
-) -> tuple[float, float]:
-    """The leader-return cut with the best lower bound on the alts' validation profit.
+    cut_z: float | None = None,
+) -> tuple[float, float, float]:
+    """The leader-return cut on the alts' validation profit, by the heads' rule.
 
     Trading every alt on the validation bars where the leader's return exceeds a cut
-    earns S (summed net returns) over k trades; as in ``choose_thresholds`` the cut
-    maximises ``S - z * se`` over k >= ``min_trades``: with ``day``, se is the standard
-    error of the summed daily P&L; without, ``sigma * sqrt(k)`` (sigma: the per-trade
-    standard deviation of all the alts' validation trades).
+    earns S (summed net returns) over k trades; as in ``choose_thresholds`` only cuts of
+    k >= ``min_trades`` with ``S - z * se`` positive may trade, and the one with the
+    best ``S - cut_z * se`` wins: with ``day``, se is the standard error of the summed
+    daily P&L; without, ``sigma * sqrt(k)`` (sigma: the per-trade standard deviation of
+    all the alts' validation trades).
 
     Returns:
-        ``(cut, bound)``; ``(+inf, -inf)`` when no bound is positive.
+        ``(cut, bound, score)`` (``thresholds.best_cut``); ``(+inf, -inf, -inf)`` when
+        no bound is positive.
 
     Args:
         leader_return: (V,) the leader's return on each validation bar.
@@ -294,10 +304,11 @@ def leader_cut(
         z: margin of the lower bound.
         quantiles: levels of the leader's validation returns tried as cuts.
         day: (V,) day number of each validation bar, or None.
+        cut_z: the margin choosing among cuts with a positive bound (None: z).
     """
     tradable = np.isfinite(alt_net) & np.isfinite(leader_return)[:, None]
     if tradable.sum() < max(min_trades, 2):
-        return np.inf, -np.inf
+        return np.inf, -np.inf, -np.inf
     sigma = alt_net[tradable].std()
     bar_sum = np.where(tradable, alt_net, 0.0).sum(1)  # (V,)
     bar_count = tradable.sum(1)
@@ -310,12 +321,8 @@ def leader_cut(
         days, position = np.unique(day, return_inverse=True)
         daily = (above * bar_sum) @ (position[:, None] == np.arange(len(days)))
         se = np.sqrt(len(days) * daily.var(1, ddof=1)) if len(days) > 1 else np.inf
-    bound = above @ bar_sum - z * se
-    bound[n_trades < min_trades] = -np.inf
-    best = int(np.argmax(bound))
-    if bound[best] > 0:
-        return float(cuts[best]), float(bound[best])
-    return np.inf, -np.inf
+    best, bound, score = best_cut(above @ bar_sum, se, n_trades >= min_trades, z, cut_z)
+    return (float(cuts[best]), bound, score) if best >= 0 else (np.inf, -np.inf, -np.inf)
 
 
 def _check_inputs(

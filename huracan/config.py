@@ -94,6 +94,9 @@ def validate(cfg: DictConfig) -> None:
         elif name in SECTIONS and isinstance(node, DictConfig):
             schema = get_object(SECTIONS[name])
             check_values(OmegaConf.to_container(node, resolve=True), schema, str(name))
+    cut_z = cfg.get("thresholds", {}).get("cut_z")
+    if cut_z is not None and not cut_z >= 0:
+        raise ConfigError(f"thresholds.cut_z must be >= 0 or null, got {cut_z}")
 
 
 def check_component(node: DictConfig, path: str) -> None:
@@ -200,6 +203,7 @@ class Validation:
 class Thresholds:
     min_trades: int = 20
     z: float = 2.0
+    cut_z: float | None = 1.0
     unit: Literal["day", "trade"] = "day"
 
 

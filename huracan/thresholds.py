@@ -29,14 +29,19 @@ def choose_thresholds(
     min_trades: int,
     z: float = 1.0,
     day: np.ndarray | None = None,
+    cut_z: float | None = None,
 ) -> np.ndarray:
-    """Per group, the probability cut with the best lower bound on validation profit.
+    """Per group, the probability cut chosen on validation profit, where it is significant.
 
     For each group the validation samples are sorted by probability; trading the top k
     earns S_k, the sum of their net returns. Picking the best of many cuts on noise would
-    find profit where there is none, so the cut maximises a lower bound ``S_k - z * se_k``
-    over k >= ``min_trades``. A group whose best bound is not positive gets +inf: it does
-    not trade, which is the honest answer when the model shows no edge after costs.
+    find profit where there is none, so only cuts whose lower bound ``S_k - z * se_k`` is
+    positive (k >= ``min_trades``) may trade, and among them the cut maximises
+    ``S_k - cut_z * se_k`` (``cut_z`` None: z, the best lower bound). A smaller
+    ``cut_z`` (``thresholds.cut_z``, default 1: one standard error) trades more of a
+    significant edge: the lower bound itself prefers the few surest trades to the most
+    profit. A group without a positive bound gets +inf: it does not trade, which is the
+    honest answer when the model shows no edge after costs.
 
     With ``day``, ``se_k`` is the standard error of the summed daily P&L (the top k's
     returns summed per day, over every day the group has samples): trades on the same day
@@ -47,7 +52,7 @@ def choose_thresholds(
     Returns:
         (n_groups,) thresholds; a sample trades when its probability is >= its group's.
     """
-    return threshold_bounds(prob, net_return, group, n_groups, min_trades, z, day)[0]
+    return threshold_bounds(prob, net_return, group, n_groups, min_trades, z, day, cut_z)[0]
 
 
 def threshold_bounds(
@@ -58,17 +63,20 @@ def threshold_bounds(
     min_trades: int,
     z: float = 1.0,
     day: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
+    cut_z: float | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """:func:`choose_thresholds` and, per group, the lower bound its cut reached.
 
     Returns:
-        ``(thresholds, bounds)``, each (n_groups,); the bound is in the units of
-        ``net_return`` summed over trades, -inf for a group that does not trade.
+        ``(thresholds, bounds, scores)``, each (n_groups,): the cut, its lower bound at
+        ``z`` and the ``S_k - cut_z * se_k`` that chose it, in the units of
+        ``net_return`` summed over trades; -inf for a group that does not trade.
     """
     if min_trades < 1:
         raise ConfigError(f"thresholds.min_trades must be >= 1, got {min_trades}")
     thresholds = np.full(n_groups, np.inf)
     bounds = np.full(n_groups, -np.inf)
+    scores = np.full(n_groups, -np.inf)
     order = np.lexsort((-prob, group))  # by group, then by falling probability
     group, prob, net = group[order], prob[order], net_return[order]
     day = None if day is None else np.asarray(day)[order]
@@ -79,19 +87,52 @@ def threshold_bounds(
         if len(returns) < max(min_trades, 2):
             continue
         if day is None:
-            k = np.arange(1, len(returns) + 1)
-            bound = np.cumsum(returns) - z * returns.std() * np.sqrt(k)
+            total = np.cumsum(returns)
+            se = returns.std() * np.sqrt(np.arange(1, len(returns) + 1))
         else:
-            bound = daily_bounds(returns, day[starts[g] : ends[g]], z)
-        best = int(np.argmax(bound[min_trades - 1 :])) + min_trades - 1
-        if bound[best] > 0:
+            total, se = daily_sums(returns, day[starts[g] : ends[g]])
+        enough = np.arange(len(returns)) >= min_trades - 1  # k = index + 1 trades
+        best, bounds[g], scores[g] = best_cut(total, se, enough, z, cut_z)
+        if best >= 0:
             thresholds[g] = prob[starts[g] + best]
-            bounds[g] = bound[best]
-    return thresholds, bounds
+    return thresholds, bounds, scores
+
+
+def best_cut(
+    total: np.ndarray, se: np.ndarray, enough: np.ndarray, z: float, cut_z: float | None = None
+) -> tuple[int, float, float]:
+    """Of the cuts earning ``total`` with standard error ``se``, the one maximising
+    ``total - cut_z * se`` (``cut_z`` None: z) among those with enough trades
+    (``enough``) whose lower bound ``total - z * se`` is positive.
+
+    Returns:
+        ``(index, bound, score)``: ``(-1, -inf, -inf)`` where no bound is positive.
+    """
+    if cut_z is not None and not cut_z >= 0:
+        raise ConfigError(f"thresholds.cut_z must be >= 0 or null, got {cut_z}")
+    bound = lower_bound(total, se, z)
+    score = bound if cut_z is None else lower_bound(total, se, cut_z)
+    score = np.where((bound > 0) & enough, score, -np.inf)
+    best = int(np.argmax(score))
+    if np.isinf(score[best]):
+        return -1, -np.inf, -np.inf
+    return best, float(bound[best]), float(score[best])
 
 
 def daily_bounds(returns: np.ndarray, day: np.ndarray, z: float) -> np.ndarray:
-    """``S_k - z * se_k`` for trading the first k of ``returns``, for every k.
+    """``S_k - z * se_k`` for trading the first k of ``returns``, for every k
+    (:func:`daily_sums`)."""
+    return lower_bound(*daily_sums(returns, day), z)
+
+
+def lower_bound(total: np.ndarray, se: np.ndarray, z: float) -> np.ndarray:
+    """``total - z * se``, -inf where the error is infinite (under two days), any z."""
+    with np.errstate(invalid="ignore"):
+        return np.where(np.isinf(se), -np.inf, total - z * se)
+
+
+def daily_sums(returns: np.ndarray, day: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(S_k, se_k)`` for trading the first k of ``returns``, for every k.
 
     ``se_k`` is the standard error of the sum of the daily P&L over the D days in ``day``
     (days without a trade count as 0): ``sqrt(D * var)``, var the sample variance of the
@@ -101,15 +142,15 @@ def daily_bounds(returns: np.ndarray, day: np.ndarray, z: float) -> np.ndarray:
     Args:
         returns: (n,) net returns in the order trades are added (falling probability).
         day: (n,) day number of each.
-        z: margin, in standard errors.
 
     Returns:
-        (n,) bounds; -inf for all with fewer than two days.
+        (n,) sums and (n,) standard errors; the errors are +inf with fewer than two days.
     """
     days, position = np.unique(day, return_inverse=True)
     n_days = len(days)
+    total = np.cumsum(returns)
     if n_days < 2:
-        return np.full(len(returns), -np.inf)
+        return total, np.full(len(returns), np.inf)
     # each trade's day's sum before it: cumulative sums within each day, in trade order
     by_day = np.argsort(position, kind="stable")
     ordered = returns[by_day]
@@ -118,10 +159,9 @@ def daily_bounds(returns: np.ndarray, day: np.ndarray, z: float) -> np.ndarray:
     day_start = np.maximum.accumulate(np.where(first, np.arange(len(ordered)), 0))
     before = np.empty_like(returns)
     before[by_day] = running - ordered - (running[day_start] - ordered[day_start])
-    total = np.cumsum(returns)
     squares = np.cumsum(returns * (2 * before + returns))
     variance = np.maximum(n_days * squares - total**2, 0.0) / (n_days - 1)
-    return total - z * np.sqrt(variance)
+    return total, np.sqrt(variance)
 
 
 def choose_horizons(
@@ -134,15 +174,17 @@ def choose_horizons(
     min_trades: int,
     z: float = 1.0,
     day: np.ndarray | None = None,
+    cut_z: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per group, the horizon and cut with the best lower bound on validation profit.
+    """Per group, the horizon and cut chosen together on validation profit (the rule of
+    :func:`choose_thresholds`).
 
     Trades held h bars overlap when entered on consecutive bars, and overlapping trades are
     neither independent nor all tradable. Horizon h is therefore judged on the samples of
     every h-th validation row only (``row % h == 0``), whose trades never overlap; its
     bound (:func:`threshold_bounds`) estimates the profit of the validation window traded
-    without overlap. The horizon with the highest positive bound wins; a group with none
-    does not trade.
+    without overlap. Of the cuts with a positive bound, the horizon and cut with the best
+    ``S - cut_z * se`` win (the cut's own rule); a group with none does not trade.
 
     Args:
         prob: (B, H) validation probabilities, one column per horizon.
@@ -155,17 +197,19 @@ def choose_horizons(
         z: margin of the bound, in standard errors.
         day: (B,) day number of each sample: the bound's standard error is that of daily
             P&L (see :func:`choose_thresholds`); None: trades count as independent.
+        cut_z: the margin that chooses among cuts with a positive bound (None: z).
 
     Returns:
         ``(horizon_index, thresholds, bounds)``, each (n_groups,); index -1 and threshold
-        +inf where a group does not trade.
+        +inf where a group does not trade; the bound is the chosen cut's, at ``z``.
     """
     best_index = np.full(n_groups, -1)
     best_cut = np.full(n_groups, np.inf)
     best_bound = np.full(n_groups, -np.inf)
+    best_score = np.full(n_groups, -np.inf)
     for i, h in enumerate(horizons):
         keep = (row % h == 0) & np.isfinite(net_return[:, i])
-        cuts, bounds = threshold_bounds(
+        cuts, bounds, scores = threshold_bounds(
             prob[keep, i],
             net_return[keep, i],
             group[keep],
@@ -173,7 +217,9 @@ def choose_horizons(
             min_trades,
             z,
             None if day is None else day[keep],
+            cut_z,
         )
-        better = bounds > best_bound
-        best_index[better], best_cut[better], best_bound[better] = i, cuts[better], bounds[better]
+        better = scores > best_score
+        best_index[better], best_cut[better] = i, cuts[better]
+        best_bound[better], best_score[better] = bounds[better], scores[better]
     return best_index, best_cut, best_bound

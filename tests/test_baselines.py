@@ -6,12 +6,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from huracan.baselines import baseline_signals, baseline_trades, lagged_returns
+from huracan.baselines import (
+    LEADER_QUANTILES,
+    baseline_signals,
+    baseline_trades,
+    lagged_returns,
+    leader_cut,
+)
 from huracan.errors import ConfigError
 from huracan.validation import WalkForward
 
 COST = 0.0005
-RULES = {"min_trades": 20, "z": 2.0}  # the config defaults
+RULES = {"min_trades": 20, "z": 2.0, "cut_z": 1.0}  # the config defaults
 
 
 def market(
@@ -71,6 +77,37 @@ def test_lead_lag_trades_a_planted_lead_profitably_out_of_sample():
         assert np.nanmean(net[fold.test][traded]) > 2 * COST, fold.index
     # every alt is long on the same bars: those where the leader rose enough
     assert (signal[:, 1:] == signal[:, 1:2]).all()
+
+
+def test_leader_cut_takes_more_of_a_significant_lead_with_a_smaller_cut_z():
+    returns, net = market(follow=0.1, seed=4)
+    leader, alts = returns[1:1500, 0], net[1:1500, 1:]
+    sigma = alts[np.isfinite(alts)].std()
+    cuts = {}
+    for cut_z in (None, 1.0):  # None: the best lower bound at z = 2
+        cut, bound, _ = leader_cut(leader, alts, 20, 2.0, LEADER_QUANTILES, None, cut_z)
+        traded = alts[leader > cut]
+        # the bound is the chosen cut's own at z = 2, and positive: still a significant lead
+        assert bound == pytest.approx(traded.sum() - 2.0 * sigma * np.sqrt(traded.size))
+        assert bound > 0
+        cuts[cut_z] = cut
+    assert cuts[1.0] < cuts[None]
+    # too few validation trades: no cut, in the same three values
+    assert leader_cut(leader[:2], alts[:2], 20, 2.0, LEADER_QUANTILES, None, 1.0) == (
+        np.inf,
+        -np.inf,
+        -np.inf,
+    )
+
+
+def test_the_baselines_choose_their_cuts_by_cut_z():
+    returns, net = market(follow=0.1, seed=4)
+    trades = {
+        cut_z: baseline_trades(returns, net[..., None], (1,), folds_of(), 0, **{**RULES, "cut_z": cut_z})
+        for cut_z in (None, 0.0)
+    }
+    lead_lag = {k: v["leader_lead_lag"][0].sum() for k, v in trades.items()}
+    assert lead_lag[0.0] > lead_lag[None] > 0
 
 
 def test_logistic_trades_planted_persistence_profitably_out_of_sample():

@@ -116,6 +116,7 @@ def test_per_coin_selects_coin_heads_through_its_defaults():
         (["pipeline=per_coin", "head=cluster"], "one head per coin"),
         (["labels.horizon=abc"], "labels.horizon: expected int"),
         (["validation.n_folds=2.5"], "validation.n_folds: expected int"),
+        (["thresholds.cut_z=-1"], "thresholds.cut_z must be >= 0 or null"),
         (["+gates.min_volume=1"], "gates.min_volume is not an option"),
         (["pipeline=per_coin", "pipeline.costs.z=abc"], "pipeline.costs.z: expected float"),
         (["pipeline=per_coin", "pipeline.costs.estimator=roll"], "pipeline.costs.estimator"),

@@ -54,7 +54,7 @@ def test_an_output_slice_computes_that_output():
         torch.testing.assert_close(one_gate, gate)
 
 
-def _job(prob_edge: np.ndarray, gross: np.ndarray, stamps: np.ndarray) -> CoinJob:
+def _job(prob_edge: np.ndarray, gross: np.ndarray, stamps: np.ndarray, **rules) -> CoinJob:
     return CoinJob(
         symbol="X",
         val={
@@ -69,6 +69,7 @@ def _job(prob_edge: np.ndarray, gross: np.ndarray, stamps: np.ndarray) -> CoinJo
             "z": 1.0,
             "threshold_unit": "trade",
             "bars_per_year": 24 * 365.25,
+            **rules,
         },
     )
 
@@ -88,6 +89,20 @@ def test_a_coin_job_chooses_the_horizon_that_pays():
     flat[:, 1] = rng.normal(0, 0.002, n)  # no edge at any horizon: costs make every cut lose
     index, cut = choose_horizon(_job(prob, flat, stamps), prob)
     assert index == 0 and np.isinf(cut)
+
+
+def test_a_coin_job_chooses_its_cut_by_the_run_s_cut_z():
+    """The job's rules carry thresholds.cut_z; a job without it (an older run) keeps z."""
+    rng = np.random.default_rng(9)
+    n = 4000
+    stamps = np.arange(n, dtype=np.int64) * 3_600_000_000_000
+    prob = rng.uniform(0, 1, n)
+    # the 10 bps of costs are paid back above a probability of 0.6
+    gross = 0.001 + 0.002 * (prob - 0.6) + rng.normal(0, 0.006, n)
+    rules = {"horizons": [1], "z": 2.0}
+    cut_old = choose_horizon(_job(prob, gross[:, None], stamps, **rules), prob)[1]
+    cut_new = choose_horizon(_job(prob, gross[:, None], stamps, **rules, cut_z=0.0), prob)[1]
+    assert cut_new < cut_old < np.inf
 
 
 @pytest.fixture(scope="module")

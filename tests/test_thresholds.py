@@ -9,6 +9,7 @@ from huracan.thresholds import (
     choose_horizons,
     choose_thresholds,
     daily_bounds,
+    threshold_bounds,
     validation_days,
 )
 
@@ -67,3 +68,59 @@ def test_validation_days():
     assert validation_days("trade", stamps) is None
     with pytest.raises(ConfigError, match="thresholds.unit"):
         validation_days("week", stamps)
+
+
+def test_cut_z_trades_more_of_a_significant_edge_and_every_cut_stays_significant():
+    rng = np.random.default_rng(9)
+    prob = rng.uniform(0, 1, 4000)
+    net = 0.002 * (prob - 0.6) + rng.normal(0, 0.006, len(prob))  # worth trading above 0.6
+    group = np.zeros(len(prob), dtype=int)
+    cuts = {}
+    for cut_z in (None, 1.0, 0.0):  # None: the best lower bound at z = 2
+        [cut], [bound], _ = threshold_bounds(prob, net, group, 1, 20, 2.0, None, cut_z)
+        traded = net[prob >= cut]
+        # the bound returned is the chosen cut's own bound at z = 2, and it is positive
+        assert bound == pytest.approx(traded.sum() - 2.0 * net.std() * np.sqrt(len(traded)))
+        assert bound > 0
+        cuts[cut_z] = cut
+    # a smaller margin trades more of the edge (se grows with k: the argmax moves down)
+    assert cuts[0.0] < cuts[1.0] < cuts[None]
+    assert 0.45 < cuts[0.0] < 0.7  # the most profitable cut: where the edge pays the cost
+
+
+def test_cut_z_never_makes_a_head_without_a_significant_edge_trade():
+    rng = np.random.default_rng(5)
+    day = np.repeat(np.arange(60), 24)
+    prob = rng.uniform(0, 1, len(day))
+    net = rng.normal(-0.0003, 0.003, len(day))  # no edge: costs only
+    group = np.zeros(len(day), dtype=int)
+    for cut_z in (None, 1.0, 0.0):
+        index, cuts, bounds = choose_horizons(
+            prob[:, None], net[:, None], group, np.arange(len(day)), (1,), 1, 20, 2.0, day, cut_z
+        )
+        assert index[0] == -1 and np.isinf(cuts[0]) and bounds[0] == -np.inf
+
+
+def test_a_negative_cut_z_is_refused():
+    prob, net = np.linspace(0, 1, 100), np.full(100, 0.001)
+    with pytest.raises(ConfigError, match="thresholds.cut_z"):
+        choose_thresholds(prob, net, np.zeros(100, int), 1, 20, 2.0, cut_z=-1.0)
+
+
+def test_the_horizon_is_chosen_by_the_same_score_as_the_cut():
+    """Column 1 has the higher lower bound, column 0 the higher S - 1 * se: the best bound
+    (cut_z null) takes column 1, cut_z = 1 column 0; both bounds stay positive."""
+    rng = np.random.default_rng(1)
+    n = 4000
+    prob = rng.uniform(0, 1, (n, 2))
+    net = np.column_stack(
+        [
+            0.002 * (prob[:, 0] - 0.6) + rng.normal(0, 0.006, n),
+            0.001 * (prob[:, 1] - 0.4) + rng.normal(0, 0.004, n),
+        ]
+    )
+    group, rows = np.zeros(n, dtype=int), np.arange(n)  # (1, 1): both judged on every row
+    by_bound = choose_horizons(prob, net, group, rows, (1, 1), 1, 20, 2.0, None, None)
+    by_score = choose_horizons(prob, net, group, rows, (1, 1), 1, 20, 2.0, None, 1.0)
+    assert by_bound[0][0] == 1 and by_score[0][0] == 0
+    assert by_bound[2][0] > by_score[2][0] > 0

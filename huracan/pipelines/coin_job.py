@@ -233,6 +233,7 @@ def choose_horizon(job: CoinJob, prob: np.ndarray) -> tuple[int, float]:
         rules["min_trades"],
         rules["z"],
         day,
+        rules.get("cut_z"),  # a job of a run from before thresholds.cut_z: z
     )
     return max(int(index[0]), 0), float(cuts[0])
 

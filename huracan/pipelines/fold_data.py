@@ -390,6 +390,7 @@ def run_baselines(
         arrays.symbols.index(leader),
         min_trades=cfg.thresholds.min_trades,
         z=cfg.thresholds.z,
+        cut_z=cfg.thresholds.cut_z,
         seed=cfg.seed,
         day=validation_days(cfg.thresholds.unit, arrays.timestamps_ns),
     )

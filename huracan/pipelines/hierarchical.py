@@ -459,6 +459,7 @@ def trade_decisions(
         cfg.thresholds.min_trades,
         cfg.thresholds.z,
         validation_days(cfg.thresholds.unit, arrays.timestamps_ns[val_t]),
+        cfg.thresholds.cut_z,
     )
     prob = _columns(module.predict_proba(test["x"], test["factor"], test["group"]))
     group = test["group"].numpy()

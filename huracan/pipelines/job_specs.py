@@ -91,6 +91,7 @@ def shared_spec(
         rules={
             "min_trades": cfg.thresholds.min_trades,
             "z": cfg.thresholds.z,
+            "cut_z": cfg.thresholds.cut_z,
             "threshold_unit": cfg.thresholds.unit,
             "champion_min_trades": cfg.pipeline.champion_min_trades,
             "importance_repeats": cfg.pipeline.importance_repeats,

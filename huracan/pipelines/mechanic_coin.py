@@ -223,7 +223,7 @@ def fit_challenger(model: CoinModel, parts: dict, market: Market, cfg: DictConfi
         raise RuntimeError(f"{model.symbol}: fine-tuning changed the frozen encoder")
     val = parts["val"]
     prob = predict(module, val)
-    rules = market.trained.thresholds
+    rules = model.config["thresholds"]  # its own run's rule (champions' runs may differ)
     net = val["gross"] - val["cost_bps"] / 1e4
     # the trained run's rule; runs from before thresholds.unit counted trades
     day = validation_days(rules.get("unit", "trade"), val["timestamps"])
@@ -231,7 +231,16 @@ def fit_challenger(model: CoinModel, parts: dict, market: Market, cfg: DictConfi
     horizon, group = int(model.horizon), np.zeros(len(prob), int)
     row = grid_rows(val["timestamps"], market.panel.bars_per_year)
     _, [cut], _ = choose_horizons(
-        prob[:, None], net[:, None], group, row, (horizon,), 1, rules.min_trades, rules.z, day
+        prob[:, None],
+        net[:, None],
+        group,
+        row,
+        (horizon,),
+        1,
+        rules["min_trades"],
+        rules["z"],
+        day,
+        rules.get("cut_z"),  # runs from before thresholds.cut_z chose by z
     )
     threshold = None if np.isinf(cut) else float(cut)
     trades = int(((prob >= cut) & (row % horizon == 0)).sum())
