@@ -103,7 +103,9 @@ def test_leader_cut_takes_more_of_a_significant_lead_with_a_smaller_cut_z():
 def test_the_baselines_choose_their_cuts_by_cut_z():
     returns, net = market(follow=0.1, seed=4)
     trades = {
-        cut_z: baseline_trades(returns, net[..., None], (1,), folds_of(), 0, **{**RULES, "cut_z": cut_z})
+        cut_z: baseline_trades(
+            returns, net[..., None], (1,), folds_of(), 0, **{**RULES, "cut_z": cut_z}
+        )
         for cut_z in (None, 0.0)
     }
     lead_lag = {k: v["leader_lead_lag"][0].sum() for k, v in trades.items()}
