@@ -4,6 +4,7 @@
     .venv/bin/python bench/bench_edge.py synthetic --seeds 0 1 2
     .venv/bin/python bench/bench_edge.py real             # both windows below
     .venv/bin/python bench/bench_edge.py real --windows 2022-05-08:2024-05-08
+    .venv/bin/python bench/bench_edge.py per_coin         # pipeline=per_coin on Binance 1h
     .venv/bin/python bench/bench_edge.py inputs           # which inputs recover the oracle
     .venv/bin/python bench/bench_edge.py synthetic -- head.hidden=32   # extra overrides
 
@@ -18,7 +19,8 @@ trading (t of daily P&L >= -1) and ahead of every baseline where any baseline is
 Real data, Binance 1h: 2022-05-08 .. 2024-05-08 (the issue's window, where the defaults
 were measured) and 2020-05-11 .. 2022-05-08 (the two years before: no default was chosen
 on them). Beside each window's table, every strategy's net profit per fold: how much of
-it one test window made.
+it one test window made. ``per_coin``: the per-coin pipeline on the issue's window, its
+pooled table (selection and report windows) and its own criteria.
 """
 
 from __future__ import annotations
@@ -57,18 +59,15 @@ INPUTS = {  # the ablation of what the heads see
 }
 
 
-def run(overrides: list[str]) -> tuple[dict, float]:
-    summary, _, seconds = run_objects(overrides)
-    return summary, seconds
-
-
-def run_objects(overrides: list[str]) -> tuple[dict, dict, float]:
-    """A run's summary, its objects (``train``'s second value) and its seconds."""
+def run(overrides: list[str]) -> tuple[dict, dict, float]:
+    """A run's summary, its objects (``train``'s second value) and its seconds; its
+    outputs and artifacts go to a temporary directory."""
     with (
         tempfile.TemporaryDirectory() as tmp,
         initialize_config_dir(str(ROOT / "conf"), version_base="1.3"),
     ):
-        cfg = compose("config", overrides=[f"+output_dir={tmp}", *QUIET, *overrides])
+        out = [f"+output_dir={tmp}", f"store.root={tmp}/artifacts"]
+        cfg = compose("config", overrides=[*out, *QUIET, *overrides])
         start = time.perf_counter()
         summary, objects = train(cfg)
         return summary, objects, time.perf_counter() - start
@@ -107,7 +106,7 @@ def rows_of(label: str, summary: dict, group: str, seconds: float) -> list[dict]
 def synthetic(seeds: list[int], extra: list[str]) -> None:
     rows, shares = [], []
     for seed in seeds:
-        summary, seconds = run([f"seed={seed}", *EQUAL_COSTS, *extra])
+        summary, _, seconds = run([f"seed={seed}", *EQUAL_COSTS, *extra])
         rows += rows_of(f"seed {seed}", summary, "alt_clusters", seconds)
         shares.append(summary["clusters"]["alt_clusters"].get("oracle_share") or 0.0)
     print_table("synthetic market, alt clusters, equal costs (10 bps round trip)", rows)
@@ -128,9 +127,7 @@ def real(windows: list[str], extra: list[str]) -> None:
     for window in windows:
         start, end = window.split(":")
         overrides = ["experiment=fleet_binance", f"data.path={path}", *extra]
-        summary, objects, seconds = run_objects(
-            [*overrides, f"data.start={start}", f"data.end={end}"]
-        )
+        summary, objects, seconds = run([*overrides, f"data.start={start}", f"data.end={end}"])
         rows = rows_of("binance 1h", summary, "all", seconds)
         print_table(f"Binance spot 1h, {start} .. {end}, all assets, default costs", rows)
         print_table(
@@ -190,10 +187,41 @@ def judge(summary: dict) -> None:
         print("no baseline is positive: the 'ahead of every positive baseline' target is vacuous")
 
 
+def per_coin(extra: list[str]) -> None:
+    """``pipeline=per_coin`` on the issue's window: the coins' models beside the baselines,
+    pooled, in the selection and the report window, and the run's own criteria."""
+    path = SHARED_DATA / "binance_spot" / "1h"
+    if not path.is_dir():
+        print(f"\nper_coin: {path} not found, skipped")
+        return
+    overrides = ["experiment=fleet_binance", f"data.path={path}", "pipeline=per_coin"]
+    summary, _, seconds = run([*overrides, "pipeline.run_id=bench", *extra])
+    report = summary["per_coin"]
+    rows = [
+        {
+            "window": window,
+            "days": m["days"],
+            "strategy": name,
+            "coins": m["coins_traded"],
+            "trades": m["n_trades"],
+            "net_bps": f"{m['net_bps']:.0f}",
+            "t": fmt(m["t_stat"], ".2f"),
+        }
+        for window, strategies in report["strategies"].items()
+        for name, m in strategies.items()
+    ]
+    print_table(
+        f"per-coin pipeline, Binance spot 1h, 2022-05-08 .. 2024-05-08 ({seconds:.0f} s)", rows
+    )
+    for criterion in report["criteria"]:
+        print(f"{criterion['result']}  {criterion['name']}: {criterion['value']}")
+    print(f"verdict: {report['verdict']}")
+
+
 def inputs(extra: list[str]) -> None:
     rows = []
     for name, overrides in INPUTS.items():
-        summary, seconds = run(["seed=0", *EQUAL_COSTS, *overrides, *extra])
+        summary, _, seconds = run(["seed=0", *EQUAL_COSTS, *overrides, *extra])
         alt = summary["clusters"]["alt_clusters"]
         m = alt["model"]
         rows.append(
@@ -223,10 +251,12 @@ def main() -> None:
             synthetic(args.seeds, extra)
         elif section == "real":
             real(args.windows, extra)
+        elif section == "per_coin":
+            per_coin(extra)
         elif section == "inputs":
             inputs(extra)
         else:
-            parser.error(f"unknown section {section!r}: synthetic, real or inputs")
+            parser.error(f"unknown section {section!r}: synthetic, real, per_coin or inputs")
 
 
 if __name__ == "__main__":
