@@ -242,6 +242,14 @@ class MarketFactorExtractor(BaseEstimator):
         extractor._load_state(state)
         return extractor
 
+    @staticmethod
+    def input_symbols(state: dict) -> list[str]:
+        """Every symbol whose bars a stored factor (``to_dict()``) reads: its members, then
+        the leader channel's symbol, which need be neither a member nor a served coin."""
+        lead = (state.get("leader_channel") or {}).get("symbol")
+        members = list(state["members"])
+        return members + [lead] if lead is not None and lead not in members else members
+
     def _load_state(self, state: dict) -> None:
         """Takes what the subclass learns from a stored state (nothing by default)."""
 

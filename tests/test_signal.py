@@ -351,3 +351,29 @@ def test_parity_on_real_binance_bars(binance_1h, tmp_path):
         assert np.abs(full.loc[pipeline.index, symbol] - pipeline).max() <= 1e-6, symbol
         for ts, probability in latest.items():
             assert abs(probability[symbol] - pipeline[ts]) <= 1e-6, (symbol, ts)
+
+
+def test_leader_that_is_neither_champion_nor_factor_member_is_read(tmp_path):
+    """The leader channel reads a symbol that has no champion and is not a factor member:
+    serving and the Mechanic's inputs still read its bars and score every champion."""
+    leader = "SOL"  # an alt outside the planted dominant cluster (BTC, ETH)
+    cfg = per_coin_config(
+        tmp_path, "pipeline.champion_min_trades=0", f"universe.dominant_symbols=[{leader}]"
+    )
+    _, objects = train(cfg)
+    panel = objects["panel"]
+    fleet = Fleet.load(tmp_path / "artifacts", block=[leader], config=ServeConfig(None))
+    states = [m.description["factor"] for m in fleet.models.values()]
+    assert leader not in fleet.models and fleet.models
+    assert all(s["leader_channel"]["symbol"] == leader for s in states)
+    assert all(leader not in s["members"] for s in states)
+    assert leader in fleet.data_symbols
+    _, problems = fleet.inputs(panel)  # the Mechanic's inputs
+    assert problems == {}
+    signals = fleet.signals(panel)
+    served = signals[signals.symbol != leader]
+    assert served.probability.notna().all(), served.reasons.tolist()
+    # a panel without the leader's bars: every coin says why, nothing is scored
+    without = fleet.signals(panel.select([s for s in panel.symbols if s != leader]))
+    assert without.probability.isna().all()
+    assert all(any(leader in r for r in rs) for rs in without.reasons)

@@ -168,9 +168,14 @@ class Fleet:
 
     @property
     def data_symbols(self) -> list[str]:
-        """The symbols whose bars are needed: the coins and the market factor's members."""
-        members = {s for m in self.models.values() for s in m.description["factor"]["members"]}
-        return [*self.symbols, *sorted(members - set(self.symbols))]
+        """The symbols whose bars are needed: the coins, then every other symbol an input
+        reads (the market factor's members and its leader channel's symbol)."""
+        needed = {
+            s
+            for m in self.models.values()
+            for s in MarketFactorExtractor.input_symbols(m.description["factor"])
+        }
+        return [*self.symbols, *sorted(needed - set(self.symbols))]
 
     def read_bars(self, path: str | Path) -> Panel:
         """The fleet's bars from a directory in the input contract (missing files allowed:
@@ -402,10 +407,11 @@ class Fleet:
         models = [self.models[s] for s in coins]
         first = models[0]
         factor_state = first.description["factor"]
-        missing = [s for s in factor_state["members"] if s not in panel.symbols]
+        needed = MarketFactorExtractor.input_symbols(factor_state)
+        missing = [s for s in needed if s not in panel.symbols]
         if missing:
-            raise ConfigError(f"market factor member(s) {missing} have no bars")
-        symbols = [*coins, *[s for s in factor_state["members"] if s not in coins]]
+            raise ConfigError(f"market factor input(s) {missing} have no bars")
+        symbols = [*coins, *[s for s in needed if s not in coins]]
         sub = panel.select(symbols)
         cfg = OmegaConf.create(first.config)
         arrays = build_fleet_arrays(sub, cfg)
@@ -424,7 +430,7 @@ class Fleet:
             values = ffd.transform(arrays.log_close).astype(np.float32)
             features = np.concatenate([features, values[:, :, None]], axis=2)
         n_features = features.shape[2]
-        pad = len(symbols) - len(coins)  # members that are not served: never scored
+        pad = len(symbols) - len(coins)  # factor inputs that are not served: never scored
         # each model's own one-coin scaler state ((1, F); (F,) from older versions)
         states = [m.description["scaler"] for m in models]
         scaler = PanelScaler.from_state_dict(
