@@ -410,7 +410,7 @@ class Fleet:
         needed = MarketFactorExtractor.input_symbols(factor_state)
         missing = [s for s in needed if s not in panel.symbols]
         if missing:
-            raise ConfigError(f"market factor input(s) {missing} have no bars")
+            raise ConfigError(f"market factor member(s) or leader {missing} have no bars")
         symbols = [*coins, *[s for s in needed if s not in coins]]
         sub = panel.select(symbols)
         cfg = OmegaConf.create(first.config)
