@@ -1,0 +1,118 @@
+"""The ``huracan`` command: one entry point for every tool (also ``python -m huracan``).
+
+    huracan train [group=option ...] [key=value ...]   the Hydra app (same as python train.py)
+    huracan mechanic [key=value ...]                   train with pipeline=mechanic
+    huracan signal --root DIR --data DIR ...           signals for the bot
+    huracan roster top 10 --root DIR ...               read champions/roster.json
+    huracan compare [SWEEP_DIR]                        compare the runs of a multirun
+    huracan download --exchange binance --symbols BTC,ETH ...   fetch and cache candles
+
+Each subcommand takes the options of the module it fronts (``huracan signal --help``).
+The config (``conf/``) ships inside the package, so ``huracan train`` works from any
+directory; run outputs go to ``outputs/`` under the current one.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+from pathlib import Path
+
+from huracan.errors import HuracanError
+
+CONF = Path(__file__).resolve().parent / "conf"
+
+# subcommand -> (module whose main(argv) runs it, one line of help)
+TOOLS = {
+    "signal": ("huracan.signal", "signals for the live bot from the roster's champions"),
+    "roster": ("huracan.roster", "read and filter champions/roster.json"),
+    "compare": ("huracan.compare", "compare the runs of a Hydra multirun"),
+    "download": ("huracan.download", "fetch and cache candles from a ccxt exchange"),
+}
+HYDRA_APPS = {
+    "train": ([], "train a fleet: python train.py's Hydra app (any group=option)"),
+    "mechanic": (["pipeline=mechanic"], "fine-tune the champions on new bars (the Mechanic)"),
+}
+
+
+def config_dir() -> Path:
+    """The shipped config: inside the package, else the source tree's ``conf/``."""
+    if CONF.is_dir():
+        return CONF
+    return Path(__file__).resolve().parents[1] / "conf"
+
+
+def run_hydra(overrides: list[str], program: str = "train.py") -> None:
+    """Runs the Hydra app on ``overrides`` (the command line after ``train``).
+
+    Token-like values are refused before Hydra writes ``.hydra/`` (one line, exit 2).
+    """
+    import hydra
+
+    from huracan.config import refuse_secrets
+
+    try:
+        refuse_secrets(overrides)
+    except HuracanError as err:
+        print(f"{type(err).__name__}: {err}", file=sys.stderr)
+        sys.exit(2)
+    sys.argv = [program, *overrides]  # Hydra reads its own command line
+    app = hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
+    app(_train_task)()
+
+
+def _train_task(cfg) -> float | None:
+    """Runs Huracan; returns ``optimized_metric`` of the summary for Hydra's sweepers."""
+    from huracan.threads import prepare_threads
+
+    try:
+        prepare_threads(cfg.get("threads"))  # OMP_WAIT_POLICY: read once, as torch loads
+        # Imported here, once Hydra runs the task: torch and Lightning come in with the
+        # pipelines, and `--help` or a config error should not wait seconds for them.
+        from huracan.run import metric_of, train
+
+        summary, _ = train(cfg)
+        return metric_of(summary, cfg.get("optimized_metric"))
+    except HuracanError as err:  # bad input or config: say what and where, no traceback
+        logging.getLogger("huracan").error("%s: %s", type(err).__name__, err)
+        sys.exit(2)
+
+
+def usage() -> str:
+    width = max(map(len, [*TOOLS, *HYDRA_APPS]))
+    rows = [(name, text) for name, (_, text) in HYDRA_APPS.items()]
+    rows += [(name, text) for name, (_, text) in TOOLS.items()]
+    lines = [f"  {name.ljust(width)}  {text}" for name, text in rows]
+    return "usage: huracan COMMAND [options]\n\ncommands:\n" + "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``huracan COMMAND ...``; returns the exit status."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(usage())
+        return 0 if args else 2
+    command, rest = args[0], args[1:]
+    if command in HYDRA_APPS:
+        run_hydra([*HYDRA_APPS[command][0], *rest], f"huracan {command}")
+        return 0
+    if command not in TOOLS:
+        close = _closest(command, [*HYDRA_APPS, *TOOLS])
+        hint = f" (did you mean {close!r}?)" if close else ""
+        print(f"huracan: unknown command {command!r}{hint}\n\n{usage()}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(TOOLS[command][0])
+    sys.argv = [f"huracan {command}", *rest]  # argparse's prog and messages
+    return int(module.main(rest) or 0)
+
+
+def _closest(word: str, choices: list[str]) -> str | None:
+    import difflib
+
+    found = difflib.get_close_matches(word, choices, n=1)
+    return found[0] if found else None
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,84 @@
+"""The ``huracan`` command: usage, unknown commands, train from another directory, download."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import ccxt
+import pandas as pd
+import pytest
+from fake_binance import FakeBinance, binance_client
+
+from huracan import cli
+
+
+def test_usage_lists_every_command(capsys):
+    assert cli.main([]) == 2
+    assert cli.main(["--help"]) == 0
+    text = capsys.readouterr().out
+    for command in [*cli.HYDRA_APPS, *cli.TOOLS]:
+        assert f"  {command}" in text
+
+
+def test_unknown_command_is_one_line_with_a_suggestion(capsys):
+    assert cli.main(["trian"]) == 2
+    assert "unknown command 'trian' (did you mean 'train'?)" in capsys.readouterr().err
+
+
+def test_train_runs_from_any_directory(tmp_path):
+    """``python -m huracan train`` outside the clone: the shipped config, outputs in cwd."""
+    out = subprocess.run(
+        [sys.executable, "-m", "huracan", "train", "pipeline=data", "debug=fast"]
+        + ["hydra.run.dir=run"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["data"]["n_assets"] == 6
+    assert (tmp_path / "run" / "train.log").exists()
+
+
+def test_mechanic_is_train_with_the_mechanic_pipeline(tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-m", "huracan", "mechanic", "--cfg", "job"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "huracan.pipelines.mechanic.MechanicPipeline" in out.stdout
+
+
+def test_download_fetches_then_appends_only_new_bars(tmp_path, monkeypatch, capsys):
+    now = {"t": pd.Timestamp("2024-03-01 00:00", tz="UTC")}  # bars before it are closed
+    fake = FakeBinance(
+        pd.Timestamp("2024-02-27", tz="UTC").value // 10**6,
+        lambda: now["t"].value / 1e9,
+        books={"BTCUSDT": (100.0, 100.02), "ETHUSDT": (50.0, 50.05)},
+        tickers={},
+    )
+    client = binance_client(fake)  # the real client, its transport the fake exchange
+    monkeypatch.setattr(ccxt, "binance", lambda config: client)
+    args = ["download", "--symbols", "BTC,ETH", "--start", "2024-02-27"]
+    args += ["--cache-dir", str(tmp_path), "--no-quotes"]
+    assert cli.main(args) == 0
+    first = capsys.readouterr().out
+    assert "BTC  +72 bars" in first and "ETH  +72 bars" in first
+    cached = pd.read_parquet(tmp_path / "binance" / "1h" / "BTC.parquet")
+    assert len(cached) == 72
+    now["t"] += pd.Timedelta(hours=3)
+    assert cli.main(args) == 0
+    assert "BTC  +3 bars" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv", [["download", "--symbols", ","], ["download"]])
+def test_download_bad_arguments_exit_2(argv, capsys):
+    with pytest.raises(SystemExit) as stop:
+        sys.exit(cli.main(argv))
+    assert stop.value.code == 2
