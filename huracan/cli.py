@@ -46,14 +46,17 @@ def config_dir() -> Path:
 def run_hydra(overrides: list[str], program: str = "train.py") -> None:
     """Runs the Hydra app on ``overrides`` (the command line after ``train``).
 
-    Token-like values are refused before Hydra writes ``.hydra/`` (one line, exit 2).
+    Token-like values are refused before Hydra writes ``.hydra/``, and a misspelled
+    option or key is named with its closest spelling: one line, exit 2.
     """
     import hydra
 
     from huracan.config import refuse_secrets
+    from huracan.overrides import check_overrides
 
     try:
         refuse_secrets(overrides)
+        check_overrides(overrides, config_dir())
     except HuracanError as err:
         print(f"{type(err).__name__}: {err}", file=sys.stderr)
         sys.exit(2)

@@ -12,6 +12,8 @@ import pytest
 from fake_binance import FakeBinance, binance_client
 
 from huracan import cli
+from huracan.errors import ConfigError
+from huracan.overrides import check_overrides
 
 
 def test_usage_lists_every_command(capsys):
@@ -82,3 +84,45 @@ def test_download_bad_arguments_exit_2(argv, capsys):
     with pytest.raises(SystemExit) as stop:
         sys.exit(cli.main(argv))
     assert stop.value.code == 2
+
+
+@pytest.mark.parametrize(
+    ("words", "message"),
+    [
+        (["cluster=wardd"], "cluster=wardd: no such option; cluster is one of average"),
+        (["experiment=fleet_binanc"], "(did you mean fleet_binance?)"),
+        (["data.n_asset=5"], "data.n_asset: no such key in data (did you mean data.n_assets?)"),
+        (["data.path=DIR"], "it belongs to data=csv: add data=csv to the command"),
+        (["-m", "cluster=ward,globl"], "cluster=globl: no such option"),
+        (["foo=1"], "foo: no such key in the config (+foo=... adds a new one)"),
+    ],
+)
+def test_config_mistakes_are_one_line_with_the_closest_spelling(words, message):
+    with pytest.raises(ConfigError) as err:
+        check_overrides(words, cli.config_dir())
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "words",
+    [
+        ["data=csv", "data.path=DIR", "data.symbols=[BTC,ETH]"],
+        ["+extra=1", "~logger", "hydra/launcher=joblib", "hydra.run.dir=x", "--cfg", "job"],
+        ["-m", "cluster=ward,global", "head.patience=choice(2,4)"],
+    ],
+)
+def test_valid_overrides_pass(words):
+    check_overrides(words, cli.config_dir())
+
+
+def test_a_config_mistake_exits_2_with_one_line(tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-m", "huracan", "train", "cluster=wardd"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 2
+    assert out.stderr.strip().count("\n") == 0 and "did you mean ward?" in out.stderr
+    assert not (tmp_path / "outputs").exists()  # refused before Hydra made a run folder
