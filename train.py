@@ -6,7 +6,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from huracan.errors import HuracanError
+from huracan.errors import HuracanError, LockLost
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
@@ -22,6 +22,9 @@ def main(cfg: DictConfig) -> float | None:
 
         summary, _ = train(cfg)
         return metric_of(summary, cfg.get("optimized_metric"))
+    except LockLost as err:  # another run took the store over: this one wrote no more
+        logging.getLogger("huracan").error("%s: %s", type(err).__name__, err)
+        sys.exit(3)
     except HuracanError as err:  # bad input or config: say what and where, no traceback
         logging.getLogger("huracan").error("%s: %s", type(err).__name__, err)
         sys.exit(2)
