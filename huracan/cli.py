@@ -19,7 +19,7 @@ import logging
 import sys
 from pathlib import Path
 
-from huracan.errors import HuracanError
+from huracan.errors import HuracanError, LockLost
 
 CONF = Path(__file__).resolve().parent / "conf"
 
@@ -77,6 +77,9 @@ def _train_task(cfg) -> float | None:
 
         summary, _ = train(cfg)
         return metric_of(summary, cfg.get("optimized_metric"))
+    except LockLost as err:  # another run took the store over: this one wrote no more
+        logging.getLogger("huracan").error("%s: %s", type(err).__name__, err)
+        sys.exit(3)
     except HuracanError as err:  # bad input or config: say what and where, no traceback
         logging.getLogger("huracan").error("%s: %s", type(err).__name__, err)
         sys.exit(2)

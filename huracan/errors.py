@@ -18,3 +18,8 @@ class DataError(HuracanError, ValueError):
 
 class ConfigError(HuracanError, ValueError):
     """A configuration value that cannot work, with the key and the value."""
+
+
+class LockLost(HuracanError):
+    """This run's lock on its artifact root was taken over: the run stops without writing
+    again (``train.py`` exits 3)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +14,14 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Writes ``data`` to a temporary file beside ``path``, fsyncs, then renames it over."""
+def atomic_write_bytes(
+    path: str | Path, data: bytes, guard: AbstractContextManager | None = None
+) -> None:
+    """Writes ``data`` to a temporary file beside ``path``, fsyncs, then renames it over.
+
+    ``guard`` is entered around the rename alone (a store's fencing check), so the slow
+    part, writing the bytes, happens outside it; where it raises, nothing is renamed.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -24,7 +31,8 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        with guard or nullcontext():
+            os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

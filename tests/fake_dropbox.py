@@ -3,7 +3,10 @@
 Mount it on a ``requests.Session`` and hand that session to ``dropbox.Dropbox``: the SDK
 serialises, sends and parses exactly as it would against dropboxapi.com, and the adapter
 answers the routes the artifact store uses, with Dropbox's status codes, headers, error
-bodies and real content hashes.
+bodies and real content hashes. Each file keeps its revision until it is written again,
+and uploads honour the write modes as Dropbox documents them (``add``, ``overwrite``,
+``update(rev)``; identical content is no conflict and makes no new revision); requests are
+answered one at a time, as the server orders concurrent writes to one path.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import io
 import itertools
 import json
+import threading
 from collections import deque
 from urllib.parse import parse_qs, urlsplit
 
@@ -58,6 +62,7 @@ class FakeDropboxAdapter(BaseAdapter):
         self.refresh_token = refresh_token
         self.page_size = page_size
         self.files: dict[str, bytes] = {}  # display path -> content
+        self.revs: dict[str, str] = {}  # display path -> revision of its content
         self.calls: list[str] = []  # route of every request, faults included
         self._faults: deque[tuple[int, int | None] | Exception | None] = deque()
         self._corrupt_stored = 0
@@ -65,6 +70,7 @@ class FakeDropboxAdapter(BaseAdapter):
         self._sessions: dict[str, bytearray] = {}
         self._cursors: dict[str, list[dict]] = {}
         self._ids = itertools.count(1)
+        self._serial = threading.Lock()
 
     # Fault injection -------------------------------------------------------------------
     def fail_next(
@@ -90,6 +96,10 @@ class FakeDropboxAdapter(BaseAdapter):
 
     # Transport ---------------------------------------------------------------------------
     def send(self, request, stream=False, timeout=None, verify=True, cert=None, proxies=None):
+        with self._serial:
+            return self._answer(request)
+
+    def _answer(self, request):
         url = urlsplit(request.url)
         route = url.path.removeprefix("/2/")
         self.calls.append(route)
@@ -185,13 +195,19 @@ class FakeDropboxAdapter(BaseAdapter):
             "id": f"id:{abs(hash(path.lower()))}",
             "client_modified": TIMESTAMP,
             "server_modified": TIMESTAMP,
-            "rev": f"{next(self._ids):016x}",
+            "rev": self._rev(path),
             "size": len(data),
             "path_lower": path.lower(),
             "path_display": path,
             "is_downloadable": True,
             "content_hash": content_hash(data),
         }
+
+    def _rev(self, path: str, new: bool = False) -> str:
+        """The revision of the content at ``path``; ``new``: a fresh one (a write)."""
+        if new or path not in self.revs:
+            self.revs[path] = f"{next(self._ids):016x}"
+        return self.revs[path]
 
     @staticmethod
     def _folder_metadata(path: str) -> dict:
@@ -215,7 +231,10 @@ class FakeDropboxAdapter(BaseAdapter):
 
     def _commit(self, path: str, mode: object, data: bytes) -> dict:
         existing = self._find(path)
-        if existing is not None and _tag(mode) != "overwrite":
+        if existing is not None and self.files[existing] == data and not self._corrupt_stored:
+            return self._file_metadata(existing)  # identical content: nothing is written
+        stale_rev = _tag(mode) == "update" and mode["update"] != self.revs.get(existing)
+        if existing is not None and (_tag(mode) == "add" or stale_rev):
             reason = {".tag": "conflict", "conflict": {".tag": "file"}}
             raise RouteError(
                 {".tag": "path", "reason": reason, "upload_session_id": "none"},
@@ -226,7 +245,9 @@ class FakeDropboxAdapter(BaseAdapter):
             data = data[:-1] + bytes([data[-1] ^ 0xFF]) if data else b"\x00"
         if existing is not None:
             del self.files[existing]
+            self.revs.pop(existing, None)
         self.files[path] = data
+        self._rev(path, new=True)
         return self._file_metadata(path)
 
     # Routes ------------------------------------------------------------------------------
@@ -276,11 +297,13 @@ class FakeDropboxAdapter(BaseAdapter):
         if path is not None:
             metadata = self._file_metadata(path)
             del self.files[path]
+            self.revs.pop(path, None)
             return self._json(request, 200, {"metadata": metadata})
         if self._is_folder(arg["path"]):
             prefix = arg["path"].lower().rstrip("/") + "/"
             for name in [name for name in self.files if name.lower().startswith(prefix)]:
                 del self.files[name]
+                self.revs.pop(name, None)
             return self._json(request, 200, {"metadata": self._folder_metadata(arg["path"])})
         raise _not_found("path_lookup")
 

@@ -206,4 +206,6 @@ def test_a_process_killed_mid_write_resumes_to_the_clean_result(clean, tmp_path)
     assert json.loads((root / "lock.json").read_text())["pid"] != os.getpid()
     train(config(tmp_path))
     assert outcome(root) == clean_outcome
-    assert not list(root.rglob("*.tmp")) and not (root / "lock.json").exists()
+    assert not list(root.rglob("*.tmp"))
+    lock = json.loads((root / "lock.json").read_text())
+    assert lock["released_at"] and lock["generation"] == 2  # taken over, then released

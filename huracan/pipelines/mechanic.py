@@ -17,7 +17,8 @@ On an existing artifact root (``store=...``, written by ``pipeline=per_coin``), 
 5. Writes ``mechanic.json`` in the run directory.
 
 ``mechanic.max_cycles`` cycles run ``mechanic.every_hours`` apart (the data is read again
-before each), all under the artifact root's lock (``huracan.store.lock``). Every write is
+before each), all under the artifact root's lock (``huracan.store.lock``), whose
+generation fences every write (a Mechanic whose lock was taken over stops). Every write is
 a whole file, model files before their manifest, manifest before the pointer, pointers
 before the roster: a Mechanic killed anywhere leaves every pointer on a complete version,
 and a rerun on the same bars takes the versions it finds complete and finishes the rest.
@@ -50,7 +51,7 @@ from huracan.registry.roster import load_roster, roster_entry, write_roster
 from huracan.report import StageTimer
 from huracan.serve import Fleet, ServeConfig
 from huracan.store import Store, content_hash
-from huracan.store.lock import store_lock
+from huracan.store.lock import run_lock
 
 log = logging.getLogger("huracan")
 
@@ -242,7 +243,7 @@ class MechanicPipeline(Pipeline):
 
     def session(self, cfg: DictConfig):
         """The artifact root's lock, held from loading the data to the last cycle's roster."""
-        return store_lock(build(cfg.store), "mechanic")
+        return run_lock(cfg.store, "mechanic")
 
     def test_start(self, panel: Panel, cfg: DictConfig):
         """The holdout's start: the data gates look at the bars before it."""

@@ -23,7 +23,9 @@
    universe, tradable or not and why.
 
 The whole run, from loading the data on, holds the artifact root's lock
-(``huracan.store.lock``), so no other run writes models or pointers meanwhile.
+(``huracan.store.lock``), so no other run writes models or pointers meanwhile; every
+store it builds, the jobs' too, carries the lock's generation and refuses to write once
+another run has taken the lock over (``LockLost``, exit 3).
 
 Longer than most modules on purpose: the per-coin run's stages (jobs, queue, champions,
 roster, feature bank, sync) in the order they run, each a function under 60 lines.
@@ -70,7 +72,7 @@ from huracan.registry.feature_bank import write_feature_bank
 from huracan.registry.roster import TABLE_FIELDS, format_table, roster_entry, write_roster
 from huracan.report import StageTimer
 from huracan.store import ArtifactNotFound, Store, content_hash
-from huracan.store.lock import store_lock
+from huracan.store.lock import run_lock
 
 log = logging.getLogger("huracan")
 
@@ -353,8 +355,9 @@ class PerCoinPipeline(Pipeline):
     services = ("queue", "store")
 
     def session(self, cfg: DictConfig):
-        """The artifact root's lock, held from loading the data to the roster."""
-        return store_lock(build(cfg.store), str(cfg.pipeline.run_id))
+        """The artifact root's lock, held from loading the data to the roster; it fences
+        every store built from ``cfg.store`` meanwhile."""
+        return run_lock(cfg.store, str(cfg.pipeline.run_id))
 
     def test_start(self, panel: Panel, cfg: DictConfig):
         return single_split(panel, cfg).first_test_bar(panel)

@@ -12,6 +12,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from huracan.errors import LockLost
+
 _log = logging.getLogger(__name__)
 
 
@@ -196,6 +198,8 @@ def run_job(
         except JobSkipped as skip:
             status, reason = JobStatus.SKIPPED, skip.reason
             _log.info("%s skipped: %s", symbol, reason)
+        except LockLost:  # the run has lost its store: no job of it may write again
+            raise
         # SystemExit too: a job calling sys.exit() fails alone, it does not end the run.
         except (Exception, SystemExit) as exc:
             status, reason = JobStatus.FAILED, f"{type(exc).__name__}: {exc}"

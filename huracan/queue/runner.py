@@ -20,7 +20,7 @@ from typing import Any
 from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from huracan.errors import ConfigError
+from huracan.errors import ConfigError, LockLost
 from huracan.queue.jobs import (
     CACHED,
     WORKER_CRASHED,
@@ -178,6 +178,8 @@ class JobQueue:
             ValueError: If a job has no symbol or two jobs share one.
             TypeError: If ``fn`` cannot be sent to worker processes.
             KeyboardInterrupt: Re-raised after cancelling the jobs not yet finished.
+            LockLost: A job found the run's store lock taken over; the jobs not yet
+                finished are cancelled (none of them may write).
         """
         jobs = list(jobs)
         symbols = [symbol_of(job, position) for position, job in enumerate(jobs)]
@@ -340,6 +342,9 @@ def _run_on_dask(
                 except KilledWorker as exc:
                     board.attempts[index] = exc.allowed_failures + 1
                     board.fail(index, WORKER_CRASHED)
+                except LockLost:
+                    client.cancel(list(in_flight))
+                    raise
                 except Exception as exc:  # e.g. a job or result that cannot be pickled
                     board.fail(index, f"{type(exc).__name__}: {exc}")
                 submit()

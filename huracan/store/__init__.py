@@ -2,6 +2,8 @@
 
 Keys are relative '/'-separated paths such as ``models/BTC/baseline_20240101/metrics.json``.
 Every write is atomic: a reader sees the old file or the whole new one, never half of it.
+A store built with a ``Fence`` (the lock a run holds, ``huracan.store.lock``) refuses to
+write once that lock is another run's.
 The ``store`` config group names the class with ``_target_``; the Dropbox store lives in
 ``huracan.store.dropbox_store`` so that only a run that uses it imports the SDK.
 """
@@ -17,9 +19,11 @@ from huracan.store.base import (
     check_key,
     content_hash,
 )
+from huracan.store.fence import Fence
 
 __all__ = [
     "ArtifactNotFound",
+    "Fence",
     "InvalidArtifactKey",
     "LocalStore",
     "Store",

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
 import os
 import shutil
+import time
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from huracan.errors import HuracanError
+from huracan.errors import ConfigError, HuracanError
 from huracan.io import atomic_write_bytes
+from huracan.store.fence import LOCK_KEY, Fence
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +101,29 @@ def check_key(key: str, *, allow_root: bool = False) -> str:
 
 
 class Store(ABC):
-    """Where artifacts live. Subclasses implement the byte operations; JSON comes free."""
+    """Where artifacts live. Subclasses implement the byte operations; JSON comes free.
+
+    Attributes:
+        fence: The lock a run holds (``huracan.store.fence``); where set, every write and
+            delete is refused with ``LockLost`` once the lock is no longer that run's.
+        lock_heartbeat_s: How often a run holding the store's lock says it is alive.
+        lock_stale_after_s: A lock without a heartbeat for this long may be taken over.
+    """
+
+    fence: Fence | None = None
+    lock_heartbeat_s: float = 30.0
+    lock_stale_after_s: float = 600.0
+
+    def _set_lock(self, fence: Fence | dict | None, heartbeat_s: float, stale_after_s: float):
+        """Takes the constructor's lock arguments (``fence``, ``lock_*``), checked."""
+        if not 0 < heartbeat_s < stale_after_s:
+            raise ConfigError(
+                f"store.lock_heartbeat_s ({heartbeat_s}) must be > 0 and below "
+                f"store.lock_stale_after_s ({stale_after_s})"
+            )
+        self.fence = Fence.from_config(fence)
+        self.lock_heartbeat_s = float(heartbeat_s)
+        self.lock_stale_after_s = float(stale_after_s)
 
     @abstractmethod
     def write_bytes(self, key: str, data: bytes) -> None:
@@ -106,8 +133,20 @@ class Store(ABC):
     def create_exclusive(self, key: str, data: bytes) -> bool:
         """Writes ``data`` under ``key`` only if nothing is there, atomically; True if it did.
 
-        Of two callers racing for one key exactly one gets True (a lock's create).
+        Of two callers racing for one key exactly one gets True.
         """
+
+    @abstractmethod
+    def read_versioned(self, key: str) -> tuple[bytes, str] | None:
+        """The content under ``key`` and a version that changes with every write of it;
+        None where nothing is stored there. Never fenced (the lock's own read)."""
+
+    @abstractmethod
+    def swap(self, key: str, data: bytes, version: str | None) -> str | None:
+        """Compare-and-swap: writes ``data`` only where the content under ``key`` is still
+        at ``version`` (None: only where nothing is there); returns the new version, or
+        None where another write came first. Of two callers swapping from one version
+        exactly one succeeds. Never fenced: it is how the lock itself changes hands."""
 
     @abstractmethod
     def read_bytes(self, key: str) -> bytes:
@@ -161,32 +200,109 @@ class Store(ABC):
 class LocalStore(Store):
     """Artifacts in a local directory; writes go to a temporary file, fsync, then rename.
 
+    A fenced write checks the lock and renames its file into place while holding a
+    shared OS lock (``flock``) on the root directory; the lock changes hands only under
+    the exclusive one. So a write that passed its check lands before any takeover, and
+    after one every write of the run that lost the lock is refused. This holds between
+    processes of one machine (and of machines whose shared filesystem honours ``flock``).
+
     Args:
         root: The directory; created on the first write.
+        fence: The lock a run holds (see ``Store.fence``); set by the run, not by hand.
+        lock_heartbeat_s: See ``Store.lock_heartbeat_s``.
+        lock_stale_after_s: See ``Store.lock_stale_after_s``.
     """
 
-    def __init__(self, root: str | Path = "artifacts"):
+    # A lock change waits this long for writes already past their check to land.
+    exclusive_wait_s = 10.0
+
+    def __init__(
+        self,
+        root: str | Path = "artifacts",
+        *,
+        fence: dict | None = None,
+        lock_heartbeat_s: float = 30.0,
+        lock_stale_after_s: float = 600.0,
+    ):
         self.root = Path(root).expanduser().absolute()
+        self._set_lock(fence, lock_heartbeat_s, lock_stale_after_s)
 
     def _path(self, key: str, *, allow_root: bool = False) -> Path:
         key = check_key(key, allow_root=allow_root)
         return self.root.joinpath(*key.split("/")) if key else self.root
 
+    @contextmanager
+    def _root_locked(self, exclusive: bool) -> Iterator[None]:
+        """An OS lock on the root directory: shared for fenced writes, exclusive for the
+        lock's own changes. Closing the descriptor releases it, also when a process dies."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.root, os.O_RDONLY)
+        try:
+            if not exclusive:
+                fcntl.flock(fd, fcntl.LOCK_SH)
+            else:
+                deadline = time.monotonic() + self.exclusive_wait_s
+                while True:
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
+                    except BlockingIOError:
+                        if time.monotonic() > deadline:
+                            raise StoreError(
+                                f"{self.describe()}: a write has held the root for over "
+                                f"{self.exclusive_wait_s:g} s (its process paused?); the "
+                                "lock was left as it was"
+                            ) from None
+                        time.sleep(0.01)
+            yield
+        finally:
+            os.close(fd)
+
+    @contextmanager
+    def _fenced(self, key: str) -> Iterator[None]:
+        """Holds the shared root lock and checks the fence, where the store has one."""
+        if self.fence is None:
+            yield
+            return
+        with self._root_locked(exclusive=False):
+            try:
+                lock = (self.root / LOCK_KEY).read_bytes()
+            except FileNotFoundError:
+                lock = None
+            self.fence.check(lock, self.describe(), key)
+            yield
+
     def write_bytes(self, key: str, data: bytes) -> None:
-        atomic_write_bytes(self._path(key), data)
+        atomic_write_bytes(self._path(key), data, guard=self._fenced(key))
 
     def create_exclusive(self, key: str, data: bytes) -> bool:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        except FileExistsError:
-            return False
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+        with self._fenced(key):
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            except FileExistsError:
+                return False
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
         return True
+
+    def read_versioned(self, key: str) -> tuple[bytes, str] | None:
+        try:
+            data = self.read_bytes(key)
+        except ArtifactNotFound:
+            return None
+        return data, content_hash(data)
+
+    def swap(self, key: str, data: bytes, version: str | None) -> str | None:
+        with self._root_locked(exclusive=True):
+            current = self.read_versioned(key)
+            if (None if current is None else current[1]) != version:
+                return None
+            atomic_write_bytes(self._path(key), data)
+        return content_hash(data)
 
     def read_bytes(self, key: str) -> bytes:
         path = self._path(key)
@@ -210,19 +326,21 @@ class LocalStore(Store):
 
     def delete(self, key: str) -> None:
         path = self._path(key)
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        else:
-            path.unlink(missing_ok=True)
+        with self._fenced(key):
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
 
     def clean_temporary(self) -> int:
         """Removes the temporary files of atomic writes cut short (``.NAME.*.tmp``)."""
         removed = 0
-        for directory, _, names in os.walk(self.root):
-            for name in names:
-                if _is_temp_name(name):
-                    (Path(directory) / name).unlink(missing_ok=True)
-                    removed += 1
+        with self._fenced("temporary files"):
+            for directory, _, names in os.walk(self.root):
+                for name in names:
+                    if _is_temp_name(name):
+                        (Path(directory) / name).unlink(missing_ok=True)
+                        removed += 1
         return removed
 
     def describe(self) -> str:

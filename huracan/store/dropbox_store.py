@@ -20,6 +20,7 @@ from dropbox.exceptions import ApiError, AuthError, HttpError, InternalServerErr
 
 from huracan.errors import ConfigError
 from huracan.store.base import ArtifactNotFound, Store, StoreError, check_key, content_hash
+from huracan.store.fence import LOCK_KEY
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,17 @@ def _is_missing(exc: ApiError) -> bool:
         return False
     return lookup is not None and (
         lookup.is_not_found() or lookup.is_not_file() or lookup.is_not_folder()
+    )
+
+
+def _is_conflict(exc: ApiError) -> bool:
+    """Whether an upload was refused because of the file already there (``add`` mode) or
+    because that file is not at the revision given (``update`` mode)."""
+    error = exc.error
+    return (
+        isinstance(error, files.UploadError)
+        and error.is_path()
+        and error.get_path().reason.is_conflict()
     )
 
 
@@ -115,6 +127,11 @@ class DropboxStore(Store):
     Every upload is checked against the local content hash; Dropbox commits a file whole,
     so readers never see half of one. Credentials come from the environment only.
 
+    The lock changes hands by compare-and-swap on its revision (``WriteMode.update(rev)``).
+    A fenced write downloads the lock and checks it one request before each upload
+    attempt; Dropbox has no transaction over two files, so a write that passed its check
+    just before a takeover can still land after it (a window of one request, not of a run).
+
     Args:
         root: The Dropbox folder (inside the app folder for app-folder apps).
         client: A ready client; ``None`` builds one from DROPBOX_ACCESS_TOKEN, or from
@@ -127,6 +144,9 @@ class DropboxStore(Store):
         chunk_size: Files larger than this many bytes go through an upload session in
             chunks of this size (Dropbox takes at most 150 MiB per request).
         sleep: How to wait between attempts.
+        fence: The lock a run holds (see ``Store.fence``); set by the run, not by hand.
+        lock_heartbeat_s: See ``Store.lock_heartbeat_s``.
+        lock_stale_after_s: See ``Store.lock_stale_after_s``.
 
     Raises:
         ConfigError: No usable credentials in the environment, or a setting that cannot work.
@@ -141,7 +161,11 @@ class DropboxStore(Store):
         backoff_s: float = 1.0,
         chunk_size: int = 8 * 2**20,
         sleep: Callable[[float], None] = time.sleep,
+        fence: dict | None = None,
+        lock_heartbeat_s: float = 30.0,
+        lock_stale_after_s: float = 600.0,
     ):
+        self._set_lock(fence, lock_heartbeat_s, lock_stale_after_s)
         if max_retries < 0:
             raise ConfigError(f"store.max_retries must be >= 0, got {max_retries}")
         if not 0 < chunk_size <= 150 * 2**20:
@@ -211,12 +235,19 @@ class DropboxStore(Store):
             except (ApiError, HttpError) as exc:
                 raise StoreError(f"Dropbox {action} {path} failed: {_reason(exc)}") from exc
 
+    def _check_fence(self, key: str) -> None:
+        """Raises LockLost where the store is fenced and the lock is no longer its run's."""
+        if self.fence is not None:
+            current = self.read_versioned(LOCK_KEY)
+            self.fence.check(None if current is None else current[0], self.describe(), key)
+
     def write_bytes(self, key: str, data: bytes) -> None:
         path = self._path(key)
         data = bytes(data)  # the SDK sends only bytes, not other buffers
         expected = content_hash(data)
 
         def upload() -> None:
+            self._check_fence(key)  # before every attempt: a retry may come much later
             try:
                 metadata = self._upload(path, data)
             except ApiError as exc:
@@ -255,29 +286,52 @@ class DropboxStore(Store):
         path = self._path(key)
 
         def add() -> bool:
+            self._check_fence(key)
             try:
                 self._client.files_upload(
                     bytes(data), path, mode=files.WriteMode.add, autorename=False
                 )
             except ApiError as exc:
-                error = exc.error
-                if isinstance(error, files.UploadError) and error.is_path():
-                    if error.get_path().reason.is_conflict():
-                        return False
+                if _is_conflict(exc):
+                    return False
                 raise
             return True
 
         return self._with_retries("exclusive upload of", path, add)
 
+    def swap(self, key: str, data: bytes, version: str | None) -> str | None:
+        """``add`` mode where ``version`` is None, else ``update(version)``, without
+        renaming: another revision there is a conflict. A retry after a lost reply may
+        find its own upload there and report a conflict; the lock re-reads to tell."""
+        path = self._path(key)
+        mode = files.WriteMode.add if version is None else files.WriteMode.update(version)
+
+        def upload() -> str | None:
+            try:
+                metadata = self._client.files_upload(bytes(data), path, mode=mode, autorename=False)
+            except ApiError as exc:
+                if _is_conflict(exc):
+                    return None
+                raise
+            return metadata.rev
+
+        return self._with_retries("compare-and-swap upload of", path, upload)
+
     def read_bytes(self, key: str) -> bytes:
+        found = self.read_versioned(key)
+        if found is None:
+            raise ArtifactNotFound(f"no artifact {key!r} in {self.describe()}")
+        return found[0]
+
+    def read_versioned(self, key: str) -> tuple[bytes, str] | None:
         path = self._path(key)
 
-        def download() -> bytes:
+        def download() -> tuple[bytes, str] | None:
             try:
                 metadata, response = self._client.files_download(path)
             except ApiError as exc:
                 if _is_missing(exc):
-                    raise ArtifactNotFound(f"no artifact {key!r} in {self.describe()}") from None
+                    return None
                 raise
             with contextlib.closing(response):
                 data = response.content
@@ -285,7 +339,7 @@ class DropboxStore(Store):
                 raise _CorruptTransfer(
                     f"content hash mismatch: the download does not hash to {metadata.content_hash}"
                 )
-            return data
+            return data, metadata.rev
 
         return self._with_retries("download of", path, download)
 
@@ -330,6 +384,7 @@ class DropboxStore(Store):
         path = self._path(key)
 
         def remove() -> None:
+            self._check_fence(key)
             try:
                 self._client.files_delete_v2(path)
             except ApiError as exc:
