@@ -3,7 +3,7 @@ app as ``huracan train``."""
 
 import sys
 
-from huracan.cli import run_hydra
+from huracan.cli import main
 
 if __name__ == "__main__":
-    run_hydra(sys.argv[1:])
+    sys.exit(main(["train", *sys.argv[1:]], program="train.py"))

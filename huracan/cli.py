@@ -15,11 +15,14 @@ directory; run outputs go to ``outputs/`` under the current one.
 from __future__ import annotations
 
 import importlib
+import json
 import logging
+import signal
 import sys
+import threading
 from pathlib import Path
 
-from huracan.errors import HuracanError, LockLost
+from huracan.errors import INTERRUPTS, HuracanError, Interrupted, LockLost
 
 CONF = Path(__file__).resolve().parent / "conf"
 
@@ -66,7 +69,11 @@ def run_hydra(overrides: list[str], program: str = "train.py") -> None:
 
 
 def _train_task(cfg) -> float | None:
-    """Runs Huracan; returns ``optimized_metric`` of the summary for Hydra's sweepers."""
+    """Runs Huracan; returns ``optimized_metric`` of the summary for Hydra's sweepers.
+
+    An interrupt (Ctrl-C, SIGTERM) ends it with one line naming the stage, exit 130, and
+    the marker file ``INTERRUPTED`` in the run folder (``huracan compare`` skips it).
+    """
     from huracan.threads import prepare_threads
 
     try:
@@ -77,12 +84,41 @@ def _train_task(cfg) -> float | None:
 
         summary, _ = train(cfg)
         return metric_of(summary, cfg.get("optimized_metric"))
+    except (Interrupted, KeyboardInterrupt):
+        _mark_interrupted()
+        sys.exit(130)
     except LockLost as err:  # another run took the store over: this one wrote no more
         logging.getLogger("huracan").error("%s: %s", type(err).__name__, err)
         sys.exit(3)
     except HuracanError as err:  # bad input or config: say what and where, no traceback
         logging.getLogger("huracan").error("%s: %s", type(err).__name__, err)
         sys.exit(2)
+
+
+def _mark_interrupted() -> None:
+    """One line, and the marker in the run folder."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from huracan.io import atomic_write_text
+    from huracan.report import INTERRUPTED, where_stopped
+
+    where = where_stopped()
+    out = Path(HydraConfig.get().runtime.output_dir)
+    atomic_write_text(out / INTERRUPTED, json.dumps({"stopped": where}) + "\n")
+    logging.getLogger("huracan").error("interrupted %s; outputs in %s incomplete", where, out)
+
+
+def _interrupt(signum, frame) -> None:
+    """Records the signal, then raises. Imports nothing: it may land inside an import."""
+    INTERRUPTS.append(signal.Signals(signum).name)
+    raise Interrupted(signal.Signals(signum).name)
+
+
+def _quiet_unraisable(unraisable) -> None:
+    """An interrupt raised inside a finaliser is lost, not an error: the next stage
+    boundary raises it again (``report.request_interrupt``), so print nothing for it."""
+    if not isinstance(unraisable.exc_value, Interrupted):
+        sys.__unraisablehook__(unraisable)
 
 
 def usage() -> str:
@@ -93,15 +129,31 @@ def usage() -> str:
     return "usage: huracan COMMAND [options]\n\ncommands:\n" + "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``huracan COMMAND ...``; returns the exit status."""
-    args = list(sys.argv[1:] if argv is None else argv)
+def main(argv: list[str] | None = None, program: str | None = None) -> int:
+    """``huracan COMMAND ...``; returns the exit status (130 after an interrupt).
+
+    Args:
+        argv: the words after the program name (default: ``sys.argv[1:]``).
+        program: the name Hydra's help shows (default: ``huracan COMMAND``).
+    """
+    if threading.current_thread() is threading.main_thread():
+        for number in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(number, _interrupt)
+        sys.unraisablehook = _quiet_unraisable
+    try:
+        return _dispatch(list(sys.argv[1:] if argv is None else argv), program)
+    except (Interrupted, KeyboardInterrupt):  # outside a run (start-up): no traceback
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _dispatch(args: list[str], program: str | None) -> int:
     if not args or args[0] in ("-h", "--help", "help"):
         print(usage())
         return 0 if args else 2
     command, rest = args[0], args[1:]
     if command in HYDRA_APPS:
-        run_hydra([*HYDRA_APPS[command][0], *rest], f"huracan {command}")
+        run_hydra([*HYDRA_APPS[command][0], *rest], program or f"huracan {command}")
         return 0
     if command not in TOOLS:
         close = _closest(command, [*HYDRA_APPS, *TOOLS])

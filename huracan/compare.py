@@ -29,7 +29,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from huracan.io import atomic_write_text
-from huracan.report import format_table
+from huracan.report import INTERRUPTED, format_table
 from huracan.significance import deflated_sharpe_ratio
 
 log = logging.getLogger("huracan")
@@ -40,6 +40,8 @@ def gather(sweep_dir: str | Path) -> pd.DataFrame:
     """One row per run below ``sweep_dir`` that wrote a summary.json with cluster metrics."""
     rows = []
     for summary_path in sorted(Path(sweep_dir).rglob("summary.json")):
+        if (summary_path.parent / INTERRUPTED).exists():  # its outputs are incomplete
+            continue
         summary = json.loads(summary_path.read_text())
         if "clusters" not in summary:
             continue

@@ -23,3 +23,15 @@ class ConfigError(HuracanError, ValueError):
 class LockLost(HuracanError):
     """This run's lock on its artifact root was taken over: the run stops without writing
     again (``train.py`` exits 3)."""
+
+
+INTERRUPTS: list[str] = []  # signals received, then the stage they stopped (huracan.report)
+
+
+class Interrupted(BaseException):
+    """Ctrl-C or SIGTERM during a run (``huracan.cli`` raises it from the signal handler).
+
+    A BaseException that is not a KeyboardInterrupt: ``except Exception`` blocks let it
+    through, and Lightning re-raises it after its teardown instead of calling ``exit(1)``
+    as it does for a KeyboardInterrupt.
+    """

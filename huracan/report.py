@@ -10,7 +10,37 @@ from contextlib import contextmanager
 import numpy as np
 import pandas as pd
 
+from huracan.errors import INTERRUPTS, Interrupted
+
 log = logging.getLogger("huracan")
+
+INTERRUPTED = "INTERRUPTED"  # marker file of a run folder whose outputs are incomplete
+_running: list[str] = []  # the stages under way, outermost first (for an interrupt's line)
+_interrupt = INTERRUPTS
+_finished: list[str] = []  # the last stage that ended
+
+
+def _check_interrupt() -> None:
+    """Raises an interrupt whose own raise was lost (a signal landing in a finaliser): the
+    signal handler records it in ``INTERRUPTS`` first."""
+    if _interrupt:
+        raise Interrupted(_interrupt[0])
+
+
+def current_stage() -> str | None:
+    """The stage an interrupt stopped, else the innermost stage under way (``fold 3/5``);
+    None between stages."""
+    if len(_interrupt) > 1:
+        return _interrupt[1]
+    return _running[-1] if _running else None
+
+
+def where_stopped() -> str:
+    """``at fold 3/5`` (inside a stage), ``after data`` (between stages), or ``at start``."""
+    stage = current_stage()
+    if stage:
+        return f"at {stage}"
+    return f"after {_finished[0]}" if _finished else "at start"
 
 
 class StageTimer:
@@ -31,7 +61,16 @@ class StageTimer:
     def __call__(self, name: str) -> Iterator:
         notes: list[str] = []
         start = time.perf_counter()
-        yield notes.append
+        _check_interrupt()
+        _running.append(name)
+        try:
+            yield notes.append
+        finally:
+            if _interrupt and len(_interrupt) == 1:  # the innermost stage it stopped
+                _interrupt.append(name)
+            _running.remove(name)
+            _finished[:] = [name]
+        _check_interrupt()
         elapsed = time.perf_counter() - start
         self.seconds[name] = round(elapsed, 3)
         detail = f" - {'; '.join(notes)}" if notes else ""

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import ccxt
 import pandas as pd
@@ -14,6 +17,7 @@ from fake_binance import FakeBinance, binance_client
 from huracan import cli
 from huracan.errors import ConfigError
 from huracan.overrides import check_overrides
+from huracan.report import INTERRUPTED
 
 
 def test_usage_lists_every_command(capsys):
@@ -126,3 +130,66 @@ def test_a_config_mistake_exits_2_with_one_line(tmp_path):
     assert out.returncode == 2
     assert out.stderr.strip().count("\n") == 0 and "did you mean ward?" in out.stderr
     assert not (tmp_path / "outputs").exists()  # refused before Hydra made a run folder
+
+
+def _start(tmp_path, *words):
+    return subprocess.Popen(
+        [sys.executable, "-m", "huracan", "train", *words, "hydra.run.dir=run"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _catches(pid: int, number: int) -> bool:
+    """Whether the process has installed a handler for signal ``number`` (Linux)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    mask = int(
+        next(line for line in status.splitlines() if line.startswith("SigCgt:")).split()[1], 16
+    )
+    return bool(mask >> (number - 1) & 1)
+
+
+def _wait_for(condition, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc (Linux)")
+def test_sigterm_at_start_up_exits_130_without_a_traceback(tmp_path):
+    run = _start(tmp_path, "debug=fast")
+    _wait_for(lambda: run.poll() is not None or _catches(run.pid, signal.SIGTERM))
+    run.send_signal(signal.SIGTERM)
+    _, err = run.communicate(timeout=120)
+    assert run.returncode == 130, err[-2000:]
+    assert "Traceback" not in err and err.strip().splitlines()[-1].endswith("interrupted")
+
+
+def test_ctrl_c_during_a_fold_names_the_stage_and_marks_the_run(tmp_path):
+    run = _start(tmp_path, "debug=fast")
+    log = tmp_path / "run" / "train.log"
+    _wait_for(lambda: run.poll() is not None or (log.exists() and "[features]" in log.read_text()))
+    run.send_signal(signal.SIGINT)
+    out, err = run.communicate(timeout=120)
+    assert run.returncode == 130, err[-2000:]
+    assert "Traceback" not in out + err
+    marker = json.loads((tmp_path / "run" / INTERRUPTED).read_text())
+    # in a fold, or between two stages when the signal lands there
+    assert marker["stopped"].startswith(("at fold ", "after "))
+    last = (out + err).strip().splitlines()[-1]  # the run's log goes to stdout
+    assert f"interrupted {marker['stopped']}; outputs in" in last
+    assert not (tmp_path / "run" / "summary.json").exists()
+
+
+def test_compare_skips_an_interrupted_run(tmp_path):
+    from test_compare import write_run
+
+    from huracan.compare import gather
+
+    for name in ("0", "1"):
+        write_run(tmp_path, name, 1.0)
+    (tmp_path / "1" / INTERRUPTED).write_text('{"stopped": "at fold 2/5"}\n')
+    assert list(gather(tmp_path).index) == ["0"]
