@@ -10,6 +10,7 @@ import pytest
 import yaml
 from conftest import ROOT
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
 from huracan.metrics import COLUMNS, take_trades
 from huracan.run import train
@@ -74,7 +75,8 @@ def test_writes_every_file_of_the_output_contract(small_run):
     assert factor["method"] == "pca" and len(factor["explained_variance_ratio"]) == 2
     written = json.loads((out / "summary.json").read_text())
     assert {c["result"] for c in written["criteria"]} <= {"PASS", "FAIL"}
-    assert len(written["criteria"]) == 7  # with the oracle's: the market is synthetic
+    assert len(written["criteria"]) == 6  # with the oracle's: the market is synthetic
+    assert [d["holds"] for d in written["diagnostics"]] == [True]  # BTC's cluster dominates
     assert set(written["baselines"]) == {
         "never_trade",
         "always_long",
@@ -248,3 +250,36 @@ def test_criteria_need_a_profit_significantly_above_the_other():
         assert result["passed"] is passed, (name, result)
     missing = _versus("x", run, np.array([], dtype=int), {}, "without_factor")
     assert missing["passed"] is False and "not measured" in missing["value"]
+
+
+def test_no_criterion_passes_on_a_loss():
+    """The review's losing run: 58.9 % precision, -7,600 bps, t -15.2, BTC in the dominant
+    cluster, and alt clusters near the oracle. Precision and the oracle share PASS only
+    on a net profit; the dominant cluster is a diagnostic, never a criterion."""
+    from types import SimpleNamespace
+
+    from huracan.pipelines.fleet_report import diagnostics, success_criteria
+
+    cfg = OmegaConf.create({"universe": {"dominant_symbols": ["BTC"]}})
+    fold = SimpleNamespace(cluster_map={"BTC": 0, "SOL": 1}, dominant_cluster_id=0)
+    run = SimpleNamespace(fold_clusters=[fold, fold])
+    results = pd.DataFrame(
+        {"n_trades": [600, 400], "expectancy": [0.0004, -0.0025], "precision": [0.6, 0.57]}
+    )
+
+    def clusters(net_bps: float, t_stat: float) -> dict:
+        model = {"net_bps": net_bps, "t_stat": t_stat, "n_trades": 1000, "precision": 0.589}
+        alt = {"model": {"net_bps": 800.0}, "oracle": {"net_bps": 1000.0}, "oracle_share": 0.8}
+        return {"all": {"model": model}, "alt_clusters": alt}
+
+    losing = success_criteria(run, results, clusters(-7600.0, -15.2), cfg, np.array([0, 1]))
+    assert [c["result"] for c in losing] == ["FAIL"] * len(losing)
+    assert not any("dominant" in c["name"] for c in losing)
+    winning = {
+        c["name"]: c["result"]
+        for c in success_criteria(run, results, clusters(2500.0, 1.1), cfg, np.array([0, 1]))
+    }
+    assert winning["precision > 55% (pooled over trades) on a net profit"] == "PASS"
+    assert winning["alt clusters make >= 0.7 of the oracle's net profit (equal costs)"] == "PASS"
+    [dominant] = diagnostics(run, cfg)
+    assert dominant["holds"] is True and "result" not in dominant

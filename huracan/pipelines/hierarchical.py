@@ -162,6 +162,7 @@ class HierarchicalPipeline(Pipeline):
             "folds": report["folds"],
             "per_fold": json.loads(report["per_fold"].to_json(orient="index")),
             "criteria": report["criteria"],
+            "diagnostics": report["diagnostics"],
             "objects": {"run": run},
         }
 
@@ -202,7 +203,14 @@ def log_report(report: dict) -> None:
         )
     log.info("per fold (all assets' test-window trades)\n%s", format_table(report["per_fold"]))
     lines = [f"  {c['result']}  {c['name']}: {c['value']}" for c in report["criteria"]]
-    log.info("success criteria\n%s", "\n".join(lines))
+    log.info("success criteria (none passes on a loss)\n%s", "\n".join(lines))
+    lines = [
+        f"  {'holds' if d['holds'] else 'fails'}  {d['name']}: {d['value']}"
+        for d in report["diagnostics"]
+    ]
+    log.info(
+        "diagnostics (not success criteria: they say nothing about profit)\n%s", "\n".join(lines)
+    )
     log.info("verdict: %s", report["verdict"])
 
 
