@@ -283,3 +283,13 @@ def test_no_criterion_passes_on_a_loss():
     assert winning["alt clusters make >= 0.7 of the oracle's net profit (equal costs)"] == "PASS"
     [dominant] = diagnostics(run, cfg)
     assert dominant["holds"] is True and "result" not in dominant
+
+
+def test_summary_holds_the_daily_pnl(small_run):
+    """``daily_net_bps`` sums to the model's net bps over every test day."""
+    _, summary, objects = small_run
+    run = objects["run"]
+    daily = summary["daily_net_bps"]
+    test_days = np.unique(run.arrays.timestamps_ns[run.test_rows] // 86_400_000_000_000)
+    assert len(daily) == len(test_days)
+    assert sum(daily.values()) == pytest.approx(summary["clusters"]["all"]["model"]["net_bps"])

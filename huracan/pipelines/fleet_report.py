@@ -78,6 +78,18 @@ def daily_pnl(book: Book, run: FleetRun, columns: np.ndarray) -> np.ndarray:
     return significance.daily_pnl(days[t_idx], net[t_idx, a_idx], days)
 
 
+def daily_net_bps(run: FleetRun) -> dict[str, float]:
+    """The model's net P&L of all assets per test day, in bps (a day without a trade: 0):
+    what a sweep's deflated Sharpe ratio is computed from (``huracan.compare``)."""
+    rows = np.sort(run.test_rows)
+    days = np.unique(run_days(run)[rows])
+    pnl = daily_pnl(run.model, run, np.arange(len(run.arrays.symbols)))
+    return {
+        f"{pd.Timestamp(int(day), unit='D'):%Y-%m-%d}": round(float(bps) * 1e4, 4)
+        for day, bps in zip(days, pnl, strict=True)
+    }
+
+
 def variants(run: FleetRun) -> dict[str, Book]:
     """Every strategy of the run by name: the model, its ablation, the oracle, baselines."""
     books = {"model": run.model}
@@ -284,6 +296,7 @@ def write_report(run: FleetRun, panel: Panel, cfg: DictConfig, out: Path, logger
         "baselines": baselines,
         "criteria": success_criteria(run, results, by_cluster, cfg, clusters),
         "diagnostics": diagnostics(run, cfg),
+        "daily_net_bps": daily_net_bps(run),
         "verdict": verdict(by_cluster, run.fold_info),
         "cluster_agreement": fold_agreement(run.fold_clusters),
         "folds": run.fold_info,

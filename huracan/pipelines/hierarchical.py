@@ -163,6 +163,7 @@ class HierarchicalPipeline(Pipeline):
             "per_fold": json.loads(report["per_fold"].to_json(orient="index")),
             "criteria": report["criteria"],
             "diagnostics": report["diagnostics"],
+            "daily_net_bps": report["daily_net_bps"],
             "objects": {"run": run},
         }
 
