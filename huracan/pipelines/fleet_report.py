@@ -26,6 +26,7 @@ from huracan.data.panel import Panel
 from huracan.io import atomic_write_text, plain
 from huracan.loggers import log_figures
 from huracan.metrics import COLUMNS, asset_metrics, fold_metrics, group_metrics, take_trades
+from huracan.pipelines.validation_figures import pooled_validation
 from huracan.plots import plot_correlation_heatmap, plot_dendrogram, plot_equity
 from huracan.report import above, fmt
 
@@ -297,6 +298,7 @@ def write_report(run: FleetRun, panel: Panel, cfg: DictConfig, out: Path, logger
         "criteria": success_criteria(run, results, by_cluster, cfg, clusters),
         "diagnostics": diagnostics(run, cfg),
         "daily_net_bps": daily_net_bps(run),
+        "validation": pooled_validation(run.fold_info),
         "verdict": verdict(by_cluster, run.fold_info),
         "cluster_agreement": fold_agreement(run.fold_clusters),
         "folds": run.fold_info,
