@@ -68,6 +68,8 @@ def gather(sweep_dir: str | Path, prior_trials: int = 0) -> pd.DataFrame:
                 row[f"{group}/{metric}"] = model.get(metric)
         for criterion in summary.get("criteria", []):
             row[criterion["name"]] = criterion["result"]
+        # what a sweep may choose on (the test figures beside it are out of sample)
+        row["validation/sharpe"] = (summary.get("validation") or {}).get("sharpe")
         row["seconds"] = sum(summary.get("timings_s", {}).values())
         row |= daily_moments(list((summary.get("daily_net_bps") or {}).values()))
         rows.append(row)
@@ -124,7 +126,16 @@ class CompareRuns(Callback):
         except FileNotFoundError as err:
             log.warning("no comparison: %s", err)
             return
-        shown = table[["overrides", "all/expectancy", "all/net_bps", "alt_clusters/expectancy"]]
+        shown = table[
+            [
+                "overrides",
+                "validation/sharpe",
+                "all/expectancy",
+                "all/net_bps",
+                "alt_clusters/expectancy",
+                "deflated_sharpe",
+            ]
+        ]
         log.info("comparison (%s/comparison.csv)\n%s", sweep_dir, format_table(shown))
 
 

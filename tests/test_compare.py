@@ -23,7 +23,13 @@ def daily(mean_bps: float, seed: int, days: int = 120) -> list[float]:
     return pnl.tolist()
 
 
-def write_run(sweep, name: str, daily_bps: list[float] | None, sharpe: float = 1.0):
+def write_run(
+    sweep,
+    name: str,
+    daily_bps: list[float] | None,
+    sharpe: float = 1.0,
+    validation_sharpe: float | None = None,
+):
     run = sweep / name
     (run / ".hydra").mkdir(parents=True)
     (run / ".hydra" / "overrides.yaml").write_text(f"- seed={name}\n")
@@ -35,6 +41,8 @@ def write_run(sweep, name: str, daily_bps: list[float] | None, sharpe: float = 1
         "criteria": [{"name": "mean precision > 55%", "result": "PASS"}],
         "timings_s": {"train": 1.5, "report": 0.5},
     }
+    if validation_sharpe is not None:
+        summary["validation"] = {"sharpe": validation_sharpe}
     if daily_bps is not None:
         days = pd.date_range("2023-01-01", periods=len(daily_bps), freq="D")
         summary["daily_net_bps"] = {
@@ -65,9 +73,10 @@ def by_hand(pnl: list[float], trial_sharpes: list[float], n_trials: int) -> floa
 
 def test_comparison_deflates_each_runs_daily_sharpe_by_the_sweeps_trials(tmp_path):
     pnl = {"0": daily(12.0, 0), "1": daily(3.0, 1), "2": daily(-4.0, 2), "3": daily(6.0, 3)}
-    for name, series in pnl.items():
-        write_run(tmp_path, name, series)
+    for k, (name, series) in enumerate(pnl.items()):
+        write_run(tmp_path, name, series, validation_sharpe=0.5 * k)
     table = write_comparison(tmp_path)
+    assert table["validation/sharpe"].tolist() == [0.0, 0.5, 1.0, 1.5]
     assert table.loc["0", "overrides"] == "seed=0"
     assert table.loc["0", "all/sharpe"] == 1.0
     assert table.loc["0", "mean precision > 55%"] == "PASS"
