@@ -7,12 +7,26 @@ It also runs by itself at the end of every ``python train.py -m ...`` (a Hydra c
 writing ``comparison.csv`` into the sweep directory.
 
 Besides each run's metrics, the table holds ``deflated_sharpe``: the deflated Sharpe ratio
-(``huracan.significance``) of each run's overall (``all``) Sharpe ratio, deflated for the
-number of runs in the sweep, i.e. the probability that its true Sharpe beats the best the
-sweep would show by luck. From what summary.json holds: the per-bar Sharpe is the
-annualised ``all/sharpe`` divided by ``sqrt(bars_per_year)`` (from ``data.timeframe``),
-the observations are the evaluated bars ``test_bars`` (the folds' test rows summed), and
-the per-bar P&L is taken as normal (skew 0, kurtosis 3; fat tails would lower the ratio).
+(Bailey & López de Prado 2014, ``huracan.significance``) of each run's Sharpe ratio of daily
+P&L, i.e. the probability that its true Sharpe beats the best the sweep's trials would show
+by luck. It is computed from ``daily_net_bps`` of summary.json (the model's net P&L of all
+assets on every test day, 0 on a day without a trade; the day is the unit of evidence, as
+for the t-statistic): the Sharpe ratio per day, n the number of test days, and the
+measured skewness and kurtosis of the daily P&L (``daily_sharpe``, ``test_days``,
+``daily_skew``, ``daily_kurtosis``).
+
+What it counts as trials: every run of the sweep (a run without daily P&L, e.g. one whose
+summary predates ``daily_net_bps``, still counts, but gets no ratio), plus
+``--prior-trials`` runs made before it on the same test windows. What it does not count:
+
+- each head's search over horizons and cuts. It selects on the validation slice, and the
+  test Sharpe deflated here is measured afterwards on bars the search never saw, so the
+  search does not inflate it (the cut rule's own margin, ``thresholds.cut_z``, guards the
+  validation side);
+- choices made on these test windows outside the sweep (defaults chosen on development
+  data, earlier sweeps, an Optuna study's other trials when they ran elsewhere) unless
+  they are given as ``--prior-trials``: their Sharpe ratios are unknown, so they raise the
+  number of trials but not the variance of the trials' Sharpe ratios.
 """
 
 from __future__ import annotations
@@ -27,6 +41,7 @@ import pandas as pd
 import yaml
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
+from scipy.stats import kurtosis, skew
 
 from huracan.io import atomic_write_text
 from huracan.report import INTERRUPTED, format_table
@@ -36,8 +51,9 @@ log = logging.getLogger("huracan")
 METRICS = ["expectancy", "net_bps", "n_trades", "precision", "sharpe"]
 
 
-def gather(sweep_dir: str | Path) -> pd.DataFrame:
-    """One row per run below ``sweep_dir`` that wrote a summary.json with cluster metrics."""
+def gather(sweep_dir: str | Path, prior_trials: int = 0) -> pd.DataFrame:
+    """One row per run below ``sweep_dir`` that wrote a summary.json with cluster metrics;
+    ``prior_trials`` earlier runs on the same test windows count as trials too."""
     rows = []
     for summary_path in sorted(Path(sweep_dir).rglob("summary.json")):
         if (summary_path.parent / INTERRUPTED).exists():  # its outputs are incomplete
@@ -54,41 +70,50 @@ def gather(sweep_dir: str | Path) -> pd.DataFrame:
                 row[f"{group}/{metric}"] = model.get(metric)
         for criterion in summary.get("criteria", []):
             row[criterion["name"]] = criterion["result"]
+        # what a sweep may choose on (the test figures beside it are out of sample)
+        row["validation/sharpe"] = (summary.get("validation") or {}).get("sharpe")
         row["seconds"] = sum(summary.get("timings_s", {}).values())
-        row["test_bars"], row["_sharpe_per_bar"] = per_bar_sharpe(summary)
+        row |= daily_moments(list((summary.get("daily_net_bps") or {}).values()))
         rows.append(row)
     if not rows:
         raise FileNotFoundError(f"no run with a summary.json below {sweep_dir}")
     table = pd.DataFrame(rows).set_index("run")
-    table["deflated_sharpe"] = deflated_sharpes(
-        table.pop("_sharpe_per_bar").to_numpy(np.float64), table["test_bars"].to_numpy()
-    )
+    table["deflated_sharpe"] = deflated_sharpes(table, prior_trials)
     return table
 
 
-def per_bar_sharpe(summary: dict) -> tuple[int, float]:
-    """A run's evaluated bars and its overall Sharpe ratio per bar (NaN if unknown)."""
-    test_bars = sum(int(f.get("test_rows", 0)) for f in summary.get("folds", []))
-    sharpe = summary["clusters"].get("all", {}).get("model", {}).get("sharpe")
-    timeframe = summary.get("data", {}).get("timeframe")
-    if sharpe is None or timeframe is None:
-        return test_bars, float("nan")
-    bars_per_year = 365.25 * 86400 / pd.Timedelta(timeframe).total_seconds()
-    return test_bars, float(sharpe) / np.sqrt(bars_per_year)
+def daily_moments(daily_bps: list[float]) -> dict[str, float]:
+    """The days, Sharpe ratio per day (mean / std, ddof=1), skewness and kurtosis (not
+    excess; scipy's moment estimates) of a run's daily P&L; NaN where fewer than two days
+    or no variation (a run that never traded)."""
+    pnl = np.asarray(daily_bps, dtype=np.float64)
+    out = {"test_days": len(pnl), "daily_sharpe": np.nan, "daily_skew": np.nan}
+    out["daily_kurtosis"] = np.nan
+    if len(pnl) > 1 and pnl.std(ddof=1) > 0:
+        out["daily_sharpe"] = float(pnl.mean() / pnl.std(ddof=1))
+        out["daily_skew"] = float(skew(pnl))
+        out["daily_kurtosis"] = float(kurtosis(pnl, fisher=False))
+    return out
 
 
-def deflated_sharpes(sharpe_per_bar: np.ndarray, test_bars: np.ndarray) -> np.ndarray:
-    """Each run's deflated Sharpe ratio, the sweep's runs being the trials."""
+def deflated_sharpes(table: pd.DataFrame, prior_trials: int = 0) -> np.ndarray:
+    """Each run's deflated Sharpe ratio: the sweep's runs and ``prior_trials`` are the
+    trials, each run's own days, skewness and kurtosis enter its probabilistic Sharpe."""
+    trials = np.concatenate(
+        [table["daily_sharpe"].to_numpy(np.float64), np.full(prior_trials, np.nan)]
+    )
     return np.array(
         [
-            deflated_sharpe_ratio(sharpe, sharpe_per_bar, int(n_obs))
-            for sharpe, n_obs in zip(sharpe_per_bar, test_bars, strict=True)
+            deflated_sharpe_ratio(
+                row.daily_sharpe, trials, int(row.test_days), row.daily_skew, row.daily_kurtosis
+            )
+            for row in table.itertuples()
         ]
     )
 
 
-def write_comparison(sweep_dir: str | Path) -> pd.DataFrame:
-    table = gather(sweep_dir)
+def write_comparison(sweep_dir: str | Path, prior_trials: int = 0) -> pd.DataFrame:
+    table = gather(sweep_dir, prior_trials)
     atomic_write_text(Path(sweep_dir) / "comparison.csv", table.to_csv())
     return table
 
@@ -103,7 +128,16 @@ class CompareRuns(Callback):
         except FileNotFoundError as err:
             log.warning("no comparison: %s", err)
             return
-        shown = table[["overrides", "all/expectancy", "all/net_bps", "alt_clusters/expectancy"]]
+        shown = table[
+            [
+                "overrides",
+                "validation/sharpe",
+                "all/expectancy",
+                "all/net_bps",
+                "alt_clusters/expectancy",
+                "deflated_sharpe",
+            ]
+        ]
         log.info("comparison (%s/comparison.csv)\n%s", sweep_dir, format_table(shown))
 
 
@@ -120,11 +154,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "sweep_dir", nargs="?", help="e.g. multirun/2026-11-21/10-00-00 (default: the latest)"
     )
+    parser.add_argument(
+        "--prior-trials",
+        type=int,
+        default=0,
+        help="runs made before this sweep on the same test windows, counted as trials",
+    )
     args = parser.parse_args(argv)
+    if args.prior_trials < 0:
+        parser.error(f"--prior-trials {args.prior_trials}: must be 0 or more")
     sweep_dir = Path(args.sweep_dir) if args.sweep_dir else latest_sweep()
     if not sweep_dir.is_dir():
         raise SystemExit(f"{sweep_dir}: no such sweep directory")
-    table = write_comparison(sweep_dir)
+    table = write_comparison(sweep_dir, args.prior_trials)
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(format_table(table))
     print(f"\nwritten to {sweep_dir / 'comparison.csv'}")

@@ -10,6 +10,7 @@ import pytest
 import yaml
 from conftest import ROOT
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
 from huracan.metrics import COLUMNS, take_trades
 from huracan.run import train
@@ -74,7 +75,8 @@ def test_writes_every_file_of_the_output_contract(small_run):
     assert factor["method"] == "pca" and len(factor["explained_variance_ratio"]) == 2
     written = json.loads((out / "summary.json").read_text())
     assert {c["result"] for c in written["criteria"]} <= {"PASS", "FAIL"}
-    assert len(written["criteria"]) == 7  # with the oracle's: the market is synthetic
+    assert len(written["criteria"]) == 6  # with the oracle's: the market is synthetic
+    assert [d["holds"] for d in written["diagnostics"]] == [True]  # BTC's cluster dominates
     assert set(written["baselines"]) == {
         "never_trade",
         "always_long",
@@ -248,3 +250,107 @@ def test_criteria_need_a_profit_significantly_above_the_other():
         assert result["passed"] is passed, (name, result)
     missing = _versus("x", run, np.array([], dtype=int), {}, "without_factor")
     assert missing["passed"] is False and "not measured" in missing["value"]
+
+
+def test_no_criterion_passes_on_a_loss():
+    """The review's losing run: 58.9 % precision, -7,600 bps, t -15.2, BTC in the dominant
+    cluster, and alt clusters near the oracle. Precision and the oracle share PASS only
+    on a net profit; the dominant cluster is a diagnostic, never a criterion."""
+    from types import SimpleNamespace
+
+    from huracan.pipelines.fleet_report import diagnostics, success_criteria
+
+    cfg = OmegaConf.create({"universe": {"dominant_symbols": ["BTC"]}})
+    fold = SimpleNamespace(cluster_map={"BTC": 0, "SOL": 1}, dominant_cluster_id=0)
+    run = SimpleNamespace(fold_clusters=[fold, fold])
+    results = pd.DataFrame(
+        {"n_trades": [600, 400], "expectancy": [0.0004, -0.0025], "precision": [0.6, 0.57]}
+    )
+
+    def clusters(net_bps: float, t_stat: float) -> dict:
+        model = {"net_bps": net_bps, "t_stat": t_stat, "n_trades": 1000, "precision": 0.589}
+        alt = {"model": {"net_bps": 800.0}, "oracle": {"net_bps": 1000.0}, "oracle_share": 0.8}
+        return {"all": {"model": model}, "alt_clusters": alt}
+
+    losing = success_criteria(run, results, clusters(-7600.0, -15.2), cfg, np.array([0, 1]))
+    assert [c["result"] for c in losing] == ["FAIL"] * len(losing)
+    assert not any("dominant" in c["name"] for c in losing)
+    winning = {
+        c["name"]: c["result"]
+        for c in success_criteria(run, results, clusters(2500.0, 1.1), cfg, np.array([0, 1]))
+    }
+    assert winning["precision > 55% (pooled over trades) on a net profit"] == "PASS"
+    assert winning["alt clusters make >= 0.7 of the oracle's net profit (equal costs)"] == "PASS"
+    [dominant] = diagnostics(run, cfg)
+    assert dominant["holds"] is True and "result" not in dominant
+
+
+def test_summary_holds_the_daily_pnl_and_the_validation_objective(small_run):
+    """``daily_net_bps`` sums to the model's net bps over every test day; ``validation``
+    pools the folds' validation days, and ``validation.sharpe`` is a sweep's objective."""
+    from huracan.run import metric_of
+
+    _, summary, objects = small_run
+    run = objects["run"]
+    daily = summary["daily_net_bps"]
+    test_days = np.unique(run.arrays.timestamps_ns[run.test_rows] // 86_400_000_000_000)
+    assert len(daily) == len(test_days)
+    assert sum(daily.values()) == pytest.approx(summary["clusters"]["all"]["model"]["net_bps"])
+    validation = summary["validation"]
+    assert validation["days"] == sum(len(f["validation_daily_bps"]) for f in summary["folds"])
+    assert validation["n_trades"] == sum(f["validation_trades"] for f in summary["folds"])
+    assert np.isfinite(metric_of(summary, "validation.sharpe"))
+
+
+def test_validation_trades_are_counted_at_the_chosen_cut_and_horizon():
+    """Head 0 trades at horizon 2 above 0.6 on every 2nd bar; head 1 does not trade."""
+    from huracan.pipelines.validation_figures import pooled_validation, validation_daily_bps
+
+    prob = np.array([[0.1, 0.7], [0.1, 0.9], [0.9, 0.65], [0.9, 0.5], [0.9, 0.9]])
+    net = np.array([[0.0, 0.002], [0.0, 0.005], [0.0, -0.001], [0.0, 0.004], [0.0, 0.003]])
+    group = np.array([0, 0, 0, 0, 1])
+    row = np.array([0, 1, 2, 4, 0])
+    stamps = np.array([0, 1, 30, 30, 0]) * 3_600 * 10**9  # two days: hours 0-1 and 30
+    choice = (np.array([1, -1]), np.array([0.6, np.inf]))
+    daily, n = validation_daily_bps(prob, net, group, row, stamps, choice, (1, 2))
+    assert n == 2  # rows 0 and 2 (row 1 is odd, row 4's prob is under the cut)
+    assert daily == {"1970-01-01": 20.0, "1970-01-02": -10.0}
+    pooled = pooled_validation([{"validation_daily_bps": daily, "validation_trades": n}])
+    assert pooled["net_bps"] == 10.0 and pooled["days"] == 2
+    none = {"validation_daily_bps": {"1970-01-01": 0.0, "1970-01-02": 0.0}, "validation_trades": 0}
+    assert pooled_validation([none])["sharpe"] == 0.0
+
+
+@pytest.mark.slow
+def test_the_search_objective_reads_no_test_window(tmp_path):
+    """Prices moved inside the last test window only: the test-window Sharpe (the old
+    objective) moves, the validation objective a sweep optimises does not (issue 29).
+    Heads trade here (z=0), so both figures rest on trades."""
+    from huracan.pipelines.fleet_report import pooled_metrics
+    from huracan.pipelines.hierarchical import run_hierarchical
+    from huracan.pipelines.validation_figures import pooled_validation
+    from huracan.report import StageTimer
+    from huracan.run import metric_of
+
+    overrides = ("thresholds.z=0", "thresholds.min_trades=5", "report.compare_without_factor=false")
+    cfg = small_config(tmp_path, *overrides)
+    summary, objects = train(cfg)
+    objective = yaml.safe_load((ROOT / "conf/hparams_search/optuna.yaml").read_text())
+    assert objective["optimized_metric"] == "validation.sharpe"
+    assert summary["validation"]["n_trades"] > 0
+    panel, run = objects["panel"], objects["run"]
+    cut = run.folds[-1].test[0]
+    changed = panel.select(panel.symbols)
+    changed.bars = {k: v.copy() for k, v in panel.bars.items()}
+    rng = np.random.default_rng(1)
+    shock = np.exp(np.cumsum(rng.normal(0, 0.02, (panel.n_bars - cut, panel.n_assets)), 0))
+    for k in ("open", "high", "low", "close"):
+        changed.bars[k][cut:] *= shock
+    other = run_hierarchical(changed, cfg, tmp_path / "other", StageTimer())
+    columns = np.arange(panel.n_assets)
+    moved = pooled_metrics(other.model, other, columns, panel.bars_per_year)["sharpe"]
+    assert moved != pytest.approx(summary["clusters"]["all"]["model"]["sharpe"])
+    assert pooled_validation(other.fold_info) == summary["validation"]
+    assert metric_of({"validation": pooled_validation(other.fold_info)}, "validation.sharpe") == (
+        metric_of(summary, "validation.sharpe")
+    )

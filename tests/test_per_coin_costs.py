@@ -152,3 +152,63 @@ def test_jobs_price_with_ccxt_snapshots_taken_before_their_window_only(setup):
     late = replace(panel, bars={**bars, "quote_snapshot_bps": snapshots})
     jobs = priced_jobs(late, cfg, prepare_split(late, cfg, StageTimer()))
     assert all(job.costs["method"] != "ccxt_snapshot" for job in jobs.values())
+
+
+def shaken(panel, rows: slice, seed: int = 0):
+    """The panel with the bars of ``rows`` moved: every price there times a random walk of
+    2 % steps (returns, volatility and the slippage priced on them change; bars before
+    ``rows`` do not)."""
+    walk = np.exp(
+        np.cumsum(np.random.default_rng(seed).normal(0, 0.02, panel.close[rows].shape), 0)
+    )
+    bars = {name: values.copy() for name, values in panel.bars.items()}
+    for name in ("open", "high", "low", "close"):
+        bars[name][rows] *= walk
+    return replace(panel, bars=bars)
+
+
+def test_report_window_prices_change_no_trade_ok_reason_or_rank(setup):
+    """A price change inside the report window moves the report window's costs only: the
+    round trip that sets cost_above_limit and enters the rank is the selection bars'."""
+    from huracan.pipelines.coin_costs import report_rows
+    from huracan.registry.roster import rank_entries, roster_entry
+
+    cfg, panel, split, jobs = setup
+    job = next(iter(jobs.values()))
+    opens = pd.Timestamp(job.meta["report_window"][0])
+    moved = shaken(panel, slice(int(panel.timestamps.searchsorted(opens)), None))
+    after = priced_jobs(moved, cfg, prepare_split(moved, cfg, StageTimer()))
+    metrics = {"n_trades": 12, "val_trades": 9, "net_pnl_bps": 30.0, "sharpe": 1.0}
+
+    def roster(priced: dict, limit: float) -> list[dict]:
+        entries = [
+            roster_entry(
+                symbol,
+                champion={"model_path": f"models/{symbol}/v", "metrics": metrics, "window": "w"},
+                costs=job.costs,
+                test_window="w",
+                gate_codes=[],
+                job_status="completed",
+                job_reason="",
+                daily_quote_volume=1e6 * (i + 1),
+                max_round_trip_bps=limit,
+                min_trades=3,
+            )
+            for i, (symbol, job) in enumerate(sorted(priced.items()))
+        ]
+        return [
+            (e["symbol"], e["rank"], e["score"], e["trade_ok"], e["reasons"])
+            for e in rank_entries(entries)
+        ]
+
+    for symbol, job in after.items():
+        old = jobs[symbol]
+        report = report_rows(job.test["timestamps"], job.meta["report_window"])
+        assert report.any() and not report.all()
+        assert not np.array_equal(job.test["cost_bps"][report], old.test["cost_bps"][report])
+        assert job.costs["report_round_trip_bps"] != old.costs["report_round_trip_bps"]
+        assert job.costs["expected_round_trip_bps"] == old.costs["expected_round_trip_bps"]
+        assert job.costs["expected_slip_bps"] == old.costs["expected_slip_bps"]
+    # a limit at each coin's round trip: any move of it would flip that coin's trade_ok
+    for limit in sorted(j.costs["expected_round_trip_bps"] for j in jobs.values()):
+        assert roster(after, limit) == roster(jobs, limit)

@@ -197,7 +197,10 @@ def price_test(job: CoinJob) -> CoinJob:
     Run inside the coin's job, from its ``calibration`` bars only. The test part's
     ``cost_bps``, ``slip_bps`` and label ``y`` (net return > 0) are replaced, and
     ``costs`` becomes the coin's ``costs.json``: the test fit, the fee, the training-end
-    fit that priced the labels and threshold, the expected round trip and slippage.
+    fit that priced the labels and threshold, and the expected round trip and slippage.
+    Those two are means over the bars before the report window only, since they set
+    ``trade_ok`` (``cost_above_limit``) and the rank; the report window's own means are
+    kept apart (``report_round_trip_bps``, ``report_slip_bps``; None without one).
     """
     # only the parts the calibration reads: a whole run's config takes ~10 ms to create
     cfg = OmegaConf.create({key: job.meta["config"][key] for key in ("pipeline", "costs")})
@@ -209,15 +212,32 @@ def price_test(job: CoinJob) -> CoinJob:
     gross = test["gross"]  # (M, H): one column per label horizon (a chosen one: (M,))
     net = gross - (cost[:, None] if gross.ndim == 2 else cost) / 1e4
     priced = {**test, "cost_bps": cost, "slip_bps": slip, "y": (net > 0).astype(np.float64)}
+    report = report_rows(test["timestamps"], job.meta.get("report_window"))
     costs = {
         **fit.to_dict(),
         "fee_bps": fee,
         # what the training and validation labels and the threshold were priced with
         "training_fit": job.costs.get("training_fit"),
-        "expected_round_trip_bps": plain(np.nanmean(cost)) if len(cost) else None,
-        "expected_slip_bps": plain(np.nanmean(slip)) if len(slip) else None,
+        "expected_round_trip_bps": _mean(cost[~report]),
+        "expected_slip_bps": _mean(slip[~report]),
+        "report_round_trip_bps": _mean(cost[report]),
+        "report_slip_bps": _mean(slip[report]),
     }
     return replace(job, test=priced, costs=costs)
+
+
+def report_rows(timestamps_ns: np.ndarray, window: list[str] | None) -> np.ndarray:
+    """(M,) which test bars lie in the report window (opening at ``window[0]``); none where
+    the run has no report window or every bar would be in it."""
+    stamps = np.asarray(timestamps_ns, dtype=np.int64)
+    report = np.zeros(len(stamps), bool)
+    if window:
+        report = stamps >= pd.Timestamp(window[0]).value
+    return report if not report.all() else np.zeros(len(stamps), bool)
+
+
+def _mean(values: np.ndarray) -> float | None:
+    return plain(np.nanmean(values)) if len(values) else None
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from huracan.metrics import take_trades
 from huracan.models import FleetModule, GroupedMoEHead
 from huracan.models.batches import sample_tensors
 from huracan.models.checkpoint import build_encoder, checkpoint_files, module_from_files
-from huracan.pipelines.coin_costs import price_test
+from huracan.pipelines.coin_costs import price_test, report_rows
 from huracan.pipelines.importance import permutation_importance
 from huracan.pipelines.resume import job_done_key
 from huracan.pipelines.training import fit_heads
@@ -272,17 +272,12 @@ def window_rows(job: CoinJob, horizon: int | None = None) -> tuple[np.ndarray, n
     the report window opens: no selection figure reads a report bar."""
     stamps = np.asarray(job.test["timestamps"], dtype=np.int64)  # ns, UTC
     window = job.meta.get("report_window")
-    report = np.zeros(len(stamps), bool)
-    if window:
-        opens = pd.Timestamp(window[0]).value
-        report = stamps >= opens
-    if report.all():
-        report[:] = False
+    report = report_rows(stamps, window)
     selection = ~report
     if report.any():
         held = int(job.rules["horizon"] if horizon is None else horizon)
         bar = pd.Timedelta(seconds=365.25 * 86400 / job.rules["bars_per_year"]).value
-        selection &= stamps + held * bar < opens
+        selection &= stamps + held * bar < pd.Timestamp(window[0]).value
     if not selection.any():  # no trade of the coin's exits before the report window
         return np.ones(len(stamps), bool), np.zeros(len(stamps), bool)
     return selection, report

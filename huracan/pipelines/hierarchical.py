@@ -50,6 +50,7 @@ from huracan.pipelines.fold_data import (
     walk_forward,
 )
 from huracan.pipelines.training import fit_encoder, fit_heads, without_factor
+from huracan.pipelines.validation_figures import describe, validation_daily_bps
 from huracan.report import StageTimer, format_table
 from huracan.threads import apply_threads
 from huracan.thresholds import choose_horizons, validation_days
@@ -162,6 +163,9 @@ class HierarchicalPipeline(Pipeline):
             "folds": report["folds"],
             "per_fold": json.loads(report["per_fold"].to_json(orient="index")),
             "criteria": report["criteria"],
+            "diagnostics": report["diagnostics"],
+            "daily_net_bps": report["daily_net_bps"],
+            "validation": report["validation"],
             "objects": {"run": run},
         }
 
@@ -202,7 +206,18 @@ def log_report(report: dict) -> None:
         )
     log.info("per fold (all assets' test-window trades)\n%s", format_table(report["per_fold"]))
     lines = [f"  {c['result']}  {c['name']}: {c['value']}" for c in report["criteria"]]
-    log.info("success criteria\n%s", "\n".join(lines))
+    log.info("success criteria (none passes on a loss)\n%s", "\n".join(lines))
+    lines = [
+        f"  {'holds' if d['holds'] else 'fails'}  {d['name']}: {d['value']}"
+        for d in report["diagnostics"]
+    ]
+    log.info(
+        "diagnostics (not success criteria: they say nothing about profit)\n%s", "\n".join(lines)
+    )
+    log.info(
+        "validation slices at the chosen cuts (what a search optimises; not a result): %s",
+        describe(report["validation"]),
+    )
     log.info("verdict: %s", report["verdict"])
 
 
@@ -428,6 +443,8 @@ def fold_info(
         "horizons": choice["horizons"],
         "thresholds": choice["thresholds"],
         "validation_bound_bps": choice["bound_bps"],
+        "validation_trades": choice["validation_trades"],
+        "validation_daily_bps": choice["validation_daily_bps"],
         "factor_bars_filled": data.factor_filled,
         "factor_bars_zeroed": data.factor_zeroed,
         "assets_without_cluster": sorted(data.clusters.excluded),
@@ -445,7 +462,8 @@ def trade_decisions(
 
     Returns:
         Per head: ``horizons`` (bars, None where it does not trade), ``thresholds`` and
-        ``bound_bps`` (its validation lower bound on profit), JSON-ready.
+        ``bound_bps`` (its validation lower bound on profit), and the validation trades
+        at those cuts with their P&L per day (``validation_figures``), JSON-ready.
     """
     val_t, val_a, test_t, test_a = rows
     val_prob = _columns(module.predict_proba(val["x"], val["factor"], val["group"]))
@@ -461,6 +479,15 @@ def trade_decisions(
         validation_days(cfg.thresholds.unit, arrays.timestamps_ns[val_t]),
         cfg.thresholds.cut_z,
     )
+    daily, n_trades = validation_daily_bps(
+        val_prob,
+        arrays.net_h[val_t, val_a],
+        val["group"].numpy(),
+        val_t,
+        arrays.timestamps_ns[val_t],
+        (index, cuts),
+        arrays.horizons,
+    )
     prob = _columns(module.predict_proba(test["x"], test["factor"], test["group"]))
     group = test["group"].numpy()
     chosen = np.maximum(index[group], 0)  # a head without a horizon does not trade
@@ -472,6 +499,8 @@ def trade_decisions(
         "horizons": [arrays.horizons[i] if i >= 0 else None for i in index.tolist()],
         "thresholds": [None if np.isinf(c) else round(float(c), 4) for c in cuts],
         "bound_bps": [None if np.isinf(b) else round(float(b) * 1e4, 1) for b in bounds],
+        "validation_trades": n_trades,
+        "validation_daily_bps": daily,
     }
 
 

@@ -17,6 +17,9 @@ but the entry's figures (``sharpe``, ``net_pnl_bps``, ``n_trades``, ``hit_rate``
 are not optimistic after selection. Without a report window (``report_days: 0``, or a
 champion scored before one existed) they are the selection window's (``figures:
 "in_selection"``). ``selection`` holds the selection window's figures either way.
+The round trip that sets ``cost_above_limit`` and enters the rank (``round_trip_bps``) is
+the mean over the bars before the report window; the report window's is
+``report_round_trip_bps``, a figure like the others.
 ``baselines_net_bps`` holds each baseline's net bps on the coin in this run's window of
 the same kind, on the bars and test costs of this run's model of the coin.
 """
@@ -92,6 +95,7 @@ ROSTER_SCHEMA = {
                     "val_trades": {"type": ["integer", "null"], "minimum": 0},
                     "horizon_bars": {"type": ["integer", "null"], "minimum": 1},
                     "cost_method": {"type": ["string", "null"]},
+                    "report_round_trip_bps": {"type": ["number", "null"]},
                     "figures": {"enum": ["report", "in_selection"]},
                     "report_window": {
                         "type": ["array", "null"],
@@ -191,7 +195,8 @@ def roster_entry(
         "n_trades": n_trades,
         "val_trades": val_trades,
         "horizon_bars": None if horizon is None else int(horizon),
-        "round_trip_bps": None if round_trip is None else round(float(round_trip), 4),
+        "round_trip_bps": _rounded(round_trip),
+        "report_round_trip_bps": _rounded(costs.get("report_round_trip_bps")),
         "cost_method": costs.get("method"),
         "daily_quote_volume": daily_quote_volume,
         "figures": "in_selection" if report is None else "report",
@@ -226,6 +231,10 @@ def _trade_reasons(metrics: dict, min_trades: int) -> list[str]:
     if n_trades and (metrics.get("net_pnl_bps") or 0.0) <= 0:
         reasons.append("no_net_profit_in_test")
     return reasons
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(float(value), 4)
 
 
 def _one_line(text: str) -> str:
