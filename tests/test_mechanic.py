@@ -12,6 +12,10 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pandas as pd
@@ -26,7 +30,7 @@ from huracan.registry.roster import load_roster
 from huracan.run import train
 from huracan.serve import Fleet, ServeConfig
 from huracan.store import LocalStore, content_hash
-from huracan.store.lock import StoreLocked, store_lock
+from huracan.store.lock import StoreLocked, read_lock, store_lock
 
 MARKET = [
     "debug=fast",
@@ -306,3 +310,31 @@ def test_bad_options_stop_before_any_work(tmp_path):
         train(config(tmp_path, *MECHANIC, "mechanic.max_cycles=0"))
     with pytest.raises(ConfigError, match="mechanic.holdout_dayz"):
         train(config(tmp_path, *MECHANIC, "+mechanic.holdout_dayz=3"))
+
+
+def test_a_waiting_loop_says_when_it_runs_next_and_releases_its_lock_on_sigterm(trained, tmp_path):
+    """``max_cycles=2 every_hours=1``: after cycle 1 the loop logs its next cycle's time and
+    waits; SIGTERM then ends it with exit 130 and the store's lock released."""
+    store = copy_root(trained, tmp_path)
+    run = subprocess.Popen(
+        [sys.executable, "-m", "huracan", "mechanic", *MECHANIC[1:]]
+        + [f"store.root={tmp_path / 'artifacts'}", "~logger", "hydra.run.dir=run"]
+        + ["mechanic.max_cycles=2", "mechanic.every_hours=1"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    log = tmp_path / "run" / "train.log"
+    deadline = time.monotonic() + 300
+    while run.poll() is None and not (log.exists() and "next cycle (2 of 2) at" in log.read_text()):
+        assert time.monotonic() < deadline, "no 'next cycle' line"
+        time.sleep(0.2)
+    assert not read_lock(store).get("released_at")  # held while the loop waits
+    run.send_signal(signal.SIGTERM)
+    out, err = run.communicate(timeout=120)
+    assert run.returncode == 130, err[-2000:]
+    assert "Traceback" not in out + err
+    assert read_lock(store).get("released_at")
+    with store_lock(store, "next run"):  # free for the next writer at once
+        pass

@@ -90,8 +90,17 @@ def run_mechanic(pipeline, panel: Panel, gates: GateReport, cfg, out: Path, time
         atomic_write_text(out / "mechanic.json", json.dumps(payload, indent=2, default=plain))
         log.info("mechanic cycle %d: %s", cycle, summary_of(report)["counts"])
         if cycle < cfg.mechanic.max_cycles:
-            wait = cfg.mechanic.every_hours * 3600 - (time.monotonic() - started)
-            time.sleep(max(wait, 0.0))
+            wait = max(cfg.mechanic.every_hours * 3600 - (time.monotonic() - started), 0.0)
+            log.info(
+                "mechanic: next cycle (%d of %d) at %s, mechanic.every_hours=%s after this "
+                "one began; the store stays locked meanwhile (Ctrl-C ends the loop and "
+                "releases it; for a schedule, run mechanic.max_cycles=1 from cron or a timer)",
+                cycle + 1,
+                cfg.mechanic.max_cycles,
+                f"{pd.Timestamp.now(tz='UTC') + pd.Timedelta(seconds=wait):%Y-%m-%d %H:%M:%S} UTC",
+                cfg.mechanic.every_hours,
+            )
+            time.sleep(wait)
     return {"mechanic": {"cycles": [summary_of(c) for c in cycles]}}
 
 
