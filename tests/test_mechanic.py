@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -21,6 +22,7 @@ from safetensors.torch import load
 
 from huracan.data import SyntheticMarket
 from huracan.errors import ConfigError
+from huracan.pipelines.mechanic_coin import judged_until
 from huracan.registry.artifacts import is_complete, versions
 from huracan.registry.roster import load_roster
 from huracan.run import train
@@ -270,6 +272,19 @@ def test_a_promoted_champion_is_not_judged_again_on_the_holdout_that_promoted_it
     for coin in others:
         assert coin["holdout"]["reused_bars_excluded"] == 0
         assert pd.Timestamp(coin["holdout"]["window"][0]) == cycle_start
+
+
+def test_the_window_a_champion_was_judged_on_is_its_promotion_window():
+    selection, report = ["2024-01-01", "2024-01-20"], ["2024-01-21", "2024-01-27"]
+    per_coin = {"selection_window": selection, "report_window": report}
+    per_coin["test_window"] = [selection[0], report[1]]
+    assert judged_until(SimpleNamespace(description=per_coin)) == pd.Timestamp("2024-01-20")
+    # a Mechanic version inherits its ancestor's windows; its own holdout is its test_window
+    tuned = {**per_coin, "test_window": ["2024-02-01", "2024-02-07"], "finetuned_from": "m"}
+    assert judged_until(SimpleNamespace(description=tuned)) == pd.Timestamp("2024-02-07")
+    older = {"test_window": ["2024-01-01", "2024-01-27"]}  # no selection window recorded
+    assert judged_until(SimpleNamespace(description=older)) == pd.Timestamp("2024-01-27")
+    assert judged_until(SimpleNamespace(description={})) is None
 
 
 def test_the_mechanic_holds_the_store_lock(trained, tmp_path):

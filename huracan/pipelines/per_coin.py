@@ -95,7 +95,8 @@ def run_per_coin(
     jobs = build_jobs(panel, gates, cfg, split, shared, joint)
     with timer("champions") as note:  # each coin's champion as served, on its test bars
         jobs = with_champion_scores(store, panel, jobs)
-        note(f"{sum('prob' in j.champion for j in jobs)} of {sum(bool(j.champion) for j in jobs)}")
+        served = sum("prob" in job.champion for job in jobs)
+        note(f"{served} of {sum(bool(job.champion) for job in jobs)} champions scored as served")
     report = run_jobs(jobs, store, cfg, out, timer)
     with timer("roster") as note:
         importance = coin_importance(store, report, jobs)
