@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -25,6 +26,7 @@ from safetensors.torch import load
 
 from huracan.data import SyntheticMarket
 from huracan.errors import ConfigError
+from huracan.pipelines.mechanic_coin import judged_until
 from huracan.registry.artifacts import is_complete, versions
 from huracan.registry.roster import load_roster
 from huracan.run import train
@@ -236,6 +238,57 @@ def test_the_second_cycle_on_the_same_bars_changes_no_pointer(mechanic):
             pointer = store.read_json(f"champions/{symbol}.json")
             assert pointer["model_path"] == coin["champion_path"]
             assert pointer["metrics"]["sharpe"] == coin["champion"]["sharpe"]
+
+
+def test_a_promoted_champion_is_not_judged_again_on_the_holdout_that_promoted_it(
+    mechanic, tmp_path
+):
+    """Three days on, the cycle's 7-day holdout overlaps the one on which the first cycle
+    promoted its champions by four days: those coins are compared on the bars after it."""
+    previous, *_ = mechanic
+    store = copy_root(previous / "artifacts", tmp_path)
+    pointers = {k: store.read_json(k) for k in store.list("champions") if "roster" not in k}
+    promoted = {
+        p["symbol"]: pd.Timestamp(
+            store.read_json(f"{p['model_path']}/checkpoint.json")["test_window"][1]
+        )
+        for p in pointers.values()
+        if "mechanic_" in p["model_path"]
+    }
+    assert promoted
+    overrides = [o for o in MECHANIC if not o.startswith("data.end=")]
+    train(config(tmp_path, *overrides, "data.end=2023-12-04", "mechanic.min_new_bars=50"))
+    later = json.loads((tmp_path / "run" / "mechanic.json").read_text())
+    cycle_start = pd.Timestamp(later["holdout_window"][0])
+    for symbol, judged in promoted.items():
+        assert judged > cycle_start + pd.Timedelta(days=3)  # the overlap at issue
+        coin = later["coins"][symbol]
+        assert coin["status"] != "skipped", coin["reasons"]
+        holdout = coin["holdout"]
+        assert holdout["judged_until"] == str(judged)
+        assert pd.Timestamp(holdout["window"][0]) == judged + pd.Timedelta("1h")
+        reused = int((judged - cycle_start) / pd.Timedelta("1h")) + 1
+        assert holdout["reused_bars_excluded"] == reused
+        for side in ("champion", "challenger"):  # both scored on the fresh bars only
+            assert coin[side]["window"] == holdout["window"]
+    others = [c for s, c in later["coins"].items() if s not in promoted and c.get("holdout")]
+    assert others  # champions of the per-coin run: its selection window ended long before
+    for coin in others:
+        assert coin["holdout"]["reused_bars_excluded"] == 0
+        assert pd.Timestamp(coin["holdout"]["window"][0]) == cycle_start
+
+
+def test_the_window_a_champion_was_judged_on_is_its_promotion_window():
+    selection, report = ["2024-01-01", "2024-01-20"], ["2024-01-21", "2024-01-27"]
+    per_coin = {"selection_window": selection, "report_window": report}
+    per_coin["test_window"] = [selection[0], report[1]]
+    assert judged_until(SimpleNamespace(description=per_coin)) == pd.Timestamp("2024-01-20")
+    # a Mechanic version inherits its ancestor's windows; its own holdout is its test_window
+    tuned = {**per_coin, "test_window": ["2024-02-01", "2024-02-07"], "finetuned_from": "m"}
+    assert judged_until(SimpleNamespace(description=tuned)) == pd.Timestamp("2024-02-07")
+    older = {"test_window": ["2024-01-01", "2024-01-27"]}  # no selection window recorded
+    assert judged_until(SimpleNamespace(description=older)) == pd.Timestamp("2024-01-27")
+    assert judged_until(SimpleNamespace(description={})) is None
 
 
 def test_the_mechanic_holds_the_store_lock(trained, tmp_path):

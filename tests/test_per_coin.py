@@ -31,7 +31,7 @@ from huracan.registry.roster import (
 )
 from huracan.roster import main as roster_main
 from huracan.run import train
-from huracan.store import LocalStore, StoreError
+from huracan.store import LocalStore, StoreError, content_hash
 
 SMALL = [
     "pipeline=per_coin",
@@ -572,7 +572,12 @@ def test_the_champions_own_horizon_decides_what_is_out_of_sample(first_run, tmp_
         prefix = store.read_json(key)["model_path"]
         description = store.read_json(f"{prefix}/checkpoint.json")
         description["config"]["labels"]["horizon"] = 100_000  # past any window of the run
-        store.write_bytes(f"{prefix}/checkpoint.json", json.dumps(description).encode())
+        checkpoint = json.dumps(description).encode()
+        store.write_bytes(f"{prefix}/checkpoint.json", checkpoint)
+        # a version as written (its manifest agrees), so that the signal service loads it
+        manifest = store.read_json(f"{prefix}/manifest.json")
+        manifest["files"]["checkpoint.json"]["content_hash"] = content_hash(checkpoint)
+        store.write_bytes(f"{prefix}/manifest.json", json.dumps(manifest).encode())
     before = {k: store.read_json(k)["model_path"] for k in pointers}
     # a window of its own: other tests re-point the shared run's champions to theirs
     later, _ = train(per_coin_config(tmp_path, "pipeline.run_id=20240109", "pipeline.test_days=12"))

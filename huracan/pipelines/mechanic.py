@@ -8,8 +8,9 @@ On an existing artifact root (``store=...``, written by ``pipeline=per_coin``), 
    calibration, ``huracan.pipelines.coin_costs``, on the bars before the holdout).
 2. Per champion (``huracan.pipelines.mechanic_coin``): fine-tunes its head on the bars
    since its training ended, the newest ``mechanic.holdout_days`` kept out; scores
-   challenger and champion on that holdout; exports the challenger as a new version and
-   promotes it only by the champion rule (``champions.challenge``).
+   challenger and champion on that holdout (its bars after the window that promoted the
+   champion: no holdout judges a champion twice); exports the challenger as a new version
+   and promotes it only by the champion rule (``champions.challenge``).
 3. Drift (``huracan.pipelines.mechanic_drift``): each coin's PSI against its reference
    bins, and a re-clustering compared with the clusters the models were trained under.
 4. Rewrites ``champions/roster.json`` last, then purges model versions beyond

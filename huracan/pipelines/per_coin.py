@@ -18,7 +18,8 @@
    grouped model (``heads=joint``), or each in its own job (``heads=alone``).
 5. One job per coin through the queue: choose the coin's horizon and threshold together
    on validation after its own costs, evaluate out of sample at that horizon, permutation
-   importance, export a one-output head for it, challenge the champion.
+   importance, export a one-output head for it, challenge the champion (scored as the
+   signal service scores it, from its own stored state: ``champion_scores``).
 6. ``meta/feature_bank.json``, then ``champions/roster.json`` last: every coin of the
    universe, tradable or not and why.
 
@@ -48,6 +49,7 @@ from huracan.errors import ConfigError
 from huracan.loggers import stage_logger
 from huracan.models.checkpoint import encoder_spec
 from huracan.pipelines.base import Pipeline
+from huracan.pipelines.champion_scores import with_champion_scores
 from huracan.pipelines.coin_costs import CostCalibration, calibrate_costs, coin_costs
 from huracan.pipelines.coin_job import CoinJob, run_coin_job
 from huracan.pipelines.fold_data import (
@@ -93,6 +95,10 @@ def run_per_coin(
     encoder, joint, encoder_hash = shared_models(store, panel, cfg, split, run_id, timer)
     shared = shared_spec(panel, cfg, split, encoder, encoder_hash, run_id)
     jobs = build_jobs(panel, gates, cfg, split, shared, joint)
+    with timer("champions") as note:  # each coin's champion as served, on its test bars
+        jobs = with_champion_scores(store, panel, jobs)
+        served = sum("prob" in job.champion for job in jobs)
+        note(f"{served} of {sum(bool(job.champion) for job in jobs)} champions scored as served")
     report = run_jobs(jobs, store, cfg, out, timer)
     with timer("roster") as note:
         importance = coin_importance(store, report, jobs)

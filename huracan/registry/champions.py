@@ -8,7 +8,7 @@ missing or unreadable one is replaced unchallenged.
 The pointer is written only after the challenger's version is complete (manifest last),
 so it never points at a model that is not fully written. :func:`challenge` is the whole
 contest; the job that trained the challenger hands it a ``rescore`` callback, since only
-the job holds the inputs both models are scored on.
+the job holds the bars, costs and signals both models are scored with.
 """
 
 from __future__ import annotations
@@ -140,9 +140,10 @@ def challenge(
     ``metrics`` the challenger's metrics there, with ``metrics["report"]`` those on the
     report window, which only go into the pointer. Both are scored on the selection bars
     that lie after the champion's last label (all of them, unless the champion saw part
-    of the window). Where no such bar exists, or the champion cannot be scored with this
-    run's inputs, the champion is kept and ``note`` says why; only an unreadable champion
-    is replaced unchallenged (it cannot be traded either). The pointer carries the metrics
+    of the window), the champion as the signal service serves it. Where no such bar
+    exists, or this run's bars cannot give the champion's inputs, the champion is kept and
+    ``note`` says why; only an unreadable champion is replaced unchallenged (it cannot be
+    traded either). The pointer carries the metrics
     of the window its model was last scored on, its report-window metrics (``report``)
     and this run's costs; ``metrics.window`` says which bars that was.
     A pointer that already names this version (a resumed job) is left as it is.

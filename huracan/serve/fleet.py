@@ -195,8 +195,23 @@ class Fleet:
         Returns:
             (T, coins) frame indexed by bar time; NaN where an input is missing.
         """
-        probability, _, _ = self._probabilities(bars, np.arange(bars.n_bars))
-        return pd.DataFrame(probability, index=bars.timestamps, columns=list(self.models))
+        return self.probabilities(bars)[0]
+
+    def probabilities(
+        self, bars: Panel, start: pd.Timestamp | None = None
+    ) -> tuple[pd.DataFrame, dict[str, list[str]]]:
+        """Each loaded coin's probability on the bars from ``start`` on, the bars before it
+        serving as warm-up, and why a coin's inputs cannot be built on ``bars``.
+
+        Returns:
+            (T', coins) frame indexed by bar time (NaN where an input is missing), and
+            symbol -> reasons for the coins not scored.
+        """
+        first = 0 if start is None else int(bars.timestamps.searchsorted(start, "left"))
+        rows = np.arange(first, bars.n_bars)
+        probability, problems, _ = self._probabilities(bars, rows)
+        frame = pd.DataFrame(probability, index=bars.timestamps[rows], columns=list(self.models))
+        return frame, problems
 
     def inputs(self, panel: Panel) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], dict]:
         """Every bar's inputs of each loaded coin, as its own model sees them.
