@@ -28,7 +28,7 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    from huracan.config import refuse_secrets
+    from huracan.credentials import refuse_secrets
 
     try:  # before Hydra saves the overrides to disk
         refuse_secrets(sys.argv[1:])

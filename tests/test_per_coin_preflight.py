@@ -13,7 +13,7 @@ from conftest import ROOT
 from fake_dropbox import FakeDropboxAdapter
 from test_per_coin_resume import config
 
-from huracan.config import refuse_secrets
+from huracan.credentials import refuse_secrets
 from huracan.errors import ConfigError
 from huracan.run import train
 from huracan.store import StoreError
