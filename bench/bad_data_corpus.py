@@ -264,6 +264,11 @@ CASES = [
     Case("symlink loop", symlink_loop),
     Case("directory named XRP.csv", directory),
     Case("unsafe file name X$RP.csv", csv_text(lambda: bars(seed=9), "X$RP.csv"), file="X$RP"),
+    Case(
+        "file name XRP..X.csv.gz ('..')",
+        csv_text(lambda: bars(seed=9), "XRP..X.csv.gz"),
+        file="XRP..X",
+    ),
     Case("two files for XRP", two_files, file="XRPUSDT"),
     Case("XRP on 4h bars", csv_text(lambda: bars(seed=9, freq="4h"))),
     Case("XRP bars at :30 (off grid)", csv_text(shifted())),

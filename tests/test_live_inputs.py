@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import ROOT, make_bars
-from test_per_coin import per_coin_config
+from test_per_coin import per_coin_config, roster_with
 
 from huracan.data import CsvSource
 from huracan.data.files import scan_directory
@@ -20,6 +20,7 @@ from huracan.errors import ConfigError, DataError
 from huracan.names import MAX_SEGMENT, check_segment
 from huracan.registry.champions import challenge, champion_key, usable_champion
 from huracan.registry.roster import ROSTER_KEY, roster_entry
+from huracan.roster import main as roster_main
 from huracan.run import train
 from huracan.serve import Fleet, ServeConfig
 from huracan.signal import main as signal
@@ -334,3 +335,12 @@ def test_a_bar_in_progress_is_never_taken_as_closed(trained):
     pd.testing.assert_frame_equal(fleet.signals(panel, now=last + pd.Timedelta("59min")), closed)
     with pytest.raises(DataError, match="no bar of 1h has closed"):
         fleet.signals(panel, now=panel.timestamps[0])
+
+
+def test_the_roster_reader_refuses_a_duplicated_entry(tmp_path, capsys):
+    root, path = roster_with(tmp_path)
+    roster = json.loads(path.read_text())
+    path.write_text(json.dumps(roster | {"entries": roster["entries"] * 2}))
+    assert roster_main(["top", "3", "--root", str(root)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{path}: lists BTC more than once" in err

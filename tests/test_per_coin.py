@@ -484,6 +484,7 @@ def roster_with(tmp_path, entry: dict | None = None, raw: bytes | None = None):
         ("schema", {"trade_ok": "yes"}, None, "schema violation at entries/0/trade_ok"),
         ("dotdot", {"model_path": "models/../../etc"}, None, "schema violation"),
         ("reasons", {"reasons": "none"}, None, "schema violation at entries/0/reasons"),
+        ("v1..2", {"model_path": "models/BTC/baseline_v1..2"}, None, "schema violation"),
     ],
 )
 def test_roster_reader_bad_inputs_are_one_line_naming_the_file(
