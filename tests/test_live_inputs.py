@@ -318,6 +318,12 @@ def test_a_bad_last_bar_stops_its_coin_only(trained, root, tmp_path, capsys):
     assert others and all(row["probability"] is not None for row in others)
     last = panel.timestamps[-1].isoformat()
     assert all(row["bar_time"] == last for row in rows.values())
+    # a bad bar of a market factor member: no coin trades, each says which file and row
+    folder = write_bars(panel, tmp_path / "member", spoil="BTC")
+    assert signal(["--root", str(root), "--data", str(folder), *flags]) == 0, capsys.readouterr()
+    rows = json.loads(out.read_text())["signals"]
+    assert not any(row["trade"] for row in rows)
+    assert all(f"{folder / 'BTC'}.csv, row " in row["reasons"][0] for row in rows)
 
 
 def test_a_bar_in_progress_is_never_taken_as_closed(trained):

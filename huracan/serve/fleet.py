@@ -422,7 +422,9 @@ class Fleet:
         factor_state = first.description["factor"]
         missing = [s for s in factor_state["members"] if s not in panel.symbols]
         if missing:
-            raise ConfigError(f"market factor member(s) {missing} have no bars")
+            bad = [d.detail for d in panel.drops if d.symbol in missing and d.detail]
+            why = f" (bad bars: {bad[0]})" if bad else ""
+            raise ConfigError(f"market factor member(s) {missing} have no bars{why}")
         symbols = [*coins, *[s for s in factor_state["members"] if s not in coins]]
         sub = panel.select(symbols)
         cfg = OmegaConf.create(first.config)
