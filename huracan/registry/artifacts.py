@@ -30,7 +30,13 @@ def model_prefix(symbol: str, run_id: str) -> str:
 
 
 def write_version(store: Store, prefix: str, files: dict[str, bytes], meta: dict) -> dict:
-    """Writes the files of one model version, then its manifest; returns the manifest."""
+    """Writes the files of one model version, then its manifest; returns the manifest.
+
+    ``meta`` names the version's ``symbol``, which a pointer to it must match (a version
+    proves its coin by its path and its manifest).
+    """
+    if meta.get("symbol") != prefix.split("/")[1]:
+        raise ValueError(f"{prefix}: its manifest must name its symbol, got {meta.get('symbol')}")
     for name, data in files.items():
         store.write_bytes(f"{prefix}/{name}", data)
     manifest = {
