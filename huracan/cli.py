@@ -54,7 +54,7 @@ def run_hydra(overrides: list[str], program: str = "train.py") -> None:
     """
     import hydra
 
-    from huracan.config import refuse_secrets
+    from huracan.credentials import refuse_secrets
     from huracan.overrides import check_overrides
 
     try:

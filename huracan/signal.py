@@ -30,6 +30,7 @@ import argparse
 import json
 import sys
 from datetime import UTC, datetime
+from typing import NoReturn
 
 import pandas as pd
 
@@ -38,11 +39,19 @@ from huracan.errors import ConfigError, HuracanError
 from huracan.io import atomic_write_text
 from huracan.report import format_table
 from huracan.serve import Fleet, ServeConfig
-from huracan.store import LocalStore, Store
+from huracan.store import open_root
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse whose errors are one line and exit 2, as every other bad input here."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(2)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="python -m huracan.signal",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -56,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quote", default="USDT", help="quote currency on the exchange")
     parser.add_argument("--since", default=None, help="first bar to fetch from the exchange")
     parser.add_argument("--cache-dir", default="data_cache", help="the exchange bars' cache")
-    parser.add_argument("--top", type=int, default=None, help="only the best N roster entries")
+    parser.add_argument("--top", type=int, default=None, help="only the best N (>= 1) entries")
     parser.add_argument("--allow", default="", help="comma-separated symbols to keep only")
     parser.add_argument("--block", default="", help="comma-separated symbols to leave out")
     parser.add_argument(
@@ -67,7 +76,10 @@ def main(argv: list[str] | None = None) -> int:
         f"(default {ServeConfig.expire_hours:g}; 0: never expires)",
     )
     parser.add_argument(
-        "--max-psi", type=float, default=ServeConfig.max_psi, help="drift above this is flagged"
+        "--max-psi",
+        type=float,
+        default=ServeConfig.max_psi,
+        help="drift above this is flagged (finite, > 0)",
     )
     parser.add_argument(
         "--drift-action",
@@ -84,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
             allow=[s for s in args.allow.split(",") if s],
             block=[s for s in args.block.split(",") if s],
             config=ServeConfig(
-                expire_hours=args.expire_hours or None,
+                expire_hours=None if args.expire_hours == 0 else args.expire_hours,
                 max_psi=args.max_psi,
                 drift_action=args.drift_action,
             ),
@@ -119,15 +131,6 @@ def main(argv: list[str] | None = None) -> int:
         f"{fleet.roster['run_id']})"
     )
     return 0
-
-
-def open_root(root: str) -> Store:
-    """The artifact store: ``dropbox:/PATH`` (or ``dropbox://PATH``), else a local folder."""
-    if root.startswith("dropbox:"):
-        from huracan.store.dropbox_store import DropboxStore  # the SDK only when asked for
-
-        return DropboxStore("/" + root.removeprefix("dropbox:").lstrip("/"))
-    return LocalStore(root)
 
 
 def exchange_bars(fleet: Fleet, args: argparse.Namespace) -> Panel:

@@ -25,7 +25,7 @@ from conftest import run_config
 from safetensors.torch import load
 
 from huracan.data import SyntheticMarket
-from huracan.errors import ConfigError
+from huracan.errors import ConfigError, DataError
 from huracan.pipelines.mechanic_coin import judged_until
 from huracan.registry.artifacts import is_complete, versions
 from huracan.registry.roster import load_roster
@@ -391,3 +391,31 @@ def test_a_waiting_loop_says_when_it_runs_next_and_releases_its_lock_on_sigterm(
     assert read_lock(store).get("released_at")
     with store_lock(store, "next run"):  # free for the next writer at once
         pass
+
+
+def test_a_truncated_roster_stops_the_mechanic_in_one_line(trained, tmp_path):
+    store = copy_root(trained, tmp_path)
+    text = store.read_bytes("champions/roster.json")
+    store.write_bytes("champions/roster.json", text[: len(text) // 2])
+    with pytest.raises(DataError, match=r"champions/roster.json: not valid JSON") as err:
+        train(config(tmp_path, *MECHANIC))
+    assert "\n" not in str(err.value)
+
+
+def test_a_pointer_to_another_coins_version_is_skipped_not_tuned(trained, tmp_path):
+    store = copy_root(trained, tmp_path)
+    coin = next(
+        k.removeprefix("champions/").removesuffix(".json")
+        for k in store.list("champions")
+        if k not in ("champions/roster.json", "champions/BTC.json")
+    )
+    foreign = store.read_json(f"champions/{coin}.json") | {"model_path": "models/BTC/baseline_base"}
+    store.write_json(f"champions/{coin}.json", foreign)
+    train(config(tmp_path, *MECHANIC))
+    report = json.loads((tmp_path / "run" / "mechanic.json").read_text())
+    assert report["coins"][coin]["status"] == "skipped"
+    assert "a version of BTC, not " + coin in report["coins"][coin]["reasons"][0]
+    assert any(c["status"] != "skipped" for s, c in report["coins"].items() if s != coin)
+    [entry] = [e for e in load_roster(store)["entries"] if e["symbol"] == coin]
+    assert not entry["trade_ok"] and entry["model_path"] is None
+    assert entry["reasons"][0].startswith("champion_unusable:champions/")

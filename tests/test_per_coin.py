@@ -18,6 +18,7 @@ from conftest import ROOT, make_bars, run_config
 from fake_dropbox import FakeDropboxAdapter
 from safetensors.torch import load
 
+from huracan.errors import DataError
 from huracan.models.batches import StackedGroupSampler
 from huracan.registry.artifacts import is_complete
 from huracan.registry.champions import decide
@@ -280,7 +281,7 @@ def test_roster_writer_validates_the_schema(tmp_path):
         "last_7d_net_bps": 0.0,
         "trade_ok": True,
     }
-    with pytest.raises(jsonschema.ValidationError):
+    with pytest.raises(DataError, match="the roster of run x: breaks the roster schema"):
         write_roster(LocalStore(tmp_path), [bad], "x")
     assert not (tmp_path / "champions" / "roster.json").exists()
 
@@ -484,6 +485,7 @@ def roster_with(tmp_path, entry: dict | None = None, raw: bytes | None = None):
         ("schema", {"trade_ok": "yes"}, None, "schema violation at entries/0/trade_ok"),
         ("dotdot", {"model_path": "models/../../etc"}, None, "schema violation"),
         ("reasons", {"reasons": "none"}, None, "schema violation at entries/0/reasons"),
+        ("v1..2", {"model_path": "models/BTC/baseline_v1..2"}, None, "schema violation"),
     ],
 )
 def test_roster_reader_bad_inputs_are_one_line_naming_the_file(

@@ -46,8 +46,8 @@ from huracan.pipelines.coin_costs import calibrate_coin_costs, fee_bps, priced_c
 from huracan.pipelines.fold_data import build_fleet_arrays
 from huracan.pipelines.mechanic_coin import Market, mechanic_coin, skipped
 from huracan.pipelines.mechanic_drift import cluster_drift, feature_drift
-from huracan.registry.artifacts import is_complete, purge_versions
-from huracan.registry.champions import read_champion
+from huracan.registry.artifacts import purge_versions
+from huracan.registry.champions import usable_champion
 from huracan.registry.roster import load_roster, roster_entry, write_roster
 from huracan.report import StageTimer
 from huracan.serve import Fleet, ServeConfig
@@ -190,8 +190,8 @@ def roster_entries(
     entries = []
     for old in roster["entries"]:
         symbol = old["symbol"]
-        champion = read_champion(store, symbol)
-        if champion is None or not is_complete(store, champion["model_path"], False):
+        champion, problem = usable_champion(store, symbol)
+        if champion is None and problem is None:
             entries.append({k: v for k, v in old.items() if k not in ("rank", "score")})
             continue
         in_panel = symbol in market.panel.symbols
@@ -211,6 +211,7 @@ def roster_entries(
                 max_round_trip_bps=trained.pipeline.max_round_trip_bps,
                 min_trades=int(trained.pipeline.champion_min_trades),
                 run_metrics=result.get("challenger") or {},
+                champion_problem=problem,
             )
         )
     return entries
