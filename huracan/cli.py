@@ -6,6 +6,7 @@
     huracan roster top 10 --root DIR ...               read champions/roster.json
     huracan compare [SWEEP_DIR]                        compare the runs of a multirun
     huracan download --exchange binance --symbols BTC,ETH ...   fetch and cache candles
+    huracan doctor ROOT [--fix]                        check (and repair) a store root
 
 Each subcommand takes the options of the module it fronts (``huracan signal --help``).
 The config (``conf/``) ships inside the package, so ``huracan train`` works from any
@@ -32,6 +33,7 @@ TOOLS = {
     "roster": ("huracan.roster", "read and filter champions/roster.json"),
     "compare": ("huracan.compare", "compare the runs of a Hydra multirun"),
     "download": ("huracan.download", "fetch and cache candles from a ccxt exchange"),
+    "doctor": ("huracan.doctor", "check a store root's names, pointers and roster; --fix"),
 }
 HYDRA_APPS = {
     "train": ([], "train a fleet: python train.py's Hydra app (any group=option)"),
