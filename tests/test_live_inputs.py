@@ -25,6 +25,7 @@ from huracan.run import train
 from huracan.serve import Fleet, ServeConfig
 from huracan.signal import main as signal
 from huracan.store import LocalStore
+from huracan.store.lock import read_lock
 
 VERSION = "baseline_20240101"  # per_coin_config's run id
 
@@ -159,7 +160,7 @@ def test_doctor_moves_a_broken_root_aside_and_the_next_run_trains(trained, tmp_p
     assert doctor([str(store.root)]) == 0
     assert "nothing wrong" in capsys.readouterr().out
     assert {k: store.read_bytes(k) for k in kept} == kept  # the good version untouched
-    assert not store.exists("lock.json")
+    assert read_lock(store).get("released_at")  # the lock is marked released, never deleted
 
     # the next run on the repaired root trains and writes a roster the schema accepts
     train(per_coin_config(tmp_path, "pipeline.champion_min_trades=0", "pipeline.run_id=v2"))
