@@ -36,6 +36,7 @@ from huracan.models.checkpoint import head_spec
 from huracan.pipelines.fold_data import build_fleet_arrays
 from huracan.registry.roster import load_roster, select
 from huracan.serve.model import CoinModel, ModelUnusable, load_coin
+from huracan.serve.positions import Position, with_positions
 from huracan.store import ArtifactNotFound, LocalStore, Store
 
 log = logging.getLogger("huracan")
@@ -52,6 +53,7 @@ SIGNAL_FIELDS = [
     "model_age_hours",
     "drift",
     "reasons",
+    "position",  # flat / open, entry time, exit due (``huracan.serve.positions``)
 ]
 
 
@@ -220,7 +222,9 @@ class Fleet:
             out |= {s: (x[:, i], channels[:, i]) for i, s in enumerate(coins)}
         return out, problems
 
-    def signals(self, bars: Panel | str | Path) -> pd.DataFrame:
+    def signals(
+        self, bars: Panel | str | Path, positions: dict[str, Position] | None = None
+    ) -> pd.DataFrame:
         """One row per roster coin for the latest bar (columns ``SIGNAL_FIELDS``).
 
         Only the last ``bars_needed`` bars are used, so a longer history gives the same
@@ -231,8 +235,13 @@ class Fleet:
         roster does not let trade gets ``trade=False`` and its ``reasons``; probability
         is None when its inputs are not those the model was trained with.
 
+        ``trade`` means a new entry at the latest bar's close: a coin whose position (from
+        ``positions``) is still open does not trade; ``position`` says what is held after
+        the bar (``huracan.serve.positions``).
+
         Args:
             bars: the latest bars, as a Panel or a directory of per-symbol files.
+            positions: symbol -> the open position held before the latest bar (None: flat).
         """
         window, probability, problems, inputs = self._latest(bars)
         bar_time = window.timestamps[-1]
@@ -290,7 +299,8 @@ class Fleet:
             )
         rank = {e["symbol"]: e["rank"] for e in self.roster["entries"]}
         rows.sort(key=lambda row: rank.get(row["symbol"], len(rank) + 1))
-        return pd.DataFrame(rows, columns=SIGNAL_FIELDS)
+        frame = pd.DataFrame(rows, columns=SIGNAL_FIELDS)
+        return with_positions(frame, positions, pd.Timedelta(window.timeframe))
 
     def _bar_reasons(self, window: Panel, model: CoinModel) -> list[str]:
         """Why this coin's bars cannot give its model's input at the latest bar, if so."""
