@@ -22,6 +22,7 @@ import huracan.pipelines.per_coin as per_coin
 from huracan.errors import ConfigError
 from huracan.metrics import take_trades
 from huracan.registry.roster import load_roster
+from huracan.replay import main as replay_main
 from huracan.run import train
 from huracan.serve import Fleet, ServeConfig
 from huracan.serve.positions import Position, open_positions
@@ -307,3 +308,57 @@ def test_promote_holds_the_store_lock(trained, tmp_path):
     with store_lock(store, "someone else"):
         with pytest.raises(StoreLocked, match="someone else"):
             replay(tmp_path, "locked", *PARITY, f"store.root={store.root}", "replay.promote=true")
+
+
+@pytest.mark.slow
+def test_replay_parity_on_real_binance_bars(binance_1h, tmp_path):
+    data = [
+        "data=csv",
+        f"data.path={binance_1h}",
+        "data.symbols=[BTC,ETH,BNB,SOL,XRP,ADA]",
+        "data.start=2023-03-01",
+        "data.end=2023-07-01",
+    ]
+    small = [o for o in SMALL if not o.startswith("data.")]
+    cfg = run_config(
+        tmp_path, *small, *data, "pipeline.champion_min_trades=0", "pipeline.report_days=0"
+    )
+    jobs, probabilities = trained_recording(cfg)
+    store = LocalStore(tmp_path / "artifacts")
+    expected = per_coin_trades(store, jobs, probabilities)
+    market = [o for o in MARKET if not o.startswith("data.")]
+    train(
+        run_config(
+            tmp_path, "pipeline=replay", *market, *data, f"++output_dir={tmp_path / 'r'}", *PARITY
+        )
+    )
+    got = replay_trades(tmp_path / "r")
+    assert len(expected) > 0
+    pd.testing.assert_frame_equal(
+        got[["symbol", "entry_time", "exit_time", "net_bps"]], expected, check_exact=True
+    )
+
+
+def test_the_command_line_replays_and_resumes(trained, parity_run, tmp_path, capsys):
+    tmp, store, _ = trained
+    argv = [
+        "--root",
+        str(store.root),
+        "--out",
+        str(tmp_path / "cli"),
+        "--no-mechanic",
+        "--end",
+        "2023-05-10",
+        *MARKET,
+        "replay.expire_hours=null",
+        "replay.respect_trade_ok=false",
+    ]
+    assert replay_main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "never_trade" in printed and "outputs in" in printed
+    got = replay_trades(tmp_path / "cli")
+    parity = replay_trades(tmp / "parity")
+    closed = parity[parity.exit_time < pd.Timestamp("2023-05-10", tz="UTC")]
+    pd.testing.assert_frame_equal(got, closed.reset_index(drop=True))
+    assert replay_main([*argv[:-2], "replay.drift_action=ignore"]) == 2
+    assert capsys.readouterr().err.startswith("error: replay.drift_action")
