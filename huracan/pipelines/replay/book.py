@@ -127,10 +127,11 @@ class Book:
         """Opens the long ``signal`` (a signal row that trades) at bar ``t``'s close."""
         j = panel.index_of(signal["symbol"])
         cost, slip = costs.round_trip(panel.close[: t + 1, j])
+        due = panel.timestamps[t] + int(signal["horizon"]) * pd.Timedelta(panel.timeframe)
         self.open[signal["symbol"]] = {
             "symbol": signal["symbol"],
             "entry_time": panel.timestamps[t].isoformat(),
-            "exit_due": signal["position"]["exit_due"],
+            "exit_due": due.isoformat(),
             "horizon": int(signal["horizon"]),
             "entry_price": float(panel.close[t, j]),
             "probability": signal["probability"],
