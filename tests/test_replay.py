@@ -19,6 +19,7 @@ from test_per_coin import SMALL
 
 import huracan.pipelines.coin_job as coin_job
 import huracan.pipelines.per_coin as per_coin
+import huracan.registry.champions as champions
 from huracan.errors import ConfigError
 from huracan.metrics import take_trades
 from huracan.registry.roster import load_roster
@@ -285,9 +286,11 @@ def test_signal_cli_keeps_positions_between_calls(trained, parity_run, tmp_path)
     assert all(s["position"]["state"] == "open" for s in again if s["symbol"] in entered)
 
 
-def test_a_dry_run_with_the_mechanic_never_writes_the_source_store(trained):
+def test_a_dry_run_with_the_mechanic_never_writes_the_source_store(trained, monkeypatch):
     tmp, store, _ = trained
     before = tree_hashes(store.root)
+    # every challenger wins (the subject is what the replay does with a promotion)
+    monkeypatch.setattr(champions, "decide", lambda *_: champions.Decision(True, "test"))
     mechanic = [
         "replay.expire_hours=null",
         "replay.end=2023-05-10",
@@ -307,14 +310,23 @@ def test_a_dry_run_with_the_mechanic_never_writes_the_source_store(trained):
     # a promotion trades from the bar after its cycle; entries before use the old champion
     trades = replay_trades(tmp / "dry")
     copy = LocalStore(tmp / "dry" / "store")
+    promoted = 0
     for cycle in cycles:
         after = pd.Timestamp(cycle["after_bar"])
         for symbol, coin in cycle["coins"].items():
             if coin["status"] != "promoted":
                 continue
+            promoted += 1
+            assert cycle["serving"][symbol] == coin["challenger_path"]
+            assert copy.read_json(f"champions/{symbol}.json")["model_path"] != coin["champion_path"]
             mine = trades[trades.symbol == symbol]
             assert (mine[mine.entry_time <= after]["model_path"] != coin["challenger_path"]).all()
-            assert copy.exists(f"{coin['challenger_path']}/checkpoint.json")
+    assert promoted >= 2 and report["promotions"] == promoted
+    # every entry is the model serving at its bar: the newest cycle before it, else the start
+    for trade in trades.itertuples():
+        before_entry = [c for c in cycles if pd.Timestamp(c["after_bar"]) < trade.entry_time]
+        if before_entry:
+            assert trade.model_path == before_entry[-1]["serving"][trade.symbol]
 
 
 def test_promote_holds_the_store_lock(trained, tmp_path):

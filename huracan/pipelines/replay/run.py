@@ -189,8 +189,9 @@ class Replay:
         report = run_cycle(upto, self.gates, self.cfg, timer)
         report = {"cycle": len(self.cycles) + 1, "after_bar": str(upto.timestamps[-1]), **report}
         report["seconds"] = round(time.perf_counter() - started, 2)
-        self.cycles.append(report)
         self.fleet = self.load_fleet()
+        report["serving"] = {s: m.model_path for s, m in self.fleet.models.items()}
+        self.cycles.append(report)
         self.costs_row = t + 1
         self.costs = fleet_costs(self.panel, self.fleet.models, self.costs_row)
         self.next_cycle += pd.Timedelta(hours=float(self.cfg.mechanic.every_hours))
