@@ -389,3 +389,15 @@ def test_the_command_line_replays_and_resumes(trained, parity_run, tmp_path, cap
     pd.testing.assert_frame_equal(got, closed.reset_index(drop=True))
     assert replay_main([*argv[:-2], "replay.drift_action=ignore"]) == 2
     assert capsys.readouterr().err.startswith("error: replay.drift_action")
+
+
+def test_bars_after_t_change_nothing_before_t(trained, parity_run):
+    """The same market cut short at 2023-05-12 (``data.end``): every trade that closed
+    before the cut is the same, so no bar after a decision reached it."""
+    tmp, _, _ = trained
+    replay(tmp, "cut", *PARITY, "data.end=2023-05-12")
+    cut = pd.Timestamp("2023-05-12", tz="UTC")
+    parity = replay_trades(tmp / "parity")
+    closed = parity[parity.exit_time < cut].reset_index(drop=True)
+    assert len(closed) > 5
+    pd.testing.assert_frame_equal(replay_trades(tmp / "cut"), closed)
