@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -262,7 +263,7 @@ def test_position_state_in_signals(trained):
     assert symbol in open_positions(signals.reset_index())
 
 
-def test_signal_cli_keeps_positions_between_calls(trained, parity_run, tmp_path):
+def test_signal_cli_keeps_positions_between_calls(trained, parity_run, tmp_path, capsys):
     _, store, _ = trained
     panel = parity_run[2]["panel"]  # the market the run trained on
     positions, out = tmp_path / "positions.json", tmp_path / "signals.json"
@@ -284,6 +285,20 @@ def test_signal_cli_keeps_positions_between_calls(trained, parity_run, tmp_path)
     again = json.loads(out.read_text())["signals"]
     assert not any(s["trade"] for s in again if s["symbol"] in entered)
     assert all(s["position"]["state"] == "open" for s in again if s["symbol"] in entered)
+    positions.write_text('{"positions": {"BTC": {"entry_time": "soon"}}}')
+    assert signal_main([*argv, "--positions", str(positions)]) == 2
+    assert "not a positions file" in capsys.readouterr().err
+
+
+MECHANIC = [
+    "replay.expire_hours=null",
+    "replay.end=2023-05-10",
+    "mechanic.every_hours=24",
+    "mechanic.holdout_days=1",
+    "mechanic.min_new_bars=10",
+    "mechanic.max_epochs=1",
+    "mechanic.champion_min_trades=0",
+]
 
 
 def test_a_dry_run_with_the_mechanic_never_writes_the_source_store(trained, monkeypatch):
@@ -291,16 +306,7 @@ def test_a_dry_run_with_the_mechanic_never_writes_the_source_store(trained, monk
     before = tree_hashes(store.root)
     # every challenger wins (the subject is what the replay does with a promotion)
     monkeypatch.setattr(champions, "decide", lambda *_: champions.Decision(True, "test"))
-    mechanic = [
-        "replay.expire_hours=null",
-        "replay.end=2023-05-10",
-        "mechanic.every_hours=24",
-        "mechanic.holdout_days=1",
-        "mechanic.min_new_bars=10",
-        "mechanic.max_epochs=1",
-        "mechanic.champion_min_trades=0",
-    ]
-    summary, _ = replay(tmp, "dry", *mechanic)
+    summary, _ = replay(tmp, "dry", *MECHANIC)
     assert tree_hashes(store.root) == before
     report = summary["replay"]
     assert report["mechanic_cycles"] == 2 and not report["promote"]
@@ -401,3 +407,17 @@ def test_bars_after_t_change_nothing_before_t(trained, parity_run):
     closed = parity[parity.exit_time < cut].reset_index(drop=True)
     assert len(closed) > 5
     pd.testing.assert_frame_equal(replay_trades(tmp / "cut"), closed)
+
+
+def test_promote_writes_the_promotions_into_the_store_itself(trained, tmp_path, monkeypatch):
+    _, source, _ = trained
+    shutil.copytree(source.root, tmp_path / "artifacts")
+    store = LocalStore(tmp_path / "artifacts")
+    monkeypatch.setattr(champions, "decide", lambda *_: champions.Decision(True, "test"))
+    summary, _ = replay(tmp_path, "promoted", *MECHANIC, "replay.promote=true")
+    assert summary["replay"]["promotions"] > 0
+    assert not (tmp_path / "promoted" / "store").exists()  # no copy: the store itself
+    assert not store.exists("lock.json")  # released at the end
+    cycles = json.loads((tmp_path / "promoted" / "mechanic.json").read_text())["cycles"]
+    for symbol, path in cycles[-1]["serving"].items():
+        assert store.read_json(f"champions/{symbol}.json")["model_path"] == path
