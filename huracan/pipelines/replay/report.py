@@ -53,7 +53,7 @@ def write_outputs(replay: Replay, out: Path) -> dict:
     stamps = panel.timestamps[rows]
     trades = pd.DataFrame(replay.book.trades, columns=TRADE_FIELDS)
     trades.to_csv(out / "trades.csv", index=False)
-    symbols = sorted(replay.costs)
+    symbols = sorted(set(replay.costs) | set(trades["symbol"]))  # a coin that left still counts
     model = trade_book(trades, stamps, symbols)
     always = always_long(replay, rows, symbols)
     equity = pd.DataFrame(replay.book.equity)
@@ -116,7 +116,7 @@ def always_long(replay: Replay, rows: np.ndarray, symbols: list[str]) -> dict:
     inside = ahead < replay.end
     exit_close = np.take_along_axis(close, np.minimum(ahead, replay.end - 1), axis=0)
     gross = np.where(inside, exit_close / close[rows] - 1, np.nan)
-    cost = np.zeros_like(gross)
+    cost = np.full_like(gross, np.nan)  # a coin without a cost model: no baseline trade
     for k, symbol in enumerate(symbols):
         if symbol in costs:
             c = costs[symbol]
