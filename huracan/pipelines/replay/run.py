@@ -62,7 +62,9 @@ class ReplayOptions:
 class Replay:
     """One replay's moving parts: the bars, the store, the fleet, costs and the book."""
 
-    def __init__(self, panel: Panel, gates: GateReport, cfg: DictConfig, out: Path, state):
+    def __init__(
+        self, panel: Panel, gates: GateReport, cfg: DictConfig, out: Path, state: dict | None
+    ):
         self.panel, self.gates, self.out, self.source_cfg = panel, gates, out, cfg
         self.options = ReplayOptions(**cfg.replay)
         self.store, self.cfg = working_store(cfg, out, resumed=state is not None)
@@ -195,7 +197,10 @@ class Replay:
         self.cycles.append(report)
         self.costs_row = t + 1
         self.costs = fleet_costs(self.panel, self.fleet.models, self.costs_row)
-        self.next_cycle += pd.Timedelta(hours=float(self.cfg.mechanic.every_hours))
+        every = pd.Timedelta(hours=float(self.cfg.mechanic.every_hours))
+        # after a hole in the bars: the next cycle due, not a backlog of missed ones
+        while self.next_cycle <= upto.timestamps[-1] + self.step:
+            self.next_cycle += every
         self.cycle_pending = False
         save_state(self.out, self.state())
         log.info("replay mechanic after %s: %s", upto.timestamps[-1], summary_of(report)["counts"])
