@@ -1,7 +1,7 @@
 """Signals for the live bot: the roster's champions scored on the newest bars.
 
 python -m huracan.signal --root artifacts --data DIR [--top N --allow A,B --block C]
-                         [--expire-hours H] [--out signals.json]
+                         [--expire-hours H] [--positions positions.json] [--out signals.json]
 python -m huracan.signal --root dropbox:/huracan --exchange binance [--quote USDT]
                          [--since TIME] [--cache-dir data_cache] ...
 
@@ -22,6 +22,13 @@ horizon in bars, the champion's out-of-sample net return per trade after its cos
 (expected_net_bps), its model path and age, and drift (the largest population stability
 index of its inputs over the drift window against its training window). --out writes the
 same rows as JSON, atomically. Bad input: one line, exit 2.
+
+Each row's ``position`` (flat / open, entry time, exit due) and ``trade`` follow the
+backtest's rule: ``trade`` means a new long entered at the bar's close, held ``horizon``
+bars, and is never true while the coin's position is open. --positions FILE keeps that
+state between calls: the open positions are read from FILE (none if it does not exist)
+and the positions after this bar written back to it, atomically. The bot that does not
+fill an entry edits FILE (or passes none: every coin flat).
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ from huracan.errors import ConfigError, HuracanError
 from huracan.io import atomic_write_text
 from huracan.report import format_table
 from huracan.serve import Fleet, ServeConfig
+from huracan.serve.positions import TRADE_MEANS, open_positions, read_positions, write_positions
 from huracan.store import open_root
 
 
@@ -87,6 +95,9 @@ def main(argv: list[str] | None = None) -> int:
         default=ServeConfig.drift_action,
         help="block: a drifted coin does not trade; warn: drift is only reported",
     )
+    parser.add_argument(
+        "--positions", default=None, help="open positions: read before, written after (JSON)"
+    )
     parser.add_argument("--out", default=None, help="write the signals as JSON to this file")
     args = parser.parse_args(argv)
     try:
@@ -103,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         if not fleet.symbols:
             raise HuracanError(f"{args.root}: the roster has no entry left after the filters")
-        signals = fleet.signals(args.data if args.data else exchange_bars(fleet, args))
+        held = read_positions(args.positions) if args.positions else None
+        signals = fleet.signals(args.data if args.data else exchange_bars(fleet, args), held)
     except (HuracanError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -119,10 +131,16 @@ def main(argv: list[str] | None = None) -> int:
             "run_id": fleet.roster["run_id"],
             "warmup_bars": fleet.warmup_bars,
             "bars_needed": fleet.bars_needed,
+            "trade_means": TRADE_MEANS,
             "signals": records,
         }
         atomic_write_text(args.out, json.dumps(document, indent=2) + "\n")
-    table = signals.assign(reasons=signals["reasons"].map("; ".join)).set_index("symbol")
+    if args.positions:
+        write_positions(args.positions, open_positions(signals), signals["bar_time"].iloc[0])
+    table = signals.assign(
+        reasons=signals["reasons"].map("; ".join),
+        position=signals["position"].map(lambda p: p["state"]),
+    ).set_index("symbol")
     print(format_table(table.drop(columns=["model_path", "bar_time"]), max_rows=400))
     print(
         f"\n{int(signals['trade'].sum())} of {len(signals)} coins trade at "

@@ -36,6 +36,7 @@ from huracan.models.checkpoint import head_spec
 from huracan.pipelines.fold_data import build_fleet_arrays
 from huracan.registry.roster import load_roster, select
 from huracan.serve.model import CoinModel, ModelUnusable, load_coin
+from huracan.serve.positions import Position, with_positions
 from huracan.store import ArtifactNotFound, LocalStore, Store
 
 log = logging.getLogger("huracan")
@@ -52,6 +53,7 @@ SIGNAL_FIELDS = [
     "model_age_hours",
     "drift",
     "reasons",
+    "position",  # flat / open, entry time, exit due (``huracan.serve.positions``)
 ]
 
 
@@ -245,7 +247,12 @@ class Fleet:
             out |= {s: (x[:, i], channels[:, i]) for i, s in enumerate(coins)}
         return out, problems
 
-    def signals(self, bars: Panel | str | Path, now: pd.Timestamp | None = None) -> pd.DataFrame:
+    def signals(
+        self,
+        bars: Panel | str | Path,
+        positions: dict[str, Position] | None = None,
+        now: pd.Timestamp | None = None,
+    ) -> pd.DataFrame:
         """One row per roster coin for the latest bar (columns ``SIGNAL_FIELDS``).
 
         Only the last ``bars_needed`` bars are used, so a longer history gives the same
@@ -260,8 +267,13 @@ class Fleet:
         never taken as the latest: only closed bars are read. A coin whose file has a bad
         row is left out of the bars and gets the file's problem as its reason.
 
+        ``trade`` means a new entry at the latest bar's close: a coin whose position (from
+        ``positions``) is still open does not trade; ``position`` says what is held after
+        the bar (``huracan.serve.positions``).
+
         Args:
             bars: the latest bars, as a Panel or a directory of per-symbol files.
+            positions: symbol -> the open position held before the latest bar (None: flat).
             now: the present (default: the clock).
         """
         window, probability, problems, inputs = self._latest(bars, now)
@@ -320,7 +332,8 @@ class Fleet:
             )
         rank = {e["symbol"]: e["rank"] for e in self.roster["entries"]}
         rows.sort(key=lambda row: rank.get(row["symbol"], len(rank) + 1))
-        return pd.DataFrame(rows, columns=SIGNAL_FIELDS)
+        frame = pd.DataFrame(rows, columns=SIGNAL_FIELDS)
+        return with_positions(frame, positions, pd.Timedelta(window.timeframe))
 
     def _bar_reasons(self, window: Panel, model: CoinModel) -> list[str]:
         """Why this coin's bars cannot give its model's input at the latest bar, if so."""
