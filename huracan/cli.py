@@ -157,7 +157,9 @@ def _dispatch(args: list[str], program: str | None) -> int:
         return 0 if args else 2
     command, rest = args[0], args[1:]
     if command in HYDRA_APPS:
-        run_hydra([*HYDRA_APPS[command][0], *rest], program or f"huracan {command}")
+        # the preset last: Hydra's parser takes the overrides as one run of words, which a
+        # flag such as --cfg job would split
+        run_hydra([*rest, *HYDRA_APPS[command][0]], program or f"huracan {command}")
         return 0
     if command not in TOOLS:
         close = _closest(command, [*HYDRA_APPS, *TOOLS])

@@ -51,7 +51,7 @@ def test_train_runs_from_any_directory(tmp_path):
 
 def test_mechanic_is_train_with_the_mechanic_pipeline(tmp_path):
     out = subprocess.run(
-        [sys.executable, "-m", "huracan", "mechanic", "--cfg", "job"],
+        [sys.executable, "-m", "huracan", "mechanic", "--cfg", "job", "mechanic.max_cycles=2"],
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -59,6 +59,7 @@ def test_mechanic_is_train_with_the_mechanic_pipeline(tmp_path):
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert "huracan.pipelines.mechanic.MechanicPipeline" in out.stdout
+    assert "max_cycles: 2" in out.stdout
 
 
 def test_download_fetches_then_appends_only_new_bars(tmp_path, monkeypatch, capsys):

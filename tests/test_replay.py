@@ -30,7 +30,7 @@ from huracan.serve import Fleet, ServeConfig
 from huracan.serve.positions import Position, open_positions
 from huracan.signal import main as signal_main
 from huracan.store import LocalStore
-from huracan.store.lock import StoreLocked, store_lock
+from huracan.store.lock import StoreLocked, read_lock, store_lock
 
 # the per-coin run's market and model options, without its pipeline's own
 MARKET = [o for o in SMALL if o != "pipeline=per_coin" and not o.startswith("pipeline.")]
@@ -118,10 +118,12 @@ def replay(tmp, name: str, *overrides: str):
 
 
 def tree_hashes(root) -> dict[str, str]:
+    """Every artifact's hash; the lock file is the lock's own (taking and releasing it
+    writes it: its generation only grows)."""
     return {
         str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted(root.rglob("*"))
-        if p.is_file()
+        if p.is_file() and p.name != "lock.json"
     }
 
 
@@ -290,9 +292,27 @@ def test_signal_cli_keeps_positions_between_calls(trained, parity_run, tmp_path,
     assert "not a positions file" in capsys.readouterr().err
 
 
+@pytest.fixture(scope="module")
+def trained_before(tmp_path_factory):
+    """A per-coin run on the bars before 2023-05-01: the Mechanic may judge its champions
+    on the bars after it (the test window's bars judged them already, so a Mechanic there
+    skips every coin: ``test_mechanic.py``, the holdout that promoted a champion)."""
+    tmp = tmp_path_factory.mktemp("replay_after")
+    cfg = run_config(
+        tmp,
+        *SMALL,
+        "pipeline.champion_min_trades=0",
+        "pipeline.report_days=0",
+        "data.end=2023-05-01",
+    )
+    train(cfg)
+    return tmp, LocalStore(tmp / "artifacts"), None
+
+
 MECHANIC = [
     "replay.expire_hours=null",
-    "replay.end=2023-05-10",
+    "replay.start=2023-05-01",
+    "replay.end=2023-05-04",
     "mechanic.every_hours=24",
     "mechanic.holdout_days=1",
     "mechanic.min_new_bars=10",
@@ -301,8 +321,8 @@ MECHANIC = [
 ]
 
 
-def test_a_dry_run_with_the_mechanic_never_writes_the_source_store(trained, monkeypatch):
-    tmp, store, _ = trained
+def test_a_dry_run_with_the_mechanic_never_writes_the_source_store(trained_before, monkeypatch):
+    tmp, store, _ = trained_before
     before = tree_hashes(store.root)
     # every challenger wins (the subject is what the replay does with a promotion)
     monkeypatch.setattr(champions, "decide", lambda *_: champions.Decision(True, "test"))
@@ -409,15 +429,15 @@ def test_bars_after_t_change_nothing_before_t(trained, parity_run):
     pd.testing.assert_frame_equal(replay_trades(tmp / "cut"), closed)
 
 
-def test_promote_writes_the_promotions_into_the_store_itself(trained, tmp_path, monkeypatch):
-    _, source, _ = trained
+def test_promote_writes_the_promotions_into_the_store_itself(trained_before, tmp_path, monkeypatch):
+    _, source, _ = trained_before
     shutil.copytree(source.root, tmp_path / "artifacts")
     store = LocalStore(tmp_path / "artifacts")
     monkeypatch.setattr(champions, "decide", lambda *_: champions.Decision(True, "test"))
     summary, _ = replay(tmp_path, "promoted", *MECHANIC, "replay.promote=true")
     assert summary["replay"]["promotions"] > 0
     assert not (tmp_path / "promoted" / "store").exists()  # no copy: the store itself
-    assert not store.exists("lock.json")  # released at the end
+    assert read_lock(store).get("released_at")  # released at the end
     cycles = json.loads((tmp_path / "promoted" / "mechanic.json").read_text())["cycles"]
     for symbol, path in cycles[-1]["serving"].items():
         assert store.read_json(f"champions/{symbol}.json")["model_path"] == path
