@@ -247,3 +247,9 @@ def on_page_markdown(markdown: str, page, config, files) -> str:
     if MARKER not in markdown:
         raise ValueError(f"docs/{PAGE}: the line {MARKER} is missing")
     return markdown.replace(MARKER, render(conf_dir()))
+
+
+def on_serve(server, config, builder):
+    """mkdocs hook: ``mkdocs serve`` rebuilds when a file of ``conf/`` changes."""
+    server.watch(str(conf_dir()))
+    return server
