@@ -20,8 +20,8 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check huracan tests bench train.py
-	$(BIN)/ruff format --check huracan tests bench train.py
+	$(BIN)/ruff check huracan tests bench train.py docs
+	$(BIN)/ruff format --check huracan tests bench train.py docs
 
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict -d site
