@@ -93,6 +93,17 @@ def bad_tick(factor: float, row: int = 50) -> Callable[[], pd.DataFrame]:
     return make
 
 
+def whole_bar(column: str, value: Callable[[pd.DataFrame], float], row: int = 60):
+    """The audit's ticks: one open, high or low spoiled while the close stays as it was."""
+
+    def make() -> pd.DataFrame:
+        frame = bars(seed=9)
+        frame.loc[row, column] = value(frame.loc[row])
+        return frame
+
+    return make
+
+
 def mixed_zones() -> pd.DataFrame:
     frame = bars(seed=9)
     local = pd.to_datetime(frame["timestamp"]).dt.tz_convert("Asia/Singapore")
@@ -202,6 +213,19 @@ CASES = [
     Case("nan in close", csv_text(spoil("close", 7, "nan")), 8),
     Case("bad tick x1000", csv_text(bad_tick(1000.0)), 51),
     Case("bad tick /1000", csv_text(bad_tick(0.001)), 51),
+    Case("high x1000, close unchanged", csv_text(whole_bar("high", lambda b: b.high * 1000)), 61),
+    Case("low = 1e-8", csv_text(whole_bar("low", lambda b: 1e-8)), 61),
+    Case("open /1000", csv_text(whole_bar("open", lambda b: b.open / 1000)), 61),
+    Case(
+        "high below open and close",
+        csv_text(whole_bar("high", lambda b: min(b.open, b.close) * 0.999)),
+        61,
+    ),
+    Case(
+        "low above open and close",
+        csv_text(whole_bar("low", lambda b: max(b.open, b.close) * 1.001)),
+        61,
+    ),
     Case("boolean volume (parquet)", parquet(bool_volume)),
     Case("text in volume", csv_text(spoil("volume", 3, "abc")), 4),
     Case("zero price", csv_text(spoil("low", 3, 0.0)), 4),
@@ -240,6 +264,11 @@ CASES = [
     Case("symlink loop", symlink_loop),
     Case("directory named XRP.csv", directory),
     Case("unsafe file name X$RP.csv", csv_text(lambda: bars(seed=9), "X$RP.csv"), file="X$RP"),
+    Case(
+        "file name XRP..X.csv.gz ('..')",
+        csv_text(lambda: bars(seed=9), "XRP..X.csv.gz"),
+        file="XRP..X",
+    ),
     Case("two files for XRP", two_files, file="XRPUSDT"),
     Case("XRP on 4h bars", csv_text(lambda: bars(seed=9, freq="4h"))),
     Case("XRP bars at :30 (off grid)", csv_text(shifted())),

@@ -4,8 +4,10 @@
     huracan mechanic [key=value ...]                   train with pipeline=mechanic
     huracan signal --root DIR --data DIR ...           signals for the bot
     huracan roster top 10 --root DIR ...               read champions/roster.json
+    huracan replay --root DIR --data DIR --out DIR     the live loop replayed over history
     huracan compare [SWEEP_DIR]                        compare the runs of a multirun
     huracan download --exchange binance --symbols BTC,ETH ...   fetch and cache candles
+    huracan doctor ROOT [--fix]                        check (and repair) a store root
 
 Each subcommand takes the options of the module it fronts (``huracan signal --help``).
 The config (``conf/``) ships inside the package, so ``huracan train`` works from any
@@ -30,8 +32,10 @@ CONF = Path(__file__).resolve().parent / "conf"
 TOOLS = {
     "signal": ("huracan.signal", "signals for the live bot from the roster's champions"),
     "roster": ("huracan.roster", "read and filter champions/roster.json"),
+    "replay": ("huracan.replay", "replay the live loop (signals, positions, Mechanic)"),
     "compare": ("huracan.compare", "compare the runs of a Hydra multirun"),
     "download": ("huracan.download", "fetch and cache candles from a ccxt exchange"),
+    "doctor": ("huracan.doctor", "check a store root's names, pointers and roster; --fix"),
 }
 HYDRA_APPS = {
     "train": ([], "train a fleet: python train.py's Hydra app (any group=option)"),
@@ -54,7 +58,7 @@ def run_hydra(overrides: list[str], program: str = "train.py") -> None:
     """
     import hydra
 
-    from huracan.config import refuse_secrets
+    from huracan.credentials import refuse_secrets
     from huracan.overrides import check_overrides
 
     try:

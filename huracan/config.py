@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import re
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -23,33 +22,10 @@ from hydra.errors import InstantiationException
 from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from huracan.credentials import refuse_secrets_in
 from huracan.errors import ConfigError, HuracanError
 
 Node = DictConfig | Mapping
-
-# Keys that hold credentials: never config values (Hydra saves every override to disk).
-SECRET_KEY = re.compile(r"token|secret|password|passwd|api_?key|credential", re.IGNORECASE)
-
-
-def refuse_secrets(overrides: Sequence[str]) -> None:
-    """Refuses a credential among command-line overrides, before Hydra saves them.
-
-    Hydra writes every override to ``.hydra/overrides.yaml`` and ``config.yaml`` before the
-    run starts, so a token given as ``+store.access_token=...`` would land on disk.
-
-    Raises:
-        ConfigError: naming the key (never its value) and where credentials go instead.
-    """
-    for override in overrides:
-        key, equals, _ = override.partition("=")
-        key = key.lstrip("+~")
-        if equals and not key.startswith("hydra.") and SECRET_KEY.search(key.split(".")[-1]):
-            raise ConfigError(
-                f"{key} on the command line: credentials are never config values (Hydra "
-                "would save this one in .hydra/overrides.yaml and config.yaml); the Dropbox "
-                "store reads DROPBOX_ACCESS_TOKEN, or DROPBOX_REFRESH_TOKEN with "
-                "DROPBOX_APP_KEY (and DROPBOX_APP_SECRET), from the environment"
-            )
 
 
 def build(node: Node, **kwargs: Any) -> Any:
@@ -79,11 +55,13 @@ def target_of(node: Node, path: str) -> Any:
 
 
 def validate(cfg: DictConfig) -> None:
-    """Checks the whole config before any work: missing values, and every component's keys.
+    """Checks the whole config before any work: credentials, missing values, and every
+    component's keys.
 
     Raises:
         ConfigError: naming the first key at fault, its value and what was expected.
     """
+    refuse_secrets_in(OmegaConf.to_container(cfg, resolve=False))  # a token in a YAML file
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:
         key = missing[0]

@@ -21,8 +21,9 @@ Columns of every table:
 - ``t_stat``: t-statistic of the daily P&L (trades of one day move together, so the day,
   not the trade, is the independent unit): mean over standard error, over every evaluated
   day (days without a trade count as 0).
-- ``ci_low``, ``ci_high``: 95 % day-block bootstrap interval of the expectancy (days drawn
-  with replacement, each with all its trades; 2,000 draws, seeded).
+- ``ci_low``, ``ci_high``: 95 % moving-block bootstrap interval of the expectancy (runs of
+  consecutive days drawn with replacement, each day with all its trades, a run at least the
+  longest hold long: ``significance.block_days``; 2,000 draws, seeded).
 - ``n_no_exit``: signals on evaluated bars that could not be traded (no net return).
 
 Sharpe: each trade earns its net return evenly over the bars it is open (entry bar t to
@@ -246,8 +247,15 @@ def group_metrics(
     active = by_group(tradable) > 0
     n_bars = active.sum(0)
     day = np.arange(t_len) if days is None else np.asarray(days)
+    # the bootstrap's blocks keep the longest trade whole: its hold in days (rows without days)
+    longest = float(hold[trade].max(initial=1))
+    hold_days = longest if days is None else longest * 365.25 / bars_per_year
     t_stat, ci_low, ci_high = day_statistics(
-        day[evaluated], by_group(entry_pnl)[evaluated], by_group(trade)[evaluated], n_boot
+        day[evaluated],
+        by_group(entry_pnl)[evaluated],
+        by_group(trade)[evaluated],
+        n_boot,
+        hold_days=hold_days,
     )
     with np.errstate(divide="ignore", invalid="ignore"):
         mean = np.where(active, pnl, 0.0).sum(0) / n_bars

@@ -18,11 +18,12 @@ from pathlib import Path
 import jsonschema
 
 from huracan.config import build
-from huracan.errors import HuracanError
+from huracan.errors import DataError, HuracanError
 from huracan.registry.roster import (
     ENTRY_FIELDS,
     ROSTER_KEY,
     ROSTER_SCHEMA,
+    check_roster,
     format_table,
     select,
 )
@@ -68,6 +69,10 @@ def read_roster(kind: str, root: str) -> dict:
             check_key(entry["model_path"])
         except HuracanError as err:
             raise RosterError(f"{where}: entries/{i}/model_path leaves the root: {err}") from None
+    try:
+        check_roster(roster, where)  # what the schema cannot say: each coin listed once
+    except DataError as err:
+        raise RosterError(str(err)) from None
     return roster
 
 

@@ -1,7 +1,7 @@
 """Signals for the live bot: the roster's champions scored on the newest bars.
 
 python -m huracan.signal --root artifacts --data DIR [--top N --allow A,B --block C]
-                         [--expire-hours H] [--out signals.json]
+                         [--expire-hours H] [--positions positions.json] [--out signals.json]
 python -m huracan.signal --root dropbox:/huracan --exchange binance [--quote USDT]
                          [--since TIME] [--cache-dir data_cache] ...
 
@@ -22,6 +22,13 @@ horizon in bars, the champion's out-of-sample net return per trade after its cos
 (expected_net_bps), its model path and age, and drift (the largest population stability
 index of its inputs over the drift window against its training window). --out writes the
 same rows as JSON, atomically. Bad input: one line, exit 2.
+
+Each row's ``position`` (flat / open, entry time, exit due) and ``trade`` follow the
+backtest's rule: ``trade`` means a new long entered at the bar's close, held ``horizon``
+bars, and is never true while the coin's position is open. --positions FILE keeps that
+state between calls: the open positions are read from FILE (none if it does not exist)
+and the positions after this bar written back to it, atomically. The bot that does not
+fill an entry edits FILE (or passes none: every coin flat).
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ import argparse
 import json
 import sys
 from datetime import UTC, datetime
+from typing import NoReturn
 
 import pandas as pd
 
@@ -38,11 +46,20 @@ from huracan.errors import ConfigError, HuracanError
 from huracan.io import atomic_write_text
 from huracan.report import format_table
 from huracan.serve import Fleet, ServeConfig
-from huracan.store import LocalStore, Store
+from huracan.serve.positions import TRADE_MEANS, open_positions, read_positions, write_positions
+from huracan.store import open_root
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse whose errors are one line and exit 2, as every other bad input here."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(2)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="python -m huracan.signal",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -56,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quote", default="USDT", help="quote currency on the exchange")
     parser.add_argument("--since", default=None, help="first bar to fetch from the exchange")
     parser.add_argument("--cache-dir", default="data_cache", help="the exchange bars' cache")
-    parser.add_argument("--top", type=int, default=None, help="only the best N roster entries")
+    parser.add_argument("--top", type=int, default=None, help="only the best N (>= 1) entries")
     parser.add_argument("--allow", default="", help="comma-separated symbols to keep only")
     parser.add_argument("--block", default="", help="comma-separated symbols to leave out")
     parser.add_argument(
@@ -67,13 +84,19 @@ def main(argv: list[str] | None = None) -> int:
         f"(default {ServeConfig.expire_hours:g}; 0: never expires)",
     )
     parser.add_argument(
-        "--max-psi", type=float, default=ServeConfig.max_psi, help="drift above this is flagged"
+        "--max-psi",
+        type=float,
+        default=ServeConfig.max_psi,
+        help="drift above this is flagged (finite, > 0)",
     )
     parser.add_argument(
         "--drift-action",
         choices=["warn", "block"],
         default=ServeConfig.drift_action,
         help="block: a drifted coin does not trade; warn: drift is only reported",
+    )
+    parser.add_argument(
+        "--positions", default=None, help="open positions: read before, written after (JSON)"
     )
     parser.add_argument("--out", default=None, help="write the signals as JSON to this file")
     args = parser.parse_args(argv)
@@ -84,14 +107,15 @@ def main(argv: list[str] | None = None) -> int:
             allow=[s for s in args.allow.split(",") if s],
             block=[s for s in args.block.split(",") if s],
             config=ServeConfig(
-                expire_hours=args.expire_hours or None,
+                expire_hours=None if args.expire_hours == 0 else args.expire_hours,
                 max_psi=args.max_psi,
                 drift_action=args.drift_action,
             ),
         )
         if not fleet.symbols:
             raise HuracanError(f"{args.root}: the roster has no entry left after the filters")
-        signals = fleet.signals(args.data if args.data else exchange_bars(fleet, args))
+        held = read_positions(args.positions) if args.positions else None
+        signals = fleet.signals(args.data if args.data else exchange_bars(fleet, args), held)
     except (HuracanError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -107,10 +131,16 @@ def main(argv: list[str] | None = None) -> int:
             "run_id": fleet.roster["run_id"],
             "warmup_bars": fleet.warmup_bars,
             "bars_needed": fleet.bars_needed,
+            "trade_means": TRADE_MEANS,
             "signals": records,
         }
         atomic_write_text(args.out, json.dumps(document, indent=2) + "\n")
-    table = signals.assign(reasons=signals["reasons"].map("; ".join)).set_index("symbol")
+    if args.positions:
+        write_positions(args.positions, open_positions(signals), signals["bar_time"].iloc[0])
+    table = signals.assign(
+        reasons=signals["reasons"].map("; ".join),
+        position=signals["position"].map(lambda p: p["state"]),
+    ).set_index("symbol")
     print(format_table(table.drop(columns=["model_path", "bar_time"]), max_rows=400))
     print(
         f"\n{int(signals['trade'].sum())} of {len(signals)} coins trade at "
@@ -119,15 +149,6 @@ def main(argv: list[str] | None = None) -> int:
         f"{fleet.roster['run_id']})"
     )
     return 0
-
-
-def open_root(root: str) -> Store:
-    """The artifact store: ``dropbox:/PATH`` (or ``dropbox://PATH``), else a local folder."""
-    if root.startswith("dropbox:"):
-        from huracan.store.dropbox_store import DropboxStore  # the SDK only when asked for
-
-        return DropboxStore("/" + root.removeprefix("dropbox:").lstrip("/"))
-    return LocalStore(root)
 
 
 def exchange_bars(fleet: Fleet, args: argparse.Namespace) -> Panel:

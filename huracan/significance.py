@@ -1,9 +1,11 @@
-"""Is an out-of-sample result more than luck? Daily P&L, its t-statistic, a day-block
+"""Is an out-of-sample result more than luck? Daily P&L, its t-statistic, a moving-block
 bootstrap interval of expectancy, and the deflated Sharpe ratio of the best of many trials.
 
 Trades entered on the same day move together (one market, overlapping holding periods), so
 the unit of independent evidence here is the day, not the trade: the t-statistic is that of
-the daily P&L and the bootstrap resamples whole days.
+the daily P&L. Days are not independent either: a trade held h days ties its entry day's
+P&L to the prices of the next h days, and volatility regimes last for weeks. The bootstrap
+therefore resamples runs of consecutive days (``block_days``), not single days.
 """
 
 from __future__ import annotations
@@ -61,18 +63,63 @@ def t_stat(daily: np.ndarray) -> float:
     return float(daily.mean() / (std / np.sqrt(len(daily))))
 
 
+def block_days(n_days: int, hold_days: float = 0.0) -> int:
+    """Block length of the moving-block bootstrap, in days.
+
+    ``max(ceil(hold_days) + 1, ceil(n_days ** (1 / 3)))``, at most ``n_days // 2``:
+
+    - ``ceil(hold_days) + 1``: the days one trade's P&L can touch (its entry day and every
+      day it may still be open), so a block keeps every pair of days that share a trade;
+    - ``n_days ** (1 / 3)``: the usual growth rate of the block for the bootstrap of a mean
+      (Hall, Horowitz & Jing 1995; Lahiri 2003), so longer series keep longer stretches of
+      a persistent regime together;
+    - at most half the days: each replicate is made of at least two blocks, or the interval
+      would collapse onto the sample itself (a series shorter than two holds cannot keep
+      whole holds together; its interval is then too narrow, and says so by being short).
+
+    Args:
+        n_days: days in the series.
+        hold_days: the longest hold of a trade, in days (0: one-day trades).
+    """
+    longest = max(int(np.ceil(hold_days)) + 1, int(np.ceil(n_days ** (1 / 3) - 1e-9)))
+    return max(1, min(longest, n_days // 2))
+
+
+def block_draws(n_days: int, block: int, n_boot: int, seed: int) -> np.ndarray:
+    """(n_boot, n_days) how often each day is drawn by a circular moving-block bootstrap.
+
+    Each replicate chains ``ceil(n_days / block)`` blocks of ``block`` consecutive days,
+    each starting on a uniformly drawn day and wrapping from the last day to the first
+    (Politis & Romano 1992, so every day is drawn equally often), the last block cut so
+    that the replicate holds ``n_days`` days. ``block=1`` is the bootstrap of single days.
+    """
+    n_blocks = -(-n_days // block)
+    starts = np.random.default_rng(seed).integers(0, n_days, (n_boot, n_blocks))
+    lengths = np.full(n_blocks, block)
+    lengths[-1] = n_days - block * (n_blocks - 1)
+    # +1 where a block starts, -1 after its last day, on two laps of the days (the wrap)
+    steps = np.zeros((n_boot, 2 * n_days + 1), np.int32)
+    replicate = np.arange(n_boot)[:, None]
+    np.add.at(steps, (replicate, starts), 1)
+    np.add.at(steps, (replicate, starts + lengths), -1)
+    laps = np.cumsum(steps[:, : 2 * n_days], axis=1)
+    return laps[:, :n_days] + laps[:, n_days:]
+
+
 def bootstrap_expectancy_ci(
     trade_day: np.ndarray,
     trade_return: np.ndarray,
     n_boot: int = 2000,
     alpha: float = 0.05,
     seed: int = 0,
+    hold_days: float = 0.0,
 ) -> tuple[float, float]:
-    """Day-block bootstrap interval of expectancy (mean return per trade) of one series.
+    """Moving-block bootstrap interval of expectancy (mean return per trade) of one series.
 
-    Each replicate draws as many days as there are distinct trade days, with replacement,
-    takes all trades of every drawn day, and scores total return / total trades. The
-    interval is the ``alpha / 2`` and ``1 - alpha / 2`` percentiles of the replicates.
+    The distinct trade days, in order, are resampled in blocks of ``block_days`` days
+    (``block_draws``); each replicate takes all trades of every drawn day and scores
+    total return / total trades. The interval is the ``alpha / 2`` and ``1 - alpha / 2``
+    percentiles of the replicates.
 
     Args:
         trade_day: (n,) int64 day number of each trade.
@@ -80,6 +127,7 @@ def bootstrap_expectancy_ci(
         n_boot: bootstrap replicates.
         alpha: 1 - coverage (0.05: a 95% interval).
         seed: random seed.
+        hold_days: the longest hold of a trade, in days (sets the block, ``block_days``).
 
     Returns:
         (low, high), or (NaN, NaN) without trades.
@@ -93,7 +141,7 @@ def bootstrap_expectancy_ci(
         return float("nan"), float("nan")
     trade_return = np.asarray(trade_return, dtype=np.float64)[:, None]
     _, low, high = day_statistics(
-        trade_day, trade_return, np.ones_like(trade_return), n_boot, seed, alpha
+        trade_day, trade_return, np.ones_like(trade_return), n_boot, seed, alpha, hold_days
     )
     return float(low[0]), float(high[0])
 
@@ -105,19 +153,22 @@ def day_statistics(
     n_boot: int = 2000,
     seed: int = 0,
     alpha: float = 0.05,
+    hold_days: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per group: t-statistic of daily P&L and the day-block bootstrap 95 % interval of
-    expectancy, for K groups at once (one set of day draws shared by all groups).
+    """Per group: t-statistic of daily P&L and the moving-block bootstrap 95 % interval of
+    expectancy, for K groups at once (one set of block draws shared by all groups).
 
     Args:
         day: (R,) day number of each evaluated row (or trade).
         pnl: (R, K) net return of the trades entered at each row, per group.
         trades: (R, K) trades entered at each row, per group.
-        n_boot: bootstrap replicates; each draws as many days as there are, with
-            replacement (a multinomial count per day), and scores total return / trades;
-            0 for the t-statistic alone (the interval NaN).
+        n_boot: bootstrap replicates; each chains blocks of ``block_days`` consecutive
+            days (of the distinct days, in order) until it holds as many days as there
+            are (``block_draws``), and scores total return / trades; 0 for the
+            t-statistic alone (the interval NaN).
         seed: random seed.
         alpha: 1 - coverage of the interval.
+        hold_days: the longest hold of a trade, in days: the block keeps it whole.
 
     Returns:
         ``(t_stat, ci_low, ci_high)``, each (K,); NaN where it cannot be formed.
@@ -137,8 +188,8 @@ def day_statistics(
         t_stat = np.where(std > 0, daily.mean(0) / (std / np.sqrt(n_days)), np.nan)
     if n_boot < 1:
         return t_stat, nan, nan.copy()
+    draws = block_draws(n_days, block_days(n_days, hold_days), n_boot, seed)
     with np.errstate(divide="ignore", invalid="ignore"):
-        draws = np.random.default_rng(seed).multinomial(n_days, np.full(n_days, 1 / n_days), n_boot)
         expectancy = (draws @ daily) / (draws @ count)  # (n_boot, K), NaN when no trade drawn
     has = count.sum(0) > 0
     low, high = nan.copy(), nan.copy()

@@ -141,6 +141,54 @@ def test_a_bad_tick_is_a_bad_row(tmp_path, factor):
     assert np.abs(np.diff(np.log(close))).max() < 0.1
 
 
+# the audit's ticks: a high x1000 under an unchanged close, a low of 1e-8, a high below the body
+WHOLE_BAR_TICKS = {
+    "high x1000": ("high", lambda bars: bars.loc[20, "high"] * 1000, "implausible_move:high"),
+    "low 1e-8": ("low", lambda bars: 1e-8, "implausible_move:low"),
+    "high below body": (
+        "high",
+        lambda bars: bars.loc[20, ["open", "close"]].min() * 0.999,
+        "high_below_body",
+    ),
+    "low above body": (
+        "low",
+        lambda bars: bars.loc[20, ["open", "close"]].max() * 1.001,
+        "low_above_body",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(WHOLE_BAR_TICKS))
+def test_open_high_and_low_are_checked_as_the_close_is(tmp_path, case):
+    column, value, code = WHOLE_BAR_TICKS[case]
+    good_folder(tmp_path)
+    bars = make_bars(seed=5)
+    bars.loc[20, column] = value(bars)
+    bars.to_csv(tmp_path / "SOL.csv", index=False)
+    with pytest.raises(DataError, match=rf"SOL\.csv, row 21: {column}") as err:
+        load(tmp_path)
+    assert f"{column}={float(bars.loc[20, column])!r}" in str(err.value)
+    _, report = gate_report(tmp_path)
+    assert report.skip_reasons["SOL"][0]["code"] == f"bad_rows:{code}"
+    # drop_rows: only the bar holding the bad tick goes; the close never moved
+    panel = load(tmp_path, on_error="drop_rows")
+    dropped = [(d.symbol, d.reason, d.count) for d in panel.drops if d.reason != "forward_filled"]
+    assert dropped == [("SOL", f"bad_rows:{code}", 1)]
+    sol = panel.frame("SOL").dropna()
+    assert (sol["high"] >= sol[["open", "close"]].max(axis=1)).all()
+    assert (sol["low"] <= sol[["open", "close"]].min(axis=1)).all()
+    assert (np.log(sol["high"] / sol["low"]) < 0.1).all()
+
+
+def test_a_bad_open_is_measured_from_the_previous_close(tmp_path):
+    bars = make_bars(seed=5)
+    bars.loc[30, ["open", "low"]] = bars.loc[30, "close"] * 0.5, bars.loc[30, "close"] * 0.5
+    bars.to_csv(tmp_path / "SOL.csv", index=False)
+    assert load(tmp_path).n_assets == 1  # ln 2 is a move the default limit allows
+    with pytest.raises(DataError, match=r"row 31: open lies more than data.max_bar_move=0.5"):
+        load(tmp_path, max_bar_move=0.5)
+
+
 def test_max_bar_move_is_configurable_and_switches_off(tmp_path):
     tick(5.0).to_csv(tmp_path / "SOL.csv", index=False)  # ln 5 = 1.61
     assert load(tmp_path).n_assets == 1  # under the default ln(50)

@@ -185,11 +185,11 @@ def test_ctrl_c_during_a_fold_names_the_stage_and_marks_the_run(tmp_path):
 
 
 def test_compare_skips_an_interrupted_run(tmp_path):
-    from test_compare import write_run
+    from test_compare import daily, write_run
 
     from huracan.compare import gather
 
     for name in ("0", "1"):
-        write_run(tmp_path, name, 1.0)
+        write_run(tmp_path, name, daily(5.0, seed=int(name)))
     (tmp_path / "1" / INTERRUPTED).write_text('{"stopped": "at fold 2/5"}\n')
     assert list(gather(tmp_path).index) == ["0"]

@@ -12,6 +12,11 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import signal
+import subprocess
+import sys
+import time
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -20,13 +25,14 @@ from conftest import run_config
 from safetensors.torch import load
 
 from huracan.data import SyntheticMarket
-from huracan.errors import ConfigError
+from huracan.errors import ConfigError, DataError
+from huracan.pipelines.mechanic_coin import judged_until
 from huracan.registry.artifacts import is_complete, versions
 from huracan.registry.roster import load_roster
 from huracan.run import train
 from huracan.serve import Fleet, ServeConfig
 from huracan.store import LocalStore, content_hash
-from huracan.store.lock import StoreLocked, store_lock
+from huracan.store.lock import StoreLocked, read_lock, store_lock
 
 MARKET = [
     "debug=fast",
@@ -234,6 +240,57 @@ def test_the_second_cycle_on_the_same_bars_changes_no_pointer(mechanic):
             assert pointer["metrics"]["sharpe"] == coin["champion"]["sharpe"]
 
 
+def test_a_promoted_champion_is_not_judged_again_on_the_holdout_that_promoted_it(
+    mechanic, tmp_path
+):
+    """Three days on, the cycle's 7-day holdout overlaps the one on which the first cycle
+    promoted its champions by four days: those coins are compared on the bars after it."""
+    previous, *_ = mechanic
+    store = copy_root(previous / "artifacts", tmp_path)
+    pointers = {k: store.read_json(k) for k in store.list("champions") if "roster" not in k}
+    promoted = {
+        p["symbol"]: pd.Timestamp(
+            store.read_json(f"{p['model_path']}/checkpoint.json")["test_window"][1]
+        )
+        for p in pointers.values()
+        if "mechanic_" in p["model_path"]
+    }
+    assert promoted
+    overrides = [o for o in MECHANIC if not o.startswith("data.end=")]
+    train(config(tmp_path, *overrides, "data.end=2023-12-04", "mechanic.min_new_bars=50"))
+    later = json.loads((tmp_path / "run" / "mechanic.json").read_text())
+    cycle_start = pd.Timestamp(later["holdout_window"][0])
+    for symbol, judged in promoted.items():
+        assert judged > cycle_start + pd.Timedelta(days=3)  # the overlap at issue
+        coin = later["coins"][symbol]
+        assert coin["status"] != "skipped", coin["reasons"]
+        holdout = coin["holdout"]
+        assert holdout["judged_until"] == str(judged)
+        assert pd.Timestamp(holdout["window"][0]) == judged + pd.Timedelta("1h")
+        reused = int((judged - cycle_start) / pd.Timedelta("1h")) + 1
+        assert holdout["reused_bars_excluded"] == reused
+        for side in ("champion", "challenger"):  # both scored on the fresh bars only
+            assert coin[side]["window"] == holdout["window"]
+    others = [c for s, c in later["coins"].items() if s not in promoted and c.get("holdout")]
+    assert others  # champions of the per-coin run: its selection window ended long before
+    for coin in others:
+        assert coin["holdout"]["reused_bars_excluded"] == 0
+        assert pd.Timestamp(coin["holdout"]["window"][0]) == cycle_start
+
+
+def test_the_window_a_champion_was_judged_on_is_its_promotion_window():
+    selection, report = ["2024-01-01", "2024-01-20"], ["2024-01-21", "2024-01-27"]
+    per_coin = {"selection_window": selection, "report_window": report}
+    per_coin["test_window"] = [selection[0], report[1]]
+    assert judged_until(SimpleNamespace(description=per_coin)) == pd.Timestamp("2024-01-20")
+    # a Mechanic version inherits its ancestor's windows; its own holdout is its test_window
+    tuned = {**per_coin, "test_window": ["2024-02-01", "2024-02-07"], "finetuned_from": "m"}
+    assert judged_until(SimpleNamespace(description=tuned)) == pd.Timestamp("2024-02-07")
+    older = {"test_window": ["2024-01-01", "2024-01-27"]}  # no selection window recorded
+    assert judged_until(SimpleNamespace(description=older)) == pd.Timestamp("2024-01-27")
+    assert judged_until(SimpleNamespace(description={})) is None
+
+
 def test_the_mechanic_holds_the_store_lock(trained, tmp_path):
     store = copy_root(trained, tmp_path)
     with store_lock(store, "someone else"):
@@ -306,3 +363,59 @@ def test_bad_options_stop_before_any_work(tmp_path):
         train(config(tmp_path, *MECHANIC, "mechanic.max_cycles=0"))
     with pytest.raises(ConfigError, match="mechanic.holdout_dayz"):
         train(config(tmp_path, *MECHANIC, "+mechanic.holdout_dayz=3"))
+
+
+def test_a_waiting_loop_says_when_it_runs_next_and_releases_its_lock_on_sigterm(trained, tmp_path):
+    """``max_cycles=2 every_hours=1``: after cycle 1 the loop logs its next cycle's time and
+    waits; SIGTERM then ends it with exit 130 and the store's lock released."""
+    store = copy_root(trained, tmp_path)
+    run = subprocess.Popen(
+        [sys.executable, "-m", "huracan", "mechanic", *MECHANIC[1:]]
+        + [f"store.root={tmp_path / 'artifacts'}", "~logger", "hydra.run.dir=run"]
+        + ["mechanic.max_cycles=2", "mechanic.every_hours=1"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    log = tmp_path / "run" / "train.log"
+    deadline = time.monotonic() + 300
+    while run.poll() is None and not (log.exists() and "next cycle (2 of 2) at" in log.read_text()):
+        assert time.monotonic() < deadline, "no 'next cycle' line"
+        time.sleep(0.2)
+    assert not read_lock(store).get("released_at")  # held while the loop waits
+    run.send_signal(signal.SIGTERM)
+    out, err = run.communicate(timeout=120)
+    assert run.returncode == 130, err[-2000:]
+    assert "Traceback" not in out + err
+    assert read_lock(store).get("released_at")
+    with store_lock(store, "next run"):  # free for the next writer at once
+        pass
+
+
+def test_a_truncated_roster_stops_the_mechanic_in_one_line(trained, tmp_path):
+    store = copy_root(trained, tmp_path)
+    text = store.read_bytes("champions/roster.json")
+    store.write_bytes("champions/roster.json", text[: len(text) // 2])
+    with pytest.raises(DataError, match=r"champions/roster.json: not valid JSON") as err:
+        train(config(tmp_path, *MECHANIC))
+    assert "\n" not in str(err.value)
+
+
+def test_a_pointer_to_another_coins_version_is_skipped_not_tuned(trained, tmp_path):
+    store = copy_root(trained, tmp_path)
+    coin = next(
+        k.removeprefix("champions/").removesuffix(".json")
+        for k in store.list("champions")
+        if k not in ("champions/roster.json", "champions/BTC.json")
+    )
+    foreign = store.read_json(f"champions/{coin}.json") | {"model_path": "models/BTC/baseline_base"}
+    store.write_json(f"champions/{coin}.json", foreign)
+    train(config(tmp_path, *MECHANIC))
+    report = json.loads((tmp_path / "run" / "mechanic.json").read_text())
+    assert report["coins"][coin]["status"] == "skipped"
+    assert "a version of BTC, not " + coin in report["coins"][coin]["reasons"][0]
+    assert any(c["status"] != "skipped" for s, c in report["coins"].items() if s != coin)
+    [entry] = [e for e in load_roster(store)["entries"] if e["symbol"] == coin]
+    assert not entry["trade_ok"] and entry["model_path"] is None
+    assert entry["reasons"][0].startswith("champion_unusable:champions/")

@@ -18,6 +18,7 @@ from conftest import ROOT, make_bars, run_config
 from fake_dropbox import FakeDropboxAdapter
 from safetensors.torch import load
 
+from huracan.errors import DataError
 from huracan.models.batches import StackedGroupSampler
 from huracan.registry.artifacts import is_complete
 from huracan.registry.champions import decide
@@ -31,7 +32,7 @@ from huracan.registry.roster import (
 )
 from huracan.roster import main as roster_main
 from huracan.run import train
-from huracan.store import LocalStore, StoreError
+from huracan.store import LocalStore, StoreError, content_hash
 
 SMALL = [
     "pipeline=per_coin",
@@ -280,7 +281,7 @@ def test_roster_writer_validates_the_schema(tmp_path):
         "last_7d_net_bps": 0.0,
         "trade_ok": True,
     }
-    with pytest.raises(jsonschema.ValidationError):
+    with pytest.raises(DataError, match="the roster of run x: breaks the roster schema"):
         write_roster(LocalStore(tmp_path), [bad], "x")
     assert not (tmp_path / "champions" / "roster.json").exists()
 
@@ -484,6 +485,7 @@ def roster_with(tmp_path, entry: dict | None = None, raw: bytes | None = None):
         ("schema", {"trade_ok": "yes"}, None, "schema violation at entries/0/trade_ok"),
         ("dotdot", {"model_path": "models/../../etc"}, None, "schema violation"),
         ("reasons", {"reasons": "none"}, None, "schema violation at entries/0/reasons"),
+        ("v1..2", {"model_path": "models/BTC/baseline_v1..2"}, None, "schema violation"),
     ],
 )
 def test_roster_reader_bad_inputs_are_one_line_naming_the_file(
@@ -572,7 +574,12 @@ def test_the_champions_own_horizon_decides_what_is_out_of_sample(first_run, tmp_
         prefix = store.read_json(key)["model_path"]
         description = store.read_json(f"{prefix}/checkpoint.json")
         description["config"]["labels"]["horizon"] = 100_000  # past any window of the run
-        store.write_bytes(f"{prefix}/checkpoint.json", json.dumps(description).encode())
+        checkpoint = json.dumps(description).encode()
+        store.write_bytes(f"{prefix}/checkpoint.json", checkpoint)
+        # a version as written (its manifest agrees), so that the signal service loads it
+        manifest = store.read_json(f"{prefix}/manifest.json")
+        manifest["files"]["checkpoint.json"]["content_hash"] = content_hash(checkpoint)
+        store.write_bytes(f"{prefix}/manifest.json", json.dumps(manifest).encode())
     before = {k: store.read_json(k)["model_path"] for k in pointers}
     # a window of its own: other tests re-point the shared run's champions to theirs
     later, _ = train(per_coin_config(tmp_path, "pipeline.run_id=20240109", "pipeline.test_days=12"))

@@ -13,13 +13,13 @@ from conftest import ROOT
 from fake_dropbox import FakeDropboxAdapter
 from test_per_coin_resume import config
 
-from huracan.config import refuse_secrets
+from huracan.credentials import refuse_secrets
 from huracan.errors import ConfigError
 from huracan.run import train
 from huracan.store import StoreError
 
 
-@pytest.mark.parametrize("run_id", ["../escape", "a/b", ".hidden", "x y", "a\\\\b"])
+@pytest.mark.parametrize("run_id", ["../escape", "a/b", ".hidden", "x y", "a\\\\b", "v1..2"])
 def test_unsafe_run_ids_are_refused_before_the_data_is_read(tmp_path, run_id):
     with pytest.raises(ConfigError, match="pipeline.run_id .* is not a safe name"):
         train(config(tmp_path, f"pipeline.run_id='{run_id}'"))

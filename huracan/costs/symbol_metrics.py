@@ -66,7 +66,7 @@ def symbol_metrics(
         ``hit_rate`` (share of trades with a net return > 0); ``sharpe``; ``net_return``
         (sum of net returns, a fraction) and ``net_bps`` (the same in bps); ``expectancy``
         (mean net return per trade, a fraction), ``t_stat`` of the daily P&L and ``ci_low``,
-        ``ci_high`` its day-block bootstrap 95 % interval (``huracan.metrics``); ``gross_bps``
+        ``ci_high`` its moving-block bootstrap 95 % interval (``huracan.metrics``); ``gross_bps``
         (sum before costs); ``last_7d_net_bps`` (net bps of the trades entered in the last
         7 days of the evaluated bars); ``avg_cost_bps`` and ``avg_slip_bps`` (mean round
         trip cost and its slippage part over the trades). NaN where there are no trades.
@@ -87,8 +87,8 @@ def symbol_metrics(
         bars_per_year=bars_per_year,
         horizon=horizon,
         rows=rows,
-        # calendar days: trades on one day move together (and 30 day blocks, not 720 bars,
-        # are what the bootstrap resamples)
+        # calendar days: trades on one day move together (and runs of days, not bars, are
+        # what the bootstrap resamples)
         days=pd.DatetimeIndex(timestamps).as_unit("ns").asi8 // 86_400_000_000_000,
         n_boot=n_boot,
     )

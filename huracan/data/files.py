@@ -21,18 +21,18 @@ from huracan.data.validate import (
     validate_bars,
 )
 from huracan.errors import ConfigError, DataError
+from huracan.names import SYMBOL, check_segment
 
 log = logging.getLogger(__name__)
 
 SUFFIXES = (".csv.gz", ".csv", ".parquet")
 DEFAULT_QUOTES = ("USDT", "USDC", "FDUSD", "BUSD", "TUSD", "USD")
-_SAFE_SYMBOL = re.compile(r"^[A-Z0-9][A-Z0-9.]{0,31}$")
 
 
 def check_symbol(symbol: str, where: str = "symbol") -> str:
     """The symbol upper-cased, or a ConfigError if it could escape a directory or a key."""
-    name = str(symbol).strip().upper()
-    if not _SAFE_SYMBOL.match(name):
+    name = check_segment(str(symbol).strip().upper(), f"{where} {symbol!r} ->")
+    if not re.fullmatch(SYMBOL, name):
         raise ConfigError(
             f"unsafe or invalid {where} {symbol!r}: use letters and digits only (e.g. BTC, 1INCH)"
         )

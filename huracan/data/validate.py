@@ -251,9 +251,23 @@ def value_problems(columns: dict[str, np.ndarray]) -> list[RowProblem]:
         s = columns["spread_bps"]
         problems += _problem("non_finite:spread_bps", "spread_bps is not finite", np.isinf(s), s)
     h, lo, v = columns["high"], columns["low"], columns["volume"]
+    o, c = columns["open"], columns["close"]
     with np.errstate(invalid="ignore"):
         problems += _problem(
             "high_below_low", "high < low", h < lo, lambda r: f"high={h[r]}, low={lo[r]}"
+        )
+        # a bar's extremes hold its open and close: a high under either is a bad tick
+        problems += _problem(
+            "high_below_body",
+            "high < max(open, close)",
+            (h >= lo) & (h < np.fmax(o, c)),
+            lambda r: f"high={h[r]}, open={o[r]}, close={c[r]}",
+        )
+        problems += _problem(
+            "low_above_body",
+            "low > min(open, close)",
+            (h >= lo) & (lo > np.fmin(o, c)),
+            lambda r: f"low={lo[r]}, open={o[r]}, close={c[r]}",
         )
         problems += _problem("negative_volume", "volume < 0", v < 0, v)
         if "spread_bps" in columns:
@@ -299,8 +313,9 @@ def validate_bars(
         policy: ``raise`` stops at the first problem; ``drop_rows`` removes bad rows (sorts
             unsorted files, keeps the first of duplicate timestamps) and reports them;
             ``skip`` is handled by the caller, which skips the symbol on any problem.
-        max_bar_move: largest ``|log(close / previous close)|`` of a bar; a bar beyond it
-            is a bad row (``implausible_move``). None switches the check off.
+        max_bar_move: largest ``|log(close / previous close)|`` of a bar, and of its open,
+            high and low from that close or its own close; a bar beyond it is a bad row
+            (``implausible_move``, ``implausible_move:<column>``). None switches it off.
         now: the present, for timestamps in the future (default: the clock). A bar may
             open at most one bar length (the file's most common spacing) after it.
 
@@ -341,7 +356,7 @@ def validate_bars(
         dup = next((p.rows for p in order_problems if p.code == "duplicate_timestamp"), [])
         usable = ~bad
         usable[dup] = False
-        problems += _move_problems(stamps, columns["close"], usable, float(max_bar_move))
+        problems += _move_problems(stamps, columns, usable, float(max_bar_move))
         bad = _rows_of(problems, len(df))
     if problems and policy == "raise":
         raise min(problems, key=lambda p: int(p.rows[0])).error(source)
@@ -364,40 +379,70 @@ def _rows_of(problems: list[RowProblem], n_rows: int) -> np.ndarray:
 
 
 def _move_problems(
-    stamps: pd.DatetimeIndex, close: np.ndarray, usable: np.ndarray, limit: float
+    stamps: pd.DatetimeIndex, columns: dict[str, np.ndarray], usable: np.ndarray, limit: float
 ) -> list[RowProblem]:
-    """Bars whose close moved more than ``limit`` in log terms from the previous bar's.
+    """Bars whose prices moved more than ``limit`` in log terms.
 
-    Moves are measured in time order between usable rows. A single bad tick gives two
-    moves (there and back), so the bar after it is marked too.
+    The close is measured from the previous bar's close; the open, high and low from that
+    close and from their own bar's close (a high x1000 under an unchanged close moves ATR
+    and range volatilities as much as a bad close). Moves are measured in time order
+    between usable rows. A single bad close gives two moves (there and back), so the bar
+    after it is marked too; a bad open, high or low marks its own bar.
     """
     rows = np.flatnonzero(usable)
-    if rows.size < 2:
+    if not rows.size:
         return []
     rows = rows[np.argsort(stamps.asi8[rows], kind="stable")]
-    log_close = np.log(close[rows])
-    move = np.abs(np.diff(log_close))
+    log_price = {col: np.log(columns[col][rows]) for col in PRICES}
+    previous = np.concatenate([[np.nan], log_price["close"][:-1]])  # the first has none
+    problems = []
+    move = np.abs(np.diff(log_price["close"]))
     jumps = np.flatnonzero(move > limit)
-    if not jumps.size:
-        return []
-    marked = rows[jumps + 1]
-    order = np.argsort(marked, kind="stable")
-    first = jumps[order[0]]
-    prev_row, row = rows[first], rows[first + 1]
-    shown = (
-        f"close={float(close[row])!r} after close={float(close[prev_row])!r} at row "
-        f"{prev_row + 1}, "
-        f"|log move| {move[first]:.2f}"
-    )
-    return [
-        RowProblem(
-            "implausible_move",
-            f"close moved more than data.max_bar_move={limit:g} in log terms from the "
-            "previous bar (a bad tick?)",
-            marked[order],
-            shown,
+    if jumps.size:
+        marked = rows[jumps + 1]
+        order = np.argsort(marked, kind="stable")
+        first = jumps[order[0]]
+        prev_row, row = rows[first], rows[first + 1]
+        close = columns["close"]
+        shown = (
+            f"close={float(close[row])!r} after close={float(close[prev_row])!r} at row "
+            f"{prev_row + 1}, "
+            f"|log move| {move[first]:.2f}"
         )
-    ]
+        problems.append(
+            RowProblem(
+                "implausible_move",
+                f"close moved more than data.max_bar_move={limit:g} in log terms from the "
+                "previous bar (a bad tick?)",
+                marked[order],
+                shown,
+            )
+        )
+    for col in ("open", "high", "low"):
+        own = np.abs(log_price[col] - log_price["close"])
+        from_previous = np.abs(log_price[col] - previous)
+        worst = np.fmax(own, from_previous)  # the first bar: against its own close only
+        jumps = np.flatnonzero(worst > limit)
+        if not jumps.size:
+            continue
+        order = np.argsort(rows[jumps], kind="stable")
+        first = jumps[order[0]]
+        row = rows[first]
+        before = "none" if first == 0 else repr(float(columns["close"][rows[first - 1]]))
+        shown = (
+            f"{col}={float(columns[col][row])!r}, close={float(columns['close'][row])!r}, "
+            f"previous close={before}, |log move| {worst[first]:.2f}"
+        )
+        problems.append(
+            RowProblem(
+                f"implausible_move:{col}",
+                f"{col} lies more than data.max_bar_move={limit:g} in log terms from the "
+                "bar's close or the previous close (a bad tick?)",
+                rows[jumps][order],
+                shown,
+            )
+        )
+    return problems
 
 
 def _order_problems(stamps: pd.DatetimeIndex, bad: np.ndarray) -> list[RowProblem]:

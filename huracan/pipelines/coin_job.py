@@ -55,6 +55,8 @@ class CoinJob:
     when the head is trained alone in the job. ``calibration`` holds the coin's bars of
     the calibration days before the test window (``coin_costs.calibration_bars``); the
     job prices its test rows on them (``coin_costs.price_test``) before anything else.
+    ``champion`` holds the coin's current champion as the signal service scores it on the
+    test bars (``champion_scores.with_champion_scores``); empty without one.
     """
 
     symbol: str
@@ -76,6 +78,7 @@ class CoinJob:
     rules: dict = field(default_factory=dict)
     seed: int = 0
     calibration: dict = field(default_factory=dict)
+    champion: dict = field(default_factory=dict)
 
     @property
     def horizons(self) -> list[int]:
@@ -150,7 +153,7 @@ def run_coin_job(job: CoinJob) -> dict:
         metrics,
         job.costs,
         job.rules["champion_min_trades"],
-        lambda current: rescore(store, current, job, chosen, signals),
+        lambda current: rescore(current, job, chosen, signals),
     )
     record = {"symbol": job.symbol, "model_path": job.model_prefix, "champion": champion}
     store.write_bytes(job_done_key(job.run_id, job.symbol), json_bytes(record))
@@ -392,34 +395,27 @@ def _no_trades(horizon: int) -> dict:
     return {"net_bps": 0.0, "n_trades": 0, **none, "horizon": int(horizon), "daily_bps": {}}
 
 
-def rescore(store, champion: dict, job: CoinJob, chosen: CoinJob, signals: np.ndarray) -> Rescore:
+def rescore(champion: dict, job: CoinJob, chosen: CoinJob, signals: np.ndarray) -> Rescore:
     """Scores the champion, and the challenger, on the selection bars out of sample for both,
     and the champion on the report bars out of sample for it (the roster's figures where
     it stays champion).
 
-    The champion is scored with its own weights, threshold, scaler and horizon (this run's
-    scaled inputs are mapped back to raw values and rescaled with the champion's
-    statistics); the FFD order and market factor are this run's. Its last label ends
-    ``horizon`` bars after its last training bar; only test bars after that are out of
-    sample for it, and the challenger (``chosen``: the job at the challenger's horizon) is
-    scored on the same bars.
+    The champion is scored as it is served (``job.champion``: the signal service's
+    probabilities from its own stored features, FFD order, scaler and market factor, on
+    the raw bars), with its own threshold and horizon, at this job's test costs. Its last
+    label ends ``horizon`` bars after its last training bar; only test bars after that are
+    out of sample for it, and the challenger (``chosen``: the job at the challenger's
+    horizon) is scored on the same bars.
     """
-    prefix = champion["model_path"]
-    try:
-        old, description = module_from_files(
-            store.read_bytes(f"{prefix}/weights.safetensors"),
-            store.read_bytes(f"{prefix}/checkpoint.json"),
-        )
-    except Exception as err:  # a champion that cannot be read cannot defend its title
-        return Rescore(None, None, f"champion unreadable ({type(err).__name__})", True)
-    if description.get("inputs") != job.meta["inputs"]:
-        return Rescore(None, None, "champion uses other inputs and cannot be scored on them")
-    labels = description.get("config", {}).get("labels", {})
-    horizon = int(labels.get("horizon", job.rules["horizon"]))
-    # early stopping read the validation labels of every horizon it trained on
-    seen = max([horizon, *(int(h) for h in labels.get("horizons") or [])])
+    served = job.champion
+    if served.get("model_path") != champion["model_path"]:
+        why = f"champion {champion['model_path']} was not scored before the jobs ran"
+        return Rescore(None, None, why)
+    if "unreadable" in served:  # a champion that cannot be read cannot defend its title
+        return Rescore(None, None, f"champion unreadable ({served['unreadable']})", True)
+    horizon = int(served["horizon"])
     bar = pd.Timedelta(seconds=365.25 * 86400 / job.rules["bars_per_year"])
-    label_end = pd.Timestamp(description["data_end"]) + seen * bar
+    label_end = pd.Timestamp(served["data_end"]) + int(served["seen_horizon"]) * bar
     unseen = np.asarray(pd.to_datetime(job.test["timestamps"], utc=True) > label_end)
     # both exit before the report window: the longer of the two holds decides
     selection, report = window_rows(job, max(horizon, int(chosen.rules["horizon"])))
@@ -428,10 +424,10 @@ def rescore(store, champion: dict, job: CoinJob, chosen: CoinJob, signals: np.nd
         return Rescore(
             None, None, f"champion's labels reach {label_end}, past this whole test window"
         )
+    if "unscored" in served:
+        return Rescore(None, None, f"champion cannot be served on these bars: {served['unscored']}")
     at_own = job.held(horizon)
-    threshold = _threshold(description["thresholds"][0])
-    test = {**at_own.test, "x": _rescale(job.test["x"], job.meta, description)}
-    champion_signals = predict(old, test) >= threshold
+    champion_signals = served["prob"] >= _threshold(served["threshold"])  # NaN: no trade
     champion_metrics = evaluate(at_own, champion_signals, rows)
     on_report = (
         evaluate(at_own, champion_signals, report & unseen) if (report & unseen).any() else None
@@ -445,16 +441,6 @@ def rescore(store, champion: dict, job: CoinJob, chosen: CoinJob, signals: np.nd
         f"the champion's last label ({label_end})"
     )
     return Rescore(champion_metrics, challenger, note, report=on_report)
-
-
-def _rescale(x: np.ndarray, current: dict, champion: dict) -> np.ndarray:
-    """Inputs scaled by this run's statistics, rescaled by the champion's."""
-    clip = current["config"]["features"]["clip"]
-    mean, std = (np.asarray(current["scaler"][k]) for k in ("mean", "std"))
-    old_mean, old_std = (np.asarray(champion["scaler"][k]) for k in ("mean", "std"))
-    raw = x * std + mean
-    out = (raw - old_mean) / old_std
-    return np.clip(out, -clip, clip) if clip else out
 
 
 def _threshold(value: float | None) -> float:

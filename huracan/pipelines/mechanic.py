@@ -8,8 +8,9 @@ On an existing artifact root (``store=...``, written by ``pipeline=per_coin``), 
    calibration, ``huracan.pipelines.coin_costs``, on the bars before the holdout).
 2. Per champion (``huracan.pipelines.mechanic_coin``): fine-tunes its head on the bars
    since its training ended, the newest ``mechanic.holdout_days`` kept out; scores
-   challenger and champion on that holdout; exports the challenger as a new version and
-   promotes it only by the champion rule (``champions.challenge``).
+   challenger and champion on that holdout (its bars after the window that promoted the
+   champion: no holdout judges a champion twice); exports the challenger as a new version
+   and promotes it only by the champion rule (``champions.challenge``).
 3. Drift (``huracan.pipelines.mechanic_drift``): each coin's PSI against its reference
    bins, and a re-clustering compared with the clusters the models were trained under.
 4. Rewrites ``champions/roster.json`` last, then purges model versions beyond
@@ -45,8 +46,8 @@ from huracan.pipelines.coin_costs import calibrate_coin_costs, fee_bps, priced_c
 from huracan.pipelines.fold_data import build_fleet_arrays
 from huracan.pipelines.mechanic_coin import Market, mechanic_coin, skipped
 from huracan.pipelines.mechanic_drift import cluster_drift, feature_drift
-from huracan.registry.artifacts import is_complete, purge_versions
-from huracan.registry.champions import read_champion
+from huracan.registry.artifacts import purge_versions
+from huracan.registry.champions import usable_champion
 from huracan.registry.roster import load_roster, roster_entry, write_roster
 from huracan.report import StageTimer
 from huracan.serve import Fleet, ServeConfig
@@ -90,8 +91,17 @@ def run_mechanic(pipeline, panel: Panel, gates: GateReport, cfg, out: Path, time
         atomic_write_text(out / "mechanic.json", json.dumps(payload, indent=2, default=plain))
         log.info("mechanic cycle %d: %s", cycle, summary_of(report)["counts"])
         if cycle < cfg.mechanic.max_cycles:
-            wait = cfg.mechanic.every_hours * 3600 - (time.monotonic() - started)
-            time.sleep(max(wait, 0.0))
+            wait = max(cfg.mechanic.every_hours * 3600 - (time.monotonic() - started), 0.0)
+            log.info(
+                "mechanic: next cycle (%d of %d) at %s, mechanic.every_hours=%s after this "
+                "one began; the store stays locked meanwhile (Ctrl-C ends the loop and "
+                "releases it; for a schedule, run mechanic.max_cycles=1 from cron or a timer)",
+                cycle + 1,
+                cfg.mechanic.max_cycles,
+                f"{pd.Timestamp.now(tz='UTC') + pd.Timedelta(seconds=wait):%Y-%m-%d %H:%M:%S} UTC",
+                cfg.mechanic.every_hours,
+            )
+            time.sleep(wait)
     return {"mechanic": {"cycles": [summary_of(c) for c in cycles]}}
 
 
@@ -180,8 +190,8 @@ def roster_entries(
     entries = []
     for old in roster["entries"]:
         symbol = old["symbol"]
-        champion = read_champion(store, symbol)
-        if champion is None or not is_complete(store, champion["model_path"], False):
+        champion, problem = usable_champion(store, symbol)
+        if champion is None and problem is None:
             entries.append({k: v for k, v in old.items() if k not in ("rank", "score")})
             continue
         in_panel = symbol in market.panel.symbols
@@ -201,6 +211,7 @@ def roster_entries(
                 max_round_trip_bps=trained.pipeline.max_round_trip_bps,
                 min_trades=int(trained.pipeline.champion_min_trades),
                 run_metrics=result.get("challenger") or {},
+                champion_problem=problem,
             )
         )
     return entries

@@ -12,6 +12,15 @@ holdout), each with its own threshold and preprocessing (the challenger keeps th
 champion's: FFD order, scaler, market factor; only its head changes). The challenger is
 exported as a new model version (manifest last) before ``champions.challenge`` decides,
 by the champion rule, whether its pointer replaces the champion's.
+
+A holdout is used to judge a champion once. Cycles a day apart would otherwise compare on
+holdouts that overlap by all but a day, and the champion would defend its title on the
+very bars that won it (a model selected because it did well there is expected to do worse
+on new bars: the comparison and its figures favour it). So the coin's holdout is only the
+part of the cycle's holdout after the last bar of the window on which its champion was
+promoted (``judged_until``); ``mechanic.json`` records how many holdout bars that left
+out (``holdout.reused_bars_excluded``). After a promotion the coin is compared again once
+fresh bars have come: on the 1 to ``holdout_days`` days since.
 """
 
 from __future__ import annotations
@@ -109,12 +118,13 @@ def mechanic_coin(store, model: CoinModel, market: Market, cfg: DictConfig) -> d
     parts = coin_parts(model, market, cfg.mechanic)
     if isinstance(parts, str):
         return skipped(parts)
+    holdout = holdout_record(parts, model)
     resumed = is_complete(store, prefix)
     if resumed:  # a restarted cycle: the exported challenger as it is
         challenger, chosen = stored_challenger(store, prefix)
     else:
         challenger, chosen = fit_challenger(model, parts, market, cfg)
-    job = scoring_job(symbol, parts["holdout"], market, model.horizon)
+    job = scoring_job(symbol, parts["holdout"], holdout["window"], market, model.horizon)
     champion_scores = evaluate(
         job, predict(model.module, parts["holdout"]) >= _cut(model.threshold)
     )
@@ -122,8 +132,9 @@ def mechanic_coin(store, model: CoinModel, market: Market, cfg: DictConfig) -> d
     scores |= chosen
     costs = market.costs(symbol)
     if not resumed:
-        export_challenger(store, prefix, challenger, model, parts, market, scores, costs)
-    note = f"both scored on the {len(parts['holdout']['y'])} holdout bars"
+        exported = (challenger, model, parts, market, holdout)
+        export_challenger(store, prefix, *exported, scores, costs)
+    note = f"both scored on the {holdout['bars']} holdout bars after {holdout['judged_until']}"
     outcome = challenge(
         store,
         symbol,
@@ -141,6 +152,7 @@ def mechanic_coin(store, model: CoinModel, market: Market, cfg: DictConfig) -> d
         "challenger": _scores(scores, chosen["threshold"]),
         "champion_path": model.model_path,
         "challenger_path": prefix,
+        "holdout": holdout,
     }
 
 
@@ -159,9 +171,17 @@ def coin_parts(model: CoinModel, market: Market, options) -> dict | str:
             f"{len(new)} new bars since its training ended ({model.data_end}) "
             f"< mechanic.min_new_bars={options.min_new_bars}"
         )
-    holdout = np.flatnonzero(usable & (row >= market.holdout_start))
-    if not len(holdout):
+    in_holdout = usable & (row >= market.holdout_start)
+    if not in_holdout.any():
         return "no holdout bar with every input and a label"
+    judged = judged_until(model)
+    fresh = in_holdout if judged is None else in_holdout & (panel.timestamps > judged)
+    if not fresh.any():
+        return (
+            f"no holdout bar after {judged}, the last bar of the window its champion was "
+            "promoted on: compared again once new bars come"
+        )
+    holdout = np.flatnonzero(fresh)
     val = new[-max(int(len(new) * options.val_fraction), 1) :]
     train = new[new < val[0] - model.horizon]  # purged: no train label reaches val
     if len(train) < options.min_new_bars // 2 or not len(val):
@@ -172,6 +192,31 @@ def coin_parts(model: CoinModel, market: Market, options) -> dict | str:
         "train": _part(market, j, train, gross, model.horizon, weighted=True),
         "val": _part(market, j, val, gross, model.horizon, weighted=True),
         "holdout": _part(market, j, holdout, gross, model.horizon, weighted=False),
+        "reused": int((in_holdout & ~fresh).sum()),  # holdout bars that promoted the champion
+    }
+
+
+def judged_until(model: CoinModel) -> pd.Timestamp | None:
+    """The last bar of the window on which the champion won its title: a Mechanic
+    version's holdout (its ``test_window``), a per-coin version's selection window (its
+    ``test_window`` where the checkpoint has no ``selection_window``); None where it
+    records neither."""
+    description = model.description
+    key = "test_window" if description.get("finetuned_from") else "selection_window"
+    window = description.get(key) or description.get("test_window")
+    return pd.Timestamp(window[1]) if window else None
+
+
+def holdout_record(parts: dict, model: CoinModel) -> dict:
+    """What ``mechanic.json`` says of the coin's holdout: the bars compared on, and the
+    bars of the cycle's holdout left out because its champion was promoted on them."""
+    stamps = parts["holdout"]["timestamps"]
+    judged = judged_until(model)
+    return {
+        "window": [str(pd.Timestamp(int(t), tz="UTC")) for t in (stamps[0], stamps[-1])],
+        "bars": len(stamps),
+        "reused_bars_excluded": parts["reused"],
+        "judged_until": None if judged is None else str(judged),
     }
 
 
@@ -256,9 +301,12 @@ def stored_challenger(store, prefix: str) -> tuple[FleetModule, dict]:
     return module, {"threshold": metrics["threshold"], "val_trades": metrics["val_trades"]}
 
 
-def export_challenger(store, prefix, module, model: CoinModel, parts, market, scores, costs):
+def export_challenger(
+    store, prefix, module, model: CoinModel, parts, market, holdout, scores, costs
+):
     """The challenger's version: the champion's description with its new head, threshold,
-    windows and reference bins; files first, manifest last."""
+    windows (``test_window``: the holdout bars it is judged on) and reference bins; files
+    first, manifest last."""
     description = json.loads(store.read_bytes(f"{model.model_path}/checkpoint.json"))
     meta = {k: v for k, v in description.items() if k not in ("format", "encoder", "head")}
     meta.pop("module", None)
@@ -268,7 +316,7 @@ def export_challenger(store, prefix, module, model: CoinModel, parts, market, sc
         "reference": reference_bins(np.concatenate([train["x"], train["factor"]], axis=1)),
         "train_end": str(pd.Timestamp(int(train["timestamps"][-1]), tz="UTC")),
         "data_end": str(pd.Timestamp(int(val["timestamps"][-1]), tz="UTC")),
-        "test_window": market.holdout_window,
+        "test_window": holdout["window"],
         "finetuned_from": model.model_path,
     }
     files = checkpoint_files(module, meta)
@@ -281,12 +329,15 @@ def export_challenger(store, prefix, module, model: CoinModel, parts, market, sc
     write_version(store, prefix, files, info)
 
 
-def scoring_job(symbol: str, holdout: dict, market: Market, horizon: int) -> CoinJob:
-    """What ``coin_job.evaluate`` reads: the holdout bars and the scoring rules."""
+def scoring_job(
+    symbol: str, holdout: dict, window: list[str], market: Market, horizon: int
+) -> CoinJob:
+    """What ``coin_job.evaluate`` reads: the holdout bars (``window``: the first and the
+    last) and the scoring rules."""
     return CoinJob(
         symbol=symbol,
         test=holdout,
-        meta={"test_window": market.holdout_window},
+        meta={"test_window": window},
         rules={
             "bars_per_year": market.panel.bars_per_year,
             "horizon": int(horizon),

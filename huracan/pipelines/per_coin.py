@@ -18,7 +18,8 @@
    grouped model (``heads=joint``), or each in its own job (``heads=alone``).
 5. One job per coin through the queue: choose the coin's horizon and threshold together
    on validation after its own costs, evaluate out of sample at that horizon, permutation
-   importance, export a one-output head for it, challenge the champion.
+   importance, export a one-output head for it, challenge the champion (scored as the
+   signal service scores it, from its own stored state: ``champion_scores``).
 6. ``meta/feature_bank.json``, then ``champions/roster.json`` last: every coin of the
    universe, tradable or not and why.
 
@@ -34,7 +35,6 @@ roster, feature bank, sync) in the order they run, each a function under 60 line
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -47,7 +47,9 @@ from huracan.data import GateReport, Panel
 from huracan.errors import ConfigError
 from huracan.loggers import stage_logger
 from huracan.models.checkpoint import encoder_spec
+from huracan.names import check_segment
 from huracan.pipelines.base import Pipeline
+from huracan.pipelines.champion_scores import with_champion_scores
 from huracan.pipelines.coin_costs import CostCalibration, calibrate_costs, coin_costs
 from huracan.pipelines.coin_job import CoinJob, run_coin_job
 from huracan.pipelines.fold_data import (
@@ -67,7 +69,7 @@ from huracan.pipelines.training import fit_encoder, fit_heads
 from huracan.progress import interactive
 from huracan.queue import QueueReport
 from huracan.registry.artifacts import is_complete, model_prefix
-from huracan.registry.champions import read_champion
+from huracan.registry.champions import usable_champion
 from huracan.registry.feature_bank import write_feature_bank
 from huracan.registry.roster import TABLE_FIELDS, format_table, roster_entry, write_roster
 from huracan.report import StageTimer
@@ -75,8 +77,6 @@ from huracan.store import ArtifactNotFound, Store, content_hash
 from huracan.store.lock import run_lock
 
 log = logging.getLogger("huracan")
-
-RUN_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}")
 
 
 def run_per_coin(
@@ -93,6 +93,10 @@ def run_per_coin(
     encoder, joint, encoder_hash = shared_models(store, panel, cfg, split, run_id, timer)
     shared = shared_spec(panel, cfg, split, encoder, encoder_hash, run_id)
     jobs = build_jobs(panel, gates, cfg, split, shared, joint)
+    with timer("champions") as note:  # each coin's champion as served, on its test bars
+        jobs = with_champion_scores(store, panel, jobs)
+        served = sum("prob" in job.champion for job in jobs)
+        note(f"{served} of {sum(bool(job.champion) for job in jobs)} champions scored as served")
     report = run_jobs(jobs, store, cfg, out, timer)
     with timer("roster") as note:
         importance = coin_importance(store, report, jobs)
@@ -298,9 +302,7 @@ def roster_entries(
     results = {r.symbol: r for r in report}
     entries = []
     for symbol in sorted(gates.skip_reasons):
-        champion = read_champion(store, symbol)
-        if champion is not None and not is_complete(store, champion["model_path"], False):
-            champion = None
+        champion, problem = usable_champion(store, symbol)
         job = by_symbol.get(symbol)
         result = results.get(symbol)
         entries.append(
@@ -316,6 +318,7 @@ def roster_entries(
                 max_round_trip_bps=cfg.pipeline.max_round_trip_bps,
                 min_trades=cfg.pipeline.champion_min_trades,
                 run_metrics=run_output(store, job, result, "metrics"),
+                champion_problem=problem,
             )
         )
     return entries
@@ -367,12 +370,8 @@ class PerCoinPipeline(Pipeline):
             object.__setattr__(self, "costs", CostCalibration(**self.costs))
 
     def check(self, cfg: DictConfig) -> None:
-        run_id = str(self.run_id)
-        if not RUN_ID.fullmatch(run_id):
-            raise ConfigError(
-                f"pipeline.run_id {run_id!r} is not a safe name: use 1 to 64 letters, digits, "
-                "'_', '-' or '.' not starting with '.' (it names models/<SYMBOL>/baseline_<run_id>)"
-            )
+        # it names runs/<run_id>/ and models/<SYMBOL>/baseline_<run_id>/
+        model_prefix("BTC", check_segment(self.run_id, "pipeline.run_id"))
         if not 0 <= self.report_days < self.test_days:
             raise ConfigError(
                 f"pipeline.report_days must be >= 0 and below pipeline.test_days "

@@ -13,18 +13,30 @@ import json
 from datetime import UTC, datetime
 
 from huracan.io import plain
+from huracan.names import check_segment
 from huracan.store import ArtifactNotFound, Store, content_hash
 
 MANIFEST = "manifest.json"
 
 
-def model_prefix(symbol: str, run_date: str) -> str:
-    """``models/<SYMBOL>/baseline_<YYYYMMDD>``."""
-    return f"models/{symbol}/baseline_{run_date}"
+def model_prefix(symbol: str, run_id: str) -> str:
+    """``models/<SYMBOL>/baseline_<run_id>``, each segment a safe name (``check_segment``).
+
+    Raises:
+        ConfigError: the symbol or the version id cannot name a store folder.
+    """
+    version = check_segment(f"baseline_{run_id}", "model version id")
+    return f"models/{check_segment(symbol, 'symbol')}/{version}"
 
 
 def write_version(store: Store, prefix: str, files: dict[str, bytes], meta: dict) -> dict:
-    """Writes the files of one model version, then its manifest; returns the manifest."""
+    """Writes the files of one model version, then its manifest; returns the manifest.
+
+    ``meta`` names the version's ``symbol``, which a pointer to it must match (a version
+    proves its coin by its path and its manifest).
+    """
+    if meta.get("symbol") != prefix.split("/")[1]:
+        raise ValueError(f"{prefix}: its manifest must name its symbol, got {meta.get('symbol')}")
     for name, data in files.items():
         store.write_bytes(f"{prefix}/{name}", data)
     manifest = {

@@ -8,18 +8,27 @@ missing or unreadable one is replaced unchallenged.
 The pointer is written only after the challenger's version is complete (manifest last),
 so it never points at a model that is not fully written. :func:`challenge` is the whole
 contest; the job that trained the challenger hands it a ``rescore`` callback, since only
-the job holds the inputs both models are scored on.
+the job holds the bars, costs and signals both models are scored with.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from huracan.registry.artifacts import is_complete
+from huracan.errors import DataError
+from huracan.names import SEGMENT
+from huracan.registry.artifacts import is_complete, read_manifest
 from huracan.store import ArtifactNotFound, Store
+
+log = logging.getLogger("huracan")
+
+VERSION_PATH = rf"models/{SEGMENT}/{SEGMENT}"
+REPAIR = " (python -m huracan.doctor ROOT --fix moves it aside)"
 
 
 @dataclass
@@ -45,10 +54,69 @@ def champion_key(symbol: str) -> str:
 
 
 def read_champion(store: Store, symbol: str) -> dict | None:
+    """The symbol's pointer, None where it has none.
+
+    Raises:
+        DataError: the pointer is not JSON, not an object, or has no model version path
+            (``models/<SYMBOL>/<version>``, each a safe name) as its ``model_path``.
+    """
+    key = champion_key(symbol)
     try:
-        return json.loads(store.read_bytes(champion_key(symbol)))
+        data = store.read_bytes(key)
     except ArtifactNotFound:
         return None
+    source = f"{store.describe()}/{key}"
+    try:
+        pointer = json.loads(data)
+    except ValueError as err:  # binary, truncated, empty
+        why = f"not a JSON pointer ({type(err).__name__}: {err})"
+        raise DataError(source, why + REPAIR) from None
+    if not isinstance(pointer, dict):
+        raise DataError(source, f"a JSON {type(pointer).__name__}, not a pointer object{REPAIR}")
+    path = pointer.get("model_path")
+    if not isinstance(path, str) or not re.fullmatch(VERSION_PATH, path):
+        why = f"model_path {path!r} is not models/<SYMBOL>/<version> of safe names"
+        raise DataError(source, why + REPAIR)
+    return pointer
+
+
+def pointer_problem(store: Store, symbol: str, pointer: dict) -> str | None:
+    """Why the pointer's version is not the symbol's own, if it is not.
+
+    A version proves its coin twice: its path is ``models/<symbol>/...`` and its manifest
+    names the symbol; a pointer edited or copied to another coin fails one or both.
+    """
+    path = pointer["model_path"]
+    owner = path.split("/")[1] if path.count("/") == 2 else None
+    if owner != symbol:
+        return f"champions/{symbol}.json points at {path}, a version of {owner}, not {symbol}"
+    if pointer.get("symbol", symbol) != symbol:
+        return f"champions/{symbol}.json names symbol {pointer['symbol']!r}"
+    manifest = read_manifest(store, path)
+    if manifest is not None and manifest.get("symbol") != symbol:
+        return f"{path}/manifest.json names symbol {manifest.get('symbol')!r}, not {symbol}"
+    return None
+
+
+def usable_champion(store: Store, symbol: str) -> tuple[dict | None, str | None]:
+    """The symbol's pointer where it names a complete version of this symbol's own.
+
+    Returns:
+        (pointer, None); (None, why) for a malformed pointer or one whose version is
+        another coin's; (None, None) without a pointer or with an incomplete version.
+    """
+    try:
+        champion = read_champion(store, symbol)
+    except DataError as err:
+        return None, str(err)
+    if champion is None:
+        return None, None
+    problem = pointer_problem(store, symbol, champion)
+    if problem is not None:
+        return None, problem
+    if not is_complete(store, champion["model_path"], verify_hashes=False):
+        return None, None
+    return champion, None
 
 
 def decide(challenger: dict, champion_on_window: dict | None, min_trades: int) -> Decision:
@@ -140,17 +208,25 @@ def challenge(
     ``metrics`` the challenger's metrics there, with ``metrics["report"]`` those on the
     report window, which only go into the pointer. Both are scored on the selection bars
     that lie after the champion's last label (all of them, unless the champion saw part
-    of the window). Where no such bar exists, or the champion cannot be scored with this
-    run's inputs, the champion is kept and ``note`` says why; only an unreadable champion
-    is replaced unchallenged (it cannot be traded either). The pointer carries the metrics
+    of the window), the champion as the signal service serves it. Where no such bar
+    exists, or this run's bars cannot give the champion's inputs, the champion is kept and
+    ``note`` says why; only an unreadable champion is replaced unchallenged (it cannot be
+    traded either). The pointer carries the metrics
     of the window its model was last scored on, its report-window metrics (``report``)
     and this run's costs; ``metrics.window`` says which bars that was.
     A pointer that already names this version (a resumed job) is left as it is.
     """
     if not is_complete(store, model_prefix, verify_hashes=False):
         raise RuntimeError(f"{model_prefix} is not complete; champion left unchanged")
-    champion = read_champion(store, symbol)
     challenger, on_window, note, kept, report = metrics, None, "", False, None
+    try:
+        champion = read_champion(store, symbol)
+        unusable = None if champion is None else pointer_problem(store, symbol, champion)
+    except DataError as err:
+        champion, unusable = None, str(err)
+    if unusable is not None:  # never scored nor kept: replaced as an unreadable one is
+        log.warning("%s: %s; replaced unchallenged", symbol, unusable)
+        champion, note = None, unusable
     if champion is not None and champion["model_path"] == model_prefix:
         # a resumed job whose pointer was written before the kill: the pointer stands as is
         return {

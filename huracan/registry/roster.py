@@ -32,6 +32,8 @@ from datetime import UTC, datetime
 import jsonschema
 import numpy as np
 
+from huracan.errors import DataError
+from huracan.names import SEGMENT, SYMBOL
 from huracan.store import Store
 
 ROSTER_KEY = "champions/roster.json"
@@ -75,11 +77,10 @@ ROSTER_SCHEMA = {
                 "type": "object",
                 "required": ENTRY_FIELDS,
                 "properties": {
-                    "symbol": {"type": "string", "pattern": "^[A-Z0-9][A-Z0-9.]{0,31}$"},
+                    "symbol": {"type": "string", "pattern": f"^{SYMBOL}$"},
                     "model_path": {
                         "type": ["string", "null"],
-                        "pattern": "^models/[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$",
-                        "not": {"type": "string", "pattern": "\\.\\."},
+                        "pattern": f"^models/{SEGMENT}/{SEGMENT}$",
                     },
                     "rank": {"type": "integer", "minimum": 1},
                     "spread_bps": {"type": "number", "minimum": 0},
@@ -128,6 +129,7 @@ def roster_entry(
     max_round_trip_bps: float,
     min_trades: int,
     run_metrics: dict | None = None,
+    champion_problem: str | None = None,
 ) -> dict:
     """One coin's roster entry: the trade_ok policy, with every reason it fails.
 
@@ -145,12 +147,15 @@ def roster_entry(
         min_trades: out-of-sample trades a champion needs.
         run_metrics: this run's out-of-sample metrics of the coin's model on the selection
             window (its ``metrics.json``), which say why a coin without a champion has none.
+        champion_problem: why its pointer cannot be used (malformed, or another coin's
+            version); the coin is listed without a model (``champion_unusable:<why>``).
 
     Returns:
         The entry (without ``rank``); ``reasons`` codes: ``gate:<name>``,
         ``failed:<error>``, ``skipped:<why>``, ``no_champion``, ``champion_not_rescored``
-        (kept from an earlier window), ``no_trades_in_test``, ``few_trades_in_test``,
-        ``no_edge_on_validation``, ``no_net_profit_in_test``, ``cost_above_limit``.
+        (kept from an earlier window), ``champion_unusable:<why>``, ``no_trades_in_test``,
+        ``few_trades_in_test``, ``no_edge_on_validation``, ``no_net_profit_in_test``,
+        ``cost_above_limit``.
     """
     reasons = [f"gate:{code}" for code in gate_codes]
     if job_status == "failed":
@@ -164,6 +169,8 @@ def roster_entry(
     val_trades = counts.get("val_trades")
     val_trades = None if val_trades is None else int(val_trades)
     horizon = counts.get("horizon")  # bars a trade is held, chosen on validation per coin
+    if champion_problem is not None:
+        reasons.append(f"champion_unusable:{_one_line(champion_problem)}")
     if champion is None:
         reasons.append("no_champion")
         reasons += _trade_reasons(run_metrics or {}, min_trades)
@@ -268,16 +275,45 @@ def write_roster(store: Store, entries: list[dict], run_id: str) -> dict:
         "run_id": run_id,
         "entries": rank_entries(entries),
     }
-    jsonschema.validate(roster, ROSTER_SCHEMA)
+    check_roster(roster, f"the roster of run {run_id}")
     store.write_bytes(ROSTER_KEY, json.dumps(roster, indent=2).encode())
     return roster
 
 
 def load_roster(store: Store) -> dict:
-    """Reads and validates the roster (raises if it does not match the schema)."""
-    roster = json.loads(store.read_bytes(ROSTER_KEY))
-    jsonschema.validate(roster, ROSTER_SCHEMA)
+    """Reads and checks the roster.
+
+    Raises:
+        ArtifactNotFound: the store has no roster.
+        DataError: it is not JSON, breaks the schema or lists a symbol twice (one line
+            naming the file and the first fault).
+    """
+    source = f"{store.describe()}/{ROSTER_KEY}"
+    data = store.read_bytes(ROSTER_KEY)
+    try:
+        roster = json.loads(data)
+    except ValueError as err:  # empty, truncated, binary
+        raise DataError(source, f"not valid JSON ({type(err).__name__}: {err})") from None
+    check_roster(roster, source)
     return roster
+
+
+def check_roster(roster: object, source: str) -> None:
+    """Raises DataError, naming ``source`` and the first fault, unless the roster matches
+    ``ROSTER_SCHEMA`` and lists each symbol once."""
+    error = jsonschema.exceptions.best_match(
+        jsonschema.Draft202012Validator(ROSTER_SCHEMA).iter_errors(roster)
+    )
+    if error is not None:
+        where = "/".join(map(str, error.absolute_path)) or "the document"
+        why = error.message[:200]
+        if error.validator == "pattern":  # the regular expression says less than this
+            why = f"{str(error.instance)[:100]!r} is not a safe name (see huracan.names)"
+        raise DataError(source, f"breaks the roster schema at {where}: {why}")
+    symbols = [entry["symbol"] for entry in roster["entries"]]
+    doubled = sorted({s for s in symbols if symbols.count(s) > 1})
+    if doubled:
+        raise DataError(source, f"lists {', '.join(doubled)} more than once")
 
 
 def select(

@@ -26,7 +26,7 @@ from omegaconf import OmegaConf
 
 from huracan.data import CsvSource, Panel
 from huracan.data.files import scan_directory
-from huracan.errors import ConfigError, HuracanError
+from huracan.errors import ConfigError, DataError, HuracanError
 from huracan.factor import MarketFactorExtractor
 from huracan.features.drift import psi
 from huracan.features.fracdiff import StationaryFracDiff
@@ -36,6 +36,7 @@ from huracan.models.checkpoint import head_spec
 from huracan.pipelines.fold_data import build_fleet_arrays
 from huracan.registry.roster import load_roster, select
 from huracan.serve.model import CoinModel, ModelUnusable, load_coin
+from huracan.serve.positions import Position, with_positions
 from huracan.store import ArtifactNotFound, LocalStore, Store
 
 log = logging.getLogger("huracan")
@@ -52,6 +53,7 @@ SIGNAL_FIELDS = [
     "model_age_hours",
     "drift",
     "reasons",
+    "position",  # flat / open, entry time, exit due (``huracan.serve.positions``)
 ]
 
 
@@ -80,6 +82,10 @@ class ServeConfig:
     drift_action: str = "warn"
 
     def __post_init__(self) -> None:
+        if self.expire_hours is not None and not self.expire_hours >= 0:
+            raise ConfigError(f"expire_hours must be >= 0 or None, got {self.expire_hours}")
+        if not (np.isfinite(self.max_psi) and self.max_psi > 0):
+            raise ConfigError(f"max_psi must be finite and > 0, got {self.max_psi}")
         if self.drift_action not in ("block", "warn"):
             raise ConfigError(f"drift.action must be block or warn, got {self.drift_action!r}")
         if self.drift_window < 2:
@@ -133,7 +139,10 @@ class Fleet:
 
         Raises:
             ArtifactNotFound: the store has no roster.
+            DataError: the roster or a champion pointer is malformed (one line naming it).
         """
+        if top is not None and top < 1:
+            raise ConfigError(f"top must be >= 1 (the best N roster entries), got {top}")
         config = config or ServeConfig()
         store = root if isinstance(root, Store) else LocalStore(root)
         roster = load_roster(store)
@@ -142,6 +151,8 @@ class Fleet:
         for entry in entries:
             try:
                 models[entry["symbol"]] = load_coin(store, entry, config.ema_tolerance)
+            except DataError:  # a malformed pointer: the store needs repair, not guesses
+                raise
             except (ModelUnusable, ArtifactNotFound, ValueError, KeyError) as err:
                 unusable[entry["symbol"]] = f"model unusable: {err}"
                 log.warning("%s: %s", entry["symbol"], unusable[entry["symbol"]])
@@ -187,7 +198,8 @@ class Fleet:
         data = next(iter(self.models.values())).config["data"] if self.models else {}
         # read as the training data was: the same gap fill, move limit and quote names
         options = {k: data[k] for k in ("max_ffill", "max_bar_move", "quotes") if k in data}
-        return CsvSource(str(path), symbols=wanted, **options).load()
+        # a file with a bad row skips its coin (the reason in panel.drops), not the fleet
+        return CsvSource(str(path), symbols=wanted, on_error="skip", **options).load()
 
     def predict(self, bars: Panel) -> pd.DataFrame:
         """Every bar's probability for every loaded coin, from the inputs on ``bars``.
@@ -195,8 +207,23 @@ class Fleet:
         Returns:
             (T, coins) frame indexed by bar time; NaN where an input is missing.
         """
-        probability, _, _ = self._probabilities(bars, np.arange(bars.n_bars))
-        return pd.DataFrame(probability, index=bars.timestamps, columns=list(self.models))
+        return self.probabilities(bars)[0]
+
+    def probabilities(
+        self, bars: Panel, start: pd.Timestamp | None = None
+    ) -> tuple[pd.DataFrame, dict[str, list[str]]]:
+        """Each loaded coin's probability on the bars from ``start`` on, the bars before it
+        serving as warm-up, and why a coin's inputs cannot be built on ``bars``.
+
+        Returns:
+            (T', coins) frame indexed by bar time (NaN where an input is missing), and
+            symbol -> reasons for the coins not scored.
+        """
+        first = 0 if start is None else int(bars.timestamps.searchsorted(start, "left"))
+        rows = np.arange(first, bars.n_bars)
+        probability, problems, _ = self._probabilities(bars, rows)
+        frame = pd.DataFrame(probability, index=bars.timestamps[rows], columns=list(self.models))
+        return frame, problems
 
     def inputs(self, panel: Panel) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], dict]:
         """Every bar's inputs of each loaded coin, as its own model sees them.
@@ -220,7 +247,12 @@ class Fleet:
             out |= {s: (x[:, i], channels[:, i]) for i, s in enumerate(coins)}
         return out, problems
 
-    def signals(self, bars: Panel | str | Path) -> pd.DataFrame:
+    def signals(
+        self,
+        bars: Panel | str | Path,
+        positions: dict[str, Position] | None = None,
+        now: pd.Timestamp | None = None,
+    ) -> pd.DataFrame:
         """One row per roster coin for the latest bar (columns ``SIGNAL_FIELDS``).
 
         Only the last ``bars_needed`` bars are used, so a longer history gives the same
@@ -231,10 +263,20 @@ class Fleet:
         roster does not let trade gets ``trade=False`` and its ``reasons``; probability
         is None when its inputs are not those the model was trained with.
 
+        A bar still in progress (its open time plus the bar length after ``now``) is
+        never taken as the latest: only closed bars are read. A coin whose file has a bad
+        row is left out of the bars and gets the file's problem as its reason.
+
+        ``trade`` means a new entry at the latest bar's close: a coin whose position (from
+        ``positions``) is still open does not trade; ``position`` says what is held after
+        the bar (``huracan.serve.positions``).
+
         Args:
             bars: the latest bars, as a Panel or a directory of per-symbol files.
+            positions: symbol -> the open position held before the latest bar (None: flat).
+            now: the present (default: the clock).
         """
-        window, probability, problems, inputs = self._latest(bars)
+        window, probability, problems, inputs = self._latest(bars, now)
         bar_time = window.timestamps[-1]
         measured = window.n_bars >= self.bars_needed
         psi_by_coin = self._psi(inputs) if measured else {}
@@ -290,12 +332,14 @@ class Fleet:
             )
         rank = {e["symbol"]: e["rank"] for e in self.roster["entries"]}
         rows.sort(key=lambda row: rank.get(row["symbol"], len(rank) + 1))
-        return pd.DataFrame(rows, columns=SIGNAL_FIELDS)
+        frame = pd.DataFrame(rows, columns=SIGNAL_FIELDS)
+        return with_positions(frame, positions, pd.Timedelta(window.timeframe))
 
     def _bar_reasons(self, window: Panel, model: CoinModel) -> list[str]:
         """Why this coin's bars cannot give its model's input at the latest bar, if so."""
         if model.symbol not in window.symbols:
-            return ["no bars for this symbol"]
+            skipped = [d.detail for d in window.drops if d.symbol == model.symbol and d.detail]
+            return [f"bad bars: {skipped[0]}" if skipped else "no bars for this symbol"]
         timeframe = model.description.get("timeframe") or model.config["data"].get("timeframe")
         if timeframe and pd.Timedelta(timeframe) != pd.Timedelta(window.timeframe):
             return [f"bars are {window.timeframe}, the model was trained on {timeframe}"]
@@ -314,13 +358,13 @@ class Fleet:
             return [f"gap: {model.warmup - have} of the last {model.warmup} bars missing"]
         return []
 
-    def drift(self, bars: Panel | str | Path) -> pd.DataFrame:
+    def drift(self, bars: Panel | str | Path, now: pd.Timestamp | None = None) -> pd.DataFrame:
         """Each coin's PSI per input over the last ``drift_window`` bars (coins x inputs).
 
         NaN for a coin without a reference distribution or whose inputs cannot be built;
         ``signals`` reports the row maximum as ``drift``.
         """
-        _, _, _, inputs = self._latest(bars)
+        _, _, _, inputs = self._latest(bars, now)
         rows = self._psi(inputs)
         names = dict.fromkeys(n for m in self.models.values() for n in m.description["inputs"])
         frame = pd.DataFrame(
@@ -328,9 +372,11 @@ class Fleet:
         )
         return frame.T.reindex(index=list(inputs), columns=list(names)).astype(float)
 
-    def _latest(self, bars: Panel | str | Path) -> tuple[Panel, np.ndarray, dict, dict]:
-        """The last ``bars_needed`` bars, the latest probabilities, problems and inputs."""
-        panel = bars if isinstance(bars, Panel) else self.read_bars(bars)
+    def _latest(
+        self, bars: Panel | str | Path, now: pd.Timestamp | None
+    ) -> tuple[Panel, np.ndarray, dict, dict]:
+        """The last ``bars_needed`` closed bars, the latest probabilities, problems, inputs."""
+        panel = closed_bars(bars if isinstance(bars, Panel) else self.read_bars(bars), now)
         window = panel.between(panel.timestamps[max(panel.n_bars - self.bars_needed, 0)], None)
         recent = np.arange(max(window.n_bars - self.config.drift_window, 0), window.n_bars)
         probability, problems, inputs = self._probabilities(window, recent, last_only=True)
@@ -410,7 +456,9 @@ class Fleet:
         needed = MarketFactorExtractor.input_symbols(factor_state)
         missing = [s for s in needed if s not in panel.symbols]
         if missing:
-            raise ConfigError(f"market factor member(s) or leader {missing} have no bars")
+            bad = [d.detail for d in panel.drops if d.symbol in missing and d.detail]
+            why = f" (bad bars: {bad[0]})" if bad else ""
+            raise ConfigError(f"market factor member(s) or leader {missing} have no bars{why}")
         symbols = [*coins, *[s for s in needed if s not in coins]]
         sub = panel.select(symbols)
         cfg = OmegaConf.create(first.config)
@@ -450,6 +498,20 @@ class Fleet:
         ).values.astype(np.float32)
         n = len(coins)
         return x[:, :n], channels[rows][:, :n]
+
+
+def closed_bars(panel: Panel, now: pd.Timestamp | None = None) -> Panel:
+    """The bars that have closed by ``now`` (open time + bar length <= now).
+
+    Raises:
+        DataError: no bar has closed yet.
+    """
+    now = pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now)
+    now = now.tz_localize("UTC") if now.tzinfo is None else now
+    n_closed = int(np.sum(panel.timestamps + pd.Timedelta(panel.timeframe) <= now))  # sorted
+    if n_closed == 0:
+        raise DataError("bars", f"no bar of {panel.timeframe} has closed by {now:%Y-%m-%d %H:%M}")
+    return panel if n_closed == panel.n_bars else panel.between(None, panel.timestamps[n_closed])
 
 
 def _stack_heads(models: list[CoinModel]) -> dict[str, tuple[FleetModule, dict[str, int]]]:

@@ -19,7 +19,7 @@ from huracan.features.technical import warmup_bars
 from huracan.models import FleetModule
 from huracan.models.checkpoint import META, WEIGHTS, module_from_files
 from huracan.registry.artifacts import read_manifest
-from huracan.registry.champions import read_champion
+from huracan.registry.champions import pointer_problem, read_champion
 from huracan.store import Store, content_hash
 
 
@@ -78,11 +78,15 @@ class CoinModel:
 
 
 def load_coin(store: Store, entry: dict, ema_tolerance: float) -> CoinModel:
-    """Reads a roster entry's champion and checkpoint; raises ModelUnusable with why not."""
+    """Reads a roster entry's champion and checkpoint; raises ModelUnusable with why not
+    (another coin's version among the reasons), DataError for a malformed pointer."""
     symbol = entry["symbol"]
-    pointer = read_champion(store, symbol)
+    pointer = read_champion(store, symbol)  # a malformed one raises DataError
     if pointer is None:
         raise ModelUnusable(f"no champion pointer champions/{symbol}.json")
+    problem = pointer_problem(store, symbol, pointer)
+    if problem is not None:  # never another coin's model under this coin's name
+        raise ModelUnusable(problem)
     prefix = pointer["model_path"]
     manifest = read_manifest(store, prefix)
     if manifest is None:

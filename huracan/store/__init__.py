@@ -21,6 +21,16 @@ from huracan.store.base import (
 )
 from huracan.store.fence import Fence
 
+
+def open_root(root: str) -> Store:
+    """The artifact store: ``dropbox:/PATH`` (or ``dropbox://PATH``), else a local folder."""
+    if root.startswith("dropbox:"):
+        from huracan.store.dropbox_store import DropboxStore  # the SDK only when asked for
+
+        return DropboxStore("/" + root.removeprefix("dropbox:").lstrip("/"))
+    return LocalStore(root)
+
+
 __all__ = [
     "ArtifactNotFound",
     "Fence",
@@ -30,4 +40,5 @@ __all__ = [
     "StoreError",
     "check_key",
     "content_hash",
+    "open_root",
 ]

@@ -18,6 +18,7 @@ import requests
 from dropbox import files
 from dropbox.exceptions import ApiError, AuthError, HttpError, InternalServerError, RateLimitError
 
+from huracan.credentials import read_credentials_file
 from huracan.errors import ConfigError
 from huracan.store.base import ArtifactNotFound, Store, StoreError, check_key, content_hash
 from huracan.store.fence import LOCK_KEY
@@ -87,16 +88,22 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def _client_from_env() -> dropbox.Dropbox:
-    env = {
-        name: os.environ.get(name) or None
-        for name in (
-            "DROPBOX_ACCESS_TOKEN",
-            "DROPBOX_REFRESH_TOKEN",
-            "DROPBOX_APP_KEY",
-            "DROPBOX_APP_SECRET",
-        )
-    }
+CREDENTIALS = (
+    "DROPBOX_ACCESS_TOKEN",
+    "DROPBOX_REFRESH_TOKEN",
+    "DROPBOX_APP_KEY",
+    "DROPBOX_APP_SECRET",
+)
+
+
+def _client_from_env(credentials_file: str | None = None) -> dropbox.Dropbox:
+    # the file, where one is named, is the only source: never half from each
+    source = (
+        os.environ
+        if credentials_file is None
+        else read_credentials_file(credentials_file, CREDENTIALS)
+    )
+    env = {name: source.get(name) or None for name in CREDENTIALS}
     # The store does its own retries, with backoff it can report and tests can observe.
     no_sdk_retries = {"max_retries_on_error": 0, "max_retries_on_rate_limit": 0}
     # A refresh token outlives the four-hour access token, so it wins for long runs.
@@ -114,10 +121,12 @@ def _client_from_env() -> dropbox.Dropbox:
             "store=dropbox: DROPBOX_REFRESH_TOKEN is set but DROPBOX_APP_KEY is not; "
             "set DROPBOX_APP_KEY (and DROPBOX_APP_SECRET unless the token came from PKCE)"
         )
+    where = "the environment" if credentials_file is None else credentials_file
     raise ConfigError(
-        "store=dropbox needs credentials in the environment: set DROPBOX_ACCESS_TOKEN, "
+        f"store=dropbox needs credentials in {where}: set DROPBOX_ACCESS_TOKEN, "
         "or DROPBOX_REFRESH_TOKEN and DROPBOX_APP_KEY (plus DROPBOX_APP_SECRET unless the "
-        "token came from PKCE); credentials are never read from config files"
+        "token came from PKCE), in the environment or in the file store.credentials_file; "
+        "credentials are never config values"
     )
 
 
@@ -147,6 +156,8 @@ class DropboxStore(Store):
         fence: The lock a run holds (see ``Store.fence``); set by the run, not by hand.
         lock_heartbeat_s: See ``Store.lock_heartbeat_s``.
         lock_stale_after_s: See ``Store.lock_stale_after_s``.
+        credentials_file: A file of ``NAME=value`` lines with the same names as the
+            environment's; where given, the credentials come from it alone.
 
     Raises:
         ConfigError: No usable credentials in the environment, or a setting that cannot work.
@@ -164,6 +175,7 @@ class DropboxStore(Store):
         fence: dict | None = None,
         lock_heartbeat_s: float = 30.0,
         lock_stale_after_s: float = 600.0,
+        credentials_file: str | None = None,
     ):
         self._set_lock(fence, lock_heartbeat_s, lock_stale_after_s)
         if max_retries < 0:
@@ -177,7 +189,7 @@ class DropboxStore(Store):
         self.chunk_size = chunk_size
         self._sleep = sleep
         if client is None:
-            client = _client_from_env()
+            client = _client_from_env(credentials_file)
         elif isinstance(client, dropbox.Dropbox):
             client = client.clone(max_retries_on_error=0, max_retries_on_rate_limit=0)
         self._client = client
