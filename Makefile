@@ -3,12 +3,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install train test lint bench clean
+.PHONY: install train test lint docs bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -c constraints.txt -e .[dev]
+	$(BIN)/pip install -q -c constraints.txt -e .[dev,docs]
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -20,11 +20,14 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check huracan tests bench train.py
-	$(BIN)/ruff format --check huracan tests bench train.py
+	$(BIN)/ruff check huracan tests bench train.py docs
+	$(BIN)/ruff format --check huracan tests bench train.py docs
+
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict -d site
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_data.py
 
 clean:
-	rm -rf $(VENV) outputs multirun lightning_logs
+	rm -rf $(VENV) outputs multirun lightning_logs site

@@ -376,7 +376,9 @@ class WeightedMeanFactor(MeanFactor):
 
     Args:
         volume_window: bars of trailing quote volume behind the weights.
-        n_lags, max_ffill, leader: as :class:`MarketFactorExtractor`.
+        n_lags: as `MarketFactorExtractor`.
+        max_ffill: as `MarketFactorExtractor`.
+        leader: as `MarketFactorExtractor`.
     """
 
     method = "weighted_mean"

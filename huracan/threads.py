@@ -9,7 +9,7 @@ One kind of work is the exception: batched products wide enough that every threa
 milliseconds of work per call (the stacked heads of many coins, the per-coin permutation
 importance). Under ``threads: auto`` they run inside :func:`wide_threads`, on every core
 (1 to 8); the small products of a default run lose more to waking a second thread than
-they gain (README, "Speed and scale-out", has the figures).
+they gain (docs/benchmarks.md has the figures).
 
 The ``threads`` config applies it: ``train.py`` calls :func:`prepare_threads` before torch
 is imported (OpenMP reads ``OMP_WAIT_POLICY`` once, when torch loads it) and ``train()``
