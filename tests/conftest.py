@@ -70,3 +70,42 @@ def write_bars(tmp_path):
         return tmp_path
 
     return write
+
+
+# The end-to-end modules: each trains fleets or runs the command line in subprocesses.
+# `make test-fast` (pytest -m "not slow") leaves them out and keeps the unit tests, plus
+# one small end-to-end run (test_config.py's per-coin debug=fast run).
+SLOW_MODULES = {
+    "test_ddp",
+    "test_hierarchical",
+    "test_live_inputs",
+    "test_mechanic",
+    "test_multirun",
+    "test_per_coin",
+    "test_per_coin_baselines",
+    "test_per_coin_champion",
+    "test_per_coin_costs",
+    "test_per_coin_horizons",
+    "test_per_coin_resume",
+    "test_per_coin_trainer",
+    "test_replay",
+    "test_signal",
+    "test_signal_live",
+    "test_store_fencing",
+    "test_threads",
+}
+SLOW_TESTS = {  # single long tests in otherwise quick modules
+    "test_cli.py::test_train_runs_from_any_directory",
+    "test_cli.py::test_ctrl_c_during_a_fold_names_the_stage_and_marks_the_run",
+    "test_config.py::test_optuna_sweep_gets_the_objective_from_train",
+    "test_config.py::test_unreachable_dask_scheduler_ends_the_command_with_one_line",
+    "test_credentials.py::test_train_py_refuses_each_bypass_and_writes_nothing",
+    "test_entry.py::test_train_py_command_line",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        name = item.nodeid.split("/")[-1]
+        if item.module.__name__ in SLOW_MODULES or name.split("[")[0] in SLOW_TESTS:
+            item.add_marker(pytest.mark.slow)
