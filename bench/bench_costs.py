@@ -39,7 +39,7 @@ from huracan.features.technical import realized_volatility
 
 REAL_TRAIN_END = "2024-05-08"  # the last day of the full-history coins' 1h files
 TICK_DAY = "2024-08-09"  # the Binance tick capture (2024-08-08 23:54 to 00:05)
-CONF = ROOT / "conf"
+CONF = ROOT / "huracan" / "conf"
 MAX_SECONDS = 5.0  # per call, 400 coins x 2 years of hourly bars, 2-core reference machine
 
 

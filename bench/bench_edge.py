@@ -64,7 +64,7 @@ def run(overrides: list[str]) -> tuple[dict, dict, float]:
     outputs and artifacts go to a temporary directory."""
     with (
         tempfile.TemporaryDirectory() as tmp,
-        initialize_config_dir(str(ROOT / "conf"), version_base="1.3"),
+        initialize_config_dir(str(ROOT / "huracan" / "conf"), version_base="1.3"),
     ):
         out = [f"+output_dir={tmp}", f"store.root={tmp}/artifacts"]
         cfg = compose("config", overrides=[*out, *QUIET, *overrides])

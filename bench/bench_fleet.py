@@ -30,7 +30,7 @@ QUIET = ["trainer.enable_progress_bar=false", "report.compare_without_factor=fal
 
 
 def config(out: Path, *overrides: str):
-    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+    with initialize_config_dir(str(ROOT / "huracan" / "conf"), version_base="1.3"):
         return compose(
             "config",
             overrides=[

@@ -88,7 +88,7 @@ def main() -> None:
             out = Path(tmp) / f"replay{coins}"
             setup = SETUP.format(
                 threads=args.threads,
-                conf=str(ROOT / "conf"),
+                conf=str(ROOT / "huracan" / "conf"),
                 overrides=overrides(root, out, coins, args.days, args.epochs),
             )
             timing = measure(WORK, setup)

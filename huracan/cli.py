@@ -44,10 +44,8 @@ HYDRA_APPS = {
 
 
 def config_dir() -> Path:
-    """The shipped config: inside the package, else the source tree's ``conf/``."""
-    if CONF.is_dir():
-        return CONF
-    return Path(__file__).resolve().parents[1] / "conf"
+    """The config shipped inside the package (``huracan/conf``)."""
+    return CONF
 
 
 def run_hydra(overrides: list[str], program: str = "train.py") -> None:

@@ -26,7 +26,7 @@ from pathlib import Path
 from huracan.errors import HuracanError
 from huracan.pipelines.replay.report import format_summary
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
+CONF = Path(__file__).resolve().parent / "conf"
 
 
 def overrides_of(args: argparse.Namespace) -> list[str]:

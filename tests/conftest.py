@@ -15,7 +15,7 @@ def run_config(tmp: Path, *overrides: str):
     TensorBoard in ``tb/``, the artifact store in ``artifacts/``."""
     from hydra import compose, initialize_config_dir
 
-    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+    with initialize_config_dir(str(ROOT / "huracan" / "conf"), version_base="1.3"):
         return compose(
             "config",
             overrides=[
@@ -93,6 +93,7 @@ SLOW_MODULES = {
     "test_signal_live",
     "test_store_fencing",
     "test_threads",
+    "test_wheel",
 }
 SLOW_TESTS = {  # single long tests in otherwise quick modules
     "test_cli.py::test_train_runs_from_any_directory",

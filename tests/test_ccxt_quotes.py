@@ -79,7 +79,7 @@ def test_order_book_refused_falls_back_to_the_ticker(tmp_path):
 
 
 def _cfg(*overrides):
-    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+    with initialize_config_dir(str(ROOT / "huracan" / "conf"), version_base="1.3"):
         return compose("config", overrides=["data=ccxt", *overrides])
 
 

@@ -307,7 +307,7 @@ def test_fit_ignores_data_after_the_training_window(default_market, params):
 
 @pytest.mark.parametrize("series", ["returns", "residual", "fracdiff"])
 def test_fit_clusters_reads_only_the_training_rows(series):
-    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+    with initialize_config_dir(str(ROOT / "huracan" / "conf"), version_base="1.3"):
         cfg = compose(
             "config",
             overrides=[f"cluster.series={series}", "cluster.n_clusters=auto", "data.years=1"],

@@ -33,13 +33,13 @@ COMPONENT_GROUPS = [
 OPTIONS = [
     (group, path.stem)
     for group in COMPONENT_GROUPS
-    for path in sorted((ROOT / "conf" / group).glob("*.yaml"))
+    for path in sorted((ROOT / "huracan" / "conf" / group).glob("*.yaml"))
 ]
 REQUIRED = {"data=csv": ["data.path=/some/where"]}
 
 
 def config(*overrides: str):
-    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+    with initialize_config_dir(str(ROOT / "huracan" / "conf"), version_base="1.3"):
         return compose("config", overrides=list(overrides))
 
 
@@ -63,7 +63,7 @@ def test_every_option_names_its_component_and_passes_the_checks(group, option):
     "group", ["cluster", "factor", "encoder", "head", "pipeline", "queue", "logger"]
 )
 def test_cheap_components_build_from_each_option(group, tmp_path):
-    for path in sorted((ROOT / "conf" / group).glob("*.yaml")):
+    for path in sorted((ROOT / "huracan" / "conf" / group).glob("*.yaml")):
         component = build(config(f"{group}={path.stem}")[group])
         if group == "pipeline":
             assert isinstance(component, Pipeline)
@@ -83,7 +83,7 @@ def test_variants_override_their_base_file_instead_of_copying_it():
         ("head/coin", "head/cluster"),
         ("head/global", "head/cluster"),
     ]:
-        text = (ROOT / "conf" / f"{variant}.yaml").read_text()
+        text = (ROOT / "huracan" / "conf" / f"{variant}.yaml").read_text()
         assert f"- {base.split('/')[1]}\n" in text, variant
         assert len([line for line in text.splitlines() if ":" in line]) <= 4, variant
 

@@ -51,7 +51,7 @@ def samples(n: int, seed: int) -> dict[str, torch.Tensor]:
 
 
 def trainer_factory(option: str, max_steps: int = 8):
-    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+    with initialize_config_dir(str(ROOT / "huracan" / "conf"), version_base="1.3"):
         overrides = [f"trainer={option}", "trainer.enable_progress_bar=false"]
         cfg = compose("config", overrides=overrides)
     return instantiate(cfg.trainer, max_steps=max_steps)

@@ -15,7 +15,7 @@ from huracan.run import train
 
 
 def config(tmp_path, *overrides):
-    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+    with initialize_config_dir(str(ROOT / "huracan" / "conf"), version_base="1.3"):
         return compose("config", overrides=[f"+output_dir={tmp_path}", "pipeline=data", *overrides])
 
 

@@ -32,7 +32,7 @@ SMALL = [
 
 
 def small_config(tmp_path, *overrides):
-    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+    with initialize_config_dir(str(ROOT / "huracan" / "conf"), version_base="1.3"):
         return compose(
             "config",
             overrides=[
@@ -335,7 +335,7 @@ def test_the_search_objective_reads_no_test_window(tmp_path):
     overrides = ("thresholds.z=0", "thresholds.min_trades=5", "report.compare_without_factor=false")
     cfg = small_config(tmp_path, *overrides)
     summary, objects = train(cfg)
-    objective = yaml.safe_load((ROOT / "conf/hparams_search/optuna.yaml").read_text())
+    objective = yaml.safe_load((ROOT / "huracan/conf/hparams_search/optuna.yaml").read_text())
     assert objective["optimized_metric"] == "validation.sharpe"
     assert summary["validation"]["n_trades"] > 0
     panel, run = objects["panel"], objects["run"]

@@ -34,7 +34,7 @@ def priced_jobs(panel, cfg, split):
 
 @pytest.fixture(scope="module")
 def setup():
-    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+    with initialize_config_dir(str(ROOT / "huracan" / "conf"), version_base="1.3"):
         cfg = compose(
             "config",
             overrides=[
