@@ -32,6 +32,7 @@ summary predates ``daily_net_bps``, still counts, but gets no ratio), plus
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import logging
 from pathlib import Path
@@ -44,7 +45,7 @@ from omegaconf import DictConfig
 from scipy.stats import kurtosis, skew
 
 from huracan.io import atomic_write_text
-from huracan.report import INTERRUPTED, format_table
+from huracan.report import INTERRUPTED
 from huracan.significance import deflated_sharpe_ratio
 
 log = logging.getLogger("huracan")
@@ -128,17 +129,53 @@ class CompareRuns(Callback):
         except FileNotFoundError as err:
             log.warning("no comparison: %s", err)
             return
-        shown = table[
-            [
-                "overrides",
-                "validation/sharpe",
-                "all/expectancy",
-                "all/net_bps",
-                "alt_clusters/expectancy",
-                "deflated_sharpe",
-            ]
-        ]
-        log.info("comparison (%s/comparison.csv)\n%s", sweep_dir, format_table(shown))
+        log.info("comparison (every column: %s/comparison.csv)\n%s", sweep_dir, console(table))
+
+
+# what the console shows of each run: (column, header, format); comparison.csv has all
+SHOWN = [
+    ("validation/sharpe", "val. Sharpe", "{:.2f}"),
+    ("all/net_bps", "net bps", "{:,.0f}"),
+    ("all/n_trades", "trades", "{:,.0f}"),
+    ("all/sharpe", "Sharpe", "{:.2f}"),
+    ("all/expectancy", "exp. bps", "{:.2f}"),
+    ("deflated_sharpe", "DSR", "{:.2f}"),
+]
+
+
+def console(table: pd.DataFrame, width: int = 120) -> str:
+    """The comparison as a table that fits ``width`` columns: each run's overrides
+    (wrapped), its validation Sharpe (what a sweep chooses on), the test window's net bps,
+    trades, Sharpe, expectancy (bps) and deflated Sharpe ratio, and its criteria passed."""
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    view = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style="bold")
+    view.add_column("run")
+    view.add_column("overrides", overflow="fold", ratio=1)
+    for _, header, _ in SHOWN:
+        view.add_column(header, justify="right", no_wrap=True)
+    criteria = [c for c in table.columns if _verdicts(table[c])]
+    view.add_column("criteria", justify="right", no_wrap=True)
+    for run, row in table.iterrows():
+        cells = [_cell(row.get(column), spec, column) for column, _, spec in SHOWN]
+        passed = sum(row[c] == "PASS" for c in criteria)
+        view.add_row(str(run), str(row["overrides"]), *cells, f"{passed}/{len(criteria)} PASS")
+    out = Console(width=width, file=io.StringIO(), color_system=None, highlight=False)
+    out.print(view)
+    return out.file.getvalue().rstrip()
+
+
+def _verdicts(column: pd.Series) -> bool:
+    values = set(column.dropna())
+    return bool(values) and values <= {"PASS", "FAIL"}
+
+
+def _cell(value: object, spec: str, column: str) -> str:
+    if value is None or (isinstance(value, float) and not np.isfinite(value)):
+        return "-"
+    return spec.format(float(value) * (1e4 if column.endswith("expectancy") else 1))
 
 
 def latest_sweep(root: str | Path = "multirun") -> Path:
@@ -167,9 +204,8 @@ def main(argv: list[str] | None = None) -> None:
     if not sweep_dir.is_dir():
         raise SystemExit(f"{sweep_dir}: no such sweep directory")
     table = write_comparison(sweep_dir, args.prior_trials)
-    with pd.option_context("display.width", 200, "display.max_columns", 20):
-        print(format_table(table))
-    print(f"\nwritten to {sweep_dir / 'comparison.csv'}")
+    print(console(table))
+    print(f"\nevery column in {sweep_dir / 'comparison.csv'}")
 
 
 if __name__ == "__main__":

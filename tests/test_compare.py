@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from scipy.stats import norm
 
-from huracan.compare import gather, main, write_comparison
+from huracan.compare import console, gather, main, write_comparison
 
 EULER_GAMMA = 0.5772156649015329
 
@@ -127,3 +127,17 @@ def test_prior_trials_deflate_further(tmp_path, capsys):
     assert "comparison.csv" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         main([str(tmp_path), "--prior-trials", "-1"])
+
+
+def test_the_console_table_fits_120_columns_and_shows_sharpe_trades_and_dsr(tmp_path):
+    for name, mean in {"0": 8.0, "1": -2.0, "2": 3.0}.items():
+        write_run(tmp_path, name, daily(mean, seed=int(name)), validation_sharpe=0.5)
+    (tmp_path / "1" / ".hydra" / "overrides.yaml").write_text(
+        "- " + " ".join(f"head.option_{k}=value_{k}" for k in range(12)) + "\n"
+    )
+    text = console(write_comparison(tmp_path))
+    lines = text.splitlines()
+    assert max(map(len, lines)) <= 120
+    for header in ("val. Sharpe", "net bps", "trades", "Sharpe", "DSR", "criteria"):
+        assert header in lines[0]
+    assert "1/1 PASS" in text and "head.option_11" in text.replace("\n", " ").replace("  ", " ")
