@@ -35,7 +35,7 @@ from huracan.models import FleetModule, GroupedMoEHead
 from huracan.models.checkpoint import head_spec
 from huracan.pipelines.fold_data import build_fleet_arrays
 from huracan.registry.roster import load_roster, select
-from huracan.serve.model import CoinModel, ModelUnusable, load_coin
+from huracan.serve.model import NO_CHAMPION, CoinModel, ModelUnusable, load_coin
 from huracan.serve.positions import Position, with_positions
 from huracan.store import ArtifactNotFound, LocalStore, Store
 
@@ -155,7 +155,17 @@ class Fleet:
                 raise
             except (ModelUnusable, ArtifactNotFound, ValueError, KeyError) as err:
                 unusable[entry["symbol"]] = f"model unusable: {err}"
-                log.warning("%s: %s", entry["symbol"], unusable[entry["symbol"]])
+                if not str(err).startswith(NO_CHAMPION):  # a coin without one is expected
+                    log.warning("%s: %s", entry["symbol"], unusable[entry["symbol"]])
+        without = [
+            s for s, why in unusable.items() if why.startswith(f"model unusable: {NO_CHAMPION}")
+        ]
+        if without:
+            log.info(
+                "%d roster coin(s) have no champion (no model passed its test window): %s",
+                len(without),
+                ", ".join(without[:12]) + (", ..." if len(without) > 12 else ""),
+            )
         try:
             shared = store.read_json("meta/shared_encoder.json")
         except ArtifactNotFound:

@@ -22,6 +22,8 @@ from huracan.registry.artifacts import read_manifest
 from huracan.registry.champions import pointer_problem, read_champion
 from huracan.store import Store, content_hash
 
+NO_CHAMPION = "no champion pointer"  # a roster coin whose model never won: expected, not an error
+
 
 class ModelUnusable(Exception):
     """A roster coin whose champion cannot be served; the message is the reason."""
@@ -83,7 +85,7 @@ def load_coin(store: Store, entry: dict, ema_tolerance: float) -> CoinModel:
     symbol = entry["symbol"]
     pointer = read_champion(store, symbol)  # a malformed one raises DataError
     if pointer is None:
-        raise ModelUnusable(f"no champion pointer champions/{symbol}.json")
+        raise ModelUnusable(f"{NO_CHAMPION} champions/{symbol}.json")
     problem = pointer_problem(store, symbol, pointer)
     if problem is not None:  # never another coin's model under this coin's name
         raise ModelUnusable(problem)
