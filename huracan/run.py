@@ -30,8 +30,26 @@ from huracan.threads import apply_threads
 log = logging.getLogger("huracan")
 
 
+class LibraryNoise(logging.Filter):
+    """Keeps the libraries' INFO lines (Dask's scheduler, nannies and workers) off the
+    console; the run's log file still has them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or not record.name.startswith(NOISY)
+
+
+NOISY = ("distributed", "lightning", "mlflow")
+
+
 def quiet_libraries() -> None:
-    """Keeps Lightning's per-fit banners and known harmless warnings out of the report."""
+    """Keeps Lightning's per-fit banners and known harmless warnings out of the report,
+    and the libraries' INFO lines out of the console (not out of the log file)."""
+    for handler in logging.getLogger().handlers:
+        is_console = isinstance(handler, logging.StreamHandler) and not isinstance(
+            handler, logging.FileHandler
+        )
+        if is_console and not any(isinstance(f, LibraryNoise) for f in handler.filters):
+            handler.addFilter(LibraryNoise())
     logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
     logging.getLogger("lightning.pytorch.accelerators.cuda").setLevel(logging.WARNING)
     for message in (

@@ -194,3 +194,28 @@ def test_compare_skips_an_interrupted_run(tmp_path):
         write_run(tmp_path, name, daily(5.0, seed=int(name)))
     (tmp_path / "1" / INTERRUPTED).write_text('{"stopped": "at fold 2/5"}\n')
     assert list(gather(tmp_path).index) == ["0"]
+
+
+def test_library_info_lines_reach_the_log_file_not_the_console(tmp_path):
+    import io
+    import logging
+
+    from huracan.run import quiet_libraries
+
+    console, root = io.StringIO(), logging.getLogger()
+    handlers = [logging.StreamHandler(console), logging.FileHandler(tmp_path / "train.log")]
+    saved = root.handlers[:], root.level
+    root.handlers[:] = handlers
+    root.setLevel(logging.INFO)
+    try:
+        quiet_libraries()
+        logging.getLogger("distributed.scheduler").info("State start")
+        logging.getLogger("distributed.worker").warning("Worker exceeded 95% memory budget")
+        logging.getLogger("huracan").info("[data] 0.01 s")
+    finally:
+        root.handlers[:], level = saved
+        root.setLevel(level)
+        handlers[1].close()
+    assert "State start" not in console.getvalue()
+    assert "95% memory" in console.getvalue() and "[data]" in console.getvalue()
+    assert "State start" in (tmp_path / "train.log").read_text()

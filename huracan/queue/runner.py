@@ -20,7 +20,7 @@ from typing import Any
 from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from huracan.errors import ConfigError, LockLost
+from huracan.errors import ConfigError, Interrupted, LockLost
 from huracan.queue.jobs import (
     CACHED,
     WORKER_CRASHED,
@@ -177,7 +177,7 @@ class JobQueue:
         Raises:
             ValueError: If a job has no symbol or two jobs share one.
             TypeError: If ``fn`` cannot be sent to worker processes.
-            KeyboardInterrupt: Re-raised after cancelling the jobs not yet finished.
+            KeyboardInterrupt, Interrupted: Re-raised after cancelling the jobs not yet finished.
             LockLost: A job found the run's store lock taken over; the jobs not yet
                 finished are cancelled (none of them may write).
         """
@@ -206,7 +206,7 @@ class JobQueue:
                         log_paths[index].write_text("", encoding="utf-8")
             with logging_redirect_tqdm() if self.progress else nullcontext():
                 self._execute(fn, jobs, todo, board)
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, Interrupted):
             report = board.report()
             _log.warning(
                 "job queue interrupted: %s\n%s", format_counts(report.counts()), report.table()
@@ -348,6 +348,6 @@ def _run_on_dask(
                 except Exception as exc:  # e.g. a job or result that cannot be pickled
                     board.fail(index, f"{type(exc).__name__}: {exc}")
                 submit()
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, Interrupted):
             client.cancel(list(in_flight))
             raise
