@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 
+import pandas as pd
 import pytest
 from conftest import ROOT, run_config
 
@@ -209,3 +210,17 @@ def test_a_process_killed_mid_write_resumes_to_the_clean_result(clean, tmp_path)
     assert not list(root.rglob("*.tmp"))
     lock = json.loads((root / "lock.json").read_text())
     assert lock["released_at"] and lock["generation"] == 2  # taken over, then released
+
+
+def test_run_id_auto_resumes_the_same_inputs_and_gives_new_settings_their_own_id(tmp_path):
+    """The default ``pipeline.run_id=auto``: today's date and the inputs' fingerprint, so a
+    changed setting the same day is a new run, not a refusal."""
+    shared = ["pipeline.run_id=auto", f"store.root={tmp_path / 'artifacts'}"]
+    first, _ = train(config(tmp_path / "a", *shared))
+    again, _ = train(config(tmp_path / "b", *shared))
+    other, _ = train(config(tmp_path / "c", *shared, "costs.fee_bps=10"))
+    ids = [s["per_coin"]["run_id"] for s in (first, again, other)]
+    assert ids[0] == ids[1] != ids[2]
+    assert all(i.startswith(pd.Timestamp.now(tz="UTC").strftime("%Y%m%d-")) for i in ids)
+    store = LocalStore(tmp_path / "artifacts")
+    assert {k.split("/")[2] for k in store.list("models")} == {f"baseline_{i}" for i in ids}

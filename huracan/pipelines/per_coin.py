@@ -39,8 +39,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+import pandas as pd
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict
 
 from huracan.config import build
 from huracan.data import GateReport, Panel
@@ -84,11 +85,12 @@ def run_per_coin(
 ) -> dict:
     """Trains, validates, exports and ranks one model per coin; returns the run summary."""
     store = build(cfg.store)
-    run_id = str(cfg.pipeline.run_id)
+    inputs = run_inputs(panel, gates, cfg)
+    run_id = resolve_run_id(cfg, inputs)
     removed = store.clean_temporary()  # under the run's lock: no other writer
     if removed:
         log.warning("removed %d temporary files of interrupted writes in %s", removed, store)
-    check_inputs(store, run_id, run_inputs(panel, gates, cfg))
+    check_inputs(store, run_id, inputs)
     split = prepare_split(panel, cfg, timer)
     encoder, joint, encoder_hash = shared_models(store, panel, cfg, split, run_id, timer)
     shared = shared_spec(panel, cfg, split, encoder, encoder_hash, run_id)
@@ -147,6 +149,20 @@ def prepare_split(panel: Panel, cfg: DictConfig, timer: StageTimer) -> Split:
         note(", ".join(baselines))
     weights = horizon_weights(arrays, fold)
     return Split(arrays, data, fits, data.valid(arrays), weights, baselines)
+
+
+def resolve_run_id(cfg: DictConfig, inputs: dict) -> str:
+    """``pipeline.run_id``; ``auto`` is today's date and the first 8 hex digits of the
+    run's inputs fingerprint (data and config): a rerun of the same inputs the same day
+    resumes, a changed setting is a new run instead of a refused one. The resolved id
+    replaces ``auto`` in the config (the jobs, the summary and the roster read it there)."""
+    run_id = str(cfg.pipeline.run_id)
+    if run_id == "auto":
+        run_id = f"{pd.Timestamp.now(tz='UTC'):%Y%m%d}-{inputs['fingerprint'][:8]}"
+        with open_dict(cfg):
+            cfg.pipeline.run_id = run_id
+        log.info("pipeline.run_id=auto: %s", run_id)
+    return run_id
 
 
 def shared_models(store: Store, panel: Panel, cfg: DictConfig, split: Split, run_id, timer):
