@@ -78,6 +78,7 @@ def _train_task(cfg) -> float | None:
     """
     from huracan.threads import prepare_threads
 
+    logging.captureWarnings(True)  # to the log file; the console leaves them out
     try:
         prepare_threads(cfg.get("threads"))  # OMP_WAIT_POLICY: read once, as torch loads
         # Imported here, once Hydra runs the task: torch and Lightning come in with the

@@ -31,10 +31,13 @@ log = logging.getLogger("huracan")
 
 
 class LibraryNoise(logging.Filter):
-    """Keeps the libraries' INFO lines (Dask's scheduler, nannies and workers) off the
-    console; the run's log file still has them."""
+    """Keeps the libraries' INFO lines (Dask's scheduler, nannies and workers) and Python
+    warnings (captured by ``huracan train``: numpy's RuntimeWarnings on empty slices) off
+    the console; the run's log file still has them."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.name == "py.warnings":  # numpy's RuntimeWarnings and the like
+            return False
         return record.levelno >= logging.WARNING or not record.name.startswith(NOISY)
 
 

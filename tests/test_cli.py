@@ -212,10 +212,13 @@ def test_library_info_lines_reach_the_log_file_not_the_console(tmp_path):
         logging.getLogger("distributed.scheduler").info("State start")
         logging.getLogger("distributed.worker").warning("Worker exceeded 95% memory budget")
         logging.getLogger("huracan").info("[data] 0.01 s")
+        logging.getLogger("py.warnings").warning("RuntimeWarning: Mean of empty slice")
     finally:
         root.handlers[:], level = saved
         root.setLevel(level)
         handlers[1].close()
     assert "State start" not in console.getvalue()
     assert "95% memory" in console.getvalue() and "[data]" in console.getvalue()
-    assert "State start" in (tmp_path / "train.log").read_text()
+    assert "Mean of empty slice" not in console.getvalue()
+    logged = (tmp_path / "train.log").read_text()
+    assert "State start" in logged and "Mean of empty slice" in logged
