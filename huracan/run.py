@@ -54,6 +54,8 @@ def quiet_libraries() -> None:
         if is_console and not any(isinstance(f, LibraryNoise) for f in handler.filters):
             handler.addFilter(LibraryNoise())
     logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
+    # DDP: each process says it joined, at every fit (Lightning's own console handler)
+    logging.getLogger("lightning.fabric.utilities.distributed").setLevel(logging.WARNING)
     logging.getLogger("lightning.pytorch.accelerators.cuda").setLevel(logging.WARNING)
     for message in (
         ".*LeafSpec.*",

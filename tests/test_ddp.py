@@ -129,6 +129,8 @@ def test_a_tiny_run_trains_the_same_through_train_py_with_two_processes(tmp_path
         run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
         assert run.returncode == 0, run.stderr[-3000:]
         runs[option] = validation_metrics(out)
+        printed = run.stdout + run.stderr  # every line once, whatever the processes
+        assert printed.count("[data]") == 1 and "Initializing distributed" not in printed
     one, two = runs["cpu"], runs["ddp_cpu"]
     assert len(one) == 6 and list(one.index) == list(two.index)  # 2 folds x 3 fits
     encoders = [s for s in one.index if s.endswith("encoder")]
