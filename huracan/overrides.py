@@ -11,6 +11,7 @@ Anything it does not recognise is left to Hydra.
 from __future__ import annotations
 
 import difflib
+import shutil
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -41,6 +42,8 @@ def check_overrides(overrides: list[str], conf: Path) -> None:
     keys = []
     for item in parsed:
         name = item.key_or_group
+        if name == "hydra/launcher" and "submitit_slurm" in _values(item):
+            _check_slurm()
         if item.type == OverrideType.DEL or name.startswith("hydra"):
             continue
         values = _values(item)
@@ -55,6 +58,15 @@ def check_overrides(overrides: list[str], conf: Path) -> None:
         if cfg is not None:
             for key in keys:
                 _check_key(key, cfg, conf, groups)
+
+
+def _check_slurm() -> None:
+    """submitit's SLURM launcher fails deep inside the sweep where there is no SLURM."""
+    if shutil.which("srun") is None:
+        raise ConfigError(
+            "hydra/launcher=submitit_slurm needs SLURM, and 'srun' is not on PATH here: run "
+            "on a SLURM login node, or sweep with hydra/launcher=submitit_local or joblib"
+        )
 
 
 def _groups(conf: Path) -> dict[str, list[str]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -100,6 +101,11 @@ def test_download_bad_arguments_exit_2(argv, capsys):
         (["data.path=DIR"], "it belongs to data=csv: add data=csv to the command"),
         (["-m", "cluster=ward,globl"], "cluster=globl: no such option"),
         (["foo=1"], "foo: no such key in the config (+foo=... adds a new one)"),
+        pytest.param(
+            ["-m", "hydra/launcher=submitit_slurm"],
+            "needs SLURM, and 'srun' is not on PATH",
+            marks=pytest.mark.skipif(shutil.which("srun") is not None, reason="SLURM is here"),
+        ),
     ],
 )
 def test_config_mistakes_are_one_line_with_the_closest_spelling(words, message):
