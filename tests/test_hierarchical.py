@@ -354,3 +354,19 @@ def test_the_search_objective_reads_no_test_window(tmp_path):
     assert metric_of({"validation": pooled_validation(other.fold_info)}, "validation.sharpe") == (
         metric_of(summary, "validation.sharpe")
     )
+
+
+def test_the_verdict_never_calls_an_edge_what_the_baseline_criterion_fails():
+    from huracan.pipelines.fleet_report import verdict
+
+    model = {"n_trades": 400, "t_stat": 3.1, "net_bps": 5000.0, "ci_low": 1e-4, "ci_high": 3e-4}
+    folds = [{"heads_trading": 2}]
+    behind = {
+        "name": "model's profit > the best baseline's (always_long, significant)",
+        "value": "5000.0 vs 9000.0 bps, t of the daily difference -0.80",
+        "passed": False,
+    }
+    assert verdict({"all": {"model": model}}, folds, []).startswith("a significant edge")
+    line = verdict({"all": {"model": model}}, folds, [behind])
+    assert line.startswith("a significant profit but no edge over the best baseline")
+    assert "t of the daily difference -0.80" in line

@@ -238,8 +238,10 @@ def _best_baseline(group: dict) -> str | None:
     return max(scores, key=scores.get) if scores else None
 
 
-def verdict(clusters: dict, folds: list[dict]) -> str:
-    """One line on whether the model found an edge it could trade."""
+def verdict(clusters: dict, folds: list[dict], criteria: list[dict] | None = None) -> str:
+    """One line on whether the model found an edge it could trade: "a significant edge"
+    only where its daily P&L is significant and (where measured) it also beats the best
+    baseline by the criterion's test, so the verdict never contradicts the criteria."""
     overall = clusters["all"]["model"]
     heads = sum(f["heads_trading"] for f in folds)
     if overall["n_trades"] == 0:
@@ -249,6 +251,9 @@ def verdict(clusters: dict, folds: list[dict]) -> str:
         )
     t = overall["t_stat"]
     kind = "a significant edge" if above(t, 2) else "no significant edge"
+    behind = [c for c in criteria or [] if "best baseline" in c["name"] and not c["passed"]]
+    if above(t, 2) and behind:
+        kind = f"a significant profit but no edge over the best baseline ({behind[0]['value']})"
     return (
         f"{kind}: {overall['n_trades']} trades from {heads} head-fold(s) that passed "
         f"validation, {fmt(overall['net_bps'], 1)} bps net, t of daily P&L {fmt(t, 2)}, "
@@ -290,16 +295,17 @@ def write_report(run: FleetRun, panel: Panel, cfg: DictConfig, out: Path, logger
         for name in by_cluster["all"]
         if name.startswith("baseline_")
     }
+    criteria = success_criteria(run, results, by_cluster, cfg, clusters)
     return {
         "results": results,
         "per_fold": per_fold,
         "clusters": by_cluster,
         "baselines": baselines,
-        "criteria": success_criteria(run, results, by_cluster, cfg, clusters),
+        "criteria": criteria,
         "diagnostics": diagnostics(run, cfg),
         "daily_net_bps": daily_net_bps(run),
         "validation": pooled_validation(run.fold_info),
-        "verdict": verdict(by_cluster, run.fold_info),
+        "verdict": verdict(by_cluster, run.fold_info, criteria),
         "cluster_agreement": fold_agreement(run.fold_clusters),
         "folds": run.fold_info,
     }
