@@ -54,7 +54,7 @@ def pooled_report(coin_metrics: dict[str, dict], windows: dict[str, list[str] | 
         "baselines": {k: v for k, v in table.items() if k != "model"},
         "judged_window": judged,
         "criteria": criteria,
-        "verdict": _verdict(table.get("model"), judged),
+        "verdict": _verdict(table.get("model"), judged, criteria),
     }
 
 
@@ -152,15 +152,21 @@ def _criteria(table: dict, daily: dict[str, pd.Series], window: str) -> list[dic
     return criteria
 
 
-def _verdict(model: dict | None, window: str) -> str:
+def _verdict(model: dict | None, window: str, criteria: list[dict]) -> str:
+    """One line; "a significant edge" only where the baseline criterion passes too."""
     if model is None:
         return "no coin has out-of-sample figures: no verdict"
     if model["n_trades"] == 0:
         return (
-            f"no edge: no coin's model traded in the {window} window (no validation profit "
-            "was significantly positive after costs): never trading is the honest answer"
+            f"no edge in the {window} window: no coin's model traded there (no validation "
+            "profit was significantly positive after costs, or no probability reached its "
+            "threshold in the window): never trading is the honest answer for it; a coin's "
+            "trade_ok rests on its selection window"
         )
     kind = "a significant edge" if above(model["t_stat"], 2) else "no significant edge"
+    behind = [c for c in criteria if "best baseline" in c["name"] and not c["passed"]]
+    if above(model["t_stat"], 2) and behind:
+        kind = f"a significant profit but no edge over the best baseline ({behind[0]['value']})"
     return (
         f"{kind} in the {window} window: {model['n_trades']} trades of "
         f"{model['coins_traded']} coins, {fmt(model['net_bps'], 1)} bps net, t of daily P&L "
