@@ -24,6 +24,7 @@ from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from huracan.errors import ConfigError, HuracanError
+from huracan.family import FamilyGate
 
 Node = DictConfig | Mapping
 
@@ -97,6 +98,11 @@ def validate(cfg: DictConfig) -> None:
     cut_z = cfg.get("thresholds", {}).get("cut_z")
     if cut_z is not None and not cut_z >= 0:
         raise ConfigError(f"thresholds.cut_z must be >= 0 or null, got {cut_z}")
+    thresholds = cfg.get("thresholds", {})
+    if thresholds.get("gate", "search") != "search":
+        if thresholds.get("unit") != "day":
+            raise ConfigError("a family-wise thresholds.gate needs thresholds.unit=day")
+        FamilyGate(thresholds.family_alpha, thresholds.resamples, method=thresholds.gate)
 
 
 def check_component(node: DictConfig, path: str) -> None:
@@ -205,6 +211,9 @@ class Thresholds:
     z: float = 2.0
     cut_z: float | None = 1.0
     unit: Literal["day", "trade"] = "day"
+    gate: Literal["permutation", "bootstrap", "search"] = "permutation"
+    family_alpha: float = 0.025
+    resamples: int = 200
 
 
 @dataclasses.dataclass

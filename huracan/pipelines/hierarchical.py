@@ -52,7 +52,7 @@ from huracan.pipelines.fold_data import (
 from huracan.pipelines.training import fit_encoder, fit_heads, without_factor
 from huracan.report import StageTimer, format_table
 from huracan.threads import apply_threads
-from huracan.thresholds import choose_horizons, validation_days
+from huracan.thresholds import choose_horizons, family_gate, validation_days
 from huracan.validation import Fold
 
 log = logging.getLogger("huracan")
@@ -460,6 +460,7 @@ def trade_decisions(
         cfg.thresholds.z,
         validation_days(cfg.thresholds.unit, arrays.timestamps_ns[val_t]),
         cfg.thresholds.cut_z,
+        family_gate(cfg.thresholds, arrays.horizons, arrays.timestamps_ns, cfg.seed),
     )
     prob = _columns(module.predict_proba(test["x"], test["factor"], test["group"]))
     group = test["group"].numpy()
