@@ -211,7 +211,7 @@ class Thresholds:
     z: float = 2.0
     cut_z: float | None = 1.0
     unit: Literal["day", "trade"] = "day"
-    gate: Literal["permutation", "bootstrap", "search"] = "permutation"
+    gate: Literal["family", "permutation", "bootstrap", "search"] = "family"
     family_alpha: float = 0.025
     resamples: int = 200
 

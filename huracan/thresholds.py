@@ -296,12 +296,14 @@ def choose_horizons(
 def family_gate(
     thresholds: DictConfig, horizons: tuple[int, ...], timestamps_ns: np.ndarray, seed: int
 ) -> FamilyGate | None:
-    """The run's gate (``thresholds.gate``): a family-wise one (``permutation`` or
-    ``bootstrap``, its shortest block the longest horizon in days), or None for the
+    """The run's gate (``thresholds.gate``): a family-wise one (``family``, ``permutation``
+    or ``bootstrap``, its shortest block the longest horizon in days), or None for the
     uncorrected ``search``."""
     gate = thresholds.get("gate", "search")
-    if gate not in ("permutation", "bootstrap", "search"):
-        raise ConfigError(f"thresholds.gate must be permutation, bootstrap or search, got {gate!r}")
+    if gate not in ("family", "permutation", "bootstrap", "search"):
+        raise ConfigError(
+            f"thresholds.gate must be family, permutation, bootstrap or search, got {gate!r}"
+        )
     if gate == "search":
         return None
     bar_ns = float(np.median(np.diff(timestamps_ns))) if len(timestamps_ns) > 1 else DAY_NS
