@@ -108,14 +108,14 @@ def head_searches(
             continue
         days = None if day is None else day[starts[g] : ends[g]]
         if days is None:
-            n_days, terms = 0, None
+            n_days = 0
             total = np.cumsum(returns)
             se = returns.std() * np.sqrt(np.arange(1, len(returns) + 1))
         else:
             n_days, terms = square_terms(returns, days)
             total, se = _sums(returns, n_days, terms)
         enough = np.arange(len(returns)) >= min_trades - 1  # k = index + 1 trades
-        search = Search(returns, days, total, se, enough, terms, n_days)
+        search = Search(returns, days, total, se, enough, n_days)
         searches.append((search, prob[starts[g] : ends[g]]))
     return searches
 
