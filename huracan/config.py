@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from huracan.credentials import refuse_secrets_in
 from huracan.errors import ConfigError, HuracanError
+from huracan.family import FamilyGate
 
 Node = DictConfig | Mapping
 
@@ -75,6 +76,11 @@ def validate(cfg: DictConfig) -> None:
     cut_z = cfg.get("thresholds", {}).get("cut_z")
     if cut_z is not None and not cut_z >= 0:
         raise ConfigError(f"thresholds.cut_z must be >= 0 or null, got {cut_z}")
+    thresholds = cfg.get("thresholds", {})
+    if thresholds.get("gate", "search") != "search":
+        if thresholds.get("unit") != "day":
+            raise ConfigError("a family-wise thresholds.gate needs thresholds.unit=day")
+        FamilyGate(thresholds.family_alpha, thresholds.resamples, method=thresholds.gate)
 
 
 def check_component(node: DictConfig, path: str) -> None:
@@ -183,6 +189,9 @@ class Thresholds:
     z: float = 2.0
     cut_z: float | None = 1.0
     unit: Literal["day", "trade"] = "day"
+    gate: Literal["family", "permutation", "bootstrap", "search"] = "family"
+    family_alpha: float = 0.025
+    resamples: int = 200
 
 
 @dataclasses.dataclass

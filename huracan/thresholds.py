@@ -6,9 +6,13 @@ having picked the best of many cuts; otherwise it does not trade at all.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+from omegaconf import DictConfig
 
 from huracan.errors import ConfigError
+from huracan.family import FamilyGate, Search
 
 DAY_NS = 86_400_000_000_000
 
@@ -61,40 +65,79 @@ def threshold_bounds(
     group: np.ndarray,
     n_groups: int,
     min_trades: int,
-    z: float = 1.0,
+    z: float | np.ndarray = 1.0,
     day: np.ndarray | None = None,
     cut_z: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """:func:`choose_thresholds` and, per group, the lower bound its cut reached.
+
+    Args:
+        z: the margin, one for every group or (n_groups,) one each.
 
     Returns:
         ``(thresholds, bounds, scores)``, each (n_groups,): the cut, its lower bound at
         ``z`` and the ``S_k - cut_z * se_k`` that chose it, in the units of
         ``net_return`` summed over trades; -inf for a group that does not trade.
     """
+    searches = head_searches(prob, net_return, group, n_groups, min_trades, day)
+    return _cuts(searches, n_groups, z, cut_z)
+
+
+def head_searches(
+    prob: np.ndarray,
+    net_return: np.ndarray,
+    group: np.ndarray,
+    n_groups: int,
+    min_trades: int,
+    day: np.ndarray | None = None,
+) -> list[tuple[Search, np.ndarray] | None]:
+    """Per group, its candidate cuts (:class:`huracan.family.Search`) and the probability
+    of each, falling; None for a group with too few samples."""
     if min_trades < 1:
         raise ConfigError(f"thresholds.min_trades must be >= 1, got {min_trades}")
-    thresholds = np.full(n_groups, np.inf)
-    bounds = np.full(n_groups, -np.inf)
-    scores = np.full(n_groups, -np.inf)
     order = np.lexsort((-prob, group))  # by group, then by falling probability
     group, prob, net = group[order], prob[order], net_return[order]
     day = None if day is None else np.asarray(day)[order]
     starts = np.searchsorted(group, np.arange(n_groups))
     ends = np.searchsorted(group, np.arange(n_groups), side="right")
+    searches: list[tuple[Search, np.ndarray] | None] = []
     for g in range(n_groups):  # one vectorised pass per head
         returns = net[starts[g] : ends[g]]
         if len(returns) < max(min_trades, 2):
+            searches.append(None)
             continue
-        if day is None:
+        days = None if day is None else day[starts[g] : ends[g]]
+        if days is None:
+            n_days = 0
             total = np.cumsum(returns)
             se = returns.std() * np.sqrt(np.arange(1, len(returns) + 1))
         else:
-            total, se = daily_sums(returns, day[starts[g] : ends[g]])
+            n_days, terms = square_terms(returns, days)
+            total, se = _sums(returns, n_days, terms)
         enough = np.arange(len(returns)) >= min_trades - 1  # k = index + 1 trades
-        best, bounds[g], scores[g] = best_cut(total, se, enough, z, cut_z)
+        search = Search(returns, days, total, se, enough, n_days)
+        searches.append((search, prob[starts[g] : ends[g]]))
+    return searches
+
+
+def _cuts(
+    searches: list[tuple[Search, np.ndarray] | None],
+    n_groups: int,
+    z: float | np.ndarray,
+    cut_z: float | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each group's best cut (:func:`best_cut`) at its margin: ``threshold_bounds``."""
+    z = np.broadcast_to(np.asarray(z, dtype=float), (n_groups,))
+    thresholds = np.full(n_groups, np.inf)
+    bounds = np.full(n_groups, -np.inf)
+    scores = np.full(n_groups, -np.inf)
+    for g, entry in enumerate(searches):
+        if entry is None:
+            continue
+        search, prob = entry
+        best, bounds[g], scores[g] = best_cut(search.total, search.se, search.enough, z[g], cut_z)
         if best >= 0:
-            thresholds[g] = prob[starts[g] + best]
+            thresholds[g] = prob[best]
     return thresholds, bounds, scores
 
 
@@ -146,11 +189,23 @@ def daily_sums(returns: np.ndarray, day: np.ndarray) -> tuple[np.ndarray, np.nda
     Returns:
         (n,) sums and (n,) standard errors; the errors are +inf with fewer than two days.
     """
-    days, position = np.unique(day, return_inverse=True)
-    n_days = len(days)
+    return _sums(returns, *square_terms(returns, day))
+
+
+def _sums(returns: np.ndarray, n_days: int, terms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`daily_sums` from the :func:`square_terms` of ``returns``."""
     total = np.cumsum(returns)
     if n_days < 2:
         return total, np.full(len(returns), np.inf)
+    squares = np.cumsum(terms)
+    variance = np.maximum(n_days * squares - total**2, 0.0) / (n_days - 1)
+    return total, np.sqrt(variance)
+
+
+def square_terms(returns: np.ndarray, day: np.ndarray) -> tuple[int, np.ndarray]:
+    """The number of days D and, per trade, ``2 p r + r**2``: what adding the trade (return
+    r, to a day already holding p) adds to the sum of squared daily sums."""
+    days, position = np.unique(day, return_inverse=True)
     # each trade's day's sum before it: cumulative sums within each day, in trade order
     by_day = np.argsort(position, kind="stable")
     ordered = returns[by_day]
@@ -159,9 +214,7 @@ def daily_sums(returns: np.ndarray, day: np.ndarray) -> tuple[np.ndarray, np.nda
     day_start = np.maximum.accumulate(np.where(first, np.arange(len(ordered)), 0))
     before = np.empty_like(returns)
     before[by_day] = running - ordered - (running[day_start] - ordered[day_start])
-    squares = np.cumsum(returns * (2 * before + returns))
-    variance = np.maximum(n_days * squares - total**2, 0.0) / (n_days - 1)
-    return total, np.sqrt(variance)
+    return len(days), returns * (2 * before + returns)
 
 
 def choose_horizons(
@@ -175,6 +228,7 @@ def choose_horizons(
     z: float = 1.0,
     day: np.ndarray | None = None,
     cut_z: float | None = None,
+    family: FamilyGate | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per group, the horizon and cut chosen together on validation profit (the rule of
     :func:`choose_thresholds`).
@@ -198,28 +252,65 @@ def choose_horizons(
         day: (B,) day number of each sample: the bound's standard error is that of daily
             P&L (see :func:`choose_thresholds`); None: trades count as independent.
         cut_z: the margin that chooses among cuts with a positive bound (None: z).
+        family: widens each group's margin to the family-wise critical value of its
+            whole search over horizons and cuts (``huracan.family``), never below
+            ``z``; None: ``z`` for the best candidate, uncorrected (``gate=search``).
 
     Returns:
         ``(horizon_index, thresholds, bounds)``, each (n_groups,); index -1 and threshold
-        +inf where a group does not trade; the bound is the chosen cut's, at ``z``.
+        +inf where a group does not trade; the bound is the chosen cut's, at the group's
+        margin.
     """
+    searches = []
+    for i, h in enumerate(horizons):
+        keep = (row % h == 0) & np.isfinite(net_return[:, i])
+        searches.append(
+            head_searches(
+                prob[keep, i],
+                net_return[keep, i],
+                group[keep],
+                n_groups,
+                min_trades,
+                None if day is None else day[keep],
+            )
+        )
+    margin = np.full(n_groups, float(z))
+    if family is not None:
+        if day is None:
+            raise ConfigError("a family-wise thresholds.gate needs thresholds.unit=day")
+        for g in range(n_groups):
+            found = [entry[g][0] for entry in searches if entry[g] is not None]
+            margin[g] = max(z, family.critical_z(found, head=g))
     best_index = np.full(n_groups, -1)
     best_cut = np.full(n_groups, np.inf)
     best_bound = np.full(n_groups, -np.inf)
     best_score = np.full(n_groups, -np.inf)
-    for i, h in enumerate(horizons):
-        keep = (row % h == 0) & np.isfinite(net_return[:, i])
-        cuts, bounds, scores = threshold_bounds(
-            prob[keep, i],
-            net_return[keep, i],
-            group[keep],
-            n_groups,
-            min_trades,
-            z,
-            None if day is None else day[keep],
-            cut_z,
-        )
+    for i, entry in enumerate(searches):
+        cuts, bounds, scores = _cuts(entry, n_groups, margin, cut_z)
         better = scores > best_score
         best_index[better], best_cut[better] = i, cuts[better]
         best_bound[better], best_score[better] = bounds[better], scores[better]
     return best_index, best_cut, best_bound
+
+
+def family_gate(
+    thresholds: DictConfig, horizons: tuple[int, ...], timestamps_ns: np.ndarray, seed: int
+) -> FamilyGate | None:
+    """The run's gate (``thresholds.gate``): a family-wise one (``family``, ``permutation``
+    or ``bootstrap``, its shortest block the longest horizon in days), or None for the
+    uncorrected ``search``."""
+    gate = thresholds.get("gate", "search")
+    if gate not in ("family", "permutation", "bootstrap", "search"):
+        raise ConfigError(
+            f"thresholds.gate must be family, permutation, bootstrap or search, got {gate!r}"
+        )
+    if gate == "search":
+        return None
+    bar_ns = float(np.median(np.diff(timestamps_ns))) if len(timestamps_ns) > 1 else DAY_NS
+    return FamilyGate(
+        alpha=thresholds.family_alpha,
+        resamples=thresholds.resamples,
+        hold_days=math.ceil(max(horizons) * bar_ns / DAY_NS),
+        seed=seed,
+        method=gate,
+    )

@@ -210,6 +210,41 @@ def test_abstains_on_a_market_without_an_edge(tmp_path, caplog):
     assert not any(c["passed"] for n, c in criteria.items() if "dominant" not in n)
 
 
+NO_EDGE_SEEDS = range(100, 120)
+NO_EDGE = [  # no lead anywhere, and a round trip that costs nothing: the gate alone decides
+    "data.follow_share=[0.0,0.0]",
+    "data.majors_follow_share=[0.0,0.0]",
+    "data.spread_column=false",
+    "costs.fee_bps=0",
+    "costs.spread_bps=0",
+    "costs.slippage_bps_per_sigma=0",
+    "labels.horizons=[1,4,12,24]",  # the default search: 4 horizons x every cut
+    "report.compare_without_factor=false",
+]
+
+
+def no_edge_head_folds(tmp_path, *overrides) -> tuple[int, int]:
+    """Head-folds, and how many of them traded, over the 20 no-edge markets."""
+    heads = trading = 0
+    for seed in NO_EDGE_SEEDS:
+        summary, _ = train(small_config(tmp_path / str(seed), f"seed={seed}", *NO_EDGE, *overrides))
+        heads += sum(len(fold["horizons"]) for fold in summary["folds"])
+        trading += sum(fold["heads_trading"] for fold in summary["folds"])
+    return heads, trading
+
+
+@pytest.mark.slow
+def test_abstains_on_twenty_markets_without_an_edge(tmp_path):
+    """Issue 29, finding 5: over 20 markets without any edge, at 0 bps (where a lucky cut
+    costs nothing), at most 5 % of the head-folds trade. The uncorrected rule
+    (``thresholds.gate=search``) lets a third to a half through on such markets
+    (``bench/bench_gate.py``)."""
+    heads, trading = no_edge_head_folds(tmp_path)
+    assert heads == 20 * 2 * 2  # seeds x folds x cluster heads
+    print(f"no-edge abstention: {trading} of {heads} head-folds traded")  # README's figure
+    assert trading / heads <= 0.05, f"{trading} of {heads} head-folds traded"
+
+
 def _two_books(model_daily: list[float], other_daily: list[float]):
     """A run of one asset, one trade a day, whose model and other variant earn these."""
     from types import SimpleNamespace

@@ -95,3 +95,17 @@ def test_large_universe():
 def test_invalid_parameters():
     with pytest.raises(ValueError, match="n_clusters"):
         SyntheticMarket(n_assets=3, n_clusters=4).load()
+
+
+def test_a_market_without_any_edge_and_without_a_spread_column(market):
+    """``majors_follow_share=(0, 0)`` with ``follow_share=(0, 0)`` leaves no lead at all
+    (the oracle expects 0 everywhere); ``spread_column=False`` drops only the spread."""
+    null = SyntheticMarket(
+        seed=3, follow_share=(0.0, 0.0), majors_follow_share=(0.0, 0.0), spread_column=False
+    ).load()
+    assert (null.truth.follow_share == 0).all()
+    assert np.nan_to_num(null.truth.expected_return).max() == 0
+    assert null.spread_bps is None
+    assert market.truth.follow_share[1] > 0  # the default keeps the majors' faint lead
+    plain = SyntheticMarket(seed=3, spread_column=False).load()
+    np.testing.assert_array_equal(plain.close, market.close)  # the same market otherwise

@@ -96,6 +96,8 @@ class SyntheticMarket:
         vol_bps: typical per-bar volatility of the leader, in basis points.
         lag: bars by which followers lag the leader.
         follow_share: (low, high) range of alts' late share of market exposure.
+        majors_follow_share: the same for the dominant cluster's coins other than the
+            leader: a faint lead by default; (0, 0) leaves no lead anywhere (a pure null).
         cluster_strength: loading on the own cluster factor, relative to the market's.
         noise: scale of the idiosyncratic noise, relative to the market's.
         majors_idio: the dominant cluster's own-factor loading and noise, relative to alts'.
@@ -116,6 +118,9 @@ class SyntheticMarket:
             on cluster ``to_cluster``'s factor instead of its own, follows the leader at
             once unless ``lead_lag`` (default false: its late share becomes 0), and its
             volatility is multiplied by ``vol_multiplier`` (default 1).
+        spread_column: quote a ``spread_bps`` column (1-12 bps by tier, charged as the
+            spread); false: the panel has none and ``costs.spread_bps`` applies, so that a
+            round trip costs exactly what the config says.
     """
 
     def __init__(
@@ -141,6 +146,8 @@ class SyntheticMarket:
         max_bar_move: float | None = None,
         end: str | None = None,
         regime_change: dict | None = None,
+        majors_follow_share: tuple[float, float] = (0.0, 0.1),
+        spread_column: bool = True,
     ):
         self.n_assets = n_assets
         self.years = years
@@ -163,6 +170,8 @@ class SyntheticMarket:
         self.max_bar_move = check_max_bar_move(max_bar_move)
         self.end = end
         self.regime_change = _check_regime_change(regime_change, self.symbols(), n_clusters)
+        self.majors_follow_share = majors_follow_share
+        self.spread_column = spread_column
 
     def symbols(self) -> list[str]:
         extra = [f"X{i:03d}" for i in range(len(NAMED_COINS), self.n_assets)]
@@ -183,7 +192,9 @@ class SyntheticMarket:
 
         betas = np.where(dominant, rng.uniform(0.9, 1.2, n), rng.uniform(0.8, 1.5, n))
         betas[0] = 1.0
-        follow = np.where(dominant, rng.uniform(0.0, 0.1, n), rng.uniform(*self.follow_share, n))
+        follow = np.where(
+            dominant, rng.uniform(*self.majors_follow_share, n), rng.uniform(*self.follow_share, n)
+        )
         follow[0] = 0.0
         idio_scale = np.where(dominant, self.majors_idio, 1.0)
         strength = rng.uniform(0.8, 1.2, n) * self.cluster_strength * idio_scale
@@ -216,6 +227,8 @@ class SyntheticMarket:
         tiers = np.where(dominant, 1, rng.choice([2, 3], n, p=[0.5, 0.5]))
         tiers[:2] = 1
         bars = self._bars(rng, log_returns, regime_vol, tiers)
+        if not self.spread_column:
+            del bars["spread_bps"]
         drops: list[DropRecord] = []
         self._late_listings(rng, bars, dominant)
         self._outages(rng, bars)

@@ -53,7 +53,7 @@ from huracan.pipelines.training import fit_encoder, fit_heads, without_factor
 from huracan.pipelines.validation_figures import describe, validation_daily_bps
 from huracan.report import StageTimer, format_table
 from huracan.threads import apply_threads
-from huracan.thresholds import choose_horizons, validation_days
+from huracan.thresholds import choose_horizons, family_gate, validation_days
 from huracan.validation import Fold
 
 log = logging.getLogger("huracan")
@@ -478,6 +478,7 @@ def trade_decisions(
         cfg.thresholds.z,
         validation_days(cfg.thresholds.unit, arrays.timestamps_ns[val_t]),
         cfg.thresholds.cut_z,
+        family_gate(cfg.thresholds, arrays.horizons, arrays.timestamps_ns, cfg.seed),
     )
     daily, n_trades = validation_daily_bps(
         val_prob,

@@ -1,0 +1,71 @@
+"""The family-wise gate: the error rate it promises on noise, and the edges it keeps."""
+
+import numpy as np
+import pytest
+
+from huracan.errors import ConfigError
+from huracan.family import FamilyGate
+from huracan.thresholds import choose_horizons, head_searches
+
+HORIZONS = (1, 4)
+
+
+def head_folds(n_heads: int, edge: float, seed: int, n_days: int = 30, per_day: int = 24):
+    """``n_heads`` heads' validation samples, each with its own days of fat-tailed, mean-zero
+    market moves; a sample earns ``edge * (prob - 0.5)`` more where there is an edge."""
+    rng = np.random.default_rng(seed)
+    rows = np.tile(np.arange(n_days * per_day), n_heads)
+    group = np.repeat(np.arange(n_heads), n_days * per_day)
+    day = rows // per_day
+    prob = rng.uniform(0, 1, (len(rows), len(HORIZONS)))
+    vol = 0.005 * np.repeat(rng.choice([1.0, 2.0], (n_heads, n_days)), per_day, axis=1).ravel()
+    move = rng.standard_t(4, (len(rows), len(HORIZONS))) * vol[:, None] / np.sqrt(2)
+    move[:, 1] *= 2  # the longer horizon moves more
+    net = move + edge * (prob - 0.5)
+    return prob, net, group, rows, day
+
+
+def trading(prob, net, group, rows, day, n_heads, family):
+    index, _, _ = choose_horizons(
+        prob, net, group, rows, HORIZONS, n_heads, 20, 2.0, day, 1.0, family
+    )
+    return index >= 0
+
+
+def test_on_noise_the_family_gate_keeps_its_rate_and_the_uncorrected_search_does_not():
+    n_heads = 200
+    data = head_folds(n_heads, edge=0.0, seed=0)
+    family = trading(*data, n_heads, FamilyGate(alpha=0.05, resamples=200))
+    search = trading(*data, n_heads, None)
+    assert family.mean() <= 0.08  # 5 % family-wise, with room for 200 heads' sampling error
+    assert search.mean() >= 0.2  # the best of ~1,400 cuts at z = 2: noise trades
+
+
+def test_the_family_gate_keeps_an_edge_that_survives_the_search():
+    n_heads = 10
+    data = head_folds(n_heads, edge=0.01, seed=1)
+    assert trading(*data, n_heads, FamilyGate(alpha=0.05, resamples=200)).all()
+
+
+def test_the_critical_value_grows_with_the_search_and_never_drops_below_z():
+    prob, net, group, rows, day = head_folds(1, edge=0.0, seed=2)
+    gate = FamilyGate(alpha=0.05, resamples=200)
+    searches = [head_searches(prob[:, i], net[:, i], group, 1, 20, day)[0][0] for i in (0, 1)]
+    q_one, q_both = gate.critical_z(searches[:1]), gate.critical_z(searches)
+    assert 2.0 < q_one <= q_both  # more candidates, a wider margin
+
+
+def test_every_resampled_day_weighs_one_on_average_and_blocks_keep_the_hold():
+    gate = FamilyGate(resamples=4000, hold_days=5)
+    weights = gate.day_weights(23, np.random.default_rng(0))
+    assert weights.shape == (4000, 23)
+    np.testing.assert_allclose(weights.sum(1), 23)
+    np.testing.assert_allclose(weights.mean(0), 1.0, atol=0.05)
+
+
+def test_the_family_gate_needs_daily_evidence_and_sane_settings():
+    prob, net, group, rows, day = head_folds(1, edge=0.0, seed=3)
+    with pytest.raises(ConfigError, match="needs thresholds.unit=day"):
+        choose_horizons(prob, net, group, rows, HORIZONS, 1, 20, 2.0, None, 1.0, FamilyGate())
+    with pytest.raises(ConfigError, match="family_alpha"):
+        FamilyGate(alpha=0.0)
