@@ -78,7 +78,9 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"thresholds.cut_z must be >= 0 or null, got {cut_z}")
     thresholds = cfg.get("thresholds", {})
     if thresholds.get("gate", "search") != "search":
-        if thresholds.get("unit") != "day":
+        # only the hierarchical heads take the family gate; the other pipelines keep z
+        heads = "hierarchical" in str(cfg.get("pipeline", {}).get("_target_", "hierarchical"))
+        if heads and thresholds.get("unit") != "day":
             raise ConfigError("a family-wise thresholds.gate needs thresholds.unit=day")
         FamilyGate(thresholds.family_alpha, thresholds.resamples, method=thresholds.gate)
 

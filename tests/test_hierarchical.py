@@ -360,14 +360,19 @@ def test_validation_trades_are_counted_at_the_chosen_cut_and_horizon():
 def test_the_search_objective_reads_no_test_window(tmp_path):
     """Prices moved inside the last test window only: the test-window Sharpe (the old
     objective) moves, the validation objective a sweep optimises does not (issue 29).
-    Heads trade here (z=0), so both figures rest on trades."""
+    Heads trade here (z=0 under the uncorrected gate), so both figures rest on trades."""
     from huracan.pipelines.fleet_report import pooled_metrics
     from huracan.pipelines.hierarchical import run_hierarchical
     from huracan.pipelines.validation_figures import pooled_validation
     from huracan.report import StageTimer
     from huracan.run import metric_of
 
-    overrides = ("thresholds.z=0", "thresholds.min_trades=5", "report.compare_without_factor=false")
+    overrides = (
+        "thresholds.z=0",
+        "thresholds.gate=search",  # the subject is the objective: heads must trade
+        "thresholds.min_trades=5",
+        "report.compare_without_factor=false",
+    )
     cfg = small_config(tmp_path, *overrides)
     summary, objects = train(cfg)
     objective = yaml.safe_load((ROOT / "huracan/conf/hparams_search/optuna.yaml").read_text())
