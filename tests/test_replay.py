@@ -213,16 +213,16 @@ def test_a_replay_inside_the_training_data_is_refused(trained):
 
 def test_a_killed_replay_resumes_to_the_same_trades(trained, parity_run, monkeypatch):
     tmp, _, _ = trained
-    real, calls = Fleet.signals, []
+    real, calls = Fleet.decisions, []
 
-    def dying(self, bars, positions=None):
+    def dying(self, *args):  # the rules every bar's signals go through, either path
         calls.append(1)
         if len(calls) == 60:
             raise Killed
-        return real(self, bars, positions)
+        return real(self, *args)
 
     options = [*PARITY, "replay.checkpoint_every=7", "replay.end=2023-05-12"]
-    monkeypatch.setattr(Fleet, "signals", dying)
+    monkeypatch.setattr(Fleet, "decisions", dying)
     with pytest.raises(Killed):
         replay(tmp, "resumed", *options)
     state = json.loads((tmp / "resumed" / "replay_state.json").read_text())
@@ -236,6 +236,18 @@ def test_a_killed_replay_resumes_to_the_same_trades(trained, parity_run, monkeyp
     # another replay's options in the same directory: refused, not mixed
     with pytest.raises(ConfigError, match="other data, store or options"):
         replay(tmp, "resumed", *options[:-1], "replay.end=2023-05-13")
+
+
+def test_the_per_bar_path_gives_the_same_trades(trained, parity_run):
+    """``replay.precompute=false``: ``Fleet.signals`` on the last ``bars_needed`` bars at
+    every bar, as a bot calls it; the same trades as the precomputed default."""
+    tmp, _, _ = trained
+    summary, _ = replay(tmp, "per_bar", *PARITY, "replay.precompute=false", "replay.end=2023-05-12")
+    parity = replay_trades(tmp / "parity")
+    closed = parity[parity.exit_time < pd.Timestamp("2023-05-12", tz="UTC")]
+    assert len(closed) > 5
+    pd.testing.assert_frame_equal(replay_trades(tmp / "per_bar"), closed.reset_index(drop=True))
+    assert summary["replay"]["precompute"] is False
 
 
 def test_position_state_in_signals(trained):
