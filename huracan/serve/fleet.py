@@ -27,7 +27,7 @@ from huracan.data import CsvSource, Panel
 from huracan.data.files import scan_directory
 from huracan.errors import ConfigError, DataError, HuracanError
 from huracan.factor import MarketFactorExtractor
-from huracan.features.drift import psi
+from huracan.features.drift import psi, psi_of_bins
 from huracan.features.fracdiff import StationaryFracDiff
 from huracan.features.scaling import PanelScaler
 from huracan.models import FleetModule, GroupedMoEHead
@@ -407,8 +407,9 @@ class Fleet:
         )
         return window, probability, problems, inputs
 
-    def _psi(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Symbol -> PSI per input column (NaN without a reference), all coins at once."""
+    def _psi(self, inputs: dict[str, np.ndarray], binned: bool = False) -> dict[str, np.ndarray]:
+        """Symbol -> PSI per input column (NaN without a reference), all coins at once.
+        ``binned``: each coin's inputs are already ``bin_index``-ed on its reference."""
         out = {s: np.full(v.shape[1], np.nan) for s, v in inputs.items()}
         by_shape: dict[tuple, list[str]] = {}
         for symbol in inputs:
@@ -418,8 +419,9 @@ class Fleet:
         for coins in by_shape.values():  # one batch per input width: usually one
             references = [self.models[s].description["reference"] for s in coins]
             stacked = {k: np.stack([r[k] for r in references]) for k in ("edges", "shares")}
-            scores = psi(stacked, np.stack([inputs[s] for s in coins]))  # (coins, K)
-            out |= dict(zip(coins, scores, strict=True))
+            values = np.stack([inputs[s] for s in coins])  # (coins, W, K)
+            scores = psi_of_bins(stacked, values) if binned else psi(stacked, values)
+            out |= dict(zip(coins, scores, strict=True))  # (coins, K)
         return out
 
     def _probabilities(

@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from huracan.data import Panel
+from huracan.features.drift import bin_index
 from huracan.serve.fleet import Fleet
 from huracan.serve.positions import Position, with_positions
 
@@ -47,7 +48,7 @@ class SignalTape:
         self.start = max(first + 1 - fleet.bars_needed, 0)
         self.paths: dict[str, str] = {}
         self._probability: dict[str, np.ndarray] = {}  # symbol -> (end - start,)
-        self._inputs: dict[str, np.ndarray] = {}  # symbol -> (end - start, F + C)
+        self._bins: dict[str, np.ndarray] = {}  # symbol -> (end - start, F + C) bin_index
         self._problems: dict[str, list[str]] = {}
         self._fill(fleet, first)
 
@@ -72,8 +73,8 @@ class SignalTape:
         psi_by_coin = {}
         if t + 1 >= fleet.bars_needed:  # a per-bar call reads a full window: drift measured
             w = fleet.config.drift_window
-            recent = {s: v[i + 1 - w : i + 1] for s, v in self._inputs.items() if s in fleet.models}
-            psi_by_coin = fleet._psi(recent)
+            recent = {s: v[i + 1 - w : i + 1] for s, v in self._bins.items() if s in fleet.models}
+            psi_by_coin = fleet._psi(recent, binned=True)
         problems = {s: self._problems[s] for s in fleet.models if s in self._problems}
         frame = fleet.decisions(self.panel, t, probability, problems, psi_by_coin)
         return with_positions(frame, positions, pd.Timedelta(self.panel.timeframe))
@@ -92,14 +93,18 @@ class SignalTape:
             self.paths[symbol] = model.model_path
             column = self._probability.setdefault(symbol, np.full(n, np.nan))
             column[lo - self.start :] = probability[:, j]
-            if symbol in inputs:
+            if symbol in inputs:  # binned once: the drift window slides over the bins
+                reference = model.description.get("reference")
                 new = inputs[symbol]
-                values = self._inputs.get(symbol)
-                if values is None or values.shape[1:] != new.shape[1:] or values.dtype != new.dtype:
-                    values = self._inputs[symbol] = np.full((n, *new.shape[1:]), np.nan, new.dtype)
-                values[lo - self.start :] = new
+                binned = np.full(new.shape, -1, np.int16)
+                if reference is not None:
+                    binned = bin_index(new, reference["edges"])
+                values = self._bins.get(symbol)
+                if values is None or values.shape[1:] != binned.shape[1:]:
+                    values = self._bins[symbol] = np.full((n, *binned.shape[1:]), -1, np.int16)
+                values[lo - self.start :] = binned
             else:
-                self._inputs.pop(symbol, None)
+                self._bins.pop(symbol, None)
             if symbol in problems:
                 self._problems[symbol] = problems[symbol]
             else:
