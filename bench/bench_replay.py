@@ -14,7 +14,8 @@ the window, ``huracan.serve.tape``; ``--no-precompute``: ``Fleet.signals`` at ev
 positions, and the Mechanic every 24 hours (one fine-tune per champion and cycle,
 ``mechanic.max_epochs``). Printed: the whole replay's seconds (target: under 5 minutes for
 400 coins x 30 days on 2 cores), its peak memory, the Mechanic's share (cycles, and the
-champions fine-tuned in them), the mean time of a bar and of its signal step
+champions fine-tuned in them; the cycles that fine-tune apart from those that only
+prepare, score drift and reload), the mean time of a bar and of its signal step
 (``equity.csv``'s ``wall_s`` and ``signals_s``), and beside them the time of one
 ``Fleet.signals`` call on the last ``bars_needed`` bars of the window (best of 3, the
 same process, after the replay).
@@ -28,6 +29,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from _util import ROOT, measure, print_table, verdict
 from bench_signals import build_root, train_template
@@ -121,7 +123,9 @@ def main() -> None:
             report = result["report"]
             cycles = json.loads((out / "mechanic.json").read_text())["cycles"]
             mechanic_s = sum(c["seconds"] for c in cycles)
-            tuned = sum(c["status"] != "skipped" for cy in cycles for c in cy["coins"].values())
+            tuned = [sum(c["status"] != "skipped" for c in cy["coins"].values()) for cy in cycles]
+            fitting = [c["seconds"] for c, n in zip(cycles, tuned, strict=True) if n]
+            other = [c["seconds"] for c, n in zip(cycles, tuned, strict=True) if not n]
             target = coins == 400 and full
             rows.append(
                 {
@@ -129,7 +133,9 @@ def main() -> None:
                     "days": f"{args.days:g}",
                     "bars": report["bars"],
                     "replay_s": f"{result['seconds']:.1f}",
-                    "mechanic_s": f"{mechanic_s:.1f} ({len(cycles)} cycles, {tuned} fits)",
+                    "mechanic_s": f"{mechanic_s:.1f} ({len(cycles)} cycles, {sum(tuned)} fits)",
+                    "fit_cycle_s": f"{np.mean(fitting):.1f} x {len(fitting)}" if fitting else "-",
+                    "other_cycle_s": f"{np.mean(other):.1f} x {len(other)}" if other else "-",
                     "bar_s": f"{report['bar_seconds']['mean']:.3f}",
                     "signal_step_s": f"{report['bar_seconds']['signals_mean']:.3f}",
                     "fleet_signals_s": f"{result['fleet_signals_s']:.3f}",
@@ -144,8 +150,9 @@ def main() -> None:
     print_table(
         f"replay with {mechanic}, signals {signals}, {args.threads} torch threads (bar_s: mean "
         "wall time of a bar; signal_step_s: of its signal step; fleet_signals_s: one "
-        "Fleet.signals call on the last bars_needed bars; mechanic_s: all cycles, fits: "
-        "champions fine-tuned)",
+        "Fleet.signals call on the last bars_needed bars; mechanic_s: all cycles with the "
+        "replay's reload after each, fits: champions fine-tuned; fit_cycle_s: mean of the "
+        "cycles that fine-tuned x their number; other_cycle_s: of the others)",
         rows,
     )
 

@@ -202,14 +202,15 @@ class Replay:
         upto = self.panel.between(None, self.panel.timestamps[t] + self.step)
         report = run_cycle(upto, self.gates, self.cfg, timer)
         report = {"cycle": len(self.cycles) + 1, "after_bar": str(upto.timestamps[-1]), **report}
-        report["seconds"] = round(time.perf_counter() - started, 2)
         self.fleet = self.load_fleet()
         if self.tape is not None:  # the promoted coins' probabilities from bar t + 1 on
             self.tape.refresh(self.fleet, t + 1)
         report["serving"] = {s: m.model_path for s, m in self.fleet.models.items()}
-        self.cycles.append(report)
         self.costs_row = t + 1
         self.costs = fleet_costs(self.panel, self.fleet.models, self.costs_row)
+        # the cycle with what the replay does after it: reload, recompute, recalibrate
+        report["seconds"] = round(time.perf_counter() - started, 2)
+        self.cycles.append(report)
         every = pd.Timedelta(hours=float(self.cfg.mechanic.every_hours))
         # after a hole in the bars: the next cycle due, not a backlog of missed ones
         while self.next_cycle <= upto.timestamps[-1] + self.step:
