@@ -19,6 +19,7 @@ from conftest import run_config
 from test_per_coin import SMALL
 
 import huracan.pipelines.coin_job as coin_job
+import huracan.pipelines.mechanic_coin as mechanic_coin
 import huracan.pipelines.per_coin as per_coin
 import huracan.registry.champions as champions
 from huracan.errors import ConfigError
@@ -345,6 +346,39 @@ def test_a_dry_run_with_the_mechanic_never_writes_the_source_store(trained, monk
         before_entry = [c for c in cycles if pd.Timestamp(c["after_bar"]) < trade.entry_time]
         if before_entry:
             assert trade.model_path == before_entry[-1]["serving"][trade.symbol]
+
+
+def test_promotions_reach_the_precomputed_signals_as_the_per_bar_ones(trained, monkeypatch):
+    """After a cycle the tape recomputes the promoted coins from the next bar: the same
+    trades as ``Fleet.signals`` at every bar with the reloaded fleet."""
+    tmp, _, _ = trained
+    monkeypatch.setattr(champions, "decide", lambda *_: champions.Decision(True, "test"))
+    # the per-coin selection window covers the whole market: judge on every holdout bar
+    monkeypatch.setattr(mechanic_coin, "judged_until", lambda model: None)
+    fit = mechanic_coin.fit_challenger
+
+    def trading(*args):  # a cut every challenger trades at: promoted models enter
+        module, chosen = fit(*args)
+        return module, {**chosen, "threshold": 0.5}
+
+    monkeypatch.setattr(mechanic_coin, "fit_challenger", trading)
+    options = [*MECHANIC, "replay.respect_trade_ok=false"]
+    summary, _ = replay(tmp, "promoted_tape", *options)
+    replay(tmp, "promoted_per_bar", *options, "replay.precompute=false")
+    assert summary["replay"]["promotions"] >= 2
+    tape, per_bar = (pd.read_csv(tmp / name / "trades.csv") for name in PROMOTED_RUNS)
+    pd.testing.assert_frame_equal(tape, per_bar)
+    cycles = json.loads((tmp / "promoted_tape" / "mechanic.json").read_text())["cycles"]
+    challengers = {
+        coin["challenger_path"]
+        for cycle in cycles
+        for coin in cycle["coins"].values()
+        if coin["status"] == "promoted"
+    }
+    assert challengers & set(tape["model_path"])  # promoted models did trade
+
+
+PROMOTED_RUNS = ("promoted_tape", "promoted_per_bar")
 
 
 def test_promote_holds_the_store_lock(trained, tmp_path):
