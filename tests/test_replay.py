@@ -19,6 +19,7 @@ from conftest import run_config
 from test_per_coin import SMALL
 
 import huracan.pipelines.coin_job as coin_job
+import huracan.pipelines.mechanic_coin as mechanic_coin
 import huracan.pipelines.per_coin as per_coin
 import huracan.registry.champions as champions
 from huracan.errors import ConfigError
@@ -215,16 +216,16 @@ def test_a_replay_inside_the_training_data_is_refused(trained):
 
 def test_a_killed_replay_resumes_to_the_same_trades(trained, parity_run, monkeypatch):
     tmp, _, _ = trained
-    real, calls = Fleet.signals, []
+    real, calls = Fleet.decisions, []
 
-    def dying(self, bars, positions=None):
+    def dying(self, *args):  # the rules every bar's signals go through, either path
         calls.append(1)
         if len(calls) == 60:
             raise Killed
-        return real(self, bars, positions)
+        return real(self, *args)
 
     options = [*PARITY, "replay.checkpoint_every=7", "replay.end=2023-05-12"]
-    monkeypatch.setattr(Fleet, "signals", dying)
+    monkeypatch.setattr(Fleet, "decisions", dying)
     with pytest.raises(Killed):
         replay(tmp, "resumed", *options)
     state = json.loads((tmp / "resumed" / "replay_state.json").read_text())
@@ -238,6 +239,18 @@ def test_a_killed_replay_resumes_to_the_same_trades(trained, parity_run, monkeyp
     # another replay's options in the same directory: refused, not mixed
     with pytest.raises(ConfigError, match="other data, store or options"):
         replay(tmp, "resumed", *options[:-1], "replay.end=2023-05-13")
+
+
+def test_the_per_bar_path_gives_the_same_trades(trained, parity_run):
+    """``replay.precompute=false``: ``Fleet.signals`` on the last ``bars_needed`` bars at
+    every bar, as a bot calls it; the same trades as the precomputed default."""
+    tmp, _, _ = trained
+    summary, _ = replay(tmp, "per_bar", *PARITY, "replay.precompute=false", "replay.end=2023-05-12")
+    parity = replay_trades(tmp / "parity")
+    closed = parity[parity.exit_time < pd.Timestamp("2023-05-12", tz="UTC")]
+    assert len(closed) > 5
+    pd.testing.assert_frame_equal(replay_trades(tmp / "per_bar"), closed.reset_index(drop=True))
+    assert summary["replay"]["precompute"] is False
 
 
 def test_position_state_in_signals(trained):
@@ -353,6 +366,39 @@ def test_a_dry_run_with_the_mechanic_never_writes_the_source_store(trained_befor
         before_entry = [c for c in cycles if pd.Timestamp(c["after_bar"]) < trade.entry_time]
         if before_entry:
             assert trade.model_path == before_entry[-1]["serving"][trade.symbol]
+
+
+def test_promotions_reach_the_precomputed_signals_as_the_per_bar_ones(trained, monkeypatch):
+    """After a cycle the tape recomputes the promoted coins from the next bar: the same
+    trades as ``Fleet.signals`` at every bar with the reloaded fleet."""
+    tmp, _, _ = trained
+    monkeypatch.setattr(champions, "decide", lambda *_: champions.Decision(True, "test"))
+    # the per-coin selection window covers the whole market: judge on every holdout bar
+    monkeypatch.setattr(mechanic_coin, "judged_until", lambda model: None)
+    fit = mechanic_coin.fit_challenger
+
+    def trading(*args):  # a cut every challenger trades at: promoted models enter
+        module, chosen = fit(*args)
+        return module, {**chosen, "threshold": 0.5}
+
+    monkeypatch.setattr(mechanic_coin, "fit_challenger", trading)
+    options = [*MECHANIC, "replay.respect_trade_ok=false"]
+    summary, _ = replay(tmp, "promoted_tape", *options)
+    replay(tmp, "promoted_per_bar", *options, "replay.precompute=false")
+    assert summary["replay"]["promotions"] >= 2
+    tape, per_bar = (pd.read_csv(tmp / name / "trades.csv") for name in PROMOTED_RUNS)
+    pd.testing.assert_frame_equal(tape, per_bar)
+    cycles = json.loads((tmp / "promoted_tape" / "mechanic.json").read_text())["cycles"]
+    challengers = {
+        coin["challenger_path"]
+        for cycle in cycles
+        for coin in cycle["coins"].values()
+        if coin["status"] == "promoted"
+    }
+    assert challengers & set(tape["model_path"])  # promoted models did trade
+
+
+PROMOTED_RUNS = ("promoted_tape", "promoted_per_bar")
 
 
 def test_promote_holds_the_store_lock(trained, tmp_path):

@@ -36,7 +36,8 @@ def reference_bins(values: np.ndarray, n_bins: int = 10) -> dict[str, list] | No
     with warnings.catch_warnings():  # an all-NaN column gets NaN edges: all in one bin
         warnings.simplefilter("ignore", RuntimeWarning)
         edges = np.nanquantile(values, quantiles, axis=0).T  # (K, n_bins - 1)
-    return {"edges": edges.tolist(), "shares": _shares(values, edges).tolist()}
+    shares = _shares(bin_index(values, edges), n_bins)
+    return {"edges": edges.tolist(), "shares": shares.tolist()}
 
 
 def psi(reference: dict, values: np.ndarray) -> np.ndarray:
@@ -50,26 +51,44 @@ def psi(reference: dict, values: np.ndarray) -> np.ndarray:
     Returns:
         (..., K) PSI; NaN for a column without a finite recent value.
     """
-    values = np.asarray(values, dtype=np.float64)
-    edges = np.asarray(reference["edges"], dtype=np.float64)
-    train = np.maximum(np.asarray(reference["shares"], dtype=np.float64), _FLOOR)
-    recent = np.maximum(_shares(values, edges), _FLOOR)
-    out = ((recent - train) * np.log(recent / train)).sum(axis=-1)
-    return np.where(np.isfinite(values).any(axis=-2), out, np.nan)
+    return psi_of_bins(reference, bin_index(values, reference["edges"]))
 
 
-def _shares(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """(..., K, B) share of each column's finite values in each bin (ties go up).
+def bin_index(values: np.ndarray, edges) -> np.ndarray:
+    """The bin of every value on ``edges`` (the number of edges at or below it: ties go
+    up), -1 where the value is not finite; ``psi_of_bins`` takes it, so that a window
+    sliding over binned rows need not bin them again.
 
-    ``values`` is (..., W, K), ``edges`` (..., K, B - 1); one bincount covers every
-    leading index, column and bin.
+    Args:
+        values: (..., W, K) inputs; ``edges``: (..., K, B - 1) inner edges.
+
+    Returns:
+        (..., W, K) int16.
     """
-    *lead, n_rows, n_cols = values.shape
-    n_bins = edges.shape[-1] + 1
+    values = np.asarray(values, dtype=np.float64)
+    edges = np.asarray(edges, dtype=np.float64)
+    index = (values[..., None] >= edges[..., None, :, :]).sum(-1).astype(np.int16)
+    return np.where(np.isfinite(values), index, np.int16(-1))
+
+
+def psi_of_bins(reference: dict, index: np.ndarray) -> np.ndarray:
+    """``psi`` of inputs already binned on the reference's edges (``bin_index``)."""
+    train = np.maximum(np.asarray(reference["shares"], dtype=np.float64), _FLOOR)
+    recent = np.maximum(_shares(index, train.shape[-1]), _FLOOR)
+    out = ((recent - train) * np.log(recent / train)).sum(axis=-1)
+    return np.where((index >= 0).any(axis=-2), out, np.nan)
+
+
+def _shares(index: np.ndarray, n_bins: int) -> np.ndarray:
+    """(..., K, B) share of each column's finite values in each bin.
+
+    ``index`` is (..., W, K) (``bin_index``); one bincount covers every leading index,
+    column and bin.
+    """
+    *lead, n_rows, n_cols = index.shape
     n_lead = int(np.prod(lead, dtype=int))
-    finite = np.isfinite(values).reshape(n_lead, n_rows, n_cols)
-    # bin of every value: the number of edges at or below it
-    index = (values[..., None] >= edges[..., None, :, :]).sum(-1).reshape(finite.shape)
+    index = index.reshape(n_lead, n_rows, n_cols)
+    finite = index >= 0
     column = np.arange(n_lead)[:, None, None] * n_cols + np.arange(n_cols)
     cells = (column * n_bins + index)[finite]
     counts = np.bincount(cells, minlength=n_lead * n_cols * n_bins).astype(np.float64)

@@ -22,20 +22,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from omegaconf import OmegaConf
 
 from huracan.data import CsvSource, Panel
 from huracan.data.files import scan_directory
 from huracan.errors import ConfigError, DataError, HuracanError
 from huracan.factor import MarketFactorExtractor
-from huracan.features.drift import psi
+from huracan.features.drift import psi, psi_of_bins
 from huracan.features.fracdiff import StationaryFracDiff
 from huracan.features.scaling import PanelScaler
 from huracan.models import FleetModule, GroupedMoEHead
 from huracan.models.checkpoint import head_spec
 from huracan.pipelines.fold_data import build_fleet_arrays
 from huracan.registry.roster import load_roster, select
-from huracan.serve.model import NO_CHAMPION, CoinModel, ModelUnusable, load_coin
+from huracan.serve.model import NO_CHAMPION, CoinModel, ModelUnusable, dict_config, load_coin
 from huracan.serve.positions import Position, with_positions
 from huracan.store import ArtifactNotFound, LocalStore, Store
 
@@ -287,13 +286,37 @@ class Fleet:
             now: the present (default: the clock).
         """
         window, probability, problems, inputs = self._latest(bars, now)
-        bar_time = window.timestamps[-1]
         measured = window.n_bars >= self.bars_needed
         psi_by_coin = self._psi(inputs) if measured else {}
+        last = window.n_bars - 1
+        frame = self.decisions(window, last, probability[-1], problems, psi_by_coin)
+        return with_positions(frame, positions, pd.Timedelta(window.timeframe))
+
+    def decisions(
+        self,
+        panel: Panel,
+        t: int,
+        probability: np.ndarray,
+        problems: dict[str, list[str]],
+        psi_by_coin: dict[str, np.ndarray],
+    ) -> pd.DataFrame:
+        """The signal rules at bar ``t`` of ``panel``: one row per roster coin, before
+        positions (``signals`` and ``SignalTape`` both decide here).
+
+        Args:
+            panel: bars whose row ``t`` is the latest (rows after it are not read).
+            t: the latest bar's row.
+            probability: (coins,) each loaded coin's probability at ``t``, in ``models``
+                order (NaN where its input is not finite).
+            problems: symbol -> why its inputs cannot be built.
+            psi_by_coin: symbol -> PSI per input over the drift window ending at ``t``
+                (empty where fewer bars than ``bars_needed`` were read).
+        """
+        bar_time = panel.timestamps[t]
         rows = []
         for j, (symbol, model) in enumerate(self.models.items()):
-            reasons = list(problems.get(symbol) or self._bar_reasons(window, model))
-            p = float(probability[-1, j])
+            reasons = list(problems.get(symbol) or self._bar_reasons(panel, t, model))
+            p = float(probability[j])
             drift = None
             scores = psi_by_coin.get(symbol)
             if not reasons and scores is not None and np.isfinite(scores).any():
@@ -342,24 +365,24 @@ class Fleet:
             )
         rank = {e["symbol"]: e["rank"] for e in self.roster["entries"]}
         rows.sort(key=lambda row: rank.get(row["symbol"], len(rank) + 1))
-        frame = pd.DataFrame(rows, columns=SIGNAL_FIELDS)
-        return with_positions(frame, positions, pd.Timedelta(window.timeframe))
+        return pd.DataFrame(rows, columns=SIGNAL_FIELDS)
 
-    def _bar_reasons(self, window: Panel, model: CoinModel) -> list[str]:
-        """Why this coin's bars cannot give its model's input at the latest bar, if so."""
-        if model.symbol not in window.symbols:
-            skipped = [d.detail for d in window.drops if d.symbol == model.symbol and d.detail]
+    def _bar_reasons(self, panel: Panel, t: int, model: CoinModel) -> list[str]:
+        """Why this coin's bars up to row ``t`` cannot give its model's input there, if so."""
+        if model.symbol not in panel.symbols:
+            skipped = [d.detail for d in panel.drops if d.symbol == model.symbol and d.detail]
             return [f"bad bars: {skipped[0]}" if skipped else "no bars for this symbol"]
         timeframe = model.description.get("timeframe") or model.config["data"].get("timeframe")
-        if timeframe and pd.Timedelta(timeframe) != pd.Timedelta(window.timeframe):
-            return [f"bars are {window.timeframe}, the model was trained on {timeframe}"]
-        close = window.close[-model.warmup :, window.index_of(model.symbol)]
+        if timeframe and pd.Timedelta(timeframe) != pd.Timedelta(panel.timeframe):
+            return [f"bars are {panel.timeframe}, the model was trained on {timeframe}"]
+        j = panel.index_of(model.symbol)
+        close = panel.close[max(t + 1 - model.warmup, 0) : t + 1, j]
         have = int(np.isfinite(close).sum())
         if len(close) < model.warmup:
             return [f"warm-up: {len(close)} bars, {model.warmup} needed"]
         if not np.isfinite(close[-1]):
-            return [f"no bar at {window.timestamps[-1]}"]
-        if window.filled[-1, window.index_of(model.symbol)]:  # training never scored one
+            return [f"no bar at {panel.timestamps[t]}"]
+        if panel.filled[t, j]:  # training never scored one
             return ["latest bar forward-filled: nothing traded"]
         if have < model.warmup:
             first = int(np.argmax(np.isfinite(close)))
@@ -389,11 +412,14 @@ class Fleet:
         panel = closed_bars(bars if isinstance(bars, Panel) else self.read_bars(bars), now)
         window = panel.between(panel.timestamps[max(panel.n_bars - self.bars_needed, 0)], None)
         recent = np.arange(max(window.n_bars - self.config.drift_window, 0), window.n_bars)
-        probability, problems, inputs = self._probabilities(window, recent, last_only=True)
+        probability, problems, inputs = self._probabilities(
+            window, recent, last_only=True, keep_inputs=True
+        )
         return window, probability, problems, inputs
 
-    def _psi(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Symbol -> PSI per input column (NaN without a reference), all coins at once."""
+    def _psi(self, inputs: dict[str, np.ndarray], binned: bool = False) -> dict[str, np.ndarray]:
+        """Symbol -> PSI per input column (NaN without a reference), all coins at once.
+        ``binned``: each coin's inputs are already ``bin_index``-ed on its reference."""
         out = {s: np.full(v.shape[1], np.nan) for s, v in inputs.items()}
         by_shape: dict[tuple, list[str]] = {}
         for symbol in inputs:
@@ -403,16 +429,17 @@ class Fleet:
         for coins in by_shape.values():  # one batch per input width: usually one
             references = [self.models[s].description["reference"] for s in coins]
             stacked = {k: np.stack([r[k] for r in references]) for k in ("edges", "shares")}
-            scores = psi(stacked, np.stack([inputs[s] for s in coins]))  # (coins, K)
-            out |= dict(zip(coins, scores, strict=True))
+            values = np.stack([inputs[s] for s in coins])  # (coins, W, K)
+            scores = psi_of_bins(stacked, values) if binned else psi(stacked, values)
+            out |= dict(zip(coins, scores, strict=True))  # (coins, K)
         return out
 
     def _probabilities(
-        self, panel: Panel, rows: np.ndarray, last_only: bool = False
+        self, panel: Panel, rows: np.ndarray, last_only: bool = False, keep_inputs: bool = False
     ) -> tuple[np.ndarray, dict, dict]:
         """Probabilities on ``rows`` (only the last one with ``last_only``), (len(rows),
         coins); symbol -> reasons for coins not scored; symbol -> (len(rows), F + C)
-        inputs, kept with ``last_only`` (for the drift score)."""
+        inputs, kept with ``keep_inputs`` (for the drift score)."""
         symbols = list(self.models)
         out = np.full((len(rows), len(symbols)), np.nan)
         problems: dict[str, list[str]] = {}
@@ -428,9 +455,10 @@ class Fleet:
                 problems |= {s: [str(err)] for s in coins}
                 continue
             position = {s: i for i, s in enumerate(coins)}
-            if last_only:
+            if keep_inputs:
                 joined = np.concatenate([x, channels], axis=2)  # (R, n, F + C)
                 kept |= {s: joined[:, i] for s, i in position.items()}
+            if last_only:
                 x, channels = x[-1:], channels[-1:]
             for module, index in self._batched.values():
                 members = [s for s in coins if s in index]
@@ -471,7 +499,7 @@ class Fleet:
             raise ConfigError(f"market factor member(s) or leader {missing} have no bars{why}")
         symbols = [*coins, *[s for s in needed if s not in coins]]
         sub = panel.select(symbols)
-        cfg = OmegaConf.create(first.config)
+        cfg = dict_config(first.config)
         arrays = build_fleet_arrays(sub, cfg)
         stored = first.description["features"]
         technical = [f for f in stored if f != "fracdiff"]

@@ -16,14 +16,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from omegaconf import OmegaConf
 
 from huracan.costs import SlippageFit, cost_arrays
 from huracan.data import Panel
 from huracan.errors import DataError
 from huracan.features.technical import realized_volatility
 from huracan.pipelines.coin_costs import bars_panel, calibrate_costs, calibration_bars, fee_bps
-from huracan.serve.model import CoinModel
+from huracan.serve.model import CoinModel, dict_config
 from huracan.serve.positions import Position
 
 TRADE_FIELDS = [
@@ -68,7 +67,7 @@ def calibrate(panel: Panel, model: CoinModel, row: int) -> CoinCosts:
     Raises:
         DataError: the coin has no bars in the calibration days.
     """
-    cfg = OmegaConf.create({key: model.config[key] for key in ("pipeline", "costs")})
+    cfg = dict_config({key: model.config[key] for key in ("pipeline", "costs")})
     j = panel.index_of(model.symbol)
     one = bars_panel(calibration_bars(panel, j, row, cfg.pipeline.calibration_days))
     [fit] = calibrate_costs(one, cfg, one.n_bars).values()

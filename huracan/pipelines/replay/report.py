@@ -76,6 +76,7 @@ def write_outputs(replay: Replay, out: Path) -> dict:
         "coins": symbols,
         "store": replay.store.describe(),
         "promote": replay.options.promote,
+        "precompute": replay.options.precompute,
         "strategies": strategies,
         "criteria": criteria(strategies, books, stamps),
         "open_at_end": list(replay.book.open.values()),

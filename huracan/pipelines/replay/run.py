@@ -4,11 +4,14 @@ From an artifact root written by ``pipeline=per_coin`` (``store=...``) and the b
 ``data=...``, for every bar t from ``replay.start`` on, at its close:
 
 1. trades due at t exit at t's close (``book``: the entry price rule);
-2. the signal service itself (``Fleet.signals``) scores the bars up to t only (its last
-   ``bars_needed``: the champions' own warm-up), with the open positions, so that
+2. the signal service scores the bars up to t only, with the open positions, so that
    ``trade`` is a new entry exactly as the per-coin backtest takes one (no overlap; expiry,
    ``respect_trade_ok`` and the drift action decide the rest); each entry is priced at the
-   coin's calibrated costs;
+   coin's calibrated costs. ``replay.precompute=true`` (default): the serving path's
+   inputs and probabilities computed once over the window (``huracan.serve.tape``: equal
+   to the per-bar call, tested), its rules (``Fleet.decisions``) applied at each bar;
+   ``false``: ``Fleet.signals`` itself on the last ``bars_needed`` bars at every bar
+   (the champions' own warm-up; slower by the warm-up's length);
 3. every ``mechanic.every_hours`` of replayed bars, one Mechanic cycle
    (``huracan.pipelines.mechanic.run_cycle``) on the bars up to t; the fleet is loaded
    again from the store, so a promotion trades from bar t + 1, and every coin's costs are
@@ -40,6 +43,7 @@ from huracan.pipelines.replay.report import format_summary, write_outputs
 from huracan.pipelines.replay.state import fingerprint, load_state, save_state, working_store
 from huracan.report import StageTimer
 from huracan.serve import Fleet, ServeConfig
+from huracan.serve.tape import SignalTape
 from huracan.store.lock import store_lock
 
 log = logging.getLogger("huracan")
@@ -57,6 +61,7 @@ class ReplayOptions:
     drift_action: str = "warn"
     respect_trade_ok: bool = True
     checkpoint_every: int = 24
+    precompute: bool = True
 
 
 class Replay:
@@ -82,6 +87,9 @@ class Replay:
         self.cycle_pending = state["cycle_pending"]
         self.costs = fleet_costs(panel, self.fleet.models, state["costs_row"])
         self.costs_row = state["costs_row"]
+        self.tape = None
+        if self.options.precompute:
+            self.tape = SignalTape(self.fleet, panel, self.next_row, self.end)
 
     def load_fleet(self) -> Fleet:
         fleet = Fleet.load(self.store, config=self.serve)
@@ -137,12 +145,15 @@ class Replay:
         started = time.perf_counter()
         panel, fleet = self.panel, self.fleet
         closed = self.book.close_due(panel, t)
-        lo = max(t + 1 - fleet.bars_needed, 0)
-        window = panel.between(panel.timestamps[lo], panel.timestamps[t] + self.step)
         held = self.book.positions()
         called = time.perf_counter()
-        signals = fleet.signals(window, held)
-        served = time.perf_counter() - called  # the serving path alone, as a bot calls it
+        if self.tape is not None:
+            signals = self.tape.signals(t, held)
+        else:
+            lo = max(t + 1 - fleet.bars_needed, 0)
+            window = panel.between(panel.timestamps[lo], panel.timestamps[t] + self.step)
+            signals = fleet.signals(window, held)
+        served = time.perf_counter() - called  # the signal step alone
         entered = 0
         for row in signals.to_dict("records"):
             if row["symbol"] in held or not self.may_enter(row):
@@ -191,12 +202,15 @@ class Replay:
         upto = self.panel.between(None, self.panel.timestamps[t] + self.step)
         report = run_cycle(upto, self.gates, self.cfg, timer)
         report = {"cycle": len(self.cycles) + 1, "after_bar": str(upto.timestamps[-1]), **report}
-        report["seconds"] = round(time.perf_counter() - started, 2)
         self.fleet = self.load_fleet()
+        if self.tape is not None:  # the promoted coins' probabilities from bar t + 1 on
+            self.tape.refresh(self.fleet, t + 1)
         report["serving"] = {s: m.model_path for s, m in self.fleet.models.items()}
-        self.cycles.append(report)
         self.costs_row = t + 1
         self.costs = fleet_costs(self.panel, self.fleet.models, self.costs_row)
+        # the cycle with what the replay does after it: reload, recompute, recalibrate
+        report["seconds"] = round(time.perf_counter() - started, 2)
+        self.cycles.append(report)
         every = pd.Timedelta(hours=float(self.cfg.mechanic.every_hours))
         # after a hole in the bars: the next cycle due, not a backlog of missed ones
         while self.next_cycle <= upto.timestamps[-1] + self.step:
