@@ -368,13 +368,11 @@ def test_a_dry_run_with_the_mechanic_never_writes_the_source_store(trained_befor
             assert trade.model_path == before_entry[-1]["serving"][trade.symbol]
 
 
-def test_promotions_reach_the_precomputed_signals_as_the_per_bar_ones(trained, monkeypatch):
+def test_promotions_reach_the_precomputed_signals_as_the_per_bar_ones(trained_before, monkeypatch):
     """After a cycle the tape recomputes the promoted coins from the next bar: the same
     trades as ``Fleet.signals`` at every bar with the reloaded fleet."""
-    tmp, _, _ = trained
+    tmp, _, _ = trained_before
     monkeypatch.setattr(champions, "decide", lambda *_: champions.Decision(True, "test"))
-    # the per-coin selection window covers the whole market: judge on every holdout bar
-    monkeypatch.setattr(mechanic_coin, "judged_until", lambda model: None)
     fit = mechanic_coin.fit_challenger
 
     def trading(*args):  # a cut every challenger trades at: promoted models enter
