@@ -377,3 +377,15 @@ def test_leader_that_is_neither_champion_nor_factor_member_is_read(tmp_path):
     without = fleet.signals(panel.select([s for s in panel.symbols if s != leader]))
     assert without.probability.isna().all()
     assert all(any(leader in r for r in rs) for rs in without.reasons)
+
+
+def test_a_few_bars_give_every_coin_its_warm_up_reason(served):
+    """Fewer bars than the longest look-back (a lag of 24) is a warm-up reason, not a crash."""
+    _, panel, _, fleet = served
+    for n in (1, 5, 20):
+        rows = fleet.signals(panel.between(panel.timestamps[-n], None)).set_index("symbol")
+        assert rows["probability"].isna().all() and not rows["trade"].any()
+        assert all(  # first the warm-up; a roster that holds a coin back says so after it
+            r[0] == f"warm-up: {n} bars, {fleet.models[s].warmup} needed"
+            for s, r in rows["reasons"].items()
+        )

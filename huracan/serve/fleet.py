@@ -449,6 +449,14 @@ class Fleet:
             if symbol in panel.symbols:
                 groups.setdefault(model.preprocessing_key, []).append(symbol)
         for coins in groups.values():
+            # a signal needs the whole warm-up (and a look-back longer than the bars fails)
+            short = [s for s in coins if last_only and panel.n_bars < self.models[s].warmup]
+            problems |= {
+                s: [f"warm-up: {panel.n_bars} bars, {self.models[s].warmup} needed"] for s in short
+            }
+            coins = [s for s in coins if s not in short]
+            if not coins:
+                continue
             try:
                 x, channels = self._inputs(panel, coins, rows)  # (R, n, F), (R, n, C)
             except HuracanError as err:
