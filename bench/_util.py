@@ -49,3 +49,25 @@ def print_table(title: str, rows: list[dict]) -> None:
 
 def verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
+
+
+# Where each figure comes from: defaults are chosen on the design seeds and window only.
+DESIGN_SEEDS = range(0, 5)
+HELD_OUT_SEEDS = range(5, 10)
+DESIGN_END = "2022-05-31"  # Binance 2020-05 .. 2022-05 is the design window
+
+
+def seed_label(seed: int) -> str:
+    """``design`` (seeds 0-4), ``held out`` (5-9), or ``other`` (any other seed)."""
+    if seed in DESIGN_SEEDS:
+        return "design"
+    return "held out" if seed in HELD_OUT_SEEDS else "other"
+
+
+def window_label(start: str, end: str) -> str:
+    """``design`` for a window inside 2020-05 .. 2022-05; later bars are held out by the
+    rule, but earlier defaults (cut_z, the leader channel, head.hidden) were chosen on
+    2022-05 .. 2024-05, so they are labelled ``development``."""
+    if str(end) <= DESIGN_END:
+        return "design"
+    return "development (earlier defaults were chosen on 2022-05..2024-05)"

@@ -29,7 +29,7 @@ import argparse
 import tempfile
 import time
 
-from _util import ROOT, SHARED_DATA, print_table, verdict
+from _util import ROOT, SHARED_DATA, print_table, seed_label, verdict, window_label
 from hydra import compose, initialize_config_dir
 
 from huracan.metrics import fold_metrics
@@ -107,7 +107,7 @@ def synthetic(seeds: list[int], extra: list[str]) -> None:
     rows, shares = [], []
     for seed in seeds:
         summary, _, seconds = run([f"seed={seed}", *EQUAL_COSTS, *extra])
-        rows += rows_of(f"seed {seed}", summary, "alt_clusters", seconds)
+        rows += rows_of(f"seed {seed} ({seed_label(seed)})", summary, "alt_clusters", seconds)
         shares.append(summary["clusters"]["alt_clusters"].get("oracle_share") or 0.0)
     print_table("synthetic market, alt clusters, equal costs (10 bps round trip)", rows)
     mean = sum(shares) / len(shares)
@@ -129,7 +129,11 @@ def real(windows: list[str], extra: list[str]) -> None:
         overrides = ["experiment=fleet_binance", f"data.path={path}", *extra]
         summary, objects, seconds = run([*overrides, f"data.start={start}", f"data.end={end}"])
         rows = rows_of("binance 1h", summary, "all", seconds)
-        print_table(f"Binance spot 1h, {start} .. {end}, all assets, default costs", rows)
+        print_table(
+            f"Binance spot 1h, {start} .. {end} ({window_label(start, end)}), all assets, "
+            "default costs",
+            rows,
+        )
         print_table(
             "net bps per fold's test window (trades taken fold by fold: the sum can differ "
             "a little from the pooled figure)",
@@ -211,7 +215,9 @@ def per_coin(extra: list[str]) -> None:
         for name, m in strategies.items()
     ]
     print_table(
-        f"per-coin pipeline, Binance spot 1h, 2022-05-08 .. 2024-05-08 ({seconds:.0f} s)", rows
+        "per-coin pipeline, Binance spot 1h, 2022-05-08 .. 2024-05-08 "
+        f"({window_label('2022-05-08', '2024-05-08')}; {seconds:.0f} s)",
+        rows,
     )
     for criterion in report["criteria"]:
         print(f"{criterion['result']}  {criterion['name']}: {criterion['value']}")
@@ -234,7 +240,9 @@ def inputs(extra: list[str]) -> None:
                 "s": f"{seconds:.0f}",
             }
         )
-    print_table("which inputs recover the oracle (synthetic, seed 0, alt clusters)", rows)
+    print_table(
+        f"which inputs recover the oracle (synthetic, seed 0: {seed_label(0)}, alt clusters)", rows
+    )
 
 
 def main() -> None:

@@ -38,7 +38,7 @@ import tempfile
 import time
 from unittest import mock
 
-from _util import ROOT, print_table, verdict
+from _util import ROOT, print_table, seed_label, verdict
 from hydra import compose, initialize_config_dir
 from scipy.stats import binomtest
 
@@ -124,7 +124,8 @@ def report(totals: dict, seeds: list[int], outcome: dict, extra: list[str]) -> N
     ]
     print_table(
         "no-edge markets: share of head-folds whose gate lets them trade "
-        f"(seeds {seeds[0]}..{seeds[-1]}; overrides {extra or 'none'})",
+        f"(seeds {seeds[0]}..{seeds[-1]}, {', '.join(sorted({seed_label(s) for s in seeds}))}; "
+        f"overrides {extra or 'none'})",
         rows,
     )
     cost = next(iter(totals))
