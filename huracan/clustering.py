@@ -58,6 +58,9 @@ class ClusterResult:
             by distance or for the ablations.
         k_scores: for ``n_clusters=auto``, k -> silhouette score of the clusters it gives
             (None where fewer than 2 clusters were left); empty otherwise.
+        dominant_rule: how cluster 0 was chosen: ``variance`` or ``symbols``.
+        rules_agree: whether the variance rule's dominant cluster holds the first of the
+            dominant symbols present (None where none is clustered).
     """
 
     cluster_map: dict[str, int]
@@ -72,6 +75,8 @@ class ClusterResult:
     series: str = "returns"
     chosen_k: int | None = None
     k_scores: dict[int, float | None] = field(default_factory=dict)
+    dominant_rule: str = "variance"
+    rules_agree: bool | None = None
 
     @property
     def n_clusters(self) -> int:
@@ -95,6 +100,8 @@ class ClusterResult:
             "k_criterion": "silhouette" if self.k_scores else None,
             "k_scores": {str(k): v for k, v in self.k_scores.items()},
             "excluded": dict(self.excluded),
+            "dominant_rule": self.dominant_rule,
+            "dominant_rules_agree": self.rules_agree,
         }
 
 
@@ -127,6 +134,11 @@ class AssetClusterer(BaseEstimator):
         min_size: a cluster with fewer members is merged into its nearest cluster (the
             smallest mean distance to its members), smallest first; 1 merges none.
         max_clusters: the largest k ``n_clusters=auto`` tries.
+        dominant: ``variance``: cluster 0 is the one with the largest dominance;
+            ``symbols``: the one holding the first of ``dominant_symbols`` that is
+            clustered (the variance rule where none is). Both rules' agreement is kept in
+            ``result_.rules_agree``.
+        dominant_symbols: the leaders (``universe.dominant_symbols``).
     """
 
     def __init__(
@@ -139,6 +151,8 @@ class AssetClusterer(BaseEstimator):
         series: Series = "returns",
         min_size: int = 1,
         max_clusters: int = 8,
+        dominant: Literal["variance", "symbols"] = "variance",
+        dominant_symbols: Sequence[str] = ("BTC", "ETH"),
     ):
         self.method = method
         self.n_clusters = n_clusters
@@ -148,6 +162,8 @@ class AssetClusterer(BaseEstimator):
         self.series = series
         self.min_size = min_size
         self.max_clusters = max_clusters
+        self.dominant = dominant
+        self.dominant_symbols = dominant_symbols
 
     def fit(
         self,
@@ -189,6 +205,10 @@ class AssetClusterer(BaseEstimator):
         market_corr = corr if reuse else _market_correlation(market[:, keep])
         volume = None if quote_volume is None else np.asarray(quote_volume, float)[:, keep]
         labels, dominance = _dominant_first(raw_labels, market_corr, volume)
+        leader = next((s for s in self.dominant_symbols if s in kept_symbols), None)
+        holder = None if leader is None else int(labels[kept_symbols.index(leader)])
+        if self.dominant == "symbols" and holder:  # the leaders' cluster becomes id 0
+            labels, dominance = _to_front(labels, dominance, holder)
         cluster_map = {s: int(c) for s, c in zip(kept_symbols, labels, strict=True)}
         self.result_ = ClusterResult(
             cluster_map=cluster_map,
@@ -203,12 +223,18 @@ class AssetClusterer(BaseEstimator):
             series=self.series,
             chosen_k=chosen_k,
             k_scores=k_scores,
+            dominant_rule=self.dominant,
+            rules_agree=None if holder is None else holder == 0,
         )
         self.labels_ = self.result_.labels(symbols)
         return self
 
     def _check_params(self) -> None:
         _check_common(self.correlation, self.min_overlap, self.series)
+        if self.dominant not in ("variance", "symbols"):
+            raise ConfigError(
+                f"cluster.dominant must be variance or symbols, got {self.dominant!r}"
+            )
         if self.method not in LINKAGE_METHODS:
             raise ConfigError(
                 f"linkage method {self.method!r} is not one of {LINKAGE_METHODS} "
@@ -288,6 +314,8 @@ class GlobalClusterer(AssetClusterer):
     """Ablation: one cluster holding every asset (``cluster=global``)."""
 
     method = "global"
+    dominant = "variance"  # one cluster (or one per asset): the rule has nothing to choose
+    dominant_symbols: Sequence[str] = ()
 
     def __init__(
         self,
@@ -548,6 +576,16 @@ def _dominant_first(
     new_id = np.empty_like(order)
     new_id[order] = np.arange(len(order))
     return new_id[dense], {int(c): float(dominance[order[c]]) for c in range(len(order))}
+
+
+def _to_front(
+    labels: np.ndarray, dominance: dict[int, float], cluster: int
+) -> tuple[np.ndarray, dict[int, float]]:
+    """Relabels ``cluster`` as 0, the others after it in their order."""
+    order = [cluster, *[c for c in range(len(dominance)) if c != cluster]]
+    new_id = np.empty(len(order), dtype=int)
+    new_id[order] = np.arange(len(order))
+    return new_id[labels], {int(new_id[c]): v for c, v in dominance.items()}
 
 
 def _members(cluster_map: dict[str, int]) -> dict[int, list[str]]:

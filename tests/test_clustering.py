@@ -396,3 +396,27 @@ def test_plots_are_saved_as_png(default_market, tmp_path, method):
         return
     assert isinstance(plot_dendrogram(result, tmp_path / "dendrogram.png"), Figure)
     assert (tmp_path / "dendrogram.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_dominant_rule_by_symbols_puts_the_leaders_cluster_first():
+    """Majors with little common move, 8 alts with a strong one: the variance rule makes the
+    alts dominant; ``dominant=symbols`` makes BTC's cluster id 0, and both record that the
+    rules disagree."""
+    rng = np.random.default_rng(0)
+    market = rng.normal(0, 0.004, 3000)
+    sector = rng.normal(0, 0.012, 3000)
+    majors = [market + rng.normal(0, 0.002, 3000) for _ in range(3)]
+    alts = [0.5 * market + sector + rng.normal(0, 0.003, 3000) for _ in range(8)]
+    returns = np.column_stack(majors + alts)
+    symbols = ["BTC", "ETH", "BNB", *[f"A{i}" for i in range(8)]]
+    by_variance = AssetClusterer(n_clusters=2).fit(returns, symbols).result_
+    by_symbols = AssetClusterer(n_clusters=2, dominant="symbols").fit(returns, symbols).result_
+    assert by_variance.cluster_map["A0"] == 0 and by_variance.cluster_map["BTC"] == 1
+    assert by_symbols.cluster_map["BTC"] == 0 and by_symbols.cluster_map["A0"] == 1
+    assert by_symbols.dominance[0] == by_variance.dominance[1]
+    assert by_variance.rules_agree is False and by_symbols.rules_agree is False
+    assert by_symbols.to_dict()["dominant_rule"] == "symbols"
+    agreeing = AssetClusterer(n_clusters=2, dominant_symbols=["A3"]).fit(returns, symbols)
+    assert agreeing.result_.rules_agree is True
+    with pytest.raises(ConfigError, match="cluster.dominant must be variance or symbols"):
+        AssetClusterer(dominant="volume").fit(returns, symbols)
