@@ -25,7 +25,7 @@ class LockLost(HuracanError):
     again (``train.py`` exits 3)."""
 
 
-INTERRUPTS: list[str] = []  # signals received, then the stage they stopped (huracan.report)
+INTERRUPTS: list[str] = []  # the signals received (huracan.cli records them, huracan.report reads)
 
 
 class Interrupted(BaseException):

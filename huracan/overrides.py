@@ -32,6 +32,9 @@ def check_overrides(overrides: list[str], conf: Path) -> None:
     from hydra.core.override_parser.types import OverrideType
     from hydra.errors import HydraException
 
+    own_config = ("--config-dir", "-cd", "--config-path", "-cp", "--config-name", "-cn")
+    if any(w.split("=")[0] in own_config or w.startswith("hydra.searchpath") for w in overrides):
+        return  # the user's own configs: only Hydra knows their options and keys
     words = [w for w in overrides if "=" in w and not w.startswith("-")]
     try:
         parsed = OverridesParser.create().parse_overrides(words)
@@ -50,6 +53,8 @@ def check_overrides(overrides: list[str], conf: Path) -> None:
         if name in groups:
             for value in values:
                 _check_option(name, value, groups[name])
+            if not values:  # a sweep only Hydra can expand: the keys are Hydra's to check
+                return
             chosen.append(f"{name}={values[0]}")
         elif item.type == OverrideType.CHANGE:
             keys.append(name)
@@ -79,8 +84,13 @@ def _groups(conf: Path) -> dict[str, list[str]]:
 
 
 def _values(item) -> list[str]:
+    from hydra.errors import HydraException
+
     if item.is_sweep_override():
-        return list(item.sweep_string_iterator())
+        try:
+            return list(item.sweep_string_iterator())
+        except HydraException:  # glob(...) needs Hydra's config loader: Hydra's to check
+            return []
     value = item.value()
     return [str(value)] if value is not None else ["null"]
 

@@ -17,6 +17,7 @@ log = logging.getLogger("huracan")
 INTERRUPTED = "INTERRUPTED"  # marker file of a run folder whose outputs are incomplete
 _running: list[str] = []  # the stages under way, outermost first (for an interrupt's line)
 _interrupt = INTERRUPTS
+_stopped: list[str] = []  # the stage the first interrupt stopped
 _finished: list[str] = []  # the last stage that ended
 
 
@@ -30,8 +31,8 @@ def _check_interrupt() -> None:
 def current_stage() -> str | None:
     """The stage an interrupt stopped, else the innermost stage under way (``fold 3/5``);
     None between stages."""
-    if len(_interrupt) > 1:
-        return _interrupt[1]
+    if _stopped:
+        return _stopped[0]
     return _running[-1] if _running else None
 
 
@@ -66,8 +67,8 @@ class StageTimer:
         try:
             yield notes.append
         finally:
-            if _interrupt and len(_interrupt) == 1:  # the innermost stage it stopped
-                _interrupt.append(name)
+            if _interrupt and not _stopped:  # the innermost stage it stopped
+                _stopped.append(name)
             _running.remove(name)
             _finished[:] = [name]
         _check_interrupt()

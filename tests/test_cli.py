@@ -120,6 +120,9 @@ def test_config_mistakes_are_one_line_with_the_closest_spelling(words, message):
         ["data=csv", "data.path=DIR", "data.symbols=[BTC,ETH]"],
         ["+extra=1", "~logger", "hydra/launcher=joblib", "hydra.run.dir=x", "--cfg", "job"],
         ["-m", "cluster=ward,global", "head.patience=choice(2,4)"],
+        ["-m", "cluster=glob(*,exclude=ward)", "cluster.n_clusters=4"],
+        ["--config-dir=/tmp/my_conf", "data=mine", "data.rows=5"],
+        ["hydra.searchpath=[file:///tmp/my_conf]", "data=mine"],
     ],
 )
 def test_valid_overrides_pass(words):
@@ -228,3 +231,22 @@ def test_library_info_lines_reach_the_log_file_not_the_console(tmp_path):
     assert "Mean of empty slice" not in console.getvalue()
     logged = (tmp_path / "train.log").read_text()
     assert "State start" in logged and "Mean of empty slice" in logged
+
+
+def test_two_signals_keep_the_stage_the_first_one_stopped():
+    from huracan.errors import INTERRUPTS, Interrupted
+    from huracan.report import StageTimer, where_stopped
+
+    timer = StageTimer()
+    try:
+        with pytest.raises(Interrupted):
+            with timer("outer"):
+                with timer("fold 2/5"):
+                    INTERRUPTS.extend(["SIGINT", "SIGTERM"])  # a second signal at once
+                    raise Interrupted("SIGINT")
+        assert where_stopped() == "at fold 2/5"
+    finally:
+        INTERRUPTS.clear()
+        import huracan.report as report
+
+        report._stopped.clear()

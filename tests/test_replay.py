@@ -22,8 +22,10 @@ import huracan.pipelines.coin_job as coin_job
 import huracan.pipelines.mechanic_coin as mechanic_coin
 import huracan.pipelines.per_coin as per_coin
 import huracan.registry.champions as champions
+from huracan.config import build
 from huracan.errors import ConfigError
 from huracan.metrics import take_trades
+from huracan.pipelines.replay import ReplayPipeline
 from huracan.registry.roster import load_roster
 from huracan.replay import main as replay_main
 from huracan.run import train
@@ -485,3 +487,13 @@ def test_promote_writes_the_promotions_into_the_store_itself(trained_before, tmp
     cycles = json.loads((tmp_path / "promoted" / "mechanic.json").read_text())["cycles"]
     for symbol, path in cycles[-1]["serving"].items():
         assert store.read_json(f"champions/{symbol}.json")["model_path"] == path
+
+
+def test_promote_fences_every_store_the_run_builds(tmp_path):
+    """With ``replay.promote`` the Mechanic's cycles build their stores from ``cfg.store``:
+    the session's lock puts its fence there, so a replay whose lock was taken writes no
+    more (as ``pipeline=mechanic``)."""
+    cfg = run_config(tmp_path, "pipeline=replay", *MARKET, "replay.promote=true")
+    with ReplayPipeline().session(cfg):
+        assert build(cfg.store).fence is not None
+    assert "fence" not in cfg.store

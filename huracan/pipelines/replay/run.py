@@ -44,7 +44,7 @@ from huracan.pipelines.replay.state import fingerprint, load_state, save_state, 
 from huracan.report import StageTimer
 from huracan.serve import Fleet, ServeConfig
 from huracan.serve.tape import SignalTape
-from huracan.store.lock import store_lock
+from huracan.store.lock import run_lock
 
 log = logging.getLogger("huracan")
 
@@ -283,9 +283,10 @@ class ReplayPipeline(Pipeline):
     services = ("store",)
 
     def session(self, cfg: DictConfig):
-        """``replay.promote``: the store's lock for the whole run, as the Mechanic holds it;
-        a dry run holds it only while it copies the store (``state.working_store``)."""
-        return store_lock(build(cfg.store), "replay") if cfg.replay.promote else nullcontext()
+        """``replay.promote``: the store's lock for the whole run, as the Mechanic holds it,
+        with its fence in ``cfg.store`` so every store the run builds is fenced; a dry run
+        holds it only while it copies the store (``state.working_store``)."""
+        return run_lock(cfg.store, "replay") if cfg.replay.promote else nullcontext()
 
     def test_start(self, panel: Panel, cfg: DictConfig):
         """The first replayed bar: the data gates look at the bars before it."""
