@@ -116,6 +116,19 @@ def test_same_seed_same_results(small_run, tmp_path):
     assert (tmp_path / "results.csv").read_text() == (out / "results.csv").read_text()
 
 
+def shifted_from(panel, cut: int, volume: float = 1.0):
+    """The panel with every price from bar ``cut`` on moved by a random walk (the same
+    walk for open, high, low and close) and the volume there times ``volume``."""
+    changed = panel.select(panel.symbols)
+    changed.bars = {k: v.copy() for k, v in panel.bars.items()}
+    rng = np.random.default_rng(1)
+    shock = np.exp(np.cumsum(rng.normal(0, 0.02, (panel.n_bars - cut, panel.n_assets)), 0))
+    for k in ("open", "high", "low", "close"):
+        changed.bars[k][cut:] *= shock
+    changed.bars["volume"][cut:] *= volume
+    return changed
+
+
 def test_future_data_does_not_change_earlier_predictions(small_run, tmp_path):
     """Prices changed from fold 1's test window on: fold 0's predictions stay the same."""
     _, _, objects = small_run
@@ -126,13 +139,7 @@ def test_future_data_does_not_change_earlier_predictions(small_run, tmp_path):
     from huracan.pipelines.hierarchical import run_hierarchical
     from huracan.report import StageTimer
 
-    changed = panel.select(panel.symbols)
-    changed.bars = {k: v.copy() for k, v in panel.bars.items()}
-    rng = np.random.default_rng(1)
-    shock = np.exp(np.cumsum(rng.normal(0, 0.02, (panel.n_bars - cut, panel.n_assets)), 0))
-    for k in ("open", "high", "low", "close"):
-        changed.bars[k][cut:] *= shock
-    changed.bars["volume"][cut:] *= 3
+    changed = shifted_from(panel, cut, volume=3.0)
     other = run_hierarchical(changed, cfg, tmp_path, StageTimer())
     rows = run.folds[0].test
     np.testing.assert_array_equal(other.model.probability[rows], run.model.probability[rows])
@@ -380,12 +387,7 @@ def test_the_search_objective_reads_no_test_window(tmp_path):
     assert summary["validation"]["n_trades"] > 0
     panel, run = objects["panel"], objects["run"]
     cut = run.folds[-1].test[0]
-    changed = panel.select(panel.symbols)
-    changed.bars = {k: v.copy() for k, v in panel.bars.items()}
-    rng = np.random.default_rng(1)
-    shock = np.exp(np.cumsum(rng.normal(0, 0.02, (panel.n_bars - cut, panel.n_assets)), 0))
-    for k in ("open", "high", "low", "close"):
-        changed.bars[k][cut:] *= shock
+    changed = shifted_from(panel, cut)
     other = run_hierarchical(changed, cfg, tmp_path / "other", StageTimer())
     columns = np.arange(panel.n_assets)
     moved = pooled_metrics(other.model, other, columns, panel.bars_per_year)["sharpe"]
