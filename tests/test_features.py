@@ -235,3 +235,11 @@ def test_scaler_errors():
         scaler.transform(np.zeros((5, 3, 2)))
     with pytest.raises(ValueError, match=r"\(T, N, F\)"):
         scaler.fit(np.zeros((5, 3)))
+
+
+def test_a_lag_longer_than_the_rows_is_all_fill():
+    from huracan.features.technical import lag
+
+    values = np.arange(10.0).reshape(5, 2)
+    assert np.isnan(lag(values, 24)).all() and lag(values, 5).shape == (5, 2)
+    np.testing.assert_array_equal(lag(values, 2)[2:], values[:3])

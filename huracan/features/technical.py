@@ -63,7 +63,8 @@ FeatureFn = Callable[[Panel, FeatureWindows], dict[str, np.ndarray]]
 def lag(values: np.ndarray, bars: int, fill: float | bool = np.nan) -> np.ndarray:
     """``values`` shifted down by ``bars`` rows (row t holds row t - bars), ``fill`` on top."""
     out = np.full_like(values, fill)
-    out[bars:] = values[: len(values) - bars]
+    if bars < len(values):  # fewer rows than the lag: all fill
+        out[bars:] = values[: len(values) - bars]
     return out
 
 

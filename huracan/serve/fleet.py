@@ -449,8 +449,9 @@ class Fleet:
             if symbol in panel.symbols:
                 groups.setdefault(model.preprocessing_key, []).append(symbol)
         for coins in groups.values():
-            # a signal needs the whole warm-up (and a look-back longer than the bars fails)
-            short = [s for s in coins if last_only and panel.n_bars < self.models[s].warmup]
+            # no model is scored on fewer bars than its warm-up (its inputs are not those it
+            # was trained on, and the feature and label checks need bars to check)
+            short = [s for s in coins if panel.n_bars < self.models[s].warmup]
             problems |= {
                 s: [f"warm-up: {panel.n_bars} bars, {self.models[s].warmup} needed"] for s in short
             }
