@@ -127,8 +127,8 @@ SECTIONS = {
     "thresholds": "huracan.config.Thresholds",
     "report": "huracan.config.Report",
     # only with pipeline=mechanic (conf/pipeline/mechanic.yaml)
-    "mechanic": "huracan.pipelines.mechanic.MechanicConfig",
-    "drift": "huracan.pipelines.mechanic_drift.DriftConfig",
+    "mechanic": "huracan.pipelines.mechanic.run.MechanicConfig",
+    "drift": "huracan.pipelines.mechanic.drift.DriftConfig",
 }
 
 

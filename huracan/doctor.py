@@ -22,8 +22,8 @@ from datetime import UTC, datetime
 
 from huracan.errors import DataError, HuracanError
 from huracan.names import SEGMENT, SYMBOL
-from huracan.registry.artifacts import is_complete
-from huracan.registry.champions import pointer_problem, read_champion
+from huracan.registry.artifacts import is_complete, read_champion
+from huracan.registry.champions import pointer_problem
 from huracan.registry.roster import ROSTER_KEY, load_roster
 from huracan.store import Store, open_root
 

@@ -59,7 +59,7 @@ def test_mechanic_is_train_with_the_mechanic_pipeline(tmp_path):
         timeout=120,
     )
     assert out.returncode == 0, out.stderr[-2000:]
-    assert "huracan.pipelines.mechanic.MechanicPipeline" in out.stdout
+    assert "huracan.pipelines.mechanic.run.MechanicPipeline" in out.stdout
     assert "max_cycles: 2" in out.stdout
 
 

@@ -24,8 +24,9 @@ from huracan.clustering import (
 from huracan.config import build
 from huracan.data.synthetic import SyntheticMarket
 from huracan.errors import ConfigError
-from huracan.pipelines.fold_data import build_fleet_arrays, fit_clusters
 from huracan.plots import plot_correlation_heatmap, plot_dendrogram
+from huracan.training.arrays import build_fleet_arrays
+from huracan.training.folds import fit_clusters
 
 
 def market(seed: int = 0, **kwargs):

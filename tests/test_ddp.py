@@ -20,7 +20,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from huracan.models.batches import IndexBatches, RankShare
-from huracan.pipelines.training import AutoencoderEncoder, MoEHeads
+from huracan.training.fit import AutoencoderEncoder, MoEHeads
 
 # Validation losses of the two runs agree to this (relative) after 8 Adam steps: the
 # encoder's differ by float32 sums taken in another order (measured: equal to 1e-7), the

@@ -136,7 +136,7 @@ def test_future_data_does_not_change_earlier_predictions(small_run, tmp_path):
     cut = run.folds[1].test[0]
     cfg = small_config(tmp_path, "data.seed=0")
     panel = objects["panel"]
-    from huracan.pipelines.hierarchical import run_hierarchical
+    from huracan.pipelines.hierarchical.run import run_hierarchical
     from huracan.report import StageTimer
 
     changed = shifted_from(panel, cut, volume=3.0)
@@ -256,7 +256,7 @@ def _two_books(model_daily: list[float], other_daily: list[float]):
     """A run of one asset, one trade a day, whose model and other variant earn these."""
     from types import SimpleNamespace
 
-    from huracan.pipelines.hierarchical import Book, FleetRun
+    from huracan.pipelines.hierarchical.book import Book, FleetRun
 
     n = len(model_daily)
     stamps = (np.arange(n) * 86_400 * 10**9).astype(np.int64)
@@ -273,7 +273,7 @@ def _two_books(model_daily: list[float], other_daily: list[float]):
 
 
 def test_criteria_need_a_profit_significantly_above_the_other():
-    from huracan.pipelines.fleet_report import _versus
+    from huracan.pipelines.hierarchical.report import _versus
 
     rng = np.random.default_rng(0)
     noise = rng.normal(0, 0.001, 60)
@@ -300,7 +300,7 @@ def test_no_criterion_passes_on_a_loss():
     on a net profit; the dominant cluster is a diagnostic, never a criterion."""
     from types import SimpleNamespace
 
-    from huracan.pipelines.fleet_report import diagnostics, success_criteria
+    from huracan.pipelines.hierarchical.report import diagnostics, success_criteria
 
     cfg = OmegaConf.create({"universe": {"dominant_symbols": ["BTC"]}})
     fold = SimpleNamespace(cluster_map={"BTC": 0, "SOL": 1}, dominant_cluster_id=0)
@@ -346,7 +346,7 @@ def test_summary_holds_the_daily_pnl_and_the_validation_objective(small_run):
 
 def test_validation_trades_are_counted_at_the_chosen_cut_and_horizon():
     """Head 0 trades at horizon 2 above 0.6 on every 2nd bar; head 1 does not trade."""
-    from huracan.pipelines.validation_figures import pooled_validation, validation_daily_bps
+    from huracan.pipelines.hierarchical.validation import pooled_validation, validation_daily_bps
 
     prob = np.array([[0.1, 0.7], [0.1, 0.9], [0.9, 0.65], [0.9, 0.5], [0.9, 0.9]])
     net = np.array([[0.0, 0.002], [0.0, 0.005], [0.0, -0.001], [0.0, 0.004], [0.0, 0.003]])
@@ -368,9 +368,9 @@ def test_the_search_objective_reads_no_test_window(tmp_path):
     """Prices moved inside the last test window only: the test-window Sharpe (the old
     objective) moves, the validation objective a sweep optimises does not (issue 29).
     Heads trade here (z=0 under the uncorrected gate), so both figures rest on trades."""
-    from huracan.pipelines.fleet_report import pooled_metrics
-    from huracan.pipelines.hierarchical import run_hierarchical
-    from huracan.pipelines.validation_figures import pooled_validation
+    from huracan.pipelines.hierarchical.report import pooled_metrics
+    from huracan.pipelines.hierarchical.run import run_hierarchical
+    from huracan.pipelines.hierarchical.validation import pooled_validation
     from huracan.report import StageTimer
     from huracan.run import metric_of
 
@@ -399,7 +399,7 @@ def test_the_search_objective_reads_no_test_window(tmp_path):
 
 
 def test_the_verdict_never_calls_an_edge_what_the_baseline_criterion_fails():
-    from huracan.pipelines.fleet_report import verdict
+    from huracan.pipelines.hierarchical.report import verdict
 
     model = {"n_trades": 400, "t_stat": 3.1, "net_bps": 5000.0, "ci_low": 1e-4, "ci_high": 3e-4}
     folds = [{"heads_trading": 2}]

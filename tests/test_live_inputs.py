@@ -18,7 +18,8 @@ from huracan.data.files import scan_directory
 from huracan.doctor import main as doctor
 from huracan.errors import ConfigError, DataError
 from huracan.names import MAX_SEGMENT, check_segment
-from huracan.registry.champions import challenge, champion_key, usable_champion
+from huracan.registry.artifacts import champion_key
+from huracan.registry.champions import challenge, usable_champion
 from huracan.registry.roster import ROSTER_KEY, roster_entry
 from huracan.roster import main as roster_main
 from huracan.run import train

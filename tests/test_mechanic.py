@@ -26,7 +26,7 @@ from safetensors.torch import load
 
 from huracan.data import SyntheticMarket
 from huracan.errors import ConfigError, DataError
-from huracan.pipelines.mechanic_coin import judged_until
+from huracan.pipelines.mechanic.coin import judged_until
 from huracan.registry.artifacts import is_complete, versions
 from huracan.registry.roster import load_roster
 from huracan.run import train

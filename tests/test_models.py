@@ -222,7 +222,7 @@ class _EveryEpoch(pl.Callback):
 def test_heads_keep_the_best_epochs_weights_not_the_last():
     from functools import partial
 
-    from huracan.pipelines.training import MoEHeads
+    from huracan.training.fit import MoEHeads
 
     train, val = batch(n=512, n_groups=1, seed=1), batch(n=256, n_groups=1, seed=2)
     val["y"] = 1.0 - val["y"]  # the validation slice says the opposite: its loss rises
@@ -253,7 +253,7 @@ def test_heads_keep_the_best_epochs_weights_not_the_last():
 
 def test_encoder_subsample_is_seeded_ordered_and_only_above_the_limit():
     from huracan.errors import ConfigError
-    from huracan.pipelines.training import AutoencoderEncoder, subsample
+    from huracan.training.fit import AutoencoderEncoder, subsample
 
     x = torch.arange(100.0)[:, None]
     assert subsample(x, None, 0) is x and subsample(x, 100, 0) is x

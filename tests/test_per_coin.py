@@ -316,7 +316,7 @@ def test_short_history_and_corrupt_files_are_recorded_skips(tmp_path, write_bars
 
 
 def test_a_failing_job_leaves_champions_and_roster_consistent(tmp_path, monkeypatch):
-    import huracan.pipelines.coin_job as coin_job
+    import huracan.pipelines.per_coin.job as coin_job
 
     real = coin_job.write_version
 

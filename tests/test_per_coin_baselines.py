@@ -11,8 +11,9 @@ import pandas as pd
 import pytest
 
 from huracan import significance
-from huracan.pipelines.coin_job import CoinJob, baseline_metrics, evaluate
-from huracan.pipelines.per_coin_report import format_strategies, pooled_report
+from huracan.coins import CoinJob
+from huracan.pipelines.per_coin.report import format_strategies, pooled_report
+from huracan.scoring import baseline_metrics, evaluate
 
 HOUR = 3_600_000_000_000
 

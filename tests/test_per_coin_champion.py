@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 from test_per_coin import per_coin_config
 
-import huracan.pipelines.coin_job as coin_job
-import huracan.pipelines.per_coin as per_coin
-from huracan.pipelines.coin_costs import price_test
+import huracan.pipelines.per_coin.job as coin_job
+import huracan.pipelines.per_coin.run as per_coin
+from huracan.pipelines.per_coin.costs import price_test
 from huracan.run import train
 from huracan.serve import Fleet, ServeConfig
 

@@ -18,9 +18,9 @@ from hydra import compose, initialize_config_dir
 from huracan.config import build
 from huracan.data import GateReport
 from huracan.errors import DataError
-from huracan.pipelines.coin_costs import price_test
-from huracan.pipelines.job_specs import build_jobs, shared_spec
-from huracan.pipelines.per_coin import prepare_split
+from huracan.pipelines.per_coin.costs import price_test
+from huracan.pipelines.per_coin.run import prepare_split
+from huracan.pipelines.per_coin.specs import build_jobs, shared_spec
 from huracan.report import StageTimer
 
 
@@ -170,7 +170,7 @@ def shaken(panel, rows: slice, seed: int = 0):
 def test_report_window_prices_change_no_trade_ok_reason_or_rank(setup):
     """A price change inside the report window moves the report window's costs only: the
     round trip that sets cost_above_limit and enters the rank is the selection bars'."""
-    from huracan.pipelines.coin_costs import report_rows
+    from huracan.coins import report_rows
     from huracan.registry.roster import rank_entries, roster_entry
 
     cfg, panel, split, jobs = setup

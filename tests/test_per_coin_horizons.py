@@ -13,8 +13,9 @@ import pytest
 import torch
 from conftest import run_config
 
+from huracan.coins import CoinJob, window_rows
 from huracan.models import GroupedMoEHead
-from huracan.pipelines.coin_job import CoinJob, choose_horizon, val_trades, window_rows
+from huracan.pipelines.per_coin.job import choose_horizon, val_trades
 from huracan.run import train
 from huracan.serve import Fleet, ServeConfig
 from huracan.store import LocalStore

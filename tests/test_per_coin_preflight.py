@@ -111,7 +111,7 @@ def test_a_coin_without_a_job_says_which_window_it_lacks_and_why():
     import numpy as np
     import pandas as pd
 
-    from huracan.pipelines.job_specs import history_gap
+    from huracan.pipelines.per_coin.specs import history_gap
 
     stamps = pd.date_range("2024-01-01", periods=100, freq="1D", tz="UTC")
     close = np.ones((100, 4))

@@ -2,7 +2,7 @@
 
 The per-coin run trains on the embedded synthetic market and records each coin's job as
 it priced its test window (``price_test``) and the probabilities it scored there; the
-per-coin trades are rebuilt from those exactly as ``coin_job.evaluate`` counts them
+per-coin trades are rebuilt from those exactly as ``scoring.evaluate`` counts them
 (``take_trades`` at the coin's horizon), and checked against the stored ``metrics.json``.
 """
 
@@ -18,9 +18,9 @@ import pytest
 from conftest import run_config
 from test_per_coin import SMALL
 
-import huracan.pipelines.coin_job as coin_job
-import huracan.pipelines.mechanic_coin as mechanic_coin
-import huracan.pipelines.per_coin as per_coin
+import huracan.pipelines.mechanic.coin as mechanic_coin
+import huracan.pipelines.per_coin.job as coin_job
+import huracan.pipelines.per_coin.run as per_coin
 import huracan.registry.champions as champions
 from huracan.config import build
 from huracan.errors import ConfigError

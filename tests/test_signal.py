@@ -16,8 +16,8 @@ from conftest import ROOT
 from fake_dropbox import FakeDropboxAdapter
 from test_per_coin import per_coin_config
 
-import huracan.pipelines.coin_job as coin_job
-import huracan.pipelines.per_coin as per_coin
+import huracan.pipelines.per_coin.job as coin_job
+import huracan.pipelines.per_coin.run as per_coin
 from huracan.data import SyntheticMarket
 from huracan.factor import (
     LeaderFactor,

@@ -10,13 +10,17 @@ and reruns recognise as incomplete, never a half-written one that looks whole.
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 
+from huracan.errors import DataError
 from huracan.io import plain
-from huracan.names import check_segment
+from huracan.names import SEGMENT, check_segment
 from huracan.store import ArtifactNotFound, Store, content_hash
 
 MANIFEST = "manifest.json"
+VERSION_PATH = rf"models/{SEGMENT}/{SEGMENT}"
+REPAIR = " (python -m huracan.doctor ROOT --fix moves it aside)"
 
 
 def model_prefix(symbol: str, run_id: str) -> str:
@@ -99,8 +103,6 @@ def purge_versions(store: Store, symbols: list[str], keep: int | None) -> list[s
     A version's manifest goes first, so one cut short reads as incomplete, never whole.
     Returns the prefixes deleted (none when ``keep`` is None).
     """
-    from huracan.registry.champions import read_champion  # champions imports this module
-
     if keep is None:
         return []
     purged = []
@@ -114,3 +116,34 @@ def purge_versions(store: Store, symbols: list[str], keep: int | None) -> list[s
             store.delete(prefix)
             purged.append(prefix)
     return purged
+
+
+def champion_key(symbol: str) -> str:
+    return f"champions/{symbol}.json"
+
+
+def read_champion(store: Store, symbol: str) -> dict | None:
+    """The symbol's pointer, None where it has none.
+
+    Raises:
+        DataError: the pointer is not JSON, not an object, or has no model version path
+            (``models/<SYMBOL>/<version>``, each a safe name) as its ``model_path``.
+    """
+    key = champion_key(symbol)
+    try:
+        data = store.read_bytes(key)
+    except ArtifactNotFound:
+        return None
+    source = f"{store.describe()}/{key}"
+    try:
+        pointer = json.loads(data)
+    except ValueError as err:  # binary, truncated, empty
+        why = f"not a JSON pointer ({type(err).__name__}: {err})"
+        raise DataError(source, why + REPAIR) from None
+    if not isinstance(pointer, dict):
+        raise DataError(source, f"a JSON {type(pointer).__name__}, not a pointer object{REPAIR}")
+    path = pointer.get("model_path")
+    if not isinstance(path, str) or not re.fullmatch(VERSION_PATH, path):
+        why = f"model_path {path!r} is not models/<SYMBOL>/<version> of safe names"
+        raise DataError(source, why + REPAIR)
+    return pointer

@@ -15,20 +15,20 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from huracan.errors import DataError
-from huracan.names import SEGMENT
-from huracan.registry.artifacts import is_complete, read_manifest
-from huracan.store import ArtifactNotFound, Store
+from huracan.registry.artifacts import (
+    champion_key,
+    is_complete,
+    read_champion,
+    read_manifest,
+)
+from huracan.store import Store
 
 log = logging.getLogger("huracan")
-
-VERSION_PATH = rf"models/{SEGMENT}/{SEGMENT}"
-REPAIR = " (python -m huracan.doctor ROOT --fix moves it aside)"
 
 
 @dataclass
@@ -47,37 +47,6 @@ class Rescore:
     note: str
     unreadable: bool = False
     report: dict | None = None  # the champion on the report window (out of sample for it)
-
-
-def champion_key(symbol: str) -> str:
-    return f"champions/{symbol}.json"
-
-
-def read_champion(store: Store, symbol: str) -> dict | None:
-    """The symbol's pointer, None where it has none.
-
-    Raises:
-        DataError: the pointer is not JSON, not an object, or has no model version path
-            (``models/<SYMBOL>/<version>``, each a safe name) as its ``model_path``.
-    """
-    key = champion_key(symbol)
-    try:
-        data = store.read_bytes(key)
-    except ArtifactNotFound:
-        return None
-    source = f"{store.describe()}/{key}"
-    try:
-        pointer = json.loads(data)
-    except ValueError as err:  # binary, truncated, empty
-        why = f"not a JSON pointer ({type(err).__name__}: {err})"
-        raise DataError(source, why + REPAIR) from None
-    if not isinstance(pointer, dict):
-        raise DataError(source, f"a JSON {type(pointer).__name__}, not a pointer object{REPAIR}")
-    path = pointer.get("model_path")
-    if not isinstance(path, str) or not re.fullmatch(VERSION_PATH, path):
-        why = f"model_path {path!r} is not models/<SYMBOL>/<version> of safe names"
-        raise DataError(source, why + REPAIR)
-    return pointer
 
 
 def pointer_problem(store: Store, symbol: str, pointer: dict) -> str | None:

@@ -32,11 +32,11 @@ from huracan.features.fracdiff import StationaryFracDiff
 from huracan.features.scaling import PanelScaler
 from huracan.models import FleetModule, GroupedMoEHead
 from huracan.models.checkpoint import head_spec
-from huracan.pipelines.fold_data import build_fleet_arrays
 from huracan.registry.roster import load_roster, select
 from huracan.serve.model import NO_CHAMPION, CoinModel, ModelUnusable, dict_config, load_coin
 from huracan.serve.positions import Position, with_positions
 from huracan.store import ArtifactNotFound, LocalStore, Store
+from huracan.training.arrays import build_fleet_arrays
 
 log = logging.getLogger("huracan")
 

@@ -20,8 +20,8 @@ from huracan.features.fracdiff import StationaryFracDiff
 from huracan.features.technical import warmup_bars
 from huracan.models import FleetModule
 from huracan.models.checkpoint import META, WEIGHTS, module_from_files
-from huracan.registry.artifacts import read_manifest
-from huracan.registry.champions import pointer_problem, read_champion
+from huracan.registry.artifacts import read_champion, read_manifest
+from huracan.registry.champions import pointer_problem
 from huracan.store import Store, content_hash
 
 NO_CHAMPION = "no champion pointer"  # a roster coin whose model never won: expected, not an error

@@ -5,7 +5,7 @@ bar t is entered at bar t's close; the trade exits at the close of the bar ``hor
 bars later (the first bar at or after ``exit_due`` that has a close), and its gross return
 is ``exit close / entry close - 1``. Its round trip is charged at entry, from the coin's
 cost model calibrated on the ``pipeline.calibration_days`` before the bar the calibration
-prices from (``coin_costs.price_test``'s rule, on the bars before that bar only) and the
+prices from (``per_coin.costs.price_test``'s rule, on the bars before that bar only) and the
 coin's realised volatility at t (bars up to t only): ``net = gross - round trip``. A trade
 whose exit bar is not reached by the replay's last bar stays open (not a closed trade).
 """
@@ -21,7 +21,7 @@ from huracan.costs import SlippageFit, cost_arrays
 from huracan.data import Panel
 from huracan.errors import DataError
 from huracan.features.technical import realized_volatility
-from huracan.pipelines.coin_costs import bars_panel, calibrate_costs, calibration_bars, fee_bps
+from huracan.pipelines.per_coin.costs import bars_panel, calibrate_costs, calibration_bars, fee_bps
 from huracan.serve.model import CoinModel, dict_config
 from huracan.serve.positions import Position
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -42,7 +42,26 @@ from huracan.report import above, fmt
 from huracan.significance import day_statistics, t_stat
 
 if TYPE_CHECKING:
-    from huracan.pipelines.replay.run import Replay
+    from huracan.data import Panel
+    from huracan.pipelines.replay.book import Book
+    from huracan.serve import Fleet
+    from huracan.store import Store
+
+
+class Replay(Protocol):
+    """What the outputs read of a replay (``run.Replay``; named here so that the loop
+    imports its report and never the other way round)."""
+
+    panel: Panel
+    first: int
+    end: int
+    book: Book
+    costs: dict
+    cycles: list[dict]
+    fleet: Fleet
+    store: Store
+    options: Any
+
 
 DAY_NS = 86_400_000_000_000
 

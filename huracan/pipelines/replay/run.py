@@ -13,7 +13,7 @@ From an artifact root written by ``pipeline=per_coin`` (``store=...``) and the b
    ``false``: ``Fleet.signals`` itself on the last ``bars_needed`` bars at every bar
    (the champions' own warm-up; slower by the warm-up's length);
 3. every ``mechanic.every_hours`` of replayed bars, one Mechanic cycle
-   (``huracan.pipelines.mechanic.run_cycle``) on the bars up to t; the fleet is loaded
+   (``huracan.pipelines.mechanic.run.run_cycle``) on the bars up to t; the fleet is loaded
    again from the store, so a promotion trades from bar t + 1, and every coin's costs are
    calibrated again on the bars before t + 1.
 
@@ -37,7 +37,7 @@ from huracan.data import GateReport, Panel
 from huracan.data.panel import to_utc
 from huracan.errors import ConfigError
 from huracan.pipelines.base import Pipeline
-from huracan.pipelines.mechanic import run_cycle, summary_of
+from huracan.pipelines.mechanic.run import run_cycle, summary_of
 from huracan.pipelines.replay.book import Book, fleet_costs
 from huracan.pipelines.replay.report import format_summary, write_outputs
 from huracan.pipelines.replay.state import fingerprint, load_state, save_state, working_store

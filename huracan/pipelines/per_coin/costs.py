@@ -27,15 +27,16 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
+from huracan.coins import report_rows
 from huracan.costs import SlippageFit, SpreadTier, cost_arrays, estimate_spreads, spread_from_ticks
 from huracan.costs.model import DEFAULT_FEE_BPS
 from huracan.data import Panel
 from huracan.errors import ConfigError, DataError
 from huracan.io import plain
-from huracan.pipelines.fold_data import FleetArrays
+from huracan.training.arrays import FleetArrays
 
 if TYPE_CHECKING:
-    from huracan.pipelines.coin_job import CoinJob
+    from huracan.coins import CoinJob
 
 
 @dataclass(frozen=True)
@@ -224,16 +225,6 @@ def price_test(job: CoinJob) -> CoinJob:
         "report_slip_bps": _mean(slip[report]),
     }
     return replace(job, test=priced, costs=costs)
-
-
-def report_rows(timestamps_ns: np.ndarray, window: list[str] | None) -> np.ndarray:
-    """(M,) which test bars lie in the report window (opening at ``window[0]``); none where
-    the run has no report window or every bar would be in it."""
-    stamps = np.asarray(timestamps_ns, dtype=np.int64)
-    report = np.zeros(len(stamps), bool)
-    if window:
-        report = stamps >= pd.Timestamp(window[0]).value
-    return report if not report.all() else np.zeros(len(stamps), bool)
 
 
 def _mean(values: np.ndarray) -> float | None:

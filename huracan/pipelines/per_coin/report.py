@@ -1,6 +1,6 @@
 """The per-coin run's pooled report: every coin's model beside the baselines, per window.
 
-Each coin's job scores its model and every baseline (``coin_job.baseline_metrics``) on
+Each coin's job scores its model and every baseline (``scoring.baseline_metrics``) on
 the coin's test bars of the selection window and of the report window, after the same
 test costs. Here the coins are pooled per window and strategy: summed trades and net
 bps, and the t-statistic and Sharpe ratio of the pooled daily P&L over every calendar day

@@ -8,7 +8,7 @@ asset and per cluster, beside the baselines (and, on the synthetic market, the o
 
 Longer than most modules on purpose: it is the whole fold loop of the hierarchical
 pipeline as named stages (each function under 60 lines); the report lives in
-``fleet_report``.
+``hierarchical.report``.
 """
 
 from __future__ import annotations
@@ -19,8 +19,6 @@ import gc
 import json
 import logging
 import sys
-from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -29,18 +27,22 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from huracan.clustering import ClusterResult
 from huracan.config import build
 from huracan.data import GateReport
 from huracan.data.panel import Panel
 from huracan.loggers import log_results, stage_logger
 from huracan.models import save_checkpoint
 from huracan.pipelines.base import Pipeline
-from huracan.pipelines.fleet_report import write_report
-from huracan.pipelines.fold_data import (
-    FleetArrays,
+from huracan.pipelines.hierarchical.book import Book, FleetRun
+from huracan.pipelines.hierarchical.report import write_report
+from huracan.pipelines.hierarchical.validation import describe, validation_daily_bps
+from huracan.report import StageTimer, format_table
+from huracan.threads import apply_threads
+from huracan.thresholds import choose_horizons, family_gate, validation_days
+from huracan.training.arrays import FleetArrays, build_fleet_arrays
+from huracan.training.fit import fit_encoder, fit_heads, without_factor
+from huracan.training.folds import (
     FoldData,
-    build_fleet_arrays,
     fracdiff_report,
     horizon_samples,
     horizon_weights,
@@ -49,92 +51,9 @@ from huracan.pipelines.fold_data import (
     run_baselines,
     walk_forward,
 )
-from huracan.pipelines.training import fit_encoder, fit_heads, without_factor
-from huracan.pipelines.validation_figures import describe, validation_daily_bps
-from huracan.report import StageTimer, format_table
-from huracan.threads import apply_threads
-from huracan.thresholds import choose_horizons, family_gate, validation_days
 from huracan.validation import Fold
 
 log = logging.getLogger("huracan")
-
-
-@dataclass(eq=False)
-class Book:
-    """One strategy's out-of-sample trades, (T, N) each: where it would enter (``signals``),
-    which of ``arrays.horizons`` a trade entered there is held (``index``, -1 where the
-    strategy made no prediction), and the probability behind it (models only).
-
-    The hold, net return after costs and label of each cell (NaN where no prediction)
-    are read off the arrays when the report first asks for them, so that a book being
-    filled fold by fold holds one byte per cell, not a (T, N) float of each. They are
-    cached at that first read: read them only once every fold is written.
-    """
-
-    signals: np.ndarray
-    index: np.ndarray
-    arrays: FleetArrays
-    probability: np.ndarray | None = None
-
-    @classmethod
-    def empty(cls, arrays: FleetArrays, probability: bool = True) -> Book:
-        shape = arrays.net_return.shape
-        return cls(
-            signals=np.zeros(shape, dtype=bool),
-            index=np.full(shape, -1, dtype=np.int8),
-            arrays=arrays,
-            probability=np.full(shape, np.nan, dtype=np.float32) if probability else None,
-        )
-
-    @classmethod
-    def at_horizon(cls, signals: np.ndarray, arrays: FleetArrays, horizon: int) -> Book:
-        """A rule's trades all held ``horizon`` bars (one of ``arrays.horizons``)."""
-        index = np.full(signals.shape, arrays.horizons.index(horizon), dtype=np.int8)
-        return cls(signals, index, arrays)
-
-    @classmethod
-    def chosen(cls, signals: np.ndarray, index: np.ndarray, arrays: FleetArrays) -> Book:
-        """A rule's trades, each held the horizon ``arrays.horizons[index]``; a rule has a
-        prediction everywhere, so -1 (no trade) reads the shortest horizon's outcome."""
-        return cls(signals, np.maximum(index, 0).astype(np.int8), arrays)
-
-    @cached_property
-    def hold(self) -> np.ndarray:
-        """(T, N) int32 bars a trade entered at each cell is held (1 where none)."""
-        horizons = np.asarray(self.arrays.horizons, dtype=np.int32)
-        return np.where(self.index >= 0, horizons[np.maximum(self.index, 0)], 1)
-
-    @cached_property
-    def net_return(self) -> np.ndarray:
-        """(T, N) net return after costs of a trade entered at each cell."""
-        return self._outcome(self.arrays.net_h)
-
-    @cached_property
-    def label(self) -> np.ndarray:
-        """(T, N) float32 1 where that trade nets a profit, 0 where not, NaN where none."""
-        return self._outcome(self.arrays.label_h)
-
-    def _outcome(self, per_horizon: np.ndarray) -> np.ndarray:
-        index = np.maximum(self.index, 0).astype(np.intp)[..., None]
-        values = np.take_along_axis(per_horizon, index, axis=-1)[..., 0]
-        return np.where(self.index >= 0, values, np.nan).astype(per_horizon.dtype)
-
-
-@dataclass
-class FleetRun:
-    """Everything a hierarchical run produced, for the report and the tests."""
-
-    arrays: FleetArrays
-    folds: list[Fold]
-    model: Book
-    cluster_ids: np.ndarray  # (T, N) cluster of each asset during each test window, -1 else
-    test_rows: np.ndarray
-    fold_clusters: list[ClusterResult] = field(default_factory=list)
-    fold_factor: list[dict] = field(default_factory=list)
-    fold_info: list[dict] = field(default_factory=list)
-    without_factor: Book | None = None
-    oracle: Book | None = None
-    baselines: dict[str, Book] = field(default_factory=dict)
 
 
 class HierarchicalPipeline(Pipeline):
@@ -286,7 +205,7 @@ def release_memory() -> None:
 
 
 def fleet_baselines(arrays: FleetArrays, folds: list[Fold], cfg: DictConfig) -> dict[str, Book]:
-    """The baselines (``fold_data.run_baselines``) as books on the same test windows and costs."""
+    """The baselines (``folds.run_baselines``) as books on the same test windows and costs."""
     trades = run_baselines(arrays, folds, cfg)
     return {name: Book.chosen(signals, index, arrays) for name, (signals, index) in trades.items()}
 
@@ -463,7 +382,7 @@ def trade_decisions(
     Returns:
         Per head: ``horizons`` (bars, None where it does not trade), ``thresholds`` and
         ``bound_bps`` (its validation lower bound on profit), and the validation trades
-        at those cuts with their P&L per day (``validation_figures``), JSON-ready.
+        at those cuts with their P&L per day (``hierarchical.validation``), JSON-ready.
     """
     val_t, val_a, test_t, test_a = rows
     val_prob = _columns(module.predict_proba(val["x"], val["factor"], val["group"]))

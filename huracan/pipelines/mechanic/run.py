@@ -5,13 +5,13 @@ On an existing artifact root (``store=...``, written by ``pipeline=per_coin``), 
 1. Loads the roster's champions with their preprocessing (``huracan.serve.Fleet``) and
    rebuilds every coin's inputs on the bars given (``data=...``: the history plus the new
    bars); prices labels and holdout with each coin's current costs (the per-coin run's
-   calibration, ``huracan.pipelines.coin_costs``, on the bars before the holdout).
-2. Per champion (``huracan.pipelines.mechanic_coin``): fine-tunes its head on the bars
+   calibration, ``huracan.pipelines.per_coin.costs``, on the bars before the holdout).
+2. Per champion (``huracan.pipelines.mechanic.coin``): fine-tunes its head on the bars
    since its training ended, the newest ``mechanic.holdout_days`` kept out; scores
    challenger and champion on that holdout (its bars after the window that promoted the
    champion: no holdout judges a champion twice); exports the challenger as a new version
    and promotes it only by the champion rule (``champions.challenge``).
-3. Drift (``huracan.pipelines.mechanic_drift``): each coin's PSI against its reference
+3. Drift (``huracan.pipelines.mechanic.drift``): each coin's PSI against its reference
    bins, and a re-clustering compared with the clusters the models were trained under.
 4. Rewrites ``champions/roster.json`` last, then purges model versions beyond
    ``mechanic.keep_versions`` (never a champion's; manifest deleted first).
@@ -42,10 +42,9 @@ from huracan.data import GateReport, Panel
 from huracan.errors import ConfigError
 from huracan.io import atomic_write_text, plain
 from huracan.pipelines.base import Pipeline
-from huracan.pipelines.coin_costs import calibrate_coin_costs, fee_bps, priced_costs
-from huracan.pipelines.fold_data import build_fleet_arrays
-from huracan.pipelines.mechanic_coin import Market, mechanic_coin, skipped
-from huracan.pipelines.mechanic_drift import cluster_drift, feature_drift
+from huracan.pipelines.mechanic.coin import Market, mechanic_coin, skipped
+from huracan.pipelines.mechanic.drift import cluster_drift, feature_drift
+from huracan.pipelines.per_coin.costs import calibrate_coin_costs, fee_bps, priced_costs
 from huracan.registry.artifacts import purge_versions
 from huracan.registry.champions import usable_champion
 from huracan.registry.roster import load_roster, roster_entry, write_roster
@@ -53,6 +52,7 @@ from huracan.report import StageTimer
 from huracan.serve import Fleet, ServeConfig
 from huracan.store import Store, content_hash
 from huracan.store.lock import run_lock
+from huracan.training.arrays import build_fleet_arrays
 
 log = logging.getLogger("huracan")
 

@@ -10,10 +10,10 @@
    of the training window, for its training and validation labels and its threshold (all
    coins at once, since the joint heads need every coin's labels). Each coin's job
    calibrates its test cost model (evaluation, champion, roster entry) on the days right
-   before its test window, from those bars only (``huracan.pipelines.coin_costs``).
+   before its test window, from those bars only (``huracan.pipelines.per_coin.costs``).
 3. The shared encoder is trained once on the union of all coins' training data and saved
    to ``meta/shared_encoder.*`` (not retrained by a rerun that finds every coin's model
-   complete: see ``huracan.pipelines.resume`` for what a run id records).
+   complete: see ``huracan.pipelines.per_coin.resume`` for what a run id records).
 4. Coin heads, one output per label horizon (``labels.horizons``): trained jointly as one
    grouped model (``heads=joint``), or each in its own job (``heads=alone``).
 5. One job per coin through the queue: choose the coin's horizon and threshold together
@@ -43,6 +43,7 @@ import pandas as pd
 from hydra.utils import instantiate
 from omegaconf import DictConfig, open_dict
 
+from huracan.coins import CoinJob
 from huracan.config import build
 from huracan.data import GateReport, Panel
 from huracan.errors import ConfigError
@@ -50,23 +51,12 @@ from huracan.loggers import stage_logger
 from huracan.models.checkpoint import encoder_spec
 from huracan.names import check_segment
 from huracan.pipelines.base import Pipeline
-from huracan.pipelines.champion_scores import with_champion_scores
-from huracan.pipelines.coin_costs import CostCalibration, calibrate_costs, coin_costs
-from huracan.pipelines.coin_job import CoinJob, run_coin_job
-from huracan.pipelines.fold_data import (
-    FoldData,
-    build_fleet_arrays,
-    horizon_samples,
-    horizon_weights,
-    label_horizons,
-    prepare_fold,
-    run_baselines,
-    single_split,
-)
-from huracan.pipelines.job_specs import Split, build_jobs, history_gap, shared_spec
-from huracan.pipelines.per_coin_report import format_strategies, pooled_report
-from huracan.pipelines.resume import check_inputs, job_done_key, run_inputs
-from huracan.pipelines.training import fit_encoder, fit_heads
+from huracan.pipelines.per_coin.champion_scores import with_champion_scores
+from huracan.pipelines.per_coin.costs import CostCalibration, calibrate_costs, coin_costs
+from huracan.pipelines.per_coin.job import run_coin_job
+from huracan.pipelines.per_coin.report import format_strategies, pooled_report
+from huracan.pipelines.per_coin.resume import check_inputs, job_done_key, run_inputs
+from huracan.pipelines.per_coin.specs import Split, build_jobs, history_gap, shared_spec
 from huracan.progress import interactive
 from huracan.queue import QueueReport
 from huracan.registry.artifacts import is_complete, model_prefix
@@ -76,6 +66,17 @@ from huracan.registry.roster import TABLE_FIELDS, format_table, roster_entry, wr
 from huracan.report import StageTimer
 from huracan.store import ArtifactNotFound, Store, content_hash
 from huracan.store.lock import run_lock
+from huracan.training.arrays import build_fleet_arrays
+from huracan.training.fit import fit_encoder, fit_heads
+from huracan.training.folds import (
+    FoldData,
+    horizon_samples,
+    horizon_weights,
+    label_horizons,
+    prepare_fold,
+    run_baselines,
+    single_split,
+)
 
 log = logging.getLogger("huracan")
 

@@ -4,7 +4,7 @@
 ``job_for_coin`` adds one coin's samples at its own costs, its head slice when the heads
 were trained jointly, the metadata its checkpoint keeps, and the coin's bars of the
 calibration days before its test window, on which the job prices its test rows
-(``coin_costs.price_test``).
+(``per_coin.costs.price_test``).
 """
 
 from __future__ import annotations
@@ -15,16 +15,17 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
+from huracan.coins import CoinJob
 from huracan.costs import SlippageFit, cost_arrays
 from huracan.data import GateReport, Panel
 from huracan.features.drift import reference_bins
 from huracan.features.labels import forward_return
 from huracan.io import plain
 from huracan.models.checkpoint import encoder_spec
-from huracan.pipelines.coin_costs import calibration_bars, fee_bps
-from huracan.pipelines.coin_job import CoinJob
-from huracan.pipelines.fold_data import FleetArrays, FoldData
+from huracan.pipelines.per_coin.costs import calibration_bars, fee_bps
 from huracan.registry.artifacts import model_prefix
+from huracan.training.arrays import FleetArrays
+from huracan.training.folds import FoldData
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ class Split:
     fits: dict[str, SlippageFit]  # each coin's cost calibration at the training window's end
     valid: np.ndarray  # (T, N) rows with every input, a label and a head
     weights: np.ndarray  # (T, N, H) energy weights per label horizon (``horizon_weights``)
-    # per baseline (signals, horizon index), each (T, N): ``fold_data.run_baselines``
+    # per baseline (signals, horizon index), each (T, N): ``training.folds.run_baselines``
     baselines: dict = field(default_factory=dict)
 
     @property

@@ -28,11 +28,11 @@ from scipy.optimize import linear_sum_assignment
 from sklearn.metrics import adjusted_rand_score
 
 from huracan.features.drift import psi
-from huracan.pipelines.fold_data import fit_clusters
-from huracan.pipelines.mechanic_coin import Market
+from huracan.pipelines.mechanic.coin import Market
 from huracan.registry.artifacts import is_complete, versions
 from huracan.serve import Fleet
 from huracan.store import ArtifactNotFound, Store
+from huracan.training.folds import fit_clusters
 
 log = logging.getLogger("huracan")
 

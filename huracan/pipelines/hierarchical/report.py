@@ -26,12 +26,12 @@ from huracan.data.panel import Panel
 from huracan.io import atomic_write_text, plain
 from huracan.loggers import log_figures
 from huracan.metrics import COLUMNS, asset_metrics, fold_metrics, group_metrics, take_trades
-from huracan.pipelines.validation_figures import pooled_validation
+from huracan.pipelines.hierarchical.validation import pooled_validation
 from huracan.plots import plot_correlation_heatmap, plot_dendrogram, plot_equity
 from huracan.report import above, fmt
 
 if TYPE_CHECKING:  # the pipeline imports this report; the report only reads its run
-    from huracan.pipelines.hierarchical import Book, FleetRun
+    from huracan.pipelines.hierarchical.book import Book, FleetRun
 
 log = logging.getLogger("huracan")
 

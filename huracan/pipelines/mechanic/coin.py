@@ -36,6 +36,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from huracan.coins import CoinJob, grid_rows, predict
 from huracan.data import Panel
 from huracan.features.drift import reference_bins
 from huracan.features.labels import energy_weights, forward_return
@@ -44,14 +45,14 @@ from huracan.models import FleetModule
 from huracan.models.batches import FoldSamples, sample_tensors
 from huracan.models.callbacks import stopping
 from huracan.models.checkpoint import checkpoint_files, module_from_files
-from huracan.pipelines.coin_costs import CoinFits
-from huracan.pipelines.coin_job import CoinJob, evaluate, grid_rows, predict
-from huracan.pipelines.fold_data import FleetArrays
+from huracan.pipelines.per_coin.costs import CoinFits
 from huracan.progress import stage_trainer
 from huracan.registry.artifacts import is_complete, json_bytes, model_prefix, write_version
 from huracan.registry.champions import Rescore, challenge
+from huracan.scoring import evaluate
 from huracan.serve.model import CoinModel
 from huracan.thresholds import choose_horizons, validation_days
+from huracan.training.arrays import FleetArrays
 
 
 @dataclass(frozen=True)
@@ -332,7 +333,7 @@ def export_challenger(
 def scoring_job(
     symbol: str, holdout: dict, window: list[str], market: Market, horizon: int
 ) -> CoinJob:
-    """What ``coin_job.evaluate`` reads: the holdout bars (``window``: the first and the
+    """What ``scoring.evaluate`` reads: the holdout bars (``window``: the first and the
     last) and the scoring rules."""
     return CoinJob(
         symbol=symbol,

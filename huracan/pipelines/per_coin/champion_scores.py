@@ -16,9 +16,9 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
+from huracan.coins import CoinJob
 from huracan.data import Panel
-from huracan.pipelines.coin_job import CoinJob
-from huracan.registry.champions import read_champion
+from huracan.registry.artifacts import read_champion
 from huracan.serve import CoinModel, Fleet, ServeConfig
 from huracan.serve.model import load_coin
 from huracan.store import Store

@@ -1,0 +1,91 @@
+"""What a hierarchical run keeps: each strategy's out-of-sample trades (``Book``) and the
+run as a whole (``FleetRun``), read by the report, the tests and the benches."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+
+from huracan.clustering import ClusterResult
+from huracan.training.arrays import FleetArrays
+from huracan.validation import Fold
+
+
+@dataclass(eq=False)
+class Book:
+    """One strategy's out-of-sample trades, (T, N) each: where it would enter (``signals``),
+    which of ``arrays.horizons`` a trade entered there is held (``index``, -1 where the
+    strategy made no prediction), and the probability behind it (models only).
+
+    The hold, net return after costs and label of each cell (NaN where no prediction)
+    are read off the arrays when the report first asks for them, so that a book being
+    filled fold by fold holds one byte per cell, not a (T, N) float of each. They are
+    cached at that first read: read them only once every fold is written.
+    """
+
+    signals: np.ndarray
+    index: np.ndarray
+    arrays: FleetArrays
+    probability: np.ndarray | None = None
+
+    @classmethod
+    def empty(cls, arrays: FleetArrays, probability: bool = True) -> Book:
+        shape = arrays.net_return.shape
+        return cls(
+            signals=np.zeros(shape, dtype=bool),
+            index=np.full(shape, -1, dtype=np.int8),
+            arrays=arrays,
+            probability=np.full(shape, np.nan, dtype=np.float32) if probability else None,
+        )
+
+    @classmethod
+    def at_horizon(cls, signals: np.ndarray, arrays: FleetArrays, horizon: int) -> Book:
+        """A rule's trades all held ``horizon`` bars (one of ``arrays.horizons``)."""
+        index = np.full(signals.shape, arrays.horizons.index(horizon), dtype=np.int8)
+        return cls(signals, index, arrays)
+
+    @classmethod
+    def chosen(cls, signals: np.ndarray, index: np.ndarray, arrays: FleetArrays) -> Book:
+        """A rule's trades, each held the horizon ``arrays.horizons[index]``; a rule has a
+        prediction everywhere, so -1 (no trade) reads the shortest horizon's outcome."""
+        return cls(signals, np.maximum(index, 0).astype(np.int8), arrays)
+
+    @cached_property
+    def hold(self) -> np.ndarray:
+        """(T, N) int32 bars a trade entered at each cell is held (1 where none)."""
+        horizons = np.asarray(self.arrays.horizons, dtype=np.int32)
+        return np.where(self.index >= 0, horizons[np.maximum(self.index, 0)], 1)
+
+    @cached_property
+    def net_return(self) -> np.ndarray:
+        """(T, N) net return after costs of a trade entered at each cell."""
+        return self._outcome(self.arrays.net_h)
+
+    @cached_property
+    def label(self) -> np.ndarray:
+        """(T, N) float32 1 where that trade nets a profit, 0 where not, NaN where none."""
+        return self._outcome(self.arrays.label_h)
+
+    def _outcome(self, per_horizon: np.ndarray) -> np.ndarray:
+        index = np.maximum(self.index, 0).astype(np.intp)[..., None]
+        values = np.take_along_axis(per_horizon, index, axis=-1)[..., 0]
+        return np.where(self.index >= 0, values, np.nan).astype(per_horizon.dtype)
+
+
+@dataclass
+class FleetRun:
+    """Everything a hierarchical run produced, for the report and the tests."""
+
+    arrays: FleetArrays
+    folds: list[Fold]
+    model: Book
+    cluster_ids: np.ndarray  # (T, N) cluster of each asset during each test window, -1 else
+    test_rows: np.ndarray
+    fold_clusters: list[ClusterResult] = field(default_factory=list)
+    fold_factor: list[dict] = field(default_factory=list)
+    fold_info: list[dict] = field(default_factory=list)
+    without_factor: Book | None = None
+    oracle: Book | None = None
+    baselines: dict[str, Book] = field(default_factory=dict)

@@ -1,0 +1,96 @@
+"""The fleet's arrays over all bars: features, returns, costs and after-cost labels per
+horizon, (T, N) each. Built once per run from the panel; the folds, the baselines, the
+reports and serving read them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from huracan.costs import CostModel
+from huracan.data.panel import Panel
+from huracan.features.labels import after_cost_labels, forward_return
+from huracan.features.technical import compute_features, realized_volatility
+
+
+@dataclass
+class FleetArrays:
+    """Per-run (T, N) arrays; ``features`` is (T, N, F).
+
+    ``label_h``, ``net_h`` and ``gross_h`` are (T, N, H), one slice per horizon of
+    ``horizons`` (shortest first); ``label``, ``net_return`` and ``gross_return`` are the
+    first slice (the one horizon of single-horizon pipelines).
+    """
+
+    symbols: list[str]
+    timestamps_ns: np.ndarray
+    features: np.ndarray
+    feature_names: list[str]
+    log_close: np.ndarray
+    returns: np.ndarray
+    volatility: np.ndarray
+    label: np.ndarray
+    net_return: np.ndarray
+    gross_return: np.ndarray
+    quote_volume: np.ndarray
+    listed: np.ndarray
+    cost_bps: np.ndarray
+    horizons: tuple[int, ...] = (1,)
+    label_h: np.ndarray | None = None
+    net_h: np.ndarray | None = None
+    gross_h: np.ndarray | None = None
+
+
+def build_fleet_arrays(
+    panel: Panel, cfg: DictConfig, horizons: tuple[int, ...] | None = None
+) -> FleetArrays:
+    """Features, returns and after-cost labels of the whole panel.
+
+    Args:
+        horizons: the label horizons, shortest first; None: ``labels.horizon`` alone.
+    """
+    options = OmegaConf.to_container(cfg.costs, resolve=True)
+    costs = CostModel(**{k: v for k, v in options.items() if v is not None})  # fee: see run
+    names = cfg.features.names
+    windows = OmegaConf.to_container(cfg.features.windows, resolve=True) or None
+    features, feature_names = compute_features(
+        panel, list(names) if names is not None else None, windows
+    )
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_close = np.log(panel.close)
+    returns = np.full_like(log_close, np.nan)
+    returns[1:] = np.diff(log_close, axis=0)
+    volatility = realized_volatility(panel.close, cfg.labels.vol_window)
+    horizons = (int(cfg.labels.horizon),) if horizons is None else tuple(horizons)
+    by_horizon = [
+        (*after_cost_labels(panel, h, costs, volatility, cfg.labels.vol_window),)
+        + (forward_return(panel.close, h),)
+        for h in horizons
+    ]
+    label_h, net_h, gross_h = (np.stack(part, axis=-1) for part in zip(*by_horizon, strict=True))
+    cost_bps = (gross_h[..., 0] - net_h[..., 0]) * 1e4
+    gross = gross_h[..., 0].copy()  # float64: the per-coin run prices its P&L from it
+    label_h = label_h.astype(np.float32)  # 0, 1 or NaN: exact, in half the memory
+    gross_h = gross_h.astype(np.float32)  # per horizon only the move behind energy weights
+    label, net = label_h[..., 0], net_h[..., 0]
+    return FleetArrays(
+        symbols=list(panel.symbols),
+        timestamps_ns=panel.timestamps.as_unit("ns").asi8,
+        features=features,
+        feature_names=feature_names,
+        log_close=log_close,
+        returns=returns,
+        volatility=volatility,
+        label=label,
+        net_return=net,
+        gross_return=gross,
+        quote_volume=panel.quote_volume,
+        listed=panel.listed,
+        cost_bps=cost_bps,
+        horizons=horizons,
+        label_h=label_h,
+        net_h=net_h,
+        gross_h=gross_h,
+    )
