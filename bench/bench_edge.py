@@ -33,7 +33,7 @@ from _util import ROOT, SHARED_DATA, print_table, seed_label, verdict, window_la
 from hydra import compose, initialize_config_dir
 
 from huracan.metrics import fold_metrics
-from huracan.pipelines.fleet_report import run_days
+from huracan.pipelines.hierarchical.report import run_days
 from huracan.run import train
 
 EQUAL_COSTS = ["costs.fee_bps=5", "costs.spread_bps=0", "costs.slippage_bps_per_sigma=0"]

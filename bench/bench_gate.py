@@ -42,8 +42,8 @@ from _util import ROOT, print_table, seed_label, verdict
 from hydra import compose, initialize_config_dir
 from scipy.stats import binomtest
 
-import huracan.pipelines.fleet_report as fleet_report
-import huracan.pipelines.hierarchical as hierarchical
+import huracan.pipelines.hierarchical.report as fleet_report
+import huracan.pipelines.hierarchical.run as hierarchical
 from huracan.run import train
 
 NO_EDGE = [

@@ -26,8 +26,12 @@ from _util import ROOT, measure, print_table, verdict
 sys.path.insert(0, str(ROOT))
 
 from huracan.data import SyntheticMarket  # noqa: E402
-from huracan.registry.artifacts import model_prefix, write_version  # noqa: E402
-from huracan.registry.champions import read_champion, write_champion  # noqa: E402
+from huracan.registry.artifacts import (  # noqa: E402
+    model_prefix,
+    read_champion,  # noqa: E402
+    write_version,
+)
+from huracan.registry.champions import write_champion  # noqa: E402
 from huracan.registry.roster import load_roster, write_roster  # noqa: E402
 from huracan.store import LocalStore  # noqa: E402
 
