@@ -128,6 +128,7 @@ def test_data_after_bar_t_never_changes_a_signal_or_score_at_t():
         for part_before, part_after in zip(lgbm_before, lgbm_after, strict=True):
             rows = (slice(None), slice(0, t + 1)) if part_before.ndim == 3 else slice(0, t + 1)
             np.testing.assert_array_equal(part_before[rows], part_after[rows])
+        assert not np.array_equal(np.nan_to_num(lgbm_before[2]), np.nan_to_num(lgbm_after[2]))
 
 
 def test_cuts_are_chosen_on_validation_only():
