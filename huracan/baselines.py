@@ -72,6 +72,18 @@ def baseline_trades(
     horizons: Sequence[int],
     folds: Sequence[Fold],
     leader: int,
+    **options,
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """:func:`scored_baseline_trades` without the scores."""
+    return scored_baseline_trades(returns, net_h, horizons, folds, leader, **options)[0]
+
+
+def scored_baseline_trades(
+    returns: np.ndarray,
+    net_h: np.ndarray,
+    horizons: Sequence[int],
+    folds: Sequence[Fold],
+    leader: int,
     *,
     min_trades: int,
     z: float,
@@ -80,8 +92,9 @@ def baseline_trades(
     leader_quantiles: Sequence[float] = LEADER_QUANTILES,
     day: np.ndarray | None = None,
     cut_z: float | None = None,
-) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """The baselines' trades on the folds' test rows, each held a horizon of ``horizons``.
+) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], dict[str, np.ndarray]]:
+    """The baselines' trades on the folds' test rows, each held a horizon of ``horizons``,
+    and the continuous score behind each learned one.
 
     Args:
         returns: (T, N) log return of bar t (NaN where missing).
@@ -104,7 +117,8 @@ def baseline_trades(
         Per baseline ``(signals, horizon_index)``, each (T, N): where a long is entered
         and the index into ``horizons`` of how long it is held (-1 where no trade).
         ``always_long`` holds the longest horizon; the learned ones choose per fold on
-        validation.
+        validation. And the scores: ``logistic``'s (T, N) float32 probability on the test
+        rows (NaN elsewhere).
     """
     net_h = np.asarray(net_h)
     if net_h.ndim != 3 or net_h.shape[-1] != len(horizons):
@@ -113,16 +127,18 @@ def baseline_trades(
     horizons = tuple(int(h) for h in horizons)
     never = np.zeros(returns.shape, dtype=bool)
     always = always_long_signals(net_h[..., -1], folds)
-    return {
+    *logistic, probability = logistic_signals(
+        returns, net_h, horizons, folds, min_trades, z, n_lags, seed, day, cut_z
+    )
+    trades = {
         "never_trade": (never, np.full(returns.shape, -1)),
         "always_long": (always, np.where(always, len(horizons) - 1, -1)),
-        "logistic": logistic_signals(
-            returns, net_h, horizons, folds, min_trades, z, n_lags, seed, day, cut_z
-        ),
+        "logistic": tuple(logistic),
         "leader_lead_lag": lead_lag_signals(
             returns, net_h, horizons, folds, leader, min_trades, z, leader_quantiles, day, cut_z
         ),
     }
+    return trades, {"logistic": probability}
 
 
 def always_long_signals(net_return: np.ndarray, folds: Sequence[Fold]) -> np.ndarray:
@@ -152,13 +168,15 @@ def logistic_signals(
     seed: int,
     day: np.ndarray | None = None,
     cut_z: float | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per coin and fold: fit on train (shortest horizon), choose horizon and cut on val,
-    trade test where prob >= the cut. Returns ``(signals, horizon_index)``."""
+    trade test where prob >= the cut. Returns ``(signals, horizon_index, probability)``,
+    the probability (T, N) float32 on the test rows, NaN elsewhere."""
     features = lagged_returns(returns, n_lags)  # (T, N, L)
     n_coins = returns.shape[1]
     signals = np.zeros(returns.shape, dtype=bool)
     index = np.full(returns.shape, -1)
+    probability = np.full(returns.shape, np.nan, dtype=np.float32)
     for fold in folds:
         val_prob = np.full((len(fold.val), n_coins), np.nan)
         test_prob = np.full((len(fold.test), n_coins), np.nan)
@@ -174,7 +192,8 @@ def logistic_signals(
         trade = (chosen >= 0)[None, :] & (test_prob >= cut)  # NaN (unknown features): no trade
         signals[fold.test] = trade
         index[fold.test] = np.where(trade, chosen[None, :], -1)
-    return signals, index
+        probability[fold.test] = test_prob
+    return signals, index, probability
 
 
 def fit_coin(features: np.ndarray, net_return: np.ndarray, seed: int) -> CoinModel | None:

@@ -126,6 +126,7 @@ SECTIONS = {
     "validation": "huracan.config.Validation",
     "thresholds": "huracan.config.Thresholds",
     "report": "huracan.config.Report",
+    "baselines": "huracan.strong_baselines.BaselineOptions",
     # only with pipeline=mechanic (conf/pipeline/mechanic.yaml)
     "mechanic": "huracan.pipelines.mechanic.run.MechanicConfig",
     "drift": "huracan.pipelines.mechanic.drift.DriftConfig",

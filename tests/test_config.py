@@ -8,6 +8,7 @@ import sys
 
 import pytest
 import torch
+import yaml
 from conftest import ROOT
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
@@ -296,3 +297,34 @@ def test_debug_fast_runs_the_whole_per_coin_pipeline(tmp_path):
     assert summary["config"]["head"]["granularity"] == "coin"
     checkpoint = next((tmp_path / "art" / "models").rglob("checkpoint.json"))
     assert json.loads(checkpoint.read_text())["config"]["head"]["granularity"] == "coin"
+
+
+def test_daily_and_4h_presets_compose_with_windows_sized_in_their_bars():
+    """experiment=daily_binance counts in days, h4_binance in 4-hour bars: each window the
+    hourly default counts in hours spans the same stretch of time or a stated longer one."""
+    daily = config("experiment=daily_binance")
+    validate(daily)
+    assert daily.data.path == "../shared/data/binance_spot/1d"
+    assert list(daily.labels.horizons) == [1, 3, 7, 14]  # days
+    assert (daily.labels.vol_window, daily.features.windows.volatility) == (20, 20)
+    assert daily.gates.max_gap_bars == 2 and daily.cluster.min_overlap == 60
+    assert set(daily.baselines.extra) == {"lightgbm", "momentum", "reversal"}
+    h4 = config("experiment=h4_binance")
+    validate(h4)
+    assert (h4.data.timeframe, h4.data.partial_bars) == ("4h", "missing")
+    assert [h * 4 for h in h4.labels.horizons] == [4, 12, 24, 72]  # hours
+    assert h4.gates.max_gap_bars * 4 == 48  # hours, as the hourly default's 48 bars
+    default = config()
+    assert list(default.baselines.extra) == []  # opt-in on the hourly default
+    shown = subprocess.run(
+        [sys.executable, "train.py", "experiment=daily_binance", "--cfg", "job"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert shown.returncode == 0, shown.stderr
+    job = yaml.safe_load(shown.stdout)
+    assert job["labels"]["horizons"] == [1, 3, 7, 14]
+    assert job["features"]["windows"]["return_horizons"] == [1, 7, 28]
+    assert job["costs"]["slippage_bps_per_sigma"] == 0.2

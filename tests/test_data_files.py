@@ -235,3 +235,24 @@ def test_real_binance_files(binance_1h):
     assert wif.loc[: pd.Timestamp("2024-02-01", tz="UTC")].isna().all()
     pepe = panel.frame("PEPE")["close"].dropna()
     assert (pepe > 0).all() and pepe.min() < 1e-5
+
+
+def test_resample_partial_bars_missing(write_bars):
+    """partial_bars=missing: a 4h bar with any hour missing is a missing bar (then filled
+    flat, flagged, where the gap is short); whole bins aggregate as with keep."""
+    bars = make_bars(n=96, start="2024-01-01T02:00Z").drop(index=[20]).reset_index(drop=True)
+    keep = load(write_bars({"BTC": bars}), timeframe="4h", max_ffill=0)
+    strict = load(write_bars({"BTC": bars}), timeframe="4h", max_ffill=0, partial_bars="missing")
+    first, holed = pd.Timestamp("2024-01-01T00:00Z"), pd.Timestamp("2024-01-01T20:00Z")
+    got, kept = strict.frame("BTC"), keep.frame("BTC")
+    assert got.loc[[first, holed]].isna().all().all()  # the listing's first bin, the hole's
+    assert kept.loc[[first, holed], "close"].notna().all()
+    whole = got.index[got["close"].notna()]
+    assert len(whole) == len(kept) - 3  # and the last bin: the hours end mid-bin
+    pd.testing.assert_frame_equal(got.loc[whole], kept.loc[whole])
+    filled = load(write_bars({"BTC": bars}), timeframe="4h", max_ffill=1, partial_bars="missing")
+    row = filled.timestamps.get_loc(holed)
+    assert filled.filled[row, 0] and filled.volume[row, 0] == 0.0
+    assert filled.close[row, 0] == filled.close[row - 1, 0]
+    with pytest.raises(ConfigError, match="partial_bars"):
+        load(write_bars({"BTC": bars}), timeframe="4h", partial_bars="drop")

@@ -412,3 +412,37 @@ def test_the_verdict_never_calls_an_edge_what_the_baseline_criterion_fails():
     line = verdict({"all": {"model": model}}, folds, [behind])
     assert line.startswith("a significant profit but no edge over the best baseline")
     assert "t of the daily difference -0.80" in line
+
+
+def test_baseline_scores_are_test_window_only(small_run, tmp_path):
+    """FleetRun.baseline_scores: (H, T, N) per baseline with a score, NaN off the test
+    rows; the stronger baselines (opt-in) add theirs beside the logistic's."""
+    from huracan.pipelines.hierarchical.run import fleet_baselines
+    from huracan.training.arrays import build_fleet_arrays
+
+    _, _, objects = small_run
+    run = objects["run"]
+    shape = (len(run.arrays.horizons), *run.arrays.net_return.shape)
+    assert set(run.baseline_scores) == {"logistic"}
+    cfg = small_config(
+        tmp_path,
+        "baselines.extra=[lightgbm,momentum,reversal]",
+        "baselines.top_k=2",
+        "baselines.lightgbm.num_boost_round=20",
+        "labels.horizons=[1,4]",
+    )
+    arrays = build_fleet_arrays(objects["panel"], cfg, (1, 4))
+    books, scores = fleet_baselines(arrays, run.folds, cfg)
+    names = {"logistic", "lightgbm", "momentum_7d", "momentum_28d", "reversal"}
+    assert set(scores) == names and names <= set(books)
+    off_test = np.setdiff1d(np.arange(shape[1]), run.test_rows)
+    for name, score in scores.items():
+        assert score.shape == (2, *shape[1:]), name
+        assert np.isnan(score[:, off_test]).all(), name
+        assert np.isfinite(score[:, run.test_rows]).mean() > 0.5, name
+        assert not books[name].signals[off_test].any(), name
+    log_close = arrays.log_close
+    rows = run.test_rows[run.test_rows >= 24]
+    np.testing.assert_allclose(
+        scores["reversal"][0, rows], -(log_close[rows] - log_close[rows - 24]), rtol=1e-5
+    )

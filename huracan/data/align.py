@@ -10,6 +10,8 @@ import pandas as pd
 from huracan.data.panel import OHLCV, DropRecord, Panel
 from huracan.errors import ConfigError, DataError
 
+PARTIAL_BARS = ("keep", "missing")
+
 
 def timeframe_ns(timeframe: str) -> int:
     """Bar length in nanoseconds of a pandas or exchange timeframe (``1h``, ``4h``, ``1d``)."""
@@ -102,6 +104,7 @@ def build_panel(
     timeframe: str | None = None,
     max_ffill: int = 3,
     drops: list[DropRecord] | None = None,
+    partial_bars: str = "keep",
 ) -> Panel:
     """Aligns validated per-symbol frames on a common grid.
 
@@ -112,6 +115,9 @@ def build_panel(
             OHLCV aggregation (first open, max high, min low, last close, summed volume).
         max_ffill: gaps of at most this many bars are forward-filled; longer ones stay NaN.
         drops: records collected while reading, carried into the panel.
+        partial_bars: when resampling, what a bin with some of its bars missing becomes:
+            ``keep`` aggregates the bars it has, ``missing`` makes it a missing bar (then
+            forward-filled like any gap of at most ``max_ffill`` bars).
 
     Raises:
         DataError: bars off the grid, mixed bar lengths, or a finer target than the data.
@@ -153,7 +159,7 @@ def build_panel(
             if k in frame:
                 bars[k][rows, j] = frame[k].to_numpy()
     if target != native:
-        bars = resample_bars(bars, target // native)
+        bars = resample_bars(bars, target // native, partial_bars)
     timestamps = pd.date_range(
         pd.Timestamp(t0, tz="UTC"), periods=len(bars["close"]), freq=pd.Timedelta(target)
     )
@@ -162,16 +168,22 @@ def build_panel(
     return Panel(timestamps, symbols, bars, tf, filled, drops)
 
 
-def resample_bars(bars: dict[str, np.ndarray], factor: int) -> dict[str, np.ndarray]:
+def resample_bars(
+    bars: dict[str, np.ndarray], factor: int, partial_bars: str = "keep"
+) -> dict[str, np.ndarray]:
     """Aggregates ``factor`` consecutive bars into one, vectorised over all symbols.
 
-    A bin with no bar at all stays NaN; a partial bin (some bars missing) is kept.
+    A bin with no bar at all stays NaN. A partial bin (some bars missing) is kept with
+    ``partial_bars="keep"``; with ``"missing"`` it is NaN too: its range and volume would
+    cover less time than a whole bar's, understating volatility and volume.
     """
+    if partial_bars not in PARTIAL_BARS:
+        raise ConfigError(f"data.partial_bars must be one of {PARTIAL_BARS}, got {partial_bars!r}")
     out = {}
     n_rows, n_assets = bars["close"].shape
     shaped = {k: v.reshape(n_rows // factor, factor, n_assets) for k, v in bars.items()}
     present = ~np.isnan(shaped["close"])  # (B, factor, N)
-    any_bar = present.any(axis=1)
+    any_bar = present.all(axis=1) if partial_bars == "missing" else present.any(axis=1)
     first = present.argmax(axis=1)  # first bar of each bin
     last = factor - 1 - present[:, ::-1].argmax(axis=1)
     take = np.take_along_axis

@@ -8,6 +8,7 @@ import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 import pandas as pd
 
@@ -224,6 +225,9 @@ class CsvSource:
         quotes: quote currencies stripped from file names.
         max_bar_move: largest ``|log(close / previous close)|`` of a file's bar; a bar
             beyond it is a bad row. None switches the check off.
+        partial_bars: with a coarser ``timeframe``, what a bar with some of the files'
+            bars missing becomes: ``keep`` (aggregated from the bars it has) or ``missing``
+            (a missing bar, forward-filled like any short gap).
     """
 
     def __init__(
@@ -237,6 +241,7 @@ class CsvSource:
         on_error: Policy = "raise",
         quotes: Sequence[str] = DEFAULT_QUOTES,
         max_bar_move: float | None = MAX_BAR_MOVE,
+        partial_bars: Literal["keep", "missing"] = "keep",
     ):
         self.path = path
         self.symbols = symbols
@@ -247,6 +252,7 @@ class CsvSource:
         self.on_error = on_error
         self.quotes = quotes
         self.max_bar_move = check_max_bar_move(max_bar_move)
+        self.partial_bars = partial_bars
 
     def load(self) -> Panel:
         if self.path in (None, "", "???"):
@@ -279,7 +285,13 @@ class CsvSource:
         sources = {s: str(files[s]) for s in frames}
         frames, grid_drops = screen_frames(frames, sources, self.on_error)
         drops += grid_drops
-        return build_panel(frames, timeframe=self.timeframe, max_ffill=self.max_ffill, drops=drops)
+        return build_panel(
+            frames,
+            timeframe=self.timeframe,
+            max_ffill=self.max_ffill,
+            drops=drops,
+            partial_bars=self.partial_bars,
+        )
 
 
 def _clip(frame: pd.DataFrame, start: str | None, end: str | None) -> pd.DataFrame:

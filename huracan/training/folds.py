@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from huracan.baselines import baseline_trades
+from huracan.baselines import scored_baseline_trades
 from huracan.clustering import AssetClusterer, ClusterResult, align_cluster_ids
 from huracan.config import build
 from huracan.data.panel import Panel
@@ -31,6 +31,7 @@ from huracan.features.fracdiff import StationaryFracDiff
 from huracan.features.labels import energy_weights
 from huracan.features.scaling import PanelScaler
 from huracan.models.batches import sample_tensors
+from huracan.strong_baselines import Rules, extra_baselines
 from huracan.thresholds import validation_days
 from huracan.training.arrays import FleetArrays
 from huracan.validation import Fold, WalkForward
@@ -292,23 +293,43 @@ def run_baselines(
     ``never_trade``; ``always_long`` (held the longest horizon, so it pays the costs as
     rarely as the labels allow); ``logistic`` (per coin, lagged returns) and
     ``leader_lead_lag`` (long the alts after a large return of the leader), each with its
-    horizon and threshold chosen on each fold's validation slice by the rule the heads use.
+    horizon and threshold chosen on each fold's validation slice by the rule the heads use;
+    then those of ``baselines.extra`` (``huracan.strong_baselines``).
     The leader is ``universe.dominant_symbols[0]``, else the coin with the highest median
     quote volume before the first test window.
     """
+    return scored_baselines(arrays, folds, cfg)[0]
+
+
+def scored_baselines(
+    arrays: FleetArrays, folds: list[Fold], cfg: DictConfig
+) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], dict[str, np.ndarray]]:
+    """:func:`run_baselines`, and the (H, T, N) score on the test rows (NaN elsewhere) of
+    each baseline that has one: the probability of ``logistic`` (the same for every
+    horizon) and ``lightgbm``, the look-back return of momentum, minus it for reversal."""
     leader = cfg.universe.dominant_symbols[0]
     if leader not in arrays.symbols:
         volume = arrays.quote_volume[: folds[0].test[0]]
         leader = arrays.symbols[int(np.nanargmax(np.nanmedian(volume, 0)))]
-    return baseline_trades(
+    rules = Rules(
+        cfg.thresholds.min_trades,
+        cfg.thresholds.z,
+        cfg.thresholds.cut_z,
+        validation_days(cfg.thresholds.unit, arrays.timestamps_ns),
+    )
+    trades, scores = scored_baseline_trades(
         arrays.returns,
         arrays.net_h,
         arrays.horizons,
         folds,
         arrays.symbols.index(leader),
-        min_trades=cfg.thresholds.min_trades,
-        z=cfg.thresholds.z,
-        cut_z=cfg.thresholds.cut_z,
+        min_trades=rules.min_trades,
+        z=rules.z,
+        cut_z=rules.cut_z,
         seed=cfg.seed,
-        day=validation_days(cfg.thresholds.unit, arrays.timestamps_ns),
+        day=rules.day,
     )
+    shape = arrays.net_h.shape[-1:] + arrays.net_h.shape[:2]
+    scores = {name: np.broadcast_to(score, shape) for name, score in scores.items()}
+    more_trades, more_scores = extra_baselines(arrays, folds, cfg, rules)
+    return trades | more_trades, scores | more_scores

@@ -89,3 +89,5 @@ class FleetRun:
     without_factor: Book | None = None
     oracle: Book | None = None
     baselines: dict[str, Book] = field(default_factory=dict)
+    # per baseline with a continuous score: (H, T, N) on the test rows, NaN elsewhere
+    baseline_scores: dict[str, np.ndarray] = field(default_factory=dict)

@@ -48,7 +48,7 @@ from huracan.training.folds import (
     horizon_weights,
     label_horizons,
     prepare_fold,
-    run_baselines,
+    scored_baselines,
     walk_forward,
 )
 from huracan.validation import Fold
@@ -180,7 +180,7 @@ def run_hierarchical(panel: Panel, cfg: DictConfig, out: Path, timer: StageTimer
                 f"clusters of {sizes} coins, {info['test_signals']} test signals"
             )
     with timer("baselines"):
-        run.baselines = fleet_baselines(arrays, folds, cfg)
+        run.baselines, run.baseline_scores = fleet_baselines(arrays, folds, cfg)
     if panel.truth is not None and 1 in horizons:
         # the oracle knows each bar's expected next-bar return; it trades when that beats
         # the same round-trip cost the models pay (the run's own cost model)
@@ -204,10 +204,14 @@ def release_memory() -> None:
             ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
-def fleet_baselines(arrays: FleetArrays, folds: list[Fold], cfg: DictConfig) -> dict[str, Book]:
-    """The baselines (``folds.run_baselines``) as books on the same test windows and costs."""
-    trades = run_baselines(arrays, folds, cfg)
-    return {name: Book.chosen(signals, index, arrays) for name, (signals, index) in trades.items()}
+def fleet_baselines(
+    arrays: FleetArrays, folds: list[Fold], cfg: DictConfig
+) -> tuple[dict[str, Book], dict[str, np.ndarray]]:
+    """The baselines (``folds.scored_baselines``) as books on the same test windows and
+    costs, and their scores."""
+    trades, scores = scored_baselines(arrays, folds, cfg)
+    books = {name: Book.chosen(signals, index, arrays) for name, (signals, index) in trades.items()}
+    return books, scores
 
 
 def train_fold(
