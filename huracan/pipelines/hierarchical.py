@@ -36,6 +36,7 @@ from huracan.data.panel import Panel
 from huracan.loggers import log_results, stage_logger
 from huracan.models import save_checkpoint
 from huracan.pipelines.base import Pipeline
+from huracan.pipelines.factor_report import log_factor_lines
 from huracan.pipelines.fleet_report import write_report
 from huracan.pipelines.fold_data import (
     FleetArrays,
@@ -63,7 +64,9 @@ log = logging.getLogger("huracan")
 class Book:
     """One strategy's out-of-sample trades, (T, N) each: where it would enter (``signals``),
     which of ``arrays.horizons`` a trade entered there is held (``index``, -1 where the
-    strategy made no prediction), and the probability behind it (models only).
+    strategy made no prediction), and the probability behind it (models only), with
+    every horizon's head's probability in ``scores`` (H, T, N), NaN where none: the score
+    of the factor-style evaluation (``huracan.evaluation``).
 
     The hold, net return after costs and label of each cell (NaN where no prediction)
     are read off the arrays when the report first asks for them, so that a book being
@@ -75,6 +78,7 @@ class Book:
     index: np.ndarray
     arrays: FleetArrays
     probability: np.ndarray | None = None
+    scores: np.ndarray | None = None
 
     @classmethod
     def empty(cls, arrays: FleetArrays, probability: bool = True) -> Book:
@@ -84,6 +88,9 @@ class Book:
             index=np.full(shape, -1, dtype=np.int8),
             arrays=arrays,
             probability=np.full(shape, np.nan, dtype=np.float32) if probability else None,
+            scores=np.full((len(arrays.horizons), *shape), np.nan, np.float32)
+            if probability
+            else None,
         )
 
     @classmethod
@@ -166,6 +173,8 @@ class HierarchicalPipeline(Pipeline):
             "diagnostics": report["diagnostics"],
             "daily_net_bps": report["daily_net_bps"],
             "validation": report["validation"],
+            "ic": report["ic"],
+            "books": report["books"],
             "objects": {"run": run},
         }
 
@@ -218,6 +227,7 @@ def log_report(report: dict) -> None:
         "validation slices at the chosen cuts (what a search optimises; not a result): %s",
         describe(report["validation"]),
     )
+    log_factor_lines(report)
     log.info("verdict: %s", report["verdict"])
 
 
@@ -494,6 +504,8 @@ def trade_decisions(
     chosen = np.maximum(index[group], 0)  # a head without a horizon does not trade
     p = prob[np.arange(len(prob)), chosen]
     book.probability[test_t, test_a] = p
+    if book.scores is not None:
+        book.scores[:, test_t, test_a] = prob.T
     book.signals[test_t, test_a] = (index[group] >= 0) & (p >= cuts[group])
     book.index[test_t, test_a] = chosen
     return {
