@@ -115,3 +115,22 @@ def test_results_gain_the_long_short_rows_only_with_book_long_short():
     )
     # a position per asset-rebalance, every position one unit: the book is their mean / (2k)
     assert short["net_bps"].sum() / 4 == pytest.approx(books["long_short"]["model"]["net_bps"])
+
+
+def test_a_rebalance_that_is_no_label_horizon_stops_the_run_before_training():
+    from conftest import ROOT
+    from hydra import compose, initialize_config_dir
+
+    from huracan.config import validate
+    from huracan.errors import ConfigError
+
+    with initialize_config_dir(str(ROOT / "huracan" / "conf"), version_base="1.3"):
+        good = compose("config", overrides=["book=long_short", "book.rebalance=4"])
+        bad = compose("config", overrides=["book=long_short", "book.rebalance=5"])
+        kind = compose("config", overrides=["book.kind=both"])
+    validate(good)
+    assert good.book.kind == "long_short" and good.book.k == 5
+    with pytest.raises(ConfigError, match=r"book.rebalance=5 is not one of labels.horizons"):
+        validate(bad)
+    with pytest.raises(ConfigError, match="book.kind"):
+        validate(kind)
