@@ -246,7 +246,9 @@ def long_short_positions(
     same per-side costs, so it nets ``-(net_long + cost) - cost``. The eligible assets at
     a rebalance are those with a score and a net return (as every book of this project
     scores only trades with a result); with fewer than ``2k`` of them, k is half of them.
-    Ties in score rank by column order.
+    Ties in score rank by column order. Every position pays its whole round trip at each
+    rebalance, also one held on at the next: an upper bound on the costs of a book that
+    trades only what changes.
 
     Args:
         score: (T, N) score, NaN where none.
