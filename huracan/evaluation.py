@@ -220,6 +220,10 @@ class LongShort:
             (each position weighs 1 / (2k)), after both legs' costs.
         long_returns, short_returns, costs: (M,) each leg's net and the costs paid, on the
             same unit (``returns = long_returns + short_returns``).
+        held_on: (M, N) bool, the positions also held on the same side from the previous
+            rebalance (``rebalance`` bars before): the round trips a book trading only what
+            changes would not pay again.
+        held_on_costs: (M,) the costs of those positions at this rebalance, on that unit.
     """
 
     rows: np.ndarray
@@ -229,6 +233,8 @@ class LongShort:
     long_returns: np.ndarray
     short_returns: np.ndarray
     costs: np.ndarray
+    held_on: np.ndarray
+    held_on_costs: np.ndarray
 
 
 def long_short_positions(
@@ -248,7 +254,7 @@ def long_short_positions(
     scores only trades with a result); with fewer than ``2k`` of them, k is half of them.
     Ties in score rank by column order. Every position pays its whole round trip at each
     rebalance, also one held on at the next: an upper bound on the costs of a book that
-    trades only what changes.
+    trades only what changes (``held_on_costs`` is what that book would save).
 
     Args:
         score: (T, N) score, NaN where none.
@@ -274,7 +280,13 @@ def long_short_positions(
     long_returns = (np.where(long, net, 0.0) * weight).sum(1)
     short_returns = (np.where(short, -net - 2 * paid, 0.0) * weight).sum(1)
     costs = (np.where(long | short, paid, 0.0) * weight).sum(1)  # one round trip each
+    follows = np.zeros(len(at), dtype=bool)  # the previous rebalance is this hold's start
+    follows[1:] = np.diff(at) == rebalance
+    held_on = np.zeros_like(long)
+    held_on[1:] = ((long[1:] & long[:-1]) | (short[1:] & short[:-1])) & follows[1:, None]
     return LongShort(
+        held_on=held_on,
+        held_on_costs=(np.where(held_on, paid, 0.0) * weight).sum(1),
         rows=at,
         long=long,
         short=short,
@@ -337,7 +349,9 @@ def long_short_book(
     bars_per_day: float,
 ) -> dict:
     """The long-short book of a score (:func:`long_short_positions`) and its statistics
-    (:func:`book_statistics`), plus each leg's and the costs' sums in bps.
+    (:func:`book_statistics`), plus each leg's and the costs' sums in bps, ``turnover``
+    (the mean share of positions not held on from the previous rebalance) and
+    ``net_bps_if_held_on`` (the net of a book paying no second round trip for those).
 
     Args:
         day: (T,) day number of each row.
@@ -345,6 +359,8 @@ def long_short_book(
     """
     book = long_short_positions(score, net_long, cost, rows, rebalance, k)
     stats = book_statistics(day[book.rows], book.returns, day[rows], rebalance / bars_per_day)
+    positions = (book.long | book.short).sum(1)
+    turnover = 1 - book.held_on.sum(1) / np.maximum(positions, 1)
     return {
         "k": int(k),
         "rebalance": int(rebalance),
@@ -352,6 +368,8 @@ def long_short_book(
         "long_bps": float(book.long_returns.sum() * 1e4),
         "short_bps": float(book.short_returns.sum() * 1e4),
         "cost_bps": float(book.costs.sum() * 1e4),
+        "turnover": _none_if_nan(turnover.mean()) if len(turnover) else None,
+        "net_bps_if_held_on": float((book.returns + book.held_on_costs).sum() * 1e4),
     }
 
 

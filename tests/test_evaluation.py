@@ -209,3 +209,18 @@ def test_book_config_checks_k_and_the_rebalance_period():
         BookConfig(rebalance=5).horizon((1, 4, 24))
     with pytest.raises(ConfigError, match="book.k"):
         BookConfig(k=0).horizon((1,))
+
+
+def test_a_book_whose_ranking_never_changes_holds_on_and_would_save_all_but_one_round_trip():
+    t_len, n = 40, 6
+    score = np.tile(np.arange(n, dtype=float), (t_len, 1))  # the same ranking every bar
+    cost = np.full((t_len, n), 0.002)
+    net_long = np.zeros((t_len, n)) - cost
+    rows = np.r_[0:20, 24:40]  # two test windows: the second starts afresh
+    book = long_short_positions(score, net_long, cost, rows, 4, 2)
+    np.testing.assert_array_equal(book.rows, [0, 4, 8, 12, 16, 24, 28, 32, 36])
+    assert book.held_on.sum(1).tolist() == [0, 4, 4, 4, 4, 0, 4, 4, 4]
+    summary = long_short_book(score, net_long, cost, rows, np.arange(t_len) // 8, 4, 2, 8)
+    assert summary["turnover"] == pytest.approx(2 / 9)
+    assert summary["net_bps_if_held_on"] == pytest.approx(-2 * 20.0)  # one round trip each
+    assert summary["net_bps"] == pytest.approx(-9 * 20.0)
