@@ -83,6 +83,20 @@ def validate(cfg: DictConfig) -> None:
         if heads and thresholds.get("unit") != "day":
             raise ConfigError("a family-wise thresholds.gate needs thresholds.unit=day")
         FamilyGate(thresholds.family_alpha, thresholds.resamples, method=thresholds.gate)
+    check_book(cfg)
+
+
+def check_book(cfg: DictConfig) -> None:
+    """``book.k`` and ``book.rebalance`` (a label horizon) before a hierarchical run trains,
+    not in its report an hour later."""
+    book, labels = cfg.get("book"), cfg.get("labels", {})
+    if not isinstance(book, DictConfig) or "hierarchical" not in str(
+        cfg.get("pipeline", {}).get("_target_", "")
+    ):
+        return
+    horizons = labels.get("horizons") or [labels.get("horizon", 1)]
+    if all(isinstance(h, int) for h in horizons):  # else label_horizons names the fault
+        build(book).horizon(tuple(horizons))
 
 
 def check_component(node: DictConfig, path: str) -> None:

@@ -30,6 +30,7 @@ COMPONENT_GROUPS = [
     "queue",
     "store",
     "logger",
+    "book",
 ]
 OPTIONS = [
     (group, path.stem)
@@ -61,7 +62,7 @@ def test_every_option_names_its_component_and_passes_the_checks(group, option):
 
 
 @pytest.mark.parametrize(
-    "group", ["cluster", "factor", "encoder", "head", "pipeline", "queue", "logger"]
+    "group", ["cluster", "factor", "encoder", "head", "pipeline", "queue", "logger", "book"]
 )
 def test_cheap_components_build_from_each_option(group, tmp_path):
     for path in sorted((ROOT / "huracan" / "conf" / group).glob("*.yaml")):
@@ -83,6 +84,7 @@ def test_variants_override_their_base_file_instead_of_copying_it():
         ("factor/leader", "factor/pca"),
         ("head/coin", "head/cluster"),
         ("head/global", "head/cluster"),
+        ("book/long_short", "book/long_only"),
     ]:
         text = (ROOT / "huracan" / "conf" / f"{variant}.yaml").read_text()
         assert f"- {base.split('/')[1]}\n" in text, variant

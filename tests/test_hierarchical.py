@@ -446,3 +446,31 @@ def test_baseline_scores_are_test_window_only(small_run, tmp_path):
     np.testing.assert_allclose(
         scores["reversal"][0, rows], -(log_close[rows] - log_close[rows - 24]), rtol=1e-5
     )
+
+
+def test_summary_holds_the_ic_and_both_books_of_the_models_test_window_scores(small_run, tmp_path):
+    """The heads' probability of every horizon is kept on the test rows only (the chosen
+    horizon's is ``probability``); ``ic`` and ``books`` score it, and results.csv gains the
+    long-short rows only with ``book=long_short``."""
+    from huracan.pipelines.hierarchical.factor_report import with_long_short_rows
+    from huracan.pipelines.hierarchical.report import modal_clusters
+
+    out, summary, objects = small_run
+    run, panel = objects["run"], objects["panel"]
+    scores, probability = run.model.scores, run.model.probability
+    outside = np.setdiff1d(np.arange(scores.shape[1]), run.test_rows)
+    assert np.isnan(scores[:, outside]).all()
+    scored = np.isfinite(probability)
+    assert scored.any()
+    np.testing.assert_array_equal(scores[0][scored], probability[scored])  # one horizon
+    ic = summary["ic"]["model"]["1"]
+    assert ic["n_bars"] > 0 and np.isfinite(ic["ic_mean"])
+    books = summary["books"]
+    assert books["long_only"]["net_bps"] == summary["clusters"]["all"]["model"]["net_bps"]
+    assert books["long_short"]["rebalance"] == 1
+    assert {"t_stat", "ci_low_bps", "sharpe"} <= books["long_short"]["model"].keys()
+    results = pd.read_csv(out / "results.csv")
+    assert "book" not in results.columns
+    cfg = small_config(tmp_path, "book=long_short")
+    table = with_long_short_rows(results, run, cfg, modal_clusters(run), panel.bars_per_year)
+    assert table["book"].value_counts().to_dict() == {"long_only": 6, "long_short": 6}

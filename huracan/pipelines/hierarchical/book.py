@@ -17,7 +17,9 @@ from huracan.validation import Fold
 class Book:
     """One strategy's out-of-sample trades, (T, N) each: where it would enter (``signals``),
     which of ``arrays.horizons`` a trade entered there is held (``index``, -1 where the
-    strategy made no prediction), and the probability behind it (models only).
+    strategy made no prediction), and the probability behind it (models only), with
+    every horizon's head's probability in ``scores`` (H, T, N), NaN where none: the score
+    of the factor-style evaluation (``huracan.evaluation``).
 
     The hold, net return after costs and label of each cell (NaN where no prediction)
     are read off the arrays when the report first asks for them, so that a book being
@@ -29,6 +31,7 @@ class Book:
     index: np.ndarray
     arrays: FleetArrays
     probability: np.ndarray | None = None
+    scores: np.ndarray | None = None
 
     @classmethod
     def empty(cls, arrays: FleetArrays, probability: bool = True) -> Book:
@@ -38,6 +41,9 @@ class Book:
             index=np.full(shape, -1, dtype=np.int8),
             arrays=arrays,
             probability=np.full(shape, np.nan, dtype=np.float32) if probability else None,
+            scores=np.full((len(arrays.horizons), *shape), np.nan, np.float32)
+            if probability
+            else None,
         )
 
     @classmethod

@@ -26,6 +26,11 @@ from huracan.data.panel import Panel
 from huracan.io import atomic_write_text, plain
 from huracan.loggers import log_figures
 from huracan.metrics import COLUMNS, asset_metrics, fold_metrics, group_metrics, take_trades
+from huracan.pipelines.hierarchical.factor_report import (
+    books_section,
+    ic_section,
+    with_long_short_rows,
+)
 from huracan.pipelines.hierarchical.validation import pooled_validation
 from huracan.plots import plot_correlation_heatmap, plot_dendrogram, plot_equity
 from huracan.report import above, fmt
@@ -266,7 +271,8 @@ def write_report(run: FleetRun, panel: Panel, cfg: DictConfig, out: Path, logger
     """Writes results.csv, clusters.json, factor.json and the plots; returns the metrics."""
     clusters = modal_clusters(run)
     results = results_table(run, clusters, panel.bars_per_year)
-    atomic_write_text(out / "results.csv", results.to_csv(index=False))
+    table = with_long_short_rows(results, run, cfg, clusters, panel.bars_per_year)
+    atomic_write_text(out / "results.csv", table.to_csv(index=False))
     by_cluster = cluster_table(run, clusters, panel.bars_per_year)
     atomic_write_text(
         out / "clusters.json", json.dumps(clusters_summary(run, panel, clusters), indent=2)
@@ -304,6 +310,14 @@ def write_report(run: FleetRun, panel: Panel, cfg: DictConfig, out: Path, logger
         "criteria": criteria,
         "diagnostics": diagnostics(run, cfg),
         "daily_net_bps": daily_net_bps(run),
+        "ic": ic_section(run),
+        "books": books_section(
+            run,
+            cfg,
+            by_cluster["all"]["model"],
+            daily_pnl(model, run, np.arange(len(clusters))),
+            panel.bars_per_year,
+        ),
         "validation": pooled_validation(run.fold_info),
         "verdict": verdict(by_cluster, run.fold_info, criteria),
         "cluster_agreement": fold_agreement(run.fold_clusters),

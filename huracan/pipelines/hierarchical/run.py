@@ -34,6 +34,7 @@ from huracan.loggers import log_results, stage_logger
 from huracan.models import save_checkpoint
 from huracan.pipelines.base import Pipeline
 from huracan.pipelines.hierarchical.book import Book, FleetRun
+from huracan.pipelines.hierarchical.factor_report import log_factor_lines
 from huracan.pipelines.hierarchical.report import write_report
 from huracan.pipelines.hierarchical.validation import describe, validation_daily_bps
 from huracan.report import StageTimer, format_table
@@ -85,6 +86,8 @@ class HierarchicalPipeline(Pipeline):
             "diagnostics": report["diagnostics"],
             "daily_net_bps": report["daily_net_bps"],
             "validation": report["validation"],
+            "ic": report["ic"],
+            "books": report["books"],
             "objects": {"run": run},
         }
 
@@ -137,6 +140,7 @@ def log_report(report: dict) -> None:
         "validation slices at the chosen cuts (what a search optimises; not a result): %s",
         describe(report["validation"]),
     )
+    log_factor_lines(report)
     log.info("verdict: %s", report["verdict"])
 
 
@@ -417,6 +421,8 @@ def trade_decisions(
     chosen = np.maximum(index[group], 0)  # a head without a horizon does not trade
     p = prob[np.arange(len(prob)), chosen]
     book.probability[test_t, test_a] = p
+    if book.scores is not None:
+        book.scores[:, test_t, test_a] = prob.T
     book.signals[test_t, test_a] = (index[group] >= 0) & (p >= cuts[group])
     book.index[test_t, test_a] = chosen
     return {
