@@ -28,6 +28,13 @@ from huracan.costs import CostModel
 from huracan.data.panel import Panel
 from huracan.errors import ConfigError
 from huracan.factor import MarketFactorExtractor
+from huracan.features.cross_section import (
+    CrossSectionSpec,
+    TrendAggregate,
+    cross_section_features,
+    fold_features,
+    resolve,
+)
 from huracan.features.fracdiff import StationaryFracDiff
 from huracan.features.labels import after_cost_labels, energy_weights, forward_return
 from huracan.features.scaling import PanelScaler
@@ -93,6 +100,7 @@ class FleetArrays:
     label_h: np.ndarray | None = None
     net_h: np.ndarray | None = None
     gross_h: np.ndarray | None = None
+    cross_section: CrossSectionSpec | None = None  # the per-fold columns prepare_fold adds
 
 
 def build_fleet_arrays(
@@ -110,6 +118,12 @@ def build_fleet_arrays(
     features, feature_names = compute_features(
         panel, list(names) if names is not None else None, windows
     )
+    node = cfg.features.get("cross_section")
+    spec = resolve(OmegaConf.to_container(node, resolve=True) if node else None, panel.bar_seconds)
+    if spec is not None:
+        across, across_names = cross_section_features(panel, spec)
+        features = np.concatenate([features, across], axis=2)
+        feature_names = feature_names + across_names
     with np.errstate(divide="ignore", invalid="ignore"):
         log_close = np.log(panel.close)
     returns = np.full_like(log_close, np.nan)
@@ -145,6 +159,7 @@ def build_fleet_arrays(
         label_h=label_h,
         net_h=net_h,
         gross_h=gross_h,
+        cross_section=spec,
     )
 
 
@@ -161,7 +176,8 @@ class FoldData:
         channels: (T, N, C) market-factor channels.
         features: (T, N, F0) the run's technical features (``FleetArrays.features``).
         ffd: (T, N) the fold's FFD log price, or None without fracdiff.
-        feature_names: the F model inputs: the F0 features, then ``fracdiff``.
+        feature_names: the F model inputs: the F0 features, the fold's cross-sectional
+            columns, then ``fracdiff``.
         scaler: the fitted per-asset scaler of the F inputs; :meth:`inputs` applies it to
             the rows asked for, so no scaled (T, N, F) copy of the panel is ever held.
         fracdiff: the fitted fracdiff estimator, or None.
@@ -185,11 +201,15 @@ class FoldData:
     weights: np.ndarray
     factor_filled: int = 0
     factor_zeroed: int = 0
+    across: np.ndarray | None = None  # (T, N, K) cross-sectional columns fitted per fold
+    trend: TrendAggregate | None = None  # their fitted trend aggregate
 
     def inputs(self, t_idx: np.ndarray, a_idx: np.ndarray | int) -> np.ndarray:
         """(B, F) scaled model inputs of grid rows ``t_idx`` of assets ``a_idx``."""
         a_idx = np.broadcast_to(a_idx, np.shape(t_idx))
         rows = self.features[t_idx, a_idx]
+        if self.across is not None:
+            rows = np.concatenate([rows, self.across[t_idx, a_idx]], axis=1)
         if self.ffd is not None:
             rows = np.concatenate([rows, self.ffd[t_idx, a_idx][:, None]], axis=1)
         return self.scaler.transform_rows(rows, a_idx)
@@ -197,7 +217,7 @@ class FoldData:
     def drop_inputs(self) -> None:
         """Frees the fold's (T, N, ...) grids ``channels`` and ``ffd`` once its samples
         are taken (400 coins x 2 years: 0.2 GB)."""
-        self.channels = self.ffd = None
+        self.channels = self.ffd = self.across = None
 
     def valid(self, arrays: FleetArrays, labelled: bool = True) -> np.ndarray:
         """(T, N) rows with every input, a head and (``labelled``) a label: the rows a model
@@ -205,6 +225,8 @@ class FoldData:
         inputs = np.isfinite(self.features).all(-1) & np.isfinite(self.channels).all(-1)
         if self.ffd is not None:
             inputs &= np.isfinite(self.ffd)  # scaling keeps what is finite finite
+        if self.across is not None:
+            inputs &= np.isfinite(self.across).all(-1)
         usable = inputs & (self.groups >= 0)[None, :]
         return usable & np.isfinite(arrays.label) if labelled else usable
 
@@ -244,6 +266,14 @@ def prepare_fold(
 
     names, fracdiff, ffd = list(arrays.feature_names), None, None
     training = rows_of(arrays.features, train)
+    across, trend = None, None
+    if arrays.cross_section is not None and arrays.cross_section.fold_names:
+        labels = clusters.labels(arrays.symbols)
+        with np.errstate(over="ignore"):
+            close = np.exp(arrays.log_close)
+        across, trend = fold_features(close, arrays.listed, labels, train, arrays.cross_section)
+        names += arrays.cross_section.fold_names
+        training = np.concatenate([training, rows_of(across, train)], axis=2)
     if cfg.features.fracdiff:
         fracdiff = StationaryFracDiff(max_d=cfg.features.max_d).fit(arrays.log_close[train])
         ffd = fracdiff.transform(arrays.log_close).astype(np.float32)
@@ -277,6 +307,8 @@ def prepare_fold(
         weights=weights,
         factor_filled=channels.n_filled,
         factor_zeroed=channels.n_zeroed,
+        across=across,
+        trend=trend,
     )
 
 
