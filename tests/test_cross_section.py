@@ -147,12 +147,14 @@ def test_percentile_rank_by_hand():
 
 
 def test_relative_return_is_the_return_less_its_clusters_listed_mean():
-    log_close = np.log([[1.0, 1.0, 1.0, 1.0], [1.1, 1.3, 0.9, np.nan]])
+    log_close = np.log([[1.0] * 6, [1.1, 1.3, 0.9, np.nan, 1.2, 0.8]])
     listed = np.isfinite(log_close)
-    out = relative_returns(log_close, listed, np.array([0, 0, 1, 1]), [1])[1, :, 0]
-    r = np.log([1.1, 1.3, 0.9])
-    np.testing.assert_allclose(out[:3], [r[0] - r[:2].mean(), r[1] - r[:2].mean(), 0.0])
-    assert np.isnan(out[3])
+    labels = np.array([0, 0, 1, 1, 2, -1])  # cluster 2 is one coin; the last has none
+    out = relative_returns(log_close, listed, labels, [1])[1, :, 0]
+    r = np.log([1.1, 1.3, 0.9, np.nan, 1.2, 0.8])
+    everyone = np.nanmean(r)
+    expected = [r[0] - r[:2].mean(), r[1] - r[:2].mean(), 0.0, np.nan]
+    np.testing.assert_allclose(out, expected + [r[4] - everyone, r[5] - everyone])
 
 
 def test_trend_weights_follow_training_rows_not_test_rows(panel):

@@ -289,13 +289,17 @@ def relative_returns(
     Args:
         log_close: (T, N) log prices.
         listed: (T, N) bool.
-        labels: (N,) cluster id of each coin (from the fold's clusters); -1: no cluster,
-            whose coins are measured against the mean of all listed coins.
+        labels: (N,) cluster id of each coin (from the fold's clusters); -1: no cluster.
+            A coin without a cluster, or alone in its cluster (where the difference
+            would always be 0), is measured against the mean of all listed coins.
         lookbacks: return look-backs in bars.
 
     Returns:
         (T, N, K) one column per look-back; NaN where the coin has no return.
     """
+    labels = np.asarray(labels)
+    alone = (labels[:, None] == labels[None, :]).sum(1) < 2
+    labels = np.where(alone, -1, labels)
     groups = np.unique(labels)
     member = (labels[:, None] == groups[None, :]).astype(np.float64)  # (N, G) one-hot
     out = []
