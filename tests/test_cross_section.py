@@ -191,6 +191,10 @@ def test_lookbacks_scale_to_the_timeframe():
         resolve({"lookback": ["1d"]}, 3600)
     with pytest.raises(ConfigError, match="unknown or empty"):
         resolve({"names": ["momentum"]}, 3600)
+    with pytest.raises(ConfigError, match="trend_alpha must be >= 0, got -1"):
+        resolve({"trend_alpha": -1}, 3600)
+    with pytest.raises(ConfigError, match="trend_horizon: '0bar' is shorter than one 1h bar"):
+        resolve({"trend_horizon": "0bar"}, 3600)
 
 
 @pytest.mark.parametrize("option", ["base", "cross_section", "all"])

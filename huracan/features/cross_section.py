@@ -126,9 +126,15 @@ def resolve(node: Mapping[str, object] | None, bar_seconds: float) -> CrossSecti
         raise ConfigError(
             f"features.cross_section.names: unknown or empty {bad or names}; known: {list(NAMES)}"
         )
-    if not config.trend_alpha >= 0:
+    alpha = config.trend_alpha
+    if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not alpha >= 0:
         raise ConfigError(
             f"features.cross_section.trend_alpha must be >= 0, got {config.trend_alpha}"
+        )
+    if not isinstance(config.trend_signals, bool):
+        raise ConfigError(
+            f"features.cross_section.trend_signals must be true or false, got "
+            f"{config.trend_signals!r}"
         )
 
     def one(key: str, value: object) -> Lookback:
@@ -154,7 +160,7 @@ def resolve(node: Mapping[str, object] | None, bar_seconds: float) -> CrossSecti
         trend_windows=many("trend_windows"),
         trend_horizon=one("trend_horizon", config.trend_horizon),
         trend_alpha=float(config.trend_alpha),
-        trend_signals=bool(config.trend_signals),
+        trend_signals=config.trend_signals,
     )
 
 
@@ -179,7 +185,8 @@ def to_bars(value: object, bar_seconds: float, key: str) -> int:
         except ValueError:
             raise ConfigError(f"{key}: {value!r} is not a duration, e.g. 4h, 7d or 1bar") from None
     if not round(bars) >= 1:
-        raise ConfigError(f"{key}: {value!r} is shorter than one {bar_seconds / 3600:g}h bar")
+        bar = f"{bar_seconds / 3600:g}h" if bar_seconds >= 3600 else f"{bar_seconds:g}s"
+        raise ConfigError(f"{key}: {value!r} is shorter than one {bar} bar")
     return int(round(bars))
 
 
