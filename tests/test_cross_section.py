@@ -169,6 +169,10 @@ def test_trend_weights_follow_training_rows_not_test_rows(panel):
     assert not np.allclose(refit.coef_, trend.coef_)
     shorter = TrendAggregate([2, 4, 8], horizon=2).fit(panel.close, panel.listed, train[:-20])
     assert not np.allclose(shorter.coef_, trend.coef_)
+    once = TrendAggregate([2, 4, 8], horizon=2)
+    score = once.fit_transform(panel.close, panel.listed, train)
+    np.testing.assert_allclose(once.coef_, trend.coef_, rtol=1e-12)
+    np.testing.assert_allclose(score, trend.transform(panel.close, panel.listed), rtol=1e-12)
 
 
 def test_lookbacks_scale_to_the_timeframe():

@@ -25,7 +25,6 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 import pandas as pd
-from scipy.stats import rankdata
 from sklearn.base import BaseEstimator
 from sklearn.linear_model import Ridge
 from sklearn.utils.validation import check_is_fitted
@@ -224,7 +223,8 @@ def percentile_rank(values: np.ndarray, listed: np.ndarray) -> np.ndarray:
         listed or has no value.
     """
     known = listed & np.isfinite(values)
-    ranks = rankdata(np.where(known, values, np.nan), axis=1, nan_policy="omit")  # 1..n
+    # 1..n per row, ties averaged, NaN kept (pandas: 3x scipy's rankdata along rows)
+    ranks = pd.DataFrame(np.where(known, values, np.nan)).rank(axis=1).to_numpy()
     count = known.sum(axis=1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
         percentile = np.where(count > 1, (ranks - 1) / (count - 1), 0.5)
@@ -363,12 +363,21 @@ class TrendAggregate(BaseEstimator):
             ValueError: no training bar with every signal and a target.
         """
         end = int(rows[-1]) + 1  # nothing after the training window enters the fit
-        close, listed = close[:end], listed[:end]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            log_close = np.log(close)
-        forward = lag(log_close[::-1], self.horizon)[::-1] - log_close  # NaN past the end
-        target = percentile_rank(forward, listed) - 0.5
+        return self._fit(self._inputs(close[:end], listed[:end]), close, listed, rows)
+
+    def fit_transform(self, close: np.ndarray, listed: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """``fit(close, listed, rows).transform(close, listed)``, the signals ranked once:
+        they are causal, so their training rows are the same from the whole panel."""
         inputs = self._inputs(close, listed)
+        return inputs @ self._fit(inputs[: int(rows[-1]) + 1], close, listed, rows).coef_
+
+    def _fit(self, inputs: np.ndarray, close, listed, rows: np.ndarray) -> TrendAggregate:
+        """Fits on ``inputs`` (the ranked signals up to the last training row)."""
+        end = len(inputs)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            log_close = np.log(close[:end])
+        forward = lag(log_close[::-1], self.horizon)[::-1] - log_close  # NaN past the end
+        target = percentile_rank(forward, listed[:end]) - 0.5
         fit_rows = rows[rows + self.horizon < end]
         x, y = inputs[fit_rows], target[fit_rows]
         usable = np.isfinite(x).all(-1) & np.isfinite(y)
@@ -420,7 +429,7 @@ def fold_features(
     if "trend" in spec.names:
         windows = [lb.bars for lb in spec.trend_windows]
         trend = TrendAggregate(windows, spec.trend_horizon.bars, spec.trend_alpha)
-        columns.append(trend.fit(close, listed, train).transform(close, listed)[..., None])
+        columns.append(trend.fit_transform(close, listed, train)[..., None])
     if not columns:
         return np.zeros((*close.shape, 0), dtype=np.float32), None
     return np.concatenate(columns, axis=-1).astype(np.float32), trend
