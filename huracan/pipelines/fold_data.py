@@ -265,7 +265,7 @@ def prepare_fold(
     channels = factor.channels(arrays.returns, arrays.quote_volume, arrays.listed)
 
     names, fracdiff, ffd = list(arrays.feature_names), None, None
-    training = rows_of(arrays.features, train)
+    training = [rows_of(arrays.features, train)]
     across, trend = None, None
     if arrays.cross_section is not None and arrays.cross_section.fold_names:
         labels = clusters.labels(arrays.symbols)
@@ -273,12 +273,14 @@ def prepare_fold(
             close = np.exp(arrays.log_close)
         across, trend = fold_features(close, arrays.listed, labels, train, arrays.cross_section)
         names += arrays.cross_section.fold_names
-        training = np.concatenate([training, rows_of(across, train)], axis=2)
+        training.append(rows_of(across, train))
     if cfg.features.fracdiff:
         fracdiff = StationaryFracDiff(max_d=cfg.features.max_d).fit(arrays.log_close[train])
         ffd = fracdiff.transform(arrays.log_close).astype(np.float32)
         names.append("fracdiff")
-        training = np.concatenate([training, rows_of(ffd, train)[:, :, None]], axis=2)
+        training.append(rows_of(ffd, train)[:, :, None])
+    # one copy of the training rows at most (400 coins x 2 years: gigabytes)
+    training = training[0] if len(training) == 1 else np.concatenate(training, axis=2)
     scaler = PanelScaler(clip=cfg.features.clip).fit(training)
     del training
 
