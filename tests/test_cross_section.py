@@ -10,14 +10,8 @@ from conftest import run_config
 from huracan.config import validate
 from huracan.data import Panel, SyntheticMarket
 from huracan.errors import ConfigError
-from huracan.features.cross_section import (
-    TrendAggregate,
-    cross_section_features,
-    fold_features,
-    percentile_rank,
-    relative_returns,
-    resolve,
-)
+from huracan.features.cross_section import cross_section_features, percentile_rank, resolve
+from huracan.features.cross_section_fold import TrendAggregate, fold_features, relative_returns
 from huracan.pipelines.fold_data import build_fleet_arrays, prepare_fold, walk_forward
 
 # short look-backs, so that a 100-bar panel has values for every feature

@@ -28,13 +28,8 @@ from huracan.costs import CostModel
 from huracan.data.panel import Panel
 from huracan.errors import ConfigError
 from huracan.factor import MarketFactorExtractor
-from huracan.features.cross_section import (
-    CrossSectionSpec,
-    TrendAggregate,
-    cross_section_features,
-    fold_features,
-    resolve,
-)
+from huracan.features.cross_section import CrossSectionSpec, cross_section_features, resolve
+from huracan.features.cross_section_fold import TrendAggregate, fold_features
 from huracan.features.fracdiff import StationaryFracDiff
 from huracan.features.labels import after_cost_labels, energy_weights, forward_return
 from huracan.features.scaling import PanelScaler
