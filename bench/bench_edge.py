@@ -6,6 +6,8 @@
     .venv/bin/python bench/bench_edge.py real --windows 2022-05-08:2024-05-08
     .venv/bin/python bench/bench_edge.py per_coin         # pipeline=per_coin on Binance 1h
     .venv/bin/python bench/bench_edge.py inputs           # which inputs recover the oracle
+    .venv/bin/python bench/bench_edge.py daily            # Binance 1d: design, then held out
+    .venv/bin/python bench/bench_edge.py daily --windows design   # the design window alone
     .venv/bin/python bench/bench_edge.py synthetic -- head.hidden=32   # extra overrides
 
 Every figure is what the run's own report computes (``summary.json``): out of sample,
@@ -29,6 +31,8 @@ import argparse
 import tempfile
 import time
 
+import numpy as np
+import pandas as pd
 from _util import ROOT, SHARED_DATA, print_table, seed_label, verdict, window_label
 from hydra import compose, initialize_config_dir
 
@@ -191,6 +195,102 @@ def judge(summary: dict) -> None:
         print("no baseline is positive: the 'ahead of every positive baseline' target is vacuous")
 
 
+DAILY_WINDOWS = {  # the data each run reads, and the test windows' layout
+    "design": ("2020-05-11", "2022-05-08", []),  # five folds over the design years
+    "held_out": ("2020-05-11", "2024-05-08", ["validation.test_size=146"]),  # 5 x 146 days:
+}  # the tests cover exactly 2022-05-08 .. 2024-05-08, trained on every day before each
+DAILY_BASELINES = ["lightgbm", "momentum_7d", "momentum_28d", "reversal"]
+
+
+def daily(windows: list[str], extra: list[str]) -> None:
+    """``experiment=daily_binance``: the factor-style figures and both books, with the
+    issue's targets judged on the held-out window (2022-05-08 .. 2024-05-08). Each run
+    trains on every day before each of its five test windows; the held-out run's windows
+    (146 days each) start exactly where the design window's data ends."""
+    path = SHARED_DATA / "binance_spot" / "1d"
+    if not path.is_dir():
+        print(f"\ndaily: {path} not found, skipped")
+        return
+    for window in windows:
+        start, end, layout = DAILY_WINDOWS[window]
+        overrides = ["experiment=daily_binance", f"data.path={path}", *layout]
+        summary, objects, seconds = run(
+            [*overrides, f"data.start={start}", f"data.end={end}", *extra]
+        )
+        run_ = objects["run"]
+        first, last = (pd.Timestamp(run_.arrays.timestamps_ns[r]) for r in run_.test_rows[[0, -1]])
+        label = "design window" if window == "design" else "held out"
+        title = (
+            f"Binance spot 1d, tests {first:%Y-%m-%d} .. {last:%Y-%m-%d} ({label}), "
+            f"{len(run_.arrays.symbols)} coins, default costs, {seconds:.0f} s"
+        )
+        daily_tables(title, summary)
+        if window == "held_out":
+            daily_targets(summary, len(run_.arrays.symbols))
+
+
+def daily_tables(title: str, summary: dict) -> None:
+    ic, books = summary["ic"], summary["books"]["long_short"]
+    horizon = str(books["rebalance"])
+    rows = []
+    for name in ["model", *(f"baseline_{b}" for b in ["logistic", *DAILY_BASELINES])]:
+        if name not in ic:
+            continue
+        figures, book = ic[name][horizon], books.get(name, {})
+        rows.append(
+            {
+                "score": name.removeprefix("baseline_"),
+                "rank_ic": fmt(figures.get("ic_mean"), ".4f"),
+                "ic_t": fmt(figures.get("ic_t"), ".2f"),
+                "spread_bps": fmt(figures.get("spread_bps"), ".1f"),
+                "ls_net_bps": fmt(book.get("net_bps"), ".0f"),
+                "ls_sharpe": fmt(book.get("sharpe"), ".2f"),
+                "ls_t": fmt(book.get("t_stat"), ".2f"),
+                "turnover": fmt(book.get("turnover"), ".2f"),
+                "t_model_minus": fmt(book.get("t_model_minus_this"), ".2f"),
+            }
+        )
+    print_table(f"{title}; horizon and rebalance {horizon} days, k={books['k']}", rows)
+    rows = rows_of("binance 1d long only", summary, "all", 0.0)
+    print_table("the long-only book (the bot's trades) beside the baselines", rows)
+
+
+def daily_targets(summary: dict, n_coins: int) -> None:
+    """The issue's daily targets, from the held-out run's own summary."""
+    books = summary["books"]["long_short"]
+    horizon = str(books["rebalance"])
+    ic = summary["ic"]["model"][horizon]
+    model = books["model"]
+    print(f"\ncoins in the held-out run: {n_coins} (target >= 40): {verdict(n_coins >= 40)}")
+    ok = (ic.get("ic_mean") or 0) > 0 and (ic.get("ic_t") or 0) > 2
+    print(
+        f"model rank IC at {horizon} days: mean {fmt(ic.get('ic_mean'), '.4f')}, "
+        f"t {fmt(ic.get('ic_t'), '.2f')} (target > 0 with t > 2): {verdict(ok)}"
+    )
+    sharpe = model.get("sharpe")
+    print(
+        f"long-short book net Sharpe {fmt(sharpe, '.2f')} (target >= 1): "
+        f"{verdict(sharpe is not None and sharpe >= 1)}"
+    )
+    for name in DAILY_BASELINES:
+        other = books.get(f"baseline_{name}")
+        if other is None:
+            print(f"long-short ahead of {name}: FAIL (no {name} book in the run)")
+            continue
+        ahead = (sharpe or -np.inf) > (other.get("sharpe") or -np.inf)
+        print(
+            f"long-short ahead of {name} (Sharpe {fmt(other.get('sharpe'), '.2f')}, t of the "
+            f"daily difference {fmt(other.get('t_model_minus_this'), '.2f')}): {verdict(ahead)}"
+        )
+    long_only = summary["clusters"]["all"]["model"]
+    t = long_only["t_stat"]
+    fine = long_only["n_trades"] == 0 or (t is not None and t >= -1)
+    print(
+        f"long-only book not significantly below never trading (t {fmt(t, '.2f')}, "
+        f"{long_only['n_trades']} trades; target t >= -1): {verdict(fine)}"
+    )
+
+
 def per_coin(extra: list[str]) -> None:
     """``pipeline=per_coin`` on the issue's window: the coins' models beside the baselines,
     pooled, in the selection and the report window, and the run's own criteria."""
@@ -249,7 +349,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("sections", nargs="*", default=["synthetic", "real"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--windows", nargs="+", default=WINDOWS, help="real: start:end dates")
+    parser.add_argument(
+        "--windows", nargs="+", default=None, help="real: start:end dates; daily: design held_out"
+    )
     args, extra = parser.parse_known_args()
     extra = [e for e in extra if e != "--"]
     sections = [s for s in args.sections if "=" not in s]
@@ -258,13 +360,15 @@ def main() -> None:
         if section == "synthetic":
             synthetic(args.seeds, extra)
         elif section == "real":
-            real(args.windows, extra)
+            real(args.windows or WINDOWS, extra)
+        elif section == "daily":
+            daily(args.windows or list(DAILY_WINDOWS), extra)
         elif section == "per_coin":
             per_coin(extra)
         elif section == "inputs":
             inputs(extra)
         else:
-            parser.error(f"unknown section {section!r}: synthetic, real, per_coin or inputs")
+            parser.error(f"unknown section {section!r}: synthetic, real, daily, per_coin or inputs")
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from huracan.credentials import refuse_secrets_in
 from huracan.errors import ConfigError, HuracanError
 from huracan.family import FamilyGate
+from huracan.features.cross_section import check_config
 
 Node = DictConfig | Mapping
 
@@ -73,6 +74,7 @@ def validate(cfg: DictConfig) -> None:
         elif name in SECTIONS and isinstance(node, DictConfig):
             schema = get_object(SECTIONS[name])
             check_values(OmegaConf.to_container(node, resolve=True), schema, str(name))
+    check_config(cfg.get("features"), str(cfg.get("pipeline", {}).get("_target_", "")))
     cut_z = cfg.get("thresholds", {}).get("cut_z")
     if cut_z is not None and not cut_z >= 0:
         raise ConfigError(f"thresholds.cut_z must be >= 0 or null, got {cut_z}")
@@ -183,6 +185,7 @@ class Features:
     fracdiff: bool = True
     max_d: float = 0.65
     clip: float | None = 5.0
+    cross_section: dict | None = None  # checked by huracan.features.cross_section.resolve
 
 
 @dataclasses.dataclass

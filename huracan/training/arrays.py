@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from huracan.costs import CostModel
 from huracan.data.panel import Panel
+from huracan.features.cross_section import CrossSectionSpec, cross_section_features, resolve
 from huracan.features.labels import after_cost_labels, forward_return
 from huracan.features.technical import compute_features, realized_volatility
 
@@ -41,6 +42,7 @@ class FleetArrays:
     label_h: np.ndarray | None = None
     net_h: np.ndarray | None = None
     gross_h: np.ndarray | None = None
+    cross_section: CrossSectionSpec | None = None  # the per-fold columns prepare_fold adds
 
 
 def build_fleet_arrays(
@@ -58,6 +60,12 @@ def build_fleet_arrays(
     features, feature_names = compute_features(
         panel, list(names) if names is not None else None, windows
     )
+    node = cfg.features.get("cross_section")
+    spec = resolve(OmegaConf.to_container(node, resolve=True) if node else None, panel.bar_seconds)
+    if spec is not None:
+        across, across_names = cross_section_features(panel, spec)
+        features = np.concatenate([features, across], axis=2)
+        feature_names = feature_names + across_names
     with np.errstate(divide="ignore", invalid="ignore"):
         log_close = np.log(panel.close)
     returns = np.full_like(log_close, np.nan)
@@ -93,4 +101,5 @@ def build_fleet_arrays(
         label_h=label_h,
         net_h=net_h,
         gross_h=gross_h,
+        cross_section=spec,
     )

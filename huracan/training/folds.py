@@ -27,6 +27,7 @@ from huracan.config import build
 from huracan.data.panel import Panel
 from huracan.errors import ConfigError
 from huracan.factor import MarketFactorExtractor
+from huracan.features.cross_section_fold import TrendAggregate, fold_features
 from huracan.features.fracdiff import StationaryFracDiff
 from huracan.features.labels import energy_weights
 from huracan.features.scaling import PanelScaler
@@ -80,7 +81,8 @@ class FoldData:
         channels: (T, N, C) market-factor channels.
         features: (T, N, F0) the run's technical features (``FleetArrays.features``).
         ffd: (T, N) the fold's FFD log price, or None without fracdiff.
-        feature_names: the F model inputs: the F0 features, then ``fracdiff``.
+        feature_names: the F model inputs: the F0 features, the fold's cross-sectional
+            columns, then ``fracdiff``.
         scaler: the fitted per-asset scaler of the F inputs; :meth:`inputs` applies it to
             the rows asked for, so no scaled (T, N, F) copy of the panel is ever held.
         fracdiff: the fitted fracdiff estimator, or None.
@@ -104,11 +106,15 @@ class FoldData:
     weights: np.ndarray
     factor_filled: int = 0
     factor_zeroed: int = 0
+    across: np.ndarray | None = None  # (T, N, K) cross-sectional columns fitted per fold
+    trend: TrendAggregate | None = None  # their fitted trend aggregate
 
     def inputs(self, t_idx: np.ndarray, a_idx: np.ndarray | int) -> np.ndarray:
         """(B, F) scaled model inputs of grid rows ``t_idx`` of assets ``a_idx``."""
         a_idx = np.broadcast_to(a_idx, np.shape(t_idx))
         rows = self.features[t_idx, a_idx]
+        if self.across is not None:
+            rows = np.concatenate([rows, self.across[t_idx, a_idx]], axis=1)
         if self.ffd is not None:
             rows = np.concatenate([rows, self.ffd[t_idx, a_idx][:, None]], axis=1)
         return self.scaler.transform_rows(rows, a_idx)
@@ -116,7 +122,7 @@ class FoldData:
     def drop_inputs(self) -> None:
         """Frees the fold's (T, N, ...) grids ``channels`` and ``ffd`` once its samples
         are taken (400 coins x 2 years: 0.2 GB)."""
-        self.channels = self.ffd = None
+        self.channels = self.ffd = self.across = None
 
     def valid(self, arrays: FleetArrays, labelled: bool = True) -> np.ndarray:
         """(T, N) rows with every input, a head and (``labelled``) a label: the rows a model
@@ -124,6 +130,8 @@ class FoldData:
         inputs = np.isfinite(self.features).all(-1) & np.isfinite(self.channels).all(-1)
         if self.ffd is not None:
             inputs &= np.isfinite(self.ffd)  # scaling keeps what is finite finite
+        if self.across is not None:
+            inputs &= np.isfinite(self.across).all(-1)
         usable = inputs & (self.groups >= 0)[None, :]
         return usable & np.isfinite(arrays.label) if labelled else usable
 
@@ -162,12 +170,22 @@ def prepare_fold(
     channels = factor.channels(arrays.returns, arrays.quote_volume, arrays.listed)
 
     names, fracdiff, ffd = list(arrays.feature_names), None, None
-    training = rows_of(arrays.features, train)
+    training = [rows_of(arrays.features, train)]
+    across, trend = None, None
+    if arrays.cross_section is not None and arrays.cross_section.fold_names:
+        labels = clusters.labels(arrays.symbols)
+        with np.errstate(over="ignore"):
+            close = np.exp(arrays.log_close)
+        across, trend = fold_features(close, arrays.listed, labels, train, arrays.cross_section)
+        names += arrays.cross_section.fold_names
+        training.append(rows_of(across, train))
     if cfg.features.fracdiff:
         fracdiff = StationaryFracDiff(max_d=cfg.features.max_d).fit(arrays.log_close[train])
         ffd = fracdiff.transform(arrays.log_close).astype(np.float32)
         names.append("fracdiff")
-        training = np.concatenate([training, rows_of(ffd, train)[:, :, None]], axis=2)
+        training.append(rows_of(ffd, train)[:, :, None])
+    # one copy of the training rows at most (400 coins x 2 years: gigabytes)
+    training = training[0] if len(training) == 1 else np.concatenate(training, axis=2)
     scaler = PanelScaler(clip=cfg.features.clip).fit(training)
     del training
 
@@ -196,6 +214,8 @@ def prepare_fold(
         weights=weights,
         factor_filled=channels.n_filled,
         factor_zeroed=channels.n_zeroed,
+        across=across,
+        trend=trend,
     )
 
 

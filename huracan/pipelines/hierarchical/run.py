@@ -335,6 +335,7 @@ def save_fold_checkpoint(
             "factor_channels": data.channel_names,
             "scaler": data.scaler.state_dict(),
             "fracdiff_d": None if data.fracdiff is None else data.fracdiff.d_,
+            "trend_weights": None if data.trend is None else data.trend.coef_,
             "cluster_map": data.clusters.cluster_map,
             "head_groups": dict(zip(symbols, data.groups.tolist(), strict=True)),
             "factor": data.factor.to_dict(),
@@ -376,6 +377,7 @@ def fold_info(
         "factor_bars_zeroed": data.factor_zeroed,
         "assets_without_cluster": sorted(data.clusters.excluded),
         "fracdiff": fracdiff_report(data, symbols),
+        "trend_weights": None if data.trend is None else data.trend.coef_.round(6).tolist(),
     }
 
 
