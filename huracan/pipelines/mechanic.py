@@ -44,7 +44,7 @@ from huracan.io import atomic_write_text, plain
 from huracan.pipelines.base import Pipeline
 from huracan.pipelines.coin_costs import calibrate_coin_costs, fee_bps, priced_costs
 from huracan.pipelines.fold_data import build_fleet_arrays
-from huracan.pipelines.mechanic_coin import Market, mechanic_coin, skipped
+from huracan.pipelines.mechanic_coin import Market, fit_challengers, mechanic_coin, skipped
 from huracan.pipelines.mechanic_drift import cluster_drift, feature_drift
 from huracan.registry.artifacts import purge_versions
 from huracan.registry.champions import usable_champion
@@ -73,6 +73,7 @@ class MechanicConfig:
     patience: int = 3
     lr: float | None = None
     champion_min_trades: int | None = None
+    batched: bool = True
 
 
 def run_mechanic(pipeline, panel: Panel, gates: GateReport, cfg, out: Path, timer) -> dict:
@@ -121,8 +122,9 @@ def run_cycle(panel: Panel, gates: GateReport, cfg: DictConfig, timer: StageTime
         note(f"holdout {market.holdout_window[0]}..{market.holdout_window[1]}")
     with timer("mechanic heads") as note:
         coins = {s: skipped(why) for s, why in fleet.unusable.items()}
+        tuned = fit_challengers(store, fleet.models, market, cfg) if cfg.mechanic.batched else {}
         for symbol, model in fleet.models.items():
-            coins[symbol] = mechanic_coin(store, model, market, cfg)
+            coins[symbol] = mechanic_coin(store, model, market, cfg, tuned.get(symbol))
         note(", ".join(f"{s} {c['status']}" for s, c in coins.items()))
     with timer("mechanic drift"):
         drift = feature_drift(fleet, market, cfg.drift.max_psi)
