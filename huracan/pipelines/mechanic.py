@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -43,7 +44,7 @@ from huracan.errors import ConfigError
 from huracan.io import atomic_write_text, plain
 from huracan.pipelines.base import Pipeline
 from huracan.pipelines.coin_costs import calibrate_coin_costs, fee_bps, priced_costs
-from huracan.pipelines.fold_data import build_fleet_arrays
+from huracan.pipelines.fold_data import FleetArrays, build_fleet_arrays
 from huracan.pipelines.mechanic_coin import Market, fit_challengers, mechanic_coin, skipped
 from huracan.pipelines.mechanic_drift import cluster_drift, feature_drift
 from huracan.registry.artifacts import purge_versions
@@ -106,19 +107,30 @@ def run_mechanic(pipeline, panel: Panel, gates: GateReport, cfg, out: Path, time
     return {"mechanic": {"cycles": [summary_of(c) for c in cycles]}}
 
 
-def run_cycle(panel: Panel, gates: GateReport, cfg: DictConfig, timer: StageTimer) -> dict:
-    """One pass over the roster's champions; returns the cycle's ``mechanic.json`` part."""
+def run_cycle(
+    panel: Panel,
+    gates: GateReport,
+    cfg: DictConfig,
+    timer: StageTimer,
+    fleet: Fleet | None = None,
+    computed: Computed | None = None,
+) -> dict:
+    """One pass over the roster's champions; returns the cycle's ``mechanic.json`` part.
+
+    A caller that holds the store's fleet as loaded now (the replay) passes it as
+    ``fleet``, and may pass ``computed``: its arrays and inputs for these bars (see
+    ``compute_inputs``, which is used without it)."""
     store = build(cfg.store)
     removed = store.clean_temporary()  # under the lock: no other writer
     if removed:
         log.warning("removed %d temporary files of interrupted writes in %s", removed, store)
     encoder = encoder_hash(store)
     roster = load_roster(store)
-    fleet = Fleet.load(store, config=ServeConfig(expire_hours=None))
+    fleet = fleet or Fleet.load(store, config=ServeConfig(expire_hours=None))
     if not fleet.models:
         raise ConfigError(f"{store.describe()}: no roster coin has a usable champion")
     with timer("mechanic inputs") as note:
-        market = prepare_market(panel, fleet, cfg)
+        market = prepare_market(panel, fleet, cfg, computed or compute_inputs)
         note(f"holdout {market.holdout_window[0]}..{market.holdout_window[1]}")
     with timer("mechanic heads") as note:
         coins = {s: skipped(why) for s, why in fleet.unusable.items()}
@@ -148,7 +160,18 @@ def run_cycle(panel: Panel, gates: GateReport, cfg: DictConfig, timer: StageTime
     }
 
 
-def prepare_market(panel: Panel, fleet: Fleet, cfg: DictConfig) -> Market:
+Computed = Callable[[Panel, Fleet, DictConfig, tuple], tuple[FleetArrays, tuple[dict, dict]]]
+
+
+def compute_inputs(panel: Panel, fleet: Fleet, trained: DictConfig, horizons: tuple) -> tuple:
+    """The panel's arrays at the champions' horizons, and every coin's inputs and problems
+    (``Fleet.inputs``), computed on all of the panel's bars."""
+    return build_fleet_arrays(panel, trained, horizons), fleet.inputs(panel)
+
+
+def prepare_market(
+    panel: Panel, fleet: Fleet, cfg: DictConfig, computed: Computed = compute_inputs
+) -> Market:
     """The cycle's shared state: the holdout, costs, labels and every coin's inputs."""
     trained = OmegaConf.create(next(iter(fleet.models.values())).config)
     if "costs" not in trained.get("pipeline", {}):
@@ -161,13 +184,12 @@ def prepare_market(panel: Panel, fleet: Fleet, cfg: DictConfig) -> Market:
     tune_end = holdout_start - max(horizons)
     if tune_end < 2:
         raise ConfigError(f"mechanic.holdout_days={cfg.mechanic.holdout_days} covers all bars")
-    arrays = build_fleet_arrays(panel, trained, horizons)
+    arrays, (inputs, problems) = computed(panel, fleet, trained, horizons)
     fits = calibrate_coin_costs(panel, trained, tune_end, holdout_start)
     cost, slip = priced_costs(fits, fee_bps(trained), arrays.volatility)
     net = np.where(np.isnan(arrays.net_return), np.nan, arrays.gross_return - cost / 1e4)
     label = np.where(np.isnan(net), np.nan, (net > 0).astype(np.float64))
     arrays = replace(arrays, label=label, net_return=net, cost_bps=cost)
-    inputs, problems = fleet.inputs(panel)
     return Market(
         panel=panel,
         arrays=arrays,

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +33,7 @@ from huracan.features.scaling import PanelScaler
 from huracan.models import FleetModule, GroupedMoEHead
 from huracan.models.checkpoint import head_spec
 from huracan.pipelines.fold_data import build_fleet_arrays
+from huracan.registry.champions import read_champion
 from huracan.registry.roster import load_roster, select
 from huracan.serve.model import NO_CHAMPION, CoinModel, ModelUnusable, dict_config, load_coin
 from huracan.serve.positions import Position, with_positions
@@ -126,6 +127,7 @@ class Fleet:
         allow: Sequence[str] | None = None,
         block: Sequence[str] | None = None,
         config: ServeConfig | None = None,
+        reuse: Fleet | None = None,
     ) -> Fleet:
         """Loads the roster's champions and their preprocessing state.
 
@@ -135,6 +137,9 @@ class Fleet:
             allow: keep only these symbols.
             block: leave these symbols out.
             config: serving settings (defaults: ``ServeConfig()``).
+            reuse: a fleet loaded before from the same store: a coin whose champion
+                pointer is the one its model there was loaded from keeps that model
+                (with its new roster entry) instead of reading its checkpoint again.
 
         Raises:
             ArtifactNotFound: the store has no roster.
@@ -149,7 +154,9 @@ class Fleet:
         models, unusable = {}, {}
         for entry in entries:
             try:
-                models[entry["symbol"]] = load_coin(store, entry, config.ema_tolerance)
+                models[entry["symbol"]] = _reused(store, entry, reuse, config) or load_coin(
+                    store, entry, config.ema_tolerance
+                )
             except DataError:  # a malformed pointer: the store needs repair, not guesses
                 raise
             except (ModelUnusable, ArtifactNotFound, ValueError, KeyError) as err:
@@ -582,6 +589,19 @@ def _stack_heads(models: list[CoinModel]) -> dict[str, tuple[FleetModule, dict[s
         module = FleetModule(first.encoder, stacked, first.lr, False, first.balance_weight)
         batched[key] = (module.eval(), {m.symbol: i for i, m in enumerate(group)})
     return batched
+
+
+def _reused(store: Store, entry: dict, fleet: Fleet | None, config: ServeConfig):
+    """``fleet``'s model of the entry's coin with the entry as its roster entry, where its
+    champion pointer has not changed since it was loaded (else None: load it again)."""
+    if fleet is None or fleet.config.ema_tolerance != config.ema_tolerance:
+        return None
+    model = fleet.models.get(entry["symbol"])
+    if model is None or model.pointer is None:
+        return None
+    if read_champion(store, entry["symbol"]) != model.pointer:
+        return None
+    return replace(model, roster=entry)
 
 
 def _roster_path(roster: dict, symbol: str) -> str | None:

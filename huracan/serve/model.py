@@ -47,6 +47,7 @@ class CoinModel:
         expected_net_bps: its out-of-sample net return per trade, after its costs.
         roster: its roster entry.
         encoder_key: hash of its encoder weights (coins sharing one are scored together).
+        pointer: the champion pointer it was loaded from (``Fleet.load``'s ``reuse``).
     """
 
     symbol: str
@@ -60,6 +61,7 @@ class CoinModel:
     expected_net_bps: float | None
     roster: dict
     encoder_key: str
+    pointer: dict | None = None
 
     @property
     def config(self) -> dict:
@@ -142,6 +144,7 @@ def load_coin(store: Store, entry: dict, ema_tolerance: float) -> CoinModel:
         expected_net_bps=net / n_trades if n_trades and net is not None else None,
         roster=entry,
         encoder_key=encoder_key,
+        pointer=pointer,
     )
 
 
