@@ -148,9 +148,9 @@ class _Stack:
                 orders.append(order.split(self.batch[g]))
             else:
                 orders.append(())
-        width = max(self.batch)
         for step in range(max(len(o) for o in orders)):
             active = [g for g, o in enumerate(orders) if step < len(o)]
+            width = max(len(orders[g][step]) for g in active)  # the longest batch, no more
             rows = torch.zeros(len(active), width, dtype=torch.int64)
             mask = torch.zeros(len(active), width, dtype=torch.bool)
             for i, g in enumerate(active):
