@@ -15,6 +15,7 @@ from test_replay import MECHANIC, replay
 
 from huracan.pipelines import mechanic_coin
 from huracan.pipelines.mechanic import compute_inputs
+from huracan.pipelines.replay.book import FleetCosts, fleet_costs
 from huracan.pipelines.replay.cycles import CycleInputs
 from huracan.registry import champions
 from huracan.serve import Fleet, ServeConfig
@@ -26,11 +27,16 @@ def trained_before(tmp_path_factory):
     return test_replay.trained_before.__wrapped__(tmp_path_factory)
 
 
-def test_cut_arrays_and_inputs_equal_those_of_the_bars_up_to_t(trained_before):
+@pytest.fixture(scope="module")
+def market(trained_before):
+    """The replay's bars and the per-coin run's fleet."""
     tmp, store, _ = trained_before
     _, objects = replay(tmp, "plain", *MECHANIC, "replay.mechanic=false")
-    panel = objects["panel"]
-    fleet = Fleet.load(store, config=ServeConfig(expire_hours=None))
+    return objects["panel"], Fleet.load(store, config=ServeConfig(expire_hours=None))
+
+
+def test_cut_arrays_and_inputs_equal_those_of_the_bars_up_to_t(market):
+    panel, fleet = market
     trained = OmegaConf.create(next(iter(fleet.models.values())).config)
     horizons = tuple(sorted({int(m.horizon) for m in fleet.models.values()}))
     cache = CycleInputs(panel)
@@ -49,6 +55,17 @@ def test_cut_arrays_and_inputs_equal_those_of_the_bars_up_to_t(trained_before):
             np.testing.assert_array_equal(inputs[symbol][1], channels, err_msg=symbol)
         # a label of the last rows would read bars after t: none is there
         assert np.isnan(arrays.net_h[-1]).all()
+
+
+def test_costs_calibrated_when_first_priced_equal_the_fleet_calibration(market):
+    panel, fleet = market
+    row = panel.n_bars - 30
+    lazy = FleetCosts(panel, fleet.models, row)
+    symbol = next(iter(fleet.models))
+    assert lazy[symbol] == fleet_costs(panel, {symbol: fleet.models[symbol]}, row)[symbol]
+    assert list(lazy._costs) == [symbol]  # the others not calibrated yet
+    assert dict(lazy) == fleet_costs(panel, fleet.models, row)
+    assert "NOT_A_COIN" not in lazy
 
 
 def without_timing(cycle: dict) -> dict:

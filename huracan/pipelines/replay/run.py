@@ -15,7 +15,8 @@ From an artifact root written by ``pipeline=per_coin`` (``store=...``) and the b
 3. every ``mechanic.every_hours`` of replayed bars, one Mechanic cycle
    (``huracan.pipelines.mechanic.run_cycle``) on the bars up to t; the fleet is loaded
    again from the store, so a promotion trades from bar t + 1, and every coin's costs are
-   calibrated again on the bars before t + 1. ``replay.reuse_inputs=true`` (default): the
+   calibrated again on the bars before t + 1 (each when the replay first prices it,
+   ``book.FleetCosts``). ``replay.reuse_inputs=true`` (default): the
    cycle works on the replay's fleet and its arrays and inputs computed once on all bars
    (``cycles.CycleInputs``: the same values, tested), and the reload reads only the
    coins whose champion pointer the cycle changed; ``false``: each cycle loads the fleet
@@ -42,7 +43,7 @@ from huracan.data.panel import to_utc
 from huracan.errors import ConfigError
 from huracan.pipelines.base import Pipeline
 from huracan.pipelines.mechanic import run_cycle, summary_of
-from huracan.pipelines.replay.book import Book, fleet_costs
+from huracan.pipelines.replay.book import Book, FleetCosts
 from huracan.pipelines.replay.cycles import CycleInputs
 from huracan.pipelines.replay.report import format_summary, write_outputs
 from huracan.pipelines.replay.state import fingerprint, load_state, save_state, working_store
@@ -92,7 +93,7 @@ class Replay:
         self.next_row, self.book = state["next_row"], Book.from_dict(state["book"])
         self.cycles, self.next_cycle = state["cycles"], pd.Timestamp(state["next_cycle"])
         self.cycle_pending = state["cycle_pending"]
-        self.costs = fleet_costs(panel, self.fleet.models, state["costs_row"])
+        self.costs = FleetCosts(panel, self.fleet.models, state["costs_row"])
         self.costs_row = state["costs_row"]
         self.tape = None
         if self.options.precompute:
@@ -189,9 +190,11 @@ class Replay:
 
     def may_enter(self, row: dict) -> bool:
         """A signal the replay enters: ``trade``; with ``respect_trade_ok=false`` also one
-        whose only reasons are the roster's. Never a coin it cannot price."""
-        if row["symbol"] not in self.costs:
-            return False
+        whose only reasons are the roster's. Never a coin it cannot price (asked last: a
+        coin's costs are calibrated when it is first priced)."""
+        return self.wants(row) and row["symbol"] in self.costs
+
+    def wants(self, row: dict) -> bool:
         if row["trade"]:
             return True
         if self.options.respect_trade_ok or row["probability"] is None:
@@ -215,7 +218,7 @@ class Replay:
             self.tape.refresh(self.fleet, t + 1)
         report["serving"] = {s: m.model_path for s, m in self.fleet.models.items()}
         self.costs_row = t + 1
-        self.costs = fleet_costs(self.panel, self.fleet.models, self.costs_row)
+        self.costs = FleetCosts(self.panel, self.fleet.models, self.costs_row)
         # the cycle with what the replay does after it: reload, recompute, recalibrate
         report["seconds"] = round(time.perf_counter() - started, 2)
         self.cycles.append(report)
