@@ -75,19 +75,26 @@ def without_timing(cycle: dict) -> dict:
     return cycle
 
 
-def test_cycles_on_the_loaded_fleet_replay_as_reloading_ones(trained_before, monkeypatch):
+@pytest.mark.parametrize("promote", [True, False])
+def test_cycles_on_the_loaded_fleet_replay_as_reloading_ones(trained_before, monkeypatch, promote):
+    """With every challenger promoted (what a promotion changes) and with the champion
+    rule (kept champions: their pointers get new figures, their models are kept)."""
     tmp, _, _ = trained_before
-    # every challenger wins and trades (the subject is what a promotion changes)
-    monkeypatch.setattr(champions, "decide", lambda *_: champions.Decision(True, "test"))
     choose = mechanic_coin.choose_threshold
-    monkeypatch.setattr(
+    monkeypatch.setattr(  # challengers trade: promoted models enter
         mechanic_coin, "choose_threshold", lambda *a: {**choose(*a), "threshold": 0.5}
     )
+    if promote:
+        monkeypatch.setattr(champions, "decide", lambda *_: champions.Decision(True, "test"))
     options = [*MECHANIC, "replay.respect_trade_ok=false"]
-    runs = ("reused", "reloaded")
+    runs = (f"reused_{promote}", f"reloaded_{promote}")
     summary, _ = replay(tmp, runs[0], *options)
     replay(tmp, runs[1], *options, "replay.reuse_inputs=false")
-    assert summary["replay"]["promotions"] >= 2
+    decisions = pd.read_csv(tmp / runs[0] / "mechanic_decisions.csv")
+    if promote:
+        assert summary["replay"]["promotions"] >= 2
+    else:
+        assert (decisions["status"] == "kept").sum() >= 2
     reused, reloaded = (tmp / name for name in runs)
     for name in ("trades.csv", "mechanic_decisions.csv", "coins.csv"):
         pd.testing.assert_frame_equal(

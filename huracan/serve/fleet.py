@@ -33,9 +33,16 @@ from huracan.features.scaling import PanelScaler
 from huracan.models import FleetModule, GroupedMoEHead
 from huracan.models.checkpoint import head_spec
 from huracan.pipelines.fold_data import build_fleet_arrays
-from huracan.registry.champions import read_champion
+from huracan.registry.champions import pointer_problem, read_champion
 from huracan.registry.roster import load_roster, select
-from huracan.serve.model import NO_CHAMPION, CoinModel, ModelUnusable, dict_config, load_coin
+from huracan.serve.model import (
+    NO_CHAMPION,
+    CoinModel,
+    ModelUnusable,
+    dict_config,
+    expected_net_bps,
+    load_coin,
+)
 from huracan.serve.positions import Position, with_positions
 from huracan.store import ArtifactNotFound, LocalStore, Store
 
@@ -138,8 +145,9 @@ class Fleet:
             block: leave these symbols out.
             config: serving settings (defaults: ``ServeConfig()``).
             reuse: a fleet loaded before from the same store: a coin whose champion
-                pointer is the one its model there was loaded from keeps that model
-                (with its new roster entry) instead of reading its checkpoint again.
+                pointer still points at the version its model there was loaded from
+                keeps that model (with its new roster entry and pointer figures)
+                instead of reading its checkpoint again.
 
         Raises:
             ArtifactNotFound: the store has no roster.
@@ -592,16 +600,22 @@ def _stack_heads(models: list[CoinModel]) -> dict[str, tuple[FleetModule, dict[s
 
 
 def _reused(store: Store, entry: dict, fleet: Fleet | None, config: ServeConfig):
-    """``fleet``'s model of the entry's coin with the entry as its roster entry, where its
-    champion pointer has not changed since it was loaded (else None: load it again)."""
+    """``fleet``'s model of the entry's coin, where its champion pointer still points at
+    the version it was loaded from (a version's files never change): with the entry as its
+    roster entry and the pointer's figures (a kept champion's pointer gets new ones). None:
+    load it again."""
     if fleet is None or fleet.config.ema_tolerance != config.ema_tolerance:
         return None
-    model = fleet.models.get(entry["symbol"])
+    symbol = entry["symbol"]
+    model = fleet.models.get(symbol)
     if model is None or model.pointer is None:
         return None
-    if read_champion(store, entry["symbol"]) != model.pointer:
+    pointer = read_champion(store, symbol)
+    if pointer is None or pointer["model_path"] != model.model_path:
         return None
-    return replace(model, roster=entry)
+    if pointer != model.pointer and pointer_problem(store, symbol, pointer) is not None:
+        return None
+    return replace(model, roster=entry, pointer=pointer, expected_net_bps=expected_net_bps(pointer))
 
 
 def _roster_path(roster: dict, symbol: str) -> str | None:
