@@ -10,7 +10,9 @@ On an existing artifact root (``store=...``, written by ``pipeline=per_coin``), 
    since its training ended, the newest ``mechanic.holdout_days`` kept out; scores
    challenger and champion on that holdout (its bars after the window that promoted the
    champion: no holdout judges a champion twice); exports the challenger as a new version
-   and promotes it only by the champion rule (``champions.challenge``).
+   and promotes it only by the champion rule (``champions.challenge``). The heads are
+   fine-tuned all at once (``mechanic.batched``: ``mechanic_coin.fit_challengers``, as
+   each coin's own Lightning fit would, up to float rounding).
 3. Drift (``huracan.pipelines.mechanic_drift``): each coin's PSI against its reference
    bins, and a re-clustering compared with the clusters the models were trained under.
 4. Rewrites ``champions/roster.json`` last, then purges model versions beyond
