@@ -77,9 +77,14 @@ def finetune_heads(
     Jobs whose heads have the same shape train in one stacked program; each returned
     module is a copy of the job's champion with the new head, ``lr`` set and the encoder
     frozen, on the CPU in eval mode.
+
+    Raises:
+        ValueError: a champion's head has several groups (a coin's head has one).
     """
     by_shape: dict[str, list[int]] = {}
     for i, fit in enumerate(fits):
+        if fit.module.head.n_groups != 1:
+            raise ValueError(f"job {i}: a head of {fit.module.head.n_groups} groups, not one")
         by_shape.setdefault(str(sorted(head_spec(fit.module.head).items())), []).append(i)
     tuned: list[FleetModule | None] = [None] * len(fits)
     for members in by_shape.values():
