@@ -28,6 +28,7 @@ from huracan.costs import (
     symbol_metrics,
     tier_spread,
 )
+from huracan.costs.edge import edge_columns
 from huracan.data.panel import Panel
 from huracan.errors import ConfigError, DataError
 from huracan.metrics import asset_metrics
@@ -419,6 +420,26 @@ def test_window_estimate_of_edge_is_bidasks():
             edge(*(b[:, j] for b in bars), sign=True)
         )
     assert (se2 > 0).all() and (s2[1:] / se2[1:] > 2).all()  # 5 bps in 40 bps bars: not
+
+
+def test_edge_of_every_column_is_bidasks_bit_for_bit():
+    """``costs.edge.edge_columns`` against ``bidask.edge`` per column: bars with gaps, a
+    jackknife's blanked block, flat bars (the library's NaN), an all-NaN column, a column
+    of two bars, and fewer than three rows."""
+    bars = [b.copy() for b in simulate_bars(24 * 30, 8, sigma=0.004, spread=0.001, seed=5)]
+    gaps = np.random.default_rng(5).random(bars[0].shape) < 0.05
+    for b in bars:
+        b[gaps] = np.nan
+        b[200:272, 1] = np.nan  # a jackknife block
+        b[:, 3] = np.nan
+        b[2:, 4] = np.nan
+    for b in bars[:3]:
+        b[:, 2] = bars[3][:, 2]  # open = high = low = close
+    for rows in (slice(None), slice(0, 2)):
+        part = [b[rows] for b in bars]
+        want = [edge(*(b[:, j] for b in part), sign=True) for j in range(8)]
+        np.testing.assert_array_equal(edge_columns(*part), want)
+    assert np.isfinite(edge_columns(*bars)).sum() == 5  # the library's NaNs are NaN
 
 
 @pytest.mark.parametrize("estimator", WINDOW_ESTIMATORS)

@@ -375,13 +375,13 @@ def test_promotions_reach_the_precomputed_signals_as_the_per_bar_ones(trained_be
     trades as ``Fleet.signals`` at every bar with the reloaded fleet."""
     tmp, _, _ = trained_before
     monkeypatch.setattr(champions, "decide", lambda *_: champions.Decision(True, "test"))
-    fit = mechanic_coin.fit_challenger
+    choose = mechanic_coin.choose_threshold
 
     def trading(*args):  # a cut every challenger trades at: promoted models enter
-        module, chosen = fit(*args)
-        return module, {**chosen, "threshold": 0.5}
+        return {**choose(*args), "threshold": 0.5}
 
-    monkeypatch.setattr(mechanic_coin, "fit_challenger", trading)
+    # the threshold rule both fine-tunes (batched and one fit per coin) go through
+    monkeypatch.setattr(mechanic_coin, "choose_threshold", trading)
     options = [*MECHANIC, "replay.respect_trade_ok=false"]
     summary, _ = replay(tmp, "promoted_tape", *options)
     replay(tmp, "promoted_per_bar", *options, "replay.precompute=false")

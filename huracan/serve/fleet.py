@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -32,8 +32,17 @@ from huracan.features.fracdiff import StationaryFracDiff
 from huracan.features.scaling import PanelScaler
 from huracan.models import FleetModule, GroupedMoEHead
 from huracan.models.checkpoint import head_spec
+from huracan.registry.artifacts import read_champion
+from huracan.registry.champions import pointer_problem
 from huracan.registry.roster import load_roster, select
-from huracan.serve.model import NO_CHAMPION, CoinModel, ModelUnusable, dict_config, load_coin
+from huracan.serve.model import (
+    NO_CHAMPION,
+    CoinModel,
+    ModelUnusable,
+    dict_config,
+    expected_net_bps,
+    load_coin,
+)
 from huracan.serve.positions import Position, with_positions
 from huracan.store import ArtifactNotFound, LocalStore, Store
 from huracan.training.arrays import build_fleet_arrays
@@ -126,6 +135,7 @@ class Fleet:
         allow: Sequence[str] | None = None,
         block: Sequence[str] | None = None,
         config: ServeConfig | None = None,
+        reuse: Fleet | None = None,
     ) -> Fleet:
         """Loads the roster's champions and their preprocessing state.
 
@@ -135,6 +145,10 @@ class Fleet:
             allow: keep only these symbols.
             block: leave these symbols out.
             config: serving settings (defaults: ``ServeConfig()``).
+            reuse: a fleet loaded before from the same store: a coin whose champion
+                pointer still points at the version its model there was loaded from
+                keeps that model (with its new roster entry and pointer figures)
+                instead of reading its checkpoint again.
 
         Raises:
             ArtifactNotFound: the store has no roster.
@@ -149,7 +163,9 @@ class Fleet:
         models, unusable = {}, {}
         for entry in entries:
             try:
-                models[entry["symbol"]] = load_coin(store, entry, config.ema_tolerance)
+                models[entry["symbol"]] = _reused(store, entry, reuse, config) or load_coin(
+                    store, entry, config.ema_tolerance
+                )
             except DataError:  # a malformed pointer: the store needs repair, not guesses
                 raise
             except (ModelUnusable, ArtifactNotFound, ValueError, KeyError) as err:
@@ -582,6 +598,25 @@ def _stack_heads(models: list[CoinModel]) -> dict[str, tuple[FleetModule, dict[s
         module = FleetModule(first.encoder, stacked, first.lr, False, first.balance_weight)
         batched[key] = (module.eval(), {m.symbol: i for i, m in enumerate(group)})
     return batched
+
+
+def _reused(store: Store, entry: dict, fleet: Fleet | None, config: ServeConfig):
+    """``fleet``'s model of the entry's coin, where its champion pointer still points at
+    the version it was loaded from (a version's files never change): with the entry as its
+    roster entry and the pointer's figures (a kept champion's pointer gets new ones). None:
+    load it again."""
+    if fleet is None or fleet.config.ema_tolerance != config.ema_tolerance:
+        return None
+    symbol = entry["symbol"]
+    model = fleet.models.get(symbol)
+    if model is None or model.pointer is None:
+        return None
+    pointer = read_champion(store, symbol)
+    if pointer is None or pointer["model_path"] != model.model_path:
+        return None
+    if pointer != model.pointer and pointer_problem(store, symbol, pointer) is not None:
+        return None
+    return replace(model, roster=entry, pointer=pointer, expected_net_bps=expected_net_bps(pointer))
 
 
 def _roster_path(roster: dict, symbol: str) -> str | None:

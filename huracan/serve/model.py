@@ -47,6 +47,7 @@ class CoinModel:
         expected_net_bps: its out-of-sample net return per trade, after its costs.
         roster: its roster entry.
         encoder_key: hash of its encoder weights (coins sharing one are scored together).
+        pointer: the champion pointer it was loaded from (``Fleet.load``'s ``reuse``).
     """
 
     symbol: str
@@ -60,6 +61,7 @@ class CoinModel:
     expected_net_bps: float | None
     roster: dict
     encoder_key: str
+    pointer: dict | None = None
 
     @property
     def config(self) -> dict:
@@ -126,8 +128,6 @@ def load_coin(store: Store, entry: dict, ema_tolerance: float) -> CoinModel:
         }
     cfg = description["config"]
     [threshold] = description.get("thresholds") or [None]
-    metrics = pointer.get("metrics") or {}
-    n_trades, net = metrics.get("n_trades"), metrics.get("net_pnl_bps")
     encoder_state = module.encoder.state_dict()
     encoder_key = content_hash(b"".join(v.numpy().tobytes() for v in encoder_state.values()))
     return CoinModel(
@@ -139,10 +139,18 @@ def load_coin(store: Store, entry: dict, ema_tolerance: float) -> CoinModel:
         horizon=int(cfg["labels"]["horizon"]),
         data_end=pd.Timestamp(description["data_end"]),
         warmup=coin_warmup(description, ema_tolerance),
-        expected_net_bps=net / n_trades if n_trades and net is not None else None,
+        expected_net_bps=expected_net_bps(pointer),
         roster=entry,
         encoder_key=encoder_key,
+        pointer=pointer,
     )
+
+
+def expected_net_bps(pointer: dict) -> float | None:
+    """The champion's out-of-sample net return per trade, from its pointer's metrics."""
+    metrics = pointer.get("metrics") or {}
+    n_trades, net = metrics.get("n_trades"), metrics.get("net_pnl_bps")
+    return net / n_trades if n_trades and net is not None else None
 
 
 def coin_warmup(description: dict, ema_tolerance: float) -> int:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 from dataclasses import dataclass
 
 import lightning.pytorch as pl
@@ -50,9 +51,12 @@ from huracan.progress import stage_trainer
 from huracan.registry.artifacts import is_complete, json_bytes, model_prefix, write_version
 from huracan.registry.champions import Rescore, challenge
 from huracan.scoring import evaluate
+from huracan.serve.finetune import HeadFit, finetune_heads
 from huracan.serve.model import CoinModel
 from huracan.thresholds import choose_horizons, validation_days
 from huracan.training.arrays import FleetArrays
+
+log = logging.getLogger("huracan")
 
 
 @dataclass(frozen=True)
@@ -108,21 +112,26 @@ def skipped(*reasons: str) -> dict:
     return {"status": "skipped", "reasons": list(reasons), "champion": None, "challenger": None}
 
 
-def mechanic_coin(store, model: CoinModel, market: Market, cfg: DictConfig) -> dict:
-    """The coin's outcome: ``promoted | kept | skipped``, reasons, both holdout scores."""
+def mechanic_coin(
+    store, model: CoinModel, market: Market, cfg: DictConfig, tuned: Tuned | None = None
+) -> dict:
+    """The coin's outcome: ``promoted | kept | skipped``, reasons, both holdout scores
+    (``tuned``: its samples and challenger from ``fit_challengers``, else fitted here)."""
     symbol = model.symbol
     if symbol in market.problems:
         return skipped(*market.problems[symbol])
     prefix = model_prefix(symbol, market.version_id)
     if model.model_path == prefix:  # promoted by this cycle before a restart, or a rerun
         return skipped(f"already the champion: {prefix} is this cycle's version")
-    parts = coin_parts(model, market, cfg.mechanic)
+    parts = tuned.parts if tuned else coin_parts(model, market, cfg.mechanic)
     if isinstance(parts, str):
         return skipped(parts)
     holdout = holdout_record(parts, model)
     resumed = is_complete(store, prefix)
     if resumed:  # a restarted cycle: the exported challenger as it is
         challenger, chosen = stored_challenger(store, prefix)
+    elif tuned:
+        challenger, chosen = tuned.module, choose_threshold(tuned.module, model, parts, market)
     else:
         challenger, chosen = fit_challenger(model, parts, market, cfg)
     job = scoring_job(symbol, parts["holdout"], holdout["window"], market, model.horizon)
@@ -248,6 +257,13 @@ def _part(
 def fit_challenger(model: CoinModel, parts: dict, market: Market, cfg: DictConfig):
     """The champion's head fine-tuned on the new rows, its encoder frozen; its threshold
     chosen on the validation slice after the coin's costs."""
+    module = finetuned_head(model, parts, cfg)
+    return module, choose_threshold(module, model, parts, market)
+
+
+def finetuned_head(model: CoinModel, parts: dict, cfg: DictConfig) -> FleetModule:
+    """A copy of the champion with its head fine-tuned in one Lightning fit (early stopping
+    on the validation slice, its best epoch kept), its encoder frozen."""
     module = copy.deepcopy(model.module)
     module.finetune_encoder = False
     module.encoder.requires_grad_(False)
@@ -263,7 +279,12 @@ def fit_challenger(model: CoinModel, parts: dict, market: Market, cfg: DictConfi
     batch = int(model.config["head"]["batch_size"])
     samples = FoldSamples(_tensors(parts["train"]), _tensors(parts["val"]), batch, int(cfg.seed))
     trainer.fit(module, datamodule=samples)
-    module = module.cpu().eval()
+    return module.cpu().eval()
+
+
+def choose_threshold(module: FleetModule, model: CoinModel, parts: dict, market: Market) -> dict:
+    """The challenger's threshold, chosen on the validation slice after the coin's costs
+    (after checking that its encoder is the champion's)."""
     frozen = model.module.encoder.state_dict()
     if any(not torch.equal(v, frozen[k]) for k, v in module.encoder.state_dict().items()):
         raise RuntimeError(f"{model.symbol}: fine-tuning changed the frozen encoder")
@@ -290,7 +311,7 @@ def fit_challenger(model: CoinModel, parts: dict, market: Market, cfg: DictConfi
     )
     threshold = None if np.isinf(cut) else float(cut)
     trades = int(((prob >= cut) & (row % horizon == 0)).sum())
-    return module, {"threshold": threshold, "val_trades": trades}
+    return {"threshold": threshold, "val_trades": trades}
 
 
 def stored_challenger(store, prefix: str) -> tuple[FleetModule, dict]:
@@ -363,3 +384,63 @@ def _cut(value: float | None) -> float:
 def _tensors(part: dict) -> dict[str, torch.Tensor]:
     n = len(part["y"])
     return sample_tensors(part["x"], part["factor"], np.zeros(n, np.int64), part["y"], part["w"])
+
+
+@dataclass(frozen=True)
+class Tuned:
+    """A coin's fine-tuning samples (``coin_parts``) and its challenger from the batch."""
+
+    parts: dict
+    module: FleetModule
+
+
+def fit_challengers(store, models: dict[str, CoinModel], market: Market, cfg) -> dict:
+    """symbol -> ``Tuned``: one batched fine-tune (``huracan.serve.finetune``) of every
+    champion ``mechanic_coin`` would fit itself; the others (skipped, resumed, a head of
+    several groups) are left to it. None where ``trainer`` limits steps or batches, which
+    the batch does not imitate (``unbatchable``): every coin is then fitted alone."""
+    why = unbatchable(cfg.trainer)
+    if why:
+        log.info("mechanic: one fit per coin (%s)", why)
+        return {}
+    jobs, parts_of = [], {}
+    for symbol, model in models.items():
+        prefix = model_prefix(symbol, market.version_id)
+        if symbol in market.problems or model.model_path == prefix:
+            continue
+        parts = coin_parts(model, market, cfg.mechanic)
+        if isinstance(parts, str) or model.module.head.n_groups != 1:
+            continue
+        if not len(parts["train"]["y"]) or is_complete(store, prefix):
+            continue
+        parts_of[symbol] = parts
+        jobs.append(
+            HeadFit(
+                model.module,
+                _tensors(parts["train"]),
+                _tensors(parts["val"]),
+                float(cfg.mechanic.lr or model.module.lr),
+                int(model.config["head"]["batch_size"]),
+            )
+        )
+    gpu = cfg.trainer.get("accelerator") in ("gpu", "cuda", "auto") and torch.cuda.is_available()
+    epochs, patience = int(cfg.mechanic.max_epochs), int(cfg.mechanic.patience)
+    modules = finetune_heads(jobs, epochs, patience, int(cfg.seed), "cuda" if gpu else "cpu")
+    return {s: Tuned(parts_of[s], m) for s, m in zip(parts_of, modules, strict=True)}
+
+
+def unbatchable(trainer: DictConfig) -> str | None:
+    """Why the Mechanic's batch would not train as this trainer's fits do (None: it would):
+    it imitates a fit of whole epochs, validated after each, without clipping."""
+    limits = {
+        "max_steps": (None, -1),
+        "limit_train_batches": (None, 1.0),
+        "val_check_interval": (None, 1.0),
+        "check_val_every_n_epoch": (None, 1),
+        "min_epochs": (None, 0),
+        "min_steps": (None, -1),
+        "max_time": (None,),
+        "gradient_clip_val": (None, 0, 0.0),
+    }
+    set_ = [f"trainer.{k}={trainer[k]}" for k, free in limits.items() if trainer.get(k) not in free]
+    return ", ".join(set_) or None

@@ -10,7 +10,9 @@ On an existing artifact root (``store=...``, written by ``pipeline=per_coin``), 
    since its training ended, the newest ``mechanic.holdout_days`` kept out; scores
    challenger and champion on that holdout (its bars after the window that promoted the
    champion: no holdout judges a champion twice); exports the challenger as a new version
-   and promotes it only by the champion rule (``champions.challenge``).
+   and promotes it only by the champion rule (``champions.challenge``). The heads are
+   fine-tuned all at once (``mechanic.batched``: ``mechanic_coin.fit_challengers``, as
+   each coin's own Lightning fit would, up to float rounding).
 3. Drift (``huracan.pipelines.mechanic.drift``): each coin's PSI against its reference
    bins, and a re-clustering compared with the clusters the models were trained under.
 4. Rewrites ``champions/roster.json`` last, then purges model versions beyond
@@ -30,6 +32,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -42,7 +45,7 @@ from huracan.data import GateReport, Panel
 from huracan.errors import ConfigError
 from huracan.io import atomic_write_text, plain
 from huracan.pipelines.base import Pipeline
-from huracan.pipelines.mechanic.coin import Market, mechanic_coin, skipped
+from huracan.pipelines.mechanic.coin import Market, fit_challengers, mechanic_coin, skipped
 from huracan.pipelines.mechanic.drift import cluster_drift, feature_drift
 from huracan.pipelines.per_coin.costs import calibrate_coin_costs, fee_bps, priced_costs
 from huracan.registry.artifacts import purge_versions
@@ -52,7 +55,7 @@ from huracan.report import StageTimer
 from huracan.serve import Fleet, ServeConfig
 from huracan.store import Store, content_hash
 from huracan.store.lock import run_lock
-from huracan.training.arrays import build_fleet_arrays
+from huracan.training.arrays import FleetArrays, build_fleet_arrays
 
 log = logging.getLogger("huracan")
 
@@ -73,6 +76,7 @@ class MechanicConfig:
     patience: int = 3
     lr: float | None = None
     champion_min_trades: int | None = None
+    batched: bool = True
 
 
 def run_mechanic(pipeline, panel: Panel, gates: GateReport, cfg, out: Path, timer) -> dict:
@@ -105,24 +109,36 @@ def run_mechanic(pipeline, panel: Panel, gates: GateReport, cfg, out: Path, time
     return {"mechanic": {"cycles": [summary_of(c) for c in cycles]}}
 
 
-def run_cycle(panel: Panel, gates: GateReport, cfg: DictConfig, timer: StageTimer) -> dict:
-    """One pass over the roster's champions; returns the cycle's ``mechanic.json`` part."""
+def run_cycle(
+    panel: Panel,
+    gates: GateReport,
+    cfg: DictConfig,
+    timer: StageTimer,
+    fleet: Fleet | None = None,
+    computed: Computed | None = None,
+) -> dict:
+    """One pass over the roster's champions; returns the cycle's ``mechanic.json`` part.
+
+    A caller that holds the store's fleet as loaded now (the replay) passes it as
+    ``fleet``, and may pass ``computed``: its arrays and inputs for these bars (see
+    ``compute_inputs``, which is used without it)."""
     store = build(cfg.store)
     removed = store.clean_temporary()  # under the lock: no other writer
     if removed:
         log.warning("removed %d temporary files of interrupted writes in %s", removed, store)
     encoder = encoder_hash(store)
     roster = load_roster(store)
-    fleet = Fleet.load(store, config=ServeConfig(expire_hours=None))
+    fleet = fleet or Fleet.load(store, config=ServeConfig(expire_hours=None))
     if not fleet.models:
         raise ConfigError(f"{store.describe()}: no roster coin has a usable champion")
     with timer("mechanic inputs") as note:
-        market = prepare_market(panel, fleet, cfg)
+        market = prepare_market(panel, fleet, cfg, computed or compute_inputs)
         note(f"holdout {market.holdout_window[0]}..{market.holdout_window[1]}")
     with timer("mechanic heads") as note:
         coins = {s: skipped(why) for s, why in fleet.unusable.items()}
+        tuned = fit_challengers(store, fleet.models, market, cfg) if cfg.mechanic.batched else {}
         for symbol, model in fleet.models.items():
-            coins[symbol] = mechanic_coin(store, model, market, cfg)
+            coins[symbol] = mechanic_coin(store, model, market, cfg, tuned.get(symbol))
         note(", ".join(f"{s} {c['status']}" for s, c in coins.items()))
     with timer("mechanic drift"):
         drift = feature_drift(fleet, market, cfg.drift.max_psi)
@@ -146,7 +162,18 @@ def run_cycle(panel: Panel, gates: GateReport, cfg: DictConfig, timer: StageTime
     }
 
 
-def prepare_market(panel: Panel, fleet: Fleet, cfg: DictConfig) -> Market:
+Computed = Callable[[Panel, Fleet, DictConfig, tuple], tuple[FleetArrays, tuple[dict, dict]]]
+
+
+def compute_inputs(panel: Panel, fleet: Fleet, trained: DictConfig, horizons: tuple) -> tuple:
+    """The panel's arrays at the champions' horizons, and every coin's inputs and problems
+    (``Fleet.inputs``), computed on all of the panel's bars."""
+    return build_fleet_arrays(panel, trained, horizons), fleet.inputs(panel)
+
+
+def prepare_market(
+    panel: Panel, fleet: Fleet, cfg: DictConfig, computed: Computed = compute_inputs
+) -> Market:
     """The cycle's shared state: the holdout, costs, labels and every coin's inputs."""
     trained = OmegaConf.create(next(iter(fleet.models.values())).config)
     if "costs" not in trained.get("pipeline", {}):
@@ -159,13 +186,12 @@ def prepare_market(panel: Panel, fleet: Fleet, cfg: DictConfig) -> Market:
     tune_end = holdout_start - max(horizons)
     if tune_end < 2:
         raise ConfigError(f"mechanic.holdout_days={cfg.mechanic.holdout_days} covers all bars")
-    arrays = build_fleet_arrays(panel, trained, horizons)
+    arrays, (inputs, problems) = computed(panel, fleet, trained, horizons)
     fits = calibrate_coin_costs(panel, trained, tune_end, holdout_start)
     cost, slip = priced_costs(fits, fee_bps(trained), arrays.volatility)
     net = np.where(np.isnan(arrays.net_return), np.nan, arrays.gross_return - cost / 1e4)
     label = np.where(np.isnan(net), np.nan, (net > 0).astype(np.float64))
     arrays = replace(arrays, label=label, net_return=net, cost_bps=cost)
-    inputs, problems = fleet.inputs(panel)
     return Market(
         panel=panel,
         arrays=arrays,

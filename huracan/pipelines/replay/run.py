@@ -15,7 +15,12 @@ From an artifact root written by ``pipeline=per_coin`` (``store=...``) and the b
 3. every ``mechanic.every_hours`` of replayed bars, one Mechanic cycle
    (``huracan.pipelines.mechanic.run.run_cycle``) on the bars up to t; the fleet is loaded
    again from the store, so a promotion trades from bar t + 1, and every coin's costs are
-   calibrated again on the bars before t + 1.
+   calibrated again on the bars before t + 1 (each when the replay first prices it,
+   ``book.FleetCosts``). ``replay.reuse_inputs=true`` (default): the
+   cycle works on the replay's fleet and its arrays and inputs computed once on all bars
+   (``cycles.CycleInputs``: the same values, tested), and the reload reads only the
+   coins whose champion pointer the cycle changed; ``false``: each cycle loads the fleet
+   and computes them over all its bars, as ``pipeline=mechanic`` does.
 
 Each bar's wall time is logged and kept in ``equity.csv``. The checkpoint (``state``)
 makes a stopped replay resume where it stopped; ``report`` writes the outputs.
@@ -38,7 +43,8 @@ from huracan.data.panel import to_utc
 from huracan.errors import ConfigError
 from huracan.pipelines.base import Pipeline
 from huracan.pipelines.mechanic.run import run_cycle, summary_of
-from huracan.pipelines.replay.book import Book, fleet_costs
+from huracan.pipelines.replay.book import Book, FleetCosts
+from huracan.pipelines.replay.cycles import CycleInputs
 from huracan.pipelines.replay.report import format_summary, write_outputs
 from huracan.pipelines.replay.state import fingerprint, load_state, save_state, working_store
 from huracan.report import StageTimer
@@ -62,6 +68,7 @@ class ReplayOptions:
     respect_trade_ok: bool = True
     checkpoint_every: int = 24
     precompute: bool = True
+    reuse_inputs: bool = True
 
 
 class Replay:
@@ -79,20 +86,21 @@ class Replay:
             drift_action=self.options.drift_action,
         )
         self.step = pd.Timedelta(panel.timeframe)
+        self.cycle_inputs = CycleInputs(panel) if self.options.reuse_inputs else None
         self.fleet = self.load_fleet()
         state = state or self.fresh_state()
         self.first, self.end = state["first_row"], state["end_row"]
         self.next_row, self.book = state["next_row"], Book.from_dict(state["book"])
         self.cycles, self.next_cycle = state["cycles"], pd.Timestamp(state["next_cycle"])
         self.cycle_pending = state["cycle_pending"]
-        self.costs = fleet_costs(panel, self.fleet.models, state["costs_row"])
+        self.costs = FleetCosts(panel, self.fleet.models, state["costs_row"])
         self.costs_row = state["costs_row"]
         self.tape = None
         if self.options.precompute:
             self.tape = SignalTape(self.fleet, panel, self.next_row, self.end)
 
-    def load_fleet(self) -> Fleet:
-        fleet = Fleet.load(self.store, config=self.serve)
+    def load_fleet(self, reuse: Fleet | None = None) -> Fleet:
+        fleet = Fleet.load(self.store, config=self.serve, reuse=reuse)
         if not fleet.models:
             raise ConfigError(f"{self.store.describe()}: no roster coin has a usable champion")
         return fleet
@@ -182,9 +190,11 @@ class Replay:
 
     def may_enter(self, row: dict) -> bool:
         """A signal the replay enters: ``trade``; with ``respect_trade_ok=false`` also one
-        whose only reasons are the roster's. Never a coin it cannot price."""
-        if row["symbol"] not in self.costs:
-            return False
+        whose only reasons are the roster's. Never a coin it cannot price (asked last: a
+        coin's costs are calibrated when it is first priced)."""
+        return self.wants(row) and row["symbol"] in self.costs
+
+    def wants(self, row: dict) -> bool:
         if row["trade"]:
             return True
         if self.options.respect_trade_ok or row["probability"] is None:
@@ -200,14 +210,15 @@ class Replay:
         save_state(self.out, self.state())  # a cycle cut short is redone on the same bars
         started = time.perf_counter()
         upto = self.panel.between(None, self.panel.timestamps[t] + self.step)
-        report = run_cycle(upto, self.gates, self.cfg, timer)
+        reuse = self.fleet if self.cycle_inputs is not None else None
+        report = run_cycle(upto, self.gates, self.cfg, timer, reuse, self.cycle_inputs)
         report = {"cycle": len(self.cycles) + 1, "after_bar": str(upto.timestamps[-1]), **report}
-        self.fleet = self.load_fleet()
+        self.fleet = self.load_fleet(reuse)
         if self.tape is not None:  # the promoted coins' probabilities from bar t + 1 on
             self.tape.refresh(self.fleet, t + 1)
         report["serving"] = {s: m.model_path for s, m in self.fleet.models.items()}
         self.costs_row = t + 1
-        self.costs = fleet_costs(self.panel, self.fleet.models, self.costs_row)
+        self.costs = FleetCosts(self.panel, self.fleet.models, self.costs_row)
         # the cycle with what the replay does after it: reload, recompute, recalibrate
         report["seconds"] = round(time.perf_counter() - started, 2)
         self.cycles.append(report)
