@@ -193,3 +193,19 @@ def test_the_flat_default_has_no_tree():
     with initialize_config_dir(str(ROOT / "huracan" / "conf"), version_base="1.3"):
         cfg = compose("config")
     assert "levels" not in cfg.cluster
+
+
+@pytest.mark.parametrize("pipeline", ["mechanic", "replay"])
+def test_the_mechanic_and_the_replay_refuse_the_hierarchy(tmp_path, pipeline):
+    cfg = run_config(tmp_path, f"pipeline={pipeline}", "cluster=hierarchy")
+    with pytest.raises(ConfigError, match=f"pipeline={pipeline} cluster=hierarchy"):
+        build(cfg.pipeline).check(cfg)
+
+
+def test_the_first_level_is_cut_at_levels_0(tmp_path):
+    cfg = run_config(tmp_path, "cluster=hierarchy", "cluster.levels=[3,8]")
+    assert cfg.cluster.n_clusters == 3
+    with pytest.raises(ConfigError, match="must equal cluster.levels"):
+        HierarchyClusterer(levels=[3, 8], n_clusters=2).fit(
+            np.random.default_rng(0).standard_normal((200, 6)), list("ABCDEF")
+        )
