@@ -61,6 +61,8 @@ class ClusterResult:
         dominant_rule: how cluster 0 was chosen: ``variance`` or ``symbols``.
         rules_agree: whether the variance rule's dominant cluster holds the first of the
             dominant symbols present (None where none is clustered).
+        tree: ``cluster=hierarchy``'s levels and their factors
+            (``huracan.hierarchy.FactorTree.to_dict``); None for a flat clustering.
     """
 
     cluster_map: dict[str, int]
@@ -77,6 +79,7 @@ class ClusterResult:
     k_scores: dict[int, float | None] = field(default_factory=dict)
     dominant_rule: str = "variance"
     rules_agree: bool | None = None
+    tree: dict | None = None
 
     @property
     def n_clusters(self) -> int:
@@ -102,7 +105,7 @@ class ClusterResult:
             "excluded": dict(self.excluded),
             "dominant_rule": self.dominant_rule,
             "dominant_rules_agree": self.rules_agree,
-        }
+        } | ({"tree": self.tree} if self.tree is not None else {})
 
 
 class AssetClusterer(BaseEstimator):

@@ -31,6 +31,7 @@ from huracan.features.cross_section_fold import TrendAggregate, fold_features
 from huracan.features.fracdiff import StationaryFracDiff
 from huracan.features.labels import energy_weights
 from huracan.features.scaling import PanelScaler
+from huracan.hierarchy import cascade
 from huracan.models.batches import sample_tensors
 from huracan.strong_baselines import Rules, extra_baselines
 from huracan.thresholds import validation_days
@@ -168,6 +169,17 @@ def prepare_fold(
     members = clusters.cluster_members[clusters.dominant_cluster_id]
     factor.fit(arrays.returns[train], members, arrays.symbols, arrays.quote_volume[train])
     channels = factor.channels(arrays.returns, arrays.quote_volume, arrays.listed)
+    clusters, channels = cascade(  # cluster=hierarchy's levels; nothing for a flat clustering
+        cfg,
+        arrays.returns,
+        arrays.listed,
+        train,
+        arrays.symbols,
+        clusters,
+        factor,
+        channels,
+        arrays.quote_volume,
+    )
 
     names, fracdiff, ffd = list(arrays.feature_names), None, None
     training = [rows_of(arrays.features, train)]

@@ -337,6 +337,7 @@ def save_fold_checkpoint(
             "fracdiff_d": None if data.fracdiff is None else data.fracdiff.d_,
             "trend_weights": None if data.trend is None else data.trend.coef_,
             "cluster_map": data.clusters.cluster_map,
+            "cluster_tree": data.clusters.tree,
             "head_groups": dict(zip(symbols, data.groups.tolist(), strict=True)),
             "factor": data.factor.to_dict(),
             "thresholds": choice["thresholds"],

@@ -43,6 +43,7 @@ from omegaconf import DictConfig, OmegaConf
 from huracan.config import build
 from huracan.data import GateReport, Panel
 from huracan.errors import ConfigError
+from huracan.hierarchy import refuse_outside_fleet
 from huracan.io import atomic_write_text, plain
 from huracan.pipelines.base import Pipeline
 from huracan.pipelines.mechanic.coin import Market, fit_challengers, mechanic_coin, skipped
@@ -300,6 +301,7 @@ class MechanicPipeline(Pipeline):
             raise ConfigError(
                 f"mechanic.val_fraction must be in (0, 1), got {options.val_fraction}"
             )
+        refuse_outside_fleet(cfg, "mechanic")
 
     def __call__(
         self, panel: Panel, gates: GateReport, cfg: DictConfig, out: Path, timer: StageTimer

@@ -47,6 +47,7 @@ from huracan.coins import CoinJob
 from huracan.config import build
 from huracan.data import GateReport, Panel
 from huracan.errors import ConfigError
+from huracan.hierarchy import refuse_outside_fleet
 from huracan.loggers import stage_logger
 from huracan.models.checkpoint import encoder_spec
 from huracan.names import check_segment
@@ -403,6 +404,7 @@ class PerCoinPipeline(Pipeline):
                 f"pipeline=per_coin trains one head per coin; head.granularity is "
                 f"{cfg.head.granularity!r} (drop the head override, or use head=coin)"
             )
+        refuse_outside_fleet(cfg, "per_coin")
 
     def __call__(
         self, panel: Panel, gates: GateReport, cfg: DictConfig, out: Path, timer: StageTimer

@@ -1,0 +1,375 @@
+"""Clusters of clusters with cascading factors (``cluster=hierarchy``), in the way of HIST.
+
+``cluster.levels`` (e.g. ``[2, 6]``) lists how many clusters each level of the tree has.
+The first level is the flat clustering of the returns (:class:`HierarchyClusterer`, the
+ward clusterer cut at ``levels[0]``); its dominant cluster is the market, the source of
+the market factor (level 0). Every level below clusters what the factors above it leave
+unexplained: each asset's return less an OLS fit on the factors of its path (fitted on the
+training rows), cut into ``levels[i]`` clusters nested inside the level above's. A level's
+factor for one of its clusters is the first principal component of the members' residuals
+(:class:`FactorTree`). Every asset gets, beside the market channels, the factor of its own
+cluster at each level below, with the market factor's lags: ``level1_factor``,
+``level1_factor_lag1``, ... Everything is fitted on the fold's training rows only and
+applied unchanged to every row, one bar at a time.
+
+Only the hierarchical pipeline runs it: serving and the Mechanic do not rebuild the level
+factors (:func:`refuse_outside_fleet`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+
+import numpy as np
+from omegaconf import DictConfig
+from scipy.cluster.hierarchy import fcluster, linkage
+from scipy.spatial.distance import squareform
+from sklearn.base import BaseEstimator
+from sklearn.utils.validation import check_is_fitted
+
+from huracan.clustering import (
+    LINKAGE_METHODS,
+    AssetClusterer,
+    ClusterResult,
+    _dense,
+    correlation_matrix,
+)
+from huracan.errors import ConfigError, DataError
+from huracan.factor import FactorChannels, MarketFactorExtractor, inject_market_factor
+
+
+class HierarchyClusterer(AssetClusterer):
+    """The tree's first level: :class:`AssetClusterer` cut at ``levels[0]`` clusters.
+
+    Args:
+        levels: clusters per level, strictly increasing (each level nests in the one
+            above); ``n_clusters`` must equal ``levels[0]`` (the config sets it so).
+        **options: as :class:`AssetClusterer`.
+    """
+
+    def __init__(self, levels: Sequence[int] = (2, 6), **options):
+        super().__init__(**options)
+        self.levels = levels
+
+    def _check_params(self) -> None:
+        check_levels(self.levels)
+        super()._check_params()
+        if self.n_clusters != self.levels[0]:
+            raise ConfigError(
+                f"cluster.n_clusters={self.n_clusters} must equal cluster.levels[0]="
+                f"{self.levels[0]} (the tree's first level)"
+            )
+
+
+def check_levels(levels: Sequence[int]) -> None:
+    """Raises a ConfigError unless ``levels`` are at least two whole numbers >= 1,
+    strictly increasing."""
+    values = list(levels)
+    whole = all(isinstance(k, int) and not isinstance(k, bool) and k >= 1 for k in values)
+    increasing = all(b > a for a, b in zip(values, values[1:], strict=False))
+    if len(values) < 2 or not whole or not increasing:
+        raise ConfigError(
+            f"cluster.levels must be two or more whole numbers >= 1, strictly increasing "
+            f"(clusters per level, each nested in the one above), got {values}"
+        )
+
+
+class FactorTree(BaseEstimator):
+    """The levels below the first: nested clusters of residual returns and their factors.
+
+    Args:
+        levels: clusters per level (``cluster.levels``); ``levels[0]`` is the first
+            level's, given to ``fit`` as ``top_labels``.
+        method: scipy linkage method of every level's clustering.
+        correlation: ``pearson`` or ``spearman``.
+        n_lags: lags of each level's factor added as channels after the factor itself.
+        max_ffill: longest stretch, in bars, a missing factor is forward-filled (then 0).
+    """
+
+    def __init__(
+        self,
+        levels: Sequence[int] = (2, 6),
+        method: str = "ward",
+        correlation: str = "pearson",
+        n_lags: int = 2,
+        max_ffill: int = 3,
+    ):
+        self.levels = levels
+        self.method = method
+        self.correlation = correlation
+        self.n_lags = n_lags
+        self.max_ffill = max_ffill
+
+    def fit(self, returns: np.ndarray, market: np.ndarray, top_labels: np.ndarray) -> FactorTree:
+        """Fits every level below the first on a training window.
+
+        Args:
+            returns: (T, N) returns of the training rows, NaN where no bar.
+            market: (T, K) standardised market factor on those rows (K = 0 or 1).
+            top_labels: (N,) first-level cluster ids; -1: the asset is not in the tree.
+
+        Returns:
+            self, with ``labels_`` ((L, N) cluster ids per level, first level included,
+            -1 outside the tree), ``coef_`` (per level below the first: (N, 1 + U)
+            intercept and coefficients on the factors above), ``member_mean_``,
+            ``member_std_`` and ``loadings_`` ((L - 1, N) each) and ``factor_mean_``,
+            ``factor_std_`` (per level: (K,)).
+        """
+        check_levels(self.levels)
+        if self.method not in LINKAGE_METHODS:
+            raise ConfigError(f"linkage method {self.method!r} is not one of {LINKAGE_METHODS}")
+        returns = np.asarray(returns, dtype=float)
+        labels = [np.asarray(top_labels, dtype=int)]
+        self.coef_, self.member_mean_, self.member_std_ = [], [], []
+        self.loadings_, self.factor_mean_, self.factor_std_ = [], [], []
+        factors: list[np.ndarray] = []
+        for k in self.levels[1:]:
+            upper = self._upper(market, factors, labels[1:], returns.shape[1])
+            coef = _ols(returns, upper)
+            residual = returns - np.einsum("tnu,nu->tn", _with_intercept(upper), coef)
+            corr = _level_correlation(residual, self.correlation)
+            level = _nested_cut(corr, labels[-1], k, self.method)
+            mean, std = np.nanmean(residual, 0), np.nanstd(residual, 0)
+            loadings = _loadings(corr, level)
+            raw = _raw_factor(residual, mean, std, loadings, level)
+            f_mean, f_std = np.nanmean(raw, 0), np.nanstd(raw, 0)
+            flat = np.flatnonzero(~(f_std > 0))
+            if len(flat):
+                names = np.flatnonzero(level == flat[0]).tolist()
+                raise DataError(
+                    f"level {len(labels)} cluster {flat[0]} (columns {names})",
+                    "its factor has no variance over the training window",
+                )
+            labels.append(level)
+            self.coef_.append(coef)
+            self.member_mean_.append(mean)
+            self.member_std_.append(std)
+            self.loadings_.append(loadings)
+            self.factor_mean_.append(f_mean)
+            self.factor_std_.append(f_std)
+            factors.append(self._filled((raw - f_mean) / f_std))
+        self.labels_ = np.stack(labels)
+        return self
+
+    def factors(self, returns: np.ndarray, market: np.ndarray) -> list[np.ndarray]:
+        """Each level's (T, K) standardised factors of any window (NaN where no member of
+        a cluster has a bar), first level below the top first."""
+        check_is_fitted(self, "labels_")
+        returns = np.asarray(returns, dtype=float)
+        out: list[np.ndarray] = []
+        for i in range(len(self.coef_)):
+            filled = [self._filled(f) for f in out]
+            upper = self._upper(market, filled, self.labels_[1 : i + 1], returns.shape[1])
+            residual = returns - np.einsum("tnu,nu->tn", _with_intercept(upper), self.coef_[i])
+            raw = _raw_factor(
+                residual,
+                self.member_mean_[i],
+                self.member_std_[i],
+                self.loadings_[i],
+                self.labels_[i + 1],
+            )
+            out.append((raw - self.factor_mean_[i]) / self.factor_std_[i])
+        return out
+
+    def channels(
+        self, returns: np.ndarray, market: np.ndarray, listed: np.ndarray
+    ) -> FactorChannels:
+        """(T, N, (L - 1) * (1 + n_lags)) channels: each asset's own cluster's factor at
+        every level below the first, and its lags; NaN where the asset has no bar or is
+        not in the tree."""
+        listed = np.asarray(listed, dtype=bool)
+        parts, names = [], []
+        for i, factor in enumerate(self.factors(returns, market), start=1):
+            stems = [f"level{i}_factor_{c}" for c in range(factor.shape[1])]
+            lagged = inject_market_factor(
+                factor, np.ones((len(factor), 1), bool), self.n_lags, self.max_ffill, stems
+            ).values[:, 0]  # (T, K * (1 + n_lags)), cluster-major
+            lagged = lagged.reshape(len(factor), factor.shape[1], self.n_lags + 1)
+            labels = self.labels_[i]
+            own = lagged[:, np.maximum(labels, 0)]  # (T, N, 1 + n_lags)
+            parts.append(np.where((labels >= 0)[None, :, None], own, np.nan))
+            names += [
+                f"level{i}_factor" + (f"_lag{k}" if k else "") for k in range(self.n_lags + 1)
+            ]
+        values = np.concatenate(parts, axis=2)
+        return FactorChannels(np.where(listed[:, :, None], values, np.nan), names, 0, 0)
+
+    def to_dict(self, symbols: Sequence[str]) -> dict:
+        """JSON-ready tree (for ``clusters.json`` and the checkpoints): per level its
+        membership, and below the first each asset's fitted state, by symbol."""
+        check_is_fitted(self, "labels_")
+        symbols = list(symbols)
+        levels = [
+            {"n_clusters": int(self.levels[0]), "members": _members(self.labels_[0], symbols)}
+        ]
+        for i in range(len(self.coef_)):
+            labels = self.labels_[i + 1]
+            inside = np.flatnonzero(labels >= 0)
+            levels.append(
+                {
+                    "n_clusters": int(self.levels[i + 1]),
+                    "members": _members(labels, symbols),
+                    "factor_mean": self.factor_mean_[i].tolist(),
+                    "factor_std": self.factor_std_[i].tolist(),
+                    "assets": {
+                        symbols[j]: {
+                            "coef": self.coef_[i][j].tolist(),
+                            "mean": float(self.member_mean_[i][j]),
+                            "std": float(self.member_std_[i][j]),
+                            "loading": float(self.loadings_[i][j]),
+                        }
+                        for j in inside
+                    },
+                }
+            )
+        return {
+            "levels": levels,
+            "residual_of": "the market factor, then each level above on the asset's path",
+            "factor": "first principal component of the members' residual returns",
+            "n_lags": self.n_lags,
+            "max_ffill": self.max_ffill,
+        }
+
+    def _upper(
+        self, market: np.ndarray, factors: list[np.ndarray], labels: Sequence[np.ndarray], n: int
+    ) -> np.ndarray:
+        """(T, n, U): the market factor, then each fitted level's factor of the asset's own
+        cluster (0 for an asset outside the tree)."""
+        market = self._filled(np.asarray(market, dtype=float).reshape(len(market), -1))
+        columns = [np.repeat(market[:, None, :], n, axis=1)]
+        for factor, level in zip(factors, labels, strict=True):
+            own = np.where(level >= 0, factor[:, np.maximum(level, 0)], 0.0)
+            columns.append(own[:, :, None])
+        return np.concatenate(columns, axis=2)
+
+    def _filled(self, factor: np.ndarray) -> np.ndarray:
+        """The factor as the channels carry it: forward-filled ``max_ffill`` bars, then 0."""
+        if factor.shape[1] == 0:
+            return factor
+        listed = np.ones((len(factor), 1), bool)
+        return inject_market_factor(factor, listed, 0, self.max_ffill).values[:, 0]
+
+
+def _with_intercept(upper: np.ndarray) -> np.ndarray:
+    return np.concatenate([np.ones(upper.shape[:2] + (1,)), upper], axis=2)
+
+
+def _ols(returns: np.ndarray, upper: np.ndarray) -> np.ndarray:
+    """(N, 1 + U) per-asset OLS of the returns on an intercept and the (T, N, U) factors,
+    over each asset's bars (the pseudo-inverse where the factors are collinear)."""
+    design = _with_intercept(upper)
+    present = np.isfinite(returns)
+    masked = np.where(present[:, :, None], design, 0.0)
+    gram = np.einsum("tnu,tnv->nuv", masked, masked)
+    moment = np.einsum("tnu,tn->nu", masked, np.where(present, returns, 0.0))
+    return np.einsum("nuv,nv->nu", np.linalg.pinv(gram), moment)
+
+
+def _level_correlation(residual: np.ndarray, method: str) -> np.ndarray:
+    corr, _ = correlation_matrix(residual, method)
+    corr = np.nan_to_num(corr, nan=0.0)
+    np.fill_diagonal(corr, 1.0)
+    return corr
+
+
+def _nested_cut(corr: np.ndarray, parents: np.ndarray, k: int, method: str) -> np.ndarray:
+    """(N,) ids 0..k-1 of ``k`` clusters nested in ``parents`` (-1 stays -1).
+
+    One linkage over every asset on the distance ``1 - max(corr, 0)`` (a residual's
+    anti-correlation is no likeness), with assets of different parents set further apart
+    than any two assets of one parent can merge, so the cut splits parents, never
+    crosses them.
+    """
+    inside = np.flatnonzero(parents >= 0)
+    n_parents = len(np.unique(parents[inside]))
+    if k > len(inside):
+        raise ConfigError(f"cluster.levels asks {k} clusters of {len(inside)} assets")
+    labels = np.full(len(parents), -1)
+    if len(inside) == 1:
+        labels[inside] = 0
+        return labels
+    distance = 1.0 - np.maximum(corr[np.ix_(inside, inside)], 0.0)
+    apart = parents[inside][:, None] != parents[inside][None, :]
+    # a merge height is at most sqrt(2 n) times the largest distance (ward); 1 + that apart
+    distance[apart] = 2.0 * np.sqrt(2.0 * len(inside)) + 1.0
+    np.fill_diagonal(distance, 0.0)
+    tree = linkage(squareform(distance, checks=False), method=method)
+    cut = fcluster(tree, max(k, n_parents), criterion="maxclust")
+    # keyed by (parent, cut): nested even if the cut were ever to cross a parent
+    labels[inside] = _dense(parents[inside] * (len(inside) + 1) + cut)
+    return labels
+
+
+def _loadings(corr: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """(N,) each asset's weight in its cluster's first principal component (the top
+    eigenvector of the members' residual correlation, signed to sum >= 0); 0 outside."""
+    loadings = np.zeros(len(labels))
+    for c in range(int(labels.max()) + 1):  # a loop over clusters, not assets or bars
+        members = np.flatnonzero(labels == c)
+        _, vectors = np.linalg.eigh(corr[np.ix_(members, members)])
+        top = vectors[:, -1]
+        loadings[members] = top if top.sum() >= 0 else -top
+    return loadings
+
+
+def _raw_factor(
+    residual: np.ndarray, mean: np.ndarray, std: np.ndarray, loadings: np.ndarray, labels
+) -> np.ndarray:
+    """(T, K) each cluster's loading-weighted sum of its members' standardised residuals
+    present at a bar (a missing member counts as its training mean); NaN where none is."""
+    n_clusters = int(labels.max()) + 1
+    one_hot = (labels[:, None] == np.arange(n_clusters)[None, :]).astype(float)  # (N, K)
+    present = np.isfinite(residual) & (std > 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        z = np.where(present, (residual - mean) / np.where(std > 0, std, 1.0), 0.0)
+    raw = z @ (one_hot * loadings[:, None])
+    return np.where(present.astype(float) @ one_hot > 0, raw, np.nan)
+
+
+def _members(labels: np.ndarray, symbols: list[str]) -> dict[str, list[str]]:
+    ids = sorted(set(labels.tolist()) - {-1})
+    return {str(c): [s for s, k in zip(symbols, labels, strict=True) if k == c] for c in ids}
+
+
+def cascade(
+    cfg: DictConfig,
+    returns: np.ndarray,
+    listed: np.ndarray,
+    train: np.ndarray,
+    symbols: list[str],
+    clusters: ClusterResult,
+    market: MarketFactorExtractor,
+    channels: FactorChannels,
+    quote_volume: np.ndarray,
+) -> tuple[ClusterResult, FactorChannels]:
+    """The fold's tree fitted on ``train`` and its channels after the market's, for
+    ``cluster=hierarchy``; anything else: ``clusters`` and ``channels`` unchanged.
+
+    Returns:
+        ``clusters`` with the tree (``ClusterResult.tree``), and the channels.
+    """
+    levels = cfg.cluster.get("levels")
+    if not levels:
+        return clusters, channels
+    tree = FactorTree(
+        list(levels), cfg.cluster.method, cfg.cluster.correlation, market.n_lags, market.max_ffill
+    )
+    factor = market.transform(returns, quote_volume)  # (T, 0 or 1), fitted on train already
+    tree.fit(returns[train], factor[train], clusters.labels(symbols))
+    more = tree.channels(returns, factor, listed)
+    values = np.concatenate([channels.values, more.values], axis=2)
+    joined = FactorChannels(
+        values, [*channels.names, *more.names], channels.n_filled, channels.n_zeroed
+    )
+    return replace(clusters, tree=tree.to_dict(symbols)), joined
+
+
+def refuse_outside_fleet(cfg: DictConfig, pipeline: str) -> None:
+    """Raises a ConfigError for ``cluster=hierarchy`` in a pipeline that serves per-coin
+    models: serving and the Mechanic do not rebuild the level factors."""
+    if cfg.cluster.get("levels"):
+        raise ConfigError(
+            f"pipeline={pipeline} cluster=hierarchy: serving and the Mechanic do not rebuild "
+            "the level factors yet; cluster=hierarchy runs with pipeline=hierarchical only"
+        )
