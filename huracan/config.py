@@ -201,6 +201,7 @@ class Validation:
     purge: int | None = None
     embargo: int | None = None
     val_fraction: float = 0.2
+    test_size: int | None = None
 
 
 @dataclasses.dataclass

@@ -214,3 +214,26 @@ def test_metrics_reject_bad_inputs():
             cluster_map={"A": 0},
             bars_per_year=BARS_PER_YEAR,
         )
+
+
+def test_the_config_test_size_places_the_out_of_sample_part():
+    """``validation.test_size`` reaches the run's splitter: five windows of 146 days end on
+    the last day, so the tests begin 730 days before it (bench_edge.py daily's held-out)."""
+    from omegaconf import OmegaConf
+
+    from huracan.training.folds import walk_forward
+
+    grid = pd.date_range("2020-05-11", "2024-05-07", freq="D")
+    cfg = OmegaConf.create(
+        {
+            "validation": {"n_folds": 5, "purge": None, "embargo": None, "val_fraction": 0.2},
+            "labels": {"horizon": 14},
+        }
+    )
+    default = walk_forward(cfg).split(grid)
+    cfg.validation.test_size = 146
+    folds = walk_forward(cfg).split(grid)
+    assert [len(f.test) for f in folds] == [146] * 5
+    assert folds[0].test_times[0] == grid[-730] and folds[-1].test_times[-1] == grid[-1]
+    assert folds[0].train_times[-1] < folds[0].test_times[0] - pd.Timedelta(days=14)
+    assert default[0].test_times[0] != folds[0].test_times[0]

@@ -58,6 +58,7 @@ def walk_forward(cfg: DictConfig, **overrides) -> WalkForward:
         "purge": cfg.validation.purge,
         "embargo": cfg.validation.embargo,
         "val_fraction": cfg.validation.val_fraction,
+        "test_size": cfg.validation.get("test_size"),
     }
     return WalkForward(**options | overrides)
 
