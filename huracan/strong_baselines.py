@@ -124,8 +124,14 @@ def pooled_choice(
         net_h: (V, N, H) their net returns; rows: (V,) their grid rows.
 
     Returns:
-        ``(horizon_index, cut)``; ``(-1, inf)`` where no cut has a positive bound.
+        ``(horizon_index, cut)``; ``(-1, inf)`` where no cut has a positive bound. A
+        horizon without any score (e.g. no model fitted for it) is left out of the choice,
+        not allowed to veto the others.
     """
+    scored = np.flatnonzero(np.isfinite(prob).any((0, 1)))
+    if len(scored) == 0:
+        return -1, np.inf
+    prob, net_h = prob[..., scored], net_h[..., scored]
     t, coins = np.nonzero(np.isfinite(prob).all(-1))
     day = None if rules.day is None else rules.day[rows[t]]
     index, cuts, _ = choose_horizons(
@@ -133,14 +139,14 @@ def pooled_choice(
         net_h[t, coins],
         np.zeros(len(t), dtype=np.int64),
         rows[t],
-        horizons,
+        tuple(horizons[i] for i in scored),
         1,
         rules.min_trades,
         rules.z,
         day,
         rules.cut_z,
     )
-    return int(index[0]), float(cuts[0])
+    return (int(scored[index[0]]), float(cuts[0])) if index[0] >= 0 else (-1, float(cuts[0]))
 
 
 def ranked_trades(

@@ -15,6 +15,7 @@ from huracan.strong_baselines import (
     cross_section_trades,
     lightgbm_trades,
     lookback_bars,
+    pooled_choice,
     top_k_mask,
 )
 from huracan.validation import WalkForward
@@ -169,3 +170,22 @@ def test_lightgbm_is_deterministic_and_learns_a_planted_reversal():
     assert np.nanmean(held[signals]) > 0
     other = lgbm(features, net_h, folds, seed=4)[2]  # the seed reaches the bagging
     assert not np.array_equal(np.nan_to_num(probability), np.nan_to_num(other))
+
+
+def test_a_horizon_without_a_model_does_not_veto_the_others():
+    """LightGBM skips a horizon whose training labels have one class: its scores are NaN.
+    The pooled choice picks among the other horizons as if that one were not offered."""
+    rng = np.random.default_rng(3)
+    v, n = 400, 6
+    score = rng.uniform(size=(v, n))
+    net = np.where(score > 0.5, 0.004, -0.004) + rng.normal(0, 0.002, (v, n))
+    alone = pooled_choice(score[..., None], net[..., None], np.arange(v), (1,), RULES)
+    assert alone[0] == 0  # the planted score trades at its one horizon
+    prob = np.stack([score, np.full((v, n), np.nan)], axis=-1)
+    both = pooled_choice(prob, np.stack([net, net], axis=-1), np.arange(v), (1, 4), RULES)
+    assert both == alone
+    prob = np.stack([np.full((v, n), np.nan), score], axis=-1)  # the index maps back
+    later = pooled_choice(prob, np.stack([net, net], axis=-1), np.arange(v), (4, 1), RULES)
+    assert later == (1, alone[1])
+    nothing = np.full((v, n, 2), np.nan)
+    assert pooled_choice(nothing, nothing, np.arange(v), (1, 4), RULES) == (-1, np.inf)

@@ -441,6 +441,12 @@ def unbatchable(trainer: DictConfig) -> str | None:
         "min_steps": (None, -1),
         "max_time": (None,),
         "gradient_clip_val": (None, 0, 0.0),
+        "limit_val_batches": (None, 1.0),
+        "accumulate_grad_batches": (None, 1),
+        "devices": (None, 1, "1"),
+        "num_nodes": (None, 1),
+        "strategy": (None, "auto"),
+        "precision": (None, 32, "32", "32-true"),
     }
     set_ = [f"trainer.{k}={trainer[k]}" for k, free in limits.items() if trainer.get(k) not in free]
     return ", ".join(set_) or None

@@ -20,6 +20,8 @@ and without the cache (``replay.reuse_inputs``) decides and trades the same.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
@@ -55,21 +57,19 @@ class CycleInputs:
         key = OmegaConf.to_yaml(trained) + repr(tuple(horizons))
         if key not in self._arrays:
             self._arrays[key] = build_fleet_arrays(self.panel, trained, horizons)
-        missing = {
-            s: m for s, m in fleet.models.items() if (s, m.preprocessing_key) not in self._keys()
-        }
+        missing = {s: m for s, m in fleet.models.items() if _slot(s, m) not in self._keys()}
         if missing:
             sub = Fleet(missing, {}, fleet.roster, fleet.shared_encoder, fleet.config)
             inputs, problems = sub.inputs(self.panel)
             for symbol, model in missing.items():
-                slot = (symbol, model.preprocessing_key)
+                slot = _slot(symbol, model)
                 if symbol in problems:
                     self._problems[slot] = problems[symbol]
                 else:
                     self._inputs[slot] = inputs[symbol]
         inputs, problems = {}, {}
         for symbol, model in fleet.models.items():
-            slot = (symbol, model.preprocessing_key)
+            slot = _slot(symbol, model)
             if slot in self._problems:
                 problems[symbol] = self._problems[slot]
             else:
@@ -113,3 +113,14 @@ def truncated(arrays: FleetArrays, n: int) -> FleetArrays:
         cut[name] = value
     cut["label"], cut["net_return"] = cut["label_h"][..., 0], cut["net_h"][..., 0]
     return FleetArrays(**{**vars(arrays), **cut})
+
+
+def _slot(symbol: str, model) -> tuple[str, str]:
+    """A coin's cache slot: its preprocessing (features, factor, leader) and its own scaler
+    and fracdiff order, so that a pointer moved to a version with other ones computes anew."""
+    own = json.dumps(
+        [model.description.get("scaler"), model.description.get("fracdiff_d")],
+        sort_keys=True,
+        default=str,
+    )
+    return symbol, model.preprocessing_key + own
