@@ -15,7 +15,7 @@
 # /work/main/.venv): `make install` needs the network, so the clone gets the packages,
 # never a `pip install`; PYTHONPATH puts the clone's own huracan first. The shared data
 # lie beside the clone as the docs assume (../shared, a link to WALK_SHARED, default: the
-# folder beside this repository). Placeholders: DIR and LATEST_BARS_DIR are the docs' own
+# shared/ beside this repository or beside its folder). Placeholders: DIR and LATEST_BARS_DIR are the docs' own
 # ../shared/data/binance_spot/1h, ROOT is artifacts. Optional [--flags] are run with
 # their flags. Commands that need the network, SLURM, a GPU, Dropbox credentials, root or
 # a server that never exits are listed as SKIP with that reason. A command shown twice
@@ -30,7 +30,12 @@ if [[ -z $VENV ]]; then
     done
 fi
 [[ -x ${VENV:-}/bin/python ]] || { echo "walkthrough: no environment (set WALK_VENV)" >&2; exit 2; }
-SHARED=${WALK_SHARED:-$(cd "$SOURCE/.." && pwd)/shared}
+SHARED=${WALK_SHARED:-}
+if [[ -z $SHARED ]]; then  # beside the repository, or beside its folder (a worktree's)
+    for candidate in "$SOURCE/../shared" "$SOURCE/../../shared"; do
+        [[ -d $candidate/data ]] && { SHARED=$(cd "$candidate" && pwd); break; }
+    done
+fi
 TIMEOUT=${WALK_TIMEOUT:-3600}
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/huracan-walk.XXXXXX")
@@ -39,9 +44,9 @@ CLONE=$WORK/huracan
 LOGS=$WORK/logs
 mkdir -p "$LOGS"
 git clone -q "$SOURCE" "$CLONE" || { echo "walkthrough: git clone $SOURCE failed" >&2; exit 2; }
-[[ -d $SHARED/data ]] && ln -s "$SHARED" "$WORK/shared"
+[[ -n $SHARED && -d $SHARED/data ]] && ln -s "$SHARED" "$WORK/shared"
 mkdir "$CLONE/.venv"  # the environment, linked piece by piece; make's stamp is its own
-for part in "$VENV"/* "$VENV"/pyvenv.cfg; do ln -s "$part" "$CLONE/.venv/"; done
+for part in "$VENV"/*; do ln -s "$part" "$CLONE/.venv/"; done
 touch "$CLONE/.venv/.installed"
 export PYTHONPATH=$CLONE VIRTUAL_ENV=$CLONE/.venv PATH=$CLONE/.venv/bin:$PATH
 DIR=../shared/data/binance_spot/1h
@@ -89,7 +94,7 @@ step() {
         done
     fi
     if [[ -z $why && $cmd == *"$DIR"* && ! -d $WORK/shared/data ]]; then
-        why="no shared data at $SHARED"
+        why="no shared data beside the repository (WALK_SHARED)"
     fi
     if [[ -z $why && -n $needs && ! -e $CLONE/$needs ]]; then
         why="needs $needs, which no earlier command made"
