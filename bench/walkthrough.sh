@@ -8,6 +8,7 @@
 #   WALK_QUICK=1 bench/walkthrough.sh     # leaves out the long commands (SKIP, with why)
 #   WALK_BENCH=1 bench/walkthrough.sh     # also the benchmark scripts of the docs
 #   WALK_SKIP='make test,optuna' ...      # leaves out commands containing one of these
+#   WALK_ONLY='../shared/data,artifacts/mine' ...  # runs only commands containing one
 #   WALK_KEEP=1 ...                       # keeps the clone and its logs (path printed)
 #
 # The clone is `git clone` of this repository's committed HEAD (commit first). Its .venv
@@ -86,6 +87,14 @@ step() {
         long) [[ -n ${WALK_QUICK:-} ]] && why="long: left out by WALK_QUICK=1" ;;
         bench) [[ -z ${WALK_BENCH:-} ]] && why="a benchmark: WALK_BENCH=1 runs it" ;;
     esac
+    if [[ -z $why && -n ${WALK_ONLY:-} ]]; then
+        local wanted="" pattern
+        IFS=, read -ra patterns <<<"$WALK_ONLY"
+        for pattern in "${patterns[@]}"; do
+            [[ -n $pattern && $cmd == *"$pattern"* ]] && wanted=1
+        done
+        [[ -z $wanted ]] && why="WALK_ONLY: $WALK_ONLY"
+    fi
     if [[ -z $why && -n ${WALK_SKIP:-} ]]; then
         local pattern
         IFS=, read -ra patterns <<<"$WALK_SKIP"
