@@ -22,6 +22,7 @@
 # a server that never exits are listed as SKIP with that reason. A command shown twice
 # runs once; its second line repeats the first one's result.
 set -uo pipefail
+{  # parsed whole before it runs: editing this file cannot change a walk under way
 
 SOURCE=$(cd "$(dirname "$0")/.." && pwd)
 VENV=${WALK_VENV:-}
@@ -301,3 +302,5 @@ total=$(($(date +%s) - walk_start))
 echo "walkthrough: $n_pass passed, $n_fail failed, $n_skip skipped, $((total / 60)) min $((total % 60)) s"
 [[ -n ${WALK_KEEP:-} ]] && echo "kept: $WORK (logs in $LOGS)"
 [[ $n_fail -eq 0 ]]
+exit
+}
