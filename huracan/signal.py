@@ -4,13 +4,16 @@ python -m huracan.signal --root artifacts --data DIR [--top N --allow A,B --bloc
                          [--expire-hours H] [--positions positions.json] [--out signals.json]
 python -m huracan.signal --root dropbox:/huracan --exchange binance [--quote USDT]
                          [--since TIME] [--cache-dir data_cache] ...
+python -m huracan.signal --root artifacts/demo --synthetic ...
 
 --root is a local directory, or dropbox:/PATH (the Dropbox store; credentials from the
 environment only: DROPBOX_ACCESS_TOKEN, or DROPBOX_REFRESH_TOKEN with DROPBOX_APP_KEY).
 --exchange NAME reads the bars from a ccxt exchange instead of --data: the roster coins
 and the factor's members against --quote, at the champions' bar length, from --since
 (default: as many bars before now as the signal needs, and a margin), cached in
---cache-dir like data=ccxt.
+--cache-dir like data=ccxt. --synthetic draws the champions' own synthetic market again
+from their config: trained with data.end=now, its bars up to the last closed one (the
+live walk-through's demo).
 
 DIR holds one <SYMBOL>.csv | .csv.gz | .parquet file per coin (the input contract of
 data=csv), with the latest bars of every roster coin and of the market factor's members:
@@ -70,6 +73,11 @@ def main(argv: list[str] | None = None) -> int:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--data", help="directory of per-symbol bar files")
     source.add_argument("--exchange", help="a ccxt exchange id: read the latest bars from it")
+    source.add_argument(
+        "--synthetic",
+        action="store_true",
+        help="the champions' own synthetic market, drawn again (data.end=now: up to now)",
+    )
     parser.add_argument("--quote", default="USDT", help="quote currency on the exchange")
     parser.add_argument("--since", default=None, help="first bar to fetch from the exchange")
     parser.add_argument("--cache-dir", default="data_cache", help="the exchange bars' cache")
@@ -115,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         if not fleet.symbols:
             raise HuracanError(f"{args.root}: the roster has no entry left after the filters")
         held = read_positions(args.positions) if args.positions else None
-        signals = fleet.signals(args.data if args.data else exchange_bars(fleet, args), held)
+        signals = fleet.signals(latest_bars(fleet, args), held)
     except (HuracanError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -149,6 +157,30 @@ def main(argv: list[str] | None = None) -> int:
         f"{fleet.roster['run_id']})"
     )
     return 0
+
+
+def latest_bars(fleet: Fleet, args: argparse.Namespace) -> Panel | str:
+    """The bars to score: the --data directory, the synthetic market or the exchange's."""
+    if args.data:
+        return args.data
+    if args.synthetic:
+        return synthetic_bars(fleet)
+    return exchange_bars(fleet, args)
+
+
+def synthetic_bars(fleet: Fleet) -> Panel:
+    """The champions' own synthetic market, drawn again from their config: with
+    ``data.end=now`` the bars up to the last closed one, those they trained on unchanged
+    (``huracan.data.now``)."""
+    from huracan.config import build
+
+    markets = {json.dumps(m.config["data"], sort_keys=True) for m in fleet.models.values()}
+    if len(markets) != 1:
+        raise ConfigError(f"--synthetic: the champions name {len(markets)} markets, need one")
+    data = json.loads(markets.pop())
+    if data.get("_target_") != "huracan.data.SyntheticMarket":
+        raise ConfigError(f"--synthetic: the champions were trained on {data.get('_target_')}")
+    return build(data).load()
 
 
 def exchange_bars(fleet: Fleet, args: argparse.Namespace) -> Panel:

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from huracan.data.align import forward_fill, timeframe_ns
+from huracan.data.now import NOW, now_span
 from huracan.data.panel import DropRecord, Panel
 from huracan.data.validate import check_max_bar_move
 from huracan.errors import ConfigError
@@ -111,7 +112,9 @@ class SyntheticMarket:
             applied, since simulated bars hold no bad ticks (the default market's largest
             move is far below any sensible limit).
         end: keep only the bars before this time (the same market, cut short: the first
-            months of a longer history); None keeps them all.
+            months of a longer history); None keeps them all. ``now``: the market reaches
+            the present, its last bar the last closed one (``start`` is then ignored; see
+            ``huracan.data.now``).
         regime_change: a planted change, off by default (None leaves the market
             byte-identical): ``{at, symbol, to_cluster, lead_lag, vol_multiplier}``. From
             bar ``at`` (a share of the history in (0, 1), or a time) on, ``symbol`` loads
@@ -169,6 +172,8 @@ class SyntheticMarket:
         self.max_ffill = max_ffill
         self.max_bar_move = check_max_bar_move(max_bar_move)
         self.end = end
+        if end == NOW:  # the live demo's market: anchored so that its past stays put
+            self.start, self.end = now_span(years, timeframe_ns(timeframe))
         self.regime_change = _check_regime_change(regime_change, self.symbols(), n_clusters)
         self.majors_follow_share = majors_follow_share
         self.spread_column = spread_column
