@@ -253,7 +253,6 @@ print(signals)
 PY"
 step run live "huracan train pipeline=per_coin data.end=now store.root=artifacts/demo"
 step run live "huracan signal --root artifacts/demo --synthetic --out signals.json"
-step run live "huracan signal --root artifacts/demo --synthetic --expire-hours 0"
 step run live "huracan mechanic data.end=now store.root=artifacts/demo mechanic.max_cycles=1"
 step run live "huracan signal --root artifacts/demo --synthetic"
 step "skip:needs Dropbox credentials" live "huracan signal --root dropbox:/huracan --data $DIR"

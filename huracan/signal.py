@@ -88,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
         "--expire-hours",
         type=float,
         default=ServeConfig.expire_hours,
-        help="a champion whose training data ended longer ago than this does not trade "
+        help="a champion last vouched for longer ago than this does not trade: its last "
+        "out-of-sample window (per-coin test, Mechanic holdout) or its training data's end "
         f"(default {ServeConfig.expire_hours:g}; 0: never expires)",
     )
     parser.add_argument(

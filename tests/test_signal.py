@@ -176,10 +176,23 @@ def test_too_few_bars_gap_and_missing_symbol_give_reasons(served):
 
 
 def test_expired_champion_does_not_trade(served):
+    """A champion is vouched for until the end of the windows its pointer says it was last
+    scored on out of sample (here the per-coin test window, ending with the panel), not
+    only until its training data's end; without such a window it expires from that end."""
+    import dataclasses
+
     tmp, panel, _, _ = served
     fleet = Fleet.load(tmp / "artifacts", config=ServeConfig(expire_hours=24))
     rows = fleet.signals(panel)
     assert (rows["model_age_hours"] > 24).all()  # the panel ends 20 days after training
+    bar = panel.timestamps[-1]
+    for model in fleet.models.values():
+        judged = model.judged_until(bar)
+        assert judged > model.data_end and bar - judged <= pd.Timedelta(hours=24)
+        assert model.judged_until(model.data_end) == model.data_end  # no window yet then
+    assert not any("expired" in r for r in rows["reasons"])
+    fleet.models = {s: dataclasses.replace(m, pointer=None) for s, m in fleet.models.items()}
+    rows = fleet.signals(panel)
     assert not rows["trade"].any()
     assert all("expired" in r for r in rows["reasons"])
 

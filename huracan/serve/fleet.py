@@ -70,8 +70,12 @@ class ServeConfig:
     """How signals are served (``serve.*``).
 
     Attributes:
-        expire_hours: a champion whose training data ended longer ago than this before
-            the signal's bar does not trade (FreqAI's ``expiration_hours``); None: never.
+        expire_hours: a champion last vouched for longer ago than this before the signal's
+            bar does not trade (FreqAI's ``expiration_hours``); None: never. It is vouched
+            for until the end of the windows it was last scored on out of sample (the
+            per-coin test window, a Mechanic holdout: ``CoinModel.judged_until``), or its
+            training data's end where that is later. A fresh per-coin champion is scored
+            on the 30 days after its training data, so it is fresh when the run ends.
         ema_tolerance: weight of an EMA's starting value that may be left after the
             warm-up; sets how many bars the RSI, MACD and ATR need.
         drift_window: bars of recent inputs whose distribution is compared with the
@@ -344,8 +348,9 @@ class Fleet:
                 reasons = reasons or ["inputs not finite at the latest bar"]
                 p = None
             age = (bar_time - model.data_end).total_seconds() / 3600
+            vouched = (bar_time - model.judged_until(bar_time)).total_seconds() / 3600
             expire = self.config.expire_hours
-            if expire is not None and age > expire:
+            if expire is not None and vouched > expire:
                 reasons.append("expired")
             if not model.roster.get("trade_ok", False):
                 reasons += [f"roster: {r}" for r in model.roster.get("reasons") or ["not trade_ok"]]

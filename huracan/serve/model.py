@@ -63,6 +63,22 @@ class CoinModel:
     encoder_key: str
     pointer: dict | None = None
 
+    def judged_until(self, bar_time: pd.Timestamp) -> pd.Timestamp:
+        """The last bar up to ``bar_time`` that vouches for the champion: the end of the
+        windows its pointer says it was last scored on out of sample (the selection and
+        the report window: a per-coin test window, a Mechanic holdout), or its training
+        data's end where those are later or absent. A window ending after ``bar_time``
+        (a replay of the past) vouches for nothing yet."""
+        ends = [self.data_end]
+        pointer = self.pointer or {}
+        for window in (pointer.get("window"), (pointer.get("report") or {}).get("window")):
+            if isinstance(window, list | tuple) and window:
+                end = pd.Timestamp(window[-1])
+                end = end.tz_localize("UTC") if end.tzinfo is None else end.tz_convert("UTC")
+                if end <= bar_time:
+                    ends.append(end)
+        return max(ends)
+
     @property
     def config(self) -> dict:
         return self.description["config"]
