@@ -20,9 +20,10 @@ from conftest import run_config
 from safetensors.torch import load
 from test_mechanic import MARKET, MECHANIC
 
+from huracan.coins import part_tensors
 from huracan.models import FleetModule, GroupedMoEHead
 from huracan.models.encoder import Autoencoder
-from huracan.pipelines.mechanic.coin import _tensors, finetuned_head
+from huracan.pipelines.mechanic.coin import finetuned_head
 from huracan.run import train
 from huracan.serve.finetune import HeadFit, finetune_heads
 from huracan.store import LocalStore
@@ -84,7 +85,7 @@ def fitted(tmp_path_factory):
 def fitted_jobs(models, parts=None) -> list[HeadFit]:
     parts = parts or [m.part for m in models]
     return [
-        HeadFit(m.module, _tensors(p["train"]), _tensors(p["val"]), p["lr"], b)
+        HeadFit(m.module, part_tensors(p["train"]), part_tensors(p["val"]), p["lr"], b)
         for m, p, (_, _, b, _, _) in zip(models, parts, COINS, strict=True)
     ]
 

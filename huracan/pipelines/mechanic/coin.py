@@ -37,13 +37,13 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from huracan.coins import CoinJob, grid_rows, predict
+from huracan.coins import CoinJob, grid_rows, part_tensors, predict
 from huracan.data import Panel
 from huracan.features.drift import reference_bins
 from huracan.features.labels import energy_weights, forward_return
 from huracan.io import plain
 from huracan.models import FleetModule
-from huracan.models.batches import FoldSamples, sample_tensors
+from huracan.models.batches import FoldSamples
 from huracan.models.callbacks import stopping
 from huracan.models.checkpoint import checkpoint_files, module_from_files
 from huracan.pipelines.per_coin.costs import CoinFits
@@ -277,7 +277,9 @@ def finetuned_head(model: CoinModel, parts: dict, cfg: DictConfig) -> FleetModul
         callbacks=stopping("val/loss", int(cfg.mechanic.patience)),
     )
     batch = int(model.config["head"]["batch_size"])
-    samples = FoldSamples(_tensors(parts["train"]), _tensors(parts["val"]), batch, int(cfg.seed))
+    samples = FoldSamples(
+        part_tensors(parts["train"]), part_tensors(parts["val"]), batch, int(cfg.seed)
+    )
     trainer.fit(module, datamodule=samples)
     return module.cpu().eval()
 
@@ -381,11 +383,6 @@ def _cut(value: float | None) -> float:
     return np.inf if value is None else value
 
 
-def _tensors(part: dict) -> dict[str, torch.Tensor]:
-    n = len(part["y"])
-    return sample_tensors(part["x"], part["factor"], np.zeros(n, np.int64), part["y"], part["w"])
-
-
 @dataclass(frozen=True)
 class Tuned:
     """A coin's fine-tuning samples (``coin_parts``) and its challenger from the batch."""
@@ -417,8 +414,8 @@ def fit_challengers(store, models: dict[str, CoinModel], market: Market, cfg) ->
         jobs.append(
             HeadFit(
                 model.module,
-                _tensors(parts["train"]),
-                _tensors(parts["val"]),
+                part_tensors(parts["train"]),
+                part_tensors(parts["val"]),
                 float(cfg.mechanic.lr or model.module.lr),
                 int(model.config["head"]["batch_size"]),
             )
