@@ -419,3 +419,19 @@ def test_a_pointer_to_another_coins_version_is_skipped_not_tuned(trained, tmp_pa
     [entry] = [e for e in load_roster(store)["entries"] if e["symbol"] == coin]
     assert not entry["trade_ok"] and entry["model_path"] is None
     assert entry["reasons"][0].startswith("champion_unusable:champions/")
+
+
+def test_a_champion_not_due_a_rescore_keeps_its_roster_verdict(trained, tmp_path):
+    """A cycle with too few new bars for any coin scores nobody: every champion stays on
+    the roster as the per-coin run judged it (no ``champion_not_rescored``)."""
+    store = copy_root(trained, tmp_path)
+    before = {e["symbol"]: e for e in load_roster(store)["entries"]}
+    train(config(tmp_path, *MECHANIC, "mechanic.min_new_bars=1000000"))
+    report = json.loads((tmp_path / "run" / "mechanic.json").read_text())
+    waiting = [s for s, c in report["coins"].items() if c["status"] == "skipped" and c["waiting"]]
+    assert waiting and all(c["status"] == "skipped" for c in report["coins"].values())
+    after = {e["symbol"]: e for e in load_roster(store)["entries"]}
+    assert any(before[s]["trade_ok"] for s in waiting)
+    for symbol in waiting:
+        assert "champion_not_rescored" not in after[symbol]["reasons"]
+        assert after[symbol]["trade_ok"] == before[symbol]["trade_ok"], after[symbol]["reasons"]

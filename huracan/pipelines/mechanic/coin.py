@@ -108,8 +108,20 @@ class Market:
         }
 
 
+class Waiting(str):
+    """A skip reason that new bars clear (too few since the champion's training, none after
+    the window it was promoted on): the champion is not due a rescore, nothing is wrong."""
+
+
 def skipped(*reasons: str) -> dict:
-    return {"status": "skipped", "reasons": list(reasons), "champion": None, "challenger": None}
+    """The outcome of a coin the cycle did not score; ``waiting`` where only time is short."""
+    return {
+        "status": "skipped",
+        "reasons": [str(r) for r in reasons],
+        "waiting": all(isinstance(r, Waiting) for r in reasons),
+        "champion": None,
+        "challenger": None,
+    }
 
 
 def mechanic_coin(
@@ -122,7 +134,7 @@ def mechanic_coin(
         return skipped(*market.problems[symbol])
     prefix = model_prefix(symbol, market.version_id)
     if model.model_path == prefix:  # promoted by this cycle before a restart, or a rerun
-        return skipped(f"already the champion: {prefix} is this cycle's version")
+        return skipped(Waiting(f"already the champion: {prefix} is this cycle's version"))
     parts = tuned.parts if tuned else coin_parts(model, market, cfg.mechanic)
     if isinstance(parts, str):
         return skipped(parts)
@@ -177,7 +189,7 @@ def coin_parts(model: CoinModel, market: Market, options) -> dict | str:
     row = np.arange(panel.n_bars)
     new = np.flatnonzero(usable & (panel.timestamps > model.data_end) & (row < market.tune_end))
     if len(new) < options.min_new_bars:
-        return (
+        return Waiting(
             f"{len(new)} new bars since its training ended ({model.data_end}) "
             f"< mechanic.min_new_bars={options.min_new_bars}"
         )
@@ -187,7 +199,7 @@ def coin_parts(model: CoinModel, market: Market, options) -> dict | str:
     judged = judged_until(model)
     fresh = in_holdout if judged is None else in_holdout & (panel.timestamps > judged)
     if not fresh.any():
-        return (
+        return Waiting(
             f"no holdout bar after {judged}, the last bar of the window its champion was "
             "promoted on: compared again once new bars come"
         )

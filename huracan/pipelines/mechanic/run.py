@@ -212,7 +212,10 @@ def roster_entries(
     store: Store, roster: dict, gates: GateReport, market: Market, coins: dict
 ) -> list[dict]:
     """Every roster coin again: from its (new or kept) champion pointer and current costs;
-    a coin without a champion keeps its entry."""
+    a coin without a champion keeps its entry. A champion the cycle skipped only because
+    it is not due a rescore (``waiting``) is judged on the window it was last scored on,
+    as it stands, not flagged ``champion_not_rescored``: between cycles that is its normal
+    state, and the serving path's expiry ages it."""
     trained = market.trained
     entries = []
     for old in roster["entries"]:
@@ -224,12 +227,15 @@ def roster_entries(
         in_panel = symbol in market.panel.symbols
         costs = market.costs(symbol) if in_panel else _old_costs(old)
         result = coins.get(symbol) or {}
+        window = market.holdout_window
+        if champion is not None and result.get("waiting"):
+            window = champion["window"]  # not due a rescore: judged where it last was
         entries.append(
             roster_entry(
                 symbol,
                 champion=champion,
                 costs=costs,
-                test_window=market.holdout_window,
+                test_window=window,
                 gate_codes=[r["code"] for r in gates.skip_reasons.get(symbol, [])],
                 job_status="completed",
                 job_reason="",
