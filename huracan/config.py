@@ -26,6 +26,7 @@ from huracan.credentials import refuse_secrets_in
 from huracan.errors import ConfigError, HuracanError
 from huracan.family import FamilyGate
 from huracan.features.cross_section import check_config
+from huracan.features.per_cluster import check_per_cluster
 
 Node = DictConfig | Mapping
 
@@ -75,6 +76,13 @@ def validate(cfg: DictConfig) -> None:
             schema = get_object(SECTIONS[name])
             check_values(OmegaConf.to_container(node, resolve=True), schema, str(name))
     check_config(cfg.get("features"), str(cfg.get("pipeline", {}).get("_target_", "")))
+    features = cfg.get("features") or {}
+    if features.get("per_cluster") is not None:
+        check_per_cluster(
+            OmegaConf.to_container(features, resolve=True)["per_cluster"],
+            float(features.get("per_cluster_keep", 0.5)),
+            str(cfg.get("head", {}).get("granularity", "cluster")),
+        )
     cut_z = cfg.get("thresholds", {}).get("cut_z")
     if cut_z is not None and not cut_z >= 0:
         raise ConfigError(f"thresholds.cut_z must be >= 0 or null, got {cut_z}")
@@ -186,6 +194,8 @@ class Features:
     max_d: float = 0.65
     clip: float | None = 5.0
     cross_section: dict | None = None  # checked by huracan.features.cross_section.resolve
+    per_cluster: str | dict | None = None  # checked by huracan.features.per_cluster
+    per_cluster_keep: float = 0.5
 
 
 @dataclasses.dataclass

@@ -30,6 +30,7 @@ from huracan.factor import MarketFactorExtractor
 from huracan.features.cross_section_fold import TrendAggregate, fold_features
 from huracan.features.fracdiff import StationaryFracDiff
 from huracan.features.labels import energy_weights
+from huracan.features.per_cluster import MAX_ROWS, cluster_masks
 from huracan.features.scaling import PanelScaler
 from huracan.hierarchy import cascade
 from huracan.models.batches import sample_tensors
@@ -110,6 +111,7 @@ class FoldData:
     factor_zeroed: int = 0
     across: np.ndarray | None = None  # (T, N, K) cross-sectional columns fitted per fold
     trend: TrendAggregate | None = None  # their fitted trend aggregate
+    masks: np.ndarray | None = None  # (G, F) inputs each head reads (features.per_cluster)
 
     def inputs(self, t_idx: np.ndarray, a_idx: np.ndarray | int) -> np.ndarray:
         """(B, F) scaled model inputs of grid rows ``t_idx`` of assets ``a_idx``."""
@@ -119,7 +121,11 @@ class FoldData:
             rows = np.concatenate([rows, self.across[t_idx, a_idx]], axis=1)
         if self.ffd is not None:
             rows = np.concatenate([rows, self.ffd[t_idx, a_idx][:, None]], axis=1)
-        return self.scaler.transform_rows(rows, a_idx)
+        rows = self.scaler.transform_rows(rows, a_idx)
+        if self.masks is not None:  # an input outside its head's set: its training mean
+            group = self.groups[a_idx]
+            rows = np.where(self.masks[np.maximum(group, 0)] | (group < 0)[:, None], rows, 0)
+        return rows
 
     def drop_inputs(self) -> None:
         """Frees the fold's (T, N, ...) grids ``channels`` and ``ffd`` once its samples
@@ -211,7 +217,7 @@ def prepare_fold(
     weights[fold.val] = energy_weights(
         arrays.gross_return[fold.val], arrays.volatility[fold.val], cfg.labels.horizon
     )
-    return FoldData(
+    data = FoldData(
         fold=fold,
         clusters=clusters,
         factor=factor,
@@ -229,6 +235,38 @@ def prepare_fold(
         factor_zeroed=channels.n_zeroed,
         across=across,
         trend=trend,
+    )
+    if cfg.features.get("per_cluster") is not None:
+        data.masks = fold_masks(data, arrays, cfg)
+    return data
+
+
+def fold_masks(data: FoldData, arrays: FleetArrays, cfg: DictConfig) -> np.ndarray:
+    """The cluster heads' input masks (``features.per_cluster``), fitted on the fold's
+    training samples only (``learned``: at most ``MAX_ROWS`` of each head's)."""
+    options = cfg.features
+    keep = float(options.get("per_cluster_keep", 0.5))
+    per_cluster = options.per_cluster
+    training = None
+    if per_cluster == "learned":
+        valid = data.valid(arrays)
+        t_idx, a_idx = np.nonzero(valid[data.fold.train])
+        t_idx = data.fold.train[t_idx]
+        group = data.groups[a_idx]
+        rng = np.random.default_rng(cfg.seed)
+        take = np.concatenate(
+            [rng.permutation(np.flatnonzero(group == g))[:MAX_ROWS] for g in range(data.n_groups)]
+        ).astype(np.int64)
+        t_idx, a_idx = t_idx[take], a_idx[take]
+        training = (data.inputs(t_idx, a_idx), arrays.net_h[t_idx, a_idx], group[take])
+    return cluster_masks(
+        per_cluster,
+        keep,
+        data.feature_names,
+        data.n_groups,
+        data.clusters.dominant_cluster_id,  # head g is cluster g (granularity=cluster)
+        training,
+        cfg.seed,
     )
 
 

@@ -30,6 +30,7 @@ from omegaconf import DictConfig, OmegaConf
 from huracan.config import build
 from huracan.data import GateReport
 from huracan.data.panel import Panel
+from huracan.features.per_cluster import feature_sets
 from huracan.loggers import log_results, stage_logger
 from huracan.models import save_checkpoint
 from huracan.pipelines.base import Pipeline
@@ -336,6 +337,7 @@ def save_fold_checkpoint(
             "scaler": data.scaler.state_dict(),
             "fracdiff_d": None if data.fracdiff is None else data.fracdiff.d_,
             "trend_weights": None if data.trend is None else data.trend.coef_,
+            "feature_sets": feature_sets(data.masks, data.feature_names),
             "cluster_map": data.clusters.cluster_map,
             "cluster_tree": data.clusters.tree,
             "head_groups": dict(zip(symbols, data.groups.tolist(), strict=True)),
@@ -379,6 +381,7 @@ def fold_info(
         "assets_without_cluster": sorted(data.clusters.excluded),
         "fracdiff": fracdiff_report(data, symbols),
         "trend_weights": None if data.trend is None else data.trend.coef_.round(6).tolist(),
+        "feature_sets": feature_sets(data.masks, data.feature_names),
     }
 
 
