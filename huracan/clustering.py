@@ -63,6 +63,8 @@ class ClusterResult:
             dominant symbols present (None where none is clustered).
         tree: ``cluster=hierarchy``'s levels and their factors
             (``huracan.hierarchy.FactorTree.to_dict``); None for a flat clustering.
+        refits: the refits inside the fold's test window (``cluster.refit_every``,
+            :mod:`huracan.training.refit`), in order; empty without.
     """
 
     cluster_map: dict[str, int]
@@ -80,6 +82,7 @@ class ClusterResult:
     dominant_rule: str = "variance"
     rules_agree: bool | None = None
     tree: dict | None = None
+    refits: list[dict] = field(default_factory=list)
 
     @property
     def n_clusters(self) -> int:
@@ -91,21 +94,25 @@ class ClusterResult:
 
     def to_dict(self) -> dict:
         """JSON-ready summary (for ``clusters.json``); the matrices are left out."""
-        return {
-            "method": self.method,
-            "series": self.series,
-            "dominant_cluster_id": self.dominant_cluster_id,
-            "cluster_map": dict(self.cluster_map),
-            "cluster_members": {str(k): list(v) for k, v in self.cluster_members.items()},
-            "dominance_measure": "universe variance share of the cluster's first PC",
-            "dominance": {str(k): v for k, v in self.dominance.items()},
-            "chosen_k": self.chosen_k,
-            "k_criterion": "silhouette" if self.k_scores else None,
-            "k_scores": {str(k): v for k, v in self.k_scores.items()},
-            "excluded": dict(self.excluded),
-            "dominant_rule": self.dominant_rule,
-            "dominant_rules_agree": self.rules_agree,
-        } | ({"tree": self.tree} if self.tree is not None else {})
+        return (
+            {
+                "method": self.method,
+                "series": self.series,
+                "dominant_cluster_id": self.dominant_cluster_id,
+                "cluster_map": dict(self.cluster_map),
+                "cluster_members": {str(k): list(v) for k, v in self.cluster_members.items()},
+                "dominance_measure": "universe variance share of the cluster's first PC",
+                "dominance": {str(k): v for k, v in self.dominance.items()},
+                "chosen_k": self.chosen_k,
+                "k_criterion": "silhouette" if self.k_scores else None,
+                "k_scores": {str(k): v for k, v in self.k_scores.items()},
+                "excluded": dict(self.excluded),
+                "dominant_rule": self.dominant_rule,
+                "dominant_rules_agree": self.rules_agree,
+            }
+            | ({"tree": self.tree} if self.tree is not None else {})
+            | ({"refits": self.refits} if self.refits else {})
+        )
 
 
 class AssetClusterer(BaseEstimator):
@@ -156,6 +163,9 @@ class AssetClusterer(BaseEstimator):
         max_clusters: int = 8,
         dominant: Literal["variance", "symbols"] = "variance",
         dominant_symbols: Sequence[str] = ("BTC", "ETH"),
+        refit_every: str | int | None = None,
+        refit_window: str | int | None = None,
+        refit_min_ari: float = 0.5,
     ):
         self.method = method
         self.n_clusters = n_clusters
@@ -167,6 +177,9 @@ class AssetClusterer(BaseEstimator):
         self.max_clusters = max_clusters
         self.dominant = dominant
         self.dominant_symbols = dominant_symbols
+        self.refit_every = refit_every  # read by the hierarchical run (huracan.training.refit)
+        self.refit_window = refit_window
+        self.refit_min_ari = refit_min_ari
 
     def fit(
         self,

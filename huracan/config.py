@@ -27,6 +27,7 @@ from huracan.errors import ConfigError, HuracanError
 from huracan.family import FamilyGate
 from huracan.features.cross_section import check_config
 from huracan.features.per_cluster import check_per_cluster
+from huracan.training.refit import check_refit
 
 Node = DictConfig | Mapping
 
@@ -76,6 +77,8 @@ def validate(cfg: DictConfig) -> None:
             schema = get_object(SECTIONS[name])
             check_values(OmegaConf.to_container(node, resolve=True), schema, str(name))
     check_config(cfg.get("features"), str(cfg.get("pipeline", {}).get("_target_", "")))
+    if (cfg.get("cluster") or {}).get("refit_every") is not None:
+        check_refit(cfg)
     features = cfg.get("features") or {}
     if features.get("per_cluster") is not None:
         check_per_cluster(

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 from conftest import run_config
+from sklearn.metrics import adjusted_rand_score
 
 from huracan.config import build, validate
 from huracan.errors import ConfigError
@@ -105,3 +106,78 @@ def test_the_sets_go_into_the_summary_and_each_checkpoint(tmp_path):
         meta = json.loads((out / "models" / f"fold{fold['fold']}" / "checkpoint.json").read_text())
         assert meta["feature_sets"] == sets and len(sets) >= 2
         assert all(0 < len(v) < len(meta["features"]) for v in sets.values())
+
+
+# --- cluster.refit_every: clusters refitted inside the test windows ----------------------
+REFIT = ["cluster.refit_every=30d"]
+
+
+def test_refits_move_coins_between_heads_from_their_start_on(tmp_path):
+    cfg = run_config(tmp_path, *SMALL, *REFIT)
+    panel = build(cfg.data).load()
+    arrays = build_fleet_arrays(panel, cfg, (1, 4))
+    fold = walk_forward(cfg).split(panel)[0]
+    data = prepare_fold(arrays, fold, cfg, None)
+    bars = int(30 * 86400 // panel.bar_seconds)
+    refits = data.clusters.refits
+    assert len(refits) == (len(fold.test) - 1) // bars
+    starts = fold.test[bars::bars]
+    assert [r["start"] for r in refits] == [str(panel.timestamps[s]) for s in starts]
+    # before the first refit (training rows and the first segment): the fold's heads
+    np.testing.assert_array_equal(
+        data.group_rows[: starts[0]], np.broadcast_to(data.groups, (starts[0], len(data.groups)))
+    )
+    previous = data.clusters.cluster_map
+    for start, refit in zip(starts, refits, strict=True):
+        heads = [refit["cluster_map"].get(s, -1) for s in arrays.symbols]
+        np.testing.assert_array_equal(data.group_rows[start], heads)
+        moved = [s for s in arrays.symbols if previous.get(s) != refit["cluster_map"].get(s)]
+        assert refit["moved"] == sorted(moved)
+        ari = adjusted_rand_score(
+            [previous[s] for s in arrays.symbols], [refit["cluster_map"][s] for s in arrays.symbols]
+        )
+        assert refit["ari_vs_previous"] == round(ari, 4)
+        previous = refit["cluster_map"]
+        assert refit["regime_shift"] == (refit["ari_vs_previous"] < cfg.cluster.refit_min_ari)
+    t_idx, a_idx = np.nonzero(data.valid(arrays)[fold.test])
+    tensors, t, a = data.samples(arrays, fold.test[t_idx], data.valid(arrays))
+    np.testing.assert_array_equal(tensors["group"].numpy(), data.group_rows[t, a])
+
+
+def test_a_refit_reads_only_the_bars_before_it(tmp_path):
+    cfg = run_config(tmp_path, *SMALL, *REFIT)
+    panel = build(cfg.data).load()
+    arrays = build_fleet_arrays(panel, cfg, (1, 4))
+    fold = walk_forward(cfg).split(panel)[0]
+    before = prepare_fold(arrays, fold, cfg, None)
+    second = fold.test[int(2 * 30 * 86400 // panel.bar_seconds)]  # the second refit's first bar
+    arrays.returns[second:] = np.random.default_rng(3).normal(
+        0, 0.05, arrays.returns[second:].shape
+    )
+    moved = prepare_fold(arrays, fold, cfg, None)
+    assert moved.clusters.refits[0] == before.clusters.refits[0]
+    np.testing.assert_array_equal(moved.group_rows[:second], before.group_rows[:second])
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["cluster=hierarchy", *REFIT], "need a flat clustering"),
+        (["head=global", *REFIT], "needs head.granularity=cluster"),
+        (["cluster.refit_every=soon"], "not a duration"),
+        (["pipeline=per_coin", "head=coin", *REFIT], "pipeline=hierarchical only"),
+    ],
+)
+def test_refits_that_cannot_apply_are_config_errors(tmp_path, overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        validate(run_config(tmp_path, *overrides))
+
+
+def test_the_refits_go_into_clusters_json_and_the_summary(tmp_path):
+    train(run_config(tmp_path, "debug=fast", "cluster.refit_every=7d"))
+    out = tmp_path / "run"
+    summary = json.loads((out / "summary.json").read_text())
+    clusters = json.loads((out / "clusters.json").read_text())
+    assert all(fold["cluster_refits"] for fold in summary["folds"])
+    for fold, saved in zip(summary["folds"], clusters["folds"], strict=True):
+        assert [r["start"] for r in saved["refits"]] == [r["start"] for r in fold["cluster_refits"]]

@@ -37,6 +37,7 @@ from huracan.models.batches import sample_tensors
 from huracan.strong_baselines import Rules, extra_baselines
 from huracan.thresholds import validation_days
 from huracan.training.arrays import FleetArrays
+from huracan.training.refit import refit_groups
 from huracan.validation import Fold, WalkForward
 
 
@@ -112,6 +113,13 @@ class FoldData:
     across: np.ndarray | None = None  # (T, N, K) cross-sectional columns fitted per fold
     trend: TrendAggregate | None = None  # their fitted trend aggregate
     masks: np.ndarray | None = None  # (G, F) inputs each head reads (features.per_cluster)
+    group_rows: np.ndarray | None = None  # (T, N) head per bar where clusters are refitted
+
+    def group_of(self, t_idx: np.ndarray, a_idx: np.ndarray | int) -> np.ndarray:
+        """The head reading asset ``a_idx`` at grid row ``t_idx`` (-1: none)."""
+        if self.group_rows is None:
+            return self.groups[a_idx]
+        return self.group_rows[t_idx, a_idx]
 
     def inputs(self, t_idx: np.ndarray, a_idx: np.ndarray | int) -> np.ndarray:
         """(B, F) scaled model inputs of grid rows ``t_idx`` of assets ``a_idx``."""
@@ -123,7 +131,7 @@ class FoldData:
             rows = np.concatenate([rows, self.ffd[t_idx, a_idx][:, None]], axis=1)
         rows = self.scaler.transform_rows(rows, a_idx)
         if self.masks is not None:  # an input outside its head's set: its training mean
-            group = self.groups[a_idx]
+            group = self.group_of(t_idx, a_idx)
             rows = np.where(self.masks[np.maximum(group, 0)] | (group < 0)[:, None], rows, 0)
         return rows
 
@@ -140,7 +148,8 @@ class FoldData:
             inputs &= np.isfinite(self.ffd)  # scaling keeps what is finite finite
         if self.across is not None:
             inputs &= np.isfinite(self.across).all(-1)
-        usable = inputs & (self.groups >= 0)[None, :]
+        heads = self.groups[None, :] if self.group_rows is None else self.group_rows
+        usable = inputs & (heads >= 0)
         return usable & np.isfinite(arrays.label) if labelled else usable
 
     def samples(
@@ -157,7 +166,7 @@ class FoldData:
         tensors = sample_tensors(
             self.inputs(t_idx, a_idx),
             self.channels[t_idx, a_idx],
-            self.groups[a_idx],
+            self.group_of(t_idx, a_idx),
             arrays.label[t_idx, a_idx],
             self.weights[t_idx, a_idx],
         )
@@ -238,6 +247,9 @@ def prepare_fold(
     )
     if cfg.features.get("per_cluster") is not None:
         data.masks = fold_masks(data, arrays, cfg)
+    data.group_rows, clusters.refits = refit_groups(
+        lambda rows: fit_clusters(arrays, rows, cfg), fold, clusters, groups, n_groups, cfg, arrays
+    )
     return data
 
 

@@ -270,7 +270,11 @@ def train_fold(
     )
     rows = (val_t, val_a, test_t, test_a)
     choice = trade_decisions(module, val, test, rows, arrays, data.n_groups, cfg, run.model)
-    run.cluster_ids[fold.test] = data.clusters.labels(arrays.symbols)[None, :]
+    run.cluster_ids[fold.test] = (
+        data.clusters.labels(arrays.symbols)[None, :]
+        if data.group_rows is None
+        else data.group_rows[fold.test]  # refitted inside the window: head g is cluster g
+    )
     release_memory()
     if compare:
         samples = (train, val, test)
@@ -382,6 +386,9 @@ def fold_info(
         "fracdiff": fracdiff_report(data, symbols),
         "trend_weights": None if data.trend is None else data.trend.coef_.round(6).tolist(),
         "feature_sets": feature_sets(data.masks, data.feature_names),
+        "cluster_refits": [
+            {k: v for k, v in r.items() if k != "cluster_map"} for r in data.clusters.refits
+        ],
     }
 
 
