@@ -85,6 +85,7 @@ def validate(cfg: DictConfig) -> None:
             OmegaConf.to_container(features, resolve=True)["per_cluster"],
             float(features.get("per_cluster_keep", 0.5)),
             str(cfg.get("head", {}).get("granularity", "cluster")),
+            str(cfg.get("pipeline", {}).get("_target_", "")),
         )
     cut_z = cfg.get("thresholds", {}).get("cut_z")
     if cut_z is not None and not cut_z >= 0:

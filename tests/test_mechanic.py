@@ -26,7 +26,7 @@ from safetensors.torch import load
 
 from huracan.data import SyntheticMarket
 from huracan.errors import ConfigError, DataError
-from huracan.pipelines.mechanic.coin import judged_until
+from huracan.pipelines.mechanic.coin import Waiting, coin_parts, judged_until, skipped
 from huracan.registry.artifacts import is_complete, versions
 from huracan.registry.roster import load_roster
 from huracan.run import train
@@ -435,3 +435,48 @@ def test_a_champion_not_due_a_rescore_keeps_its_roster_verdict(trained, tmp_path
     for symbol in waiting:
         assert "champion_not_rescored" not in after[symbol]["reasons"]
         assert after[symbol]["trade_ok"] == before[symbol]["trade_ok"], after[symbol]["reasons"]
+
+
+def _coin_market(n_bars: int, coin_bars: int, holdout_start: int):
+    """Two coins on ``n_bars`` hourly bars; coin A has inputs on its first ``coin_bars``."""
+    stamps = pd.date_range("2024-01-01", periods=n_bars, freq="h", tz="UTC")
+    x = np.ones((n_bars, 3))
+    x[coin_bars:] = np.nan
+    panel = SimpleNamespace(
+        n_bars=n_bars, timestamps=stamps, index_of=["A", "B"].index, close=np.ones((n_bars, 2))
+    )
+    arrays = SimpleNamespace(horizons=(1,), net_h=np.zeros((n_bars, 2, 1)))
+    market = SimpleNamespace(
+        panel=panel,
+        arrays=arrays,
+        inputs={"A": (x, np.ones((n_bars, 2)))},
+        tune_end=holdout_start,
+        holdout_start=holdout_start,
+    )
+    return market, stamps
+
+
+@pytest.mark.parametrize(
+    ("trained_to", "coin_bars", "holdout", "judged", "waiting"),
+    [
+        (199, 400, 290, None, True),  # 90 new bars in the whole market: time will tell
+        (99, 150, 290, None, False),  # 190 in the market, 50 of its own: its bars stopped
+        (99, 400, 320, 399, True),  # promoted on the last bar: no newer bar anywhere yet
+        (99, 331, 320, 330, False),  # newer holdout bars in the market, none of its own
+    ],
+)
+def test_only_time_makes_a_skip_waiting(trained_to, coin_bars, holdout, judged, waiting):
+    """``Waiting`` (the champion keeps its roster verdict) only where the market itself
+    lacks the bars; where the market has them and the coin does not, a plain reason."""
+    market, stamps = _coin_market(400, coin_bars, holdout_start=holdout)
+    windows = {} if judged is None else {"test_window": [str(stamps[300]), str(stamps[judged])]}
+    model = SimpleNamespace(
+        symbol="A",
+        horizon=1,
+        data_end=stamps[trained_to],
+        description={**windows, "finetuned_from": "m"},
+    )
+    why = coin_parts(model, market, SimpleNamespace(min_new_bars=100, val_fraction=0.2))
+    assert isinstance(why, str), why
+    assert isinstance(why, Waiting) is waiting, why
+    assert skipped(why)["waiting"] is waiting

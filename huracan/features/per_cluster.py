@@ -34,10 +34,15 @@ ROLES = ("dominant", "alt")
 MAX_ROWS = 200_000  # training samples per cluster the correlation is measured on
 
 
-def check_per_cluster(per_cluster, keep: float, granularity: str) -> None:
+def check_per_cluster(per_cluster, keep: float, granularity: str, pipeline: str) -> None:
     """Refuses settings that cannot be applied, before any work."""
     if per_cluster is None:
         return
+    if "hierarchical" not in pipeline:
+        raise ConfigError(
+            "features.per_cluster applies to the cluster heads of pipeline=hierarchical only "
+            "(serving and the Mechanic read every input)"
+        )
     if granularity != "cluster":
         raise ConfigError(
             f"features.per_cluster needs head.granularity=cluster (one head per cluster), "
@@ -61,6 +66,17 @@ def check_per_cluster(per_cluster, keep: float, granularity: str) -> None:
         raise ConfigError(
             f"features.per_cluster: unknown role(s) {unknown}; roles are {', '.join(ROLES)}"
         )
+    for role, names in per_cluster.items():
+        if names is not None and (
+            isinstance(names, str)
+            or not isinstance(names, Sequence)
+            or not names
+            or not all(isinstance(n, str) for n in names)
+        ):
+            raise ConfigError(
+                f"features.per_cluster.{role} must be null or a non-empty list of feature "
+                f"names, got {names!r}"
+            )
 
 
 def role_mask(names: Sequence[str], keep: Sequence[str] | None, role: str) -> np.ndarray:

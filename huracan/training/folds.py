@@ -248,7 +248,7 @@ def prepare_fold(
     if cfg.features.get("per_cluster") is not None:
         data.masks = fold_masks(data, arrays, cfg)
     data.group_rows, clusters.refits = refit_groups(
-        lambda rows: fit_clusters(arrays, rows, cfg), fold, clusters, groups, n_groups, cfg, arrays
+        lambda rows: fit_clusters(arrays, rows, cfg), fold, clusters, groups, cfg, arrays
     )
     return data
 

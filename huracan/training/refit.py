@@ -56,6 +56,9 @@ def check_refit(cfg: DictConfig) -> None:
     for key in ("refit_every", "refit_window"):
         if cfg.cluster.get(key) is not None:
             to_bars(cfg.cluster[key], 1.0, f"cluster.{key}")
+    min_ari = cfg.cluster.get("refit_min_ari", 0.5)
+    if not isinstance(min_ari, int | float) or not -1 <= min_ari <= 1:
+        raise ConfigError(f"cluster.refit_min_ari must be a number in [-1, 1], got {min_ari!r}")
 
 
 def refit_bars(cfg: DictConfig, bar_seconds: float) -> tuple[int | None, int | None]:
@@ -66,11 +69,17 @@ def refit_bars(cfg: DictConfig, bar_seconds: float) -> tuple[int | None, int | N
     check_refit(cfg)
     every = to_bars(every, bar_seconds, "cluster.refit_every")
     window = None if window is None else to_bars(window, bar_seconds, "cluster.refit_window")
+    overlap = int(cfg.cluster.get("min_overlap", 0))
+    if window is not None and window < overlap:
+        raise ConfigError(
+            f"cluster.refit_window={cfg.cluster.refit_window} is {window} bars, fewer than the "
+            f"cluster.min_overlap={overlap} bars two coins must share to be compared"
+        )
     return every, window
 
 
 def refit_groups(
-    fit, fold: Fold, clusters: ClusterResult, groups: np.ndarray, n_groups: int, cfg, arrays
+    fit, fold: Fold, clusters: ClusterResult, groups: np.ndarray, cfg, arrays
 ) -> tuple[np.ndarray | None, list[dict]]:
     """The head of each asset at each bar, and the history of the refits.
 
@@ -79,8 +88,9 @@ def refit_groups(
         fold: the fold; refits happen inside ``fold.test`` only.
         clusters: the fold's clusters (fitted on its training rows).
         groups: (N,) each asset's head under them.
-        n_groups: number of heads; a refit cluster without a head (more clusters than
-            the fold has heads) leaves its coins without one (-1: no trade, no score).
+        A refit cluster matched to no head the fold trained (a new cluster) leaves its
+        coins without one (-1: no trade, no score), and so does a coin the refit could not
+        cluster (``excluded``).
         cfg: the run's config.
         arrays: the fleet arrays (timestamps, symbols, bar length).
 
@@ -93,13 +103,15 @@ def refit_groups(
         return None, []
     symbols = arrays.symbols
     grid = np.broadcast_to(groups.astype(np.int32), arrays.returns.shape).copy()
+    trained = np.unique(groups[groups >= 0])  # heads with coins to learn from this fold
     min_ari = float(cfg.cluster.get("refit_min_ari", 0.5))
     previous, history = clusters, []
     for start in fold.test[every::every]:
         first = fold.train[0] if window is None else max(fold.train[0], start - window)
         refit = align_cluster_ids(fit(np.arange(first, start)), clusters)
         ids = np.array([refit.cluster_map.get(s, -1) for s in symbols], dtype=np.int32)
-        grid[start : fold.test[-1] + 1] = np.where(ids < n_groups, ids, -1)
+        headless = (ids >= 0) & ~np.isin(ids, trained)  # a new cluster: no head learned it
+        grid[start : fold.test[-1] + 1] = np.where(headless, -1, ids)
         shared = [s for s in symbols if s in refit.cluster_map and s in previous.cluster_map]
         ari = adjusted_rand_score(
             [previous.cluster_map[s] for s in shared], [refit.cluster_map[s] for s in shared]
@@ -116,7 +128,8 @@ def refit_groups(
                 "moved": sorted(
                     s for s in shared if previous.cluster_map[s] != refit.cluster_map[s]
                 ),
-                "without_head": sorted(np.asarray(symbols)[ids >= n_groups].tolist()),
+                "without_head": sorted(np.asarray(symbols)[headless].tolist()),
+                "excluded": dict(refit.excluded),  # not clustered: no head until the next
                 "cluster_map": refit.cluster_map,
             }
         )

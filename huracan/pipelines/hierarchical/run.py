@@ -342,6 +342,7 @@ def save_fold_checkpoint(
             "fracdiff_d": None if data.fracdiff is None else data.fracdiff.d_,
             "trend_weights": None if data.trend is None else data.trend.coef_,
             "feature_sets": feature_sets(data.masks, data.feature_names),
+            "cluster_refits": data.clusters.refits,  # the heads from each refit's start on
             "cluster_map": data.clusters.cluster_map,
             "cluster_tree": data.clusters.tree,
             "head_groups": dict(zip(symbols, data.groups.tolist(), strict=True)),

@@ -118,7 +118,7 @@ def skipped(*reasons: str) -> dict:
     return {
         "status": "skipped",
         "reasons": [str(r) for r in reasons],
-        "waiting": all(isinstance(r, Waiting) for r in reasons),
+        "waiting": bool(reasons) and all(isinstance(r, Waiting) for r in reasons),
         "champion": None,
         "challenger": None,
     }
@@ -187,18 +187,29 @@ def coin_parts(model: CoinModel, market: Market, options) -> dict | str:
     index = arrays.horizons.index(int(model.horizon))
     usable &= np.isfinite(arrays.net_h[:, j, index])  # a label at the champion's horizon
     row = np.arange(panel.n_bars)
-    new = np.flatnonzero(usable & (panel.timestamps > model.data_end) & (row < market.tune_end))
+    # bars the market itself has (any coin labelled at this horizon): where the market has
+    # them and the coin does not, its own bars are at fault, not time (not Waiting)
+    market_rows = np.isfinite(arrays.net_h[:, :, index]).any(1)
+    after = (panel.timestamps > model.data_end) & (row < market.tune_end)
+    new = np.flatnonzero(usable & after)
     if len(new) < options.min_new_bars:
-        return Waiting(
+        why = (
             f"{len(new)} new bars since its training ended ({model.data_end}) "
             f"< mechanic.min_new_bars={options.min_new_bars}"
         )
+        market_new = int((market_rows & after).sum())
+        if market_new < options.min_new_bars:
+            return Waiting(why)
+        return f"{why}, against {market_new} of the market: its own bars are missing or unusable"
     in_holdout = usable & (row >= market.holdout_start)
     if not in_holdout.any():
         return "no holdout bar with every input and a label"
     judged = judged_until(model)
-    fresh = in_holdout if judged is None else in_holdout & (panel.timestamps > judged)
+    later = row >= 0 if judged is None else panel.timestamps > judged
+    fresh = in_holdout & later
     if not fresh.any():
+        if (market_rows & (row >= market.holdout_start) & later).any():
+            return f"no holdout bar of its own after {judged}, though the market has some"
         return Waiting(
             f"no holdout bar after {judged}, the last bar of the window its champion was "
             "promoted on: compared again once new bars come"

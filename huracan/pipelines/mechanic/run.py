@@ -212,30 +212,31 @@ def roster_entries(
     store: Store, roster: dict, gates: GateReport, market: Market, coins: dict
 ) -> list[dict]:
     """Every roster coin again: from its (new or kept) champion pointer and current costs;
-    a coin without a champion keeps its entry. A champion the cycle skipped only because
-    it is not due a rescore (``waiting``) is judged on the window it was last scored on,
-    as it stands, not flagged ``champion_not_rescored``: between cycles that is its normal
-    state, and the serving path's expiry ages it."""
+    a coin without a champion keeps its entry, and so does a champion the cycle skipped
+    only because it is not due a rescore (``waiting``: too few new bars in the market, none
+    after the window it was promoted on) while the entry still names it: between cycles
+    that is its normal state, not ``champion_not_rescored``, and the serving path's expiry
+    ages it."""
     trained = market.trained
     entries = []
     for old in roster["entries"]:
         symbol = old["symbol"]
         champion, problem = usable_champion(store, symbol)
-        if champion is None and problem is None:
+        result = coins.get(symbol) or {}
+        waiting = champion is not None and result.get("waiting")
+        if (champion is None and problem is None) or (
+            waiting and champion["model_path"] == old.get("model_path")
+        ):  # nothing to judge, or not due a rescore: the entry as it was judged last
             entries.append({k: v for k, v in old.items() if k not in ("rank", "score")})
             continue
         in_panel = symbol in market.panel.symbols
         costs = market.costs(symbol) if in_panel else _old_costs(old)
-        result = coins.get(symbol) or {}
-        window = market.holdout_window
-        if champion is not None and result.get("waiting"):
-            window = champion["window"]  # not due a rescore: judged where it last was
         entries.append(
             roster_entry(
                 symbol,
                 champion=champion,
                 costs=costs,
-                test_window=window,
+                test_window=market.holdout_window,
                 gate_codes=[r["code"] for r in gates.skip_reasons.get(symbol, [])],
                 job_status="completed",
                 job_reason="",
