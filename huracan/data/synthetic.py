@@ -15,6 +15,10 @@ Log return of asset i in planted cluster k at bar t::
 The oracle's expected next-bar log return is ``sigma[t+1] * beta_i * s_i * m[t]`` for
 ``lag = 1`` (the regime of the next bar is known to the oracle, not to models).
 
+``levels`` plants a second level on the same draws: sector leaders that follow BTC and
+lead their sectors' followers (``huracan.data.levels``); the oracle then trades each coin
+on its parent's move.
+
 Longer than most modules on purpose: the generator, its planted truth (clusters, follow
 shares, the oracle's expectations) and the optional regime change must stay together so
 the oracle always describes exactly the market that was drawn.
