@@ -145,6 +145,7 @@ step run README "source .venv/bin/activate"
 step run README "make docs"
 step long README "python train.py"
 step run README "python train.py debug=fast"
+step long README "python train.py data.n_assets=16 'data.levels={sectors:2}' factor=leader cluster=hierarchy cluster.levels=[3,6]"
 step long README "python train.py cluster=average factor=mean head=coin"
 step long README "python train.py data=csv data.path=../shared/data/binance_spot/1h data.start=2022-05-08"
 step long README "python train.py experiment=fleet_binance"
@@ -190,6 +191,7 @@ step bench gate "nice -n 10 .venv/bin/python bench/bench_gate.py"
 # ---------------------------------------------------------------- docs/data.md
 step run data "python bench/bad_data_corpus.py"
 step "$NETWORK" data "huracan download --exchange binance --symbols BTC,ETH --timeframe 1h --start 2024-01-01"
+step long data "python train.py data.n_assets=16 'data.levels={sectors:2}' factor=leader cluster=hierarchy cluster.levels=[3,6]"
 
 # ---------------------------------------------------------------- docs/pipelines/hierarchical.md
 step long hierarchical "python train.py"

@@ -15,6 +15,10 @@ Log return of asset i in planted cluster k at bar t::
 The oracle's expected next-bar log return is ``sigma[t+1] * beta_i * s_i * m[t]`` for
 ``lag = 1`` (the regime of the next bar is known to the oracle, not to models).
 
+``levels`` plants a second level on the same draws: sector leaders that follow BTC and
+lead their sectors' followers (``huracan.data.levels``); the oracle then trades each coin
+on its parent's move.
+
 Longer than most modules on purpose: the generator, its planted truth (clusters, follow
 shares, the oracle's expectations) and the optional regime change must stay together so
 the oracle always describes exactly the market that was drawn.
@@ -28,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from huracan.data.align import forward_fill, timeframe_ns
+from huracan.data.levels import check_levels, two_level_market
 from huracan.data.now import NOW, now_span
 from huracan.data.panel import DropRecord, Panel
 from huracan.data.validate import check_max_bar_move
@@ -45,7 +50,8 @@ class SyntheticTruth:
 
     Attributes:
         cluster_labels: (N,) planted cluster id; 0 is the dominant cluster (BTC, ETH).
-        betas: (N,) exposure to the market factor.
+        betas: (N,) exposure to the market factor (with ``data.levels``: to the coin's
+            parent's move, its sector leader's for a follower).
         follow_share: (N,) share of that exposure arriving ``lag`` bars late.
         tiers: (N,) liquidity tier, 1 (most liquid) to 3.
         market_factor: (T,) the market factor's return ``sigma[t] * m[t]`` (BTC's return).
@@ -53,6 +59,14 @@ class SyntheticTruth:
         regime_vol: (T,) volatility level sigma of each bar.
         expected_return: (T, N) the oracle's expected log return of the *next* bar,
             known at the close of bar t (NaN where the next bar does not exist).
+        sector_labels: (N,) planted level-1 sector (``data.levels``; None: one level),
+            nested in ``cluster_labels``: 0 is BTC alone, 1 the other majors, then the
+            alt clusters' sectors (``huracan.data.levels``).
+        sector_leader: (N,) whether the coin leads its sector (BTC leads its own).
+        parent: (N,) the column whose move each coin follows (BTC for the majors and the
+            sector leaders, the leader for a follower; -1: BTC, or a parent not selected).
+        level_lags: bars by which each level follows its parent: sector leaders BTC,
+            followers their leader (None: one level).
     """
 
     cluster_labels: np.ndarray
@@ -63,8 +77,22 @@ class SyntheticTruth:
     cluster_factors: np.ndarray
     regime_vol: np.ndarray
     expected_return: np.ndarray
+    sector_labels: np.ndarray | None = None
+    sector_leader: np.ndarray | None = None
+    parent: np.ndarray | None = None
+    level_lags: tuple[int, int] | None = None
 
     def select(self, cols: list[int]) -> SyntheticTruth:
+        levels = {}
+        if self.sector_labels is not None:
+            column = np.full(len(self.parent), -1)  # old column -> new, -1 when left out
+            column[cols] = np.arange(len(cols))
+            parent = self.parent[cols]
+            levels = {
+                "sector_labels": self.sector_labels[cols],
+                "sector_leader": self.sector_leader[cols],
+                "parent": np.where(parent >= 0, column[parent], -1),
+            }
         return replace(
             self,
             cluster_labels=self.cluster_labels[cols],
@@ -72,7 +100,44 @@ class SyntheticTruth:
             follow_share=self.follow_share[cols],
             tiers=self.tiers[cols],
             expected_return=self.expected_return[:, cols],
+            **levels,
         )
+
+    def level_labels(self) -> np.ndarray | None:
+        """(2, N) the planted tree's labels, clusters then sectors; None for one level."""
+        if self.sector_labels is None:
+            return None
+        return np.stack([self.cluster_labels, self.sector_labels])
+
+    def tree(self, symbols: list[str]) -> dict | None:
+        """JSON-ready planted tree (for ``clusters.json``): each level's members, each
+        sector's leader and the lags; None for the one-level market."""
+        if self.sector_labels is None:
+            return None
+        levels = []
+        for name, labels in (("cluster", self.cluster_labels), ("sector", self.sector_labels)):
+            levels.append(
+                {
+                    "level": name,
+                    "members": {
+                        str(c): [s for s, k in zip(symbols, labels, strict=True) if k == c]
+                        for c in sorted(set(labels.tolist()))
+                    },
+                }
+            )
+        levels[1]["leaders"] = {
+            str(c): s
+            for s, c, lead in zip(symbols, self.sector_labels, self.sector_leader, strict=True)
+            if lead
+        }
+        return {
+            "levels": levels,
+            "parents": {s: symbols[p] for s, p in zip(symbols, self.parent, strict=True) if p >= 0},
+            "lags": {
+                "btc_to_sector_leaders": self.level_lags[0],
+                "leader_to_followers": self.level_lags[1],
+            },
+        }
 
     def slice_rows(self, rows: slice) -> SyntheticTruth:
         return replace(
@@ -115,6 +180,12 @@ class SyntheticMarket:
             months of a longer history); None keeps them all. ``now``: the market reaches
             the present, its last bar the last closed one (``start`` is then ignored; see
             ``huracan.data.now``).
+        levels: a planted second level, off by default (None leaves the market
+            byte-identical): ``{sectors, follow_share, sector_strength, lag}``; each alt
+            cluster is cut into ``sectors`` sectors whose first coin leads the others
+            ``lag`` bars ahead while BTC leads it (see ``huracan.data.levels``). The draws
+            of the one-level market are kept; the sectors' come from a generator of their
+            own.
         regime_change: a planted change, off by default (None leaves the market
             byte-identical): ``{at, symbol, to_cluster, lead_lag, vol_multiplier}``. From
             bar ``at`` (a share of the history in (0, 1), or a time) on, ``symbol`` loads
@@ -151,6 +222,7 @@ class SyntheticMarket:
         regime_change: dict | None = None,
         majors_follow_share: tuple[float, float] = (0.0, 0.1),
         spread_column: bool = True,
+        levels: dict | None = None,
     ):
         self.n_assets = n_assets
         self.years = years
@@ -177,6 +249,9 @@ class SyntheticMarket:
         self.regime_change = _check_regime_change(regime_change, self.symbols(), n_clusters)
         self.majors_follow_share = majors_follow_share
         self.spread_column = spread_column
+        self.levels = check_levels(levels)
+        if self.levels is not None and self.regime_change is not None:
+            raise ConfigError("data.levels and data.regime_change cannot be planted together")
 
     def symbols(self) -> list[str]:
         extra = [f"X{i:03d}" for i in range(len(NAMED_COINS), self.n_assets)]
@@ -214,7 +289,20 @@ class SyntheticMarket:
         lagged = np.concatenate([np.zeros(self.lag), market[: n_bars - self.lag]])
         shocks = betas * ((1 - follow) * market[:, None] + follow * lagged[:, None])
         shocks += strength * cluster_factors[:, labels] + noise * idio
-        changed = None
+        changed, planted = None, None
+        if self.levels is not None:
+            planted = two_level_market(
+                np.random.default_rng([self.seed, 1]),
+                self.levels,
+                labels,
+                market,
+                self.lag,
+                (betas, follow, strength, noise),
+                cluster_factors,
+                idio,
+                self.tail_df,
+            )
+            shocks, follow = planted.shocks, planted.follow_share
         if self.regime_change is not None:
             changed = self._regime_change(n_bars, betas, follow, strength, noise)
             shocks = changed(shocks, market, lagged, cluster_factors, idio)
@@ -228,6 +316,8 @@ class SyntheticMarket:
             expected[:-1] = 0.0
         if changed is not None:
             expected = changed.expected(expected)
+        if planted is not None:
+            expected = planted.expected(regime_vol, betas)
 
         tiers = np.where(dominant, 1, rng.choice([2, 3], n, p=[0.5, 0.5]))
         tiers[:2] = 1
@@ -235,7 +325,8 @@ class SyntheticMarket:
         if not self.spread_column:
             del bars["spread_bps"]
         drops: list[DropRecord] = []
-        self._late_listings(rng, bars, dominant)
+        never_late = dominant if planted is None else dominant | planted.sector_leader
+        self._late_listings(rng, bars, never_late)
         self._outages(rng, bars)
         symbols = self.symbols()
         filled = forward_fill(bars, self.max_ffill, symbols, drops)
@@ -252,6 +343,14 @@ class SyntheticMarket:
             regime_vol,
             expected,
         )
+        if planted is not None:
+            truth = replace(
+                truth,
+                sector_labels=planted.sector_labels,
+                sector_leader=planted.sector_leader,
+                parent=planted.parent,
+                level_lags=(self.lag, self.levels.lag),
+            )
         tf = pd.Timedelta(step)
         panel = Panel(timestamps, symbols, bars, _name(tf, self.timeframe), filled, drops, truth)
         return panel if self.end is None else panel.between(None, self.end)
@@ -316,9 +415,11 @@ class SyntheticMarket:
         }
 
     def _late_listings(
-        self, rng: np.random.Generator, bars: dict[str, np.ndarray], dominant: np.ndarray
+        self, rng: np.random.Generator, bars: dict[str, np.ndarray], never_late: np.ndarray
     ) -> None:
-        candidates = np.flatnonzero(~dominant)
+        """Lists a share of the alts late; never the coins of ``never_late`` (the majors, and
+        the sector leaders a planted second level's followers read)."""
+        candidates = np.flatnonzero(~never_late)
         n_late = int(round(self.late_listing_share * len(candidates)))
         n_bars = len(bars["close"])
         for j in rng.choice(candidates, n_late, replace=False):

@@ -32,6 +32,7 @@ from huracan.pipelines.hierarchical.factor_report import (
     with_long_short_rows,
 )
 from huracan.pipelines.hierarchical.validation import pooled_validation
+from huracan.planted import tree_recovery
 from huracan.plots import plot_correlation_heatmap, plot_dendrogram, plot_equity
 from huracan.report import above, fmt
 
@@ -274,9 +275,8 @@ def write_report(run: FleetRun, panel: Panel, cfg: DictConfig, out: Path, logger
     table = with_long_short_rows(results, run, cfg, clusters, panel.bars_per_year)
     atomic_write_text(out / "results.csv", table.to_csv(index=False))
     by_cluster = cluster_table(run, clusters, panel.bars_per_year)
-    atomic_write_text(
-        out / "clusters.json", json.dumps(clusters_summary(run, panel, clusters), indent=2)
-    )
+    cluster_json = clusters_summary(run, panel, clusters)
+    atomic_write_text(out / "clusters.json", json.dumps(cluster_json, indent=2))
     factor_json = {
         "method": run.fold_factor[0]["method"],
         "dominant_symbols": list(cfg.universe.dominant_symbols),
@@ -321,6 +321,7 @@ def write_report(run: FleetRun, panel: Panel, cfg: DictConfig, out: Path, logger
         "validation": pooled_validation(run.fold_info),
         "verdict": verdict(by_cluster, run.fold_info, criteria),
         "cluster_agreement": fold_agreement(run.fold_clusters),
+        "tree_recovery": cluster_json.get("adjusted_rand_index_vs_planted_levels"),
         "folds": run.fold_info,
     }
 
@@ -367,6 +368,12 @@ def clusters_summary(run: FleetRun, panel: Panel, clusters: np.ndarray) -> dict:
             float(adjusted_rand_score(panel.truth.cluster_labels, c.labels(symbols)))
             for c in run.fold_clusters
         ]
+        planted = panel.truth.level_labels()
+        if planted is not None:  # data.levels: the planted tree and its recovery per level
+            summary["planted_tree"] = panel.truth.tree(symbols)
+            summary["adjusted_rand_index_vs_planted_levels"] = tree_recovery(
+                planted, run.fold_clusters, symbols
+            )
     return summary
 
 

@@ -81,6 +81,7 @@ class HierarchicalPipeline(Pipeline):
             "clusters": report["clusters"],
             "baselines": report["baselines"],
             "cluster_agreement": report["cluster_agreement"],
+            **({"tree_recovery": report["tree_recovery"]} if report["tree_recovery"] else {}),
             "folds": report["folds"],
             "per_fold": json.loads(report["per_fold"].to_json(orient="index")),
             "criteria": report["criteria"],
