@@ -169,3 +169,11 @@ def test_a_small_run_trains_on_the_cross_sectional_target(tmp_path):
     assert np.isfinite(combined[run.test_rows]).any()
     book = summary["books"]["long_short"]["model"]
     assert book["n_entries"] > 0 and np.isfinite(book["net_bps"])
+
+
+@pytest.mark.parametrize("target", ["absolute", "cross_section", "cross_section_rank"])
+def test_the_daily_preset_composes_with_each_target(tmp_path, target):
+    cfg = run_config(tmp_path, "experiment=daily_binance", f"labels.target={target}")
+    validate(cfg)
+    assert cfg.labels.target == target and cfg.book.score == "horizon"
+    assert list(cfg.labels.horizons) == [1, 3, 7, 14]
