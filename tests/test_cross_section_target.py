@@ -71,7 +71,7 @@ def test_the_median_and_rank_labels_by_hand():
     assert np.isnan(relative[1]).all()
     rank, _ = cross_section_labels(net, "cross_section_rank")
     assert same(rank, np.array([[1, 0, 0.5, np.nan], [np.nan] * 4, [1, 0.5, 0.5, 0]]))
-    with pytest.raises(ConfigError, match="labels.target must be one of"):
+    with pytest.raises(ConfigError, match="labels.target='absolute' is no cross-sectional target"):
         cross_section_labels(net, "absolute")
 
 

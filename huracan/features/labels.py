@@ -92,7 +92,9 @@ def cross_section_labels(net: np.ndarray, target: str) -> tuple[np.ndarray, np.n
         the bar has fewer than ``MIN_CROSS_SECTION`` coins with one.
     """
     if target not in TARGETS[1:]:
-        raise ConfigError(f"labels.target must be one of {list(TARGETS)}, got {target!r}")
+        raise ConfigError(
+            f"labels.target={target!r} is no cross-sectional target (one of {list(TARGETS[1:])})"
+        )
     count = np.isfinite(net).sum(1, keepdims=True)
     enough = np.isfinite(net) & (count >= MIN_CROSS_SECTION)
     with warnings.catch_warnings():  # a bar without any trade has no median: NaN, as meant
