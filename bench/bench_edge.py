@@ -250,7 +250,12 @@ def daily_tables(title: str, summary: dict) -> None:
                 "t_model_minus": fmt(book.get("t_model_minus_this"), ".2f"),
             }
         )
-    print_table(f"{title}; horizon and rebalance {horizon} days, k={books['k']}", rows)
+    target = summary["config"]["labels"].get("target", "absolute")
+    print_table(
+        f"{title}; labels.target={target}, book.score={books.get('score', 'horizon')}, "
+        f"horizon and rebalance {horizon} days, k={books['k']}",
+        rows,
+    )
     rows = rows_of("binance 1d long only", summary, "all", 0.0)
     print_table("the long-only book (the bot's trades) beside the baselines", rows)
 

@@ -98,6 +98,19 @@ def validate(cfg: DictConfig) -> None:
             raise ConfigError("a family-wise thresholds.gate needs thresholds.unit=day")
         FamilyGate(thresholds.family_alpha, thresholds.resamples, method=thresholds.gate)
     check_book(cfg)
+    check_target(cfg)
+
+
+def check_target(cfg: DictConfig) -> None:
+    """A cross-sectional ``labels.target`` trains the hierarchical heads only: the per-coin
+    pipeline re-costs each coin's labels on its own, and the Mechanic fine-tunes on them."""
+    target = cfg.get("labels", {}).get("target", "absolute")
+    pipeline = str(cfg.get("pipeline", {}).get("_target_", ""))
+    if target != "absolute" and "hierarchical" not in pipeline:
+        raise ConfigError(
+            f"labels.target={target} needs pipeline=hierarchical (got {pipeline}): the other "
+            "pipelines learn each coin's own after-cost label (labels.target=absolute)"
+        )
 
 
 def check_book(cfg: DictConfig) -> None:
@@ -207,6 +220,7 @@ class Labels:
     horizon: int = 1
     horizons: list[int] | None = None
     vol_window: int = 24
+    target: Literal["absolute", "cross_section", "cross_section_rank"] = "absolute"
 
 
 @dataclasses.dataclass

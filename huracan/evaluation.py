@@ -48,11 +48,16 @@ class BookConfig:
             (its rows are added to results.csv).
         k: coins held long and coins held short at each rebalance.
         rebalance: bars between rebalances, one of ``labels.horizons``; None: the longest.
+        score: what the long-short book and the rank IC rank by: ``horizon``, the score of
+            the rebalance horizon (each horizon's IC its own score's); ``mean_rank``, the
+            mean over horizons of each score's percentile rank among the bar's assets
+            (:func:`mean_rank`), one score for every horizon.
     """
 
     kind: Literal["long_only", "long_short"] = "long_only"
     k: int = 5
     rebalance: int | None = None
+    score: Literal["horizon", "mean_rank"] = "horizon"
 
     def horizon(self, horizons: tuple[int, ...]) -> int:
         """The rebalance period in bars, checked against the run's label horizons.
@@ -196,6 +201,24 @@ def factor_summary(score: np.ndarray, realised: np.ndarray, rows: np.ndarray, ho
         **ic_summary(rank_ic(score, realised, rows), horizon),
         **quantile_summary(quantile_returns(score, realised, rows), horizon),
     }
+
+
+def percentile_rank(score: np.ndarray) -> np.ndarray:
+    """(T, N) each score's rank among its bar's finite scores, 0 the lowest to 1 the
+    highest (ties averaged); NaN where none, 0.5 for a bar's only score."""
+    rank = rankdata(score, axis=1, nan_policy="omit")
+    count = np.isfinite(score).sum(1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        fraction = (rank - 1) / (count - 1)
+    return np.where(count > 1, fraction, np.where(np.isfinite(score), 0.5, np.nan))
+
+
+def mean_rank(scores: np.ndarray) -> np.ndarray:
+    """(T, N) the mean over horizons of each (H, T, N) score's per-bar percentile rank:
+    the heads of every horizon vote on the same ordering of coins, each with its ranks,
+    not its probabilities (whose levels differ by horizon). NaN where any horizon has no
+    score."""
+    return np.mean([percentile_rank(score) for score in scores], axis=0)
 
 
 def rebalance_rows(rows: np.ndarray, every: int) -> np.ndarray:

@@ -9,7 +9,10 @@ have no label. All functions work on (T, N) arrays of every asset at once.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
+from scipy.stats import rankdata
 
 from huracan.costs import CostModel
 from huracan.data.panel import Panel
@@ -62,6 +65,49 @@ def after_cost_labels(
     net[panel.filled] = np.nan
     label = np.where(np.isnan(net), np.nan, (net > 0).astype(np.float64))
     return label, net
+
+
+MIN_CROSS_SECTION = 3  # coins a bar needs for "better than the others" to mean anything
+TARGETS = ("absolute", "cross_section", "cross_section_rank")
+
+
+def cross_section_labels(net: np.ndarray, target: str) -> tuple[np.ndarray, np.ndarray]:
+    """Labels a bar by how a long trade entered there did against the other coins' trades
+    entered at the same bar: what a book that ranks coins against each other needs.
+
+    The cross-section of bar t is every coin with a net return at t (a bar at t and at
+    t + h, not forward-filled): the label reads the future only as the label itself does,
+    up to t + h, and no other bar's.
+
+    Args:
+        net: (T, N) net return after costs of a long trade entered at each bar, NaN where
+            none (``after_cost_labels``' second value, one horizon).
+        target: ``cross_section``: 1.0 above the bar's median net return, 0.0 below, 0.5
+            at it; ``cross_section_rank``: the coin's percentile rank in the bar, 0.0 the
+            worst to 1.0 the best (ties averaged), a soft label for the same BCE.
+
+    Returns:
+        ``(label, relative)``, both (T, N): the label, and the net return less the bar's
+        median (the move behind the energy weights); NaN where the coin has no trade or
+        the bar has fewer than ``MIN_CROSS_SECTION`` coins with one.
+    """
+    if target not in TARGETS[1:]:
+        raise ConfigError(
+            f"labels.target={target!r} is no cross-sectional target (one of {list(TARGETS[1:])})"
+        )
+    count = np.isfinite(net).sum(1, keepdims=True)
+    enough = np.isfinite(net) & (count >= MIN_CROSS_SECTION)
+    with warnings.catch_warnings():  # a bar without any trade has no median: NaN, as meant
+        warnings.simplefilter("ignore", RuntimeWarning)
+        median = np.nanmedian(net, axis=1, keepdims=True)
+    relative = np.where(enough, net - median, np.nan)
+    if target == "cross_section":
+        label = np.where(relative > 0, 1.0, np.where(relative < 0, 0.0, 0.5))
+    else:
+        rank = rankdata(net, axis=1, nan_policy="omit")  # 1 .. count, NaN stays NaN
+        with np.errstate(invalid="ignore", divide="ignore"):
+            label = (rank - 1) / (count - 1)
+    return np.where(enough, label, np.nan), relative
 
 
 def triple_barrier_labels(

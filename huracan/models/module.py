@@ -201,7 +201,8 @@ class FleetModule(HuracanModule):
         self.log("val/loss", loss, prog_bar=True, on_epoch=True, on_step=False, sync_dist=True)
         self.log("val/balance", balance, on_epoch=True, on_step=False, sync_dist=True)
         scored = batch["w"] > 0
-        self.val_metrics.update(logits.sigmoid()[scored], batch["y"][scored].int())
+        # a soft label (labels.target=cross_section_rank) counts as its nearer class
+        self.val_metrics.update(logits.sigmoid()[scored], (batch["y"][scored] > 0.5).int())
 
     def on_validation_epoch_end(self) -> None:
         self.log_dict(self.val_metrics.compute())

@@ -12,7 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 from huracan.costs import CostModel
 from huracan.data.panel import Panel
 from huracan.features.cross_section import CrossSectionSpec, cross_section_features, resolve
-from huracan.features.labels import after_cost_labels, forward_return
+from huracan.features.labels import after_cost_labels, cross_section_labels, forward_return
 from huracan.features.technical import compute_features, realized_volatility
 
 
@@ -23,6 +23,11 @@ class FleetArrays:
     ``label_h``, ``net_h`` and ``gross_h`` are (T, N, H), one slice per horizon of
     ``horizons`` (shortest first); ``label``, ``net_return`` and ``gross_return`` are the
     first slice (the one horizon of single-horizon pipelines).
+
+    ``target_h`` is what the heads learn where it is not ``label_h`` (``labels.target``,
+    e.g. better than the bar's other coins), and ``move_h`` the move behind its energy
+    weights where it is not ``gross_h``; None for the default absolute target. ``label_h``
+    stays the absolute label: a trade's precision is always "did it make money".
     """
 
     symbols: list[str]
@@ -43,6 +48,8 @@ class FleetArrays:
     net_h: np.ndarray | None = None
     gross_h: np.ndarray | None = None
     cross_section: CrossSectionSpec | None = None  # the per-fold columns prepare_fold adds
+    target_h: np.ndarray | None = None
+    move_h: np.ndarray | None = None
 
 
 def build_fleet_arrays(
@@ -83,6 +90,13 @@ def build_fleet_arrays(
     label_h = label_h.astype(np.float32)  # 0, 1 or NaN: exact, in half the memory
     gross_h = gross_h.astype(np.float32)  # per horizon only the move behind energy weights
     label, net = label_h[..., 0], net_h[..., 0]
+    target_h = move_h = None
+    target = cfg.labels.get("target", "absolute")
+    if target != "absolute":
+        by_bar = [cross_section_labels(net_h[..., i], target) for i in range(len(horizons))]
+        target_h, move_h = (
+            np.stack(part, axis=-1).astype(np.float32) for part in zip(*by_bar, strict=True)
+        )
     return FleetArrays(
         symbols=list(panel.symbols),
         timestamps_ns=panel.timestamps.as_unit("ns").asi8,
@@ -102,4 +116,6 @@ def build_fleet_arrays(
         net_h=net_h,
         gross_h=gross_h,
         cross_section=spec,
+        target_h=target_h,
+        move_h=move_h,
     )

@@ -339,13 +339,14 @@ def horizon_weights(arrays: FleetArrays, fold: Fold) -> np.ndarray:
     """(T, N, H) energy weights per horizon, normalised on the training rows and on the
     validation rows each (the loss divides by the summed weight), and divided by the
     horizon: labels h bars long overlap h-fold, so each horizon weighs by its independent
-    observations, not by its (mostly repeated) samples."""
+    observations, not by its (mostly repeated) samples. The move is the trade's own
+    (``gross_h``), or against the bar's other coins where the heads learn that
+    (``move_h``)."""
     weights = np.zeros(arrays.net_h.shape, dtype=np.float32)  # what the model reads
+    move = arrays.gross_h if arrays.move_h is None else arrays.move_h
     for i, h in enumerate(arrays.horizons):
         for rows in (fold.train, fold.val):
-            weights[rows, :, i] = (
-                energy_weights(arrays.gross_h[rows, :, i], arrays.volatility[rows], h) / h
-            )
+            weights[rows, :, i] = energy_weights(move[rows, :, i], arrays.volatility[rows], h) / h
     return weights
 
 
@@ -353,9 +354,11 @@ def horizon_samples(
     data: FoldData, arrays: FleetArrays, weights: np.ndarray, rows: np.ndarray, valid
 ) -> tuple[dict[str, torch.Tensor], np.ndarray, np.ndarray]:
     """The fold's samples of ``rows`` with (B, H) labels and weights, one per horizon
-    (weight 0 where a horizon has no label)."""
+    (weight 0 where a horizon has no label): ``labels.target``'s (``target_h``) where the
+    run has one."""
     tensors, t_idx, a_idx = data.samples(arrays, rows, valid)
-    label = arrays.label_h[t_idx, a_idx]  # (B, H)
+    target = arrays.label_h if arrays.target_h is None else arrays.target_h
+    label = target[t_idx, a_idx]  # (B, H)
     known = np.isfinite(label)
     y = np.where(known, label, 0.0).astype(np.float32)
     w = np.where(known, weights[t_idx, a_idx], np.float32(0.0))

@@ -3,8 +3,9 @@ every score, and the two books (``huracan.evaluation``).
 
 The scores: the model's heads' test-window probability per horizon (``Book.scores``),
 the ablation's the same way, and each baseline's ``FleetRun.baseline_scores`` where the
-run has them. Each is compared with that horizon's net return of a long trade, on the
-test rows of every fold pooled.
+run has them; with ``book.score=mean_rank`` each strategy's mean percentile rank over its
+horizons instead, one score for every horizon. Each is compared with that horizon's net
+return of a long trade, on the test rows of every fold pooled.
 
 ``summary.json`` always holds both books: the long-short book is an evaluation (what a
 score is worth across coins, beside the long-only trades the bot makes) and costs a
@@ -30,6 +31,7 @@ from huracan.evaluation import (
     factor_summary,
     long_short_book,
     long_short_positions,
+    mean_rank,
 )
 from huracan.metrics import asset_metrics
 from huracan.report import fmt
@@ -48,8 +50,17 @@ def book_config(cfg: DictConfig) -> BookConfig:
     return BookConfig() if node is None else build(node)
 
 
-def strategy_scores(run: FleetRun) -> dict[str, np.ndarray]:
-    """Every (H, T, N) score of the run by strategy name, NaN where none."""
+def strategy_scores(run: FleetRun, score: str = "horizon") -> dict[str, np.ndarray]:
+    """Every (H, T, N) score of the run by strategy name, NaN where none: each horizon's
+    own (``book.score=horizon``), or with ``mean_rank`` the one score of
+    ``evaluation.mean_rank`` for every horizon (the same rule for every strategy)."""
+    scores = _own_scores(run)
+    if score == "mean_rank":
+        return {k: np.broadcast_to(mean_rank(v), v.shape) for k, v in scores.items()}
+    return scores
+
+
+def _own_scores(run: FleetRun) -> dict[str, np.ndarray]:
     scores = {}
     if run.model.scores is not None:
         scores["model"] = run.model.scores
@@ -60,17 +71,19 @@ def strategy_scores(run: FleetRun) -> dict[str, np.ndarray]:
     return scores
 
 
-def ic_section(run: FleetRun) -> dict:
-    """``summary.json``'s ``ic``: per strategy and horizon, rank IC and quintile figures."""
+def ic_section(run: FleetRun, score: str = "horizon") -> dict:
+    """``summary.json``'s ``ic``: per strategy and horizon, rank IC and quintile figures of
+    the score ``book.score`` names (:func:`strategy_scores`)."""
     rows = np.sort(run.test_rows)
     horizons = run.arrays.horizons
     section = {
         "returns": "per horizon, the net return of a long trade after its round-trip costs",
         "t": "Newey-West (HAC) with horizon - 1 lags over every test bar",
+        "score": score,
     }
-    for name, score in strategy_scores(run).items():
+    for name, values in strategy_scores(run, score).items():
         section[name] = {
-            str(h): factor_summary(score[i], run.arrays.net_h[..., i], rows, h)
+            str(h): factor_summary(values[i], run.arrays.net_h[..., i], rows, h)
             for i, h in enumerate(horizons)
         }
     return section
@@ -107,8 +120,8 @@ def books_section(
     index = run.arrays.horizons.index(rebalance)
     rows = np.sort(run.test_rows)
     day = run.arrays.timestamps_ns // NS_PER_DAY
-    short_books, daily = {"k": config.k, "rebalance": rebalance}, {}
-    for name, score in strategy_scores(run).items():
+    short_books, daily = {"k": config.k, "rebalance": rebalance, "score": config.score}, {}
+    for name, score in strategy_scores(run, config.score).items():
         book = long_short_book(
             score[index],
             run.arrays.net_h[..., index],
@@ -150,7 +163,8 @@ def with_long_short_rows(
     index = run.arrays.horizons.index(rebalance)
     arrays, rows = run.arrays, np.sort(run.test_rows)
     net_long, cost = arrays.net_h[..., index], arrays.cost_bps / 1e4
-    book = long_short_positions(run.model.scores[index], net_long, cost, rows, rebalance, config.k)
+    score = strategy_scores(run, config.score)["model"][index]
+    book = long_short_positions(score, net_long, cost, rows, rebalance, config.k)
     held = np.zeros(net_long.shape, dtype=bool)
     net = np.full(net_long.shape, np.nan)
     held[book.rows] = book.long | book.short

@@ -27,6 +27,7 @@ from huracan.io import atomic_write_text, plain
 from huracan.loggers import log_figures
 from huracan.metrics import COLUMNS, asset_metrics, fold_metrics, group_metrics, take_trades
 from huracan.pipelines.hierarchical.factor_report import (
+    book_config,
     books_section,
     ic_section,
     with_long_short_rows,
@@ -310,7 +311,7 @@ def write_report(run: FleetRun, panel: Panel, cfg: DictConfig, out: Path, logger
         "criteria": criteria,
         "diagnostics": diagnostics(run, cfg),
         "daily_net_bps": daily_net_bps(run),
-        "ic": ic_section(run),
+        "ic": ic_section(run, book_config(cfg).score),
         "books": books_section(
             run,
             cfg,
