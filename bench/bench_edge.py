@@ -220,13 +220,17 @@ def daily(windows: list[str], extra: list[str]) -> None:
         run_ = objects["run"]
         first, last = (pd.Timestamp(run_.arrays.timestamps_ns[r]) for r in run_.test_rows[[0, -1]])
         label = "design window" if window == "design" else "held out"
+        per_fold = "/".join(str(n) for n in summary["universe"]["assets_per_fold"])
         title = (
             f"Binance spot 1d, tests {first:%Y-%m-%d} .. {last:%Y-%m-%d} ({label}), "
-            f"{len(run_.arrays.symbols)} coins, default costs, {seconds:.0f} s"
+            f"{len(run_.arrays.symbols)} coins ({per_fold} per fold), default costs, "
+            f"{seconds:.0f} s"
         )
         daily_tables(title, summary)
         if window == "held_out":
             daily_targets(summary, len(run_.arrays.symbols))
+            joined = {s: k for s, k in summary["universe"]["joined"].items() if k > 0}
+            print(f"joined after the first fold (fold they joined): {joined or 'none'}")
 
 
 def daily_tables(title: str, summary: dict) -> None:
@@ -261,7 +265,11 @@ def daily_targets(summary: dict, n_coins: int) -> None:
     horizon = str(books["rebalance"])
     ic = summary["ic"]["model"][horizon]
     model = books["model"]
-    print(f"\ncoins in the held-out run: {n_coins} (target >= 40): {verdict(n_coins >= 40)}")
+    per_fold = "/".join(str(n) for n in summary["universe"]["assets_per_fold"])
+    print(
+        f"\ncoins in the held-out run: {n_coins}, each in the folds whose gates it passed "
+        f"({per_fold} per fold; target >= 40): {verdict(n_coins >= 40)}"
+    )
     ok = (ic.get("ic_mean") or 0) > 0 and (ic.get("ic_t") or 0) > 2
     print(
         f"model rank IC at {horizon} days: mean {fmt(ic.get('ic_mean'), '.4f')}, "
