@@ -265,3 +265,30 @@ def test_a_late_coin_takes_no_part_before_it_joins_and_fold_0_is_the_run_without
         np.testing.assert_array_equal(
             run.baselines[name].signals[before][:, kept], book.signals[before], err_msg=name
         )
+
+
+def test_one_out_of_sample_window_gates_per_fold_as_auto(market, tmp_path):
+    """A pipeline with one test window (per coin, the Mechanic) gets auto's verdicts."""
+    from huracan.data import apply_gates
+    from huracan.pipelines.base import Pipeline
+
+    start = market.timestamps[market.n_bars // 2]
+
+    class OneWindow(Pipeline):
+        def test_start(self, panel, cfg):
+            return start
+
+    panel = listed_from(market, "SOL", market.n_bars // 2 - 5 * 24)
+    starts = OneWindow().fold_starts(panel, None)
+    assert starts == [start]
+    per_fold = apply_fold_gates(panel, starts, LIMITS, GateReport())
+    auto = apply_gates(panel.between(None, start), LIMITS)
+    assert per_fold.skip_reasons == auto.skip_reasons and per_fold.metrics == auto.metrics
+
+
+def test_a_misspelled_gates_until_is_a_config_error(market, tmp_path):
+    from huracan.errors import ConfigError
+    from huracan.run import gates_until
+
+    with pytest.raises(ConfigError, match="gates.until='perfold': use auto, per_fold, null"):
+        gates_until(market, config(tmp_path), HierarchicalPipeline(), "perfold")
