@@ -130,9 +130,10 @@ class GateReport:
             m = self.metrics.get(symbol, {})
             reasons = self.skip_reasons[symbol]
             result = "pass" if not reasons else "SKIP " + ", ".join(r["code"] for r in reasons)
-            first = self.universe_entry(symbol)["first_fold"] if symbol in self.fold_reasons else 0
-            if not reasons and first:  # listed (or liquid) only later in the run
-                result += f" from fold {first}"
+            per_fold = self.fold_reasons.get(symbol, [])
+            first = self.universe_entry(symbol)["first_fold"] if per_fold else 0
+            if not reasons and first:  # listed (or liquid) only later in the run; as the
+                result += f" from fold {first + 1}/{len(per_fold)}"  # console counts folds
             lines.append(
                 f"{symbol:<10}{_fmt(m.get('history_days'), '.0f'):>8}"
                 f"{_fmt(m.get('missing_share'), '.1%'):>9}"
