@@ -220,13 +220,17 @@ def daily(windows: list[str], extra: list[str]) -> None:
         run_ = objects["run"]
         first, last = (pd.Timestamp(run_.arrays.timestamps_ns[r]) for r in run_.test_rows[[0, -1]])
         label = "design window" if window == "design" else "held out"
+        per_fold = "/".join(str(n) for n in summary["universe"]["assets_per_fold"])
         title = (
             f"Binance spot 1d, tests {first:%Y-%m-%d} .. {last:%Y-%m-%d} ({label}), "
-            f"{len(run_.arrays.symbols)} coins, default costs, {seconds:.0f} s"
+            f"{len(summary['universe']['joined'])} coins ({per_fold} per fold), default "
+            f"costs, {seconds:.0f} s"
         )
         daily_tables(title, summary)
         if window == "held_out":
             daily_targets(summary, len(run_.arrays.symbols))
+            joined = {s: k for s, k in summary["universe"]["joined"].items() if k > 0}
+            print(f"joined after the first fold (fold they joined): {joined or 'none'}")
 
 
 def daily_tables(title: str, summary: dict) -> None:
@@ -260,13 +264,22 @@ def daily_tables(title: str, summary: dict) -> None:
     print_table("the long-only book (the bot's trades) beside the baselines", rows)
 
 
-def daily_targets(summary: dict, n_coins: int) -> None:
-    """The issue's daily targets, from the held-out run's own summary."""
+def daily_targets(summary: dict, n_gated: int) -> None:
+    """The issue's daily targets, from the held-out run's own summary; ``n_gated``: the
+    coins that passed some fold's gates (the run's panel)."""
     books = summary["books"]["long_short"]
     horizon = str(books["rebalance"])
     ic = summary["ic"]["model"][horizon]
     model = books["model"]
-    print(f"\ncoins in the held-out run: {n_coins} (target >= 40): {verdict(n_coins >= 40)}")
+    universe = summary["universe"]
+    n_coins = len(universe["joined"])
+    per_fold = "/".join(str(n) for n in universe["assets_per_fold"])
+    print(
+        f"\ncoins taking part in at least one fold of the held-out run: {n_coins} ({per_fold} "
+        f"per fold; {n_gated - n_coins} more passed a fold's gates but had fewer than "
+        f"cluster.min_overlap bars in every training window; target >= 40): "
+        f"{verdict(n_coins >= 40)}"
+    )
     ok = (ic.get("ic_mean") or 0) > 0 and (ic.get("ic_t") or 0) > 2
     print(
         f"model rank IC at {horizon} days: mean {fmt(ic.get('ic_mean'), '.4f')}, "

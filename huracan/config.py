@@ -194,7 +194,7 @@ class Universe:
 
 @dataclasses.dataclass
 class Gates:
-    until: str | None = "auto"
+    until: str | None = "per_fold"
     min_history_days: float | None = None
     max_missing_share: float | None = None
     max_gap_bars: int | None = None

@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from huracan.config import build, target_of, validate
 from huracan.costs.model import DEFAULT_FEE_BPS
-from huracan.data import GateReport, GateThresholds, Panel, apply_gates
+from huracan.data import GateReport, GateThresholds, Panel, apply_fold_gates, apply_gates
 from huracan.data.panel import to_utc
 from huracan.errors import ConfigError, DataError
 from huracan.io import atomic_write_text
@@ -100,13 +100,22 @@ def load_and_gate(
             ):
                 report.add_skip(drop.symbol, drop.reason, drop.detail)
         options = OmegaConf.to_container(cfg.gates, resolve=True)
-        until = gates_until(panel, cfg, pipeline, options.pop("until", None))
-        seen = panel if until is None else panel.between(None, until)
-        apply_gates(seen, GateThresholds(**options), report)
+        until = options.pop("until", None)
+        limits = GateThresholds(**options)
+        starts = pipeline.fold_starts(panel, cfg) if until == PER_FOLD else []
+        if starts:
+            apply_fold_gates(panel, starts, limits, report)
+            measured = f"bars before each of the {len(starts)} folds' first test bar"
+        else:  # per_fold without out-of-sample folds (pipeline=data) measures everything
+            until = None if until == PER_FOLD else gates_until(panel, cfg, pipeline, until)
+            apply_gates(panel if until is None else panel.between(None, until), limits, report)
+            measured = "all bars" if until is None else f"bars before {until:%Y-%m-%d %H:%M}"
         panel = panel.select(report.passed)
-        measured = "all bars" if until is None else f"bars before {until:%Y-%m-%d %H:%M}"
         note(f"{len(report.passed)} passed, {len(report.skipped)} skipped, on {measured}")
     return panel, report
+
+
+PER_FOLD = "per_fold"  # gates.until: each fold's universe gated on the bars before it
 
 
 def resolve_fee(cfg: DictConfig, source, symbols: list[str]) -> str:
@@ -137,11 +146,17 @@ def gates_until(
 
     Gates choose the universe; measured on test bars, they would keep only the coins
     that turned out liquid (survivorship). ``null`` measures the whole history.
+    ``per_fold`` (``load_and_gate``) measures them again before each fold's test window.
     """
     if until is None:
         return None
     if until != "auto":
-        return to_utc(until)
+        try:
+            return to_utc(until)
+        except ValueError:
+            raise ConfigError(
+                f"gates.until={until!r}: use auto, {PER_FOLD}, null or a date (2023-03-02)"
+            ) from None
     return pipeline.test_start(panel, cfg)
 
 
@@ -281,6 +296,7 @@ def run_pipeline(
         "threads": threads,
     }
     summary |= pipeline(panel, gates, cfg, out, timer)
+    gates.write(out / "gates.json")  # again: with each fold's universe, where the run has folds
     objects = {"panel": panel, "gates": gates, **summary.pop("objects", {})}
     summary["timings_s"] = timer.seconds
     if torch.cuda.is_initialized():  # trainer=gpu: this process's peak (bench/gpu.sh)

@@ -136,6 +136,13 @@ class WalkForward:
         self._gaps()
         return grid[self._test_layout(len(grid))[1]]
 
+    def test_starts(self, grid: pd.DatetimeIndex | Panel) -> list[pd.Timestamp]:
+        """The first bar of each fold's test window, without cutting the folds."""
+        grid = _as_grid(grid)
+        self._gaps()
+        test_size, first_test = self._test_layout(len(grid))
+        return [grid[first_test + k * test_size] for k in range(self.n_folds)]
+
     def _test_layout(self, n_bars: int) -> tuple[int, int]:
         """Rows per test window, and the row where the first test window starts."""
         test_size = self.test_size or n_bars // (self.n_folds + 1)

@@ -6,7 +6,7 @@ imports ccxt.
 
 from huracan.data.align import build_panel
 from huracan.data.files import CsvSource
-from huracan.data.gates import GateReport, GateThresholds, apply_gates
+from huracan.data.gates import GateReport, GateThresholds, apply_fold_gates, apply_gates
 from huracan.data.panel import DropRecord, Panel
 from huracan.data.synthetic import SyntheticMarket, SyntheticTruth
 
@@ -18,6 +18,7 @@ __all__ = [
     "Panel",
     "SyntheticMarket",
     "SyntheticTruth",
+    "apply_fold_gates",
     "apply_gates",
     "build_panel",
 ]

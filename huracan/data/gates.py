@@ -1,4 +1,10 @@
-"""Data gates: per-symbol quality checks with machine-readable skip reasons."""
+"""Data gates: per-symbol quality checks with machine-readable skip reasons.
+
+With ``gates.until=per_fold`` the gates are measured once per walk-forward fold, on the
+bars before that fold's first test bar (:func:`apply_fold_gates`): a coin listed during
+the run joins the first fold whose gates it passes. The report then says, per symbol and
+fold, why it was out (``GateReport.fold_reasons``).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from huracan.data.panel import Panel
 from huracan.io import atomic_write_text, plain
@@ -37,10 +44,23 @@ class GateThresholds:
 
 @dataclass
 class GateReport:
-    """Each symbol's gate metrics, and why it was skipped (empty list: it passed)."""
+    """Each symbol's gate metrics, and why it was skipped (empty list: it passed).
+
+    Attributes:
+        metrics: per symbol, its gate metrics (per fold: those of the first fold it
+            passed, else of the last fold).
+        skip_reasons: per symbol, why it is in no fold at all (empty list: it passed).
+        fold_starts: the first test bar of each fold, where the gates were measured per
+            fold (``gates.until=per_fold``); empty otherwise.
+        fold_reasons: per symbol and fold, why it is out of that fold's universe (empty
+            list: in it): the gates measured for that fold, then what the pipeline
+            requires (:meth:`exclude_from_fold`). Empty until folds are known.
+    """
 
     metrics: dict[str, dict[str, float | None]] = field(default_factory=dict)
     skip_reasons: dict[str, list[dict]] = field(default_factory=dict)
+    fold_starts: list[str] = field(default_factory=list)
+    fold_reasons: dict[str, list[list[dict]]] = field(default_factory=dict)
 
     @property
     def passed(self) -> list[str]:
@@ -55,6 +75,37 @@ class GateReport:
         self.skip_reasons.setdefault(symbol, []).append({"code": code, "message": message})
         self.metrics.setdefault(symbol, {})
 
+    def fold_members(self, symbols: list[str], n_folds: int) -> np.ndarray:
+        """(K, N) bool: symbol n is in fold k's universe so far (every passed symbol in
+        every fold where the gates were not measured per fold)."""
+        members = np.ones((n_folds, len(symbols)), dtype=bool)
+        for j, symbol in enumerate(symbols):
+            for k, reasons in enumerate(self.fold_reasons.get(symbol, [])[:n_folds]):
+                members[k, j] = not reasons
+        return members
+
+    def exclude_from_fold(self, symbol: str, fold: int, n_folds: int, reason: dict) -> None:
+        """Records that ``symbol`` is out of fold ``fold``'s universe, and why."""
+        per_fold = self.fold_reasons.setdefault(symbol, [[] for _ in range(n_folds)])
+        per_fold[fold].append(reason)
+
+    def universe_entry(self, symbol: str) -> dict:
+        """Per symbol: the folds it is in, the first it joined, and why it was out of each
+        other fold (``gates.json``'s ``universe``)."""
+        per_fold = self.fold_reasons[symbol]
+        folds = [k for k, reasons in enumerate(per_fold) if not reasons]
+        out = [
+            {"fold": k, "reasons": reasons} | self._start_of(k)
+            for k, reasons in enumerate(per_fold)
+            if reasons
+        ]
+        return {"folds": folds, "first_fold": folds[0] if folds else None, "out": out}
+
+    def _start_of(self, fold: int) -> dict:
+        if fold < len(self.fold_starts):
+            return {"gates_measured_before": self.fold_starts[fold]}
+        return {}
+
     def to_dict(self) -> dict:
         return {
             symbol: {
@@ -62,6 +113,7 @@ class GateReport:
                 "skip_reasons": self.skip_reasons[symbol],
                 "metrics": self.metrics.get(symbol, {}),
             }
+            | ({"universe": self.universe_entry(symbol)} if symbol in self.fold_reasons else {})
             for symbol in sorted(self.skip_reasons)
         }
 
@@ -78,6 +130,10 @@ class GateReport:
             m = self.metrics.get(symbol, {})
             reasons = self.skip_reasons[symbol]
             result = "pass" if not reasons else "SKIP " + ", ".join(r["code"] for r in reasons)
+            per_fold = self.fold_reasons.get(symbol, [])
+            first = self.universe_entry(symbol)["first_fold"] if per_fold else 0
+            if not reasons and first:  # listed (or liquid) only later in the run; as the
+                result += f" from fold {first + 1}/{len(per_fold)}"  # console counts folds
             lines.append(
                 f"{symbol:<10}{_fmt(m.get('history_days'), '.0f'):>8}"
                 f"{_fmt(m.get('missing_share'), '.1%'):>9}"
@@ -196,6 +252,34 @@ def apply_gates(
                     "message": f"{what} {float(values[j]):.4g} vs limit {limit}",
                 }
             )
+    return report
+
+
+def apply_fold_gates(
+    panel: Panel, starts: list[pd.Timestamp], limits: GateThresholds, report: GateReport
+) -> GateReport:
+    """Measures every symbol once per fold, on the bars before that fold's first test bar.
+
+    A symbol passes (is kept in the panel) where it passes for at least one fold; each
+    fold's verdict goes into ``report.fold_reasons``, so that a coin listed during the
+    run joins the first fold whose gates it passes, and one that fails later (delisted,
+    dried up) leaves. Nothing measured for fold k reads a bar at or after its start.
+
+    Args:
+        panel: the aligned panel.
+        starts: the first test bar of each fold, in time order.
+        limits: the thresholds.
+        report: a report already holding symbols skipped while reading, extended in place.
+    """
+    per_fold = [apply_gates(panel.between(None, start), limits) for start in starts]
+    report.fold_starts = [str(start) for start in starts]
+    for symbol in panel.symbols:
+        reasons = [fold.skip_reasons[symbol] for fold in per_fold]
+        passing = [k for k, r in enumerate(reasons) if not r]
+        chosen = per_fold[passing[0] if passing else -1]
+        report.metrics[symbol] = chosen.metrics[symbol]
+        report.skip_reasons[symbol] = list(chosen.skip_reasons[symbol])
+        report.fold_reasons[symbol] = [list(r) for r in reasons]
     return report
 
 

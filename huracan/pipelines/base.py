@@ -38,6 +38,12 @@ class Pipeline:
         """The first out-of-sample bar, before which the data gates look (None: none)."""
         return None
 
+    def fold_starts(self, panel: Panel, cfg: DictConfig) -> list[pd.Timestamp]:
+        """The first bar of each out-of-sample window, in time order: where
+        ``gates.until=per_fold`` measures the gates (one window: ``test_start``)."""
+        start = self.test_start(panel, cfg)
+        return [] if start is None else [start]
+
     def __call__(
         self, panel: Panel, gates: GateReport, cfg: DictConfig, out: Path, timer: StageTimer
     ) -> dict:

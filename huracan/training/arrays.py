@@ -4,7 +4,7 @@ reports and serving read them."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
@@ -50,6 +50,34 @@ class FleetArrays:
     cross_section: CrossSectionSpec | None = None  # the per-fold columns prepare_fold adds
     target_h: np.ndarray | None = None
     move_h: np.ndarray | None = None
+
+    def columns(self, cols: np.ndarray) -> FleetArrays:
+        """The arrays of the assets ``cols`` only (copies), as if the panel held just those.
+
+        The cross-sectional ranks in ``features`` are still those taken across every asset
+        of the panel: ``training.universe.fold_arrays`` takes them again across ``cols``.
+        """
+
+        def take(values: np.ndarray | None) -> np.ndarray | None:
+            return None if values is None else values[:, cols]
+
+        return replace(
+            self,
+            symbols=[self.symbols[j] for j in cols],
+            features=take(self.features),
+            log_close=take(self.log_close),
+            returns=take(self.returns),
+            volatility=take(self.volatility),
+            label=take(self.label),
+            net_return=take(self.net_return),
+            gross_return=take(self.gross_return),
+            quote_volume=take(self.quote_volume),
+            listed=take(self.listed),
+            cost_bps=take(self.cost_bps),
+            label_h=take(self.label_h),
+            net_h=take(self.net_h),
+            gross_h=take(self.gross_h),
+        )
 
 
 def build_fleet_arrays(

@@ -47,16 +47,30 @@ class Book:
         )
 
     @classmethod
-    def at_horizon(cls, signals: np.ndarray, arrays: FleetArrays, horizon: int) -> Book:
-        """A rule's trades all held ``horizon`` bars (one of ``arrays.horizons``)."""
+    def at_horizon(
+        cls,
+        signals: np.ndarray,
+        arrays: FleetArrays,
+        horizon: int,
+        absent: np.ndarray | None = None,
+    ) -> Book:
+        """A rule's trades all held ``horizon`` bars (one of ``arrays.horizons``); no
+        prediction on the ``absent`` cells (a coin out of a fold's universe)."""
         index = np.full(signals.shape, arrays.horizons.index(horizon), dtype=np.int8)
-        return cls(signals, index, arrays)
+        return cls(signals, _without(index, absent), arrays)
 
     @classmethod
-    def chosen(cls, signals: np.ndarray, index: np.ndarray, arrays: FleetArrays) -> Book:
+    def chosen(
+        cls,
+        signals: np.ndarray,
+        index: np.ndarray,
+        arrays: FleetArrays,
+        absent: np.ndarray | None = None,
+    ) -> Book:
         """A rule's trades, each held the horizon ``arrays.horizons[index]``; a rule has a
-        prediction everywhere, so -1 (no trade) reads the shortest horizon's outcome."""
-        return cls(signals, np.maximum(index, 0).astype(np.int8), arrays)
+        prediction everywhere, so -1 (no trade) reads the shortest horizon's outcome, but
+        on the ``absent`` cells (a coin out of a fold's universe), where it has none."""
+        return cls(signals, _without(np.maximum(index, 0).astype(np.int8), absent), arrays)
 
     @cached_property
     def hold(self) -> np.ndarray:
@@ -80,6 +94,13 @@ class Book:
         return np.where(self.index >= 0, values, np.nan).astype(per_horizon.dtype)
 
 
+def _without(index: np.ndarray, absent: np.ndarray | None) -> np.ndarray:
+    """``index`` with -1 (no prediction) on the ``absent`` cells."""
+    if absent is not None:
+        index[absent] = -1
+    return index
+
+
 @dataclass
 class FleetRun:
     """Everything a hierarchical run produced, for the report and the tests."""
@@ -97,3 +118,4 @@ class FleetRun:
     baselines: dict[str, Book] = field(default_factory=dict)
     # per baseline with a continuous score: (H, T, N) on the test rows, NaN elsewhere
     baseline_scores: dict[str, np.ndarray] = field(default_factory=dict)
+    universe: np.ndarray | None = None  # (K, N) coin n takes part in fold k

@@ -53,6 +53,7 @@ from huracan.training.folds import (
     scored_baselines,
     walk_forward,
 )
+from huracan.training.universe import absent_cells, fold_arrays, fold_universe
 from huracan.validation import Fold
 
 log = logging.getLogger("huracan")
@@ -64,10 +65,13 @@ class HierarchicalPipeline(Pipeline):
     def test_start(self, panel: Panel, cfg: DictConfig) -> pd.Timestamp:
         return fleet_walk_forward(cfg).first_test_bar(panel)
 
+    def fold_starts(self, panel: Panel, cfg: DictConfig) -> list[pd.Timestamp]:
+        return fleet_walk_forward(cfg).test_starts(panel)
+
     def __call__(
         self, panel: Panel, gates: GateReport, cfg: DictConfig, out: Path, timer: StageTimer
     ) -> dict:
-        run = run_hierarchical(panel, cfg, out, timer)
+        run = run_hierarchical(panel, cfg, out, timer, gates)
         logger = stage_logger(cfg, "report", hparams=False)
         with timer("report"):
             report = write_report(run, panel, cfg, out, logger)
@@ -90,8 +94,23 @@ class HierarchicalPipeline(Pipeline):
             "validation": report["validation"],
             "ic": report["ic"],
             "books": report["books"],
+            "universe": universe_summary(run, gates),
             "objects": {"run": run},
         }
+
+
+def universe_summary(run: FleetRun, gates: GateReport) -> dict:
+    """``summary.json``'s ``universe``: where the gates were measured, the coins of each
+    fold, and the fold each coin joined (``gates.json`` says why it was out before)."""
+    symbols = run.arrays.symbols
+    first = run.universe.argmax(0)
+    return {
+        "gates_measured": "per fold" if gates.fold_starts else "once",
+        "assets_per_fold": run.universe.sum(1).tolist(),
+        "joined": {
+            symbols[j]: int(first[j]) for j in range(len(symbols)) if run.universe[:, j].any()
+        },
+    }
 
 
 def log_report(report: dict) -> None:
@@ -151,8 +170,16 @@ def fleet_walk_forward(cfg: DictConfig):
     return walk_forward(cfg, horizon=max(label_horizons(cfg)))
 
 
-def run_hierarchical(panel: Panel, cfg: DictConfig, out: Path, timer: StageTimer) -> FleetRun:
-    """Walk-forward training and out-of-sample prediction of the whole fleet."""
+def run_hierarchical(
+    panel: Panel, cfg: DictConfig, out: Path, timer: StageTimer, gates: GateReport | None = None
+) -> FleetRun:
+    """Walk-forward training and out-of-sample prediction of the whole fleet.
+
+    Args:
+        gates: the run's gate report: each fold's universe (``training.universe``) is
+            read from it and why a coin is out of a fold is added to it; None: every
+            coin of the panel passed the gates for every fold.
+    """
     apply_threads(cfg.threads)  # train() has; a direct caller gets the same threads
     horizons = label_horizons(cfg)
     with timer("features") as note:
@@ -160,12 +187,15 @@ def run_hierarchical(panel: Panel, cfg: DictConfig, out: Path, timer: StageTimer
         note(f"{len(arrays.feature_names)} features, horizons {list(horizons)} bar(s)")
     folds = fleet_walk_forward(cfg).split(panel)
     shape = arrays.net_return.shape
+    min_bars = int(cfg.cluster.get("min_overlap") or 2)  # 2 bars: a correlation at least
+    universe = fold_universe(gates, arrays, folds, min_bars, cfg.universe.min_assets)
     run = FleetRun(
         arrays=arrays,
         folds=folds,
         model=Book.empty(arrays),
         cluster_ids=np.full(shape, -1, dtype=np.int16),
         test_rows=np.concatenate([f.test for f in folds]),
+        universe=universe,
     )
     compare = cfg.report.compare_without_factor and build(cfg.factor).n_factors > 0
     if compare:
@@ -174,26 +204,29 @@ def run_hierarchical(panel: Panel, cfg: DictConfig, out: Path, timer: StageTimer
     previous = None
     for fold in folds:
         with timer(f"fold {fold.index + 1}/{len(folds)}") as note:
-            data = prepare_fold(arrays, fold, cfg, previous)
-            info = train_fold(data, arrays, cfg, out, make_trainer, run, compare)
+            part = fold_arrays(arrays, panel, universe[fold.index])  # the fold's coins only
+            data = prepare_fold(part, fold, cfg, previous)
+            info = train_fold(data, part, cfg, out, make_trainer, run, compare)
             previous = data.clusters
-            del data
+            del data, part
             release_memory()
             sizes = "/".join(str(len(m)) for m in previous.cluster_members.values())
             note(
                 f"train {fold.train_times[0]:%Y-%m-%d}..{fold.train_times[-1]:%Y-%m-%d}, "
                 f"test {fold.test_times[0]:%Y-%m-%d}..{fold.test_times[-1]:%Y-%m-%d}, "
-                f"clusters of {sizes} coins, {info['test_signals']} test signals"
+                f"{universe[fold.index].sum()} coins, clusters of {sizes}, "
+                f"{info['test_signals']} test signals"
             )
     with timer("baselines"):
-        run.baselines, run.baseline_scores = fleet_baselines(arrays, folds, cfg)
+        run.baselines, run.baseline_scores = fleet_baselines(arrays, folds, cfg, panel, universe)
     if panel.truth is not None and 1 in horizons:
         # the oracle knows each bar's expected next-bar return; it trades when that beats
         # the same round-trip cost the models pay (the run's own cost model)
         with np.errstate(invalid="ignore"):
             signals = np.expm1(panel.truth.expected_return) > arrays.cost_bps / 1e4
         signals[np.setdiff1d(np.arange(len(signals)), run.test_rows)] = False
-        run.oracle = Book.at_horizon(signals, arrays, 1)
+        absent = absent_cells(universe, folds, shape)
+        run.oracle = Book.at_horizon(signals & ~absent, arrays, 1, absent)
     return run
 
 
@@ -211,13 +244,67 @@ def release_memory() -> None:
 
 
 def fleet_baselines(
-    arrays: FleetArrays, folds: list[Fold], cfg: DictConfig
+    arrays: FleetArrays,
+    folds: list[Fold],
+    cfg: DictConfig,
+    panel: Panel | None = None,
+    universe: np.ndarray | None = None,
 ) -> tuple[dict[str, Book], dict[str, np.ndarray]]:
     """The baselines (``folds.scored_baselines``) as books on the same test windows and
-    costs, and their scores."""
-    trades, scores = scored_baselines(arrays, folds, cfg)
-    books = {name: Book.chosen(signals, index, arrays) for name, (signals, index) in trades.items()}
+    costs, and their scores: each fold's on the arrays of its universe alone.
+
+    Args:
+        panel: the panel ``arrays`` were built from (needed where a coin is out of a fold).
+        universe: (K, N) the folds' universes (``training.universe``); None: every coin.
+    """
+    if universe is None:
+        universe = np.ones((len(folds), len(arrays.symbols)), dtype=bool)
+    trades, scores = {}, {}
+    for fold in folds:
+        columns = np.flatnonzero(universe[fold.index])
+        part = fold_arrays(arrays, panel, universe[fold.index])
+        fold_trades, fold_scores = scored_baselines(part, [fold], cfg)
+        for name, (signals, index) in fold_trades.items():
+            if name not in trades:
+                trades[name] = (
+                    np.zeros(arrays.net_return.shape, dtype=bool),
+                    np.full(arrays.net_return.shape, -1, dtype=index.dtype),
+                )
+            cells = np.ix_(fold.test, columns)
+            trades[name][0][cells] = signals[fold.test]
+            trades[name][1][cells] = index[fold.test]
+        for name, score in fold_scores.items():
+            scores[name] = merged_score(scores.get(name), score, fold, columns, len(arrays.symbols))
+        del part
+    absent = absent_cells(universe, folds, arrays.net_return.shape)
+    books = {
+        name: Book.chosen(signals, index, arrays, absent)
+        for name, (signals, index) in trades.items()
+    }
+    scores = {
+        name: np.broadcast_to(score, (len(arrays.horizons), *score.shape))
+        if score.ndim == 2
+        else score
+        for name, score in scores.items()
+    }
     return books, scores
+
+
+def merged_score(
+    merged: np.ndarray | None, score: np.ndarray, fold: Fold, columns: np.ndarray, n_assets: int
+) -> np.ndarray:
+    """``merged`` (NaN where no fold wrote) with one fold's (H, T, n) ``score`` written on
+    its test rows and its universe's columns; a score that is the same for every horizon
+    (a read-only view repeated over them) is kept as one (T, N) array."""
+    repeated = score.strides[0] == 0
+    if merged is None:
+        shape = score.shape[1:-1] if repeated else score.shape[:-1]
+        merged = np.full((*shape, n_assets), np.nan, dtype=np.float32)
+    if repeated:
+        merged[np.ix_(fold.test, columns)] = score[0][fold.test]
+    else:
+        merged[:, fold.test[:, None], columns[None, :]] = score[:, fold.test]
+    return merged
 
 
 def train_fold(
@@ -269,17 +356,17 @@ def train_fold(
         f"{stage} heads",
         codes,
     )
-    rows = (val_t, val_a, test_t, test_a)
+    # the books have a column per coin of the run; ``arrays`` those of the fold's universe
+    columns = np.array([run.arrays.symbols.index(s) for s in arrays.symbols])
+    rows = (val_t, val_a, test_t, columns[test_a])
     choice = trade_decisions(module, val, test, rows, arrays, data.n_groups, cfg, run.model)
-    run.cluster_ids[fold.test] = (
-        data.clusters.labels(arrays.symbols)[None, :]
-        if data.group_rows is None
-        else data.group_rows[fold.test]  # refitted inside the window: head g is cluster g
-    )
+    run.cluster_ids[fold.test] = data.clusters.labels(run.arrays.symbols)[None, :]
+    if data.group_rows is not None:  # refitted inside the window: head g is cluster g
+        run.cluster_ids[np.ix_(fold.test, columns)] = data.group_rows[fold.test]
     release_memory()
     if compare:
         samples = (train, val, test)
-        train_without_factor(data, encoder, samples, codes, rows, make_trainer, run, cfg)
+        train_without_factor(data, encoder, samples, codes, rows, arrays, make_trainer, run, cfg)
     save_fold_checkpoint(out, module, data, arrays.symbols, choice, cfg)
     return record_fold(run, data, arrays, train, test, choice)
 
@@ -300,6 +387,7 @@ def train_without_factor(
     samples: tuple,
     codes: tuple | None,
     rows: tuple,
+    arrays: FleetArrays,
     make_trainer,
     run,
     cfg,
@@ -310,6 +398,7 @@ def train_without_factor(
         samples: the fold's (train, val, test) sample tensors.
         codes: the train and val samples encoded (``MoEHeads.encode``), or None.
         rows: the grid rows and asset columns of the validation and test samples.
+        arrays: the fold's arrays (its universe's coins).
     """
     fold = data.fold
     train, val, test = (without_factor(part) for part in samples)
@@ -326,7 +415,7 @@ def train_without_factor(
         f"fold {fold.index + 1}/{len(run.folds)} heads without factor",
         codes,
     )
-    trade_decisions(plain, val, test, rows, run.arrays, data.n_groups, cfg, run.without_factor)
+    trade_decisions(plain, val, test, rows, arrays, data.n_groups, cfg, run.without_factor)
 
 
 def save_fold_checkpoint(
@@ -400,7 +489,9 @@ def trade_decisions(
     """Per head, horizon and threshold chosen on validation; the test trades go into ``book``.
 
     Args:
-        rows: grid rows and asset columns of the validation and the test samples.
+        arrays: the fold's arrays: ``val_a`` are their columns.
+        rows: grid rows and asset columns of the validation and the test samples; the test
+            samples' columns are those of ``book`` (the run's coins).
 
     Returns:
         Per head: ``horizons`` (bars, None where it does not trade), ``thresholds`` and
