@@ -1,8 +1,11 @@
 """What the Mechanic's per-coin finishing computes more cheaply, checked against what it
 computed before: a coin's holdout figures (``scoring.evaluate``, without the frame) equal
-``symbol_metrics``' row, and a challenger's copy keeps the champion whole."""
+``symbol_metrics``' row, a challenger's copy keeps the champion whole, and a roster read
+back is checked once per content."""
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import pandas as pd
@@ -11,11 +14,14 @@ import torch
 
 from huracan.coins import CoinJob
 from huracan.costs import symbol_metrics
+from huracan.errors import DataError
 from huracan.io import plain
 from huracan.models import FleetModule, GroupedMoEHead
 from huracan.models.encoder import Autoencoder
+from huracan.registry.roster import ROSTER_KEY, load_roster, write_roster
 from huracan.scoring import evaluate
 from huracan.serve.finetune import HeadFit, finetune_heads
+from huracan.store import LocalStore
 
 
 def holdout(rng: np.random.Generator, bars: int) -> dict:
@@ -88,3 +94,27 @@ def test_a_batched_challenger_shares_the_frozen_encoder_and_leaves_the_champion_
     ]
     assert moved and not challenger.finetune_encoder and not challenger.training
     assert not any(p.requires_grad for p in challenger.encoder.parameters())
+
+
+def test_a_roster_is_checked_once_per_content_and_every_new_content_again(tmp_path):
+    store = LocalStore(tmp_path)
+    entry = {
+        "symbol": "BTC",
+        "model_path": "models/BTC/baseline_x",
+        "spread_bps": 2.0,
+        "fee_bps": 7.5,
+        "avg_slip_bps": 1.0,
+        "last_7d_net_bps": 3.0,
+        "trade_ok": True,
+        "reasons": [],
+    }
+    write_roster(store, [entry], "one")
+    assert load_roster(store)["entries"][0]["symbol"] == "BTC"
+    assert load_roster(store)["entries"][0]["symbol"] == "BTC"  # the kept verdict
+    broken = json.loads(store.read_bytes(ROSTER_KEY))
+    broken["entries"][0]["fee_bps"] = -1
+    store.write_bytes(ROSTER_KEY, json.dumps(broken, indent=2).encode())
+    with pytest.raises(DataError, match="fee_bps"):
+        load_roster(store)
+    with pytest.raises(DataError, match="spread_bps"):
+        write_roster(store, [{**entry, "spread_bps": "wide"}], "two")
