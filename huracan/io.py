@@ -15,12 +15,19 @@ os.umask(_UMASK)
 
 
 def atomic_write_bytes(
-    path: str | Path, data: bytes, guard: AbstractContextManager | None = None
+    path: str | Path,
+    data: bytes,
+    guard: AbstractContextManager | None = None,
+    fsync: bool = True,
 ) -> None:
     """Writes ``data`` to a temporary file beside ``path``, fsyncs, then renames it over.
 
     ``guard`` is entered around the rename alone (a store's fencing check), so the slow
     part, writing the bytes, happens outside it; where it raises, nothing is renamed.
+    ``fsync=False`` skips the flush to disk: the rename is still of a whole file, so a
+    killed process leaves the old file or the new one, but a crash of the machine may
+    leave the new name on an empty or partial file (only for scratch copies, see
+    ``LocalStore``'s ``durable``).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -30,7 +37,8 @@ def atomic_write_bytes(
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
-            os.fsync(handle.fileno())
+            if fsync:
+                os.fsync(handle.fileno())
         with guard or nullcontext():
             os.replace(tmp, path)
     except BaseException:

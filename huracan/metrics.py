@@ -88,12 +88,37 @@ def asset_metrics(
     Returns:
         One row per asset (index ``asset``), columns ``COLUMNS``.
     """
-    _check_inputs(signals, labels, net_return, horizon)
     _check_symbols(symbols, signals.shape[1])
-    table = group_metrics(
-        signals, labels, net_return, rows, None, bars_per_year, horizon, days, n_boot
+    table = asset_columns(
+        signals,
+        labels,
+        net_return,
+        bars_per_year=bars_per_year,
+        horizon=horizon,
+        rows=rows,
+        days=days,
+        n_boot=n_boot,
     )
     return pd.DataFrame(table, index=pd.Index(list(symbols), name="asset"))
+
+
+def asset_columns(
+    signals: np.ndarray,
+    labels: np.ndarray,
+    net_return: np.ndarray,
+    *,
+    bars_per_year: float,
+    horizon: int | np.ndarray = 1,
+    rows: np.ndarray | None = None,
+    days: np.ndarray | None = None,
+    n_boot: int = 2000,
+) -> dict[str, np.ndarray]:
+    """``asset_metrics``' columns as arrays, one value per asset, without the frame (what
+    a caller scoring one coin at a time, the Mechanic, would only take apart again)."""
+    _check_inputs(signals, labels, net_return, horizon)
+    return group_metrics(
+        signals, labels, net_return, rows, None, bars_per_year, horizon, days, n_boot
+    )
 
 
 def cluster_metrics(

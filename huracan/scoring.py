@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from huracan.coins import BASELINE_KEYS, CoinJob, window_rows
-from huracan.costs import symbol_metrics
+from huracan.costs.symbol_metrics import symbol_columns
 from huracan.io import plain
 from huracan.metrics import take_trades
 
@@ -29,11 +29,10 @@ def evaluate(
     rows = np.ones(len(signals), bool) if rows is None else rows
     net = test["gross"] - test["cost_bps"] / 1e4
     stamps = pd.DatetimeIndex(pd.to_datetime(test["timestamps"][rows], utc=True))
-    table = symbol_metrics(
+    columns = symbol_columns(  # one coin: its column of symbol_metrics, without the frame
         signals[rows, None],
         net[rows, None],
         test["gross"][rows, None],
-        symbols=[job.symbol],
         timestamps=stamps,
         bars_per_year=job.rules["bars_per_year"],
         horizon=job.rules["horizon"],
@@ -41,9 +40,8 @@ def evaluate(
         slippage_bps=test["slip_bps"][rows, None],
         n_boot=n_boot,
     )
-    row = table.iloc[0]
-    metrics = {k: plain(v) for k, v in row.items()}
-    metrics["n_trades"] = int(row["n_trades"])
+    metrics = {k: plain(v[0]) for k, v in columns.items()}
+    metrics["n_trades"] = int(columns["n_trades"][0])
     metrics["net_pnl_bps"] = metrics.get("net_bps")
     whole = bool(rows.all())
     metrics["window"] = job.meta["test_window"] if whole else [str(stamps[0]), str(stamps[-1])]

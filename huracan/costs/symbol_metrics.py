@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from huracan.metrics import asset_metrics, take_trades
+from huracan.metrics import asset_columns, take_trades
 
 SYMBOL_COLUMNS = [
     "n_trades",
@@ -78,12 +78,44 @@ def symbol_metrics(
             raise ValueError(f"{name} has shape {np.shape(values)}, signals {shape}")
     if len(timestamps) != shape[0]:
         raise ValueError(f"{len(timestamps)} timestamps given for {shape[0]} bars")
+    if len(symbols) != shape[1]:
+        raise ValueError(f"{len(symbols)} symbols given for {shape[1]} assets")
+    columns = symbol_columns(
+        signals,
+        net_return,
+        gross_return,
+        timestamps=timestamps,
+        bars_per_year=bars_per_year,
+        horizon=horizon,
+        rows=rows,
+        cost_bps=cost_bps,
+        slippage_bps=slippage_bps,
+        n_boot=n_boot,
+    )
+    return pd.DataFrame(columns, index=pd.Index(list(symbols), name="symbol"))
+
+
+def symbol_columns(
+    signals: np.ndarray,
+    net_return: np.ndarray,
+    gross_return: np.ndarray,
+    *,
+    timestamps: pd.DatetimeIndex,
+    bars_per_year: float,
+    horizon: int = 1,
+    rows: np.ndarray | None = None,
+    cost_bps: np.ndarray | None = None,
+    slippage_bps: np.ndarray | None = None,
+    n_boot: int = 2000,
+) -> dict[str, np.ndarray]:
+    """``symbol_metrics``' columns (``SYMBOL_COLUMNS``) as arrays, one value per symbol,
+    without the frame: what ``scoring.evaluate`` reads for one coin (the same arguments,
+    checked by ``symbol_metrics``)."""
     labels = np.where(np.isfinite(net_return), (net_return > 0).astype(np.float64), np.nan)
-    table = asset_metrics(
+    table = asset_columns(
         signals,
         labels,
         net_return,
-        symbols=symbols,
         bars_per_year=bars_per_year,
         horizon=horizon,
         rows=rows,
@@ -92,14 +124,14 @@ def symbol_metrics(
         days=pd.DatetimeIndex(timestamps).as_unit("ns").asi8 // 86_400_000_000_000,
         n_boot=n_boot,
     )
+    shape = np.shape(signals)
     evaluated = np.zeros(shape[0], dtype=bool)
     evaluated[np.arange(shape[0]) if rows is None else rows] = True
     trade = take_trades(signals & np.isfinite(net_return) & evaluated[:, None], horizon)
     times = pd.DatetimeIndex(timestamps)
     recent = evaluated & (times > times[evaluated].max() - pd.Timedelta(days=7))
     cost_bps = (gross_return - net_return) * 1e4 if cost_bps is None else cost_bps
-    table = {k: table[k].to_numpy() for k in table.columns}
-    columns = {
+    return {
         "n_trades": table["n_trades"],
         "hit_rate": table["precision"],
         "sharpe": table["sharpe"],
@@ -111,7 +143,6 @@ def symbol_metrics(
         "avg_cost_bps": _mean_over(trade, cost_bps),
         "avg_slip_bps": _mean_over(trade, slippage_bps),
     }
-    return pd.DataFrame(columns, index=pd.Index(list(symbols), name="symbol"))
 
 
 def _mean_over(mask: np.ndarray, values: np.ndarray | None) -> np.ndarray:

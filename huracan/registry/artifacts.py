@@ -41,8 +41,8 @@ def write_version(store: Store, prefix: str, files: dict[str, bytes], meta: dict
     """
     if meta.get("symbol") != prefix.split("/")[1]:
         raise ValueError(f"{prefix}: its manifest must name its symbol, got {meta.get('symbol')}")
-    for name, data in files.items():
-        store.write_bytes(f"{prefix}/{name}", data)
+    # every file landed (overlapped, Store.write_many) before the manifest names them
+    store.write_many({f"{prefix}/{name}": data for name, data in files.items()})
     manifest = {
         "files": {
             name: {"bytes": len(data), "content_hash": content_hash(data)}

@@ -34,7 +34,7 @@ import numpy as np
 
 from huracan.errors import DataError
 from huracan.names import SEGMENT, SYMBOL
-from huracan.store import Store
+from huracan.store import Store, content_hash
 
 ROSTER_KEY = "champions/roster.json"
 ENTRY_FIELDS = [
@@ -275,8 +275,9 @@ def write_roster(store: Store, entries: list[dict], run_id: str) -> dict:
         "run_id": run_id,
         "entries": rank_entries(entries),
     }
-    check_roster(roster, f"the roster of run {run_id}")
-    store.write_bytes(ROSTER_KEY, json.dumps(roster, indent=2).encode())
+    data = json.dumps(roster, indent=2).encode()
+    _check_bytes(data, json.loads(data), f"the roster of run {run_id}")  # as it will be read
+    store.write_bytes(ROSTER_KEY, data)
     return roster
 
 
@@ -294,8 +295,26 @@ def load_roster(store: Store) -> dict:
         roster = json.loads(data)
     except ValueError as err:  # empty, truncated, binary
         raise DataError(source, f"not valid JSON ({type(err).__name__}: {err})") from None
-    check_roster(roster, source)
+    _check_bytes(data, roster, source)
     return roster
+
+
+# content hashes of the roster files that passed ``check_roster``, newest last: its verdict
+# is a function of the bytes alone, and a Mechanic or replay cycle writes the roster and
+# reads it back twice (its own start, the fleet's reload), 400 entries through jsonschema
+_CHECKED: dict[str, None] = {}
+_CHECKED_KEPT = 8
+
+
+def _check_bytes(data: bytes, roster: object, source: str) -> None:
+    """``check_roster`` of ``roster``, parsed from ``data``, unless these bytes passed it."""
+    digest = content_hash(data)
+    if digest in _CHECKED:
+        return
+    check_roster(roster, source)
+    _CHECKED[digest] = None
+    while len(_CHECKED) > _CHECKED_KEPT:
+        del _CHECKED[next(iter(_CHECKED))]
 
 
 def check_roster(roster: object, source: str) -> None:

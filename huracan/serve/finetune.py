@@ -51,7 +51,8 @@ class HeadFit:
     """One coin's fine-tuning job.
 
     Attributes:
-        module: the champion (left unchanged; the result is a copy).
+        module: the champion (its weights left unchanged; the result is a copy that
+            shares its frozen encoder, ``_with_head``).
         train, val: samples as ``sample_tensors`` gives them (``x``, ``factor``, ``y``,
             ``w``; ``group`` is ignored: one head per coin).
         lr: Adam's learning rate.
@@ -242,8 +243,20 @@ def _padded(parts: list[dict[str, torch.Tensor]], device) -> dict[str, torch.Ten
 
 def _with_head(job: HeadFit, params: dict[str, torch.Tensor]) -> FleetModule:
     """A copy of the job's champion carrying the fine-tuned head, as the per-coin fit
-    leaves it (encoder frozen, ``lr`` the fine-tune's)."""
-    module = copy.deepcopy(job.module)
+    leaves it (encoder frozen, ``lr`` the fine-tune's).
+
+    The copy shares the champion's encoder and validation metrics, which most of a whole
+    copy's time went to: the encoder is frozen (no step here reaches it, its codes are
+    computed once without gradients; freezing it below sets the champion's flags as a
+    frozen encoder's, which serving, under ``no_grad``, never reads), and the metrics are
+    Lightning's validation state, which a challenger exported from here never runs (nor
+    carries: checkpoints leave it out)."""
+    champion = job.module
+    shared = {
+        id(champion.encoder): champion.encoder,
+        id(champion.val_metrics): champion.val_metrics,
+    }
+    module = copy.deepcopy(champion, shared)
     module.finetune_encoder = False
     module.encoder.requires_grad_(False)
     module.lr = job.lr

@@ -18,6 +18,7 @@ from huracan.store.base import (
     StoreError,
     check_key,
     content_hash,
+    mark_scratch,
 )
 from huracan.store.fence import Fence
 
@@ -40,5 +41,6 @@ __all__ = [
     "StoreError",
     "check_key",
     "content_hash",
+    "mark_scratch",
     "open_root",
 ]

@@ -11,6 +11,7 @@ import shutil
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -172,6 +173,16 @@ class Store(ABC):
     def describe(self) -> str:
         """Where the store points, such as ``local:/abs/path``; never contains a credential."""
 
+    def write_many(self, files: dict[str, bytes]) -> None:
+        """Writes every ``key: data`` of ``files``, each atomically, in no set order;
+        returns once all have landed, raising the first error after every write ended.
+
+        What a version's files need before its manifest (``registry.artifacts``): a store
+        whose writes wait on the disk (``LocalStore``) overlaps them.
+        """
+        for key, data in files.items():
+            self.write_bytes(key, data)
+
     def clean_temporary(self) -> int:
         """Removes what interrupted writes left behind; returns how many files.
 
@@ -206,15 +217,32 @@ class LocalStore(Store):
     after one every write of the run that lost the lock is refused. This holds between
     processes of one machine (and of machines whose shared filesystem honours ``flock``).
 
+    ``write_many`` writes its files from a few threads: each is still its own temporary
+    file, fsync and rename, but their fsyncs overlap (the filesystem commits them
+    together), so a version's files cost about one wait on the disk, not one each.
+
+    ``durable=False`` skips the fsyncs, for a scratch copy only (a replay's dry-run store,
+    ``pipelines.replay.state``): every write is still a rename of a whole file, so a
+    killed process leaves nothing half-written, but a crash of the machine may leave a
+    renamed file empty or cut. A root is a scratch copy when its ``scratch.json``
+    (``mark_scratch``) says so and names the machine's current boot; after a restart the
+    store refuses it, so a copy that may have been torn is never read as whole.
+
     Args:
         root: The directory; created on the first write.
         fence: The lock a run holds (see ``Store.fence``); set by the run, not by hand.
         lock_heartbeat_s: See ``Store.lock_heartbeat_s``.
         lock_stale_after_s: See ``Store.lock_stale_after_s``.
+        durable: fsync every write (the default); False only on a scratch copy.
+
+    Raises:
+        ConfigError: ``durable=False`` on a root that is not a scratch copy of this boot.
     """
 
     # A lock change waits this long for writes already past their check to land.
     exclusive_wait_s = 10.0
+    # write_many's threads: enough to overlap a version's files and its manifest's peers
+    write_threads = 8
 
     def __init__(
         self,
@@ -223,9 +251,15 @@ class LocalStore(Store):
         fence: dict | None = None,
         lock_heartbeat_s: float = 30.0,
         lock_stale_after_s: float = 600.0,
+        durable: bool = True,
     ):
         self.root = Path(root).expanduser().absolute()
         self._set_lock(fence, lock_heartbeat_s, lock_stale_after_s)
+        if not durable:
+            why = scratch_problem(self.root)
+            if why:
+                raise ConfigError(f"store.durable=false refused for {self.describe()}: {why}")
+        self.durable = bool(durable)
 
     def _path(self, key: str, *, allow_root: bool = False) -> Path:
         key = check_key(key, allow_root=allow_root)
@@ -273,7 +307,16 @@ class LocalStore(Store):
             yield
 
     def write_bytes(self, key: str, data: bytes) -> None:
-        atomic_write_bytes(self._path(key), data, guard=self._fenced(key))
+        atomic_write_bytes(self._path(key), data, guard=self._fenced(key), fsync=self.durable)
+
+    def write_many(self, files: dict[str, bytes]) -> None:
+        if len(files) < 2:
+            return super().write_many(files)
+        threads = min(len(files), self.write_threads)
+        with ThreadPoolExecutor(threads, thread_name_prefix="store-write") as pool:
+            writes = [pool.submit(self.write_bytes, key, data) for key, data in files.items()]
+        for write in writes:  # the pool has waited for all: the first error, if any
+            write.result()
 
     def create_exclusive(self, key: str, data: bytes) -> bool:
         path = self._path(key)
@@ -286,7 +329,8 @@ class LocalStore(Store):
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
                 handle.flush()
-                os.fsync(handle.fileno())
+                if self.durable:
+                    os.fsync(handle.fileno())
         return True
 
     def read_versioned(self, key: str) -> tuple[bytes, str] | None:
@@ -345,6 +389,46 @@ class LocalStore(Store):
 
     def describe(self) -> str:
         return f"local:{self.root}"
+
+
+SCRATCH_KEY = "scratch.json"
+
+
+def boot_id() -> str | None:
+    """This boot of the machine (Linux's ``boot_id``); None where the system has none."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip() or None
+    except OSError:
+        return None
+
+
+def mark_scratch(root: str | Path, copy_of: str) -> None:
+    """Marks ``root`` a scratch copy of ``copy_of`` made in this boot (``scratch.json``,
+    written durably): a ``LocalStore`` may then skip its fsyncs there, until a restart.
+
+    Raises:
+        ConfigError: the system has no boot id to tie the mark to.
+    """
+    booted = boot_id()
+    if booted is None:
+        raise ConfigError("store.durable=false needs the system's boot id (Linux)")
+    mark = {"copy_of": copy_of, "boot_id": booted}
+    atomic_write_bytes(Path(root) / SCRATCH_KEY, (json.dumps(mark, indent=2) + "\n").encode())
+
+
+def scratch_problem(root: Path) -> str | None:
+    """Why ``root`` may not be written without fsync (None: a scratch copy of this boot)."""
+    try:
+        mark = json.loads((root / SCRATCH_KEY).read_bytes())
+    except (OSError, ValueError):
+        return f"it holds no {SCRATCH_KEY}: only a scratch copy (a replay's dry run) may be"
+    booted = boot_id()
+    if booted is None or not isinstance(mark, dict) or mark.get("boot_id") != booted:
+        return (
+            "the machine restarted since this scratch copy was written without fsync, so "
+            "it may be torn: replay into a new run directory"
+        )
+    return None
 
 
 # Worth another attempt: the server or the network may do better next time.

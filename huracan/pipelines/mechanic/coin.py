@@ -142,7 +142,7 @@ def mechanic_coin(
     resumed = is_complete(store, prefix)
     if resumed:  # a restarted cycle: the exported challenger as it is
         challenger, chosen = stored_challenger(store, prefix)
-    elif tuned:
+    elif tuned and tuned.module is not None:
         challenger, chosen = tuned.module, choose_threshold(tuned.module, model, parts, market)
     else:
         challenger, chosen = fit_challenger(model, parts, market, cfg)
@@ -408,30 +408,34 @@ def _cut(value: float | None) -> float:
 
 @dataclass(frozen=True)
 class Tuned:
-    """A coin's fine-tuning samples (``coin_parts``) and its challenger from the batch."""
+    """A coin's fine-tuning samples (``coin_parts``: a str says why none) and its
+    challenger from the batch (None: not batched, ``mechanic_coin`` fits it alone)."""
 
-    parts: dict
-    module: FleetModule
+    parts: dict | str
+    module: FleetModule | None
 
 
 def fit_challengers(store, models: dict[str, CoinModel], market: Market, cfg) -> dict:
     """symbol -> ``Tuned``: one batched fine-tune (``huracan.serve.finetune``) of every
     champion ``mechanic_coin`` would fit itself; the others (skipped, resumed, a head of
-    several groups) are left to it. None where ``trainer`` limits steps or batches, which
-    the batch does not imitate (``unbatchable``): every coin is then fitted alone."""
+    several groups) are left to it, with the samples (or why none) already cut for them.
+    None where ``trainer`` limits steps or batches, which the batch does not imitate
+    (``unbatchable``): every coin is then fitted alone."""
     why = unbatchable(cfg.trainer)
     if why:
         log.info("mechanic: one fit per coin (%s)", why)
         return {}
-    jobs, parts_of = [], {}
+    jobs, parts_of, left = [], {}, {}
     for symbol, model in models.items():
         prefix = model_prefix(symbol, market.version_id)
         if symbol in market.problems or model.model_path == prefix:
             continue
         parts = coin_parts(model, market, cfg.mechanic)
         if isinstance(parts, str) or model.module.head.n_groups != 1:
+            left[symbol] = Tuned(parts, None)
             continue
         if not len(parts["train"]["y"]) or is_complete(store, prefix):
+            left[symbol] = Tuned(parts, None)
             continue
         parts_of[symbol] = parts
         jobs.append(
@@ -446,7 +450,7 @@ def fit_challengers(store, models: dict[str, CoinModel], market: Market, cfg) ->
     gpu = cfg.trainer.get("accelerator") in ("gpu", "cuda", "auto") and torch.cuda.is_available()
     epochs, patience = int(cfg.mechanic.max_epochs), int(cfg.mechanic.patience)
     modules = finetune_heads(jobs, epochs, patience, int(cfg.seed), "cuda" if gpu else "cpu")
-    return {s: Tuned(parts_of[s], m) for s, m in zip(parts_of, modules, strict=True)}
+    return left | {s: Tuned(parts_of[s], m) for s, m in zip(parts_of, modules, strict=True)}
 
 
 def unbatchable(trainer: DictConfig) -> str | None:

@@ -10,6 +10,14 @@ with other options refuses to (it would mix two replays).
 directory (``store/``) while the source's lock is held, so the copy is one consistent
 version and the source is never written; ``promote=true`` replays on the store itself,
 whose lock the whole run holds (``ReplayPipeline.session``).
+
+The copy is a scratch store (``store.durable=false``, ``LocalStore``): it is made and
+written without fsync, since nothing outlives the replay that needs it. Every write is
+still a rename of a whole file, so a killed replay resumes on a copy with nothing
+half-written (the checkpoint, fsynced, never runs ahead of it: the page cache keeps what
+a dead process wrote). A crash of the machine could tear it; the copy is marked with
+the boot it was made in, and a replay resumed after a restart refuses it (replay into a
+new run directory).
 """
 
 from __future__ import annotations
@@ -25,13 +33,15 @@ from omegaconf import DictConfig, OmegaConf
 from huracan.config import build
 from huracan.errors import ConfigError
 from huracan.io import atomic_write_text, plain
-from huracan.store import LocalStore, Store, content_hash
+from huracan.store import LocalStore, Store, content_hash, mark_scratch
+from huracan.store.base import SCRATCH_KEY
 from huracan.store.lock import LOCK_KEY, store_lock
 
 log = logging.getLogger("huracan")
 
 STATE_FILE = "replay_state.json"
 COPY_DIR = "store"
+COPY_BATCH = 64  # files read into memory at once while copying a store
 
 
 def fingerprint(cfg: DictConfig) -> str:
@@ -79,22 +89,24 @@ def working_store(cfg: DictConfig, out: Path, resumed: bool) -> tuple[Store, Dic
         source = build(cfg.store)
         partial = out / f".{COPY_DIR}.partial"
         shutil.rmtree(partial, ignore_errors=True)
+        mark_scratch(partial, source.describe())
         with store_lock(source, "replay (copying)"):
-            copied = copy_store(source, LocalStore(partial))
+            copied = copy_store(source, LocalStore(partial, durable=False))
         shutil.rmtree(copy, ignore_errors=True)
         partial.rename(copy)
         log.info("dry run: %d files of %s copied to %s", copied, source.describe(), copy)
     work_cfg = copy_config(cfg)
-    local = {"_target_": "huracan.store.LocalStore", "root": str(copy)}
+    local = {"_target_": "huracan.store.LocalStore", "root": str(copy), "durable": False}
     OmegaConf.update(work_cfg, "store", local, merge=False, force_add=True)
-    return LocalStore(copy), work_cfg
+    return LocalStore(copy, durable=False), work_cfg
 
 
 def copy_store(source: Store, target: Store) -> int:
     """Every file of ``source`` but its lock into ``target``; returns how many."""
-    keys = [k for k in source.list() if k != LOCK_KEY]
-    for key in keys:
-        target.write_bytes(key, source.read_bytes(key))
+    keys = [k for k in source.list() if k not in (LOCK_KEY, SCRATCH_KEY)]
+    for start in range(0, len(keys), COPY_BATCH):
+        batch = keys[start : start + COPY_BATCH]
+        target.write_many({key: source.read_bytes(key) for key in batch})
     if not keys:
         raise ConfigError(f"{source.describe()} is empty: no per-coin run to replay")
     return len(keys)
