@@ -23,6 +23,7 @@ from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from huracan.credentials import refuse_secrets_in
+from huracan.ensemble import ensemble_config
 from huracan.errors import ConfigError, HuracanError
 from huracan.family import FamilyGate
 from huracan.features.cross_section import check_config
@@ -86,6 +87,7 @@ def validate(cfg: DictConfig) -> None:
             raise ConfigError("a family-wise thresholds.gate needs thresholds.unit=day")
         FamilyGate(thresholds.family_alpha, thresholds.resamples, method=thresholds.gate)
     check_book(cfg)
+    ensemble_config(cfg)
 
 
 def check_book(cfg: DictConfig) -> None:

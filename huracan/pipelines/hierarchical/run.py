@@ -19,6 +19,7 @@ import gc
 import json
 import logging
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,7 @@ from huracan.loggers import log_results, stage_logger
 from huracan.models import save_checkpoint
 from huracan.pipelines.base import Pipeline
 from huracan.pipelines.hierarchical.book import Book, FleetRun
+from huracan.pipelines.hierarchical.ensemble import ensemble_config, fold_components, stack_run
 from huracan.pipelines.hierarchical.factor_report import log_factor_lines
 from huracan.pipelines.hierarchical.report import write_report
 from huracan.pipelines.hierarchical.validation import describe, validation_daily_bps
@@ -88,6 +90,7 @@ class HierarchicalPipeline(Pipeline):
             "validation": report["validation"],
             "ic": report["ic"],
             "books": report["books"],
+            **({"ensemble": report["ensemble"]} if "ensemble" in report else {}),
             "objects": {"run": run},
         }
 
@@ -152,6 +155,7 @@ def fleet_walk_forward(cfg: DictConfig):
 def run_hierarchical(panel: Panel, cfg: DictConfig, out: Path, timer: StageTimer) -> FleetRun:
     """Walk-forward training and out-of-sample prediction of the whole fleet."""
     apply_threads(cfg.threads)  # train() has; a direct caller gets the same threads
+    stacking = ensemble_config(cfg).enabled
     horizons = label_horizons(cfg)
     with timer("features") as note:
         arrays = build_fleet_arrays(panel, cfg, horizons)
@@ -184,7 +188,14 @@ def run_hierarchical(panel: Panel, cfg: DictConfig, out: Path, timer: StageTimer
                 f"clusters of {sizes} coins, {info['test_signals']} test signals"
             )
     with timer("baselines"):
-        run.baselines, run.baseline_scores = fleet_baselines(arrays, folds, cfg)
+        validation = run.baseline_validation if stacking else None
+        run.baselines, run.baseline_scores = fleet_baselines(arrays, folds, cfg, validation)
+    if stacking:
+        with timer("ensemble") as note:
+            started = time.perf_counter()
+            stack_run(run, cfg)
+            run.ensemble_seconds += time.perf_counter() - started
+            note(f"{len(run.components)} head components, {run.ensemble_seconds:.1f} s in all")
     if panel.truth is not None and 1 in horizons:
         # the oracle knows each bar's expected next-bar return; it trades when that beats
         # the same round-trip cost the models pay (the run's own cost model)
@@ -209,11 +220,11 @@ def release_memory() -> None:
 
 
 def fleet_baselines(
-    arrays: FleetArrays, folds: list[Fold], cfg: DictConfig
+    arrays: FleetArrays, folds: list[Fold], cfg: DictConfig, validation: dict | None = None
 ) -> tuple[dict[str, Book], dict[str, np.ndarray]]:
     """The baselines (``folds.scored_baselines``) as books on the same test windows and
-    costs, and their scores."""
-    trades, scores = scored_baselines(arrays, folds, cfg)
+    costs, and their scores; ``validation`` receives LightGBM's validation probabilities."""
+    trades, scores = scored_baselines(arrays, folds, cfg, validation)
     books = {name: Book.chosen(signals, index, arrays) for name, (signals, index) in trades.items()}
     return books, scores
 
@@ -270,6 +281,24 @@ def train_fold(
     rows = (val_t, val_a, test_t, test_a)
     choice = trade_decisions(module, val, test, rows, arrays, data.n_groups, cfg, run.model)
     run.cluster_ids[fold.test] = data.clusters.labels(arrays.symbols)[None, :]
+    if ensemble_config(cfg).enabled:
+        started = time.perf_counter()
+        parts = fold_components(
+            cfg,
+            module,
+            encoder,
+            (train, val, test),
+            codes,
+            rows,
+            data.n_groups,
+            make_trainer,
+            stage_logger(cfg, f"{name}_global_head"),
+            seed,
+            f"{stage} global head",
+        )
+        parts.fold = fold.index
+        run.ensemble_parts.append(parts)
+        run.ensemble_seconds += time.perf_counter() - started
     release_memory()
     if compare:
         samples = (train, val, test)
