@@ -145,6 +145,7 @@ def stack_run(tmp_path_factory):
     return out, summary, objects
 
 
+@pytest.mark.slow  # the end-to-end run of the fixture: ~50 s on 2 loaded cores
 def test_the_ensemble_row_appears_with_stack_and_not_without(stack_run, tmp_path):
     from huracan.pipelines.hierarchical.report import write_report
 
@@ -173,6 +174,7 @@ def test_the_ensemble_row_appears_with_stack_and_not_without(stack_run, tmp_path
     assert "strategy" not in pd.read_csv(tmp_path / "results.csv").columns
 
 
+@pytest.mark.slow  # the end-to-end run of the fixture: ~50 s on 2 loaded cores
 def test_ensemble_trades_only_in_test_windows(stack_run):
     run = stack_run[2]["run"]
     off_test = np.setdiff1d(np.arange(len(run.arrays.timestamps_ns)), run.test_rows)

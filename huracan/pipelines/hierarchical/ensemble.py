@@ -65,6 +65,7 @@ def every_head_proba(module, samples: dict, n_groups: int, chunk: int = 65536) -
 
 def fold_components(
     cfg: DictConfig,
+    fold: int,
     module,
     encoder,
     samples: tuple[dict, dict, dict],
@@ -80,6 +81,7 @@ def fold_components(
     the fold's training samples, on the fold's validation and test samples.
 
     Args:
+        fold: the fold's index.
         samples: the fold's (train, val, test) sample tensors; codes: train and val
             encoded (``MoEHeads.encode``), or None.
         rows: grid rows and asset columns of the validation and test samples.
@@ -105,7 +107,7 @@ def fold_components(
         test_prob.append(every_head_proba(global_module, test, 1))
         names.append("head_global")
     return FoldComponents(
-        fold=-1,
+        fold=fold,
         n_groups=n_groups,
         names=names,
         val_rows=(val_t, val_a, val["group"].numpy()),

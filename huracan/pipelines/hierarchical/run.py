@@ -285,6 +285,7 @@ def train_fold(
         started = time.perf_counter()
         parts = fold_components(
             cfg,
+            fold.index,
             module,
             encoder,
             (train, val, test),
@@ -296,7 +297,6 @@ def train_fold(
             seed,
             f"{stage} global head",
         )
-        parts.fold = fold.index
         run.ensemble_parts.append(parts)
         run.ensemble_seconds += time.perf_counter() - started
     release_memory()
