@@ -37,6 +37,7 @@ from scipy.stats import rankdata
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
 
 from huracan.errors import ConfigError
 
@@ -306,6 +307,23 @@ def stack_fold(
         test: (prob (Bt, K, H), cluster (Bt,)) of the test samples.
         label: (Bv, H) validation labels (NaN: none); net: (Bv, H) their net returns.
     """
+    # one BLAS thread: these fits are small, and on a loaded 2-core machine the threads'
+    # synchronisation made them 6.5x slower (6,000 samples x 14 inputs: 1.1 s against 0.17 s)
+    with threadpool_limits(limits=1):
+        return _stack_fold(config, val, test, label, net, horizons, n_clusters, seed)
+
+
+def _stack_fold(
+    config: EnsembleConfig,
+    val: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    test: tuple[np.ndarray, np.ndarray],
+    label: np.ndarray,
+    net: np.ndarray,
+    horizons: tuple[int, ...],
+    n_clusters: int,
+    seed: int,
+) -> Stacked:
+    """:func:`stack_fold`'s work."""
     prob, cluster, row, day = val
     test_prob, test_cluster = test
     out_val = np.full(label.shape, np.nan)
