@@ -188,6 +188,9 @@ step run quickstart "python train.py --cfg job cluster=average"
 # ---------------------------------------------------------------- docs/gate.md
 step bench gate "nice -n 10 .venv/bin/python bench/bench_gate.py"
 
+# ---------------------------------------------------------------- docs/ensemble.md
+step long ensemble "python train.py ensemble=stack"
+step bench ensemble "nice -n 10 .venv/bin/python bench/bench_hierarchy.py --ensemble daily --windows design"
 # ---------------------------------------------------------------- docs/data.md
 step run data "python bench/bad_data_corpus.py"
 step "$NETWORK" data "huracan download --exchange binance --symbols BTC,ETH --timeframe 1h --start 2024-01-01"

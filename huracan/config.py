@@ -23,6 +23,7 @@ from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from huracan.credentials import refuse_secrets_in
+from huracan.ensemble import ensemble_config
 from huracan.errors import ConfigError, HuracanError
 from huracan.family import FamilyGate
 from huracan.features.cross_section import check_config
@@ -99,6 +100,7 @@ def validate(cfg: DictConfig) -> None:
         FamilyGate(thresholds.family_alpha, thresholds.resamples, method=thresholds.gate)
     check_book(cfg)
     check_target(cfg)
+    ensemble_config(cfg)
 
 
 def check_target(cfg: DictConfig) -> None:

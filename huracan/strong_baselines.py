@@ -196,6 +196,7 @@ def lightgbm_trades(
     params: dict,
     seed: int,
     clip: float | None = 5.0,
+    validation: dict[int, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per fold, one LightGBM classifier per horizon on the training rows; horizon and
     probability cut chosen on validation; long where the test probability is at least it.
@@ -208,6 +209,9 @@ def lightgbm_trades(
         params: LightGBM parameters; ``num_boost_round`` (default 200) is the trees.
         seed: the fold's LightGBM seed is ``seed + fold.index``.
         clip: scaled inputs are clipped to +- this (``features.clip``).
+        validation: where given, each fold's (V, N, H) float32 validation probabilities
+            (over ``fold.val``, NaN where none) are stored under its index: what
+            ``ensemble=stack`` stacks (fitted on the training rows only, like the rest).
 
     Returns:
         ``(signals, horizon_index, probability)``: (T, N), (T, N) and (H, T, N) float32,
@@ -237,6 +241,8 @@ def lightgbm_trades(
             val_prob[np.searchsorted(fold.val, val_t), val_a, i] = booster.predict(x_val)
             test_prob[:, i] = booster.predict(x_test)
         chosen, cut = pooled_choice(val_prob, net_h[fold.val], fold.val, horizons, rules)
+        if validation is not None:
+            validation[fold.index] = val_prob.astype(np.float32)
         probability[:, test_t, test_a] = test_prob.T
         if chosen >= 0:
             trade = test_prob[:, chosen] >= cut
@@ -312,11 +318,17 @@ def fold_inputs(arrays: FleetArrays, cfg: DictConfig, fold: Fold) -> np.ndarray:
 
 
 def extra_baselines(
-    arrays: FleetArrays, folds: Sequence[Fold], cfg: DictConfig, rules: Rules
+    arrays: FleetArrays,
+    folds: Sequence[Fold],
+    cfg: DictConfig,
+    rules: Rules,
+    validation: dict[str, dict[int, np.ndarray]] | None = None,
 ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], dict[str, np.ndarray]]:
     """The baselines of ``baselines.extra``: per baseline ``(signals, horizon_index)``,
     and its score (H, T, N) on the test rows, NaN elsewhere (a score without a horizon,
-    momentum's and reversal's, is a read-only view repeated over the horizons)."""
+    momentum's and reversal's, is a read-only view repeated over the horizons).
+    ``validation``, where given, receives LightGBM's per-fold validation probabilities
+    under ``lightgbm`` (``lightgbm_trades``)."""
     options = baseline_options(cfg)
     trades: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     scores: dict[str, np.ndarray] = {}
@@ -331,6 +343,7 @@ def extra_baselines(
             options.lightgbm,
             cfg.seed,
             cfg.features.clip,
+            None if validation is None else validation.setdefault("lightgbm", {}),
         )
         trades["lightgbm"] = tuple(lgbm)
     ranked, ranked_scores = cross_section_trades(

@@ -388,11 +388,16 @@ def run_baselines(
 
 
 def scored_baselines(
-    arrays: FleetArrays, folds: list[Fold], cfg: DictConfig
+    arrays: FleetArrays,
+    folds: list[Fold],
+    cfg: DictConfig,
+    validation: dict[str, dict[int, np.ndarray]] | None = None,
 ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], dict[str, np.ndarray]]:
     """:func:`run_baselines`, and the (H, T, N) score on the test rows (NaN elsewhere) of
     each baseline that has one: the probability of ``logistic`` (the same for every
-    horizon) and ``lightgbm``, the look-back return of momentum, minus it for reversal."""
+    horizon) and ``lightgbm``, the look-back return of momentum, minus it for reversal.
+    ``validation``, where given, receives LightGBM's per-fold validation probabilities
+    (``strong_baselines.extra_baselines``)."""
     leader = cfg.universe.dominant_symbols[0]
     if leader not in arrays.symbols:
         volume = arrays.quote_volume[: folds[0].test[0]]
@@ -417,5 +422,5 @@ def scored_baselines(
     )
     shape = arrays.net_h.shape[-1:] + arrays.net_h.shape[:2]
     scores = {name: np.broadcast_to(score, shape) for name, score in scores.items()}
-    more_trades, more_scores = extra_baselines(arrays, folds, cfg, rules)
+    more_trades, more_scores = extra_baselines(arrays, folds, cfg, rules, validation)
     return trades | more_trades, scores | more_scores

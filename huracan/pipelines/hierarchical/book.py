@@ -119,3 +119,10 @@ class FleetRun:
     # per baseline with a continuous score: (H, T, N) on the test rows, NaN elsewhere
     baseline_scores: dict[str, np.ndarray] = field(default_factory=dict)
     universe: np.ndarray | None = None  # (K, N) coin n takes part in fold k
+    # ensemble=stack: per baseline with one (LightGBM), each fold's (V, N, H) validation
+    # probabilities; each fold's components; the ensemble's and each head component's book
+    baseline_validation: dict[str, dict[int, np.ndarray]] = field(default_factory=dict)
+    ensemble_parts: list = field(default_factory=list)
+    ensemble: Book | None = None
+    components: dict[str, Book] = field(default_factory=dict)
+    ensemble_seconds: float = 0.0  # what the ensemble added: its components and meta-models

@@ -68,6 +68,9 @@ def _own_scores(run: FleetRun) -> dict[str, np.ndarray]:
         scores["without_factor"] = run.without_factor.scores
     for name, score in getattr(run, "baseline_scores", {}).items():
         scores[f"baseline_{name}"] = score
+    if getattr(run, "ensemble", None) is not None:
+        scores |= {f"component_{k}": book.scores for k, book in run.components.items()}
+        scores["ensemble"] = run.ensemble.scores
     return scores
 
 

@@ -26,6 +26,7 @@ from huracan.data.panel import Panel
 from huracan.io import atomic_write_text, plain
 from huracan.loggers import log_figures
 from huracan.metrics import COLUMNS, asset_metrics, fold_metrics, group_metrics, take_trades
+from huracan.pipelines.hierarchical.ensemble_report import ensemble_section, with_ensemble_rows
 from huracan.pipelines.hierarchical.factor_report import (
     book_config,
     books_section,
@@ -106,6 +107,9 @@ def variants(run: FleetRun) -> dict[str, Book]:
     if run.oracle is not None:
         books["oracle"] = run.oracle
     books.update({f"baseline_{k}": v for k, v in run.baselines.items()})
+    if run.ensemble is not None:  # ensemble=stack: its head components, then itself
+        books.update({f"component_{k}": v for k, v in run.components.items()})
+        books["ensemble"] = run.ensemble
     return books
 
 
@@ -274,6 +278,10 @@ def write_report(run: FleetRun, panel: Panel, cfg: DictConfig, out: Path, logger
     clusters = modal_clusters(run)
     results = results_table(run, clusters, panel.bars_per_year)
     table = with_long_short_rows(results, run, cfg, clusters, panel.bars_per_year)
+    if run.ensemble is not None:
+        table = with_ensemble_rows(
+            table, results_table(run, clusters, panel.bars_per_year, run.ensemble)
+        )
     atomic_write_text(out / "results.csv", table.to_csv(index=False))
     by_cluster = cluster_table(run, clusters, panel.bars_per_year)
     cluster_json = clusters_summary(run, panel, clusters)
@@ -303,6 +311,14 @@ def write_report(run: FleetRun, panel: Panel, cfg: DictConfig, out: Path, logger
         if name.startswith("baseline_")
     }
     criteria = success_criteria(run, results, by_cluster, cfg, clusters)
+    ic = ic_section(run, book_config(cfg).score)
+    extra = {}
+    if run.ensemble is not None:
+        books = variants(run)
+        columns = np.arange(len(clusters))
+        extra["ensemble"] = ensemble_section(
+            run, cfg, by_cluster["all"], ic, lambda name: daily_pnl(books[name], run, columns)
+        )
     return {
         "results": results,
         "per_fold": per_fold,
@@ -311,7 +327,7 @@ def write_report(run: FleetRun, panel: Panel, cfg: DictConfig, out: Path, logger
         "criteria": criteria,
         "diagnostics": diagnostics(run, cfg),
         "daily_net_bps": daily_net_bps(run),
-        "ic": ic_section(run, book_config(cfg).score),
+        "ic": ic,
         "books": books_section(
             run,
             cfg,
@@ -324,15 +340,19 @@ def write_report(run: FleetRun, panel: Panel, cfg: DictConfig, out: Path, logger
         "cluster_agreement": fold_agreement(run.fold_clusters),
         "tree_recovery": cluster_json.get("adjusted_rand_index_vs_planted_levels"),
         "folds": run.fold_info,
+        **extra,
     }
 
 
 BASELINE_KEYS = ("net_bps", "n_trades", "expectancy", "sharpe", "t_stat", "ci_low", "ci_high")
 
 
-def results_table(run: FleetRun, clusters: np.ndarray, bars_per_year: float) -> pd.DataFrame:
-    """``results.csv``: one row per asset, its test-window trades scored after costs."""
-    arrays, model = run.arrays, run.model
+def results_table(
+    run: FleetRun, clusters: np.ndarray, bars_per_year: float, book: Book | None = None
+) -> pd.DataFrame:
+    """``results.csv``: one row per asset, its test-window trades scored after costs (the
+    model's, or ``book``'s)."""
+    arrays, model = run.arrays, run.model if book is None else book
     results = asset_metrics(
         model.signals,
         model.label,

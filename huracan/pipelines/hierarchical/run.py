@@ -19,6 +19,7 @@ import gc
 import json
 import logging
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +36,7 @@ from huracan.loggers import log_results, stage_logger
 from huracan.models import save_checkpoint
 from huracan.pipelines.base import Pipeline
 from huracan.pipelines.hierarchical.book import Book, FleetRun
+from huracan.pipelines.hierarchical.ensemble import ensemble_config, fold_components, stack_run
 from huracan.pipelines.hierarchical.factor_report import log_factor_lines
 from huracan.pipelines.hierarchical.report import write_report
 from huracan.pipelines.hierarchical.validation import describe, validation_daily_bps
@@ -95,6 +97,7 @@ class HierarchicalPipeline(Pipeline):
             "ic": report["ic"],
             "books": report["books"],
             "universe": universe_summary(run, gates),
+            **({"ensemble": report["ensemble"]} if "ensemble" in report else {}),
             "objects": {"run": run},
         }
 
@@ -181,6 +184,7 @@ def run_hierarchical(
             coin of the panel passed the gates for every fold.
     """
     apply_threads(cfg.threads)  # train() has; a direct caller gets the same threads
+    stacking = ensemble_config(cfg).enabled
     horizons = label_horizons(cfg)
     with timer("features") as note:
         arrays = build_fleet_arrays(panel, cfg, horizons)
@@ -218,7 +222,16 @@ def run_hierarchical(
                 f"{info['test_signals']} test signals"
             )
     with timer("baselines"):
-        run.baselines, run.baseline_scores = fleet_baselines(arrays, folds, cfg, panel, universe)
+        validation = run.baseline_validation if stacking else None
+        run.baselines, run.baseline_scores = fleet_baselines(
+            arrays, folds, cfg, panel, universe, validation
+        )
+    if stacking:
+        with timer("ensemble") as note:
+            started = time.perf_counter()
+            stack_run(run, cfg)
+            run.ensemble_seconds += time.perf_counter() - started
+            note(f"{len(run.components)} head components, {run.ensemble_seconds:.1f} s in all")
     if panel.truth is not None and 1 in horizons:
         # the oracle knows each bar's expected next-bar return; it trades when that beats
         # the same round-trip cost the models pay (the run's own cost model)
@@ -249,6 +262,7 @@ def fleet_baselines(
     cfg: DictConfig,
     panel: Panel | None = None,
     universe: np.ndarray | None = None,
+    validation: dict | None = None,
 ) -> tuple[dict[str, Book], dict[str, np.ndarray]]:
     """The baselines (``folds.scored_baselines``) as books on the same test windows and
     costs, and their scores: each fold's on the arrays of its universe alone.
@@ -256,6 +270,9 @@ def fleet_baselines(
     Args:
         panel: the panel ``arrays`` were built from (needed where a coin is out of a fold).
         universe: (K, N) the folds' universes (``training.universe``); None: every coin.
+        validation: where given, receives LightGBM's per-fold (V, N, H) validation
+            probabilities over the run's coins (NaN for a coin out of the fold), what
+            ``ensemble=stack`` stacks.
     """
     if universe is None:
         universe = np.ones((len(folds), len(arrays.symbols)), dtype=bool)
@@ -263,7 +280,13 @@ def fleet_baselines(
     for fold in folds:
         columns = np.flatnonzero(universe[fold.index])
         part = fold_arrays(arrays, panel, universe[fold.index])
-        fold_trades, fold_scores = scored_baselines(part, [fold], cfg)
+        own = None if validation is None else {}
+        fold_trades, fold_scores = scored_baselines(part, [fold], cfg, own)
+        for name, by_fold in (own or {}).items():
+            for k, probs in by_fold.items():  # the fold's coins -> the run's columns
+                full = np.full((len(probs), len(arrays.symbols), probs.shape[2]), np.nan)
+                full[:, columns] = probs
+                validation.setdefault(name, {})[k] = full.astype(np.float32)
         for name, (signals, index) in fold_trades.items():
             if name not in trades:
                 trades[name] = (
@@ -363,6 +386,24 @@ def train_fold(
     run.cluster_ids[fold.test] = data.clusters.labels(run.arrays.symbols)[None, :]
     if data.group_rows is not None:  # refitted inside the window: head g is cluster g
         run.cluster_ids[np.ix_(fold.test, columns)] = data.group_rows[fold.test]
+    if ensemble_config(cfg).enabled:
+        started = time.perf_counter()
+        parts = fold_components(
+            cfg,
+            fold.index,
+            module,
+            encoder,
+            (train, val, test),
+            codes,
+            (val_t, columns[val_a], test_t, columns[test_a]),  # the run's columns
+            data.n_groups,
+            make_trainer,
+            stage_logger(cfg, f"{name}_global_head"),
+            seed,
+            f"{stage} global head",
+        )
+        run.ensemble_parts.append(parts)
+        run.ensemble_seconds += time.perf_counter() - started
     release_memory()
     if compare:
         samples = (train, val, test)

@@ -1,0 +1,208 @@
+"""ensemble=stack: the meta-model across the cluster heads (issue 31, item 4)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import ROOT
+from hydra import compose, initialize_config_dir
+from test_hierarchical import shifted_from, small_config
+
+from huracan.config import validate
+from huracan.ensemble import (
+    EnsembleConfig,
+    GatingMLPMeta,
+    cross_fit_halves,
+    ensemble_config,
+    stack_fold,
+)
+from huracan.errors import ConfigError
+from huracan.run import train
+
+HOUR_NS = 3_600 * 10**9
+STACK = (
+    "ensemble=stack",
+    "labels.horizons=[1,4]",
+    "baselines.extra=[lightgbm]",
+    "baselines.lightgbm.num_boost_round=20",
+    "report.compare_without_factor=false",
+)
+
+
+def generated_fold(seed: int = 0, n_val: int = 600, n_test: int = 300, k: int = 4):
+    """Validation and test samples of 4 components, one of them informative: hourly rows
+    over 25 days, 2 clusters, 2 horizons."""
+    rng = np.random.default_rng(seed)
+    n = n_val + n_test
+    signal = rng.normal(size=n)
+    prob = 1 / (1 + np.exp(-(rng.normal(size=(n, k, 2)))))
+    prob[:, 1] = 1 / (1 + np.exp(-signal))[:, None]
+    net = 0.01 * signal[:, None] + rng.normal(0, 0.01, (n, 2))
+    label = (net > 0).astype(float)
+    row = np.arange(n)
+    cluster = rng.integers(0, 2, n)
+    val = slice(0, n_val)
+    test = slice(n_val, n)
+    day = row * HOUR_NS // (86_400 * 10**9)
+    return {
+        "val": (prob[val].astype(np.float32), cluster[val], row[val], day[val]),
+        "test": (prob[test].astype(np.float32), cluster[test]),
+        "label": label[val],
+        "net": net[val],
+        "test_label": label[test],
+    }
+
+
+def stacked(data: dict, config: EnsembleConfig | None = None):
+    config = config or EnsembleConfig(kind="stack")
+    return stack_fold(config, data["val"], data["test"], data["label"], data["net"], (1, 4), 2, 0)
+
+
+def test_cross_fit_halves_are_disjoint_in_days():
+    day = np.repeat(np.arange(11), 24)[::-1]  # any order of samples
+    first, second = cross_fit_halves(day)
+    assert not set(day[first]) & set(day[second])
+    assert set(day[first]) | set(day[second]) == set(range(11))
+    assert day[first].max() < day[second].min() and first.sum() == 5 * 24
+
+
+def test_out_of_fold_predictions_never_read_their_own_labels():
+    """A half's out-of-fold predictions come from the meta-model fitted on the other half:
+    changing the second half's labels leaves them as they were (and changes the first's)."""
+    data = generated_fold()
+    before = stacked(data)
+    _, _, row, day = data["val"]
+    second = cross_fit_halves(day)[1]
+    changed = dict(data, label=np.where(second[:, None], 1 - data["label"], data["label"]))
+    after = stacked(changed)
+    np.testing.assert_array_equal(after.validation[second], before.validation[second])
+    assert not np.array_equal(after.validation[~second], before.validation[~second])
+
+
+def test_the_meta_model_never_reads_the_test_window():
+    """The test inputs only feed predictions: the meta-models and the validation
+    predictions are the same whatever the test window holds."""
+    data = generated_fold()
+    before = stacked(data)
+    prob, cluster = data["test"]
+    moved = dict(data, test=(np.random.default_rng(9).random(prob.shape, np.float32), cluster))
+    after = stacked(moved)
+    assert after.meta == before.meta
+    np.testing.assert_array_equal(after.validation, before.validation)
+    assert not np.array_equal(after.test, before.test)
+    assert np.isfinite(before.validation).all() and np.isfinite(before.test).all()
+
+
+def test_the_stack_finds_the_informative_component():
+    """On the out-of-fold predictions the stack ranks returns about as well as the one
+    informative component, far above the noise ones (Spearman, pooled)."""
+    from scipy.stats import spearmanr
+
+    data = generated_fold(n_val=1200)
+    for meta in ("logistic", "gating_mlp"):
+        out = stacked(data, EnsembleConfig(kind="stack", meta=meta, epochs=100))
+        ic = spearmanr(out.validation[:, 0], data["net"][:, 0]).statistic
+        noise = spearmanr(data["val"][0][:, 0, 0], data["net"][:, 0]).statistic
+        assert ic > 0.3 > abs(noise), meta
+
+
+def test_gating_mlp_is_seeded_and_gives_probabilities():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 6))
+    y = (x[:, 0] > 0).astype(float)
+    a = GatingMLPMeta(epochs=50).fit(x, y, seed=3).predict_proba(x)
+    b = GatingMLPMeta(epochs=50).fit(x, y, seed=3).predict_proba(x)
+    np.testing.assert_array_equal(a, b)
+    assert ((a > 0) & (a < 1)).all()
+
+
+def compose_config(*overrides: str):
+    with initialize_config_dir(str(ROOT / "huracan" / "conf"), version_base="1.3"):
+        return compose("config", overrides=list(overrides))
+
+
+def test_config_composes_and_errors_are_clear():
+    assert ensemble_config(compose_config()).enabled is False
+    config = ensemble_config(compose_config("ensemble=stack", "ensemble.meta=gating_mlp"))
+    assert config.enabled and config.meta == "gating_mlp"
+    with pytest.raises(ConfigError, match="ensemble.meta"):
+        validate(compose_config("ensemble=stack", "ensemble.meta=forest"))
+    with pytest.raises(ConfigError, match="ensemble.l2 must be > 0"):
+        validate(compose_config("ensemble=stack", "ensemble.l2=0"))
+    with pytest.raises(ConfigError, match="needs pipeline=hierarchical"):
+        validate(compose_config("ensemble=stack", "pipeline=per_coin"))
+    with pytest.raises(ConfigError, match="head=coin"):
+        validate(compose_config("ensemble=stack", "head=coin"))
+
+
+@pytest.fixture(scope="module")
+def stack_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ensemble")
+    summary, objects = train(small_config(out, *STACK))
+    return out, summary, objects
+
+
+@pytest.mark.slow  # the end-to-end run of the fixture: ~50 s on 2 loaded cores
+def test_the_ensemble_row_appears_with_stack_and_not_without(stack_run, tmp_path):
+    from huracan.pipelines.hierarchical.report import write_report
+
+    out, summary, objects = stack_run
+    results = pd.read_csv(out / "results.csv")
+    assert results.columns[0] == "strategy"
+    assert set(results["strategy"]) == {"model", "ensemble"}
+    assert (results["strategy"] == "ensemble").sum() == 6
+    section = json.loads((out / "summary.json").read_text())["ensemble"]
+    names = {"model", "component_head_cluster_0", "component_head_cluster_1"}
+    names |= {"component_head_global", "baseline_lightgbm", "ensemble"}
+    assert set(section["side_by_side"]) == names
+    for figures in section["side_by_side"].values():
+        assert {"net_bps", "n_trades", "t_stat", "ic_1", "ic_4", "ic_t_4"} <= set(figures)
+    assert {c["result"] for c in section["checks"]} <= {"PASS", "FAIL"}
+    assert section["folds"][0]["components"][0] == "own_head"
+    assert "lightgbm" in section["folds"][0]["components"]
+    assert "ensemble" in summary["ic"] and "ensemble" in summary["books"]["long_short"]
+    run, ensemble = objects["run"], objects["run"].ensemble
+    run.ensemble = None  # the same run reported without the ensemble
+    try:
+        report = write_report(run, objects["panel"], small_config(tmp_path), tmp_path)
+    finally:
+        run.ensemble = ensemble
+    assert "ensemble" not in report
+    assert "strategy" not in pd.read_csv(tmp_path / "results.csv").columns
+
+
+@pytest.mark.slow  # the end-to-end run of the fixture: ~50 s on 2 loaded cores
+def test_ensemble_trades_only_in_test_windows(stack_run):
+    run = stack_run[2]["run"]
+    off_test = np.setdiff1d(np.arange(len(run.arrays.timestamps_ns)), run.test_rows)
+    for book in (run.ensemble, *run.components.values()):
+        assert not book.signals[off_test].any()
+        assert np.isnan(book.scores[:, off_test]).all()
+    assert np.isfinite(run.ensemble.scores[:, run.test_rows]).mean() > 0.5
+
+
+@pytest.mark.slow
+def test_future_bars_do_not_change_an_earlier_folds_meta_model(stack_run, tmp_path):
+    """Prices changed from fold 0's test window on (after its validation slice and the
+    purge that holds its labels): fold 0's meta-models, components and ensemble choice
+    stay the same; fold 1's, whose validation slice holds changed bars, move."""
+    from huracan.pipelines.hierarchical.run import run_hierarchical
+    from huracan.report import StageTimer
+
+    _, summary, objects = stack_run
+    run = objects["run"]
+    cut = run.folds[0].test[0]
+    assert cut > run.folds[0].val[-1] + max(run.arrays.horizons)
+    other = run_hierarchical(
+        shifted_from(objects["panel"], cut, 3.0),
+        small_config(tmp_path, *STACK),
+        tmp_path,
+        StageTimer(),
+    )
+    before, after = run.ensemble_parts, other.ensemble_parts
+    assert after[0].meta == before[0].meta and after[0].choice == before[0].choice
+    np.testing.assert_array_equal(after[0].val_prob, before[0].val_prob)
+    assert after[1].meta != before[1].meta
