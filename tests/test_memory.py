@@ -7,13 +7,16 @@ import numpy as np
 import pytest
 from conftest import run_config
 
+import huracan.family as family
 import huracan.training.folds as folds
 from huracan.config import build
 from huracan.costs import CostModel
 from huracan.factor import PCAFactor
+from huracan.family import FamilyGate
 from huracan.features.labels import after_cost_labels, forward_return
 from huracan.hierarchy import FactorTree, HierarchyClusterer
 from huracan.pipelines.hierarchical.book import Book
+from huracan.thresholds import head_searches
 from huracan.training.arrays import build_fleet_arrays
 from huracan.training.folds import prepare_fold, walk_forward
 
@@ -93,6 +96,22 @@ def test_transform_rows_in_place_writes_the_same_values(fleet):
     np.testing.assert_array_equal(rows, expected)
     with pytest.raises(ValueError, match="out must be"):
         data.scaler.transform_rows(rows, a_idx, out=rows.astype(np.float64))
+
+
+def test_the_family_gate_is_the_same_for_any_chunk_of_resamples(monkeypatch):
+    """The gate's resamples are drawn and summed in chunks (a bounded peak): the critical
+    value does not depend on the chunk."""
+    rng = np.random.default_rng(3)
+    n, day = 600, np.arange(600) // 24
+    net = rng.standard_t(4, (n, 2)) * 0.005
+    searches = [
+        head_searches(rng.uniform(size=n), net[:, i], np.zeros(n, int), 1, 20, day)[0][0]
+        for i in (0, 1)
+    ]
+    gate = FamilyGate(alpha=0.05, resamples=200)
+    whole = gate.critical_z(searches)
+    monkeypatch.setattr(family, "CHUNK", 7 * n)  # 7 resamples at a time
+    assert gate.critical_z(searches) == whole
 
 
 def planted_returns(n_bars: int = 600, n_assets: int = 9, seed: int = 0):
