@@ -206,6 +206,9 @@ def train_shared(panel: Panel, cfg: DictConfig, split: Split, timer: StageTimer)
         return encoder, None
     with timer("joint heads") as note:
         logger = stage_logger(cfg, "per_coin_heads")
+        codes = build(cfg.head).encode(encoder, train, val)
+        if codes:  # the heads learn from the codes: the raw inputs can go
+            train, val = codes
         joint = fit_heads(
             cfg.head,
             encoder,
@@ -216,6 +219,7 @@ def train_shared(panel: Panel, cfg: DictConfig, split: Split, timer: StageTimer)
             logger,
             cfg.seed,
             "joint heads",
+            codes,
         )
         note(f"{panel.n_assets} coin heads in one grouped model")
     return joint.encoder, joint  # the same encoder, or its fine-tuned copy
