@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import DTypeLike
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
@@ -137,22 +138,35 @@ class MarketFactorExtractor(BaseEstimator):
         return ((raw - self.mean_) / self.std_)[:, None]
 
     def channels(
-        self, returns: np.ndarray, quote_volume: np.ndarray | None, listed: np.ndarray
+        self,
+        returns: np.ndarray,
+        quote_volume: np.ndarray | None,
+        listed: np.ndarray,
+        dtype: DTypeLike = np.float64,
     ) -> FactorChannels:
-        """The fitted factor of any window as input channels of every listed asset."""
+        """The fitted factor of any window as input channels of every listed asset.
+
+        Args:
+            dtype: of the (T, N, C) channels; the factor is computed in float64 either way,
+                so float32 channels are exactly the float64 ones cast (a fleet run's
+                channels are float32: no float64 grid of them is ever held).
+        """
         factor = self.transform(returns, quote_volume)
         stems = None
         if self._with_leader():
             lead = np.asarray(returns, dtype=float)[:, self.leader_column_]
             factor = np.column_stack([factor, (lead - self.leader_mean_) / self.leader_std_])
             stems = ["market_factor", "leader_return"]
-        channels = inject_market_factor(factor, listed, self.n_lags, self.max_ffill, stems)
-        if not (self.residual and self.n_factors):
+        residual = self.residual and self.n_factors
+        channels = inject_market_factor(
+            factor, listed, self.n_lags, self.max_ffill, stems, np.float64 if residual else dtype
+        )
+        if not residual:
             return channels
         filled = channels.values[..., 0]  # (T, N) the factor as injected (filled, or 0)
         with np.errstate(invalid="ignore"):
             resid = (np.asarray(returns, dtype=float) - self.betas_ * filled) / self.residual_std_
-        values = np.concatenate([channels.values, resid[:, :, None]], axis=2)
+        values = np.concatenate([channels.values, resid[:, :, None]], axis=2).astype(dtype)
         names = [*channels.names, "factor_residual"]
         return FactorChannels(values, names, channels.n_filled, channels.n_zeroed)
 
@@ -532,6 +546,7 @@ def inject_market_factor(
     n_lags: int = 2,
     max_ffill: int = 3,
     stems: Sequence[str] | None = None,
+    dtype: DTypeLike = np.float64,
 ) -> FactorChannels:
     """Turns the factor into input channels for every asset: the factor and its lags.
 
@@ -547,6 +562,8 @@ def inject_market_factor(
         max_ffill: longest stretch, in bars, a missing factor is forward-filled.
         stems: the K columns' channel names (default ``market_factor`` or
             ``market_factor_<i>``); a lag's name adds ``_lag<k>``.
+        dtype: of the (T, N, C) channels (float32: the float64 values cast, no float64
+            copy of the grid held).
 
     Returns:
         The (T, N, K * (1 + n_lags)) channels and the counts of filled and zeroed bars.
@@ -576,7 +593,8 @@ def inject_market_factor(
             else [f"market_factor_{i}" for i in range(n_factors)]
         )
     names = [f"{stem}_lag{k}" if k else stem for stem in stems for k in range(n_lags + 1)]
-    values = np.where(listed[:, :, None], channels[:, None, :], np.nan)
+    channels = channels.astype(dtype, copy=False)
+    values = np.where(listed[:, :, None], channels[:, None, :], np.array(np.nan, dtype))
     return FactorChannels(values, names, int(filled.sum()), int(zeroed.sum()))
 
 

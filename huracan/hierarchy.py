@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 import numpy as np
+from numpy.typing import DTypeLike
 from omegaconf import DictConfig
 from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.spatial.distance import squareform
@@ -173,27 +174,32 @@ class FactorTree(BaseEstimator):
         return out
 
     def channels(
-        self, returns: np.ndarray, market: np.ndarray, listed: np.ndarray
+        self,
+        returns: np.ndarray,
+        market: np.ndarray,
+        listed: np.ndarray,
+        dtype: DTypeLike = np.float64,
     ) -> FactorChannels:
         """(T, N, (L - 1) * (1 + n_lags)) channels: each asset's own cluster's factor at
         every level below the first, and its lags; NaN where the asset has no bar or is
-        not in the tree."""
+        not in the tree. ``dtype``: of the channels, filled in place (float32: the float64
+        factors cast, no float64 grid held)."""
         listed = np.asarray(listed, dtype=bool)
-        parts, names = [], []
+        width = self.n_lags + 1
+        values = np.full((*listed.shape, len(self.coef_) * width), np.nan, dtype)
+        names = []
         for i, factor in enumerate(self.factors(returns, market), start=1):
             stems = [f"level{i}_factor_{c}" for c in range(factor.shape[1])]
             lagged = inject_market_factor(
                 factor, np.ones((len(factor), 1), bool), self.n_lags, self.max_ffill, stems
             ).values[:, 0]  # (T, K * (1 + n_lags)), cluster-major
-            lagged = lagged.reshape(len(factor), factor.shape[1], self.n_lags + 1)
+            lagged = lagged.reshape(len(factor), factor.shape[1], width).astype(dtype)
             labels = self.labels_[i]
-            own = lagged[:, np.maximum(labels, 0)]  # (T, N, 1 + n_lags)
-            parts.append(np.where((labels >= 0)[None, :, None], own, np.nan))
-            names += [
-                f"level{i}_factor" + (f"_lag{k}" if k else "") for k in range(self.n_lags + 1)
-            ]
-        values = np.concatenate(parts, axis=2)
-        return FactorChannels(np.where(listed[:, :, None], values, np.nan), names, 0, 0)
+            inside = listed & (labels >= 0)[None, :]  # (T, N)
+            t_idx, a_idx = np.nonzero(inside)
+            values[t_idx, a_idx, (i - 1) * width : i * width] = lagged[t_idx, labels[a_idx]]
+            names += [f"level{i}_factor" + (f"_lag{k}" if k else "") for k in range(width)]
+        return FactorChannels(values, names, 0, 0)
 
     def to_dict(self, symbols: Sequence[str]) -> dict:
         """JSON-ready tree (for ``clusters.json`` and the checkpoints): per level its
@@ -357,7 +363,7 @@ def cascade(
     )
     factor = market.transform(returns, quote_volume)  # (T, 0 or 1), fitted on train already
     tree.fit(returns[train], factor[train], clusters.labels(symbols))
-    more = tree.channels(returns, factor, listed)
+    more = tree.channels(returns, factor, listed, channels.values.dtype)
     values = np.concatenate([channels.values, more.values], axis=2)
     joined = FactorChannels(
         values, [*channels.names, *more.names], channels.n_filled, channels.n_zeroed

@@ -93,8 +93,14 @@ class PanelScaler(TransformerMixin, BaseEstimator):
             np.clip(scaled, -self.clip, self.clip, out=scaled)
         return scaled
 
-    def transform_rows(self, X: np.ndarray, assets: np.ndarray) -> np.ndarray:
+    def transform_rows(
+        self, X: np.ndarray, assets: np.ndarray, out: np.ndarray | None = None
+    ) -> np.ndarray:
         """Scales samples: row i of ``X`` (B, F) belongs to asset ``assets[i]``.
+
+        Args:
+            out: a (B, F) float32 array to write into, which may be ``X`` itself (each
+                block is read before it is written): no second (B, F) array.
 
         Returns:
             (B, F) float32, exactly the values :meth:`transform` gives those rows.
@@ -106,7 +112,9 @@ class PanelScaler(TransformerMixin, BaseEstimator):
                 f"expected (B, {self.mean_.shape[1]}) rows and (B,) assets, got {X.shape} "
                 f"and {assets.shape}"
             )
-        scaled = np.empty(X.shape, dtype=np.float32)
+        scaled = np.empty(X.shape, dtype=np.float32) if out is None else out
+        if scaled.shape != X.shape or scaled.dtype != np.float32:
+            raise ValueError(f"out must be {X.shape} float32, got {scaled.shape} {scaled.dtype}")
         step = _ROWS_PER_BLOCK * self.mean_.shape[0]  # as many values as a panel block
         for start in range(0, len(X), step):
             rows, which = slice(start, start + step), assets[start : start + step]

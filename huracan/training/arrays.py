@@ -107,16 +107,20 @@ def build_fleet_arrays(
     returns[1:] = np.diff(log_close, axis=0)
     volatility = realized_volatility(panel.close, cfg.labels.vol_window)
     horizons = (int(cfg.labels.horizon),) if horizons is None else tuple(horizons)
-    by_horizon = [
-        (*after_cost_labels(panel, h, costs, volatility, cfg.labels.vol_window),)
-        + (forward_return(panel.close, h),)
-        for h in horizons
-    ]
-    label_h, net_h, gross_h = (np.stack(part, axis=-1) for part in zip(*by_horizon, strict=True))
-    cost_bps = (gross_h[..., 0] - net_h[..., 0]) * 1e4
-    gross = gross_h[..., 0].copy()  # float64: the per-coin run prices its P&L from it
-    label_h = label_h.astype(np.float32)  # 0, 1 or NaN: exact, in half the memory
-    gross_h = gross_h.astype(np.float32)  # per horizon only the move behind energy weights
+    # filled a horizon at a time: no list of every horizon's float64 grids beside the stack
+    shape = (*panel.close.shape, len(horizons))
+    label_h = np.empty(shape, dtype=np.float32)  # 0, 1 or NaN: exact, in half the memory
+    net_h = np.empty(shape)
+    gross_h = np.empty(shape, dtype=np.float32)  # per horizon only the move behind weights
+    for i, h in enumerate(horizons):
+        label_h[..., i], net_h[..., i] = after_cost_labels(
+            panel, h, costs, volatility, cfg.labels.vol_window
+        )
+        forward = forward_return(panel.close, h)
+        gross_h[..., i] = forward
+        if i == 0:
+            gross = forward  # float64: the per-coin run prices its P&L from it
+    cost_bps = (gross - net_h[..., 0]) * 1e4
     label, net = label_h[..., 0], net_h[..., 0]
     target_h = move_h = None
     target = cfg.labels.get("target", "absolute")

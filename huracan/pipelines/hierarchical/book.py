@@ -88,6 +88,13 @@ class Book:
         """(T, N) float32 1 where that trade nets a profit, 0 where not, NaN where none."""
         return self._outcome(self.arrays.label_h)
 
+    def forget_outcomes(self) -> None:
+        """Drops the cached ``hold``, ``net_return`` and ``label`` (read off the arrays
+        again when next asked for): a report that reads one book at a time holds one
+        book's (T, N) outcomes, not every baseline's (400 coins x 2 years: 0.1 GB each)."""
+        for name in ("hold", "net_return", "label"):
+            self.__dict__.pop(name, None)
+
     def _outcome(self, per_horizon: np.ndarray) -> np.ndarray:
         index = np.maximum(self.index, 0).astype(np.intp)[..., None]
         values = np.take_along_axis(per_horizon, index, axis=-1)[..., 0]

@@ -119,13 +119,17 @@ def cluster_table(run: FleetRun, clusters: np.ndarray, bars_per_year: float) -> 
     groups = {f"cluster_{c}": np.flatnonzero(clusters == c) for c in np.unique(clusters) if c >= 0}
     groups["alt_clusters"] = np.flatnonzero(clusters > 0)
     groups["all"] = np.arange(len(clusters))
-    table = {}
-    for name, columns in groups.items():
-        if len(columns) == 0:
-            continue
-        table[name] = {"members": [run.arrays.symbols[j] for j in columns]}
-        for variant, book in variants(run).items():
+    groups = {name: columns for name, columns in groups.items() if len(columns)}
+    table = {
+        name: {"members": [run.arrays.symbols[j] for j in columns]}
+        for name, columns in groups.items()
+    }
+    for variant, book in variants(run).items():  # a book at a time: see forget_outcomes
+        for name, columns in groups.items():
             table[name][variant] = pooled_metrics(book, run, columns, bars_per_year)
+        if book is not run.model:  # the rest of the report reads the model's throughout
+            book.forget_outcomes()
+    for name in groups:
         if "oracle" in table[name]:
             oracle_bps = table[name]["oracle"]["net_bps"]
             share = table[name]["model"]["net_bps"] / oracle_bps if oracle_bps > 0 else None
@@ -234,6 +238,7 @@ def _versus(name: str, run: FleetRun, columns: np.ndarray, group: dict, other: s
         return {"name": name, "value": "not measured (no such group or variant)", "passed": False}
     books = variants(run)
     diff = daily_pnl(books["model"], run, columns) - daily_pnl(books[other], run, columns)
+    books[other].forget_outcomes()
     t = significance.t_stat(diff)
     mine, theirs = group["model"]["net_bps"], group[other]["net_bps"]
     return {

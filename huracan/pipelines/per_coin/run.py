@@ -97,6 +97,11 @@ def run_per_coin(
     encoder, joint, encoder_hash = shared_models(store, panel, cfg, split, run_id, timer)
     shared = shared_spec(panel, cfg, split, encoder, encoder_hash, run_id)
     jobs = build_jobs(panel, gates, cfg, split, shared, joint)
+    test_window = split.test_window
+    selection, report_window = split.windows(cfg.pipeline.report_days)
+    # the jobs hold their coins' samples now: the run's grids (features, labels, channels;
+    # 400 coins x 1 year: most of a gigabyte) go before the queue and its workers start
+    del split
     with timer("champions") as note:  # each coin's champion as served, on its test bars
         jobs = with_champion_scores(store, panel, jobs)
         served = sum("prob" in job.champion for job in jobs)
@@ -105,8 +110,7 @@ def run_per_coin(
     with timer("roster") as note:
         importance = coin_importance(store, report, jobs)
         bank = write_feature_bank(store, importance, cfg.pipeline.shared_feature_share, run_id)
-        selection_window = split.windows(cfg.pipeline.report_days)[0]
-        entries = roster_entries(store, gates, cfg, jobs, report, selection_window)
+        entries = roster_entries(store, gates, cfg, jobs, report, selection)
         roster = write_roster(store, entries, run_id)
         tradable = sum(e["trade_ok"] for e in roster["entries"])
         note(f"{len(roster['entries'])} entries, {tradable} trade_ok")
@@ -115,8 +119,8 @@ def run_per_coin(
         len(roster["entries"]),
         format_table(roster["entries"][:10], TABLE_FIELDS),
     )
-    summary = run_summary(store, run_id, split, report, bank, roster, cfg.pipeline.report_days)
-    selection, report_window = split.windows(cfg.pipeline.report_days)
+    windows = {"test": test_window, "selection": selection, "report": report_window}
+    summary = run_summary(store, run_id, windows, report, bank, roster)
     results = {r.symbol: r for r in report}
     metrics = {j.symbol: run_output(store, j, results.get(j.symbol), "metrics") for j in jobs}
     pooled = pooled_report(metrics, {"selection": selection, "report": report_window})
@@ -202,6 +206,9 @@ def train_shared(panel: Panel, cfg: DictConfig, split: Split, timer: StageTimer)
         return encoder, None
     with timer("joint heads") as note:
         logger = stage_logger(cfg, "per_coin_heads")
+        codes = build(cfg.head).encode(encoder, train, val)
+        if codes:  # the heads learn from the codes: the raw inputs can go
+            train, val = codes
         joint = fit_heads(
             cfg.head,
             encoder,
@@ -212,6 +219,7 @@ def train_shared(panel: Panel, cfg: DictConfig, split: Split, timer: StageTimer)
             logger,
             cfg.seed,
             "joint heads",
+            codes,
         )
         note(f"{panel.n_assets} coin heads in one grouped model")
     return joint.encoder, joint  # the same encoder, or its fine-tuned copy
@@ -242,16 +250,15 @@ def run_jobs(jobs: list[CoinJob], store: Store, cfg: DictConfig, out: Path, time
     return report
 
 
-def run_summary(
-    store, run_id: str, split: Split, report: QueueReport, bank, roster, report_days: float
-) -> dict:
-    """The per-coin part of ``summary.json``."""
+def run_summary(store, run_id: str, windows: dict, report: QueueReport, bank, roster) -> dict:
+    """The per-coin part of ``summary.json``; ``windows``: the ``test``, ``selection`` and
+    ``report`` windows (``Split.test_window``, ``Split.windows``)."""
     return {
         "run_id": run_id,
         "store": store.describe(),
-        "test_window": split.test_window,
-        "selection_window": split.windows(report_days)[0],
-        "report_window": split.windows(report_days)[1],
+        "test_window": windows["test"],
+        "selection_window": windows["selection"],
+        "report_window": windows["report"],
         "jobs": {
             r.symbol: {
                 "status": str(r.status),

@@ -1,0 +1,162 @@
+"""What a fleet run holds in memory: float32 model inputs built without float64 grids or
+extra copies, and the same values as before (issue 31's cost targets)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import run_config
+
+import huracan.family as family
+import huracan.training.folds as folds
+from huracan.config import build
+from huracan.costs import CostModel
+from huracan.factor import PCAFactor
+from huracan.family import FamilyGate
+from huracan.features.labels import after_cost_labels, forward_return
+from huracan.hierarchy import FactorTree, HierarchyClusterer
+from huracan.pipelines.hierarchical.book import Book
+from huracan.thresholds import head_searches
+from huracan.training.arrays import build_fleet_arrays
+from huracan.training.folds import prepare_fold, walk_forward
+
+SMALL = [
+    "data.n_assets=8",
+    "data.years=0.5",
+    "validation.n_folds=2",
+    "labels.horizons=[1,4]",
+    "gates.min_history_days=10",
+]
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory):
+    """A hierarchy run's arrays and its first fold (market, leader and level channels)."""
+    cfg = run_config(
+        tmp_path_factory.mktemp("memory"), *SMALL, "cluster=hierarchy", "cluster.levels=[2,4]"
+    )
+    panel = build(cfg.data).load()
+    arrays = build_fleet_arrays(panel, cfg, (1, 4))
+    fold = walk_forward(cfg, horizon=4).split(panel)[0]
+    return arrays, fold, prepare_fold(arrays, fold, cfg, None), panel, cfg
+
+
+def test_the_fleet_arrays_and_the_fold_grids_are_float32(fleet):
+    arrays, _, data, _, _ = fleet
+    assert arrays.features.dtype == np.float32
+    assert arrays.label_h.dtype == arrays.gross_h.dtype == np.float32
+    assert data.channels.dtype == np.float32
+    assert data.ffd.dtype == np.float32
+    assert len(data.channel_names) == data.channels.shape[2] == 9  # 3 market, 3 leader, 3 level
+
+
+def test_labels_are_filled_a_horizon_at_a_time_with_the_label_functions(fleet):
+    """Each horizon's slice is its label function's grid: labels and gross moves in
+    float32 (exact for 0/1/NaN labels), net returns, the first horizon's gross move and
+    the costs in float64."""
+    arrays, _, _, panel, cfg = fleet
+    costs = CostModel(**{k: v for k, v in cfg.costs.items() if v is not None})
+    assert arrays.net_h.dtype == arrays.gross_return.dtype == arrays.cost_bps.dtype == np.float64
+    for i, h in enumerate(arrays.horizons):
+        label, net = after_cost_labels(panel, h, costs, arrays.volatility, cfg.labels.vol_window)
+        gross = forward_return(panel.close, h)
+        np.testing.assert_array_equal(arrays.label_h[..., i], label.astype(np.float32))
+        np.testing.assert_array_equal(arrays.net_h[..., i], net)
+        np.testing.assert_array_equal(arrays.gross_h[..., i], gross.astype(np.float32))
+        if i == 0:
+            np.testing.assert_array_equal(arrays.gross_return, gross)
+            np.testing.assert_array_equal(arrays.cost_bps, (gross - net) * 1e4)
+
+
+def test_fold_inputs_are_the_scaled_concatenation_in_float32(fleet, monkeypatch):
+    """The inputs gathered in chunks and scaled in place are exactly the scaled
+    concatenation of features and fracdiff (as built before), across chunk edges."""
+    arrays, fold, data, _, _ = fleet
+    monkeypatch.setattr(folds, "_GATHER_ROWS", 7)
+    t_idx, a_idx = np.nonzero(np.isfinite(data.ffd[fold.train]))
+    t_idx = fold.train[t_idx]
+    rows = np.concatenate([arrays.features[t_idx, a_idx], data.ffd[t_idx, a_idx][:, None]], axis=1)
+    expected = data.scaler.transform_rows(rows, a_idx)
+    got = data.inputs(t_idx, a_idx)
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, expected)
+    one = t_idx[a_idx == 3]
+    np.testing.assert_array_equal(data.inputs(one, 3), expected[a_idx == 3])
+
+
+def test_transform_rows_in_place_writes_the_same_values(fleet):
+    arrays, fold, data, _, _ = fleet
+    t_idx, a_idx = np.nonzero(np.isfinite(data.ffd[fold.val]))
+    rows = np.concatenate(
+        [arrays.features[fold.val[t_idx], a_idx], data.ffd[fold.val[t_idx], a_idx][:, None]], 1
+    )
+    expected = data.scaler.transform_rows(rows, a_idx)
+    out = data.scaler.transform_rows(rows, a_idx, out=rows)
+    assert out is rows
+    np.testing.assert_array_equal(rows, expected)
+    with pytest.raises(ValueError, match="out must be"):
+        data.scaler.transform_rows(rows, a_idx, out=rows.astype(np.float64))
+
+
+def test_the_family_gate_is_the_same_for_any_chunk_of_resamples(monkeypatch):
+    """The gate's resamples are drawn and summed in chunks (a bounded peak): the critical
+    value does not depend on the chunk."""
+    rng = np.random.default_rng(3)
+    n, day = 600, np.arange(600) // 24
+    net = rng.standard_t(4, (n, 2)) * 0.005
+    searches = [
+        head_searches(rng.uniform(size=n), net[:, i], np.zeros(n, int), 1, 20, day)[0][0]
+        for i in (0, 1)
+    ]
+    gate = FamilyGate(alpha=0.05, resamples=200)
+    whole = gate.critical_z(searches)
+    monkeypatch.setattr(family, "CHUNK", 7 * n)  # 7 resamples at a time
+    assert gate.critical_z(searches) == whole
+
+
+def planted_returns(n_bars: int = 600, n_assets: int = 9, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    market = rng.standard_normal(n_bars)
+    sector = rng.standard_normal((n_bars, 3))[:, np.arange(n_assets) // 3]
+    returns = 0.01 * (market[:, None] + sector + 0.5 * rng.standard_normal((n_bars, n_assets)))
+    returns[:40, -1] = np.nan  # a late listing
+    return returns, [f"C{j}" for j in range(n_assets)]
+
+
+@pytest.mark.parametrize("residual", [False, True])
+def test_float32_factor_channels_are_the_float64_ones_cast(residual):
+    returns, symbols = planted_returns()
+    factor = PCAFactor(leader="C0", residual=residual, leader_channel=True)
+    factor.fit(returns, symbols[:3], symbols)
+    listed = np.isfinite(returns)
+    wide = factor.channels(returns, None, listed)
+    narrow = factor.channels(returns, None, listed, dtype=np.float32)
+    assert wide.values.dtype == np.float64 and narrow.values.dtype == np.float32
+    np.testing.assert_array_equal(narrow.values, wide.values.astype(np.float32))
+    assert narrow.names == wide.names
+
+
+def test_float32_level_channels_are_the_float64_ones_cast():
+    returns, symbols = planted_returns()
+    top = HierarchyClusterer(levels=[2, 3], n_clusters=2).fit(returns, symbols)
+    market = PCAFactor(leader="C0").fit(returns, top.result_.cluster_members[0], symbols)
+    factor = market.transform(returns)
+    tree = FactorTree([2, 3]).fit(returns, factor, top.labels_)
+    listed = np.isfinite(returns)
+    wide = tree.channels(returns, factor, listed)
+    narrow = tree.channels(returns, factor, listed, np.float32)
+    assert narrow.values.dtype == np.float32
+    np.testing.assert_array_equal(narrow.values, wide.values.astype(np.float32))
+    assert np.isnan(narrow.values[:40, -1]).all()  # no bar: no channel
+
+
+def test_a_book_forgets_its_outcomes_and_reads_them_again(fleet):
+    arrays, fold, _, _, _ = fleet
+    book = Book.empty(arrays)
+    book.index[fold.test] = 1
+    book.signals[fold.test] = True
+    first = book.net_return.copy(), book.label.copy(), book.hold.copy()
+    book.forget_outcomes()
+    assert "net_return" not in vars(book)
+    for before, again in zip(first, (book.net_return, book.label, book.hold), strict=True):
+        np.testing.assert_array_equal(again, before)
