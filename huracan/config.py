@@ -100,7 +100,11 @@ def validate(cfg: DictConfig) -> None:
         FamilyGate(thresholds.family_alpha, thresholds.resamples, method=thresholds.gate)
     check_book(cfg)
     check_target(cfg)
-    ensemble_config(cfg)
+    if ensemble_config(cfg).enabled and (cfg.get("features") or {}).get("per_cluster"):
+        raise ConfigError(
+            "ensemble=stack with features.per_cluster: the ensemble reads every cluster head "
+            "on each coin's inputs, masked for its own cluster only; use one or the other"
+        )
 
 
 def check_target(cfg: DictConfig) -> None:

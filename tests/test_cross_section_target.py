@@ -177,3 +177,32 @@ def test_the_daily_preset_composes_with_each_target(tmp_path, target):
     validate(cfg)
     assert cfg.labels.target == target and cfg.book.score == "horizon"
     assert list(cfg.labels.horizons) == [1, 3, 7, 14]
+
+
+@pytest.mark.parametrize("target", ["cross_section", "cross_section_rank"])
+def test_a_folds_coins_alone_make_its_cross_section(tmp_path, target):
+    """A fold's arrays (``FleetArrays.columns``, the per-fold universe) take the target
+    again across its coins: the same as arrays built from a panel of those coins only,
+    and the fold's samples and weights build on them."""
+    cfg = run_config(tmp_path, *SMALL, f"labels.target={target}", "features.fracdiff=false")
+    panel = SyntheticMarket(n_assets=6, n_clusters=2, years=0.2, seed=1).load()
+    arrays = build_fleet_arrays(panel, cfg, (1, 4))
+    cols = np.array([0, 1, 3, 4])
+    part = arrays.columns(cols)
+    alone = build_fleet_arrays(panel.select([panel.symbols[j] for j in cols]), cfg, (1, 4))
+    assert part.target_h.shape == part.net_h.shape == alone.target_h.shape
+    assert same(part.target_h, alone.target_h) and same(part.move_h, alone.move_h)
+    assert not same(part.target_h, arrays.target_h[:, cols])  # two coins fewer per bar
+    fold = walk_forward(cfg, horizon=4).split(panel)[0]
+    data = prepare_fold(part, fold, cfg, None)
+    weights = horizon_weights(part, fold)
+    tensors, t_idx, a_idx = horizon_samples(data, part, weights, fold.train, data.valid(part))
+    np.testing.assert_array_equal(
+        tensors["y"].numpy()[:, 0], np.nan_to_num(part.target_h[t_idx, a_idx, 0])
+    )
+
+
+def test_the_ensemble_refuses_per_cluster_masks(tmp_path):
+    cfg = run_config(tmp_path, "ensemble=stack", "features.per_cluster=learned")
+    with pytest.raises(ConfigError, match="ensemble=stack with features.per_cluster"):
+        validate(cfg)

@@ -50,17 +50,22 @@ class FleetArrays:
     cross_section: CrossSectionSpec | None = None  # the per-fold columns prepare_fold adds
     target_h: np.ndarray | None = None
     move_h: np.ndarray | None = None
+    target: str = "absolute"  # labels.target: how target_h is taken from net_h
 
     def columns(self, cols: np.ndarray) -> FleetArrays:
         """The arrays of the assets ``cols`` only (copies), as if the panel held just those.
 
         The cross-sectional ranks in ``features`` are still those taken across every asset
         of the panel: ``training.universe.fold_arrays`` takes them again across ``cols``.
+        A cross-sectional target (``target_h``, ``move_h``) is taken again across ``cols``
+        here: a coin out of them moves no bar's median.
         """
 
         def take(values: np.ndarray | None) -> np.ndarray | None:
             return None if values is None else values[:, cols]
 
+        net_h = take(self.net_h)
+        target_h, move_h = target_grids(net_h, self.target)
         return replace(
             self,
             symbols=[self.symbols[j] for j in cols],
@@ -75,8 +80,10 @@ class FleetArrays:
             listed=take(self.listed),
             cost_bps=take(self.cost_bps),
             label_h=take(self.label_h),
-            net_h=take(self.net_h),
+            net_h=net_h,
             gross_h=take(self.gross_h),
+            target_h=target_h,
+            move_h=move_h,
         )
 
 
@@ -122,13 +129,8 @@ def build_fleet_arrays(
             gross = forward  # float64: the per-coin run prices its P&L from it
     cost_bps = (gross - net_h[..., 0]) * 1e4
     label, net = label_h[..., 0], net_h[..., 0]
-    target_h = move_h = None
     target = cfg.labels.get("target", "absolute")
-    if target != "absolute":
-        by_bar = [cross_section_labels(net_h[..., i], target) for i in range(len(horizons))]
-        target_h, move_h = (
-            np.stack(part, axis=-1).astype(np.float32) for part in zip(*by_bar, strict=True)
-        )
+    target_h, move_h = target_grids(net_h, target)
     return FleetArrays(
         symbols=list(panel.symbols),
         timestamps_ns=panel.timestamps.as_unit("ns").asi8,
@@ -150,4 +152,14 @@ def build_fleet_arrays(
         cross_section=spec,
         target_h=target_h,
         move_h=move_h,
+        target=target,
     )
+
+
+def target_grids(net_h: np.ndarray | None, target: str) -> tuple[np.ndarray | None, ...]:
+    """``(target_h, move_h)`` of a cross-sectional ``labels.target`` across the coins of
+    ``net_h`` (T, N, H), each (T, N, H) float32; ``(None, None)`` for ``absolute``."""
+    if target == "absolute" or net_h is None:
+        return None, None
+    by_bar = [cross_section_labels(net_h[..., i], target) for i in range(net_h.shape[-1])]
+    return tuple(np.stack(part, axis=-1).astype(np.float32) for part in zip(*by_bar, strict=True))

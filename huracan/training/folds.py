@@ -132,6 +132,8 @@ class FoldData:
         rows = np.empty((len(t_idx), len(self.feature_names)), dtype=np.float32)
         n_base = self.features.shape[2]
         n_across = 0 if self.across is None else self.across.shape[2]
+        if n_base + n_across + (self.ffd is not None) != len(self.feature_names):
+            raise RuntimeError("FoldData.inputs after drop_inputs(): its grids are freed")
         for start in range(0, len(t_idx), _GATHER_ROWS):
             chunk = slice(start, start + _GATHER_ROWS)
             t, a = t_idx[chunk], a_idx[chunk]
@@ -142,8 +144,10 @@ class FoldData:
                 rows[chunk, -1] = self.ffd[t, a]
         rows = self.scaler.transform_rows(rows, a_idx, out=rows)
         if self.masks is not None:  # an input outside its head's set: its training mean
-            group = self.group_of(t_idx, a_idx)
-            rows[~(self.masks[np.maximum(group, 0)] | (group < 0)[:, None])] = 0
+            for start in range(0, len(t_idx), _GATHER_ROWS):
+                chunk = slice(start, start + _GATHER_ROWS)
+                group = self.group_of(t_idx[chunk], a_idx[chunk])
+                rows[chunk][~(self.masks[np.maximum(group, 0)] | (group < 0)[:, None])] = 0
         return rows
 
     def drop_inputs(self) -> None:
@@ -282,7 +286,8 @@ def fold_masks(data: FoldData, arrays: FleetArrays, cfg: DictConfig) -> np.ndarr
             [rng.permutation(np.flatnonzero(group == g))[:MAX_ROWS] for g in range(data.n_groups)]
         ).astype(np.int64)
         t_idx, a_idx = t_idx[take], a_idx[take]
-        training = (data.inputs(t_idx, a_idx), arrays.net_h[t_idx, a_idx], group[take])
+        moves = arrays.net_h if arrays.move_h is None else arrays.move_h  # what heads learn
+        training = (data.inputs(t_idx, a_idx), moves[t_idx, a_idx], group[take])
     return cluster_masks(
         per_cluster,
         keep,
