@@ -96,10 +96,11 @@ class EnsembleConfig:
 def ensemble_config(cfg: DictConfig) -> EnsembleConfig:
     """The run's ``ensemble`` group (none where a config has none), checked against the
     rest of the config: only the hierarchical pipeline stacks, and only cluster heads."""
-    from huracan.config import build  # huracan.config checks this group with this function
+    from omegaconf import OmegaConf
 
     node = cfg.get("ensemble")
-    config = EnsembleConfig() if node is None else build(node)
+    options = {} if node is None else OmegaConf.to_container(node, resolve=True)
+    config = EnsembleConfig(**{k: v for k, v in options.items() if not k.startswith("_")})
     if config.enabled:
         pipeline = str(cfg.get("pipeline", {}).get("_target_", ""))
         if "hierarchical" not in pipeline:
