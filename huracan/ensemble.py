@@ -239,12 +239,15 @@ class GatingMLPMeta:
 
 @contextmanager
 def single_thread() -> Iterator[None]:
-    """One torch thread inside: a gate this small spends more time synchronising threads
-    than computing (measured on a loaded 2-core machine: 35x slower with two)."""
+    """One torch and one BLAS thread inside (a decorator too): fits this small spend more
+    time synchronising threads than computing (measured on a loaded 2-core machine: the
+    gate 35x slower with two torch threads; the logistic stack 6.5x with two BLAS threads,
+    6,000 samples x 14 inputs: 1.1 s against 0.17 s)."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        yield
+        with threadpool_limits(limits=1):
+            yield
     finally:
         torch.set_num_threads(before)
 
@@ -289,6 +292,7 @@ def fit_meta(
     return make_meta(config).fit(x, label[keep], seed), skill
 
 
+@single_thread()
 def stack_fold(
     config: EnsembleConfig,
     val: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
@@ -308,23 +312,6 @@ def stack_fold(
         test: (prob (Bt, K, H), cluster (Bt,)) of the test samples.
         label: (Bv, H) validation labels (NaN: none); net: (Bv, H) their net returns.
     """
-    # one BLAS thread: these fits are small, and on a loaded 2-core machine the threads'
-    # synchronisation made them 6.5x slower (6,000 samples x 14 inputs: 1.1 s against 0.17 s)
-    with threadpool_limits(limits=1):
-        return _stack_fold(config, val, test, label, net, horizons, n_clusters, seed)
-
-
-def _stack_fold(
-    config: EnsembleConfig,
-    val: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
-    test: tuple[np.ndarray, np.ndarray],
-    label: np.ndarray,
-    net: np.ndarray,
-    horizons: tuple[int, ...],
-    n_clusters: int,
-    seed: int,
-) -> Stacked:
-    """:func:`stack_fold`'s work."""
     prob, cluster, row, day = val
     test_prob, test_cluster = test
     out_val = np.full(label.shape, np.nan)

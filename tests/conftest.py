@@ -110,3 +110,20 @@ def pytest_collection_modifyitems(config, items):
         name = item.nodeid.split("/")[-1]
         if item.module.__name__ in SLOW_MODULES or name.split("[")[0] in SLOW_TESTS:
             item.add_marker(pytest.mark.slow)
+
+
+def changed_after(panel, t: int, seed: int = 0, gone: int = 1):
+    """The panel with every bar after row t redrawn, and coin ``gone`` delisted after it
+    (the cross-section changes too): what shift tests compare against."""
+    rng = np.random.default_rng(seed + t)
+    changed = panel.select(panel.symbols)
+    changed.bars = {k: v.copy() for k, v in panel.bars.items()}
+    later = slice(t + 1, None)
+    shape = changed.bars["close"][later].shape
+    factor = np.exp(rng.normal(0, 0.05, shape))
+    for name in ("open", "high", "low", "close"):
+        changed.bars[name][later] *= factor
+    changed.bars["volume"][later] *= np.exp(rng.normal(0, 1.0, shape))
+    for values in changed.bars.values():
+        values[t + 1 :, gone] = np.nan
+    return changed

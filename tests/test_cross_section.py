@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import run_config
+from conftest import changed_after, run_config
 
 from huracan.config import validate
 from huracan.data import Panel, SyntheticMarket
@@ -37,22 +37,6 @@ def panel() -> Panel:
 @pytest.fixture(scope="module")
 def spec():
     return resolve(SHORT, 3600)
-
-
-def changed_after(panel: Panel, t: int, seed: int = 0) -> Panel:
-    """The panel with every bar after row t redrawn, and a coin delisted after it."""
-    rng = np.random.default_rng(seed + t)
-    changed = panel.select(panel.symbols)
-    changed.bars = {k: v.copy() for k, v in panel.bars.items()}
-    later = slice(t + 1, None)
-    shape = changed.bars["close"][later].shape
-    factor = np.exp(rng.normal(0, 0.05, shape))
-    for name in ("open", "high", "low", "close"):
-        changed.bars[name][later] *= factor
-    changed.bars["volume"][later] *= np.exp(rng.normal(0, 1.0, shape))
-    for values in changed.bars.values():
-        values[t + 1 :, 1] = np.nan  # a coin gone from the next bar on: the ranks change
-    return changed
 
 
 def override(value) -> str:

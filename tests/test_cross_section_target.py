@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import run_config
+from conftest import changed_after, run_config
 
 from huracan.config import validate
 from huracan.data import Panel, SyntheticMarket
@@ -35,22 +35,6 @@ SMALL = [
 def panel() -> Panel:
     market = SyntheticMarket(n_assets=7, years=0.02, late_listing_share=0.3, n_outages=2, seed=5)
     return market.load()
-
-
-def changed_after(panel: Panel, t: int, seed: int = 0) -> Panel:
-    """The panel with every bar after row t redrawn, and a coin gone after it."""
-    rng = np.random.default_rng(seed + t)
-    changed = panel.select(panel.symbols)
-    changed.bars = {k: v.copy() for k, v in panel.bars.items()}
-    later = slice(t + 1, None)
-    shape = changed.bars["close"][later].shape
-    factor = np.exp(rng.normal(0, 0.05, shape))
-    for name in ("open", "high", "low", "close"):
-        changed.bars[name][later] *= factor
-    changed.bars["volume"][later] *= np.exp(rng.normal(0, 1.0, shape))
-    for values in changed.bars.values():
-        values[t + 1 :, 2] = np.nan
-    return changed
 
 
 def same(a: np.ndarray, b: np.ndarray) -> bool:
@@ -86,9 +70,9 @@ def test_the_label_at_t_reads_no_bar_after_t_plus_h(panel, target, horizon):
 
     base = labels(panel)
     for t in (20, 41, 70):
-        changed = labels(changed_after(panel, t + horizon))
+        changed = labels(changed_after(panel, t + horizon, gone=2))
         assert same(changed[: t + 1], base[: t + 1]), t
-    moved = labels(changed_after(panel, 41))  # the bars at 42 .. 41 + h are in the label
+    moved = labels(changed_after(panel, 41, gone=2))  # the bars at 42 .. 41 + h are in the label
     assert not same(moved[42 - horizon : 42], base[42 - horizon : 42])
 
 
@@ -112,7 +96,7 @@ def test_the_folds_training_inputs_ignore_every_bar_after_its_training_window(tm
     # the purge leaves the longest horizon between training (and validation) and test rows
     last_label_bar = fold.val[-1] + 4
     assert last_label_bar < fold.test[0]
-    base, other = samples(panel), samples(changed_after(panel, last_label_bar))
+    base, other = samples(panel), samples(changed_after(panel, last_label_bar, gone=2))
     for a, b in zip(base, other, strict=True):
         assert a.keys() == b.keys()
         for key in a:

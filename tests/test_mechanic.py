@@ -26,7 +26,7 @@ from safetensors.torch import load
 
 from huracan.data import SyntheticMarket
 from huracan.errors import ConfigError, DataError
-from huracan.pipelines.mechanic.coin import Waiting, coin_parts, judged_until, skipped
+from huracan.pipelines.mechanic.coin import Market, Waiting, coin_parts, judged_until, skipped
 from huracan.registry.artifacts import is_complete, versions
 from huracan.registry.roster import load_roster
 from huracan.run import train
@@ -453,6 +453,7 @@ def _coin_market(n_bars: int, coin_bars: int, holdout_start: int):
         tune_end=holdout_start,
         holdout_start=holdout_start,
     )
+    market.labelled_bars = Market.labelled_bars.func(market)  # the real property's rule
     return market, stamps
 
 

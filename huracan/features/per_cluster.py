@@ -93,23 +93,18 @@ def role_mask(names: Sequence[str], keep: Sequence[str] | None, role: str) -> np
     return mask
 
 
-def learned_mask(
-    x: np.ndarray, net: np.ndarray, keep: float, seed: int = 0
-) -> tuple[np.ndarray, np.ndarray]:
-    """(F,) bool of the inputs kept, and (F,) their scores, from training samples.
+def learned_mask(x: np.ndarray, net: np.ndarray, keep: float) -> tuple[np.ndarray, np.ndarray]:
+    """(F,) bool of the inputs kept, and (F,) their scores, from training samples (the
+    caller draws at most ``MAX_ROWS`` of a cluster's: ``training.folds.fold_masks``).
 
     Args:
         x: (M, F) scaled inputs of one cluster's training samples.
-        net: (M, H) their forward net returns per horizon (NaN where unknown).
+        net: (M, H) what the heads learn from them per horizon (NaN where unknown).
         keep: share of the F inputs kept (at least one).
-        seed: the subsample's seed where M exceeds ``MAX_ROWS``.
     """
     n_features = x.shape[1]
     scores = np.zeros(n_features)
     rows = np.isfinite(x).all(1)
-    if len(x) > MAX_ROWS:
-        chosen = np.random.default_rng(seed).choice(len(x), MAX_ROWS, replace=False)
-        rows &= np.isin(np.arange(len(x)), chosen)
     counted = 0
     for h in range(net.shape[1]):
         use = rows & np.isfinite(net[:, h])
@@ -145,7 +140,6 @@ def cluster_masks(
     n_groups: int,
     dominant: int,
     training: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
-    seed: int = 0,
 ) -> np.ndarray | None:
     """(G, F) bool masks of the cluster heads' inputs, or None (every input everywhere).
 
@@ -166,7 +160,7 @@ def cluster_masks(
         for g in range(n_groups):
             mine = group == g
             if mine.any():
-                masks[g] = learned_mask(x[mine], net[mine], keep, seed + g)[0]
+                masks[g] = learned_mask(x[mine], net[mine], keep)[0]
         return masks
     sets = {role: per_cluster.get(role) for role in ROLES}
     by_role = {role: role_mask(names, sets[role], role) for role in ROLES}

@@ -295,7 +295,6 @@ def fold_masks(data: FoldData, arrays: FleetArrays, cfg: DictConfig) -> np.ndarr
         data.n_groups,
         data.clusters.dominant_cluster_id,  # head g is cluster g (granularity=cluster)
         training,
-        cfg.seed,
     )
 
 

@@ -29,6 +29,7 @@ import copy
 import json
 import logging
 from dataclasses import dataclass
+from functools import cached_property
 
 import lightning.pytorch as pl
 import numpy as np
@@ -89,6 +90,12 @@ class Market:
     tune_end: int
     version_id: str
     trained: DictConfig
+
+    @cached_property
+    def labelled_bars(self) -> np.ndarray:
+        """(T, H) bars where any coin has a label at each horizon: the bars the market
+        itself has (once per cycle, not per coin)."""
+        return np.isfinite(self.arrays.net_h).any(axis=1)
 
     @property
     def holdout_window(self) -> list[str]:
@@ -189,7 +196,7 @@ def coin_parts(model: CoinModel, market: Market, options) -> dict | str:
     row = np.arange(panel.n_bars)
     # bars the market itself has (any coin labelled at this horizon): where the market has
     # them and the coin does not, its own bars are at fault, not time (not Waiting)
-    market_rows = np.isfinite(arrays.net_h[:, :, index]).any(1)
+    market_rows = market.labelled_bars[:, index]
     after = (panel.timestamps > model.data_end) & (row < market.tune_end)
     new = np.flatnonzero(usable & after)
     if len(new) < options.min_new_bars:
