@@ -12,8 +12,11 @@ cluster at each level below, with the market factor's lags: ``level1_factor``,
 ``level1_factor_lag1``, ... Everything is fitted on the fold's training rows only and
 applied unchanged to every row, one bar at a time.
 
-Only the hierarchical pipeline runs it: serving and the Mechanic do not rebuild the level
-factors (:func:`refuse_outside_fleet`).
+The fitted tree (``FactorTree.to_dict``) goes into ``clusters.json`` and every checkpoint;
+``FactorTree.from_dict`` rebuilds it by symbol, so that serving, the Mechanic and the
+replay compute every level's channels from the stored state on new bars. A cluster's
+factor is summed over its members in their stored order, so a panel of any other
+columns (the served coins and their paths) gives the training values bit for bit.
 """
 
 from __future__ import annotations
@@ -114,8 +117,9 @@ class FactorTree(BaseEstimator):
             self, with ``labels_`` ((L, N) cluster ids per level, first level included,
             -1 outside the tree), ``coef_`` (per level below the first: (N, 1 + U)
             intercept and coefficients on the factors above), ``member_mean_``,
-            ``member_std_`` and ``loadings_`` ((L - 1, N) each) and ``factor_mean_``,
-            ``factor_std_`` (per level: (K,)).
+            ``member_std_`` and ``loadings_`` ((L - 1, N) each), ``factor_mean_``,
+            ``factor_std_`` (per level: (K,)) and ``order_`` (per level, each cluster's
+            member columns: the order its factor sums them in).
         """
         check_levels(self.levels)
         if self.method not in LINKAGE_METHODS:
@@ -124,16 +128,18 @@ class FactorTree(BaseEstimator):
         labels = [np.asarray(top_labels, dtype=int)]
         self.coef_, self.member_mean_, self.member_std_ = [], [], []
         self.loadings_, self.factor_mean_, self.factor_std_ = [], [], []
+        self.order_: list[list[np.ndarray]] = []
         factors: list[np.ndarray] = []
         for k in self.levels[1:]:
             upper = self._upper(market, factors, labels[1:], returns.shape[1])
             coef = _ols(returns, upper)
-            residual = returns - np.einsum("tnu,nu->tn", _with_intercept(upper), coef)
+            residual = returns - _fitted(upper, coef)
             corr = _level_correlation(residual, self.correlation)
             level = _nested_cut(corr, labels[-1], k, self.method)
             mean, std = np.nanmean(residual, 0), np.nanstd(residual, 0)
             loadings = _loadings(corr, level)
-            raw = _raw_factor(residual, mean, std, loadings, level)
+            order = [np.flatnonzero(level == c) for c in range(int(level.max()) + 1)]
+            raw = _raw_factor(residual, mean, std, loadings, order)
             f_mean, f_std = np.nanmean(raw, 0), np.nanstd(raw, 0)
             flat = np.flatnonzero(~(f_std > 0))
             if len(flat):
@@ -149,6 +155,7 @@ class FactorTree(BaseEstimator):
             self.loadings_.append(loadings)
             self.factor_mean_.append(f_mean)
             self.factor_std_.append(f_std)
+            self.order_.append(order)
             factors.append(self._filled((raw - f_mean) / f_std))
         self.labels_ = np.stack(labels)
         return self
@@ -162,13 +169,13 @@ class FactorTree(BaseEstimator):
         for i in range(len(self.coef_)):
             filled = [self._filled(f) for f in out]
             upper = self._upper(market, filled, self.labels_[1 : i + 1], returns.shape[1])
-            residual = returns - np.einsum("tnu,nu->tn", _with_intercept(upper), self.coef_[i])
+            residual = returns - _fitted(upper, self.coef_[i])
             raw = _raw_factor(
                 residual,
                 self.member_mean_[i],
                 self.member_std_[i],
                 self.loadings_[i],
-                self.labels_[i + 1],
+                self.order_[i],
             )
             out.append((raw - self.factor_mean_[i]) / self.factor_std_[i])
         return out
@@ -236,6 +243,73 @@ class FactorTree(BaseEstimator):
             "n_lags": self.n_lags,
             "max_ffill": self.max_ffill,
         }
+
+    @classmethod
+    def from_dict(cls, state: dict, symbols: Sequence[str]) -> FactorTree:
+        """Rebuilds a fitted tree from ``to_dict()`` for a panel with ``symbols``.
+
+        The columns need not be the fitting panel's: the tree's state is found by symbol.
+        A symbol the tree does not hold is outside it (NaN channels); a member the panel
+        lacks is left out of its cluster's factor, so serve every coin with its path's
+        members (``input_symbols``).
+        """
+        symbols = list(symbols)
+        column = {s: j for j, s in enumerate(symbols)}
+        levels = state["levels"]
+        tree = cls(
+            [int(level["n_clusters"]) for level in levels],
+            n_lags=int(state["n_lags"]),
+            max_ffill=int(state["max_ffill"]),
+        )
+        labels = [_labels_of(levels[0]["members"], column)]
+        tree.coef_, tree.member_mean_, tree.member_std_ = [], [], []
+        tree.loadings_, tree.factor_mean_, tree.factor_std_, tree.order_ = [], [], [], []
+        for level in levels[1:]:
+            labels.append(_labels_of(level["members"], column))
+            n_clusters = len(level["factor_mean"])
+            tree.order_.append(
+                [
+                    np.array(
+                        [column[s] for s in level["members"].get(str(c), []) if s in column],
+                        dtype=np.intp,
+                    )
+                    for c in range(n_clusters)
+                ]
+            )
+            assets = level["assets"]
+            width = len(next(iter(assets.values()))["coef"])
+            held = [(j, assets[s]) for s, j in column.items() if s in assets]
+            coef, mean = np.zeros((len(symbols), width)), np.full(len(symbols), np.nan)
+            std, loadings = np.full(len(symbols), np.nan), np.zeros(len(symbols))
+            for j, fitted in held:  # a loop over the stored assets: reading JSON
+                coef[j], mean[j] = fitted["coef"], fitted["mean"]
+                std[j], loadings[j] = fitted["std"], fitted["loading"]
+            tree.coef_.append(coef)
+            tree.member_mean_.append(mean)
+            tree.member_std_.append(std)
+            tree.loadings_.append(loadings)
+            tree.factor_mean_.append(np.asarray(level["factor_mean"], dtype=float))
+            tree.factor_std_.append(np.asarray(level["factor_std"], dtype=float))
+        tree.labels_ = np.stack(labels)
+        return tree
+
+    @staticmethod
+    def input_symbols(state: dict, coins: Sequence[str]) -> list[str]:
+        """Every symbol whose bars the level channels of ``coins`` read (a stored tree,
+        ``to_dict()``): the members of each coin's cluster at the level below the first;
+        every deeper cluster of its path nests inside it."""
+        out: dict[str, None] = {}
+        for members in state["levels"][1]["members"].values():
+            if any(c in members for c in coins):
+                out |= dict.fromkeys(members)
+        return list(out)
+
+    @staticmethod
+    def path_of(state: dict, symbol: str) -> str | None:
+        """``symbol``'s cluster at the level below the first (None: outside the tree):
+        coins of one such cluster read the same bars."""
+        members = state["levels"][1]["members"]
+        return next((c for c, names in members.items() if symbol in names), None)
 
     def _upper(
         self, market: np.ndarray, factors: list[np.ndarray], labels: Sequence[np.ndarray], n: int
@@ -320,22 +394,71 @@ def _loadings(corr: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 
 def _raw_factor(
-    residual: np.ndarray, mean: np.ndarray, std: np.ndarray, loadings: np.ndarray, labels
+    residual: np.ndarray,
+    mean: np.ndarray,
+    std: np.ndarray,
+    loadings: np.ndarray,
+    order: Sequence[np.ndarray],
 ) -> np.ndarray:
     """(T, K) each cluster's loading-weighted sum of its members' standardised residuals
-    present at a bar (a missing member counts as its training mean); NaN where none is."""
-    n_clusters = int(labels.max()) + 1
-    one_hot = (labels[:, None] == np.arange(n_clusters)[None, :]).astype(float)  # (N, K)
+    present at a bar (a missing member counts as its training mean); NaN where none is.
+
+    ``order``: each cluster's member columns in summation order (the stored order): the
+    same members summed in the same order give the same bits on any panel."""
     present = np.isfinite(residual) & (std > 0)
     with np.errstate(invalid="ignore", divide="ignore"):
         z = np.where(present, (residual - mean) / np.where(std > 0, std, 1.0), 0.0)
-    raw = z @ (one_hot * loadings[:, None])
-    return np.where(present.astype(float) @ one_hot > 0, raw, np.nan)
+    raw = np.full((len(residual), len(order)), np.nan)
+    for c, members in enumerate(order):  # a loop over clusters, not assets or bars
+        summed = (z[:, members] * loadings[members]).sum(axis=1)  # (T, m) -> (T,)
+        raw[:, c] = np.where(present[:, members].any(axis=1), summed, np.nan)
+    return raw
+
+
+def _fitted(upper: np.ndarray, coef: np.ndarray) -> np.ndarray:
+    """(T, N) each asset's OLS fit on the (T, N, U) factors above it, term by term (the
+    same operations whatever the panel's other columns)."""
+    fitted = np.broadcast_to(coef[:, 0], upper.shape[:2]).copy()
+    for u in range(upper.shape[2]):
+        fitted += upper[:, :, u] * coef[:, u + 1]
+    return fitted
+
+
+def _labels_of(members: dict[str, list[str]], column: dict[str, int]) -> np.ndarray:
+    """(N,) a stored level's cluster ids on a panel's columns; -1 outside it."""
+    labels = np.full(len(column), -1)
+    for c, names in members.items():
+        labels[[column[s] for s in names if s in column]] = int(c)
+    return labels
 
 
 def _members(labels: np.ndarray, symbols: list[str]) -> dict[str, list[str]]:
     ids = sorted(set(labels.tolist()) - {-1})
     return {str(c): [s for s, k in zip(symbols, labels, strict=True) if k == c] for c in ids}
+
+
+def fit_tree(
+    cfg: DictConfig,
+    returns: np.ndarray,
+    rows: np.ndarray,
+    symbols: list[str],
+    clusters: ClusterResult,
+    market: MarketFactorExtractor,
+    quote_volume: np.ndarray,
+) -> tuple[FactorTree, np.ndarray]:
+    """The tree of ``cfg.cluster.levels`` fitted on ``rows`` only, under ``clusters`` (its
+    first level) and the fitted ``market`` factor; returns it and the market factor on every
+    row of ``returns``."""
+    tree = FactorTree(
+        list(cfg.cluster.levels),
+        cfg.cluster.method,
+        cfg.cluster.correlation,
+        market.n_lags,
+        market.max_ffill,
+    )
+    factor = market.transform(returns, quote_volume)  # (T, 0 or 1), fitted on rows already
+    tree.fit(returns[rows], factor[rows], clusters.labels(symbols))
+    return tree, factor
 
 
 def cascade(
@@ -355,27 +478,12 @@ def cascade(
     Returns:
         ``clusters`` with the tree (``ClusterResult.tree``), and the channels.
     """
-    levels = cfg.cluster.get("levels")
-    if not levels:
+    if not cfg.cluster.get("levels"):
         return clusters, channels
-    tree = FactorTree(
-        list(levels), cfg.cluster.method, cfg.cluster.correlation, market.n_lags, market.max_ffill
-    )
-    factor = market.transform(returns, quote_volume)  # (T, 0 or 1), fitted on train already
-    tree.fit(returns[train], factor[train], clusters.labels(symbols))
+    tree, factor = fit_tree(cfg, returns, train, symbols, clusters, market, quote_volume)
     more = tree.channels(returns, factor, listed, channels.values.dtype)
     values = np.concatenate([channels.values, more.values], axis=2)
     joined = FactorChannels(
         values, [*channels.names, *more.names], channels.n_filled, channels.n_zeroed
     )
     return replace(clusters, tree=tree.to_dict(symbols)), joined
-
-
-def refuse_outside_fleet(cfg: DictConfig, pipeline: str) -> None:
-    """Raises a ConfigError for ``cluster=hierarchy`` in a pipeline that serves per-coin
-    models: serving and the Mechanic do not rebuild the level factors."""
-    if cfg.cluster.get("levels"):
-        raise ConfigError(
-            f"pipeline={pipeline} cluster=hierarchy: serving and the Mechanic do not rebuild "
-            "the level factors yet; cluster=hierarchy runs with pipeline=hierarchical only"
-        )

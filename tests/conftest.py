@@ -89,6 +89,7 @@ SLOW_MODULES = {
     "test_per_coin_resume",
     "test_per_coin_trainer",
     "test_replay",
+    "test_serve_hierarchy",
     "test_signal",
     "test_signal_live",
     "test_store_fencing",

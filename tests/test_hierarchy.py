@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -175,31 +173,10 @@ def test_a_run_writes_the_tree_into_clusters_json_and_the_checkpoints(tmp_path):
         assert {"coef", "mean", "std", "loading"} <= set(next(iter(assets.values())))
 
 
-def test_per_coin_with_the_hierarchy_exits_2_with_one_line(tmp_path):
-    out = subprocess.run(
-        [sys.executable, "-m", "huracan", "train", "pipeline=per_coin", "cluster=hierarchy"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert out.returncode == 2
-    message = (out.stdout + out.stderr).strip()  # Hydra's job logs the error to stdout
-    assert message.count("\n") == 0
-    assert "pipeline=per_coin cluster=hierarchy" in message
-
-
 def test_the_flat_default_has_no_tree():
     with initialize_config_dir(str(ROOT / "huracan" / "conf"), version_base="1.3"):
         cfg = compose("config")
     assert "levels" not in cfg.cluster
-
-
-@pytest.mark.parametrize("pipeline", ["mechanic", "replay"])
-def test_the_mechanic_and_the_replay_refuse_the_hierarchy(tmp_path, pipeline):
-    cfg = run_config(tmp_path, f"pipeline={pipeline}", "cluster=hierarchy")
-    with pytest.raises(ConfigError, match=f"pipeline={pipeline} cluster=hierarchy"):
-        build(cfg.pipeline).check(cfg)
 
 
 def test_the_first_level_is_cut_at_levels_0(tmp_path):

@@ -30,6 +30,7 @@ from huracan.factor import MarketFactorExtractor
 from huracan.features.drift import psi, psi_of_bins
 from huracan.features.fracdiff import StationaryFracDiff
 from huracan.features.scaling import PanelScaler
+from huracan.hierarchy import FactorTree
 from huracan.models import FleetModule, GroupedMoEHead
 from huracan.models.checkpoint import head_spec
 from huracan.registry.artifacts import read_champion
@@ -209,12 +210,10 @@ class Fleet:
     @property
     def data_symbols(self) -> list[str]:
         """The symbols whose bars are needed: the coins, then every other symbol an input
-        reads (the market factor's members and its leader channel's symbol)."""
-        needed = {
-            s
-            for m in self.models.values()
-            for s in MarketFactorExtractor.input_symbols(m.description["factor"])
-        }
+        reads (the market factor's members and its leader channel's symbol, a level
+        tree's members of each coin's path)."""
+        models = self.models.values()
+        needed = {s for m in models for s in _input_symbols(m.description, [m.symbol])}
         return [*self.symbols, *sorted(needed - set(self.symbols))]
 
     def read_bars(self, path: str | Path) -> Panel:
@@ -520,13 +519,16 @@ class Fleet:
         """
         models = [self.models[s] for s in coins]
         first = models[0]
-        factor_state = first.description["factor"]
-        needed = MarketFactorExtractor.input_symbols(factor_state)
+        factor_state, tree_state = first.description["factor"], first.description.get("tree")
+        needed = _input_symbols(first.description, coins)
         missing = [s for s in needed if s not in panel.symbols]
         if missing:
             bad = [d.detail for d in panel.drops if d.symbol in missing and d.detail]
             why = f" (bad bars: {bad[0]})" if bad else ""
-            raise ConfigError(f"market factor member(s) or leader {missing} have no bars{why}")
+            what = "market factor member(s) or leader"
+            if tree_state is not None:
+                what = "market factor or level tree member(s) or leader"
+            raise ConfigError(f"{what} {missing} have no bars{why}")
         symbols = [*coins, *[s for s in needed if s not in coins]]
         sub = panel.select(symbols)
         cfg = dict_config(first.config)
@@ -564,6 +566,11 @@ class Fleet:
         channels = factor.channels(
             arrays.returns, arrays.quote_volume, arrays.listed
         ).values.astype(np.float32)
+        if tree_state is not None:  # the levels' channels after the market's, as trained
+            tree = FactorTree.from_dict(tree_state, symbols)
+            market = factor.transform(arrays.returns, arrays.quote_volume)
+            levels = tree.channels(arrays.returns, market, arrays.listed, np.float32)
+            channels = np.concatenate([channels, levels.values], axis=2)
         n = len(coins)
         return x[:, :n], channels[rows][:, :n]
 
@@ -622,6 +629,17 @@ def _reused(store: Store, entry: dict, fleet: Fleet | None, config: ServeConfig)
     if pointer != model.pointer and pointer_problem(store, symbol, pointer) is not None:
         return None
     return replace(model, roster=entry, pointer=pointer, expected_net_bps=expected_net_bps(pointer))
+
+
+def _input_symbols(description: dict, coins: list[str]) -> list[str]:
+    """The symbols whose bars the inputs of ``coins`` (sharing ``description``'s
+    preprocessing) read besides each coin's own: the market factor's, then the members of
+    their level paths (the coins may be among them)."""
+    needed = MarketFactorExtractor.input_symbols(description["factor"])
+    tree = description.get("tree")
+    if tree is not None:
+        needed += [s for s in FactorTree.input_symbols(tree, coins) if s not in needed]
+    return needed
 
 
 def _roster_path(roster: dict, symbol: str) -> str | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 import numpy as np
 import pandas as pd
@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from huracan.features.fracdiff import StationaryFracDiff
 from huracan.features.technical import warmup_bars
+from huracan.hierarchy import FactorTree
 from huracan.models import FleetModule
 from huracan.models.checkpoint import META, WEIGHTS, module_from_files
 from huracan.registry.artifacts import read_champion, read_manifest
@@ -83,10 +84,15 @@ class CoinModel:
     def config(self) -> dict:
         return self.description["config"]
 
-    @property
+    @cached_property
     def preprocessing_key(self) -> str:
-        """Coins with the same key share one feature, factor and fracdiff computation."""
+        """Coins with the same key share one feature, factor and fracdiff computation
+        (with a level tree: one per cluster of the level below the first, whose members'
+        bars their level channels read)."""
         cfg = self.config
+        tree = self.description.get("tree")
+        path = None if tree is None else FactorTree.path_of(tree, self.symbol)
+        levels = {} if tree is None else {"tree": tree, "path": path}
         return json.dumps(
             {
                 "features": cfg["features"],
@@ -94,6 +100,7 @@ class CoinModel:
                 "n_lags": cfg["factor"]["n_lags"],
                 "max_ffill": cfg["factor"]["max_ffill"],
                 "leader": cfg["universe"]["dominant_symbols"][0],
+                **levels,
             },
             sort_keys=True,
         )
@@ -180,9 +187,13 @@ def coin_warmup(description: dict, ema_tolerance: float) -> int:
     if features.get("fracdiff") and d is not None:
         ffd = StationaryFracDiff(max_d=features["max_d"]).with_orders([d])
         need = max(need, int(ffd.window_[0]))
-    # the factor: a return (two closes), its lags, the forward fill's and volume's look-back
+    # the factor: a return (two closes), its lags, the forward fill's and volume's look-back;
+    # a level tree forward-fills once more per level below the first (each level's
+    # residual reads the filled factors above it)
     factor = cfg["factor"]
-    factor_need = 2 + factor["n_lags"] + factor["max_ffill"]
+    tree = description.get("tree")
+    fills = 1 if tree is None else len(tree["levels"])
+    factor_need = 2 + factor["n_lags"] + fills * factor["max_ffill"]
     if description["factor"]["method"] == "weighted_mean":
         factor_need += int(factor["volume_window"])
     return max(need, factor_need)

@@ -13,11 +13,20 @@ the coins that moved (each new cluster matched to the old one it overlaps most, 
 assignment that maximises the overlap). Every re-clustering appends one entry to
 ``meta/cluster_history.json`` (rewritten whole, atomically); an ARI below
 ``drift.min_cluster_ari`` says that a full retrain is due.
+
+A roster whose champions carry a level tree (``cluster=hierarchy``) keeps it: a tree fitted
+afresh on the same window, under the champions' own cluster config, is compared level by
+level with the one they carry (``levels``: ARI and moved coins per level), and any level
+below ``drift.min_cluster_ari`` says that a full retrain is due. The Mechanic never swaps
+the served tree: the frozen encoder and the heads learned the channels of the stored one,
+and a new tree would hand them inputs they never saw; the retrain refits all of it.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -27,7 +36,11 @@ from omegaconf import DictConfig
 from scipy.optimize import linear_sum_assignment
 from sklearn.metrics import adjusted_rand_score
 
+from huracan.clustering import ClusterResult
+from huracan.config import build
+from huracan.errors import ConfigError, HuracanError
 from huracan.features.drift import psi
+from huracan.hierarchy import fit_tree
 from huracan.pipelines.mechanic.coin import Market
 from huracan.registry.artifacts import is_complete, versions
 from huracan.serve import Fleet
@@ -72,18 +85,25 @@ def feature_drift(fleet: Fleet, market: Market, max_psi: float) -> dict[str, dic
 
 
 def cluster_drift(store: Store, fleet: Fleet, market: Market, cfg: DictConfig) -> dict:
-    """Re-clusters on the latest window, compares, appends the history; returns the entry."""
+    """Re-clusters on the latest window, compares, appends the history; returns the entry.
+
+    Champions that carry a level tree are re-clustered as they were trained (their own
+    ``cluster`` config), and every level of a tree fitted afresh on the window is compared
+    with theirs (``levels``); the tree they serve is kept (``level_drift``)."""
     panel, options = market.panel, cfg.drift
     start = panel.timestamps[-1] - pd.Timedelta(days=options.cluster_window_days)
     rows = np.flatnonzero(panel.timestamps > start)
-    now = fit_clusters(market.arrays, rows, cfg).cluster_map
+    tree = carried_tree(fleet)
+    clustering = cfg if tree is None else market.trained
+    result = fit_clusters(market.arrays, rows, clustering)
+    now = result.cluster_map
     before = trained_clusters(store, fleet)
     common = [s for s in before if before[s] >= 0 and s in now]
     entry = {
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
         "version_id": market.version_id,
         "window": [str(panel.timestamps[rows[0]]), str(panel.timestamps[rows[-1]])],
-        "clusterer": cfg.cluster.get("_target_"),
+        "clusterer": clustering.cluster.get("_target_"),
         "clusters": {s: int(now[s]) for s in sorted(now)},
         "trained_under": {s: before[s] for s in sorted(before)},
         "ari": None,
@@ -96,6 +116,9 @@ def cluster_drift(store: Store, fleet: Fleet, market: Market, cfg: DictConfig) -
         entry["ari"] = round(float(adjusted_rand_score(old, new)), 6)
         entry["moved"] = moved_coins(common, old, new)
         entry["retrain_due"] = entry["ari"] < options.min_cluster_ari
+    if tree is not None:
+        entry["levels"] = level_drift(tree, result, market, rows, options.min_cluster_ari)
+        entry["retrain_due"] |= any(level.get("retrain_due") for level in entry["levels"])
     if entry["retrain_due"]:
         log.warning(
             "cluster drift: ARI %.3f < drift.min_cluster_ari=%s (moved: %s): a full retrain is due",
@@ -105,6 +128,70 @@ def cluster_drift(store: Store, fleet: Fleet, market: Market, cfg: DictConfig) -
         )
     append_history(store, entry)
     return entry
+
+
+def carried_tree(fleet: Fleet) -> dict | None:
+    """The level tree most champions carry (``cluster=hierarchy``); None: flat champions."""
+    trees = [m.description["tree"] for m in fleet.models.values() if m.description.get("tree")]
+    if not trees:
+        return None
+    counts = Counter(json.dumps(t, sort_keys=True) for t in trees)
+    return json.loads(counts.most_common(1)[0][0])
+
+
+def check_levels(fleet: Fleet, cfg: DictConfig) -> None:
+    """Raises a ConfigError where ``cluster.levels`` is set and is not the champions' tree:
+    the Mechanic re-fits the tree they serve, and cannot put another in its place."""
+    levels = cfg.cluster.get("levels")
+    if not levels:
+        return
+    tree = carried_tree(fleet)
+    carried = None if tree is None else [int(lv["n_clusters"]) for lv in tree["levels"]]
+    if carried != list(levels):
+        what = "no level tree" if carried is None else f"a tree of cluster.levels={carried}"
+        raise ConfigError(
+            f"cluster.levels={list(levels)}: the champions carry {what}; the Mechanic "
+            "re-fits only the tree the champions serve (drop the cluster override, or "
+            "retrain with pipeline=per_coin)"
+        )
+
+
+def level_drift(
+    tree: dict, clusters: ClusterResult, market: Market, rows: np.ndarray, min_ari: float
+) -> list[dict]:
+    """Each level below the first of a tree fitted on ``rows`` alone, as the champions'
+    was (``clusters`` its first level, the market factor refitted on the same rows),
+    against the tree they carry: its clusters, ARI, moved coins, ``retrain_due`` below
+    ``min_ari``. The champions keep serving their tree (their encoder and heads learned
+    its channels); a tree that cannot be fitted on the window is recorded, not flagged."""
+    arrays, trained = market.arrays, market.trained
+    try:
+        factor = build(trained.factor)
+        members = clusters.cluster_members[clusters.dominant_cluster_id]
+        factor.fit(arrays.returns[rows], members, arrays.symbols, arrays.quote_volume[rows])
+        refit, _ = fit_tree(
+            trained, arrays.returns, rows, arrays.symbols, clusters, factor, arrays.quote_volume
+        )
+    except HuracanError as err:
+        log.warning("cluster drift: the level tree cannot be re-fitted on the window: %s", err)
+        return [{"level": i, "error": str(err)} for i in range(1, len(tree["levels"]))]
+    levels = refit.to_dict(arrays.symbols)["levels"]
+    out = []
+    for i in range(1, len(tree["levels"])):
+        before, now = _membership(tree["levels"][i]), _membership(levels[i])
+        common = [s for s in before if s in now]
+        level = {"level": i, "clusters": now, "ari": None, "moved": [], "retrain_due": False}
+        if len(common) >= 2:
+            old, new = [before[s] for s in common], [now[s] for s in common]
+            level["ari"] = round(float(adjusted_rand_score(old, new)), 6)
+            level["moved"] = moved_coins(common, old, new)
+            level["retrain_due"] = level["ari"] < min_ari
+        out.append(level)
+    return out
+
+
+def _membership(level: dict) -> dict[str, int]:
+    return {s: int(c) for c, names in level["members"].items() for s in names}
 
 
 def trained_clusters(store: Store, fleet: Fleet) -> dict[str, int]:

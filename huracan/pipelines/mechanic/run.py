@@ -14,7 +14,8 @@ On an existing artifact root (``store=...``, written by ``pipeline=per_coin``), 
    fine-tuned all at once (``mechanic.batched``: ``mechanic_coin.fit_challengers``, as
    each coin's own Lightning fit would, up to float rounding).
 3. Drift (``huracan.pipelines.mechanic.drift``): each coin's PSI against its reference
-   bins, and a re-clustering compared with the clusters the models were trained under.
+   bins, and a re-clustering compared with the clusters the models were trained under
+   (with a level tree, ``cluster=hierarchy``: every level, the served tree kept).
 4. Rewrites ``champions/roster.json`` last, then purges model versions beyond
    ``mechanic.keep_versions`` (never a champion's; manifest deleted first).
 5. Writes ``mechanic.json`` in the run directory.
@@ -43,11 +44,10 @@ from omegaconf import DictConfig, OmegaConf
 from huracan.config import build
 from huracan.data import GateReport, Panel
 from huracan.errors import ConfigError
-from huracan.hierarchy import refuse_outside_fleet
 from huracan.io import atomic_write_text, plain
 from huracan.pipelines.base import Pipeline
 from huracan.pipelines.mechanic.coin import Market, fit_challengers, mechanic_coin, skipped
-from huracan.pipelines.mechanic.drift import cluster_drift, feature_drift
+from huracan.pipelines.mechanic.drift import check_levels, cluster_drift, feature_drift
 from huracan.pipelines.per_coin.costs import calibrate_coin_costs, fee_bps, priced_costs
 from huracan.registry.artifacts import purge_versions
 from huracan.registry.champions import usable_champion
@@ -132,6 +132,7 @@ def run_cycle(
     fleet = fleet or Fleet.load(store, config=ServeConfig(expire_hours=None))
     if not fleet.models:
         raise ConfigError(f"{store.describe()}: no roster coin has a usable champion")
+    check_levels(fleet, cfg)  # before anything is written
     with timer("mechanic inputs") as note:
         market = prepare_market(panel, fleet, cfg, computed or compute_inputs)
         note(f"holdout {market.holdout_window[0]}..{market.holdout_window[1]}")
@@ -308,7 +309,6 @@ class MechanicPipeline(Pipeline):
             raise ConfigError(
                 f"mechanic.val_fraction must be in (0, 1), got {options.val_fraction}"
             )
-        refuse_outside_fleet(cfg, "mechanic")
 
     def __call__(
         self, panel: Panel, gates: GateReport, cfg: DictConfig, out: Path, timer: StageTimer

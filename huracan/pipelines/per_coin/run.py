@@ -4,8 +4,9 @@
 2. One split: training window, validation slice at its end, out-of-sample test window of
    ``pipeline.test_days`` (purged), whose last ``pipeline.report_days`` are the report
    window: never used to choose a champion or set ``trade_ok``, only for the roster's
-   figures. Clusters, factor, fracdiff and scalers are fitted on
-   the training window.
+   figures. Clusters (``clusters.json``; with ``cluster=hierarchy`` the level tree, which
+   every checkpoint carries too), factor, fracdiff and scalers are fitted on the training
+   window.
    Every coin's spread is estimated on the ``pipeline.calibration_days`` before the end
    of the training window, for its training and validation labels and its threshold (all
    coins at once, since the joint heads need every coin's labels). Each coin's job
@@ -34,6 +35,7 @@ roster, feature bank, sync) in the order they run, each a function under 60 line
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,7 +49,7 @@ from huracan.coins import CoinJob
 from huracan.config import build
 from huracan.data import GateReport, Panel
 from huracan.errors import ConfigError
-from huracan.hierarchy import refuse_outside_fleet
+from huracan.io import atomic_write_text, plain
 from huracan.loggers import stage_logger
 from huracan.models.checkpoint import encoder_spec
 from huracan.names import check_segment
@@ -94,6 +96,7 @@ def run_per_coin(
         log.warning("removed %d temporary files of interrupted writes in %s", removed, store)
     check_inputs(store, run_id, inputs)
     split = prepare_split(panel, cfg, timer)
+    write_clusters(split, out)
     encoder, joint, encoder_hash = shared_models(store, panel, cfg, split, run_id, timer)
     shared = shared_spec(panel, cfg, split, encoder, encoder_hash, run_id)
     jobs = build_jobs(panel, gates, cfg, split, shared, joint)
@@ -155,6 +158,17 @@ def prepare_split(panel: Panel, cfg: DictConfig, timer: StageTimer) -> Split:
         note(", ".join(baselines))
     weights = horizon_weights(arrays, fold)
     return Split(arrays, data, fits, data.valid(arrays), weights, baselines)
+
+
+def write_clusters(split: Split, out: Path) -> None:
+    """``clusters.json``: the clusters the training window fitted (with ``cluster=hierarchy``
+    the level tree, ``tree``: what every checkpoint carries and serving rebuilds from)."""
+    fold = split.fold
+    clusters = {
+        "train_window": [str(fold.train_times[0]), str(fold.train_times[-1])],
+        **split.data.clusters.to_dict(),
+    }
+    atomic_write_text(out / "clusters.json", json.dumps(clusters, indent=2, default=plain))
 
 
 def resolve_run_id(cfg: DictConfig, inputs: dict) -> str:
@@ -411,7 +425,6 @@ class PerCoinPipeline(Pipeline):
                 f"pipeline=per_coin trains one head per coin; head.granularity is "
                 f"{cfg.head.granularity!r} (drop the head override, or use head=coin)"
             )
-        refuse_outside_fleet(cfg, "per_coin")
 
     def __call__(
         self, panel: Panel, gates: GateReport, cfg: DictConfig, out: Path, timer: StageTimer

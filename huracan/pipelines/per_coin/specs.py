@@ -172,6 +172,8 @@ def job_for_coin(
                 np.concatenate([parts["train"]["x"], parts["train"]["factor"]], axis=1)
             ),
             "factor": data.factor.to_dict(),
+            # cluster=hierarchy: the level tree its channels are rebuilt from when served
+            **({} if data.clusters.tree is None else {"tree": data.clusters.tree}),
             "timeframe": panel.timeframe,
             "train_end": str(fold.train_times[-1]),
             # the last bar the model saw: early stopping and threshold read the validation

@@ -41,7 +41,6 @@ from huracan.config import build
 from huracan.data import GateReport, Panel
 from huracan.data.panel import to_utc
 from huracan.errors import ConfigError
-from huracan.hierarchy import refuse_outside_fleet
 from huracan.pipelines.base import Pipeline
 from huracan.pipelines.mechanic.run import run_cycle, summary_of
 from huracan.pipelines.replay.book import Book, FleetCosts
@@ -323,7 +322,6 @@ class ReplayPipeline(Pipeline):
             )
         if options.mechanic and cfg.mechanic.every_hours <= 0:
             raise ConfigError("replay.mechanic needs mechanic.every_hours > 0")
-        refuse_outside_fleet(cfg, "replay")
 
     def __call__(
         self, panel: Panel, gates: GateReport, cfg: DictConfig, out: Path, timer: StageTimer

@@ -1,0 +1,234 @@
+"""cluster=hierarchy beyond the hierarchical run: per_coin trains with the level channels,
+the tree travels in clusters.json and every checkpoint, and serving, the Mechanic and the
+replay rebuild every channel from the stored tree, causally.
+
+One per-coin run on the small synthetic market's bars before 2023-05-01 (levels [2, 4]);
+its jobs and test probabilities are recorded as in ``test_replay.py``."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import changed_after, run_config
+from omegaconf import OmegaConf
+from test_per_coin import SMALL
+from test_replay import PARITY, per_coin_trades, replay_trades, trained_recording
+
+import huracan.pipelines.per_coin.run as per_coin_run
+from huracan.config import build
+from huracan.errors import ConfigError
+from huracan.hierarchy import FactorTree
+from huracan.pipelines.mechanic.drift import level_drift
+from huracan.run import train
+from huracan.serve import Fleet, ServeConfig
+from huracan.store import LocalStore
+from huracan.training.arrays import build_fleet_arrays
+from huracan.training.folds import fit_clusters, label_horizons, prepare_fold, single_split
+
+TREE = ["cluster=hierarchy", "cluster.levels=[2,4]"]
+MARKET = [o for o in SMALL if o != "pipeline=per_coin" and not o.startswith("pipeline.")]
+END = "data.end=2023-05-01"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """The per-coin run with its panel, the split's fitted fold (channels copied as the
+    run computed them) and each coin's recorded test job and probabilities."""
+    tmp = tmp_path_factory.mktemp("serve_tree")
+    cfg = run_config(
+        tmp, *SMALL, *TREE, END, "pipeline.champion_min_trades=0", "pipeline.report_days=0"
+    )
+    seen = {}
+    run, prepare = per_coin_run.run_per_coin, per_coin_run.prepare_fold
+
+    def run_seen(panel, *args):
+        seen["panel"] = panel
+        return run(panel, *args)
+
+    def prepare_seen(arrays, fold, *args):
+        data = prepare(arrays, fold, *args)
+        seen.update(data=data, channels=data.channels.copy(), arrays=arrays)
+        return data
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(per_coin_run, "run_per_coin", run_seen)
+        patch.setattr(per_coin_run, "prepare_fold", prepare_seen)
+        jobs, probabilities = trained_recording(cfg)
+    store = LocalStore(tmp / "artifacts")
+    expected = per_coin_trades(store, jobs, probabilities)
+    return SimpleNamespace(
+        tmp=tmp,
+        cfg=cfg,
+        store=store,
+        jobs=jobs,
+        probabilities=probabilities,
+        expected=expected,
+        **seen,
+    )
+
+
+def served(store) -> Fleet:
+    return Fleet.load(store, config=ServeConfig(expire_hours=None))
+
+
+def test_the_tree_goes_into_clusters_json_and_every_checkpoint(trained):
+    tree = trained.data.clusters.tree
+    assert [level["n_clusters"] for level in tree["levels"]] == [2, 4]
+    clusters = json.loads((trained.tmp / "run" / "clusters.json").read_text())
+    assert clusters["tree"] == tree
+    assert clusters["train_window"][1] == str(trained.data.fold.train_times[-1])
+    for symbol, job in trained.jobs.items():
+        checkpoint = trained.store.read_json(f"{job.model_prefix}/checkpoint.json")
+        assert checkpoint["tree"] == tree, symbol
+        assert checkpoint["factor_channels"][-3:] == [
+            "level1_factor",
+            "level1_factor_lag1",
+            "level1_factor_lag2",
+        ]
+
+
+def test_served_channels_are_those_training_computed(trained):
+    """On every bar, the training window's included: the stored tree rebuilds the level
+    channels bit for bit, on a panel of the served coins and their paths only."""
+    fleet = served(trained.store)
+    assert set(fleet.models) == set(trained.jobs)
+    inputs, problems = fleet.inputs(trained.panel)
+    assert not problems
+    symbols = trained.arrays.symbols
+    for symbol, (_, channels) in inputs.items():
+        expected = trained.channels[:, symbols.index(symbol)]
+        assert channels.shape == expected.shape
+        assert np.isfinite(channels[trained.data.fold.train]).any()
+        np.testing.assert_array_equal(channels, expected, err_msg=symbol)
+    # and the models score on them what the per-coin jobs scored on their test bars
+    frame, _ = fleet.probabilities(trained.panel)
+    for symbol, job in trained.jobs.items():
+        stamps = pd.to_datetime(job.test["timestamps"], utc=True)
+        probability = frame.loc[stamps, symbol].to_numpy()
+        np.testing.assert_allclose(probability, trained.probabilities[symbol], atol=1e-6)
+
+
+def test_a_coin_is_served_with_its_path_only(trained):
+    """The panel a coin's channels are computed on holds the market factor's symbols and
+    its own level-1 cluster's members; a member without bars is a one-line reason."""
+    fleet = served(trained.store)
+    tree = trained.data.clusters.tree
+    symbol = max(tree["levels"][1]["members"].values(), key=len)[0]
+    path = FactorTree.input_symbols(tree, [symbol])
+    assert symbol in path and set(path) < set(trained.panel.symbols)
+    other = next(s for s in path if s != symbol) if len(path) > 1 else None
+    if other is None:
+        pytest.skip("the coin's level-1 cluster has one member")
+    without = trained.panel.select([s for s in trained.panel.symbols if s != other])
+    _, problems = fleet.inputs(without)
+    assert "level tree" in problems[symbol][0] and other in problems[symbol][0]
+
+
+def test_served_level_channels_at_bar_t_never_read_a_later_bar(trained):
+    fleet = served(trained.store)
+    t = int(trained.data.fold.test[len(trained.data.fold.test) // 2])
+    before, _ = fleet.inputs(trained.panel)
+    after, _ = fleet.inputs(changed_after(trained.panel, t))
+    for symbol, (_, channels) in before.items():
+        np.testing.assert_array_equal(after[symbol][1][: t + 1], channels[: t + 1])
+        assert not np.array_equal(after[symbol][1][t + 1 :], channels[t + 1 :], equal_nan=True)
+
+
+def test_the_per_coin_tree_never_saw_a_bar_after_its_training_window(trained):
+    cfg, fold = trained.cfg, trained.data.fold
+    changed = changed_after(trained.panel, int(fold.train[-1]))
+    arrays = build_fleet_arrays(changed, cfg, label_horizons(cfg))
+    [again] = single_split(changed, cfg).split(changed)
+    np.testing.assert_array_equal(again.train, fold.train)
+    data = prepare_fold(arrays, again, cfg, None)
+    assert data.clusters.tree == trained.data.clusters.tree
+
+
+def test_the_replay_gives_the_per_coin_trades_with_the_tree(trained):
+    tmp, expected = trained.tmp, trained.expected
+    out = tmp / "parity"
+    train(run_config(tmp, "pipeline=replay", *MARKET, *TREE, END, f"++output_dir={out}", *PARITY))
+    got = replay_trades(out)
+    assert len(expected) >= 10 and expected["symbol"].nunique() >= 2
+    pd.testing.assert_series_equal(got["symbol"], expected["symbol"])
+    pd.testing.assert_series_equal(got["entry_time"], expected["entry_time"])
+    np.testing.assert_array_equal(got["net_bps"].to_numpy(), expected["net_bps"].to_numpy())
+
+
+@pytest.fixture(scope="module")
+def mechanic(trained, tmp_path_factory):
+    """One Mechanic cycle on the roster, with the bars after 2023-05-01 appended."""
+    tmp = tmp_path_factory.mktemp("mechanic_tree")
+    shutil.copytree(trained.tmp / "artifacts", tmp / "artifacts")
+    cfg = run_config(
+        tmp,
+        "pipeline=mechanic",
+        *MARKET,
+        "mechanic.val_fraction=0.4",
+        "mechanic.max_epochs=2",
+        "mechanic.champion_min_trades=0",
+        "drift.cluster_window_days=20",
+    )
+    summary, objects = train(cfg)
+    report = json.loads((tmp / "run" / "mechanic.json").read_text())
+    return SimpleNamespace(tmp=tmp, store=LocalStore(tmp / "artifacts"), report=report, **objects)
+
+
+def test_the_mechanic_runs_a_cycle_on_a_hierarchy_roster(trained, mechanic):
+    tree = trained.data.clusters.tree
+    coins = mechanic.report["coins"]
+    tuned = [s for s, c in coins.items() if c["status"] in ("promoted", "kept")]
+    assert tuned, {s: c.get("reason") for s, c in coins.items()}
+    for symbol in tuned:  # the challenger serves the champion's tree, as stored
+        prefix = coins[symbol]["challenger_path"]
+        assert mechanic.store.read_json(f"{prefix}/checkpoint.json")["tree"] == tree
+    drift = mechanic.report["cluster_drift"]
+    assert drift["clusterer"] == "huracan.hierarchy.HierarchyClusterer"
+    [level] = drift["levels"]
+    assert level["level"] == 1 and set(level["clusters"]) == set(trained.panel.symbols)
+    assert level["ari"] is not None
+    assert level["retrain_due"] == (level["ari"] < 0.5)
+    assert drift["retrain_due"] == (drift["ari"] < 0.5 or level["retrain_due"])
+    history = mechanic.store.read_json("meta/cluster_history.json")["entries"]
+    assert history[-1]["levels"] == drift["levels"]
+    # the promoted coins are served with every channel from the tree on the new bars
+    fleet = served(mechanic.store)
+    inputs, problems = fleet.inputs(mechanic.panel)
+    assert not problems
+    new = np.asarray(mechanic.panel.timestamps >= pd.Timestamp("2023-05-01", tz="UTC"))
+    assert all(np.isfinite(channels[new][-10:]).all() for _, channels in inputs.values())
+
+
+def test_the_mechanic_tree_never_sees_a_bar_after_its_window(trained, mechanic):
+    trained_cfg = OmegaConf.create(next(iter(served(mechanic.store).models.values())).config)
+    panel = mechanic.panel
+    rows = np.arange(panel.n_bars - 24 * 20, panel.n_bars - 24 * 5)
+    tree = trained.data.clusters.tree
+
+    def refit(bars):
+        arrays = build_fleet_arrays(bars, trained_cfg, (1,))
+        market = SimpleNamespace(arrays=arrays, trained=trained_cfg)
+        clusters = fit_clusters(arrays, rows, trained_cfg)
+        return level_drift(tree, clusters, market, rows, 0.5)
+
+    assert refit(panel) == refit(changed_after(panel, int(rows[-1])))
+
+
+def test_the_mechanic_refuses_another_tree_than_the_champions(trained, tmp_path):
+    shutil.copytree(trained.tmp / "artifacts", tmp_path / "artifacts")
+    before = sorted(p.name for p in (tmp_path / "artifacts").rglob("*"))
+    cfg = run_config(tmp_path, "pipeline=mechanic", *MARKET, *TREE, "cluster.levels=[2,5]")
+    with pytest.raises(ConfigError, match=r"cluster.levels=\[2, 5\]: the champions carry a tree"):
+        train(cfg)
+    assert sorted(p.name for p in (tmp_path / "artifacts").rglob("*")) == before
+
+
+@pytest.mark.parametrize("pipeline", ["per_coin", "mechanic", "replay"])
+def test_the_serving_pipelines_take_the_hierarchy(tmp_path, pipeline):
+    cfg = run_config(tmp_path, f"pipeline={pipeline}", *TREE)
+    build(cfg.pipeline).check(cfg)
