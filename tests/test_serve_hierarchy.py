@@ -113,6 +113,25 @@ def test_served_channels_are_those_training_computed(trained):
         np.testing.assert_allclose(probability, trained.probabilities[symbol], atol=1e-6)
 
 
+def test_signals_at_a_bar_score_what_the_job_scored(trained):
+    """``Fleet.signals`` on the bars up to t alone (its warm-up) scores each coin as its
+    per-coin job did at t."""
+    fleet, panel = served(trained.store), trained.panel
+    test, scored = trained.data.fold.test, 0
+    for t in (int(test[len(test) // 3]), int(test[-30])):
+        stamp, bar = panel.timestamps[t], pd.Timedelta(panel.timeframe)
+        window = panel.between(panel.timestamps[t + 1 - fleet.bars_needed], stamp + bar)
+        signals = fleet.signals(window, now=stamp + bar).set_index("symbol")
+        assert (signals["bar_time"] == stamp).all()
+        for symbol, job in trained.jobs.items():
+            at = np.flatnonzero(job.test["timestamps"] == stamp.value)
+            if len(at):
+                got = signals.loc[symbol, "probability"]
+                assert got == pytest.approx(trained.probabilities[symbol][at[0]], abs=1e-6)
+                scored += 1
+    assert scored >= 6
+
+
 def test_a_coin_is_served_with_its_path_only(trained):
     """The panel a coin's channels are computed on holds the market factor's symbols and
     its own level-1 cluster's members; a member without bars is a one-line reason."""
@@ -158,6 +177,33 @@ def test_the_replay_gives_the_per_coin_trades_with_the_tree(trained):
     pd.testing.assert_series_equal(got["symbol"], expected["symbol"])
     pd.testing.assert_series_equal(got["entry_time"], expected["entry_time"])
     np.testing.assert_array_equal(got["net_bps"].to_numpy(), expected["net_bps"].to_numpy())
+
+
+def test_a_replay_with_mechanic_cycles_on_the_tree(trained):
+    """The replay's Mechanic on the bars after the champions' data: each cycle fine-tunes on
+    the stored tree's channels and measures the tree's drift level by level."""
+    tmp = trained.tmp
+    out = tmp / "cycles"
+    cfg = run_config(
+        tmp,
+        "pipeline=replay",
+        *MARKET,
+        *TREE,
+        f"++output_dir={out}",
+        "replay.expire_hours=null",
+        "replay.start=2023-05-01",
+        "replay.end=2023-05-03",
+        "mechanic.every_hours=24",
+        "mechanic.holdout_days=1",
+        "mechanic.min_new_bars=10",
+        "mechanic.max_epochs=1",
+        "mechanic.champion_min_trades=0",
+        "drift.cluster_window_days=20",
+    )
+    summary, _ = train(cfg)
+    cycles = json.loads((out / "mechanic.json").read_text())["cycles"]
+    assert summary["replay"]["mechanic_cycles"] == len(cycles) >= 1
+    assert all(c["cluster_drift"]["levels"][0]["ari"] is not None for c in cycles)
 
 
 @pytest.fixture(scope="module")
