@@ -206,6 +206,37 @@ def test_a_replay_with_mechanic_cycles_on_the_tree(trained):
     assert all(c["cluster_drift"]["levels"][0]["ari"] is not None for c in cycles)
 
 
+def test_a_later_run_challenges_each_tree_champion_as_served(trained, tmp_path):
+    """A per-coin run on a later window, on a copy of the store: each champion carrying the
+    old tree is scored from its stored tree on the raw bars, as the signal service serves
+    it; the challengers carry the tree refitted on their own training window."""
+    shutil.copytree(trained.tmp / "artifacts", tmp_path / "artifacts")
+    champions = served(LocalStore(tmp_path / "artifacts"))
+    cfg = run_config(
+        tmp_path, *SMALL, *TREE, "pipeline.champion_min_trades=0", "pipeline.run_id=later"
+    )
+    jobs = {}
+    run = per_coin_run.run_coin_job
+
+    def recording(job):
+        jobs[job.symbol] = job
+        return run(job)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(per_coin_run, "run_coin_job", recording)
+        _, objects = train(cfg)
+    expected = champions.predict(objects["panel"])
+    for symbol, model in champions.models.items():
+        job = jobs[symbol]
+        assert job.champion["model_path"] == model.model_path
+        stamps = pd.to_datetime(job.test["timestamps"], utc=True)
+        assert np.isfinite(job.champion["prob"]).all(), symbol
+        np.testing.assert_allclose(job.champion["prob"], expected.loc[stamps, symbol], atol=1e-6)
+    later = json.loads((tmp_path / "run" / "clusters.json").read_text())["tree"]
+    assert all(job.meta["tree"] == later for job in jobs.values())
+    assert later["levels"][1]["assets"] != trained.data.clusters.tree["levels"][1]["assets"]
+
+
 @pytest.fixture(scope="module")
 def mechanic(trained, tmp_path_factory):
     """One Mechanic cycle on the roster, with the bars after 2023-05-01 appended."""
