@@ -296,13 +296,20 @@ def test_the_mechanic_tree_never_sees_a_bar_after_its_window(trained, mechanic):
     assert refit(panel) == refit(changed_after(panel, int(rows[-1])))
 
 
-def test_the_mechanic_refuses_another_tree_than_the_champions(trained, tmp_path):
+def test_the_mechanic_and_the_replay_refuse_another_tree_than_the_champions(trained, tmp_path):
     shutil.copytree(trained.tmp / "artifacts", tmp_path / "artifacts")
     before = sorted(p.name for p in (tmp_path / "artifacts").rglob("*"))
     cfg = run_config(tmp_path, "pipeline=mechanic", *MARKET, *TREE, "cluster.levels=[2,5]")
     with pytest.raises(ConfigError, match=r"cluster.levels=\[2, 5\]: the champions carry a tree"):
         train(cfg)
     assert sorted(p.name for p in (tmp_path / "artifacts").rglob("*")) == before
+    out = tmp_path / "replayed"
+    cfg = run_config(
+        tmp_path, "pipeline=replay", *MARKET, *TREE, "cluster.levels=[2,5]", f"++output_dir={out}"
+    )
+    with pytest.raises(ConfigError, match=r"cluster.levels=\[2, 5\]: the champions carry a tree"):
+        train(cfg)  # before its first bar, not at its first cycle
+    assert not (out / "trades.csv").exists() and not (out / "equity.csv").exists()
 
 
 @pytest.mark.parametrize("pipeline", ["per_coin", "mechanic", "replay"])

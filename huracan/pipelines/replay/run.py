@@ -42,6 +42,7 @@ from huracan.data import GateReport, Panel
 from huracan.data.panel import to_utc
 from huracan.errors import ConfigError
 from huracan.pipelines.base import Pipeline
+from huracan.pipelines.mechanic.drift import check_levels
 from huracan.pipelines.mechanic.run import run_cycle, summary_of
 from huracan.pipelines.replay.book import Book, FleetCosts
 from huracan.pipelines.replay.cycles import CycleInputs
@@ -88,6 +89,8 @@ class Replay:
         self.step = pd.Timedelta(panel.timeframe)
         self.cycle_inputs = CycleInputs(panel) if self.options.reuse_inputs else None
         self.fleet = self.load_fleet()
+        if self.options.mechanic:  # its cycles' cluster.levels, checked before any bar
+            check_levels(self.fleet, cfg)
         state = state or self.fresh_state()
         self.first, self.end = state["first_row"], state["end_row"]
         self.next_row, self.book = state["next_row"], Book.from_dict(state["book"])
