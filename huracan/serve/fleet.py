@@ -4,8 +4,9 @@
 shared encoder's description. ``fleet.signals(bars)`` rebuilds every input with the
 pipeline's own code (``build_fleet_arrays`` for the technical features and returns, the
 stored FFD order, scaler statistics and market-factor state, and the factor's own
-``channels``) and scores the latest bar: all coins sharing an encoder go through one
-batched model whose heads are the champions' heads stacked along the group axis.
+``channels``, then a stored level tree's, ``FactorTree.channels``) and scores the latest
+bar: all coins sharing an encoder go through one batched model whose heads are the
+champions' heads stacked along the group axis.
 
 Longer than most modules on purpose: loading, input assembly, scoring and the reasons a
 coin may not trade are the one path from raw bars to a signal, read top to bottom.

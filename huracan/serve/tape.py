@@ -17,8 +17,8 @@ through what the per-bar warm-up truncates: an EMA's starting weight (below
 1e-6 and every decision and reason exactly, bar for bar.
 
 After a Mechanic promotion ``refresh`` recomputes only the coins whose model changed, from
-the bar the new model serves: a coin's inputs read its own bars and the market factor's
-symbols, never the other coins'.
+the bar the new model serves: a coin's inputs read its own bars, the market factor's
+symbols and (``cluster=hierarchy``) its level-1 cluster's members, never the other coins'.
 """
 
 from __future__ import annotations
