@@ -77,7 +77,7 @@ class EnsembleConfig:
 
     kind: Literal["none", "stack"] = "none"
     meta: Literal["convex", "best", "logistic", "gating_mlp"] = "convex"
-    shrink: float = 0.5
+    shrink: float = 0.0
     fallback: bool = False
     l2: float = 1.0
     global_head: bool = True

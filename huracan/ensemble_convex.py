@@ -91,7 +91,7 @@ class ConvexMeta:
         corner: all the weight on the best component by IC (``ensemble.meta=best``).
     """
 
-    def __init__(self, shrink: float = 0.5, corner: bool = False):
+    def __init__(self, shrink: float = 0.0, corner: bool = False):
         self.shrink, self.corner = shrink, corner
 
     def fit(
