@@ -175,6 +175,13 @@ def ensemble(timeframe: str, windows: list[str], extra: list[str], time_share: b
             f"({section['seconds']:.0f} s of {seconds:.0f} s; target < 20 %; timed on a shared, "
             "loaded machine: not a figure)"
         )
+        stacking = summary["timings_s"].get("ensemble", 0.0)
+        print(
+            f"      {label}: of the ensemble's {section['seconds']:.1f} s, the stage 'ensemble' "
+            f"(meta-models, every component's gate and book) took {stacking:.1f} s and the "
+            f"components inside the folds (the global head, every head on every sample) "
+            f"{section['seconds'] - stacking:.1f} s"
+        )
         if time_share:
             load = os.getloadavg()[0]
             _, without = run([*overrides, "trainer.enable_progress_bar=false", "~logger", *extra])
