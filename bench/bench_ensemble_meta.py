@@ -140,6 +140,8 @@ def candidate(run, cfg, options: dict) -> tuple[np.ndarray, int, float, float, n
             score = stacked.validation[:, i]
             oof.append(oof_rank_ic(score, net[:, i], val_t))
             ok = np.isfinite(score)
+            if ok.sum() < 2:
+                continue  # no meta-model at this horizon in this fold (too few samples)
             z = logit(score[ok])
             by_bar = pd.Series(z).groupby(val_t[ok]).transform("mean").to_numpy()
             between.append(by_bar.var() / z.var() if z.var() > 0 else np.nan)
