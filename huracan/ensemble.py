@@ -5,11 +5,12 @@ evaluated on the same input (``GroupedMoEHead`` takes any group's parameters for
 input), a global head (one parameter set for all assets, trained on the same encoder
 codes) and, where ``baselines.extra`` holds ``lightgbm``, LightGBM's probability.
 
-The meta-model reads, per sample, each component's logit and its logit times its skill
-(the Spearman correlation of its probability with the net return of that horizon, over
-the fitting samples of the asset's own cluster): a component that ranked an asset's
-cluster well on the fitting samples can be trusted more there. It is fitted per fold and
-horizon on the fold's validation slice only, which no component was trained on:
+The default meta-model (``convex``) weighs the components' logits by their rank IC on the
+fitting samples; the label-fitted ones (``logistic``, ``gating_mlp``) read each
+component's logit and its logit times its skill (the Spearman correlation of its
+probability with the net return of that horizon, over the fitting samples of the asset's
+own cluster). Every meta-model is fitted per fold and horizon on the fold's validation
+slice only, which no component was trained on:
 
 1. the validation days are cut in two halves (:func:`cross_fit_halves`); a meta-model
    fitted on one half predicts the other, and back, giving out-of-fold predictions of
