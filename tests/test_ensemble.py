@@ -293,3 +293,25 @@ def test_future_bars_do_not_change_an_earlier_folds_meta_model(stack_run, tmp_pa
     assert after[0].meta == before[0].meta and after[0].choice == before[0].choice
     np.testing.assert_array_equal(after[0].val_prob, before[0].val_prob)
     assert after[1].meta != before[1].meta
+
+
+DEFAULT_RESULTS_MD5 = "4a2fed2ed754ef4cec8e1a306f0c8caa"  # python train.py on main, issue 31
+
+
+@pytest.mark.slow  # the default run itself: 2 to 3 minutes on 2 loaded cores
+def test_the_default_run_writes_the_same_results_csv(tmp_path):
+    """ensemble=none (the default) leaves the default run's results.csv byte for byte."""
+    import hashlib
+
+    with initialize_config_dir(str(ROOT / "huracan" / "conf"), version_base="1.3"):
+        cfg = compose(
+            "config",
+            overrides=[
+                f"+output_dir={tmp_path}",
+                f"logger.save_dir={tmp_path / 'tb'}",
+                f"store.root={tmp_path / 'artifacts'}",  # where artifacts go, not what they are
+            ],
+        )
+    train(cfg)
+    digest = hashlib.md5((tmp_path / "results.csv").read_bytes()).hexdigest()
+    assert digest == DEFAULT_RESULTS_MD5
