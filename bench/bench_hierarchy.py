@@ -47,12 +47,16 @@ ensemble's (``summary.json``'s ``ensemble``): net bps, trades, t of daily P&L, r
 horizon; then, each with PASS/FAIL, the ensemble's rank IC at the long-short book's horizon
 against the best component's, the t of the daily P&L difference ensemble minus the best
 component (by net P&L; target >= -1), and the ensemble's share of the run's time (its
-components and meta-models against the rest of the run; target < 20 % extra).
+components and meta-models against the rest of the run; target < 20 % extra). With
+``--time-share`` the same window runs again right after without the ensemble, and the two
+runs' wall times are compared (on a loaded machine they move with the load: the load
+average is printed beside them).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import tempfile
 import time
@@ -130,9 +134,9 @@ ENSEMBLE_WINDOWS = {  # per timeframe and window: overrides (data read, test win
 }
 
 
-def ensemble(timeframe: str, windows: list[str], extra: list[str]) -> None:
+def ensemble(timeframe: str, windows: list[str], extra: list[str], time_share: bool) -> None:
     """``ensemble=stack`` on real data: each component beside the ensemble, and the
-    issue's three checks."""
+    issue's three checks; with ``time_share`` the same run without the ensemble after it."""
     path = SHARED_DATA / "binance_spot" / ("1d" if timeframe == "daily" else "1h")
     if not path.is_dir():
         print(f"{path} not found, skipped")
@@ -171,6 +175,22 @@ def ensemble(timeframe: str, windows: list[str], extra: list[str]) -> None:
             f"({section['seconds']:.0f} s of {seconds:.0f} s; target < 20 %; timed on a shared, "
             "loaded machine: not a figure)"
         )
+        stacking = summary["timings_s"].get("ensemble", 0.0)
+        print(
+            f"      {label}: of the ensemble's {section['seconds']:.1f} s, the stage 'ensemble' "
+            f"(meta-models, every component's gate and book) took {stacking:.1f} s and the "
+            f"components inside the folds (the global head, every head on every sample) "
+            f"{section['seconds'] - stacking:.1f} s"
+        )
+        if time_share:
+            load = os.getloadavg()[0]
+            _, without = run([*overrides, "trainer.enable_progress_bar=false", "~logger", *extra])
+            added = seconds / without - 1
+            print(
+                f"{verdict(added < 0.2)}  {label}: with the ensemble {seconds:.0f} s, without it "
+                f"{without:.0f} s, back to back: +{added:.1%} (target < 20 %; load average "
+                f"{load:.1f} before, {os.getloadavg()[0]:.1f} after, on 2 cores: loaded)"
+            )
 
 
 def main() -> None:
@@ -180,10 +200,13 @@ def main() -> None:
     parser.add_argument("--market", choices=list(MARKETS), default="one", help="see above")
     parser.add_argument("--ensemble", choices=["daily", "hourly"], help="ensemble=stack, real data")
     parser.add_argument("--windows", nargs="+", default=["design", "held_out"])
+    parser.add_argument(
+        "--time-share", action="store_true", help="--ensemble: rerun without it, compare times"
+    )
     parser.add_argument("extra", nargs="*", help="more overrides for both arms, after --")
     args = parser.parse_args()
     if args.ensemble:
-        ensemble(args.ensemble, args.windows, args.extra)
+        ensemble(args.ensemble, args.windows, args.extra, args.time_share)
         return
     arms = {
         "flat": ["cluster=ward"],

@@ -5,11 +5,12 @@ evaluated on the same input (``GroupedMoEHead`` takes any group's parameters for
 input), a global head (one parameter set for all assets, trained on the same encoder
 codes) and, where ``baselines.extra`` holds ``lightgbm``, LightGBM's probability.
 
-The meta-model reads, per sample, each component's logit and its logit times its skill
-(the Spearman correlation of its probability with the net return of that horizon, over
-the fitting samples of the asset's own cluster): a component that ranked an asset's
-cluster well on the fitting samples can be trusted more there. It is fitted per fold and
-horizon on the fold's validation slice only, which no component was trained on:
+The default meta-model (``convex``) weighs the components' logits by their rank IC on the
+fitting samples; the label-fitted ones (``logistic``, ``gating_mlp``) read each
+component's logit and its logit times its skill (the Spearman correlation of its
+probability with the net return of that horizon, over the fitting samples of the asset's
+own cluster). Every meta-model is fitted per fold and horizon on the fold's validation
+slice only, which no component was trained on:
 
 1. the validation days are cut in two halves (:func:`cross_fit_halves`); a meta-model
    fitted on one half predicts the other, and back, giving out-of-fold predictions of
@@ -19,9 +20,13 @@ horizon on the fold's validation slice only, which no component was trained on:
    heads' rule (``thresholds``, the family gate);
 3. the meta-model that scores the test window is refitted on the whole validation slice.
 
-The test window is never read by a fit. Meta-models (``ensemble.meta``): ``logistic``,
-L2-regularised logistic stacking (scikit-learn); ``gating_mlp``, a small MLP whose softmax
-gate weighs the components' logits (torch).
+The test window is never read by a fit. Meta-models (``ensemble.meta``): ``convex``,
+non-negative weights on the components' standardised logits from their rank IC, shrunk
+toward equal weights, and ``best``, the one component with the best rank IC
+(``huracan.ensemble_convex``); ``logistic``, L2-regularised logistic stacking
+(scikit-learn); ``gating_mlp``, a small MLP whose softmax gate weighs the components'
+logits (torch). With ``ensemble.fallback``, a horizon whose out-of-fold rank IC is not
+above ``best``'s takes ``best`` instead.
 """
 
 from __future__ import annotations
@@ -39,12 +44,13 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
+from huracan.ensemble_convex import ConvexMeta, logit, rank_ic_by_bar
 from huracan.errors import ConfigError
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
 
-LOGIT_CLIP = 8.0  # |logit| of a probability within 3e-4 of 0 or 1: beyond it, no information
+METAS = ("convex", "best", "logistic", "gating_mlp")
 
 
 @dataclass(frozen=True)
@@ -54,8 +60,12 @@ class EnsembleConfig:
     Attributes:
         kind: ``none`` (no ensemble, the default) or ``stack`` (the meta-model, its
             components and its row in ``results.csv``).
-        meta: ``logistic`` (L2 logistic stacking) or ``gating_mlp`` (a softmax gate over
-            the components' logits).
+        meta: ``convex`` (rank-IC weights on the standardised logits, shrunk toward
+            equal), ``best`` (the best component by rank IC), ``logistic`` (L2 logistic
+            stacking) or ``gating_mlp`` (a softmax gate over the components' logits).
+        shrink: ``convex``'s lambda: 0 weighs by rank IC, 1 equally.
+        fallback: per fold and horizon, ``best`` where the meta-model's out-of-fold rank
+            IC is not above ``best``'s.
         l2: the meta-model's L2 penalty (scikit-learn's ``C`` is ``1 / l2``; the MLP's
             weight decay).
         global_head: train a global head (one parameter set for all assets) as a component.
@@ -67,7 +77,9 @@ class EnsembleConfig:
     """
 
     kind: Literal["none", "stack"] = "none"
-    meta: Literal["logistic", "gating_mlp"] = "logistic"
+    meta: Literal["convex", "best", "logistic", "gating_mlp"] = "convex"
+    shrink: float = 0.0
+    fallback: bool = False
     l2: float = 1.0
     global_head: bool = True
     hidden: int = 8
@@ -78,8 +90,10 @@ class EnsembleConfig:
     def __post_init__(self) -> None:
         if self.kind not in ("none", "stack"):
             raise ConfigError(f"ensemble.kind must be none or stack, got {self.kind!r}")
-        if self.meta not in ("logistic", "gating_mlp"):
-            raise ConfigError(f"ensemble.meta must be logistic or gating_mlp, got {self.meta!r}")
+        if self.meta not in METAS:
+            raise ConfigError(f"ensemble.meta must be one of {METAS}, got {self.meta!r}")
+        if not 0 <= self.shrink <= 1:
+            raise ConfigError(f"ensemble.shrink must be in [0, 1], got {self.shrink}")
         if not self.l2 > 0:
             raise ConfigError(f"ensemble.l2 must be > 0, got {self.l2}")
         for name in ("hidden", "epochs", "min_samples"):
@@ -111,12 +125,6 @@ def ensemble_config(cfg: DictConfig) -> EnsembleConfig:
                 "use head=cluster or head=global"
             )
     return config
-
-
-def logit(prob: np.ndarray) -> np.ndarray:
-    """Clipped log-odds of probabilities; NaN (no prediction) reads as 0 (no opinion)."""
-    p = np.clip(np.nan_to_num(prob, nan=0.5), 1e-6, 1 - 1e-6)
-    return np.clip(np.log(p / (1 - p)), -LOGIT_CLIP, LOGIT_CLIP)
 
 
 def cross_fit_halves(day: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -252,10 +260,38 @@ def single_thread() -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def make_meta(config: EnsembleConfig) -> LogisticMeta | GatingMLPMeta:
-    if config.meta == "gating_mlp":
-        return GatingMLPMeta(config.l2, config.hidden, config.epochs, config.lr)
-    return LogisticMeta(config.l2)
+class SkillStack:
+    """A label-fitted meta-model (``logistic``, ``gating_mlp``) on :func:`meta_inputs`,
+    with the components' skills measured on its fitting samples."""
+
+    def __init__(self, model: LogisticMeta | GatingMLPMeta, n_clusters: int):
+        self.model, self.n_clusters = model, n_clusters
+
+    def fit(self, prob, cluster, label, net, bar, seed: int = 0) -> SkillStack:
+        self.skill_ = component_skill(prob, net, cluster, self.n_clusters)
+        self.model.fit(meta_inputs(prob, self.skill_, cluster), label, seed)
+        return self
+
+    def predict_proba(self, prob: np.ndarray, cluster: np.ndarray) -> np.ndarray:
+        return self.model.predict_proba(meta_inputs(prob, self.skill_, cluster))
+
+    def describe(self) -> dict:
+        return {**self.model.describe(), "skill": np.round(self.skill_, 4).tolist()}
+
+
+Meta = ConvexMeta | SkillStack
+
+
+def make_meta(config: EnsembleConfig, n_clusters: int, meta: str | None = None) -> Meta:
+    """The meta-model ``meta`` names (``config.meta`` by default)."""
+    meta = meta or config.meta
+    if meta in ("convex", "best"):
+        return ConvexMeta(config.shrink, corner=meta == "best")
+    if meta == "gating_mlp":
+        return SkillStack(
+            GatingMLPMeta(config.l2, config.hidden, config.epochs, config.lr), n_clusters
+        )
+    return SkillStack(LogisticMeta(config.l2), n_clusters)
 
 
 @dataclass
@@ -279,17 +315,53 @@ def fit_meta(
     cluster: np.ndarray,
     label: np.ndarray,
     net: np.ndarray,
+    bar: np.ndarray,
     n_clusters: int,
     seed: int,
-):
-    """A meta-model on the fitting samples, with the skills measured on the same ones;
-    None with fewer than ``min_samples`` samples or one class only."""
+    meta: str | None = None,
+) -> Meta | None:
+    """A meta-model on the fitting samples with a label and a net return; None with
+    fewer than ``min_samples`` of them or one class only."""
     keep = np.isfinite(label) & np.isfinite(net)
     if keep.sum() < config.min_samples or len(np.unique(label[keep])) < 2:
-        return None, None
-    skill = component_skill(prob[keep], net[keep], cluster[keep], n_clusters)
-    x = meta_inputs(prob[keep], skill, cluster[keep])
-    return make_meta(config).fit(x, label[keep], seed), skill
+        return None
+    model = make_meta(config, n_clusters, meta)
+    return model.fit(prob[keep], cluster[keep], label[keep], net[keep], bar[keep], seed)
+
+
+def cross_fitted(
+    config: EnsembleConfig,
+    halves: tuple[tuple[np.ndarray, np.ndarray], ...],
+    val: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    n_clusters: int,
+    seed: int,
+    meta: str | None = None,
+) -> np.ndarray:
+    """(Bv,) out-of-fold probabilities at one horizon: each half predicted by a meta-model
+    fitted on the other (NaN where none could be fitted).
+
+    Args:
+        halves: (fitting mask, predicted mask) pairs.
+        val: (prob (Bv, K), cluster, label, net, bar) of the validation samples.
+    """
+    prob, cluster, label, net, bar = val
+    out = np.full(len(prob), np.nan)
+    for fitting, predicted in halves:
+        model = fit_meta(
+            config, prob[fitting], cluster[fitting], label[fitting], net[fitting],
+            bar[fitting], n_clusters, seed, meta,
+        )  # fmt: skip
+        if model is not None and predicted.any():
+            out[predicted] = model.predict_proba(prob[predicted], cluster[predicted])
+    return out
+
+
+def oof_rank_ic(score: np.ndarray, net: np.ndarray, bar: np.ndarray) -> float:
+    """The mean rank IC by bar of out-of-fold predictions (-inf where there are none)."""
+    keep = np.isfinite(score) & np.isfinite(net)
+    return (
+        float(rank_ic_by_bar(score[keep, None], net[keep], bar[keep])[0]) if keep.any() else -np.inf
+    )
 
 
 @single_thread()
@@ -322,28 +394,24 @@ def stack_fold(
     for i, h in enumerate(horizons):
         # a label held h bars that reaches across the cut would tell one half the other's
         # outcome: purge h rows on each side of it from the fitting half
-        fit_first, fit_second = first & (row < cut - h), second & (row >= cut + h)
-        for fitting, predicted in ((fit_first, second), (fit_second, first)):
-            model, skill = fit_meta(
-                config, prob[fitting, :, i], cluster[fitting], label[fitting, i],
-                net[fitting, i], n_clusters, seed,
-            )  # fmt: skip
-            if model is not None and predicted.any():
-                x = meta_inputs(prob[predicted, :, i], skill, cluster[predicted])
-                out_val[predicted, i] = model.predict_proba(x)
-        model, skill = fit_meta(
-            config, prob[:, :, i], cluster, label[:, i], net[:, i], n_clusters, seed
-        )
+        halves = ((first & (row < cut - h), second), (second & (row >= cut + h), first))
+        at_h = (prob[:, :, i], cluster, label[:, i], net[:, i], row)
+        chosen = config.meta
+        out_val[:, i] = cross_fitted(config, halves, at_h, n_clusters, seed)
+        if config.fallback and chosen != "best":
+            best = cross_fitted(config, halves, at_h, n_clusters, seed, "best")
+            if oof_rank_ic(out_val[:, i], net[:, i], row) <= oof_rank_ic(best, net[:, i], row):
+                chosen, out_val[:, i] = "best", best
+        model = fit_meta(config, *at_h, n_clusters, seed, chosen)
         if model is None:
             meta.append(None)
             continue
         if len(test_prob):
-            x = meta_inputs(test_prob[:, :, i], skill, test_cluster)
-            out_test[:, i] = model.predict_proba(x)
+            out_test[:, i] = model.predict_proba(test_prob[:, :, i], test_cluster)
         meta.append(
             {
+                "meta": chosen,
                 **model.describe(),
-                "skill": np.round(skill, 4).tolist(),
                 "samples": int(np.isfinite(label[:, i]).sum()),
             }
         )

@@ -19,6 +19,7 @@ from huracan.ensemble import (
     ensemble_config,
     stack_fold,
 )
+from huracan.ensemble_convex import ConvexMeta, convex_weights, rank_ic_by_bar
 from huracan.errors import ConfigError
 from huracan.run import train
 
@@ -32,9 +33,9 @@ STACK = (
 )
 
 
-def generated_fold(seed: int = 0, n_val: int = 600, n_test: int = 300, k: int = 4):
+def generated_fold(seed: int = 0, n_val: int = 600, n_test: int = 300, k: int = 4, assets: int = 1):
     """Validation and test samples of 4 components, one of them informative: hourly rows
-    over 25 days, 2 clusters, 2 horizons."""
+    (``assets`` samples each) over 25 days / ``assets``, 2 clusters, 2 horizons."""
     rng = np.random.default_rng(seed)
     n = n_val + n_test
     signal = rng.normal(size=n)
@@ -42,7 +43,7 @@ def generated_fold(seed: int = 0, n_val: int = 600, n_test: int = 300, k: int = 
     prob[:, 1] = 1 / (1 + np.exp(-signal))[:, None]
     net = 0.01 * signal[:, None] + rng.normal(0, 0.01, (n, 2))
     label = (net > 0).astype(float)
-    row = np.arange(n)
+    row = np.arange(n) // assets
     cluster = rng.integers(0, 2, n)
     val = slice(0, n_val)
     test = slice(n_val, n)
@@ -57,7 +58,7 @@ def generated_fold(seed: int = 0, n_val: int = 600, n_test: int = 300, k: int = 
 
 
 def stacked(data: dict, config: EnsembleConfig | None = None):
-    config = config or EnsembleConfig(kind="stack")
+    config = config or EnsembleConfig(kind="stack", meta="logistic")
     return stack_fold(config, data["val"], data["test"], data["label"], data["net"], (1, 4), 2, 0)
 
 
@@ -101,12 +102,96 @@ def test_the_stack_finds_the_informative_component():
     informative component, far above the noise ones (Spearman, pooled)."""
     from scipy.stats import spearmanr
 
-    data = generated_fold(n_val=1200)
-    for meta in ("logistic", "gating_mlp"):
+    data = generated_fold(n_val=1200, assets=6)
+    for meta in ("convex", "best", "logistic", "gating_mlp"):
         out = stacked(data, EnsembleConfig(kind="stack", meta=meta, epochs=100))
         ic = spearmanr(out.validation[:, 0], data["net"][:, 0]).statistic
         noise = spearmanr(data["val"][0][:, 0, 0], data["net"][:, 0]).statistic
         assert ic > 0.3 > abs(noise), meta
+
+
+def test_the_convex_weights_are_the_documented_rule():
+    """docs/ensemble.md: positive-IC weights over their sum, shrunk by lambda toward equal
+    weights on the positive-IC components; IC <= 0 or a constant score gets 0; the corner
+    takes the best; with no positive IC, the own head (component 0) alone."""
+    ic = np.array([0.01, 0.03, -0.02, 0.0, 0.04])
+    spread = np.array([1.0, 2.0, 1.0, 1.0, 0.0])  # the last one is constant
+    np.testing.assert_allclose(convex_weights(ic, spread, 0.0, False), [0.25, 0.75, 0, 0, 0])
+    np.testing.assert_allclose(convex_weights(ic, spread, 1.0, False), [0.5, 0.5, 0, 0, 0])
+    half = convex_weights(ic, spread, 0.5, False)
+    np.testing.assert_allclose(half, [0.375, 0.625, 0, 0, 0])
+    assert (half >= 0).all() and half.sum() == pytest.approx(1.0)
+    np.testing.assert_array_equal(convex_weights(ic, spread, 0.5, True), [0, 1, 0, 0, 0])
+    np.testing.assert_array_equal(convex_weights(-np.abs(ic), spread, 0.5, False), [1, 0, 0, 0, 0])
+
+
+def test_the_convex_meta_combines_logits_in_units_of_their_spread():
+    """The ensemble's logit is sum_k c_k logit_k with c_k = w_k / s_k * sum_j w_j s_j: two
+    components of equal IC whose logits differ only in scale give each one's own logit, and
+    the corner gives the best component's probability back."""
+    rng = np.random.default_rng(0)
+    bar = np.repeat(np.arange(60), 10)
+    signal = rng.normal(size=len(bar))
+    net = signal + rng.normal(0, 1, len(bar))
+    z = np.stack([signal, 3 * signal, rng.normal(size=len(bar))], axis=1) * 0.5
+    prob = 1 / (1 + np.exp(-z))
+    meta = ConvexMeta(shrink=0.5).fit(prob, None, None, net, bar)
+    assert meta.ic_[0] == pytest.approx(meta.ic_[1]) and meta.weights_[0] == meta.weights_[1]
+    spread = z.std(0)
+    weights = meta.weights_
+    expected = weights / np.where(spread > 0, spread, 1) * (weights * spread).sum()
+    np.testing.assert_allclose(meta.coef_, np.where(weights > 0, expected, 0))
+    np.testing.assert_allclose(meta.predict_proba(prob, None), 1 / (1 + np.exp(-2 * z[:, 0])))
+    corner = ConvexMeta(corner=True).fit(prob, None, None, net, bar)
+    assert corner.weights_.max() == 1 and corner.weights_[2] == 0
+    k = int(np.argmax(corner.weights_))
+    np.testing.assert_allclose(corner.predict_proba(prob, None), prob[:, k])
+
+
+def test_rank_ic_by_bar_is_the_reports_rank_ic():
+    """The weights read the IC the report reads (huracan.evaluation.rank_ic on a grid)."""
+    from huracan.evaluation import rank_ic
+
+    rng = np.random.default_rng(1)
+    score, net = rng.normal(size=(30, 8)), rng.normal(size=(30, 8))
+    score[:, 0] = net[:, 0]
+    net[5, :6] = np.nan  # a bar with 2 assets left: out
+    bar, _ = np.nonzero(np.isfinite(net))
+    keep = np.isfinite(net)
+    got = rank_ic_by_bar(score[keep][:, None], net[keep], bar)[0]
+    assert got == pytest.approx(np.nanmean(rank_ic(score, net)))
+
+
+@pytest.mark.parametrize("meta", ["convex", "best", "logistic"])
+def test_a_meta_model_reads_no_bar_after_its_validation_slice(meta):
+    """Every bar after the fold's validation slice (the test window: its inputs; nothing
+    else reaches stack_fold) redrawn: the fold's meta-models, their choice under the
+    fallback and the out-of-fold validation predictions stay the same; the test
+    predictions move."""
+    data = generated_fold(assets=6)
+    config = EnsembleConfig(kind="stack", meta=meta, fallback=meta != "best")
+    before = stacked(data, config)
+    prob, cluster = data["test"]
+    moved = dict(data, test=(np.random.default_rng(9).random(prob.shape, np.float32), cluster))
+    after = stacked(moved, config)
+    assert after.meta == before.meta
+    np.testing.assert_array_equal(after.validation, before.validation)
+    assert not np.array_equal(after.test, before.test)
+
+
+@pytest.mark.parametrize("meta", ["convex", "best"])
+def test_convex_out_of_fold_predictions_never_read_their_own_returns(meta):
+    """A half's out-of-fold predictions come from weights fitted on the other half's net
+    returns: redrawing the second half's returns leaves its predictions as they were."""
+    data = generated_fold(assets=6)
+    config = EnsembleConfig(kind="stack", meta=meta)
+    before = stacked(data, config)
+    second = cross_fit_halves(data["val"][3])[1]
+    noise = np.random.default_rng(5).normal(0, 0.01, data["net"].shape)
+    net = np.where(second[:, None], noise, data["net"])
+    after = stacked(dict(data, net=net, label=(net > 0).astype(float)), config)
+    np.testing.assert_array_equal(after.validation[second], before.validation[second])
+    assert not np.array_equal(after.validation[~second], before.validation[~second])
 
 
 def test_gating_mlp_is_seeded_and_gives_probabilities():
@@ -132,6 +217,8 @@ def test_config_composes_and_errors_are_clear():
         validate(compose_config("ensemble=stack", "ensemble.meta=forest"))
     with pytest.raises(ConfigError, match="ensemble.l2 must be > 0"):
         validate(compose_config("ensemble=stack", "ensemble.l2=0"))
+    with pytest.raises(ConfigError, match=r"ensemble.shrink must be in \[0, 1\], got 1.5"):
+        validate(compose_config("ensemble=stack", "ensemble.shrink=1.5"))
     with pytest.raises(ConfigError, match="needs pipeline=hierarchical"):
         validate(compose_config("ensemble=stack", "pipeline=per_coin"))
     with pytest.raises(ConfigError, match="head=coin"):
@@ -206,3 +293,25 @@ def test_future_bars_do_not_change_an_earlier_folds_meta_model(stack_run, tmp_pa
     assert after[0].meta == before[0].meta and after[0].choice == before[0].choice
     np.testing.assert_array_equal(after[0].val_prob, before[0].val_prob)
     assert after[1].meta != before[1].meta
+
+
+DEFAULT_RESULTS_MD5 = "4a2fed2ed754ef4cec8e1a306f0c8caa"  # python train.py on main, issue 31
+
+
+@pytest.mark.slow  # the default run itself: 2 to 3 minutes on 2 loaded cores
+def test_the_default_run_writes_the_same_results_csv(tmp_path):
+    """ensemble=none (the default) leaves the default run's results.csv byte for byte."""
+    import hashlib
+
+    with initialize_config_dir(str(ROOT / "huracan" / "conf"), version_base="1.3"):
+        cfg = compose(
+            "config",
+            overrides=[
+                f"+output_dir={tmp_path}",
+                f"logger.save_dir={tmp_path / 'tb'}",
+                f"store.root={tmp_path / 'artifacts'}",  # where artifacts go, not what they are
+            ],
+        )
+    train(cfg)
+    digest = hashlib.md5((tmp_path / "results.csv").read_bytes()).hexdigest()
+    assert digest == DEFAULT_RESULTS_MD5
