@@ -235,6 +235,12 @@ def daily(windows: list[str], extra: list[str]) -> None:
             daily_targets(summary, len(run_.arrays.symbols))
             joined = {s: k for s, k in summary["universe"]["joined"].items() if k > 0}
             print(f"joined after the first fold (fold they joined): {joined or 'none'}")
+            late = [
+                f"{s} (fold {f['fold']}: cluster {v['cluster']}, correlation {v['correlation']})"
+                for f in summary["folds"]
+                for s, v in f.get("late_coins", {}).items()
+            ]
+            print(f"admitted late (gates.late_coins): {', '.join(late) or 'none'}")
 
 
 def daily_tables(title: str, summary: dict) -> None:
@@ -281,7 +287,8 @@ def daily_targets(summary: dict, n_gated: int) -> None:
     print(
         f"\ncoins taking part in at least one fold of the held-out run: {n_coins} ({per_fold} "
         f"per fold; {n_gated - n_coins} more passed a fold's gates but had fewer than "
-        f"cluster.min_overlap bars in every training window; target >= 40): "
+        f"cluster.min_overlap bars in every training window and were not admitted late; "
+        f"target >= 40): "
         f"{verdict(n_coins >= 40)}"
     )
     ok = (ic.get("ic_mean") or 0) > 0 and (ic.get("ic_t") or 0) > 2
@@ -320,6 +327,9 @@ DAILY_GRID = {
     "features": ["base", "cross_section", "all"],
     "validation.val_fraction": [0.2, 0.1],
 }
+GRID_EXTRA = {  # features=all's 4h look-back is shorter than a daily bar (a config error)
+    ("features", "all"): ["features.cross_section.return_lookbacks=[1bar,3d,7d,30d]"]
+}
 GRID_REBALANCE = [1, 3, 7, 14]  # days, each one of the preset's label horizons
 GRID_K = [3, 5, 8]
 GRID_SEEDS = [0, 1, 2]
@@ -341,6 +351,7 @@ def daily_grid(extra: list[str]) -> None:
     for setting in settings:
         for seed in GRID_SEEDS:
             overrides = [f"{k}={v}" for k, v in setting.items()]
+            overrides += [o for kv in setting.items() for o in GRID_EXTRA.get(kv, [])]
             summary, objects, seconds = run([*base, *overrides, f"seed={seed}"])
             run_ = objects["run"]
             print(
@@ -360,6 +371,16 @@ def daily_grid(extra: list[str]) -> None:
                     cell["sharpe"].append(books["model"])
                     cell["reference"].append(books[GRID_REFERENCE])
                     cell["ic"].append(ic.get("ic_mean"))
+            figures = {
+                f"{r}d/k{k}": cells[(*setting.values(), r, k)]["sharpe"][-1]
+                for r in GRID_REBALANCE
+                for k in GRID_K
+            }
+            print(
+                "  model long-short Sharpe: "
+                + ", ".join(f"{c} {fmt(v, '.2f')}" for c, v in figures.items()),
+                flush=True,
+            )
     rows = []
     for key, cell in cells.items():
         rows.append(
