@@ -65,6 +65,9 @@ class ClusterResult:
             (``huracan.hierarchy.FactorTree.to_dict``); None for a flat clustering.
         refits: the refits inside the fold's test window (``cluster.refit_every``,
             :mod:`huracan.training.refit`), in order; empty without.
+        late: coins scored in the fold without being clustered (``gates.late_coins``,
+            :mod:`huracan.training.late`): symbol -> assigned cluster and the mean
+            correlation with its members; not in ``cluster_map`` or ``cluster_members``.
     """
 
     cluster_map: dict[str, int]
@@ -83,6 +86,7 @@ class ClusterResult:
     rules_agree: bool | None = None
     tree: dict | None = None
     refits: list[dict] = field(default_factory=list)
+    late: dict[str, dict] = field(default_factory=dict)
 
     @property
     def n_clusters(self) -> int:
@@ -112,6 +116,7 @@ class ClusterResult:
             }
             | ({"tree": self.tree} if self.tree is not None else {})
             | ({"refits": self.refits} if self.refits else {})
+            | ({"late": self.late} if self.late else {})
         )
 
 

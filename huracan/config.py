@@ -201,6 +201,7 @@ class Universe:
 @dataclasses.dataclass
 class Gates:
     until: str | None = "per_fold"
+    late_coins: Literal["assign", "exclude"] = "assign"  # huracan.training.late
     min_history_days: float | None = None
     max_missing_share: float | None = None
     max_gap_bars: int | None = None

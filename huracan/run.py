@@ -101,6 +101,7 @@ def load_and_gate(
                 report.add_skip(drop.symbol, drop.reason, drop.detail)
         options = OmegaConf.to_container(cfg.gates, resolve=True)
         until = options.pop("until", None)
+        options.pop("late_coins", None)  # read by the fold loop (training.late)
         limits = GateThresholds(**options)
         starts = pipeline.fold_starts(panel, cfg) if until == PER_FOLD else []
         if starts:

@@ -55,12 +55,16 @@ class GateReport:
         fold_reasons: per symbol and fold, why it is out of that fold's universe (empty
             list: in it): the gates measured for that fold, then what the pipeline
             requires (:meth:`exclude_from_fold`). Empty until folds are known.
+        late: per symbol and fold, how a coin out of the fold only for too few training
+            bars was treated (``gates.late_coins``, ``training.late``): admitted late
+            with its assigned cluster and correlation, or why not.
     """
 
     metrics: dict[str, dict[str, float | None]] = field(default_factory=dict)
     skip_reasons: dict[str, list[dict]] = field(default_factory=dict)
     fold_starts: list[str] = field(default_factory=list)
     fold_reasons: dict[str, list[list[dict]]] = field(default_factory=dict)
+    late: dict[str, dict[int, dict]] = field(default_factory=dict)
 
     @property
     def passed(self) -> list[str]:
@@ -90,16 +94,26 @@ class GateReport:
         per_fold[fold].append(reason)
 
     def universe_entry(self, symbol: str) -> dict:
-        """Per symbol: the folds it is in, the first it joined, and why it was out of each
-        other fold (``gates.json``'s ``universe``)."""
-        per_fold = self.fold_reasons[symbol]
-        folds = [k for k, reasons in enumerate(per_fold) if not reasons]
+        """Per symbol: the folds it is in, the first it joined, how it was admitted to each
+        (``training``: clustered on its training bars, or ``late``: assigned a cluster,
+        ``late`` says how), and why it was out of each other fold (``gates.json``'s
+        ``universe``)."""
+        per_fold, late = self.fold_reasons[symbol], self.late.get(symbol, {})
+        admitted = {
+            k: "training" if not reasons else late.get(k, {}).get("admitted")
+            for k, reasons in enumerate(per_fold)
+        }
+        folds = [k for k, how in admitted.items() if how]
         out = [
             {"fold": k, "reasons": reasons} | self._start_of(k)
             for k, reasons in enumerate(per_fold)
-            if reasons
+            if reasons and not admitted[k]
         ]
-        return {"folds": folds, "first_fold": folds[0] if folds else None, "out": out}
+        entry = {"folds": folds, "first_fold": folds[0] if folds else None, "out": out}
+        if late:
+            entry["admitted"] = [admitted[k] for k in folds]
+            entry["late"] = [{"fold": k} | v for k, v in sorted(late.items())]
+        return entry
 
     def _start_of(self, fold: int) -> dict:
         if fold < len(self.fold_starts):

@@ -9,7 +9,8 @@ thresholds and test trades, every baseline and every report figure) only where
 - and it has at least ``cluster.min_overlap`` bars with a return in fold k's training
   rows: the history the clustering needs to place a coin, without which it would have
   no head (a coin listed just before the fold would otherwise be traded by the baselines
-  and not by the model).
+  and not by the model). With ``gates.late_coins=assign`` such a coin may still be
+  admitted to the fold's test window once the fold is fitted (``training.late``).
 
 Neither reads a bar at or after fold k's first test bar. A coin out of fold k is absent
 from it: the fold works on the arrays of its members only (:func:`fold_arrays`), as if

@@ -55,6 +55,7 @@ from huracan.training.folds import (
     scored_baselines,
     walk_forward,
 )
+from huracan.training.late import LateFold, admit_late, late_candidates, late_mode
 from huracan.training.universe import absent_cells, fold_arrays, fold_universe
 from huracan.validation import Fold
 
@@ -193,6 +194,9 @@ def run_hierarchical(
     shape = arrays.net_return.shape
     min_bars = int(cfg.cluster.get("min_overlap") or 2)  # 2 bars: a correlation at least
     universe = fold_universe(gates, arrays, folds, min_bars, cfg.universe.min_assets)
+    late = np.zeros_like(universe)
+    if late_mode(cfg) == "assign":  # too new to cluster: assigned one (training.late)
+        late = late_candidates(gates, arrays, folds, universe, min_bars)
     run = FleetRun(
         arrays=arrays,
         folds=folds,
@@ -210,9 +214,14 @@ def run_hierarchical(
         with timer(f"fold {fold.index + 1}/{len(folds)}") as note:
             part = fold_arrays(arrays, panel, universe[fold.index])  # the fold's coins only
             data = prepare_fold(part, fold, cfg, previous)
-            info = train_fold(data, part, cfg, out, make_trainer, run, compare)
+            newcomers = None
+            if late[fold.index].any():
+                newcomers = admit_late(data, part, arrays, panel, late[fold.index], cfg, gates)
+            if newcomers is not None:  # scored on the test window from here on
+                universe[fold.index] |= np.isin(arrays.symbols, newcomers.arrays.symbols)
+            info = train_fold(data, part, cfg, out, make_trainer, run, compare, newcomers)
             previous = data.clusters
-            del data, part
+            del data, part, newcomers
             release_memory()
             sizes = "/".join(str(len(m)) for m in previous.cluster_members.values())
             note(
@@ -338,8 +347,10 @@ def train_fold(
     make_trainer,
     run: FleetRun,
     compare: bool,
+    late: LateFold | None = None,
 ) -> dict:
-    """Trains one fold's models and writes its out-of-sample trades into ``run``."""
+    """Trains one fold's models and writes its out-of-sample trades into ``run``; the
+    ``late`` coins (``training.late``) are scored on the test window only."""
     fold = data.fold
     weights = horizon_weights(arrays, fold)
     learn, predict = data.valid(arrays), data.valid(arrays, labelled=False)
@@ -348,6 +359,16 @@ def train_fold(
     test, test_t, test_a = horizon_samples(data, arrays, weights, fold.test, predict)
     del weights, learn, predict
     data.drop_inputs()  # the samples hold what the models read
+    # the books have a column per coin of the run; ``arrays`` those of the fold's universe
+    columns = np.array([run.arrays.symbols.index(s) for s in arrays.symbols])
+    test_cols, tests = columns[test_a], [test]  # the test samples, predicted part by part
+    if late is not None:
+        extra, extra_t, extra_cols = late_samples(late, run)
+        tests.append(extra)
+        test_t, test_cols = (
+            np.concatenate([test_t, extra_t]),
+            np.concatenate([test_cols, extra_cols]),
+        )
     if len(train["y"]) == 0 or len(val["y"]) == 0:
         raise ValueError(f"fold {fold.index}: no usable training or validation samples")
     seed = cfg.seed + fold.index
@@ -379,11 +400,11 @@ def train_fold(
         f"{stage} heads",
         codes,
     )
-    # the books have a column per coin of the run; ``arrays`` those of the fold's universe
-    columns = np.array([run.arrays.symbols.index(s) for s in arrays.symbols])
-    rows = (val_t, val_a, test_t, columns[test_a])
-    choice = trade_decisions(module, val, test, rows, arrays, data.n_groups, cfg, run.model)
+    rows = (val_t, val_a, test_t, test_cols)
+    choice = trade_decisions(module, val, tests, rows, arrays, data.n_groups, cfg, run.model)
     run.cluster_ids[fold.test] = data.clusters.labels(run.arrays.symbols)[None, :]
+    for symbol, assigned in data.clusters.late.items():
+        run.cluster_ids[fold.test, run.arrays.symbols.index(symbol)] = assigned["cluster"]
     if data.group_rows is not None:  # refitted inside the window: head g is cluster g
         run.cluster_ids[np.ix_(fold.test, columns)] = data.group_rows[fold.test]
     if ensemble_config(cfg).enabled:
@@ -393,9 +414,9 @@ def train_fold(
             fold.index,
             module,
             encoder,
-            (train, val, test),
+            (train, val, joined(tests)),
             codes,
-            (val_t, columns[val_a], test_t, columns[test_a]),  # the run's columns
+            (val_t, columns[val_a], test_t, test_cols),  # the run's columns
             data.n_groups,
             make_trainer,
             stage_logger(cfg, f"{name}_global_head"),
@@ -406,10 +427,28 @@ def train_fold(
         run.ensemble_seconds += time.perf_counter() - started
     release_memory()
     if compare:
-        samples = (train, val, test)
+        samples = (train, val, tests)
         train_without_factor(data, encoder, samples, codes, rows, arrays, make_trainer, run, cfg)
     save_fold_checkpoint(out, module, data, arrays.symbols, choice, cfg)
-    return record_fold(run, data, arrays, train, test, choice)
+    return record_fold(run, data, arrays, train, joined(tests), choice)
+
+
+def late_samples(late: LateFold, run: FleetRun) -> tuple[dict, np.ndarray, np.ndarray]:
+    """The late coins' test samples, their grid rows and their columns in ``run``."""
+    arrays, data = late.arrays, late.data
+    weights = np.zeros(arrays.net_h.shape, dtype=np.float32)  # no loss reads test weights
+    predict = data.valid(arrays, labelled=False)
+    extra, extra_t, extra_a = horizon_samples(data, arrays, weights, data.fold.test, predict)
+    data.drop_inputs()
+    columns = np.array([run.arrays.symbols.index(s) for s in arrays.symbols])
+    return extra, extra_t, columns[extra_a]
+
+
+def joined(parts: list[dict]) -> dict:
+    """Sample tensors of several parts as one."""
+    if len(parts) == 1:
+        return parts[0]
+    return {key: torch.cat([part[key] for part in parts]) for key in parts[0]}
 
 
 def record_fold(run: FleetRun, data: FoldData, arrays, train, test, choice) -> dict:
@@ -436,13 +475,14 @@ def train_without_factor(
     """The ablation: the same heads without the factor channels, written into ``run``.
 
     Args:
-        samples: the fold's (train, val, test) sample tensors.
+        samples: the fold's train and val sample tensors, and its test parts'.
         codes: the train and val samples encoded (``MoEHeads.encode``), or None.
         rows: the grid rows and asset columns of the validation and test samples.
         arrays: the fold's arrays (its universe's coins).
     """
     fold = data.fold
-    train, val, test = (without_factor(part) for part in samples)
+    train, val = (without_factor(part) for part in samples[:2])
+    tests = [without_factor(part) for part in samples[2]]
     codes = None if codes is None else tuple(without_factor(part) for part in codes)
     plain = fit_heads(
         cfg.head,
@@ -456,7 +496,7 @@ def train_without_factor(
         f"fold {fold.index + 1}/{len(run.folds)} heads without factor",
         codes,
     )
-    trade_decisions(plain, val, test, rows, arrays, data.n_groups, cfg, run.without_factor)
+    trade_decisions(plain, val, tests, rows, arrays, data.n_groups, cfg, run.without_factor)
 
 
 def save_fold_checkpoint(
@@ -515,6 +555,7 @@ def fold_info(
         "factor_bars_filled": data.factor_filled,
         "factor_bars_zeroed": data.factor_zeroed,
         "assets_without_cluster": sorted(data.clusters.excluded),
+        "late_coins": dict(data.clusters.late),
         "fracdiff": fracdiff_report(data, symbols),
         "trend_weights": None if data.trend is None else data.trend.coef_.round(6).tolist(),
         "feature_sets": feature_sets(data.masks, data.feature_names),
@@ -525,14 +566,23 @@ def fold_info(
 
 
 def trade_decisions(
-    module, val: dict, test: dict, rows: tuple, arrays: FleetArrays, n_groups: int, cfg, book: Book
+    module,
+    val: dict,
+    tests: list[dict],
+    rows: tuple,
+    arrays: FleetArrays,
+    n_groups: int,
+    cfg,
+    book: Book,
 ) -> dict:
     """Per head, horizon and threshold chosen on validation; the test trades go into ``book``.
 
     Args:
+        tests: the test samples, in parts (the fold's coins, then its late coins).
         arrays: the fold's arrays: ``val_a`` are their columns.
-        rows: grid rows and asset columns of the validation and the test samples; the test
-            samples' columns are those of ``book`` (the run's coins).
+        rows: grid rows and asset columns of the validation and the test samples (the
+            parts in order); the test samples' columns are those of ``book`` (the run's
+            coins).
 
     Returns:
         Per head: ``horizons`` (bars, None where it does not trade), ``thresholds`` and
@@ -563,8 +613,12 @@ def trade_decisions(
         (index, cuts),
         arrays.horizons,
     )
-    prob = _columns(module.predict_proba(test["x"], test["factor"], test["group"]))
-    group = test["group"].numpy()
+    # part by part: a batch's float sums depend on its size, so each coin's probabilities
+    # are the same whatever other part (the late coins, training.late) is predicted
+    prob = np.concatenate(
+        [_columns(module.predict_proba(t["x"], t["factor"], t["group"])) for t in tests]
+    )
+    group = np.concatenate([t["group"].numpy() for t in tests])
     chosen = np.maximum(index[group], 0)  # a head without a horizon does not trade
     p = prob[np.arange(len(prob)), chosen]
     book.probability[test_t, test_a] = p
