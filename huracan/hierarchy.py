@@ -372,10 +372,15 @@ def cascade(
 
 
 def refuse_outside_fleet(cfg: DictConfig, pipeline: str) -> None:
-    """Raises a ConfigError for ``cluster=hierarchy`` in a pipeline that serves per-coin
-    models: serving and the Mechanic do not rebuild the level factors."""
+    """Raises a ConfigError for ``cluster=hierarchy`` or ``factor.lead_fit`` in a pipeline
+    that serves per-coin models: serving and the Mechanic do not rebuild those channels."""
     if cfg.cluster.get("levels"):
         raise ConfigError(
             f"pipeline={pipeline} cluster=hierarchy: serving and the Mechanic do not rebuild "
             "the level factors yet; cluster=hierarchy runs with pipeline=hierarchical only"
+        )
+    if cfg.factor.get("lead_fit"):
+        raise ConfigError(
+            f"pipeline={pipeline} factor.lead_fit=true: serving and the Mechanic do not "
+            "rebuild the lead_fit channel; it runs with pipeline=hierarchical only"
         )
