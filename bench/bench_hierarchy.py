@@ -26,6 +26,10 @@ The target (issue 31): on the held-out seeds, the hierarchy's mean oracle share 
 flat one's by more than the hierarchy's seed-to-seed spread (the std of its share over
 those seeds); PASS/FAIL reads the measured values.
 
+``--level-factor leader`` gives the hierarchy arm ``cluster.level_factor=leader`` (a level's
+factor from its leading member instead of the residuals' first component); overrides after
+``--`` go to both arms (e.g. ``factor.lead_fit=true thresholds.cut_margin=z``).
+
 ``--market levels``: the planted two-level market (``data.levels``): 16 coins, 3 planted
 clusters, each alt cluster cut into 2 sectors whose leader follows BTC one bar late and
 leads its followers by one bar (planted level 1: BTC alone, the other majors, 4 alt
@@ -197,6 +201,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[*DESIGN_SEEDS, *HELD_OUT_SEEDS])
     parser.add_argument("--levels", default="[3,6]", help="cluster.levels of the hierarchy")
+    parser.add_argument(
+        "--level-factor", default="pca", help="cluster.level_factor of the hierarchy: pca|leader"
+    )
     parser.add_argument("--market", choices=list(MARKETS), default="one", help="see above")
     parser.add_argument("--ensemble", choices=["daily", "hourly"], help="ensemble=stack, real data")
     parser.add_argument("--windows", nargs="+", default=["design", "held_out"])
@@ -210,7 +217,11 @@ def main() -> None:
         return
     arms = {
         "flat": ["cluster=ward"],
-        "hierarchy": ["cluster=hierarchy", f"cluster.levels={args.levels}"],
+        "hierarchy": [
+            "cluster=hierarchy",
+            f"cluster.levels={args.levels}",
+            f"cluster.level_factor={args.level_factor}",
+        ],
     }
     rows, measured = [], {arm: {} for arm in arms}
     for seed in args.seeds:
@@ -234,8 +245,10 @@ def main() -> None:
     print_table(
         f"synthetic market ({args.market}: {' '.join(MARKETS[args.market]) or 'default'}), "
         f"alt clusters, equal costs (10 bps round trip); flat = cluster=ward, hierarchy = "
-        f"cluster=hierarchy cluster.levels={args.levels}; bounded: "
+        f"cluster=hierarchy cluster.levels={args.levels} cluster.level_factor="
+        f"{args.level_factor}; bounded: "
         + " ".join(BOUNDED[:3])
+        + (f"; both arms: {' '.join(args.extra)}" if args.extra else "")
         + "; ARI: the smallest over the folds",
         rows,
     )

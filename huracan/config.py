@@ -246,6 +246,7 @@ class Thresholds:
     cut_z: float | None = 1.0
     unit: Literal["day", "trade"] = "day"
     gate: Literal["family", "permutation", "bootstrap", "search"] = "family"
+    cut_margin: Literal["family", "z"] = "family"
     family_alpha: float = 0.025
     resamples: int = 200
 

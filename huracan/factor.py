@@ -43,6 +43,9 @@ class MarketFactorExtractor(BaseEstimator):
             mean and std (``leader_column_``, ``leader_mean_``, ``leader_std_``). What a
             lead-lag trader watches, beside the cluster's common move; no effect for
             ``factor=leader`` (the factor is that already) or ``factor=none``.
+        lead_fit: add the channel ``lead_fit`` after every other (the hierarchy's
+            included): each asset's next-bar move fitted on its channels
+            (``huracan.lead_fit``, built by ``prepare_fold``; stored, not used, here).
     """
 
     method = ""
@@ -55,12 +58,14 @@ class MarketFactorExtractor(BaseEstimator):
         leader: str = "BTC",
         residual: bool = False,
         leader_channel: bool = False,
+        lead_fit: bool = False,
     ):
         self.n_lags = n_lags
         self.max_ffill = max_ffill
         self.leader = leader
         self.residual = residual
         self.leader_channel = leader_channel
+        self.lead_fit = lead_fit
 
     def fit(
         self,
@@ -405,9 +410,10 @@ class WeightedMeanFactor(MeanFactor):
         leader: str = "BTC",
         residual: bool = False,
         leader_channel: bool = False,
+        lead_fit: bool = False,
     ):
         self.volume_window = volume_window
-        super().__init__(n_lags, max_ffill, leader, residual, leader_channel)
+        super().__init__(n_lags, max_ffill, leader, residual, leader_channel, lead_fit)
 
     def to_dict(self) -> dict:
         return {**super().to_dict(), "volume_window": self.volume_window}

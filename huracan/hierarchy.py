@@ -7,10 +7,13 @@ the market factor (level 0). Every level below clusters what the factors above i
 unexplained: each asset's return less an OLS fit on the factors of its path (fitted on the
 training rows), cut into ``levels[i]`` clusters nested inside the level above's. A level's
 factor for one of its clusters is the first principal component of the members' residuals
-(:class:`FactorTree`). Every asset gets, beside the market channels, the factor of its own
-cluster at each level below, with the market factor's lags: ``level1_factor``,
-``level1_factor_lag1``, ... Everything is fitted on the fold's training rows only and
-applied unchanged to every row, one bar at a time.
+(``cluster.level_factor=pca``), or the residual of its leader (``leader``): the member
+whose residual best predicts the other members' next-bar residuals on the training rows,
+a lead-lag rule like ``factor=leader`` at level 0 (:class:`FactorTree`). Every asset
+gets, beside the market channels, the factor of its own cluster at each level below, with
+the market factor's lags: ``level1_factor``, ``level1_factor_lag1``, ... Everything is
+fitted on the fold's training rows only and applied unchanged to every row, one bar at a
+time.
 
 The fitted tree (``FactorTree.to_dict``) goes into ``clusters.json`` and every checkpoint;
 ``FactorTree.from_dict`` rebuilds it by symbol, so that serving, the Mechanic and the
@@ -42,6 +45,12 @@ from huracan.clustering import (
 from huracan.errors import ConfigError, DataError
 from huracan.factor import FactorChannels, MarketFactorExtractor, inject_market_factor
 
+# cluster.level_factor: how a level's cluster becomes one series (clusters.json says which)
+LEVEL_FACTORS = {
+    "pca": "first principal component of the members' residual returns",
+    "leader": "the residual return of the member that best predicts the others' next bar",
+}
+
 
 class HierarchyClusterer(AssetClusterer):
     """The tree's first level: :class:`AssetClusterer` cut at ``levels[0]`` clusters.
@@ -52,9 +61,10 @@ class HierarchyClusterer(AssetClusterer):
         **options: as :class:`AssetClusterer`.
     """
 
-    def __init__(self, levels: Sequence[int] = (2, 6), **options):
+    def __init__(self, levels: Sequence[int] = (2, 6), level_factor: str = "pca", **options):
         super().__init__(**options)
         self.levels = levels
+        self.level_factor = level_factor
 
     def _check_params(self) -> None:
         check_levels(self.levels)
@@ -89,6 +99,9 @@ class FactorTree(BaseEstimator):
         correlation: ``pearson`` or ``spearman``.
         n_lags: lags of each level's factor added as channels after the factor itself.
         max_ffill: longest stretch, in bars, a missing factor is forward-filled (then 0).
+        level_factor: ``pca``: a cluster's factor is the first principal component of
+            its members' residuals; ``leader``: its leader's residual alone
+            (:func:`_leader_loadings`; the loadings are 1 for the leader, 0 else).
     """
 
     def __init__(
@@ -98,12 +111,14 @@ class FactorTree(BaseEstimator):
         correlation: str = "pearson",
         n_lags: int = 2,
         max_ffill: int = 3,
+        level_factor: str = "pca",
     ):
         self.levels = levels
         self.method = method
         self.correlation = correlation
         self.n_lags = n_lags
         self.max_ffill = max_ffill
+        self.level_factor = level_factor
 
     def fit(self, returns: np.ndarray, market: np.ndarray, top_labels: np.ndarray) -> FactorTree:
         """Fits every level below the first on a training window.
@@ -124,6 +139,10 @@ class FactorTree(BaseEstimator):
         check_levels(self.levels)
         if self.method not in LINKAGE_METHODS:
             raise ConfigError(f"linkage method {self.method!r} is not one of {LINKAGE_METHODS}")
+        if self.level_factor not in LEVEL_FACTORS:
+            raise ConfigError(
+                f"cluster.level_factor must be one of {LEVEL_FACTORS}, got {self.level_factor!r}"
+            )
         returns = np.asarray(returns, dtype=float)
         labels = [np.asarray(top_labels, dtype=int)]
         self.coef_, self.member_mean_, self.member_std_ = [], [], []
@@ -137,7 +156,10 @@ class FactorTree(BaseEstimator):
             corr = _level_correlation(residual, self.correlation)
             level = _nested_cut(corr, labels[-1], k, self.method)
             mean, std = np.nanmean(residual, 0), np.nanstd(residual, 0)
-            loadings = _loadings(corr, level)
+            if self.level_factor == "leader":
+                loadings = _leader_loadings(residual, mean, std, level)
+            else:
+                loadings = _loadings(corr, level)
             order = [np.flatnonzero(level == c) for c in range(int(level.max()) + 1)]
             raw = _raw_factor(residual, mean, std, loadings, order)
             f_mean, f_std = np.nanmean(raw, 0), np.nanstd(raw, 0)
@@ -239,7 +261,8 @@ class FactorTree(BaseEstimator):
         return {
             "levels": levels,
             "residual_of": "the market factor, then each level above on the asset's path",
-            "factor": "first principal component of the members' residual returns",
+            "factor": LEVEL_FACTORS[self.level_factor],
+            "level_factor": self.level_factor,
             "n_lags": self.n_lags,
             "max_ffill": self.max_ffill,
         }
@@ -260,6 +283,7 @@ class FactorTree(BaseEstimator):
             [int(level["n_clusters"]) for level in levels],
             n_lags=int(state["n_lags"]),
             max_ffill=int(state["max_ffill"]),
+            level_factor=state.get("level_factor", "pca"),
         )
         labels = [_labels_of(levels[0]["members"], column)]
         tree.coef_, tree.member_mean_, tree.member_std_ = [], [], []
@@ -393,6 +417,29 @@ def _loadings(corr: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return loadings
 
 
+def _leader_loadings(
+    residual: np.ndarray, mean: np.ndarray, std: np.ndarray, labels: np.ndarray
+) -> np.ndarray:
+    """(N,) 1 for each cluster's leader, 0 else: the member j whose standardised residual
+    at bar t best predicts the other members' at t + 1, by the mean squared correlation
+    over them (pairs of consecutive rows where both have a bar); a cluster of one leads
+    itself."""
+    present = np.isfinite(residual) & (std > 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        z = np.where(present, (residual - mean) / np.where(std > 0, std, 1.0), 0.0)
+    pairs = present[:-1].astype(float).T @ present[1:].astype(float)  # (N, N)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        lead = (z[:-1].T @ z[1:]) / pairs  # (N, N): j at t against i at t + 1
+    lead = np.nan_to_num(lead) ** 2
+    np.fill_diagonal(lead, 0.0)  # a coin leading itself is its own autocorrelation
+    loadings = np.zeros(len(labels))
+    for c in range(int(labels.max()) + 1):  # a loop over clusters, not assets or bars
+        members = np.flatnonzero(labels == c)
+        score = lead[np.ix_(members, members)].sum(1)
+        loadings[members[int(np.argmax(score))]] = 1.0
+    return loadings
+
+
 def _raw_factor(
     residual: np.ndarray,
     mean: np.ndarray,
@@ -455,6 +502,7 @@ def fit_tree(
         cfg.cluster.correlation,
         market.n_lags,
         market.max_ffill,
+        cfg.cluster.get("level_factor", "pca"),
     )
     factor = market.transform(returns, quote_volume)  # (T, 0 or 1), fitted on rows already
     tree.fit(returns[rows], factor[rows], clusters.labels(symbols))

@@ -229,6 +229,7 @@ def choose_horizons(
     day: np.ndarray | None = None,
     cut_z: float | None = None,
     family: FamilyGate | None = None,
+    cut_margin: str = "family",
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per group, the horizon and cut chosen together on validation profit (the rule of
     :func:`choose_thresholds`).
@@ -255,6 +256,14 @@ def choose_horizons(
         family: widens each group's margin to the family-wise critical value of its
             whole search over horizons and cuts (``huracan.family``), never below
             ``z``; None: ``z`` for the best candidate, uncorrected (``gate=search``).
+        cut_margin: with ``family``, the margin a candidate must clear to be chosen:
+            ``family`` (the family's critical value: the gate and the cut are one test)
+            or ``z`` (``thresholds.cut_margin=z``: the family's critical value only
+            opens the gate, whether the group trades at all; the horizon and cut are
+            then chosen among the candidates whose bound at ``z`` is positive). A group
+            trades on exactly the same validation evidence either way, so the gate's
+            family-wise error is the same; ``z`` lets an open gate take the cut with
+            the most profit instead of the one surest to clear the family's margin.
 
     Returns:
         ``(horizon_index, thresholds, bounds)``, each (n_groups,); index -1 and threshold
@@ -274,6 +283,8 @@ def choose_horizons(
                 None if day is None else day[keep],
             )
         )
+    if cut_margin not in ("family", "z"):
+        raise ConfigError(f"thresholds.cut_margin must be family or z, got {cut_margin!r}")
     margin = np.full(n_groups, float(z))
     if family is not None:
         if day is None:
@@ -281,6 +292,18 @@ def choose_horizons(
         for g in range(n_groups):
             found = [entry[g][0] for entry in searches if entry[g] is not None]
             margin[g] = max(z, family.critical_z(found, head=g))
+    chosen = _best_over_horizons(searches, n_groups, margin, cut_z)
+    if family is not None and cut_margin == "z":
+        gate_open = chosen[0] >= 0
+        at_z = _best_over_horizons(searches, n_groups, np.full(n_groups, float(z)), cut_z)
+        chosen = tuple(np.where(gate_open, b, a) for a, b in zip(chosen, at_z, strict=True))
+    return chosen
+
+
+def _best_over_horizons(
+    searches: list, n_groups: int, margin: np.ndarray, cut_z: float | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per group, the horizon index, cut and bound of the best candidate at ``margin``."""
     best_index = np.full(n_groups, -1)
     best_cut = np.full(n_groups, np.inf)
     best_bound = np.full(n_groups, -np.inf)

@@ -69,3 +69,33 @@ def test_the_family_gate_needs_daily_evidence_and_sane_settings():
         choose_horizons(prob, net, group, rows, HORIZONS, 1, 20, 2.0, None, 1.0, FamilyGate())
     with pytest.raises(ConfigError, match="family_alpha"):
         FamilyGate(alpha=0.0)
+
+
+@pytest.mark.parametrize("edge", [0.0, 0.004, 0.01])
+def test_cut_margin_z_opens_the_same_gates_and_takes_at_least_the_profit(edge):
+    """thresholds.cut_margin=z: the family's critical value decides which heads trade
+    (exactly the same ones), then the cut whose bound at z is positive with the best score;
+    its validation profit is never below the family-margin cut's."""
+    n_heads = 30
+    prob, net, group, rows, day = head_folds(n_heads, edge=edge, seed=3)
+    args = (prob, net, group, rows, HORIZONS, n_heads, 20, 2.0, day, 0.0)
+    gate = FamilyGate(alpha=0.05, resamples=200)
+    family = choose_horizons(*args, gate, "family")
+    at_z = choose_horizons(*args, gate, "z")
+    np.testing.assert_array_equal(family[0] >= 0, at_z[0] >= 0)
+
+    def profit(index, cuts, g):
+        i = index[g]
+        keep = (group == g) & (rows % HORIZONS[i] == 0) & (prob[:, i] >= cuts[g])
+        return net[keep, i].sum()
+
+    for g in np.flatnonzero(family[0] >= 0):
+        assert profit(at_z[0], at_z[1], g) >= profit(family[0], family[1], g) - 1e-12
+    if edge == 0.01:
+        assert (at_z[1] <= family[1]).mean() > 0.5  # an open gate trades more of its edge
+
+
+def test_an_unknown_cut_margin_is_refused():
+    prob, net, group, rows, day = head_folds(1, edge=0.0, seed=0)
+    with pytest.raises(ConfigError, match="thresholds.cut_margin"):
+        choose_horizons(prob, net, group, rows, HORIZONS, 1, 20, 2.0, day, 1.0, None, "wide")

@@ -90,7 +90,8 @@ def test_a_sector_factor_follows_its_own_sub_leader():
         assert abs(np.corrcoef(level, factor[:, 0])[0, 1]) < 1e-9
 
 
-def test_a_stored_tree_rebuilds_the_channels_bit_for_bit_on_a_coins_path():
+@pytest.mark.parametrize("level_factor", ["pca", "leader"])
+def test_a_stored_tree_rebuilds_the_channels_bit_for_bit_on_a_coins_path(level_factor):
     """``to_dict`` through JSON, then ``from_dict`` on a panel of one coin's path (its
     level-1 cluster and the market's members, columns reversed): the coin's channels on
     every bar are the fitted tree's, to the bit, gaps included."""
@@ -98,7 +99,8 @@ def test_a_stored_tree_rebuilds_the_channels_bit_for_bit_on_a_coins_path():
     returns[100:110, 4] = np.nan
     market = PCAFactor().fit(returns[:1500], symbols[:3], symbols)
     factor = market.transform(returns)
-    tree = FactorTree([1, 3, 5]).fit(returns[:1500], factor[:1500], np.zeros(13, int))
+    tree = FactorTree([1, 3, 5], level_factor=level_factor)
+    tree.fit(returns[:1500], factor[:1500], np.zeros(13, int))
     fitted = tree.channels(returns, factor, np.isfinite(returns))
     state = json.loads(json.dumps(tree.to_dict(symbols)))
     path = FactorTree.input_symbols(state, ["C5"])
@@ -106,6 +108,7 @@ def test_a_stored_tree_rebuilds_the_channels_bit_for_bit_on_a_coins_path():
     sub = list(reversed(dict.fromkeys([*symbols[:3], *path])))
     cols = [symbols.index(s) for s in sub]
     rebuilt = FactorTree.from_dict(state, sub)
+    assert rebuilt.level_factor == level_factor
     channels = rebuilt.channels(
         returns[:, cols],
         PCAFactor.from_dict(market.to_dict(), sub).transform(returns[:, cols]),

@@ -33,6 +33,7 @@ from huracan.features.labels import energy_weights
 from huracan.features.per_cluster import MAX_ROWS, cluster_masks
 from huracan.features.scaling import PanelScaler
 from huracan.hierarchy import cascade
+from huracan.lead_fit import LeadFit
 from huracan.models.batches import sample_tensors
 from huracan.strong_baselines import Rules, extra_baselines
 from huracan.thresholds import validation_days
@@ -212,6 +213,8 @@ def prepare_fold(
         channels,
         arrays.quote_volume,
     )
+    if cfg.factor.get("lead_fit"):  # each coin's own loading on the channels above
+        channels = LeadFit().fit(channels.values, arrays.returns, train).channels(channels)
 
     names, fracdiff, ffd = list(arrays.feature_names), None, None
     training = [rows_of(arrays.features, train)]

@@ -603,6 +603,7 @@ def trade_decisions(
         validation_days(cfg.thresholds.unit, arrays.timestamps_ns[val_t]),
         cfg.thresholds.cut_z,
         family_gate(cfg.thresholds, arrays.horizons, arrays.timestamps_ns, cfg.seed),
+        cfg.thresholds.get("cut_margin", "family"),
     )
     daily, n_trades = validation_daily_bps(
         val_prob,

@@ -45,6 +45,7 @@ from huracan.config import build
 from huracan.data import GateReport, Panel
 from huracan.errors import ConfigError
 from huracan.io import atomic_write_text, plain
+from huracan.lead_fit import refuse_lead_fit
 from huracan.pipelines.base import Pipeline
 from huracan.pipelines.mechanic.coin import Market, fit_challengers, mechanic_coin, skipped
 from huracan.pipelines.mechanic.drift import check_levels, cluster_drift, feature_drift
@@ -296,6 +297,7 @@ class MechanicPipeline(Pipeline):
         return panel.timestamps[-1] - pd.Timedelta(days=cfg.mechanic.holdout_days)
 
     def check(self, cfg: DictConfig) -> None:
+        refuse_lead_fit(cfg, "mechanic")
         options = cfg.get("mechanic")
         if options is None or cfg.get("drift") is None:
             raise ConfigError("pipeline=mechanic needs its mechanic and drift sections")

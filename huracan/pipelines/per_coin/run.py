@@ -50,6 +50,7 @@ from huracan.config import build
 from huracan.data import GateReport, Panel
 from huracan.errors import ConfigError
 from huracan.io import atomic_write_text, plain
+from huracan.lead_fit import refuse_lead_fit
 from huracan.loggers import stage_logger
 from huracan.models.checkpoint import encoder_spec
 from huracan.names import check_segment
@@ -409,6 +410,7 @@ class PerCoinPipeline(Pipeline):
             object.__setattr__(self, "costs", CostCalibration(**self.costs))
 
     def check(self, cfg: DictConfig) -> None:
+        refuse_lead_fit(cfg, "per_coin")
         # it names runs/<run_id>/ and models/<SYMBOL>/baseline_<run_id>/
         model_prefix("BTC", check_segment(self.run_id, "pipeline.run_id"))
         if not 0 <= self.report_days < self.test_days:

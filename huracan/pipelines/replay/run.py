@@ -41,6 +41,7 @@ from huracan.config import build
 from huracan.data import GateReport, Panel
 from huracan.data.panel import to_utc
 from huracan.errors import ConfigError
+from huracan.lead_fit import refuse_lead_fit
 from huracan.pipelines.base import Pipeline
 from huracan.pipelines.mechanic.drift import check_levels
 from huracan.pipelines.mechanic.run import run_cycle, summary_of
@@ -309,6 +310,7 @@ class ReplayPipeline(Pipeline):
         return default_start(Fleet.load(build(cfg.store), config=ServeConfig(expire_hours=None)))
 
     def check(self, cfg: DictConfig) -> None:
+        refuse_lead_fit(cfg, "replay")
         options = cfg.get("replay")
         if options is None or cfg.get("mechanic") is None or cfg.get("drift") is None:
             raise ConfigError("pipeline=replay needs its replay, mechanic and drift sections")
