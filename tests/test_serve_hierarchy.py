@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from types import SimpleNamespace
 
 import numpy as np
@@ -24,6 +25,7 @@ from huracan.config import build
 from huracan.errors import ConfigError
 from huracan.hierarchy import FactorTree
 from huracan.pipelines.mechanic.drift import level_drift
+from huracan.pipelines.per_coin.specs import history_gap
 from huracan.run import train
 from huracan.serve import Fleet, ServeConfig
 from huracan.store import LocalStore
@@ -140,9 +142,8 @@ def test_a_coin_is_served_with_its_path_only(trained):
     symbol = max(tree["levels"][1]["members"].values(), key=len)[0]
     path = FactorTree.input_symbols(tree, [symbol])
     assert symbol in path and set(path) < set(trained.panel.symbols)
-    other = next(s for s in path if s != symbol) if len(path) > 1 else None
-    if other is None:
-        pytest.skip("the coin's level-1 cluster has one member")
+    assert len(path) > 1, "the largest level-1 cluster has one member: nothing to leave out"
+    other = next(s for s in path if s != symbol)
     without = trained.panel.select([s for s in trained.panel.symbols if s != other])
     _, problems = fleet.inputs(without)
     assert "level tree" in problems[symbol][0] and other in problems[symbol][0]
@@ -293,7 +294,9 @@ def test_the_mechanic_tree_never_sees_a_bar_after_its_window(trained, mechanic):
         clusters = fit_clusters(arrays, rows, trained_cfg)
         return level_drift(tree, clusters, market, rows, 0.5)
 
-    assert refit(panel) == refit(changed_after(panel, int(rows[-1])))
+    levels = refit(panel)
+    assert all("error" not in level and level["ari"] is not None for level in levels)
+    assert levels == refit(changed_after(panel, int(rows[-1])))
 
 
 def test_the_mechanic_and_the_replay_refuse_another_tree_than_the_champions(trained, tmp_path):
@@ -316,3 +319,22 @@ def test_the_mechanic_and_the_replay_refuse_another_tree_than_the_champions(trai
 def test_the_serving_pipelines_take_the_hierarchy(tmp_path, pipeline):
     cfg = run_config(tmp_path, f"pipeline={pipeline}", *TREE)
     build(cfg.pipeline).check(cfg)
+
+
+def test_a_coin_outside_the_tree_is_skipped_for_that_reason(trained):
+    """A coin the clustering left out has no level channels; its job's skip reason says so,
+    not that its history is too short."""
+    symbol = trained.panel.symbols[-1]
+    clusters = replace(trained.data.clusters, excluded={symbol: "too little overlap"})
+    split = SimpleNamespace(
+        data=replace(trained.data, clusters=clusters),
+        fold=trained.data.fold,
+        valid=np.zeros((trained.panel.n_bars, len(trained.panel.symbols)), bool),
+    )
+    j = trained.panel.symbols.index(symbol)
+    assert history_gap(trained.panel, split, j) == (
+        "not in the level tree (clustering left it out: too little overlap)"
+    )
+    flat_data = replace(split.data, clusters=replace(clusters, tree=None))
+    flat = SimpleNamespace(data=flat_data, fold=split.fold, valid=split.valid)
+    assert "history too short" in history_gap(trained.panel, flat, j)

@@ -19,7 +19,9 @@ head through what the fold already fitted, unchanged:
   shared by the head's coins and passed the family gate on the coins clustered; letting a
   coin with weeks of history (often its first weeks of trading, the most volatile) move it
   would change every other coin's test trades and the gate's calibration. So each other
-  coin's trades are the same with the coin admitted or not.
+  coin's model trades are the same with the coin admitted or not. The baselines (and the
+  ensemble's LightGBM component) take a late coin like any coin of the fold: their figures
+  for the other coins do change.
 
 Its inputs are taken from the arrays of the fold's clustered coins and its late coins
 together (its cross-sectional ranks among them), its cluster-relative return against its

@@ -120,11 +120,16 @@ def cluster_drift(store: Store, fleet: Fleet, market: Market, cfg: DictConfig) -
         entry["levels"] = level_drift(tree, result, market, rows, options.min_cluster_ari)
         entry["retrain_due"] |= any(level.get("retrain_due") for level in entry["levels"])
     if entry["retrain_due"]:
+        fired = [("clusters", entry)] * (
+            entry["ari"] is not None and entry["ari"] < options.min_cluster_ari
+        ) + [(f"level {v['level']}", v) for v in entry.get("levels", []) if v.get("retrain_due")]
         log.warning(
-            "cluster drift: ARI %.3f < drift.min_cluster_ari=%s (moved: %s): a full retrain is due",
-            entry["ari"],
+            "cluster drift below drift.min_cluster_ari=%s: %s: a full retrain is due",
             options.min_cluster_ari,
-            ", ".join(entry["moved"]) or "-",
+            "; ".join(
+                f"{name} ARI {v['ari']} (moved: {', '.join(v['moved']) or '-'})"
+                for name, v in fired
+            ),
         )
     append_history(store, entry)
     return entry

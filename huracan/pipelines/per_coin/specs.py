@@ -213,6 +213,11 @@ def history_gap(panel: Panel, split: Split, j: int) -> str:
         return f"no {window} bars: its last bar is {when[1]}, the window starts {when[2]}"
     if bars[0] > rows[-1]:
         return f"no {window} bars: its first bar is {when[0]}, after the window"
+    clusters = split.data.clusters
+    symbol = panel.symbols[j]
+    if clusters.tree is not None and symbol in clusters.excluded:
+        # cluster=hierarchy: a coin outside the tree has no level channels to learn from
+        return f"not in the level tree (clustering left it out: {clusters.excluded[symbol]})"
     return f"no {window} bars with every input (history too short for the features' warm-up)"
 
 
