@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
+from hashlib import sha256
 
 import numpy as np
 import pandas as pd
@@ -92,7 +93,9 @@ class CoinModel:
         cfg = self.config
         tree = self.description.get("tree")
         path = None if tree is None else FactorTree.path_of(tree, self.symbol)
-        levels = {} if tree is None else {"tree": tree, "path": path}
+        # the tree by its digest: at 400 coins a tree is tens of KB, and every coin keys on it
+        digest = None if tree is None else sha256(json.dumps(tree, sort_keys=True).encode())
+        levels = {} if tree is None else {"tree": digest.hexdigest(), "path": path}
         return json.dumps(
             {
                 "features": cfg["features"],
