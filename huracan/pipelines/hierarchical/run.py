@@ -13,12 +13,8 @@ pipeline as named stages (each function under 60 lines); the report lives in
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import gc
 import json
 import logging
-import sys
 import time
 from pathlib import Path
 
@@ -33,6 +29,7 @@ from huracan.data import GateReport
 from huracan.data.panel import Panel
 from huracan.features.per_cluster import feature_sets
 from huracan.loggers import log_results, stage_logger
+from huracan.memory import release_memory
 from huracan.models import save_checkpoint
 from huracan.pipelines.base import Pipeline
 from huracan.pipelines.hierarchical.book import Book, FleetRun
@@ -241,19 +238,6 @@ def run_hierarchical(
         absent = absent_cells(universe, folds, shape)
         run.oracle = Book.at_horizon(signals & ~absent, arrays, 1, absent)
     return run
-
-
-def release_memory() -> None:
-    """Frees what a finished stage left and hands the memory back to the system.
-
-    Exceptions caught inside OmegaConf and Lightning keep their frames (and so the fold's
-    arrays, gigabytes for 400 coins) in reference cycles until the collector runs; and
-    glibc keeps freed heap memory for reuse unless told to trim it.
-    """
-    gc.collect()
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def fleet_baselines(
