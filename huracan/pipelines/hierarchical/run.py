@@ -327,11 +327,15 @@ def train_fold(
     fold = data.fold
     weights = horizon_weights(arrays, fold)
     learn, predict = data.valid(arrays), data.valid(arrays, labelled=False)
-    train, _, _ = horizon_samples(data, arrays, weights, fold.train, learn)
-    val, val_t, val_a = horizon_samples(data, arrays, weights, fold.val, learn)
-    test, test_t, test_a = horizon_samples(data, arrays, weights, fold.test, predict)
-    del weights, learn, predict
-    data.drop_inputs()  # the samples hold what the models read
+    # the inputs are read from the fold's grids a chunk at a time (``LazyInputs``): the
+    # encoder fits on a subset, the heads learn from codes, predictions go in chunks
+    parts = [(fold.train, learn), (fold.val, learn), (fold.test, predict)]
+    (train, _, _), (val, val_t, val_a), (test, test_t, test_a) = (
+        horizon_samples(data, arrays, weights, rows, valid, lazy_inputs=True)
+        for rows, valid in parts
+    )
+    del weights, learn, predict, parts
+    data.drop_inputs(inputs=False)  # the samples hold the rest of what the models read
     if len(train["y"]) == 0 or len(val["y"]) == 0:
         raise ValueError(f"fold {fold.index}: no usable training or validation samples")
     seed = cfg.seed + fold.index
@@ -348,7 +352,7 @@ def train_fold(
         f"{stage} encoder",
     )
     codes = build(cfg.head).encode(encoder, train, val)  # one encoding for both trainings
-    if codes:  # the heads learn from the codes: the raw training inputs can go
+    if codes:  # the heads learn from the codes
         train = codes[0]
     release_memory()
     module = fit_heads(
