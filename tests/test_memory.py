@@ -21,7 +21,7 @@ from huracan.pipelines.hierarchical.book import Book
 from huracan.thresholds import head_searches
 from huracan.training.arrays import build_fleet_arrays
 from huracan.training.fit import encoded, subsample
-from huracan.training.folds import prepare_fold, walk_forward
+from huracan.training.folds import horizon_samples, horizon_weights, prepare_fold, walk_forward
 
 SMALL = [
     "data.n_assets=8",
@@ -210,3 +210,18 @@ def test_the_fold_grids_that_lazy_inputs_read_are_dropped_last(fleet):
     with pytest.raises(RuntimeError, match="after drop_inputs"):
         lazy["x"][:5]
     assert first.shape == (5, len(data.feature_names))
+
+
+def test_horizon_labels_and_weights_are_zero_where_a_horizon_has_no_label(fleet):
+    """The (B, H) labels and weights zeroed in place are those of ``np.where`` (as built
+    before): the label and its weight where the horizon has a label, 0 where not."""
+    arrays, fold, data, _, _ = fleet
+    weights = horizon_weights(arrays, fold)
+    every_bar = np.arange(len(arrays.timestamps_ns))  # the last bars' longer horizon: none
+    predict = data.valid(arrays, labelled=False)
+    tensors, t_idx, a_idx = horizon_samples(data, arrays, weights, every_bar, predict)
+    label = arrays.label_h[t_idx, a_idx]
+    known = np.isfinite(label)
+    assert not known.all() and known.any()
+    np.testing.assert_array_equal(tensors["y"].numpy(), np.where(known, label, 0))
+    np.testing.assert_array_equal(tensors["w"].numpy(), np.where(known, weights[t_idx, a_idx], 0))

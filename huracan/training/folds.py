@@ -415,11 +415,11 @@ def horizon_samples(
     run has one. ``lazy_inputs``: see :meth:`FoldData.samples`."""
     tensors, t_idx, a_idx = data.samples(arrays, rows, valid, lazy_inputs)
     target = arrays.label_h if arrays.target_h is None else arrays.target_h
-    label = target[t_idx, a_idx]  # (B, H)
-    known = np.isfinite(label)
-    y = np.where(known, label, np.float32(0.0))  # float32 as label_h: no float64 copy
-    w = np.where(known, weights[t_idx, a_idx], np.float32(0.0))
-    if label.shape[1] == 1:  # one horizon: the one-output head of the per-coin pipeline
+    # (B, H) gathers, zeroed in place: no further (B, H) copies beside them (millions)
+    y, w = target[t_idx, a_idx], weights[t_idx, a_idx]
+    unknown = ~np.isfinite(y)
+    y[unknown], w[unknown] = 0.0, 0.0
+    if y.shape[1] == 1:  # one horizon: the one-output head of the per-coin pipeline
         y, w = y[:, 0], w[:, 0]
     tensors["y"] = torch.as_tensor(y, dtype=torch.float32)
     tensors["w"] = torch.as_tensor(w, dtype=torch.float32)
