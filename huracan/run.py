@@ -23,6 +23,7 @@ from huracan.data import GateReport, GateThresholds, Panel, apply_fold_gates, ap
 from huracan.data.panel import to_utc
 from huracan.errors import ConfigError, DataError
 from huracan.io import atomic_write_text
+from huracan.memory import fix_mmap_threshold
 from huracan.pipelines.base import Pipeline
 from huracan.report import StageTimer, format_table
 from huracan.threads import apply_threads
@@ -264,6 +265,7 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
         raise ConfigError(f"pipeline._target_ {cfg.pipeline._target_!r} is not a Pipeline")
     validate(cfg)
     threads = apply_threads(cfg.get("threads"))  # before any torch work
+    fix_mmap_threshold()  # freed temporaries go back to the system (huracan.memory)
     pipeline: Pipeline = build(cfg.pipeline)
     preflight(cfg, pipeline)
     out.mkdir(parents=True, exist_ok=True)

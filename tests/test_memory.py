@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from conftest import run_config
 
 import huracan.family as family
@@ -15,10 +16,12 @@ from huracan.factor import PCAFactor
 from huracan.family import FamilyGate
 from huracan.features.labels import after_cost_labels, forward_return
 from huracan.hierarchy import FactorTree, HierarchyClusterer
+from huracan.models import Autoencoder, FleetModule, GroupedMoEHead
 from huracan.pipelines.hierarchical.book import Book
 from huracan.thresholds import head_searches
 from huracan.training.arrays import build_fleet_arrays
-from huracan.training.folds import prepare_fold, walk_forward
+from huracan.training.fit import encoded, subsample
+from huracan.training.folds import horizon_samples, horizon_weights, prepare_fold, walk_forward
 
 SMALL = [
     "data.n_assets=8",
@@ -160,3 +163,65 @@ def test_a_book_forgets_its_outcomes_and_reads_them_again(fleet):
     assert "net_return" not in vars(book)
     for before, again in zip(first, (book.net_return, book.label, book.hold), strict=True):
         np.testing.assert_array_equal(again, before)
+
+
+def test_lazy_training_inputs_read_as_the_tensor_they_stand_for(fleet):
+    """Inputs gathered when read (``LazyInputs``) give the rows, the encoder's subset, the
+    codes and the predictions of the whole tensor, bit for bit; the other tensors are the
+    same."""
+    arrays, fold, data, _, _ = fleet
+    valid = data.valid(arrays)
+    eager, t_idx, a_idx = data.samples(arrays, fold.train, valid)
+    lazy, lazy_t, lazy_a = data.samples(arrays, fold.train, valid, lazy_inputs=True)
+    np.testing.assert_array_equal(lazy_t, t_idx)
+    np.testing.assert_array_equal(lazy_a, a_idx)
+    x = eager["x"]
+    assert isinstance(lazy["x"], folds.LazyInputs)
+    assert len(lazy["x"]) == len(x) and lazy["x"].shape == x.shape
+    assert lazy["x"].dtype == x.dtype
+    rows = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))[:50]
+    assert torch.equal(lazy["x"][rows], x[rows])
+    assert torch.equal(lazy["x"][3:40], x[3:40])
+    np.testing.assert_array_equal(lazy["x"].numpy(), x.numpy())
+    for name in ("factor", "group", "y", "w"):
+        assert torch.equal(lazy[name], eager[name])
+    assert torch.equal(subsample(lazy["x"], 30, 1), subsample(x, 30, 1))
+    torch.manual_seed(0)
+    encoder = Autoencoder(x.shape[1], 4, (8,))
+    codes = encoded(encoder, lazy, chunk=17)["x"]
+    assert torch.equal(codes, encoded(encoder, eager, chunk=17)["x"])
+    module = FleetModule(encoder, GroupedMoEHead(data.n_groups, 4 + eager["factor"].shape[1]))
+    probabilities = (
+        module.predict_proba(part["x"], part["factor"], part["group"], batch_size=23)
+        for part in (lazy, eager)
+    )
+    assert torch.equal(*probabilities)
+
+
+def test_the_fold_grids_that_lazy_inputs_read_are_dropped_last(fleet):
+    arrays, fold, _, _, cfg = fleet
+    data = prepare_fold(arrays, fold, cfg, None)
+    lazy, _, _ = data.samples(arrays, fold.train, data.valid(arrays), lazy_inputs=True)
+    data.drop_inputs(inputs=False)
+    assert data.channels is None and data.ffd is not None
+    first = lazy["x"][:5]
+    data.drop_inputs()
+    assert data.ffd is None
+    with pytest.raises(RuntimeError, match="after drop_inputs"):
+        lazy["x"][:5]
+    assert first.shape == (5, len(data.feature_names))
+
+
+def test_horizon_labels_and_weights_are_zero_where_a_horizon_has_no_label(fleet):
+    """The (B, H) labels and weights zeroed in place are those of ``np.where`` (as built
+    before): the label and its weight where the horizon has a label, 0 where not."""
+    arrays, fold, data, _, _ = fleet
+    weights = horizon_weights(arrays, fold)
+    every_bar = np.arange(len(arrays.timestamps_ns))  # the last bars' longer horizon: none
+    predict = data.valid(arrays, labelled=False)
+    tensors, t_idx, a_idx = horizon_samples(data, arrays, weights, every_bar, predict)
+    label = arrays.label_h[t_idx, a_idx]
+    known = np.isfinite(label)
+    assert not known.all() and known.any()
+    np.testing.assert_array_equal(tensors["y"].numpy(), np.where(known, label, 0))
+    np.testing.assert_array_equal(tensors["w"].numpy(), np.where(known, weights[t_idx, a_idx], 0))

@@ -83,7 +83,8 @@ class AutoencoderEncoder:
             callbacks=stopping("val/recon", self.patience),
         )
         x_train, x_val = (subsample(x, self.max_samples, seed) for x in (train["x"], val["x"]))
-        samples = FoldSamples({"x": x_train}, {"x": x_val}, self.batch_size, seed)
+        # [:] gathers inputs read lazily (training.folds.LazyInputs); a tensor's is a view
+        samples = FoldSamples({"x": x_train[:]}, {"x": x_val[:]}, self.batch_size, seed)
         trainer.fit(module, datamodule=samples)
         return autoencoder.cpu().eval()
 

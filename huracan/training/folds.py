@@ -151,10 +151,13 @@ class FoldData:
                 rows[chunk][~(self.masks[np.maximum(group, 0)] | (group < 0)[:, None])] = 0
         return rows
 
-    def drop_inputs(self) -> None:
-        """Frees the fold's (T, N, ...) grids ``channels`` and ``ffd`` once its samples
-        are taken (400 coins x 2 years: 0.2 GB)."""
-        self.channels = self.ffd = self.across = None
+    def drop_inputs(self, inputs: bool = True) -> None:
+        """Frees the fold's (T, N, ...) grids once its samples are taken (400 coins x 2
+        years: 0.2 GB): ``channels``, and (``inputs``) ``ffd`` and ``across``, which
+        :meth:`inputs` reads (keep them while :class:`LazyInputs` of the fold are read)."""
+        self.channels = None
+        if inputs:
+            self.ffd = self.across = None
 
     def valid(self, arrays: FleetArrays, labelled: bool = True) -> np.ndarray:
         """(T, N) rows with every input, a head and (``labelled``) a label: the rows a model
@@ -169,9 +172,12 @@ class FoldData:
         return usable & np.isfinite(arrays.label) if labelled else usable
 
     def samples(
-        self, arrays: FleetArrays, rows: np.ndarray, valid: np.ndarray
+        self, arrays: FleetArrays, rows: np.ndarray, valid: np.ndarray, lazy_inputs: bool = False
     ) -> tuple[dict[str, torch.Tensor], np.ndarray, np.ndarray]:
         """Flattens the given grid rows into model samples, sorted by (timestamp, asset).
+
+        Args:
+            lazy_inputs: ``x`` as :class:`LazyInputs`, gathered when read, not held.
 
         Returns:
             The tensors (``x``, ``factor``, ``group``, ``y``, ``w``), and the grid row and
@@ -179,14 +185,44 @@ class FoldData:
         """
         t_idx, a_idx = np.nonzero(valid[rows])
         t_idx = rows[t_idx]
+        lazy = LazyInputs(self, t_idx, a_idx) if lazy_inputs else None
         tensors = sample_tensors(
-            self.inputs(t_idx, a_idx),
+            np.empty((len(t_idx), 0), np.float32) if lazy else self.inputs(t_idx, a_idx),
             self.channels[t_idx, a_idx],
             self.group_of(t_idx, a_idx),
             arrays.label[t_idx, a_idx],
             self.weights[t_idx, a_idx],
         )
+        if lazy:
+            tensors["x"] = lazy
         return tensors, t_idx, a_idx
+
+
+class LazyInputs:
+    """A fold's (B, F) scaled model inputs, gathered from its grids when rows are read
+    (:meth:`FoldData.inputs`) instead of held whole: the training samples of a 400-coin
+    fold (4.4 million x 14 float32) are 0.25 GB, and the encoder reads a subset of them and
+    the heads their codes (``training.fit``), a chunk at a time. Reads as the tensor it
+    stands for: ``len``, ``shape``, ``dtype``, rows by slice or index tensor (a float32
+    tensor, the same values as the whole tensor's rows), ``numpy()`` for all of them.
+    """
+
+    def __init__(self, data: FoldData, t_idx: np.ndarray, a_idx: np.ndarray):
+        self.data, self.t_idx, self.a_idx = data, t_idx, a_idx
+        self.shape = torch.Size((len(t_idx), len(data.feature_names)))
+        self.dtype = torch.float32
+
+    def __len__(self) -> int:
+        return len(self.t_idx)
+
+    def __getitem__(self, rows: slice | np.ndarray | torch.Tensor) -> torch.Tensor:
+        if isinstance(rows, torch.Tensor):
+            rows = rows.numpy()
+        return torch.from_numpy(self.data.inputs(self.t_idx[rows], self.a_idx[rows]))
+
+    def numpy(self) -> np.ndarray:
+        """Every row, (B, F) float32."""
+        return self.data.inputs(self.t_idx, self.a_idx)
 
 
 def prepare_fold(
@@ -370,18 +406,23 @@ def horizon_weights(arrays: FleetArrays, fold: Fold) -> np.ndarray:
 
 
 def horizon_samples(
-    data: FoldData, arrays: FleetArrays, weights: np.ndarray, rows: np.ndarray, valid
+    data: FoldData,
+    arrays: FleetArrays,
+    weights: np.ndarray,
+    rows: np.ndarray,
+    valid,
+    lazy_inputs: bool = False,
 ) -> tuple[dict[str, torch.Tensor], np.ndarray, np.ndarray]:
     """The fold's samples of ``rows`` with (B, H) labels and weights, one per horizon
     (weight 0 where a horizon has no label): ``labels.target``'s (``target_h``) where the
-    run has one."""
-    tensors, t_idx, a_idx = data.samples(arrays, rows, valid)
+    run has one. ``lazy_inputs``: see :meth:`FoldData.samples`."""
+    tensors, t_idx, a_idx = data.samples(arrays, rows, valid, lazy_inputs)
     target = arrays.label_h if arrays.target_h is None else arrays.target_h
-    label = target[t_idx, a_idx]  # (B, H)
-    known = np.isfinite(label)
-    y = np.where(known, label, np.float32(0.0))  # float32 as label_h: no float64 copy
-    w = np.where(known, weights[t_idx, a_idx], np.float32(0.0))
-    if label.shape[1] == 1:  # one horizon: the one-output head of the per-coin pipeline
+    # (B, H) gathers, zeroed in place: no further (B, H) copies beside them (millions)
+    y, w = target[t_idx, a_idx], weights[t_idx, a_idx]
+    unknown = ~np.isfinite(y)
+    y[unknown], w[unknown] = 0.0, 0.0
+    if y.shape[1] == 1:  # one horizon: the one-output head of the per-coin pipeline
         y, w = y[:, 0], w[:, 0]
     tensors["y"] = torch.as_tensor(y, dtype=torch.float32)
     tensors["w"] = torch.as_tensor(w, dtype=torch.float32)

@@ -13,12 +13,8 @@ pipeline as named stages (each function under 60 lines); the report lives in
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import gc
 import json
 import logging
-import sys
 import time
 from pathlib import Path
 
@@ -33,6 +29,7 @@ from huracan.data import GateReport
 from huracan.data.panel import Panel
 from huracan.features.per_cluster import feature_sets
 from huracan.loggers import log_results, stage_logger
+from huracan.memory import release_memory
 from huracan.models import save_checkpoint
 from huracan.pipelines.base import Pipeline
 from huracan.pipelines.hierarchical.book import Book, FleetRun
@@ -252,19 +249,6 @@ def run_hierarchical(
     return run
 
 
-def release_memory() -> None:
-    """Frees what a finished stage left and hands the memory back to the system.
-
-    Exceptions caught inside OmegaConf and Lightning keep their frames (and so the fold's
-    arrays, gigabytes for 400 coins) in reference cycles until the collector runs; and
-    glibc keeps freed heap memory for reuse unless told to trim it.
-    """
-    gc.collect()
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL("libc.so.6").malloc_trim(0)
-
-
 def fleet_baselines(
     arrays: FleetArrays,
     folds: list[Fold],
@@ -354,11 +338,15 @@ def train_fold(
     fold = data.fold
     weights = horizon_weights(arrays, fold)
     learn, predict = data.valid(arrays), data.valid(arrays, labelled=False)
-    train, _, _ = horizon_samples(data, arrays, weights, fold.train, learn)
-    val, val_t, val_a = horizon_samples(data, arrays, weights, fold.val, learn)
-    test, test_t, test_a = horizon_samples(data, arrays, weights, fold.test, predict)
-    del weights, learn, predict
-    data.drop_inputs()  # the samples hold what the models read
+    # the inputs are read from the fold's grids a chunk at a time (``LazyInputs``): the
+    # encoder fits on a subset, the heads learn from codes, predictions go in chunks
+    parts = [(fold.train, learn), (fold.val, learn), (fold.test, predict)]
+    (train, _, _), (val, val_t, val_a), (test, test_t, test_a) = (
+        horizon_samples(data, arrays, weights, rows, valid, lazy_inputs=True)
+        for rows, valid in parts
+    )
+    del weights, learn, predict, parts
+    data.drop_inputs(inputs=False)  # the samples hold the rest of what the models read
     # the books have a column per coin of the run; ``arrays`` those of the fold's universe
     columns = np.array([run.arrays.symbols.index(s) for s in arrays.symbols])
     test_cols, tests = columns[test_a], [test]  # the test samples, predicted part by part
@@ -385,7 +373,7 @@ def train_fold(
         f"{stage} encoder",
     )
     codes = build(cfg.head).encode(encoder, train, val)  # one encoding for both trainings
-    if codes:  # the heads learn from the codes: the raw training inputs can go
+    if codes:  # the heads learn from the codes
         train = codes[0]
     release_memory()
     module = fit_heads(
@@ -448,7 +436,8 @@ def joined(parts: list[dict]) -> dict:
     """Sample tensors of several parts as one."""
     if len(parts) == 1:
         return parts[0]
-    return {key: torch.cat([part[key] for part in parts]) for key in parts[0]}
+    # ``[:]``: a part's inputs may be read lazily (``LazyInputs``), a tensor's is a view
+    return {key: torch.cat([part[key][:] for part in parts]) for key in parts[0]}
 
 
 def record_fold(run: FleetRun, data: FoldData, arrays, train, test, choice) -> dict:

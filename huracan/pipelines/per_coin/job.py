@@ -24,6 +24,7 @@ from omegaconf import OmegaConf
 
 from huracan.coins import CoinJob, grid_rows, part_tensors, predict, window_rows
 from huracan.config import build
+from huracan.memory import fix_mmap_threshold
 from huracan.models import FleetModule, GroupedMoEHead
 from huracan.models.checkpoint import build_encoder, checkpoint_files, module_from_files
 from huracan.pipelines.per_coin.costs import price_test
@@ -48,6 +49,7 @@ def run_coin_job(job: CoinJob) -> dict:
     """
     if job.rules.get("torch_threads"):
         torch.set_num_threads(job.rules["torch_threads"])
+    fix_mmap_threshold()  # in a Dask worker too, as train() set it in the run
     job = price_test(job)  # the test window's costs, calibrated on the bars right before it
     store = build(job.store)
     if is_complete(store, job.model_prefix, verify_hashes=True):
