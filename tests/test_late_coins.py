@@ -184,3 +184,15 @@ def test_a_late_coin_takes_its_clusters_median_fracdiff_order(market, tmp_path):
     assert admitted.data.fracdiff.d_[0] == np.nanmedian(data.fracdiff.d_[peers])
     ffd = admitted.data.ffd[folds[1].test, 0]
     assert np.isnan(ffd[0]) and np.isfinite(ffd[-1])  # warming up, then there
+
+
+def test_a_late_coin_stays_out_where_a_channel_is_fitted_per_coin(market, tmp_path):
+    """``factor.lead_fit`` fits a channel per coin on training bars: a coin without any
+    is left out of the fold (a recorded reason), and the run goes on."""
+    cfg = run_config(tmp_path, *COMMON, "factor.lead_fit=true")
+    panel, _ = late_panel(market, cfg)
+    kept, report = gated(panel, cfg)
+    run = run_hierarchical(kept, cfg, tmp_path, StageTimer(), report)
+    sol = run.arrays.symbols.index("SOL")
+    assert run.universe[:, sol].tolist() == [False, False, True]
+    assert "factor.lead_fit" in str(report.late["SOL"][1])

@@ -123,6 +123,8 @@ def unsupported(data: FoldData, cfg: DictConfig) -> str | None:
         return "cluster.refit_every: the heads' clusters change inside the test window"
     if getattr(data.factor, "residual", False) and data.factor.n_factors:
         return "factor.residual: the residual channel is fitted per coin"
+    if cfg.factor.get("lead_fit"):
+        return "factor.lead_fit: the lead-fit channel is fitted per coin"
     return None
 
 

@@ -418,7 +418,8 @@ def train_fold(
         samples = (train, val, tests)
         train_without_factor(data, encoder, samples, codes, rows, arrays, make_trainer, run, cfg)
     save_fold_checkpoint(out, module, data, arrays.symbols, choice, cfg)
-    return record_fold(run, data, arrays, train, joined(tests), choice)
+    n_test = sum(len(part["y"]) for part in tests)  # counted, not joined: no input is read
+    return record_fold(run, data, arrays, train, n_test, choice)
 
 
 def late_samples(late: LateFold, run: FleetRun) -> tuple[dict, np.ndarray, np.ndarray]:
@@ -440,10 +441,10 @@ def joined(parts: list[dict]) -> dict:
     return {key: torch.cat([part[key][:] for part in parts]) for key in parts[0]}
 
 
-def record_fold(run: FleetRun, data: FoldData, arrays, train, test, choice) -> dict:
+def record_fold(run: FleetRun, data: FoldData, arrays, train, n_test: int, choice) -> dict:
     """Adds the fold's clusters, factor and summary to ``run``; returns the summary."""
     traded = int(run.model.signals[data.fold.test].sum())
-    info = fold_info(data, arrays.symbols, train, test, traded, choice, arrays.horizons)
+    info = fold_info(data, arrays.symbols, train, n_test, traded, choice, arrays.horizons)
     run.fold_clusters.append(data.clusters)
     run.fold_factor.append(data.factor.to_dict())
     run.fold_info.append(info)
@@ -519,7 +520,7 @@ def fold_info(
     data: FoldData,
     symbols: list[str],
     train: dict,
-    test: dict,
+    n_test: int,
     trades: int,
     choice: dict,
     horizons: tuple[int, ...],
@@ -533,7 +534,7 @@ def fold_info(
         "val_rows": len(fold.val),
         "test_rows": len(fold.test),
         "train_samples": len(train["y"]),
-        "test_samples": len(test["y"]),
+        "test_samples": n_test,
         "test_signals": trades,
         "heads_trading": sum(h is not None for h in choice["horizons"]),
         "horizons": choice["horizons"],
