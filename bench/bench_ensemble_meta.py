@@ -79,7 +79,7 @@ def component_scores(run) -> dict[str, np.ndarray]:
     scores = {n: np.full((len(arrays.horizons), *arrays.net_h.shape[:2]), np.nan) for n in names}
     for parts in run.ensemble_parts:
         test_t, test_a, test_group = parts.test_rows
-        prob = with_own(parts.test_prob, test_group)
+        prob = with_own(parts.test_prob, test_group, leave_out_own=False)
         for k, name in enumerate(names):
             scores[name][:, test_t, test_a] = prob[:, k].T
     return scores
@@ -152,7 +152,7 @@ def candidate(run, cfg, options: dict) -> tuple[np.ndarray, int, float, float, n
 
 def component_validation(parts, name: str) -> np.ndarray:
     """(Bv, H) one component's validation probabilities (the own head: each sample's)."""
-    prob = with_own(parts.val_prob, parts.val_rows[2])
+    prob = with_own(parts.val_prob, parts.val_rows[2], leave_out_own=False)
     return prob[:, ["own_head", *parts.names].index(name)].astype(np.float64)
 
 

@@ -16,7 +16,15 @@ Weights (``shrink`` is lambda):
 - ``best``: all the weight on the component with the highest IC (a corner of the simplex);
 - with no component above 0, all the weight on the asset's own cluster head (the model).
 
-The ensemble's logit is ``sum_k c_k * logit_k`` with ``c_k = (w_k / s_k) * sum_j w_j s_j``,
+A component with no prediction for a sample (NaN: among the cluster heads, the asset's own
+cluster's, which is the own head already; LightGBM where it has none) is left out of that
+sample's combination: its IC and spread are measured on the samples it predicts, and the
+sample's weights are renormalised over the components it has (all on the own head where
+none of them has a weight). A coin in cluster g thus reads the own head once, at its own
+weight, and ``shrink=1`` is a plain average of the components present.
+
+The ensemble's logit is ``sum_k c_k * logit_k`` with ``c_k = (w_k / s_k) * sum_j w_j s_j``
+(the sample's renormalised weights ``w``),
 ``s_k`` the standard deviation of component k's logit on the fitting samples: each
 component enters in units of its own spread, and the sum is put back on the components'
 common logit scale. A corner (one weight of 1) gives that component's own probability
@@ -103,26 +111,80 @@ class ConvexMeta:
         bar: np.ndarray,
         seed: int = 0,
     ) -> ConvexMeta:
-        """Fits on (B, K) probabilities with finite net returns (B,); ``cluster``, ``label``
-        and ``seed`` are not read (the interface of every meta-model)."""
-        z = logit(prob)  # (B, K)
-        self.ic_ = rank_ic_by_bar(z, net, bar)
-        spread = z.std(0)
+        """Fits on (B, K) probabilities (NaN: the component is absent there) with finite
+        net returns (B,); ``cluster`` (None or each sample's cluster) only groups the
+        reported weights; ``label`` and ``seed`` are not read (the interface of every
+        meta-model)."""
+        present = np.isfinite(prob)
+        z = logit(prob)  # (B, K); NaN reads 0, and is left out below
+        self.ic_, spread = column_ic_and_spread(z, present, net, bar)
         self.weights_ = convex_weights(self.ic_, spread, self.shrink, self.corner)
-        used = self.weights_ > 0
-        scale = (self.weights_ * spread)[used].sum()
-        coef = np.zeros(len(spread))
-        coef[used] = self.weights_[used] / spread[used] * scale if scale > 0 else 1.0
-        self.coef_ = coef
+        self.spread_ = spread
+        self.coef_ = coefficients(self.weights_[None], spread)[0]
+        self.cluster_weights_ = {}
+        if cluster is not None:  # each cluster's renormalised weights, for the report
+            by_sample = renormalised(self.weights_, present)
+            self.cluster_weights_ = {
+                int(c): by_sample[cluster == c].mean(0) for c in np.unique(cluster)
+            }
         return self
 
     def predict_proba(self, prob: np.ndarray, cluster: np.ndarray) -> np.ndarray:
-        """(B,) the ensemble's probabilities of (B, K) component probabilities."""
-        return 1 / (1 + np.exp(-(logit(prob) @ self.coef_)))
+        """(B,) the ensemble's probabilities of (B, K) component probabilities (NaN: the
+        component is left out of that sample's combination)."""
+        present = np.isfinite(prob)
+        if present.all():
+            return 1 / (1 + np.exp(-(logit(prob) @ self.coef_)))
+        coef = coefficients(renormalised(self.weights_, present), self.spread_)  # (B, K)
+        return 1 / (1 + np.exp(-(logit(prob) * coef).sum(1)))
 
     def describe(self) -> dict:
-        return {
+        described = {
             "ic": np.round(self.ic_, 4).tolist(),
             "weights": np.round(self.weights_, 4).tolist(),
             "coef": np.round(self.coef_, 4).tolist(),
         }
+        if self.cluster_weights_:  # what a coin of each cluster reads
+            described["weights_by_cluster"] = {
+                str(c): np.round(w, 4).tolist() for c, w in self.cluster_weights_.items()
+            }
+        return described
+
+
+def column_ic_and_spread(
+    z: np.ndarray, present: np.ndarray, net: np.ndarray, bar: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(K,) each column's rank IC by bar and the standard deviation of its logit, over the
+    samples where it is present (0 and 0 for a column present on under 2 samples)."""
+    full = present.all(0)
+    ic, spread = np.zeros(z.shape[1]), np.zeros(z.shape[1])
+    if full.any():  # the columns every sample has, in one pass
+        ic[full] = rank_ic_by_bar(z[:, full], net, bar)
+        spread[full] = z[:, full].std(0)
+    for k in np.flatnonzero(~full):
+        rows = present[:, k]
+        if rows.sum() >= 2:
+            ic[k] = rank_ic_by_bar(z[rows, k : k + 1], net[rows], bar[rows])[0]
+            spread[k] = z[rows, k].std()
+    return ic, spread
+
+
+def renormalised(weights: np.ndarray, present: np.ndarray) -> np.ndarray:
+    """(B, K) each sample's weights over the components it has, summing to one; all on
+    the own head where none of them has a weight."""
+    by_sample = np.where(present, weights, 0.0)
+    total = by_sample.sum(1, keepdims=True)
+    none = total[:, 0] <= 0
+    by_sample[none] = 0.0
+    by_sample[none, OWN_HEAD] = 1.0
+    return by_sample / np.where(none[:, None], 1.0, total)
+
+
+def coefficients(weights: np.ndarray, spread: np.ndarray) -> np.ndarray:
+    """(B, K) ``c_k = w_k / s_k * sum_j w_j s_j`` of (B, K) weights (1 on a lone weight
+    whose component is constant)."""
+    used = weights > 0
+    scale = np.where(used, weights * spread, 0.0).sum(1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        coef = np.where(used, weights / spread * scale, 0.0)
+    return np.where(used & (scale <= 0), 1.0, coef)

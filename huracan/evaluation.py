@@ -167,7 +167,7 @@ def quantile_returns(
     if not enough.any():
         return out
     levels = np.arange(1, n_quantiles) / n_quantiles
-    edges = np.nanquantile(score[enough], levels, axis=1).T  # (R', Q - 1)
+    edges = row_nanquantiles(score[enough], levels)  # (R', Q - 1)
     group = np.full(score.shape, -1)
     group[enough] = (score[enough][:, :, None] > edges[:, None, :]).sum(-1)
     group[~np.isfinite(score)] = -1
@@ -176,6 +176,29 @@ def quantile_returns(
         with np.errstate(invalid="ignore", divide="ignore"):
             out[:, q] = np.where(member, realised, 0.0).sum(1) / member.sum(1)
     return out
+
+
+def row_nanquantiles(values: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    """(R, L) each row's quantiles at ``levels`` over its finite values: exactly
+    ``np.nanquantile(values, levels, axis=1).T`` (numpy's ``linear`` method, the same
+    float operations), in one sort instead of one call per row (the per-row calls were
+    most of the report's time with many strategies on hourly bars).
+
+    Args:
+        values: (R, N) with at least one finite value per row.
+        levels: (L,) quantile levels in [0, 1].
+    """
+    ordered = np.sort(values, axis=1)  # NaN sort last
+    last = np.isfinite(values).sum(1)[:, None] - 1  # (R, 1) the last finite value's index
+    virtual = last * levels  # (R, L): numpy's virtual index for ``linear``
+    floor = np.floor(virtual)
+    rows = np.arange(len(values))[:, None]
+    a = ordered[rows, np.minimum(floor, last).astype(np.intp)]
+    b = ordered[rows, np.minimum(floor + 1, last).astype(np.intp)]
+    gamma = virtual - floor  # where both ends are the last value, a == b: any gamma
+    diff = b - a
+    # numpy's _lerp: from the nearer end, so the result is monotone in gamma
+    return np.where(gamma >= 0.5, b - diff * (1 - gamma), a + diff * gamma)
 
 
 def quantile_summary(per_bar: np.ndarray, horizon: int) -> dict:

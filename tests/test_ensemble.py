@@ -148,6 +148,68 @@ def test_the_convex_meta_combines_logits_in_units_of_their_spread():
     np.testing.assert_allclose(corner.predict_proba(prob, None), prob[:, k])
 
 
+def test_each_asset_reads_its_own_head_once_at_its_renormalised_weight():
+    """docs/ensemble.md: an asset's components are its own head, the *other* cluster heads,
+    the global head: ``with_own`` leaves its own cluster's column out (NaN), and the convex
+    weights are renormalised over the components present, so the own head's weight in a
+    coin of cluster g is exactly w_own / (1 - w_g), not w_own + w_g, and shrink=1 is the
+    plain average of the standardised logits present."""
+    from huracan.pipelines.hierarchical.ensemble import with_own
+
+    rng = np.random.default_rng(3)
+    n_groups, bar = 3, np.repeat(np.arange(80), 12)
+    signal = rng.normal(size=len(bar))
+    net = signal + rng.normal(0, 1, len(bar))
+    group = rng.integers(0, n_groups, len(bar))
+    # three cluster heads and a global head, each informative at its own strength and scale
+    z = np.stack([s * signal + rng.normal(size=len(bar)) for s in (1.0, 0.5, 2.0, 0.8)], 1)
+    prob = (1 / (1 + np.exp(-z)))[..., None]  # (B, 4, 1)
+    stacked = with_own(prob, group)[..., 0]  # (B, 5): own, heads 0..2, global
+    assert np.isnan(stacked[np.arange(len(bar)), 1 + group]).all()
+    assert np.isfinite(stacked).sum() == 4 * len(bar)
+    np.testing.assert_array_equal(stacked[:, 0], prob[np.arange(len(bar)), group, 0])
+    for shrink in (0.0, 1.0):
+        meta = ConvexMeta(shrink=shrink).fit(stacked, group, None, net, bar)
+        w = meta.weights_
+        assert (meta.ic_ > 0).all() and w.sum() == pytest.approx(1.0)
+        logits = np.log(stacked / (1 - stacked))
+        for g in range(n_groups):
+            present = np.ones(5, dtype=bool)
+            present[1 + g] = False
+            expected_w = np.where(present, w, 0) / w[present].sum()
+            got = meta.cluster_weights_[g]
+            np.testing.assert_allclose(got, expected_w, rtol=1e-12)
+            assert got[0] == pytest.approx(w[0] / (1 - w[1 + g]), rel=1e-12)
+            rows = group == g
+            coef = (
+                expected_w / np.where(present, meta.spread_, 1) * (expected_w * meta.spread_).sum()
+            )
+            want = np.nansum(logits[rows] * coef, 1)
+            got_p = meta.predict_proba(stacked[rows], group[rows])
+            np.testing.assert_allclose(np.log(got_p / (1 - got_p)), want, rtol=1e-9)
+            if shrink == 1.0:  # a plain average of the present standardised logits
+                unit = logits[rows][:, present] / meta.spread_[present]
+                scale = meta.spread_[present].mean()
+                np.testing.assert_allclose(want, unit.mean(1) * scale, rtol=1e-9)
+        # a cluster head's IC is measured on the assets of the other clusters only
+        k = 1 + 1
+        outside = group != 1
+        assert meta.ic_[k] == pytest.approx(
+            rank_ic_by_bar(logits[outside, k : k + 1], net[outside], bar[outside])[0]
+        )
+    logistic = stack_fold(
+        EnsembleConfig(kind="stack", meta="logistic"),
+        (stacked[..., None].astype(np.float32), group, bar, bar // 24),
+        (stacked[..., None].astype(np.float32), group),
+        (net > 0).astype(float)[:, None],
+        net[:, None],
+        (1,),
+        n_groups,
+        0,
+    )
+    assert np.isfinite(logistic.test).all()
+
+
 def test_rank_ic_by_bar_is_the_reports_rank_ic():
     """The weights read the IC the report reads (huracan.evaluation.rank_ic on a grid)."""
     from huracan.evaluation import rank_ic

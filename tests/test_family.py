@@ -103,3 +103,24 @@ def test_an_unknown_cut_margin_is_refused():
     prob, net, group, rows, day = head_folds(1, edge=0.0, seed=0)
     with pytest.raises(ConfigError, match="thresholds.cut_margin"):
         choose_horizons(prob, net, group, rows, HORIZONS, 1, 20, 2.0, day, 1.0, None, "wide")
+
+
+def test_the_gates_null_is_the_same_for_any_chunk(monkeypatch):
+    """family.CHUNK only bounds the resamples held at once: the shuffled and bootstrapped
+    maxima are bit for bit those of one large chunk (the gate's figures do not move)."""
+    import huracan.family as family
+
+    rng = np.random.default_rng(0)
+    n = 3000
+    day = rng.integers(0, 40, n)
+    net = rng.normal(0, 0.01, n)
+    ((search, _),) = head_searches(rng.random(n), net, np.zeros(n, int), 1, 20, day)
+    weights = rng.random((60, 40)) * 2
+    results = []
+    for chunk in (10**7, family.CHUNK, 4_000):  # all resamples at once, the default, 1 row
+        monkeypatch.setattr(family, "CHUNK", chunk)
+        shuffled = family.shuffled_max_t(search, 60, np.random.default_rng([0, 1, 0]))
+        results.append((shuffled, family.max_t(search, weights, 0)))
+    for shuffled, bootstrapped in results[1:]:
+        np.testing.assert_array_equal(shuffled, results[0][0])
+        np.testing.assert_array_equal(bootstrapped, results[0][1])

@@ -170,12 +170,26 @@ def stack_run(run: FleetRun, cfg: DictConfig) -> None:
         parts.choice = decide(stacked.validation, stacked.test, parts, arrays, cfg, run.ensemble)
 
 
-def with_own(prob: np.ndarray, group: np.ndarray) -> np.ndarray:
+def with_own(prob: np.ndarray, group: np.ndarray, leave_out_own: bool = True) -> np.ndarray:
     """(B, 1 + K, H): the probability of each sample's own cluster head first, then every
-    component's (its own head again among them, where the meta-model reads it as one of
-    the cluster heads by id)."""
-    own = prob[np.arange(len(prob)), group]  # (B, H)
-    return np.concatenate([own[:, None], prob], axis=1)
+    component's, the cluster heads by id.
+
+    Args:
+        prob: (B, K, H) the components' probabilities, cluster heads first.
+        group: (B,) each sample's cluster.
+        leave_out_own: NaN (absent) in the column of a sample's own cluster among the
+            cluster heads, so the meta-model reads the own head once: ``convex``
+            renormalises the sample's weights over the rest; ``logistic`` and
+            ``gating_mlp`` read logit 0 (no opinion) there, and the copy of column 0
+            that would be collinear with it is gone. False keeps every column (a
+            component's own figures).
+    """
+    rows = np.arange(len(prob))
+    own = prob[rows, group]  # (B, H)
+    others = prob.copy() if leave_out_own else prob
+    if leave_out_own:
+        others[rows, group] = np.nan
+    return np.concatenate([own[:, None], others], axis=1)
 
 
 def decide(
