@@ -120,7 +120,8 @@ def test_a_coin_without_a_job_says_which_window_it_lacks_and_why():
     valid = np.isfinite(close)
     valid[:, 3] = False  # every bar, but never every input
     fold = SimpleNamespace(val=np.arange(60, 80), test=np.arange(80, 100))
-    split = SimpleNamespace(fold=fold, valid=valid)
+    flat = SimpleNamespace(clusters=SimpleNamespace(tree=None, excluded={}))
+    split = SimpleNamespace(fold=fold, valid=valid, data=flat)
     panel = SimpleNamespace(close=close, timestamps=stamps)
     assert history_gap(panel, split, 0) == ""
     assert history_gap(panel, split, 1) == (

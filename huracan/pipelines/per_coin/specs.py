@@ -214,10 +214,10 @@ def history_gap(panel: Panel, split: Split, j: int) -> str:
     if bars[0] > rows[-1]:
         return f"no {window} bars: its first bar is {when[0]}, after the window"
     clusters = split.data.clusters
-    symbol = panel.symbols[j]
-    if clusters.tree is not None and symbol in clusters.excluded:
+    if clusters.tree is not None and panel.symbols[j] in clusters.excluded:
         # cluster=hierarchy: a coin outside the tree has no level channels to learn from
-        return f"not in the level tree (clustering left it out: {clusters.excluded[symbol]})"
+        why = clusters.excluded[panel.symbols[j]]
+        return f"not in the level tree (clustering left it out: {why})"
     return f"no {window} bars with every input (history too short for the features' warm-up)"
 
 
