@@ -85,6 +85,7 @@ def test_the_fold_adds_lead_fit_last_and_only_from_training_rows(tmp_path):
     fold = walk_forward(cfg).split(panel)[0]
     before = prepare_fold(arrays, fold, cfg, None)
     assert before.channel_names[-1] == "lead_fit"
+    assert before.lead_fit.coef_.shape == (len(arrays.symbols), 7)  # kept for the checkpoint
     assert before.channels.shape[2] == 7  # factor, leader channel (each + 2 lags), lead_fit
     after = fold.train[-1] + 1
     arrays.returns[after:] = np.random.default_rng(0).normal(0, 0.05, arrays.returns[after:].shape)

@@ -117,6 +117,7 @@ class FoldData:
     trend: TrendAggregate | None = None  # their fitted trend aggregate
     masks: np.ndarray | None = None  # (G, F) inputs each head reads (features.per_cluster)
     group_rows: np.ndarray | None = None  # (T, N) head per bar where clusters are refitted
+    lead_fit: LeadFit | None = None  # factor.lead_fit's fitted loadings (its last channel)
 
     def group_of(self, t_idx: np.ndarray, a_idx: np.ndarray | int) -> np.ndarray:
         """The head reading asset ``a_idx`` at grid row ``t_idx`` (-1: none)."""
@@ -249,8 +250,10 @@ def prepare_fold(
         channels,
         arrays.quote_volume,
     )
+    lead_fit = None
     if cfg.factor.get("lead_fit"):  # each coin's own loading on the channels above
-        channels = LeadFit().fit(channels.values, arrays.returns, train).channels(channels)
+        lead_fit = LeadFit().fit(channels.values, arrays.returns, train)
+        channels = lead_fit.channels(channels)
 
     names, fracdiff, ffd = list(arrays.feature_names), None, None
     training = [rows_of(arrays.features, train)]
@@ -299,6 +302,7 @@ def prepare_fold(
         factor_zeroed=channels.n_zeroed,
         across=across,
         trend=trend,
+        lead_fit=lead_fit,
     )
     if cfg.features.get("per_cluster") is not None:
         data.masks = fold_masks(data, arrays, cfg)

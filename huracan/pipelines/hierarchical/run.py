@@ -502,6 +502,13 @@ def save_fold_checkpoint(
             "scaler": data.scaler.state_dict(),
             "fracdiff_d": None if data.fracdiff is None else data.fracdiff.d_,
             "trend_weights": None if data.trend is None else data.trend.coef_,
+            # factor.lead_fit: per coin the intercept and channel coefficients, and the scale
+            "lead_fit": None
+            if data.lead_fit is None
+            else {
+                "coef": dict(zip(symbols, data.lead_fit.coef_.tolist(), strict=True)),
+                "scale": data.lead_fit.scale_,
+            },
             "feature_sets": feature_sets(data.masks, data.feature_names),
             "cluster_refits": data.clusters.refits,  # the heads from each refit's start on
             "cluster_map": data.clusters.cluster_map,
