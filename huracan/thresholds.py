@@ -337,3 +337,34 @@ def family_gate(
         seed=seed,
         method=gate,
     )
+
+
+def choose_by_rule(
+    thresholds: DictConfig,
+    prob: np.ndarray,
+    net_return: np.ndarray,
+    group: np.ndarray,
+    row: np.ndarray,
+    horizons: tuple[int, ...],
+    n_groups: int,
+    timestamps_ns: np.ndarray,
+    seed: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`choose_horizons` under the run's whole rule (``thresholds``: trades, z, unit,
+    cut_z, the family gate and its cut margin): one place, so that the heads, the ensemble
+    and its components choose alike. ``row``: the samples' grid rows, indexing
+    ``timestamps_ns``."""
+    return choose_horizons(
+        prob,
+        net_return,
+        group,
+        row,
+        horizons,
+        n_groups,
+        thresholds.min_trades,
+        thresholds.z,
+        validation_days(thresholds.unit, timestamps_ns[row]),
+        thresholds.cut_z,
+        family_gate(thresholds, horizons, timestamps_ns, seed),
+        thresholds.get("cut_margin", "family"),
+    )

@@ -124,3 +124,30 @@ def test_the_gates_null_is_the_same_for_any_chunk(monkeypatch):
     for shuffled, bootstrapped in results[1:]:
         np.testing.assert_array_equal(shuffled, results[0][0])
         np.testing.assert_array_equal(bootstrapped, results[0][1])
+
+
+def test_the_runs_rule_carries_its_cut_margin():
+    """``choose_by_rule`` (what the heads and the ensemble call) applies the config's whole
+    rule, the cut margin included: with ``cut_margin=z`` it takes the cuts
+    ``choose_horizons(..., "z")`` takes, which differ from the family margin's here."""
+    from omegaconf import OmegaConf
+
+    from huracan.thresholds import choose_by_rule
+
+    n_heads = 30
+    prob, net, group, rows, day = head_folds(n_heads, edge=0.004, seed=3)
+    stamps = rows.max() + 1
+    timestamps_ns = np.arange(stamps, dtype=np.int64) * (86_400_000_000_000 // 24)
+    rule = dict(min_trades=20, z=2.0, unit="day", cut_z=0.0, gate="family")
+    rule.update(family_alpha=0.05, resamples=200)
+    chosen = {}
+    for margin in ("family", "z"):
+        thresholds = OmegaConf.create({**rule, "cut_margin": margin})
+        args = (prob, net, group, rows, HORIZONS, n_heads, timestamps_ns)
+        chosen[margin] = choose_by_rule(thresholds, *args, 0)
+        gate = FamilyGate(alpha=0.05, resamples=200, hold_days=1, seed=0)
+        direct = choose_horizons(
+            prob, net, group, rows, HORIZONS, n_heads, 20, 2.0, day, 0.0, gate, margin
+        )
+        np.testing.assert_array_equal(chosen[margin][1], direct[1])
+    assert (chosen["z"][1] != chosen["family"][1]).any()

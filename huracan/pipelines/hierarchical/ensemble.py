@@ -19,7 +19,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from huracan.ensemble import ensemble_config, stack_fold
-from huracan.thresholds import DAY_NS, choose_horizons, family_gate, validation_days
+from huracan.thresholds import DAY_NS, choose_by_rule
 from huracan.training.fit import encoded, fit_heads
 
 if TYPE_CHECKING:
@@ -210,18 +210,16 @@ def decide(
     val_t, val_a, val_group = parts.val_rows
     test_t, test_a, test_group = parts.test_rows
     net = np.where(np.isfinite(val_prob), arrays.net_h[val_t, val_a], np.nan)
-    index, cuts, _ = choose_horizons(
+    index, cuts, _ = choose_by_rule(
+        cfg.thresholds,
         np.nan_to_num(val_prob, nan=0.0),
         net,
         val_group,
         val_t,
         arrays.horizons,
         parts.n_groups,
-        cfg.thresholds.min_trades,
-        cfg.thresholds.z,
-        validation_days(cfg.thresholds.unit, arrays.timestamps_ns[val_t]),
-        cfg.thresholds.cut_z,
-        family_gate(cfg.thresholds, arrays.horizons, arrays.timestamps_ns, cfg.seed),
+        arrays.timestamps_ns,
+        cfg.seed,
     )
     chosen = np.maximum(index[test_group], 0)
     p = test_prob[np.arange(len(test_prob)), chosen]

@@ -39,7 +39,7 @@ from huracan.pipelines.hierarchical.report import write_report
 from huracan.pipelines.hierarchical.validation import describe, validation_daily_bps
 from huracan.report import StageTimer, format_table
 from huracan.threads import apply_threads
-from huracan.thresholds import choose_horizons, family_gate, validation_days
+from huracan.thresholds import choose_by_rule
 from huracan.training.arrays import FleetArrays, build_fleet_arrays
 from huracan.training.fit import fit_encoder, fit_heads, without_factor
 from huracan.training.folds import (
@@ -588,19 +588,16 @@ def trade_decisions(
     """
     val_t, val_a, test_t, test_a = rows
     val_prob = _columns(module.predict_proba(val["x"], val["factor"], val["group"]))
-    index, cuts, bounds = choose_horizons(
+    index, cuts, bounds = choose_by_rule(
+        cfg.thresholds,
         val_prob,
         arrays.net_h[val_t, val_a],
         val["group"].numpy(),
         val_t,
         arrays.horizons,
         n_groups,
-        cfg.thresholds.min_trades,
-        cfg.thresholds.z,
-        validation_days(cfg.thresholds.unit, arrays.timestamps_ns[val_t]),
-        cfg.thresholds.cut_z,
-        family_gate(cfg.thresholds, arrays.horizons, arrays.timestamps_ns, cfg.seed),
-        cfg.thresholds.get("cut_margin", "family"),
+        arrays.timestamps_ns,
+        cfg.seed,
     )
     daily, n_trades = validation_daily_bps(
         val_prob,
