@@ -45,6 +45,7 @@ from huracan.metrics import fold_metrics
 from huracan.pipelines.hierarchical.factor_report import strategy_scores
 from huracan.pipelines.hierarchical.report import run_days
 from huracan.run import train
+from huracan.thresholds import DAY_NS
 
 EQUAL_COSTS = ["costs.fee_bps=5", "costs.spread_bps=0", "costs.slippage_bps_per_sigma=0"]
 QUIET = ["trainer.enable_progress_bar=false", "~logger"]
@@ -431,7 +432,7 @@ def grid_books(run_, rebalance: int, k: int, names: list[str]) -> dict[str, floa
     arrays = run_.arrays
     index = arrays.horizons.index(rebalance)
     scores = strategy_scores(run_)
-    rows, day = np.sort(run_.test_rows), arrays.timestamps_ns // 86_400_000_000_000
+    rows, day = np.sort(run_.test_rows), arrays.timestamps_ns // DAY_NS
     bars_per_day = 86_400 / float(np.median(np.diff(arrays.timestamps_ns)) / 1e9)
     out = {}
     for name in names:
