@@ -25,7 +25,7 @@ from huracan.config import build
 from huracan.errors import ConfigError
 from huracan.hierarchy import FactorTree
 from huracan.pipelines.mechanic.drift import level_drift
-from huracan.pipelines.per_coin.specs import history_gap
+from huracan.pipelines.per_coin.history import history_gap
 from huracan.run import train
 from huracan.serve import Fleet, ServeConfig
 from huracan.store import LocalStore
