@@ -117,3 +117,25 @@ def test_per_coin_on_daily_bars_keeps_the_coins_with_the_history(tmp_path):
     assert set(long_listed) & set(skipped), uncapped["per_coin"]["jobs"]
     for reason in skipped.values():
         assert "daily bars from" in reason and "fracdiff never known" in reason, reason
+
+
+@pytest.mark.parametrize(
+    ("preset", "hierarchical"), [("daily_per_coin", "daily_binance"), ("h4_per_coin", "h4_binance")]
+)
+def test_the_per_coin_presets_count_in_their_timeframes_bars(tmp_path, preset, hierarchical):
+    """The per-coin presets read the same bars with the same look-backs as the hierarchical
+    presets of their timeframe, and keep the FFD log price (capped in time)."""
+    cfg, reference = (run_config(tmp_path, f"experiment={p}") for p in (preset, hierarchical))
+    validate(cfg)
+    assert cfg.pipeline._target_.endswith("PerCoinPipeline") and cfg.head.granularity == "coin"
+    for key in (
+        "data",
+        "features.windows",
+        "labels.horizons",
+        "labels.vol_window",
+        "costs.slippage_bps_per_sigma",
+        "gates.max_gap_bars",
+        "cluster.n_clusters",
+    ):
+        assert OmegaConf.select(cfg, key) == OmegaConf.select(reference, key), key
+    assert cfg.features.fracdiff and cfg.features.fracdiff_max_window == "90d"
