@@ -183,3 +183,17 @@ def test_a_coin_short_of_warm_up_is_told_what_it_has_and_needs_in_its_bars(timef
         f"; fracdiff never known (its FFD order is fitted on the training window to "
         f"{stamps[54]:%Y-%m-%d}: too short for the ADF test at d=0.1)"
     )
+
+
+def test_a_coin_a_gate_failed_is_told_what_was_measured_against_which_limit():
+    from huracan.data import GateReport
+    from huracan.pipelines.per_coin.specs import gate_jobs
+
+    gates = GateReport()
+    gates.add_skip("IMX", "min_history", "days of history 28 vs limit 60")
+    gates.skip_reasons["BTC"] = []  # passed: a job of its own, not a skipped one
+    [job] = gate_jobs(gates)
+    assert (job.symbol, job.skip_reason) == (
+        "IMX",
+        "gates: min_history (days of history 28 vs limit 60)",
+    )

@@ -113,11 +113,7 @@ def build_jobs(
     panel: Panel, gates: GateReport, cfg: DictConfig, split: Split, shared: SharedSpec, joint
 ) -> list[CoinJob]:
     """One job per symbol of the universe; gate failures become skipped jobs."""
-    jobs = [
-        CoinJob(symbol=s, skip_reason="gates: " + ", ".join(r["code"] for r in reasons))
-        for s, reasons in gates.skip_reasons.items()
-        if reasons
-    ]
+    jobs = gate_jobs(gates)
     # the labels were built with these same costs (coin_costs); the job reprices its test
     costs, slips = cost_arrays(split.fits, fee_bps(cfg), split.arrays.volatility)
     days = cfg.pipeline.calibration_days
@@ -127,6 +123,20 @@ def build_jobs(
         bars = calibration_bars(panel, j, int(split.fold.test[0]), days)
         jobs.append(replace(job, calibration=bars))
     return jobs
+
+
+def gate_jobs(gates: GateReport) -> list[CoinJob]:
+    """The skipped jobs of the symbols a gate failed, each with what was measured against
+    which limit, in the gate's units (e.g. ``gates: min_history (days of history 28 vs
+    limit 60)``)."""
+    return [
+        CoinJob(
+            symbol=symbol,
+            skip_reason="gates: " + ", ".join(f"{r['code']} ({r['message']})" for r in reasons),
+        )
+        for symbol, reasons in gates.skip_reasons.items()
+        if reasons
+    ]
 
 
 def job_for_coin(
