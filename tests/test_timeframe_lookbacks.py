@@ -4,6 +4,8 @@ and the per-coin pipeline on daily bars keeping the coins that have the history.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from conftest import run_config
@@ -139,3 +141,39 @@ def test_the_per_coin_presets_count_in_their_timeframes_bars(tmp_path, preset, h
     ):
         assert OmegaConf.select(cfg, key) == OmegaConf.select(reference, key), key
     assert cfg.features.fracdiff and cfg.features.fracdiff_max_window == "90d"
+
+
+def test_an_hourly_per_coin_run_chooses_the_same_with_and_without_the_cap(tmp_path):
+    """Hourly bars: the cap never binds, so every coin's job, its FFD order, horizon,
+    threshold and out-of-sample figures are those of a run without it."""
+    from test_per_coin import SMALL
+
+    runs = {}
+    for name, cap in (("capped", "90d"), ("uncapped", "null")):
+        cfg = run_config(tmp_path / name, *SMALL, f"features.fracdiff_max_window={cap}")
+        summary, _ = train(cfg)
+        store = tmp_path / name / "artifacts"
+        runs[name] = (
+            {
+                s: {k: v for k, v in job.items() if k != "seconds"}
+                for s, job in summary["per_coin"]["jobs"].items()
+            },
+            {
+                path.parent.parent.name: {
+                    key: value
+                    for key, value in json.loads(path.read_text()).items()
+                    if key in ("fracdiff_d", "inputs", "test_window")
+                }
+                for path in store.glob("models/*/*/features.json")
+            },
+            sorted(p.relative_to(store).as_posix() for p in store.glob("models/*/*/metrics.json")),
+            {
+                p.parent.parent.name: json.loads(p.read_text())
+                for p in store.glob("models/*/*/metrics.json")
+            },
+        )
+    assert runs["capped"] == runs["uncapped"]
+    jobs, orders, _, _ = runs["capped"]
+    assert sum(job["status"] == "completed" for job in jobs.values()) >= 4
+    # FFD windows of hundreds of bars (d > 0), which the cap would cut were it in bars
+    assert sum((o["fracdiff_d"] or 0) > 0 for o in orders.values()) >= 2, orders
