@@ -26,7 +26,7 @@ from huracan.credentials import refuse_secrets_in
 from huracan.ensemble import ensemble_config
 from huracan.errors import ConfigError, HuracanError
 from huracan.family import FamilyGate
-from huracan.features.cross_section import check_config
+from huracan.features.cross_section import check_config, to_bars
 from huracan.features.per_cluster import check_per_cluster
 from huracan.training.refit import check_refit
 
@@ -81,6 +81,8 @@ def validate(cfg: DictConfig) -> None:
     if (cfg.get("cluster") or {}).get("refit_every") is not None:
         check_refit(cfg)
     features = cfg.get("features") or {}
+    if features.get("fracdiff_max_window") is not None:  # a duration; bars wait for the data
+        to_bars(features.fracdiff_max_window, 1.0, "features.fracdiff_max_window")
     if features.get("per_cluster") is not None:
         check_per_cluster(
             OmegaConf.to_container(features, resolve=True)["per_cluster"],
@@ -216,6 +218,7 @@ class Features:
     windows: dict | None = None
     fracdiff: bool = True
     max_d: float = 0.65
+    fracdiff_max_window: str | None = "90d"  # huracan.features.fracdiff.for_features
     clip: float | None = 5.0
     cross_section: dict | None = None  # checked by huracan.features.cross_section.resolve
     per_cluster: str | dict | None = None  # checked by huracan.features.per_cluster

@@ -37,7 +37,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from huracan.errors import ConfigError
-from huracan.features.fracdiff import StationaryFracDiff
+from huracan.features.fracdiff import for_features
 from huracan.features.scaling import PanelScaler
 from huracan.features.technical import lag
 from huracan.thresholds import DAY_NS, choose_horizons
@@ -312,7 +312,7 @@ def fold_inputs(arrays: FleetArrays, cfg: DictConfig, fold: Fold) -> np.ndarray:
     ``features.fracdiff``, the FFD log price, its order fitted on the training rows."""
     if not cfg.features.fracdiff:
         return arrays.features
-    fracdiff = StationaryFracDiff(max_d=cfg.features.max_d).fit(arrays.log_close[fold.train])
+    fracdiff = for_features(cfg.features, arrays.bar_seconds).fit(arrays.log_close[fold.train])
     ffd = fracdiff.transform(arrays.log_close).astype(np.float32)
     return np.concatenate([arrays.features, ffd[..., None]], axis=-1)
 

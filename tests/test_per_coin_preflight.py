@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import dropbox.dropbox_client
+import numpy as np
+import pandas as pd
 import pytest
 import requests
 from conftest import ROOT
@@ -106,12 +109,7 @@ def test_train_py_refuses_a_token_before_hydra_saves_the_config(tmp_path):
 
 
 def test_a_coin_without_a_job_says_which_window_it_lacks_and_why():
-    from types import SimpleNamespace
-
-    import numpy as np
-    import pandas as pd
-
-    from huracan.pipelines.per_coin.specs import history_gap
+    from huracan.pipelines.per_coin.history import history_gap
 
     stamps = pd.date_range("2024-01-01", periods=100, freq="1D", tz="UTC")
     close = np.ones((100, 4))
@@ -120,9 +118,9 @@ def test_a_coin_without_a_job_says_which_window_it_lacks_and_why():
     valid = np.isfinite(close)
     valid[:, 3] = False  # every bar, but never every input
     fold = SimpleNamespace(val=np.arange(60, 80), test=np.arange(80, 100))
-    flat = SimpleNamespace(clusters=SimpleNamespace(tree=None, excluded={}))
+    flat = inputs_of(np.isfinite(close)[:, :, None], ["ret_1"])
     split = SimpleNamespace(fold=fold, valid=valid, data=flat)
-    panel = SimpleNamespace(close=close, timestamps=stamps)
+    panel = SimpleNamespace(close=close, timestamps=stamps, timeframe="1d", bar_seconds=86400.0)
     assert history_gap(panel, split, 0) == ""
     assert history_gap(panel, split, 1) == (
         "no test bars: its last bar is 2024-03-10 00:00, the window starts 2024-03-21 00:00"
@@ -133,3 +131,69 @@ def test_a_coin_without_a_job_says_which_window_it_lacks_and_why():
     assert "warm-up" in history_gap(panel, split, 3)
     split.fold.val = np.arange(0)  # validation.val_fraction=0: a reason, not an IndexError
     assert history_gap(panel, split, 0) == "no validation window (validation.val_fraction is 0)"
+
+
+def inputs_of(known: np.ndarray, names: list[str], fracdiff=None):
+    """A fold's inputs where ``known`` (T, N, F) is True, NaN elsewhere, for history_gap."""
+    return SimpleNamespace(
+        clusters=SimpleNamespace(tree=None, excluded={}),
+        features=np.where(known, 0.0, np.nan),
+        across=None,
+        ffd=None,
+        channels=None,
+        feature_names=names,
+        channel_names=[],
+        fracdiff=fracdiff,
+    )
+
+
+@pytest.mark.parametrize(
+    ("timeframe", "unit"), [("1d", "daily bars"), ("4h", "4h bars"), ("1h", "hourly bars")]
+)
+def test_a_coin_short_of_warm_up_is_told_what_it_has_and_needs_in_its_bars(timeframe, unit):
+    """Listed at bar 50, its volume_z known from its 40th bar on: 30 bars up to the
+    validation window's end (row 79), 40 needed (a warm-up of 39, then one bar)."""
+    from huracan.pipelines.per_coin.history import history_gap
+
+    stamps = pd.date_range("2024-01-01", periods=100, freq=timeframe, tz="UTC")
+    close = np.ones((100, 1))
+    close[:50] = np.nan
+    known = np.ones((100, 1, 2), bool)
+    known[:89, 0, 1] = False  # volume_z, from row 89 on: the 40th bar of its life
+    known[:50] = False
+    fold = SimpleNamespace(val=np.arange(60, 80), test=np.arange(80, 100), train_times=stamps[:55])
+    data = inputs_of(known, ["ret_1", "volume_z"])
+    split = SimpleNamespace(fold=fold, valid=np.zeros((100, 1), bool), data=data)
+    seconds = pd.Timedelta(timeframe).total_seconds()
+    panel = SimpleNamespace(
+        close=close, timestamps=stamps, timeframe=timeframe, bar_seconds=seconds
+    )
+    reason = history_gap(panel, split, 0)
+    span = "" if timeframe == "1d" else f" ({39 * seconds / 86400:.3g} days)"
+    assert reason == (
+        "no validation bars with every input (history too short for the features' warm-up): "
+        f"30 {unit} from {stamps[50]:%Y-%m-%d} to the validation window's end "
+        f"{stamps[79]:%Y-%m-%d}; needs 40: a warm-up of 39 bars{span} for volume_z, then 1 "
+        "validation bar"
+    )
+    # an FFD order the training window could not fit: said so, with the fit's reason
+    data.ffd, data.feature_names = np.full((100, 1), np.nan), ["ret_1", "volume_z", "fracdiff"]
+    data.fracdiff = SimpleNamespace(skip_reasons_={0: "too short for the ADF test at d=0.1"})
+    assert history_gap(panel, split, 0).endswith(
+        f"; fracdiff never known (its FFD order is fitted on the training window to "
+        f"{stamps[54]:%Y-%m-%d}: too short for the ADF test at d=0.1)"
+    )
+
+
+def test_a_coin_a_gate_failed_is_told_what_was_measured_against_which_limit():
+    from huracan.data import GateReport
+    from huracan.pipelines.per_coin.specs import gate_jobs
+
+    gates = GateReport()
+    gates.add_skip("IMX", "min_history", "days of history 28 vs limit 60")
+    gates.skip_reasons["BTC"] = []  # passed: a job of its own, not a skipped one
+    [job] = gate_jobs(gates)
+    assert (job.symbol, job.skip_reason) == (
+        "IMX",
+        "gates: min_history (days of history 28 vs limit 60)",
+    )

@@ -23,9 +23,9 @@ from test_replay import PARITY, per_coin_trades, replay_trades, trained_recordin
 import huracan.pipelines.per_coin.run as per_coin_run
 from huracan.config import build
 from huracan.errors import ConfigError
-from huracan.hierarchy import FactorTree
-from huracan.pipelines.mechanic.drift import level_drift
-from huracan.pipelines.per_coin.specs import history_gap
+from huracan.hierarchy import FactorTree, fit_tree
+from huracan.pipelines.mechanic.drift import cluster_drift, level_drift
+from huracan.pipelines.per_coin.history import history_gap
 from huracan.run import train
 from huracan.serve import Fleet, ServeConfig
 from huracan.store import LocalStore
@@ -338,3 +338,57 @@ def test_a_coin_outside_the_tree_is_skipped_for_that_reason(trained):
     flat_data = replace(split.data, clusters=replace(clusters, tree=None))
     flat = SimpleNamespace(data=flat_data, fold=split.fold, valid=split.valid)
     assert "history too short" in history_gap(trained.panel, flat, j)
+
+
+def test_the_mechanic_measures_each_tree_its_champions_carry(trained, tmp_path):
+    """Champions promoted from two runs carry two trees (cluster.levels [2, 4] and [2, 3]):
+    each is refitted on the window under its own champions' config and compared with
+    itself, every level; the flags of both count, and ``levels`` stays the commonest's."""
+    arrays, train_rows = trained.arrays, trained.data.fold.train
+    cfg_a = trained.cfg
+    cfg_b = OmegaConf.merge(cfg_a, {"cluster": {"levels": [2, 3]}})
+    first_b = fit_clusters(arrays, train_rows, cfg_b)
+    factor = build(cfg_b.factor)
+    members = first_b.cluster_members[first_b.dominant_cluster_id]
+    factor.fit(arrays.returns[train_rows], members, arrays.symbols, arrays.quote_volume[train_rows])
+    tree_b, _ = fit_tree(
+        cfg_b, arrays.returns, train_rows, arrays.symbols, first_b, factor, arrays.quote_volume
+    )
+    trees = {"a": (trained.data.clusters.tree, cfg_a), "b": (tree_b.to_dict(arrays.symbols), cfg_b)}
+    symbols = list(trained.jobs)
+    carrying = {s: "b" if i < 2 else "a" for i, s in enumerate(symbols)}
+    models = {
+        s: SimpleNamespace(
+            description={"tree": trees[k][0], "cluster": trained.data.clusters.cluster_map[s]},
+            config=OmegaConf.to_container(trees[k][1], resolve=True),
+        )
+        for s, k in carrying.items()
+    }
+    fleet = SimpleNamespace(models=models, roster={"entries": []})
+    market = SimpleNamespace(
+        panel=trained.panel,
+        arrays=arrays,
+        trained=OmegaConf.create(models[symbols[0]].config),
+        version_id="mixed",
+    )
+    cfg = run_config(tmp_path, "pipeline=mechanic", *MARKET, "drift.cluster_window_days=20")
+    entry = cluster_drift(LocalStore(tmp_path / "store"), fleet, market, cfg)
+
+    measured = {tuple(tree["cluster_levels"]): tree for tree in entry["trees"]}
+    assert [tree["cluster_levels"] for tree in entry["trees"]] == [[2, 4], [2, 3]]
+    window = trained.panel.timestamps[-1] - pd.Timedelta(days=20)
+    rows = np.flatnonzero(trained.panel.timestamps > window)
+    for key, (tree, conf) in trees.items():
+        result = measured[tuple(lv["n_clusters"] for lv in tree["levels"])]
+        assert result["coins"] == [s for s in symbols if carrying[s] == key]
+        clusters = fit_clusters(arrays, rows, conf)
+        assert result["levels"][1:] == level_drift(tree, clusters, market, rows, 0.5, conf)
+        first = result["levels"][0]
+        assert first["level"] == 0 and first["clusters"] == {
+            s: int(c) for s, c in sorted(clusters.cluster_map.items())
+        }
+        assert first["ari"] is not None
+        assert result["retrain_due"] == any(level["retrain_due"] for level in result["levels"])
+    assert entry["levels"] == measured[(2, 4)]["levels"][1:]
+    flat_due = entry["ari"] is not None and entry["ari"] < 0.5
+    assert entry["retrain_due"] == (flat_due or any(t["retrain_due"] for t in entry["trees"]))

@@ -12,7 +12,7 @@ choice of d by the ADF test and the scikit-learn estimator are one algorithm.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -21,6 +21,8 @@ from scipy.signal import lfilter
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 from statsmodels.tsa.adfvalues import mackinnonp
+
+from huracan.features.cross_section import to_bars
 
 # Up to this many taps a direct filter beats FFT convolution (measured on 400 x 35,000
 # log prices, 2 cores: lfilter 0.04 s vs FFT 0.09 s at 8 taps, 0.13 s vs 0.09 s at 12).
@@ -334,6 +336,24 @@ class StationaryFracDiff(TransformerMixin, BaseEstimator):
             weights = ffd_weights(d, self.threshold, self.max_window)
             out[:, cols] = _ffd_panel(panel[:, cols], weights)
         return out
+
+
+def for_features(features: Mapping, bar_seconds: float) -> StationaryFracDiff:
+    """The FFD estimator of a ``features`` config on bars of ``bar_seconds`` seconds.
+
+    The weight tolerance alone keeps up to 528 weights whatever the bar (``d`` on its 0.05
+    grid; 282 at d=0.4): 22 days of hourly bars and 88 of 4h ones, but a year and a half
+    of daily ones, longer than a daily coin's training window, so that its ADF test has no
+    observations left. ``fracdiff_max_window``, a duration (``90d``), caps the window in
+    time; hourly and 4h windows never reach 90 days, so there it changes nothing. A config
+    without the key (a model stored before it) keeps the tolerance's window.
+
+    Raises:
+        ConfigError: ``fracdiff_max_window`` is not a duration of at least one bar.
+    """
+    cap = features.get("fracdiff_max_window")
+    max_window = None if cap is None else to_bars(cap, bar_seconds, "features.fracdiff_max_window")
+    return StationaryFracDiff(max_d=features["max_d"], max_window=max_window)
 
 
 def _to_series(panel: np.ndarray) -> np.ndarray:

@@ -29,7 +29,7 @@ from huracan.data.files import scan_directory
 from huracan.errors import ConfigError, DataError, HuracanError
 from huracan.factor import MarketFactorExtractor
 from huracan.features.drift import psi, psi_of_bins
-from huracan.features.fracdiff import StationaryFracDiff
+from huracan.features.fracdiff import for_features
 from huracan.features.scaling import PanelScaler
 from huracan.hierarchy import FactorTree
 from huracan.models import FleetModule, GroupedMoEHead
@@ -543,7 +543,7 @@ class Fleet:
         features = arrays.features
         if "fracdiff" in stored:
             orders = [m.description.get("fracdiff_d") for m in models]
-            ffd = StationaryFracDiff(max_d=cfg.features.max_d).with_orders(
+            ffd = for_features(cfg.features, panel.bar_seconds).with_orders(
                 orders + [None] * (len(symbols) - len(coins))
             )
             values = ffd.transform(arrays.log_close).astype(np.float32)

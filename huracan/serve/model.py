@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from huracan.features.fracdiff import StationaryFracDiff
+from huracan.features.fracdiff import for_features
 from huracan.features.technical import warmup_bars
 from huracan.hierarchy import FactorTree
 from huracan.models import FleetModule
@@ -188,7 +188,9 @@ def coin_warmup(description: dict, ema_tolerance: float) -> int:
     need = warmup_bars(None if names is None else list(names), windows, ema_tolerance)
     d = description.get("fracdiff_d")
     if features.get("fracdiff") and d is not None:
-        ffd = StationaryFracDiff(max_d=features["max_d"]).with_orders([d])
+        # features.fracdiff_max_window is a duration: in bars of the model's own timeframe
+        bar = pd.Timedelta(description.get("timeframe") or "1h").total_seconds()
+        ffd = for_features(features, bar).with_orders([d])
         need = max(need, int(ffd.window_[0]))
     # the factor: a return (two closes), its lags, the forward fill's and volume's look-back;
     # a level tree forward-fills once more per level below the first (each level's

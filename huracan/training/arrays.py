@@ -51,6 +51,7 @@ class FleetArrays:
     target_h: np.ndarray | None = None
     move_h: np.ndarray | None = None
     target: str = "absolute"  # labels.target: how target_h is taken from net_h
+    bar_seconds: float = 3600.0  # the panel's bar length: look-backs given as durations
 
     def columns(self, cols: np.ndarray) -> FleetArrays:
         """The arrays of the assets ``cols`` only (copies), as if the panel held just those.
@@ -153,6 +154,7 @@ def build_fleet_arrays(
         target_h=target_h,
         move_h=move_h,
         target=target,
+        bar_seconds=panel.bar_seconds,
     )
 
 

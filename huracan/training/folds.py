@@ -28,7 +28,7 @@ from huracan.data.panel import Panel
 from huracan.errors import ConfigError
 from huracan.factor import MarketFactorExtractor
 from huracan.features.cross_section_fold import TrendAggregate, fold_features
-from huracan.features.fracdiff import StationaryFracDiff
+from huracan.features.fracdiff import StationaryFracDiff, for_features
 from huracan.features.labels import energy_weights
 from huracan.features.per_cluster import MAX_ROWS, cluster_masks
 from huracan.features.scaling import PanelScaler
@@ -266,7 +266,7 @@ def prepare_fold(
         names += arrays.cross_section.fold_names
         training.append(rows_of(across, train))
     if cfg.features.fracdiff:
-        fracdiff = StationaryFracDiff(max_d=cfg.features.max_d).fit(arrays.log_close[train])
+        fracdiff = for_features(cfg.features, arrays.bar_seconds).fit(arrays.log_close[train])
         ffd = fracdiff.transform(arrays.log_close).astype(np.float32)
         names.append("fracdiff")
         training.append(rows_of(ffd, train)[:, :, None])
@@ -373,7 +373,7 @@ def fit_clusters(arrays: FleetArrays, train: np.ndarray, cfg: DictConfig) -> Clu
     clusterer: AssetClusterer = build(cfg.cluster)
     returns, volume = arrays.returns[train], arrays.quote_volume[train]
     if clusterer.series == "fracdiff":
-        series = StationaryFracDiff(max_d=cfg.features.max_d).fit(arrays.log_close[train])
+        series = for_features(cfg.features, arrays.bar_seconds).fit(arrays.log_close[train])
         values = series.transform(arrays.log_close[train])
         return clusterer.fit(values, arrays.symbols, volume, returns=returns).result_
     return clusterer.fit(returns, arrays.symbols, volume).result_

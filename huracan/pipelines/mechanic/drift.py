@@ -20,19 +20,25 @@ level with the one they carry (``levels``: ARI and moved coins per level), and a
 below ``drift.min_cluster_ari`` says that a full retrain is due. The Mechanic never swaps
 the served tree: the frozen encoder and the heads learned the channels of the stored one,
 and a new tree would hand them inputs they never saw; the retrain refits all of it.
+
+Champions promoted in different runs may carry different trees (other ``cluster.levels``,
+or the same levels fitted on another window). Each tree is measured on its own: refitted
+under the config of the champions that carry it and compared with itself, every level the
+first included (``trees``, most champions first; ``levels`` stays the first tree's levels
+below its first). One tree's drift says nothing about another's, so measuring only the
+commonest would leave the other champions' inputs unwatched.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from scipy.optimize import linear_sum_assignment
 from sklearn.metrics import adjusted_rand_score
 
@@ -93,8 +99,8 @@ def cluster_drift(store: Store, fleet: Fleet, market: Market, cfg: DictConfig) -
     panel, options = market.panel, cfg.drift
     start = panel.timestamps[-1] - pd.Timedelta(days=options.cluster_window_days)
     rows = np.flatnonzero(panel.timestamps > start)
-    tree = carried_tree(fleet)
-    clustering = cfg if tree is None else market.trained
+    trees = carried_trees(fleet)
+    clustering = cfg if not trees else trees[0].config
     result = fit_clusters(market.arrays, rows, clustering)
     now = result.cluster_map
     before = trained_clusters(store, fleet)
@@ -116,13 +122,22 @@ def cluster_drift(store: Store, fleet: Fleet, market: Market, cfg: DictConfig) -
         entry["ari"] = round(float(adjusted_rand_score(old, new)), 6)
         entry["moved"] = moved_coins(common, old, new)
         entry["retrain_due"] = entry["ari"] < options.min_cluster_ari
-    if tree is not None:
-        entry["levels"] = level_drift(tree, result, market, rows, options.min_cluster_ari)
-        entry["retrain_due"] |= any(level.get("retrain_due") for level in entry["levels"])
+    if trees:
+        entry["trees"] = [  # the first tree's first level is the one fitted above
+            tree_drift(tree, None if i else result, market, rows, options.min_cluster_ari)
+            for i, tree in enumerate(trees)
+        ]
+        entry["levels"] = entry["trees"][0]["levels"][1:]
+        entry["retrain_due"] |= any(tree["retrain_due"] for tree in entry["trees"])
     if entry["retrain_due"]:
         fired = [("clusters", entry)] * (
             entry["ari"] is not None and entry["ari"] < options.min_cluster_ari
-        ) + [(f"level {v['level']}", v) for v in entry.get("levels", []) if v.get("retrain_due")]
+        ) + [
+            (f"tree {tree['cluster_levels']} level {v['level']}", v)
+            for tree in entry.get("trees", [])
+            for v in tree["levels"]
+            if v.get("retrain_due")
+        ]
         log.warning(
             "cluster drift below drift.min_cluster_ari=%s: %s: a full retrain is due",
             options.min_cluster_ari,
@@ -135,25 +150,47 @@ def cluster_drift(store: Store, fleet: Fleet, market: Market, cfg: DictConfig) -
     return entry
 
 
-def carried_tree(fleet: Fleet) -> dict | None:
-    """The level tree most champions carry (``cluster=hierarchy``); None: flat champions."""
-    trees = [m.description["tree"] for m in fleet.models.values() if m.description.get("tree")]
-    if not trees:
-        return None
-    counts = Counter(json.dumps(t, sort_keys=True) for t in trees)
-    return json.loads(counts.most_common(1)[0][0])
+@dataclass(frozen=True)
+class CarriedTree:
+    """A level tree champions carry: the tree, the training config of the first champion
+    that carries it (its ``cluster`` and ``factor`` refit the tree), and those champions."""
+
+    tree: dict
+    config: DictConfig
+    coins: list[str]
+
+    @property
+    def levels(self) -> list[int]:
+        """Its ``cluster.levels``."""
+        return [int(level["n_clusters"]) for level in self.tree["levels"]]
+
+
+def carried_trees(fleet: Fleet) -> list[CarriedTree]:
+    """Each level tree the champions carry (``cluster=hierarchy``), the one most of them
+    carry first (ties: roster order); empty for flat champions."""
+    groups: dict[str, list[str]] = {}
+    for symbol, model in fleet.models.items():
+        if model.description.get("tree"):
+            key = json.dumps(model.description["tree"], sort_keys=True)
+            groups.setdefault(key, []).append(symbol)
+    ordered = sorted(groups.items(), key=lambda group: -len(group[1]))  # stable for ties
+    return [
+        CarriedTree(json.loads(key), OmegaConf.create(fleet.models[coins[0]].config), coins)
+        for key, coins in ordered
+    ]
 
 
 def check_levels(fleet: Fleet, cfg: DictConfig) -> None:
-    """Raises a ConfigError where ``cluster.levels`` is set and is not the champions' tree:
-    the Mechanic re-fits the tree they serve, and cannot put another in its place."""
+    """Raises a ConfigError where ``cluster.levels`` is set and is not a tree the champions
+    carry: the Mechanic re-fits only the trees they serve, and cannot put another in
+    their place."""
     levels = cfg.cluster.get("levels")
     if not levels:
         return
-    tree = carried_tree(fleet)
-    carried = None if tree is None else [int(lv["n_clusters"]) for lv in tree["levels"]]
-    if carried != list(levels):
-        what = "no level tree" if carried is None else f"a tree of cluster.levels={carried}"
+    carried = [tree.levels for tree in carried_trees(fleet)]
+    if list(levels) not in carried:
+        trees = " and ".join(f"cluster.levels={c}" for c in carried)
+        what = f"a tree of {trees}" if carried else "no level tree"
         raise ConfigError(
             f"cluster.levels={list(levels)}: the champions carry {what}; the Mechanic "
             "re-fits only the tree the champions serve (drop the cluster override, or "
@@ -161,15 +198,59 @@ def check_levels(fleet: Fleet, cfg: DictConfig) -> None:
         )
 
 
+def tree_drift(
+    carried: CarriedTree,
+    clusters: ClusterResult | None,
+    market: Market,
+    rows: np.ndarray,
+    min_ari: float,
+) -> dict:
+    """One carried tree refitted on ``rows`` under its own champions' config (``clusters``:
+    its first level, fitted already; None: fitted here) against itself: every level, the
+    first included (``level_drift`` for the rest), and ``retrain_due`` if any level is."""
+    trained = carried.config
+    if clusters is None:
+        clusters = fit_clusters(market.arrays, rows, trained)
+    now = {s: int(c) for s, c in sorted(clusters.cluster_map.items())}
+    first = _compare({"level": 0, "clusters": now}, _membership(carried.tree["levels"][0]), now)
+    first["retrain_due"] = first["ari"] is not None and first["ari"] < min_ari
+    levels = [first, *level_drift(carried.tree, clusters, market, rows, min_ari, trained)]
+    return {
+        "cluster_levels": carried.levels,
+        "coins": carried.coins,
+        "levels": levels,
+        "retrain_due": any(level.get("retrain_due") for level in levels),
+    }
+
+
+def _compare(level: dict, before: dict[str, int], now: dict[str, int]) -> dict:
+    """``level`` with the ARI and moved coins of ``now`` against ``before`` on their
+    common coins (None and none with fewer than two)."""
+    common = [s for s in before if s in now]
+    level |= {"ari": None, "moved": []}
+    if len(common) >= 2:
+        old, new = [before[s] for s in common], [now[s] for s in common]
+        level["ari"] = round(float(adjusted_rand_score(old, new)), 6)
+        level["moved"] = moved_coins(common, old, new)
+    return level
+
+
 def level_drift(
-    tree: dict, clusters: ClusterResult, market: Market, rows: np.ndarray, min_ari: float
+    tree: dict,
+    clusters: ClusterResult,
+    market: Market,
+    rows: np.ndarray,
+    min_ari: float,
+    trained: DictConfig | None = None,
 ) -> list[dict]:
     """Each level below the first of a tree fitted on ``rows`` alone, as the champions'
-    was (``clusters`` its first level, the market factor refitted on the same rows),
-    against the tree they carry: its clusters, ARI, moved coins, ``retrain_due`` below
-    ``min_ari``. The champions keep serving their tree (their encoder and heads learned
-    its channels); a tree that cannot be fitted on the window is recorded, not flagged."""
-    arrays, trained = market.arrays, market.trained
+    was (``clusters`` its first level, the market factor refitted on the same rows, under
+    ``trained``, their training config; None: ``market.trained``), against the tree they
+    carry: its clusters, ARI, moved coins, ``retrain_due`` below ``min_ari``. The
+    champions keep serving their tree (their encoder and heads learned its channels); a
+    tree that cannot be fitted on the window is recorded, not flagged."""
+    arrays = market.arrays
+    trained = market.trained if trained is None else trained
     try:
         factor = build(trained.factor)
         members = clusters.cluster_members[clusters.dominant_cluster_id]
@@ -184,13 +265,8 @@ def level_drift(
     out = []
     for i in range(1, len(tree["levels"])):
         before, now = _membership(tree["levels"][i]), _membership(levels[i])
-        common = [s for s in before if s in now]
-        level = {"level": i, "clusters": now, "ari": None, "moved": [], "retrain_due": False}
-        if len(common) >= 2:
-            old, new = [before[s] for s in common], [now[s] for s in common]
-            level["ari"] = round(float(adjusted_rand_score(old, new)), 6)
-            level["moved"] = moved_coins(common, old, new)
-            level["retrain_due"] = level["ari"] < min_ari
+        level = _compare({"level": i, "clusters": now}, before, now)
+        level["retrain_due"] = level["ari"] is not None and level["ari"] < min_ari
         out.append(level)
     return out
 

@@ -57,10 +57,11 @@ from huracan.names import check_segment
 from huracan.pipelines.base import Pipeline
 from huracan.pipelines.per_coin.champion_scores import with_champion_scores
 from huracan.pipelines.per_coin.costs import CostCalibration, calibrate_costs, coin_costs
+from huracan.pipelines.per_coin.history import history_gap
 from huracan.pipelines.per_coin.job import run_coin_job
 from huracan.pipelines.per_coin.report import format_strategies, pooled_report
 from huracan.pipelines.per_coin.resume import check_inputs, job_done_key, run_inputs
-from huracan.pipelines.per_coin.specs import Split, build_jobs, history_gap, shared_spec
+from huracan.pipelines.per_coin.specs import Split, build_jobs, shared_spec
 from huracan.progress import interactive
 from huracan.queue import QueueReport
 from huracan.registry.artifacts import is_complete, model_prefix

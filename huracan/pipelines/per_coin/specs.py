@@ -23,6 +23,7 @@ from huracan.features.labels import forward_return
 from huracan.io import plain
 from huracan.models.checkpoint import encoder_spec
 from huracan.pipelines.per_coin.costs import calibration_bars, fee_bps
+from huracan.pipelines.per_coin.history import history_gap
 from huracan.registry.artifacts import model_prefix
 from huracan.training.arrays import FleetArrays
 from huracan.training.folds import FoldData
@@ -112,11 +113,7 @@ def build_jobs(
     panel: Panel, gates: GateReport, cfg: DictConfig, split: Split, shared: SharedSpec, joint
 ) -> list[CoinJob]:
     """One job per symbol of the universe; gate failures become skipped jobs."""
-    jobs = [
-        CoinJob(symbol=s, skip_reason="gates: " + ", ".join(r["code"] for r in reasons))
-        for s, reasons in gates.skip_reasons.items()
-        if reasons
-    ]
+    jobs = gate_jobs(gates)
     # the labels were built with these same costs (coin_costs); the job reprices its test
     costs, slips = cost_arrays(split.fits, fee_bps(cfg), split.arrays.volatility)
     days = cfg.pipeline.calibration_days
@@ -126,6 +123,20 @@ def build_jobs(
         bars = calibration_bars(panel, j, int(split.fold.test[0]), days)
         jobs.append(replace(job, calibration=bars))
     return jobs
+
+
+def gate_jobs(gates: GateReport) -> list[CoinJob]:
+    """The skipped jobs of the symbols a gate failed, each with what was measured against
+    which limit, in the gate's units (e.g. ``gates: min_history (days of history 28 vs
+    limit 60)``)."""
+    return [
+        CoinJob(
+            symbol=symbol,
+            skip_reason="gates: " + ", ".join(f"{r['code']} ({r['message']})" for r in reasons),
+        )
+        for symbol, reasons in gates.skip_reasons.items()
+        if reasons
+    ]
 
 
 def job_for_coin(
@@ -192,33 +203,6 @@ def job_for_coin(
         rules=shared.rules,
         seed=shared.config["seed"] + j,
     )
-
-
-def history_gap(panel: Panel, split: Split, j: int) -> str:
-    """Why coin ``j`` has no validation or no test bars with every input (then no job), or
-    "" when it has both: its bars end before the window, start after it, or do not reach
-    far enough back for the features' warm-up."""
-    fold = split.fold
-    has_val = bool(split.valid[fold.val, j].any())
-    if has_val and split.valid[fold.test, j].any():
-        return ""
-    window, rows = ("test", fold.test) if has_val else ("validation", fold.val)
-    if not len(rows):
-        return f"no {window} window (validation.val_fraction is 0)"
-    bars = np.flatnonzero(np.isfinite(panel.close[:, j]))
-    if not bars.size:
-        return "no bars"
-    when = [panel.timestamps[r].strftime("%Y-%m-%d %H:%M") for r in (bars[0], bars[-1], rows[0])]
-    if bars[-1] < rows[0]:
-        return f"no {window} bars: its last bar is {when[1]}, the window starts {when[2]}"
-    if bars[0] > rows[-1]:
-        return f"no {window} bars: its first bar is {when[0]}, after the window"
-    clusters = split.data.clusters
-    if clusters.tree is not None and panel.symbols[j] in clusters.excluded:
-        # cluster=hierarchy: a coin outside the tree has no level channels to learn from
-        why = clusters.excluded[panel.symbols[j]]
-        return f"not in the level tree (clustering left it out: {why})"
-    return f"no {window} bars with every input (history too short for the features' warm-up)"
 
 
 def coin_part(
