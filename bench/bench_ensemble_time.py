@@ -6,9 +6,13 @@ ensemble, back to back, each in a fresh process. CPU seconds come from cProfile 
 process's CPU clock (load on a shared machine distorts them less than wall time): the
 whole run, the ensemble's components inside the folds (``fold_components``: the global
 head's training, every head on every sample), its stage (``stack_run``: the meta-models,
-every component's gate and book) and the report.
+every component's gate and book) and the report; then the ensemble's parts, each the
+CPU of one function where the ensemble calls it.
 
-    nice -n 10 .venv/bin/python bench/bench_ensemble_time.py [-- extra overrides]
+    nice -n 10 .venv/bin/python bench/bench_ensemble_time.py [--keep DIR] [-- extra overrides]
+
+``--keep DIR`` keeps both arms' run directories (``DIR/with``, ``DIR/without``), to
+compare their figures across commits.
 """
 
 from __future__ import annotations
@@ -40,6 +44,14 @@ BOUNDED = [
     "~logger",
 ]
 STAGES = ("fold_components", "stack_run", "write_report")
+# the ensemble's parts: (label, function, the ensemble's function that calls it; None:
+# every call, for functions only the ensemble calls, behind a decorator's wrapper)
+PARTS = (
+    ("global head training", "fit_heads", "fold_components"),
+    ("every head on every sample", "every_head_proba", None),
+    ("gates and books", "decide", "stack_run"),
+    ("meta-models", "stack_fold", None),
+)
 
 _CHILD = """
 import cProfile, json, pstats, sys, time
@@ -57,17 +69,29 @@ cpu = {{name: 0.0 for name in {stages!r}}}
 for (path, _, name), (_, _, _, cumulative, _) in pstats.Stats(profile).stats.items():
     if name in cpu and "huracan" in path:
         cpu[name] += cumulative
+stats = pstats.Stats(profile).stats
 cpu["run"] = sum(
-    v[3] for k, v in pstats.Stats(profile).stats.items()
-    if k[2] == "train" and k[0].endswith("huracan/run.py")
+    v[3] for k, v in stats.items() if k[2] == "train" and k[0].endswith("huracan/run.py")
 )
+def spent(name, caller):
+    total = 0.0
+    for (path, _, function), (_, _, _, cumulative, callers) in stats.items():
+        if function == name and "huracan" in path:
+            total += cumulative if caller is None else sum(
+                timing[3] for c, timing in callers.items() if c[2] == caller
+            )
+    return total
+for label, name, caller in {parts!r}:
+    cpu[label] = spent(name, caller)
 print(json.dumps({{"wall": wall, "cpu": cpu}}))
 """
 
 
 def timed(overrides: list[str]) -> dict:
     """One run in a fresh process: wall seconds and CPU seconds per stage."""
-    code = _CHILD.format(conf=str(ROOT / "huracan" / "conf"), overrides=overrides, stages=STAGES)
+    code = _CHILD.format(
+        conf=str(ROOT / "huracan" / "conf"), overrides=overrides, stages=STAGES, parts=PARTS
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     if out.returncode:
         raise RuntimeError(out.stderr[-2000:])
@@ -76,12 +100,14 @@ def timed(overrides: list[str]) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--keep", help="keep the arms' run directories under this one")
     parser.add_argument("extra", nargs="*", help="more overrides for both arms, after --")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
+        where = os.path.abspath(args.keep) if args.keep else tmp
         load = os.getloadavg()[0]
         runs = {
-            arm: timed([f"+output_dir={tmp}/{arm}", *BOUNDED, *extra, *args.extra])
+            arm: timed([f"+output_dir={where}/{arm}", *BOUNDED, *extra, *args.extra])
             for arm, extra in (("with", ["ensemble=stack"]), ("without", []))
         }
     rows = [
@@ -107,6 +133,9 @@ def main() -> None:
         f"of the run); the report with its strategies {with_['write_report']:.1f} s against "
         f"{without['write_report']:.1f} s"
     )
+    parts = {label: with_[label] for label, _, _ in PARTS}
+    parts["the report's extra strategies"] = with_["write_report"] - without["write_report"]
+    print("      its parts, CPU s: " + ", ".join(f"{k} {v:.1f}" for k, v in parts.items()))
 
 
 if __name__ == "__main__":

@@ -49,24 +49,34 @@ def logit(prob: np.ndarray) -> np.ndarray:
     return np.clip(np.log(p / (1 - p)), -LOGIT_CLIP, LOGIT_CLIP)
 
 
-def rank_ic_by_bar(score: np.ndarray, net: np.ndarray, bar: np.ndarray) -> np.ndarray:
+def rank_ic_by_bar(
+    score: np.ndarray, net: np.ndarray, bar: np.ndarray, present: np.ndarray | None = None
+) -> np.ndarray:
     """(K,) each score column's mean over bars of its cross-sectional Spearman correlation
     with the net return (ties averaged); bars with under ``MIN_ASSETS`` samples, or where
     either side is constant, are left out; 0 where no bar is left.
 
     Args:
         score: (B, K) scores; net: (B,) finite net returns; bar: (B,) each sample's bar.
+        present: (B, K) where each column has a score (None: everywhere). A column is
+            measured on its own samples only, the net return ranked among them: the same
+            figure as the call on those rows alone, every column in one pass.
     """
-    frame = pd.DataFrame(score).assign(net=net)
-    ranks = frame.groupby(bar).rank()  # (B, K + 1) ranks within each bar
+    present = np.ones(score.shape, dtype=bool) if present is None else present
+    # NaN is left out of a group's ranks, means and sums, in the order the rows come
+    scores = pd.DataFrame(np.where(present, score, np.nan))
+    nets = pd.DataFrame(np.where(present, net[:, None], np.nan))
+    ranks, target = (frame.groupby(bar).rank() for frame in (scores, nets))  # (B, K) each
     ranks = ranks - ranks.groupby(bar).transform("mean")
-    target = ranks.pop("net")
-    cov = ranks.mul(target, axis=0).groupby(bar).sum()  # (bars, K)
-    norm = np.sqrt(ranks.pow(2).groupby(bar).sum().mul(target.pow(2).groupby(bar).sum(), axis=0))
-    count = frame.groupby(bar).size()
+    target = target - target.groupby(bar).transform("mean")
+    cov = (ranks * target).groupby(bar).sum()  # (bars, K)
+    norm = np.sqrt(ranks.pow(2).groupby(bar).sum() * target.pow(2).groupby(bar).sum())
+    count = pd.DataFrame(present).groupby(bar).sum()  # (bars, K) each column's samples
     with np.errstate(invalid="ignore", divide="ignore"):
-        ic = (cov / norm).where((norm > 0) & (count >= MIN_ASSETS).to_numpy()[:, None])
-    return ic.mean().fillna(0.0).to_numpy()
+        ic = (cov / norm).where((norm > 0) & (count >= MIN_ASSETS))
+    # each column's mean over the bars it has samples in, as on its rows alone
+    means = np.array([ic[k][count[k] > 0].mean() for k in ic.columns], dtype=float)
+    return np.where(np.isnan(means), 0.0, means)
 
 
 def convex_weights(ic: np.ndarray, spread: np.ndarray, shrink: float, corner: bool) -> np.ndarray:
@@ -156,15 +166,13 @@ def column_ic_and_spread(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(K,) each column's rank IC by bar and the standard deviation of its logit, over the
     samples where it is present (0 and 0 for a column present on under 2 samples)."""
+    ic, spread = rank_ic_by_bar(z, net, bar, present), np.zeros(z.shape[1])
     full = present.all(0)
-    ic, spread = np.zeros(z.shape[1]), np.zeros(z.shape[1])
-    if full.any():  # the columns every sample has, in one pass
-        ic[full] = rank_ic_by_bar(z[:, full], net, bar)
+    if full.any():
         spread[full] = z[:, full].std(0)
     for k in np.flatnonzero(~full):
         rows = present[:, k]
         if rows.sum() >= 2:
-            ic[k] = rank_ic_by_bar(z[rows, k : k + 1], net[rows], bar[rows])[0]
             spread[k] = z[rows, k].std()
     return ic, spread
 

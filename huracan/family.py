@@ -35,17 +35,19 @@ null a head trades with probability at most ``alpha`` (``thresholds.family_alpha
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
 from huracan.errors import ConfigError
 
-# resampled returns held at once (resamples x trades): ~0.8 MB an array, so the dozen a
+# resampled returns held at once (resamples x trades): ~0.4 MB an array, so the dozen a
 # shuffle's sums take stay near the CPU's cache (at 1M elements the same gate took 1.8 to
-# 2.3x the CPU time, at 4M they added about 0.3 GB to a fold's peak at 100 coins). The
-# draws and values are the same for any chunk: each resample is its own row.
-CHUNK = 100_000
+# 2.3x the CPU time, at 4M they added about 0.3 GB to a fold's peak at 100 coins; 50k
+# took a fifth less CPU than 100k on the ensemble bench's gates). The draws and values
+# are the same for any chunk: each resample is its own row.
+CHUNK = 50_000
 
 
 @dataclass(frozen=True)
@@ -98,32 +100,62 @@ class FamilyGate:
         if self.resamples < 20:
             raise ConfigError(f"thresholds.resamples must be >= 20, got {self.resamples}")
 
-    def critical_z(self, searches: list[Search], head: int = 0) -> float:
+    def critical_z(
+        self, searches: list[Search], head: int = 0, observed: float | None = None
+    ) -> float:
         """The critical value of ``searches`` (one head's horizons): the ``1 - alpha``
         quantile of the largest t over all their candidates under the method's null;
-        +inf without a candidate (or with too few resamples for ``alpha``)."""
+        +inf without a candidate (or with too few resamples for ``alpha``).
+
+        Args:
+            observed: the largest t of the head's own candidates (:func:`largest_t`), or
+                None. Where the resamples show that the critical value is above it, no
+                candidate can pass whatever the exact value: the resampling stops there
+                and +inf is returned (the head does not trade either way; see
+                :meth:`_null_quantile`).
+        """
         searches = [s for s in searches if (s.enough & np.isfinite(s.se) & (s.se > 0)).any()]
         if not searches:
             return np.inf
         if any(s.day is None for s in searches):
             raise ConfigError("a family-wise thresholds.gate needs thresholds.unit=day")
+        # above ``bar`` the head's best candidate fails for sure: S - q * se < 0 with room
+        # for the rounding of S / se (an exact tie is resampled to the end, not stopped)
+        bar = np.inf if observed is None else observed + 1e-9 * abs(observed)
         critical = -np.inf
-        if self.method in ("family", "permutation"):
-            rng = np.random.default_rng([self.seed, head, 0])
-            peak = np.full(self.resamples, -np.inf)
-            for s in searches:  # each horizon shuffled apart: a wider maximum, never narrower
-                peak = np.maximum(peak, shuffled_max_t(s, self.resamples, rng))
-            critical = max(critical, self._quantile(peak))
-        if self.method in ("family", "bootstrap"):
+        if self.method in ("family", "bootstrap"):  # first: the cheaper of the two nulls
             rng = np.random.default_rng([self.seed, head, 1])
             first = min(int(s.day.min()) for s in searches)
             n_days = max(int(s.day.max()) for s in searches) - first + 1
             weights = self.day_weights(n_days, rng)
-            peak = np.full(self.resamples, -np.inf)
-            for s in searches:
-                peak = np.maximum(peak, max_t(s, weights, first))
-            critical = max(critical, self._quantile(peak))
+            chunks = (max_t_chunks(s, weights, first) for s in searches)
+            critical = max(critical, self._null_quantile(chunks, bar))
+        if self.method in ("family", "permutation") and critical < np.inf:
+            rng = np.random.default_rng([self.seed, head, 0])
+            # each horizon shuffled apart (drawn lazily, in order): a wider maximum
+            chunks = (shuffled_chunks(s, self.resamples, rng) for s in searches)
+            critical = max(critical, self._null_quantile(chunks, bar))
         return critical
+
+    def _null_quantile(
+        self, horizons: Iterator[Iterator[tuple[slice, np.ndarray]]], bar: float
+    ) -> float:
+        """The ``1 - alpha`` quantile of each resample's largest t over every horizon
+        (``horizons``: per horizon, the resamples' largest t a chunk at a time); +inf as
+        soon as it is known to be at least ``bar``.
+
+        The quantile is the ``rank``-th smallest of the resamples' peaks, and a peak only
+        grows with more horizons: once ``resamples + 1 - rank`` peaks reach ``bar``, the
+        quantile does too, whatever the rest of the resamples hold.
+        """
+        rank = math.ceil((1 - self.alpha) * (self.resamples + 1))
+        peak = np.full(self.resamples, -np.inf)
+        for chunks in horizons:
+            for rows, values in chunks:
+                np.maximum(peak[rows], values, out=peak[rows])
+                if np.count_nonzero(peak >= bar) > self.resamples - rank:
+                    return np.inf
+        return self._quantile(peak)
 
     def _quantile(self, peak: np.ndarray) -> float:
         # the observed search counts as one more draw: an exact level for any resamples
@@ -157,16 +189,29 @@ def max_t(search: Search, weights: np.ndarray, first_day: int) -> np.ndarray:
     Returns:
         (B,) the largest standardised bootstrap deviation of each resample.
     """
+    return _joined(max_t_chunks(search, weights, first_day), len(weights))
+
+
+def max_t_chunks(
+    search: Search, weights: np.ndarray, first_day: int
+) -> Iterator[tuple[slice, np.ndarray]]:
+    """:func:`max_t` a chunk of resamples at a time: (their rows, their largest t)."""
     keep = search.enough & np.isfinite(search.se) & (search.se > 0)
     last = int(np.flatnonzero(keep)[-1]) + 1  # cuts past the last candidate are not needed
     keep = keep[:last]
     returns, day = search.returns[:last], search.day[:last] - first_day
     total, scale = search.total[:last][keep], 1.0 / search.se[:last][keep]
-    out = np.empty(len(weights))
     step = max(1, CHUNK // last)
     for b in range(0, len(weights), step):
         drawn = np.cumsum(weights[b : b + step, day] * returns, axis=1)[:, keep]  # (b, k)
-        out[b : b + step] = ((drawn - total) * scale).max(axis=1)
+        yield slice(b, b + len(drawn)), ((drawn - total) * scale).max(axis=1)
+
+
+def _joined(chunks: Iterator[tuple[slice, np.ndarray]], n: int) -> np.ndarray:
+    """(n,) the values of every chunk, in their rows."""
+    out = np.empty(n)
+    for rows, values in chunks:
+        out[rows] = values
     return out
 
 
@@ -183,37 +228,51 @@ def shuffled_max_t(search: Search, resamples: int, rng: np.random.Generator) -> 
     Returns:
         (resamples,) the largest t of each shuffle.
     """
+    return _joined(shuffled_chunks(search, resamples, rng), resamples)
+
+
+def shuffled_chunks(
+    search: Search, resamples: int, rng: np.random.Generator
+) -> Iterator[tuple[slice, np.ndarray]]:
+    """:func:`shuffled_max_t` a chunk of shuffles at a time (each drawn when its chunk is
+    reached): (their rows, their largest t)."""
     keep = search.enough & np.isfinite(search.se) & (search.se > 0)
     last = int(np.flatnonzero(keep)[-1]) + 1
     n, n_days = len(search.returns), search.n_days
     _, day = np.unique(search.day, return_inverse=True)
     day = day.astype(np.int16 if n_days < 2**15 else np.int64)  # int16: a radix sort
-    out = np.empty(resamples)
     step = max(1, CHUNK // n)
     for b in range(0, resamples, step):
         order = rng.permuted(np.broadcast_to(np.arange(n), (min(step, resamples - b), n)), axis=1)
+        order = np.ascontiguousarray(order)  # drawn column-major: each row's passes contiguous
         returns, days = search.returns[order], day[order]  # (b, n), in the drawn order
         total = np.cumsum(returns, axis=1)[:, :last]
         squares = np.cumsum(returns * (2 * day_before(returns, days) + returns), axis=1)
         variance = np.maximum(n_days * squares[:, :last] - total**2, 0.0) / (n_days - 1)
         with np.errstate(divide="ignore", invalid="ignore"):
             t = total / np.sqrt(variance)
-        out[b : b + len(order)] = np.where(keep[:last] & (variance > 0), t, -np.inf).max(axis=1)
-    return out
+        yield slice(b, b + len(order)), np.where(keep[:last] & (variance > 0), t, -np.inf).max(1)
 
 
 def day_before(returns: np.ndarray, day: np.ndarray) -> np.ndarray:
     """Per trade, the sum of the earlier trades (in the row's order) on its day; rows of
-    ``returns`` (b, n) are independent orders, ``day`` (b, n) their day numbers."""
-    by_day = np.argsort(day, axis=1, kind="stable")
-    ordered = np.take_along_axis(returns, by_day, axis=1)
-    grouped = np.take_along_axis(day, by_day, axis=1)
-    running = np.cumsum(ordered, axis=1)
-    first = np.ones_like(grouped, dtype=bool)
-    first[:, 1:] = grouped[:, 1:] != grouped[:, :-1]
-    index = np.broadcast_to(np.arange(returns.shape[1]), returns.shape)
-    start = np.maximum.accumulate(np.where(first, index, 0), axis=1)
-    before_sorted = running - ordered - np.take_along_axis(running - ordered, start, axis=1)
-    before = np.empty_like(returns)
-    np.put_along_axis(before, by_day, before_sorted, axis=1)
+    ``returns`` (b, n) are orders of the same n trades (a shuffle each), ``day`` (b, n)
+    their day numbers.
+
+    Each row is sorted by day (stably: a day's trades stay in the row's order) and summed
+    cumulatively; a trade's earlier same-day sum is the running sum before it less the
+    running sum before its day's first trade. Every row holds the same days, so sorted
+    they are the same in every row: where each day starts is found once, and the rows
+    are gathered and scattered through one flat index.
+    """
+    b, n = returns.shape
+    by_day = np.argsort(day, axis=1, kind="stable")  # (b, n)
+    flat = (by_day + np.arange(b)[:, None] * n).ravel()  # the same, into returns.ravel()
+    ordered = returns.ravel()[flat].reshape(b, n)  # ravel: in C order, whatever the layout
+    sorted_days = np.sort(day[0])
+    first = np.r_[True, sorted_days[1:] != sorted_days[:-1]]
+    start = np.maximum.accumulate(np.where(first, np.arange(n), 0))  # (n,) its day's first
+    exclusive = np.cumsum(ordered, axis=1) - ordered  # (b, n) the sum before each trade
+    before = np.empty((b, n), dtype=returns.dtype)
+    before.ravel()[flat] = (exclusive - exclusive[:, start]).ravel()
     return before

@@ -286,18 +286,35 @@ def choose_horizons(
     if cut_margin not in ("family", "z"):
         raise ConfigError(f"thresholds.cut_margin must be family or z, got {cut_margin!r}")
     margin = np.full(n_groups, float(z))
-    if family is not None:
-        if day is None:
-            raise ConfigError("a family-wise thresholds.gate needs thresholds.unit=day")
-        for g in range(n_groups):
-            found = [entry[g][0] for entry in searches if entry[g] is not None]
-            margin[g] = max(z, family.critical_z(found, head=g))
+    at_z = _best_over_horizons(searches, n_groups, margin, cut_z)
+    if family is None:
+        return at_z
+    if day is None:
+        raise ConfigError("a family-wise thresholds.gate needs thresholds.unit=day")
+    # a group without a candidate at z has none at any wider margin: it does not trade,
+    # and its critical value is not needed (nor, where its best t falls below it, the
+    # exact value: critical_z stops at +inf)
+    for g in np.flatnonzero(at_z[0] >= 0):
+        found = [entry[g][0] for entry in searches if entry[g] is not None]
+        margin[g] = max(z, family.critical_z(found, head=g, observed=largest_t(found)))
     chosen = _best_over_horizons(searches, n_groups, margin, cut_z)
-    if family is not None and cut_margin == "z":
+    if cut_margin == "z":
         gate_open = chosen[0] >= 0
-        at_z = _best_over_horizons(searches, n_groups, np.full(n_groups, float(z)), cut_z)
         chosen = tuple(np.where(gate_open, b, a) for a, b in zip(chosen, at_z, strict=True))
     return chosen
+
+
+def largest_t(searches: list[Search]) -> float:
+    """The largest ``S / se`` over the candidates of ``searches`` (+inf for a profit
+    with no error): a margin at or above it lets none of them pass."""
+    largest = -np.inf
+    for s in searches:
+        keep = s.enough & np.isfinite(s.se)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t = np.where(s.se[keep] > 0, s.total[keep] / s.se[keep], np.inf * s.total[keep])
+        if t.size:
+            largest = max(largest, float(np.nanmax(t, initial=-np.inf)))
+    return largest
 
 
 def _best_over_horizons(

@@ -224,6 +224,44 @@ def test_rank_ic_by_bar_is_the_reports_rank_ic():
     assert got == pytest.approx(np.nanmean(rank_ic(score, net)))
 
 
+def _rank_ic_on_rows(score: np.ndarray, net: np.ndarray, bar: np.ndarray) -> np.ndarray:
+    """The computation ``rank_ic_by_bar`` replaced (one call per column with absent rows,
+    the net return a column of the scores' frame)."""
+    from huracan.evaluation import MIN_ASSETS
+
+    frame = pd.DataFrame(score).assign(net=net)
+    ranks = frame.groupby(bar).rank()
+    ranks = ranks - ranks.groupby(bar).transform("mean")
+    target = ranks.pop("net")
+    cov = ranks.mul(target, axis=0).groupby(bar).sum()
+    norm = np.sqrt(ranks.pow(2).groupby(bar).sum().mul(target.pow(2).groupby(bar).sum(), axis=0))
+    count = frame.groupby(bar).size()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ic = (cov / norm).where((norm > 0) & (count >= MIN_ASSETS).to_numpy()[:, None])
+    return ic.mean().fillna(0.0).to_numpy()
+
+
+def test_rank_ic_by_bar_of_present_columns_is_each_column_on_its_own_rows():
+    """Every column in one pass (``present``) gives, bit for bit, what the previous
+    computation gave on that column's rows alone (the net return ranked among them): ties,
+    a column missing from whole bars, one with too few assets in some."""
+    rng = np.random.default_rng(3)
+    n_bars, assets = 40, 9
+    bar = np.repeat(np.arange(n_bars), assets)
+    cluster = np.tile(np.arange(assets) % 3, n_bars)
+    score = np.round(rng.normal(size=(len(bar), 5)), 1)  # ties within bars
+    net = np.round(rng.normal(size=len(bar)), 2)
+    present = np.ones(score.shape, dtype=bool)
+    present[:, 2] = cluster != 1  # a cluster head left out on its own cluster
+    present[:, 3] = (cluster != 2) & (bar % 5 != 0)  # and out of whole bars
+    present[:, 4] = (cluster == 0) | (bar < 10)  # 3 assets a bar, some bars more
+    got = rank_ic_by_bar(score, net, bar, present)
+    np.testing.assert_array_equal(got[:2], _rank_ic_on_rows(score[:, :2], net, bar))
+    for k in range(2, 5):
+        rows = present[:, k]
+        assert got[k] == _rank_ic_on_rows(score[rows, k : k + 1], net[rows], bar[rows])[0]
+
+
 @pytest.mark.parametrize("meta", ["convex", "best", "logistic"])
 def test_a_meta_model_reads_no_bar_after_its_validation_slice(meta):
     """Every bar after the fold's validation slice (the test window: its inputs; nothing

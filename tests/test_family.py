@@ -151,3 +151,69 @@ def test_the_runs_rule_carries_its_cut_margin():
         )
         np.testing.assert_array_equal(chosen[margin][1], direct[1])
     assert (chosen["z"][1] != chosen["family"][1]).any()
+
+
+def _day_before_by_rows(returns: np.ndarray, day: np.ndarray) -> np.ndarray:
+    """The computation ``family.day_before`` replaced: every row sorted by day, gathered
+    and scattered with take_along_axis and put_along_axis, each row's day starts found
+    on its own."""
+    by_day = np.argsort(day, axis=1, kind="stable")
+    ordered = np.take_along_axis(returns, by_day, axis=1)
+    grouped = np.take_along_axis(day, by_day, axis=1)
+    running = np.cumsum(ordered, axis=1)
+    first = np.ones_like(grouped, dtype=bool)
+    first[:, 1:] = grouped[:, 1:] != grouped[:, :-1]
+    index = np.broadcast_to(np.arange(returns.shape[1]), returns.shape)
+    start = np.maximum.accumulate(np.where(first, index, 0), axis=1)
+    before_sorted = running - ordered - np.take_along_axis(running - ordered, start, axis=1)
+    before = np.empty_like(returns)
+    np.put_along_axis(before, by_day, before_sorted, axis=1)
+    return before
+
+
+@pytest.mark.parametrize("n, n_days", [(1, 1), (7, 1), (300, 4), (2000, 60)])
+def test_day_before_is_the_per_row_sort_it_replaces(n, n_days):
+    """Bit for bit, on shuffles laid out as the gate draws them (column-major) and
+    row-major."""
+    import huracan.family as family
+
+    rng = np.random.default_rng(n)
+    returns, day = rng.normal(0, 0.01, n), rng.integers(0, n_days, n).astype(np.int16)
+    order = rng.permuted(np.broadcast_to(np.arange(n), (23, n)), axis=1)
+    for drawn in (order, np.ascontiguousarray(order)):
+        want = _day_before_by_rows(returns[drawn], day[drawn])
+        np.testing.assert_array_equal(family.day_before(returns[drawn], day[drawn]), want)
+
+
+@pytest.mark.parametrize("method", ["family", "permutation", "bootstrap"])
+@pytest.mark.parametrize("edge", [0.0, 0.004, 0.01])
+def test_the_gates_shortcuts_choose_what_the_full_critical_values_choose(method, edge):
+    """choose_horizons skips a head with no candidate at z and stops resampling where the
+    critical value is known to exceed the head's best t: its horizons, cuts and bounds are
+    those chosen with every head's exact critical value (computed in full here)."""
+    from huracan.thresholds import _best_over_horizons, largest_t
+
+    n_heads = 24
+    prob, net, group, rows, day = head_folds(n_heads, edge=edge, seed=4)
+    gate = FamilyGate(alpha=0.05, resamples=100, method=method)
+    searches = [
+        head_searches(prob[rows % h == 0, i], net[rows % h == 0, i], group[rows % h == 0],
+                      n_heads, 20, day[rows % h == 0])
+        for i, h in enumerate(HORIZONS)
+    ]  # fmt: skip
+    margin, stopped = np.full(n_heads, 2.0), 0
+    for g in range(n_heads):
+        found = [entry[g][0] for entry in searches]
+        exact = gate.critical_z(found, head=g)
+        margin[g] = max(2.0, exact)
+        shortcut = gate.critical_z(found, head=g, observed=largest_t(found))
+        assert shortcut == exact or (shortcut == np.inf and exact > largest_t(found))
+        stopped += shortcut != exact
+    want = _best_over_horizons(searches, n_heads, margin, 1.0)
+    got = choose_horizons(prob, net, group, rows, HORIZONS, n_heads, 20, 2.0, day, 1.0, gate)
+    for a, b in zip(got, want, strict=True):
+        np.testing.assert_array_equal(a, b)
+    if edge == 0.0:
+        assert stopped > 0  # on noise the shortcut is taken
+    if edge == 0.01:
+        assert (got[0] >= 0).all()  # and an edge still trades

@@ -50,17 +50,24 @@ class FoldComponents:
 
 
 @torch.no_grad()
-def every_head_proba(module, samples: dict, n_groups: int, chunk: int = 65536) -> np.ndarray:
-    """(B, G, H) float32 probability of every group's head on every sample's input."""
-    codes = encoded(module.encoder, samples)["x"]
-    inputs = torch.cat([codes, samples["factor"]], dim=-1)
-    out = np.empty((len(inputs), n_groups, module.head.n_outputs), dtype=np.float32)
+def every_head_proba(head, inputs: torch.Tensor, n_groups: int, chunk: int = 65536) -> np.ndarray:
+    """(B, G, H) float32 probability of every group's head on every sample's input.
+
+    Args:
+        head: the ``GroupedMoEHead``; inputs: (B, L + C) its inputs (:func:`head_inputs`).
+    """
+    out = np.empty((len(inputs), n_groups, head.n_outputs), dtype=np.float32)
     for start in range(0, len(inputs), chunk):
         part = inputs[start : start + chunk]
         for g in range(n_groups):
-            logits, _ = module.head(part, torch.full((len(part),), g, dtype=torch.long))
+            logits, _ = head(part, torch.full((len(part),), g, dtype=torch.long))
             out[start : start + chunk, g] = logits.view(len(part), -1).sigmoid().numpy()
     return out
+
+
+def head_inputs(encoder, samples: dict) -> torch.Tensor:
+    """(B, L + C) the heads' inputs: the frozen encoder's codes and the factor channels."""
+    return torch.cat([encoded(encoder, samples)["x"], samples["factor"]], dim=-1)
 
 
 def fold_components(
@@ -89,8 +96,9 @@ def fold_components(
     train, val, test = samples
     val_t, val_a, test_t, test_a = rows
     names = [f"head_cluster_{g}" for g in range(n_groups)]
-    val_prob = [every_head_proba(module, val, n_groups)]
-    test_prob = [every_head_proba(module, test, n_groups)]
+    val_in, test_in = (head_inputs(module.encoder, part) for part in (val, test))
+    val_prob = [every_head_proba(module.head, val_in, n_groups)]
+    test_prob = [every_head_proba(module.head, test_in, n_groups)]
     if ensemble_config(cfg).global_head:
         global_module = fit_heads(
             OmegaConf.merge(cfg.head, {"granularity": "global"}),
@@ -103,8 +111,10 @@ def fold_components(
             stage,
             None if codes is None else tuple(in_one_group(part) for part in codes),
         )
-        val_prob.append(every_head_proba(global_module, val, 1))
-        test_prob.append(every_head_proba(global_module, test, 1))
+        if global_module.encoder is not module.encoder:  # fine-tuned: its own codes
+            val_in, test_in = (head_inputs(global_module.encoder, part) for part in (val, test))
+        val_prob.append(every_head_proba(global_module.head, val_in, 1))
+        test_prob.append(every_head_proba(global_module.head, test_in, 1))
         names.append("head_global")
     return FoldComponents(
         fold=fold,
