@@ -5,8 +5,10 @@ and the per-coin pipeline on daily bars keeping the coins that have the history.
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
+import pandas as pd
 import pytest
 from conftest import run_config
 from omegaconf import OmegaConf
@@ -177,3 +179,53 @@ def test_an_hourly_per_coin_run_chooses_the_same_with_and_without_the_cap(tmp_pa
     assert sum(job["status"] == "completed" for job in jobs.values()) >= 4
     # FFD windows of hundreds of bars (d > 0), which the cap would cut were it in bars
     assert sum((o["fracdiff_d"] or 0) > 0 for o in orders.values()) >= 2, orders
+
+
+@pytest.fixture(scope="module")
+def daily_roster(tmp_path_factory):
+    """Per-coin champions on the first 20 months of the daily market (its artifacts are
+    copied by each test)."""
+    tmp = tmp_path_factory.mktemp("daily_roster")
+    summary, _ = train(
+        run_config(
+            tmp,
+            *DAILY,
+            "data.end=2024-09-01",
+            "pipeline.champion_min_trades=0",
+            "pipeline.report_days=0",
+        )
+    )
+    assert sum(j["status"] == "completed" for j in summary["per_coin"]["jobs"].values()) >= 2
+    return tmp / "artifacts"
+
+
+def daily_mechanic(daily_roster, tmp_path, *overrides):
+    shutil.copytree(daily_roster, tmp_path / "artifacts")
+    market = [o for o in DAILY if o != "pipeline=per_coin" and not o.startswith("pipeline.")]
+    summary, _ = train(run_config(tmp_path, "pipeline=mechanic", *market, *overrides))
+    report = json.loads((tmp_path / "run" / "mechanic.json").read_text())
+    roster = json.loads((tmp_path / "artifacts" / "champions" / "roster.json").read_text())
+    return summary, report, roster
+
+
+def test_a_mechanic_cycle_on_daily_champions_reclusters_on_enough_bars(daily_roster, tmp_path):
+    """drift.cluster_window_days=30 holds 30 daily bars, fewer than cluster.min_overlap
+    (60): the check re-clusters on the latest 60 bars instead (it failed the cycle with
+    'n_clusters=2 is more than the 0 assets to cluster'), and the roster is rewritten."""
+    _, report, roster = daily_mechanic(daily_roster, tmp_path)
+    drift = report["cluster_drift"]
+    start, end = (pd.Timestamp(t) for t in drift["window"])
+    assert (end - start) / pd.Timedelta(days=1) + 1 == 60
+    assert "error" not in drift and len(drift["clusters"]) >= 2 and drift["ari"] is not None
+    assert roster["run_id"] == report["version_id"]
+
+
+def test_a_drift_check_that_cannot_run_is_recorded_and_the_cycle_ends(daily_roster, tmp_path):
+    """No coin has the 1000 bars cluster.min_overlap asks: the re-clustering cannot run;
+    its error is recorded, nothing is flagged for it, and the roster is still rewritten."""
+    _, report, roster = daily_mechanic(daily_roster, tmp_path, "cluster.min_overlap=1000")
+    drift = report["cluster_drift"]
+    assert "assets to cluster" in drift["error"]
+    assert drift["ari"] is None and drift["retrain_due"] is False
+    assert report["full_retrain_due"] is False
+    assert roster["run_id"] == report["version_id"]
