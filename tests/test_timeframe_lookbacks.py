@@ -33,8 +33,14 @@ def test_the_ffd_window_cap_is_a_duration_in_bars_of_the_timeframe():
     assert for_features(features, DAY).max_window == 90
     assert for_features(features, FOUR_HOURS).max_window == 540
     assert for_features(features, HOUR).max_window == 2160
-    # the weight tolerance's own windows: at most 528 bars, below the cap of 1h and 4h bars
+    # the weight tolerance's own windows: 117 (d=0.65) to 527 (d=0.15) bars, 1 at d=0,
+    # below the cap of 1h and 4h bars; from 5h bars on the cap binds
     natural = {d: len(ffd_weights(d)) for d in GRID}
+    assert (natural[0.0], natural[0.65], max(natural.values()), natural[0.15]) == (1, 117, 527, 527)
+    assert min(v for d, v in natural.items() if d > 0) == 117
+    caps = {h: for_features(features, h * HOUR).max_window for h in (4, 5, 6, 12)}
+    assert caps == {4: 540, 5: 432, 6: 360, 12: 180}
+    assert caps[4] > 527 > caps[5]
     for bar in (HOUR, FOUR_HOURS):
         cap = for_features(features, bar).max_window
         for d in GRID:
@@ -56,7 +62,8 @@ def test_hourly_fracdiff_choices_are_unchanged_by_the_cap():
 
 
 def test_daily_fracdiff_fits_an_order_where_the_tolerance_window_left_no_test():
-    """Two years of daily walks: the tolerance's windows (362-528 bars) leave the ADF test
+    """Two years of daily walks: the tolerance's windows (362 to 527 bars at the
+    orders such walks need, d 0.05 to 0.15) leave the ADF test
     too few of 550 training bars; the 90-day cap leaves it hundreds."""
     x = random_walks(550, 5, seed=3)
     plain = StationaryFracDiff(max_d=0.65).fit(x)

@@ -341,11 +341,13 @@ class StationaryFracDiff(TransformerMixin, BaseEstimator):
 def for_features(features: Mapping, bar_seconds: float) -> StationaryFracDiff:
     """The FFD estimator of a ``features`` config on bars of ``bar_seconds`` seconds.
 
-    The weight tolerance alone keeps up to 528 weights whatever the bar (``d`` on its 0.05
-    grid; 282 at d=0.4): 22 days of hourly bars and 88 of 4h ones, but a year and a half
-    of daily ones, longer than a daily coin's training window, so that its ADF test has no
-    observations left. ``fracdiff_max_window``, a duration (``90d``), caps the window in
-    time; hourly and 4h windows never reach 90 days, so there it changes nothing. A config
+    The weight tolerance alone keeps 117 (d=0.65) to 527 (d=0.15) weights whatever the bar
+    (``d`` on its 0.05 grid; 1 at d=0, 282 at d=0.4): 22 days of hourly bars and 88 of 4h
+    ones, but a year and a half of daily ones, longer than a daily coin's training window,
+    so that its ADF test has no observations left. ``fracdiff_max_window``, a duration
+    (``90d``), caps the window in time; it binds on bars of 5 hours and longer (6h: 360
+    bars, 12h: 180); hourly and 4h windows never reach 90 days, so there it changes
+    nothing. A config
     without the key (a model stored before it) keeps the tolerance's window.
 
     Raises:
