@@ -17,7 +17,7 @@ from huracan.config import validate
 from huracan.errors import ConfigError
 from huracan.features.fracdiff import StationaryFracDiff, ffd_weights, for_features
 from huracan.run import train
-from huracan.serve.model import coin_warmup
+from huracan.serve.model import coin_warmup, trained_timeframe
 
 HOUR, FOUR_HOURS, DAY = 3600.0, 4 * 3600.0, 86400.0
 GRID = np.round(np.arange(0.0, 0.66, 0.05), 2)
@@ -62,15 +62,27 @@ def test_hourly_fracdiff_choices_are_unchanged_by_the_cap():
 
 
 def test_daily_fracdiff_fits_an_order_where_the_tolerance_window_left_no_test():
-    """Two years of daily walks: the tolerance's windows (362 to 527 bars at the
-    orders such walks need, d 0.05 to 0.15) leave the ADF test
-    too few of 550 training bars; the 90-day cap leaves it hundreds."""
+    """Two years of daily walks: the tolerance's windows (362 to 527 bars at the orders
+    such walks need, d 0.05 to 0.15) leave the ADF test too few of 550 training bars; the
+    90-day cap leaves it hundreds."""
     x = random_walks(550, 5, seed=3)
     plain = StationaryFracDiff(max_d=0.65).fit(x)
     capped = for_features({"max_d": 0.65, "fracdiff_max_window": "90d"}, DAY).fit(x)
     assert np.isnan(plain.d_).any() and plain.skip_reasons_
     assert np.isfinite(capped.d_).all() and not capped.skip_reasons_
     assert (capped.window_ <= 90).all()
+
+
+def test_a_daily_ffd_order_needs_191_training_bars_and_says_so():
+    """The capped daily window (90 bars), the ADF test's lag and its 100 observations: 191
+    training bars fit an order, 190 do not, and the skip counts both."""
+    x = random_walks(191, 1, seed=3)
+    ffd = for_features({"max_d": 0.65, "fracdiff_max_window": "90d"}, DAY)
+    assert np.isfinite(ffd.fit(x).d_).all() and not ffd.skip_bars_
+    ffd.fit(x[1:])
+    assert np.isnan(ffd.d_).all()
+    assert ffd.skip_bars_ == {0: (190, 191)}
+    assert "99 observations after the 90-bar window, 100 needed" in ffd.skip_reasons_[0]
 
 
 def test_the_served_warmup_scales_with_the_timeframe(tmp_path):
@@ -80,6 +92,22 @@ def test_the_served_warmup_scales_with_the_timeframe(tmp_path):
     daily = coin_warmup({**description, "timeframe": "1d"}, 1e-9)
     assert hourly == max(len(ffd_weights(0.1)), daily)  # 503 FFD bars: 21 days
     assert daily < hourly  # the FFD's 90 days no longer lead: the EMAs' warm-up does
+
+
+def test_a_model_s_timeframe_is_read_by_one_rule(tmp_path):
+    """The description's timeframe, else the training config's data.timeframe, else 1h:
+    the served warm-up and the fleet's bar check read the same one."""
+    config = {"data": {"timeframe": "1d"}}
+    assert trained_timeframe({"timeframe": "4h", "config": config}) == "4h"
+    assert trained_timeframe({"config": config}) == "1d"
+    assert trained_timeframe({"config": {"data": {}}}) == "1h"
+    overrides = ("pipeline=per_coin", "data.timeframe=1d")
+    cfg = OmegaConf.to_container(run_config(tmp_path, *overrides), resolve=True)
+    description = {"config": cfg, "fracdiff_d": 0.1, "factor": {"method": "pca"}}
+    # no timeframe in the description: the config's daily bars cap the FFD at 90, as the
+    # fleet reads them (a fallback to 1h counted 503 hourly bars)
+    daily = coin_warmup({**description, "timeframe": "1d"}, 1e-9)
+    assert coin_warmup(description, 1e-9) == daily < len(ffd_weights(0.1))
 
 
 def test_a_bad_cap_is_a_config_error_naming_the_key(tmp_path):
@@ -128,6 +156,7 @@ def test_per_coin_on_daily_bars_keeps_the_coins_with_the_history(tmp_path):
     assert set(long_listed) & set(skipped), uncapped["per_coin"]["jobs"]
     for reason in skipped.values():
         assert "daily bars from" in reason and "fracdiff never known" in reason, reason
+        assert reason.startswith("fracdiff never known: its FFD order's ADF test needs "), reason
 
 
 @pytest.mark.parametrize(
