@@ -339,7 +339,9 @@ def test_a_coin_outside_the_tree_is_skipped_for_that_reason(trained):
     )
     flat_data = replace(split.data, clusters=replace(clusters, tree=None))
     flat = SimpleNamespace(data=flat_data, fold=split.fold, valid=split.valid)
-    assert "history too short" in history_gap(trained.panel, flat, j)
+    # flat: the generic reason (its inputs are all known there: no label or head, which
+    # the reason no longer calls a warm-up)
+    assert "no validation bars with every input" in history_gap(trained.panel, flat, j)
 
 
 def test_the_mechanic_measures_each_tree_its_champions_carry(trained, tmp_path):
@@ -502,8 +504,7 @@ def test_a_drop_both_checks_see_is_warned_once(trained, tmp_path, caplog):
         entry = _two_tree_drift(trained, tmp_path, {"a": drifted}, carrying)
 
     (measured,) = entry["trees"]
-    if not measured["levels"][0]["retrain_due"]:
-        pytest.skip("alternating coins happen to keep the window's level 0 (ARI >= 0.5)")
+    assert measured["levels"][0]["retrain_due"] and entry["ari"] < 0.5  # both see it
     assert entry["retrain_due"] is True
     (warning,) = [r.getMessage() for r in caplog.records if "cluster drift below" in r.message]
     assert warning.count("ARI") == 1 and "tree [2, 4] level 0" in warning
