@@ -128,7 +128,8 @@ def test_a_coin_without_a_job_says_which_window_it_lacks_and_why():
     assert history_gap(panel, split, 2) == (
         "no validation bars: its first bar is 2024-04-05 00:00, after the window"
     )
-    assert "warm-up" in history_gap(panel, split, 3)
+    # every input known in time: the label or the head is what it lacks, not a warm-up
+    assert "no label or head" in history_gap(panel, split, 3)
     split.fold.val = np.arange(0)  # validation.val_fraction=0: a reason, not an IndexError
     assert history_gap(panel, split, 0) == "no validation window (validation.val_fraction is 0)"
 
@@ -170,19 +171,26 @@ def test_a_coin_short_of_warm_up_is_told_what_it_has_and_needs_in_its_bars(timef
     )
     reason = history_gap(panel, split, 0)
     span = "" if timeframe == "1d" else f" ({39 * seconds / 86400:.3g} days)"
+    # what is missing first: the roster keeps a reason's first 200 characters
     assert reason == (
-        "no validation bars with every input (history too short for the features' warm-up): "
-        f"30 {unit} from {stamps[50]:%Y-%m-%d} to the validation window's end "
-        f"{stamps[79]:%Y-%m-%d}; needs 40: a warm-up of 39 bars{span} for volume_z, then 1 "
-        "validation bar"
+        f"history too short for the features' warm-up: needs 40 {unit}: a warm-up of 39 "
+        f"bars{span} for volume_z, then 1 validation bar; has 30, from {stamps[50]:%Y-%m-%d} "
+        f"to the validation window's end {stamps[79]:%Y-%m-%d}; so no validation bars with "
+        "every input"
     )
-    # an FFD order the training window could not fit: said so, with the fit's reason
+    # an FFD order the training window could not fit: its ADF test's bars, then the fit's
+    # reason; not a warm-up
     data.ffd, data.feature_names = np.full((100, 1), np.nan), ["ret_1", "volume_z", "fracdiff"]
-    data.fracdiff = SimpleNamespace(skip_reasons_={0: "too short for the ADF test at d=0.1"})
-    assert history_gap(panel, split, 0).endswith(
-        f"; fracdiff never known (its FFD order is fitted on the training window to "
-        f"{stamps[54]:%Y-%m-%d}: too short for the ADF test at d=0.1)"
+    data.fracdiff = SimpleNamespace(
+        skip_reasons_={0: "too short for the ADF test at d=0.1"}, skip_bars_={0: (5, 191)}
     )
+    reason = history_gap(panel, split, 0)
+    assert reason.startswith(
+        "fracdiff never known: its FFD order's ADF test needs 191 training bars, the coin "
+        f"has 5 (training window to {stamps[54]:%Y-%m-%d}: too short for the ADF test at "
+        "d=0.1); so no validation bars with every input"
+    )
+    assert "warm-up" not in reason
 
 
 def test_a_coin_a_gate_failed_is_told_what_was_measured_against_which_limit():
@@ -197,3 +205,5 @@ def test_a_coin_a_gate_failed_is_told_what_was_measured_against_which_limit():
         "IMX",
         "gates: min_history (days of history 28 vs limit 60)",
     )
+    gates.add_skip("ARB", "file_error", "")  # no detail: the code alone, no "()"
+    assert gate_jobs(gates)[-1].skip_reason == "gates: file_error"

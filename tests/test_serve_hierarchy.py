@@ -7,7 +7,9 @@ its jobs and test probabilities are recorded as in ``test_replay.py``."""
 
 from __future__ import annotations
 
+import copy
 import json
+import logging
 import shutil
 from dataclasses import replace
 from types import SimpleNamespace
@@ -337,7 +339,9 @@ def test_a_coin_outside_the_tree_is_skipped_for_that_reason(trained):
     )
     flat_data = replace(split.data, clusters=replace(clusters, tree=None))
     flat = SimpleNamespace(data=flat_data, fold=split.fold, valid=split.valid)
-    assert "history too short" in history_gap(trained.panel, flat, j)
+    # flat: the generic reason (its inputs are all known there: no label or head, which
+    # the reason no longer calls a warm-up)
+    assert "no validation bars with every input" in history_gap(trained.panel, flat, j)
 
 
 def test_the_mechanic_measures_each_tree_its_champions_carry(trained, tmp_path):
@@ -392,3 +396,115 @@ def test_the_mechanic_measures_each_tree_its_champions_carry(trained, tmp_path):
     assert entry["levels"] == measured[(2, 4)]["levels"][1:]
     flat_due = entry["ari"] is not None and entry["ari"] < 0.5
     assert entry["retrain_due"] == (flat_due or any(t["retrain_due"] for t in entry["trees"]))
+
+
+def _window_tree(trained, rows: np.ndarray) -> dict:
+    """The tree the drift check refits on ``rows`` (the fixture's config): a carried tree
+    equal to it has drifted nowhere."""
+    arrays, cfg = trained.arrays, trained.cfg
+    first = fit_clusters(arrays, rows, cfg)
+    factor = build(cfg.factor)
+    members = first.cluster_members[first.dominant_cluster_id]
+    factor.fit(arrays.returns[rows], members, arrays.symbols, arrays.quote_volume[rows])
+    tree, _ = fit_tree(
+        cfg, arrays.returns, rows, arrays.symbols, first, factor, arrays.quote_volume
+    )
+    return tree.to_dict(arrays.symbols)
+
+
+def _renumbered(tree: dict, level: int, ids: dict[int, int]) -> dict:
+    """``tree`` with ``level``'s clusters numbered by ``ids`` (old -> new)."""
+    out = copy.deepcopy(tree)
+    members = out["levels"][level]["members"]
+    out["levels"][level]["members"] = {str(ids[int(c)]): names for c, names in members.items()}
+    return out
+
+
+def _two_tree_drift(trained, tmp_path, trees: dict, carrying: dict) -> dict:
+    """``cluster_drift`` on a roster whose coins carry ``trees[carrying[coin]]``, each
+    checkpoint's ``cluster`` its tree's level 0 (numbered as that tree numbers it)."""
+    models = {}
+    for symbol, key in carrying.items():
+        level0 = trees[key]["levels"][0]["members"]
+        cluster = next(int(c) for c, names in level0.items() if symbol in names)
+        models[symbol] = SimpleNamespace(
+            description={"tree": trees[key], "cluster": cluster},
+            config=OmegaConf.to_container(trained.cfg, resolve=True),
+        )
+    fleet = SimpleNamespace(models=models, roster={"entries": []})
+    market = SimpleNamespace(
+        panel=trained.panel,
+        arrays=trained.arrays,
+        trained=OmegaConf.create(trained.cfg),
+        version_id="pinned",
+    )
+    cfg = run_config(tmp_path, "pipeline=mechanic", *MARKET, "drift.cluster_window_days=20")
+    return cluster_drift(LocalStore(tmp_path / "store"), fleet, market, cfg)
+
+
+def _drift_rows(trained) -> np.ndarray:
+    window = trained.panel.timestamps[-1] - pd.Timedelta(days=20)
+    return np.flatnonzero(trained.panel.timestamps > window)
+
+
+def test_the_same_tree_numbered_two_ways_has_not_drifted(trained, tmp_path):
+    """Half the champions carry the tree with level 0 (and level 1) numbered the other way
+    round: two trees by their JSON, one partition. Every comparison is 1.0 and nothing is
+    due; the roster-wide check reads one tree's numbers only (it mixed both: ARI < 0)."""
+    tree = _window_tree(trained, _drift_rows(trained))
+    n1 = tree["levels"][1]["n_clusters"]
+    other = _renumbered(_renumbered(tree, 0, {0: 1, 1: 0}), 1, {c: n1 - 1 - c for c in range(n1)})
+    symbols = list(trained.jobs)
+    carrying = {s: "b" if i < len(symbols) // 2 else "a" for i, s in enumerate(symbols)}
+    entry = _two_tree_drift(trained, tmp_path, {"a": tree, "b": other}, carrying)
+
+    assert len(entry["trees"]) == 2
+    assert entry["ari"] == 1.0 and entry["moved"] == []
+    for measured in entry["trees"]:
+        assert [level["ari"] for level in measured["levels"]] == [1.0, 1.0]
+        assert not measured["retrain_due"]
+    assert entry["retrain_due"] is False
+
+
+def test_a_minority_tree_with_a_scrambled_level_alone_is_due(trained, tmp_path, caplog):
+    """Tree B (two champions) stores level 1 with every coin in one cluster; tree A is the
+    window's own tree. B's entry is due (level 1 ARI 0), none of A's levels is, and the
+    warning names B's level once."""
+    tree = _window_tree(trained, _drift_rows(trained))
+    scrambled = copy.deepcopy(tree)
+    every = sorted(s for names in tree["levels"][1]["members"].values() for s in names)
+    scrambled["levels"][1]["members"] = {"0": every}
+    symbols = list(trained.jobs)
+    carrying = {s: "b" if i < 2 else "a" for i, s in enumerate(symbols)}
+    with caplog.at_level(logging.WARNING, logger="huracan"):
+        entry = _two_tree_drift(trained, tmp_path, {"a": tree, "b": scrambled}, carrying)
+
+    a, b = entry["trees"]
+    assert a["coins"] == symbols[2:] and b["coins"] == symbols[:2]
+    assert [(lv["ari"], lv["retrain_due"]) for lv in a["levels"]] == [(1.0, False), (1.0, False)]
+    assert not a["retrain_due"]
+    assert [(lv["ari"], lv["retrain_due"]) for lv in b["levels"]] == [(1.0, False), (0.0, True)]
+    assert b["retrain_due"] is True and entry["retrain_due"] is True
+    assert entry["ari"] == 1.0 and entry["levels"] == a["levels"][1:]
+    (warning,) = [r.getMessage() for r in caplog.records if "cluster drift below" in r.message]
+    assert warning.count("ARI") == 1 and "tree [2, 4] level 1 ARI 0.0" in warning
+
+
+def test_a_drop_both_checks_see_is_warned_once(trained, tmp_path, caplog):
+    """Every champion carries a tree whose level 0 puts each coin in the other cluster
+    than the window's: the roster-wide check and the tree's level 0 see the same drop,
+    and the warning lists it once."""
+    tree = _window_tree(trained, _drift_rows(trained))
+    level0 = tree["levels"][0]["members"]
+    symbols = sorted(s for names in level0.values() for s in names)
+    drifted = copy.deepcopy(tree)  # alternate coins across the two clusters
+    drifted["levels"][0]["members"] = {"0": symbols[0::2], "1": symbols[1::2]}
+    carrying = dict.fromkeys(trained.jobs, "a")
+    with caplog.at_level(logging.WARNING, logger="huracan"):
+        entry = _two_tree_drift(trained, tmp_path, {"a": drifted}, carrying)
+
+    (measured,) = entry["trees"]
+    assert measured["levels"][0]["retrain_due"] and entry["ari"] < 0.5  # both see it
+    assert entry["retrain_due"] is True
+    (warning,) = [r.getMessage() for r in caplog.records if "cluster drift below" in r.message]
+    assert warning.count("ARI") == 1 and "tree [2, 4] level 0" in warning

@@ -232,6 +232,8 @@ class StationaryFracDiff(TransformerMixin, BaseEstimator):
         adf_pvalue_: (N,) its MacKinnon p-value.
         stationary_: (N,) whether the unit root was rejected at d_.
         skip_reasons_: column (name, or index for arrays) -> why it was skipped.
+        skip_bars_: column -> (bars it has, bars its ADF test needs) where it was skipped:
+            the FFD window, ``adf_lags`` and ``min_obs`` observations, at the ``d`` tried.
         n_features_in_: assets seen in fit.
     """
 
@@ -273,6 +275,7 @@ class StationaryFracDiff(TransformerMixin, BaseEstimator):
         self.adf_stat_ = np.full(n_assets, np.nan)
         self.adf_pvalue_ = np.full(n_assets, np.nan)
         self.skip_reasons_: dict[Hashable, str] = {}
+        self.skip_bars_: dict[Hashable, tuple[int, int]] = {}
         undecided = np.ones(n_assets, dtype=bool)
         for d in grid:
             assets = np.flatnonzero(undecided)
@@ -284,6 +287,9 @@ class StationaryFracDiff(TransformerMixin, BaseEstimator):
             stat, n_obs = _adf_series(filtered, self.adf_lags)
             short = n_obs < self.min_obs
             for j, n in zip(assets[short], n_obs[short], strict=True):
+                # contiguous bars give (bars - window - lags) observations; gaps lose more
+                needed = max(len(weights) + self.adf_lags, n_bars[j] - n) + self.min_obs
+                self.skip_bars_[names[j]] = (int(n_bars[j]), int(needed))
                 self.skip_reasons_[names[j]] = (
                     f"too short for the ADF test at d={d:g}: {n_bars[j]} bars leave {n} "
                     f"observations after the {len(weights)}-bar window, {self.min_obs} needed"
@@ -341,11 +347,13 @@ class StationaryFracDiff(TransformerMixin, BaseEstimator):
 def for_features(features: Mapping, bar_seconds: float) -> StationaryFracDiff:
     """The FFD estimator of a ``features`` config on bars of ``bar_seconds`` seconds.
 
-    The weight tolerance alone keeps up to 528 weights whatever the bar (``d`` on its 0.05
-    grid; 282 at d=0.4): 22 days of hourly bars and 88 of 4h ones, but a year and a half
-    of daily ones, longer than a daily coin's training window, so that its ADF test has no
-    observations left. ``fracdiff_max_window``, a duration (``90d``), caps the window in
-    time; hourly and 4h windows never reach 90 days, so there it changes nothing. A config
+    The weight tolerance alone keeps 117 (d=0.65) to 527 (d=0.15) weights whatever the bar
+    (``d`` on its 0.05 grid; 1 at d=0, 282 at d=0.4): 22 days of hourly bars and 88 of 4h
+    ones, but a year and a half of daily ones, longer than a daily coin's training window,
+    so that its ADF test has no observations left. ``fracdiff_max_window``, a duration
+    (``90d``), caps the window in time; it binds on bars of 5 hours and longer (6h: 360
+    bars, 12h: 180); hourly and 4h windows never reach 90 days, so there it changes
+    nothing. A config
     without the key (a model stored before it) keeps the tolerance's window.
 
     Raises:

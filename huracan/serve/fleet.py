@@ -44,6 +44,7 @@ from huracan.serve.model import (
     dict_config,
     expected_net_bps,
     load_coin,
+    trained_timeframe,
 )
 from huracan.serve.positions import Position, with_positions
 from huracan.store import ArtifactNotFound, LocalStore, Store
@@ -393,8 +394,8 @@ class Fleet:
         if model.symbol not in panel.symbols:
             skipped = [d.detail for d in panel.drops if d.symbol == model.symbol and d.detail]
             return [f"bad bars: {skipped[0]}" if skipped else "no bars for this symbol"]
-        timeframe = model.description.get("timeframe") or model.config["data"].get("timeframe")
-        if timeframe and pd.Timedelta(timeframe) != pd.Timedelta(panel.timeframe):
+        timeframe = trained_timeframe(model.description)
+        if pd.Timedelta(timeframe) != pd.Timedelta(panel.timeframe):
             return [f"bars are {panel.timeframe}, the model was trained on {timeframe}"]
         j = panel.index_of(model.symbol)
         close = panel.close[max(t + 1 - model.warmup, 0) : t + 1, j]

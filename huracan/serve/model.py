@@ -179,6 +179,13 @@ def expected_net_bps(pointer: dict) -> float | None:
     return net / n_trades if n_trades and net is not None else None
 
 
+def trained_timeframe(description: dict) -> str:
+    """The bars a model was trained on: its description's ``timeframe``, else its training
+    config's ``data.timeframe``, else ``1h`` (the only bars before either was stored)."""
+    data = description["config"].get("data") or {}
+    return description.get("timeframe") or data.get("timeframe") or "1h"
+
+
 def coin_warmup(description: dict, ema_tolerance: float) -> int:
     """Bars the latest input of this model needs: features, FFD window, factor lags."""
     cfg = description["config"]
@@ -189,7 +196,7 @@ def coin_warmup(description: dict, ema_tolerance: float) -> int:
     d = description.get("fracdiff_d")
     if features.get("fracdiff") and d is not None:
         # features.fracdiff_max_window is a duration: in bars of the model's own timeframe
-        bar = pd.Timedelta(description.get("timeframe") or "1h").total_seconds()
+        bar = pd.Timedelta(trained_timeframe(description)).total_seconds()
         ffd = for_features(features, bar).with_orders([d])
         need = max(need, int(ffd.window_[0]))
     # the factor: a return (two closes), its lags, the forward fill's and volume's look-back;

@@ -7,10 +7,11 @@ population stability index over its inputs, flagged above ``drift.max_psi``. A f
 coin is queued for retraining in ``mechanic.json``.
 
 Cluster drift: the configured clusterer re-clusters the coins on the latest
-``drift.cluster_window_days`` and the result is compared with the clusters the champions
-were trained under (their checkpoints' ``cluster``): the adjusted Rand index (sklearn) and
-the coins that moved (each new cluster matched to the old one it overlaps most, by the
-assignment that maximises the overlap). Every re-clustering appends one entry to
+``drift.cluster_window_days`` (at least ``cluster.min_overlap`` bars) and the result is
+compared with the clusters the champions were trained under (their checkpoints'
+``cluster``; with level trees, the first tree's champions only): the adjusted Rand index
+(sklearn) and the coins that moved (each new cluster matched to the old one it overlaps
+most, by the assignment that maximises the overlap). Every re-clustering appends one entry to
 ``meta/cluster_history.json`` (rewritten whole, atomically); an ARI below
 ``drift.min_cluster_ari`` says that a full retrain is due.
 
@@ -95,59 +96,88 @@ def cluster_drift(store: Store, fleet: Fleet, market: Market, cfg: DictConfig) -
 
     Champions that carry a level tree are re-clustered as they were trained (their own
     ``cluster`` config), and every level of a tree fitted afresh on the window is compared
-    with theirs (``levels``); the tree they serve is kept (``level_drift``)."""
+    with theirs (``levels``); the tree they serve is kept (``level_drift``). A check that
+    cannot run on the window (too few coins left to cluster) is recorded (``error``), not
+    flagged, and the cycle goes on."""
     panel, options = market.panel, cfg.drift
-    start = panel.timestamps[-1] - pd.Timedelta(days=options.cluster_window_days)
-    rows = np.flatnonzero(panel.timestamps > start)
     trees = carried_trees(fleet)
     clustering = cfg if not trees else trees[0].config
-    result = fit_clusters(market.arrays, rows, clustering)
-    now = result.cluster_map
+    rows = drift_rows(panel.timestamps, options, [clustering, *(t.config for t in trees)])
     before = trained_clusters(store, fleet)
-    common = [s for s in before if before[s] >= 0 and s in now]
     entry = {
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
         "version_id": market.version_id,
         "window": [str(panel.timestamps[rows[0]]), str(panel.timestamps[rows[-1]])],
         "clusterer": clustering.cluster.get("_target_"),
-        "clusters": {s: int(now[s]) for s in sorted(now)},
+        "clusters": {},
         "trained_under": {s: before[s] for s in sorted(before)},
         "ari": None,
         "moved": [],
         "retrain_due": False,
     }
-    if len(common) >= 2:
-        old = [before[s] for s in common]
-        new = [int(now[s]) for s in common]
-        entry["ari"] = round(float(adjusted_rand_score(old, new)), 6)
-        entry["moved"] = moved_coins(common, old, new)
-        entry["retrain_due"] = entry["ari"] < options.min_cluster_ari
+    try:
+        result = fit_clusters(market.arrays, rows, clustering)
+    except HuracanError as err:
+        log.warning("cluster drift: the coins cannot be re-clustered on the window: %s", err)
+        result, entry["error"] = None, str(err)
+    if result is not None:
+        entry["clusters"] = {s: int(c) for s, c in sorted(result.cluster_map.items())}
+        # one clustering's numbers only: champions of other trees (or runs) number theirs
+        # their own way, and mixing them would read a relabelling as drift
+        roster = trees[0].coins if trees else list(before)
+        trained = {s: before[s] for s in roster if before.get(s, -1) >= 0}
+        _compare(entry, trained, entry["clusters"])
+        entry["retrain_due"] = entry["ari"] is not None and entry["ari"] < options.min_cluster_ari
     if trees:
         entry["trees"] = [  # the first tree's first level is the one fitted above
-            tree_drift(tree, None if i else result, market, rows, options.min_cluster_ari)
+            tree_drift(tree, result if i == 0 else None, market, rows, options.min_cluster_ari)
             for i, tree in enumerate(trees)
         ]
         entry["levels"] = entry["trees"][0]["levels"][1:]
         entry["retrain_due"] |= any(tree["retrain_due"] for tree in entry["trees"])
     if entry["retrain_due"]:
-        fired = [("clusters", entry)] * (
-            entry["ari"] is not None and entry["ari"] < options.min_cluster_ari
-        ) + [
-            (f"tree {tree['cluster_levels']} level {v['level']}", v)
-            for tree in entry.get("trees", [])
-            for v in tree["levels"]
-            if v.get("retrain_due")
-        ]
-        log.warning(
-            "cluster drift below drift.min_cluster_ari=%s: %s: a full retrain is due",
-            options.min_cluster_ari,
-            "; ".join(
-                f"{name} ARI {v['ari']} (moved: {', '.join(v['moved']) or '-'})"
-                for name, v in fired
-            ),
-        )
+        warn_retrain(entry, options.min_cluster_ari)
     append_history(store, entry)
     return entry
+
+
+def drift_rows(timestamps: pd.DatetimeIndex, options: DictConfig, configs: list) -> np.ndarray:
+    """The bars the drift check re-clusters on: the latest ``drift.cluster_window_days``,
+    or the latest ``cluster.min_overlap`` bars of the panel's timeframe where that is
+    longer (the largest of ``configs``' clusterings): a window shorter than the overlap
+    the clusterer asks of two coins would leave it none to cluster (30 daily bars against
+    100)."""
+    start = timestamps[-1] - pd.Timedelta(days=options.cluster_window_days)
+    rows = np.flatnonzero(timestamps > start)
+    overlap = max(int(c.cluster.get("min_overlap") or 0) for c in configs)
+    if len(rows) >= overlap:
+        return rows
+    return np.arange(max(len(timestamps) - overlap, 0), len(timestamps))
+
+
+def warn_retrain(entry: dict, min_ari: float) -> None:
+    """Logs each check below ``min_ari``, once: the roster-wide one is the first tree's
+    level 0 on its champions, so it is left out where that level is listed."""
+    first = entry.get("trees", [{"levels": [{}]}])[0]["levels"][:1]
+    fired = [
+        (f"tree {tree['cluster_levels']} level {v['level']}", v)
+        for tree in entry.get("trees", [])
+        for v in tree["levels"]
+        if v.get("retrain_due")
+    ]
+    if (
+        entry["ari"] is not None
+        and entry["ari"] < min_ari
+        and not any(v.get("retrain_due") for v in first)
+    ):
+        fired.insert(0, ("clusters", entry))
+    log.warning(
+        "cluster drift below drift.min_cluster_ari=%s: %s: a full retrain is due",
+        min_ari,
+        "; ".join(
+            f"{name} ARI {v['ari']} (moved: {', '.join(v['moved']) or '-'})" for name, v in fired
+        ),
+    )
 
 
 @dataclass(frozen=True)
@@ -210,7 +240,17 @@ def tree_drift(
     first included (``level_drift`` for the rest), and ``retrain_due`` if any level is."""
     trained = carried.config
     if clusters is None:
-        clusters = fit_clusters(market.arrays, rows, trained)
+        try:
+            clusters = fit_clusters(market.arrays, rows, trained)
+        except HuracanError as err:
+            log.warning("cluster drift: tree %s cannot be re-fitted: %s", carried.levels, err)
+            return {
+                "cluster_levels": carried.levels,
+                "coins": carried.coins,
+                "levels": [],
+                "error": str(err),
+                "retrain_due": False,
+            }
     now = {s: int(c) for s, c in sorted(clusters.cluster_map.items())}
     first = _compare({"level": 0, "clusters": now}, _membership(carried.tree["levels"][0]), now)
     first["retrain_due"] = first["ari"] is not None and first["ari"] < min_ari

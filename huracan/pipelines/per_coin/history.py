@@ -4,9 +4,10 @@ panel's own bars (daily, 4h, hourly) and dates, and for a warm-up, the input tha
 A coin has a job when it has validation and test bars with every input (``Split.valid``).
 Each input is known from some bar of the coin's life on: a rolling feature after its
 window, the FFD log price after its window (or never, where no order ``d`` could be fitted
-on the training rows), the factor channels where the factor is. The latest of those is
-the coin's warm-up; a coin whose bars up to a window's end are fewer is told how many it
-has and how many it needs.
+on the training rows: its ADF test needs the window, its lags and ``min_obs`` observations
+of training bars, and the reason says how many the coin has), the factor channels where
+the factor is. The latest of those is the coin's warm-up; a coin whose bars up to a
+window's end are fewer is told how many it has and how many it needs.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from huracan.data import Panel
 
 def history_gap(panel: Panel, split, j: int) -> str:
     """Why coin ``j`` has no validation or no test bars with every input (then no job), or
-    "" when it has both: its bars end before the window, start after it, or do not reach
-    far enough back for the features' warm-up (with the bars it has and needs)."""
+    "" when it has both: its bars end before the window, start after it, do not reach far
+    enough back for the features' warm-up, or hold too few training bars for the FFD
+    order's ADF test (with the bars it has and needs)."""
     fold = split.fold
     has_val = bool(split.valid[fold.val, j].any())
     if has_val and split.valid[fold.test, j].any():
@@ -41,35 +43,39 @@ def history_gap(panel: Panel, split, j: int) -> str:
         # cluster=hierarchy: a coin outside the tree has no level channels to learn from
         why = clusters.excluded[panel.symbols[j]]
         return f"not in the level tree (clustering left it out: {why})"
-    return (
-        f"no {window} bars with every input (history too short for the features' warm-up): "
-        + warmup_shortfall(panel, split, j, int(bars[0]), int(rows[-1]), window)
-    )
+    return shortfall(panel, split, j, int(bars[0]), int(rows[-1]), window)
 
 
-def warmup_shortfall(panel: Panel, split, j: int, first: int, last: int, window: str) -> str:
-    """Coin ``j``'s bars from its first (row ``first``) to the end of ``window`` (row
-    ``last``) against the bars its slowest input needs, e.g. "57 daily bars from
-    2022-01-10 to the validation window's end 2022-03-07; needs 170: a warm-up of 169 bars
-    for volume_z, then 1 validation bar"."""
+def shortfall(panel: Panel, split, j: int, first: int, last: int, window: str) -> str:
+    """Why coin ``j``'s bars from its first (row ``first``) to the end of ``window`` (row
+    ``last``) hold no bar with every input, what is missing first (the roster keeps a
+    reason's first 200 characters), e.g. "history too short for the features' warm-up:
+    needs 170 daily bars: a warm-up of 169 bars for volume_z, then 1 validation bar; has
+    57, from 2022-01-10 to the validation window's end 2022-03-07; so no validation bars
+    with every input"."""
     unit = bar_unit(panel.timeframe)
     have = last - first + 1
-    head = (
-        f"{have} {unit} bars from {panel.timestamps[first]:%Y-%m-%d} to the {window} "
-        f"window's end {panel.timestamps[last]:%Y-%m-%d}"
+    dates = (
+        f"from {panel.timestamps[first]:%Y-%m-%d} to the {window} window's end "
+        f"{panel.timestamps[last]:%Y-%m-%d}"
     )
+    missing = f"no {window} bars with every input"
     starts = input_starts(split.data, j, first)
     never = [name for name, row in starts.items() if row is None]
     if never:
-        return f"{head}; {never_known(split, j, never)}"
+        return f"{never_known(split, j, never)}; so {missing} ({have} {unit} bars {dates})"
     slowest = max(starts, key=starts.get)
     warmup = starts[slowest] - first  # bars of its life before the input is first known
     if warmup < have:  # every input is known in time: the label or the head is missing
-        return f"{head}; every input is known after {warmup} bars, but no label or head"
+        return (
+            f"{missing}: every input is known after {warmup} bars, but no label or head "
+            f"({have} {unit} bars {dates})"
+        )
     span = "" if unit == "daily" else f" ({warmup * panel.bar_seconds / 86400:.3g} days)"
     return (
-        f"{head}; needs {warmup + 1}: a warm-up of {warmup} bars{span} for {slowest}, "
-        f"then 1 {window} bar"
+        f"history too short for the features' warm-up: needs {warmup + 1} {unit} bars: a "
+        f"warm-up of {warmup} bars{span} for {slowest}, then 1 {window} bar; has {have}, "
+        f"{dates}; so {missing}"
     )
 
 
@@ -91,14 +97,22 @@ def input_starts(data, j: int, first: int) -> dict[str, int | None]:
 
 def never_known(split, j: int, names: list[str]) -> str:
     """Why inputs ``names`` of coin ``j`` have no value at any bar: the FFD log price says
-    what its fit on the training window found (its window, the ADF test's observations)."""
+    what its fit on the training window found (the training bars its ADF test needs and
+    the coin has, then the fit's own reason)."""
     fracdiff = split.data.fracdiff
     fitted = fracdiff.skip_reasons_ if fracdiff is not None else {}
-    why = ""
-    if "fracdiff" in names and j in fitted:
-        end = split.fold.train_times[-1]
-        why = f" (its FFD order is fitted on the training window to {end:%Y-%m-%d}: {fitted[j]})"
-    return f"{', '.join(names)} never known{why}"
+    if "fracdiff" not in names or j not in fitted:
+        return f"{', '.join(names)} never known"
+    end = split.fold.train_times[-1]
+    others = [name for name in names if name != "fracdiff"]
+    also = f" ({', '.join(others)} never known too)" if others else ""
+    bars = getattr(fracdiff, "skip_bars_", {}).get(j)
+    need = (
+        f"its FFD order's ADF test needs {bars[1]} training bars, the coin has {bars[0]}"
+        if bars
+        else "its FFD order could not be fitted"
+    )
+    return f"fracdiff never known: {need} (training window to {end:%Y-%m-%d}: {fitted[j]}){also}"
 
 
 def bar_unit(timeframe: str) -> str:

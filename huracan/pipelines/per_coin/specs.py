@@ -132,7 +132,10 @@ def gate_jobs(gates: GateReport) -> list[CoinJob]:
     return [
         CoinJob(
             symbol=symbol,
-            skip_reason="gates: " + ", ".join(f"{r['code']} ({r['message']})" for r in reasons),
+            skip_reason="gates: "
+            + ", ".join(
+                f"{r['code']} ({r['message']})" if r.get("message") else r["code"] for r in reasons
+            ),
         )
         for symbol, reasons in gates.skip_reasons.items()
         if reasons
