@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
+from huracan.baseline_rule import baseline_rules
 from huracan.baselines import scored_baseline_trades
 from huracan.clustering import AssetClusterer, ClusterResult, align_cluster_ids
 from huracan.config import build
@@ -35,8 +36,7 @@ from huracan.features.scaling import PanelScaler
 from huracan.hierarchy import cascade
 from huracan.lead_fit import LeadFit
 from huracan.models.batches import sample_tensors
-from huracan.strong_baselines import Rules, extra_baselines
-from huracan.thresholds import validation_days
+from huracan.strong_baselines import baseline_options, extra_baselines
 from huracan.training.arrays import FleetArrays
 from huracan.training.refit import refit_groups
 from huracan.validation import Fold, WalkForward
@@ -443,8 +443,9 @@ def run_baselines(
     ``never_trade``; ``always_long`` (held the longest horizon, so it pays the costs as
     rarely as the labels allow); ``logistic`` (per coin, lagged returns) and
     ``leader_lead_lag`` (long the alts after a large return of the leader), each with its
-    horizon and threshold chosen on each fold's validation slice by the rule the heads use;
-    then those of ``baselines.extra`` (``huracan.strong_baselines``).
+    horizon and threshold chosen on each fold's validation slice by the rule the heads use
+    (``baselines.rule``, ``huracan.baseline_rule``); then those of ``baselines.extra``
+    (``huracan.strong_baselines``), chosen alike.
     The leader is ``universe.dominant_symbols[0]``, else the coin with the highest median
     quote volume before the first test window.
     """
@@ -466,23 +467,15 @@ def scored_baselines(
     if leader not in arrays.symbols:
         volume = arrays.quote_volume[: folds[0].test[0]]
         leader = arrays.symbols[int(np.nanargmax(np.nanmedian(volume, 0)))]
-    rules = Rules(
-        cfg.thresholds.min_trades,
-        cfg.thresholds.z,
-        cfg.thresholds.cut_z,
-        validation_days(cfg.thresholds.unit, arrays.timestamps_ns),
-    )
+    rule = baseline_options(cfg).rule
+    rules = baseline_rules(cfg.thresholds, rule, arrays.timestamps_ns, cfg.seed)
     trades, scores = scored_baseline_trades(
         arrays.returns,
         arrays.net_h,
         arrays.horizons,
         folds,
         arrays.symbols.index(leader),
-        min_trades=rules.min_trades,
-        z=rules.z,
-        cut_z=rules.cut_z,
-        seed=cfg.seed,
-        day=rules.day,
+        rules=rules,
     )
     shape = arrays.net_h.shape[-1:] + arrays.net_h.shape[:2]
     scores = {name: np.broadcast_to(score, shape) for name, score in scores.items()}
