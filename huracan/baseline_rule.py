@@ -12,7 +12,8 @@ search found noise, their losses; a gated baseline is the fair peer of a gated h
 weaker one: it trades less, also where it has an edge.
 
 Baselines without a cut (``never_trade``, ``always_long``, the long-short book's top-k
-ranks) follow no rule.
+ranks) follow no rule. The per-coin pipeline's models choose their cuts without the family
+gate (``pipelines.per_coin.job.choose_horizon``), so there ``heads`` is ``uncorrected``.
 """
 
 from __future__ import annotations
@@ -100,10 +101,20 @@ def check_rule(rule: str) -> None:
 
 
 def baseline_rules(
-    thresholds: DictConfig, rule: str, timestamps_ns: np.ndarray, seed: int
+    thresholds: DictConfig,
+    rule: str,
+    timestamps_ns: np.ndarray,
+    seed: int,
+    heads_gate: bool = True,
 ) -> Rules:
-    """The baselines' rules of a run: its ``thresholds`` under ``baselines.rule``."""
+    """The baselines' rules of a run: its ``thresholds`` under ``baselines.rule``.
+
+    Args:
+        heads_gate: whether the run's heads apply ``thresholds.gate`` (the hierarchical
+            run's do; the per-coin pipeline's models choose without it, and so, under
+            ``heads``, do their baselines).
+    """
     check_rule(rule)
-    if rule == "uncorrected":
+    if rule == "uncorrected" or not heads_gate:
         thresholds = OmegaConf.merge(thresholds, {"gate": "search"})
     return Rules(thresholds, np.asarray(timestamps_ns, dtype=np.int64), int(seed))

@@ -37,6 +37,7 @@ from huracan.pipelines.hierarchical.validation import pooled_validation
 from huracan.planted import tree_recovery
 from huracan.plots import plot_correlation_heatmap, plot_dendrogram, plot_equity
 from huracan.report import above, fmt
+from huracan.strong_baselines import baseline_options
 
 if TYPE_CHECKING:  # the pipeline imports this report; the report only reads its run
     from huracan.pipelines.hierarchical.book import Book, FleetRun
@@ -172,7 +173,7 @@ def success_criteria(
             "passed": above(overall["precision"], 0.55),
         },
     ]
-    criteria += _comparisons(run, clusters, modal)
+    criteria += _comparisons(run, clusters, modal, baseline_options(cfg).rule)
     profit = above(overall["net_bps"], 0)
     for c in criteria:
         c["passed"] = bool(c["passed"] and profit)
@@ -195,9 +196,10 @@ def diagnostics(run: FleetRun, cfg: DictConfig) -> list[dict]:
     ]
 
 
-def _comparisons(run: FleetRun, clusters: dict, modal: np.ndarray) -> list[dict]:
-    """The criteria against another strategy: without the factor, the best baseline and
-    (on the synthetic market) the oracle."""
+def _comparisons(run: FleetRun, clusters: dict, modal: np.ndarray, rule: str) -> list[dict]:
+    """The criteria against another strategy: without the factor, the best baseline (its
+    name says the baselines' ``baselines.rule``: gated by the heads' rule they are weaker
+    peers than the uncorrected search) and (on the synthetic market) the oracle."""
     criteria = [
         _versus(
             "alt clusters' profit with the factor > without (significant)",
@@ -211,7 +213,8 @@ def _comparisons(run: FleetRun, clusters: dict, modal: np.ndarray) -> list[dict]
     if best is not None:
         criteria.append(
             _versus(
-                f"model's profit > the best baseline's ({best}, significant)",
+                f"model's profit > the best baseline's ({best}, significant; "
+                f"baselines.rule={rule})",
                 run,
                 np.arange(len(modal)),
                 clusters["all"],
