@@ -164,3 +164,23 @@ def test_the_leader_search_holds_every_quantile_cut_with_its_trades():
         assert search.enough[end] == (np.isfinite(alts[above]).sum() >= 20)
     assert not search.enough[np.isnan(cut_at)].any()
     assert search.n_days == len(np.unique(stamps[rows] // DAY_NS))
+
+
+def test_the_verdict_says_when_the_beaten_baselines_were_gated():
+    """A gated baseline is a weaker peer: an edge over it is named as such, an edge over
+    the uncorrected search is not."""
+    from huracan.pipelines.hierarchical.report import verdict
+
+    model = {"n_trades": 400, "t_stat": 3.1, "net_bps": 5000.0, "ci_low": 1e-4, "ci_high": 3e-4}
+    folds = [{"heads_trading": 2}]
+    lines = {}
+    for rule in ("heads", "uncorrected"):
+        ahead = {
+            "name": f"model's profit > the best baseline's (never_trade, significant; "
+            f"baselines.rule={rule})",
+            "value": "5000.0 vs 0.0 bps, t of the daily difference 3.10",
+            "passed": True,
+        }
+        lines[rule] = verdict({"all": {"model": model}}, folds, [ahead])
+    assert lines["heads"].startswith("a significant edge over baselines gated by the heads' rule")
+    assert lines["uncorrected"].startswith("a significant edge: ")

@@ -273,6 +273,13 @@ def verdict(clusters: dict, folds: list[dict], criteria: list[dict] | None = Non
     behind = [c for c in criteria or [] if "best baseline" in c["name"] and not c["passed"]]
     if above(t, 2) and behind:
         kind = f"a significant profit but no edge over the best baseline ({behind[0]['value']})"
+    gated = [c for c in criteria or [] if "best baseline" in c["name"] and c["passed"]]
+    if above(t, 2) and not behind and any("baselines.rule=heads" in c["name"] for c in gated):
+        # a gated baseline trades less, also where it has an edge: say what was beaten
+        kind += (
+            " over baselines gated by the heads' rule (weaker peers; baselines.rule="
+            "uncorrected shows the search without the gate)"
+        )
     return (
         f"{kind}: {overall['n_trades']} trades from {heads} head-fold(s) that passed "
         f"validation, {fmt(overall['net_bps'], 1)} bps net, t of daily P&L {fmt(t, 2)}, "
