@@ -317,16 +317,19 @@ def choose_among(
     if cut_margin not in ("family", "z"):
         raise ConfigError(f"thresholds.cut_margin must be family or z, got {cut_margin!r}")
     margin = np.full(n_groups, float(z))
-    if family is not None:
-        if any(e is not None and e[0].day is None for entries in searches for e in entries):
-            raise ConfigError("a family-wise thresholds.gate needs thresholds.unit=day")
-        for g in range(n_groups):
-            found = [entry[g][0] for entry in searches if entry[g] is not None]
-            margin[g] = max(z, family.critical_z(found, head=g))
+    at_z = _best_over_horizons(searches, n_groups, margin, cut_z)
+    if family is None:
+        return at_z
+    if any(e is not None and e[0].day is None for entries in searches for e in entries):
+        raise ConfigError("a family-wise thresholds.gate needs thresholds.unit=day")
+    # a group none of whose candidates clears z clears no wider margin either: it needs no
+    # resampling (each group draws its own stream, so the others' values do not move)
+    for g in np.flatnonzero(at_z[0] >= 0):
+        found = [entry[g][0] for entry in searches if entry[g] is not None]
+        margin[g] = max(z, family.critical_z(found, head=int(g)))
     chosen = _best_over_horizons(searches, n_groups, margin, cut_z)
-    if family is not None and cut_margin == "z":
+    if cut_margin == "z":
         gate_open = chosen[0] >= 0
-        at_z = _best_over_horizons(searches, n_groups, np.full(n_groups, float(z)), cut_z)
         chosen = tuple(np.where(gate_open, b, a) for a, b in zip(chosen, at_z, strict=True))
     return chosen
 
