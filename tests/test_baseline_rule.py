@@ -184,3 +184,15 @@ def test_the_verdict_says_when_the_beaten_baselines_were_gated():
         lines[rule] = verdict({"all": {"model": model}}, folds, [ahead])
     assert lines["heads"].startswith("a significant edge over baselines gated by the heads' rule")
     assert lines["uncorrected"].startswith("a significant edge: ")
+
+
+def test_a_misspelled_rule_stops_the_run_before_any_work():
+    from conftest import ROOT
+    from hydra import compose, initialize_config_dir
+
+    from huracan.config import validate
+
+    with initialize_config_dir(str(ROOT / "huracan" / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=["baselines.rule=gated"])
+    with pytest.raises(ConfigError, match="^baselines.rule must be heads or uncorrected"):
+        validate(cfg)
