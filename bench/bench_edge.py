@@ -57,6 +57,10 @@ STRATEGIES = [
     "baseline_always_long",
     "baseline_logistic",
     "baseline_leader_lead_lag",
+    "baseline_lightgbm",  # the stronger ones, where baselines.extra has them
+    "baseline_momentum_7d",
+    "baseline_momentum_28d",
+    "baseline_reversal",
 ]
 WINDOWS = ["2022-05-08:2024-05-08", "2020-05-11:2022-05-08"]
 INPUTS = {  # the ablation of what the heads see
@@ -123,7 +127,7 @@ def synthetic(seeds: list[int], extra: list[str]) -> None:
         shares.append(alt.get("oracle_share") or 0.0)
         lead_lag = alt["baseline_leader_lead_lag"]["net_bps"]
         ahead.append(alt["model"]["net_bps"] > lead_lag)
-    title = "synthetic market, alt clusters, equal costs (10 bps round trip)"
+    title = f"synthetic market, alt clusters, equal costs (10 bps round trip); {rule(summary)}"
     print_table(title + (f"; overrides: {' '.join(extra)}" if extra else ""), rows)
     mean = sum(shares) / len(shares)
     labels = sorted({seed_label(s) for s in seeds})
@@ -287,7 +291,15 @@ def daily_tables(title: str, summary: dict) -> None:
         rows,
     )
     rows = rows_of("binance 1d long only", summary, "all", 0.0)
-    print_table("the long-only book (the bot's trades) beside the baselines", rows)
+    print_table(
+        f"the long-only book (the bot's trades) beside the baselines; {rule(summary)}", rows
+    )
+
+
+def rule(summary: dict) -> str:
+    """How the run's baselines chose their cuts (``baselines.rule``)."""
+    name = summary["config"]["baselines"].get("rule", "heads")
+    return f"baselines.rule={name}, thresholds.gate={summary['config']['thresholds']['gate']}"
 
 
 def daily_targets(summary: dict, n_gated: int) -> None:

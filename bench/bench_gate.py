@@ -33,13 +33,13 @@ over the seeds.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import tempfile
 import time
 from unittest import mock
 
 from _util import ROOT, print_table, seed_label, verdict
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 from scipy.stats import binomtest
 
 import huracan.pipelines.hierarchical.report as fleet_report
@@ -66,16 +66,15 @@ def run(seed: int, costs: list[float], extra: list[str]) -> tuple[dict, dict]:
     """One no-edge run, its heads trained at ``costs[0]`` round trip: its summary and, per
     cost and per gate of ``GATES``, the head-folds and how many of them trade."""
     counts = {c: {"heads": 0, **dict.fromkeys(GATES, 0)} for c in costs}
-    choose = hierarchical.choose_horizons
+    choose = hierarchical.choose_by_rule  # the heads' call (the baselines' is not patched)
 
-    def recorded(prob, net_return, *args):
-        chosen = choose(prob, net_return, *args)
-        family = args[8]
+    def recorded(thresholds, prob, net_return, *args):
+        chosen = choose(thresholds, prob, net_return, *args)
         rules = {
-            "default": family,
-            "permutation": dataclasses.replace(family, method="permutation"),
-            "bootstrap": dataclasses.replace(family, method="bootstrap"),
-            "search (before)": None,
+            "default": thresholds,
+            "permutation": OmegaConf.merge(thresholds, {"gate": "permutation"}),
+            "bootstrap": OmegaConf.merge(thresholds, {"gate": "bootstrap"}),
+            "search (before)": OmegaConf.merge(thresholds, {"gate": "search"}),
         }
         for cost in costs:  # a flat fee: the net return at another cost is a shift
             net = net_return - (cost - costs[0]) * 1e-4
@@ -84,7 +83,7 @@ def run(seed: int, costs: list[float], extra: list[str]) -> tuple[dict, dict]:
             for gate, rule in rules.items():
                 index = chosen[0] if gate == "default" and cost == costs[0] else None
                 if index is None:
-                    index = choose(prob, net, *args[:8], rule)[0]
+                    index = choose(rule, prob, net, *args)[0]
                 count[gate] += int((index >= 0).sum())
         return chosen
 
@@ -92,7 +91,7 @@ def run(seed: int, costs: list[float], extra: list[str]) -> tuple[dict, dict]:
     with (
         tempfile.TemporaryDirectory() as tmp,
         initialize_config_dir(str(ROOT / "huracan" / "conf"), version_base="1.3"),
-        mock.patch.object(hierarchical, "choose_horizons", recorded),
+        mock.patch.object(hierarchical, "choose_by_rule", recorded),
         mock.patch.object(fleet_report, "write_plots", lambda *args: {}),  # not the gate's
     ):
         overrides = [f"+output_dir={tmp}", f"store.root={tmp}/artifacts", f"seed={seed}"]

@@ -17,10 +17,10 @@ from pathlib import Path
 from _util import print_table
 from hydra import compose, initialize_config_dir
 
+from huracan.baseline_rule import baseline_rules
 from huracan.config import build
 from huracan.pipelines.hierarchical.run import fleet_walk_forward
-from huracan.strong_baselines import Rules, baseline_options, fold_inputs, lightgbm_trades
-from huracan.thresholds import validation_days
+from huracan.strong_baselines import baseline_options, fold_inputs, lightgbm_trades
 from huracan.training.arrays import build_fleet_arrays
 from huracan.training.folds import label_horizons
 
@@ -45,12 +45,8 @@ def main() -> None:
     horizons = label_horizons(cfg)
     arrays = build_fleet_arrays(panel, cfg, horizons)
     fold = fleet_walk_forward(cfg).split(panel)[args.fold]
-    rules = Rules(
-        cfg.thresholds.min_trades,
-        cfg.thresholds.z,
-        cfg.thresholds.cut_z,
-        validation_days(cfg.thresholds.unit, arrays.timestamps_ns),
-    )
+    rule = baseline_options(cfg).rule
+    rules = baseline_rules(cfg.thresholds, rule, arrays.timestamps_ns, cfg.seed)
     started = time.perf_counter()
     lightgbm_trades(
         lambda f: fold_inputs(arrays, cfg, f),

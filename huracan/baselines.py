@@ -8,17 +8,17 @@ bar t uses returns up to t (known at its close) and never a net return of a test
 - ``always_long``: a long on every test bar of every asset that has a net return.
 - ``logistic``: per coin, a logistic regression of "the trade makes money after costs" on
   the coin's last ``n_lags`` returns; per coin, the horizon and the cut are chosen
-  together on validation by ``choose_horizons``, the rule the heads use.
+  together on validation by the heads' rule (``huracan.baseline_rule``).
 - ``leader_lead_lag``: long every alt when the leader's return of the bar exceeds a cut;
-  the horizon and the cut are chosen together on the pooled validation trades of the alts
-  (horizon h judged on every h-th validation bar, as for the heads); the leader itself
-  never trades.
+  the horizon and the cut (one of ``LEADER_QUANTILES`` of the leader's validation
+  returns) are chosen together on the pooled validation trades of the alts by the same
+  rule, its family gate over this search (horizon h judged on every h-th validation bar,
+  as for the heads); the leader itself never trades.
 
 :func:`baseline_trades` gives each signal with the index of the horizon it is held;
 :func:`baseline_signals` is the one-horizon form.
 
-Just over 300 lines: four baselines share one validation rule (horizon and threshold
-chosen like the heads'), and splitting them would split that rule.
+Just over 300 lines: the four plain baselines, two of them learned and chosen alike.
 """
 
 from __future__ import annotations
@@ -29,8 +29,10 @@ from typing import NamedTuple
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
+from huracan.baseline_rule import Rules
 from huracan.errors import ConfigError
-from huracan.thresholds import best_cut, choose_horizons
+from huracan.family import Search
+from huracan.thresholds import daily_sums
 from huracan.validation import Fold
 
 LEADER_QUANTILES = tuple(np.linspace(0.0, 0.98, 50))
@@ -85,13 +87,9 @@ def scored_baseline_trades(
     folds: Sequence[Fold],
     leader: int,
     *,
-    min_trades: int,
-    z: float,
+    rules: Rules,
     n_lags: int = 3,
-    seed: int = 0,
     leader_quantiles: Sequence[float] = LEADER_QUANTILES,
-    day: np.ndarray | None = None,
-    cut_z: float | None = None,
 ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], dict[str, np.ndarray]]:
     """The baselines' trades on the folds' test rows, each held a horizon of ``horizons``,
     and the continuous score behind each learned one.
@@ -104,14 +102,11 @@ def scored_baseline_trades(
         horizons: the H horizons in bars, shortest first.
         folds: the walk-forward folds; each baseline is fitted per fold.
         leader: column of the leading asset (e.g. BTC).
-        min_trades: fewest validation trades a cut may rest on (``thresholds.min_trades``).
-        z: margin of the cut's lower bound on validation profit (``thresholds.z``).
+        rules: the rule choosing each learned baseline's horizon and cut on validation
+            (``baseline_rule.baseline_rules``; its ``timestamps_ns`` are the T rows'); its
+            seed is also the logistic regressions' random state.
         n_lags: returns (t, t-1, ...) the logistic baseline sees.
-        seed: random state of the logistic regressions.
         leader_quantiles: levels of the leader's validation returns tried as its cut.
-        day: (T,) day number of each row: the cuts' lower bounds rest on daily P&L, as the
-            heads' do (``thresholds.unit=day``); None: on trades counted as independent.
-        cut_z: the margin choosing among cuts with a positive bound (``thresholds.cut_z``).
 
     Returns:
         Per baseline ``(signals, horizon_index)``, each (T, N): where a long is entered
@@ -123,19 +118,17 @@ def scored_baseline_trades(
     net_h = np.asarray(net_h)
     if net_h.ndim != 3 or net_h.shape[-1] != len(horizons):
         raise ValueError(f"net_h {net_h.shape} must be (T, N, {len(horizons)}): one per horizon")
-    _check_inputs(returns, net_h[..., 0], leader, n_lags, min_trades)
+    _check_inputs(returns, net_h[..., 0], leader, n_lags, rules.min_trades)
     horizons = tuple(int(h) for h in horizons)
     never = np.zeros(returns.shape, dtype=bool)
     always = always_long_signals(net_h[..., -1], folds)
-    *logistic, probability = logistic_signals(
-        returns, net_h, horizons, folds, min_trades, z, n_lags, seed, day, cut_z
-    )
+    *logistic, probability = logistic_signals(returns, net_h, horizons, folds, n_lags, rules)
     trades = {
         "never_trade": (never, np.full(returns.shape, -1)),
         "always_long": (always, np.where(always, len(horizons) - 1, -1)),
         "logistic": tuple(logistic),
         "leader_lead_lag": lead_lag_signals(
-            returns, net_h, horizons, folds, leader, min_trades, z, leader_quantiles, day, cut_z
+            returns, net_h, horizons, folds, leader, leader_quantiles, rules
         ),
     }
     return trades, {"logistic": probability}
@@ -162,16 +155,13 @@ def logistic_signals(
     net_h: np.ndarray,
     horizons: tuple[int, ...],
     folds: Sequence[Fold],
-    min_trades: int,
-    z: float,
     n_lags: int,
-    seed: int,
-    day: np.ndarray | None = None,
-    cut_z: float | None = None,
+    rules: Rules,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per coin and fold: fit on train (shortest horizon), choose horizon and cut on val,
-    trade test where prob >= the cut. Returns ``(signals, horizon_index, probability)``,
-    the probability (T, N) float32 on the test rows, NaN elsewhere."""
+    """Per coin and fold: fit on train (shortest horizon; ``rules.seed`` the regressions'
+    random state), choose horizon and cut on val by ``rules``, trade test where prob >=
+    the cut. Returns ``(signals, horizon_index, probability)``, the probability (T, N)
+    float32 on the test rows, NaN elsewhere."""
     features = lagged_returns(returns, n_lags)  # (T, N, L)
     n_coins = returns.shape[1]
     signals = np.zeros(returns.shape, dtype=bool)
@@ -181,13 +171,12 @@ def logistic_signals(
         val_prob = np.full((len(fold.val), n_coins), np.nan)
         test_prob = np.full((len(fold.test), n_coins), np.nan)
         for coin in range(n_coins):  # one small fit per coin
-            model = fit_coin(features[fold.train, coin], net_h[fold.train, coin, 0], seed)
+            model = fit_coin(features[fold.train, coin], net_h[fold.train, coin, 0], rules.seed)
             if model is not None:
                 val_prob[:, coin] = predict(model, features[fold.val, coin])
                 test_prob[:, coin] = predict(model, features[fold.test, coin])
-        val_day = None if day is None else day[fold.val]
         chosen, cut = coin_choices(
-            val_prob, net_h[fold.val], fold.val, horizons, min_trades, z, val_day, cut_z
+            val_prob, net_h[fold.val], fold.val, horizons, rules.named("logistic")
         )
         trade = (chosen >= 0)[None, :] & (test_prob >= cut)  # NaN (unknown features): no trade
         signals[fold.test] = trade
@@ -220,36 +209,19 @@ def predict(coin: CoinModel, features: np.ndarray) -> np.ndarray:
 
 
 def coin_choices(
-    prob: np.ndarray,
-    net_h: np.ndarray,
-    rows: np.ndarray,
-    horizons: tuple[int, ...],
-    min_trades: int,
-    z: float,
-    day: np.ndarray | None = None,
-    cut_z: float | None = None,
+    prob: np.ndarray, net_h: np.ndarray, rows: np.ndarray, horizons: tuple[int, ...], rules: Rules
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per coin, the horizon index and probability cut from its validation trades, by
-    ``choose_horizons`` (index -1 and cut +inf: no trade).
+    ``rules`` (index -1 and cut +inf: no trade); each coin is one group of the rule's
+    family gate, as each head is.
 
     Args:
         prob: (V, N) validation probabilities; net_h: (V, N, H) their net returns;
-        rows: (V,) the validation rows' grid indices; day: (V,) their day numbers or None.
+        rows: (V,) the validation rows' grid indices.
     """
     t, coins = np.nonzero(np.isfinite(prob))
     columns = np.broadcast_to(prob[t, coins][:, None], (len(t), len(horizons)))
-    index, cuts, _ = choose_horizons(
-        columns,
-        net_h[t, coins],
-        coins,
-        rows[t],
-        horizons,
-        prob.shape[1],
-        min_trades,
-        z,
-        None if day is None else day[t],
-        cut_z,
-    )
+    index, cuts, _ = rules.choose(columns, net_h[t, coins], coins, rows[t], horizons, prob.shape[1])
     return index, cuts
 
 
@@ -259,89 +231,89 @@ def lead_lag_signals(
     horizons: tuple[int, ...],
     folds: Sequence[Fold],
     leader: int,
-    min_trades: int,
-    z: float,
     quantiles: Sequence[float],
-    day: np.ndarray | None = None,
-    cut_z: float | None = None,
+    rules: Rules,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Long every alt on the test bars where the leader's return exceeds the fold's cut,
-    held the fold's horizon. Returns ``(signals, horizon_index)``."""
+    held the fold's horizon: both chosen on validation by ``rules`` over the search of
+    every horizon and cut (:func:`leader_search`). Returns ``(signals, horizon_index)``."""
+    rules = rules.named("leader_lead_lag")
     leader_return = returns[:, leader]
     alts = np.flatnonzero(np.arange(returns.shape[1]) != leader)
     signals = np.zeros(returns.shape, dtype=bool)
     index = np.full(returns.shape, -1)
     for fold in folds:
-        best, best_cut, best_score = -1, np.inf, -np.inf
+        searches = []
         for i, h in enumerate(horizons):  # horizon h: every h-th validation bar
             rows = fold.val[fold.val % h == 0]
-            cut, _, score = leader_cut(
-                leader_return[rows],
-                net_h[np.ix_(rows, alts, [i])][..., 0],
-                min_trades,
-                z,
-                quantiles,
-                None if day is None else day[rows],
-                cut_z,
+            alt_net = net_h[np.ix_(rows, alts, [i])][..., 0]
+            search = leader_search(
+                leader_return[rows], alt_net, rules.min_trades, quantiles, rules.day(rows)
             )
-            if score > best_score:
-                best, best_cut, best_score = i, cut, score
+            searches.append([search])
+        [best], [cut], _ = rules.choose_among(searches, 1, horizons)
         if best < 0:
             continue
-        trade = (leader_return[fold.test] > best_cut)[:, None]
+        trade = (leader_return[fold.test] > cut)[:, None]
         signals[np.ix_(fold.test, alts)] = trade
         index[np.ix_(fold.test, alts)] = np.where(trade, best, -1)
     return signals, index
 
 
-def leader_cut(
+def leader_search(
     leader_return: np.ndarray,
     alt_net: np.ndarray,
     min_trades: int,
-    z: float,
     quantiles: Sequence[float],
     day: np.ndarray | None = None,
-    cut_z: float | None = None,
-) -> tuple[float, float, float]:
-    """The leader-return cut on the alts' validation profit, by the heads' rule.
+) -> tuple[Search, np.ndarray] | None:
+    """The leader rule's candidates on one horizon's validation bars, as a head's search.
 
-    Trading every alt on the validation bars where the leader's return exceeds a cut
-    earns S (summed net returns) over k trades; as in ``choose_thresholds`` only cuts of
-    k >= ``min_trades`` with ``S - z * se`` positive may trade, and the one with the
-    best ``S - cut_z * se`` wins: with ``day``, se is the standard error of the summed
-    daily P&L; without, ``sigma * sqrt(k)`` (sigma: the per-trade standard deviation of
-    all the alts' validation trades).
-
-    Returns:
-        ``(cut, bound, score)`` (``thresholds.best_cut``); ``(+inf, -inf, -inf)`` when
-        no bound is positive.
+    Trading every alt on the bars where the leader's return exceeds a cut earns S (summed
+    net returns) over k trades. The bars are taken in the order of the leader's falling
+    return (bars without one last), each bar's element its alts' summed net return, so
+    that a cut trades the first bars of the order; the candidates are the cuts at
+    ``quantiles`` of the leader's validation returns with k >= ``min_trades``. With
+    ``day`` the standard error is that of the summed daily P&L over every validation day
+    (``thresholds.daily_sums``), and the family gate's null shuffles the order of the
+    bars ("the leader's return carries no information"); without, ``sigma * sqrt(k)``
+    (sigma: the per-trade standard deviation of all the alts' validation trades).
 
     Args:
         leader_return: (V,) the leader's return on each validation bar.
         alt_net: (V, A) the alts' net returns on those bars (NaN: no trade).
         min_trades: fewest trades a cut may rest on.
-        z: margin of the lower bound.
         quantiles: levels of the leader's validation returns tried as cuts.
         day: (V,) day number of each validation bar, or None.
-        cut_z: the margin choosing among cuts with a positive bound (None: z).
+
+    Returns:
+        The :class:`Search` and, per element, the leader-return cut trading the bars up to
+        it (NaN where no candidate cut ends there): a bar trades where the leader's return
+        is > that cut. None with fewer than ``max(min_trades, 2)`` validation trades.
     """
-    tradable = np.isfinite(alt_net) & np.isfinite(leader_return)[:, None]
+    known = np.isfinite(leader_return)
+    tradable = np.isfinite(alt_net) & known[:, None]
     if tradable.sum() < max(min_trades, 2):
-        return np.inf, -np.inf, -np.inf
-    sigma = alt_net[tradable].std()
-    bar_sum = np.where(tradable, alt_net, 0.0).sum(1)  # (V,)
-    bar_count = tradable.sum(1)
-    cuts = np.quantile(leader_return[np.isfinite(leader_return)], quantiles)  # (C,)
-    above = (leader_return[None, :] > cuts[:, None]).astype(np.float64)  # (C, V)
-    n_trades = above @ bar_count
+        return None
+    order = np.argsort(np.where(known, -leader_return, np.inf), kind="stable")
+    returns = np.where(tradable, alt_net, 0.0).sum(1)[order]  # (V,) per bar, in order
+    n_trades = np.cumsum(tradable.sum(1)[order])
+    cuts = np.quantile(leader_return[known], quantiles)  # (C,) rising
+    n_bars = (leader_return[known][None, :] > cuts[:, None]).sum(1)  # bars above each cut
+    # equal bar counts trade the same bars: the lowest such cut, as the rule took before
+    ends, first = np.unique(n_bars - 1, return_index=True)
+    first, ends = first[ends >= 0], ends[ends >= 0]
+    cut_at = np.full(len(order), np.nan)
+    cut_at[ends] = cuts[first]
+    enough = np.zeros(len(order), dtype=bool)
+    enough[ends] = n_trades[ends] >= min_trades
     if day is None:
-        se = sigma * np.sqrt(n_trades)
-    else:  # (C, D) daily P&L of each cut, over every validation day
-        days, position = np.unique(day, return_inverse=True)
-        daily = (above * bar_sum) @ (position[:, None] == np.arange(len(days)))
-        se = np.sqrt(len(days) * daily.var(1, ddof=1)) if len(days) > 1 else np.inf
-    best, bound, score = best_cut(above @ bar_sum, se, n_trades >= min_trades, z, cut_z)
-    return (float(cuts[best]), bound, score) if best >= 0 else (np.inf, -np.inf, -np.inf)
+        total = np.cumsum(returns)
+        se = alt_net[tradable].std() * np.sqrt(n_trades)
+        return Search(returns, None, total, se, enough), cut_at
+    day = np.asarray(day)[order]
+    total, se = daily_sums(returns, day)
+    return Search(returns, day, total, se, enough, len(np.unique(day))), cut_at
 
 
 def _check_inputs(

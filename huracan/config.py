@@ -22,6 +22,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from huracan.baseline_rule import check_rule
 from huracan.credentials import refuse_secrets_in
 from huracan.ensemble import ensemble_config
 from huracan.errors import ConfigError, HuracanError
@@ -100,6 +101,7 @@ def validate(cfg: DictConfig) -> None:
         if heads and thresholds.get("unit") != "day":
             raise ConfigError("a family-wise thresholds.gate needs thresholds.unit=day")
         FamilyGate(thresholds.family_alpha, thresholds.resamples, method=thresholds.gate)
+    check_rule(str((cfg.get("baselines") or {}).get("rule", "heads")))
     check_book(cfg)
     check_target(cfg)
     if ensemble_config(cfg).enabled and (cfg.get("features") or {}).get("per_cluster"):

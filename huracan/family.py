@@ -152,7 +152,7 @@ class FamilyGate:
         peak = np.full(self.resamples, -np.inf)
         for chunks in horizons:
             for rows, values in chunks:
-                np.maximum(peak[rows], values, out=peak[rows])
+                peak[rows] = np.maximum(peak[rows], values)
                 if np.count_nonzero(peak >= bar) > self.resamples - rank:
                     return np.inf
         return self._quantile(peak)

@@ -3,10 +3,11 @@ momentum and short-term reversal.
 
 Each one, like ``huracan.baselines``' logistic regression, is fitted on its fold's
 training rows, has its horizon and cut chosen together on the fold's validation rows by
-``choose_horizons`` (the heads' rule: a cut trades only where its validation profit less
-``thresholds.z`` daily standard errors is positive, of those the best by
-``thresholds.cut_z``) and trades only on the fold's test rows. All coins are pooled into
-one group, so one horizon and one cut per fold.
+the heads' rule (``huracan.baseline_rule``: a cut trades only where its validation profit
+less the family gate's critical value of daily standard errors is positive, of those the
+best by ``thresholds.cut_z``; ``baselines.rule=uncorrected``: the best candidate at
+``thresholds.z``) and trades only on the fold's test rows. All coins are pooled into one
+group, so one horizon and one cut per fold.
 
 - ``lightgbm``: one LightGBM classifier per fold and horizon of "a long entered at the
   close of t makes money after costs, held that horizon", on the technical features and
@@ -30,17 +31,18 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 import lightgbm
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
+from huracan.baseline_rule import Rules, check_rule
 from huracan.errors import ConfigError
 from huracan.features.fracdiff import for_features
 from huracan.features.scaling import PanelScaler
 from huracan.features.technical import lag
-from huracan.thresholds import DAY_NS, choose_horizons
+from huracan.thresholds import DAY_NS
 from huracan.validation import Fold
 
 if TYPE_CHECKING:  # fold_data imports this module
@@ -66,6 +68,8 @@ class BaselineOptions:
         momentum_days: look-backs of the momentum baselines, one baseline each.
         reversal_days: look-back of the reversal baseline.
         lightgbm: LightGBM parameters; ``num_boost_round`` is the number of trees.
+        rule: how every baseline with a cut chooses it (``huracan.baseline_rule``):
+            ``heads`` or ``uncorrected``.
     """
 
     extra: list[str] = field(default_factory=list)
@@ -73,21 +77,14 @@ class BaselineOptions:
     momentum_days: list[float] = field(default_factory=lambda: [7, 28])
     reversal_days: float = 1
     lightgbm: dict = field(default_factory=dict)
-
-
-class Rules(NamedTuple):
-    """The heads' validation rule (``thresholds``) and each row's day number (or None)."""
-
-    min_trades: int
-    z: float
-    cut_z: float | None
-    day: np.ndarray | None
+    rule: str = "heads"
 
 
 def check_options(options: BaselineOptions) -> None:
     unknown = sorted(set(options.extra) - set(EXTRA))
     if unknown:
         raise ConfigError(f"baselines.extra: unknown {unknown}; choose from {list(EXTRA)}")
+    check_rule(options.rule)
     if options.top_k < 1:
         raise ConfigError(f"baselines.top_k must be >= 1, got {options.top_k}")
     for days in [*options.momentum_days, options.reversal_days]:
@@ -117,34 +114,30 @@ def top_k_mask(score: np.ndarray, k: int) -> np.ndarray:
 def pooled_choice(
     prob: np.ndarray, net_h: np.ndarray, rows: np.ndarray, horizons: tuple[int, ...], rules: Rules
 ) -> tuple[int, float]:
-    """One horizon index and cut for all coins pooled, by ``choose_horizons``.
+    """One horizon index and cut for all coins pooled, by ``rules`` (one group: one family
+    gate over the pooled search).
 
     Args:
         prob: (V, N, H) validation scores per horizon (NaN: no candidate trade).
         net_h: (V, N, H) their net returns; rows: (V,) their grid rows.
 
     Returns:
-        ``(horizon_index, cut)``; ``(-1, inf)`` where no cut has a positive bound. A
-        horizon without any score (e.g. no model fitted for it) is left out of the choice,
-        not allowed to veto the others.
+        ``(horizon_index, cut)``; ``(-1, inf)`` where no cut passes the rule. A horizon
+        without any score (e.g. no model fitted for it) is left out of the choice, not
+        allowed to veto the others.
     """
     scored = np.flatnonzero(np.isfinite(prob).any((0, 1)))
     if len(scored) == 0:
         return -1, np.inf
     prob, net_h = prob[..., scored], net_h[..., scored]
     t, coins = np.nonzero(np.isfinite(prob).all(-1))
-    day = None if rules.day is None else rules.day[rows[t]]
-    index, cuts, _ = choose_horizons(
+    index, cuts, _ = rules.choose(
         prob[t, coins],
         net_h[t, coins],
         np.zeros(len(t), dtype=np.int64),
         rows[t],
         tuple(horizons[i] for i in scored),
         1,
-        rules.min_trades,
-        rules.z,
-        day,
-        rules.cut_z,
     )
     return (int(scored[index[0]]), float(cuts[0])) if index[0] >= 0 else (-1, float(cuts[0]))
 
@@ -158,7 +151,8 @@ def ranked_trades(
     rules: Rules,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Long the ``top_k`` coins by ``score`` at each test bar where their score is at
-    least the fold's cut, held the fold's horizon; both chosen on validation.
+    least the fold's cut, held the fold's horizon; both chosen on validation by ``rules``
+    (already :meth:`~huracan.baseline_rule.Rules.named` for the baseline).
 
     Returns:
         ``(signals, horizon_index)``, each (T, N); index -1 where no trade.
@@ -207,6 +201,7 @@ def lightgbm_trades(
         label_h: (T, N, H) 1 where a long held ``horizons[i]`` nets a profit, 0 where not,
             NaN where there is no trade; net_h: (T, N, H) that net return.
         params: LightGBM parameters; ``num_boost_round`` (default 200) is the trees.
+        rules: the rule choosing horizon and cut (its gate seeded for ``lightgbm``).
         seed: the fold's LightGBM seed is ``seed + fold.index``.
         clip: scaled inputs are clipped to +- this (``features.clip``).
         validation: where given, each fold's (V, N, H) float32 validation probabilities
@@ -217,7 +212,7 @@ def lightgbm_trades(
         ``(signals, horizon_index, probability)``: (T, N), (T, N) and (H, T, N) float32,
         the probability on test rows only (NaN elsewhere).
     """
-    params = dict(params)
+    params, rules = dict(params), rules.named("lightgbm")
     rounds = int(params.pop("num_boost_round", 200))
     shape = label_h.shape[:2]
     signals, index = np.zeros(shape, dtype=bool), np.full(shape, -1)
@@ -284,7 +279,7 @@ def cross_section_trades(
         bars = lookback_bars(options.reversal_days, bar_ns)
         scores["reversal"] = -lookback_return(log_close, bars)
     trades = {
-        name: ranked_trades(score, net_h, horizons, folds, options.top_k, rules)
+        name: ranked_trades(score, net_h, horizons, folds, options.top_k, rules.named(name))
         for name, score in scores.items()
     }
     return trades, {name: test_only(score, folds) for name, score in scores.items()}

@@ -270,6 +270,22 @@ def choose_horizons(
         +inf where a group does not trade; the bound is the chosen cut's, at the group's
         margin.
     """
+    searches = horizon_searches(prob, net_return, group, row, horizons, n_groups, min_trades, day)
+    return choose_among(searches, n_groups, z, cut_z, family, cut_margin)
+
+
+def horizon_searches(
+    prob: np.ndarray,
+    net_return: np.ndarray,
+    group: np.ndarray,
+    row: np.ndarray,
+    horizons: tuple[int, ...],
+    n_groups: int,
+    min_trades: int,
+    day: np.ndarray | None = None,
+) -> list[list[tuple[Search, np.ndarray] | None]]:
+    """Per horizon, each group's :func:`head_searches` on every h-th validation row (the
+    arguments of :func:`choose_horizons`)."""
     searches = []
     for i, h in enumerate(horizons):
         keep = (row % h == 0) & np.isfinite(net_return[:, i])
@@ -283,20 +299,36 @@ def choose_horizons(
                 None if day is None else day[keep],
             )
         )
+    return searches
+
+
+def choose_among(
+    searches: list[list[tuple[Search, np.ndarray] | None]],
+    n_groups: int,
+    z: float,
+    cut_z: float | None = None,
+    family: FamilyGate | None = None,
+    cut_margin: str = "family",
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`choose_horizons` on candidates already searched: per horizon, per group, a
+    :class:`Search` and the cut that trades each of its first k (trading where the
+    score is >= it; None: no candidate). Any rule's candidates fit, e.g. the leader
+    lead-lag rule's cuts on the leader's return (``huracan.baselines``)."""
     if cut_margin not in ("family", "z"):
         raise ConfigError(f"thresholds.cut_margin must be family or z, got {cut_margin!r}")
     margin = np.full(n_groups, float(z))
     at_z = _best_over_horizons(searches, n_groups, margin, cut_z)
     if family is None:
         return at_z
-    if day is None:
+    if any(e is not None and e[0].day is None for entries in searches for e in entries):
         raise ConfigError("a family-wise thresholds.gate needs thresholds.unit=day")
     # a group without a candidate at z has none at any wider margin: it does not trade,
     # and its critical value is not needed (nor, where its best t falls below it, the
-    # exact value: critical_z stops at +inf)
+    # exact value: critical_z stops at +inf); each group draws its own stream, so the
+    # others' values do not move
     for g in np.flatnonzero(at_z[0] >= 0):
         found = [entry[g][0] for entry in searches if entry[g] is not None]
-        margin[g] = max(z, family.critical_z(found, head=g, observed=largest_t(found)))
+        margin[g] = max(z, family.critical_z(found, head=int(g), observed=largest_t(found)))
     chosen = _best_over_horizons(searches, n_groups, margin, cut_z)
     if cut_margin == "z":
         gate_open = chosen[0] >= 0
@@ -368,19 +400,30 @@ def choose_by_rule(
     seed: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """:func:`choose_horizons` under the run's whole rule (``thresholds``: trades, z, unit,
-    cut_z, the family gate and its cut margin): one place, so that the heads, the ensemble
-    and its components choose alike. ``row``: the samples' grid rows, indexing
-    ``timestamps_ns``."""
-    return choose_horizons(
-        prob,
-        net_return,
-        group,
-        row,
-        horizons,
+    cut_z, the family gate and its cut margin): one place, so that the heads, the ensemble,
+    its components and the baselines choose alike. ``row``: the samples' grid rows,
+    indexing ``timestamps_ns``."""
+    day = validation_days(thresholds.unit, timestamps_ns[row])
+    searches = horizon_searches(
+        prob, net_return, group, row, horizons, n_groups, thresholds.min_trades, day
+    )
+    return choose_by_rule_among(thresholds, searches, n_groups, horizons, timestamps_ns, seed)
+
+
+def choose_by_rule_among(
+    thresholds: DictConfig,
+    searches: list[list[tuple[Search, np.ndarray] | None]],
+    n_groups: int,
+    horizons: tuple[int, ...],
+    timestamps_ns: np.ndarray,
+    seed: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`choose_among` under the run's whole rule (:func:`choose_by_rule`), for a
+    search its caller built (its days by ``validation_days(thresholds.unit, ...)``)."""
+    return choose_among(
+        searches,
         n_groups,
-        thresholds.min_trades,
         thresholds.z,
-        validation_days(thresholds.unit, timestamps_ns[row]),
         thresholds.cut_z,
         family_gate(thresholds, horizons, timestamps_ns, seed),
         thresholds.get("cut_margin", "family"),

@@ -5,19 +5,34 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from omegaconf import OmegaConf
 
+from huracan.baseline_rule import baseline_rules
 from huracan.baselines import (
     LEADER_QUANTILES,
     baseline_signals,
     baseline_trades,
     lagged_returns,
-    leader_cut,
+    leader_search,
 )
 from huracan.errors import ConfigError
+from huracan.thresholds import choose_among
 from huracan.validation import WalkForward
 
 COST = 0.0005
-RULES = {"min_trades": 20, "z": 2.0, "cut_z": 1.0}  # the config defaults
+HOUR_NS = 3_600 * 10**9
+
+
+def rules_of(n_bars: int = 3000, **thresholds) -> dict:
+    """The keyword ``rules`` of hourly bars: the config's min_trades, z and cut_z, trades
+    counted as independent and no family gate (the rule these tests were written for;
+    tests/test_baseline_rule.py covers the family gate)."""
+    rule = {"min_trades": 20, "z": 2.0, "cut_z": 1.0, "unit": "trade", "gate": "search"}
+    thresholds = OmegaConf.create({**rule, **thresholds})
+    return {"rules": baseline_rules(thresholds, "heads", np.arange(n_bars) * HOUR_NS, 0)}
+
+
+RULES = rules_of()
 
 
 def market(
@@ -73,7 +88,7 @@ def test_lead_lag_trades_a_planted_lead_profitably_out_of_sample():
     assert not signal[:, 0].any()  # the leader itself never trades
     for fold in folds:
         traded = signal[fold.test]
-        assert traded.sum() >= RULES["min_trades"], fold.index
+        assert traded.sum() >= RULES["rules"].min_trades, fold.index
         assert np.nanmean(net[fold.test][traded]) > 2 * COST, fold.index
     # every alt is long on the same bars: those where the leader rose enough
     assert (signal[:, 1:] == signal[:, 1:2]).all()
@@ -85,26 +100,24 @@ def test_leader_cut_takes_more_of_a_significant_lead_with_a_smaller_cut_z():
     sigma = alts[np.isfinite(alts)].std()
     cuts = {}
     for cut_z in (None, 1.0):  # None: the best lower bound at z = 2
-        cut, bound, _ = leader_cut(leader, alts, 20, 2.0, LEADER_QUANTILES, None, cut_z)
+        search = leader_search(leader, alts, 20, LEADER_QUANTILES)
+        _, [cut], [bound] = choose_among([[search]], 1, 2.0, cut_z)
         traded = alts[leader > cut]
         # the bound is the chosen cut's own at z = 2, and positive: still a significant lead
         assert bound == pytest.approx(traded.sum() - 2.0 * sigma * np.sqrt(traded.size))
         assert bound > 0
         cuts[cut_z] = cut
     assert cuts[1.0] < cuts[None]
-    # too few validation trades: no cut, in the same three values
-    assert leader_cut(leader[:2], alts[:2], 20, 2.0, LEADER_QUANTILES, None, 1.0) == (
-        np.inf,
-        -np.inf,
-        -np.inf,
-    )
+    # too few validation trades: no candidate, so no cut, in the same three values
+    assert leader_search(leader[:2], alts[:2], 20, LEADER_QUANTILES) is None
+    assert [v[0] for v in choose_among([[None]], 1, 2.0, 1.0)] == [-1, np.inf, -np.inf]
 
 
 def test_the_baselines_choose_their_cuts_by_cut_z():
     returns, net = market(follow=0.1, seed=4)
     trades = {
         cut_z: baseline_trades(
-            returns, net[..., None], (1,), folds_of(), 0, **{**RULES, "cut_z": cut_z}
+            returns, net[..., None], (1,), folds_of(), 0, **rules_of(cut_z=cut_z)
         )
         for cut_z in (None, 0.0)
     }
@@ -184,7 +197,8 @@ def test_lead_lag_chooses_the_horizon_whose_edge_pays_the_costs():
         net_h[: n_bars - h, :, i] = forward - cost
     grid = pd.date_range("2024-01-01", periods=n_bars, freq="1h")
     folds = WalkForward(n_folds=3, horizon=1, purge=4).split(grid)
-    signals, index = baseline_trades(returns, net_h, horizons, folds, 0, **RULES)["leader_lead_lag"]
+    trades = baseline_trades(returns, net_h, horizons, folds, 0, **rules_of(n_bars))
+    signals, index = trades["leader_lead_lag"]
     assert signals[:, 1:].any() and not signals[:, 0].any()
     assert set(np.unique(index[signals])) == {1}  # held 4 bars, never 1
     assert (index[~signals] == -1).all()
@@ -197,11 +211,12 @@ def test_lead_lag_chooses_the_horizon_whose_edge_pays_the_costs():
 def test_bad_inputs_name_the_value():
     returns, net = market(n_bars=300)
     folds = folds_of(300)
+    rules = rules_of(300)
     with pytest.raises(ValueError, match=r"\(300, 6\)"):
-        baseline_signals(returns, net[:, :5], folds, 0, **RULES)
+        baseline_signals(returns, net[:, :5], folds, 0, **rules)
     with pytest.raises(ValueError, match="leader column 6"):
-        baseline_signals(returns, net, folds, 6, **RULES)
+        baseline_signals(returns, net, folds, 6, **rules)
     with pytest.raises(ConfigError, match="n_lags"):
-        baseline_signals(returns, net, folds, 0, n_lags=0, **RULES)
+        baseline_signals(returns, net, folds, 0, n_lags=0, **rules)
     with pytest.raises(ConfigError, match="min_trades"):
-        baseline_signals(returns, net, folds, 0, min_trades=0, z=1.0)
+        baseline_signals(returns, net, folds, 0, **rules_of(300, min_trades=0))

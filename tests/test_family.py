@@ -217,3 +217,35 @@ def test_the_gates_shortcuts_choose_what_the_full_critical_values_choose(method,
         assert stopped > 0  # on noise the shortcut is taken
     if edge == 0.01:
         assert (got[0] >= 0).all()  # and an edge still trades
+
+
+def test_a_group_that_clears_no_candidate_at_z_is_not_resampled(monkeypatch):
+    """Its family margin (never below z) could open nothing: the gate skips its resampling,
+    and every group's choice is the one with each margin computed."""
+    from huracan.thresholds import _best_over_horizons, choose_among, horizon_searches
+
+    n_heads = 40
+    prob, net, group, rows, day = head_folds(n_heads, edge=0.0, seed=5)
+    gate = FamilyGate(alpha=0.05, resamples=100)
+    searches = horizon_searches(prob, net, group, rows, HORIZONS, n_heads, 20, day)
+    margin = np.array(
+        [
+            max(2.0, gate.critical_z([e[g][0] for e in searches if e[g] is not None], head=g))
+            for g in range(n_heads)
+        ]
+    )
+    every = _best_over_horizons(searches, n_heads, margin, 1.0)
+    resampled = []
+    critical_z = FamilyGate.critical_z
+    monkeypatch.setattr(
+        FamilyGate,
+        "critical_z",
+        lambda self, found, head=0, observed=None: (
+            resampled.append(head) or critical_z(self, found, head, observed=observed)
+        ),
+    )
+    chosen = choose_among(searches, n_heads, 2.0, 1.0, gate)
+    for mine, reference in zip(chosen, every, strict=True):
+        np.testing.assert_array_equal(mine, reference)
+    at_z = choose_among(searches, n_heads, 2.0, 1.0)[0] >= 0
+    assert 0 < len(resampled) == at_z.sum() < n_heads

@@ -6,11 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from omegaconf import OmegaConf
 
+from huracan.baseline_rule import baseline_rules
 from huracan.errors import ConfigError
 from huracan.strong_baselines import (
     BaselineOptions,
-    Rules,
     check_options,
     cross_section_trades,
     lightgbm_trades,
@@ -23,7 +24,14 @@ from huracan.validation import WalkForward
 COST = 0.002
 HORIZONS = (1, 3)
 DAY = 86_400 * 10**9
-RULES = Rules(min_trades=20, z=2.0, cut_z=1.0, day=np.arange(1500))  # one bar a day
+# the config's min_trades, z and cut_z on daily evidence, one bar a day, no family gate
+# (the rule these tests were written for; tests/test_baseline_rule.py covers the gate)
+RULES = baseline_rules(
+    OmegaConf.create({"min_trades": 20, "z": 2.0, "cut_z": 1.0, "unit": "day", "gate": "search"}),
+    "heads",
+    np.arange(1500) * DAY,
+    0,
+)
 OPTIONS = BaselineOptions(extra=["momentum", "reversal"], top_k=3, momentum_days=[7, 28])
 LGBM = {"num_boost_round": 30, "num_leaves": 7, "min_data_in_leaf": 20, "bagging_fraction": 0.5}
 LGBM |= {"bagging_freq": 1, "feature_fraction": 0.8}

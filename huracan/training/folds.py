@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
+from huracan.baseline_rule import baseline_rules
 from huracan.baselines import scored_baseline_trades
 from huracan.clustering import AssetClusterer, ClusterResult, align_cluster_ids
 from huracan.config import build
@@ -35,8 +36,7 @@ from huracan.features.scaling import PanelScaler
 from huracan.hierarchy import cascade
 from huracan.lead_fit import LeadFit
 from huracan.models.batches import sample_tensors
-from huracan.strong_baselines import Rules, extra_baselines
-from huracan.thresholds import validation_days
+from huracan.strong_baselines import baseline_options, extra_baselines
 from huracan.training.arrays import FleetArrays
 from huracan.training.refit import refit_groups
 from huracan.validation import Fold, WalkForward
@@ -434,7 +434,7 @@ def horizon_samples(
 
 
 def run_baselines(
-    arrays: FleetArrays, folds: list[Fold], cfg: DictConfig
+    arrays: FleetArrays, folds: list[Fold], cfg: DictConfig, heads_gate: bool = True
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """The baselines' trades on the folds' test rows at the run's costs, each a rule, not a
     model (``huracan.baselines.baseline_trades``): per baseline ``(signals, horizon_index)``,
@@ -443,12 +443,15 @@ def run_baselines(
     ``never_trade``; ``always_long`` (held the longest horizon, so it pays the costs as
     rarely as the labels allow); ``logistic`` (per coin, lagged returns) and
     ``leader_lead_lag`` (long the alts after a large return of the leader), each with its
-    horizon and threshold chosen on each fold's validation slice by the rule the heads use;
-    then those of ``baselines.extra`` (``huracan.strong_baselines``).
+    horizon and threshold chosen on each fold's validation slice by the rule the heads use
+    (``baselines.rule``, ``huracan.baseline_rule``); then those of ``baselines.extra``
+    (``huracan.strong_baselines``), chosen alike.
     The leader is ``universe.dominant_symbols[0]``, else the coin with the highest median
-    quote volume before the first test window.
+    quote volume before the first test window. ``heads_gate``: whether the run's models
+    choose their cuts through ``thresholds.gate`` (False: the per-coin models, which choose
+    without it, so that their baselines under ``baselines.rule=heads`` do too).
     """
-    return scored_baselines(arrays, folds, cfg)[0]
+    return scored_baselines(arrays, folds, cfg, heads_gate=heads_gate)[0]
 
 
 def scored_baselines(
@@ -456,6 +459,7 @@ def scored_baselines(
     folds: list[Fold],
     cfg: DictConfig,
     validation: dict[str, dict[int, np.ndarray]] | None = None,
+    heads_gate: bool = True,
 ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], dict[str, np.ndarray]]:
     """:func:`run_baselines`, and the (H, T, N) score on the test rows (NaN elsewhere) of
     each baseline that has one: the probability of ``logistic`` (the same for every
@@ -466,23 +470,15 @@ def scored_baselines(
     if leader not in arrays.symbols:
         volume = arrays.quote_volume[: folds[0].test[0]]
         leader = arrays.symbols[int(np.nanargmax(np.nanmedian(volume, 0)))]
-    rules = Rules(
-        cfg.thresholds.min_trades,
-        cfg.thresholds.z,
-        cfg.thresholds.cut_z,
-        validation_days(cfg.thresholds.unit, arrays.timestamps_ns),
-    )
+    rule = baseline_options(cfg).rule
+    rules = baseline_rules(cfg.thresholds, rule, arrays.timestamps_ns, cfg.seed, heads_gate)
     trades, scores = scored_baseline_trades(
         arrays.returns,
         arrays.net_h,
         arrays.horizons,
         folds,
         arrays.symbols.index(leader),
-        min_trades=rules.min_trades,
-        z=rules.z,
-        cut_z=rules.cut_z,
-        seed=cfg.seed,
-        day=rules.day,
+        rules=rules,
     )
     shape = arrays.net_h.shape[-1:] + arrays.net_h.shape[:2]
     scores = {name: np.broadcast_to(score, shape) for name, score in scores.items()}

@@ -37,6 +37,7 @@ from huracan.pipelines.hierarchical.validation import pooled_validation
 from huracan.planted import tree_recovery
 from huracan.plots import plot_correlation_heatmap, plot_dendrogram, plot_equity
 from huracan.report import above, fmt
+from huracan.strong_baselines import baseline_options
 
 if TYPE_CHECKING:  # the pipeline imports this report; the report only reads its run
     from huracan.pipelines.hierarchical.book import Book, FleetRun
@@ -172,7 +173,7 @@ def success_criteria(
             "passed": above(overall["precision"], 0.55),
         },
     ]
-    criteria += _comparisons(run, clusters, modal)
+    criteria += _comparisons(run, clusters, modal, baseline_options(cfg).rule)
     profit = above(overall["net_bps"], 0)
     for c in criteria:
         c["passed"] = bool(c["passed"] and profit)
@@ -195,9 +196,10 @@ def diagnostics(run: FleetRun, cfg: DictConfig) -> list[dict]:
     ]
 
 
-def _comparisons(run: FleetRun, clusters: dict, modal: np.ndarray) -> list[dict]:
-    """The criteria against another strategy: without the factor, the best baseline and
-    (on the synthetic market) the oracle."""
+def _comparisons(run: FleetRun, clusters: dict, modal: np.ndarray, rule: str) -> list[dict]:
+    """The criteria against another strategy: without the factor, the best baseline (its
+    name says the baselines' ``baselines.rule``: gated by the heads' rule they are weaker
+    peers than the uncorrected search) and (on the synthetic market) the oracle."""
     criteria = [
         _versus(
             "alt clusters' profit with the factor > without (significant)",
@@ -211,7 +213,8 @@ def _comparisons(run: FleetRun, clusters: dict, modal: np.ndarray) -> list[dict]
     if best is not None:
         criteria.append(
             _versus(
-                f"model's profit > the best baseline's ({best}, significant)",
+                f"model's profit > the best baseline's ({best}, significant; "
+                f"baselines.rule={rule})",
                 run,
                 np.arange(len(modal)),
                 clusters["all"],
@@ -270,6 +273,13 @@ def verdict(clusters: dict, folds: list[dict], criteria: list[dict] | None = Non
     behind = [c for c in criteria or [] if "best baseline" in c["name"] and not c["passed"]]
     if above(t, 2) and behind:
         kind = f"a significant profit but no edge over the best baseline ({behind[0]['value']})"
+    gated = [c for c in criteria or [] if "best baseline" in c["name"] and c["passed"]]
+    if above(t, 2) and not behind and any("baselines.rule=heads" in c["name"] for c in gated):
+        # a gated baseline trades less, also where it has an edge: say what was beaten
+        kind += (
+            " over baselines gated by the heads' rule (weaker peers; baselines.rule="
+            "uncorrected shows the search without the gate)"
+        )
     return (
         f"{kind}: {overall['n_trades']} trades from {heads} head-fold(s) that passed "
         f"validation, {fmt(overall['net_bps'], 1)} bps net, t of daily P&L {fmt(t, 2)}, "

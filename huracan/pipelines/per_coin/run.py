@@ -156,7 +156,8 @@ def prepare_split(panel: Panel, cfg: DictConfig, timer: StageTimer) -> Split:
             "at training end: " + ", ".join(f"{m} {methods.count(m)}" for m in sorted(set(methods)))
         )
     with timer("baselines") as note:  # rules chosen on validation, scored in each job
-        baselines = run_baselines(arrays, [fold], cfg)
+        # by the coins' models' own rule: they choose without thresholds.gate (job.py)
+        baselines = run_baselines(arrays, [fold], cfg, heads_gate=False)
         note(", ".join(baselines))
     weights = horizon_weights(arrays, fold)
     return Split(arrays, data, fits, data.valid(arrays), weights, baselines)

@@ -1,0 +1,120 @@
+"""How every baseline with a cut chooses its horizon and cut on validation.
+
+``baselines.rule=heads`` (the default): by the heads' own rule, ``thresholds`` as the run
+has it (``thresholds.choose_by_rule``: min_trades, z, unit, cut_z, the family-wise gate
+over the baseline's whole search of horizons and cuts, and its cut margin). A baseline
+then trades only where its validation edge survives its search, as a head must.
+``baselines.rule=uncorrected``: the same rule with the gate off (``thresholds.gate=search``:
+the best candidate at z, no correction for the search), the rule every baseline followed
+before. On markets without an edge an uncorrected search trades often (issue 26: about
+half of the heads at 0 bps), so it flatters the baselines' trade counts and, where the
+search found noise, their losses; a gated baseline is the fair peer of a gated head, and a
+weaker one: it trades less, also where it has an edge.
+
+Baselines without a cut (``never_trade``, ``always_long``, the long-short book's top-k
+ranks) follow no rule. The per-coin pipeline's models choose their cuts without the family
+gate (``pipelines.per_coin.job.choose_horizon``), so there ``heads`` is ``uncorrected``.
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import NamedTuple
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from huracan.errors import ConfigError
+from huracan.family import Search
+from huracan.thresholds import choose_by_rule, choose_by_rule_among, validation_days
+
+RULES = ("heads", "uncorrected")
+
+
+class Rules(NamedTuple):
+    """What a baseline chooses its horizon and cut by.
+
+    Attributes:
+        thresholds: the run's ``thresholds`` (its gate off for ``baselines.rule=uncorrected``).
+        timestamps_ns: (T,) the grid's timestamps: each row's day and the bar length.
+        seed: seeds the gate's resampling (:meth:`named`: one stream per baseline).
+    """
+
+    thresholds: DictConfig
+    timestamps_ns: np.ndarray
+    seed: int
+
+    @property
+    def min_trades(self) -> int:
+        return int(self.thresholds.min_trades)
+
+    def named(self, name: str) -> Rules:
+        """These rules with the baseline ``name``'s own seed, derived from the run's: the
+        same every run (``zlib.crc32``, not Python's salted ``hash``), another for each
+        baseline, so that no two baselines share a resampling stream."""
+        return self._replace(seed=zlib.crc32(f"{self.seed}/{name}".encode()))
+
+    def day(self, rows: np.ndarray) -> np.ndarray | None:
+        """The day number of each grid row (``thresholds.unit=day``), else None."""
+        return validation_days(self.thresholds.unit, self.timestamps_ns[rows])
+
+    def choose(
+        self,
+        prob: np.ndarray,
+        net_return: np.ndarray,
+        group: np.ndarray,
+        row: np.ndarray,
+        horizons: tuple[int, ...],
+        n_groups: int,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``thresholds.choose_by_rule`` on a baseline's validation scores: per group, the
+        horizon index, cut and bound (index -1, cut +inf: no trade)."""
+        return choose_by_rule(
+            self.thresholds,
+            prob,
+            net_return,
+            group,
+            row,
+            horizons,
+            n_groups,
+            self.timestamps_ns,
+            self.seed,
+        )
+
+    def choose_among(
+        self,
+        searches: list[list[tuple[Search, np.ndarray] | None]],
+        n_groups: int,
+        horizons: tuple[int, ...],
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``thresholds.choose_by_rule_among``: the rule over candidates the baseline built
+        (the leader rule's cuts on the leader's return)."""
+        return choose_by_rule_among(
+            self.thresholds, searches, n_groups, horizons, self.timestamps_ns, self.seed
+        )
+
+
+def check_rule(rule: str) -> None:
+    """``baselines.rule`` is one of :data:`RULES`."""
+    if rule not in RULES:
+        raise ConfigError(f"baselines.rule must be heads or uncorrected, got {rule!r}")
+
+
+def baseline_rules(
+    thresholds: DictConfig,
+    rule: str,
+    timestamps_ns: np.ndarray,
+    seed: int,
+    heads_gate: bool = True,
+) -> Rules:
+    """The baselines' rules of a run: its ``thresholds`` under ``baselines.rule``.
+
+    Args:
+        heads_gate: whether the run's heads apply ``thresholds.gate`` (the hierarchical
+            run's do; the per-coin pipeline's models choose without it, and so, under
+            ``heads``, do their baselines).
+    """
+    check_rule(rule)
+    if rule == "uncorrected" or not heads_gate:
+        thresholds = OmegaConf.merge(thresholds, {"gate": "search"})
+    return Rules(thresholds, np.asarray(timestamps_ns, dtype=np.int64), int(seed))
