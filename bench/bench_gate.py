@@ -43,7 +43,7 @@ from hydra import compose, initialize_config_dir
 from scipy.stats import binomtest
 
 import huracan.pipelines.hierarchical.report as fleet_report
-import huracan.pipelines.hierarchical.run as hierarchical
+import huracan.thresholds as heads_rule
 from huracan.run import train
 
 NO_EDGE = [
@@ -66,7 +66,7 @@ def run(seed: int, costs: list[float], extra: list[str]) -> tuple[dict, dict]:
     """One no-edge run, its heads trained at ``costs[0]`` round trip: its summary and, per
     cost and per gate of ``GATES``, the head-folds and how many of them trade."""
     counts = {c: {"heads": 0, **dict.fromkeys(GATES, 0)} for c in costs}
-    choose = hierarchical.choose_horizons
+    choose = heads_rule.choose_horizons  # the heads reach it by heads_rule.choose_by_rule
 
     def recorded(prob, net_return, *args):
         chosen = choose(prob, net_return, *args)
@@ -92,7 +92,7 @@ def run(seed: int, costs: list[float], extra: list[str]) -> tuple[dict, dict]:
     with (
         tempfile.TemporaryDirectory() as tmp,
         initialize_config_dir(str(ROOT / "huracan" / "conf"), version_base="1.3"),
-        mock.patch.object(hierarchical, "choose_horizons", recorded),
+        mock.patch.object(heads_rule, "choose_horizons", recorded),
         mock.patch.object(fleet_report, "write_plots", lambda *args: {}),  # not the gate's
     ):
         overrides = [f"+output_dir={tmp}", f"store.root={tmp}/artifacts", f"seed={seed}"]
