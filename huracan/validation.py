@@ -10,8 +10,8 @@ test window (an expanding window), with a validation slice at the end::
 
 The validation slice is ``val_fraction`` of a fold's usable rows, at least the last
 ``min_val_days`` days of them where that is set: an early fold's short window otherwise
-gives its heads a few days of evidence, too few for a family-wise gate over their whole
-search to open on any edge (``docs/gate.md``). The floor moves the split between
+gives its heads a few days of evidence, often too few for a family-wise gate over their
+whole search to open even on a real edge (``docs/gate.md``). The floor moves the split between
 training and validation rows inside the fold's own window; the test windows and every
 later fold whose fraction already holds that many days stay as they are.
 
