@@ -30,6 +30,7 @@ from huracan.family import FamilyGate
 from huracan.features.cross_section import check_config, to_bars
 from huracan.features.per_cluster import check_per_cluster
 from huracan.training.refit import check_refit
+from huracan.validation import check_min_val_days
 
 Node = DictConfig | Mapping
 
@@ -102,6 +103,8 @@ def validate(cfg: DictConfig) -> None:
             raise ConfigError("a family-wise thresholds.gate needs thresholds.unit=day")
         FamilyGate(thresholds.family_alpha, thresholds.resamples, method=thresholds.gate)
     check_rule(str((cfg.get("baselines") or {}).get("rule", "heads")))
+    validation = cfg.get("validation") or {}
+    check_min_val_days(validation.get("min_val_days"), validation.get("val_fraction", 0.2))
     check_book(cfg)
     check_target(cfg)
     if ensemble_config(cfg).enabled and (cfg.get("features") or {}).get("per_cluster"):
@@ -242,6 +245,7 @@ class Validation:
     embargo: int | None = None
     val_fraction: float = 0.2
     test_size: int | None = None
+    min_val_days: float | None = None
 
 
 @dataclasses.dataclass

@@ -8,6 +8,13 @@ test window (an expanding window), with a validation slice at the end::
     rows:  0 ................................................................ T
     fold k [ train ...................... ]~purge~[ val ]~purge~[ test k ]
 
+The validation slice is ``val_fraction`` of a fold's usable rows, at least the last
+``min_val_days`` days of them where that is set: an early fold's short window otherwise
+gives its heads a few days of evidence, often too few for a family-wise gate over their
+whole search to open even on a real edge (``docs/gate.md``). The floor moves the split between
+training and validation rows inside the fold's own window; the test windows and every
+later fold whose fraction already holds that many days stay as they are.
+
 Purge: the label of row t is known only at the close of bar t + horizon; its window is
 ``[t, t + horizon]``. A training row whose window reaches the validation slice, and a
 validation row whose window reaches the test window, would carry information from the
@@ -73,6 +80,9 @@ class WalkForward:
             its validation slice; 0 for none.
         test_size: rows per test window; None splits the grid in ``n_folds + 1`` equal
             parts, the first being the first fold's training window.
+        min_val_days: the fewest days a validation slice covers (its rows are the usable
+            rows of the last ``min_val_days`` days, where ``val_fraction`` gives fewer);
+            None or 0 for no floor.
     """
 
     def __init__(
@@ -83,6 +93,7 @@ class WalkForward:
         embargo: int | None = None,
         val_fraction: float = 0.2,
         test_size: int | None = None,
+        min_val_days: float | None = None,
     ):
         self.n_folds = n_folds
         self.horizon = horizon
@@ -90,6 +101,7 @@ class WalkForward:
         self.embargo = embargo
         self.val_fraction = val_fraction
         self.test_size = test_size
+        self.min_val_days = min_val_days
 
     def split(self, grid: pd.DatetimeIndex | Panel) -> list[Fold]:
         """Cuts the grid into folds.
@@ -106,6 +118,7 @@ class WalkForward:
         """
         grid = _as_grid(grid)
         purge, embargo = self._gaps()
+        floor = _DayFloor(check_min_val_days(self.min_val_days, self.val_fraction))
         n_bars = len(grid)
         test_size, first_test = self._test_layout(n_bars)
         embargoed = np.zeros(n_bars, dtype=bool)
@@ -113,17 +126,19 @@ class WalkForward:
         for k in range(self.n_folds):  # one step per fold; each covers all its rows at once
             test_start = first_test + k * test_size
             usable = test_start - purge  # rows whose labels end before the test window
-            n_val = int(round(self.val_fraction * max(usable, 0)))
+            n_val = max(int(round(self.val_fraction * max(usable, 0))), floor(grid, usable))
             train_end = usable - n_val - purge if n_val else usable
             train = np.arange(max(train_end, 0))
             val = np.arange(usable - n_val, usable) if n_val else np.arange(0)
             train, val = train[~embargoed[train]], val[~embargoed[val]]
             if len(train) == 0 or (self.val_fraction > 0 and len(val) == 0):
+                floor_note = f", validation.min_val_days {floor.days}" if floor.days else ""
                 raise ConfigError(
                     f"{n_bars} bars ({grid[0]} to {grid[-1]}) are too few for "
                     f"{self.n_folds} folds: fold {k} would get {len(train)} training and "
                     f"{len(val)} validation rows (test windows of {test_size} bars, purge "
-                    f"{purge}, embargo {embargo}); use fewer folds or a longer history"
+                    f"{purge}, embargo {embargo}{floor_note}); use fewer folds or a longer "
+                    "history"
                 )
             test = np.arange(test_start, test_start + test_size)
             folds.append(Fold(k, train, val, test, grid[train], grid[val], grid[test]))
@@ -173,6 +188,40 @@ class WalkForward:
         if self.test_size is not None and self.test_size < 1:
             raise ConfigError(f"test_size must be >= 1, got {self.test_size}")
         return int(purge), int(embargo)
+
+
+def check_min_val_days(days: float | None, val_fraction: float) -> float:
+    """``validation.min_val_days`` as a number of days (0 for none).
+
+    Raises:
+        ConfigError: a value that is not a number >= 0, or a floor without a
+            validation slice (``val_fraction`` 0).
+    """
+    if days is None:
+        return 0.0
+    if isinstance(days, bool) or not isinstance(days, int | float) or not days >= 0:
+        raise ConfigError(f"validation.min_val_days must be a number of days >= 0, got {days!r}")
+    if days > 0 and val_fraction == 0:
+        raise ConfigError(
+            f"validation.min_val_days ({days}) needs a validation slice: "
+            "validation.val_fraction is 0"
+        )
+    return float(days)
+
+
+@dataclass(frozen=True)
+class _DayFloor:
+    """The rows a validation slice needs to cover ``days`` days (0: no floor)."""
+
+    days: float
+
+    def __call__(self, grid: pd.DatetimeIndex, usable: int) -> int:
+        """Of the first ``usable`` rows of ``grid``, how many lie in the last ``days``
+        days: those after ``grid[usable - 1] - days``."""
+        if not self.days or usable < 1:
+            return 0
+        start = grid[usable - 1] - pd.Timedelta(days=self.days)
+        return usable - int(grid[:usable].searchsorted(start, side="right"))
 
 
 def long_rows(

@@ -64,6 +64,7 @@ def walk_forward(cfg: DictConfig, **overrides) -> WalkForward:
         "embargo": cfg.validation.embargo,
         "val_fraction": cfg.validation.val_fraction,
         "test_size": cfg.validation.get("test_size"),
+        "min_val_days": cfg.validation.get("min_val_days"),
     }
     return WalkForward(**options | overrides)
 
