@@ -9,7 +9,7 @@ from functools import cached_property
 import numpy as np
 
 from huracan.clustering import ClusterResult
-from huracan.training.arrays import FleetArrays
+from huracan.training.arrays import FleetArrays, labels_of
 from huracan.validation import Fold
 
 
@@ -86,7 +86,7 @@ class Book:
     @cached_property
     def label(self) -> np.ndarray:
         """(T, N) float32 1 where that trade nets a profit, 0 where not, NaN where none."""
-        return self._outcome(self.arrays.label_h)
+        return labels_of(self.net_return)  # the labels' own rule: no (T, N, H) label grid
 
     def forget_outcomes(self) -> None:
         """Drops the cached ``hold``, ``net_return`` and ``label`` (read off the arrays

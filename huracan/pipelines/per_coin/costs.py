@@ -157,7 +157,7 @@ def coin_costs(arrays: FleetArrays, fits: dict[str, SlippageFit], cfg: DictConfi
     label = np.where(np.isnan(net), np.nan, (net > 0).astype(np.float64))
     net_h = np.where(np.isnan(arrays.net_h), np.nan, arrays.gross_h - cost[..., None] / 1e4)
     label_h = np.where(np.isnan(net_h), np.nan, net_h > 0).astype(np.float32)
-    return replace(arrays, label=label, net_return=net, cost_bps=cost, label_h=label_h, net_h=net_h)
+    return arrays.replaced(label=label, net_return=net, cost_bps=cost, label_h=label_h, net_h=net_h)
 
 
 def calibration_bars(panel: Panel, j: int, end_row: int, days: float) -> dict:
