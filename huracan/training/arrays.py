@@ -12,7 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 from huracan.costs import CostModel
 from huracan.data.panel import Panel
 from huracan.features.cross_section import CrossSectionSpec, cross_section_features, resolve
-from huracan.features.labels import after_cost_labels, cross_section_labels, forward_return
+from huracan.features.labels import cross_section_labels, forward_return, round_trip
 from huracan.features.technical import compute_features, realized_volatility
 
 
@@ -44,10 +44,20 @@ def labels_of(net: np.ndarray) -> np.ndarray:
 
 
 def _gross_h(arrays: FleetArrays) -> np.ndarray:
-    gross = np.empty(arrays.net_h.shape, dtype=np.float32)
+    gross = np.empty((*arrays.grid_shape, len(arrays.horizons)), dtype=np.float32)
     for i, h in enumerate(arrays.horizons):  # a horizon at a time: no float64 stack
         gross[..., i] = forward_return(arrays.close, h)
     return gross
+
+
+def _net(arrays: FleetArrays, horizons: tuple[int, ...]) -> np.ndarray:
+    """(T, N, len(horizons)) net returns after the round trip, ``after_cost_labels``' own
+    arithmetic: the same values as when they were held."""
+    net = np.empty((*arrays.grid_shape, len(horizons)))
+    for i, h in enumerate(horizons):
+        net[..., i] = forward_return(arrays.close, h) - arrays.round_trip
+    net[arrays.filled] = np.nan  # nothing is entered on a forward-filled bar
+    return net
 
 
 @dataclass
@@ -77,12 +87,16 @@ class FleetArrays:
     log_close: np.ndarray
     returns: np.ndarray
     volatility: np.ndarray
-    net_return: np.ndarray
     quote_volume: np.ndarray
     listed: np.ndarray
     horizons: tuple[int, ...] = (1,)
-    net_h: np.ndarray | None = None
-    close: np.ndarray | None = None  # (T, N) the panel's closes: the gross moves' source
+    # what the trade returns are derived from: the panel's closes and forward-filled bars
+    # (not copies), and the round trip of a trade entered at each bar (a fraction)
+    close: np.ndarray | None = None
+    filled: np.ndarray | None = None
+    round_trip: np.ndarray | None = None
+    net_h: np.ndarray | None = Derived(lambda a: _net(a, a.horizons))
+    net_return: np.ndarray | None = Derived(lambda a: _net(a, a.horizons[:1])[..., 0])
     label: np.ndarray | None = Derived(lambda a: labels_of(a.net_return))
     label_h: np.ndarray | None = Derived(lambda a: labels_of(a.net_h))
     gross_return: np.ndarray | None = Derived(lambda a: forward_return(a.close, a.horizons[0]))
@@ -105,11 +119,39 @@ class FleetArrays:
         derived = {f.name: self.held(f.name) for f in fields(self) if f.name not in changes}
         return replace(self, **derived, **changes)
 
+    @property
+    def grid_shape(self) -> tuple[int, int]:
+        """(T, N): bars by assets."""
+        return self.returns.shape
+
+    def net_at(self, t_idx: np.ndarray, a_idx: np.ndarray) -> np.ndarray:
+        """(B, H) ``net_h[t_idx, a_idx]``, computed on those cells alone where the net
+        returns are derived (the same arithmetic, so the same values; no (T, N, H) grid)."""
+        held = self.held("net_h")
+        if held is not None:
+            return held[t_idx, a_idx]
+        n_bars = len(self.close)
+        entry = self.close[t_idx, a_idx]
+        net = np.empty((len(t_idx), len(self.horizons)))
+        for i, h in enumerate(self.horizons):
+            later = t_idx + h
+            inside = later < n_bars  # a trade ending after the last bar has no return
+            exit_price = np.full(len(t_idx), np.nan)
+            exit_price[inside] = self.close[later[inside], a_idx[inside]]
+            net[:, i] = exit_price / entry - 1 - self.round_trip[t_idx, a_idx]
+        net[self.filled[t_idx, a_idx]] = np.nan
+        return net
+
+    def net_of(self, i: int) -> np.ndarray:
+        """(T, N) ``net_h[..., i]``, the net return of horizon ``horizons[i]``."""
+        held = self.held("net_h")
+        return _net(self, self.horizons[i : i + 1])[..., 0] if held is None else held[..., i]
+
     def labels_at(self, t_idx: np.ndarray, a_idx: np.ndarray) -> np.ndarray:
         """(B, H) ``label_h[t_idx, a_idx]``, from those samples' net returns where the
         labels are derived (no (T, N, H) grid)."""
         held = self.held("label_h")
-        return labels_of(self.net_h[t_idx, a_idx]) if held is None else held[t_idx, a_idx]
+        return labels_of(self.net_at(t_idx, a_idx)) if held is None else held[t_idx, a_idx]
 
     def gross_of(self, i: int) -> np.ndarray:
         """(T, N) float32 ``gross_h[..., i]``, the gross move of horizon ``horizons[i]``."""
@@ -132,9 +174,9 @@ class FleetArrays:
             values = self.held(f.name)
             if isinstance(values, np.ndarray) and values.ndim > 1 and len(values) == rows:
                 grids[f.name] = values[:, cols]
-        # a cross-sectional target is taken again across ``cols``
-        grids["target_h"], grids["move_h"] = target_grids(grids.get("net_h"), self.target)
-        return self.replaced(**grids, symbols=[self.symbols[j] for j in cols])
+        part = self.replaced(**grids, symbols=[self.symbols[j] for j in cols])
+        part.target_h, part.move_h = target_grids(part, self.target)  # across ``cols``
+        return part
 
 
 def build_fleet_arrays(
@@ -164,14 +206,9 @@ def build_fleet_arrays(
     returns[1:] = np.diff(log_close, axis=0)
     volatility = realized_volatility(panel.close, cfg.labels.vol_window)
     horizons = (int(cfg.labels.horizon),) if horizons is None else tuple(horizons)
-    # filled a horizon at a time: no list of every horizon's float64 grids beside the stack;
-    # labels, gross moves and costs are derived from these when read (``Derived``)
-    net_h = np.empty((*panel.close.shape, len(horizons)))
-    for i, h in enumerate(horizons):
-        _, net_h[..., i] = after_cost_labels(panel, h, costs, volatility, cfg.labels.vol_window)
-    target = cfg.labels.get("target", "absolute")
-    target_h, move_h = target_grids(net_h, target)
-    return FleetArrays(
+    for h in horizons:  # a horizon the bars cannot hold is an error now, not when read
+        forward_return(panel.close[:, :0], h)
+    arrays = FleetArrays(
         symbols=list(panel.symbols),
         timestamps_ns=panel.timestamps.as_unit("ns").asi8,
         features=features,
@@ -179,23 +216,27 @@ def build_fleet_arrays(
         log_close=log_close,
         returns=returns,
         volatility=volatility,
-        net_return=net_h[..., 0],
         quote_volume=panel.quote_volume,
         listed=panel.listed,
         horizons=horizons,
-        net_h=net_h,
         close=panel.close,
+        filled=panel.filled,
+        # the round trip after_cost_labels charges every horizon; the net returns, labels,
+        # gross moves and costs are derived from it and the closes when read (``Derived``)
+        round_trip=round_trip(panel, costs, volatility, cfg.labels.vol_window),
         cross_section=spec,
-        target_h=target_h,
-        move_h=move_h,
-        target=target,
+        target=cfg.labels.get("target", "absolute"),
     )
+    arrays.target_h, arrays.move_h = target_grids(arrays, arrays.target)
+    return arrays
 
 
-def target_grids(net_h: np.ndarray | None, target: str) -> tuple[np.ndarray | None, ...]:
+def target_grids(arrays: FleetArrays, target: str) -> tuple[np.ndarray | None, ...]:
     """``(target_h, move_h)`` of a cross-sectional ``labels.target`` across the coins of
-    ``net_h`` (T, N, H), each (T, N, H) float32; ``(None, None)`` for ``absolute``."""
-    if target == "absolute" or net_h is None:
+    ``arrays`` (from their ``net_h``), each (T, N, H) float32; ``(None, None)`` for
+    ``absolute``."""
+    if target == "absolute":
         return None, None
+    net_h = arrays.net_h
     by_bar = [cross_section_labels(net_h[..., i], target) for i in range(net_h.shape[-1])]
     return tuple(np.stack(part, axis=-1).astype(np.float32) for part in zip(*by_bar, strict=True))

@@ -35,7 +35,7 @@ class Book:
 
     @classmethod
     def empty(cls, arrays: FleetArrays, probability: bool = True) -> Book:
-        shape = arrays.net_return.shape
+        shape = arrays.grid_shape
         return cls(
             signals=np.zeros(shape, dtype=bool),
             index=np.full(shape, -1, dtype=np.int8),
@@ -81,7 +81,11 @@ class Book:
     @cached_property
     def net_return(self) -> np.ndarray:
         """(T, N) net return after costs of a trade entered at each cell."""
-        return self._outcome(self.arrays.net_h)
+        net = np.full(self.index.shape, np.nan)
+        for i in range(len(self.arrays.horizons)):  # a horizon's (T, N) at a time
+            cells = self.index == i
+            net[cells] = self.arrays.net_of(i)[cells]
+        return net
 
     @cached_property
     def label(self) -> np.ndarray:
@@ -94,11 +98,6 @@ class Book:
         book's (T, N) outcomes, not every baseline's (400 coins x 2 years: 0.1 GB each)."""
         for name in ("hold", "net_return", "label"):
             self.__dict__.pop(name, None)
-
-    def _outcome(self, per_horizon: np.ndarray) -> np.ndarray:
-        index = np.maximum(self.index, 0).astype(np.intp)[..., None]
-        values = np.take_along_axis(per_horizon, index, axis=-1)[..., 0]
-        return np.where(self.index >= 0, values, np.nan).astype(per_horizon.dtype)
 
 
 def _without(index: np.ndarray, absent: np.ndarray | None) -> np.ndarray:

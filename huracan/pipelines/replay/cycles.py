@@ -115,7 +115,8 @@ def truncated(arrays: FleetArrays, n: int) -> FleetArrays:
             value = cut[name].copy()
             value[first:] = np.nan
             cut[name] = value
-    cut["net_return"] = cut["net_h"][..., 0]
+    if "net_h" in cut:
+        cut["net_return"] = cut["net_h"][..., 0]
     if "label_h" in cut:
         cut["label"] = cut["label_h"][..., 0]
     return arrays.replaced(**cut)
