@@ -19,6 +19,9 @@ import contextlib
 import ctypes
 import gc
 import sys
+from pathlib import Path
+
+import numpy as np
 
 MMAP_THRESHOLD_BYTES = 4 << 20
 _M_MMAP_THRESHOLD = -3  # mallopt's parameter number (malloc.h)
@@ -57,3 +60,26 @@ def release_memory() -> None:
     libc = _libc()
     if libc is not None:
         libc.malloc_trim(0)
+
+
+def file_backed(path: Path, shape: tuple[int, ...], dtype, fill: float) -> np.memmap:
+    """A new array stored in the ``.npy`` file ``path`` (its folder made), every value
+    ``fill``: a run's results written fold by fold, which :func:`unmapped` keeps out of the
+    process's resident memory between folds and which outlive the run."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    array = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+    array[...] = fill
+    return unmapped(array)
+
+
+def unmapped(array: np.ndarray) -> np.ndarray:
+    """A file-backed array written out and mapped anew: the pages it touched leave this
+    process's resident memory (they stay in the page cache, which the system may reclaim)
+    and are read back when next read. Any other array is returned as it is.
+
+    The old mapping closes when its last reference goes: hold no view of it.
+    """
+    if not isinstance(array, np.memmap) or array.filename is None:
+        return array
+    array.flush()
+    return np.lib.format.open_memmap(array.filename, mode="r+")

@@ -197,14 +197,14 @@ def run_hierarchical(
     run = FleetRun(
         arrays=arrays,
         folds=folds,
-        model=Book.empty(arrays),
+        model=Book.empty(arrays, stored=out / "books" / "model"),
         cluster_ids=np.full(shape, -1, dtype=np.int16),
         test_rows=np.concatenate([f.test for f in folds]),
         universe=universe,
     )
     compare = cfg.report.compare_without_factor and build(cfg.factor).n_factors > 0
     if compare:
-        run.without_factor = Book.empty(arrays)
+        run.without_factor = Book.empty(arrays, stored=out / "books" / "without_factor")
     make_trainer = instantiate(cfg.trainer)
     previous = None
     for fold in folds:
@@ -219,6 +219,9 @@ def run_hierarchical(
             info = train_fold(data, part, cfg, out, make_trainer, run, compare, newcomers)
             previous = data.clusters
             del data, part, newcomers
+            for book in (run.model, run.without_factor):
+                if book is not None:  # the fold's results to disk, out of memory
+                    book.unmap()
             release_memory()
             sizes = "/".join(str(len(m)) for m in previous.cluster_members.values())
             note(
