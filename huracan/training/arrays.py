@@ -23,7 +23,7 @@ from huracan.features.technical import compute_features, realized_volatility
 class Derived:
     """A field of :class:`FleetArrays` held where it is given, else derived from the held
     ones each time it is read and never kept: a 400-coin, 2-year run holds no (T, N, H)
-    grid of what its net returns or closes already say (0.3 GB)."""
+    grid of what its closes and round trip already say (0.5 GB)."""
 
     def __init__(self, derive):
         self.derive = derive
