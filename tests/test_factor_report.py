@@ -34,10 +34,9 @@ def constructed_run(with_baselines: bool = True) -> FleetRun:
         symbols=[f"C{j}" for j in range(n)],
         timestamps_ns=(np.arange(t_len) * 3_600 * 10**9).astype(np.int64),
         horizons=HORIZONS,
-        net_h=net,
-        label_h=(net > 0).astype(np.float32),
+        grid_shape=(t_len, n),
+        net_of=lambda i: net[..., i],
         cost_bps=cost,
-        net_return=net[..., 0],
     )
     test = np.arange(t_len // 2, t_len)
     model = Book.empty(arrays)

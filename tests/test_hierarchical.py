@@ -264,7 +264,7 @@ def _two_books(model_daily: list[float], other_daily: list[float]):
 
     def book(daily):  # one asset, one horizon: a trade every day
         net = np.asarray(daily, dtype=float)[:, None, None]
-        outcomes = SimpleNamespace(net_h=net, label_h=(net > 0) * 1.0, horizons=(1,))
+        outcomes = SimpleNamespace(net_of=lambda i: net[..., i], horizons=(1,))
         return Book(np.ones((n, 1), bool), np.zeros((n, 1), np.int8), outcomes)
 
     run = FleetRun(arrays, [], book(model_daily), np.zeros((n, 1), int), np.arange(n))

@@ -225,3 +225,81 @@ def test_horizon_labels_and_weights_are_zero_where_a_horizon_has_no_label(fleet)
     assert not known.all() and known.any()
     np.testing.assert_array_equal(tensors["y"].numpy(), np.where(known, label, 0))
     np.testing.assert_array_equal(tensors["w"].numpy(), np.where(known, weights[t_idx, a_idx], 0))
+
+
+DERIVED = ("net_h", "net_return", "label", "label_h", "gross_return", "gross_h", "cost_bps")
+
+
+def test_the_fleet_arrays_hold_no_grid_they_can_derive(fleet):
+    """Net returns, labels, gross moves and costs are derived from the closes and the round
+    trip when read: no (T, N, H) grid is held all run."""
+    arrays, _, _, _, _ = fleet
+    for name in DERIVED:
+        assert arrays.held(name) is None, name
+    held = [v for v in vars(arrays).values() if isinstance(v, np.ndarray) and v.ndim == 3]
+    assert [v.shape[2] for v in held] == [arrays.features.shape[2]]  # the features alone
+
+
+def test_derived_values_read_by_cells_and_horizons_are_those_of_the_grids(fleet):
+    """``net_at``, ``labels_at``, ``net_of`` and ``gross_of`` give the whole grids' values
+    bit for bit: on the last bars (no trade of the longer horizon), on forward-filled bars
+    and on bars without a close."""
+    arrays, _, _, _, _ = fleet
+    n_bars, n_assets = arrays.grid_shape
+    rng = np.random.default_rng(0)
+    close, filled = arrays.close.copy(), arrays.filled.copy()
+    close[rng.random(close.shape) < 0.02] = np.nan  # no bar
+    filled[rng.random(filled.shape) < 0.02] = True  # forward-filled
+    arrays = arrays.replaced(close=close, filled=filled)
+    t_idx = np.concatenate([rng.integers(0, n_bars, 2000), np.arange(n_bars - 6, n_bars)])
+    a_idx = rng.integers(0, n_assets, len(t_idx))
+    assert filled[t_idx, a_idx].any() and np.isnan(close[t_idx, a_idx]).any()
+    net_h, label_h, gross_h = arrays.net_h, arrays.label_h, arrays.gross_h
+    assert np.isnan(net_h[t_idx, a_idx]).any() and np.isfinite(net_h[t_idx, a_idx]).any()
+    np.testing.assert_array_equal(arrays.net_at(t_idx, a_idx), net_h[t_idx, a_idx])
+    np.testing.assert_array_equal(arrays.labels_at(t_idx, a_idx), label_h[t_idx, a_idx])
+    assert arrays.labels_at(t_idx, a_idx).dtype == np.float32
+    for i in range(len(arrays.horizons)):
+        np.testing.assert_array_equal(arrays.net_of(i), net_h[..., i])
+        np.testing.assert_array_equal(arrays.gross_of(i), gross_h[..., i])
+    np.testing.assert_array_equal(arrays.net_return, net_h[..., 0])
+    np.testing.assert_array_equal(arrays.label, label_h[..., 0])
+
+
+def test_a_copy_keeps_derived_fields_derived_and_held_ones_held(fleet):
+    """``columns`` and ``replaced`` hold what was held (or given) and derive the rest, with
+    the values of the whole arrays' columns."""
+    arrays, _, _, _, _ = fleet
+    cols = np.array([0, 2, 5])
+    part = arrays.columns(cols)
+    for name in DERIVED:
+        assert part.held(name) is None, name
+        np.testing.assert_array_equal(getattr(part, name), getattr(arrays, name)[:, cols])
+    cost = np.full(arrays.grid_shape, 12.5)
+    priced = arrays.replaced(cost_bps=cost)
+    assert priced.held("cost_bps") is cost and priced.held("net_h") is None
+    labels = np.zeros((*arrays.grid_shape, len(arrays.horizons)), dtype=np.float32)
+    given = arrays.replaced(label_h=labels)
+    t_idx, a_idx = np.array([3, 40]), np.array([1, 2])
+    np.testing.assert_array_equal(given.labels_at(t_idx, a_idx), labels[t_idx, a_idx])
+
+
+def test_a_stored_books_results_read_back_as_written(fleet, tmp_path):
+    """A book stored in the run dir holds, fold after fold and after each ``unmap``, what
+    an in-memory book holds; its files read back the same values."""
+    arrays, fold, _, _, _ = fleet
+    stored = Book.empty(arrays, stored=tmp_path / "books" / "model")
+    held = Book.empty(arrays)
+    n_assets = len(arrays.symbols)
+    for rows in np.array_split(fold.test, 2):  # two "folds", unmapped after each
+        for book in (stored, held):
+            values = np.random.default_rng(len(rows)).random((len(rows), n_assets), np.float32)
+            book.probability[rows] = values
+            book.scores[:, rows] = values[None] / 2
+        stored.unmap()
+        assert isinstance(stored.scores, np.memmap)
+    for name in ("probability", "scores"):
+        np.testing.assert_array_equal(getattr(stored, name), getattr(held, name))
+        on_disk = np.load(tmp_path / "books" / f"model.{name}.npy")
+        np.testing.assert_array_equal(on_disk, getattr(held, name))
+    assert np.isnan(stored.scores[:, : fold.test[0]]).all()  # nothing written: none

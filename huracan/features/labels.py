@@ -60,7 +60,7 @@ def after_cost_labels(
         positive, 0.0 where it is not, NaN where there is no trade (no bar at t or t + h,
         or a forward-filled bar at t); net return as a fraction, after the round trip.
     """
-    cost = _round_trip(panel, cost_model, volatility, vol_window)
+    cost = round_trip(panel, cost_model, volatility, vol_window)
     net = forward_return(panel.close, horizon) - cost
     net[panel.filled] = np.nan
     label = np.where(np.isnan(net), np.nan, (net > 0).astype(np.float64))
@@ -165,7 +165,7 @@ def triple_barrier_labels(
         exit_price[hit], bars_held[hit] = later[hit], offset
         waiting &= ~hit
     label[waiting], exit_price[waiting], bars_held[waiting] = 0.0, later[waiting], horizon
-    net = exit_price / close - 1 - _round_trip(panel, cost_model, volatility, vol_window)
+    net = exit_price / close - 1 - round_trip(panel, cost_model, volatility, vol_window)
     return label, net, bars_held
 
 
@@ -208,7 +208,7 @@ def energy_weights(
     return weights
 
 
-def _round_trip(
+def round_trip(
     panel: Panel,
     cost_model: CostModel | None,
     volatility: np.ndarray | None,

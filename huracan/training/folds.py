@@ -277,14 +277,14 @@ def prepare_fold(
     del training
 
     groups, n_groups = head_groups(clusters, arrays.symbols, cfg.head.granularity)
-    weights = np.zeros(arrays.net_return.shape, dtype=np.float32)  # what the models read
-    weights[train] = energy_weights(
-        arrays.gross_return[train], arrays.volatility[train], cfg.labels.horizon
-    )
+    weights = np.zeros(arrays.grid_shape, dtype=np.float32)  # what the models read
+    gross = arrays.gross_return  # derived once (``FleetArrays``), not for each slice
+    weights[train] = energy_weights(gross[train], arrays.volatility[train], cfg.labels.horizon)
     # the loss divides by the summed weight, so each slice may be normalised on its own
     weights[fold.val] = energy_weights(
-        arrays.gross_return[fold.val], arrays.volatility[fold.val], cfg.labels.horizon
+        gross[fold.val], arrays.volatility[fold.val], cfg.labels.horizon
     )
+    del gross
     data = FoldData(
         fold=fold,
         clusters=clusters,
@@ -330,8 +330,11 @@ def fold_masks(data: FoldData, arrays: FleetArrays, cfg: DictConfig) -> np.ndarr
             [rng.permutation(np.flatnonzero(group == g))[:MAX_ROWS] for g in range(data.n_groups)]
         ).astype(np.int64)
         t_idx, a_idx = t_idx[take], a_idx[take]
-        moves = arrays.net_h if arrays.move_h is None else arrays.move_h  # what heads learn
-        training = (data.inputs(t_idx, a_idx), moves[t_idx, a_idx], group[take])
+        if arrays.move_h is None:  # what heads learn
+            moves = arrays.net_at(t_idx, a_idx)
+        else:
+            moves = arrays.move_h[t_idx, a_idx]
+        training = (data.inputs(t_idx, a_idx), moves, group[take])
     return cluster_masks(
         per_cluster,
         keep,
@@ -402,11 +405,11 @@ def horizon_weights(arrays: FleetArrays, fold: Fold) -> np.ndarray:
     observations, not by its (mostly repeated) samples. The move is the trade's own
     (``gross_h``), or against the bar's other coins where the heads learn that
     (``move_h``)."""
-    weights = np.zeros(arrays.net_h.shape, dtype=np.float32)  # what the model reads
-    move = arrays.gross_h if arrays.move_h is None else arrays.move_h
-    for i, h in enumerate(arrays.horizons):
+    weights = np.zeros((*arrays.grid_shape, len(arrays.horizons)), dtype=np.float32)
+    for i, h in enumerate(arrays.horizons):  # a horizon's move at a time (``gross_of``)
+        move = arrays.gross_of(i) if arrays.move_h is None else arrays.move_h[..., i]
         for rows in (fold.train, fold.val):
-            weights[rows, :, i] = energy_weights(move[rows, :, i], arrays.volatility[rows], h) / h
+            weights[rows, :, i] = energy_weights(move[rows], arrays.volatility[rows], h) / h
     return weights
 
 
@@ -422,9 +425,12 @@ def horizon_samples(
     (weight 0 where a horizon has no label): ``labels.target``'s (``target_h``) where the
     run has one. ``lazy_inputs``: see :meth:`FoldData.samples`."""
     tensors, t_idx, a_idx = data.samples(arrays, rows, valid, lazy_inputs)
-    target = arrays.label_h if arrays.target_h is None else arrays.target_h
     # (B, H) gathers, zeroed in place: no further (B, H) copies beside them (millions)
-    y, w = target[t_idx, a_idx], weights[t_idx, a_idx]
+    if arrays.target_h is None:
+        y = arrays.labels_at(t_idx, a_idx)
+    else:
+        y = arrays.target_h[t_idx, a_idx]
+    w = weights[t_idx, a_idx]
     unknown = ~np.isfinite(y)
     y[unknown], w[unknown] = 0.0, 0.0
     if y.shape[1] == 1:  # one horizon: the one-output head of the per-coin pipeline
@@ -481,7 +487,7 @@ def scored_baselines(
         arrays.symbols.index(leader),
         rules=rules,
     )
-    shape = arrays.net_h.shape[-1:] + arrays.net_h.shape[:2]
+    shape = (len(arrays.horizons), *arrays.grid_shape)
     scores = {name: np.broadcast_to(score, shape) for name, score in scores.items()}
     more_trades, more_scores = extra_baselines(arrays, folds, cfg, rules, validation)
     return trades | more_trades, scores | more_scores

@@ -260,7 +260,7 @@ def _late_fold_data(
         fracdiff=fracdiff,
         groups=heads.astype(np.int64),
         n_groups=data.n_groups,
-        weights=np.zeros(part.net_return.shape, dtype=np.float32),
+        weights=np.zeros(part.grid_shape, dtype=np.float32),
         across=across,
         trend=data.trend,
         masks=data.masks,

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 
 import numpy as np
 
 from huracan.clustering import ClusterResult
-from huracan.training.arrays import FleetArrays
+from huracan.memory import file_backed, unmapped
+from huracan.training.arrays import FleetArrays, labels_of
 from huracan.validation import Fold
 
 
@@ -34,17 +36,38 @@ class Book:
     scores: np.ndarray | None = None
 
     @classmethod
-    def empty(cls, arrays: FleetArrays, probability: bool = True) -> Book:
-        shape = arrays.net_return.shape
-        return cls(
+    def empty(
+        cls, arrays: FleetArrays, probability: bool = True, stored: Path | None = None
+    ) -> Book:
+        """A book without trades yet.
+
+        Args:
+            probability: with ``probability`` and ``scores`` (a model's book).
+            stored: where given, ``probability`` and ``scores`` are the ``.npy`` files
+                ``<stored>.probability.npy`` and ``<stored>.scores.npy``, kept out of
+                memory between folds (:meth:`unmap`; 400 coins x 2 years: 0.14 GB a book).
+        """
+        shape = arrays.grid_shape
+        book = cls(
             signals=np.zeros(shape, dtype=bool),
             index=np.full(shape, -1, dtype=np.int8),
             arrays=arrays,
-            probability=np.full(shape, np.nan, dtype=np.float32) if probability else None,
-            scores=np.full((len(arrays.horizons), *shape), np.nan, np.float32)
-            if probability
-            else None,
         )
+        if probability:
+            grids = {"probability": shape, "scores": (len(arrays.horizons), *shape)}
+            for name, grid in grids.items():
+                if stored is None:
+                    values = np.full(grid, np.nan, dtype=np.float32)
+                else:
+                    path = stored.with_name(f"{stored.name}.{name}.npy")
+                    values = file_backed(path, grid, np.float32, np.nan)
+                setattr(book, name, values)
+        return book
+
+    def unmap(self) -> None:
+        """Writes out the file-backed ``probability`` and ``scores`` and takes their pages
+        out of the process's memory (``huracan.memory.unmapped``): between folds."""
+        self.probability, self.scores = unmapped(self.probability), unmapped(self.scores)
 
     @classmethod
     def at_horizon(
@@ -81,12 +104,16 @@ class Book:
     @cached_property
     def net_return(self) -> np.ndarray:
         """(T, N) net return after costs of a trade entered at each cell."""
-        return self._outcome(self.arrays.net_h)
+        net = np.full(self.index.shape, np.nan)
+        for i in range(len(self.arrays.horizons)):  # a horizon's (T, N) at a time
+            cells = self.index == i
+            net[cells] = self.arrays.net_of(i)[cells]
+        return net
 
     @cached_property
     def label(self) -> np.ndarray:
         """(T, N) float32 1 where that trade nets a profit, 0 where not, NaN where none."""
-        return self._outcome(self.arrays.label_h)
+        return labels_of(self.net_return)  # the labels' own rule: no (T, N, H) label grid
 
     def forget_outcomes(self) -> None:
         """Drops the cached ``hold``, ``net_return`` and ``label`` (read off the arrays
@@ -94,11 +121,6 @@ class Book:
         book's (T, N) outcomes, not every baseline's (400 coins x 2 years: 0.1 GB each)."""
         for name in ("hold", "net_return", "label"):
             self.__dict__.pop(name, None)
-
-    def _outcome(self, per_horizon: np.ndarray) -> np.ndarray:
-        index = np.maximum(self.index, 0).astype(np.intp)[..., None]
-        values = np.take_along_axis(per_horizon, index, axis=-1)[..., 0]
-        return np.where(self.index >= 0, values, np.nan).astype(per_horizon.dtype)
 
 
 def _without(index: np.ndarray, absent: np.ndarray | None) -> np.ndarray:

@@ -86,7 +86,7 @@ def ic_section(run: FleetRun, score: str = "horizon") -> dict:
     }
     for name, values in strategy_scores(run, score).items():
         section[name] = {
-            str(h): factor_summary(values[i], run.arrays.net_h[..., i], rows, h)
+            str(h): factor_summary(values[i], run.arrays.net_of(i), rows, h)
             for i, h in enumerate(horizons)
         }
     return section
@@ -127,7 +127,7 @@ def books_section(
     for name, score in strategy_scores(run, config.score).items():
         book = long_short_book(
             score[index],
-            run.arrays.net_h[..., index],
+            run.arrays.net_of(index),
             run.arrays.cost_bps / 1e4,
             rows,
             day,
@@ -165,7 +165,7 @@ def with_long_short_rows(
     rebalance = config.horizon(run.arrays.horizons)
     index = run.arrays.horizons.index(rebalance)
     arrays, rows = run.arrays, np.sort(run.test_rows)
-    net_long, cost = arrays.net_h[..., index], arrays.cost_bps / 1e4
+    net_long, cost = arrays.net_of(index), arrays.cost_bps / 1e4
     score = strategy_scores(run, config.score)["model"][index]
     book = long_short_positions(score, net_long, cost, rows, rebalance, config.k)
     held = np.zeros(net_long.shape, dtype=bool)

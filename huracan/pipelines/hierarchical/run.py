@@ -188,7 +188,7 @@ def run_hierarchical(
         arrays = build_fleet_arrays(panel, cfg, horizons)
         note(f"{len(arrays.feature_names)} features, horizons {list(horizons)} bar(s)")
     folds = fleet_walk_forward(cfg).split(panel)
-    shape = arrays.net_return.shape
+    shape = arrays.grid_shape
     min_bars = int(cfg.cluster.get("min_overlap") or 2)  # 2 bars: a correlation at least
     universe = fold_universe(gates, arrays, folds, min_bars, cfg.universe.min_assets)
     late = np.zeros_like(universe)
@@ -197,14 +197,14 @@ def run_hierarchical(
     run = FleetRun(
         arrays=arrays,
         folds=folds,
-        model=Book.empty(arrays),
+        model=Book.empty(arrays, stored=out / "books" / "model"),
         cluster_ids=np.full(shape, -1, dtype=np.int16),
         test_rows=np.concatenate([f.test for f in folds]),
         universe=universe,
     )
     compare = cfg.report.compare_without_factor and build(cfg.factor).n_factors > 0
     if compare:
-        run.without_factor = Book.empty(arrays)
+        run.without_factor = Book.empty(arrays, stored=out / "books" / "without_factor")
     make_trainer = instantiate(cfg.trainer)
     previous = None
     for fold in folds:
@@ -219,6 +219,9 @@ def run_hierarchical(
             info = train_fold(data, part, cfg, out, make_trainer, run, compare, newcomers)
             previous = data.clusters
             del data, part, newcomers
+            for book in (run.model, run.without_factor):
+                if book is not None:  # the fold's results to disk, out of memory
+                    book.unmap()
             release_memory()
             sizes = "/".join(str(len(m)) for m in previous.cluster_members.values())
             note(
@@ -283,8 +286,8 @@ def fleet_baselines(
         for name, (signals, index) in fold_trades.items():
             if name not in trades:
                 trades[name] = (
-                    np.zeros(arrays.net_return.shape, dtype=bool),
-                    np.full(arrays.net_return.shape, -1, dtype=index.dtype),
+                    np.zeros(arrays.grid_shape, dtype=bool),
+                    np.full(arrays.grid_shape, -1, dtype=index.dtype),
                 )
             cells = np.ix_(fold.test, columns)
             trades[name][0][cells] = signals[fold.test]
@@ -292,7 +295,7 @@ def fleet_baselines(
         for name, score in fold_scores.items():
             scores[name] = merged_score(scores.get(name), score, fold, columns, len(arrays.symbols))
         del part
-    absent = absent_cells(universe, folds, arrays.net_return.shape)
+    absent = absent_cells(universe, folds, arrays.grid_shape)
     books = {
         name: Book.chosen(signals, index, arrays, absent)
         for name, (signals, index) in trades.items()
@@ -425,7 +428,7 @@ def train_fold(
 def late_samples(late: LateFold, run: FleetRun) -> tuple[dict, np.ndarray, np.ndarray]:
     """The late coins' test samples, their grid rows and their columns in ``run``."""
     arrays, data = late.arrays, late.data
-    weights = np.zeros(arrays.net_h.shape, dtype=np.float32)  # no loss reads test weights
+    weights = np.zeros((*arrays.grid_shape, len(arrays.horizons)), np.float32)  # never read
     predict = data.valid(arrays, labelled=False)
     extra, extra_t, extra_a = horizon_samples(data, arrays, weights, data.fold.test, predict)
     data.drop_inputs()
@@ -588,10 +591,11 @@ def trade_decisions(
     """
     val_t, val_a, test_t, test_a = rows
     val_prob = _columns(module.predict_proba(val["x"], val["factor"], val["group"]))
+    val_net = arrays.net_at(val_t, val_a)
     index, cuts, bounds = choose_by_rule(
         cfg.thresholds,
         val_prob,
-        arrays.net_h[val_t, val_a],
+        val_net,
         val["group"].numpy(),
         val_t,
         arrays.horizons,
@@ -601,7 +605,7 @@ def trade_decisions(
     )
     daily, n_trades = validation_daily_bps(
         val_prob,
-        arrays.net_h[val_t, val_a],
+        val_net,
         val["group"].numpy(),
         val_t,
         arrays.timestamps_ns[val_t],

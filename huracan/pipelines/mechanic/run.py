@@ -34,7 +34,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -194,7 +194,8 @@ def prepare_market(
     cost, slip = priced_costs(fits, fee_bps(trained), arrays.volatility)
     net = np.where(np.isnan(arrays.net_return), np.nan, arrays.gross_return - cost / 1e4)
     label = np.where(np.isnan(net), np.nan, (net > 0).astype(np.float64))
-    arrays = replace(arrays, label=label, net_return=net, cost_bps=cost)
+    # held once: every coin's tuning reads its column of the net returns (``coin.py``)
+    arrays = arrays.replaced(label=label, net_return=net, cost_bps=cost, net_h=arrays.net_h)
     return Market(
         panel=panel,
         arrays=arrays,

@@ -33,7 +33,7 @@ from huracan.costs.model import DEFAULT_FEE_BPS
 from huracan.data import Panel
 from huracan.errors import ConfigError, DataError
 from huracan.io import plain
-from huracan.training.arrays import FleetArrays
+from huracan.training.arrays import FleetArrays, labels_of
 
 if TYPE_CHECKING:
     from huracan.coins import CoinJob
@@ -155,9 +155,13 @@ def coin_costs(arrays: FleetArrays, fits: dict[str, SlippageFit], cfg: DictConfi
     cost, _ = cost_arrays(fits, fee_bps(cfg), arrays.volatility)
     net = np.where(np.isnan(arrays.net_return), np.nan, arrays.gross_return - cost / 1e4)
     label = np.where(np.isnan(net), np.nan, (net > 0).astype(np.float64))
-    net_h = np.where(np.isnan(arrays.net_h), np.nan, arrays.gross_h - cost[..., None] / 1e4)
-    label_h = np.where(np.isnan(net_h), np.nan, net_h > 0).astype(np.float32)
-    return replace(arrays, label=label, net_return=net, cost_bps=cost, label_h=label_h, net_h=net_h)
+    net_h = np.empty((*arrays.grid_shape, len(arrays.horizons)))
+    for i in range(len(arrays.horizons)):  # a horizon at a time: no (T, N, H) temporaries
+        net_h[..., i] = np.where(
+            np.isnan(arrays.net_of(i)), np.nan, arrays.gross_of(i) - cost / 1e4
+        )
+    label_h = labels_of(net_h)
+    return arrays.replaced(label=label, net_return=net, cost_bps=cost, label_h=label_h, net_h=net_h)
 
 
 def calibration_bars(panel: Panel, j: int, end_row: int, days: float) -> dict:

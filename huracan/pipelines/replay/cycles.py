@@ -21,6 +21,7 @@ and without the cache (``replay.reuse_inputs``) decides and trades the same.
 from __future__ import annotations
 
 import json
+from dataclasses import fields
 
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
@@ -30,7 +31,7 @@ from huracan.pipelines.mechanic.run import compute_inputs
 from huracan.serve import Fleet
 from huracan.training.arrays import FleetArrays, build_fleet_arrays
 
-FORWARD = ("label_h", "net_h", "gross_h")  # (T, N, H): read the close h rows on
+FORWARD = ("label_h", "net_h", "gross_h")  # (T, N, H) where held: read the close h rows on
 
 
 class CycleInputs:
@@ -94,25 +95,31 @@ def truncated(arrays: FleetArrays, n: int) -> FleetArrays:
     """``arrays`` as ``build_fleet_arrays`` gives them on the first ``n`` rows of their
     panel: every (T, ...) array cut at ``n``, and the forward-looking values (labels,
     net and gross trade returns, the round trip derived from them) NaN where the trade
-    of horizon h would end after row ``n - 1``."""
+    of horizon h would end after row ``n - 1`` (a derived one is, from the cut closes and
+    net returns)."""
     rows = len(arrays.timestamps_ns)
-    cut = {
-        name: value[:n]
-        for name, value in vars(arrays).items()
-        if isinstance(value, np.ndarray) and value.ndim and len(value) == rows
-    }
+    cut = {}
+    for f in fields(arrays):
+        value = arrays.held(f.name)
+        if isinstance(value, np.ndarray) and value.ndim and len(value) == rows:
+            cut[f.name] = value[:n]
     for name in FORWARD:
-        value = cut[name].copy()
-        for k, h in enumerate(arrays.horizons):
-            value[max(n - h, 0) :, :, k] = np.nan
-        cut[name] = value
+        if name in cut:
+            value = cut[name].copy()
+            for k, h in enumerate(arrays.horizons):
+                value[max(n - h, 0) :, :, k] = np.nan
+            cut[name] = value
     first = max(n - arrays.horizons[0], 0)
     for name in ("gross_return", "cost_bps"):
-        value = cut[name].copy()
-        value[first:] = np.nan
-        cut[name] = value
-    cut["label"], cut["net_return"] = cut["label_h"][..., 0], cut["net_h"][..., 0]
-    return FleetArrays(**{**vars(arrays), **cut})
+        if name in cut:
+            value = cut[name].copy()
+            value[first:] = np.nan
+            cut[name] = value
+    if "net_h" in cut:
+        cut["net_return"] = cut["net_h"][..., 0]
+    if "label_h" in cut:
+        cut["label"] = cut["label_h"][..., 0]
+    return arrays.replaced(**cut)
 
 
 def _slot(symbol: str, model) -> tuple[str, str]:
