@@ -16,6 +16,7 @@ from omegaconf import OmegaConf
 from huracan.baseline_rule import baseline_rules
 from huracan.baselines import LEADER_QUANTILES, baseline_trades, leader_search
 from huracan.errors import ConfigError
+from huracan.family import FamilyGate
 from huracan.strong_baselines import BaselineOptions, check_options, cross_section_trades
 from huracan.validation import WalkForward
 
@@ -196,3 +197,24 @@ def test_a_misspelled_rule_stops_the_run_before_any_work():
         cfg = compose("config", overrides=["baselines.rule=gated"])
     with pytest.raises(ConfigError, match="^baselines.rule must be heads or uncorrected"):
         validate(cfg)
+
+
+def test_the_leader_search_leaves_bars_without_a_leader_return_out_of_its_null():
+    """A bar without a leader return never trades: it is no element of the search, so the
+    family gate's shuffles cannot place it among the candidates, and the critical value is
+    that of the same bars without it; D still counts every validation day."""
+    returns, net_h, stamps, folds = hourly(4)
+    rows = folds[0].val
+    leader, alts, day = returns[rows, 0].copy(), net_h[rows, 1:, 0], stamps[rows] // DAY_NS
+    missing = np.zeros(len(rows), dtype=bool)
+    missing[5::7] = True  # every day keeps most of its bars
+    leader[missing] = np.nan
+    gate = FamilyGate(alpha=0.025, resamples=200, seed=3)
+    search, cut_at = leader_search(leader, alts, 20, LEADER_QUANTILES, day)
+    kept = ~missing
+    dropped, dropped_at = leader_search(leader[kept], alts[kept], 20, LEADER_QUANTILES, day[kept])
+    assert len(search.returns) == kept.sum()
+    assert search.n_days == dropped.n_days == len(np.unique(day))
+    np.testing.assert_array_equal(cut_at, dropped_at)
+    assert np.isfinite(gate.critical_z([dropped]))
+    assert gate.critical_z([search]) == gate.critical_z([dropped])
