@@ -272,11 +272,12 @@ def leader_search(
     Trading every alt on the bars where the leader's return exceeds a cut earns S (summed
     net returns) over k trades. The bars with a leader return are taken in the order of
     its fall, each bar's element its alts' summed net return (a bar without one is never
-    traded and no element), so that a cut trades the first bars of the order; the candidates are the cuts at
-    ``quantiles`` of the leader's validation returns with k >= ``min_trades``. With
-    ``day`` the standard error is that of the summed daily P&L over every validation day
-    (``thresholds.daily_sums``), and the family gate's null shuffles the order of the
-    bars ("the leader's return carries no information"); without, ``sigma * sqrt(k)``
+    traded and no element), so that a cut trades the first bars of the order; the
+    candidates are the cuts at ``quantiles`` of the leader's validation returns with
+    k >= ``min_trades``. With ``day`` the standard error is that of the summed daily P&L
+    over every validation day (``thresholds.daily_sums``), and the family gate's null
+    shuffles the order of the bars ("the leader's return carries no information");
+    without, ``sigma * sqrt(k)``
     (sigma: the per-trade standard deviation of all the alts' validation trades).
 
     Args:
