@@ -18,11 +18,12 @@ gate (``pipelines.per_coin.job.choose_horizon``), so there ``heads`` is ``uncorr
 
 from __future__ import annotations
 
+import copy
 import zlib
 from typing import NamedTuple
 
 import numpy as np
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, open_dict
 
 from huracan.errors import ConfigError
 from huracan.family import Search
@@ -116,5 +117,8 @@ def baseline_rules(
     """
     check_rule(rule)
     if rule == "uncorrected" or not heads_gate:
-        thresholds = OmegaConf.merge(thresholds, {"gate": "search"})
+        # a copy, unlocked: a struct config without thresholds.gate takes the key too
+        thresholds = copy.deepcopy(thresholds)
+        with open_dict(thresholds):
+            thresholds.gate = "search"
     return Rules(thresholds, np.asarray(timestamps_ns, dtype=np.int64), int(seed))

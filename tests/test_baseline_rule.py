@@ -218,3 +218,13 @@ def test_the_leader_search_leaves_bars_without_a_leader_return_out_of_its_null()
     np.testing.assert_array_equal(cut_at, dropped_at)
     assert np.isfinite(gate.critical_z([dropped]))
     assert gate.critical_z([search]) == gate.critical_z([dropped])
+
+
+def test_uncorrected_turns_the_gate_off_in_a_struct_config_without_the_key():
+    """Hydra's configs are struct: the rule without the gate adds ``gate`` to a copy."""
+    thresholds = OmegaConf.create({k: v for k, v in THRESHOLDS.items() if k != "gate"})
+    OmegaConf.set_struct(thresholds, True)
+    for rule, heads_gate in (("uncorrected", True), ("heads", False)):
+        plain = baseline_rules(thresholds, rule, np.zeros(1), 0, heads_gate)
+        assert plain.thresholds.gate == "search"
+    assert "gate" not in thresholds
