@@ -101,6 +101,22 @@ def check_rule(rule: str) -> None:
         raise ConfigError(f"baselines.rule must be heads or uncorrected, got {rule!r}")
 
 
+# the baselines that trade without a cut, so follow no rule
+UNCUT = ("never_trade", "always_long")
+
+
+def applied_gate(thresholds: DictConfig, rule: str, heads_gate: bool = True) -> str:
+    """The ``thresholds.gate`` the baselines' cuts are chosen under (``search``: no gate).
+
+    Args:
+        heads_gate: as for :func:`baseline_rules`.
+    """
+    check_rule(rule)
+    if rule == "uncorrected" or not heads_gate:
+        return "search"
+    return str(thresholds.get("gate", "search"))
+
+
 def baseline_rules(
     thresholds: DictConfig,
     rule: str,

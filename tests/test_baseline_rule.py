@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
-from huracan.baseline_rule import baseline_rules
+from huracan.baseline_rule import applied_gate, baseline_rules
 from huracan.baselines import LEADER_QUANTILES, baseline_trades, leader_search
 from huracan.errors import ConfigError
 from huracan.family import FamilyGate
@@ -168,23 +168,37 @@ def test_the_leader_search_holds_every_quantile_cut_with_its_trades():
 
 
 def test_the_verdict_says_when_the_beaten_baselines_were_gated():
-    """A gated baseline is a weaker peer: an edge over it is named as such, an edge over
-    the uncorrected search is not."""
-    from huracan.pipelines.hierarchical.report import verdict
+    """A gated baseline is a weaker peer: an edge over it is named as such; an edge over
+    the uncorrected search, over a rule whose gate is off (``thresholds.gate=search``) or
+    over a baseline without a cut (no gate chose anything) is not."""
+    from huracan.pipelines.hierarchical.report import baseline_peer, verdict
 
     model = {"n_trades": 400, "t_stat": 3.1, "net_bps": 5000.0, "ci_low": 1e-4, "ci_high": 3e-4}
     folds = [{"heads_trading": 2}]
     lines = {}
-    for rule in ("heads", "uncorrected"):
-        ahead = {
-            "name": f"model's profit > the best baseline's (never_trade, significant; "
-            f"baselines.rule={rule})",
-            "value": "5000.0 vs 0.0 bps, t of the daily difference 3.10",
-            "passed": True,
-        }
-        lines[rule] = verdict({"all": {"model": model}}, folds, [ahead])
-    assert lines["heads"].startswith("a significant edge over baselines gated by the heads' rule")
-    assert lines["uncorrected"].startswith("a significant edge: ")
+    cases = {
+        "gated": ("logistic", "heads", "family"),
+        "gate off": ("logistic", "heads", "search"),
+        "uncorrected": ("logistic", "uncorrected", "search"),
+        "no cut": ("never_trade", "heads", "family"),
+        "long": ("always_long", "heads", "family"),
+    }
+    for case, (best, rule, gate) in cases.items():
+        name, gated = baseline_peer(best, rule, gate)
+        assert name.endswith(f"({best}, significant; baselines.rule={rule} (gate={gate}))")
+        ahead = {"name": name, "value": "5000.0 vs 0.0 bps", "passed": True, "gated": gated}
+        lines[case] = verdict({"all": {"model": model}}, folds, [ahead])
+    assert lines["gated"].startswith("a significant edge over baselines gated by the heads' rule")
+    for case in ("gate off", "uncorrected", "no cut", "long"):
+        assert lines[case].startswith("a significant edge: "), case
+
+
+def test_the_gate_applied_to_the_baselines_is_the_one_that_ran():
+    thresholds = OmegaConf.create(THRESHOLDS)
+    assert applied_gate(thresholds, "heads") == "family"
+    assert applied_gate(thresholds, "uncorrected") == "search"
+    assert applied_gate(thresholds, "heads", heads_gate=False) == "search"
+    assert applied_gate(OmegaConf.create({"z": 2.0}), "heads") == "search"
 
 
 def test_a_misspelled_rule_stops_the_run_before_any_work():
