@@ -137,14 +137,15 @@ def rows_of(label: str, summary: dict, group: str, seconds: float) -> list[dict]
 
 
 def synthetic(seeds: list[int], extra: list[str]) -> None:
-    rows, shares, ahead, ahead_uncorrected = [], [], [], []
+    rows, shares, model, gated, uncorrected = [], [], [], [], []
     for seed in seeds:
         summary, objects, seconds = run([f"seed={seed}", *EQUAL_COSTS, *extra])
         rows += rows_of(f"seed {seed} ({seed_label(seed)})", summary, "alt_clusters", seconds)
         alt = summary["clusters"]["alt_clusters"]
         shares.append(alt.get("oracle_share") or 0.0)
-        ahead.append(alt["model"]["net_bps"] > alt["baseline_leader_lead_lag"]["net_bps"])
-        ahead_uncorrected.append(alt["model"]["net_bps"] > uncorrected_lead_lag(objects))
+        model.append(alt["model"]["net_bps"])
+        gated.append(alt["baseline_leader_lead_lag"]["net_bps"])
+        uncorrected.append(uncorrected_lead_lag(objects))
     title = f"synthetic market, alt clusters, equal costs (10 bps round trip); {rule(summary)}"
     print_table(title + (f"; overrides: {' '.join(extra)}" if extra else ""), rows)
     mean = sum(shares) / len(shares)
@@ -161,15 +162,19 @@ def synthetic(seeds: list[int], extra: list[str]) -> None:
     )
     # issue 26 compares with the rule chosen as the heads choose: the run's baselines.rule
     # (heads: gated); the uncorrected search, a stronger peer, is printed beside it
-    print(
-        f"{verdict(all(ahead))}  ahead of the leader lead-lag rule on every seed, "
-        f"the run's {rule(summary)} ({sum(ahead)} of {len(ahead)})"
-    )
-    print(
-        f"{verdict(all(ahead_uncorrected))}  ahead of the leader lead-lag rule on every seed, "
-        f"uncorrected (baselines.rule=uncorrected, no gate; its baselines run again on the "
-        f"same folds) ({sum(ahead_uncorrected)} of {len(ahead_uncorrected)})"
-    )
+    against = {
+        f"the run's {rule(summary)}": gated,
+        "uncorrected (baselines.rule=uncorrected, no gate; its baselines run again on the "
+        "same folds)": uncorrected,
+    }
+    for label, lead_lag in against.items():
+        ahead = [m > b for m, b in zip(model, lead_lag, strict=True)]
+        print(
+            f"{verdict(all(ahead))}  ahead of the leader lead-lag rule on every seed, {label} "
+            f"({sum(ahead)} of {len(ahead)}; model vs lead-lag bps: "
+            + ", ".join(f"{m:.0f} vs {b:.0f}" for m, b in zip(model, lead_lag, strict=True))
+            + ")"
+        )
 
 
 def real(windows: list[str], extra: list[str]) -> None:
