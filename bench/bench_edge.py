@@ -43,6 +43,7 @@ from _util import ROOT, SHARED_DATA, print_table, seed_label, verdict, window_la
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from huracan.baseline_rule import applied_gate
 from huracan.evaluation import long_short_book
 from huracan.metrics import fold_metrics
 from huracan.pipelines.hierarchical.factor_report import strategy_scores
@@ -327,9 +328,11 @@ def daily_tables(title: str, summary: dict) -> None:
 
 
 def rule(summary: dict) -> str:
-    """How the run's baselines chose their cuts (``baselines.rule``)."""
+    """How the run's baselines chose their cuts: ``baselines.rule`` and the gate applied
+    (``search``: none, as under ``uncorrected`` whatever ``thresholds.gate`` says)."""
     name = summary["config"]["baselines"].get("rule", "heads")
-    return f"baselines.rule={name}, thresholds.gate={summary['config']['thresholds']['gate']}"
+    gate = applied_gate(OmegaConf.create(summary["config"]["thresholds"]), name)
+    return f"baselines.rule={name} (gate={gate})"
 
 
 def daily_targets(summary: dict, n_gated: int) -> None:
