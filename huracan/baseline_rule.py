@@ -18,11 +18,12 @@ gate (``pipelines.per_coin.job.choose_horizon``), so there ``heads`` is ``uncorr
 
 from __future__ import annotations
 
+import copy
 import zlib
 from typing import NamedTuple
 
 import numpy as np
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, open_dict
 
 from huracan.errors import ConfigError
 from huracan.family import Search
@@ -100,6 +101,22 @@ def check_rule(rule: str) -> None:
         raise ConfigError(f"baselines.rule must be heads or uncorrected, got {rule!r}")
 
 
+# the baselines that trade without a cut, so follow no rule
+UNCUT = ("never_trade", "always_long")
+
+
+def applied_gate(thresholds: DictConfig, rule: str, heads_gate: bool = True) -> str:
+    """The ``thresholds.gate`` the baselines' cuts are chosen under (``search``: no gate).
+
+    Args:
+        heads_gate: as for :func:`baseline_rules`.
+    """
+    check_rule(rule)
+    if rule == "uncorrected" or not heads_gate:
+        return "search"
+    return str(thresholds.get("gate", "search"))
+
+
 def baseline_rules(
     thresholds: DictConfig,
     rule: str,
@@ -116,5 +133,8 @@ def baseline_rules(
     """
     check_rule(rule)
     if rule == "uncorrected" or not heads_gate:
-        thresholds = OmegaConf.merge(thresholds, {"gate": "search"})
+        # a copy, unlocked: a struct config without thresholds.gate takes the key too
+        thresholds = copy.deepcopy(thresholds)
+        with open_dict(thresholds):
+            thresholds.gate = "search"
     return Rules(thresholds, np.asarray(timestamps_ns, dtype=np.int64), int(seed))

@@ -270,13 +270,14 @@ def leader_search(
     """The leader rule's candidates on one horizon's validation bars, as a head's search.
 
     Trading every alt on the bars where the leader's return exceeds a cut earns S (summed
-    net returns) over k trades. The bars are taken in the order of the leader's falling
-    return (bars without one last), each bar's element its alts' summed net return, so
-    that a cut trades the first bars of the order; the candidates are the cuts at
-    ``quantiles`` of the leader's validation returns with k >= ``min_trades``. With
-    ``day`` the standard error is that of the summed daily P&L over every validation day
-    (``thresholds.daily_sums``), and the family gate's null shuffles the order of the
-    bars ("the leader's return carries no information"); without, ``sigma * sqrt(k)``
+    net returns) over k trades. The bars with a leader return are taken in the order of
+    its fall, each bar's element its alts' summed net return (a bar without one is never
+    traded and no element), so that a cut trades the first bars of the order; the
+    candidates are the cuts at ``quantiles`` of the leader's validation returns with
+    k >= ``min_trades``. With ``day`` the standard error is that of the summed daily P&L
+    over every validation day (``thresholds.daily_sums``), and the family gate's null
+    shuffles the order of the bars ("the leader's return carries no information");
+    without, ``sigma * sqrt(k)``
     (sigma: the per-trade standard deviation of all the alts' validation trades).
 
     Args:
@@ -292,15 +293,22 @@ def leader_search(
         is > that cut. None with fewer than ``max(min_trades, 2)`` validation trades.
     """
     known = np.isfinite(leader_return)
-    tradable = np.isfinite(alt_net) & known[:, None]
+    tradable = np.isfinite(alt_net[known])
     if tradable.sum() < max(min_trades, 2):
         return None
-    order = np.argsort(np.where(known, -leader_return, np.inf), kind="stable")
-    returns = np.where(tradable, alt_net, 0.0).sum(1)[order]  # (V,) per bar, in order
+    # D counts every validation day, but only bars with a leader return are elements: a
+    # bar without one never trades, and as a zero element the permutation null would
+    # shuffle it into the candidates' positions
+    n_days = 0 if day is None else len(np.unique(day))
+    leader = leader_return[known]
+    order = np.argsort(-leader, kind="stable")
+    returns = np.where(tradable, alt_net[known], 0.0).sum(1)[order]  # per bar, in order
     n_trades = np.cumsum(tradable.sum(1)[order])
-    cuts = np.quantile(leader_return[known], quantiles)  # (C,) rising
-    n_bars = (leader_return[known][None, :] > cuts[:, None]).sum(1)  # bars above each cut
-    # equal bar counts trade the same bars: the lowest such cut, as the rule took before
+    cuts = np.quantile(leader, quantiles)  # (C,) rising
+    n_bars = (leader[None, :] > cuts[:, None]).sum(1)  # bars above each cut
+    # equal bar counts trade the same bars: one candidate each, at its lowest cut. Among
+    # candidates of equal score the rule takes the fewest bars, as the heads do (the search
+    # before the heads' rule could take another cut of the same bound)
     ends, first = np.unique(n_bars - 1, return_index=True)
     first, ends = first[ends >= 0], ends[ends >= 0]
     cut_at = np.full(len(order), np.nan)
@@ -309,11 +317,11 @@ def leader_search(
     enough[ends] = n_trades[ends] >= min_trades
     if day is None:
         total = np.cumsum(returns)
-        se = alt_net[tradable].std() * np.sqrt(n_trades)
+        se = alt_net[known][tradable].std() * np.sqrt(n_trades)
         return Search(returns, None, total, se, enough), cut_at
-    day = np.asarray(day)[order]
-    total, se = daily_sums(returns, day)
-    return Search(returns, day, total, se, enough, len(np.unique(day))), cut_at
+    day = np.asarray(day)[known][order]
+    total, se = daily_sums(returns, day, n_days)
+    return Search(returns, day, total, se, enough, n_days), cut_at
 
 
 def _check_inputs(

@@ -3,11 +3,14 @@ momentum and short-term reversal.
 
 Each one, like ``huracan.baselines``' logistic regression, is fitted on its fold's
 training rows, has its horizon and cut chosen together on the fold's validation rows by
-the heads' rule (``huracan.baseline_rule``: a cut trades only where its validation profit
-less the family gate's critical value of daily standard errors is positive, of those the
-best by ``thresholds.cut_z``; ``baselines.rule=uncorrected``: the best candidate at
-``thresholds.z``) and trades only on the fold's test rows. All coins are pooled into one
-group, so one horizon and one cut per fold.
+the heads' rule (``huracan.baseline_rule``). Under ``thresholds.cut_margin=family`` (the
+default) a cut trades only where its validation profit less the family gate's critical
+value of daily standard errors is positive, of those the best by ``thresholds.cut_z``;
+under ``cut_margin=z`` the family's critical value only opens the gate (whether the fold
+trades at all), and an open gate takes the best candidate at ``thresholds.z``, the cut
+the uncorrected search takes; ``baselines.rule=uncorrected``: that candidate, no gate.
+Each trades only on the fold's test rows. All coins are pooled into one group, so one
+horizon and one cut per fold.
 
 - ``lightgbm``: one LightGBM classifier per fold and horizon of "a long entered at the
   close of t makes money after costs, held that horizon", on the technical features and

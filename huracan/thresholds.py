@@ -174,7 +174,9 @@ def lower_bound(total: np.ndarray, se: np.ndarray, z: float) -> np.ndarray:
         return np.where(np.isinf(se), -np.inf, total - z * se)
 
 
-def daily_sums(returns: np.ndarray, day: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def daily_sums(
+    returns: np.ndarray, day: np.ndarray, n_days: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """``(S_k, se_k)`` for trading the first k of ``returns``, for every k.
 
     ``se_k`` is the standard error of the sum of the daily P&L over the D days in ``day``
@@ -185,11 +187,14 @@ def daily_sums(returns: np.ndarray, day: np.ndarray) -> tuple[np.ndarray, np.nda
     Args:
         returns: (n,) net returns in the order trades are added (falling probability).
         day: (n,) day number of each.
+        n_days: D where it counts days without a trade of ``returns`` (at least the days
+            in ``day``); None: the days in ``day``.
 
     Returns:
         (n,) sums and (n,) standard errors; the errors are +inf with fewer than two days.
     """
-    return _sums(returns, *square_terms(returns, day))
+    days, terms = square_terms(returns, day)
+    return _sums(returns, days if n_days is None else n_days, terms)
 
 
 def _sums(returns: np.ndarray, n_days: int, terms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

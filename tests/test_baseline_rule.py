@@ -13,9 +13,10 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
-from huracan.baseline_rule import baseline_rules
+from huracan.baseline_rule import applied_gate, baseline_rules
 from huracan.baselines import LEADER_QUANTILES, baseline_trades, leader_search
 from huracan.errors import ConfigError
+from huracan.family import FamilyGate
 from huracan.strong_baselines import BaselineOptions, check_options, cross_section_trades
 from huracan.validation import WalkForward
 
@@ -167,23 +168,37 @@ def test_the_leader_search_holds_every_quantile_cut_with_its_trades():
 
 
 def test_the_verdict_says_when_the_beaten_baselines_were_gated():
-    """A gated baseline is a weaker peer: an edge over it is named as such, an edge over
-    the uncorrected search is not."""
-    from huracan.pipelines.hierarchical.report import verdict
+    """A gated baseline is a weaker peer: an edge over it is named as such; an edge over
+    the uncorrected search, over a rule whose gate is off (``thresholds.gate=search``) or
+    over a baseline without a cut (no gate chose anything) is not."""
+    from huracan.pipelines.hierarchical.report import baseline_peer, verdict
 
     model = {"n_trades": 400, "t_stat": 3.1, "net_bps": 5000.0, "ci_low": 1e-4, "ci_high": 3e-4}
     folds = [{"heads_trading": 2}]
     lines = {}
-    for rule in ("heads", "uncorrected"):
-        ahead = {
-            "name": f"model's profit > the best baseline's (never_trade, significant; "
-            f"baselines.rule={rule})",
-            "value": "5000.0 vs 0.0 bps, t of the daily difference 3.10",
-            "passed": True,
-        }
-        lines[rule] = verdict({"all": {"model": model}}, folds, [ahead])
-    assert lines["heads"].startswith("a significant edge over baselines gated by the heads' rule")
-    assert lines["uncorrected"].startswith("a significant edge: ")
+    cases = {
+        "gated": ("logistic", "heads", "family"),
+        "gate off": ("logistic", "heads", "search"),
+        "uncorrected": ("logistic", "uncorrected", "search"),
+        "no cut": ("never_trade", "heads", "family"),
+        "long": ("always_long", "heads", "family"),
+    }
+    for case, (best, rule, gate) in cases.items():
+        name, gated = baseline_peer(best, rule, gate)
+        assert name.endswith(f"({best}, significant; baselines.rule={rule} (gate={gate}))")
+        ahead = {"name": name, "value": "5000.0 vs 0.0 bps", "passed": True, "gated": gated}
+        lines[case] = verdict({"all": {"model": model}}, folds, [ahead])
+    assert lines["gated"].startswith("a significant edge over baselines gated by the heads' rule")
+    for case in ("gate off", "uncorrected", "no cut", "long"):
+        assert lines[case].startswith("a significant edge: "), case
+
+
+def test_the_gate_applied_to_the_baselines_is_the_one_that_ran():
+    thresholds = OmegaConf.create(THRESHOLDS)
+    assert applied_gate(thresholds, "heads") == "family"
+    assert applied_gate(thresholds, "uncorrected") == "search"
+    assert applied_gate(thresholds, "heads", heads_gate=False) == "search"
+    assert applied_gate(OmegaConf.create({"z": 2.0}), "heads") == "search"
 
 
 def test_a_misspelled_rule_stops_the_run_before_any_work():
@@ -196,3 +211,34 @@ def test_a_misspelled_rule_stops_the_run_before_any_work():
         cfg = compose("config", overrides=["baselines.rule=gated"])
     with pytest.raises(ConfigError, match="^baselines.rule must be heads or uncorrected"):
         validate(cfg)
+
+
+def test_the_leader_search_leaves_bars_without_a_leader_return_out_of_its_null():
+    """A bar without a leader return never trades: it is no element of the search, so the
+    family gate's shuffles cannot place it among the candidates, and the critical value is
+    that of the same bars without it; D still counts every validation day."""
+    returns, net_h, stamps, folds = hourly(4)
+    rows = folds[0].val
+    leader, alts, day = returns[rows, 0].copy(), net_h[rows, 1:, 0], stamps[rows] // DAY_NS
+    missing = np.zeros(len(rows), dtype=bool)
+    missing[5::7] = True  # every day keeps most of its bars
+    leader[missing] = np.nan
+    gate = FamilyGate(alpha=0.025, resamples=200, seed=3)
+    search, cut_at = leader_search(leader, alts, 20, LEADER_QUANTILES, day)
+    kept = ~missing
+    dropped, dropped_at = leader_search(leader[kept], alts[kept], 20, LEADER_QUANTILES, day[kept])
+    assert len(search.returns) == kept.sum()
+    assert search.n_days == dropped.n_days == len(np.unique(day))
+    np.testing.assert_array_equal(cut_at, dropped_at)
+    assert np.isfinite(gate.critical_z([dropped]))
+    assert gate.critical_z([search]) == gate.critical_z([dropped])
+
+
+def test_uncorrected_turns_the_gate_off_in_a_struct_config_without_the_key():
+    """Hydra's configs are struct: the rule without the gate adds ``gate`` to a copy."""
+    thresholds = OmegaConf.create({k: v for k, v in THRESHOLDS.items() if k != "gate"})
+    OmegaConf.set_struct(thresholds, True)
+    for rule, heads_gate in (("uncorrected", True), ("heads", False)):
+        plain = baseline_rules(thresholds, rule, np.zeros(1), 0, heads_gate)
+        assert plain.thresholds.gate == "search"
+    assert "gate" not in thresholds

@@ -348,6 +348,8 @@ def test_the_ensemble_row_appears_with_stack_and_not_without(stack_run, tmp_path
     for figures in section["side_by_side"].values():
         assert {"net_bps", "n_trades", "t_stat", "ic_1", "ic_4", "ic_t_4"} <= set(figures)
     assert {c["result"] for c in section["checks"]} <= {"PASS", "FAIL"}
+    # the LightGBM component is the baseline's own book: the check names its rule
+    assert "baseline_lightgbm's cut by baselines.rule=heads (gate=" in section["checks"][1]["name"]
     assert section["folds"][0]["components"][0] == "own_head"
     assert "lightgbm" in section["folds"][0]["components"]
     assert "ensemble" in summary["ic"] and "ensemble" in summary["books"]["long_short"]

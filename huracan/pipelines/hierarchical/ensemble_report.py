@@ -3,11 +3,14 @@ ensemble's, and the ensemble's rows in ``results.csv``.
 
 The components: the model (each asset's own cluster head), each cluster head on every
 asset (``component_head_cluster_<g>``), the global head (``component_head_global``) and,
-where the run has it, the LightGBM baseline. Their test-window P&L (t of daily P&L) and
-rank IC per horizon sit beside the ensemble's, with two checks measured against the best
-component: the ensemble's rank IC at the long-short book's horizon at least the best
-component's, and its daily P&L not significantly below the best component's (the t of
-the daily difference at least -1).
+where the run has it, the LightGBM baseline: its probabilities are stacked, and its
+component row is the baseline's own book, its cut chosen by ``baselines.rule`` (by
+default the heads' rule, gated, so it can trade far less than the uncorrected search;
+``docs/ensemble.md``), which the P&L check names. Their test-window P&L
+(t of daily P&L) and rank IC per horizon sit beside the ensemble's, with two checks
+measured against the best component: the ensemble's rank IC at the long-short book's
+horizon at least the best component's, and its daily P&L not significantly below the
+best component's (the t of the daily difference at least -1).
 """
 
 from __future__ import annotations
@@ -20,9 +23,11 @@ import pandas as pd
 from omegaconf import DictConfig
 
 from huracan import significance
+from huracan.baseline_rule import applied_gate
 from huracan.pipelines.hierarchical.ensemble import ensemble_config, ensemble_folds
 from huracan.pipelines.hierarchical.factor_report import book_config
 from huracan.report import fmt
+from huracan.strong_baselines import baseline_options
 
 if TYPE_CHECKING:
     from huracan.pipelines.hierarchical.book import FleetRun
@@ -50,6 +55,8 @@ def ensemble_section(
     """
     horizon = str(book_config(cfg).horizon(run.arrays.horizons))
     names = component_names(run, everything)
+    rule = baseline_options(cfg).rule
+    gate = applied_gate(cfg.thresholds, rule)
     table = {}
     for name in [*names, "ensemble"]:
         pnl = everything[name]
@@ -64,6 +71,12 @@ def ensemble_section(
     best_ic = max(names, key=lambda n: _value(table[n].get(f"ic_{horizon}")))
     mine, theirs = table["ensemble"].get(f"ic_{horizon}"), table[best_ic].get(f"ic_{horizon}")
     t = significance.t_stat(daily("ensemble") - daily(best_pnl))
+    # the LightGBM row is the baseline's book: its trades depend on the baselines' rule
+    chosen_by = (
+        f"; baseline_lightgbm's cut by baselines.rule={rule} (gate={gate})"
+        if "baseline_lightgbm" in names
+        else ""
+    )
     t = float(t) if np.isfinite(t) else None
     checks = [
         {
@@ -72,8 +85,8 @@ def ensemble_section(
             "passed": mine is not None and theirs is not None and mine >= theirs,
         },
         {
-            "name": f"ensemble's P&L not significantly below the best component's ({best_pnl}): "
-            "t of the daily difference >= -1",
+            "name": f"ensemble's P&L not significantly below the best component's ({best_pnl}"
+            f"{chosen_by}): t of the daily difference >= -1",
             "value": f"{fmt(table['ensemble']['net_bps'], 1)} vs "
             f"{fmt(table[best_pnl]['net_bps'], 1)} bps, t {fmt(t, 2)}",
             "passed": t is not None and t >= -1,

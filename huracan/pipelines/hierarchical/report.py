@@ -21,6 +21,7 @@ from omegaconf import DictConfig
 from sklearn.metrics import adjusted_rand_score
 
 from huracan import significance
+from huracan.baseline_rule import UNCUT, applied_gate
 from huracan.clustering import fold_agreement
 from huracan.data.panel import Panel
 from huracan.io import atomic_write_text, plain
@@ -173,7 +174,8 @@ def success_criteria(
             "passed": above(overall["precision"], 0.55),
         },
     ]
-    criteria += _comparisons(run, clusters, modal, baseline_options(cfg).rule)
+    gate = applied_gate(cfg.thresholds, baseline_options(cfg).rule)
+    criteria += _comparisons(run, clusters, modal, baseline_options(cfg).rule, gate)
     profit = above(overall["net_bps"], 0)
     for c in criteria:
         c["passed"] = bool(c["passed"] and profit)
@@ -196,10 +198,14 @@ def diagnostics(run: FleetRun, cfg: DictConfig) -> list[dict]:
     ]
 
 
-def _comparisons(run: FleetRun, clusters: dict, modal: np.ndarray, rule: str) -> list[dict]:
-    """The criteria against another strategy: without the factor, the best baseline (its
-    name says the baselines' ``baselines.rule``: gated by the heads' rule they are weaker
-    peers than the uncorrected search) and (on the synthetic market) the oracle."""
+def _comparisons(
+    run: FleetRun, clusters: dict, modal: np.ndarray, rule: str, gate: str
+) -> list[dict]:
+    """The criteria against another strategy: without the factor, the best baseline and
+    (on the synthetic market) the oracle. The baseline's criterion names the rule and the
+    gate its cut was chosen under (``gate``, ``search``: none), and says ``gated`` where a
+    gate ran and the best baseline has a cut: a gated baseline is a weaker peer than the
+    uncorrected search."""
     criteria = [
         _versus(
             "alt clusters' profit with the factor > without (significant)",
@@ -211,16 +217,10 @@ def _comparisons(run: FleetRun, clusters: dict, modal: np.ndarray, rule: str) ->
     ]
     best = _best_baseline(clusters["all"])
     if best is not None:
-        criteria.append(
-            _versus(
-                f"model's profit > the best baseline's ({best}, significant; "
-                f"baselines.rule={rule})",
-                run,
-                np.arange(len(modal)),
-                clusters["all"],
-                f"baseline_{best}",
-            )
-        )
+        name, gated = baseline_peer(best, rule, gate)
+        columns = np.arange(len(modal))
+        found = _versus(name, run, columns, clusters["all"], f"baseline_{best}")
+        criteria.append(found | {"gated": gated})
     alt = clusters.get("alt_clusters", {})
     if "oracle_share" in alt:  # the synthetic market only: the oracle knows the truth
         share = alt["oracle_share"]
@@ -233,6 +233,16 @@ def _comparisons(run: FleetRun, clusters: dict, modal: np.ndarray, rule: str) ->
             }
         )
     return criteria
+
+
+def baseline_peer(best: str, rule: str, gate: str) -> tuple[str, bool]:
+    """The best-baseline criterion's name, and whether that baseline's cut was gated (a
+    gate ran, ``gate`` not ``search``, and the baseline has a cut to choose)."""
+    name = (
+        f"model's profit > the best baseline's ({best}, significant; "
+        f"baselines.rule={rule} (gate={gate}))"
+    )
+    return name, gate != "search" and best not in UNCUT
 
 
 def _versus(name: str, run: FleetRun, columns: np.ndarray, group: dict, other: str) -> dict:
@@ -274,7 +284,7 @@ def verdict(clusters: dict, folds: list[dict], criteria: list[dict] | None = Non
     if above(t, 2) and behind:
         kind = f"a significant profit but no edge over the best baseline ({behind[0]['value']})"
     gated = [c for c in criteria or [] if "best baseline" in c["name"] and c["passed"]]
-    if above(t, 2) and not behind and any("baselines.rule=heads" in c["name"] for c in gated):
+    if above(t, 2) and not behind and any(c.get("gated") for c in gated):
         # a gated baseline trades less, also where it has an edge: say what was beaten
         kind += (
             " over baselines gated by the heads' rule (weaker peers; baselines.rule="
