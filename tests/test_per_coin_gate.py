@@ -4,11 +4,14 @@ over its search, ``huracan.coin_rule``); a job stored before that rule chooses a
 from __future__ import annotations
 
 import zlib
+from types import SimpleNamespace
 
 import numpy as np
+import torch
 from conftest import ROOT
 from omegaconf import OmegaConf
 
+import huracan.pipelines.mechanic.coin as mechanic_coin
 from huracan.coin_rule import cut_rule
 from huracan.coins import CoinJob, grid_rows
 from huracan.pipelines.per_coin.job import choose_horizon
@@ -98,3 +101,22 @@ def test_a_job_stored_before_the_gate_chooses_as_before():
     chosen = choose_horizon(job, prob)
     assert chosen == (max(int(index[0]), 0), float(cuts[0])) and np.isfinite(chosen[1])
     assert chosen == choose_horizon(_job(prob, gross, "search"), prob)
+
+
+def test_the_mechanic_re_tunes_a_threshold_by_the_champion_s_own_rule(monkeypatch):
+    """A champion with ``cut_rule`` re-tunes under the family gate (noise: no trade); one
+    stored before it (no ``cut_rule``) by its run's uncorrected search (the noise opens)."""
+    prob, gross = (a[:, 0] for a in _noise(seed=4))  # seed 4: its first horizon opens
+    monkeypatch.setattr(mechanic_coin, "predict", lambda module, part: prob)
+    module = SimpleNamespace(encoder=torch.nn.Linear(1, 1))
+    val = {"gross": gross, "cost_bps": np.zeros(N), "timestamps": np.arange(N) * HOUR}
+    market = SimpleNamespace(panel=SimpleNamespace(bars_per_year=24 * 365.25))
+    legacy = {"min_trades": 20, "z": 2.0, "unit": "day", "cut_z": 1.0}
+
+    def retuned(description: dict) -> dict:
+        model = SimpleNamespace(module=module, symbol="X", horizon=1, config={"thresholds": legacy})
+        model.description = description
+        return mechanic_coin.choose_threshold(module, model, {"val": val}, market)
+
+    assert retuned({})["threshold"] is not None
+    assert retuned({"cut_rule": cut_rule(THRESHOLDS, 7, "X")})["threshold"] is None
