@@ -137,9 +137,6 @@ def test_uncorrected_is_the_rule_with_its_gate_off_and_a_bad_rule_is_one_line():
     assert {k: v for k, v in plain.thresholds.items() if k != "gate"} == {
         k: v for k, v in THRESHOLDS.items() if k != "gate"
     }
-    # the per-coin models choose without the gate: there "heads" is the gate-less search
-    per_coin = baseline_rules(OmegaConf.create(THRESHOLDS), "heads", np.zeros(1), 0, False)
-    assert per_coin.thresholds == plain.thresholds
     with pytest.raises(
         ConfigError, match=r"^baselines.rule must be heads or uncorrected, got 'x'$"
     ):
