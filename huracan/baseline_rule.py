@@ -12,8 +12,8 @@ search found noise, their losses; a gated baseline is the fair peer of a gated h
 weaker one: it trades less, also where it has an edge.
 
 Baselines without a cut (``never_trade``, ``always_long``, the long-short book's top-k
-ranks) follow no rule. The per-coin pipeline's models choose their cuts without the family
-gate (``pipelines.per_coin.job.choose_horizon``), so there ``heads`` is ``uncorrected``.
+ranks) follow no rule. The per-coin pipeline's models choose by the same rule
+(``huracan.coin_rule``), so there too ``heads`` gates the baselines as it gates the models.
 """
 
 from __future__ import annotations
@@ -105,14 +105,10 @@ def check_rule(rule: str) -> None:
 UNCUT = ("never_trade", "always_long")
 
 
-def applied_gate(thresholds: DictConfig, rule: str, heads_gate: bool = True) -> str:
-    """The ``thresholds.gate`` the baselines' cuts are chosen under (``search``: no gate).
-
-    Args:
-        heads_gate: as for :func:`baseline_rules`.
-    """
+def applied_gate(thresholds: DictConfig, rule: str) -> str:
+    """The ``thresholds.gate`` the baselines' cuts are chosen under (``search``: no gate)."""
     check_rule(rule)
-    if rule == "uncorrected" or not heads_gate:
+    if rule == "uncorrected":
         return "search"
     return str(thresholds.get("gate", "search"))
 
@@ -122,17 +118,10 @@ def baseline_rules(
     rule: str,
     timestamps_ns: np.ndarray,
     seed: int,
-    heads_gate: bool = True,
 ) -> Rules:
-    """The baselines' rules of a run: its ``thresholds`` under ``baselines.rule``.
-
-    Args:
-        heads_gate: whether the run's heads apply ``thresholds.gate`` (the hierarchical
-            run's do; the per-coin pipeline's models choose without it, and so, under
-            ``heads``, do their baselines).
-    """
+    """The baselines' rules of a run: its ``thresholds`` under ``baselines.rule``."""
     check_rule(rule)
-    if rule == "uncorrected" or not heads_gate:
+    if rule == "uncorrected":
         # a copy, unlocked: a struct config without thresholds.gate takes the key too
         thresholds = copy.deepcopy(thresholds)
         with open_dict(thresholds):

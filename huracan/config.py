@@ -97,8 +97,10 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"thresholds.cut_z must be >= 0 or null, got {cut_z}")
     thresholds = cfg.get("thresholds", {})
     if thresholds.get("gate", "search") != "search":
-        # only the hierarchical heads take the family gate; the other pipelines keep z
-        heads = "hierarchical" in str(cfg.get("pipeline", {}).get("_target_", "hierarchical"))
+        # the hierarchical heads and the per-coin models take the family gate (huracan/
+        # coin_rule.py); the other pipelines keep z
+        target = str(cfg.get("pipeline", {}).get("_target_", "hierarchical"))
+        heads = "hierarchical" in target or "per_coin" in target
         if heads and thresholds.get("unit") != "day":
             raise ConfigError("a family-wise thresholds.gate needs thresholds.unit=day")
         FamilyGate(thresholds.family_alpha, thresholds.resamples, method=thresholds.gate)

@@ -138,9 +138,6 @@ def test_uncorrected_is_the_rule_with_its_gate_off_and_a_bad_rule_is_one_line():
     assert {k: v for k, v in plain.thresholds.items() if k != "gate"} == {
         k: v for k, v in THRESHOLDS.items() if k != "gate"
     }
-    # the per-coin models choose without the gate: there "heads" is the gate-less search
-    per_coin = baseline_rules(OmegaConf.create(THRESHOLDS), "heads", np.zeros(1), 0, False)
-    assert per_coin.thresholds == plain.thresholds
     with pytest.raises(
         ConfigError, match=r"^baselines.rule must be heads or uncorrected, got 'x'$"
     ):
@@ -197,7 +194,6 @@ def test_the_gate_applied_to_the_baselines_is_the_one_that_ran():
     thresholds = OmegaConf.create(THRESHOLDS)
     assert applied_gate(thresholds, "heads") == "family"
     assert applied_gate(thresholds, "uncorrected") == "search"
-    assert applied_gate(thresholds, "heads", heads_gate=False) == "search"
     assert applied_gate(OmegaConf.create({"z": 2.0}), "heads") == "search"
 
 
@@ -238,7 +234,6 @@ def test_uncorrected_turns_the_gate_off_in_a_struct_config_without_the_key():
     """Hydra's configs are struct: the rule without the gate adds ``gate`` to a copy."""
     thresholds = OmegaConf.create({k: v for k, v in THRESHOLDS.items() if k != "gate"})
     OmegaConf.set_struct(thresholds, True)
-    for rule, heads_gate in (("uncorrected", True), ("heads", False)):
-        plain = baseline_rules(thresholds, rule, np.zeros(1), 0, heads_gate)
-        assert plain.thresholds.gate == "search"
+    plain = baseline_rules(thresholds, "uncorrected", np.zeros(1), 0)
+    assert plain.thresholds.gate == "search"
     assert "gate" not in thresholds

@@ -124,6 +124,10 @@ def test_per_coin_selects_coin_heads_through_its_defaults():
         (["thresholds.family_alpha=1.5"], "thresholds.family_alpha must be in"),
         (["thresholds.resamples=5"], "thresholds.resamples must be >= 20"),
         (["thresholds.unit=trade"], "family-wise thresholds.gate needs thresholds.unit=day"),
+        (
+            ["pipeline=per_coin", "thresholds.unit=trade"],
+            "family-wise thresholds.gate needs thresholds.unit=day",
+        ),
         (["+gates.min_volume=1"], "gates.min_volume is not an option"),
         (["pipeline=per_coin", "pipeline.costs.z=abc"], "pipeline.costs.z: expected float"),
         (["pipeline=per_coin", "pipeline.costs.estimator=roll"], "pipeline.costs.estimator"),

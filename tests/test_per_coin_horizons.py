@@ -31,6 +31,7 @@ MARKET = [
     "trainer.enable_progress_bar=false",
     "thresholds.min_trades=5",
     "thresholds.unit=trade",
+    "thresholds.gate=search",  # the family gate needs unit=day (test_per_coin_gate.py)
 ]
 PER_COIN = ["pipeline=per_coin", "pipeline.champion_min_trades=3", "pipeline.report_days=0"]
 

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import run_config
-from test_per_coin import SMALL
+from test_per_coin import SMALL as PER_COIN
 
 import huracan.pipelines.mechanic.coin as mechanic_coin
 import huracan.pipelines.per_coin.job as coin_job
@@ -36,6 +36,10 @@ from huracan.store import LocalStore
 from huracan.store.lock import StoreLocked, read_lock, store_lock
 
 # the per-coin run's market and model options, without its pipeline's own
+# the uncorrected search (the per-coin rule before the family gate): these tests are about
+# the replay's parity with the per-coin trades, which needs champions that trade on this
+# small market; the gate is tested in test_per_coin_gate.py
+SMALL = [*PER_COIN, "thresholds.gate=search"]
 MARKET = [o for o in SMALL if o != "pipeline=per_coin" and not o.startswith("pipeline.")]
 PARITY = ["replay.mechanic=false", "replay.expire_hours=null", "replay.respect_trade_ok=false"]
 

@@ -63,8 +63,9 @@ def train_recording(cfg) -> tuple[dict, dict, dict[str, pd.Series]]:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("signal")
-    # every coin becomes a champion, so parity covers the whole universe
-    cfg = per_coin_config(tmp, "pipeline.champion_min_trades=0")
+    # every coin becomes a champion, so parity covers the whole universe; the uncorrected
+    # search (the per-coin rule before the family gate) lets them trade on this small market
+    cfg = per_coin_config(tmp, "pipeline.champion_min_trades=0", "thresholds.gate=search")
     _, objects, recorded = train_recording(cfg)
     fleet = Fleet.load(tmp / "artifacts", config=ServeConfig(expire_hours=None))
     return tmp, objects["panel"], recorded, fleet

@@ -29,7 +29,10 @@ EXACT = ["symbol", "bar_time", "horizon", "threshold", "trade", "model_path", "r
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("tape")
-    cfg = run_config(tmp, *SMALL, "pipeline.champion_min_trades=0", "pipeline.report_days=0")
+    # the uncorrected search (the per-coin rule before the family gate): the tape is compared
+    # on decisions that trade, which this small market's gated models do not
+    rule = "thresholds.gate=search"
+    cfg = run_config(tmp, *SMALL, "pipeline.champion_min_trades=0", "pipeline.report_days=0", rule)
     _, objects = train(cfg)
     return LocalStore(tmp / "artifacts"), objects["panel"]
 

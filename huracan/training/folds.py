@@ -441,7 +441,7 @@ def horizon_samples(
 
 
 def run_baselines(
-    arrays: FleetArrays, folds: list[Fold], cfg: DictConfig, heads_gate: bool = True
+    arrays: FleetArrays, folds: list[Fold], cfg: DictConfig
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """The baselines' trades on the folds' test rows at the run's costs, each a rule, not a
     model (``huracan.baselines.baseline_trades``): per baseline ``(signals, horizon_index)``,
@@ -454,11 +454,9 @@ def run_baselines(
     (``baselines.rule``, ``huracan.baseline_rule``); then those of ``baselines.extra``
     (``huracan.strong_baselines``), chosen alike.
     The leader is ``universe.dominant_symbols[0]``, else the coin with the highest median
-    quote volume before the first test window. ``heads_gate``: whether the run's models
-    choose their cuts through ``thresholds.gate`` (False: the per-coin models, which choose
-    without it, so that their baselines under ``baselines.rule=heads`` do too).
+    quote volume before the first test window.
     """
-    return scored_baselines(arrays, folds, cfg, heads_gate=heads_gate)[0]
+    return scored_baselines(arrays, folds, cfg)[0]
 
 
 def scored_baselines(
@@ -466,7 +464,6 @@ def scored_baselines(
     folds: list[Fold],
     cfg: DictConfig,
     validation: dict[str, dict[int, np.ndarray]] | None = None,
-    heads_gate: bool = True,
 ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], dict[str, np.ndarray]]:
     """:func:`run_baselines`, and the (H, T, N) score on the test rows (NaN elsewhere) of
     each baseline that has one: the probability of ``logistic`` (the same for every
@@ -478,7 +475,7 @@ def scored_baselines(
         volume = arrays.quote_volume[: folds[0].test[0]]
         leader = arrays.symbols[int(np.nanargmax(np.nanmedian(volume, 0)))]
     rule = baseline_options(cfg).rule
-    rules = baseline_rules(cfg.thresholds, rule, arrays.timestamps_ns, cfg.seed, heads_gate)
+    rules = baseline_rules(cfg.thresholds, rule, arrays.timestamps_ns, cfg.seed)
     trades, scores = scored_baseline_trades(
         arrays.returns,
         arrays.net_h,

@@ -38,6 +38,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from huracan.coin_rule import choose_coin_cut
 from huracan.coins import CoinJob, grid_rows, part_tensors, predict
 from huracan.data import Panel
 from huracan.features.drift import reference_bins
@@ -54,7 +55,6 @@ from huracan.registry.champions import Rescore, challenge
 from huracan.scoring import evaluate
 from huracan.serve.finetune import HeadFit, finetune_heads
 from huracan.serve.model import CoinModel
-from huracan.thresholds import choose_horizons, validation_days
 from huracan.training.arrays import FleetArrays
 
 log = logging.getLogger("huracan")
@@ -322,24 +322,23 @@ def choose_threshold(module: FleetModule, model: CoinModel, parts: dict, market:
         raise RuntimeError(f"{model.symbol}: fine-tuning changed the frozen encoder")
     val = parts["val"]
     prob = predict(module, val)
-    rules = model.config["thresholds"]  # its own run's rule (champions' runs may differ)
+    # the rule the champion was trained under (huracan.coin_rule); a champion stored before
+    # the per-coin gate: its own run's uncorrected search (runs from before
+    # thresholds.unit counted trades, before thresholds.cut_z chose by z)
+    rules = model.config["thresholds"]
+    legacy = {**rules, "unit": rules.get("unit", "trade"), "cut_z": rules.get("cut_z")}
     net = val["gross"] - val["cost_bps"] / 1e4
-    # the trained run's rule; runs from before thresholds.unit counted trades
-    day = validation_days(rules.get("unit", "trade"), val["timestamps"])
     # judged on every h-th bar, as the per-coin job chose it: trades never overlap
-    horizon, group = int(model.horizon), np.zeros(len(prob), int)
+    horizon = int(model.horizon)
     row = grid_rows(val["timestamps"], market.panel.bars_per_year)
-    _, [cut], _ = choose_horizons(
+    _, cut = choose_coin_cut(
+        model.description.get("cut_rule"),
+        legacy,
         prob[:, None],
         net[:, None],
-        group,
         row,
+        val["timestamps"],
         (horizon,),
-        1,
-        rules["min_trades"],
-        rules["z"],
-        day,
-        rules.get("cut_z"),  # runs from before thresholds.cut_z chose by z
     )
     threshold = None if np.isinf(cut) else float(cut)
     trades = int(((prob >= cut) & (row % horizon == 0)).sum())

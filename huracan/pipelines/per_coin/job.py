@@ -22,6 +22,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from huracan.coin_rule import choose_coin_cut
 from huracan.coins import CoinJob, grid_rows, part_tensors, predict, window_rows
 from huracan.config import build
 from huracan.memory import fix_mmap_threshold
@@ -34,7 +35,6 @@ from huracan.queue import JobSkipped
 from huracan.registry.artifacts import is_complete, json_bytes, write_version
 from huracan.registry.champions import Rescore, challenge
 from huracan.scoring import baseline_metrics, evaluate
-from huracan.thresholds import choose_horizons, validation_days
 from huracan.training.fit import fit_heads
 
 log = logging.getLogger("huracan")
@@ -128,8 +128,9 @@ def validate_and_export(store, job: CoinJob):
 
 def choose_horizon(job: CoinJob, prob: np.ndarray) -> tuple[int, float]:
     """The index of the coin's label horizon and its threshold, chosen together on the
-    validation slice after the coin's costs (``thresholds.choose_horizons``, the rule every
-    head follows); threshold +inf (and the shortest horizon) where none shows an edge.
+    validation slice after the coin's costs by the job's rule (``huracan.coin_rule``: the
+    run's ``thresholds``, family gate included; a job stored before it: the uncorrected
+    search); threshold +inf (and the shortest horizon) where none shows an edge.
 
     Args:
         prob: (M,) validation probabilities of a one-horizon head, or (M, H) one column
@@ -137,21 +138,22 @@ def choose_horizon(job: CoinJob, prob: np.ndarray) -> tuple[int, float]:
     """
     val, rules = job.val, job.rules
     net = val["gross"] - val["cost_bps"][:, None] / 1e4  # (M, H)
-    day = validation_days(rules.get("threshold_unit", "trade"), val["timestamps"])
-    row = grid_rows(val["timestamps"], rules["bars_per_year"])
-    index, cuts, _ = choose_horizons(
+    legacy = {
+        "min_trades": rules["min_trades"],
+        "z": rules["z"],
+        "unit": rules.get("threshold_unit", "trade"),
+        "cut_z": rules.get("cut_z"),  # a job of a run from before thresholds.cut_z: z
+    }
+    index, cut = choose_coin_cut(
+        job.meta.get("cut_rule"),
+        legacy,
         prob.reshape(len(prob), -1),
         net,
-        np.zeros(len(prob), int),
-        row,
+        grid_rows(val["timestamps"], rules["bars_per_year"]),
+        val["timestamps"],
         tuple(job.horizons),
-        1,
-        rules["min_trades"],
-        rules["z"],
-        day,
-        rules.get("cut_z"),  # a job of a run from before thresholds.cut_z: z
     )
-    return max(int(index[0]), 0), float(cuts[0])
+    return max(index, 0), cut
 
 
 def val_trades(entries: np.ndarray, job: CoinJob) -> int:

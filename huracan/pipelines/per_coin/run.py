@@ -156,8 +156,8 @@ def prepare_split(panel: Panel, cfg: DictConfig, timer: StageTimer) -> Split:
             "at training end: " + ", ".join(f"{m} {methods.count(m)}" for m in sorted(set(methods)))
         )
     with timer("baselines") as note:  # rules chosen on validation, scored in each job
-        # by the coins' models' own rule: they choose without thresholds.gate (job.py)
-        baselines = run_baselines(arrays, [fold], cfg, heads_gate=False)
+        # by the coins' models' own rule (thresholds, its gate included: coin_rule.py)
+        baselines = run_baselines(arrays, [fold], cfg)
         note(", ".join(baselines))
     weights = horizon_weights(arrays, fold)
     return Split(arrays, data, fits, data.valid(arrays), weights, baselines)

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
+from huracan.coin_rule import cut_rule
 from huracan.coins import CoinJob
 from huracan.costs import SlippageFit, cost_arrays
 from huracan.data import GateReport, Panel
@@ -176,6 +177,10 @@ def job_for_coin(
         test=parts["test"],
         meta={
             "symbol": symbol,
+            # its horizon and cut's rule (the family gate's seed its own): the Mechanic's too
+            "cut_rule": cut_rule(
+                OmegaConf.create(shared.config["thresholds"]), shared.config["seed"], symbol
+            ),
             "inputs": data.feature_names + data.channel_names,
             "features": data.feature_names,
             "factor_channels": data.channel_names,
