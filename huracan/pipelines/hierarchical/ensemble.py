@@ -170,8 +170,8 @@ def stack_run(run: FleetRun, cfg: DictConfig) -> None:
             config,
             (with_own(parts.val_prob, val_group), val_group, val_t, val_day),
             (with_own(parts.test_prob, test_group), test_group),
-            arrays.label_h[val_t, val_a],
-            arrays.net_h[val_t, val_a],
+            arrays.labels_at(val_t, val_a),  # those samples' cells only: no (T, N, H) grid
+            arrays.net_at(val_t, val_a),
             arrays.horizons,
             parts.n_groups,
             cfg.seed + parts.fold,
@@ -219,7 +219,7 @@ def decide(
     """
     val_t, val_a, val_group = parts.val_rows
     test_t, test_a, test_group = parts.test_rows
-    net = np.where(np.isfinite(val_prob), arrays.net_h[val_t, val_a], np.nan)
+    net = np.where(np.isfinite(val_prob), arrays.net_at(val_t, val_a), np.nan)
     index, cuts, _ = choose_by_rule(
         cfg.thresholds,
         np.nan_to_num(val_prob, nan=0.0),
