@@ -19,8 +19,7 @@ import pandas as pd
 import pytest
 from conftest import changed_after, run_config
 from omegaconf import OmegaConf
-from test_per_coin import SMALL
-from test_replay import PARITY, per_coin_trades, replay_trades, trained_recording
+from test_replay import PARITY, SMALL, per_coin_trades, replay_trades, trained_recording
 
 import huracan.pipelines.per_coin.run as per_coin_run
 from huracan.config import build
@@ -34,6 +33,7 @@ from huracan.store import LocalStore
 from huracan.training.arrays import build_fleet_arrays
 from huracan.training.folds import fit_clusters, label_horizons, prepare_fold, single_split
 
+# SMALL: test_replay's market under the uncorrected search, whose champions trade on it
 TREE = ["cluster=hierarchy", "cluster.levels=[2,4]"]
 MARKET = [o for o in SMALL if o != "pipeline=per_coin" and not o.startswith("pipeline.")]
 END = "data.end=2023-05-01"

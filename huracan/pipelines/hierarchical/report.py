@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from sklearn.metrics import adjusted_rand_score
 
 from huracan import significance
@@ -174,8 +174,9 @@ def success_criteria(
             "passed": above(overall["precision"], 0.55),
         },
     ]
-    gate = applied_gate(cfg.thresholds, baseline_options(cfg).rule)
-    criteria += _comparisons(run, clusters, modal, baseline_options(cfg).rule, gate)
+    rule = baseline_options(cfg).rule
+    gate = applied_gate(cfg.get("thresholds") or OmegaConf.create(), rule)  # none: no gate
+    criteria += _comparisons(run, clusters, modal, rule, gate)
     profit = above(overall["net_bps"], 0)
     for c in criteria:
         c["passed"] = bool(c["passed"] and profit)
