@@ -17,7 +17,7 @@ from huracan.family import FamilyGate
 from huracan.features.labels import after_cost_labels, forward_return
 from huracan.hierarchy import FactorTree, HierarchyClusterer
 from huracan.models import Autoencoder, FleetModule, GroupedMoEHead
-from huracan.pipelines.hierarchical.book import Book
+from huracan.pipelines.hierarchical.book import Book, FleetRun
 from huracan.thresholds import head_searches
 from huracan.training.arrays import build_fleet_arrays
 from huracan.training.fit import encoded, subsample
@@ -303,3 +303,40 @@ def test_a_stored_books_results_read_back_as_written(fleet, tmp_path):
         on_disk = np.load(tmp_path / "books" / f"model.{name}.npy")
         np.testing.assert_array_equal(on_disk, getattr(held, name))
     assert np.isnan(stored.scores[:, : fold.test[0]]).all()  # nothing written: none
+
+
+def test_a_second_stored_book_leaves_the_first_ones_values(fleet, tmp_path):
+    """A book stored where a live one is (a second run in the same run dir, same process)
+    gets new files: the first keeps what it wrote, not NaN or a SIGBUS."""
+    arrays, fold, _, _, _ = fleet
+    first = Book.empty(arrays, stored=tmp_path / "books" / "model")
+    first.probability[fold.test] = 0.25
+    first.unmap()
+    second = Book.empty(arrays, stored=tmp_path / "books" / "model")
+    assert np.isnan(second.probability).all()
+    assert (first.probability[fold.test] == 0.25).all()
+    second.probability[fold.test] = 0.75
+    second.unmap()
+    assert (first.probability[fold.test] == 0.25).all()
+    np.testing.assert_array_equal(
+        np.load(tmp_path / "books" / "model.probability.npy"), second.probability
+    )
+
+
+def test_a_failing_run_removes_its_stored_books(fleet, tmp_path):
+    arrays, _, _, _, _ = fleet
+    run = FleetRun(
+        arrays=arrays,
+        folds=[],
+        model=Book.empty(arrays, stored=tmp_path / "books" / "model"),
+        cluster_ids=np.zeros(arrays.grid_shape, dtype=np.int16),
+        test_rows=np.arange(0),
+        without_factor=Book.empty(arrays, stored=tmp_path / "books" / "without_factor"),
+    )
+    assert len(list((tmp_path / "books").glob("*.npy"))) == 4
+    with run.discarded_on_failure():  # a block that ends well keeps them
+        pass
+    assert len(list((tmp_path / "books").glob("*.npy"))) == 4
+    with pytest.raises(RuntimeError, match="fold 1"), run.discarded_on_failure():
+        raise RuntimeError("fold 1 failed")
+    assert not list((tmp_path / "books").glob("*.npy"))

@@ -197,3 +197,5 @@ def test_a_floor_that_empties_a_fold_ends_the_command_with_one_line_exit_2(tmp_p
     assert "validation.min_val_days 55" in output
     assert "lower validation.min_val_days or use fewer folds" in output
     assert "training days" in output and "validation days" in output
+    # the run failed before its books were written: their NaN-filled files are gone
+    assert not list((tmp_path / "run").rglob("*.npy"))

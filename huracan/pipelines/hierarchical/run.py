@@ -207,30 +207,32 @@ def run_hierarchical(
     if compare:
         run.without_factor = Book.empty(arrays, stored=out / "books" / "without_factor")
     make_trainer = instantiate(cfg.trainer)
-    previous = None
-    for fold in folds:
-        with timer(f"fold {fold.index + 1}/{len(folds)}") as note:
-            part = fold_arrays(arrays, panel, universe[fold.index])  # the fold's coins only
-            data = prepare_fold(part, fold, cfg, previous)
-            newcomers = None
-            if late[fold.index].any():
-                newcomers = admit_late(data, part, arrays, panel, late[fold.index], cfg, gates)
-            if newcomers is not None:  # scored on the test window from here on
-                universe[fold.index] |= np.isin(arrays.symbols, newcomers.arrays.symbols)
-            info = train_fold(data, part, cfg, out, make_trainer, run, compare, newcomers)
-            previous = data.clusters
-            del data, part, newcomers
-            for book in (run.model, run.without_factor):
-                if book is not None:  # the fold's results to disk, out of memory
-                    book.unmap()
-            release_memory()
-            sizes = "/".join(str(len(m)) for m in previous.cluster_members.values())
-            note(
-                f"train {fold.train_times[0]:%Y-%m-%d}..{fold.train_times[-1]:%Y-%m-%d}, "
-                f"test {fold.test_times[0]:%Y-%m-%d}..{fold.test_times[-1]:%Y-%m-%d}, "
-                f"{universe[fold.index].sum()} coins, clusters of {sizes}, "
-                f"{info['test_signals']} test signals"
-            )
+    # a failure before every fold is written removes the books' files (NaN-filled so far)
+    with run.discarded_on_failure():
+        previous = None
+        for fold in folds:
+            with timer(f"fold {fold.index + 1}/{len(folds)}") as note:
+                part = fold_arrays(arrays, panel, universe[fold.index])  # the fold's coins only
+                data = prepare_fold(part, fold, cfg, previous)
+                newcomers = None
+                if late[fold.index].any():
+                    newcomers = admit_late(data, part, arrays, panel, late[fold.index], cfg, gates)
+                if newcomers is not None:  # scored on the test window from here on
+                    universe[fold.index] |= np.isin(arrays.symbols, newcomers.arrays.symbols)
+                info = train_fold(data, part, cfg, out, make_trainer, run, compare, newcomers)
+                previous = data.clusters
+                del data, part, newcomers
+                for book in (run.model, run.without_factor):
+                    if book is not None:  # the fold's results to disk, out of memory
+                        book.unmap()
+                release_memory()
+                sizes = "/".join(str(len(m)) for m in previous.cluster_members.values())
+                note(
+                    f"train {fold.train_times[0]:%Y-%m-%d}..{fold.train_times[-1]:%Y-%m-%d}, "
+                    f"test {fold.test_times[0]:%Y-%m-%d}..{fold.test_times[-1]:%Y-%m-%d}, "
+                    f"{universe[fold.index].sum()} coins, clusters of {sizes}, "
+                    f"{info['test_signals']} test signals"
+                )
     with timer("baselines"):
         validation = run.baseline_validation if stacking else None
         run.baselines, run.baseline_scores = fleet_baselines(
