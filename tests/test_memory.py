@@ -340,3 +340,24 @@ def test_a_failing_run_removes_its_stored_books(fleet, tmp_path):
     with pytest.raises(RuntimeError, match="fold 1"), run.discarded_on_failure():
         raise RuntimeError("fold 1 failed")
     assert not list((tmp_path / "books").glob("*.npy"))
+
+
+def test_the_first_horizons_labels_read_by_cells_are_those_of_the_grid(fleet):
+    """``label_at`` and ``labelled`` (what the fold samples read) give ``label``'s values
+    bit for bit: derived, from held net returns, and held (the per-coin costs' labels)."""
+    arrays, _, _, _, _ = fleet
+    n_bars, n_assets = arrays.grid_shape
+    rng = np.random.default_rng(1)
+    filled = arrays.filled.copy()
+    filled[rng.random(filled.shape) < 0.02] = True  # forward-filled: no label
+    derived = arrays.replaced(filled=filled)
+    t_idx = np.concatenate([rng.integers(0, n_bars, 2000), np.arange(n_bars - 6, n_bars)])
+    a_idx = rng.integers(0, n_assets, len(t_idx))
+    net = derived.net_return + 1e-3  # held net returns other than the derived ones
+    label = np.where(rng.random(net.shape) < 0.5, np.nan, 1.0)  # held labels of their own
+    for case in (derived, derived.replaced(net_return=net), derived.replaced(label=label)):
+        grid = case.label
+        assert np.isnan(grid).any() and np.isfinite(grid).any()
+        np.testing.assert_array_equal(case.label_at(t_idx, a_idx), grid[t_idx, a_idx])
+        np.testing.assert_array_equal(case.labelled(), np.isfinite(grid))
+    assert derived.held("label") is None and derived.held("net_return") is None

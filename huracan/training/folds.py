@@ -171,7 +171,7 @@ class FoldData:
             inputs &= np.isfinite(self.across).all(-1)
         heads = self.groups[None, :] if self.group_rows is None else self.group_rows
         usable = inputs & (heads >= 0)
-        return usable & np.isfinite(arrays.label) if labelled else usable
+        return usable & arrays.labelled() if labelled else usable
 
     def samples(
         self, arrays: FleetArrays, rows: np.ndarray, valid: np.ndarray, lazy_inputs: bool = False
@@ -192,7 +192,7 @@ class FoldData:
             np.empty((len(t_idx), 0), np.float32) if lazy else self.inputs(t_idx, a_idx),
             self.channels[t_idx, a_idx],
             self.group_of(t_idx, a_idx),
-            arrays.label[t_idx, a_idx],
+            arrays.label_at(t_idx, a_idx),  # the cells' labels: no (T, N) grid per read
             self.weights[t_idx, a_idx],
         )
         if lazy:
