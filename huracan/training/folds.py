@@ -476,9 +476,10 @@ def scored_baselines(
         leader = arrays.symbols[int(np.nanargmax(np.nanmedian(volume, 0)))]
     rule = baseline_options(cfg).rule
     rules = baseline_rules(cfg.thresholds, rule, arrays.timestamps_ns, cfg.seed)
+    net_h = arrays.net_h  # derived once: every baseline reads it (and LightGBM its labels)
     trades, scores = scored_baseline_trades(
         arrays.returns,
-        arrays.net_h,
+        net_h,
         arrays.horizons,
         folds,
         arrays.symbols.index(leader),
@@ -486,5 +487,5 @@ def scored_baselines(
     )
     shape = (len(arrays.horizons), *arrays.grid_shape)
     scores = {name: np.broadcast_to(score, shape) for name, score in scores.items()}
-    more_trades, more_scores = extra_baselines(arrays, folds, cfg, rules, validation)
+    more_trades, more_scores = extra_baselines(arrays, folds, cfg, rules, validation, net_h)
     return trades | more_trades, scores | more_scores
