@@ -67,7 +67,7 @@ def test_ic(scores: np.ndarray, run) -> np.ndarray:
     rows, arrays = np.sort(run.test_rows), run.arrays
     return np.array(
         [
-            factor_summary(scores[i], arrays.net_h[..., i], rows, h)["ic_mean"] or np.nan
+            factor_summary(scores[i], arrays.net_of(i), rows, h)["ic_mean"] or np.nan
             for i, h in enumerate(arrays.horizons)
         ]
     )
@@ -76,7 +76,7 @@ def test_ic(scores: np.ndarray, run) -> np.ndarray:
 def component_scores(run) -> dict[str, np.ndarray]:
     """Each component's (H, T, N) test score, the own head first."""
     arrays, names = run.arrays, ["own_head", *run.ensemble_parts[0].names]
-    scores = {n: np.full((len(arrays.horizons), *arrays.net_h.shape[:2]), np.nan) for n in names}
+    scores = {n: np.full((len(arrays.horizons), *arrays.grid_shape), np.nan) for n in names}
     for parts in run.ensemble_parts:
         test_t, test_a, test_group = parts.test_rows
         prob = with_own(parts.test_prob, test_group, leave_out_own=False)
@@ -89,7 +89,7 @@ def gate_passes(val_prob: np.ndarray, parts, arrays, cfg) -> np.ndarray:
     """(2,) heads of one fold whose validation trades pass the run's family-wise gate, and
     those that pass the uncorrected search (``thresholds.gate=search``)."""
     val_t, val_a, val_group = parts.val_rows
-    net = np.where(np.isfinite(val_prob), arrays.net_h[val_t, val_a], np.nan)
+    net = np.where(np.isfinite(val_prob), arrays.net_at(val_t, val_a), np.nan)
     passed = []
     for family in (family_gate(cfg.thresholds, arrays.horizons, arrays.timestamps_ns, 0), None):
         index, _, _ = choose_horizons(
@@ -118,7 +118,7 @@ def candidate(run, cfg, options: dict) -> tuple[np.ndarray, int, float, float, n
     for parts in run.ensemble_parts:
         val_t, val_a, val_group = parts.val_rows
         _, _, test_group = parts.test_rows
-        net = arrays.net_h[val_t, val_a]
+        net = arrays.net_at(val_t, val_a)
         stacked = stack_fold(
             config,
             (
@@ -128,7 +128,7 @@ def candidate(run, cfg, options: dict) -> tuple[np.ndarray, int, float, float, n
                 arrays.timestamps_ns[val_t] // DAY_NS,
             ),
             (with_own(parts.test_prob, test_group), test_group),
-            arrays.label_h[val_t, val_a],
+            arrays.labels_at(val_t, val_a),
             net,
             arrays.horizons,
             parts.n_groups,

@@ -115,11 +115,12 @@ def diagnose(seed: int, market: str, extra: list[str]) -> dict:
     # the heads' fit: horizon-1 probability against the truth and the next move
     prob = model.scores[0]
     expected = truth.expected_return
-    ok = cell & np.isfinite(prob) & np.isfinite(expected) & np.isfinite(arrays.net_h[..., 0])
+    net = arrays.net_of(0)  # one (T, N) read of the first horizon's net returns
+    ok = cell & np.isfinite(prob) & np.isfinite(expected) & np.isfinite(net)
     ic = spearmanr(prob[ok], expected[ok])[0]
-    auc = roc_auc_score(arrays.net_h[..., 0][ok] > 0, prob[ok])
+    auc = roc_auc_score(net[ok] > 0, prob[ok])
     best = max(
-        np.nansum(np.where(prob[ok] >= c, arrays.net_h[..., 0][ok], 0.0))
+        np.nansum(np.where(prob[ok] >= c, net[ok], 0.0))
         for c in np.quantile(prob[ok], np.linspace(0.5, 0.995, 60))
     )
 
@@ -179,7 +180,7 @@ def linear_rule(channels, returns, fold, arrays, j, cost) -> float:
     test = fold.test
     pred = x[test] @ coef
     long = np.isfinite(pred) & (np.expm1(pred) > cost[test, j])
-    return float(np.nansum(arrays.net_h[test, j, 0][long]))
+    return float(np.nansum(arrays.net_at(test, np.full(len(test), j))[:, 0][long]))
 
 
 def main() -> None:

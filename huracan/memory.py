@@ -72,6 +72,9 @@ def file_backed(path: Path, shape: tuple[int, ...], dtype, fill: float) -> np.me
     ``fill``: a run's results written fold by fold, which :func:`unmapped` keeps out of the
     process's resident memory between folds and which outlive the run."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    # a new file, not the old one truncated: a live mapping of it (an earlier run in the
+    # same run dir, same process) keeps its own inode instead of being rewritten or SIGBUS
+    path.unlink(missing_ok=True)
     array = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
     array[...] = fill
     return unmapped(array)
@@ -88,3 +91,11 @@ def unmapped(array: np.ndarray) -> np.ndarray:
         return array
     array.flush()
     return np.lib.format.open_memmap(array.filename, mode="r+")
+
+
+def discard(array: np.ndarray | None) -> None:
+    """Removes the file behind a file-backed array (one of :func:`file_backed`): a run that
+    fails before writing it in full leaves no NaN-filled results behind. Any other array
+    (or None) is left as it is; the mapping itself stays readable until it closes."""
+    if isinstance(array, np.memmap) and array.filename is not None:
+        Path(array.filename).unlink(missing_ok=True)

@@ -46,6 +46,7 @@ from huracan.features.fracdiff import for_features
 from huracan.features.scaling import PanelScaler
 from huracan.features.technical import lag
 from huracan.thresholds import DAY_NS
+from huracan.training.arrays import labels_of
 from huracan.validation import Fold
 
 if TYPE_CHECKING:  # fold_data imports this module
@@ -321,20 +322,23 @@ def extra_baselines(
     cfg: DictConfig,
     rules: Rules,
     validation: dict[str, dict[int, np.ndarray]] | None = None,
+    net_h: np.ndarray | None = None,
 ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], dict[str, np.ndarray]]:
     """The baselines of ``baselines.extra``: per baseline ``(signals, horizon_index)``,
     and its score (H, T, N) on the test rows, NaN elsewhere (a score without a horizon,
     momentum's and reversal's, is a read-only view repeated over the horizons).
     ``validation``, where given, receives LightGBM's per-fold validation probabilities
-    under ``lightgbm`` (``lightgbm_trades``)."""
+    under ``lightgbm`` (``lightgbm_trades``). ``net_h``: ``arrays.net_h`` where the caller
+    has derived it already (one (T, N, H) grid for the labels and every baseline)."""
     options = baseline_options(cfg)
+    net_h = arrays.net_h if net_h is None else net_h
     trades: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     scores: dict[str, np.ndarray] = {}
     if "lightgbm" in options.extra:
         *lgbm, scores["lightgbm"] = lightgbm_trades(
             partial(fold_inputs, arrays, cfg),
-            arrays.label_h,
-            arrays.net_h,
+            labels_of(net_h),
+            net_h,
             arrays.horizons,
             folds,
             rules,
@@ -346,7 +350,7 @@ def extra_baselines(
         trades["lightgbm"] = tuple(lgbm)
     ranked, ranked_scores = cross_section_trades(
         arrays.log_close,
-        arrays.net_h,
+        net_h,
         arrays.horizons,
         folds,
         options,

@@ -17,7 +17,7 @@ from huracan.family import FamilyGate
 from huracan.features.labels import after_cost_labels, forward_return
 from huracan.hierarchy import FactorTree, HierarchyClusterer
 from huracan.models import Autoencoder, FleetModule, GroupedMoEHead
-from huracan.pipelines.hierarchical.book import Book
+from huracan.pipelines.hierarchical.book import Book, FleetRun
 from huracan.thresholds import head_searches
 from huracan.training.arrays import build_fleet_arrays
 from huracan.training.fit import encoded, subsample
@@ -303,3 +303,61 @@ def test_a_stored_books_results_read_back_as_written(fleet, tmp_path):
         on_disk = np.load(tmp_path / "books" / f"model.{name}.npy")
         np.testing.assert_array_equal(on_disk, getattr(held, name))
     assert np.isnan(stored.scores[:, : fold.test[0]]).all()  # nothing written: none
+
+
+def test_a_second_stored_book_leaves_the_first_ones_values(fleet, tmp_path):
+    """A book stored where a live one is (a second run in the same run dir, same process)
+    gets new files: the first keeps what it wrote, not NaN or a SIGBUS."""
+    arrays, fold, _, _, _ = fleet
+    first = Book.empty(arrays, stored=tmp_path / "books" / "model")
+    first.probability[fold.test] = 0.25
+    first.unmap()
+    second = Book.empty(arrays, stored=tmp_path / "books" / "model")
+    assert np.isnan(second.probability).all()
+    assert (first.probability[fold.test] == 0.25).all()
+    second.probability[fold.test] = 0.75
+    second.unmap()
+    assert (first.probability[fold.test] == 0.25).all()
+    np.testing.assert_array_equal(
+        np.load(tmp_path / "books" / "model.probability.npy"), second.probability
+    )
+
+
+def test_a_failing_run_removes_its_stored_books(fleet, tmp_path):
+    arrays, _, _, _, _ = fleet
+    run = FleetRun(
+        arrays=arrays,
+        folds=[],
+        model=Book.empty(arrays, stored=tmp_path / "books" / "model"),
+        cluster_ids=np.zeros(arrays.grid_shape, dtype=np.int16),
+        test_rows=np.arange(0),
+        without_factor=Book.empty(arrays, stored=tmp_path / "books" / "without_factor"),
+    )
+    assert len(list((tmp_path / "books").glob("*.npy"))) == 4
+    with run.discarded_on_failure():  # a block that ends well keeps them
+        pass
+    assert len(list((tmp_path / "books").glob("*.npy"))) == 4
+    with pytest.raises(RuntimeError, match="fold 1"), run.discarded_on_failure():
+        raise RuntimeError("fold 1 failed")
+    assert not list((tmp_path / "books").glob("*.npy"))
+
+
+def test_the_first_horizons_labels_read_by_cells_are_those_of_the_grid(fleet):
+    """``label_at`` and ``labelled`` (what the fold samples read) give ``label``'s values
+    bit for bit: derived, from held net returns, and held (the per-coin costs' labels)."""
+    arrays, _, _, _, _ = fleet
+    n_bars, n_assets = arrays.grid_shape
+    rng = np.random.default_rng(1)
+    filled = arrays.filled.copy()
+    filled[rng.random(filled.shape) < 0.02] = True  # forward-filled: no label
+    derived = arrays.replaced(filled=filled)
+    t_idx = np.concatenate([rng.integers(0, n_bars, 2000), np.arange(n_bars - 6, n_bars)])
+    a_idx = rng.integers(0, n_assets, len(t_idx))
+    net = derived.net_return + 1e-3  # held net returns other than the derived ones
+    label = np.where(rng.random(net.shape) < 0.5, np.nan, 1.0)  # held labels of their own
+    for case in (derived, derived.replaced(net_return=net), derived.replaced(label=label)):
+        grid = case.label
+        assert np.isnan(grid).any() and np.isfinite(grid).any()
+        np.testing.assert_array_equal(case.label_at(t_idx, a_idx), grid[t_idx, a_idx])
+        np.testing.assert_array_equal(case.labelled(), np.isfinite(grid))
+    assert derived.held("label") is None and derived.held("net_return") is None

@@ -171,3 +171,31 @@ def test_nothing_fold_0_fits_or_chooses_sees_a_bar_of_its_test_window(tmp_path, 
         assert seen == [same, same], cut
         for key in ("horizons", "thresholds", "validation_bound_bps"):
             assert not same or other.fold_info[0][key] == base.fold_info[0][key], key
+
+
+def test_a_floor_that_empties_a_fold_ends_the_command_with_one_line_exit_2(tmp_path):
+    """The small market's fold 0 keeps no labelled training sample under a 55-day floor:
+    the run stops with the fold, its days and rows, the floor and what to do, no traceback."""
+    small = [o for o in SMALL if not o.startswith("validation.min_val_days=")]
+    run = subprocess.run(
+        [
+            sys.executable,
+            "train.py",
+            *small,
+            "validation.min_val_days=55",
+            f"hydra.run.dir={tmp_path / 'run'}",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    output = run.stdout + run.stderr
+    assert run.returncode == 2, output[-2000:]
+    assert "Traceback" not in output
+    assert "fold 0: no usable" in output
+    assert "validation.min_val_days 55" in output
+    assert "lower validation.min_val_days or use fewer folds" in output
+    assert "training days" in output and "validation days" in output
+    # the run failed before its books were written: their NaN-filled files are gone
+    assert not list((tmp_path / "run").rglob("*.npy"))

@@ -18,6 +18,7 @@ from conftest import ROOT, make_bars, run_config
 from fake_dropbox import FakeDropboxAdapter
 from safetensors.torch import load
 
+from huracan.coin_rule import cut_rule
 from huracan.errors import DataError
 from huracan.models.batches import StackedGroupSampler
 from huracan.registry.artifacts import is_complete
@@ -136,6 +137,20 @@ def test_artifact_layout(first_run):
             assert entry["model_path"] == f"models/{entry['symbol']}/baseline_20240101"
             assert isinstance(entry["n_trades"], int)
     assert summary["per_coin"]["counts"]["completed"] == len(symbols)
+
+
+def test_every_coins_checkpoint_stores_its_cut_rule_under_the_family_gate(first_run):
+    """Under the default family gate a real per-coin job stores the rule it chose its cut
+    by (``cut_rule``) in its checkpoint.json: what the Mechanic hands ``choose_coin_cut``
+    from a stored champion's description (``mechanic.coin``)."""
+    tmp, summary = first_run
+    cfg = per_coin_config(tmp)
+    assert cfg.thresholds.gate == "family"  # the default
+    for symbol in summary["data"]["symbols"]:
+        version = tmp / "artifacts" / "models" / symbol / "baseline_20240101"
+        stored = json.loads((version / "checkpoint.json").read_text())["cut_rule"]
+        assert stored == cut_rule(cfg.thresholds, cfg.seed, symbol)
+        assert stored["thresholds"]["gate"] == "family"
 
 
 def test_the_report_window_is_never_selected_on(first_run):

@@ -165,3 +165,26 @@ def test_pooling_judges_the_window_that_has_figures_and_needs_every_daily_series
     model = pooled["strategies"]["selection"]["model"]
     assert model["net_bps"] == 500.0 and model["t_stat"] is None and not model["by_day"]
     assert [c["result"] for c in pooled["criteria"]] == ["FAIL"]
+
+
+def test_the_criterion_names_the_baselines_rule_and_a_gated_peer_is_said():
+    """The per-coin baselines follow ``thresholds.gate``: the best-baseline criterion names
+    the rule and gate; the verdict calls a beaten baseline with a cut chosen under a gate a
+    weaker peer, and says nothing of it without a gate or for an uncut baseline."""
+    window = ["2024-01-01 00:00:00+00:00", "2024-01-20 23:00:00+00:00"]
+    days = [f"2024-01-{d:02d}" for d in range(1, 21)]
+    rng = np.random.default_rng(1)
+    win = {d: 20.0 + v for d, v in zip(days, rng.normal(0, 2, 20), strict=True)}
+    spans = {"selection": window, "report": None}
+    cut = {"A": _coin(win, {"momentum": dict.fromkeys(days, 1.0)})}
+    gated = pooled_report(cut, spans, ("heads", "family"))
+    versus = gated["criteria"][1]
+    assert "momentum" in versus["name"]
+    assert "baselines.rule=heads (gate=family)" in versus["name"]
+    assert versus["result"] == "PASS" and versus["gated"]
+    assert gated["verdict"].startswith("a significant edge over baselines gated by")
+    plain = pooled_report(cut, spans, ("uncorrected", "search"))
+    assert "baselines.rule=uncorrected (gate=search)" in plain["criteria"][1]["name"]
+    assert "gated" not in plain["verdict"]
+    uncut = {"A": _coin(win, {"always_long": dict.fromkeys(days, 1.0)})}
+    assert "gated" not in pooled_report(uncut, spans, ("heads", "family"))["verdict"]

@@ -136,12 +136,16 @@ class FleetArrays:
         """(B, H) ``net_h[t_idx, a_idx]``, computed on those cells alone where the net
         returns are derived (the same arithmetic, so the same values; no (T, N, H) grid)."""
         held = self.held("net_h")
-        if held is not None:
-            return held[t_idx, a_idx]
+        return self._net_cells(t_idx, a_idx, self.horizons) if held is None else held[t_idx, a_idx]
+
+    def _net_cells(
+        self, t_idx: np.ndarray, a_idx: np.ndarray, horizons: tuple[int, ...]
+    ) -> np.ndarray:
+        """(B, len(horizons)) ``_net``'s values on the cells ``(t_idx, a_idx)`` alone."""
         n_bars = len(self.close)
         entry = self.close[t_idx, a_idx]
-        net = np.empty((len(t_idx), len(self.horizons)))
-        for i, h in enumerate(self.horizons):
+        net = np.empty((len(t_idx), len(horizons)))
+        for i, h in enumerate(horizons):
             later = t_idx + h
             inside = later < n_bars  # a trade ending after the last bar has no return
             exit_price = np.full(len(t_idx), np.nan)
@@ -160,6 +164,22 @@ class FleetArrays:
         labels are derived (no (T, N, H) grid)."""
         held = self.held("label_h")
         return labels_of(self.net_at(t_idx, a_idx)) if held is None else held[t_idx, a_idx]
+
+    def label_at(self, t_idx: np.ndarray, a_idx: np.ndarray) -> np.ndarray:
+        """(B,) ``label[t_idx, a_idx]``, the first horizon's labels, computed on those
+        cells alone where the labels and their net returns are derived (no (T, N) grid)."""
+        held, net = self.held("label"), self.held("net_return")
+        if held is not None:
+            return held[t_idx, a_idx]
+        if net is not None:
+            return labels_of(net[t_idx, a_idx])
+        return labels_of(self._net_cells(t_idx, a_idx, self.horizons[:1])[:, 0])
+
+    def labelled(self) -> np.ndarray:
+        """(T, N) ``isfinite(label)``: the cells with a first-horizon label, from one read
+        of the net returns where the labels are derived (a label is NaN where they are)."""
+        held = self.held("label")
+        return np.isfinite(held) if held is not None else ~np.isnan(self.net_return)
 
     def gross_of(self, i: int) -> np.ndarray:
         """(T, N) float32 ``gross_h[..., i]``, the gross move of horizon ``horizons[i]``."""

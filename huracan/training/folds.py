@@ -171,7 +171,7 @@ class FoldData:
             inputs &= np.isfinite(self.across).all(-1)
         heads = self.groups[None, :] if self.group_rows is None else self.group_rows
         usable = inputs & (heads >= 0)
-        return usable & np.isfinite(arrays.label) if labelled else usable
+        return usable & arrays.labelled() if labelled else usable
 
     def samples(
         self, arrays: FleetArrays, rows: np.ndarray, valid: np.ndarray, lazy_inputs: bool = False
@@ -192,7 +192,7 @@ class FoldData:
             np.empty((len(t_idx), 0), np.float32) if lazy else self.inputs(t_idx, a_idx),
             self.channels[t_idx, a_idx],
             self.group_of(t_idx, a_idx),
-            arrays.label[t_idx, a_idx],
+            arrays.label_at(t_idx, a_idx),  # the cells' labels: no (T, N) grid per read
             self.weights[t_idx, a_idx],
         )
         if lazy:
@@ -476,9 +476,10 @@ def scored_baselines(
         leader = arrays.symbols[int(np.nanargmax(np.nanmedian(volume, 0)))]
     rule = baseline_options(cfg).rule
     rules = baseline_rules(cfg.thresholds, rule, arrays.timestamps_ns, cfg.seed)
+    net_h = arrays.net_h  # derived once: every baseline reads it (and LightGBM its labels)
     trades, scores = scored_baseline_trades(
         arrays.returns,
-        arrays.net_h,
+        net_h,
         arrays.horizons,
         folds,
         arrays.symbols.index(leader),
@@ -486,5 +487,5 @@ def scored_baselines(
     )
     shape = (len(arrays.horizons), *arrays.grid_shape)
     scores = {name: np.broadcast_to(score, shape) for name, score in scores.items()}
-    more_trades, more_scores = extra_baselines(arrays, folds, cfg, rules, validation)
+    more_trades, more_scores = extra_baselines(arrays, folds, cfg, rules, validation, net_h)
     return trades | more_trades, scores | more_scores

@@ -3,6 +3,8 @@ run as a whole (``FleetRun``), read by the report, the tests and the benches."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -10,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from huracan.clustering import ClusterResult
-from huracan.memory import file_backed, unmapped
+from huracan.memory import discard, file_backed, unmapped
 from huracan.training.arrays import FleetArrays, labels_of
 from huracan.validation import Fold
 
@@ -68,6 +70,12 @@ class Book:
         """Writes out the file-backed ``probability`` and ``scores`` and takes their pages
         out of the process's memory (``huracan.memory.unmapped``): between folds."""
         self.probability, self.scores = unmapped(self.probability), unmapped(self.scores)
+
+    def discard(self) -> None:
+        """Removes the files of a stored book (:meth:`empty` with ``stored``): a run that
+        fails before every fold is written leaves none behind."""
+        discard(self.probability)
+        discard(self.scores)
 
     @classmethod
     def at_horizon(
@@ -155,3 +163,15 @@ class FleetRun:
     ensemble: Book | None = None
     components: dict[str, Book] = field(default_factory=dict)
     ensemble_seconds: float = 0.0  # what the ensemble added: its components and meta-models
+
+    @contextmanager
+    def discarded_on_failure(self) -> Iterator[None]:
+        """Removes the stored books' files (:meth:`Book.discard`) if the block fails: the
+        folds not yet written would read as NaN, as if no model had predicted there."""
+        try:
+            yield
+        except BaseException:
+            for book in (self.model, self.without_factor):
+                if book is not None:
+                    book.discard()
+            raise

@@ -27,6 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 from huracan.config import build
 from huracan.data import GateReport
 from huracan.data.panel import Panel
+from huracan.errors import ConfigError
 from huracan.features.per_cluster import feature_sets
 from huracan.loggers import log_results, stage_logger
 from huracan.memory import release_memory
@@ -206,30 +207,32 @@ def run_hierarchical(
     if compare:
         run.without_factor = Book.empty(arrays, stored=out / "books" / "without_factor")
     make_trainer = instantiate(cfg.trainer)
-    previous = None
-    for fold in folds:
-        with timer(f"fold {fold.index + 1}/{len(folds)}") as note:
-            part = fold_arrays(arrays, panel, universe[fold.index])  # the fold's coins only
-            data = prepare_fold(part, fold, cfg, previous)
-            newcomers = None
-            if late[fold.index].any():
-                newcomers = admit_late(data, part, arrays, panel, late[fold.index], cfg, gates)
-            if newcomers is not None:  # scored on the test window from here on
-                universe[fold.index] |= np.isin(arrays.symbols, newcomers.arrays.symbols)
-            info = train_fold(data, part, cfg, out, make_trainer, run, compare, newcomers)
-            previous = data.clusters
-            del data, part, newcomers
-            for book in (run.model, run.without_factor):
-                if book is not None:  # the fold's results to disk, out of memory
-                    book.unmap()
-            release_memory()
-            sizes = "/".join(str(len(m)) for m in previous.cluster_members.values())
-            note(
-                f"train {fold.train_times[0]:%Y-%m-%d}..{fold.train_times[-1]:%Y-%m-%d}, "
-                f"test {fold.test_times[0]:%Y-%m-%d}..{fold.test_times[-1]:%Y-%m-%d}, "
-                f"{universe[fold.index].sum()} coins, clusters of {sizes}, "
-                f"{info['test_signals']} test signals"
-            )
+    # a failure before every fold is written removes the books' files (NaN-filled so far)
+    with run.discarded_on_failure():
+        previous = None
+        for fold in folds:
+            with timer(f"fold {fold.index + 1}/{len(folds)}") as note:
+                part = fold_arrays(arrays, panel, universe[fold.index])  # the fold's coins only
+                data = prepare_fold(part, fold, cfg, previous)
+                newcomers = None
+                if late[fold.index].any():
+                    newcomers = admit_late(data, part, arrays, panel, late[fold.index], cfg, gates)
+                if newcomers is not None:  # scored on the test window from here on
+                    universe[fold.index] |= np.isin(arrays.symbols, newcomers.arrays.symbols)
+                info = train_fold(data, part, cfg, out, make_trainer, run, compare, newcomers)
+                previous = data.clusters
+                del data, part, newcomers
+                for book in (run.model, run.without_factor):
+                    if book is not None:  # the fold's results to disk, out of memory
+                        book.unmap()
+                release_memory()
+                sizes = "/".join(str(len(m)) for m in previous.cluster_members.values())
+                note(
+                    f"train {fold.train_times[0]:%Y-%m-%d}..{fold.train_times[-1]:%Y-%m-%d}, "
+                    f"test {fold.test_times[0]:%Y-%m-%d}..{fold.test_times[-1]:%Y-%m-%d}, "
+                    f"{universe[fold.index].sum()} coins, clusters of {sizes}, "
+                    f"{info['test_signals']} test signals"
+                )
     with timer("baselines"):
         validation = run.baseline_validation if stacking else None
         run.baselines, run.baseline_scores = fleet_baselines(
@@ -326,6 +329,24 @@ def merged_score(
     return merged
 
 
+def _days(times: pd.DatetimeIndex) -> float:
+    return (times[-1] - times[0]) / pd.Timedelta(days=1) if len(times) else 0.0
+
+
+def empty_fold_error(fold: Fold, n_train: int, n_val: int, cfg: DictConfig) -> ConfigError:
+    """The error for a fold whose training or validation slice holds no labelled sample:
+    the split's doing (too short a history for its folds, or too high a floor)."""
+    floor = OmegaConf.select(cfg, "validation.min_val_days")
+    floor_note = f", validation.min_val_days {floor}" if floor else ""
+    return ConfigError(
+        f"fold {fold.index}: no usable training or validation samples: "
+        f"{_days(fold.train_times):.1f} training days ({len(fold.train)} rows, "
+        f"{n_train} samples) and {_days(fold.val_times):.1f} validation days "
+        f"({len(fold.val)} rows, {n_val} samples){floor_note}; lower "
+        "validation.min_val_days or use fewer folds"
+    )
+
+
 def train_fold(
     data: FoldData,
     arrays: FleetArrays,
@@ -361,7 +382,7 @@ def train_fold(
             np.concatenate([test_cols, extra_cols]),
         )
     if len(train["y"]) == 0 or len(val["y"]) == 0:
-        raise ValueError(f"fold {fold.index}: no usable training or validation samples")
+        raise empty_fold_error(fold, len(train["y"]), len(val["y"]), cfg)
     seed = cfg.seed + fold.index
     stage = f"fold {fold.index + 1}/{len(run.folds)}"
     # each stage logs to a run of its own: fold0_encoder, fold0_heads, ...

@@ -15,17 +15,25 @@ import numpy as np
 import pandas as pd
 
 from huracan import significance
+from huracan.baseline_rule import UNCUT
 from huracan.report import above, fmt
 
 DAYS_PER_YEAR = 365.25  # crypto trades every day: the pooled Sharpe is annualised by it
 
 
-def pooled_report(coin_metrics: dict[str, dict], windows: dict[str, list[str] | None]) -> dict:
+def pooled_report(
+    coin_metrics: dict[str, dict],
+    windows: dict[str, list[str] | None],
+    rule: tuple[str, str] | None = None,
+) -> dict:
     """The pooled figures, the criteria and a verdict.
 
     Args:
         coin_metrics: each coin's out-of-sample metrics of this run (its ``metrics.json``).
         windows: ``selection`` and ``report`` windows, ``[first, last]`` bar or None.
+        rule: the baselines' ``baselines.rule`` and the ``thresholds.gate`` their cuts were
+            chosen under (``baseline_rule.applied_gate``; ``search``: none), named in the
+            best-baseline criterion; a verdict over a gated baseline says so.
 
     Returns:
         ``strategies`` ({window: {strategy: figures}}: ``coins``, ``coins_traded``,
@@ -48,7 +56,7 @@ def pooled_report(coin_metrics: dict[str, dict], windows: dict[str, list[str] | 
         strategies[window] = {k: _pool(v, daily[window][k]) for k, v in books.items()}
     judged = "report" if strategies.get("report") else "selection"
     table = strategies.get(judged) or {}
-    criteria = _criteria(table, daily.get(judged, {}), judged)
+    criteria = _criteria(table, daily.get(judged, {}), judged, rule)
     return {
         "strategies": strategies,
         "baselines": {k: v for k, v in table.items() if k != "model"},
@@ -120,7 +128,9 @@ def _pool(items: list[dict], daily: pd.Series) -> dict:
     }
 
 
-def _criteria(table: dict, daily: dict[str, pd.Series], window: str) -> list[dict]:
+def _criteria(
+    table: dict, daily: dict[str, pd.Series], window: str, rule: tuple[str, str] | None
+) -> list[dict]:
     """Measured PASS/FAIL on ``window``; none PASSes on a loss or an unmeasured figure."""
     model = table.get("model")
     if model is None:
@@ -139,12 +149,15 @@ def _criteria(table: dict, daily: dict[str, pd.Series], window: str) -> list[dic
         diff = daily["model"].sub(daily[best], fill_value=0.0).to_numpy()
         by_day = model["by_day"] and table[best]["by_day"]
         t = _finite(significance.t_stat(diff)) if by_day else None
+        named = "" if rule is None else f"; baselines.rule={rule[0]} (gate={rule[1]})"
         criteria.append(
             {
                 "name": f"the models' profit > the best baseline's ({best}, {window} window, "
-                "t of the daily difference > 2)",
+                f"t of the daily difference > 2{named})",
                 "value": f"{fmt(model['net_bps'], 1)} vs {fmt(scores[best], 1)} bps, t {fmt(t, 2)}",
                 "passed": above(model["net_bps"], 0) and above(t, 2),
+                # a gated baseline trades less, also where it has an edge: a weaker peer
+                "gated": rule is not None and rule[1] != "search" and best not in UNCUT,
             }
         )
     for c in criteria:
@@ -167,6 +180,12 @@ def _verdict(model: dict | None, window: str, criteria: list[dict]) -> str:
     behind = [c for c in criteria if "best baseline" in c["name"] and not c["passed"]]
     if above(model["t_stat"], 2) and behind:
         kind = f"a significant profit but no edge over the best baseline ({behind[0]['value']})"
+    beaten = [c for c in criteria if "best baseline" in c["name"] and c["passed"]]
+    if above(model["t_stat"], 2) and not behind and any(c.get("gated") for c in beaten):
+        kind += (
+            " over baselines gated by the models' rule (weaker peers; baselines.rule="
+            "uncorrected shows the search without the gate)"
+        )
     return (
         f"{kind} in the {window} window: {model['n_trades']} trades of "
         f"{model['coins_traded']} coins, {fmt(model['net_bps'], 1)} bps net, t of daily P&L "

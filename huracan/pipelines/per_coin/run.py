@@ -45,6 +45,7 @@ import pandas as pd
 from hydra.utils import instantiate
 from omegaconf import DictConfig, open_dict
 
+from huracan.baseline_rule import applied_gate
 from huracan.coins import CoinJob
 from huracan.config import build
 from huracan.data import GateReport, Panel
@@ -71,6 +72,7 @@ from huracan.registry.roster import TABLE_FIELDS, format_table, roster_entry, wr
 from huracan.report import StageTimer
 from huracan.store import ArtifactNotFound, Store, content_hash
 from huracan.store.lock import run_lock
+from huracan.strong_baselines import baseline_options
 from huracan.training.arrays import build_fleet_arrays
 from huracan.training.fit import fit_encoder, fit_heads
 from huracan.training.folds import (
@@ -128,7 +130,9 @@ def run_per_coin(
     summary = run_summary(store, run_id, windows, report, bank, roster)
     results = {r.symbol: r for r in report}
     metrics = {j.symbol: run_output(store, j, results.get(j.symbol), "metrics") for j in jobs}
-    pooled = pooled_report(metrics, {"selection": selection, "report": report_window})
+    rule = baseline_options(cfg).rule
+    peers = (rule, applied_gate(cfg.thresholds, rule))  # the baselines' rule and gate
+    pooled = pooled_report(metrics, {"selection": selection, "report": report_window}, peers)
     log.info(
         "every coin's model beside the baselines, pooled over coins (same bars, each coin's "
         "test costs)\n%s",
