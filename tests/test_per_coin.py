@@ -139,12 +139,14 @@ def test_artifact_layout(first_run):
     assert summary["per_coin"]["counts"]["completed"] == len(symbols)
 
 
-def test_every_coins_checkpoint_stores_its_cut_rule_under_the_family_gate(first_run):
+def test_every_coins_checkpoint_stores_its_cut_rule_under_the_family_gate(tmp_path):
     """Under the default family gate a real per-coin job stores the rule it chose its cut
     by (``cut_rule``) in its checkpoint.json: what the Mechanic hands ``choose_coin_cut``
-    from a stored champion's description (``mechanic.coin``)."""
-    tmp, summary = first_run
+    from a stored champion's description (``mechanic.coin``). Its own run: ``first_run``
+    is under the uncorrected search."""
+    tmp = tmp_path
     cfg = per_coin_config(tmp)
+    summary, _ = train(cfg)
     assert cfg.thresholds.gate == "family"  # the default
     for symbol in summary["data"]["symbols"]:
         version = tmp / "artifacts" / "models" / symbol / "baseline_20240101"
