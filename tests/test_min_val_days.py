@@ -193,7 +193,7 @@ def test_a_floor_that_empties_a_fold_ends_the_command_with_one_line_exit_2(tmp_p
     output = run.stdout + run.stderr
     assert run.returncode == 2, output[-2000:]
     assert "Traceback" not in output
-    assert "fold 0: no usable" in output
+    assert "fold 1 (index 0): no usable" in output
     assert "validation.min_val_days 55" in output
     assert "lower validation.min_val_days or use fewer folds" in output
     assert "training days" in output and "validation days" in output

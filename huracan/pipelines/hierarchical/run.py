@@ -195,6 +195,8 @@ def run_hierarchical(
     late = np.zeros_like(universe)
     if late_mode(cfg) == "assign":  # too new to cluster: assigned one (training.late)
         late = late_candidates(gates, arrays, folds, universe, min_bars)
+    compare = cfg.report.compare_without_factor and build(cfg.factor).n_factors > 0
+    make_trainer = instantiate(cfg.trainer)  # before any book's file is created
     run = FleetRun(
         arrays=arrays,
         folds=folds,
@@ -203,12 +205,10 @@ def run_hierarchical(
         test_rows=np.concatenate([f.test for f in folds]),
         universe=universe,
     )
-    compare = cfg.report.compare_without_factor and build(cfg.factor).n_factors > 0
-    if compare:
-        run.without_factor = Book.empty(arrays, stored=out / "books" / "without_factor")
-    make_trainer = instantiate(cfg.trainer)
     # a failure before every fold is written removes the books' files (NaN-filled so far)
     with run.discarded_on_failure():
+        if compare:
+            run.without_factor = Book.empty(arrays, stored=out / "books" / "without_factor")
         previous = None
         for fold in folds:
             with timer(f"fold {fold.index + 1}/{len(folds)}") as note:
@@ -338,12 +338,17 @@ def empty_fold_error(fold: Fold, n_train: int, n_val: int, cfg: DictConfig) -> C
     the split's doing (too short a history for its folds, or too high a floor)."""
     floor = OmegaConf.select(cfg, "validation.min_val_days")
     floor_note = f", validation.min_val_days {floor}" if floor else ""
+    advice = (
+        "lower validation.min_val_days or use fewer folds"
+        if floor
+        else "use fewer folds or a longer history (the features' warm-up and the labels "
+        "need bars before and after each sample)"
+    )
     return ConfigError(
-        f"fold {fold.index}: no usable training or validation samples: "
-        f"{_days(fold.train_times):.1f} training days ({len(fold.train)} rows, "
+        f"fold {fold.index + 1} (index {fold.index}): no usable training or validation "
+        f"samples: {_days(fold.train_times):.1f} training days ({len(fold.train)} rows, "
         f"{n_train} samples) and {_days(fold.val_times):.1f} validation days "
-        f"({len(fold.val)} rows, {n_val} samples){floor_note}; lower "
-        "validation.min_val_days or use fewer folds"
+        f"({len(fold.val)} rows, {n_val} samples){floor_note}; {advice}"
     )
 
 
