@@ -11,9 +11,11 @@ half of the heads at 0 bps), so it flatters the baselines' trade counts and, whe
 search found noise, their losses; a gated baseline is the fair peer of a gated head, and a
 weaker one: it trades less, also where it has an edge.
 
-Baselines without a cut (``never_trade``, ``always_long``, the long-short book's top-k
-ranks) follow no rule. The per-coin pipeline's models choose by the same rule
-(``huracan.coin_rule``), so there too ``heads`` gates the baselines as it gates the models.
+Baselines without a cut (``never_trade``, ``always_long``: ``UNCUT``) follow no rule, and
+neither does the long-short book, which ranks every score top-k with no cut; the ranked
+baselines (momentum, reversal) do choose their long-only cut by it. The per-coin
+pipeline's models choose by the same rule (``huracan.coin_rule``), so there too ``heads``
+gates the baselines as it gates the models.
 """
 
 from __future__ import annotations
@@ -103,6 +105,12 @@ def check_rule(rule: str) -> None:
 
 # the baselines that trade without a cut, so follow no rule
 UNCUT = ("never_trade", "always_long")
+
+
+def gated_peer(best: str, gate: str) -> bool:
+    """Whether the best baseline ``best`` had its cut gated: a gate ran (``gate`` not
+    ``search``) and the baseline has a cut to choose (a weaker peer, said so in verdicts)."""
+    return gate != "search" and best not in UNCUT
 
 
 def applied_gate(thresholds: DictConfig, rule: str) -> str:

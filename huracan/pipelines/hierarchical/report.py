@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from sklearn.metrics import adjusted_rand_score
 
 from huracan import significance
-from huracan.baseline_rule import UNCUT, applied_gate
+from huracan.baseline_rule import applied_gate, gated_peer
 from huracan.clustering import fold_agreement
 from huracan.data.panel import Panel
 from huracan.io import atomic_write_text, plain
@@ -243,7 +243,7 @@ def baseline_peer(best: str, rule: str, gate: str) -> tuple[str, bool]:
         f"model's profit > the best baseline's ({best}, significant; "
         f"baselines.rule={rule} (gate={gate}))"
     )
-    return name, gate != "search" and best not in UNCUT
+    return name, gated_peer(best, gate)
 
 
 def _versus(name: str, run: FleetRun, columns: np.ndarray, group: dict, other: str) -> dict:

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from huracan import significance
-from huracan.baseline_rule import UNCUT
+from huracan.baseline_rule import gated_peer
 from huracan.report import above, fmt
 
 DAYS_PER_YEAR = 365.25  # crypto trades every day: the pooled Sharpe is annualised by it
@@ -157,7 +157,7 @@ def _criteria(
                 "value": f"{fmt(model['net_bps'], 1)} vs {fmt(scores[best], 1)} bps, t {fmt(t, 2)}",
                 "passed": above(model["net_bps"], 0) and above(t, 2),
                 # a gated baseline trades less, also where it has an edge: a weaker peer
-                "gated": rule is not None and rule[1] != "search" and best not in UNCUT,
+                "gated": rule is not None and gated_peer(best, rule[1]),
             }
         )
     for c in criteria:
