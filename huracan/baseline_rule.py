@@ -107,18 +107,28 @@ def check_rule(rule: str) -> None:
 UNCUT = ("never_trade", "always_long")
 
 
-def gated_peer(best: str, gate: str) -> bool:
-    """Whether the best baseline ``best`` had its cut gated: a gate ran (``gate`` not
-    ``search``) and the baseline has a cut to choose (a weaker peer, said so in verdicts)."""
-    return gate != "search" and best not in UNCUT
+def gated_peer(best: str, gate: str | None) -> bool:
+    """Whether the best baseline ``best`` had its cut gated: a gate ran (``gate`` neither
+    ``search`` nor None) and the baseline has a cut to choose (a weaker peer, said so in
+    verdicts)."""
+    return gate not in ("search", None) and best not in UNCUT
 
 
-def applied_gate(thresholds: DictConfig, rule: str) -> str:
-    """The ``thresholds.gate`` the baselines' cuts are chosen under (``search``: no gate)."""
+def applied_gate(thresholds: DictConfig | None, rule: str) -> str | None:
+    """The ``thresholds.gate`` the baselines' cuts are chosen under (``search``: no gate,
+    also where ``thresholds`` has no ``gate``: the rule then runs without one). None where
+    there are no ``thresholds`` (a hand-made config): no rule of its chose a cut."""
     check_rule(rule)
+    if thresholds is None:
+        return None
     if rule == "uncorrected":
         return "search"
     return str(thresholds.get("gate", "search"))
+
+
+def gate_label(gate: str | None) -> str:
+    """``gate=...`` as reports name it, or that no rule was recorded (``applied_gate``)."""
+    return "no thresholds: no gate" if gate is None else f"gate={gate}"
 
 
 def baseline_rules(

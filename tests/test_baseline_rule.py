@@ -237,3 +237,22 @@ def test_uncorrected_turns_the_gate_off_in_a_struct_config_without_the_key():
     plain = baseline_rules(thresholds, "uncorrected", np.zeros(1), 0)
     assert plain.thresholds.gate == "search"
     assert "gate" not in thresholds
+
+
+def test_a_config_without_thresholds_names_no_gate():
+    """A hand-made config without ``thresholds``: no rule of its chose a cut, so the
+    best-baseline criterion says so instead of ``gate=search`` and claims no gated peer."""
+    from huracan.pipelines.hierarchical.report import baseline_peer
+    from huracan.pipelines.per_coin.report import _criteria
+
+    assert applied_gate(None, "heads") is None and applied_gate(None, "uncorrected") is None
+    name, gated = baseline_peer("logistic", "heads", None)
+    assert name.endswith("baselines.rule=heads (no thresholds: no gate))") and gated is False
+    assert "gate=search" not in name
+    model = {"net_bps": 50.0, "t_stat": 3.0, "n_trades": 40, "by_day": True}
+    daily = {k: pd.Series([1.0, 2.0, 3.0]) for k in ("model", "logistic")}
+    table = {"model": model, "logistic": {"net_bps": 10.0, "by_day": True}}
+    _, against = _criteria(table, daily, "selection", ("heads", None))
+    assert "(no thresholds: no gate)" in against["name"] and against["gated"] is False
+    _, gated_row = _criteria(table, daily, "selection", ("heads", "family"))
+    assert "(gate=family)" in gated_row["name"] and gated_row["gated"] is True

@@ -508,3 +508,38 @@ def test_a_drop_both_checks_see_is_warned_once(trained, tmp_path, caplog):
     assert entry["retrain_due"] is True
     (warning,) = [r.getMessage() for r in caplog.records if "cluster drift below" in r.message]
     assert warning.count("ARI") == 1 and "tree [2, 4] level 0" in warning
+
+
+def test_flat_champions_of_two_runs_are_compared_run_by_run(trained, tmp_path):
+    """A flat roster whose champions come from two runs, the second numbering the same
+    partition the other way round: a cluster id of one run means nothing in the other, so
+    each run is compared with the window's clustering on its own coins (both 1.0, nothing
+    due); read as one numbering the two runs disagreed (ARI < 1)."""
+    from huracan.pipelines.mechanic.drift import run_drift
+
+    cfg = run_config(tmp_path, "pipeline=mechanic", *MARKET, "drift.cluster_window_days=20")
+    now = fit_clusters(trained.arrays, _drift_rows(trained), cfg).cluster_map
+    top = max(now.values())
+    symbols = sorted(now)
+    run_of = {s: "second" if i % 2 else "first" for i, s in enumerate(symbols)}
+    before = {s: top - c if run_of[s] == "second" else c for s, c in now.items()}
+    assert len(set(now.values())) >= 2
+    models = {
+        s: SimpleNamespace(
+            description={"cluster": before[s], "config": {"pipeline": {"run_id": run_of[s]}}}
+        )
+        for s in symbols
+    }
+    fleet = SimpleNamespace(models=models, roster={"entries": []})
+    market = SimpleNamespace(
+        panel=trained.panel, arrays=trained.arrays, trained=trained.cfg, version_id="pinned"
+    )
+    entry = cluster_drift(LocalStore(tmp_path / "store"), fleet, market, cfg)
+
+    assert [r["run_id"] for r in entry["runs"]] == ["first", "second"]  # most coins first
+    for compared in entry["runs"]:
+        assert compared["coins"] == [s for s in symbols if run_of[s] == compared["run_id"]]
+        assert (compared["ari"], compared["moved"], compared["retrain_due"]) == (1.0, [], False)
+    assert entry["ari"] == 1.0 and entry["retrain_due"] is False
+    mixed = run_drift(before, {}, now)  # no run recorded: one numbering, as before the fix
+    assert [r["run_id"] for r in mixed] == [None] and mixed[0]["ari"] < 1.0

@@ -23,7 +23,7 @@ import pandas as pd
 from omegaconf import DictConfig
 
 from huracan import significance
-from huracan.baseline_rule import applied_gate
+from huracan.baseline_rule import applied_gate, gate_label
 from huracan.pipelines.hierarchical.ensemble import ensemble_config, ensemble_folds
 from huracan.pipelines.hierarchical.factor_report import book_config
 from huracan.report import fmt
@@ -56,7 +56,7 @@ def ensemble_section(
     horizon = str(book_config(cfg).horizon(run.arrays.horizons))
     names = component_names(run, everything)
     rule = baseline_options(cfg).rule
-    gate = applied_gate(cfg.thresholds, rule)
+    gate = applied_gate(cfg.get("thresholds"), rule)
     table = {}
     for name in [*names, "ensemble"]:
         pnl = everything[name]
@@ -73,7 +73,7 @@ def ensemble_section(
     t = significance.t_stat(daily("ensemble") - daily(best_pnl))
     # the LightGBM row is the baseline's book: its trades depend on the baselines' rule
     chosen_by = (
-        f"; baseline_lightgbm's cut by baselines.rule={rule} (gate={gate})"
+        f"; baseline_lightgbm's cut by baselines.rule={rule} ({gate_label(gate)})"
         if "baseline_lightgbm" in names
         else ""
     )

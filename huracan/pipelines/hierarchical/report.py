@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from sklearn.metrics import adjusted_rand_score
 
 from huracan import significance
-from huracan.baseline_rule import applied_gate, gated_peer
+from huracan.baseline_rule import applied_gate, gate_label, gated_peer
 from huracan.clustering import fold_agreement
 from huracan.data.panel import Panel
 from huracan.io import atomic_write_text, plain
@@ -175,7 +175,7 @@ def success_criteria(
         },
     ]
     rule = baseline_options(cfg).rule
-    gate = applied_gate(cfg.get("thresholds") or OmegaConf.create(), rule)  # none: no gate
+    gate = applied_gate(cfg.get("thresholds"), rule)
     criteria += _comparisons(run, clusters, modal, rule, gate)
     profit = above(overall["net_bps"], 0)
     for c in criteria:
@@ -200,7 +200,7 @@ def diagnostics(run: FleetRun, cfg: DictConfig) -> list[dict]:
 
 
 def _comparisons(
-    run: FleetRun, clusters: dict, modal: np.ndarray, rule: str, gate: str
+    run: FleetRun, clusters: dict, modal: np.ndarray, rule: str, gate: str | None
 ) -> list[dict]:
     """The criteria against another strategy: without the factor, the best baseline and
     (on the synthetic market) the oracle. The baseline's criterion names the rule and the
@@ -236,12 +236,12 @@ def _comparisons(
     return criteria
 
 
-def baseline_peer(best: str, rule: str, gate: str) -> tuple[str, bool]:
+def baseline_peer(best: str, rule: str, gate: str | None) -> tuple[str, bool]:
     """The best-baseline criterion's name, and whether that baseline's cut was gated (a
-    gate ran, ``gate`` not ``search``, and the baseline has a cut to choose)."""
+    gate ran, ``gate`` neither ``search`` nor None, and the baseline has a cut to choose)."""
     name = (
         f"model's profit > the best baseline's ({best}, significant; "
-        f"baselines.rule={rule} (gate={gate}))"
+        f"baselines.rule={rule} ({gate_label(gate)}))"
     )
     return name, gated_peer(best, gate)
 

@@ -15,6 +15,12 @@ most, by the assignment that maximises the overlap). Every re-clustering appends
 ``meta/cluster_history.json`` (rewritten whole, atomically); an ARI below
 ``drift.min_cluster_ari`` says that a full retrain is due.
 
+A cluster number means nothing outside the run whose clustering fitted it. Flat champions
+from several per-coin runs (one coin retrained later, each checkpoint's config naming its
+``pipeline.run_id``) are compared run by run (``runs``: each run's coins, ARI and moved
+coins, most coins first; ``ari`` and ``moved`` are the first run's), and a run below the
+ARI makes the retrain due; coins whose config names no run are compared as one run.
+
 A roster whose champions carry a level tree (``cluster=hierarchy``) keeps it: a tree fitted
 afresh on the same window, under the champions' own cluster config, is compared level by
 level with the one they carry (``levels``: ARI and moved coins per level), and any level
@@ -124,10 +130,17 @@ def cluster_drift(store: Store, fleet: Fleet, market: Market, cfg: DictConfig) -
         entry["clusters"] = {s: int(c) for s, c in sorted(result.cluster_map.items())}
         # one clustering's numbers only: champions of other trees (or runs) number theirs
         # their own way, and mixing them would read a relabelling as drift
-        roster = trees[0].coins if trees else list(before)
-        trained = {s: before[s] for s in roster if before.get(s, -1) >= 0}
-        _compare(entry, trained, entry["clusters"])
-        entry["retrain_due"] = entry["ari"] is not None and entry["ari"] < options.min_cluster_ari
+        if trees:
+            trained = {s: before[s] for s in trees[0].coins if before.get(s, -1) >= 0}
+            _compare(entry, trained, entry["clusters"])
+        else:
+            entry["runs"] = run_drift(before, trained_runs(store, fleet), entry["clusters"])
+            entry["runs"] = [r | {"retrain_due": _due(r, options)} for r in entry["runs"]]
+            first = entry["runs"][0] if entry["runs"] else {"ari": None, "moved": []}
+            entry |= {"ari": first["ari"], "moved": first["moved"]}
+        entry["retrain_due"] = _due(entry, options) or any(
+            r["retrain_due"] for r in entry.get("runs", [])
+        )
     if trees:
         entry["trees"] = [  # the first tree's first level is the one fitted above
             tree_drift(tree, result if i == 0 else None, market, rows, options.min_cluster_ari)
@@ -318,15 +331,49 @@ def _membership(level: dict) -> dict[str, int]:
 def trained_clusters(store: Store, fleet: Fleet) -> dict[str, int]:
     """Each roster coin's cluster as its model was trained: its champion's checkpoint, or
     (a coin without a champion) its newest complete version's."""
-    out = {s: int(m.description.get("cluster", -1)) for s, m in fleet.models.items()}
+    return {s: int(d.get("cluster", -1)) for s, d in trained_descriptions(store, fleet).items()}
+
+
+def trained_runs(store: Store, fleet: Fleet) -> dict[str, str | None]:
+    """Each roster coin's training run, whose clustering numbered its ``cluster``: the
+    ``pipeline.run_id`` of its checkpoint's config (a Mechanic version keeps the config of
+    the version it was fine-tuned from); None where the config names none."""
+    return {
+        s: (d.get("config", {}).get("pipeline") or {}).get("run_id")
+        for s, d in trained_descriptions(store, fleet).items()
+    }
+
+
+def trained_descriptions(store: Store, fleet: Fleet) -> dict[str, dict]:
+    """Each roster coin's checkpoint description: its champion's, or (a coin without a
+    champion) its newest complete version's."""
+    out = {s: m.description for s, m in fleet.models.items()}
     for entry in fleet.roster["entries"]:
         symbol = entry["symbol"]
         stored = [p for p in versions(store, symbol) if is_complete(store, p, False)]
         if symbol in out or not stored:
             continue
-        description = store.read_json(f"{stored[-1]}/checkpoint.json")
-        out[symbol] = int(description.get("cluster", -1))
+        out[symbol] = store.read_json(f"{stored[-1]}/checkpoint.json")
     return out
+
+
+def run_drift(
+    before: dict[str, int], runs: dict[str, str | None], now: dict[str, int]
+) -> list[dict]:
+    """The new clustering against each training run's own (a cluster number means nothing
+    outside the run that fitted it): per run with clustered coins, most coins first (ties:
+    roster order), its ``run_id`` (None: not recorded, its coins compared as one run),
+    ``coins``, ARI and moved coins (``_compare``)."""
+    groups: dict[str | None, dict[str, int]] = {}
+    for symbol, cluster in before.items():
+        if cluster >= 0:
+            groups.setdefault(runs.get(symbol), {})[symbol] = cluster
+    ordered = sorted(groups.items(), key=lambda group: -len(group[1]))  # stable for ties
+    return [_compare({"run_id": run, "coins": list(old)}, old, now) for run, old in ordered]
+
+
+def _due(compared: dict, options: DictConfig) -> bool:
+    return compared["ari"] is not None and compared["ari"] < options.min_cluster_ari
 
 
 def moved_coins(symbols: list[str], old: list[int], new: list[int]) -> list[str]:

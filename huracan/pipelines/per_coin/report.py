@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from huracan import significance
-from huracan.baseline_rule import gated_peer
+from huracan.baseline_rule import gate_label, gated_peer
 from huracan.report import above, fmt
 
 DAYS_PER_YEAR = 365.25  # crypto trades every day: the pooled Sharpe is annualised by it
@@ -24,7 +24,7 @@ DAYS_PER_YEAR = 365.25  # crypto trades every day: the pooled Sharpe is annualis
 def pooled_report(
     coin_metrics: dict[str, dict],
     windows: dict[str, list[str] | None],
-    rule: tuple[str, str] | None = None,
+    rule: tuple[str, str | None] | None = None,
 ) -> dict:
     """The pooled figures, the criteria and a verdict.
 
@@ -129,7 +129,7 @@ def _pool(items: list[dict], daily: pd.Series) -> dict:
 
 
 def _criteria(
-    table: dict, daily: dict[str, pd.Series], window: str, rule: tuple[str, str] | None
+    table: dict, daily: dict[str, pd.Series], window: str, rule: tuple[str, str | None] | None
 ) -> list[dict]:
     """Measured PASS/FAIL on ``window``; none PASSes on a loss or an unmeasured figure."""
     model = table.get("model")
@@ -149,7 +149,7 @@ def _criteria(
         diff = daily["model"].sub(daily[best], fill_value=0.0).to_numpy()
         by_day = model["by_day"] and table[best]["by_day"]
         t = _finite(significance.t_stat(diff)) if by_day else None
-        named = "" if rule is None else f"; baselines.rule={rule[0]} (gate={rule[1]})"
+        named = "" if rule is None else f"; baselines.rule={rule[0]} ({gate_label(rule[1])})"
         criteria.append(
             {
                 "name": f"the models' profit > the best baseline's ({best}, {window} window, "

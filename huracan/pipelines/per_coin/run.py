@@ -131,7 +131,7 @@ def run_per_coin(
     results = {r.symbol: r for r in report}
     metrics = {j.symbol: run_output(store, j, results.get(j.symbol), "metrics") for j in jobs}
     rule = baseline_options(cfg).rule
-    peers = (rule, applied_gate(cfg.thresholds, rule))  # the baselines' rule and gate
+    peers = (rule, applied_gate(cfg.get("thresholds"), rule))  # the baselines' rule and gate
     pooled = pooled_report(metrics, {"selection": selection, "report": report_window}, peers)
     log.info(
         "every coin's model beside the baselines, pooled over coins (same bars, each coin's "
