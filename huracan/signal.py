@@ -18,8 +18,7 @@ live walk-through's demo).
 DIR holds one <SYMBOL>.csv | .csv.gz | .parquet file per coin (the input contract of
 data=csv), with the latest bars of every roster coin and of the market factor's members:
 the probability needs the last W bars (the warm-up of the champions' own preprocessing:
-FFD window, longest look-back), the drift score W + drift window - 1 (both printed); a
-coin listed within them is served from its first bar, once its inputs have values.
+FFD window, longest look-back), the drift score W + drift window - 1 (both printed).
 One row per roster coin: probability, threshold, trade (true only when the probability
 reaches the threshold and nothing stands in the way), the reasons when it does not, the
 horizon in bars, the champion's out-of-sample net return per trade after its costs

@@ -92,7 +92,6 @@ SLOW_MODULES = {
     "test_serve_hierarchy",
     "test_signal",
     "test_signal_live",
-    "test_signal_young",
     "test_store_fencing",
     "test_threads",
     "test_wheel",

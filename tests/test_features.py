@@ -13,7 +13,7 @@ from sklearn.exceptions import NotFittedError
 from huracan.data import Panel, SyntheticMarket
 from huracan.errors import ConfigError
 from huracan.features.scaling import PanelScaler
-from huracan.features.technical import FEATURES, compute_features, first_value_bars
+from huracan.features.technical import compute_features
 
 
 @pytest.fixture(scope="module")
@@ -243,22 +243,3 @@ def test_a_lag_longer_than_the_rows_is_all_fill():
     values = np.arange(10.0).reshape(5, 2)
     assert np.isnan(lag(values, 24)).all() and lag(values, 5).shape == (5, 2)
     np.testing.assert_array_equal(lag(values, 2)[2:], values[:3])
-
-
-def test_first_value_bars_are_where_each_feature_first_has_a_value():
-    """On a coin listed part-way (gap-free, traded every bar), each feature's first value
-    comes exactly ``first_value_bars`` bars into its life, its first bar counted."""
-    panel = SyntheticMarket(n_assets=3, years=0.08, n_clusters=1, seed=2).load()
-    listed = 40
-    bars = {k: v.copy() for k, v in panel.bars.items()}
-    for values in bars.values():
-        values[:listed, 1] = np.nan
-    panel = replace(panel, bars=bars)
-    assert not panel.filled[:, 1].any() and (panel.volume[listed:, 1] > 0).all()
-    names = [n for n in FEATURES if n != "spread"]
-    needs = first_value_bars(names)
-    for name in names:
-        values, _ = compute_features(panel, [name])
-        known = np.isfinite(values[:, 1, :]).all(axis=1)  # (T,) every column of the feature
-        assert int(np.argmax(known)) - listed + 1 == needs[name], name
-        assert known[int(np.argmax(known)) :].all(), name

@@ -320,39 +320,3 @@ def warmup_bars(
         "spread": 1,
     }
     return max(needs[name] for name in names)
-
-
-def first_value_bars(
-    names: Sequence[str] | None = None,
-    windows: FeatureWindows | Mapping[str, object] | None = None,
-) -> dict[str, int]:
-    """Bars of a coin's life, its first bar included, before each named feature first has
-    a value on gap-free bars with volume (the ``min_periods`` of its windows and EMAs).
-
-    :func:`warmup_bars` is when a value no longer depends on where the history starts;
-    this is when there is a value at all. A coin served from its first bar (its EMAs start
-    there in training too) needs only this.
-
-    Args:
-        names: features as in :func:`compute_features` (None: all of them).
-        windows: look-back lengths (None keeps the defaults).
-
-    Returns:
-        Feature name -> bars.
-    """
-    windows = _as_windows(windows)
-    names = list(FEATURES) if names is None else list(names)
-    _check_names(names)
-    needs = {
-        "returns": max(windows.return_horizons) + 1,
-        "realized_vol": windows.volatility + 1,  # a window of one-bar returns
-        "parkinson_vol": windows.volatility,
-        "garman_klass_vol": windows.volatility,
-        "rsi": windows.rsi + 1,  # an EMA of one-bar changes
-        "macd": windows.macd_slow + windows.macd_signal - 1,  # the histogram's signal line
-        "atr": windows.atr,  # the first true range is the bar's own range
-        "bollinger": windows.bollinger,
-        "volume_z": max(2, windows.volume // 2) + 1,  # half a window of earlier bars
-        "spread": 1,
-    }
-    return {name: needs[name] for name in names}

@@ -287,13 +287,11 @@ class Fleet:
 
         Only the last ``bars_needed`` bars are used, so a longer history gives the same
         answer; the probability needs only the last ``warmup_bars`` of them, the drift
-        score the rest (it is None with fewer). A coin without a full, gap-free warm-up
-        (a coin listed within the bars read needs only its inputs' first values:
-        ``_short_history``), without a bar at the latest time, drifted (``drift`` >
-        ``max_psi``, unless ``drift_action`` is ``warn``), with an expired or unusable
-        champion, or one the roster does not let trade gets ``trade=False`` and its
-        ``reasons``; probability is None when its inputs are not those the model was
-        trained with.
+        score the rest (it is None with fewer). A coin without a full, gap-free warm-up,
+        without a bar at the latest time, drifted (``drift`` > ``max_psi``, unless
+        ``drift_action`` is ``warn``), with an expired or unusable champion, or one the
+        roster does not let trade gets ``trade=False`` and its ``reasons``; probability
+        is None when its inputs are not those the model was trained with.
 
         A bar still in progress (its open time plus the bar length after ``now``) is
         never taken as the latest: only closed bars are read. A coin whose file has a bad
@@ -410,34 +408,10 @@ class Fleet:
             return ["latest bar forward-filled: nothing traded"]
         if have < model.warmup:
             first = int(np.argmax(np.isfinite(close)))
-            if not np.isfinite(close[first:]).all():
-                return [f"gap: {model.warmup - have} of the last {model.warmup} bars missing"]
-            return self._short_history(panel, t, j, t + 1 - have, model)
+            if np.isfinite(close[first:]).all():
+                return [f"warm-up: {have} bars since listing, {model.warmup} needed"]
+            return [f"gap: {model.warmup - have} of the last {model.warmup} bars missing"]
         return []
-
-    def _short_history(self, panel: Panel, t: int, j: int, row: int, model: CoinModel) -> list:
-        """Why coin ``j``, with bars from row ``row`` to ``t`` only (fewer than its warm-up),
-        cannot be scored at ``t``, if so.
-
-        The bars read hold at least the warm-up (``_bar_reasons``), so they begin before
-        its first bar: where they hold no bar of it before that one, the source had none
-        (its listing, or the source's first bar for it). Training started its EMAs and
-        windows there too, so its inputs are the trained ones once each has a value
-        (``CoinModel.first_values``). Bars of it before a hole are a gap: its EMAs
-        remember them, so it needs the whole warm-up."""
-        lo = max(t + 1 - self.bars_needed, 0)  # the bars a per-bar call reads
-        since = t - row + 1
-        if np.isfinite(panel.close[lo:row, j]).any():
-            return [f"gap: {model.warmup - since} of the last {model.warmup} bars missing"]
-        need, slowest = model.first_values
-        if since >= need:
-            return []
-        days = since * panel.bar_seconds / 86400
-        return [
-            f"warm-up: {since} bars of {panel.timeframe} ({days:.3g} days) since its "
-            f"first bar {panel.timestamps[row]:%Y-%m-%d %H:%M}; its inputs need {need} "
-            f"({slowest})"
-        ]
 
     def drift(self, bars: Panel | str | Path, now: pd.Timestamp | None = None) -> pd.DataFrame:
         """Each coin's PSI per input over the last ``drift_window`` bars (coins x inputs).

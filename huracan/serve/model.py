@@ -3,10 +3,7 @@
 Everything comes from the model version's own files (``checkpoint.json`` and
 ``weights.safetensors``, checked against its manifest) and the champion pointer; nothing
 is refitted. The warm-up (bars the latest signal needs) follows from that state: the FFD
-window of the coin's order d, the longest technical look-back, the factor's lags. A coin
-whose first bar is among the bars read needs less of its own: training started its EMAs
-and windows at that bar too, so its inputs are the trained ones as soon as each has a value
-(``first_values``: the longest window, the FFD window).
+window of the coin's order d, the longest technical look-back, the factor's lags.
 """
 
 from __future__ import annotations
@@ -21,7 +18,7 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from huracan.features.fracdiff import for_features
-from huracan.features.technical import first_value_bars, warmup_bars
+from huracan.features.technical import warmup_bars
 from huracan.hierarchy import FactorTree
 from huracan.models import FleetModule
 from huracan.models.checkpoint import META, WEIGHTS, module_from_files
@@ -49,9 +46,6 @@ class CoinModel:
         horizon: bars a trade is held.
         data_end: the last bar the model saw in training (validation included).
         warmup: bars of history its latest input needs.
-        first_values: bars of a coin's life, its first bar included, before every input
-            has a value, and the input that needs the most (a coin served from its first
-            bar needs only these; ``first_values``).
         expected_net_bps: its out-of-sample net return per trade, after its costs.
         roster: its roster entry.
         encoder_key: hash of its encoder weights (coins sharing one are scored together).
@@ -66,7 +60,6 @@ class CoinModel:
     horizon: int
     data_end: pd.Timestamp
     warmup: int
-    first_values: tuple[int, str]
     expected_net_bps: float | None
     roster: dict
     encoder_key: str
@@ -172,7 +165,6 @@ def load_coin(store: Store, entry: dict, ema_tolerance: float) -> CoinModel:
         horizon=int(cfg["labels"]["horizon"]),
         data_end=pd.Timestamp(description["data_end"]),
         warmup=coin_warmup(description, ema_tolerance),
-        first_values=first_values(description),
         expected_net_bps=expected_net_bps(pointer),
         roster=entry,
         encoder_key=encoder_key,
@@ -217,21 +209,3 @@ def coin_warmup(description: dict, ema_tolerance: float) -> int:
     if description["factor"]["method"] == "weighted_mean":
         factor_need += int(factor["volume_window"])
     return max(need, factor_need)
-
-
-def first_values(description: dict) -> tuple[int, str]:
-    """Bars of a coin's life, its first bar included, before every input of this model
-    has a value, and the input that needs the most: the technical features' windows, the
-    FFD window, the factor residual's one-bar return. The market factor's own channels
-    read the factor's members, not the coin, and are never missing."""
-    features = description["config"]["features"]
-    names = features.get("names")
-    needs = first_value_bars(None if names is None else list(names), features.get("windows"))
-    d = description.get("fracdiff_d")
-    if features.get("fracdiff") and d is not None:
-        bar = pd.Timedelta(trained_timeframe(description)).total_seconds()
-        needs["fracdiff"] = int(for_features(features, bar).with_orders([d]).window_[0])
-    if description["factor"].get("residual"):
-        needs["factor_residual"] = 2
-    slowest = max(needs, key=needs.get)
-    return needs[slowest], slowest
