@@ -25,7 +25,7 @@ import huracan.pipelines.per_coin.run as per_coin_run
 from huracan.config import build
 from huracan.errors import ConfigError
 from huracan.hierarchy import FactorTree, fit_tree
-from huracan.pipelines.mechanic.drift import cluster_drift, level_drift
+from huracan.pipelines.mechanic.drift import cluster_drift, level_drift, warn_retrain
 from huracan.pipelines.per_coin.history import history_gap
 from huracan.run import train
 from huracan.serve import Fleet, ServeConfig
@@ -543,3 +543,18 @@ def test_flat_champions_of_two_runs_are_compared_run_by_run(trained, tmp_path):
     assert entry["ari"] == 1.0 and entry["retrain_due"] is False
     mixed = run_drift(before, {}, now)  # no run recorded: one numbering, as before the fix
     assert [r["run_id"] for r in mixed] == [None] and mixed[0]["ari"] < 1.0
+
+
+def test_the_retrain_warning_names_each_run_below_the_ari(caplog):
+    entry = {
+        "ari": 1.0,  # the first run's: the second run's drop must still be named
+        "moved": [],
+        "runs": [
+            {"run_id": "first", "ari": 1.0, "moved": [], "retrain_due": False},
+            {"run_id": "second", "ari": 0.0, "moved": ["B"], "retrain_due": True},
+        ],
+    }
+    with caplog.at_level(logging.WARNING, logger="huracan"):
+        warn_retrain(entry, 0.5)
+    assert "run second ARI 0.0 (moved: B)" in caplog.text
+    assert "run first" not in caplog.text and ": : " not in caplog.text

@@ -170,7 +170,8 @@ def drift_rows(timestamps: pd.DatetimeIndex, options: DictConfig, configs: list)
 
 def warn_retrain(entry: dict, min_ari: float) -> None:
     """Logs each check below ``min_ari``, once: the roster-wide one is the first tree's
-    level 0 on its champions, so it is left out where that level is listed."""
+    level 0 on its champions, so it is left out where that level is listed; flat champions
+    of several runs are named run by run."""
     first = entry.get("trees", [{"levels": [{}]}])[0]["levels"][:1]
     fired = [
         (f"tree {tree['cluster_levels']} level {v['level']}", v)
@@ -178,7 +179,10 @@ def warn_retrain(entry: dict, min_ari: float) -> None:
         for v in tree["levels"]
         if v.get("retrain_due")
     ]
-    if (
+    runs = entry.get("runs") or []
+    if len(runs) > 1:  # flat champions of several runs: each run's own check
+        fired[:0] = [(f"run {r['run_id']}", r) for r in runs if r["retrain_due"]]
+    elif (
         entry["ari"] is not None
         and entry["ari"] < min_ari
         and not any(v.get("retrain_due") for v in first)
