@@ -208,7 +208,7 @@ def coin_probabilities(
     """
     out = []
     # the checks skipped are those of inputs fixed here (finite rows, constant parameters);
-    # they are a good part of so small a fit's time. The context is the thread's own
+    # they are a share of so small a fit's time. The context is the thread's own
     with config_context(assume_finite=True, skip_parameter_validation=True):
         for fold in folds:
             scored = np.concatenate([fold.val, fold.test])
