@@ -24,14 +24,18 @@ Just over 300 lines: the four plain baselines, two of them learned and chosen al
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import NamedTuple
 
 import numpy as np
+from sklearn import config_context
 from sklearn.linear_model import LogisticRegression
 
 from huracan.baseline_rule import Rules
 from huracan.errors import ConfigError
 from huracan.family import Search
+from huracan.threads import wide_workers
 from huracan.thresholds import daily_sums
 from huracan.validation import Fold
 
@@ -157,24 +161,30 @@ def logistic_signals(
     folds: Sequence[Fold],
     n_lags: int,
     rules: Rules,
+    workers: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per coin and fold: fit on train (shortest horizon; ``rules.seed`` the regressions'
     random state), choose horizon and cut on val by ``rules``, trade test where prob >=
-    the cut. Returns ``(signals, horizon_index, probability)``, the probability (T, N)
-    float32 on the test rows, NaN elsewhere."""
-    features = lagged_returns(returns, n_lags)  # (T, N, L)
+    the cut. Returns ``(signals, horizon_index)`` and the probability (T, N) float32 on
+    the test rows, NaN elsewhere.
+
+    The coins' fits are independent: ``workers`` threads (None: ``threads.wide_workers``)
+    share them, each coin's fits and predictions the same whatever the count.
+    """
+    # coin-major copies: a coin's rows are then one contiguous block to gather from
+    features = np.ascontiguousarray(lagged_returns(returns, n_lags).transpose(1, 0, 2))
+    first_net = np.ascontiguousarray(net_h[..., 0].T)  # (N, T): what the fits learn
     n_coins = returns.shape[1]
+    fits = partial(coin_probabilities, folds=folds, seed=rules.seed)
+    workers = wide_workers() if workers is None else workers
+    with ThreadPoolExecutor(max(1, min(workers, n_coins))) as pool:
+        per_coin = list(pool.map(fits, features, first_net))  # [coin][fold] (V + S,)
     signals = np.zeros(returns.shape, dtype=bool)
     index = np.full(returns.shape, -1)
     probability = np.full(returns.shape, np.nan, dtype=np.float32)
-    for fold in folds:
-        val_prob = np.full((len(fold.val), n_coins), np.nan)
-        test_prob = np.full((len(fold.test), n_coins), np.nan)
-        for coin in range(n_coins):  # one small fit per coin
-            model = fit_coin(features[fold.train, coin], net_h[fold.train, coin, 0], rules.seed)
-            if model is not None:
-                val_prob[:, coin] = predict(model, features[fold.val, coin])
-                test_prob[:, coin] = predict(model, features[fold.test, coin])
+    for k, fold in enumerate(folds):
+        prob = np.stack([coin[k] for coin in per_coin], axis=1)  # (V + S, N)
+        val_prob, test_prob = prob[: len(fold.val)], prob[len(fold.val) :]
         chosen, cut = coin_choices(
             val_prob, net_h[fold.val], fold.val, horizons, rules.named("logistic")
         )
@@ -185,6 +195,31 @@ def logistic_signals(
     return signals, index, probability
 
 
+def coin_probabilities(
+    features: np.ndarray, net_return: np.ndarray, folds: Sequence[Fold], seed: int
+) -> list[np.ndarray]:
+    """One coin's P(win) on each fold's validation then test rows, fitted on the fold's
+    training rows (all NaN where :func:`fit_coin` has nothing to fit).
+
+    Args:
+        features: (T, L) the coin's lagged returns; net_return: (T,) its net returns.
+        folds: the walk-forward folds.
+        seed: the regressions' random state.
+    """
+    out = []
+    # the checks skipped are those of inputs fixed here (finite rows, constant parameters);
+    # they are a share of so small a fit's time. The context is the thread's own
+    with config_context(assume_finite=True, skip_parameter_validation=True):
+        for fold in folds:
+            scored = np.concatenate([fold.val, fold.test])
+            model = fit_coin(features[fold.train], net_return[fold.train], seed)
+            if model is None:
+                out.append(np.full(len(scored), np.nan))
+            else:
+                out.append(predict(model, features[scored]))
+    return out
+
+
 def fit_coin(features: np.ndarray, net_return: np.ndarray, seed: int) -> CoinModel | None:
     """Logistic regression of net_return > 0 on standardised features; None without two
     classes to fit."""
@@ -192,9 +227,10 @@ def fit_coin(features: np.ndarray, net_return: np.ndarray, seed: int) -> CoinMod
     wins = net_return[rows] > 0
     if wins.all() or not wins.any():
         return None
-    mean, scale = features[rows].mean(0), features[rows].std(0)
+    known = features[rows]
+    mean, scale = known.mean(0), known.std(0)
     scale = np.where(scale > 0, scale, 1.0)
-    model = LogisticRegression(random_state=seed).fit((features[rows] - mean) / scale, wins)
+    model = LogisticRegression(random_state=seed).fit((known - mean) / scale, wins)
     return CoinModel(model, mean, scale)
 
 

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from omegaconf import OmegaConf
+from sklearn.linear_model import LogisticRegression
 
 from huracan.baseline_rule import baseline_rules
 from huracan.baselines import (
@@ -14,6 +15,7 @@ from huracan.baselines import (
     baseline_trades,
     lagged_returns,
     leader_search,
+    logistic_signals,
 )
 from huracan.errors import ConfigError
 from huracan.thresholds import choose_among
@@ -133,6 +135,40 @@ def test_logistic_trades_planted_persistence_profitably_out_of_sample():
     assert signal[tested].any(0).all()  # every coin found its edge
     assert np.nanmean(net[signal]) > 2 * COST
     assert np.nanmean(net[signal]) > np.nanmean(net[tested])  # better than always long
+
+
+def test_logistic_is_bit_identical_on_any_number_of_threads():
+    returns, net = market(n_assets=7, persistence=0.2, seed=6)
+    net[:900, 4] = np.nan  # a coin listed late: nothing to fit in the first fold
+    net[:, 5] = np.abs(net[:, 5])  # a coin that always wins: no second class to fit
+    net_h = np.stack([net, np.roll(net, -1, axis=0)], axis=-1)
+    folds = folds_of()
+    serial = logistic_signals(returns, net_h, (1, 2), folds, 3, RULES["rules"], workers=1)
+    assert serial[0].any()  # the comparison covers trades, not only empty signals
+    for workers in (2, 3, 16):
+        threaded = logistic_signals(returns, net_h, (1, 2), folds, 3, RULES["rules"], workers)
+        for one, many in zip(serial, threaded, strict=True):
+            assert one.dtype == many.dtype and one.tobytes() == many.tobytes(), workers
+
+
+def test_logistic_probability_is_a_plain_fit_of_the_coins_training_rows():
+    returns, net = market(n_assets=3, persistence=0.2, seed=7)
+    folds = folds_of()
+    rules = RULES["rules"]
+    probability = logistic_signals(returns, net[..., None], (1,), folds, 3, rules)[2]
+    features = lagged_returns(returns, 3)
+    for fold in folds:
+        for coin in range(3):
+            x, y = features[fold.train, coin], net[fold.train, coin]
+            rows = np.isfinite(x).all(1) & np.isfinite(y)
+            mean, scale = x[rows].mean(0), x[rows].std(0)
+            model = LogisticRegression(random_state=rules.seed)
+            model.fit((x[rows] - mean) / scale, y[rows] > 0)
+            test = features[fold.test, coin]
+            expected = model.predict_proba((test - mean) / scale)[:, 1].astype(np.float32)
+            assert np.array_equal(probability[fold.test, coin], expected)
+    tested = np.concatenate([f.test for f in folds])
+    assert np.isnan(np.delete(probability, tested, axis=0)).all()  # the test rows only
 
 
 @pytest.mark.parametrize("seed", [4, 5])
