@@ -36,6 +36,7 @@ evaluated bar is not in the series.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -247,38 +248,151 @@ def group_metrics(
             ``t_stat`` and the bootstrap; None treats every row as its own day.
         n_boot: bootstrap draws of ``ci_low``/``ci_high`` (0: NaN, no bootstrap).
     """
-    t_len, n = signals.shape
-    evaluated = np.ones(t_len, dtype=bool)
-    if rows is not None:
-        evaluated = np.zeros(t_len, dtype=bool)
-        evaluated[rows] = True
-    tradable = np.isfinite(net_return) & evaluated[:, None]
-    trade = take_trades(signals & tradable, horizon)
-    hold = np.broadcast_to(np.asarray(horizon, dtype=np.int64), signals.shape)
-    entry_pnl = np.where(trade, net_return, 0.0)  # (T, N)
-    positive = (labels == 1) & evaluated[:, None]
+    trades = _AssetTrades.of(signals, labels, net_return, rows, horizon)
+    n = signals.shape[1]
+    longest = int(trades.longest.max(initial=1))
+    return _group_columns(trades, groups, n, longest, bars_per_year, days, n_boot)
+
+
+def pooled_group_metrics(
+    signals: np.ndarray,
+    labels: np.ndarray,
+    net_return: np.ndarray,
+    rows: np.ndarray | None,
+    groups: Sequence[np.ndarray],
+    bars_per_year: float,
+    horizon: int | np.ndarray,
+    days: np.ndarray | None = None,
+    n_boot: int = 2000,
+) -> list[dict[str, np.ndarray]]:
+    """The metrics of each set of columns pooled as one group, the sets free to overlap:
+    bit for bit ``group_metrics`` of that set's columns alone with one group, the trades
+    and their open P&L found once for every asset (both are each asset's own), not once
+    per set.
+
+    Args:
+        groups: each set's column indices (e.g. a cluster's, the alt clusters', all).
+        The rest as ``group_metrics``.
+
+    Returns:
+        One ``group_metrics`` table (each column of length 1) per set, in order.
+    """
+    trades = _AssetTrades.of(signals, labels, net_return, rows, horizon)
+    tables = []
+    for columns in groups:
+        longest = int(trades.longest[columns].max(initial=1))
+        one = np.zeros(len(columns), dtype=np.int64)
+        tables.append(
+            _group_columns(
+                trades.take(columns), one, len(columns), longest, bars_per_year, days, n_boot
+            )
+        )
+    return tables
+
+
+@dataclass
+class _AssetTrades:
+    """Each asset's taken trades and what the metrics sum of them over a group's assets
+    (every field is the asset's own: the columns of a subset are those of the whole).
+
+    ``evaluated`` (T,); ``tradable``, ``trade`` (T, N) bool; ``entry_pnl`` (T, N) each
+    trade's net return at its entry bar; ``pnl`` (T, N) spread over its open bars; the
+    (N,) counts ``n_trades``, ``wins``, ``caught``, ``n_positive``, ``n_no_exit`` and
+    ``longest`` (the longest hold of a taken trade, 0 without one).
+    """
+
+    evaluated: np.ndarray
+    tradable: np.ndarray
+    trade: np.ndarray
+    entry_pnl: np.ndarray
+    pnl: np.ndarray
+    n_trades: np.ndarray
+    wins: np.ndarray
+    caught: np.ndarray
+    n_positive: np.ndarray
+    n_no_exit: np.ndarray
+    longest: np.ndarray
+
+    @classmethod
+    def of(
+        cls,
+        signals: np.ndarray,
+        labels: np.ndarray,
+        net_return: np.ndarray,
+        rows: np.ndarray | None,
+        horizon: int | np.ndarray,
+    ) -> _AssetTrades:
+        t_len = len(signals)
+        evaluated = np.ones(t_len, dtype=bool)
+        if rows is not None:
+            evaluated = np.zeros(t_len, dtype=bool)
+            evaluated[rows] = True
+        tradable = np.isfinite(net_return) & evaluated[:, None]
+        trade = take_trades(signals & tradable, horizon)
+        hold = np.broadcast_to(np.asarray(horizon, dtype=np.int64), signals.shape)
+        entry_pnl = np.where(trade, net_return, 0.0)  # (T, N)
+        positive = (labels == 1) & evaluated[:, None]
+        return cls(
+            evaluated=evaluated,
+            tradable=tradable,
+            trade=trade,
+            entry_pnl=entry_pnl,
+            pnl=_open_pnl(entry_pnl, trade, hold),
+            n_trades=trade.sum(0),
+            wins=(trade & (net_return > 0)).sum(0),
+            caught=(trade & positive).sum(0),
+            n_positive=positive.sum(0),
+            n_no_exit=(signals & ~tradable & evaluated[:, None]).sum(0),
+            longest=np.where(trade, hold, 0).max(0, initial=0),
+        )
+
+    def take(self, columns: np.ndarray) -> _AssetTrades:
+        """The same of the assets ``columns`` alone, each (T, N) array in the memory order
+        a call on those columns alone builds it (BLAS sums the rows of ``by_group`` in an
+        order that follows it): ``entry_pnl`` Fortran-ordered, as from a column gather
+        (``x[:, columns]``), ``pnl`` C-ordered, as ``_open_pnl`` makes it."""
+        counts = ("n_trades", "wins", "caught", "n_positive", "n_no_exit", "longest")
+        return _AssetTrades(
+            evaluated=self.evaluated,
+            tradable=self.tradable[:, columns],
+            trade=self.trade[:, columns],
+            entry_pnl=np.asfortranarray(self.entry_pnl[:, columns]),
+            pnl=np.ascontiguousarray(self.pnl[:, columns]),
+            **{name: getattr(self, name)[columns] for name in counts},
+        )
+
+
+def _group_columns(
+    trades: _AssetTrades,
+    groups: np.ndarray | None,
+    n: int,
+    longest: int,
+    bars_per_year: float,
+    days: np.ndarray | None,
+    n_boot: int,
+) -> dict[str, np.ndarray]:
+    evaluated = trades.evaluated
     k = n if groups is None else int(groups.max()) + 1
     one_hot = np.eye(n) if groups is None else np.eye(k)[groups]  # (N, K)
 
     def by_group(values: np.ndarray) -> np.ndarray:
         return values.astype(np.float64) @ one_hot  # (..., N) -> (..., K)
 
-    n_trades = by_group(trade.sum(0))
-    wins = by_group((trade & (net_return > 0)).sum(0))
-    net_sum = by_group(entry_pnl.sum(0))
-    caught = by_group((trade & positive).sum(0))
-    n_positive = by_group(positive.sum(0))
-    pnl = by_group(_open_pnl(entry_pnl, trade, hold))  # (T, K)
-    active = by_group(tradable) > 0
+    n_trades = by_group(trades.n_trades)
+    wins = by_group(trades.wins)
+    net_sum = by_group(trades.entry_pnl.sum(0))
+    caught = by_group(trades.caught)
+    n_positive = by_group(trades.n_positive)
+    pnl = by_group(trades.pnl)  # (T, K)
+    active = by_group(trades.tradable) > 0
     n_bars = active.sum(0)
-    day = np.arange(t_len) if days is None else np.asarray(days)
+    day = np.arange(len(evaluated)) if days is None else np.asarray(days)
     # the bootstrap's blocks keep the longest trade whole: its hold in days (rows without days)
-    longest = float(hold[trade].max(initial=1))
-    hold_days = longest if days is None else longest * 365.25 / bars_per_year
+    hold_days = float(longest) if days is None else longest * 365.25 / bars_per_year
     t_stat, ci_low, ci_high = day_statistics(
         day[evaluated],
-        by_group(entry_pnl)[evaluated],
-        by_group(trade)[evaluated],
+        by_group(trades.entry_pnl)[evaluated],
+        by_group(trades.trade)[evaluated],
         n_boot,
         hold_days=hold_days,
     )
@@ -296,9 +410,7 @@ def group_metrics(
             "t_stat": t_stat,
             "ci_low": ci_low,
             "ci_high": ci_high,
-            "n_no_exit": by_group((signals & ~tradable & evaluated[:, None]).sum(0)).astype(
-                np.int64
-            ),
+            "n_no_exit": by_group(trades.n_no_exit).astype(np.int64),
         }
 
 
