@@ -250,8 +250,26 @@ def group_metrics(
     """
     trades = _AssetTrades.of(signals, labels, net_return, rows, horizon)
     n = signals.shape[1]
+    k = n if groups is None else int(groups.max()) + 1
+    one_hot = np.eye(n) if groups is None else np.eye(k)[groups]  # (N, K)
+
+    def by_group(values: np.ndarray) -> np.ndarray:
+        return values.astype(np.float64) @ one_hot  # (..., N) -> (..., K)
+
+    sums = _GroupSums(
+        n_trades=by_group(trades.n_trades),
+        wins=by_group(trades.wins),
+        net_sum=by_group(trades.entry_pnl.sum(0)),
+        caught=by_group(trades.caught),
+        n_positive=by_group(trades.n_positive),
+        n_no_exit=by_group(trades.n_no_exit),
+        pnl=by_group(trades.pnl),
+        tradable=by_group(trades.tradable),
+        entry_pnl=by_group(trades.entry_pnl),
+        trades=by_group(trades.trade),
+    )
     longest = int(trades.longest.max(initial=1))
-    return _group_columns(trades, groups, n, longest, bars_per_year, days, n_boot)
+    return _group_columns(sums, trades.evaluated, longest, bars_per_year, days, n_boot)
 
 
 def pooled_group_metrics(
@@ -278,15 +296,33 @@ def pooled_group_metrics(
         One ``group_metrics`` table (each column of length 1) per set, in order.
     """
     trades = _AssetTrades.of(signals, labels, net_return, rows, horizon)
+    member = np.zeros((signals.shape[1], len(groups)))  # (N, G) each set's assets
+    for g, columns in enumerate(groups):
+        member[columns, g] = 1.0
+    # counts are whole numbers: summed exactly in any order, so every set in one product
+    tradable = trades.tradable.astype(np.float64) @ member  # (T, G)
+    traded = trades.trade.astype(np.float64) @ member
+    counts = {
+        name: getattr(trades, name).astype(np.float64) @ member
+        for name in ("n_trades", "wins", "caught", "n_positive", "n_no_exit")
+    }
     tables = []
-    for columns in groups:
-        longest = int(trades.longest[columns].max(initial=1))
-        one = np.zeros(len(columns), dtype=np.int64)
-        tables.append(
-            _group_columns(
-                trades.take(columns), one, len(columns), longest, bars_per_year, days, n_boot
-            )
+    for g, columns in enumerate(groups):
+        # sums of returns are not: each is the one a call on the set alone makes, its
+        # (T, n) operand in that call's memory order (BLAS's order of the sum follows it):
+        # a column gather (x[:, columns]) is Fortran-ordered, _open_pnl's P&L C-ordered
+        entry_pnl = trades.entry_pnl[:, columns]
+        ones = np.ones((len(columns), 1))
+        sums = _GroupSums(
+            **{name: values[g : g + 1] for name, values in counts.items()},
+            net_sum=entry_pnl.sum(0) @ ones,
+            pnl=np.take(trades.pnl, columns, axis=1) @ ones,
+            tradable=tradable[:, g : g + 1],
+            entry_pnl=np.asfortranarray(entry_pnl) @ ones,
+            trades=traded[:, g : g + 1],
         )
+        longest = int(trades.longest[columns].max(initial=1))
+        tables.append(_group_columns(sums, trades.evaluated, longest, bars_per_year, days, n_boot))
     return tables
 
 
@@ -346,63 +382,53 @@ class _AssetTrades:
             longest=np.where(trade, hold, 0).max(0, initial=0),
         )
 
-    def take(self, columns: np.ndarray) -> _AssetTrades:
-        """The same of the assets ``columns`` alone, each (T, N) array in the memory order
-        a call on those columns alone builds it (BLAS sums the rows of ``by_group`` in an
-        order that follows it): ``entry_pnl`` Fortran-ordered, as from a column gather
-        (``x[:, columns]``), ``pnl`` C-ordered, as ``_open_pnl`` makes it."""
-        counts = ("n_trades", "wins", "caught", "n_positive", "n_no_exit", "longest")
-        return _AssetTrades(
-            evaluated=self.evaluated,
-            tradable=self.tradable[:, columns],
-            trade=self.trade[:, columns],
-            entry_pnl=np.asfortranarray(self.entry_pnl[:, columns]),
-            pnl=np.ascontiguousarray(self.pnl[:, columns]),
-            **{name: getattr(self, name)[columns] for name in counts},
-        )
+
+@dataclass
+class _GroupSums:
+    """The sums over each group's assets (K groups): (K,) ``n_trades``, ``wins``,
+    ``net_sum``, ``caught``, ``n_positive``, ``n_no_exit``; (T, K) ``pnl`` (open P&L),
+    ``tradable`` (assets that could trade), ``entry_pnl`` and ``trades`` (entered)."""
+
+    n_trades: np.ndarray
+    wins: np.ndarray
+    net_sum: np.ndarray
+    caught: np.ndarray
+    n_positive: np.ndarray
+    n_no_exit: np.ndarray
+    pnl: np.ndarray
+    tradable: np.ndarray
+    entry_pnl: np.ndarray
+    trades: np.ndarray
 
 
 def _group_columns(
-    trades: _AssetTrades,
-    groups: np.ndarray | None,
-    n: int,
+    sums: _GroupSums,
+    evaluated: np.ndarray,
     longest: int,
     bars_per_year: float,
     days: np.ndarray | None,
     n_boot: int,
 ) -> dict[str, np.ndarray]:
-    evaluated = trades.evaluated
-    k = n if groups is None else int(groups.max()) + 1
-    one_hot = np.eye(n) if groups is None else np.eye(k)[groups]  # (N, K)
-
-    def by_group(values: np.ndarray) -> np.ndarray:
-        return values.astype(np.float64) @ one_hot  # (..., N) -> (..., K)
-
-    n_trades = by_group(trades.n_trades)
-    wins = by_group(trades.wins)
-    net_sum = by_group(trades.entry_pnl.sum(0))
-    caught = by_group(trades.caught)
-    n_positive = by_group(trades.n_positive)
-    pnl = by_group(trades.pnl)  # (T, K)
-    active = by_group(trades.tradable) > 0
+    active = sums.tradable > 0
     n_bars = active.sum(0)
     day = np.arange(len(evaluated)) if days is None else np.asarray(days)
     # the bootstrap's blocks keep the longest trade whole: its hold in days (rows without days)
     hold_days = float(longest) if days is None else longest * 365.25 / bars_per_year
     t_stat, ci_low, ci_high = day_statistics(
         day[evaluated],
-        by_group(trades.entry_pnl)[evaluated],
-        by_group(trades.trade)[evaluated],
+        sums.entry_pnl[evaluated],
+        sums.trades[evaluated],
         n_boot,
         hold_days=hold_days,
     )
+    n_trades, net_sum, pnl = sums.n_trades, sums.net_sum, sums.pnl
     with np.errstate(divide="ignore", invalid="ignore"):
         mean = np.where(active, pnl, 0.0).sum(0) / n_bars
         var = np.where(active, (pnl - mean) ** 2, 0.0).sum(0) / (n_bars - 1)
         sharpe = np.where((n_bars > 1) & (var > 0), mean / np.sqrt(var), np.nan)
         return {
-            "precision": np.where(n_trades > 0, wins / n_trades, np.nan),
-            "recall": np.where(n_positive > 0, caught / n_positive, np.nan),
+            "precision": np.where(n_trades > 0, sums.wins / n_trades, np.nan),
+            "recall": np.where(sums.n_positive > 0, sums.caught / sums.n_positive, np.nan),
             "expectancy": np.where(n_trades > 0, net_sum / n_trades, np.nan),
             "sharpe": sharpe * np.sqrt(bars_per_year),
             "net_bps": net_sum * 1e4,
@@ -410,7 +436,7 @@ def _group_columns(
             "t_stat": t_stat,
             "ci_low": ci_low,
             "ci_high": ci_high,
-            "n_no_exit": by_group(trades.n_no_exit).astype(np.int64),
+            "n_no_exit": sums.n_no_exit.astype(np.int64),
         }
 
 
