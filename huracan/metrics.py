@@ -36,6 +36,7 @@ evaluated bar is not in the series.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -247,48 +248,187 @@ def group_metrics(
             ``t_stat`` and the bootstrap; None treats every row as its own day.
         n_boot: bootstrap draws of ``ci_low``/``ci_high`` (0: NaN, no bootstrap).
     """
-    t_len, n = signals.shape
-    evaluated = np.ones(t_len, dtype=bool)
-    if rows is not None:
-        evaluated = np.zeros(t_len, dtype=bool)
-        evaluated[rows] = True
-    tradable = np.isfinite(net_return) & evaluated[:, None]
-    trade = take_trades(signals & tradable, horizon)
-    hold = np.broadcast_to(np.asarray(horizon, dtype=np.int64), signals.shape)
-    entry_pnl = np.where(trade, net_return, 0.0)  # (T, N)
-    positive = (labels == 1) & evaluated[:, None]
+    trades = _AssetTrades.of(signals, labels, net_return, rows, horizon)
+    n = signals.shape[1]
     k = n if groups is None else int(groups.max()) + 1
     one_hot = np.eye(n) if groups is None else np.eye(k)[groups]  # (N, K)
 
     def by_group(values: np.ndarray) -> np.ndarray:
         return values.astype(np.float64) @ one_hot  # (..., N) -> (..., K)
 
-    n_trades = by_group(trade.sum(0))
-    wins = by_group((trade & (net_return > 0)).sum(0))
-    net_sum = by_group(entry_pnl.sum(0))
-    caught = by_group((trade & positive).sum(0))
-    n_positive = by_group(positive.sum(0))
-    pnl = by_group(_open_pnl(entry_pnl, trade, hold))  # (T, K)
-    active = by_group(tradable) > 0
+    sums = _GroupSums(
+        n_trades=by_group(trades.n_trades),
+        wins=by_group(trades.wins),
+        net_sum=by_group(trades.entry_pnl.sum(0)),
+        caught=by_group(trades.caught),
+        n_positive=by_group(trades.n_positive),
+        n_no_exit=by_group(trades.n_no_exit),
+        pnl=by_group(trades.pnl),
+        tradable=by_group(trades.tradable),
+        entry_pnl=by_group(trades.entry_pnl),
+        trades=by_group(trades.trade),
+    )
+    longest = int(trades.longest.max(initial=1))
+    return _group_columns(sums, trades.evaluated, longest, bars_per_year, days, n_boot)
+
+
+def pooled_group_metrics(
+    signals: np.ndarray,
+    labels: np.ndarray,
+    net_return: np.ndarray,
+    rows: np.ndarray | None,
+    groups: Sequence[np.ndarray],
+    bars_per_year: float,
+    horizon: int | np.ndarray,
+    days: np.ndarray | None = None,
+    n_boot: int = 2000,
+) -> list[dict[str, np.ndarray]]:
+    """The metrics of each set of columns pooled as one group, the sets free to overlap:
+    bit for bit ``group_metrics`` of that set's columns alone with one group, the trades
+    and their open P&L found once for every asset (both are each asset's own), not once
+    per set.
+
+    Args:
+        groups: each set's column indices (e.g. a cluster's, the alt clusters', all).
+        The rest as ``group_metrics``.
+
+    Returns:
+        One ``group_metrics`` table (each column of length 1) per set, in order.
+    """
+    trades = _AssetTrades.of(signals, labels, net_return, rows, horizon)
+    member = np.zeros((signals.shape[1], len(groups)))  # (N, G) each set's assets
+    for g, columns in enumerate(groups):
+        member[columns, g] = 1.0
+    # counts are whole numbers: summed exactly in any order, so every set in one product
+    tradable = trades.tradable.astype(np.float64) @ member  # (T, G)
+    traded = trades.trade.astype(np.float64) @ member
+    counts = {
+        name: getattr(trades, name).astype(np.float64) @ member
+        for name in ("n_trades", "wins", "caught", "n_positive", "n_no_exit")
+    }
+    tables = []
+    for g, columns in enumerate(groups):
+        # sums of returns are not: each is the one a call on the set alone makes, its
+        # (T, n) operand in that call's memory order (BLAS's order of the sum follows it):
+        # a column gather (x[:, columns]) is Fortran-ordered, _open_pnl's P&L C-ordered
+        entry_pnl = trades.entry_pnl[:, columns]
+        ones = np.ones((len(columns), 1))
+        sums = _GroupSums(
+            **{name: values[g : g + 1] for name, values in counts.items()},
+            net_sum=entry_pnl.sum(0) @ ones,
+            pnl=np.take(trades.pnl, columns, axis=1) @ ones,
+            tradable=tradable[:, g : g + 1],
+            entry_pnl=np.asfortranarray(entry_pnl) @ ones,
+            trades=traded[:, g : g + 1],
+        )
+        longest = int(trades.longest[columns].max(initial=1))
+        tables.append(_group_columns(sums, trades.evaluated, longest, bars_per_year, days, n_boot))
+    return tables
+
+
+@dataclass
+class _AssetTrades:
+    """Each asset's taken trades and what the metrics sum of them over a group's assets
+    (every field is the asset's own: the columns of a subset are those of the whole).
+
+    ``evaluated`` (T,); ``tradable``, ``trade`` (T, N) bool; ``entry_pnl`` (T, N) each
+    trade's net return at its entry bar; ``pnl`` (T, N) spread over its open bars; the
+    (N,) counts ``n_trades``, ``wins``, ``caught``, ``n_positive``, ``n_no_exit`` and
+    ``longest`` (the longest hold of a taken trade, 0 without one).
+    """
+
+    evaluated: np.ndarray
+    tradable: np.ndarray
+    trade: np.ndarray
+    entry_pnl: np.ndarray
+    pnl: np.ndarray
+    n_trades: np.ndarray
+    wins: np.ndarray
+    caught: np.ndarray
+    n_positive: np.ndarray
+    n_no_exit: np.ndarray
+    longest: np.ndarray
+
+    @classmethod
+    def of(
+        cls,
+        signals: np.ndarray,
+        labels: np.ndarray,
+        net_return: np.ndarray,
+        rows: np.ndarray | None,
+        horizon: int | np.ndarray,
+    ) -> _AssetTrades:
+        t_len = len(signals)
+        evaluated = np.ones(t_len, dtype=bool)
+        if rows is not None:
+            evaluated = np.zeros(t_len, dtype=bool)
+            evaluated[rows] = True
+        tradable = np.isfinite(net_return) & evaluated[:, None]
+        trade = take_trades(signals & tradable, horizon)
+        hold = np.broadcast_to(np.asarray(horizon, dtype=np.int64), signals.shape)
+        entry_pnl = np.where(trade, net_return, 0.0)  # (T, N)
+        positive = (labels == 1) & evaluated[:, None]
+        return cls(
+            evaluated=evaluated,
+            tradable=tradable,
+            trade=trade,
+            entry_pnl=entry_pnl,
+            pnl=_open_pnl(entry_pnl, trade, hold),
+            n_trades=trade.sum(0),
+            wins=(trade & (net_return > 0)).sum(0),
+            caught=(trade & positive).sum(0),
+            n_positive=positive.sum(0),
+            n_no_exit=(signals & ~tradable & evaluated[:, None]).sum(0),
+            longest=np.where(trade, hold, 0).max(0, initial=0),
+        )
+
+
+@dataclass
+class _GroupSums:
+    """The sums over each group's assets (K groups): (K,) ``n_trades``, ``wins``,
+    ``net_sum``, ``caught``, ``n_positive``, ``n_no_exit``; (T, K) ``pnl`` (open P&L),
+    ``tradable`` (assets that could trade), ``entry_pnl`` and ``trades`` (entered)."""
+
+    n_trades: np.ndarray
+    wins: np.ndarray
+    net_sum: np.ndarray
+    caught: np.ndarray
+    n_positive: np.ndarray
+    n_no_exit: np.ndarray
+    pnl: np.ndarray
+    tradable: np.ndarray
+    entry_pnl: np.ndarray
+    trades: np.ndarray
+
+
+def _group_columns(
+    sums: _GroupSums,
+    evaluated: np.ndarray,
+    longest: int,
+    bars_per_year: float,
+    days: np.ndarray | None,
+    n_boot: int,
+) -> dict[str, np.ndarray]:
+    active = sums.tradable > 0
     n_bars = active.sum(0)
-    day = np.arange(t_len) if days is None else np.asarray(days)
+    day = np.arange(len(evaluated)) if days is None else np.asarray(days)
     # the bootstrap's blocks keep the longest trade whole: its hold in days (rows without days)
-    longest = float(hold[trade].max(initial=1))
-    hold_days = longest if days is None else longest * 365.25 / bars_per_year
+    hold_days = float(longest) if days is None else longest * 365.25 / bars_per_year
     t_stat, ci_low, ci_high = day_statistics(
         day[evaluated],
-        by_group(entry_pnl)[evaluated],
-        by_group(trade)[evaluated],
+        sums.entry_pnl[evaluated],
+        sums.trades[evaluated],
         n_boot,
         hold_days=hold_days,
     )
+    n_trades, net_sum, pnl = sums.n_trades, sums.net_sum, sums.pnl
     with np.errstate(divide="ignore", invalid="ignore"):
         mean = np.where(active, pnl, 0.0).sum(0) / n_bars
         var = np.where(active, (pnl - mean) ** 2, 0.0).sum(0) / (n_bars - 1)
         sharpe = np.where((n_bars > 1) & (var > 0), mean / np.sqrt(var), np.nan)
         return {
-            "precision": np.where(n_trades > 0, wins / n_trades, np.nan),
-            "recall": np.where(n_positive > 0, caught / n_positive, np.nan),
+            "precision": np.where(n_trades > 0, sums.wins / n_trades, np.nan),
+            "recall": np.where(sums.n_positive > 0, sums.caught / sums.n_positive, np.nan),
             "expectancy": np.where(n_trades > 0, net_sum / n_trades, np.nan),
             "sharpe": sharpe * np.sqrt(bars_per_year),
             "net_bps": net_sum * 1e4,
@@ -296,9 +436,7 @@ def group_metrics(
             "t_stat": t_stat,
             "ci_low": ci_low,
             "ci_high": ci_high,
-            "n_no_exit": by_group((signals & ~tradable & evaluated[:, None]).sum(0)).astype(
-                np.int64
-            ),
+            "n_no_exit": sums.n_no_exit.astype(np.int64),
         }
 
 

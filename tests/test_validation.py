@@ -10,7 +10,15 @@ import pytest
 
 from huracan.data import SyntheticMarket
 from huracan.errors import ConfigError, DataError
-from huracan.metrics import COLUMNS, asset_metrics, cluster_metrics, fold_metrics, take_trades
+from huracan.metrics import (
+    COLUMNS,
+    asset_metrics,
+    cluster_metrics,
+    fold_metrics,
+    group_metrics,
+    pooled_group_metrics,
+    take_trades,
+)
 from huracan.validation import Fold, WalkForward, long_rows
 
 BARS_PER_YEAR = 8766.0
@@ -143,6 +151,40 @@ def test_take_trades_with_a_hold_per_entry():
     taken = take_trades(many, holds)
     for column in range(4):
         assert (take_trades(many[:, [column]], holds[:, [column]])[:, 0] == taken[:, column]).all()
+
+
+@pytest.mark.parametrize("per_entry_hold", [False, True])
+def test_pooled_group_metrics_are_each_sets_group_metrics_bit_for_bit(per_entry_hold):
+    """One pass for overlapping sets (clusters, one asset alone, the alts, all) gives
+    exactly what ``group_metrics`` gives on each set's columns alone (the report's
+    per-cluster table was one such call per set)."""
+    rng = np.random.default_rng(3)
+    t_len, n = 24 * 40, 9
+    signals = rng.random((t_len, n)) < 0.2
+    net = rng.normal(0, 0.01, (t_len, n))
+    net[rng.random((t_len, n)) < 0.1] = np.nan  # no exit
+    labels = np.where(np.isfinite(net), (net > 0).astype(float), np.nan)
+    hold = rng.integers(1, 12, (t_len, n)).astype(np.int32) if per_entry_hold else 6
+    rows = np.r_[200:500, 600:t_len]
+    days = np.arange(t_len) // 24
+    sets = [np.array([0, 2, 5]), np.array([1]), np.array([3, 4, 6, 7, 8]), np.arange(1, n)]
+    sets.append(np.arange(n))
+    pooled = pooled_group_metrics(signals, labels, net, rows, sets, BARS_PER_YEAR, hold, days)
+    for columns, got in zip(sets, pooled, strict=True):
+        alone = group_metrics(
+            signals[:, columns],
+            labels[:, columns],
+            net[:, columns],
+            rows,
+            np.zeros(len(columns), dtype=np.int64),
+            BARS_PER_YEAR,
+            hold if np.ndim(hold) == 0 else hold[:, columns],
+            days,
+        )
+        assert got.keys() == alone.keys()
+        for key, value in alone.items():
+            np.testing.assert_array_equal(got[key], value, err_msg=key)
+    assert pooled[-1]["n_trades"][0] == sum(p["n_trades"][0] for p in pooled[:3])
 
 
 def test_daily_t_stat_and_bootstrap_interval():

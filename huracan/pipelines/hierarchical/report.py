@@ -26,7 +26,14 @@ from huracan.clustering import fold_agreement
 from huracan.data.panel import Panel
 from huracan.io import atomic_write_text, plain
 from huracan.loggers import log_figures
-from huracan.metrics import COLUMNS, asset_metrics, fold_metrics, group_metrics, take_trades
+from huracan.metrics import (
+    COLUMNS,
+    asset_metrics,
+    fold_metrics,
+    group_metrics,
+    pooled_group_metrics,
+    take_trades,
+)
 from huracan.pipelines.hierarchical.ensemble_report import ensemble_section, with_ensemble_rows
 from huracan.pipelines.hierarchical.factor_report import (
     book_config,
@@ -127,8 +134,18 @@ def cluster_table(run: FleetRun, clusters: np.ndarray, bars_per_year: float) -> 
         for name, columns in groups.items()
     }
     for variant, book in variants(run).items():  # a book at a time: see forget_outcomes
-        for name, columns in groups.items():
-            table[name][variant] = pooled_metrics(book, run, columns, bars_per_year)
+        metrics = pooled_group_metrics(
+            book.signals,
+            book.label,
+            book.net_return,
+            run.test_rows,
+            list(groups.values()),
+            bars_per_year,
+            book.hold,
+            run_days(run),
+        )
+        for name, group in zip(groups, metrics, strict=True):
+            table[name][variant] = {k: plain(v[0]) for k, v in group.items()}
         if book is not run.model:  # the rest of the report reads the model's throughout
             book.forget_outcomes()
     for name in groups:
