@@ -172,3 +172,19 @@ def test_the_gate_reads_the_training_window_out_of_fold_and_nothing_of_the_test_
         assert seen == [same, same], cut
         for key in ("horizons", "thresholds", "validation_bound_bps"):
             assert not same or other.fold_info[0][key] == info[key], key
+
+
+def test_the_ablation_without_the_factor_is_gated_on_its_own_out_of_fold_evidence(
+    tmp_path, monkeypatch
+):
+    """``report.compare_without_factor``: the ablation's heads are cross-fitted too, so
+    both arms choose on the same samples; its evidence is its own heads' predictions."""
+    overrides = [o for o in CROSS if not o.startswith("report.")]
+    cfg = run_config(tmp_path, *overrides, "validation.n_folds=1")
+    panel = instantiate(cfg.data).load()
+    run, calls = recorded_run(panel, cfg, tmp_path / "a", monkeypatch)
+    (heads, heads_net), (ablation, ablation_net) = calls  # one fold: the heads, then it
+    assert len(heads) == len(ablation) > run.fold_info[0]["train_samples"]
+    np.testing.assert_array_equal(heads_net, ablation_net)  # the same samples
+    assert not np.array_equal(heads, ablation)
+    assert np.isfinite(run.without_factor.probability[run.folds[0].test]).any()
