@@ -29,6 +29,7 @@ from huracan.errors import ConfigError, HuracanError
 from huracan.family import FamilyGate
 from huracan.features.cross_section import check_config, to_bars
 from huracan.features.per_cluster import check_per_cluster
+from huracan.training.crossfit import check_cross_fit
 from huracan.training.refit import check_refit
 from huracan.validation import check_min_val_days
 
@@ -107,6 +108,7 @@ def validate(cfg: DictConfig) -> None:
     check_rule(str((cfg.get("baselines") or {}).get("rule", "heads")))
     validation = cfg.get("validation") or {}
     check_min_val_days(validation.get("min_val_days"), validation.get("val_fraction", 0.2))
+    check_cross_fit(validation.get("cross_fit"), validation.get("cross_fit_days"))
     check_book(cfg)
     check_target(cfg)
     if ensemble_config(cfg).enabled and (cfg.get("features") or {}).get("per_cluster"):
@@ -248,6 +250,8 @@ class Validation:
     val_fraction: float = 0.2
     test_size: int | None = None
     min_val_days: float | None = None
+    cross_fit: int | None = None
+    cross_fit_days: float | None = None
 
 
 @dataclasses.dataclass

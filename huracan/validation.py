@@ -117,7 +117,7 @@ class WalkForward:
             DataError: timestamps that are not sorted and unique.
         """
         grid = _as_grid(grid)
-        purge, embargo = self._gaps()
+        purge, embargo = self.gaps()
         floor = _DayFloor(check_min_val_days(self.min_val_days, self.val_fraction))
         n_bars = len(grid)
         test_size, first_test = self._test_layout(n_bars)
@@ -148,13 +148,13 @@ class WalkForward:
     def first_test_bar(self, grid: pd.DatetimeIndex | Panel) -> pd.Timestamp:
         """The first out-of-sample bar of the split, without cutting the folds."""
         grid = _as_grid(grid)
-        self._gaps()
+        self.gaps()
         return grid[self._test_layout(len(grid))[1]]
 
     def test_starts(self, grid: pd.DatetimeIndex | Panel) -> list[pd.Timestamp]:
         """The first bar of each fold's test window, without cutting the folds."""
         grid = _as_grid(grid)
-        self._gaps()
+        self.gaps()
         test_size, first_test = self._test_layout(len(grid))
         return [grid[first_test + k * test_size] for k in range(self.n_folds)]
 
@@ -169,7 +169,8 @@ class WalkForward:
             )
         return test_size, first_test
 
-    def _gaps(self) -> tuple[int, int]:
+    def gaps(self) -> tuple[int, int]:
+        """``(purge, embargo)`` in rows, the parameters checked (ConfigError)."""
         if int(self.n_folds) != self.n_folds or self.n_folds < 1:
             raise ConfigError(f"n_folds must be a whole number >= 1, got {self.n_folds}")
         if int(self.horizon) != self.horizon or self.horizon < 1:

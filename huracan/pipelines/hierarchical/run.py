@@ -42,6 +42,14 @@ from huracan.report import StageTimer, format_table
 from huracan.threads import apply_threads
 from huracan.thresholds import choose_by_rule
 from huracan.training.arrays import FleetArrays, build_fleet_arrays
+from huracan.training.crossfit import (
+    Block,
+    CrossFit,
+    Evidence,
+    block_lead_fits,
+    out_of_fold,
+    refuse_fitted_features,
+)
 from huracan.training.fit import fit_encoder, fit_heads, without_factor
 from huracan.training.folds import (
     FoldData,
@@ -370,11 +378,12 @@ def train_fold(
     # the inputs are read from the fold's grids a chunk at a time (``LazyInputs``): the
     # encoder fits on a subset, the heads learn from codes, predictions go in chunks
     parts = [(fold.train, learn), (fold.val, learn), (fold.test, predict)]
-    (train, _, _), (val, val_t, val_a), (test, test_t, test_a) = (
+    (train, train_t, train_a), (val, val_t, val_a), (test, test_t, test_a) = (
         horizon_samples(data, arrays, weights, rows, valid, lazy_inputs=True)
         for rows, valid in parts
     )
     del weights, learn, predict, parts
+    plan = cross_fit_plan(data, arrays, cfg)  # before the channels are freed
     data.drop_inputs(inputs=False)  # the samples hold the rest of what the models read
     # the books have a column per coin of the run; ``arrays`` those of the fold's universe
     columns = np.array([run.arrays.symbols.index(s) for s in arrays.symbols])
@@ -402,6 +411,7 @@ def train_fold(
         f"{stage} encoder",
     )
     codes = build(cfg.head).encode(encoder, train, val)  # one encoding for both trainings
+    inputs = train  # what the heads predict from (validation.cross_fit's blocks)
     if codes:  # the heads learn from the codes
         train = codes[0]
     release_memory()
@@ -418,7 +428,12 @@ def train_fold(
         codes,
     )
     rows = (val_t, val_a, test_t, test_cols)
-    choice = trade_decisions(module, val, tests, rows, arrays, data.n_groups, cfg, run.model)
+    cross = None
+    if plan is not None:  # the gate's evidence: the training window out of fold, too
+        fit = block_fitter(cfg, encoder, data.n_groups, make_trainer, name, stage, seed)
+        sample_rows = (train_t, train_a, val_a)
+        cross = cross_fitted(fit, plan, (train, inputs, val), codes, sample_rows)
+    choice = trade_decisions(module, val, tests, rows, arrays, data.n_groups, cfg, run.model, cross)
     run.cluster_ids[fold.test] = data.clusters.labels(run.arrays.symbols)[None, :]
     for symbol, assigned in data.clusters.late.items():
         run.cluster_ids[fold.test, run.arrays.symbols.index(symbol)] = assigned["cluster"]
@@ -444,11 +459,66 @@ def train_fold(
         run.ensemble_seconds += time.perf_counter() - started
     release_memory()
     if compare:
-        samples = (train, val, tests)
-        train_without_factor(data, encoder, samples, codes, rows, arrays, make_trainer, run, cfg)
+        samples = (train, val, tests, inputs)
+        blocks = None if plan is None else (plan[0], (train_t, train_a, val_a))
+        train_without_factor(
+            data, encoder, samples, codes, rows, arrays, make_trainer, run, cfg, blocks
+        )
     save_fold_checkpoint(out, module, data, arrays.symbols, choice, cfg)
     n_test = sum(len(part["y"]) for part in tests)  # counted, not joined: no input is read
-    return record_fold(run, data, arrays, train, n_test, choice)
+    info = record_fold(run, data, arrays, train, n_test, choice)
+    info["cross_fit_blocks"] = 0 if plan is None else len(plan[0])
+    return info
+
+
+def cross_fit_plan(
+    data: FoldData, arrays: FleetArrays, cfg: DictConfig
+) -> tuple[list[Block], list | None] | None:
+    """``validation.cross_fit``'s blocks of the fold's training rows and, with
+    ``factor.lead_fit``, each block's lead fit (``training.crossfit``); None where the
+    fold is not cross-fitted."""
+    cross = CrossFit.of(cfg)
+    if cross is None or not cross.applies(data.fold):
+        return None
+    refuse_fitted_features(cfg, data.trend is not None)
+    purge, embargo = fleet_walk_forward(cfg).gaps()
+    blocks = cross.split(data.fold.train, purge, embargo)
+    leads = None
+    if data.lead_fit is not None:  # its channel is the last: refitted without each block
+        raw = data.channels[..., :-1]
+        leads = block_lead_fits(raw, arrays.returns, data.fold.train, blocks)
+    return blocks, leads
+
+
+def block_fitter(cfg: DictConfig, encoder, n_groups: int, make_trainer, name, stage, seed):
+    """``out_of_fold``'s ``fit``: the fold's head recipe on one block's samples, each
+    block its own seed and log."""
+
+    def fit(train, val, codes, b):
+        return fit_heads(
+            cfg.head,
+            encoder,
+            n_groups,
+            train,
+            val,
+            make_trainer,
+            stage_logger(cfg, f"{name}_block{b}"),
+            seed + 1000 * (b + 1),
+            f"{stage} block {b + 1}",
+            codes,
+        )
+
+    return fit
+
+
+def cross_fitted(fit, plan: tuple, samples: tuple, codes, rows: tuple) -> Evidence:
+    """The training samples' out-of-fold probabilities (``training.crossfit.out_of_fold``)
+    as evidence for the gate: ``rows`` are the training samples' grid rows and columns and
+    the validation samples' columns."""
+    blocks, leads = plan
+    train_t, train_a, val_a = rows
+    prob = out_of_fold(fit, blocks, train_t, samples, codes, (train_a, val_a), leads)
+    return Evidence(prob, train_t, train_a, samples[0]["group"].numpy())
 
 
 def late_samples(late: LateFold, run: FleetRun) -> tuple[dict, np.ndarray, np.ndarray]:
@@ -490,19 +560,28 @@ def train_without_factor(
     make_trainer,
     run,
     cfg,
+    cross: tuple | None = None,
 ) -> None:
     """The ablation: the same heads without the factor channels, written into ``run``.
 
     Args:
-        samples: the fold's train and val sample tensors, and its test parts'.
+        samples: the fold's train and val sample tensors, its test parts' and the train
+            samples' inputs (before encoding).
         codes: the train and val samples encoded (``MoEHeads.encode``), or None.
         rows: the grid rows and asset columns of the validation and test samples.
         arrays: the fold's arrays (its universe's coins).
+        cross: ``validation.cross_fit``'s blocks and the training samples' rows (see
+            :func:`cross_fitted`), or None: the ablation's gate is chosen as the heads'.
     """
     fold = data.fold
-    train, val = (without_factor(part) for part in samples[:2])
+    train, val, inputs = (without_factor(part) for part in (*samples[:2], samples[3]))
     tests = [without_factor(part) for part in samples[2]]
     codes = None if codes is None else tuple(without_factor(part) for part in codes)
+    name, stage = (
+        f"fold{fold.index}_heads_without_factor",
+        f"fold {fold.index + 1}/{len(run.folds)}",
+    )
+    seed = cfg.seed + fold.index
     plain = fit_heads(
         cfg.head,
         encoder,
@@ -510,12 +589,18 @@ def train_without_factor(
         train,
         val,
         make_trainer,
-        stage_logger(cfg, f"fold{fold.index}_heads_without_factor"),
-        cfg.seed + fold.index,
-        f"fold {fold.index + 1}/{len(run.folds)} heads without factor",
+        stage_logger(cfg, name),
+        seed,
+        f"{stage} heads without factor",
         codes,
     )
-    trade_decisions(plain, val, tests, rows, arrays, data.n_groups, cfg, run.without_factor)
+    evidence = None
+    if cross is not None:  # no factor channel: no lead fit to refit per block
+        fit = block_fitter(cfg, encoder, data.n_groups, make_trainer, name, stage, seed)
+        evidence = cross_fitted(fit, (cross[0], None), (train, inputs, val), codes, cross[1])
+    trade_decisions(
+        plain, val, tests, rows, arrays, data.n_groups, cfg, run.without_factor, evidence
+    )
 
 
 def save_fold_checkpoint(
@@ -600,6 +685,7 @@ def trade_decisions(
     n_groups: int,
     cfg,
     book: Book,
+    cross: Evidence | None = None,
 ) -> dict:
     """Per head, horizon and threshold chosen on validation; the test trades go into ``book``.
 
@@ -609,6 +695,8 @@ def trade_decisions(
         rows: grid rows and asset columns of the validation and the test samples (the
             parts in order); the test samples' columns are those of ``book`` (the run's
             coins).
+        cross: ``validation.cross_fit``'s out-of-fold predictions of the training window,
+            chosen on together with the validation slice's; None: the slice's alone.
 
     Returns:
         Per head: ``horizons`` (bars, None where it does not trade), ``thresholds`` and
@@ -618,12 +706,17 @@ def trade_decisions(
     val_t, val_a, test_t, test_a = rows
     val_prob = _columns(module.predict_proba(val["x"], val["factor"], val["group"]))
     val_net = arrays.net_at(val_t, val_a)
+    prob, net, group, row = val_prob, val_net, val["group"].numpy(), val_t
+    if cross is not None:  # in time order: the training window, then the slice
+        prob = np.concatenate([cross.prob, val_prob])
+        net = np.concatenate([arrays.net_at(cross.rows, cross.assets), val_net])
+        group, row = np.concatenate([cross.group, group]), np.concatenate([cross.rows, row])
     index, cuts, bounds = choose_by_rule(
         cfg.thresholds,
-        val_prob,
-        val_net,
-        val["group"].numpy(),
-        val_t,
+        prob,
+        net,
+        group,
+        row,
         arrays.horizons,
         n_groups,
         arrays.timestamps_ns,

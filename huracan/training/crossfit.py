@@ -1,0 +1,231 @@
+"""``validation.cross_fit``: out-of-fold evidence for a fold's gate from its training window.
+
+An early fold's validation slice holds a few days (13 at 0.2 of a year in 5 folds), too
+few for the family-wise gate to open on a real edge (``docs/gate.md``). Cross-fitting
+adds days of evidence without taking any from training: the fold's training rows are cut
+into K contiguous blocks; for each block the heads are trained again without it (and
+without the ``purge`` rows before it and the ``embargo`` rows after it, the fold's own
+gaps) and predict it. Every training sample then has a prediction from heads that never
+saw its label, and the gate and cut are chosen on those predictions together with the
+validation slice's (``thresholds.choose_by_rule``, the same grid and family-wise error);
+the fold's own heads, trained on the whole window, trade the test window at that cut.
+
+What the block's heads share with the fold's: the clusters, the market factor, fracdiff,
+the scalers and the encoder. Each is fitted on the training window's inputs alone, never
+on a label, so none of them carries a block's labels to its predictions; refitting the
+encoder K times would cost most of a fold's time for no protection of the labels. The
+one fold fit that reads returns as a target, ``factor.lead_fit`` (an OLS of each coin's
+next-bar return on its channels), is refitted per block without the block
+(:func:`block_lead_fits`). Features fitted on labels (``features.per_cluster=learned``, the
+cross-sectional trend aggregate) are refused (:func:`refuse_fitted_features`).
+The energy weights are normalised by one mean over the training rows; the heads' loss
+divides by the summed weight of each batch, so that scalar cancels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from omegaconf import DictConfig
+
+from huracan.errors import ConfigError
+from huracan.lead_fit import LeadFit
+from huracan.validation import Fold
+
+Samples = dict[str, torch.Tensor]
+
+
+def check_cross_fit(blocks: object, below_days: object) -> None:
+    """Raises a ConfigError for a bad ``validation.cross_fit`` or ``cross_fit_days``."""
+    if blocks is not None and (
+        isinstance(blocks, bool) or not isinstance(blocks, int) or blocks < 2
+    ):
+        raise ConfigError(
+            f"validation.cross_fit must be a whole number of blocks >= 2 or null, got {blocks!r}"
+        )
+    if below_days is not None and (
+        isinstance(below_days, bool) or not isinstance(below_days, int | float) or below_days <= 0
+    ):
+        raise ConfigError(
+            f"validation.cross_fit_days must be a number of days > 0 or null, got {below_days!r}"
+        )
+
+
+@dataclass(frozen=True)
+class Block:
+    """One block of a fold's training rows: grid rows ``first..last``, and the gaps
+    (``before`` rows, ``after`` rows) its heads also leave out."""
+
+    first: int
+    last: int
+    before: int
+    after: int
+
+    def holds(self, rows: np.ndarray) -> np.ndarray:
+        """Which of ``rows`` the block holds: the samples its heads predict."""
+        return (rows >= self.first) & (rows <= self.last)
+
+    def clear_of(self, rows: np.ndarray) -> np.ndarray:
+        """Which of ``rows`` its heads may train on: outside the block and its gaps."""
+        return (rows < self.first - self.before) | (rows > self.last + self.after)
+
+
+@dataclass(frozen=True)
+class CrossFit:
+    """``validation.cross_fit`` K blocks, in folds whose validation slice covers fewer
+    than ``below_days`` days (None: every fold)."""
+
+    blocks: int
+    below_days: float | None = None
+
+    @classmethod
+    def of(cls, cfg: DictConfig) -> CrossFit | None:
+        """The run's cross-fit, or None where ``validation.cross_fit`` is null."""
+        blocks = cfg.validation.get("cross_fit")
+        below_days = cfg.validation.get("cross_fit_days")
+        check_cross_fit(blocks, below_days)
+        return None if blocks is None else cls(int(blocks), below_days)
+
+    def applies(self, fold: Fold) -> bool:
+        """Whether ``fold`` is cross-fitted: its validation slice is short enough."""
+        if self.below_days is None:
+            return True
+        times = fold.val_times
+        days = (times[-1] - times[0]) / pd.Timedelta(days=1) if len(times) else 0.0
+        return days < self.below_days
+
+    def split(self, train_rows: np.ndarray, purge: int, embargo: int) -> list[Block]:
+        """The K contiguous blocks of a fold's (sorted) training rows, of equal rows."""
+        if len(train_rows) < self.blocks:
+            raise ConfigError(
+                f"validation.cross_fit={self.blocks}: a fold has only {len(train_rows)} "
+                "training rows; use fewer blocks"
+            )
+        chunks = np.array_split(np.asarray(train_rows), self.blocks)
+        return [Block(int(c[0]), int(c[-1]), purge, embargo) for c in chunks]
+
+
+def refuse_fitted_features(cfg: DictConfig, fitted_trend: bool) -> None:
+    """Raises a ConfigError where the fold's inputs were fitted on its labels (the learned
+    per-cluster masks, the trend aggregate): a block's heads would read inputs fitted on
+    the block's own labels."""
+    if cfg.features.get("per_cluster") == "learned" or fitted_trend:
+        raise ConfigError(
+            "validation.cross_fit with features fitted on the training labels "
+            "(features.per_cluster=learned or the cross-sectional trend aggregate): its "
+            "blocks' heads would read inputs fitted on their own labels; use one or the other"
+        )
+
+
+def block_lead_fits(
+    channels: np.ndarray, returns: np.ndarray, train_rows: np.ndarray, blocks: list[Block]
+) -> list[LeadFit]:
+    """Per block, ``factor.lead_fit`` refitted on the training rows clear of it.
+
+    Args:
+        channels: (T, N, C) the fold's factor channels without its ``lead_fit`` one.
+        returns: (T, N) log returns.
+    """
+    return [
+        LeadFit().fit(channels, returns, train_rows[block.clear_of(train_rows)]) for block in blocks
+    ]
+
+
+def with_lead(samples: Samples, assets: np.ndarray, lead: LeadFit) -> Samples:
+    """The samples with their last factor channel (``lead_fit``) recomputed by ``lead``
+    from the channels before it (``LeadFit.channels``, per sample)."""
+    factor = samples["factor"].clone()
+    coef = torch.as_tensor(lead.coef_[assets, 1:], dtype=factor.dtype)  # (B, C)
+    factor[:, -1] = (factor[:, :-1] * coef).sum(1) / lead.scale_
+    return {**samples, "factor": factor}
+
+
+def take(samples: Samples, index: np.ndarray) -> Samples:
+    """The samples at ``index``; lazily read inputs stay lazy (``LazyInputs``)."""
+    taken = {}
+    for key, value in samples.items():
+        if hasattr(value, "t_idx"):  # LazyInputs: a view on the fold's grids
+            taken[key] = type(value)(value.data, value.t_idx[index], value.a_idx[index])
+        else:
+            taken[key] = value[torch.as_tensor(index)]
+    return taken
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """A fold's out-of-fold predictions of its training samples: what the gate reads
+    beside the validation slice's.
+
+    Attributes:
+        prob: (B, H) probabilities, one column per horizon.
+        rows: (B,) grid rows; assets: (B,) asset columns (the fold's); group: (B,) heads.
+    """
+
+    prob: np.ndarray
+    rows: np.ndarray
+    assets: np.ndarray
+    group: np.ndarray
+
+
+FitHeads = Callable[[Samples, Samples, tuple[Samples, Samples] | None, int], torch.nn.Module]
+
+
+def out_of_fold(
+    fit: FitHeads,
+    blocks: list[Block],
+    rows: np.ndarray,
+    samples: tuple[Samples, Samples, Samples],
+    codes: tuple[Samples, Samples] | None,
+    assets: tuple[np.ndarray, np.ndarray],
+    leads: list[LeadFit] | None = None,
+) -> np.ndarray:
+    """Per training sample, the probabilities of heads trained without its block.
+
+    Args:
+        fit: trains block ``b``'s heads: ``fit(train, val, codes, b)`` (the fold's
+            ``fit_heads`` with its encoder, groups and trainer bound).
+        blocks: the fold's blocks (:meth:`CrossFit.split`).
+        rows: (B,) grid row of each training sample.
+        samples: the training samples (what the heads learn from: codes where the encoder
+            is frozen), the same samples' model inputs (what ``predict_proba`` reads) and
+            the validation samples (early stopping, as for the fold's heads).
+        codes: the training and validation samples encoded, or None (fine-tuned encoder).
+        assets: (B,) and (V,) the training and validation samples' asset columns.
+        leads: per block, its ``factor.lead_fit`` (:func:`block_lead_fits`), or None.
+
+    Returns:
+        (B, H) probabilities, in the training samples' order.
+    """
+    train, inputs, val = samples
+    out = None
+    for b, block in enumerate(blocks):
+        held, learn = np.flatnonzero(block.holds(rows)), np.flatnonzero(block.clear_of(rows))
+        if len(held) == 0:
+            continue
+        if len(learn) == 0:
+            raise ConfigError(
+                f"validation.cross_fit: block {b + 1} of {len(blocks)} leaves its heads no "
+                "training sample; use fewer blocks"
+            )
+        part_train, part_val, part_codes = take(train, learn), val, codes
+        predict = take(inputs, held)
+        if leads is not None:
+            train_a, val_a = assets
+            part_train = with_lead(part_train, train_a[learn], leads[b])
+            part_val = with_lead(val, val_a, leads[b])
+            predict = with_lead(predict, train_a[held], leads[b])
+            if codes is not None:
+                part_codes = (part_train, with_lead(codes[1], val_a, leads[b]))
+        elif codes is not None:
+            part_codes = (part_train, codes[1])
+        module = fit(part_train, part_val, part_codes, b)
+        prob = module.predict_proba(predict["x"], predict["factor"], predict["group"]).numpy()
+        prob = prob[:, None] if prob.ndim == 1 else prob
+        if out is None:
+            out = np.full((len(rows), prob.shape[1]), np.nan, dtype=prob.dtype)
+        out[held] = prob
+    return out

@@ -1,0 +1,190 @@
+"""``validation.cross_fit``: out-of-fold evidence for the gate from a fold's training
+window; a block's heads never see its labels (nor its lead fit its returns), nothing sees
+the test window, and the option is off by default."""
+
+from __future__ import annotations
+
+import functools
+
+import lightning.pytorch as pl
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from conftest import run_config
+from hydra.utils import instantiate
+from test_hierarchical import shifted_from
+from test_min_val_days import SMALL, recorded_run
+
+from huracan.errors import ConfigError
+from huracan.factor import FactorChannels
+from huracan.lead_fit import LeadFit
+from huracan.models import IdentityEncoder
+from huracan.run import train
+from huracan.training.crossfit import (
+    CrossFit,
+    block_lead_fits,
+    check_cross_fit,
+    out_of_fold,
+    with_lead,
+)
+from huracan.training.fit import MoEHeads
+from huracan.validation import WalkForward
+
+
+def test_blocks_cover_the_training_rows_and_their_heads_leave_out_the_gaps():
+    rows = np.r_[np.arange(0, 400), np.arange(430, 700)]  # an embargoed hole, as folds have
+    blocks = CrossFit(3).split(rows, purge=4, embargo=6)
+    held = np.array([b.holds(rows) for b in blocks])
+    assert (held.sum(0) == 1).all()  # every training row in exactly one block
+    assert [b.first for b in blocks] == [0, rows[224], rows[447]]
+    for b in blocks:
+        learn = rows[b.clear_of(rows)]
+        assert not ((learn >= b.first - 4) & (learn <= b.last + 6)).any()
+        # everything else is kept: the purge before, the embargo after, nothing more
+        assert len(learn) == len(rows) - np.count_nonzero(
+            (rows >= b.first - 4) & (rows <= b.last + 6)
+        )
+
+
+def test_only_folds_with_a_short_validation_slice_are_cross_fitted():
+    grid = pd.date_range("2023-01-01", periods=8760, freq="1h", tz="UTC")
+    folds = WalkForward(n_folds=5, horizon=24).split(grid)  # slices of 12-60 days
+    assert [CrossFit(3, 30).applies(f) for f in folds] == [True, True, False, False, False]
+    assert all(CrossFit(3).applies(f) for f in folds)
+
+
+@pytest.mark.parametrize(
+    ("blocks", "days", "message"),
+    [
+        (1, None, "validation.cross_fit must be a whole number of blocks >= 2 or null, got 1"),
+        (True, None, "validation.cross_fit must be .* got True"),
+        ("abc", None, "validation.cross_fit must be .* got 'abc'"),
+        (3, 0, "validation.cross_fit_days must be a number of days > 0 or null, got 0"),
+        (3, "x", "validation.cross_fit_days must be .* got 'x'"),
+    ],
+)
+def test_bad_values_are_clear_config_errors(blocks, days, message):
+    with pytest.raises(ConfigError, match=message):
+        check_cross_fit(blocks, days)
+
+
+def test_a_bad_value_stops_the_run_before_any_data_is_read(tmp_path):
+    cfg = run_config(tmp_path, "validation.cross_fit=1")
+    with pytest.raises(ConfigError, match="validation.cross_fit must be"):
+        train(cfg)
+    assert not (tmp_path / "run" / "gates.json").exists()
+
+
+def small_samples(rows: np.ndarray, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Two coins' samples at each grid row of ``rows``: 5 inputs, 2 factor channels (the
+    last one the lead fit's), 2 horizons."""
+    rng = np.random.default_rng(seed)
+    n = 2 * len(rows)
+    return {
+        "x": torch.as_tensor(rng.normal(size=(n, 5)), dtype=torch.float32),
+        "factor": torch.as_tensor(rng.normal(size=(n, 2)), dtype=torch.float32),
+        "group": torch.as_tensor(np.tile([0, 1], len(rows))),
+        "y": torch.as_tensor(rng.integers(0, 2, (n, 2)), dtype=torch.float32),
+        "w": torch.ones(n, 2),
+    }
+
+
+def tiny_fit(train, val, codes, b):
+    trainer = functools.partial(
+        pl.Trainer,
+        accelerator="cpu",
+        deterministic=True,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        enable_progress_bar=False,
+    )
+    heads = MoEHeads(n_experts=2, hidden=8, max_epochs=3, patience=2, batch_size=64)
+    return heads.fit(IdentityEncoder(5), 2, train, val, trainer, False, seed=b, codes=codes)
+
+
+def test_a_blocks_out_of_fold_predictions_never_see_its_labels():
+    """Poisoned labels (and weights) in block 2 and its purge and embargo rows: block 2's
+    out-of-fold probabilities stay the same to the bit, the other blocks' change (their
+    heads train on block 2: the test can fail)."""
+    rows = np.arange(300)
+    train, val = small_samples(rows), small_samples(np.arange(310, 360), seed=1)
+    blocks = CrossFit(3).split(rows, purge=3, embargo=5)
+    sample_rows = np.repeat(rows, 2)
+    assets = (np.tile([0, 1], len(rows)), np.tile([0, 1], 50))
+    base = out_of_fold(tiny_fit, blocks, sample_rows, (train, train, val), None, assets)
+    poisoned = dict(train)
+    near = (sample_rows >= blocks[1].first - 3) & (sample_rows <= blocks[1].last + 5)
+    poisoned["y"], poisoned["w"] = train["y"].clone(), train["w"].clone()
+    poisoned["y"][near] = 1 - poisoned["y"][near]
+    poisoned["w"][near] *= 3
+    other = out_of_fold(tiny_fit, blocks, sample_rows, (poisoned, poisoned, val), None, assets)
+    held = blocks[1].holds(sample_rows)
+    assert base.shape == (len(sample_rows), 2) and np.isfinite(base).all()
+    np.testing.assert_array_equal(other[held], base[held])
+    assert not np.allclose(other[~held], base[~held])
+
+
+def test_a_blocks_lead_fit_never_sees_its_returns_and_matches_the_folds_channel():
+    rng = np.random.default_rng(0)
+    channels = rng.normal(size=(400, 3, 2))
+    returns = 0.3 * np.roll(channels[..., 0], 1, axis=0) + rng.normal(0, 1, (400, 3))
+    rows = np.arange(350)
+    blocks = CrossFit(4).split(rows, purge=2, embargo=2)
+    base = block_lead_fits(channels, returns, rows, blocks)
+    changed = returns.copy()
+    changed[blocks[2].first - 2 : blocks[2].last + 3] = rng.normal(0, 5, (1, 3))
+    other = block_lead_fits(channels, changed, rows, blocks)
+    np.testing.assert_array_equal(other[2].coef_, base[2].coef_)
+    assert other[2].scale_ == base[2].scale_
+    assert not np.allclose(other[0].coef_, base[0].coef_)
+    # a block's lead channel, per sample, is LeadFit.channels' on the same cells
+    whole = LeadFit().fit(channels, returns, rows)
+    grid = whole.channels(FactorChannels(channels.astype(np.float32), ["a", "b"], 0, 0))
+    t, a = np.repeat(np.arange(10), 3), np.tile(np.arange(3), 10)
+    factor = torch.as_tensor(np.c_[channels[t, a], np.zeros(30)], dtype=torch.float32)
+    samples = with_lead({"factor": factor}, a, whole)
+    np.testing.assert_allclose(samples["factor"][:, -1], grid.values[t, a, -1], atol=1e-5)
+
+
+CROSS = [*SMALL, "validation.cross_fit=2", "factor.lead_fit=true"]
+
+
+def test_the_gate_reads_the_training_window_out_of_fold_and_nothing_of_the_test_window(
+    tmp_path, monkeypatch
+):
+    """Fold 0's gate and cut are chosen on every training and validation sample; with
+    every bar from fold 0's first test bar on redrawn they stay the same, with bars from
+    inside its training window redrawn they change (the test can fail)."""
+    cfg = run_config(tmp_path, *CROSS)
+    panel = instantiate(cfg.data).load()
+    base, base_calls = recorded_run(panel, cfg, tmp_path / "a", monkeypatch)
+    fold, info = base.folds[0], base.fold_info[0]
+    assert info["cross_fit_blocks"] == 2
+    prob, net = base_calls[0]
+    assert len(prob) > info["train_samples"] > 0  # the training samples, then the slice's
+    assert np.isfinite(prob).all()
+    for cut, same in ((fold.test[0], True), (fold.train[len(fold.train) // 2], False)):
+        changed = shifted_from(panel, cut, volume=3.0)
+        other, calls = recorded_run(changed, cfg, tmp_path / f"b{cut}", monkeypatch)
+        pairs = zip(calls[0], base_calls[0], strict=True)
+        seen = [np.array_equal(a, b, equal_nan=True) for a, b in pairs]
+        assert seen == [same, same], cut
+        for key in ("horizons", "thresholds", "validation_bound_bps"):
+            assert not same or other.fold_info[0][key] == info[key], key
+
+
+def test_the_ablation_without_the_factor_is_gated_on_its_own_out_of_fold_evidence(
+    tmp_path, monkeypatch
+):
+    """``report.compare_without_factor``: the ablation's heads are cross-fitted too, so
+    both arms choose on the same samples; its evidence is its own heads' predictions."""
+    overrides = [o for o in CROSS if not o.startswith("report.")]
+    cfg = run_config(tmp_path, *overrides, "validation.n_folds=1")
+    panel = instantiate(cfg.data).load()
+    run, calls = recorded_run(panel, cfg, tmp_path / "a", monkeypatch)
+    (heads, heads_net), (ablation, ablation_net) = calls  # one fold: the heads, then it
+    assert len(heads) == len(ablation) > run.fold_info[0]["train_samples"]
+    np.testing.assert_array_equal(heads_net, ablation_net)  # the same samples
+    assert not np.array_equal(heads, ablation)
+    assert np.isfinite(run.without_factor.probability[run.folds[0].test]).any()
