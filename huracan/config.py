@@ -108,7 +108,7 @@ def validate(cfg: DictConfig) -> None:
     check_rule(str((cfg.get("baselines") or {}).get("rule", "heads")))
     validation = cfg.get("validation") or {}
     check_min_val_days(validation.get("min_val_days"), validation.get("val_fraction", 0.2))
-    check_cross_fit(validation.get("cross_fit"), validation.get("cross_fit_days"))
+    check_cross_fit(cfg)
     check_book(cfg)
     check_target(cfg)
     if ensemble_config(cfg).enabled and (cfg.get("features") or {}).get("per_cluster"):

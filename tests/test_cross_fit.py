@@ -13,6 +13,7 @@ import pytest
 import torch
 from conftest import run_config
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 from test_hierarchical import shifted_from
 from test_min_val_days import SMALL, recorded_run
 
@@ -65,8 +66,38 @@ def test_only_folds_with_a_short_validation_slice_are_cross_fitted():
     ],
 )
 def test_bad_values_are_clear_config_errors(blocks, days, message):
+    cfg = OmegaConf.create({"validation": {"cross_fit": blocks, "cross_fit_days": days}})
     with pytest.raises(ConfigError, match=message):
-        check_cross_fit(blocks, days)
+        check_cross_fit(cfg)
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"validation": {"cross_fit": None, "cross_fit_days": 30}}, "without validation.cross"),
+        (
+            {"validation": {"cross_fit": 4}, "pipeline": {"_target_": "x.per_coin.Pipeline"}},
+            "pipeline=hierarchical only",
+        ),
+        (
+            {"validation": {"cross_fit": 4}, "cluster": {"level_factor": "leader"}},
+            "level_factor=leader",
+        ),
+    ],
+)
+def test_settings_it_would_ignore_or_cannot_refit_are_refused(settings, message):
+    with pytest.raises(ConfigError, match=message):
+        check_cross_fit(OmegaConf.create(settings))
+    check_cross_fit(OmegaConf.create({"validation": {"cross_fit": 4}}))  # plain: accepted
+
+
+def test_the_gap_after_a_block_is_never_shorter_than_the_purge():
+    # embargo 0 (a valid walk-forward setting): a label of h bars after the block would
+    # share returns with the block's own labels
+    rows = np.arange(600)
+    for b in CrossFit(3).split(rows, purge=24, embargo=0):
+        learn = rows[b.clear_of(rows)]
+        assert not ((learn > b.last) & (learn <= b.last + 24)).any()
 
 
 def test_a_bad_value_stops_the_run_before_any_data_is_read(tmp_path):

@@ -5,10 +5,12 @@ few for the family-wise gate to open on a real edge (``docs/gate.md``). Cross-fi
 adds days of evidence without taking any from training: the fold's training rows are cut
 into K contiguous blocks; for each block the heads are trained again without it (and
 without the ``purge`` rows before it and the ``embargo`` rows after it, the fold's own
-gaps) and predict it. Every training sample then has a prediction from heads that never
-saw its label, and the gate and cut are chosen on those predictions together with the
-validation slice's (``thresholds.choose_by_rule``, the same grid and family-wise error);
-the fold's own heads, trained on the whole window, trade the test window at that cut.
+gaps; the gap after a block is at least the purge, so no label the heads train on
+shares a return with the block's) and predict it. Every training sample then has a
+prediction from heads that never saw its label, and the gate and cut are chosen on those
+predictions together with the validation slice's (``thresholds.choose_by_rule``, the
+same grid and family-wise error); the fold's own heads, trained on the whole window, trade
+the test window at that cut.
 
 What the block's heads share with the fold's: the clusters, the market factor, fracdiff,
 the scalers and the encoder. Each is fitted on the training window's inputs alone, never
@@ -17,9 +19,11 @@ encoder K times would cost most of a fold's time for no protection of the labels
 one fold fit that reads returns as a target, ``factor.lead_fit`` (an OLS of each coin's
 next-bar return on its channels), is refitted per block without the block
 (:func:`block_lead_fits`). Features fitted on labels (``features.per_cluster=learned``, the
-cross-sectional trend aggregate) are refused (:func:`refuse_fitted_features`).
-The energy weights are normalised by one mean over the training rows; the heads' loss
-divides by the summed weight of each batch, so that scalar cancels.
+cross-sectional trend aggregate) and ``cluster.level_factor=leader`` (its leaders chosen on
+next-bar returns) are refused. The energy weights are normalised by one mean per horizon
+over the fold's training rows, the block's included: the relative weight of the horizons
+in a block's loss depends a little on the block's label magnitudes (H - 1 scalars), not on
+any one label's sign.
 """
 
 from __future__ import annotations
@@ -39,8 +43,13 @@ from huracan.validation import Fold
 Samples = dict[str, torch.Tensor]
 
 
-def check_cross_fit(blocks: object, below_days: object) -> None:
-    """Raises a ConfigError for a bad ``validation.cross_fit`` or ``cross_fit_days``."""
+def check_cross_fit(cfg: DictConfig) -> None:
+    """Raises a ConfigError for a bad ``validation.cross_fit`` or ``cross_fit_days``, one
+    set where it would do nothing (``cross_fit_days`` alone, a pipeline other than
+    ``hierarchical``), or cross-fitting a fit it cannot refit per block
+    (``cluster.level_factor=leader`` chooses its leaders on next-bar returns)."""
+    validation = cfg.get("validation") or {}
+    blocks, below_days = validation.get("cross_fit"), validation.get("cross_fit_days")
     if blocks is not None and (
         isinstance(blocks, bool) or not isinstance(blocks, int) or blocks < 2
     ):
@@ -52,6 +61,24 @@ def check_cross_fit(blocks: object, below_days: object) -> None:
     ):
         raise ConfigError(
             f"validation.cross_fit_days must be a number of days > 0 or null, got {below_days!r}"
+        )
+    if blocks is None:
+        if below_days is not None:
+            raise ConfigError(
+                f"validation.cross_fit_days={below_days} without validation.cross_fit: "
+                "set the number of blocks too"
+            )
+        return
+    if "hierarchical" not in str((cfg.get("pipeline") or {}).get("_target_", "hierarchical")):
+        raise ConfigError(
+            f"validation.cross_fit={blocks}: cross-fitted evidence is built by "
+            "pipeline=hierarchical only"
+        )
+    if (cfg.get("cluster") or {}).get("level_factor") == "leader":
+        raise ConfigError(
+            f"validation.cross_fit={blocks} with cluster.level_factor=leader: its leaders are "
+            "chosen on next-bar returns over the whole training window, blocks included, and "
+            "are not refitted per block; use level_factor=pca or no cross_fit"
         )
 
 
@@ -85,9 +112,9 @@ class CrossFit:
     @classmethod
     def of(cls, cfg: DictConfig) -> CrossFit | None:
         """The run's cross-fit, or None where ``validation.cross_fit`` is null."""
+        check_cross_fit(cfg)
         blocks = cfg.validation.get("cross_fit")
         below_days = cfg.validation.get("cross_fit_days")
-        check_cross_fit(blocks, below_days)
         return None if blocks is None else cls(int(blocks), below_days)
 
     def applies(self, fold: Fold) -> bool:
@@ -106,7 +133,10 @@ class CrossFit:
                 "training rows; use fewer blocks"
             )
         chunks = np.array_split(np.asarray(train_rows), self.blocks)
-        return [Block(int(c[0]), int(c[-1]), purge, embargo) for c in chunks]
+        # a label after the block reaches back into it no more than a label before it
+        # reaches forward: the gap after is never shorter than the purge (embargo may be 0)
+        after = max(embargo, purge)
+        return [Block(int(c[0]), int(c[-1]), purge, after) for c in chunks]
 
 
 def refuse_fitted_features(cfg: DictConfig, fitted_trend: bool) -> None:
