@@ -177,8 +177,11 @@ def logistic_signals(
     n_coins = returns.shape[1]
     fits = partial(coin_probabilities, folds=folds, seed=rules.seed)
     workers = wide_workers() if workers is None else workers
-    with ThreadPoolExecutor(max(1, min(workers, n_coins))) as pool:
+    pool = ThreadPoolExecutor(max(1, min(workers, n_coins)))
+    try:
         per_coin = list(pool.map(fits, features, first_net))  # [coin][fold] (V + S,)
+    finally:  # an error or Ctrl-C drops the queued fits instead of waiting for them
+        pool.shutdown(cancel_futures=True)
     signals = np.zeros(returns.shape, dtype=bool)
     index = np.full(returns.shape, -1)
     probability = np.full(returns.shape, np.nan, dtype=np.float32)

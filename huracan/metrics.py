@@ -272,6 +272,19 @@ def group_metrics(
     return _group_columns(sums, trades.evaluated, longest, bars_per_year, days, n_boot)
 
 
+def _set_columns(columns: np.ndarray, n_assets: int) -> np.ndarray:
+    """A set's column indices: a boolean mask's marked columns; an index repeated or out of
+    range is an error (it would be counted once and summed twice)."""
+    columns = np.asarray(columns)
+    if columns.dtype == bool:
+        return np.flatnonzero(columns)
+    if len(np.unique(columns)) != len(columns) or (
+        len(columns) and (columns.min() < 0 or columns.max() >= n_assets)
+    ):
+        raise ValueError(f"a set's columns must be unique indices below {n_assets}")
+    return columns
+
+
 def pooled_group_metrics(
     signals: np.ndarray,
     labels: np.ndarray,
@@ -284,17 +297,21 @@ def pooled_group_metrics(
     n_boot: int = 2000,
 ) -> list[dict[str, np.ndarray]]:
     """The metrics of each set of columns pooled as one group, the sets free to overlap:
-    bit for bit ``group_metrics`` of that set's columns alone with one group, the trades
-    and their open P&L found once for every asset (both are each asset's own), not once
-    per set.
+    ``group_metrics`` of that set's columns alone with one group, the trades and their
+    open P&L found once for every asset (both are each asset's own), not once per set.
+    Bit for bit where ``horizon`` is an array (the report's books pass their (T, N)
+    holds); with one whole-number horizon the return sums may differ from a call on the
+    set alone in the last bits (their order of summation).
 
     Args:
-        groups: each set's column indices (e.g. a cluster's, the alt clusters', all).
+        groups: each set's column indices, unique (e.g. a cluster's, the alt clusters',
+            all); a boolean mask is taken as the columns it marks.
         The rest as ``group_metrics``.
 
     Returns:
         One ``group_metrics`` table (each column of length 1) per set, in order.
     """
+    groups = [_set_columns(columns, signals.shape[1]) for columns in groups]
     trades = _AssetTrades.of(signals, labels, net_return, rows, horizon)
     member = np.zeros((signals.shape[1], len(groups)))  # (N, G) each set's assets
     for g, columns in enumerate(groups):

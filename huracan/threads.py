@@ -147,7 +147,8 @@ def wide_threads() -> Iterator[int]:
 
 
 def wide_workers() -> int:
-    """Threads for wide work outside torch (numpy's FFT of a whole panel in FFD): the
+    """Threads for wide work outside torch (numpy's FFT of a whole panel in FFD, the
+    logistic baseline's per-coin fits in the hierarchical run and the per-coin parent): the
     count :func:`wide_threads` gives, torch's own count otherwise where torch is loaded
     (an explicit ``threads``), else every core; 1 to 8 in each case."""
     if _wide is not None:

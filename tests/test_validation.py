@@ -187,6 +187,22 @@ def test_pooled_group_metrics_are_each_sets_group_metrics_bit_for_bit(per_entry_
     assert pooled[-1]["n_trades"][0] == sum(p["n_trades"][0] for p in pooled[:3])
 
 
+def test_pooled_group_metrics_reads_a_mask_as_its_columns_and_refuses_repeats():
+    rng = np.random.default_rng(4)
+    signals = rng.random((240, 4)) < 0.3
+    net = rng.normal(0, 0.01, (240, 4))
+    labels = (net > 0).astype(float)
+    args = (signals, labels, net, np.arange(240))
+    mask = np.array([True, False, True, False])
+    by_mask, by_index = (
+        pooled_group_metrics(*args, [cols], BARS_PER_YEAR, 4)[0] for cols in (mask, [0, 2])
+    )
+    for key, value in by_index.items():
+        np.testing.assert_array_equal(by_mask[key], value, err_msg=key)
+    with pytest.raises(ValueError, match="unique indices below 4"):
+        pooled_group_metrics(*args, [np.array([0, 0, 2])], BARS_PER_YEAR, 4)
+
+
 def test_daily_t_stat_and_bootstrap_interval():
     rng = np.random.default_rng(0)
     t_len = 24 * 200

@@ -181,7 +181,9 @@ def warn_retrain(entry: dict, min_ari: float) -> None:
     ]
     runs = entry.get("runs") or []
     if len(runs) > 1:  # flat champions of several runs: each run's own check
-        fired[:0] = [(f"run {r['run_id']}", r) for r in runs if r["retrain_due"]]
+        fired[:0] = [
+            (f"run {r['run_id'] or '(not recorded)'}", r) for r in runs if r["retrain_due"]
+        ]
     elif (
         entry["ari"] is not None
         and entry["ari"] < min_ari
