@@ -165,8 +165,8 @@ def logistic_signals(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per coin and fold: fit on train (shortest horizon; ``rules.seed`` the regressions'
     random state), choose horizon and cut on val by ``rules``, trade test where prob >=
-    the cut. Returns ``(signals, horizon_index)`` and the probability (T, N) float32 on
-    the test rows, NaN elsewhere.
+    the cut. Returns ``(signals, horizon_index, probability)``, the probability (T, N)
+    float32 on the test rows, NaN elsewhere.
 
     The coins' fits are independent: ``workers`` threads (None: ``threads.wide_workers``)
     share them, each coin's fits and predictions the same whatever the count.
