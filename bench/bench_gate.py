@@ -3,6 +3,8 @@
     nice -n 10 .venv/bin/python bench/bench_gate.py                  # seeds 160..209
     nice -n 10 .venv/bin/python bench/bench_gate.py --seeds 100 101 --costs 0 10
     nice -n 10 .venv/bin/python bench/bench_gate.py -- thresholds.family_alpha=0.1
+    nice -n 10 .venv/bin/python bench/bench_gate.py --seeds 180 181 --log b.jsonl
+    .venv/bin/python bench/bench_gate.py --merge a.jsonl b.jsonl
 
 Each run is the real hierarchical pipeline (default heads, default gate) on a synthetic
 market without any edge: no planted lead (``data.follow_share=[0,0]``) and none in the
@@ -28,13 +30,23 @@ the permutation and bootstrap rows of seeds 110-139 chose their combination). Th
 interval is the exact (Clopper-Pearson) 95 % binomial one; PASS/FAIL reads the measured
 share. Beside it, the trades and net bps the default run made in its test windows, summed
 over the seeds.
+
+With ``validation.cross_fit`` some folds gate on cross-fitted evidence (the early ones,
+under ``validation.cross_fit_days``) and the others on their slice alone: a second table
+counts the cross-fitted folds' head-folds alone, so that the others do not dilute them.
+
+``--log`` appends each seed's counts, fold by fold, to a JSON-lines file as the seed ends
+(a run stopped half way keeps its finished seeds); ``--merge`` prints the tables of such
+files together (each seed once; files of different overrides or costs are refused).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import time
+from pathlib import Path
 from unittest import mock
 
 from _util import ROOT, print_table, seed_label, verdict
@@ -62,14 +74,16 @@ GATES = ["default", "permutation", "bootstrap", "search (before)"]
 TARGET = 0.05
 
 
-def run(seed: int, costs: list[float], extra: list[str]) -> tuple[dict, dict]:
+def run(seed: int, costs: list[float], extra: list[str]) -> tuple[dict, list[dict]]:
     """One no-edge run, its heads trained at ``costs[0]`` round trip: its summary and, per
-    cost and per gate of ``GATES``, the head-folds and how many of them trade."""
-    counts = {c: {"heads": 0, **dict.fromkeys(GATES, 0)} for c in costs}
+    fold, per cost and per gate of ``GATES``, the head-folds and how many of them trade."""
+    folds = []
     choose = hierarchical.choose_by_rule  # the heads' call (the baselines' is not patched)
 
     def recorded(thresholds, prob, net_return, *args):
         chosen = choose(thresholds, prob, net_return, *args)
+        counts = {c: {"heads": 0, **dict.fromkeys(GATES, 0)} for c in costs}
+        folds.append(counts)  # the heads' gate is chosen once a fold, in fold order
         rules = {
             "default": thresholds,
             "permutation": OmegaConf.merge(thresholds, {"gate": "permutation"}),
@@ -97,7 +111,28 @@ def run(seed: int, costs: list[float], extra: list[str]) -> tuple[dict, dict]:
         overrides = [f"+output_dir={tmp}", f"store.root={tmp}/artifacts", f"seed={seed}"]
         cfg = compose("config", overrides=[*overrides, *NO_EDGE, *fee, *extra])
         summary, _ = train(cfg)
-    return summary, counts
+    if len(folds) != len(summary["folds"]):
+        raise RuntimeError(
+            f"seed {seed}: {len(folds)} gate calls for {len(summary['folds'])} folds"
+        )
+    return summary, [
+        {"cross_fit": bool(info.get("cross_fit_blocks")), "counts": [counts[c] for c in costs]}
+        for info, counts in zip(summary["folds"], folds, strict=True)
+    ]
+
+
+def summed(records: list[dict], costs: list[float], cross_fit_only: bool = False) -> dict:
+    """Per cost and gate, the head-folds and those trading over ``records`` (``--log``
+    lines), every fold or the cross-fitted ones only."""
+    totals = {c: {"heads": 0, **dict.fromkeys(GATES, 0)} for c in costs}
+    for record in records:
+        for fold in record["folds"]:
+            if cross_fit_only and not fold["cross_fit"]:
+                continue
+            for cost, count in zip(costs, fold["counts"], strict=True):
+                for key in totals[cost]:
+                    totals[cost][key] += count[key]
+    return totals
 
 
 def share_row(cost: float, gate: str, seeds: int, heads: int, trading: int) -> dict:
@@ -115,29 +150,68 @@ def share_row(cost: float, gate: str, seeds: int, heads: int, trading: int) -> d
     }
 
 
-def report(totals: dict, seeds: list[int], outcome: dict, extra: list[str]) -> None:
-    rows = [
-        share_row(cost, gate, len(seeds), count["heads"], count[gate])
-        for cost, count in totals.items()
-        for gate in GATES
-    ]
-    print_table(
-        "no-edge markets: share of head-folds whose gate lets them trade "
-        f"(seeds {seeds[0]}..{seeds[-1]}, {', '.join(sorted({seed_label(s) for s in seeds}))}; "
-        f"overrides {extra or 'none'})",
-        rows,
-    )
-    cost = next(iter(totals))
+def report(records: list[dict], costs: list[float], extra: list[str]) -> None:
+    """The tables of ``records`` (one per seed): every head-fold and, where some folds
+    were cross-fitted (``validation.cross_fit``), those folds' alone."""
+    seeds = [r["seed"] for r in records]
+    labels = ", ".join(sorted({seed_label(s) for s in seeds}))
+    parts = [("", summed(records, costs))]
+    if any(f["cross_fit"] for r in records for f in r["folds"]):
+        parts.append((" - cross-fitted folds only", summed(records, costs, True)))
+    passed = {}
+    for title, totals in parts:
+        rows = [
+            share_row(cost, gate, len(seeds), count["heads"], count[gate])
+            for cost, count in totals.items()
+            for gate in GATES
+        ]
+        print_table(
+            "no-edge markets: share of head-folds whose gate lets them trade "
+            f"(seeds {seeds[0]}..{seeds[-1]}, {labels}; overrides {extra or 'none'}){title}",
+            rows,
+        )
+        passed[title] = all(r["<= 5 %"] == "PASS" for r in rows if r["gate"] == "default")
+    trades = sum(r["trades"] for r in records)
+    net = sum(r["net_bps"] for r in records)
     print(
-        f"the default runs' test windows at {cost:g} bps, summed over the seeds: "
-        f"{outcome['trades']} trades, {outcome['net_bps']:.0f} net bps"
+        f"the default runs' test windows at {costs[0]:g} bps, summed over the seeds: "
+        f"{trades} trades, {net:.0f} net bps"
     )
-    passed = all(r["<= 5 %"] == "PASS" for r in rows if r["gate"] == "default")
     print(
-        f"\nno-edge gate, default, at most 5 % at every cost: {verdict(passed)}; "
+        f"\nno-edge gate, default, at most 5 % at every cost: {verdict(passed[''])}; "
         f"at least 50 seeds: {verdict(len(seeds) >= 50)}",
         flush=True,
     )
+    if len(passed) > 1:
+        print(
+            "cross-fitted folds only, default, at most 5 % at every cost: "
+            f"{verdict(passed[parts[1][0]])}",
+            flush=True,
+        )
+
+
+def merge(paths: list[Path]) -> None:
+    """The tables of ``--log`` files together: each seed once, one set of overrides and costs."""
+    records = {}
+    for path in paths:
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise SystemExit(f"{path}:{number}: not a JSON line ({error})") from None
+            seed = record["seed"]
+            if seed in records:
+                raise SystemExit(f"{path}:{number}: seed {seed} is logged twice")
+            records[seed] = record
+    if not records:
+        raise SystemExit(f"no seed logged in {', '.join(map(str, paths))}")
+    kinds = {(tuple(r["extra"]), tuple(r["costs"])) for r in records.values()}
+    if len(kinds) > 1:
+        raise SystemExit(f"the logs mix overrides or costs: {sorted(kinds)}")
+    extra, costs = kinds.pop()
+    report([records[s] for s in sorted(records)], list(costs), list(extra))
 
 
 def main() -> None:
@@ -147,22 +221,33 @@ def main() -> None:
         "--costs", type=float, nargs="+", default=[0, 2, 10, 20], help="the first trains"
     )
     parser.add_argument("--every", type=int, default=10, help="print the tables every N seeds")
+    parser.add_argument("--log", type=Path, help="append each seed's counts here (JSON lines)")
+    parser.add_argument("--merge", type=Path, nargs="+", help="print these --log files' tables")
     args, extra = parser.parse_known_args()
+    if args.merge:
+        merge(args.merge)
+        return
     extra = [e for e in extra if e != "--"]
-    totals = {c: {"heads": 0, **dict.fromkeys(GATES, 0)} for c in args.costs}
-    outcome = {"trades": 0, "net_bps": 0.0}
+    records = []
     start = time.perf_counter()
     for i, seed in enumerate(args.seeds, 1):
-        summary, counts = run(seed, args.costs, extra)
-        for cost, count in counts.items():
-            for key, value in count.items():
-                totals[cost][key] += value
+        summary, folds = run(seed, args.costs, extra)
         model = summary["clusters"]["all"]["model"]
-        outcome["trades"] += model["n_trades"]
-        outcome["net_bps"] += model["net_bps"]
+        record = {
+            "seed": seed,
+            "extra": extra,
+            "costs": args.costs,
+            "folds": folds,
+            "trades": model["n_trades"],
+            "net_bps": model["net_bps"],
+        }
+        records.append(record)
+        if args.log is not None:
+            with args.log.open("a") as out:
+                out.write(json.dumps(record) + "\n")
         print(f"seed {seed} done, {time.perf_counter() - start:.0f} s", flush=True)
         if i % args.every == 0 or i == len(args.seeds):
-            report(totals, args.seeds[:i], outcome, extra)
+            report(records, args.costs, extra)
 
 
 if __name__ == "__main__":
