@@ -24,6 +24,7 @@ columns (the served coins and their paths) gives the training values bit for bit
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import replace
 
@@ -201,6 +202,60 @@ class FactorTree(BaseEstimator):
             )
             out.append((raw - self.factor_mean_[i]) / self.factor_std_[i])
         return out
+
+    def leaders_moved(
+        self,
+        returns: np.ndarray,
+        market: np.ndarray,
+        rows: np.ndarray,
+        gap_after: int | None = None,
+    ) -> np.ndarray:
+        """(N,) whether an asset's path holds a cluster whose leader ``rows`` alone would
+        not choose again (``level_factor=leader``; all False for ``pca``, which chooses
+        none).
+
+        The choice is :meth:`fit`'s on ``rows`` packed together as ``fit`` packs its
+        training rows (so bars across an embargo hole count as a pair, as they did there),
+        with the residuals' means and scales of ``rows``; the residual OLS and the levels'
+        factors above are the fitted tree's. For ``validation.cross_fit``: the leaders are
+        chosen on next-bar returns, so a block's samples of such an asset are kept out of
+        the block's heads and of the gate's evidence (the asset's channel has a leader
+        chosen with the block's own next-bar returns).
+
+        Args:
+            returns: (T, N) returns of the fitting panel's grid; market: (T, K) its
+                standardised market factor (``fit_tree``'s).
+            rows: sorted grid rows.
+            gap_after: a position in ``rows`` after which a bar is missing (a removed
+                block): no pair spans it. None: none.
+        """
+        check_is_fitted(self, "labels_")
+        moved = np.zeros(self.labels_.shape[1], dtype=bool)
+        if self.level_factor != "leader":
+            return moved
+        if len(rows) == 0:  # no rows choose any leader again
+            return self.labels_[1:].max(axis=0) >= 0
+        returns = np.asarray(returns, dtype=float)[rows]
+        market = np.asarray(market, dtype=float)
+        market = market.reshape(len(market), -1)[rows]
+        if gap_after is not None:  # a row of no bar: no pair of bars spans the gap
+            returns = np.insert(returns, gap_after + 1, np.nan, axis=0)
+            market = np.insert(market, gap_after + 1, np.nan, axis=0)
+        factors: list[np.ndarray] = []
+        for i, coef in enumerate(self.coef_):
+            labels = self.labels_[i + 1]
+            upper = self._upper(market, factors, self.labels_[1 : i + 1], returns.shape[1])
+            residual = returns - _fitted(upper, coef)
+            with np.errstate(invalid="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # a coin without a bar here
+                mean, std = np.nanmean(residual, 0), np.nanstd(residual, 0)
+            leaders = _leader_loadings(residual, mean, std, labels)
+            changed = np.unique(labels[(leaders != self.loadings_[i]) & (labels >= 0)])
+            moved |= np.isin(labels, changed)  # every coin of the cluster, and below it
+            stored = self.member_mean_[i], self.member_std_[i]
+            raw = _raw_factor(residual, *stored, self.loadings_[i], self.order_[i])
+            factors.append(self._filled((raw - self.factor_mean_[i]) / self.factor_std_[i]))
+        return moved
 
     def channels(
         self,
@@ -519,19 +574,20 @@ def cascade(
     market: MarketFactorExtractor,
     channels: FactorChannels,
     quote_volume: np.ndarray,
-) -> tuple[ClusterResult, FactorChannels]:
+) -> tuple[ClusterResult, FactorChannels, FactorTree | None]:
     """The fold's tree fitted on ``train`` and its channels after the market's, for
     ``cluster=hierarchy``; anything else: ``clusters`` and ``channels`` unchanged.
 
     Returns:
-        ``clusters`` with the tree (``ClusterResult.tree``), and the channels.
+        ``clusters`` with the tree (``ClusterResult.tree``), the channels, and the fitted
+        tree (None for a flat clustering).
     """
     if not cfg.cluster.get("levels"):
-        return clusters, channels
+        return clusters, channels, None
     tree, factor = fit_tree(cfg, returns, train, symbols, clusters, market, quote_volume)
     more = tree.channels(returns, factor, listed, channels.values.dtype)
     values = np.concatenate([channels.values, more.values], axis=2)
     joined = FactorChannels(
         values, [*channels.names, *more.names], channels.n_filled, channels.n_zeroed
     )
-    return replace(clusters, tree=tree.to_dict(symbols)), joined
+    return replace(clusters, tree=tree.to_dict(symbols)), joined, tree

@@ -17,19 +17,23 @@ from omegaconf import OmegaConf
 from test_hierarchical import shifted_from
 from test_min_val_days import SMALL, recorded_run
 
+import huracan.pipelines.hierarchical.run as hierarchical
 from huracan.errors import ConfigError
 from huracan.factor import FactorChannels
 from huracan.lead_fit import LeadFit
 from huracan.models import IdentityEncoder
 from huracan.run import train
+from huracan.training.arrays import build_fleet_arrays
 from huracan.training.crossfit import (
     CrossFit,
     block_lead_fits,
     check_cross_fit,
+    moved_leaders,
     out_of_fold,
     with_lead,
 )
 from huracan.training.fit import MoEHeads
+from huracan.training.folds import prepare_fold
 from huracan.validation import WalkForward
 
 
@@ -79,13 +83,9 @@ def test_bad_values_are_clear_config_errors(blocks, days, message):
             {"validation": {"cross_fit": 4}, "pipeline": {"_target_": "x.per_coin.Pipeline"}},
             "pipeline=hierarchical only",
         ),
-        (
-            {"validation": {"cross_fit": 4}, "cluster": {"level_factor": "leader"}},
-            "level_factor=leader",
-        ),
     ],
 )
-def test_settings_it_would_ignore_or_cannot_refit_are_refused(settings, message):
+def test_settings_it_would_ignore_are_refused(settings, message):
     with pytest.raises(ConfigError, match=message):
         check_cross_fit(OmegaConf.create(settings))
     check_cross_fit(OmegaConf.create({"validation": {"cross_fit": 4}}))  # plain: accepted
@@ -143,17 +143,68 @@ def test_a_blocks_out_of_fold_predictions_never_see_its_labels():
     blocks = CrossFit(3).split(rows, purge=3, embargo=5)
     sample_rows = np.repeat(rows, 2)
     assets = (np.tile([0, 1], len(rows)), np.tile([0, 1], 50))
-    base = out_of_fold(tiny_fit, blocks, sample_rows, (train, train, val), None, assets)
+    base, done = out_of_fold(tiny_fit, blocks, sample_rows, (train, train, val), None, assets)
     poisoned = dict(train)
     near = (sample_rows >= blocks[1].first - 3) & (sample_rows <= blocks[1].last + 5)
     poisoned["y"], poisoned["w"] = train["y"].clone(), train["w"].clone()
     poisoned["y"][near] = 1 - poisoned["y"][near]
     poisoned["w"][near] *= 3
-    other = out_of_fold(tiny_fit, blocks, sample_rows, (poisoned, poisoned, val), None, assets)
+    other, _ = out_of_fold(tiny_fit, blocks, sample_rows, (poisoned, poisoned, val), None, assets)
     held = blocks[1].holds(sample_rows)
-    assert base.shape == (len(sample_rows), 2) and np.isfinite(base).all()
+    assert base.shape == (len(sample_rows), 2) and np.isfinite(base).all() and done.all()
     np.testing.assert_array_equal(other[held], base[held])
     assert not np.allclose(other[~held], base[~held])
+
+
+def test_a_coin_left_out_of_a_block_never_reaches_its_heads(monkeypatch):
+    """``left_out`` (level leaders chosen with the block's returns): block 2's heads get no
+    training, early-stopping or encoded sample of coin 1, and its coin-1 samples are not
+    predicted; every other block and coin is, with or without the lead fit."""
+    rows = np.arange(300)
+    train, val = small_samples(rows), small_samples(np.arange(310, 360), seed=1)
+    blocks = CrossFit(3).split(rows, purge=3, embargo=5)
+    sample_rows = np.repeat(rows, 2)
+    assets = (np.tile([0, 1], len(rows)), np.tile([0, 1], 50))  # coin j reads head j
+    left_out = [np.zeros(2, bool), np.array([False, True]), np.zeros(2, bool)]
+    channels = np.random.default_rng(0).normal(size=(400, 2, 1))
+    returns = 0.3 * np.roll(channels[..., 0], 1, axis=0)
+    for leads in (None, block_lead_fits(channels, returns, rows, blocks)):
+        seen = {}
+
+        def spy(part_train, part_val, codes, b, seen=seen):
+            parts = [part_train, part_val, *codes]  # the encoded samples too
+            seen[b] = set(torch.cat([part["group"] for part in parts]).tolist())
+            return tiny_fit(part_train, part_val, codes, b)
+
+        codes = (train, val)
+        prob, done = out_of_fold(
+            spy, blocks, sample_rows, (train, train, val), codes, assets, leads, left_out
+        )
+        assert seen == {0: {0, 1}, 1: {0}, 2: {0, 1}}
+        skipped = blocks[1].holds(sample_rows) & (assets[0] == 1)
+        np.testing.assert_array_equal(done, ~skipped)
+        assert np.isnan(prob[skipped]).all() and np.isfinite(prob[~skipped]).all()
+
+
+def test_the_leader_check_never_pairs_bars_across_a_removed_block():
+    """``moved_leaders`` hands the tree each block's clear rows and, for a block in the
+    middle, the position after which the block is missing: the bars at that position and
+    the next lie before and after the block and its gaps; a first or last block has none."""
+    rows = np.r_[0:400, 430:900]  # an embargo hole, as later folds have
+    blocks = CrossFit(3).split(rows, purge=4, embargo=6)
+    calls = []
+
+    class Tree:
+        def leaders_moved(self, returns, market, clear, gap_after):
+            calls.append((clear, gap_after))
+            return np.zeros(returns.shape[1], bool)
+
+    moved_leaders(Tree(), np.zeros((900, 2)), np.zeros((900, 1)), rows, blocks)
+    assert [gap is None for _, gap in calls] == [True, False, True]
+    clear, gap = calls[1]
+    np.testing.assert_array_equal(clear, rows[blocks[1].clear_of(rows)])
+    assert clear[gap] < blocks[1].first - 4 and clear[gap + 1] > blocks[1].last + 6
+    assert clear[gap + 1] - clear[gap] > blocks[1].last - blocks[1].first
 
 
 def test_a_blocks_lead_fit_never_sees_its_returns_and_matches_the_folds_channel():
@@ -219,3 +270,63 @@ def test_the_ablation_without_the_factor_is_gated_on_its_own_out_of_fold_evidenc
     np.testing.assert_array_equal(heads_net, ablation_net)  # the same samples
     assert not np.array_equal(heads, ablation)
     assert np.isfinite(run.without_factor.probability[run.folds[0].test]).any()
+
+
+LEADERS = [
+    *SMALL,
+    "data.n_assets=16",
+    "data.levels={sectors:2}",
+    "factor=leader",
+    "cluster=hierarchy",
+    "cluster.levels=[2,3]",  # SMALL's 2 clusters; the alt one planted in 2 sectors
+    "cluster.level_factor=leader",
+    "validation.cross_fit=2",
+    "report.compare_without_factor=false",
+]
+
+
+def test_level_leaders_a_block_chose_leave_its_coins_out_of_the_evidence(tmp_path, monkeypatch):
+    """``cluster.level_factor=leader`` chooses leaders on next-bar returns: where the rows
+    clear of a block would choose another leader, that block's samples of the cluster's
+    coins are kept out of its heads and of the gate's evidence. The coins the run records
+    are the tree's check on the fold's blocks; forced for every coin of block 2
+    against none, the evidence loses block 2's training samples and keeps the rest to the
+    bit, and the ablation's evidence holds the same samples."""
+    cfg = run_config(tmp_path, *LEADERS, "validation.n_folds=1")
+    panel = instantiate(cfg.data).load()
+    real, _ = recorded_run(panel, cfg, tmp_path / "real", monkeypatch)
+    info = real.fold_info[0]
+    assert info["cross_fit_blocks"] == 2
+    arrays = build_fleet_arrays(panel, cfg, real.arrays.horizons)
+    data = prepare_fold(arrays, real.folds[0], cfg, None)
+    market = data.factor.transform(arrays.returns, arrays.quote_volume)
+    train_rows = real.folds[0].train
+    blocks = CrossFit(2).split(train_rows, *hierarchical.fleet_walk_forward(cfg).gaps())
+    moved = moved_leaders(data.tree, arrays.returns, market, train_rows, blocks)
+    assert info["cross_fit_left_out"] == [np.asarray(arrays.symbols)[m].tolist() for m in moved]
+    assert info["cross_fit_samples"] <= info["train_samples"]
+    runs = {}
+    for name, blocks in (("none", ()), ("block 2", (1,))):
+
+        def forced(tree, returns, *args, blocks=blocks):  # every coin, in ``blocks``
+            return [np.full(returns.shape[1], b in blocks) for b in range(2)]
+
+        monkeypatch.setattr(hierarchical, "moved_leaders", forced)
+        ablation = "report.compare_without_factor=true"
+        both = run_config(
+            tmp_path / name.replace(" ", ""), *LEADERS, "validation.n_folds=1", ablation
+        )
+        runs[name] = recorded_run(panel, both, tmp_path / name.replace(" ", ""), monkeypatch)
+    (none, none_calls), (block, block_calls) = runs["none"], runs["block 2"]
+    n_train = none.fold_info[0]["train_samples"]
+    assert none.fold_info[0]["cross_fit_left_out"] == [[], []]
+    assert block.fold_info[0]["cross_fit_left_out"] == [[], list(block.arrays.symbols)]
+    full, part = none_calls[0][0], block_calls[0][0]
+    n_val = len(full) - n_train  # the evidence: every training sample, then the slice's
+    dropped = len(full) - len(part)
+    assert 0 < dropped < n_train and np.isfinite(part).all()
+    assert block.fold_info[0]["cross_fit_samples"] == n_train - dropped
+    np.testing.assert_array_equal(part[-n_val:], full[-n_val:])  # the fold's own heads
+    np.testing.assert_array_equal(part[: n_train - dropped], full[: n_train - dropped])
+    heads_net, ablation_net = block_calls[0][1], block_calls[1][1]
+    np.testing.assert_array_equal(heads_net, ablation_net)  # both arms: the same samples

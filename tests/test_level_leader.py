@@ -91,3 +91,45 @@ def test_an_unknown_level_factor_is_a_config_error():
     top = HierarchyClusterer(levels=[2, 3], n_clusters=2).fit(returns, symbols)
     with pytest.raises(ConfigError, match="cluster.level_factor must be one of"):
         FactorTree([2, 3], level_factor="mean").fit(returns, returns[:, :1], top.labels_)
+
+
+def market_led_until(cut: int, n_bars: int = 3000, seed: int = 0):
+    """``planted_two_level_market``'s layout (3 majors; two sectors of a sub-leader and 4
+    followers): sector 1's followers follow their sub-leader only on the bars before
+    ``cut``, sector 2's on every bar."""
+    rng = np.random.default_rng(seed)
+    market = rng.standard_normal(n_bars)
+    columns = [market + 0.3 * rng.standard_normal(n_bars) for _ in range(3)]
+    for led in (np.arange(n_bars) < cut, np.ones(n_bars, bool)):
+        own = rng.standard_normal(n_bars)
+        lagged = np.where(led, np.concatenate([[0.0], own[:-1]]), 0.0)
+        columns.append(0.6 * market + own + 0.5 * rng.standard_normal(n_bars))
+        for _ in range(4):
+            noise = 0.6 * rng.standard_normal(n_bars)
+            columns.append(0.6 * market + 0.5 * own + 0.7 * lagged + noise)
+    return np.column_stack(columns) * 0.01, [f"C{j}" for j in range(len(columns))]
+
+
+def test_leaders_moved_names_the_coins_whose_leader_only_some_bars_chose():
+    """``validation.cross_fit``'s check. On the fitting rows (packed across an embargo
+    hole, as ``fit`` packs them) no leader moves; without the bars where sector 1's lead
+    lives its coins are named, and sector 2 (led on every bar) never is, nor where a block
+    in the middle is removed; a pca tree chooses no leader."""
+    returns, symbols = market_led_until(1200)
+    rows = np.r_[0:1400, 1430:3000]  # a hole, as a later fold's training rows have
+    top = HierarchyClusterer(levels=[2, 3], n_clusters=2).fit(returns[rows], symbols)
+    members = top.result_.cluster_members[0]
+    market = PCAFactor(leader=symbols[0]).fit(returns[rows], members, symbols)
+    factor = market.transform(returns)
+    tree = FactorTree([2, 3], level_factor="leader").fit(returns[rows], factor[rows], top.labels_)
+    sector = [np.isin(tree.labels_[1], tree.labels_[1][[j]]) for j in (3, 8)]
+    assert tree.loadings_[0][[3, 8]].tolist() == [1.0, 1.0]  # the planted sub-leaders
+    assert not tree.leaders_moved(returns, factor, rows).any()
+    later = rows[rows >= 1224]  # the first sector's lead and a gap left out
+    assert tree.leaders_moved(returns, factor, later)[sector[0]].all()
+    assert not tree.leaders_moved(returns, factor, later)[sector[1]].any()
+    middle = rows[(rows < 600) | (rows >= 2000)]  # a block in the middle: no pair spans it
+    assert not tree.leaders_moved(returns, factor, middle, gap_after=599)[sector[1]].any()
+    pca = FactorTree([2, 3]).fit(returns[rows], factor[rows], tree.labels_[0])
+    assert not pca.leaders_moved(returns, factor, later).any()
+    assert tree.leaders_moved(returns, factor, np.arange(0))[tree.labels_[1] >= 0].all()

@@ -13,21 +13,26 @@ same grid and family-wise error); the fold's own heads, trained on the whole win
 the test window at that cut.
 
 What the block's heads share with the fold's: the clusters, the market factor, fracdiff,
-the scalers and the encoder. Each is fitted on the training window's inputs alone, never
-on a label, so none of them carries a block's labels to its predictions; refitting the
-encoder K times would cost most of a fold's time for no protection of the labels. The
-one fold fit that reads returns as a target, ``factor.lead_fit`` (an OLS of each coin's
-next-bar return on its channels), is refitted per block without the block
-(:func:`block_lead_fits`). Features fitted on labels (``features.per_cluster=learned``, the
-cross-sectional trend aggregate) and ``cluster.level_factor=leader`` (its leaders chosen on
-next-bar returns) are refused. The energy weights are normalised by one mean per horizon
-over the fold's training rows, the block's included: the relative weight of the horizons
-in a block's loss depends a little on the block's label magnitudes (H - 1 scalars), not on
-any one label's sign.
+the scalers and the encoder. Each is fitted on the training window's inputs (returns at
+the same bar, never a later one), so none of them reads a block's labels as a target;
+refitting the encoder K times would cost most of a fold's time for no protection of the
+labels. The one fold fit that reads returns as a target, ``factor.lead_fit`` (an OLS of
+each coin's next-bar return on its channels), is refitted per block without the block
+(:func:`block_lead_fits`). ``cluster.level_factor=leader`` chooses each level's leaders
+on next-bar returns: for each block they are chosen again on the rows clear of it, and a
+coin whose path holds a cluster whose leader would change is kept out of that block's
+heads (training and early stopping) and evidence (:func:`moved_leaders`); the other
+coins' channels are those of a tree whose leaders were chosen without the block (its
+clusters, residual OLS and scales are the fold's). Features fitted on labels
+(``features.per_cluster=learned``, the cross-sectional trend aggregate) are refused. The
+energy weights are normalised by one mean per horizon over the fold's training rows, the
+block's included: the relative weight of the horizons in a block's loss depends a little
+on the block's label magnitudes (H - 1 scalars), not on any one label's sign.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -37,17 +42,18 @@ import torch
 from omegaconf import DictConfig
 
 from huracan.errors import ConfigError
+from huracan.hierarchy import FactorTree
 from huracan.lead_fit import LeadFit
 from huracan.validation import Fold
 
 Samples = dict[str, torch.Tensor]
+log = logging.getLogger("huracan")
 
 
 def check_cross_fit(cfg: DictConfig) -> None:
-    """Raises a ConfigError for a bad ``validation.cross_fit`` or ``cross_fit_days``, one
-    set where it would do nothing (``cross_fit_days`` alone, a pipeline other than
-    ``hierarchical``), or cross-fitting a fit it cannot refit per block
-    (``cluster.level_factor=leader`` chooses its leaders on next-bar returns)."""
+    """Raises a ConfigError for a bad ``validation.cross_fit`` or ``cross_fit_days``, or
+    one set where it would do nothing (``cross_fit_days`` alone, a pipeline other than
+    ``hierarchical``)."""
     validation = cfg.get("validation") or {}
     blocks, below_days = validation.get("cross_fit"), validation.get("cross_fit_days")
     if blocks is not None and (
@@ -73,12 +79,6 @@ def check_cross_fit(cfg: DictConfig) -> None:
         raise ConfigError(
             f"validation.cross_fit={blocks}: cross-fitted evidence is built by "
             "pipeline=hierarchical only"
-        )
-    if (cfg.get("cluster") or {}).get("level_factor") == "leader":
-        raise ConfigError(
-            f"validation.cross_fit={blocks} with cluster.level_factor=leader: its leaders are "
-            "chosen on next-bar returns over the whole training window, blocks included, and "
-            "are not refitted per block; use level_factor=pca or no cross_fit"
         )
 
 
@@ -165,6 +165,30 @@ def block_lead_fits(
     ]
 
 
+def moved_leaders(
+    tree: FactorTree,
+    returns: np.ndarray,
+    market: np.ndarray,
+    train_rows: np.ndarray,
+    blocks: list[Block],
+) -> list[np.ndarray]:
+    """Per block, (N,) the coins kept out of the block's heads and evidence: their path
+    holds a cluster whose leader the training rows clear of the block would not choose
+    again (``cluster.level_factor=leader``, :meth:`FactorTree.leaders_moved`), so their
+    channel's leader was chosen with the block's own next-bar returns.
+
+    Args:
+        returns: (T, N) log returns; market: (T, K) the fold's standardised market factor.
+    """
+    moved = []
+    for block in blocks:
+        clear = train_rows[block.clear_of(train_rows)]
+        before = int(np.searchsorted(clear, block.first))  # clear rows before the block
+        gap = before - 1 if 0 < before < len(clear) else None
+        moved.append(tree.leaders_moved(returns, market, clear, gap))
+    return moved
+
+
 def with_lead(samples: Samples, assets: np.ndarray, lead: LeadFit) -> Samples:
     """The samples with their last factor channel (``lead_fit``) recomputed by ``lead``
     from the channels before it (``LeadFit.channels``, per sample)."""
@@ -212,7 +236,8 @@ def out_of_fold(
     codes: tuple[Samples, Samples] | None,
     assets: tuple[np.ndarray, np.ndarray],
     leads: list[LeadFit] | None = None,
-) -> np.ndarray:
+    left_out: list[np.ndarray] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Per training sample, the probabilities of heads trained without its block.
 
     Args:
@@ -226,36 +251,61 @@ def out_of_fold(
         codes: the training and validation samples encoded, or None (fine-tuned encoder).
         assets: (B,) and (V,) the training and validation samples' asset columns.
         leads: per block, its ``factor.lead_fit`` (:func:`block_lead_fits`), or None.
+        left_out: per block, (N,) the coins whose samples its heads neither learn from,
+            early-stop on, nor predict (:func:`moved_leaders`), or None.
 
     Returns:
-        (B, H) probabilities, in the training samples' order.
+        (B, H) probabilities, in the training samples' order, and (B,) whether each
+        sample was predicted: not where its coin is left out of its block, or the block
+        has nothing left to learn from (its probabilities are NaN there).
     """
     train, inputs, val = samples
-    out = None
+    train_a, val_a = assets
+    out, predicted = None, np.zeros(len(rows), dtype=bool)
     for b, block in enumerate(blocks):
-        held, learn = np.flatnonzero(block.holds(rows)), np.flatnonzero(block.clear_of(rows))
+        coins = np.zeros(int(max(train_a.max(initial=0), val_a.max(initial=0))) + 1, bool)
+        if left_out is not None:
+            coins = left_out[b]
+        held = np.flatnonzero(block.holds(rows) & ~coins[train_a])
         if len(held) == 0:
             continue
-        if len(learn) == 0:
+        if not block.clear_of(rows).any():
             raise ConfigError(
                 f"validation.cross_fit: block {b + 1} of {len(blocks)} leaves its heads no "
                 "training sample; use fewer blocks"
             )
-        part_train, part_val, part_codes = take(train, learn), val, codes
+        learn = np.flatnonzero(block.clear_of(rows) & ~coins[train_a])
+        looked = np.flatnonzero(~coins[val_a])  # early stopping: the same coins' slice
+        if len(learn) == 0 or len(looked) == 0:  # every coin it could learn from left out
+            log.warning(
+                "validation.cross_fit: block %d of %d has no training or validation sample "
+                "of the coins it would predict; its %d samples are left out of the evidence",
+                b + 1,
+                len(blocks),
+                len(held),
+            )
+            continue
+        part_train, part_val = take(train, learn), val
+        val_codes = None if codes is None else codes[1]
+        if len(looked) < len(val_a):  # else the slice as it is (no copy)
+            part_val = take(val, looked)
+            val_codes = None if codes is None else take(codes[1], looked)
         predict = take(inputs, held)
         if leads is not None:
-            train_a, val_a = assets
             part_train = with_lead(part_train, train_a[learn], leads[b])
-            part_val = with_lead(val, val_a, leads[b])
+            part_val = with_lead(part_val, val_a[looked], leads[b])
             predict = with_lead(predict, train_a[held], leads[b])
-            if codes is not None:
-                part_codes = (part_train, with_lead(codes[1], val_a, leads[b]))
-        elif codes is not None:
-            part_codes = (part_train, codes[1])
+            if val_codes is not None:
+                val_codes = with_lead(val_codes, val_a[looked], leads[b])
+        part_codes = None if codes is None else (part_train, val_codes)
         module = fit(part_train, part_val, part_codes, b)
         prob = module.predict_proba(predict["x"], predict["factor"], predict["group"]).numpy()
         prob = prob[:, None] if prob.ndim == 1 else prob
         if out is None:
             out = np.full((len(rows), prob.shape[1]), np.nan, dtype=prob.dtype)
         out[held] = prob
-    return out
+        predicted[held] = True
+    if out is None:  # no block predicted any sample
+        width = train["y"].shape[1] if train["y"].ndim == 2 else 1
+        out = np.full((len(rows), width), np.nan, dtype=np.float32)
+    return out, predicted

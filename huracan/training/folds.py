@@ -33,7 +33,7 @@ from huracan.features.fracdiff import StationaryFracDiff, for_features
 from huracan.features.labels import energy_weights
 from huracan.features.per_cluster import MAX_ROWS, cluster_masks
 from huracan.features.scaling import PanelScaler
-from huracan.hierarchy import cascade
+from huracan.hierarchy import FactorTree, cascade
 from huracan.lead_fit import LeadFit
 from huracan.models.batches import sample_tensors
 from huracan.strong_baselines import baseline_options, extra_baselines
@@ -118,6 +118,7 @@ class FoldData:
     trend: TrendAggregate | None = None  # their fitted trend aggregate
     masks: np.ndarray | None = None  # (G, F) inputs each head reads (features.per_cluster)
     group_rows: np.ndarray | None = None  # (T, N) head per bar where clusters are refitted
+    tree: FactorTree | None = None  # cluster=hierarchy's fitted levels below the first
     lead_fit: LeadFit | None = None  # factor.lead_fit's fitted loadings (its last channel)
 
     def group_of(self, t_idx: np.ndarray, a_idx: np.ndarray | int) -> np.ndarray:
@@ -240,7 +241,7 @@ def prepare_fold(
     factor.fit(arrays.returns[train], members, arrays.symbols, arrays.quote_volume[train])
     # float32, what the models read: no float64 (T, N, C) grid is held (400 coins: 0.3 GB)
     channels = factor.channels(arrays.returns, arrays.quote_volume, arrays.listed, dtype=np.float32)
-    clusters, channels = cascade(  # cluster=hierarchy's levels; nothing for a flat clustering
+    clusters, channels, tree = cascade(  # cluster=hierarchy's levels; none for a flat one
         cfg,
         arrays.returns,
         arrays.listed,
@@ -304,6 +305,7 @@ def prepare_fold(
         across=across,
         trend=trend,
         lead_fit=lead_fit,
+        tree=tree,
     )
     if cfg.features.get("per_cluster") is not None:
         data.masks = fold_masks(data, arrays, cfg)

@@ -47,6 +47,7 @@ from huracan.training.crossfit import (
     CrossFit,
     Evidence,
     block_lead_fits,
+    moved_leaders,
     out_of_fold,
     refuse_fitted_features,
 )
@@ -460,7 +461,7 @@ def train_fold(
     release_memory()
     if compare:
         samples = (train, val, tests, inputs)
-        blocks = None if plan is None else (plan[0], (train_t, train_a, val_a))
+        blocks = None if plan is None else (plan[0], (train_t, train_a, val_a), plan[2])
         train_without_factor(
             data, encoder, samples, codes, rows, arrays, make_trainer, run, cfg, blocks
         )
@@ -468,26 +469,50 @@ def train_fold(
     n_test = sum(len(part["y"]) for part in tests)  # counted, not joined: no input is read
     info = record_fold(run, data, arrays, train, n_test, choice)
     info["cross_fit_blocks"] = 0 if plan is None else len(plan[0])
+    info["cross_fit_left_out"] = left_out_coins(plan, arrays.symbols)
+    info["cross_fit_samples"] = 0 if cross is None else len(cross.rows)  # of train_samples
     return info
 
 
 def cross_fit_plan(
     data: FoldData, arrays: FleetArrays, cfg: DictConfig
-) -> tuple[list[Block], list | None] | None:
-    """``validation.cross_fit``'s blocks of the fold's training rows and, with
-    ``factor.lead_fit``, each block's lead fit (``training.crossfit``); None where the
-    fold is not cross-fitted."""
+) -> tuple[list[Block], list | None, list[np.ndarray] | None] | None:
+    """``validation.cross_fit``'s blocks of the fold's training rows, with
+    ``factor.lead_fit`` each block's lead fit, and with ``cluster.level_factor=leader``
+    each block's (N,) coins left out of the evidence (``training.crossfit``); None where
+    the fold is not cross-fitted."""
     cross = CrossFit.of(cfg)
     if cross is None or not cross.applies(data.fold):
         return None
     refuse_fitted_features(cfg, data.trend is not None)
     purge, embargo = fleet_walk_forward(cfg).gaps()
     blocks = cross.split(data.fold.train, purge, embargo)
-    leads = None
+    leads, moved = None, None
     if data.lead_fit is not None:  # its channel is the last: refitted without each block
         raw = data.channels[..., :-1]
         leads = block_lead_fits(raw, arrays.returns, data.fold.train, blocks)
-    return blocks, leads
+    if data.tree is not None and data.tree.level_factor == "leader":
+        market = data.factor.transform(arrays.returns, arrays.quote_volume)
+        moved = moved_leaders(data.tree, arrays.returns, market, data.fold.train, blocks)
+        for b, coins in enumerate(moved):
+            if coins.any():
+                log.info(
+                    "fold %d, cross_fit block %d: %d coin(s) left out of its heads and the "
+                    "gate's evidence (without the block their level leaders change): %s",
+                    data.fold.index + 1,
+                    b + 1,
+                    coins.sum(),
+                    ", ".join(np.asarray(arrays.symbols)[coins][:10]),
+                )
+    return blocks, leads, moved
+
+
+def left_out_coins(plan: tuple | None, symbols: list[str]) -> list[list[str]] | None:
+    """Per block, the coins whose samples ``cross_fitted`` leaves out of the evidence
+    (``cluster.level_factor=leader``); None without cross-fitting or level leaders."""
+    if plan is None or plan[2] is None:
+        return None
+    return [np.asarray(symbols)[coins].tolist() for coins in plan[2]]
 
 
 def block_fitter(cfg: DictConfig, encoder, n_groups: int, make_trainer, name, stage, seed):
@@ -515,10 +540,12 @@ def cross_fitted(fit, plan: tuple, samples: tuple, codes, rows: tuple) -> Eviden
     """The training samples' out-of-fold probabilities (``training.crossfit.out_of_fold``)
     as evidence for the gate: ``rows`` are the training samples' grid rows and columns and
     the validation samples' columns."""
-    blocks, leads = plan
+    blocks, leads, moved = plan
     train_t, train_a, val_a = rows
-    prob = out_of_fold(fit, blocks, train_t, samples, codes, (train_a, val_a), leads)
-    return Evidence(prob, train_t, train_a, samples[0]["group"].numpy())
+    assets = (train_a, val_a)
+    prob, keep = out_of_fold(fit, blocks, train_t, samples, codes, assets, leads, moved)
+    group = samples[0]["group"].numpy()
+    return Evidence(prob[keep], train_t[keep], train_a[keep], group[keep])
 
 
 def late_samples(late: LateFold, run: FleetRun) -> tuple[dict, np.ndarray, np.ndarray]:
@@ -570,8 +597,9 @@ def train_without_factor(
         codes: the train and val samples encoded (``MoEHeads.encode``), or None.
         rows: the grid rows and asset columns of the validation and test samples.
         arrays: the fold's arrays (its universe's coins).
-        cross: ``validation.cross_fit``'s blocks and the training samples' rows (see
-            :func:`cross_fitted`), or None: the ablation's gate is chosen as the heads'.
+        cross: ``validation.cross_fit``'s blocks, the training samples' rows and the
+            heads' left-out coins per block (see :func:`cross_fitted`), or None: the
+            ablation's gate is chosen as the heads'.
     """
     fold = data.fold
     train, val, inputs = (without_factor(part) for part in (*samples[:2], samples[3]))
@@ -597,7 +625,10 @@ def train_without_factor(
     evidence = None
     if cross is not None:  # no factor channel: no lead fit to refit per block
         fit = block_fitter(cfg, encoder, data.n_groups, make_trainer, name, stage, seed)
-        evidence = cross_fitted(fit, (cross[0], None), (train, inputs, val), codes, cross[1])
+        # no channel, no lead fit; the heads' left-out coins too: both arms gate on the
+        # same samples
+        plan = (cross[0], None, cross[2])
+        evidence = cross_fitted(fit, plan, (train, inputs, val), codes, cross[1])
     trade_decisions(
         plain, val, tests, rows, arrays, data.n_groups, cfg, run.without_factor, evidence
     )
