@@ -145,10 +145,10 @@ def main() -> None:
             arm: timed([*arm_overrides(where, arm, args.config), *args.extra], parts)
             for arm in ("with", "without")
         }
-    report(runs, args.config, parts, load)
+    report(runs, args.config, parts, load, args.extra)
 
 
-def report(runs: dict, config: str, parts: bool, load: float) -> None:
+def report(runs: dict, config: str, parts: bool, load: float, extra: list[str]) -> None:
     """The table, the verdict against 20 % and (``parts``) the ensemble's parts."""
     stages = STAGES if parts else ()
     rows = [
@@ -163,7 +163,8 @@ def report(runs: dict, config: str, parts: bool, load: float) -> None:
     title = {"bounded": "the bounded synthetic config (24 coins x 1 year hourly)"}
     title["default"] = "the default run's config (python train.py: 12 coins x 1 year hourly)"
     profiled = ", under cProfile" if parts else ""
-    print_table(f"ensemble=stack on {title[config]}{profiled}", rows)
+    changed = f", with {' '.join(extra)}" if extra else ""
+    print_table(f"ensemble=stack on {title[config]}{changed}{profiled}", rows)
     with_, without = runs["with"]["cpu"], runs["without"]["cpu"]
     added = with_["run"] / without["run"] - 1
     print(
