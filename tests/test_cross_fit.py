@@ -14,8 +14,7 @@ import torch
 from conftest import run_config
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
-from test_hierarchical import shifted_from
-from test_min_val_days import SMALL, recorded_run
+from test_min_val_days import SMALL, assert_fold_0_gate_reads_from, recorded_run
 
 import huracan.pipelines.hierarchical.run as hierarchical
 from huracan.errors import ConfigError
@@ -246,14 +245,8 @@ def test_the_gate_reads_the_training_window_out_of_fold_and_nothing_of_the_test_
     prob, net = base_calls[0]
     assert len(prob) > info["train_samples"] > 0  # the training samples, then the slice's
     assert np.isfinite(prob).all()
-    for cut, same in ((fold.test[0], True), (fold.train[len(fold.train) // 2], False)):
-        changed = shifted_from(panel, cut, volume=3.0)
-        other, calls = recorded_run(changed, cfg, tmp_path / f"b{cut}", monkeypatch)
-        pairs = zip(calls[0], base_calls[0], strict=True)
-        seen = [np.array_equal(a, b, equal_nan=True) for a, b in pairs]
-        assert seen == [same, same], cut
-        for key in ("horizons", "thresholds", "validation_bound_bps"):
-            assert not same or other.fold_info[0][key] == info[key], key
+    cuts = ((fold.test[0], True), (fold.train[len(fold.train) // 2], False))
+    assert_fold_0_gate_reads_from(panel, cfg, tmp_path, monkeypatch, (base, base_calls), cuts)
 
 
 def test_the_ablation_without_the_factor_is_gated_on_its_own_out_of_fold_evidence(

@@ -163,9 +163,18 @@ def test_nothing_fold_0_fits_or_chooses_sees_a_bar_of_its_test_window(tmp_path, 
     # the floor is what sets fold 0's slice: 20 days, more than 0.2 of its usable rows
     assert len(fold.val) == 20 * 24 > round(0.2 * (fold.test[0] - 4))
     assert fold.val[-1] + 4 < fold.test[0] and fold.train[-1] + 4 < fold.val[0]
-    for cut, same in ((fold.test[0], True), (fold.val[len(fold.val) // 2], False)):
+    cuts = ((fold.test[0], True), (fold.val[len(fold.val) // 2], False))
+    assert_fold_0_gate_reads_from(panel, cfg, tmp_path, monkeypatch, (base, base_calls), cuts)
+
+
+def assert_fold_0_gate_reads_from(panel, cfg, out, monkeypatch, base_run, cuts) -> None:
+    """For each ``(cut, same)``: with every bar from ``cut`` on redrawn, fold 0's gate
+    inputs (its probabilities and net returns) and choices are the same as ``base_run``'s
+    where ``same``, its inputs differ where not."""
+    base, base_calls = base_run
+    for cut, same in cuts:
         changed = shifted_from(panel, cut, volume=3.0)
-        other, calls = recorded_run(changed, cfg, tmp_path / f"b{cut}", monkeypatch)
+        other, calls = recorded_run(changed, cfg, out / f"b{cut}", monkeypatch)
         pairs = zip(calls[0], base_calls[0], strict=True)
         seen = [np.array_equal(a, b, equal_nan=True) for a, b in pairs]
         assert seen == [same, same], cut

@@ -262,10 +262,9 @@ def out_of_fold(
     train, inputs, val = samples
     train_a, val_a = assets
     out, predicted = None, np.zeros(len(rows), dtype=bool)
+    none = np.zeros(int(max(train_a.max(initial=0), val_a.max(initial=0))) + 1, bool)
     for b, block in enumerate(blocks):
-        coins = np.zeros(int(max(train_a.max(initial=0), val_a.max(initial=0))) + 1, bool)
-        if left_out is not None:
-            coins = left_out[b]
+        coins = none if left_out is None else left_out[b]
         held = np.flatnonzero(block.holds(rows) & ~coins[train_a])
         if len(held) == 0:
             continue
