@@ -69,6 +69,8 @@ class EnsembleConfig:
         l2: the meta-model's L2 penalty (scikit-learn's ``C`` is ``1 / l2``; the MLP's
             weight decay).
         global_head: train a global head (one parameter set for all assets) as a component.
+        global_patience: the global head's early-stopping patience in epochs; None:
+            ``head.patience // n_groups``, at least 1 (:func:`global_patience`).
         hidden: the gating MLP's hidden width.
         epochs: the gating MLP's full-batch training steps.
         lr: the gating MLP's Adam learning rate.
@@ -82,6 +84,7 @@ class EnsembleConfig:
     fallback: bool = False
     l2: float = 1.0
     global_head: bool = True
+    global_patience: int | None = None
     hidden: int = 8
     epochs: int = 300
     lr: float = 0.01
@@ -101,6 +104,16 @@ class EnsembleConfig:
                 raise ConfigError(f"ensemble.{name} must be >= 1, got {getattr(self, name)}")
         if not self.lr > 0:
             raise ConfigError(f"ensemble.lr must be > 0, got {self.lr}")
+        if self.global_patience is not None and self.global_patience < 1:
+            raise ConfigError(
+                f"ensemble.global_patience must be >= 1 or null, got {self.global_patience}"
+            )
+
+    def global_patience_for(self, head_patience: int, n_groups: int) -> int:
+        """The global head's patience (:func:`global_patience`, or the configured one)."""
+        if self.global_patience is not None:
+            return self.global_patience
+        return global_patience(head_patience, n_groups)
 
     @property
     def enabled(self) -> bool:
@@ -125,6 +138,15 @@ def ensemble_config(cfg: DictConfig) -> EnsembleConfig:
                 "use head=cluster or head=global"
             )
     return config
+
+
+def global_patience(head_patience: int, n_groups: int) -> int:
+    """The heads' patience counted in samples per parameter set: an epoch gives the global
+    head's one parameter set every training sample, ``n_groups`` times what it gives a
+    cluster head's (on average), so it waits ``head_patience // n_groups`` epochs (at
+    least 1) without a better validation loss, about as many samples per parameter set
+    as a cluster head waits."""
+    return max(1, head_patience // max(n_groups, 1))
 
 
 def cross_fit_halves(day: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

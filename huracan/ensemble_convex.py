@@ -35,7 +35,6 @@ on the training rows), the same in both cross-fitting halves.
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
 from huracan.evaluation import MIN_ASSETS
 
@@ -58,25 +57,46 @@ def rank_ic_by_bar(
 
     Args:
         score: (B, K) scores; net: (B,) finite net returns; bar: (B,) each sample's bar.
-        present: (B, K) where each column has a score (None: everywhere). A column is
-            measured on its own samples only, the net return ranked among them: the same
-            figure as the call on those rows alone, every column in one pass.
+        present: (B, K) where each column has a score (None: everywhere; a non-finite
+            score counts as absent). A column is measured on its own samples only, the net
+            return ranked among them: the same figure as the call on those rows alone.
     """
-    present = np.ones(score.shape, dtype=bool) if present is None else present
-    # NaN is left out of a group's ranks, means and sums, in the order the rows come
-    scores = pd.DataFrame(np.where(present, score, np.nan))
-    nets = pd.DataFrame(np.where(present, net[:, None], np.nan))
-    ranks, target = (frame.groupby(bar).rank() for frame in (scores, nets))  # (B, K) each
-    ranks = ranks - ranks.groupby(bar).transform("mean")
-    target = target - target.groupby(bar).transform("mean")
-    cov = (ranks * target).groupby(bar).sum()  # (bars, K)
-    norm = np.sqrt(ranks.pow(2).groupby(bar).sum() * target.pow(2).groupby(bar).sum())
-    count = pd.DataFrame(present).groupby(bar).sum()  # (bars, K) each column's samples
-    with np.errstate(invalid="ignore", divide="ignore"):
-        ic = (cov / norm).where((norm > 0) & (count >= MIN_ASSETS))
-    # each column's mean over the bars it has samples in, as on its rows alone
-    means = np.array([ic[k][count[k] > 0].mean() for k in ic.columns], dtype=float)
-    return np.where(np.isnan(means), 0.0, means)
+    present = np.isfinite(score) if present is None else present & np.isfinite(score)
+    _, code = np.unique(bar, return_inverse=True)
+    code = code.ravel()
+    n_bars = int(code.max()) + 1 if len(code) else 0
+    out = np.zeros(score.shape[1])
+    for k in range(score.shape[1]):
+        rows = np.flatnonzero(present[:, k])
+        if not len(rows):
+            continue
+        group = code[rows]
+        count = np.bincount(group, minlength=n_bars)
+        centre = (count[group] + 1) / 2  # the mean of 1..n: each bar's ranks centred
+        ranks = group_ranks(group, score[rows, k], count) - centre
+        target = group_ranks(group, net[rows], count) - centre
+        cov = np.bincount(group, ranks * target, n_bars)
+        norm = np.sqrt(np.bincount(group, ranks**2, n_bars) * np.bincount(group, target**2, n_bars))
+        valid = (norm > 0) & (count >= MIN_ASSETS)
+        if valid.any():
+            out[k] = float(np.mean(cov[valid] / norm[valid]))
+    return out
+
+
+def group_ranks(group: np.ndarray, values: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """(B,) each value's rank (1 = smallest, ties averaged) among the values of its group,
+    every group in one sort; ``group`` (B,) codes 0..G-1, ``count`` (G,) their sizes."""
+    order = np.lexsort((values, group))
+    g, v = group[order], values[order]
+    starts = np.ones(len(v), dtype=bool)  # where a run of equal values in one group starts
+    starts[1:] = (g[1:] != g[:-1]) | (v[1:] != v[:-1])
+    first = np.flatnonzero(starts)
+    end = np.append(first[1:], len(v))  # each run's end, exclusive
+    average = (first + end - 1) / 2  # the mean 0-based position of the run
+    group_first = np.cumsum(count) - count  # each group's first position in the sort
+    ranks = np.empty(len(v))
+    ranks[order] = np.repeat(average, end - first) - group_first[g] + 1
+    return ranks
 
 
 def convex_weights(ic: np.ndarray, spread: np.ndarray, shrink: float, corner: bool) -> np.ndarray:

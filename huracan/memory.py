@@ -13,6 +13,11 @@ the fold ends. Heads on 2 million training and 500,000 validation samples grew t
 tensors of a training step (a batch of 2,048 samples: 2 MB at most) still come from the
 heap: mapping them anew would fault their pages in every step.
 
+A run's objects alive when it starts (the imported libraries, the config: about half a
+million Python objects) are frozen out of the cyclic collector's view for the run
+(:func:`frozen_heap`): the full collections that hand a fold's memory back, and the
+collector's own, then scan only what the run made (``bench/bench_frozen_heap.py``).
+
 A run's results written fold by fold (a model book's per-horizon probabilities: 0.14 GB
 at 400 coins x 2 years) go to ``.npy`` files of the run dir instead (:func:`file_backed`),
 out of the process's memory between folds (:func:`unmapped`) and read back by the report.
@@ -24,6 +29,7 @@ import contextlib
 import ctypes
 import gc
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +47,25 @@ def _libc() -> ctypes.CDLL | None:
         if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim"):
             return libc
     return None
+
+
+@contextlib.contextmanager
+def frozen_heap() -> Iterator[None]:
+    """For the block, every object alive on entry (after a full collection) is left out of
+    the cyclic garbage collector's scans (``gc.freeze``); they are handed back to it on
+    exit (``gc.unfreeze``). Cycles made inside the block are collected as always; garbage
+    reachable only through a frozen object (a cycle through an object older than the
+    block) waits for the exit. Where the caller has frozen objects already (its own
+    freeze, or an enclosing block), the block changes nothing and unfreezes nothing."""
+    if gc.get_freeze_count():
+        yield
+        return
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def fix_mmap_threshold(nbytes: int = MMAP_THRESHOLD_BYTES) -> bool:

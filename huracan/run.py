@@ -23,7 +23,7 @@ from huracan.data import GateReport, GateThresholds, Panel, apply_fold_gates, ap
 from huracan.data.panel import to_utc
 from huracan.errors import ConfigError, DataError
 from huracan.io import atomic_write_text
-from huracan.memory import fix_mmap_threshold
+from huracan.memory import fix_mmap_threshold, frozen_heap
 from huracan.pipelines.base import Pipeline
 from huracan.report import StageTimer, format_table
 from huracan.threads import apply_threads
@@ -278,7 +278,9 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
         threads["setting"],
         threads["omp_wait_policy"],
     )
-    with pipeline.session(cfg):  # e.g. the per-coin run's lock on its artifact root
+    # the session: e.g. the per-coin run's lock on its artifact root; the frozen heap:
+    # collections scan only what the run makes (huracan.memory)
+    with pipeline.session(cfg), frozen_heap():
         return run_pipeline(cfg, pipeline, out, threads)
 
 

@@ -260,6 +260,13 @@ def test_rank_ic_by_bar_of_present_columns_is_each_column_on_its_own_rows():
     for k in range(2, 5):
         rows = present[:, k]
         assert got[k] == _rank_ic_on_rows(score[rows, k : k + 1], net[rows], bar[rows])[0]
+    # unrounded values and uneven bars: the same to rounding (pandas sums with compensation)
+    score, net = rng.normal(size=(len(bar), 5)), rng.normal(size=len(bar))
+    keep = rng.random(len(bar)) > 0.2
+    got = rank_ic_by_bar(score[keep], net[keep], bar[keep])
+    want = _rank_ic_on_rows(score[keep], net[keep], bar[keep])
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15)
+    assert np.count_nonzero(want) == 5
 
 
 @pytest.mark.parametrize("meta", ["convex", "best", "logistic"])
@@ -325,10 +332,34 @@ def test_config_composes_and_errors_are_clear():
         validate(compose_config("ensemble=stack", "head=coin"))
 
 
+def test_the_global_heads_patience_is_counted_in_samples_per_parameter_set():
+    """An epoch gives the global head's one parameter set n_groups times the samples it
+    gives a cluster head's: it waits head.patience // n_groups epochs, at least 1."""
+    config = EnsembleConfig(kind="stack")
+    assert [config.global_patience_for(4, g) for g in (1, 2, 3, 4, 5, 400)] == [4, 2, 1, 1, 1, 1]
+    assert EnsembleConfig(kind="stack", global_patience=3).global_patience_for(4, 3) == 3
+    composed = ensemble_config(compose_config("ensemble=stack", "ensemble.global_patience=2"))
+    assert composed.global_patience == 2
+    with pytest.raises(ConfigError, match="ensemble.global_patience must be >= 1 or null, got 0"):
+        validate(compose_config("ensemble=stack", "ensemble.global_patience=0"))
+
+
 @pytest.fixture(scope="module")
 def stack_run(tmp_path_factory):
+    import huracan.pipelines.hierarchical.ensemble as stacking
+
     out = tmp_path_factory.mktemp("ensemble")
-    summary, objects = train(small_config(out, *STACK))
+    seen = []  # the head config every global head is trained with
+
+    def spy(cfg, *args, **kwargs):
+        seen.append(cfg)
+        return fit_heads(cfg, *args, **kwargs)
+
+    fit_heads = stacking.fit_heads
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(stacking, "fit_heads", spy)
+        summary, objects = train(small_config(out, *STACK))
+    objects["global_heads"] = seen
     return out, summary, objects
 
 
@@ -353,6 +384,10 @@ def test_the_ensemble_row_appears_with_stack_and_not_without(stack_run, tmp_path
     assert section["folds"][0]["components"][0] == "own_head"
     assert "lightgbm" in section["folds"][0]["components"]
     assert "ensemble" in summary["ic"] and "ensemble" in summary["books"]["long_short"]
+    # one global head a fold, head.patience=2 over 2 clusters: 1 epoch of patience
+    heads = objects["global_heads"]
+    assert len(heads) == len(objects["run"].ensemble_parts) > 0
+    assert {(h.granularity, h.patience) for h in heads} == {("global", 1)}
     run, ensemble = objects["run"], objects["run"].ensemble
     run.ensemble = None  # the same run reported without the ensemble
     try:

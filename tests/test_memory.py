@@ -361,3 +361,47 @@ def test_the_first_horizons_labels_read_by_cells_are_those_of_the_grid(fleet):
         np.testing.assert_array_equal(case.label_at(t_idx, a_idx), grid[t_idx, a_idx])
         np.testing.assert_array_equal(case.labelled(), np.isfinite(grid))
     assert derived.held("label") is None and derived.held("net_return") is None
+
+
+def test_a_run_scans_only_what_it_makes_and_hands_the_heap_back(tmp_path, monkeypatch):
+    """train() runs its pipeline inside frozen_heap: the objects alive before it are out of
+    the collector's scans, a cycle the run makes is still collected, and on the way out
+    (an error too) every object is handed back."""
+    import gc
+    import weakref
+
+    import huracan.run
+    from huracan.memory import frozen_heap
+
+    class Node:
+        pass
+
+    seen = {}
+
+    def spy(*args, **kwargs):
+        seen["frozen"] = gc.get_freeze_count()
+        cycle = Node()
+        cycle.me = cycle
+        alive = weakref.ref(cycle)
+        del cycle
+        gc.collect()
+        seen["cycle_collected"] = alive() is None
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(huracan.run, "run_pipeline", spy)
+    with pytest.raises(RuntimeError, match="stop here"):
+        huracan.run.train(run_config(tmp_path, "pipeline=data", "data.n_assets=3"))
+    assert seen["cycle_collected"]
+    assert seen["frozen"] > 10_000  # the libraries' objects
+    assert gc.get_freeze_count() == 0
+    with frozen_heap():
+        assert gc.get_freeze_count() > 0
+    assert gc.get_freeze_count() == 0
+    gc.freeze()  # the caller's own freeze (or an enclosing block) is left as it was
+    try:
+        frozen = gc.get_freeze_count()
+        with frozen_heap():
+            assert gc.get_freeze_count() == frozen
+        assert gc.get_freeze_count() == frozen
+    finally:
+        gc.unfreeze()

@@ -99,9 +99,11 @@ def fold_components(
     val_in, test_in = (head_inputs(module.encoder, part) for part in (val, test))
     val_prob = [every_head_proba(module.head, val_in, n_groups)]
     test_prob = [every_head_proba(module.head, test_in, n_groups)]
-    if ensemble_config(cfg).global_head:
+    config = ensemble_config(cfg)
+    if config.global_head:
+        patience = config.global_patience_for(int(cfg.head.patience), n_groups)
         global_module = fit_heads(
-            OmegaConf.merge(cfg.head, {"granularity": "global"}),
+            OmegaConf.merge(cfg.head, {"granularity": "global", "patience": patience}),
             encoder,
             1,
             *(in_one_group(part) for part in (train, val)),
