@@ -25,7 +25,7 @@ columns (the served coins and their paths) gives the training values bit for bit
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 
 import numpy as np
@@ -188,20 +188,22 @@ class FactorTree(BaseEstimator):
         a cluster has a bar), first level below the top first."""
         check_is_fitted(self, "labels_")
         returns = np.asarray(returns, dtype=float)
-        out: list[np.ndarray] = []
-        for i in range(len(self.coef_)):
-            filled = [self._filled(f) for f in out]
+        return [factor for _, factor in self._levels(returns, market)]
+
+    def _levels(self, returns: np.ndarray, market: np.ndarray) -> Iterator[tuple]:
+        """Per level below the top, with the fitted state: the (T, N) residuals of
+        ``returns`` after the market and the levels above on each path, and the level's
+        (T, K) standardised factors (NaN where no member of a cluster has a bar; the next
+        level reads them filled)."""
+        filled: list[np.ndarray] = []
+        for i, coef in enumerate(self.coef_):
             upper = self._upper(market, filled, self.labels_[1 : i + 1], returns.shape[1])
-            residual = returns - _fitted(upper, self.coef_[i])
-            raw = _raw_factor(
-                residual,
-                self.member_mean_[i],
-                self.member_std_[i],
-                self.loadings_[i],
-                self.order_[i],
-            )
-            out.append((raw - self.factor_mean_[i]) / self.factor_std_[i])
-        return out
+            residual = returns - _fitted(upper, coef)
+            stored = self.member_mean_[i], self.member_std_[i]
+            raw = _raw_factor(residual, *stored, self.loadings_[i], self.order_[i])
+            factor = (raw - self.factor_mean_[i]) / self.factor_std_[i]
+            yield residual, factor
+            filled.append(self._filled(factor))
 
     def leaders_moved(
         self,
@@ -241,20 +243,14 @@ class FactorTree(BaseEstimator):
         if gap_after is not None:  # a row of no bar: no pair of bars spans the gap
             returns = np.insert(returns, gap_after + 1, np.nan, axis=0)
             market = np.insert(market, gap_after + 1, np.nan, axis=0)
-        factors: list[np.ndarray] = []
-        for i, coef in enumerate(self.coef_):
+        for i, (residual, _) in enumerate(self._levels(returns, market)):
             labels = self.labels_[i + 1]
-            upper = self._upper(market, factors, self.labels_[1 : i + 1], returns.shape[1])
-            residual = returns - _fitted(upper, coef)
             with np.errstate(invalid="ignore"), warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)  # a coin without a bar here
                 mean, std = np.nanmean(residual, 0), np.nanstd(residual, 0)
             leaders = _leader_loadings(residual, mean, std, labels)
             changed = np.unique(labels[(leaders != self.loadings_[i]) & (labels >= 0)])
             moved |= np.isin(labels, changed)  # every coin of the cluster, and below it
-            stored = self.member_mean_[i], self.member_std_[i]
-            raw = _raw_factor(residual, *stored, self.loadings_[i], self.order_[i])
-            factors.append(self._filled((raw - self.factor_mean_[i]) / self.factor_std_[i]))
         return moved
 
     def channels(

@@ -268,12 +268,13 @@ def out_of_fold(
         held = np.flatnonzero(block.holds(rows) & ~coins[train_a])
         if len(held) == 0:
             continue
-        if not block.clear_of(rows).any():
+        clear = block.clear_of(rows)
+        if not clear.any():
             raise ConfigError(
                 f"validation.cross_fit: block {b + 1} of {len(blocks)} leaves its heads no "
                 "training sample; use fewer blocks"
             )
-        learn = np.flatnonzero(block.clear_of(rows) & ~coins[train_a])
+        learn = np.flatnonzero(clear & ~coins[train_a])
         looked = np.flatnonzero(~coins[val_a])  # early stopping: the same coins' slice
         if len(learn) == 0 or len(looked) == 0:  # every coin it could learn from left out
             log.warning(
