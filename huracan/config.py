@@ -250,7 +250,7 @@ class Validation:
     val_fraction: float = 0.2
     test_size: int | None = None
     min_val_days: float | None = None
-    cross_fit: int | None = None
+    cross_fit: int | Literal["auto"] | None = None
     cross_fit_days: float | None = None
 
 

@@ -60,6 +60,15 @@ class LeadFit(BaseEstimator):
         self.scale_ = float(moves.std()) if moves.size > 1 and moves.std() > 0 else 1.0
         return self
 
+    def of_peers(self, peers: list[np.ndarray]) -> LeadFit:
+        """A lead fit for coins the fit never saw (a fold's late coins): each the mean
+        loading of its peers (boolean masks over this fit's assets), in the same scale; a
+        peer with too few training pairs to fit (loading 0) counts as 0."""
+        lead = LeadFit()
+        lead.coef_ = np.stack([self.coef_[p].mean(0) for p in peers])
+        lead.scale_ = self.scale_
+        return lead
+
     def channels(self, channels: FactorChannels, dtype: DTypeLike = np.float32) -> FactorChannels:
         """``channels`` with ``lead_fit`` appended: each asset's fitted move at every bar,
         in units of ``scale_`` (NaN where a channel is)."""

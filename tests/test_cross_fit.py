@@ -61,7 +61,7 @@ def test_only_folds_with_a_short_validation_slice_are_cross_fitted():
 @pytest.mark.parametrize(
     ("blocks", "days", "message"),
     [
-        (1, None, "validation.cross_fit must be a whole number of blocks >= 2 or null, got 1"),
+        (1, None, "cross_fit must be a whole number of blocks >= 2, auto or null, got 1"),
         (True, None, "validation.cross_fit must be .* got True"),
         ("abc", None, "validation.cross_fit must be .* got 'abc'"),
         (3, 0, "validation.cross_fit_days must be a number of days > 0 or null, got 0"),
@@ -323,3 +323,23 @@ def test_level_leaders_a_block_chose_leave_its_coins_out_of_the_evidence(tmp_pat
     np.testing.assert_array_equal(part[: n_train - dropped], full[: n_train - dropped])
     heads_net, ablation_net = block_calls[0][1], block_calls[1][1]
     np.testing.assert_array_equal(heads_net, ablation_net)  # both arms: the same samples
+
+
+def test_auto_gates_on_the_slice_where_inputs_are_fitted_on_labels(tmp_path):
+    """``validation.cross_fit=auto`` cross-fits the short early folds with 4 blocks, but
+    where the inputs are fitted on the training labels (the trend aggregate of
+    ``features=cross_section``) the slice alone gates; a number of blocks refuses them."""
+    from huracan.training.crossfit import CrossFit, fitted_on_labels
+
+    auto = ["validation.cross_fit=auto"]
+    assert CrossFit.of(run_config(tmp_path, *auto)) == CrossFit(4, 30.0, auto=True)
+    assert CrossFit.of(run_config(tmp_path, "validation.cross_fit=4")) == CrossFit(4, None)
+    assert fitted_on_labels(run_config(tmp_path, "features=cross_section"), fitted_trend=True)
+    assert not fitted_on_labels(run_config(tmp_path), fitted_trend=False)
+    _, objects = train(run_config(tmp_path / "xs", *SMALL, *auto, "features=cross_section"))
+    assert [info["cross_fit_blocks"] for info in objects["run"].fold_info] == [0, 0]
+    _, objects = train(run_config(tmp_path / "plain", *SMALL, *auto))  # the same folds
+    assert [info["cross_fit_blocks"] for info in objects["run"].fold_info] == [4, 4]
+    with pytest.raises(ConfigError, match="features fitted on the training labels"):
+        four = ["features=cross_section", "validation.cross_fit=4"]
+        train(run_config(tmp_path / "four", *SMALL, *four))

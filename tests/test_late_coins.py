@@ -186,13 +186,42 @@ def test_a_late_coin_takes_its_clusters_median_fracdiff_order(market, tmp_path):
     assert np.isnan(ffd[0]) and np.isfinite(ffd[-1])  # warming up, then there
 
 
-def test_a_late_coin_stays_out_where_a_channel_is_fitted_per_coin(market, tmp_path):
-    """``factor.lead_fit`` fits a channel per coin on training bars: a coin without any
-    is left out of the fold (a recorded reason), and the run goes on."""
+def test_a_late_coin_takes_its_clusters_mean_lead_fit_loading(market, tmp_path):
+    """``factor.lead_fit`` fits each coin's loading on its training bars: a late coin has
+    none of its own and reads the mean of its cluster members', in the fit's scale."""
     cfg = run_config(tmp_path, *COMMON, "factor.lead_fit=true")
+    panel, _ = late_panel(market, cfg)
+    kept, report = gated(panel, cfg)
+    arrays = build_fleet_arrays(kept, cfg, (1,))
+    folds = _folds(kept, cfg)
+    members = fold_universe(report, arrays, folds, min_bars=100)
+    late = late_candidates(report, arrays, folds, members, min_bars=100)
+    part = fold_arrays(arrays, kept, members[1])
+    data = prepare_fold(part, folds[1], cfg, None)
+    admitted = admit_late(data, part, arrays, kept, late[1], cfg, report)
+    entry = report.late["SOL"][1]
+    assert admitted is not None, entry
+    members = [
+        part.symbols.index(s) for s, c in data.clusters.cluster_map.items() if c == entry["cluster"]
+    ]
+    np.testing.assert_allclose(
+        admitted.data.lead_fit.coef_[0], data.lead_fit.coef_[members].mean(0)
+    )
+    assert not np.allclose(admitted.data.lead_fit.coef_[0], data.lead_fit.coef_.mean(0))
+    assert admitted.data.lead_fit.scale_ == data.lead_fit.scale_
+    assert admitted.data.channel_names == data.channel_names  # lead_fit last, as its head's
+    raw = admitted.data.channels[..., :-1]
+    move = raw @ admitted.data.lead_fit.coef_[0, 1:].astype(np.float32) / data.lead_fit.scale_
+    np.testing.assert_allclose(admitted.data.channels[..., -1], move, rtol=1e-5, atol=1e-6)
+
+
+def test_a_late_coin_stays_out_where_a_channel_is_fitted_per_coin(market, tmp_path):
+    """``factor.residual`` fits a channel per coin on training bars: a coin without any
+    is left out of the fold (a recorded reason), and the run goes on."""
+    cfg = run_config(tmp_path, *COMMON, "factor.residual=true")
     panel, _ = late_panel(market, cfg)
     kept, report = gated(panel, cfg)
     run = run_hierarchical(kept, cfg, tmp_path, StageTimer(), report)
     sol = run.arrays.symbols.index("SOL")
     assert run.universe[:, sol].tolist() == [False, False, True]
-    assert "factor.lead_fit" in str(report.late["SOL"][1])
+    assert "factor.residual" in str(report.late["SOL"][1])

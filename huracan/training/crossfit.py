@@ -56,11 +56,14 @@ def check_cross_fit(cfg: DictConfig) -> None:
     ``hierarchical``)."""
     validation = cfg.get("validation") or {}
     blocks, below_days = validation.get("cross_fit"), validation.get("cross_fit_days")
-    if blocks is not None and (
-        isinstance(blocks, bool) or not isinstance(blocks, int) or blocks < 2
+    if (
+        blocks is not None
+        and blocks != "auto"
+        and (isinstance(blocks, bool) or not isinstance(blocks, int) or blocks < 2)
     ):
         raise ConfigError(
-            f"validation.cross_fit must be a whole number of blocks >= 2 or null, got {blocks!r}"
+            "validation.cross_fit must be a whole number of blocks >= 2, auto or null, "
+            f"got {blocks!r}"
         )
     if below_days is not None and (
         isinstance(below_days, bool) or not isinstance(below_days, int | float) or below_days <= 0
@@ -101,13 +104,20 @@ class Block:
         return (rows < self.first - self.before) | (rows > self.last + self.after)
 
 
+AUTO_BLOCKS = 4  # validation.cross_fit=auto (pipeline=hierarchical's default): 4 blocks
+AUTO_DAYS = 30.0  # in folds whose slice covers under 30 days, unless cross_fit_days says
+
+
 @dataclass(frozen=True)
 class CrossFit:
     """``validation.cross_fit`` K blocks, in folds whose validation slice covers fewer
-    than ``below_days`` days (None: every fold)."""
+    than ``below_days`` days (None: every fold). ``auto``: :data:`AUTO_BLOCKS` blocks
+    (under :data:`AUTO_DAYS` where ``cross_fit_days`` is null) where the fold's inputs
+    allow it (:func:`fitted_on_labels`), else the slice alone."""
 
     blocks: int
     below_days: float | None = None
+    auto: bool = False
 
     @classmethod
     def of(cls, cfg: DictConfig) -> CrossFit | None:
@@ -115,6 +125,8 @@ class CrossFit:
         check_cross_fit(cfg)
         blocks = cfg.validation.get("cross_fit")
         below_days = cfg.validation.get("cross_fit_days")
+        if blocks == "auto":
+            return cls(AUTO_BLOCKS, AUTO_DAYS if below_days is None else below_days, auto=True)
         return None if blocks is None else cls(int(blocks), below_days)
 
     def applies(self, fold: Fold) -> bool:
@@ -139,11 +151,17 @@ class CrossFit:
         return [Block(int(c[0]), int(c[-1]), purge, after) for c in chunks]
 
 
+def fitted_on_labels(cfg: DictConfig, fitted_trend: bool) -> bool:
+    """Whether the fold's inputs were fitted on its labels (the learned per-cluster masks,
+    the cross-sectional trend aggregate): a block's heads would read inputs fitted on the
+    block's own labels, so such a fold cannot be cross-fitted."""
+    return cfg.features.get("per_cluster") == "learned" or fitted_trend
+
+
 def refuse_fitted_features(cfg: DictConfig, fitted_trend: bool) -> None:
-    """Raises a ConfigError where the fold's inputs were fitted on its labels (the learned
-    per-cluster masks, the trend aggregate): a block's heads would read inputs fitted on
-    the block's own labels."""
-    if cfg.features.get("per_cluster") == "learned" or fitted_trend:
+    """Raises a ConfigError where the fold's inputs were fitted on its labels
+    (:func:`fitted_on_labels`) and cross-fitting was asked for by a number of blocks."""
+    if fitted_on_labels(cfg, fitted_trend):
         raise ConfigError(
             "validation.cross_fit with features fitted on the training labels "
             "(features.per_cluster=learned or the cross-sectional trend aggregate): its "

@@ -12,7 +12,8 @@ head through what the fold already fitted, unchanged:
 - the clusters of the coins clustered, the market factor, the trend weights, the fracdiff
   orders, the scalers and the heads are those fitted without it. It has no scaler
   statistics of its own: it takes the mean of its cluster members' (and their median
-  fracdiff order), statistics fitted on the training rows;
+  fracdiff order), statistics fitted on the training rows; with the lead-fit channel
+  (``factor.lead_fit``), the mean lead-lag loading of its cluster members;
 - its own rows train nothing: it is in no training sample, no early-stopping sample and
   no cross-section of another coin's inputs (those are the fold's clustered coins');
 - its validation rows do not join its head's choice of horizon and cut either. The cut is
@@ -123,8 +124,6 @@ def unsupported(data: FoldData, cfg: DictConfig) -> str | None:
         return "cluster.refit_every: the heads' clusters change inside the test window"
     if getattr(data.factor, "residual", False) and data.factor.n_factors:
         return "factor.residual: the residual channel is fitted per coin"
-    if cfg.factor.get("lead_fit"):
-        return "factor.lead_fit: the lead-fit channel is fitted per coin"
     return None
 
 
@@ -246,6 +245,10 @@ def _late_fold_data(
     channels = data.factor.channels(
         fitted.returns, fitted.quote_volume, part.listed, dtype=np.float32
     )
+    lead_fit = None
+    if data.lead_fit is not None:  # the mean loading of its cluster's members
+        lead_fit = data.lead_fit.of_peers(peers)
+        channels = lead_fit.channels(channels)
     heads = clusters if cfg.head.granularity == "cluster" else np.zeros_like(clusters)
     return part, FoldData(
         fold=data.fold,
@@ -264,4 +267,5 @@ def _late_fold_data(
         across=across,
         trend=data.trend,
         masks=data.masks,
+        lead_fit=lead_fit,
     )

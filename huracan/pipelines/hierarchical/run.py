@@ -47,6 +47,7 @@ from huracan.training.crossfit import (
     CrossFit,
     Evidence,
     block_lead_fits,
+    fitted_on_labels,
     moved_leaders,
     out_of_fold,
     refuse_fitted_features,
@@ -483,6 +484,14 @@ def cross_fit_plan(
     the fold is not cross-fitted."""
     cross = CrossFit.of(cfg)
     if cross is None or not cross.applies(data.fold):
+        return None
+    if cross.auto and fitted_on_labels(cfg, data.trend is not None):
+        log.info(
+            "fold %d: validation.cross_fit=auto: the slice alone gates (the inputs are "
+            "fitted on the training labels: features.per_cluster=learned or the trend "
+            "aggregate)",
+            data.fold.index + 1,
+        )
         return None
     refuse_fitted_features(cfg, data.trend is not None)
     purge, embargo = fleet_walk_forward(cfg).gaps()
