@@ -333,8 +333,11 @@ def test_auto_gates_on_the_slice_where_inputs_are_fitted_on_labels(tmp_path):
 
     auto = ["validation.cross_fit=auto"]
     assert CrossFit.of(run_config(tmp_path, *auto)) == CrossFit(4, 30.0, auto=True)
+    days = run_config(tmp_path, *auto, "validation.cross_fit_days=10")
+    assert CrossFit.of(days) == CrossFit(4, 10, auto=True)  # its own 30 days give way
     assert CrossFit.of(run_config(tmp_path, "validation.cross_fit=4")) == CrossFit(4, None)
-    assert fitted_on_labels(run_config(tmp_path, "features=cross_section"), fitted_trend=True)
+    learned = run_config(tmp_path, "features.per_cluster=learned")
+    assert fitted_on_labels(learned, fitted_trend=False)
     assert not fitted_on_labels(run_config(tmp_path), fitted_trend=False)
     _, objects = train(run_config(tmp_path / "xs", *SMALL, *auto, "features=cross_section"))
     assert [info["cross_fit_blocks"] for info in objects["run"].fold_info] == [0, 0]

@@ -24,7 +24,8 @@ coin whose path holds a cluster whose leader would change is kept out of that bl
 heads (training and early stopping) and evidence (:func:`moved_leaders`); the other
 coins' channels are those of a tree whose leaders were chosen without the block (its
 clusters, residual OLS and scales are the fold's). Features fitted on labels
-(``features.per_cluster=learned``, the cross-sectional trend aggregate) are refused. The
+(``features.per_cluster=learned``, the cross-sectional trend aggregate) are refused with a
+number of blocks; with ``auto`` such a fold gates on its slice alone (:func:`fitted_on_labels`). The
 energy weights are normalised by one mean per horizon over the fold's training rows, the
 block's included: the relative weight of the horizons in a block's loss depends a little
 on the block's label magnitudes (H - 1 scalars), not on any one label's sign.
@@ -104,7 +105,7 @@ class Block:
         return (rows < self.first - self.before) | (rows > self.last + self.after)
 
 
-AUTO_BLOCKS = 4  # validation.cross_fit=auto (pipeline=hierarchical's default): 4 blocks
+AUTO_BLOCKS = 4  # validation.cross_fit=auto: 4 blocks
 AUTO_DAYS = 30.0  # in folds whose slice covers under 30 days, unless cross_fit_days says
 
 
