@@ -4,6 +4,8 @@ changing anything another coin's fold was fitted or traded on."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 from conftest import changed_after, run_config
@@ -87,15 +89,8 @@ def test_assignments_read_no_bar_from_the_test_window_and_fits_ignore_the_late_c
     panel, cut = late_panel(market, cfg)
 
     def fold_one(panel: Panel):
-        kept, report = gated(panel, cfg)
-        arrays = build_fleet_arrays(kept, cfg, (1,))
-        folds = _folds(kept, cfg)
-        members = fold_universe(report, arrays, folds, min_bars=100)
-        late = late_candidates(report, arrays, folds, members, min_bars=100)
-        part = fold_arrays(arrays, kept, members[1])
-        data = prepare_fold(part, folds[1], cfg, None)
-        admitted = admit_late(data, part, arrays, kept, late[1], cfg, report)
-        return arrays, members, late, data, admitted, report
+        f = fold_one_late(panel, cfg)
+        return f.arrays, f.members, f.late, f.data, f.admitted, f.report
 
     arrays, members, late, data, admitted, report = fold_one(panel)
     sol = arrays.symbols.index("SOL")
@@ -126,6 +121,23 @@ def _folds(panel: Panel, cfg):
     from huracan.pipelines.hierarchical.run import fleet_walk_forward
 
     return fleet_walk_forward(cfg).split(panel)
+
+
+def fold_one_late(panel: Panel, cfg) -> SimpleNamespace:
+    """Fold 1 of ``panel`` under ``cfg``: its gates, universe and late candidates, the fold
+    fitted on its clustered coins and its late coins admitted (``admit_late``)."""
+    kept, report = gated(panel, cfg)
+    arrays = build_fleet_arrays(kept, cfg, (1,))
+    folds = _folds(kept, cfg)
+    members = fold_universe(report, arrays, folds, min_bars=100)
+    late = late_candidates(report, arrays, folds, members, min_bars=100)
+    part = fold_arrays(arrays, kept, members[1])
+    data = prepare_fold(part, folds[1], cfg, None)
+    admitted = admit_late(data, part, arrays, kept, late[1], cfg, report)
+    return SimpleNamespace(
+        arrays=arrays, folds=folds, members=members, late=late, part=part, data=data,
+        admitted=admitted, report=report,
+    )  # fmt: skip
 
 
 def test_a_late_coin_is_scored_and_changes_no_other_coins_fold(market, tmp_path):
@@ -169,16 +181,9 @@ def test_a_late_coin_takes_its_clusters_median_fracdiff_order(market, tmp_path):
     """With the FFD input (``features=base``) it has no order of its own: the median of its
     cluster members' orders, fitted on the training rows; scored once its FFD warms up."""
     cfg = run_config(tmp_path, *COMMON, "features=base", "features.fracdiff=true")
-    panel, _ = late_panel(market, cfg)
-    kept, report = gated(panel, cfg)
-    arrays = build_fleet_arrays(kept, cfg, (1,))
-    folds = _folds(kept, cfg)
-    members = fold_universe(report, arrays, folds, min_bars=100)
-    late = late_candidates(report, arrays, folds, members, min_bars=100)
-    part = fold_arrays(arrays, kept, members[1])
-    data = prepare_fold(part, folds[1], cfg, None)
-    admitted = admit_late(data, part, arrays, kept, late[1], cfg, report)
-    entry = report.late["SOL"][1]
+    f = fold_one_late(late_panel(market, cfg)[0], cfg)
+    folds, part, data, admitted = f.folds, f.part, f.data, f.admitted
+    entry = f.report.late["SOL"][1]
     assert admitted is not None, entry
     peers = data.clusters.labels(part.symbols) == entry["cluster"]
     assert admitted.data.fracdiff.d_[0] == np.nanmedian(data.fracdiff.d_[peers])
@@ -190,16 +195,9 @@ def test_a_late_coin_takes_its_clusters_mean_lead_fit_loading(market, tmp_path):
     """``factor.lead_fit`` fits each coin's loading on its training bars: a late coin has
     none of its own and reads the mean of its cluster members', in the fit's scale."""
     cfg = run_config(tmp_path, *COMMON, "factor.lead_fit=true")
-    panel, _ = late_panel(market, cfg)
-    kept, report = gated(panel, cfg)
-    arrays = build_fleet_arrays(kept, cfg, (1,))
-    folds = _folds(kept, cfg)
-    members = fold_universe(report, arrays, folds, min_bars=100)
-    late = late_candidates(report, arrays, folds, members, min_bars=100)
-    part = fold_arrays(arrays, kept, members[1])
-    data = prepare_fold(part, folds[1], cfg, None)
-    admitted = admit_late(data, part, arrays, kept, late[1], cfg, report)
-    entry = report.late["SOL"][1]
+    f = fold_one_late(late_panel(market, cfg)[0], cfg)
+    part, data, admitted = f.part, f.data, f.admitted
+    entry = f.report.late["SOL"][1]
     assert admitted is not None, entry
     members = [
         part.symbols.index(s) for s, c in data.clusters.cluster_map.items() if c == entry["cluster"]
