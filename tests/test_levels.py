@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import recorded_hashes
 from conftest import run_config
 
 from huracan.clustering import ClusterResult
@@ -107,12 +108,13 @@ def test_btc_and_the_one_level_draws_are_those_of_the_seed(market):
 
 
 def test_the_default_market_is_unchanged():
-    """A seed's default panel as before data.levels existed (hash recorded on main)."""
+    """A seed's default panel as before data.levels existed (hash recorded on main, one per
+    kind of machine: tests/recorded_hashes.py)."""
     panel = SyntheticMarket(seed=3, years=0.05).load()
     digest = hashlib.md5()
     for values in (panel.close, panel.volume, panel.spread_bps, panel.truth.expected_return):
         digest.update(np.round(values, 6).tobytes())
-    assert digest.hexdigest() == DEFAULT_MARKET_MD5
+    assert digest.hexdigest() in recorded_hashes.DEFAULT_MARKET_MD5, digest.hexdigest()
 
 
 @pytest.mark.parametrize(
@@ -218,6 +220,3 @@ def test_a_followers_level_channel_carries_its_leaders_move(planted_fold):
         leader = r[rows, truth.parent[j]]
         assert np.corrcoef(level, leader)[0, 1] > 0.6
         assert np.corrcoef(level, r[rows + 1, j])[0, 1] > 0.2
-
-
-DEFAULT_MARKET_MD5 = "9eb998b2bfb9f936f7f7897464b0d06f"  # main before data.levels (adac126)

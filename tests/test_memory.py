@@ -166,9 +166,9 @@ def test_a_book_forgets_its_outcomes_and_reads_them_again(fleet):
 
 
 def test_lazy_training_inputs_read_as_the_tensor_they_stand_for(fleet):
-    """Inputs gathered when read (``LazyInputs``) give the rows, the encoder's subset, the
-    codes and the predictions of the whole tensor, bit for bit; the other tensors are the
-    same."""
+    """Inputs gathered when read (``LazyInputs``) give the rows and the encoder's subset of
+    the whole tensor bit for bit, and its codes and predictions to within a float32 step;
+    the other tensors are the same."""
     arrays, fold, data, _, _ = fleet
     valid = data.valid(arrays)
     eager, t_idx, a_idx = data.samples(arrays, fold.train, valid)
@@ -189,13 +189,17 @@ def test_lazy_training_inputs_read_as_the_tensor_they_stand_for(fleet):
     torch.manual_seed(0)
     encoder = Autoencoder(x.shape[1], 4, (8,))
     codes = encoded(encoder, lazy, chunk=17)["x"]
-    assert torch.equal(codes, encoded(encoder, eager, chunk=17)["x"])
+    # the inputs are bit for bit (above); what the encoder makes of them is to the last bit
+    # on the machines of the earlier sessions and CI, and within one float32 step on an AVX2
+    # machine (AMD EPYC, 2026-12-07: 2.4e-7), whose kernels follow the rows' memory layout
+    close = {"rtol": 1e-6, "atol": 1e-6}
+    torch.testing.assert_close(codes, encoded(encoder, eager, chunk=17)["x"], **close)
     module = FleetModule(encoder, GroupedMoEHead(data.n_groups, 4 + eager["factor"].shape[1]))
     probabilities = (
         module.predict_proba(part["x"], part["factor"], part["group"], batch_size=23)
         for part in (lazy, eager)
     )
-    assert torch.equal(*probabilities)
+    torch.testing.assert_close(*probabilities, **close)
 
 
 def test_the_fold_grids_that_lazy_inputs_read_are_dropped_last(fleet):
