@@ -66,15 +66,20 @@ def rank_ic_by_bar(
     code = code.ravel()
     n_bars = int(code.max()) + 1 if len(code) else 0
     out = np.zeros(score.shape[1])
+    before: tuple[np.ndarray, ...] | None = None  # the last column's rows and their figures
     for k in range(score.shape[1]):
         rows = np.flatnonzero(present[:, k])
         if not len(rows):
             continue
-        group = code[rows]
-        count = np.bincount(group, minlength=n_bars)
-        centre = (count[group] + 1) / 2  # the mean of 1..n: each bar's ranks centred
+        if before is not None and np.array_equal(rows, before[0]):
+            _, group, count, centre, target = before  # the same samples: the same net ranks
+        else:
+            group = code[rows]
+            count = np.bincount(group, minlength=n_bars)
+            centre = (count[group] + 1) / 2  # the mean of 1..n: each bar's ranks centred
+            target = group_ranks(group, net[rows], count) - centre
+            before = (rows, group, count, centre, target)
         ranks = group_ranks(group, score[rows, k], count) - centre
-        target = group_ranks(group, net[rows], count) - centre
         cov = np.bincount(group, ranks * target, n_bars)
         norm = np.sqrt(np.bincount(group, ranks**2, n_bars) * np.bincount(group, target**2, n_bars))
         valid = (norm > 0) & (count >= MIN_ASSETS)
@@ -85,8 +90,15 @@ def rank_ic_by_bar(
 
 def group_ranks(group: np.ndarray, values: np.ndarray, count: np.ndarray) -> np.ndarray:
     """(B,) each value's rank (1 = smallest, ties averaged) among the values of its group,
-    every group in one sort; ``group`` (B,) codes 0..G-1, ``count`` (G,) their sizes."""
-    order = np.lexsort((values, group))
+    every group in one sort; ``group`` (B,) codes 0..G-1, ``count`` (G,) their sizes.
+
+    Sorted by value (any order among equal values: a run of them takes its mean position
+    whatever its order), then stably by group: a radix sort where the codes fit 16 bits.
+    """
+    order = np.argsort(values)
+    codes = group[order]
+    codes = codes.astype(np.int16) if len(count) < 2**15 else codes
+    order = order[np.argsort(codes, kind="stable")]
     g, v = group[order], values[order]
     starts = np.ones(len(v), dtype=bool)  # where a run of equal values in one group starts
     starts[1:] = (g[1:] != g[:-1]) | (v[1:] != v[:-1])

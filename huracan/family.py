@@ -199,12 +199,19 @@ def max_t_chunks(
     keep = search.enough & np.isfinite(search.se) & (search.se > 0)
     last = int(np.flatnonzero(keep)[-1]) + 1  # cuts past the last candidate are not needed
     keep = keep[:last]
+    lo = int(np.argmax(keep))
+    if keep[lo:].all():  # the usual case, every cut from the fewest trades on: a view
+        keep = slice(lo, last)
     returns, day = search.returns[:last], search.day[:last] - first_day
     total, scale = search.total[:last][keep], 1.0 / search.se[:last][keep]
     step = max(1, CHUNK // last)
     for b in range(0, len(weights), step):
-        drawn = np.cumsum(weights[b : b + step, day] * returns, axis=1)[:, keep]  # (b, k)
-        yield slice(b, b + len(drawn)), ((drawn - total) * scale).max(axis=1)
+        drawn = weights[b : b + step, day]  # (b, last), a fresh array: worked on in place
+        drawn *= returns
+        drawn = np.cumsum(drawn, axis=1, out=drawn)[:, keep]  # (b, k)
+        drawn -= total
+        drawn *= scale
+        yield slice(b, b + len(drawn)), drawn.max(axis=1)
 
 
 def _joined(chunks: Iterator[tuple[slice, np.ndarray]], n: int) -> np.ndarray:
@@ -241,20 +248,39 @@ def shuffled_chunks(
     n, n_days = len(search.returns), search.n_days
     _, day = np.unique(search.day, return_inverse=True)
     day = day.astype(np.int16 if n_days < 2**15 else np.int64)  # int16: a radix sort
+    runs = day_runs(day)  # every shuffle holds the same days: their runs, found once
     step = max(1, CHUNK // n)
     for b in range(0, resamples, step):
         order = rng.permuted(np.broadcast_to(np.arange(n), (min(step, resamples - b), n)), axis=1)
         order = np.ascontiguousarray(order)  # drawn column-major: each row's passes contiguous
         returns, days = search.returns[order], day[order]  # (b, n), in the drawn order
-        total = np.cumsum(returns, axis=1)[:, :last]
-        squares = np.cumsum(returns * (2 * day_before(returns, days) + returns), axis=1)
-        variance = np.maximum(n_days * squares[:, :last] - total**2, 0.0) / (n_days - 1)
+        total = np.cumsum(returns[:, :last], axis=1)
+        # the running sum of squared day sums: a trade adds r * (2 * its day's sum so far + r)
+        term = day_before(returns, days, runs)[:, :last]  # in place below: no temporaries
+        term *= 2
+        term += returns[:, :last]
+        term *= returns[:, :last]
+        variance = np.cumsum(term, axis=1, out=term)
+        variance *= n_days
+        variance -= total**2
+        np.maximum(variance, 0.0, out=variance)
+        variance /= n_days - 1
         with np.errstate(divide="ignore", invalid="ignore"):
             t = total / np.sqrt(variance)
         yield slice(b, b + len(order)), np.where(keep[:last] & (variance > 0), t, -np.inf).max(1)
 
 
-def day_before(returns: np.ndarray, day: np.ndarray) -> np.ndarray:
+def day_runs(day: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where each day starts among the trades sorted by day, and how many it holds: (first
+    positions, counts), one per distinct day of ``day`` (n,)."""
+    ordered = np.sort(day)
+    first = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    return first, np.diff(np.r_[first, len(ordered)])
+
+
+def day_before(
+    returns: np.ndarray, day: np.ndarray, runs: tuple[np.ndarray, np.ndarray] | None = None
+) -> np.ndarray:
     """Per trade, the sum of the earlier trades (in the row's order) on its day; rows of
     ``returns`` (b, n) are orders of the same n trades (a shuffle each), ``day`` (b, n)
     their day numbers.
@@ -262,17 +288,17 @@ def day_before(returns: np.ndarray, day: np.ndarray) -> np.ndarray:
     Each row is sorted by day (stably: a day's trades stay in the row's order) and summed
     cumulatively; a trade's earlier same-day sum is the running sum before it less the
     running sum before its day's first trade. Every row holds the same days, so sorted
-    they are the same in every row: where each day starts is found once, and the rows
-    are gathered and scattered through one flat index.
+    they are the same in every row: where each day starts is found once (``runs``:
+    :func:`day_runs` of any row, passed by a caller that calls again with the same days),
+    and the rows are gathered and scattered through one flat index.
     """
     b, n = returns.shape
+    first, counts = day_runs(day[0]) if runs is None else runs
     by_day = np.argsort(day, axis=1, kind="stable")  # (b, n)
     flat = (by_day + np.arange(b)[:, None] * n).ravel()  # the same, into returns.ravel()
     ordered = returns.ravel()[flat].reshape(b, n)  # ravel: in C order, whatever the layout
-    sorted_days = np.sort(day[0])
-    first = np.r_[True, sorted_days[1:] != sorted_days[:-1]]
-    start = np.maximum.accumulate(np.where(first, np.arange(n), 0))  # (n,) its day's first
     exclusive = np.cumsum(ordered, axis=1) - ordered  # (b, n) the sum before each trade
     before = np.empty((b, n), dtype=returns.dtype)
-    before.ravel()[flat] = (exclusive - exclusive[:, start]).ravel()
+    # each trade less the sum before its day's first trade (repeated over the day's run)
+    before.ravel()[flat] = (exclusive - np.repeat(exclusive[:, first], counts, axis=1)).ravel()
     return before

@@ -183,6 +183,8 @@ def test_day_before_is_the_per_row_sort_it_replaces(n, n_days):
     for drawn in (order, np.ascontiguousarray(order)):
         want = _day_before_by_rows(returns[drawn], day[drawn])
         np.testing.assert_array_equal(family.day_before(returns[drawn], day[drawn]), want)
+        runs = family.day_runs(day)  # found once, as the gate passes them to every chunk
+        np.testing.assert_array_equal(family.day_before(returns[drawn], day[drawn], runs), want)
 
 
 @pytest.mark.parametrize("method", ["family", "permutation", "bootstrap"])
