@@ -300,8 +300,10 @@ def run_pipeline(
         "gates": {"passed": len(gates.passed), "skipped": gates.skipped},
         "threads": threads,
     }
-    summary |= pipeline(panel, gates, cfg, out, timer)
-    gates.write(out / "gates.json")  # again: with each fold's universe, where the run has folds
+    try:
+        summary |= pipeline(panel, gates, cfg, out, timer)
+    finally:  # again: with each fold's universe, where the run has folds (and why a fold failed)
+        gates.write(out / "gates.json")
     objects = {"panel": panel, "gates": gates, **summary.pop("objects", {})}
     summary["timings_s"] = timer.seconds
     if torch.cuda.is_initialized():  # trainer=gpu: this process's peak (bench/gpu.sh)

@@ -99,3 +99,23 @@ def test_console_table_shows_selection_trades_beside_the_report_windows():
     cells = dict(zip(header.split(), row.split(), strict=True))
     assert cells["selection.n_trades"] == "24" and cells["n_trades"] == "0"
     assert cells["figures"] == "report" and cells["reasons"] == "-"
+
+
+def test_a_coin_without_a_model_or_costs_ranks_after_those_with_one():
+    """No coin may trade: a coin skipped before its costs were measured (no model, no
+    round trip) read as the cheapest and ranked first; it now ranks after every coin with
+    a model, and an unknown cost counts as the dearest known one."""
+    losing = champion({"n_trades": 20, "net_pnl_bps": -90.0, "sharpe": -1.0}, None)
+    costly = {**COMMON, "costs": {**COMMON["costs"], "expected_round_trip_bps": 60.0}}
+    modelled = [roster_entry(s, champion=losing, **costly) for s in ("A", "B")]
+    skipped = {**COMMON, "costs": {}, "job_status": "skipped", "daily_quote_volume": 1e9}
+    bare = roster_entry("W", champion=None, **skipped)
+    assert bare["model_path"] is None and bare["round_trip_bps"] is None
+    assert not any(e["trade_ok"] for e in [*modelled, bare])
+    ranked = rank_entries([bare, *modelled])
+    assert [e["symbol"] for e in ranked] == ["A", "B", "W"]
+    # its unknown cost scores as the dearest known one (60 bps), not as 0
+    priced = rank_entries([{**bare, "round_trip_bps": 60.0}, *modelled])
+    assert priced[2]["score"] == ranked[2]["score"]
+    free = rank_entries([{**bare, "round_trip_bps": 0.0}, *modelled])
+    assert free[2]["score"] > ranked[2]["score"]

@@ -171,6 +171,14 @@ def test_a_fold_without_enough_coins_is_a_clear_error(market, tmp_path):
     arrays = build_fleet_arrays(market, cfg, (1,))
     with pytest.raises(DataError, match="fold 0 .* has 6 assets in its universe, at least 7"):
         fold_universe(None, arrays, folds, min_bars=100, min_assets=7)
+    # every coin out: the error says why (it said only "see gates.json", which the run had
+    # not yet rewritten), the first five by name
+    with pytest.raises(DataError, match="has 0 assets") as error:
+        fold_universe(None, arrays, folds, min_bars=10**6)
+    assert "BTC: " in str(error.value) and "fewer than cluster.min_overlap=1000000" in str(
+        error.value
+    )
+    assert str(error.value).count("cluster.min_overlap") == 5 and "and 1 more" in str(error.value)
 
 
 def test_fold_arrays_are_the_arrays_of_a_panel_holding_only_the_fold_universe(market, tmp_path):
@@ -292,3 +300,67 @@ def test_a_misspelled_gates_until_is_a_config_error(market, tmp_path):
 
     with pytest.raises(ConfigError, match="gates.until='perfold': use auto, per_fold, null"):
         gates_until(market, config(tmp_path), HierarchicalPipeline(), "perfold")
+
+
+def test_a_fold_with_fewer_coins_than_clusters_cuts_into_one_per_coin(tmp_path):
+    """A fold before a coin listed mid-run joins holds fewer coins than cluster.n_clusters:
+    its tree is cut into one cluster per coin (the run failed there with 'n_clusters=4 is
+    more than the 3 assets'), and the folds after it into n_clusters again. A run with
+    fewer coins than n_clusters in all is still refused."""
+    from huracan.errors import ConfigError
+
+    common = (
+        "data.n_assets=4",
+        "data.n_clusters=2",
+        "data.years=0.5",
+        "labels.horizons=[1]",
+        "gates.min_history_days=10",
+        "gates.late_coins=exclude",
+        "data.late_listing_share=0.5",  # one of the two alts listed part-way
+        "validation.n_folds=2",
+        "cluster.n_clusters=4",
+        "encoder.max_epochs=1",
+        "head.max_epochs=1",
+        "trainer.enable_progress_bar=false",
+        "report.compare_without_factor=false",
+    )
+    summary, objects = train(run_config(tmp_path / "late", *common))
+    assert summary["universe"]["assets_per_fold"] == [3, 4]
+    folds = json.loads((tmp_path / "late" / "run" / "clusters.json").read_text())["folds"]
+    assert [len(fold["cluster_members"]) for fold in folds] == [3, 4]
+    with pytest.raises(ConfigError, match="n_clusters=5 is more than the 3 assets"):
+        train(run_config(tmp_path / "few", *common, "cluster.n_clusters=5"))
+
+
+def delisted_from(panel: Panel, symbol: str, row: int) -> Panel:
+    """The panel with ``symbol``'s bars from ``row`` on removed (delisted there)."""
+    j = panel.index_of(symbol)
+    bars = {k: v.copy() for k, v in panel.bars.items()}
+    for values in bars.values():
+        values[row:, j] = np.nan
+    return replace(panel, bars=bars)
+
+
+def test_a_coin_delisted_before_a_folds_test_window_leaves_that_fold(market, tmp_path):
+    """ETH's bars stop 10 days before fold 2's first test bar: its span has no gap, so it
+    passed every fold's gates and stayed in fold 2, which held no bar of it; the bars
+    after its last one now fail fold 2 (``delisted``, at ``max_gap_bars``), not folds 0-1."""
+    cfg = config(tmp_path)
+    starts = HierarchicalPipeline().fold_starts(market, cfg)
+    row = market.timestamps.get_loc(starts[2]) - 10 * 24
+    panel = delisted_from(market, "ETH", row)
+    report = apply_fold_gates(panel, starts, LIMITS, GateReport())
+    assert codes(report, "ETH") == [[], [], ["delisted"]]
+    reason = report.fold_reasons["ETH"][2][0]
+    assert reason["value"] == 10 * 24 and reason["threshold"] == LIMITS.max_gap_bars
+    assert all(codes(report, s) == [[], [], []] for s in panel.symbols if s != "ETH")
+    assert report.fold_members(panel.symbols, 3)[:, panel.index_of("ETH")].tolist() == [
+        True,
+        True,
+        False,
+    ]
+    # a file that stops a day early is within max_gap_bars: still in the fold
+    early = apply_fold_gates(
+        delisted_from(market, "ETH", row + 9 * 24), starts, LIMITS, GateReport()
+    )
+    assert codes(early, "ETH") == [[], [], []]

@@ -190,6 +190,9 @@ def gate_metrics(panel: Panel) -> dict[str, np.ndarray]:
         "daily_quote_volume": median_qv * 86400 / panel.bar_seconds,
         "median_spread_bps": median_spread,
         "zero_volume_share": zero_share,
+        # bars from its last bar to the window's end: a coin delisted (or whose file stops)
+        # before a fold's first test bar has no gap inside its span to fail on
+        "bars_after_last": np.where(has_any, n_rows - 1 - last, 0),
     }
 
 
@@ -201,7 +204,10 @@ def longest_run(mask: np.ndarray) -> np.ndarray:
 
 
 def apply_gates(
-    panel: Panel, limits: GateThresholds, report: GateReport | None = None
+    panel: Panel,
+    limits: GateThresholds,
+    report: GateReport | None = None,
+    stale: bool = False,
 ) -> GateReport:
     """Measures every symbol against the limits; symbols are not removed here.
 
@@ -209,10 +215,16 @@ def apply_gates(
         panel: the aligned panel.
         limits: the thresholds.
         report: a report already holding symbols skipped while reading, extended in place.
+        stale: also fail a symbol whose last bar is more than ``max_gap_bars`` before the
+            panel's end (``delisted``): the panel ends where a fold's test window begins.
     """
     report = report or GateReport()
     metrics = gate_metrics(panel)
-    checks = [
+    checks = []
+    if stale:
+        what = "bars after its last bar (delisted, or its file stops)"
+        checks.append(("delisted", "bars_after_last", limits.max_gap_bars, np.greater, what))
+    checks += [
         ("min_history", "history_days", limits.min_history_days, np.less, "days of history"),
         (
             "coverage",
@@ -285,7 +297,7 @@ def apply_fold_gates(
         limits: the thresholds.
         report: a report already holding symbols skipped while reading, extended in place.
     """
-    per_fold = [apply_gates(panel.between(None, start), limits) for start in starts]
+    per_fold = [apply_gates(panel.between(None, start), limits, stale=True) for start in starts]
     report.fold_starts = [str(start) for start in starts]
     for symbol in panel.symbols:
         reasons = [fold.skip_reasons[symbol] for fold in per_fold]

@@ -258,10 +258,14 @@ def rank_entries(entries: list[dict]) -> list[dict]:
         [(e.get("selection") or e).get("sharpe") or 0.0 for e in entries], dtype=float
     )
     liquidity = np.log10(np.maximum([e.get("daily_quote_volume") or 1.0 for e in entries], 1.0))
-    cost = np.array([e.get("round_trip_bps") or 0.0 for e in entries], dtype=float)
+    cost = np.array([e.get("round_trip_bps") for e in entries], dtype=float)  # None: NaN
+    # an unknown cost (a coin skipped before its costs were measured) is no advantage: the
+    # dearest known one (it read as 0, the cheapest, and put a coin without a model first)
+    cost = np.nan_to_num(cost, nan=np.nanmax(cost) if np.isfinite(cost).any() else 0.0)
     score = _z(sharpe) + 0.5 * _z(liquidity) - 0.5 * _z(cost)
     ok = np.array([e["trade_ok"] for e in entries])
-    order = np.lexsort((-score, ~ok))  # trade_ok first, then by falling score
+    modelled = np.array([e.get("model_path") is not None for e in entries])
+    order = np.lexsort((-score, ~modelled, ~ok))  # trade_ok, then with a model, then by score
     ranked = []
     for rank, i in enumerate(order, start=1):
         ranked.append({**entries[i], "rank": rank, "score": round(float(score[i]), 4)})

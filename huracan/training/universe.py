@@ -78,9 +78,22 @@ def fold_universe(
                 "universe",
                 f"fold {fold.index} (test from {fold.test_times[0]}) has "
                 f"{members[fold.index].sum()} assets in its universe, at least {min_assets} "
-                "needed (see gates.json's universe for why the others are out)",
+                f"needed; out: {why_out(gates, arrays.symbols, members[fold.index], fold.index)}"
+                " (gates.json's universe has every reason)",
             )
     return members
+
+
+def why_out(gates: GateReport, symbols: list[str], member: np.ndarray, fold: int) -> str:
+    """The first reason each coin out of ``fold`` is out, for an error message (the first
+    five coins, then a count)."""
+    out = [s for s, m in zip(symbols, member, strict=True) if not m]
+    shown = [
+        f"{s}: {reasons[0]['message']}" if (reasons := gates.fold_reasons[s][fold]) else s
+        for s in out[:5]
+    ]
+    more = f"; and {len(out) - 5} more" if len(out) > 5 else ""
+    return "; ".join(shown) + more if out else "none"
 
 
 def fold_arrays(arrays: FleetArrays, panel: Panel | None, member: np.ndarray) -> FleetArrays:

@@ -223,7 +223,8 @@ def run_hierarchical(
         for fold in folds:
             with timer(f"fold {fold.index + 1}/{len(folds)}") as note:
                 part = fold_arrays(arrays, panel, universe[fold.index])  # the fold's coins only
-                data = prepare_fold(part, fold, cfg, previous)
+                fold_cfg = fold_cluster_config(cfg, part, fold, arrays)
+                data = prepare_fold(part, fold, fold_cfg, previous)
                 newcomers = None
                 if late[fold.index].any():
                     newcomers = admit_late(data, part, arrays, panel, late[fold.index], cfg, gates)
@@ -263,6 +264,28 @@ def run_hierarchical(
         absent = absent_cells(universe, folds, shape)
         run.oracle = Book.at_horizon(signals & ~absent, arrays, 1, absent)
     return run
+
+
+def fold_cluster_config(
+    cfg: DictConfig, part: FleetArrays, fold: Fold, arrays: FleetArrays
+) -> DictConfig:
+    """``cfg``, or a copy cutting the tree into as many clusters as the fold has coins where
+    it has fewer than ``cluster.n_clusters`` and the run (``arrays``) has enough: a fold
+    before the coins listed during the run join it. A run with fewer coins than
+    ``n_clusters`` in all keeps the clusterer's error; ``cluster=hierarchy`` keeps its
+    levels (its own check names them)."""
+    wanted, coins = cfg.cluster.get("n_clusters"), len(part.symbols)
+    if not isinstance(wanted, int) or cfg.cluster.get("levels"):
+        return cfg
+    if not 2 <= coins < wanted <= len(arrays.symbols):
+        return cfg
+    log.info(
+        "fold %d holds %d coins, fewer than cluster.n_clusters=%d: cut into %d clusters",
+        fold.index, coins, wanted, coins,
+    )  # fmt: skip
+    capped = cfg.copy()
+    capped.cluster.n_clusters = coins
+    return capped
 
 
 def fleet_baselines(
