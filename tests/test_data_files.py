@@ -256,3 +256,11 @@ def test_resample_partial_bars_missing(write_bars):
     assert filled.close[row, 0] == filled.close[row - 1, 0]
     with pytest.raises(ConfigError, match="partial_bars"):
         load(write_bars({"BTC": bars}), timeframe="4h", partial_bars="drop")
+
+
+def test_a_window_after_every_file_is_an_error_naming_the_window(write_bars):
+    """data.start after the last bar of every file said only 'no symbol left to build a
+    panel from'; it names the window and its settings."""
+    directory = write_bars({"BTC": make_bars(seed=1)})
+    with pytest.raises(DataError, match=r"no file has a bar in the window \[2030-01-01, None\)"):
+        load(directory, start="2030-01-01")

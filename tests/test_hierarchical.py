@@ -474,3 +474,22 @@ def test_summary_holds_the_ic_and_both_books_of_the_models_test_window_scores(sm
     cfg = small_config(tmp_path, "book=long_short")
     table = with_long_short_rows(results, run, cfg, modal_clusters(run), panel.bars_per_year)
     assert table["book"].value_counts().to_dict() == {"long_only": 6, "long_short": 6}
+
+
+def test_the_dominant_diagnostic_reads_the_first_leader_present_and_none_is_not_measured():
+    """Without BTC the diagnostic printed 'fails 0/K'; it reads the next of
+    universe.dominant_symbols present (as the clusterer does), and none present is n/a."""
+    from types import SimpleNamespace
+
+    from omegaconf import OmegaConf
+
+    from huracan.pipelines.hierarchical.report import diagnostics
+
+    cfg = OmegaConf.create({"universe": {"dominant_symbols": ["BTC", "ETH"]}})
+    folds = [SimpleNamespace(cluster_map={"ETH": 0, "SOL": 1}, dominant_cluster_id=0)] * 2
+    run = SimpleNamespace(arrays=SimpleNamespace(symbols=["ETH", "SOL"]), fold_clusters=folds)
+    (found,) = diagnostics(run, cfg)
+    assert found["holds"] is True and "holds ETH" in found["name"] and found["value"] == "2/2 folds"
+    run.arrays.symbols = ["SOL", "ADA"]
+    (missing,) = diagnostics(run, cfg)
+    assert missing["holds"] is None and missing["value"].startswith("not measured")

@@ -282,6 +282,12 @@ class CsvSource:
                 DropRecord(symbol, "outside_window", 0, f"no bar in [{self.start}, {self.end})")
             )
             del frames[symbol]
+        if files and not frames and any(d.reason == "outside_window" for d in drops):
+            raise DataError(
+                str(self.path),
+                f"no file has a bar in the window [{self.start}, {self.end}) "
+                "(data.start, data.end)",
+            )
         sources = {s: str(files[s]) for s in frames}
         frames, grid_drops = screen_frames(frames, sources, self.on_error)
         drops += grid_drops

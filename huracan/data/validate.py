@@ -222,7 +222,7 @@ def coerce_numeric(
     if column in OPTIONAL:
         return values, problems
     missing = np.isnan(values) & series.isna().to_numpy()
-    problems += _problem(f"missing:{column}", f"{column} is empty", missing)
+    problems += _problem(f"missing:{column}", f"{column} is empty or NaN", missing)
     return values, problems
 
 
@@ -271,7 +271,8 @@ def value_problems(columns: dict[str, np.ndarray]) -> list[RowProblem]:
         )
         problems += _problem("negative_volume", "volume < 0", v < 0, v)
         if "spread_bps" in columns:
-            problems += _problem("negative_spread", "spread_bps < 0", columns["spread_bps"] < 0)
+            spread = columns["spread_bps"]
+            problems += _problem("negative_spread", "spread_bps < 0", spread < 0, spread)
     return problems
 
 

@@ -204,8 +204,18 @@ def success_criteria(
 def diagnostics(run: FleetRun, cfg: DictConfig) -> list[dict]:
     """What the run found that says nothing about profit, printed apart from the criteria
     (``holds`` true or false, never PASS): whether the dominant cluster (by explained
-    variance) holds the leader in every fold."""
-    leader = cfg.universe.dominant_symbols[0]
+    variance) holds the leader (the first of ``universe.dominant_symbols`` in the data, as
+    the clusterer reads them) in every fold; not measured without any of them."""
+    leaders = list(cfg.universe.dominant_symbols)
+    leader = next((s for s in leaders if s in run.arrays.symbols), None)
+    if leader is None:  # it read BTC's absence as "fails 0/K"
+        return [
+            {
+                "name": "dominant cluster (by explained variance) holds a dominant symbol",
+                "value": f"not measured: none of universe.dominant_symbols {leaders} in the data",
+                "holds": None,
+            }
+        ]
     dominant_ok = [c.cluster_map.get(leader) == c.dominant_cluster_id for c in run.fold_clusters]
     return [
         {

@@ -163,7 +163,8 @@ def log_report(report: dict) -> None:
     lines = [f"  {c['result']}  {c['name']}: {c['value']}" for c in report["criteria"]]
     log.info("success criteria (none passes on a loss)\n%s", "\n".join(lines))
     lines = [
-        f"  {'holds' if d['holds'] else 'fails'}  {d['name']}: {d['value']}"
+        f"  {'n/a  ' if d['holds'] is None else 'holds' if d['holds'] else 'fails'}  "
+        f"{d['name']}: {d['value']}"
         for d in report["diagnostics"]
     ]
     log.info(
