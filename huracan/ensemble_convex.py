@@ -94,6 +94,8 @@ def group_ranks(group: np.ndarray, values: np.ndarray, count: np.ndarray) -> np.
 
     Sorted by value (any order among equal values: a run of them takes its mean position
     whatever its order), then stably by group: a radix sort where the codes fit 16 bits.
+    ``values`` must be finite (NaNs, each its own run, would rank in any order; the
+    callers keep finite values only).
     """
     order = np.argsort(values)
     codes = group[order]

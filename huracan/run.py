@@ -6,6 +6,7 @@ It checks the config, loads and gates the data, and calls the pipeline the confi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import warnings
@@ -110,7 +111,8 @@ def load_and_gate(
             measured = f"bars before each of the {len(starts)} folds' first test bar"
         else:  # per_fold without out-of-sample folds (pipeline=data) measures everything
             until = None if until == PER_FOLD else gates_until(panel, cfg, pipeline, until)
-            apply_gates(panel if until is None else panel.between(None, until), limits, report)
+            window = panel if until is None else panel.between(None, until)
+            apply_gates(window, limits, report, stale=until is not None)  # before a test bar
             measured = "all bars" if until is None else f"bars before {until:%Y-%m-%d %H:%M}"
         panel = panel.select(report.passed)
         note(f"{len(report.passed)} passed, {len(report.skipped)} skipped, on {measured}")
@@ -302,8 +304,11 @@ def run_pipeline(
     }
     try:
         summary |= pipeline(panel, gates, cfg, out, timer)
-    finally:  # again: with each fold's universe, where the run has folds (and why a fold failed)
-        gates.write(out / "gates.json")
+    except BaseException:  # why a fold failed (its universe's reasons), never in its place
+        with contextlib.suppress(Exception):
+            gates.write(out / "gates.json")
+        raise
+    gates.write(out / "gates.json")  # again: with each fold's universe, where the run has folds
     objects = {"panel": panel, "gates": gates, **summary.pop("objects", {})}
     summary["timings_s"] = timer.seconds
     if torch.cuda.is_initialized():  # trainer=gpu: this process's peak (bench/gpu.sh)

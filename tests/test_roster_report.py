@@ -114,8 +114,15 @@ def test_a_coin_without_a_model_or_costs_ranks_after_those_with_one():
     assert not any(e["trade_ok"] for e in [*modelled, bare])
     ranked = rank_entries([bare, *modelled])
     assert [e["symbol"] for e in ranked] == ["A", "B", "W"]
-    # its unknown cost scores as the dearest known one (60 bps), not as 0
-    priced = rank_entries([{**bare, "round_trip_bps": 60.0}, *modelled])
-    assert priced[2]["score"] == ranked[2]["score"]
+    # its unknown cost scores as the dearest known one, not as 0
     free = rank_entries([{**bare, "round_trip_bps": 0.0}, *modelled])
     assert free[2]["score"] > ranked[2]["score"]
+    # and the coins with a cost keep their order beside it: A (Sharpe 1, 10 bps) and B
+    # (Sharpe 0.57, 5 bps) ranked B first when the unknown cost was filled in before the
+    # costs were standardised (the known costs are standardised among themselves)
+    a, b = (roster_entry(s, champion=losing, **costly) for s in ("A", "B"))
+    a |= {"selection": {**a["selection"], "sharpe": 1.0}, "round_trip_bps": 10.0}
+    b |= {"selection": {**b["selection"], "sharpe": 0.57}, "round_trip_bps": 5.0}
+    for pair in ([a, b], [b, a]):
+        assert [e["symbol"] for e in rank_entries(pair)] == ["A", "B"]
+        assert [e["symbol"] for e in rank_entries([*pair, bare])] == ["A", "B", "W"]

@@ -173,8 +173,11 @@ def test_a_fold_without_enough_coins_is_a_clear_error(market, tmp_path):
         fold_universe(None, arrays, folds, min_bars=100, min_assets=7)
     # every coin out: the error says why (it said only "see gates.json", which the run had
     # not yet rewritten), the first five by name
+    report = GateReport()
     with pytest.raises(DataError, match="has 0 assets") as error:
-        fold_universe(None, arrays, folds, min_bars=10**6)
+        fold_universe(report, arrays, folds, min_bars=10**6)
+    # the folds after it were not measured, and gates.json (written on the way out) says so
+    assert codes(report, "BTC") == [["min_train_bars"], ["not_measured"], ["not_measured"]]
     assert "BTC: " in str(error.value) and "fewer than cluster.min_overlap=1000000" in str(
         error.value
     )
@@ -287,11 +290,15 @@ def test_one_out_of_sample_window_gates_per_fold_as_auto(market, tmp_path):
             return start
 
     panel = listed_from(market, "SOL", market.n_bars // 2 - 5 * 24)
+    panel = delisted_from(panel, "ETH", market.n_bars // 2 - 10 * 24)  # stops before it
     starts = OneWindow().fold_starts(panel, None)
     assert starts == [start]
     per_fold = apply_fold_gates(panel, starts, LIMITS, GateReport())
-    auto = apply_gates(panel.between(None, start), LIMITS)
+    auto = apply_gates(panel.between(None, start), LIMITS, stale=True)  # as run.py measures
     assert per_fold.skip_reasons == auto.skip_reasons and per_fold.metrics == auto.metrics
+    assert [r["code"] for r in auto.skip_reasons["ETH"]] == ["delisted"]
+    # the whole history (gates.until=null) has no test bar to be delisted before
+    assert apply_gates(panel, LIMITS).skip_reasons["ETH"] == []
 
 
 def test_a_misspelled_gates_until_is_a_config_error(market, tmp_path):
@@ -364,3 +371,20 @@ def test_a_coin_delisted_before_a_folds_test_window_leaves_that_fold(market, tmp
         delisted_from(market, "ETH", row + 9 * 24), starts, LIMITS, GateReport()
     )
     assert codes(early, "ETH") == [[], [], []]
+
+
+def test_a_run_stopped_by_a_folds_universe_writes_why_in_gates_json(tmp_path):
+    """The error says 'gates.json's universe has every reason': the run writes it on the
+    way out (it kept the version from before the folds, where every coin was in)."""
+    from huracan.errors import DataError
+
+    cfg = config(tmp_path, "cluster.min_overlap=100000")
+    with pytest.raises(DataError, match="fewer than cluster.min_overlap=100000"):
+        train(cfg)
+    written = json.loads((tmp_path / "run" / "gates.json").read_text())
+    out = written["BTC"]["universe"]["out"]
+    assert [entry["reasons"][0]["code"] for entry in out] == [
+        "min_train_bars",
+        "not_measured",
+        "not_measured",
+    ]

@@ -259,10 +259,16 @@ def rank_entries(entries: list[dict]) -> list[dict]:
     )
     liquidity = np.log10(np.maximum([e.get("daily_quote_volume") or 1.0 for e in entries], 1.0))
     cost = np.array([e.get("round_trip_bps") for e in entries], dtype=float)  # None: NaN
-    # an unknown cost (a coin skipped before its costs were measured) is no advantage: the
-    # dearest known one (it read as 0, the cheapest, and put a coin without a model first)
-    cost = np.nan_to_num(cost, nan=np.nanmax(cost) if np.isfinite(cost).any() else 0.0)
-    score = _z(sharpe) + 0.5 * _z(liquidity) - 0.5 * _z(cost)
+    # an unknown cost (a coin skipped before its costs were measured) is no advantage: it
+    # scores as the dearest known one, and the known costs are standardised among
+    # themselves (it read as 0, the cheapest, put a coin without a model first and moved
+    # the other coins' cost scores)
+    known = np.isfinite(cost)
+    cost_z = np.zeros(len(cost))
+    if known.any():
+        cost_z[known] = _z(cost[known])
+        cost_z[~known] = cost_z[known].max()
+    score = _z(sharpe) + 0.5 * _z(liquidity) - 0.5 * cost_z
     ok = np.array([e["trade_ok"] for e in entries])
     modelled = np.array([e.get("model_path") is not None for e in entries])
     order = np.lexsort((-score, ~modelled, ~ok))  # trade_ok, then with a model, then by score

@@ -74,6 +74,17 @@ def fold_universe(
                 },
             )
         if members[fold.index].sum() < min_assets:
+            for later in folds[fold.index + 1 :]:  # gates.json must not call them measured
+                for j in np.flatnonzero(members[later.index]):
+                    gates.exclude_from_fold(
+                        arrays.symbols[j],
+                        later.index,
+                        n_folds,
+                        {
+                            "code": "not_measured",
+                            "message": f"the run stopped at fold {fold.index}",
+                        },
+                    )
             raise DataError(
                 "universe",
                 f"fold {fold.index} (test from {fold.test_times[0]}) has "

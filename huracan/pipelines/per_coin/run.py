@@ -196,7 +196,11 @@ def shared_models(store: Store, panel: Panel, cfg: DictConfig, split: Split, run
     """The shared encoder (saved) and joint heads, and the encoder's hash; ``None, None, ""``
     when every coin's model version of the run is complete already (a resumed run)."""
     if not to_train(store, panel, split, run_id):
-        log.info("every coin's model of run %s is complete: nothing to train", run_id)
+        with_history = [j for j in range(panel.n_assets) if not history_gap(panel, split, j)]
+        if with_history:
+            log.info("every coin's model of run %s is complete: nothing to train", run_id)
+        else:  # it said "complete" of a fresh store where no coin could train
+            log.info("no coin has the history to train in run %s: nothing to train", run_id)
         return None, None, ""
     encoder, joint = train_shared(panel, cfg, split, timer)
     return encoder, joint, save_shared_encoder(store, encoder, split.data, split.fold, run_id)
