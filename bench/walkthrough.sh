@@ -292,7 +292,7 @@ for bench in "bench/bench_data.py" "bench/bench_fracdiff.py" "bench/bench_featur
     "bench/bench_clustering.py" "bench/bench_edge.py" "bench/bench_edge.py per_coin" \
     "bench/bench_edge.py inputs" "bench/bench_fleet.py" "bench/bench_costs.py" \
     "bench/bench_per_coin.py" "bench/bench_hierarchical.py" "bench/bench_threads.py" \
-    "bench/throughput.py"; do
+    "bench/bench_gate_speed.py" "bench/throughput.py"; do
     step bench development ".venv/bin/python $bench"
 done
 step "skip:a server that runs until stopped" development ".venv/bin/mkdocs serve"
