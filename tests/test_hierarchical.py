@@ -487,9 +487,9 @@ def test_the_dominant_diagnostic_reads_the_first_leader_present_and_none_is_not_
 
     cfg = OmegaConf.create({"universe": {"dominant_symbols": ["BTC", "ETH"]}})
     folds = [SimpleNamespace(cluster_map={"ETH": 0, "SOL": 1}, dominant_cluster_id=0)] * 2
-    run = SimpleNamespace(arrays=SimpleNamespace(symbols=["ETH", "SOL"]), fold_clusters=folds)
+    run = SimpleNamespace(fold_clusters=folds)
     (found,) = diagnostics(run, cfg)
     assert found["holds"] is True and "holds ETH" in found["name"] and found["value"] == "2/2 folds"
-    run.arrays.symbols = ["SOL", "ADA"]
+    run.fold_clusters = [SimpleNamespace(cluster_map={"SOL": 0, "ADA": 1}, dominant_cluster_id=0)]
     (missing,) = diagnostics(run, cfg)
     assert missing["holds"] is None and missing["value"].startswith("not measured")

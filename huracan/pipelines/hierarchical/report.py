@@ -204,10 +204,11 @@ def success_criteria(
 def diagnostics(run: FleetRun, cfg: DictConfig) -> list[dict]:
     """What the run found that says nothing about profit, printed apart from the criteria
     (``holds`` true or false, never PASS): whether the dominant cluster (by explained
-    variance) holds the leader (the first of ``universe.dominant_symbols`` in the data, as
-    the clusterer reads them) in every fold; not measured without any of them."""
+    variance) holds the leader (the first of ``universe.dominant_symbols`` clustered in some
+    fold, as the clusterer reads them) in every fold; not measured without any of them."""
     leaders = list(cfg.universe.dominant_symbols)
-    leader = next((s for s in leaders if s in run.arrays.symbols), None)
+    clustered = set().union(*(c.cluster_map for c in run.fold_clusters))
+    leader = next((s for s in leaders if s in clustered), None)
     if leader is None:  # it read BTC's absence as "fails 0/K"
         return [
             {
