@@ -37,13 +37,23 @@ def market() -> Panel:
     return SyntheticMarket(n_assets=6, years=0.5, seed=0).load()
 
 
-def listed_from(panel: Panel, symbol: str, row: int) -> Panel:
-    """The panel with ``symbol``'s bars before ``row`` removed (listed there)."""
+def without_bars(panel: Panel, symbol: str, rows: slice) -> Panel:
+    """The panel with ``symbol``'s bars in ``rows`` removed."""
     j = panel.index_of(symbol)
     bars = {k: v.copy() for k, v in panel.bars.items()}
     for values in bars.values():
-        values[:row, j] = np.nan
+        values[rows, j] = np.nan
     return replace(panel, bars=bars)
+
+
+def listed_from(panel: Panel, symbol: str, row: int) -> Panel:
+    """The panel with ``symbol``'s bars before ``row`` removed (listed there)."""
+    return without_bars(panel, symbol, slice(None, row))
+
+
+def delisted_from(panel: Panel, symbol: str, row: int) -> Panel:
+    """The panel with ``symbol``'s bars from ``row`` on removed (delisted there)."""
+    return without_bars(panel, symbol, slice(row, None))
 
 
 def with_new_coin(panel: Panel, symbol: str, row: int) -> Panel:
@@ -339,15 +349,6 @@ def test_a_fold_with_fewer_coins_than_clusters_cuts_into_one_per_coin(tmp_path):
         train(run_config(tmp_path / "few", *common, "cluster.n_clusters=5"))
 
 
-def delisted_from(panel: Panel, symbol: str, row: int) -> Panel:
-    """The panel with ``symbol``'s bars from ``row`` on removed (delisted there)."""
-    j = panel.index_of(symbol)
-    bars = {k: v.copy() for k, v in panel.bars.items()}
-    for values in bars.values():
-        values[row:, j] = np.nan
-    return replace(panel, bars=bars)
-
-
 def test_a_coin_delisted_before_a_folds_test_window_leaves_that_fold(market, tmp_path):
     """ETH's bars stop 10 days before fold 2's first test bar: its span has no gap, so it
     passed every fold's gates and stayed in fold 2, which held no bar of it; the bars
@@ -388,3 +389,28 @@ def test_a_run_stopped_by_a_folds_universe_writes_why_in_gates_json(tmp_path):
         "not_measured",
         "not_measured",
     ]
+
+
+def test_the_fold_cap_leaves_other_cluster_settings_alone():
+    """Only an int n_clusters of flat clusters is capped, and only where the run has enough
+    coins: hierarchy (its levels), auto, distance_threshold and a run with too few are
+    the config as given."""
+    from types import SimpleNamespace
+
+    from omegaconf import OmegaConf
+
+    from huracan.pipelines.hierarchical.run import fold_cluster_config
+
+    fold = SimpleNamespace(index=0)
+    part, run = (SimpleNamespace(symbols=list("ABCDEF"[:n])) for n in (2, 5))
+    for cluster in (
+        {"n_clusters": 3, "levels": [3, 6]},
+        {"n_clusters": "auto"},
+        {"n_clusters": None, "distance_threshold": 0.5},
+        {"n_clusters": 6},  # more than the run's 5 coins: the clusterer's error stands
+    ):
+        cfg = OmegaConf.create({"cluster": cluster})
+        assert fold_cluster_config(cfg, part, fold, run) is cfg, cluster
+    cfg = OmegaConf.create({"cluster": {"n_clusters": 3}})
+    capped = fold_cluster_config(cfg, part, fold, run)
+    assert capped.cluster.n_clusters == 2 and cfg.cluster.n_clusters == 3
