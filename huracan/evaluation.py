@@ -420,7 +420,9 @@ def long_short_book(
     bars_per_day: float,
 ) -> dict:
     """The long-short book of a score (:func:`long_short_positions`) and its statistics
-    (:func:`book_statistics`), plus each leg's and the costs' sums in bps, ``turnover``
+    (:func:`book_statistics`), plus each leg's and the costs' sums in bps, ``side_mean``
+    and ``side_min`` (the assets held on each side per rebalance: ``k``, or half the
+    eligible assets where fewer than ``2k`` are), ``turnover``
     (the mean share of positions not held on from the previous rebalance) and
     ``net_bps_every_round_trip`` (the net of a naive book that sells and buys every
     position again at each rebalance: the upper bound on its costs).
@@ -433,8 +435,11 @@ def long_short_book(
     stats = book_statistics(day[book.rows], book.returns, day[rows], rebalance / bars_per_day)
     positions = (book.long | book.short).sum(1)
     turnover = 1 - book.held_on.sum(1) / np.maximum(positions, 1)
+    side = book.long.sum(1)
     return {
         "k": int(k),
+        "side_mean": float(side.mean()) if len(side) else None,
+        "side_min": int(side.min()) if len(side) else None,
         "rebalance": int(rebalance),
         **stats,
         "long_bps": float(book.long_returns.sum() * 1e4),

@@ -311,3 +311,14 @@ def test_a_book_whose_ranking_never_changes_holds_on_and_pays_one_round_trip_a_w
     assert summary["net_bps"] == pytest.approx(-2 * 20.0)  # one round trip each window
     assert summary["cost_bps"] == pytest.approx(2 * 20.0)
     assert summary["net_bps_every_round_trip"] == pytest.approx(-9 * 20.0)
+    assert summary["side_mean"] == 2 and summary["side_min"] == 2
+
+
+def test_a_book_with_fewer_than_2k_eligible_coins_reports_the_sides_it_held():
+    t_len = 12
+    score = np.tile(np.arange(6, dtype=float), (t_len, 1))
+    score[6:, 3:] = np.nan  # half the rebalances have 3 scored coins: one a side
+    cost = np.full((t_len, 6), 0.002)
+    summary = long_short_book(score, -cost, cost, np.arange(t_len), np.arange(t_len), 1, 5, 1)
+    assert summary["k"] == 5
+    assert summary["side_mean"] == pytest.approx(2.0) and summary["side_min"] == 1

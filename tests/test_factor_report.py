@@ -13,6 +13,7 @@ from omegaconf import OmegaConf
 from huracan.pipelines.hierarchical.factor_report import (
     books_section,
     ic_section,
+    log_factor_lines,
     with_long_short_rows,
 )
 from huracan.pipelines.hierarchical.run import Book, FleetRun
@@ -95,6 +96,23 @@ def test_books_hold_both_books_with_t_and_interval_and_the_daily_difference():
     assert short["baseline_oracle"]["t_stat"] > 2
     assert short["baseline_oracle"]["t_model_minus_this"] < -2
     assert "t_model_minus_this" not in short["model"]
+
+
+def test_the_console_line_says_when_the_book_held_fewer_than_k_a_side(caplog):
+    run = constructed_run()  # 8 coins
+    figures = {"net_bps": 1.0, "n_trades": 1, "sharpe": 0.1, "t_stat": 0.1}
+    figures |= {"ci_low": -0.001, "ci_high": 0.002}
+    cfg = OmegaConf.create({"book": BOOK | {"k": 6}})
+    books = books_section(run, cfg, figures, np.zeros(20), 24 * 365.25)
+    assert books["long_short"]["model"]["side_mean"] == 4  # half the 8 coins
+    with caplog.at_level("INFO"):
+        log_factor_lines({"books": books})
+    assert "long-short k=6 (4.0 a side on average) every 4 bars" in caplog.text
+    caplog.clear()
+    books = books_section(run, OmegaConf.create({"book": BOOK}), figures, np.zeros(20), 24 * 365.25)
+    with caplog.at_level("INFO"):
+        log_factor_lines({"books": books})
+    assert "long-short k=2 every 4 bars" in caplog.text
 
 
 def test_results_gain_the_long_short_rows_only_with_book_long_short():
