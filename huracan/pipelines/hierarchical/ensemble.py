@@ -96,7 +96,11 @@ def fold_components(
     train, val, test = samples
     val_t, val_a, test_t, test_a = rows
     names = [f"head_cluster_{g}" for g in range(n_groups)]
-    val_in, test_in = (head_inputs(module.encoder, part) for part in (val, test))
+    test_in = head_inputs(module.encoder, test)
+    if codes is not None and module.encoder is encoder:  # the validation codes exist
+        val_in = torch.cat([codes[1]["x"], val["factor"]], dim=-1)
+    else:
+        val_in = head_inputs(module.encoder, val)
     val_prob = [every_head_proba(module.head, val_in, n_groups)]
     test_prob = [every_head_proba(module.head, test_in, n_groups)]
     config = ensemble_config(cfg)
