@@ -10,8 +10,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from huracan.models.chunks import in_chunks
-
 
 def mlp(sizes: list[int], dropout: float = 0.0) -> nn.Sequential:
     """Linear layers with GELU between them (none after the last)."""
@@ -55,12 +53,9 @@ class Autoencoder(nn.Module):
         self.out_dim = latent_dim
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        return in_chunks(self.encoder, x)
+        return self.encoder(x)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return in_chunks(self._forward, x)
-
-    def _forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         z = self.encoder(x)  # (B, F) -> (B, L)
         return z, self.decoder(z)  # (B, L) -> (B, F)
 
