@@ -1,13 +1,16 @@
 """Inference in row chunks (``huracan.models.chunks.INFERENCE_CHUNK``): CPU s per chunk size.
 
-Two passes of the heads without gradients, of a 100-coin fold's size, each timed with every chunk
+Three passes of the heads without gradients, of a 100-coin fold's size, each timed with every chunk
 size in one process (CPU s, best of ``--repeat``), the outputs compared bit for bit with
 65,536 rows a chunk (what every such pass took before the chunks):
 
 - every head on every sample (the ensemble's ``every_head_proba``): 3 cluster heads of 4
   experts x 64, 4 horizons, on 300,000 samples;
 - a validation pass of the heads (``FleetModule._losses`` on batches of 65,536, as the
-  heads' validation loader gives them; 3 groups mixed) on 300,000 samples.
+  heads' validation loader gives them; 3 groups mixed) on 300,000 samples;
+- the same validation pass of 400 coin heads (``head=coin``: 4 experts x 32), each
+  batch a zero-padded stack of the coins' rows (``GroupedMoEHead._padded``), split by
+  coins.
 
     .venv/bin/python bench/bench_inference_chunks.py [--repeat 3]
 """
@@ -46,12 +49,22 @@ def passes() -> dict:
         }
         for i in range(0, len(inputs), 65_536)
     ]
+    coins = GroupedMoEHead(400, LATENT + CHANNELS, 4, 32, None, HORIZONS).eval()
+    per_coin = FleetModule(IdentityEncoder(LATENT), coins).eval()
+    coin = torch.randint(0, 400, (len(inputs),), generator=gen)
+    coin_batches = [
+        b | {"group": coin[i * 65_536 : (i + 1) * 65_536]} for i, b in enumerate(batches)
+    ]
     return {
         "every head on every sample": lambda: (
             torch.from_numpy(every_head_proba(head, inputs, G)),
         ),
         "heads' validation pass": lambda: tuple(
             torch.stack([torch.atleast_1d(t) for t in module._losses(b)[:2]]) for b in batches
+        ),
+        "400 coin heads' validation pass": lambda: tuple(
+            torch.stack([torch.atleast_1d(t) for t in per_coin._losses(b)[:2]])
+            for b in coin_batches
         ),
     }
 

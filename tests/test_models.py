@@ -328,24 +328,28 @@ def test_a_trainer_that_counts_steps_or_batches_gets_one_optimizer_step_a_call(l
     assert (1 if isinstance(first, dict) else len(first)) == (per_call or STEPS_PER_CALL)
 
 
-def test_passes_without_gradients_run_in_cache_sized_chunks_with_the_same_bits():
-    """A head's pass over more rows than INFERENCE_CHUNK, without gradients, is split into
-    chunks (huracan.models.chunks): every value the same as the whole pass's, bit for bit;
-    with gradients nothing is split."""
+@pytest.mark.parametrize("n_groups", [1, 3, 40])  # one dense pass, a loop, a padded stack
+def test_passes_without_gradients_run_in_cache_sized_chunks_with_the_same_bits(n_groups):
+    """A head's pass over more rows than INFERENCE_CHUNK, without gradients, is split
+    (huracan.models.chunks): the dense passes by rows, the padded stack by groups. Every
+    value is the same as the unsplit pass's (with gradients on), bit for bit."""
     from huracan.models.chunks import INFERENCE_CHUNK, in_chunks
 
     n = 2 * INFERENCE_CHUNK + 123
-    gen = torch.Generator().manual_seed(0)
+    gen = torch.Generator().manual_seed(n_groups)
     x = torch.randn(n, F + C, generator=gen)
-    head = GroupedMoEHead(3, F + C, n_experts=4, hidden=64, n_outputs=4).eval()
-    group = torch.randint(0, 3, (n,), generator=gen)
+    head = GroupedMoEHead(n_groups, F + C, n_experts=4, hidden=64, n_outputs=4).eval()
+    group = torch.randint(0, n_groups, (n,), generator=gen)
+    stacked = torch.randn(n_groups, 300, F + C, generator=gen)  # 300 rows a group
+    index = torch.arange(n_groups)[:, None].expand(n_groups, 300)
+    with torch.enable_grad():  # nothing is split
+        whole = [t.detach() for t in (*head(x, group), *head(stacked, index))]
+    with torch.no_grad():
+        split = [*head(x, group), *head(stacked, index)]
+    for a, b in zip(split, whole, strict=True):
+        assert torch.equal(a, b)
     calls = []
     with torch.no_grad():
-        for g in (torch.zeros(n, dtype=torch.long), group):  # one group, and three mixed
-            logits, gate = head(x, g)
-            for k in torch.unique(g):  # each group's rows in one unsplit pass
-                whole = head._dense_rows(x[g == k], *head._params(int(k)))
-                assert torch.equal(logits[g == k], whole[0]) and torch.equal(gate[g == k], whole[1])
         in_chunks(lambda rows: calls.append(len(rows)) or rows, x)
     assert calls == [INFERENCE_CHUNK, INFERENCE_CHUNK, 123]
     calls.clear()

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from huracan.models import chunks
 from huracan.models.chunks import in_chunks
 
 # Up to this many groups in a flat batch, one dense pass each; more, one padded stacked pass.
@@ -136,7 +137,12 @@ class GroupedMoEHead(nn.Module):
         """The experts and gate of stacked rows x (G', b, in) of ``groups`` (G',), in three
         batched matrix products: all experts' first layers side by side (in x K*H), their
         second layers as one block-diagonal (K*H x K*O) matrix, so that no (G', b, K, H)
-        activation is ever permuted or copied."""
+        activation is ever permuted or copied. Without gradients, a cache-sized slice of
+        the groups at a time (``in_chunks``)."""
+        per_chunk = max(1, chunks.INFERENCE_CHUNK // max(x.shape[1], 1))  # groups a slice
+        return in_chunks(self._stacked_rows, x, groups, chunk=per_chunk)
+
+    def _stacked_rows(self, x, groups) -> tuple[torch.Tensor, torch.Tensor]:
         w1, b1, w2, b2, gate_w, gate_b = self._params(groups)
         n, k, i, h = w1.shape
         o = self.n_outputs
