@@ -1,8 +1,9 @@
 """Inference in row chunks (``huracan.models.chunks.INFERENCE_CHUNK``): CPU s per chunk size.
 
-Three passes of the heads without gradients, of a 100-coin fold's size, each timed with every chunk
-size in one process (CPU s, best of ``--repeat``), the outputs compared bit for bit with
-65,536 rows a chunk (what every such pass took before the chunks):
+Three passes of the heads without gradients, of a 100-coin fold's size, each timed with
+every chunk size in one process (CPU s, best of ``--repeat``), the outputs (the validation passes:
+their loss, balance loss and every logit) compared bit for bit with 65,536 rows a chunk
+(what every such pass took before the chunks):
 
 - every head on every sample (the ensemble's ``every_head_proba``): 3 cluster heads of 4
   experts x 64, 4 horizons, on 300,000 samples;
@@ -60,11 +61,10 @@ def passes() -> dict:
             torch.from_numpy(every_head_proba(head, inputs, G)),
         ),
         "heads' validation pass": lambda: tuple(
-            torch.stack([torch.atleast_1d(t) for t in module._losses(b)[:2]]) for b in batches
+            torch.cat([t.reshape(-1) for t in module._losses(b)]) for b in batches
         ),
         "400 coin heads' validation pass": lambda: tuple(
-            torch.stack([torch.atleast_1d(t) for t in per_coin._losses(b)[:2]])
-            for b in coin_batches
+            torch.cat([t.reshape(-1) for t in per_coin._losses(b)]) for b in coin_batches
         ),
     }
 

@@ -422,7 +422,8 @@ def long_short_book(
     """The long-short book of a score (:func:`long_short_positions`) and its statistics
     (:func:`book_statistics`), plus each leg's and the costs' sums in bps, ``side_mean``
     and ``side_min`` (the assets held on each side per rebalance: ``k``, or half the
-    eligible assets where fewer than ``2k`` are), ``turnover``
+    eligible assets rounded down where fewer than ``2k`` are; over the rebalances held,
+    those with fewer than 2 eligible assets left out), ``turnover``
     (the mean share of positions not held on from the previous rebalance) and
     ``net_bps_every_round_trip`` (the net of a naive book that sells and buys every
     position again at each rebalance: the upper bound on its costs).

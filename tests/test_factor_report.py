@@ -107,7 +107,7 @@ def test_the_console_line_says_when_the_book_held_fewer_than_k_a_side(caplog):
     assert books["long_short"]["model"]["side_mean"] == 4  # half the 8 coins
     with caplog.at_level("INFO"):
         log_factor_lines({"books": books})
-    assert "long-short k=6 (4.0 a side on average) every 4 bars" in caplog.text
+    assert "long-short k=6 (4.0 held) every 4 bars" in caplog.text
     caplog.clear()
     books = books_section(run, OmegaConf.create({"book": BOOK}), figures, np.zeros(20), 24 * 365.25)
     with caplog.at_level("INFO"):

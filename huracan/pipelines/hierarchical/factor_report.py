@@ -206,12 +206,15 @@ def log_factor_lines(report: dict) -> None:
     if "model" in short:
         book = short["model"]
         held = book.get("side_mean")
-        fewer = f" ({held:.1f} a side on average)" if held is not None and held < short["k"] else ""
+        fewer = f" ({held:.1f} held)" if held is not None and round(held, 1) < short["k"] else ""
         lines.append(
             f"  long-short k={short['k']}{fewer} every {short['rebalance']} bars: "
             f"{fmt(book['net_bps'], 1)} bps, Sharpe {fmt(book['sharpe'], 2)}, "
-            f"t {fmt(book['t_stat'], 2)}, 95% CI {fmt(book['ci_low_bps'], 1)} .. "
-            f"{fmt(book['ci_high_bps'], 1)} bps/rebalance"
+            f"t {fmt(book['t_stat'], 2)}"
+        )
+        lines.append(
+            f"    mean per rebalance, 95% CI {fmt(book['ci_low_bps'], 1)} .. "
+            f"{fmt(book['ci_high_bps'], 1)} bps"
         )
     if lines:
         log.info("the model's scores across coins (test windows; t: HAC)\n%s", "\n".join(lines))
