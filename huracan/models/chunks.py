@@ -25,14 +25,16 @@ import torch
 INFERENCE_CHUNK = 4096
 
 
-def in_chunks(fn: Callable, x: torch.Tensor, *rest: torch.Tensor, chunk: int | None = None):
-    """``fn(x, *rest)``, computed ``chunk`` rows (default ``INFERENCE_CHUNK``) at a time
-    where no gradient is needed, ``x`` is on the CPU and holds at least two chunks; the
-    last chunk takes the remainder (between ``chunk`` and ``2 * chunk - 1`` rows). The
-    outputs (a tensor or a tuple of tensors, rows first) are joined.
+def in_chunks(fn: Callable, x: torch.Tensor, *rest: torch.Tensor, rows_each: int = 1):
+    """``fn(x, *rest)``, computed a chunk of ``INFERENCE_CHUNK`` rows at a time where no
+    gradient is needed, ``x`` is on the CPU and holds at least two chunks; the last chunk
+    takes the remainder (up to twice as many rows). The outputs (a tensor or a tuple of
+    tensors, rows first) are joined.
 
-    ``rest``: tensors with the same rows as ``x``, split alike."""
-    chunk = chunk or INFERENCE_CHUNK
+    ``rest``: tensors with the same rows as ``x``, split alike. ``rows_each``: the samples
+    in each row of ``x`` (a stacked head's rows: a chunk holds ``INFERENCE_CHUNK //
+    rows_each`` of them, at least one)."""
+    chunk = max(1, INFERENCE_CHUNK // max(rows_each, 1))
     if torch.is_grad_enabled() or x.device.type != "cpu" or len(x) < 2 * chunk:
         return fn(x, *rest)
     starts = range(0, len(x) // chunk * chunk, chunk)

@@ -15,7 +15,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from huracan.models import chunks
 from huracan.models.chunks import in_chunks
 
 # Up to this many groups in a flat batch, one dense pass each; more, one padded stacked pass.
@@ -139,8 +138,7 @@ class GroupedMoEHead(nn.Module):
         second layers as one block-diagonal (K*H x K*O) matrix, so that no (G', b, K, H)
         activation is ever permuted or copied. Without gradients, a cache-sized slice of
         the groups at a time (``in_chunks``)."""
-        per_chunk = max(1, chunks.INFERENCE_CHUNK // max(x.shape[1], 1))  # groups a slice
-        return in_chunks(self._stacked_rows, x, groups, chunk=per_chunk)
+        return in_chunks(self._stacked_rows, x, groups, rows_each=x.shape[1])
 
     def _stacked_rows(self, x, groups) -> tuple[torch.Tensor, torch.Tensor]:
         w1, b1, w2, b2, gate_w, gate_b = self._params(groups)
