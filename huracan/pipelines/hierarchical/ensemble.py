@@ -97,10 +97,10 @@ def fold_components(
     val_t, val_a, test_t, test_a = rows
     names = [f"head_cluster_{g}" for g in range(n_groups)]
     test_in = head_inputs(module.encoder, test)
-    if codes is not None and module.encoder is encoder:  # the validation codes exist
-        val_in = torch.cat([codes[1]["x"], val["factor"]], dim=-1)
-    else:
+    if codes is None:  # a fine-tuned encoder: no fixed codes
         val_in = head_inputs(module.encoder, val)
+    else:  # the frozen encoder's validation codes, encoded once for the fold
+        val_in = torch.cat([codes[1]["x"], val["factor"]], dim=-1)
     val_prob = [every_head_proba(module.head, val_in, n_groups)]
     test_prob = [every_head_proba(module.head, test_in, n_groups)]
     config = ensemble_config(cfg)
