@@ -22,6 +22,10 @@ profiler's own cost is in both arms' CPU seconds.
     nice -n 10 .venv/bin/python bench/bench_ensemble_time.py [--config default] [--keep DIR]
         [-- extra overrides]
 
+``--global-head`` runs only the arm with the ensemble, with cProfile switched on inside the
+global head's training alone: its steps' forward, backward and optimizer against the loop
+around them.
+
 ``--keep DIR`` keeps both arms' run directories (``DIR/with``, ``DIR/without``), to
 compare their figures across commits.
 """
@@ -100,6 +104,50 @@ print(json.dumps({{"wall": wall, "cpu": cpu}}))
 """
 
 
+_GLOBAL_HEAD = """
+import cProfile, json, pstats, time
+from hydra import compose, initialize_config_dir
+import huracan.pipelines.hierarchical.ensemble as ensemble
+from huracan.run import train
+with initialize_config_dir({conf!r}, version_base="1.3"):
+    cfg = compose("config", overrides={overrides!r})
+profile = cProfile.Profile(time.process_time)
+fit_heads = ensemble.fit_heads
+def profiled(*args, **kwargs):  # the ensemble's only call: the global head's training
+    profile.enable()
+    try:
+        return fit_heads(*args, **kwargs)
+    finally:
+        profile.disable()
+ensemble.fit_heads = profiled
+train(cfg)
+stats = pstats.Stats(profile).stats
+def spent(function, where):
+    return sum(v[3] for k, v in stats.items() if k[2] == function and where in k[0])
+def calls(function, where):
+    return sum(v[1] for k, v in stats.items() if k[2] == function and where in k[0])
+print(json.dumps({{
+    "total": spent("fit_heads", "huracan"),
+    "epochs": calls("advance", "fit_loop"),
+    "steps": calls("training_loss", "huracan"),
+    "training steps": spent("training_step", "huracan"),
+    "forward and loss": spent("_losses", "huracan"),
+    "backward": spent("manual_backward", "lightning"),
+    "optimizer": spent("step", "lightning/pytorch/core/optimizer"),
+}}))
+"""
+
+
+def global_head(overrides: list[str]) -> dict:
+    """CPU seconds of the ensemble's global head training, from cProfile switched on inside
+    it only (one run with the ensemble): its steps' forward, backward and optimizer."""
+    code = _GLOBAL_HEAD.format(conf=str(ROOT / "huracan" / "conf"), overrides=overrides)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    if out.returncode:
+        raise RuntimeError(out.stderr[-2000:])
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def timed(overrides: list[str], parts: bool) -> dict:
     """One run in a fresh process: wall seconds, CPU seconds and (``parts``) CPU seconds
     per stage and part from cProfile."""
@@ -135,9 +183,20 @@ def main() -> None:
         help="profile the stages and parts (default: on for bounded, off for default)",
     )
     parser.add_argument("--keep", help="keep the arms' run directories under this one")
+    parser.add_argument(
+        "--global-head",
+        action="store_true",
+        help="instead: one run with the ensemble, its global head's training under cProfile",
+    )
     parser.add_argument("extra", nargs="*", help="more overrides for both arms, after --")
     args = parser.parse_args()
     parts = args.config == "bounded" if args.parts is None else args.parts
+    if args.global_head:
+        with tempfile.TemporaryDirectory() as tmp:
+            where = os.path.abspath(args.keep) if args.keep else tmp
+            split = global_head([*arm_overrides(where, "with", args.config), *args.extra])
+        report_global_head(split, args.config)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         where = os.path.abspath(args.keep) if args.keep else tmp
         load = os.getloadavg()[0]
@@ -183,6 +242,31 @@ def report(runs: dict, config: str, parts: bool, load: float, extra: list[str]) 
     spent = {label: with_[label] for label, _, _ in PARTS}
     spent["the report's extra strategies"] = with_["write_report"] - without["write_report"]
     print("      its parts, CPU s: " + ", ".join(f"{k} {v:.1f}" for k, v in spent.items()))
+
+
+def report_global_head(split: dict, config: str) -> None:
+    """The global head's training, CPU s: its steps' parts and what is left around them."""
+    steps = split["training steps"]
+    arithmetic = split["forward and loss"] + split["backward"] + split["optimizer"]
+    rows = [
+        {"part": "forward and loss", "CPU s": f"{split['forward and loss']:.1f}"},
+        {"part": "backward", "CPU s": f"{split['backward']:.1f}"},
+        {"part": "optimizer (Adam)", "CPU s": f"{split['optimizer']:.1f}"},
+        {
+            "part": "the rest of the training steps (batches)",
+            "CPU s": f"{steps - arithmetic:.1f}",
+        },
+        {"part": "validation and Lightning's loop", "CPU s": f"{split['total'] - steps:.1f}"},
+        {"part": "total", "CPU s": f"{split['total']:.1f}"},
+    ]
+    print_table(
+        f"the ensemble's global head training on the {config} config, under cProfile "
+        f"({split['epochs']} epochs over every fold, {split['steps']} optimizer steps, "
+        f"{1000 * split['total'] / max(split['steps'], 1):.1f} ms a step)",
+        rows,
+    )
+    share = arithmetic / split["total"]
+    print(f"      the steps' forward, backward and optimizer: {share:.0%} of its time")
 
 
 if __name__ == "__main__":

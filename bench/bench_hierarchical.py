@@ -90,7 +90,7 @@ def main() -> None:
             {
                 "row": name,
                 "check": "wall",
-                "value": f"{int(wall // 60)} min {wall % 60:.0f} s",
+                "value": "{} min {} s".format(*divmod(round(wall), 60)),
                 "target": f"< {MAX_WALL_S // 60} min",
                 "result": verdict(wall < MAX_WALL_S),
             },

@@ -93,7 +93,11 @@ def load_and_gate(
         source = build(cfg.data)
         panel: Panel = source.load()
         fee = resolve_fee(cfg, source, panel.symbols)
-        note(f"{panel.n_assets} symbols x {panel.n_bars:,} bars of {panel.timeframe}; {fee}")
+        ragged = [d for d in panel.drops if d.reason == "ragged_end"]
+        if ragged:  # named on the console: every window is taken back from the end
+            log.warning("data: %s", ragged[0].detail)
+        cut = f"; {len(ragged)} symbol(s) cut at the ragged end" if ragged else ""
+        note(f"{panel.n_assets} symbols x {panel.n_bars:,} bars of {panel.timeframe}; {fee}{cut}")
     with timer("gates") as note:
         report = GateReport()
         for drop in panel.drops:

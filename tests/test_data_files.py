@@ -264,3 +264,45 @@ def test_a_window_after_every_file_is_an_error_naming_the_window(write_bars):
     directory = write_bars({"BTC": make_bars(seed=1)})
     with pytest.raises(DataError, match=r"no file has a bar in the window \[2030-01-01, None\)"):
         load(directory, start="2030-01-01")
+
+
+def test_a_file_fetched_later_than_the_others_does_not_set_the_panels_end(write_bars):
+    """One file running past the others (fetched later, or still updating) would move every
+    window taken back from the end onto bars of that one coin: the panel ends where most
+    of the recently traded files end, and the bars past it are counted per symbol."""
+    frames = {f"C{i}": make_bars(n=48, seed=i) for i in range(5)}
+    frames["LATE"] = make_bars(n=60, seed=9)  # 12 bars past the others
+    panel = load(write_bars(frames))
+    assert panel.n_bars == 48 and panel.timestamps[-1] == pd.Timestamp("2024-01-02T23:00Z")
+    ragged = [d for d in panel.drops if d.reason == "ragged_end"]
+    assert [(d.symbol, d.count) for d in ragged] == [("LATE", 12)]
+    assert "only 1 symbol(s) reach past it (LATE" in ragged[0].detail
+    np.testing.assert_allclose(panel.frame("LATE")["close"], make_bars(n=60, seed=9)["close"][:48])
+    kept = load(write_bars(frames), ragged_end=None)
+    assert kept.n_bars == 60 and not any(d.reason == "ragged_end" for d in kept.drops)
+
+
+def test_delisted_coins_and_a_two_file_folder_keep_the_latest_bar(write_bars):
+    """Coins delisted along the way are not a ragged end: most of those trading near the
+    end reach it. Of 2 files, the one that reaches further is half of them."""
+    frames = {f"C{i}": make_bars(n=48, seed=i) for i in range(4)}
+    frames |= {f"D{i}": make_bars(n=20 + 5 * i, seed=10 + i) for i in range(3)}  # delisted
+    panel = load(write_bars(frames))
+    assert panel.n_bars == 48 and not any(d.reason == "ragged_end" for d in panel.drops)
+
+
+def test_two_files_keep_the_longer_ones_bars(write_bars, tmp_path):
+    panel = load(write_bars({"BTC": make_bars(n=48), "ETH": make_bars(n=30, seed=2)}))
+    assert panel.n_bars == 48
+
+
+def test_ragged_end_share_is_checked():
+    from huracan.data.align import ragged_end_row
+
+    close = np.ones((10, 3))
+    with pytest.raises(ConfigError, match=r"data.ragged_end must be in \(0, 1\]"):
+        ragged_end_row(close, 3_600 * 10**9, 1.5)
+    close[7:, :2] = np.nan  # 2 of 3 end at row 6
+    assert ragged_end_row(close, 3_600 * 10**9, 0.5) == 6
+    assert ragged_end_row(close, 3_600 * 10**9, 0.3) == 9  # 1 of 3 is enough
+    assert ragged_end_row(np.full((4, 2), np.nan), 3_600 * 10**9, 0.5) == 3

@@ -80,3 +80,53 @@ def test_filled_bars_count_as_missing():
 def test_longest_run():
     mask = np.array([[0, 1], [1, 1], [1, 0], [1, 1], [0, 1]], bool)
     np.testing.assert_array_equal(longest_run(mask), [3, 2])
+
+
+def test_the_table_names_the_folds_a_passing_coin_is_out_of():
+    """Gates measured per fold: a coin that passes for fold 1 but whose gap (after it)
+    keeps it out of folds 2 and 3 is not just "pass" on the console."""
+    from huracan.data.gates import apply_fold_gates
+
+    n = 24 * 200
+    close = np.full((n, 3), 100.0) * np.exp(np.cumsum(np.full((n, 3), 1e-4), axis=0))
+    volume = np.full((n, 3), 1e6)
+    close[24 * 90 : 24 * 100, 1] = np.nan  # a 10-day gap in S1 after fold 1's start
+    panel = panel_of(close, volume)
+    starts = [panel.timestamps[24 * k] for k in (60, 120, 180)]
+    limits = GateThresholds(min_history_days=30, min_daily_quote_volume=None)
+    report = apply_fold_gates(
+        panel, starts, limits, apply_gates(panel.between(None, starts[0]), limits)
+    )
+    rows = {line.split()[0]: line for line in report.table().splitlines()[2:]}
+    assert rows["S1"].endswith("pass, out of fold 2, 3/3 (coverage, longest_gap)")
+    assert rows["S0"].endswith("pass") and rows["S2"].endswith("pass")
+
+
+def test_a_coin_left_without_a_cluster_is_out_of_that_fold_in_gates_json():
+    """The clusterer leaves a coin with a constant price (no variance) without a cluster:
+    no head, no trade. gates.json's universe and the fold's console line say so."""
+    from huracan.data import GateReport
+    from huracan.pipelines.hierarchical.run import without_cluster
+
+    gates = GateReport()
+    for symbol in ("BTC", "LINK"):
+        gates.skip_reasons[symbol] = []
+        gates.fold_reasons[symbol] = [[], [], []]
+    note = without_cluster({"LINK": "no variance over the training window"}, 1, 3, gates)
+    assert note == " (LINK without a cluster)"
+    entry = gates.universe_entry("LINK")
+    assert entry["folds"] == [0, 2]
+    assert entry["out"] == [
+        {
+            "fold": 1,
+            "reasons": [
+                {
+                    "code": "no_cluster",
+                    "message": "no cluster in fold 1: no variance over the training window",
+                }
+            ],
+        }
+    ]
+    assert gates.universe_entry("BTC")["folds"] == [0, 1, 2]
+    assert without_cluster({}, 0, 3, gates) == ""
+    assert "pass, out of fold 2/3 (no_cluster)" in gates.table()

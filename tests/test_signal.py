@@ -176,6 +176,41 @@ def test_too_few_bars_gap_and_missing_symbol_give_reasons(served):
     assert "market factor member" in rows.loc[coin, "reasons"][0]
 
 
+@pytest.mark.parametrize("how", ["ends early", "forward-filled"])
+def test_a_factor_member_without_the_latest_bar_blocks_the_coins_it_feeds(served, how):
+    """A member (or leader) whose file stops before the others', or whose latest bar was
+    forward-filled, reads as a flat factor: every coin whose inputs read it gets a reason
+    naming it and no probability; the member's own model and coins not reading it are
+    unaffected."""
+    _, panel, _, fleet = served
+    before = fleet.signals(panel).set_index("symbol")
+    member = fleet.models[next(iter(fleet.models))].description["factor"]["members"][0]
+    k = panel.index_of(member)
+    if how == "ends early":
+        bars = {name: v.copy() for name, v in panel.bars.items()}
+        for values in bars.values():
+            values[-11:, k] = np.nan  # its file ends 11 bars before the others'
+        stale = replace(panel, bars=bars)
+    else:
+        filled = panel.filled.copy()
+        filled[-1, k] = True
+        stale = replace(panel, filled=filled)
+    rows = fleet.signals(stale).set_index("symbol")
+    readers = [s for s, m in fleet.models.items() if member in m.input_symbols]
+    assert readers, "the test needs a coin that reads the member"
+    latest = panel.timestamps[-1]
+    for coin in readers:
+        reason = f"factor input(s) ['{member}'] have no bar at {latest}"
+        assert rows.loc[coin, "reasons"][0] == reason  # then the roster's, as before
+        assert reason not in before.loc[coin, "reasons"]
+        assert pd.isna(rows.loc[coin, "probability"]) and not rows.loc[coin, "trade"]
+    untouched = [s for s in fleet.models if s not in readers and s != member]
+    for coin in untouched:
+        assert rows.loc[coin, "reasons"] == before.loc[coin, "reasons"]
+    if member in fleet.models:  # its own bar is what is stale: its own reason, not this one
+        assert not rows.loc[member, "reasons"][0].startswith("factor input")
+
+
 def test_expired_champion_does_not_trade(served):
     """A champion is vouched for until the end of the windows its pointer says it was last
     scored on out of sample (here the per-coin test window, ending with the panel), not

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
@@ -105,6 +106,7 @@ def build_panel(
     max_ffill: int = 3,
     drops: list[DropRecord] | None = None,
     partial_bars: str = "keep",
+    ragged_end: float | None = None,
 ) -> Panel:
     """Aligns validated per-symbol frames on a common grid.
 
@@ -118,6 +120,9 @@ def build_panel(
         partial_bars: when resampling, what a bin with some of its bars missing becomes:
             ``keep`` aggregates the bars it has, ``missing`` makes it a missing bar (then
             forward-filled like any gap of at most ``max_ffill`` bars).
+        ragged_end: the panel ends at the latest bar that at least this share of the
+            symbols trading in its last ``RAGGED_WINDOW_DAYS`` reach (:func:`ragged_end_row`;
+            the bars past it are left out, counted in ``drops``); None keeps every bar.
 
     Raises:
         DataError: bars off the grid, mixed bar lengths, or a finer target than the data.
@@ -163,6 +168,24 @@ def build_panel(
     timestamps = pd.date_range(
         pd.Timestamp(t0, tz="UTC"), periods=len(bars["close"]), freq=pd.Timedelta(target)
     )
+    if ragged_end is not None:
+        keep = ragged_end_row(bars["close"], target, ragged_end) + 1
+        if keep < len(timestamps):
+            left_out = np.isfinite(bars["close"][keep:]).sum(0)
+            reach = [symbols[j] for j in np.flatnonzero(left_out)]
+            for j in np.flatnonzero(left_out):
+                drops.append(
+                    DropRecord(
+                        symbols[j],
+                        "ragged_end",
+                        int(left_out[j]),
+                        f"bars after {timestamps[keep - 1]} left out: only {len(reach)} "
+                        f"symbol(s) reach past it ({', '.join(reach[:5])}"
+                        f"{', ...' if len(reach) > 5 else ''}; data.ragged_end={ragged_end})",
+                    )
+                )
+            bars = {k: v[:keep] for k, v in bars.items()}
+            timestamps = timestamps[:keep]
     filled = forward_fill(bars, max_ffill, symbols, drops)
     tf = _timeframe_name(target)
     return Panel(timestamps, symbols, bars, tf, filled, drops)
@@ -199,6 +222,38 @@ def resample_bars(
     for k in out:
         out[k] = np.where(any_bar, out[k], np.nan)
     return out
+
+
+RAGGED_WINDOW_DAYS = 90
+
+
+def ragged_end_row(close: np.ndarray, bar_ns: int, share: float) -> int:
+    """The last row of a panel whose files end at different times: the latest bar that at
+    least ``share`` of the symbols trading in the last ``RAGGED_WINDOW_DAYS`` reach.
+
+    One file fetched later than the others (or a few still updating, in a live folder)
+    would otherwise set the end of the grid, and every window taken back from the end
+    (the test window, a holdout, the signal's latest bar) would hold bars of those few
+    only. A symbol delisted earlier in the window counts too: the end moves back only
+    where most of the recently traded symbols stop before it, which a gradual delisting
+    never makes (so a folder of 2 files keeps every bar).
+
+    Args:
+        close: (T, N) closes, NaN where a symbol has no bar.
+        bar_ns: the bar length in nanoseconds.
+        share: in (0, 1].
+    """
+    if not 0 < share <= 1:
+        raise ConfigError(f"data.ragged_end must be in (0, 1] or null, got {share}")
+    has = np.isfinite(close)
+    traded = has.any(0)
+    if not traded.any():
+        return len(close) - 1
+    last = len(close) - 1 - np.argmax(has[::-1], axis=0)  # (N,) each symbol's last row
+    last = last[traded]
+    window = max(1, (RAGGED_WINDOW_DAYS * 86_400 * 10**9) // bar_ns)
+    recent = np.sort(last[last > int(last.max()) - window])[::-1]  # latest first
+    return int(recent[math.ceil(share * len(recent)) - 1])
 
 
 def forward_fill(

@@ -228,6 +228,9 @@ class CsvSource:
         partial_bars: with a coarser ``timeframe``, what a bar with some of the files'
             bars missing becomes: ``keep`` (aggregated from the bars it has) or ``missing``
             (a missing bar, forward-filled like any short gap).
+        ragged_end: the panel ends at the latest bar that at least this share of the
+            symbols trading in its last 90 days reach (files that end at different times;
+            ``build_panel``); None keeps every bar.
     """
 
     def __init__(
@@ -242,6 +245,7 @@ class CsvSource:
         quotes: Sequence[str] = DEFAULT_QUOTES,
         max_bar_move: float | None = MAX_BAR_MOVE,
         partial_bars: Literal["keep", "missing"] = "keep",
+        ragged_end: float | None = 0.5,
     ):
         self.path = path
         self.symbols = symbols
@@ -253,6 +257,7 @@ class CsvSource:
         self.quotes = quotes
         self.max_bar_move = check_max_bar_move(max_bar_move)
         self.partial_bars = partial_bars
+        self.ragged_end = ragged_end
 
     def load(self) -> Panel:
         if self.path in (None, "", "???"):
@@ -297,6 +302,7 @@ class CsvSource:
             max_ffill=self.max_ffill,
             drops=drops,
             partial_bars=self.partial_bars,
+            ragged_end=self.ragged_end,
         )
 
 

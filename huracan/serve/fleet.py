@@ -43,6 +43,7 @@ from huracan.serve.model import (
     ModelUnusable,
     dict_config,
     expected_net_bps,
+    input_symbols,
     load_coin,
     trained_timeframe,
 )
@@ -215,7 +216,7 @@ class Fleet:
         reads (the market factor's members and its leader channel's symbol, a level
         tree's members of each coin's path)."""
         models = self.models.values()
-        needed = {s for m in models for s in _input_symbols(m.description, [m.symbol])}
+        needed = {s for m in models for s in input_symbols(m.description, [m.symbol])}
         return [*self.symbols, *sorted(needed - set(self.symbols))]
 
     def read_bars(self, path: str | Path) -> Panel:
@@ -227,7 +228,8 @@ class Fleet:
             raise ConfigError(f"{path} holds none of the fleet's symbols {self.data_symbols[:10]}")
         data = next(iter(self.models.values())).config["data"] if self.models else {}
         # read as the training data was: the same gap fill, move limit and quote names
-        options = {k: data[k] for k in ("max_ffill", "max_bar_move", "quotes") if k in data}
+        keys = ("max_ffill", "max_bar_move", "quotes", "ragged_end")
+        options = {k: data[k] for k in keys if k in data}
         # a file with a bad row skips its coin (the reason in panel.drops), not the fleet
         return CsvSource(str(path), symbols=wanted, on_error="skip", **options).load()
 
@@ -411,6 +413,16 @@ class Fleet:
             if np.isfinite(close[first:]).all():
                 return [f"warm-up: {have} bars since listing, {model.warmup} needed"]
             return [f"gap: {model.warmup - have} of the last {model.warmup} bars missing"]
+        # an input symbol without a traded bar here reads as a flat (or, after
+        # factor.max_ffill bars, a zero) factor: not the input the model learned from
+        stale = []
+        for symbol in model.input_symbols:
+            if symbol in panel.symbols:  # one without any bars: _inputs names it
+                k = panel.index_of(symbol)
+                if not np.isfinite(panel.close[t, k]) or panel.filled[t, k]:
+                    stale.append(symbol)
+        if stale:
+            return [f"factor input(s) {stale} have no bar at {panel.timestamps[t]}"]
         return []
 
     def drift(self, bars: Panel | str | Path, now: pd.Timestamp | None = None) -> pd.DataFrame:
@@ -522,7 +534,7 @@ class Fleet:
         models = [self.models[s] for s in coins]
         first = models[0]
         factor_state, tree_state = first.description["factor"], first.description.get("tree")
-        needed = _input_symbols(first.description, coins)
+        needed = input_symbols(first.description, coins)
         missing = [s for s in needed if s not in panel.symbols]
         if missing:
             bad = [d.detail for d in panel.drops if d.symbol in missing and d.detail]
@@ -631,17 +643,6 @@ def _reused(store: Store, entry: dict, fleet: Fleet | None, config: ServeConfig)
     if pointer != model.pointer and pointer_problem(store, symbol, pointer) is not None:
         return None
     return replace(model, roster=entry, pointer=pointer, expected_net_bps=expected_net_bps(pointer))
-
-
-def _input_symbols(description: dict, coins: list[str]) -> list[str]:
-    """The symbols whose bars the inputs of ``coins`` (sharing ``description``'s
-    preprocessing) read besides each coin's own: the market factor's, then the members of
-    their level paths (the coins may be among them)."""
-    needed = MarketFactorExtractor.input_symbols(description["factor"])
-    tree = description.get("tree")
-    if tree is not None:
-        needed += [s for s in FactorTree.input_symbols(tree, coins) if s not in needed]
-    return needed
 
 
 def _roster_path(roster: dict, symbol: str) -> str | None:

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
+from huracan.factor import MarketFactorExtractor
 from huracan.features.fracdiff import for_features
 from huracan.features.technical import warmup_bars
 from huracan.hierarchy import FactorTree
@@ -86,6 +87,12 @@ class CoinModel:
         return self.description["config"]
 
     @cached_property
+    def input_symbols(self) -> tuple[str, ...]:
+        """The symbols besides its own whose bars its inputs read (the market factor's
+        members and leader channel, its level path's members)."""
+        return tuple(s for s in input_symbols(self.description, [self.symbol]) if s != self.symbol)
+
+    @cached_property
     def preprocessing_key(self) -> str:
         """Coins with the same key share one feature, factor and fracdiff computation
         (with a level tree: one per cluster of the level below the first, whose members'
@@ -107,6 +114,17 @@ class CoinModel:
             },
             sort_keys=True,
         )
+
+
+def input_symbols(description: dict, coins: list[str]) -> list[str]:
+    """The symbols whose bars the inputs of ``coins`` (sharing ``description``'s
+    preprocessing) read besides each coin's own: the market factor's, then the members of
+    their level paths (the coins may be among them)."""
+    needed = MarketFactorExtractor.input_symbols(description["factor"])
+    tree = description.get("tree")
+    if tree is not None:
+        needed += [s for s in FactorTree.input_symbols(tree, coins) if s not in needed]
+    return needed
 
 
 def dict_config(config: dict) -> DictConfig:

@@ -233,6 +233,7 @@ def run_hierarchical(
                     universe[fold.index] |= np.isin(arrays.symbols, newcomers.arrays.symbols)
                 info = train_fold(data, part, cfg, out, make_trainer, run, compare, newcomers)
                 previous = data.clusters
+                unclustered = without_cluster(previous.excluded, fold.index, len(folds), gates)
                 del data, part, newcomers
                 for book in (run.model, run.without_factor):
                     if book is not None:  # the fold's results to disk, out of memory
@@ -242,7 +243,7 @@ def run_hierarchical(
                 note(
                     f"train {fold.train_times[0]:%Y-%m-%d}..{fold.train_times[-1]:%Y-%m-%d}, "
                     f"test {fold.test_times[0]:%Y-%m-%d}..{fold.test_times[-1]:%Y-%m-%d}, "
-                    f"{universe[fold.index].sum()} coins, clusters of {sizes}, "
+                    f"{universe[fold.index].sum()} coins{unclustered}, clusters of {sizes}, "
                     f"{info['test_signals']} test signals"
                 )
     with timer("baselines"):
@@ -699,6 +700,23 @@ def save_fold_checkpoint(
             "config": OmegaConf.to_container(cfg, resolve=True),
         },
     )
+
+
+def without_cluster(
+    excluded: dict[str, str], fold: int, n_folds: int, gates: GateReport | None
+) -> str:
+    """Records in ``gates`` the fold's coins the clusterer left without a cluster (no
+    head: they make no trade in the fold), so that ``gates.json`` does not count them in
+    it; returns their mention for the fold's console line."""
+    for symbol, why in excluded.items():
+        if gates is not None:
+            reason = {"code": "no_cluster", "message": f"no cluster in fold {fold}: {why}"}
+            gates.exclude_from_fold(symbol, fold, n_folds, reason)
+    if not excluded:
+        return ""
+    names = sorted(excluded)
+    more = f" and {len(names) - 3} more" if len(names) > 3 else ""
+    return f" ({', '.join(names[:3])}{more} without a cluster)"
 
 
 def fold_info(
