@@ -96,6 +96,16 @@ def load_and_gate(
         ragged = [d for d in panel.drops if d.reason == "ragged_end"]
         if ragged:  # named on the console: every window is taken back from the end
             log.warning("data: %s", ragged[0].detail)
+        dropped = [  # data.on_error=drop_rows: the files' bad rows left out, the coin kept
+            d for d in panel.drops if d.reason.startswith("bad_rows") and d.symbol in panel.symbols
+        ]
+        if dropped:
+            shown = "; ".join(f"{d.symbol}: {d.count} {d.reason[9:]}" for d in dropped[:5])
+            more = f"; and {len(dropped) - 5} more (summary.json)" if len(dropped) > 5 else ""
+            total = sum(d.count for d in dropped)
+            log.warning(
+                "data: %d bad row(s) dropped (data.on_error=drop_rows): %s%s", total, shown, more
+            )
         cut = f"; {len(ragged)} symbol(s) cut at the ragged end" if ragged else ""
         note(f"{panel.n_assets} symbols x {panel.n_bars:,} bars of {panel.timeframe}; {fee}{cut}")
     with timer("gates") as note:

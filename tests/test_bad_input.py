@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import logging
 import math
 import sys
 
@@ -404,3 +405,26 @@ def test_the_whole_bad_data_corpus_meets_the_target(tmp_path):
     missed = [r for r in rows if "FAIL" in r["raise"] + r["skip"]]
     assert missed == []
     assert sum(r["skip"] == "skip" for r in rows) == len(rows) - 2  # two valid inputs load
+
+
+def test_rows_dropped_and_a_ragged_end_are_named_on_the_console(tmp_path, caplog):
+    """data.on_error=drop_rows keeps the coin and drops its bad rows, and a file running
+    past the others is cut at the panel's end: both are said on the console at the data
+    stage, not only counted in summary.json."""
+    from conftest import run_config
+
+    data = tmp_path / "bars"
+    data.mkdir()
+    for i, name in enumerate(["BTC", "ETH", "SOL"]):
+        bars = make_bars(n=48 + (12 if name == "SOL" else 0), seed=i)
+        if name == "ETH":
+            bars = pd.concat([bars.iloc[:10], bars.iloc[9:10], bars.iloc[10:]])  # a duplicate
+        bars.to_csv(data / f"{name}.csv", index=False)
+    cfg = run_config(
+        tmp_path, "data=csv", f"data.path={data}", "data.on_error=drop_rows", "gates.until=null"
+    )
+    with caplog.at_level(logging.WARNING, logger="huracan"):
+        load_and_gate(cfg, DataPipeline(), StageTimer())  # 2 days: the gates skip them all
+    text = caplog.text
+    assert "1 bad row(s) dropped (data.on_error=drop_rows): ETH: 1 duplicate_timestamp" in text
+    assert "left out: only 1 symbol(s) reach past it (SOL" in text
