@@ -439,7 +439,11 @@ def _nested_cut(corr: np.ndarray, parents: np.ndarray, k: int, method: str) -> n
     inside = np.flatnonzero(parents >= 0)
     n_parents = len(np.unique(parents[inside]))
     if k > len(inside):
-        raise ConfigError(f"cluster.levels asks {k} clusters of {len(inside)} assets")
+        n = len(inside)
+        raise ConfigError(
+            f"cluster.levels asks {k} clusters of {n} assets: a level has at most one "
+            f"cluster per asset (lower cluster.levels, e.g. [2,{max(2, n - 1)}] for {n} assets)"
+        )
     labels = np.full(len(parents), -1)
     if len(inside) == 1:
         labels[inside] = 0
