@@ -112,7 +112,13 @@ def run_per_coin(
     with timer("champions") as note:  # each coin's champion as served, on its test bars
         jobs = with_champion_scores(store, panel, jobs)
         served = sum("prob" in job.champion for job in jobs)
-        note(f"{served} of {sum(bool(job.champion) for job in jobs)} champions scored as served")
+        held = sum(bool(job.champion) for job in jobs)  # from earlier runs on this store
+        note(
+            f"{served} of the store's {held} champions from earlier runs scored as served, "
+            "to compare with this run's challengers"
+            if held
+            else "no champion from an earlier run on this store: every coin's model is new"
+        )
     report = run_jobs(jobs, store, cfg, out, timer)
     with timer("roster") as note:
         importance = coin_importance(store, report, jobs)
