@@ -280,6 +280,11 @@ def test_a_file_fetched_later_than_the_others_does_not_set_the_panels_end(write_
     np.testing.assert_allclose(panel.frame("LATE")["close"], make_bars(n=60, seed=9)["close"][:48])
     kept = load(write_bars(frames), ragged_end=None)
     assert kept.n_bars == 60 and not any(d.reason == "ragged_end" for d in kept.drops)
+    # a file whose bars all lie past the end is left out, not kept as an empty column
+    frames["AFTER"] = make_bars(n=6, start="2024-01-03T02:00Z", seed=8)
+    panel = load(write_bars(frames))
+    assert panel.n_bars == 48 and "AFTER" not in panel.symbols
+    assert ("AFTER", 6) in [(d.symbol, d.count) for d in panel.drops if d.reason == "ragged_end"]
 
 
 def test_delisted_coins_and_a_two_file_folder_keep_the_latest_bar(write_bars):
@@ -291,7 +296,7 @@ def test_delisted_coins_and_a_two_file_folder_keep_the_latest_bar(write_bars):
     assert panel.n_bars == 48 and not any(d.reason == "ragged_end" for d in panel.drops)
 
 
-def test_two_files_keep_the_longer_ones_bars(write_bars, tmp_path):
+def test_two_files_keep_the_longer_ones_bars(write_bars):
     panel = load(write_bars({"BTC": make_bars(n=48), "ETH": make_bars(n=30, seed=2)}))
     assert panel.n_bars == 48
 

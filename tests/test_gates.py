@@ -122,7 +122,8 @@ def test_a_coin_left_without_a_cluster_is_out_of_that_fold_in_gates_json():
             "reasons": [
                 {
                     "code": "no_cluster",
-                    "message": "no cluster in fold 1: no variance over the training window",
+                    "message": "no cluster, so no head, in fold 2/3: no variance over the "
+                    "training window",
                 }
             ],
         }
@@ -130,3 +131,8 @@ def test_a_coin_left_without_a_cluster_is_out_of_that_fold_in_gates_json():
     assert gates.universe_entry("BTC")["folds"] == [0, 1, 2]
     assert without_cluster({}, 0, 3, gates) == ""
     assert "pass, out of fold 2/3 (no_cluster)" in gates.table()
+    for fold in (0, 2):  # out of every fold: said, not a plain "pass"
+        without_cluster({"LINK": "no variance"}, fold, 3, gates)
+    assert "pass, out of every fold (no_cluster)" in gates.table()
+    assert without_cluster({"BTC": "thin"}, 0, 3, None) == " (BTC without a cluster)"
+    assert gates.universe_entry("BTC")["folds"] == [0, 1, 2]  # not recorded without gates

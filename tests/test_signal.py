@@ -176,39 +176,51 @@ def test_too_few_bars_gap_and_missing_symbol_give_reasons(served):
     assert "market factor member" in rows.loc[coin, "reasons"][0]
 
 
-@pytest.mark.parametrize("how", ["ends early", "forward-filled"])
-def test_a_factor_member_without_the_latest_bar_blocks_the_coins_it_feeds(served, how):
-    """A member (or leader) whose file stops before the others', or whose latest bar was
-    forward-filled, reads as a flat factor: every coin whose inputs read it gets a reason
-    naming it and no probability; the member's own model and coins not reading it are
-    unaffected."""
+def without_latest_bars(panel, symbols, how):
+    """``panel`` with ``symbols``' files ending 11 bars early, or their last bar filled."""
+    cols = [panel.index_of(s) for s in symbols]
+    if how == "filled":
+        filled = panel.filled.copy()
+        filled[-1, cols] = True
+        return replace(panel, filled=filled)
+    bars = {name: v.copy() for name, v in panel.bars.items()}
+    for values in bars.values():
+        values[-11:, cols] = np.nan
+    return replace(panel, bars=bars)
+
+
+@pytest.mark.parametrize("how", ["ends early", "filled"])
+def test_a_factor_input_without_a_traded_bar_blocks_the_coins_it_feeds(served, how):
+    """The leader channel's symbol without a traded bar at the latest bar (its file ends
+    earlier, or the bar was forward-filled) reads flat: every coin reading it gets a reason
+    naming it and no probability. A principal-component factor reads whichever members
+    traded (a member without a bar counts 0, as in training): one member missing blocks
+    nothing, all of them do."""
     _, panel, _, fleet = served
     before = fleet.signals(panel).set_index("symbol")
-    member = fleet.models[next(iter(fleet.models))].description["factor"]["members"][0]
-    k = panel.index_of(member)
-    if how == "ends early":
-        bars = {name: v.copy() for name, v in panel.bars.items()}
-        for values in bars.values():
-            values[-11:, k] = np.nan  # its file ends 11 bars before the others'
-        stale = replace(panel, bars=bars)
-    else:
-        filled = panel.filled.copy()
-        filled[-1, k] = True
-        stale = replace(panel, filled=filled)
-    rows = fleet.signals(stale).set_index("symbol")
-    readers = [s for s, m in fleet.models.items() if member in m.input_symbols]
-    assert readers, "the test needs a coin that reads the member"
+    factor = fleet.models[next(iter(fleet.models))].description["factor"]
+    lead, members = factor["leader_channel"]["symbol"], factor["members"]
+    assert factor["method"] == "pca" and len(members) > 1, "the test needs several members"
+    readers = [s for s, m in fleet.models.items() if lead in m.input_symbols and s != lead]
     latest = panel.timestamps[-1]
+
+    other = next(m for m in members if m != lead)  # a member, not the leader channel
+    rows = fleet.signals(without_latest_bars(panel, [other], how)).set_index("symbol")
+    for coin in [s for s in readers if s != other]:
+        assert not any("no traded bar" in r for r in rows.loc[coin, "reasons"])
+        assert pd.notna(rows.loc[coin, "probability"])
+
+    rows = fleet.signals(without_latest_bars(panel, [lead], how)).set_index("symbol")
+    assert readers, "the test needs a coin that reads the leader channel"
+    reason = f"leader channel: no traded bar of ['{lead}'] at {latest}"
     for coin in readers:
-        reason = f"factor input(s) ['{member}'] have no bar at {latest}"
         assert rows.loc[coin, "reasons"][0] == reason  # then the roster's, as before
         assert reason not in before.loc[coin, "reasons"]
         assert pd.isna(rows.loc[coin, "probability"]) and not rows.loc[coin, "trade"]
-    untouched = [s for s in fleet.models if s not in readers and s != member]
-    for coin in untouched:
-        assert rows.loc[coin, "reasons"] == before.loc[coin, "reasons"]
-    if member in fleet.models:  # its own bar is what is stale: its own reason, not this one
-        assert not rows.loc[member, "reasons"][0].startswith("factor input")
+
+    rows = fleet.signals(without_latest_bars(panel, members, how)).set_index("symbol")
+    for coin in [s for s in readers if s not in members]:
+        assert any(r.startswith("market factor: no traded bar") for r in rows.loc[coin, "reasons"])
 
 
 def test_expired_champion_does_not_trade(served):

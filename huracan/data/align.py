@@ -186,6 +186,12 @@ def build_panel(
                 )
             bars = {k: v[:keep] for k, v in bars.items()}
             timestamps = timestamps[:keep]
+            # a file whose bars all lie past the end holds none now: out, as a file
+            # outside data.start/end is (its bars counted above)
+            alive = np.isfinite(bars["close"]).any(0)
+            if not alive.all():
+                symbols = [s for s, a in zip(symbols, alive, strict=True) if a]
+                bars = {k: v[:, alive] for k, v in bars.items()}
     filled = forward_fill(bars, max_ffill, symbols, drops)
     tf = _timeframe_name(target)
     return Panel(timestamps, symbols, bars, tf, filled, drops)

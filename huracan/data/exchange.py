@@ -52,6 +52,8 @@ class CcxtSource:
         max_bar_move: largest ``|log(close / previous close)|`` of a bar (None: no check).
         quotes: take a bid/ask snapshot per symbol at each download (see the module).
         book_depth: order-book levels asked for by a snapshot.
+        ragged_end: the panel ends at the latest bar that at least this share of the
+            symbols trading in its last 90 days reach (``CsvSource``); None keeps every bar.
         sleep: the wait function (tests pass a no-op).
         clock: the time in seconds (tests pass a fixed clock).
     """
@@ -73,6 +75,7 @@ class CcxtSource:
         max_bar_move: float | None = MAX_BAR_MOVE,
         quotes: bool = True,
         book_depth: int = 5,
+        ragged_end: float | None = 0.5,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
     ):
@@ -91,6 +94,7 @@ class CcxtSource:
         self.max_bar_move = check_max_bar_move(max_bar_move)
         self.quotes = quotes
         self.book_depth = book_depth
+        self.ragged_end = ragged_end
         self.sleep = sleep
         self.clock = clock
         self.taker_fee_bps: dict[str, float] = {}
@@ -147,6 +151,7 @@ class CcxtSource:
             max_ffill=self.max_ffill,
             on_error="raise" if self.on_error == "raise" else "skip",
             max_bar_move=self.max_bar_move,
+            ragged_end=self.ragged_end,
         ).load()
         return with_snapshots(panel, directory)
 

@@ -149,11 +149,12 @@ class GateReport:
             first = entry["first_fold"]
             if not reasons and first:  # listed (or liquid) only later in the run; as the
                 result += f" from fold {first + 1}/{len(per_fold)}"  # console counts folds
-            left = [o for o in entry["out"] if first is not None and o["fold"] > first]
+            left = [o for o in entry["out"] if first is None or o["fold"] > first]
             if not reasons and left:  # in the run, but out of later folds: say which, why
                 codes = dict.fromkeys(r.get("code", "?") for o in left for r in o["reasons"])
                 folds = ", ".join(str(o["fold"] + 1) for o in left)
-                result += f", out of fold {folds}/{len(per_fold)} ({', '.join(codes)})"
+                where = "every fold" if first is None else f"fold {folds}/{len(per_fold)}"
+                result += f", out of {where} ({', '.join(codes)})"
             lines.append(
                 f"{symbol:<10}{_fmt(m.get('history_days'), '.0f'):>8}"
                 f"{_fmt(m.get('missing_share'), '.1%'):>9}"

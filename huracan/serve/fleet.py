@@ -133,6 +133,8 @@ class Fleet:
         self.shared_encoder = shared_encoder
         self.config = config
         self._batched = _stack_heads(list(models.values()))
+        # the latest bar's traded symbols (the panel, its row, symbol -> traded)
+        self._traded_at: tuple[Panel | None, int, dict[str, bool]] = (None, -1, {})
 
     @classmethod
     def load(
@@ -228,8 +230,8 @@ class Fleet:
             raise ConfigError(f"{path} holds none of the fleet's symbols {self.data_symbols[:10]}")
         data = next(iter(self.models.values())).config["data"] if self.models else {}
         # read as the training data was: the same gap fill, move limit and quote names
-        keys = ("max_ffill", "max_bar_move", "quotes", "ragged_end")
-        options = {k: data[k] for k in keys if k in data}
+        options = {k: data[k] for k in ("max_ffill", "max_bar_move", "quotes") if k in data}
+        options["ragged_end"] = data.get("ragged_end")  # a fleet trained before it: no cut
         # a file with a bad row skips its coin (the reason in panel.drops), not the fleet
         return CsvSource(str(path), symbols=wanted, on_error="skip", **options).load()
 
@@ -413,17 +415,24 @@ class Fleet:
             if np.isfinite(close[first:]).all():
                 return [f"warm-up: {have} bars since listing, {model.warmup} needed"]
             return [f"gap: {model.warmup - have} of the last {model.warmup} bars missing"]
-        # an input symbol without a traded bar here reads as a flat (or, after
-        # factor.max_ffill bars, a zero) factor: not the input the model learned from
-        stale = []
-        for symbol in model.input_symbols:
-            if symbol in panel.symbols:  # one without any bars: _inputs names it
-                k = panel.index_of(symbol)
-                if not np.isfinite(panel.close[t, k]) or panel.filled[t, k]:
-                    stale.append(symbol)
-        if stale:
-            return [f"factor input(s) {stale} have no bar at {panel.timestamps[t]}"]
-        return []
+        return self._input_reasons(panel, t, model)
+
+    def _input_reasons(self, panel: Panel, t: int, model: CoinModel) -> list[str]:
+        """Why a factor input of ``model`` is not what it learned from at row ``t``: every
+        symbol it needs one of has no traded bar there (its file ended, or the bar was
+        forward-filled), so the input reads flat or zero (``CoinModel.input_groups``)."""
+        cached_panel, cached_t, traded = self._traded_at
+        if cached_panel is not panel or cached_t != t:  # once per bar, not once per coin
+            at = np.isfinite(panel.close[t]) & ~panel.filled[t]
+            traded = dict(zip(panel.symbols, at.tolist(), strict=True))
+            self._traded_at = (panel, t, traded)
+        reasons = []
+        for what, symbols in model.input_groups:
+            present = [s for s in symbols if s in traded]  # one without bars: _inputs says
+            if present and not any(traded[s] for s in present):
+                names = present if len(present) <= 3 else [*present[:3], "..."]
+                reasons.append(f"{what}: no traded bar of {names} at {panel.timestamps[t]}")
+        return reasons
 
     def drift(self, bars: Panel | str | Path, now: pd.Timestamp | None = None) -> pd.DataFrame:
         """Each coin's PSI per input over the last ``drift_window`` bars (coins x inputs).

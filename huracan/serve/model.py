@@ -93,6 +93,33 @@ class CoinModel:
         return tuple(s for s in input_symbols(self.description, [self.symbol]) if s != self.symbol)
 
     @cached_property
+    def input_groups(self) -> tuple[tuple[str, tuple[str, ...]], ...]:
+        """(what, symbols): each factor input whose value at a bar needs at least one of
+        ``symbols`` to have a traded bar there. A mean or principal-component factor reads
+        whichever members traded (a member without a bar counts 0, as in training), so it
+        needs one of them; the leader factor and the leader channel need their symbol; a
+        level factor needs one of the members it loads on, on the coin's path."""
+        factor = self.description["factor"]
+        groups = []
+        members = tuple(factor.get("members") or ())
+        if factor.get("method") == "leader" and members:
+            leader = factor.get("leader")
+            members = (leader if leader in members else members[0],)
+        if members:
+            groups.append(("market factor", members))
+        lead = (factor.get("leader_channel") or {}).get("symbol")
+        if lead is not None:
+            groups.append(("leader channel", (lead,)))
+        tree = self.description.get("tree")
+        for i, level in enumerate((tree or {}).get("levels", [])[1:], start=1):
+            inside = next((m for m in level["members"].values() if self.symbol in m), None)
+            if inside:
+                assets = level.get("assets", {})
+                loaded = tuple(s for s in inside if assets.get(s, {}).get("loading", 1.0) != 0)
+                groups.append((f"level {i} factor", loaded or tuple(inside)))
+        return tuple(groups)
+
+    @cached_property
     def preprocessing_key(self) -> str:
         """Coins with the same key share one feature, factor and fracdiff computation
         (with a level tree: one per cluster of the level below the first, whose members'

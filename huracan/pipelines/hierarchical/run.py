@@ -233,7 +233,12 @@ def run_hierarchical(
                     universe[fold.index] |= np.isin(arrays.symbols, newcomers.arrays.symbols)
                 info = train_fold(data, part, cfg, out, make_trainer, run, compare, newcomers)
                 previous = data.clusters
-                unclustered = without_cluster(previous.excluded, fold.index, len(folds), gates)
+                # without a cluster, a coin has no head under head.granularity=cluster,
+                # unless a refit inside the test window clusters it (cluster.refit_every)
+                headless = cfg.head.granularity == "cluster" and not cfg.cluster.get("refit_every")
+                unclustered = without_cluster(
+                    previous.excluded, fold.index, len(folds), gates if headless else None
+                )
                 del data, part, newcomers
                 for book in (run.model, run.without_factor):
                     if book is not None:  # the fold's results to disk, out of memory
@@ -705,13 +710,16 @@ def save_fold_checkpoint(
 def without_cluster(
     excluded: dict[str, str], fold: int, n_folds: int, gates: GateReport | None
 ) -> str:
-    """Records in ``gates`` the fold's coins the clusterer left without a cluster (no
-    head: they make no trade in the fold), so that ``gates.json`` does not count them in
-    it; returns their mention for the fold's console line."""
+    """Records in ``gates`` (where given: the coins have no head, so no trade, in the
+    fold) the fold's coins the clusterer left without a cluster, so that ``gates.json``
+    does not count them in it; returns their mention for the fold's console line (they
+    still count among the fold's coins: the baselines trade them)."""
     for symbol, why in excluded.items():
         if gates is not None:
-            reason = {"code": "no_cluster", "message": f"no cluster in fold {fold}: {why}"}
-            gates.exclude_from_fold(symbol, fold, n_folds, reason)
+            message = f"no cluster, so no head, in fold {fold + 1}/{n_folds}: {why}"
+            gates.exclude_from_fold(
+                symbol, fold, n_folds, {"code": "no_cluster", "message": message}
+            )
     if not excluded:
         return ""
     names = sorted(excluded)
