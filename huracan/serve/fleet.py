@@ -133,8 +133,9 @@ class Fleet:
         self.shared_encoder = shared_encoder
         self.config = config
         self._batched = _stack_heads(list(models.values()))
-        # the latest bar's traded symbols (the panel, its row, symbol -> traded)
-        self._traded_at: tuple[Panel | None, int, dict[str, bool]] = (None, -1, {})
+        # the latest bar's traded symbols: the panel, its row, symbol -> traded, and
+        # input group -> whether none of its symbols traded
+        self._traded_at: tuple[Panel | None, int, dict, dict] = (None, -1, {}, {})
 
     @classmethod
     def load(
@@ -421,16 +422,19 @@ class Fleet:
         """Why a factor input of ``model`` is not what it learned from at row ``t``: every
         symbol it needs one of has no traded bar there (its file ended, or the bar was
         forward-filled), so the input reads flat or zero (``CoinModel.input_groups``)."""
-        cached_panel, cached_t, traded = self._traded_at
+        cached_panel, cached_t, traded, stale = self._traded_at
         if cached_panel is not panel or cached_t != t:  # once per bar, not once per coin
             at = np.isfinite(panel.close[t]) & ~panel.filled[t]
-            traded = dict(zip(panel.symbols, at.tolist(), strict=True))
-            self._traded_at = (panel, t, traded)
+            traded, stale = dict(zip(panel.symbols, at.tolist(), strict=True)), {}
+            self._traded_at = (panel, t, traded, stale)
         reasons = []
         for what, symbols in model.input_groups:
-            present = [s for s in symbols if s in traded]  # one without bars: _inputs says
-            if present and not any(traded[s] for s in present):
-                names = present if len(present) <= 3 else [*present[:3], "..."]
+            if symbols not in stale:  # a group many coins share (the market factor): once
+                present = [s for s in symbols if s in traded]  # none: _inputs names them
+                stale[symbols] = bool(present) and not any(traded[s] for s in present)
+            if stale[symbols]:
+                names = [s for s in symbols if s in traded]
+                names = names if len(names) <= 3 else [*names[:3], "..."]
                 reasons.append(f"{what}: no traded bar of {names} at {panel.timestamps[t]}")
         return reasons
 
