@@ -189,38 +189,41 @@ def without_latest_bars(panel, symbols, how):
     return replace(panel, bars=bars)
 
 
-@pytest.mark.parametrize("how", ["ends early", "filled"])
-def test_a_factor_input_without_a_traded_bar_blocks_the_coins_it_feeds(served, how):
-    """The leader channel's symbol without a traded bar at the latest bar (its file ends
-    earlier, or the bar was forward-filled) reads flat: every coin reading it gets a reason
-    naming it and no probability. A principal-component factor reads whichever members
-    traded (a member without a bar counts 0, as in training): one member missing blocks
-    nothing, all of them do."""
+def test_a_factor_input_without_a_bar_blocks_the_coins_it_feeds(served):
+    """The leader channel's symbol whose file ends before the latest bar (a live folder
+    still updating) reads flat: every coin reading it gets a reason naming it and no
+    probability. A principal-component factor reads whichever members have a bar (a member
+    without one counts 0, as in training): one member missing blocks nothing, all of them
+    do. A forward-filled bar is what training read too: no reason."""
     _, panel, _, fleet = served
     before = fleet.signals(panel).set_index("symbol")
     factor = fleet.models[next(iter(fleet.models))].description["factor"]
     lead, members = factor["leader_channel"]["symbol"], factor["members"]
     assert factor["method"] == "pca" and len(members) > 1, "the test needs several members"
     readers = [s for s, m in fleet.models.items() if lead in m.input_symbols and s != lead]
+    assert readers, "the test needs a coin that reads the leader channel"
     latest = panel.timestamps[-1]
 
     other = next(m for m in members if m != lead)  # a member, not the leader channel
-    rows = fleet.signals(without_latest_bars(panel, [other], how)).set_index("symbol")
+    rows = fleet.signals(without_latest_bars(panel, [other], "ends early")).set_index("symbol")
     for coin in [s for s in readers if s != other]:
-        assert not any("no traded bar" in r for r in rows.loc[coin, "reasons"])
+        assert not any(": no bar of" in r for r in rows.loc[coin, "reasons"])
         assert pd.notna(rows.loc[coin, "probability"])
 
-    rows = fleet.signals(without_latest_bars(panel, [lead], how)).set_index("symbol")
-    assert readers, "the test needs a coin that reads the leader channel"
-    reason = f"leader channel: no traded bar of ['{lead}'] at {latest}"
+    rows = fleet.signals(without_latest_bars(panel, [lead], "ends early")).set_index("symbol")
+    reason = f"leader channel: no bar of ['{lead}'] at {latest}"
     for coin in readers:
         assert rows.loc[coin, "reasons"][0] == reason  # then the roster's, as before
         assert reason not in before.loc[coin, "reasons"]
         assert pd.isna(rows.loc[coin, "probability"]) and not rows.loc[coin, "trade"]
 
-    rows = fleet.signals(without_latest_bars(panel, members, how)).set_index("symbol")
+    rows = fleet.signals(without_latest_bars(panel, members, "ends early")).set_index("symbol")
     for coin in [s for s in readers if s not in members]:
-        assert any(r.startswith("market factor: no traded bar") for r in rows.loc[coin, "reasons"])
+        assert any(r.startswith("market factor: no bar of") for r in rows.loc[coin, "reasons"])
+
+    rows = fleet.signals(without_latest_bars(panel, members, "filled")).set_index("symbol")
+    for coin in [s for s in readers if s not in members]:
+        assert rows.loc[coin, "reasons"] == before.loc[coin, "reasons"]
 
 
 def test_expired_champion_does_not_trade(served):

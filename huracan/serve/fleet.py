@@ -419,12 +419,15 @@ class Fleet:
         return self._input_reasons(panel, t, model)
 
     def _input_reasons(self, panel: Panel, t: int, model: CoinModel) -> list[str]:
-        """Why a factor input of ``model`` is not what it learned from at row ``t``: every
-        symbol it needs one of has no traded bar there (its file ended, or the bar was
-        forward-filled), so the input reads flat or zero (``CoinModel.input_groups``)."""
+        """Why a factor input of ``model`` is not what it learned from at row ``t``: no
+        symbol it needs one of has a bar there (their files end before it: a live folder
+        whose files are still updating, a member delisted since training), so the input
+        reads flat or zero (``CoinModel.input_groups``). A forward-filled bar (a gap of at
+        most ``data.max_ffill`` bars inside a file) is not a reason: training read those
+        bars the same way, and the per-coin backtest the replay matches trades on them."""
         cached_panel, cached_t, traded, stale = self._traded_at
         if cached_panel is not panel or cached_t != t:  # once per bar, not once per coin
-            at = np.isfinite(panel.close[t]) & ~panel.filled[t]
+            at = np.isfinite(panel.close[t])
             traded, stale = dict(zip(panel.symbols, at.tolist(), strict=True)), {}
             self._traded_at = (panel, t, traded, stale)
         reasons = []
@@ -435,7 +438,7 @@ class Fleet:
             if stale[symbols]:
                 names = [s for s in symbols if s in traded]
                 names = names if len(names) <= 3 else [*names[:3], "..."]
-                reasons.append(f"{what}: no traded bar of {names} at {panel.timestamps[t]}")
+                reasons.append(f"{what}: no bar of {names} at {panel.timestamps[t]}")
         return reasons
 
     def drift(self, bars: Panel | str | Path, now: pd.Timestamp | None = None) -> pd.DataFrame:

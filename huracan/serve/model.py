@@ -95,7 +95,7 @@ class CoinModel:
     @cached_property
     def input_groups(self) -> tuple[tuple[str, tuple[str, ...]], ...]:
         """(what, symbols): each factor input whose value at a bar needs at least one of
-        ``symbols`` to have a traded bar there. A mean or principal-component factor reads
+        ``symbols`` to have a bar there. A mean or principal-component factor reads
         whichever members traded (a member without a bar counts 0, as in training), so it
         needs one of them; the leader factor and the leader channel need their symbol; a
         level factor needs one of the members it loads on, on the coin's path."""

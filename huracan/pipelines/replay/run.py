@@ -6,7 +6,8 @@ From an artifact root written by ``pipeline=per_coin`` (``store=...``) and the b
 1. trades due at t exit at t's close (``book``: the entry price rule);
 2. the signal service scores the bars up to t only, with the open positions, so that
    ``trade`` is a new entry exactly as the per-coin backtest takes one (no overlap; expiry,
-   ``respect_trade_ok`` and the drift action decide the rest); each entry is priced at the
+   ``respect_trade_ok``, the drift action and a factor input whose symbols have no bar at
+   t, their files ending before it, decide the rest); each entry is priced at the
    coin's calibrated costs. ``replay.precompute=true`` (default): the serving path's
    inputs and probabilities computed once over the window (``huracan.serve.tape``: equal
    to the per-bar call, tested), its rules (``Fleet.decisions``) applied at each bar;
