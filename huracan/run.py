@@ -100,7 +100,9 @@ def load_and_gate(
             d for d in panel.drops if d.reason.startswith("bad_rows") and d.symbol in panel.symbols
         ]
         if dropped:
-            shown = "; ".join(f"{d.symbol}: {d.count} {d.reason[9:]}" for d in dropped[:5])
+            shown = "; ".join(
+                f"{d.symbol}: {d.count} {d.reason.removeprefix('bad_rows:')}" for d in dropped[:5]
+            )
             more = f"; and {len(dropped) - 5} more (summary.json)" if len(dropped) > 5 else ""
             total = sum(d.count for d in dropped)
             log.warning(

@@ -453,3 +453,40 @@ def test_a_few_bars_give_every_coin_its_warm_up_reason(served):
             r[0] == f"warm-up: {n} bars, {fleet.models[s].warmup} needed"
             for s, r in rows["reasons"].items()
         )
+
+
+def test_input_groups_follow_the_factor_layout():
+    """Markets laid out otherwise than the fixture's: a leader factor needs its leader
+    only; a leader channel outside the factor's members is its own group; a level factor
+    with leader loadings (1 and 0) needs the leader of the coin's cluster only."""
+    from huracan.serve.model import CoinModel
+
+    def groups(symbol, factor, tree=None):
+        description = {"factor": factor} | ({"tree": tree} if tree else {})
+        model = CoinModel(symbol, "", None, description, None, 1, None, 1, None, {}, "")
+        return model.input_groups
+
+    leader = {"method": "leader", "members": ["ETH", "BNB"], "leader": "BNB"}
+    assert groups("SOL", leader) == (("market factor", ("BNB",)),)
+    pca = {"method": "pca", "members": ["ETH", "BNB"], "leader_channel": {"symbol": "BTC"}}
+    assert groups("SOL", pca) == (
+        ("market factor", ("ETH", "BNB")),
+        ("leader channel", ("BTC",)),
+    )
+    tree = {
+        "levels": [
+            {"members": {"0": ["ETH", "BNB"], "1": ["SOL", "AVAX", "DOT"]}},
+            {
+                "members": {"0": ["ETH", "BNB"], "1": ["SOL", "AVAX", "DOT"]},
+                "assets": {
+                    "SOL": {"loading": 1.0},
+                    "AVAX": {"loading": 0.0},
+                    "DOT": {"loading": 0.0},
+                },
+            },
+        ]
+    }
+    assert groups("DOT", {"method": "mean", "members": ["ETH"]}, tree)[-1] == (
+        "level 1 factor",
+        ("SOL",),
+    )

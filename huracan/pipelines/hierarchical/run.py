@@ -714,12 +714,9 @@ def without_cluster(
     fold) the fold's coins the clusterer left without a cluster, so that ``gates.json``
     does not count them in it; returns their mention for the fold's console line (they
     still count among the fold's coins: the baselines trade them)."""
-    for symbol, why in excluded.items():
-        if gates is not None:
-            message = f"no cluster, so no head, in fold {fold + 1}/{n_folds}: {why}"
-            gates.exclude_from_fold(
-                symbol, fold, n_folds, {"code": "no_cluster", "message": message}
-            )
+    for symbol, why in excluded.items() if gates is not None else ():
+        message = f"no cluster, so no head, in fold {fold + 1}/{n_folds}: {why}"
+        gates.exclude_from_fold(symbol, fold, n_folds, {"code": "no_cluster", "message": message})
     if not excluded:
         return ""
     names = sorted(excluded)
